@@ -1,0 +1,189 @@
+//! Start order, reload and shutdown of `mcp-interceptor run`.
+//!
+//! Start: bind the proxy sockets, then (ebpf mode) load, register and attach
+//! steering, then accept. SIGHUP re-reads the config file and applies the
+//! intercept rules and fail mode to the live maps (no program reload).
+//! SIGTERM/SIGINT: close the listeners (the kernel then drops them from the
+//! SockMap and the pinned program applies the fail mode to new connections),
+//! drain connections in flight for a bounded time, exit. The pins stay: see
+//! `steer` for why.
+
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::Duration,
+};
+
+use tokio::{
+    net::{TcpListener, TcpSocket},
+    signal::unix::{SignalKind, signal},
+    sync::watch,
+};
+
+use crate::{
+    config::{Config, Mode},
+    proxy::{self, Drain},
+    steer::{self, Steering},
+};
+
+/// How long a stopping agent waits for connections in flight.
+const DRAIN_LIMIT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error("binding {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Steer(#[from] steer::SteerError),
+    #[error("installing signal handler: {0}")]
+    Signal(std::io::Error),
+}
+
+/// Runs the agent until a stop signal. `config_path` is re-read on SIGHUP.
+pub async fn run(config_path: PathBuf, cfg: Config) -> Result<(), AgentError> {
+    let (cfg_tx, cfg_rx) = watch::channel(Arc::new(cfg.clone()));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let drain = Drain::default();
+
+    let mut listeners = Vec::new();
+    let mut steering = None;
+    match cfg.intercept.mode {
+        Mode::Ebpf => {
+            let mut v4 = None;
+            let mut v6 = None;
+            for addr in &cfg.intercept.proxy_listen {
+                let l = bind(*addr)?;
+                if addr.is_ipv4() {
+                    v4 = Some(l)
+                } else {
+                    v6 = Some(l)
+                }
+            }
+            let s = Steering::attach(&cfg.intercept, v4.as_ref(), v6.as_ref())?;
+            tracing::info!(
+                pin_dir = %s.pin_dir().display(),
+                ports = ?cfg.intercept.ports.iter().map(|r| r.port).collect::<Vec<_>>(),
+                fail = ?cfg.intercept.fail,
+                "steering attached"
+            );
+            steering = Some(s);
+            listeners.extend(v4.into_iter().chain(v6));
+        }
+        Mode::Listen => {
+            for rule in &cfg.intercept.ports {
+                let addrs = if rule.listen.is_empty() {
+                    vec![SocketAddr::from(([0, 0, 0, 0], rule.port))]
+                } else {
+                    rule.listen.clone()
+                };
+                for addr in addrs {
+                    listeners.push(bind(addr)?);
+                }
+            }
+        }
+    }
+    for l in listeners {
+        tracing::info!(listen = ?l.local_addr().ok(), mode = ?cfg.intercept.mode, "proxy listening");
+        tokio::spawn(proxy::serve(
+            l,
+            cfg_rx.clone(),
+            stop_rx.clone(),
+            drain.clone(),
+        ));
+    }
+    tracing::info!(pid = std::process::id(), "agent ready");
+
+    let mut hup = signal(SignalKind::hangup()).map_err(AgentError::Signal)?;
+    let mut term = signal(SignalKind::terminate()).map_err(AgentError::Signal)?;
+    let mut int = signal(SignalKind::interrupt()).map_err(AgentError::Signal)?;
+    loop {
+        tokio::select! {
+            _ = hup.recv() => reload(&config_path, &cfg_tx, steering.as_mut()),
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+        }
+    }
+
+    tracing::info!(
+        active = drain.active(),
+        "stopping: listeners closed, draining"
+    );
+    let _ = stop_tx.send(true);
+    let left = drain.wait(DRAIN_LIMIT).await;
+    if let Some(s) = &steering
+        && let Ok(counters) = s.counters()
+    {
+        for (port, c) in counters {
+            tracing::info!(
+                port,
+                steered = c.steered,
+                dropped = c.dropped,
+                bypassed = c.bypassed,
+                failed_open = c.failed_open,
+                "steering counters"
+            );
+        }
+    }
+    tracing::info!(
+        cut_off = left,
+        fail = ?cfg_tx.borrow().intercept.fail,
+        "agent stopped; pinned steering stays (fail mode applies)"
+    );
+    Ok(())
+}
+
+/// Re-reads the config; applies what can change live, keeps the old config
+/// (and says why) when the new one is invalid.
+fn reload(path: &Path, tx: &watch::Sender<Arc<Config>>, steering: Option<&mut Steering>) {
+    let new = match Config::load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "reload rejected; keeping the running config");
+            return;
+        }
+    };
+    let old = tx.borrow().clone();
+    if new.intercept.mode != old.intercept.mode
+        || new.intercept.proxy_listen != old.intercept.proxy_listen
+        || new.intercept.pin_dir != old.intercept.pin_dir
+        || new.intercept.netns != old.intercept.netns
+    {
+        tracing::error!(
+            "reload rejected: mode, proxy_listen, pin_dir and netns need a restart; \
+             keeping the running config"
+        );
+        return;
+    }
+    if new.intercept.mode == Mode::Listen && new.intercept.ports != old.intercept.ports {
+        tracing::error!("reload rejected: listen-mode ports need a restart");
+        return;
+    }
+    if let Some(s) = steering
+        && let Err(e) = s.apply(&new.intercept)
+    {
+        tracing::error!(error = %e, "reload failed applying steering rules");
+        return;
+    }
+    tracing::info!(
+        ports = ?new.intercept.ports.iter().map(|r| r.port).collect::<Vec<_>>(),
+        "config reloaded"
+    );
+    let _ = tx.send(Arc::new(new));
+}
+
+fn bind(addr: SocketAddr) -> Result<TcpListener, AgentError> {
+    let err = |source| AgentError::Bind { addr, source };
+    let sock = if addr.is_ipv4() {
+        TcpSocket::new_v4()
+    } else {
+        TcpSocket::new_v6()
+    }
+    .map_err(err)?;
+    sock.set_reuseaddr(true).map_err(err)?;
+    sock.bind(addr).map_err(err)?;
+    sock.listen(1024).map_err(err)
+}

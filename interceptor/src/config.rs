@@ -1,0 +1,261 @@
+//! One typed configuration, read from one TOML file and validated at load.
+//!
+//! Every key has a default; unknown keys are an error (`deny_unknown_fields`)
+//! so a typo never silently weakens the boundary. The commented example in
+//! `deploy/config.example.toml` documents every key; a unit test parses it.
+#![forbid(unsafe_code)]
+
+use std::{
+    collections::BTreeSet,
+    net::{IpAddr, SocketAddr},
+    path::{Path, PathBuf},
+};
+
+use serde::{Deserialize, Serialize};
+
+/// Default location of the config file.
+pub const DEFAULT_PATH: &str = "/etc/mcp-interceptor/config.toml";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// The TOML is malformed, has an unknown key or a value of the wrong type.
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    /// The values parse but contradict each other or the platform.
+    #[error("{path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub intercept: Intercept,
+    pub log: Log,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Steer with the eBPF `sk_lookup` program (clients and servers unchanged).
+    #[default]
+    Ebpf,
+    /// No eBPF: the proxy listens on each port itself; the server moves.
+    Listen,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum FailMode {
+    /// No proxy socket: steered connections are refused.
+    #[default]
+    Closed,
+    /// No proxy socket: steered connections reach the real server.
+    Open,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Intercept {
+    pub mode: Mode,
+    pub fail: FailMode,
+    /// Network namespace to steer and serve in (e.g. `/run/netns/mcp`);
+    /// unset: the agent's own.
+    pub netns: Option<PathBuf>,
+    /// bpffs directory for the pinned program link and maps.
+    pub pin_dir: PathBuf,
+    /// Sockets steered connections land on (ebpf mode): at most one IPv4
+    /// and one IPv6 address. Their port must not be a steered port.
+    pub proxy_listen: Vec<SocketAddr>,
+    /// Inclusive privileged source-port range of the agent's upstream
+    /// connections, which the program lets through unsteered.
+    pub bypass_ports: PortRange,
+    pub ports: Vec<PortRule>,
+}
+
+impl Default for Intercept {
+    fn default() -> Self {
+        Self {
+            mode: Mode::default(),
+            fail: FailMode::default(),
+            netns: None,
+            pin_dir: PathBuf::from("/sys/fs/bpf/mcp-interceptor"),
+            proxy_listen: vec![
+                SocketAddr::from(([127, 0, 0, 1], 15001)),
+                SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, 15001)),
+            ],
+            bypass_ports: PortRange {
+                start: 700,
+                end: 1023,
+            },
+            ports: Vec::new(),
+        }
+    }
+}
+
+/// An inclusive port range, written `{ start = 700, end = 1023 }`.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct PortRange {
+    pub start: u16,
+    pub end: u16,
+}
+
+impl PortRange {
+    /// Number of ports in the range (validation keeps it non-empty).
+    pub fn count(&self) -> u32 {
+        u32::from(self.end) - u32::from(self.start) + 1
+    }
+
+    pub fn contains(&self, port: u16) -> bool {
+        (self.start..=self.end).contains(&port)
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PortRule {
+    /// The MCP server's port.
+    pub port: u16,
+    /// Steer only connections to these local addresses; empty: any address.
+    #[serde(default)]
+    pub addresses: Vec<IpAddr>,
+    /// Where the proxy forwards to; unset: the original destination
+    /// (ebpf mode only; listen mode needs it).
+    #[serde(default)]
+    pub upstream: Option<SocketAddr>,
+    /// Listen mode: where the proxy listens for this port;
+    /// empty: `0.0.0.0:<port>`.
+    #[serde(default)]
+    pub listen: Vec<SocketAddr>,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line (journald, log shippers).
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Log {
+    /// A tracing filter such as `info` or `info,interceptor::proxy=debug`;
+    /// `RUST_LOG` overrides it.
+    pub level: String,
+    pub format: LogFormat,
+}
+
+impl Default for Log {
+    fn default() -> Self {
+        Self {
+            level: "info".into(),
+            format: LogFormat::Text,
+        }
+    }
+}
+
+impl Config {
+    /// Reads, parses and validates `path`.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::parse(&text, path)
+    }
+
+    /// Parses and validates TOML text; `path` only names it in errors.
+    pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        let cfg: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string().trim_end().to_string(),
+        })?;
+        cfg.validate().map_err(|message| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            message,
+        })?;
+        Ok(cfg)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        let i = &self.intercept;
+        if i.ports.is_empty() {
+            return Err("intercept.ports is empty: name at least one MCP port".into());
+        }
+        let mut seen = BTreeSet::new();
+        for rule in &i.ports {
+            if rule.port == 0 {
+                return Err("intercept.ports: port 0 is not a port".into());
+            }
+            if !seen.insert(rule.port) {
+                return Err(format!("intercept.ports: port {} listed twice", rule.port));
+            }
+            if i.mode == Mode::Listen && rule.upstream.is_none() {
+                return Err(format!(
+                    "intercept.ports port {}: listen mode needs `upstream` (there is no \
+                     original destination to forward to)",
+                    rule.port
+                ));
+            }
+            if i.mode == Mode::Ebpf && !rule.listen.is_empty() {
+                return Err(format!(
+                    "intercept.ports port {}: `listen` applies to listen mode only",
+                    rule.port
+                ));
+            }
+        }
+        let r = i.bypass_ports;
+        if r.start == 0 || r.start > r.end {
+            return Err(format!(
+                "intercept.bypass_ports {}-{} is empty",
+                r.start, r.end
+            ));
+        }
+        if r.end >= 1024 {
+            // Only privileged ports keep unprivileged local processes out of
+            // the bypass; see steer::bypass.
+            return Err(format!(
+                "intercept.bypass_ports must end below 1024 (privileged ports), not {}",
+                r.end
+            ));
+        }
+        if i.mode == Mode::Ebpf {
+            if i.proxy_listen.is_empty() {
+                return Err("intercept.proxy_listen is empty: ebpf mode needs a socket".into());
+            }
+            let v4 = i.proxy_listen.iter().filter(|a| a.is_ipv4()).count();
+            let v6 = i.proxy_listen.len() - v4;
+            if v4 > 1 || v6 > 1 {
+                return Err("intercept.proxy_listen: at most one IPv4 and one IPv6 address".into());
+            }
+            for a in &i.proxy_listen {
+                if seen.contains(&a.port()) {
+                    return Err(format!(
+                        "intercept.proxy_listen {a}: its port is a steered port (loop)"
+                    ));
+                }
+            }
+        }
+        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
+            return Err(format!("log.level {:?}: {e}", self.log.level));
+        }
+        Ok(())
+    }
+
+    /// The rule for a destination port, if it is intercepted.
+    pub fn rule(&self, port: u16) -> Option<&PortRule> {
+        self.intercept.ports.iter().find(|r| r.port == port)
+    }
+}
+
+#[cfg(test)]
+mod tests;

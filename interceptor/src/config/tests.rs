@@ -1,0 +1,98 @@
+use std::path::Path;
+
+use super::*;
+
+fn parse(text: &str) -> Result<Config, ConfigError> {
+    Config::parse(text, Path::new("test.toml"))
+}
+
+const MIN: &str = "[[intercept.ports]]\nport = 8080\n";
+
+#[test]
+fn minimal_config_gets_safe_defaults() {
+    let cfg = parse(MIN).expect("valid");
+    assert_eq!(cfg.intercept.mode, Mode::Ebpf);
+    assert_eq!(cfg.intercept.fail, FailMode::Closed);
+    assert_eq!(
+        cfg.intercept.bypass_ports,
+        PortRange {
+            start: 700,
+            end: 1023
+        }
+    );
+    assert_eq!(cfg.intercept.proxy_listen.len(), 2);
+    assert_eq!(cfg.rule(8080).map(|r| r.upstream), Some(None));
+    assert!(cfg.rule(8081).is_none());
+}
+
+#[test]
+fn unknown_keys_are_errors_at_every_level() {
+    for text in [
+        "bogus = 1\n[[intercept.ports]]\nport = 8080\n",
+        "[intercept]\nfial = \"open\"\n[[intercept.ports]]\nport = 8080\n",
+        "[[intercept.ports]]\nport = 8080\nupstrem = \"127.0.0.1:1\"\n",
+        "[log]\nlevle = \"debug\"\n[[intercept.ports]]\nport = 8080\n",
+    ] {
+        let err = parse(text).expect_err(text).to_string();
+        assert!(err.contains("unknown field"), "{text}: {err}");
+    }
+}
+
+#[test]
+fn invalid_values_name_the_key() {
+    let cases = [
+        ("", "intercept.ports is empty"),
+        ("[[intercept.ports]]\nport = 0\n", "port 0"),
+        (
+            "[[intercept.ports]]\nport = 1\n[[intercept.ports]]\nport = 1\n",
+            "listed twice",
+        ),
+        (
+            "[intercept]\nmode = \"listen\"\n[[intercept.ports]]\nport = 1\n",
+            "needs `upstream`",
+        ),
+        (
+            "[intercept]\nbypass_ports = { start = 1000, end = 2000 }\n[[intercept.ports]]\nport = 1\n",
+            "below 1024",
+        ),
+        (
+            "[intercept]\nbypass_ports = { start = 900, end = 800 }\n[[intercept.ports]]\nport = 1\n",
+            "is empty",
+        ),
+        (
+            "[intercept]\nproxy_listen = [\"127.0.0.1:8080\"]\n[[intercept.ports]]\nport = 8080\n",
+            "loop",
+        ),
+        (
+            "[intercept]\nproxy_listen = [\"127.0.0.1:1\", \"127.0.0.2:2\"]\n[[intercept.ports]]\nport = 8080\n",
+            "at most one IPv4",
+        ),
+        (
+            "[[intercept.ports]]\nport = 8080\nlisten = [\"0.0.0.0:1\"]\n",
+            "listen mode only",
+        ),
+        ("[intercept]\nmode = \"sideways\"\n", "unknown variant"),
+        (
+            "[log]\nlevel = \"info,[\"\n[[intercept.ports]]\nport = 1\n",
+            "log.level",
+        ),
+    ];
+    for (text, want) in cases {
+        let err = parse(text).expect_err(text).to_string();
+        assert!(err.contains(want), "{text:?}: {err}");
+    }
+}
+
+#[test]
+fn example_config_in_deploy_is_valid() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/config.example.toml");
+    let cfg = Config::load(&path).expect("deploy/config.example.toml must stay valid");
+    assert!(!cfg.intercept.ports.is_empty());
+}
+
+#[test]
+fn effective_config_round_trips() {
+    let cfg = parse(MIN).expect("valid");
+    let text = toml::to_string(&cfg).expect("serializes");
+    assert_eq!(parse(&text).expect("reparses"), cfg);
+}

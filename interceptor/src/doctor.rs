@@ -1,0 +1,316 @@
+//! `mcp-interceptor doctor`: one line per check, a fix hint for each
+//! failure, non-zero exit when anything fails.
+//!
+//! It runs as its own process, so it reads the agent's state from the pins
+//! (maps, link) and from the kernel, never from the agent's memory; that is
+//! also what lets it say "agent down" after a crash.
+
+use std::{fmt, path::Path};
+
+use crate::{
+    config::{Config, FailMode, Mode},
+    steer::{self, bpffs, pins},
+};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    Ok,
+    Warn,
+    Fail,
+}
+
+#[derive(Debug, Clone)]
+pub struct Check {
+    pub name: &'static str,
+    pub status: Status,
+    pub detail: String,
+    /// What to do about a failure or warning.
+    pub hint: Option<String>,
+}
+
+impl fmt::Display for Check {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = match self.status {
+            Status::Ok => "ok  ",
+            Status::Warn => "warn",
+            Status::Fail => "FAIL",
+        };
+        write!(f, "{s} {:<18} {}", self.name, self.detail)?;
+        if let Some(h) = &self.hint {
+            write!(f, "\n     {:<18} fix: {h}", "")?;
+        }
+        Ok(())
+    }
+}
+
+fn ok(name: &'static str, detail: impl Into<String>) -> Check {
+    Check {
+        name,
+        status: Status::Ok,
+        detail: detail.into(),
+        hint: None,
+    }
+}
+
+fn fail(name: &'static str, detail: impl Into<String>, hint: impl Into<String>) -> Check {
+    Check {
+        name,
+        status: Status::Fail,
+        detail: detail.into(),
+        hint: Some(hint.into()),
+    }
+}
+
+/// Runs every check for the config at `path`.
+pub fn run(path: &Path) -> Vec<Check> {
+    let mut out = vec![kernel(), btf(), capabilities()];
+    let cfg = match Config::load(path) {
+        Ok(c) => {
+            out.push(ok("config", format!("{} is valid", path.display())));
+            c
+        }
+        Err(e) => {
+            out.push(fail(
+                "config",
+                e.to_string(),
+                format!(
+                    "fix the file, then `mcp-interceptor check-config {}`",
+                    path.display()
+                ),
+            ));
+            return out;
+        }
+    };
+    if cfg.intercept.mode == Mode::Listen {
+        out.push(ok("mode", "listen: no eBPF steering to check"));
+        return out;
+    }
+    if let Some(ns) = &cfg.intercept.netns {
+        match steer::netns::enter(ns) {
+            Ok(()) => out.push(ok("netns", format!("{}", ns.display()))),
+            Err(e) => {
+                out.push(fail(
+                    "netns",
+                    e.to_string(),
+                    "create it or fix intercept.netns",
+                ));
+                return out;
+            }
+        }
+    }
+    out.push(unprivileged_ports(&cfg));
+    let pin_dir = &cfg.intercept.pin_dir;
+    if !bpffs::is_bpffs(pin_dir) {
+        out.push(fail(
+            "bpffs",
+            format!("{} is not on a bpf filesystem", pin_dir.display()),
+            "mount -t bpf bpf /sys/fs/bpf (the agent does this itself when it starts)",
+        ));
+        return out;
+    }
+    out.push(ok("bpffs", format!("{}", pin_dir.display())));
+    out.extend(pinned(&cfg, pin_dir));
+    out
+}
+
+fn kernel() -> Check {
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .unwrap_or_default()
+        .trim()
+        .to_string();
+    let mut nums = release
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|n| n.parse::<u32>().ok());
+    let v = (nums.next().unwrap_or(0), nums.next().unwrap_or(0));
+    if v >= (5, 9) {
+        ok("kernel", format!("{release} (sk_lookup needs 5.9+)"))
+    } else {
+        fail(
+            "kernel",
+            format!("{release:?} is older than 5.9"),
+            "use listen mode, or a newer kernel",
+        )
+    }
+}
+
+fn btf() -> Check {
+    if Path::new("/sys/kernel/btf/vmlinux").exists() {
+        ok("btf", "/sys/kernel/btf/vmlinux present")
+    } else {
+        fail(
+            "btf",
+            "no /sys/kernel/btf/vmlinux",
+            "a kernel built with CONFIG_DEBUG_INFO_BTF=y",
+        )
+    }
+}
+
+fn capabilities() -> Check {
+    const NEED: [(u32, &str); 4] = [
+        (39, "CAP_BPF"),
+        (12, "CAP_NET_ADMIN"),
+        (10, "CAP_NET_BIND_SERVICE"),
+        (21, "CAP_SYS_ADMIN"),
+    ];
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let eff = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|h| u64::from_str_radix(h.trim(), 16).ok())
+        .unwrap_or(0);
+    let missing: Vec<&str> = NEED
+        .iter()
+        .filter(|(bit, _)| eff & (1 << bit) == 0)
+        .map(|(_, n)| *n)
+        .collect();
+    if missing.is_empty() {
+        ok(
+            "capabilities",
+            "CAP_BPF CAP_NET_ADMIN CAP_NET_BIND_SERVICE CAP_SYS_ADMIN",
+        )
+    } else {
+        fail(
+            "capabilities",
+            format!("missing {}", missing.join(" ")),
+            "run as root, or grant them (the systemd unit's AmbientCapabilities)",
+        )
+    }
+}
+
+fn unprivileged_ports(cfg: &Config) -> Check {
+    let p = "/proc/sys/net/ipv4/ip_unprivileged_port_start";
+    let start: Option<u32> = std::fs::read_to_string(p)
+        .ok()
+        .and_then(|s| s.trim().parse().ok());
+    let end = u32::from(cfg.intercept.bypass_ports.end);
+    match start {
+        Some(s) if s > end => ok(
+            "bypass",
+            format!(
+                "ports {}-{end} are privileged (unprivileged start {s})",
+                cfg.intercept.bypass_ports.start
+            ),
+        ),
+        Some(s) => fail(
+            "bypass",
+            format!(
+                "ip_unprivileged_port_start={s}: unprivileged processes could bind bypass port {end}"
+            ),
+            format!(
+                "sysctl -w net.ipv4.ip_unprivileged_port_start={} or lower intercept.bypass_ports",
+                end + 1
+            ),
+        ),
+        None => fail("bypass", format!("cannot read {p}"), "is /proc mounted?"),
+    }
+}
+
+fn pinned(cfg: &Config, pin_dir: &Path) -> Vec<Check> {
+    let mut out = Vec::new();
+    let ports: Vec<u16> = cfg.intercept.ports.iter().map(|r| r.port).collect();
+    let state = match pins::read(pin_dir) {
+        Ok(s) => s,
+        Err(e) => {
+            out.push(fail(
+                "program",
+                format!("nothing pinned under {} ({e})", pin_dir.display()),
+                "start the agent: systemctl start mcp-interceptor",
+            ));
+            return out;
+        }
+    };
+    out.push(if state.link_pinned {
+        ok(
+            "program",
+            format!("sk_lookup attached, link pinned in {}", pin_dir.display()),
+        )
+    } else {
+        fail(
+            "program",
+            "maps pinned but no link: steering is off",
+            "restart the agent",
+        )
+    });
+    out.push(if state.agent_alive {
+        ok("agent", format!("pid {} running", state.agent_pid))
+    } else {
+        fail(
+            "agent",
+            format!("not running (last pid {})", state.agent_pid),
+            "systemctl start mcp-interceptor; journalctl -u mcp-interceptor says why it stopped",
+        )
+    });
+    let consequence = match cfg.intercept.fail {
+        FailMode::Closed => format!("connections to {ports:?} are refused (fail closed)"),
+        FailMode::Open => {
+            format!("connections to {ports:?} reach the servers unprotected (fail open)")
+        }
+    };
+    for (want, registered, fam) in [
+        (
+            cfg.intercept.proxy_listen.iter().any(|a| a.is_ipv4()),
+            state.proxy_v4_registered,
+            "IPv4",
+        ),
+        (
+            cfg.intercept.proxy_listen.iter().any(|a| a.is_ipv6()),
+            state.proxy_v6_registered,
+            "IPv6",
+        ),
+    ] {
+        if !want {
+            continue;
+        }
+        out.push(if registered {
+            ok("proxy socket", format!("{fam} listener registered"))
+        } else {
+            fail(
+                "proxy socket",
+                format!("no {fam} listener registered: {consequence}"),
+                "start the agent",
+            )
+        });
+    }
+    let want: Vec<pins::Rule> = steer::desired_keys(&cfg.intercept)
+        .into_iter()
+        .map(|k| pins::Rule {
+            port: k.0.port,
+            address: steer::key_addr(&k.0),
+        })
+        .collect();
+    let mut have = state.rules.clone();
+    have.sort_by_key(|r| (r.port, r.address));
+    out.push(if have == want {
+        ok("rules", format!("{} rule(s) match the config", have.len()))
+    } else {
+        fail(
+            "rules",
+            format!("kernel table {have:?} differs from config {want:?}"),
+            "reload the agent: systemctl reload mcp-interceptor (SIGHUP)",
+        )
+    });
+    let fail_mode = if cfg.intercept.fail == FailMode::Open {
+        "open"
+    } else {
+        "closed"
+    };
+    out.push(if state.fail == fail_mode {
+        ok("fail mode", state.fail)
+    } else {
+        fail(
+            "fail mode",
+            format!("kernel has {}, config says {fail_mode}", state.fail),
+            "reload the agent",
+        )
+    });
+    for c in &state.counters {
+        out.push(ok(
+            "counters",
+            format!(
+                "port {}: steered {} dropped {} bypassed {} failed_open {}",
+                c.port, c.steered, c.dropped, c.bypassed, c.failed_open
+            ),
+        ));
+    }
+    out
+}

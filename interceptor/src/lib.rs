@@ -1,0 +1,11 @@
+//! mcp-interceptor: a transparent security boundary for MCP servers.
+//!
+//! Data flows one way: steer -> proxy -> (identity -> mcp -> policy -> mask
+//! -> approval -> audit, in later stages). No module reaches back up.
+
+pub mod agent;
+pub mod config;
+pub mod doctor;
+pub mod proxy;
+pub mod steer;
+pub mod telemetry;

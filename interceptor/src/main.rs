@@ -1,0 +1,120 @@
+//! `mcp-interceptor`: CLI parse, logging init, hand off.
+
+use std::{path::PathBuf, process::ExitCode};
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use interceptor::{
+    agent,
+    config::{self, Config},
+    doctor, steer, telemetry,
+};
+
+#[derive(Parser)]
+#[command(
+    name = "mcp-interceptor",
+    version,
+    about = "Transparent security boundary for MCP servers"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the agent: steer the configured ports and proxy them.
+    Run {
+        #[arg(long, short, default_value = config::DEFAULT_PATH)]
+        config: PathBuf,
+    },
+    /// Validate a config file and print it with every default filled in.
+    CheckConfig { file: PathBuf },
+    /// Check the host and the running agent; exit 1 if anything fails.
+    Doctor {
+        #[arg(long, short, default_value = config::DEFAULT_PATH)]
+        config: PathBuf,
+    },
+    /// Print the pinned steering state (rules, sockets, counters) as JSON.
+    Status {
+        #[arg(long, short, default_value = config::DEFAULT_PATH)]
+        config: PathBuf,
+    },
+    /// Remove the pinned program and maps: steering stops for good.
+    Detach {
+        #[arg(long, short, default_value = config::DEFAULT_PATH)]
+        config: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match dispatch(cli.cmd) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("mcp-interceptor: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn dispatch(cmd: Cmd) -> anyhow::Result<ExitCode> {
+    match cmd {
+        Cmd::Run { config } => {
+            let cfg = Config::load(&config)?;
+            telemetry::init(&cfg.log);
+            // Before any thread exists: setns moves only the calling thread.
+            if let Some(ns) = &cfg.intercept.netns {
+                steer::netns::enter(ns)?;
+            }
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .context("starting the runtime")?;
+            rt.block_on(agent::run(config, cfg)).inspect_err(|e| {
+                tracing::error!(error = %e, "agent failed");
+            })?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::CheckConfig { file } => {
+            let cfg = Config::load(&file)?;
+            println!("# {} is valid; effective configuration:", file.display());
+            print!("{}", toml::to_string(&cfg).context("printing the config")?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Doctor { config } => {
+            let checks = doctor::run(&config);
+            for c in &checks {
+                println!("{c}");
+            }
+            let failed = checks
+                .iter()
+                .filter(|c| c.status == doctor::Status::Fail)
+                .count();
+            if failed == 0 {
+                println!("all {} checks passed", checks.len());
+                Ok(ExitCode::SUCCESS)
+            } else {
+                println!("{failed} of {} checks failed", checks.len());
+                Ok(ExitCode::FAILURE)
+            }
+        }
+        Cmd::Status { config } => {
+            let cfg = Config::load(&config)?;
+            let state = steer::pins::read(&cfg.intercept.pin_dir)?;
+            println!("{}", serde_json::to_string_pretty(&state)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Detach { config } => {
+            let cfg = Config::load(&config)?;
+            let removed = steer::detach(&cfg.intercept.pin_dir)?;
+            if removed.is_empty() {
+                println!("nothing pinned under {}", cfg.intercept.pin_dir.display());
+            }
+            for p in removed {
+                println!("removed {}", p.display());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

@@ -1,0 +1,189 @@
+//! The real agent binary, configured for one namespace and one pin
+//! directory, with its pins removed on drop even if the test failed.
+
+use std::{
+    path::{Path, PathBuf},
+    process::Output,
+    time::Duration,
+};
+
+use serde_json::Value;
+
+use crate::{NetNs, Proc, bin, proc::run_in, unique};
+
+/// Counters of one port as `mcp-interceptor status` reports them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counters {
+    pub steered: u64,
+    pub dropped: u64,
+    pub bypassed: u64,
+    pub failed_open: u64,
+}
+
+/// Removes a bpffs pin directory on drop: the pinned link goes first, which
+/// detaches the program, then the maps.
+pub struct PinGuard(pub PathBuf);
+
+impl Drop for PinGuard {
+    fn drop(&mut self) {
+        if let Ok(entries) = std::fs::read_dir(&self.0) {
+            let mut paths: Vec<PathBuf> =
+                entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+            paths.sort_by_key(|p| !p.ends_with("link"));
+            for p in paths {
+                let _ = std::fs::remove_file(p);
+            }
+        }
+        let _ = std::fs::remove_dir(&self.0);
+    }
+}
+
+pub struct Agent {
+    pub proc: Option<Proc>,
+    pub config: PathBuf,
+    pub pins: PinGuard,
+    ns: String,
+    dir: PathBuf,
+    starts: u32,
+}
+
+impl Agent {
+    /// Writes a config for `ns` (its netns and a fresh pin dir are added to
+    /// `[intercept]`, followed by `intercept_keys`; `tables` follows, e.g.
+    /// `[[intercept.ports]]` entries) and starts the agent.
+    pub fn start(ns: &NetNs, dir: &Path, intercept_keys: &str, tables: &str) -> Self {
+        let pin_dir = PathBuf::from(format!("/sys/fs/bpf/{}", unique("mcpi-t")));
+        let config = dir.join("agent.toml");
+        let mut a = Self {
+            proc: None,
+            config,
+            pins: PinGuard(pin_dir),
+            ns: ns.name().to_string(),
+            dir: dir.to_path_buf(),
+            starts: 0,
+        };
+        a.write_config(ns, intercept_keys, tables);
+        a.restart();
+        a
+    }
+
+    fn write_config(&self, ns: &NetNs, intercept_keys: &str, tables: &str) {
+        let text = format!(
+            "[intercept]\nnetns = \"{}\"\npin_dir = \"{}\"\n{intercept_keys}\n{tables}\n\
+             [log]\nlevel = \"info\"\n",
+            ns.path(),
+            self.pins.0.display()
+        );
+        std::fs::write(&self.config, text).expect("write agent config");
+    }
+
+    /// (Re)starts the agent process with the current config and waits until
+    /// it says it is ready.
+    pub fn restart(&mut self) {
+        self.starts += 1;
+        let args = vec![
+            "run".into(),
+            "--config".into(),
+            self.config.display().to_string(),
+        ];
+        let mut p = Proc::spawn(
+            &format!("agent{}", self.starts),
+            None,
+            &bin("mcp-interceptor"),
+            &args,
+            &self.dir,
+        );
+        p.wait_for_output("agent ready", Duration::from_secs(20));
+        self.proc = Some(p);
+    }
+
+    pub fn proc(&mut self) -> &mut Proc {
+        self.proc.as_mut().expect("agent running")
+    }
+
+    /// Everything the current agent process logged.
+    pub fn log(&self) -> String {
+        self.proc.as_ref().map(Proc::stderr).unwrap_or_default()
+    }
+
+    /// Stops the agent with `signal` (SIGTERM, SIGKILL) and waits for exit.
+    pub fn stop(&mut self, signal: i32) {
+        if let Some(p) = self.proc.as_mut() {
+            p.stop(signal, Duration::from_secs(20));
+        }
+    }
+
+    /// Rewrites the config and sends SIGHUP; waits for the reload line.
+    pub fn reload(&mut self, ns: &NetNs, intercept_keys: &str, tables: &str) {
+        let before = self.log().matches("config reloaded").count();
+        self.write_config(ns, intercept_keys, tables);
+        let p = self.proc.as_mut().expect("agent running");
+        p.signal(libc_sighup());
+        crate::wait_for("the agent to reload", Duration::from_secs(10), || {
+            (self.log().matches("config reloaded").count() > before).then_some(())
+        });
+    }
+
+    fn cli(&self, cmd: &str) -> Output {
+        let args = vec![
+            cmd.into(),
+            "--config".into(),
+            self.config.display().to_string(),
+        ];
+        run_in(
+            None,
+            &bin("mcp-interceptor"),
+            &args,
+            Duration::from_secs(20),
+        )
+    }
+
+    /// `mcp-interceptor status` as JSON.
+    pub fn status(&self) -> Value {
+        let out = self.cli("status");
+        assert!(
+            out.status.success(),
+            "status failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).expect("status prints JSON")
+    }
+
+    /// Counters of `port` (zero if the port has no entry).
+    pub fn counters(&self, port: u16) -> Counters {
+        let s = self.status();
+        let entry = s["counters"]
+            .as_array()
+            .and_then(|a| a.iter().find(|c| c["port"] == port))
+            .cloned()
+            .unwrap_or(Value::Null);
+        let n = |k: &str| entry[k].as_u64().unwrap_or(0);
+        Counters {
+            steered: n("steered"),
+            dropped: n("dropped"),
+            bypassed: n("bypassed"),
+            failed_open: n("failed_open"),
+        }
+    }
+
+    /// `mcp-interceptor doctor` (exit status and report).
+    pub fn doctor(&self) -> Output {
+        self.cli("doctor")
+    }
+
+    pub fn netns(&self) -> &str {
+        &self.ns
+    }
+}
+
+/// SIGHUP's number on Linux (avoids a libc dependency in the harness).
+pub const fn libc_sighup() -> i32 {
+    1
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        // Kill first so nothing re-pins while the guard removes the pins.
+        self.proc.take();
+    }
+}

@@ -1,0 +1,126 @@
+//! `cargo xtask`: everything a fresh machine needs, in the project's files.
+//!
+//!   setup   install Debian packages and bpf-linker (idempotent)
+//!   build   setup, then build every binary (the eBPF object is embedded)
+//!   test    setup, fmt check, clippy -D warnings, build, all tests
+//!   demo    setup, build, run the agent against a real MCP server in a
+//!           network namespace, show what it saw
+
+mod setup;
+
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use anyhow::{Context, Result, bail};
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let (cmd, rest) = args
+        .split_first()
+        .map(|(c, r)| (c.as_str(), r))
+        .unwrap_or(("help", &[]));
+    match cmd {
+        "setup" => setup::run(),
+        "build" => {
+            setup::run()?;
+            build()
+        }
+        "test" => test(rest),
+        "demo" => {
+            setup::run()?;
+            build()?;
+            // The scenario lives beside the e2e harness it shares.
+            run(&mut Command::new(bin_dir().join("mcp-demo")))
+        }
+        _ => {
+            eprintln!(
+                "usage: cargo xtask <setup|build|test|demo>\n\
+                 \n  setup  install what the build and tests need (idempotent)\
+                 \n  build  build the agent (eBPF object embedded) and test peers\
+                 \n  test   setup, fmt, clippy, build, unit and end-to-end tests\
+                 \n         (extra arguments go to cargo nextest)\
+                 \n  demo   run the agent against a real MCP server in a netns"
+            );
+            if cmd == "help" {
+                Ok(())
+            } else {
+                bail!("unknown command {cmd:?}")
+            }
+        }
+    }
+}
+
+/// The workspace root (xtask lives one level below it).
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask is inside the workspace")
+        .to_path_buf()
+}
+
+/// Where cargo puts binaries for the dev profile.
+pub fn bin_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target"))
+        .join("debug")
+}
+
+/// Runs `cmd` in the workspace root, failing with its name on non-zero exit.
+pub fn run(cmd: &mut Command) -> Result<()> {
+    cmd.current_dir(root());
+    let shown = format!("{cmd:?}").replace('"', "");
+    eprintln!("==> {shown}");
+    let status = cmd.status().with_context(|| format!("starting {shown}"))?;
+    if !status.success() {
+        bail!("{shown} failed: {status}");
+    }
+    Ok(())
+}
+
+fn cargo() -> Command {
+    Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+}
+
+fn build() -> Result<()> {
+    run(cargo().args(["build", "--workspace", "--bins", "--locked"]))
+}
+
+fn test(extra: &[String]) -> Result<()> {
+    let started = std::time::Instant::now();
+    setup::run()?;
+    run(cargo().args(["fmt", "--all", "--check"]))?;
+    // The eBPF crate is outside the workspace; rustfmt needs no target.
+    run(cargo().args([
+        "fmt",
+        "--check",
+        "--manifest-path",
+        "interceptor-ebpf/Cargo.toml",
+    ]))?;
+    run(cargo().args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--locked",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
+    build()?;
+    let mut nextest = cargo();
+    nextest
+        .args([
+            "nextest",
+            "run",
+            "--workspace",
+            "--locked",
+            "--profile",
+            "ci",
+        ])
+        .args(extra);
+    run(&mut nextest)?;
+    eprintln!("==> cargo xtask test passed in {:.0?}", started.elapsed());
+    Ok(())
+}
