@@ -23,9 +23,14 @@ use tokio::{
 
 use crate::{
     config::{Config, Mode},
-    proxy::{self, Drain},
+    mcp::McpHandler,
+    pipeline::{Phase, Pipeline, sink::JsonLines},
+    proxy::{self, Drain, Serving},
     steer::{self, Steering},
 };
+
+/// How long a held request may wait for its verdict.
+const HOLD_LIMIT: Duration = Duration::from_secs(300);
 
 /// How long a stopping agent waits for connections in flight.
 const DRAIN_LIMIT: Duration = Duration::from_secs(10);
@@ -41,11 +46,50 @@ pub enum AgentError {
     Steer(#[from] steer::SteerError),
     #[error("installing signal handler: {0}")]
     Signal(std::io::Error),
+    #[error("opening events file {path}: {source}")]
+    Events {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// The phases for a config, in pipeline order.
+fn phases(cfg: &Config) -> Result<Vec<Arc<dyn Phase>>, AgentError> {
+    let mut phases: Vec<Arc<dyn Phase>> = Vec::new();
+    if let Some(path) = &cfg.events.jsonl {
+        let sink = JsonLines::open(path).map_err(|source| AgentError::Events {
+            path: path.clone(),
+            source,
+        })?;
+        phases.push(Arc::new(sink));
+    }
+    Ok(phases)
+}
+
+fn serving(
+    cfg: Arc<Config>,
+    previous: Option<&McpHandler>,
+) -> Result<(Serving, McpHandler), AgentError> {
+    let pipeline = Pipeline::new(phases(&cfg)?, HOLD_LIMIT);
+    let handler = match previous {
+        Some(p) => McpHandler::with_sessions(pipeline, p),
+        None => McpHandler::new(pipeline),
+    };
+    let upstream = proxy::upstream_for(&cfg);
+    Ok((
+        Serving {
+            config: cfg,
+            handler: Arc::new(handler.clone()),
+            upstream,
+        },
+        handler,
+    ))
 }
 
 /// Runs the agent until a stop signal. `config_path` is re-read on SIGHUP.
 pub async fn run(config_path: PathBuf, cfg: Config) -> Result<(), AgentError> {
-    let (cfg_tx, cfg_rx) = watch::channel(Arc::new(cfg.clone()));
+    let (first, mut handler) = serving(Arc::new(cfg.clone()), None)?;
+    let (cfg_tx, cfg_rx) = watch::channel(first);
     let (stop_tx, stop_rx) = watch::channel(false);
     let drain = Drain::default();
 
@@ -102,7 +146,11 @@ pub async fn run(config_path: PathBuf, cfg: Config) -> Result<(), AgentError> {
     let mut int = signal(SignalKind::interrupt()).map_err(AgentError::Signal)?;
     loop {
         tokio::select! {
-            _ = hup.recv() => reload(&config_path, &cfg_tx, steering.as_mut()),
+            _ = hup.recv() => {
+                if let Some(h) = reload(&config_path, &cfg_tx, steering.as_mut(), &handler) {
+                    handler = h;
+                }
+            }
             _ = term.recv() => break,
             _ = int.recv() => break,
         }
@@ -130,7 +178,7 @@ pub async fn run(config_path: PathBuf, cfg: Config) -> Result<(), AgentError> {
     }
     tracing::info!(
         cut_off = left,
-        fail = ?cfg_tx.borrow().intercept.fail,
+        fail = ?cfg_tx.borrow().config.intercept.fail,
         "agent stopped; pinned steering stays (fail mode applies)"
     );
     Ok(())
@@ -138,15 +186,20 @@ pub async fn run(config_path: PathBuf, cfg: Config) -> Result<(), AgentError> {
 
 /// Re-reads the config; applies what can change live, keeps the old config
 /// (and says why) when the new one is invalid.
-fn reload(path: &Path, tx: &watch::Sender<Arc<Config>>, steering: Option<&mut Steering>) {
+fn reload(
+    path: &Path,
+    tx: &watch::Sender<Serving>,
+    steering: Option<&mut Steering>,
+    handler: &McpHandler,
+) -> Option<McpHandler> {
     let new = match Config::load(path) {
         Ok(c) => c,
         Err(e) => {
             tracing::error!(error = %e, "reload rejected; keeping the running config");
-            return;
+            return None;
         }
     };
-    let old = tx.borrow().clone();
+    let old = tx.borrow().config.clone();
     if new.intercept.mode != old.intercept.mode
         || new.intercept.proxy_listen != old.intercept.proxy_listen
         || new.intercept.pin_dir != old.intercept.pin_dir
@@ -156,23 +209,31 @@ fn reload(path: &Path, tx: &watch::Sender<Arc<Config>>, steering: Option<&mut St
             "reload rejected: mode, proxy_listen, pin_dir and netns need a restart; \
              keeping the running config"
         );
-        return;
+        return None;
     }
     if new.intercept.mode == Mode::Listen && new.intercept.ports != old.intercept.ports {
         tracing::error!("reload rejected: listen-mode ports need a restart");
-        return;
+        return None;
     }
+    let (next, next_handler) = match serving(Arc::new(new.clone()), Some(handler)) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "reload rejected; keeping the running config");
+            return None;
+        }
+    };
     if let Some(s) = steering
         && let Err(e) = s.apply(&new.intercept)
     {
         tracing::error!(error = %e, "reload failed applying steering rules");
-        return;
+        return None;
     }
     tracing::info!(
         ports = ?new.intercept.ports.iter().map(|r| r.port).collect::<Vec<_>>(),
         "config reloaded"
     );
-    let _ = tx.send(Arc::new(new));
+    let _ = tx.send(next);
+    Some(next_handler)
 }
 
 fn bind(addr: SocketAddr) -> Result<TcpListener, AgentError> {

@@ -36,6 +36,8 @@ pub enum ConfigError {
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub intercept: Intercept,
+    pub http: Http,
+    pub events: Events,
     pub log: Log,
 }
 
@@ -133,6 +135,67 @@ pub struct PortRule {
     /// empty: `0.0.0.0:<port>`.
     #[serde(default)]
     pub listen: Vec<SocketAddr>,
+    /// HTTP paths that carry MCP (Streamable HTTP endpoint, legacy SSE and
+    /// message endpoints). Other paths pass through, logged. A legacy
+    /// server's `endpoint` event adds its message path at run time.
+    #[serde(default = "default_mcp_paths")]
+    pub mcp_paths: Vec<String>,
+}
+
+fn default_mcp_paths() -> Vec<String> {
+    ["/mcp", "/sse", "/messages", "/message"]
+        .map(String::from)
+        .to_vec()
+}
+
+/// HTTP limits and time-outs. Each violation gets a documented status and,
+/// where the client speaks JSON-RPC, a JSON-RPC error body (README.md).
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Http {
+    /// Largest client request body, bytes (413).
+    pub max_request_body: usize,
+    /// Largest single server message: a JSON response body or one SSE
+    /// event, bytes (502, or the stream is cut with an error event).
+    pub max_message: usize,
+    /// Largest request head, bytes (431).
+    pub max_header_bytes: usize,
+    /// Most request header fields (431).
+    pub max_headers: usize,
+    /// Longest wait for a complete request head, also on an idle
+    /// keep-alive connection (408).
+    pub header_read_timeout_ms: u64,
+    /// Longest silence while reading a request body or a JSON response body
+    /// (408 for the client's, 504 for the server's). SSE streams may idle.
+    pub idle_timeout_ms: u64,
+    /// Longest wait to connect to the upstream (502).
+    pub upstream_connect_timeout_ms: u64,
+    /// Longest wait for the upstream's response head (504).
+    pub upstream_response_timeout_ms: u64,
+}
+
+impl Default for Http {
+    fn default() -> Self {
+        Self {
+            max_request_body: 4 << 20,
+            max_message: 16 << 20,
+            max_header_bytes: 64 << 10,
+            max_headers: 100,
+            header_read_timeout_ms: 10_000,
+            idle_timeout_ms: 60_000,
+            upstream_connect_timeout_ms: 5_000,
+            upstream_response_timeout_ms: 120_000,
+        }
+    }
+}
+
+/// Where completed exchanges go besides the log.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Events {
+    /// Append every MCP exchange as one JSON line to this file (for
+    /// troubleshooting and tests; the durable audit is separate).
+    pub jsonl: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
@@ -243,6 +306,42 @@ impl Config {
                         "intercept.proxy_listen {a}: its port is a steered port (loop)"
                     ));
                 }
+            }
+        }
+        for rule in &i.ports {
+            if let Some(p) = rule.mcp_paths.iter().find(|p| !p.starts_with('/')) {
+                return Err(format!(
+                    "intercept.ports port {}: mcp_paths entry {p:?} must start with '/'",
+                    rule.port
+                ));
+            }
+        }
+        let h = &self.http;
+        for (name, v) in [
+            ("max_request_body", h.max_request_body),
+            ("max_message", h.max_message),
+            ("max_headers", h.max_headers),
+        ] {
+            if v == 0 {
+                return Err(format!("http.{name} must be greater than 0"));
+            }
+        }
+        if h.max_header_bytes < 8192 {
+            return Err(
+                "http.max_header_bytes must be at least 8192 (hyper's minimum buffer)".into(),
+            );
+        }
+        for (name, v) in [
+            ("header_read_timeout_ms", h.header_read_timeout_ms),
+            ("idle_timeout_ms", h.idle_timeout_ms),
+            ("upstream_connect_timeout_ms", h.upstream_connect_timeout_ms),
+            (
+                "upstream_response_timeout_ms",
+                h.upstream_response_timeout_ms,
+            ),
+        ] {
+            if v == 0 {
+                return Err(format!("http.{name} must be greater than 0"));
             }
         }
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {

@@ -6,6 +6,8 @@
 pub mod agent;
 pub mod config;
 pub mod doctor;
+pub mod mcp;
+pub mod pipeline;
 pub mod proxy;
 pub mod steer;
 pub mod telemetry;

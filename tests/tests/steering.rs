@@ -43,10 +43,16 @@ fn same_host_client_is_steered_over_ipv4_and_ipv6() {
 
     let c = agent.counters(8080);
     assert!(c.steered >= 2, "both clients steered: {c:?}");
-    // Every steered connection made exactly one upstream connection, which
-    // the program let through instead of steering it back (no loop).
-    assert_eq!(c.steered, c.bypassed, "{c:?}");
+    // Upstream connections (pooled, so at most one per steered one) were
+    // let through by the program instead of being steered back (no loop),
+    // and every steered connection is one the agent served and logged.
+    assert!(c.bypassed >= 1 && c.bypassed <= c.steered, "{c:?}");
     assert_eq!((c.dropped, c.failed_open), (0, 0));
+    mcp_interceptor_tests::wait_for(
+        "one log line per steered connection",
+        Duration::from_secs(5),
+        || (agent.log().matches("connection closed").count() as u64 == c.steered).then_some(()),
+    );
 
     let log = agent.log();
     assert!(log.contains("orig_dst=127.0.0.1:8080"), "{log}");
@@ -104,10 +110,9 @@ fn remote_client_over_veth_is_steered_over_ipv4_and_ipv6() {
     );
     let after = agent.counters(8080);
     assert_eq!(after.steered, before.steered + 1, "{before:?} -> {after:?}");
-    assert_eq!(
-        after.bypassed,
-        before.bypassed + 1,
-        "only the proxy's upstream bypasses"
+    assert!(
+        after.bypassed <= before.bypassed + 1,
+        "only the proxy's (pooled) upstream bypasses"
     );
     assert!(agent.log().contains(&format!("client={}:800", veth.b_v4)));
 }

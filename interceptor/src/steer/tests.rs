@@ -27,12 +27,14 @@ fn desired_keys_expand_addresses_or_wildcard() {
             addresses: vec![],
             upstream: None,
             listen: vec![],
+            mcp_paths: vec![],
         },
         PortRule {
             port: 2,
             addresses: vec!["10.0.0.1".parse().unwrap(), "::1".parse().unwrap()],
             upstream: None,
             listen: vec![],
+            mcp_paths: vec![],
         },
     ];
     let keys: Vec<_> = desired_keys(&cfg)

@@ -14,7 +14,7 @@ mod raw;
 #[path = "mcp_peer/server.rs"]
 mod server;
 
-use std::{io::Write, process::ExitCode};
+use std::io::Write;
 
 use clap::{Parser, Subcommand};
 use tracing_subscriber::filter::LevelFilter;
@@ -44,8 +44,13 @@ enum Command {
     Raw(raw::RawArgs),
 }
 
-fn main() -> ExitCode {
-    let cli = Cli::parse();
+fn main() {
+    let cli = Cli::try_parse().unwrap_or_else(|err| {
+        let _ = err.print();
+        // clap's own exit code for usage errors is 2, which `raw` reserves
+        // for "connect failed"; help and version still exit 0.
+        std::process::exit(if err.use_stderr() { 1 } else { 0 })
+    });
     init_logging();
     let code = match cli.command {
         Command::Raw(args) => raw::run(args),

@@ -162,7 +162,7 @@ pub fn record(id: &str) -> String {
     let street = rng.pick(STREETS);
     let card = card_number(&mut rng);
     let expiry = format!("{:02}/{}", 1 + rng.below(12), 27 + rng.below(4));
-    let orders: Vec<Value> = (0..5).map(|index| order(&mut rng, index)).collect();
+    let orders: Vec<Value> = (0..4).map(|index| order(&mut rng, index)).collect();
     let lifetime_value: f64 = orders
         .iter()
         .filter_map(|order| order["total"].as_f64())

@@ -85,6 +85,14 @@ fn exchange(args: &RawArgs) -> Result<(u16, SocketAddr), Failure> {
         .context("setting SO_REUSEADDR")?;
     if let Some(source) = args.source {
         socket.bind(&source.into()).map_err(Failure::Bind)?;
+        if source.port() != 0 {
+            // Close with RST rather than FIN: no TIME_WAIT is left on this
+            // 4-tuple, so a test can rerun with the same fixed source port
+            // straight away instead of getting EADDRNOTAVAIL from connect.
+            socket
+                .set_linger(Some(Duration::ZERO))
+                .context("setting SO_LINGER")?;
+        }
     }
     socket
         .connect_timeout(&args.connect.into(), remaining()?)

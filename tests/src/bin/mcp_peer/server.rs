@@ -106,6 +106,8 @@ type McpService = StreamableHttpService<PeerServer, LocalSessionManager>;
 type HttpResponse = Response<BoxBody<Bytes, Infallible>>;
 
 pub async fn run(args: ServerArgs) -> Result<()> {
+    // A path without the slash would silently 404 every request.
+    anyhow::ensure!(args.path.starts_with('/'), "--path must start with '/'");
     // Handlers go in before "listening" is printed: a test may send SIGTERM
     // as soon as it reads that line, and must then see a clean exit 0.
     let mut sigterm = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;

@@ -1,0 +1,146 @@
+//! Building exchange events and completing them when the answer arrives.
+
+use serde_json::Value;
+
+use super::{jsonrpc::Message, session::SessionInfo};
+use crate::{
+    pipeline::{Direction, EventKind, ExchangeEvent, Pipeline, Transport, event::now_us},
+    proxy::ConnInfo,
+};
+
+/// Where a message travelled: the fields every event of one HTTP request
+/// (or one stream) shares.
+#[derive(Clone)]
+pub struct Origin {
+    pub conn: ConnInfo,
+    pub transport: Transport,
+    /// The session key (a real session id, or a per-POST key).
+    pub key: String,
+    /// Whether `key` is a real session id.
+    pub in_session: bool,
+    pub http_method: String,
+    pub http_path: String,
+}
+
+impl Origin {
+    /// An event for `msg`, with session facts from `info`.
+    pub fn event(
+        &self,
+        kind: EventKind,
+        direction: Direction,
+        msg: &Message,
+        info: &SessionInfo,
+    ) -> ExchangeEvent {
+        ExchangeEvent {
+            kind,
+            direction,
+            conn_id: self.conn.id,
+            client_addr: self.conn.client.to_string(),
+            orig_dst: self.conn.orig_dst.to_string(),
+            session_id: self.in_session.then(|| self.key.clone()),
+            transport: info.transport.unwrap_or(self.transport),
+            protocol_version: info.protocol_version.clone(),
+            client_name: info.client_name.clone(),
+            client_version: info.client_version.clone(),
+            jsonrpc_id: msg.id().cloned(),
+            method: msg.method().map(str::to_owned),
+            target: msg.target().map(str::to_owned),
+            params: msg.params().cloned(),
+            result: None,
+            error: None,
+            http_method: self.http_method.clone(),
+            http_path: self.http_path.clone(),
+            http_status: None,
+            decided_by: None,
+            rewritten: false,
+            received_us: now_us(),
+            forwarded_us: None,
+            first_byte_us: None,
+            done_us: None,
+            bytes_in: 0,
+            bytes_out: 0,
+        }
+    }
+
+    /// An event for an HTTP request that never became a message.
+    pub fn rejected(&self, status: u16, error: Value, bytes_in: u64) -> ExchangeEvent {
+        let empty = Message {
+            kind: super::jsonrpc::Kind::Notification,
+            value: Value::Null,
+            raw: None,
+        };
+        let mut e = self.event(
+            EventKind::Rejected,
+            Direction::ClientToServer,
+            &empty,
+            &SessionInfo::default(),
+        );
+        e.http_status = Some(status);
+        e.error = Some(error);
+        e.bytes_in = bytes_in;
+        e.done_us = Some(now_us());
+        e
+    }
+}
+
+/// Fills in the answer and records the finished exchange.
+pub fn complete(
+    pipeline: &Pipeline,
+    mut ev: ExchangeEvent,
+    answer: &Message,
+    status: u16,
+    bytes_out: u64,
+) {
+    ev.kind = EventKind::Exchange;
+    ev.result = answer.result().cloned();
+    ev.error = answer.error().cloned();
+    ev.http_status = ev.http_status.or(Some(status));
+    ev.done_us = Some(now_us());
+    ev.first_byte_us = ev.first_byte_us.or(ev.done_us);
+    ev.bytes_out = bytes_out;
+    log(&ev);
+    pipeline.record(&ev);
+}
+
+/// Records requests that will get no answer, with the reason.
+pub fn unanswered(
+    pipeline: &Pipeline,
+    events: Vec<ExchangeEvent>,
+    status: Option<u16>,
+    error: Value,
+) {
+    for mut ev in events {
+        ev.kind = EventKind::Unanswered;
+        ev.http_status = ev.http_status.or(status);
+        ev.error = Some(error.clone());
+        ev.done_us = Some(now_us());
+        log(&ev);
+        pipeline.record(&ev);
+    }
+}
+
+/// Records an event that needs no pairing.
+pub fn record(pipeline: &Pipeline, mut ev: ExchangeEvent) {
+    ev.done_us = ev.done_us.or(Some(now_us()));
+    log(&ev);
+    pipeline.record(&ev);
+}
+
+fn log(ev: &ExchangeEvent) {
+    let ms = ev
+        .done_us
+        .map(|d| (d - ev.received_us) as f64 / 1e3)
+        .unwrap_or(0.0);
+    tracing::info!(
+        conn = ev.conn_id,
+        kind = ?ev.kind,
+        session = ev.session_id.as_deref().unwrap_or("-"),
+        method = ev.method.as_deref().unwrap_or("-"),
+        target = ev.target.as_deref().unwrap_or("-"),
+        id = %ev.jsonrpc_id.as_ref().map(|v| v.to_string()).unwrap_or_else(|| "-".into()),
+        status = ev.http_status.unwrap_or(0),
+        error = ev.error.as_ref().and_then(|e| e.get("code")).and_then(|c| c.as_i64()).unwrap_or(0),
+        ms = format!("{ms:.1}"),
+        "mcp"
+    );
+}

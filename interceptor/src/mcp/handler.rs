@@ -1,0 +1,476 @@
+//! The MCP-aware HTTP handler: POST / GET / DELETE on MCP paths, every
+//! other path passed through.
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+use bytes::Bytes;
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use hyper::body::Incoming;
+use serde_json::{Value, json};
+
+use super::{
+    exchange::{self, Origin},
+    jsonrpc::{self, Body, Kind, Message},
+    session::Sessions,
+    stateless, stream,
+};
+use crate::{
+    pipeline::{Direction, EventKind, MessageCtx, Outcome, Pipeline, Transport, event::now_us},
+    proxy::{
+        ConnCtx, Handler,
+        body::{ProxyBody, ReadError, full, read_limited},
+        http::{
+            CODE_REQUEST_TIMEOUT, CODE_TOO_LARGE, HandlerFuture, json_response, pass_through,
+            strip_hop_headers, upstream_error_status,
+        },
+    },
+};
+
+#[derive(Clone)]
+pub struct McpHandler {
+    pipeline: Pipeline,
+    sessions: Arc<Sessions>,
+    keys: Arc<AtomicU64>,
+}
+
+impl Handler for McpHandler {
+    fn handle(&self, req: Request<Incoming>, ctx: Arc<ConnCtx>) -> HandlerFuture {
+        let this = self.clone();
+        Box::pin(async move { this.route(req, ctx).await })
+    }
+}
+
+impl McpHandler {
+    pub fn new(pipeline: Pipeline) -> Self {
+        Self {
+            pipeline,
+            sessions: Arc::new(Sessions::default()),
+            keys: Arc::new(AtomicU64::new(1)),
+        }
+    }
+
+    /// Shares the session table with a previous handler (config reload).
+    pub fn with_sessions(pipeline: Pipeline, from: &McpHandler) -> Self {
+        Self {
+            pipeline,
+            sessions: from.sessions.clone(),
+            keys: from.keys.clone(),
+        }
+    }
+
+    async fn route(&self, req: Request<Incoming>, ctx: Arc<ConnCtx>) -> Response<ProxyBody> {
+        let path = req.uri().path();
+        let is_mcp =
+            ctx.rule.mcp_paths.iter().any(|p| p == path) || self.sessions.is_legacy_path(path);
+        if !is_mcp {
+            return pass_through(req, &ctx).await;
+        }
+        match *req.method() {
+            Method::POST => self.post(req, ctx).await,
+            Method::GET => self.get(req, ctx).await,
+            Method::DELETE => self.delete(req, ctx).await,
+            _ => pass_through(req, &ctx).await,
+        }
+    }
+
+    fn origin(
+        &self,
+        req: &http::request::Parts,
+        ctx: &ConnCtx,
+        transport: Transport,
+        key: Option<String>,
+    ) -> Origin {
+        let (key, in_session) = match key {
+            Some(k) => (k, true),
+            None => (
+                format!("request-{}", self.keys.fetch_add(1, Ordering::Relaxed)),
+                false,
+            ),
+        };
+        Origin {
+            conn: ctx.info.clone(),
+            transport,
+            key,
+            in_session,
+            http_method: req.method.to_string(),
+            http_path: req.uri.path().to_string(),
+        }
+    }
+
+    fn reject(
+        &self,
+        origin: &Origin,
+        status: StatusCode,
+        error: Value,
+        bytes_in: u64,
+    ) -> Response<ProxyBody> {
+        tracing::info!(conn = origin.conn.id, status = status.as_u16(), error = %error, "mcp request rejected");
+        exchange::record(
+            &self.pipeline,
+            origin.rejected(status.as_u16(), error.clone(), bytes_in),
+        );
+        json_response(
+            status,
+            &json!({ "jsonrpc": "2.0", "id": null, "error": error }),
+        )
+    }
+
+    async fn post(&self, req: Request<Incoming>, ctx: Arc<ConnCtx>) -> Response<ProxyBody> {
+        let (mut parts, body) = req.into_parts();
+        let target = parts
+            .uri
+            .path_and_query()
+            .map(|p| p.as_str().to_string())
+            .unwrap_or_default();
+        let legacy = self.sessions.legacy_session(&target);
+        let header_sid = header_str(&parts.headers, "mcp-session-id");
+        let transport = if legacy.is_some() {
+            Transport::Sse
+        } else if stateless::is_stateless(&parts.headers) {
+            Transport::Stateless
+        } else {
+            Transport::StreamableHttp
+        };
+        let mut origin = self.origin(&parts, &ctx, transport, legacy.or(header_sid));
+        let idle = Duration::from_millis(ctx.http.idle_timeout_ms);
+        let bytes = match read_limited(body, ctx.http.max_request_body, idle).await {
+            Ok(b) => b,
+            Err(ReadError::TooLarge(max)) => {
+                let e = json!({ "code": CODE_TOO_LARGE, "message": format!("request body larger than {max} bytes") });
+                return self.reject(&origin, StatusCode::PAYLOAD_TOO_LARGE, e, max as u64);
+            }
+            Err(ReadError::Idle(d)) => {
+                let e = json!({ "code": CODE_REQUEST_TIMEOUT, "message": format!("request body stalled for {d:?}") });
+                return self.reject(&origin, StatusCode::REQUEST_TIMEOUT, e, 0);
+            }
+            Err(ReadError::Io(err)) => {
+                let e = json!({ "code": -32700, "message": format!("reading the request body failed: {err}") });
+                return self.reject(&origin, StatusCode::BAD_REQUEST, e, 0);
+            }
+        };
+        let mut body = match jsonrpc::parse(&bytes) {
+            Ok(b) => b,
+            Err(e) => {
+                let err = json!({ "code": e.code(), "message": e.to_string() });
+                return self.reject(&origin, StatusCode::BAD_REQUEST, err, bytes.len() as u64);
+            }
+        };
+        if transport == Transport::Stateless
+            && let Err(err) = stateless::check(&parts.headers, &body)
+        {
+            return self.reject(&origin, StatusCode::BAD_REQUEST, err, bytes.len() as u64);
+        }
+        if let Some(v) = header_str(&parts.headers, "mcp-protocol-version") {
+            self.sessions
+                .update_info(&origin.key, |i| i.protocol_version = Some(v));
+        }
+        self.sessions.update_info(&origin.key, |i| {
+            i.transport.get_or_insert(transport);
+        });
+
+        // Each client message through the phases, then remembered for pairing.
+        let per_msg_bytes = if body.messages().len() == 1 {
+            bytes.len() as u64
+        } else {
+            0
+        };
+        let mut denials = Vec::new();
+        let mut keep = Vec::new();
+        let mut expected = Vec::new();
+        let info = self.sessions.info(&origin.key);
+        for msg in body.messages_mut() {
+            if msg.method() == Some("initialize") {
+                remember_client(&self.sessions, &origin.key, msg);
+            }
+            let info = if msg.method() == Some("initialize") {
+                self.sessions.info(&origin.key)
+            } else {
+                info.clone()
+            };
+            let mctx = MessageCtx {
+                conn: &origin.conn,
+                session_id: origin.in_session.then_some(origin.key.as_str()),
+                transport,
+                protocol_version: info.protocol_version.as_deref(),
+                http_path: &origin.http_path,
+            };
+            let outcome = self.pipeline.on_request(&mctx, msg).await;
+            let mut ev = origin.event(EventKind::Exchange, Direction::ClientToServer, msg, &info);
+            ev.bytes_in = per_msg_bytes;
+            match outcome {
+                Outcome::Denied { error, phase } => {
+                    ev.kind = EventKind::Denied;
+                    ev.decided_by = Some(phase.to_string());
+                    ev.error = Some(error.clone());
+                    ev.http_status = Some(200);
+                    if msg.kind == Kind::Request {
+                        denials.push(
+                            json!({ "jsonrpc": "2.0", "id": msg.id().cloned(), "error": error }),
+                        );
+                    }
+                    exchange::record(&self.pipeline, ev);
+                    keep.push(false);
+                }
+                Outcome::Forward { rewritten } => {
+                    ev.rewritten = rewritten;
+                    ev.forwarded_us = Some(now_us());
+                    match msg.kind {
+                        Kind::Request => {
+                            let id = msg.id_key().unwrap_or_default();
+                            self.sessions.expect(&origin.key, id.clone(), ev, false);
+                            expected.push(id);
+                        }
+                        Kind::Notification => {
+                            ev.kind = EventKind::Notification;
+                            exchange::record(&self.pipeline, ev);
+                        }
+                        Kind::Response | Kind::Error => {
+                            let id = msg.id_key().unwrap_or_default();
+                            match self.sessions.answer(&origin.key, &id, false) {
+                                Some(req) => {
+                                    exchange::complete(&self.pipeline, req, msg, 200, per_msg_bytes)
+                                }
+                                None => {
+                                    ev.kind = EventKind::Unpaired;
+                                    exchange::record(&self.pipeline, ev);
+                                }
+                            }
+                        }
+                    }
+                    keep.push(true);
+                }
+            }
+        }
+
+        if keep.iter().all(|k| !k) {
+            // Nothing left to forward: answer the denials ourselves.
+            return match denials.len() {
+                0 => accepted(),
+                1 if matches!(body, Body::Single(_)) => json_response(StatusCode::OK, &denials[0]),
+                _ => json_response(StatusCode::OK, &Value::Array(denials)),
+            };
+        }
+        let out_bytes = forward_body(&mut body, &keep, &bytes);
+        strip_hop_headers(&mut parts.headers);
+        parts.headers.remove(header::CONTENT_LENGTH);
+        let up_req = Request::from_parts(parts, full(out_bytes));
+        match ctx.upstream.send(ctx.upstream_addr, up_req).await {
+            Ok(resp) => {
+                self.respond(
+                    resp,
+                    &mut origin,
+                    &ctx,
+                    expected,
+                    denials,
+                    matches!(body, Body::Batch(_)),
+                )
+                .await
+            }
+            Err(e) => {
+                tracing::warn!(conn = origin.conn.id, error = %e, "upstream failed");
+                let (status, code) = upstream_error_status(&e);
+                let error = json!({ "code": code, "message": e.to_string() });
+                let pending = self.sessions.take_unanswered(&origin.key, &expected);
+                let mut answers: Vec<Value> = pending
+                    .iter()
+                    .map(|p| json!({ "jsonrpc": "2.0", "id": p.jsonrpc_id, "error": error }))
+                    .collect();
+                exchange::unanswered(
+                    &self.pipeline,
+                    pending,
+                    Some(status.as_u16()),
+                    error.clone(),
+                );
+                answers.extend(denials);
+                let body = match answers.len() {
+                    0 => json!({ "jsonrpc": "2.0", "id": null, "error": error }),
+                    1 => answers.remove(0),
+                    _ => Value::Array(answers),
+                };
+                json_response(status, &body)
+            }
+        }
+    }
+
+    /// Handles the upstream's answer to a POST (or GET): pairs and runs
+    /// phases on every server message, JSON or SSE.
+    async fn respond(
+        &self,
+        resp: Response<Incoming>,
+        origin: &mut Origin,
+        ctx: &ConnCtx,
+        expected: Vec<String>,
+        denials: Vec<Value>,
+        batch: bool,
+    ) -> Response<ProxyBody> {
+        let (mut parts, body) = resp.into_parts();
+        strip_hop_headers(&mut parts.headers);
+        let status = parts.status.as_u16();
+        if let Some(sid) = header_str(&parts.headers, "mcp-session-id")
+            && !origin.in_session
+        {
+            self.sessions.rename(&origin.key, &sid);
+            origin.key = sid;
+            origin.in_session = true;
+        }
+        let ctype = header_str(&parts.headers, header::CONTENT_TYPE.as_str()).unwrap_or_default();
+        let st = stream::State {
+            pipeline: self.pipeline.clone(),
+            sessions: self.sessions.clone(),
+            origin: origin.clone(),
+            status,
+            max_message: ctx.http.max_message,
+        };
+        if ctype.starts_with("text/event-stream") {
+            parts.headers.remove(header::CONTENT_LENGTH);
+            let out = stream::sse(body, st, expected, denials);
+            return Response::from_parts(parts, out);
+        }
+        if ctype.starts_with("application/json") {
+            let idle = Duration::from_millis(ctx.http.idle_timeout_ms);
+            let out = stream::json(body, st, expected, denials, batch, idle).await;
+            return match out {
+                Ok(bytes) => {
+                    parts.headers.remove(header::CONTENT_LENGTH);
+                    Response::from_parts(parts, full(bytes))
+                }
+                Err((status, error)) => json_response(
+                    status,
+                    &json!({ "jsonrpc": "2.0", "id": null, "error": error }),
+                ),
+            };
+        }
+        // No message in this answer (202 for notifications, or an error
+        // page): requests that expected one will not get it here.
+        if !(200..300).contains(&status) || origin.transport != Transport::Sse {
+            let pending = self.sessions.take_unanswered(&origin.key, &expected);
+            let err = json!({ "code": status as i64, "message": format!("upstream answered HTTP {status} without a JSON-RPC response") });
+            exchange::unanswered(&self.pipeline, pending, Some(status), err);
+        }
+        if !origin.in_session {
+            self.sessions.close(&origin.key);
+        }
+        Response::from_parts(parts, crate::proxy::body::stream(body))
+    }
+
+    async fn get(&self, req: Request<Incoming>, ctx: Arc<ConnCtx>) -> Response<ProxyBody> {
+        let (mut parts, body) = req.into_parts();
+        let sid = header_str(&parts.headers, "mcp-session-id");
+        // A GET without a session is the legacy SSE endpoint (its session is
+        // named by the `endpoint` event); with one, a Streamable HTTP stream.
+        let transport = if sid.is_some() {
+            Transport::StreamableHttp
+        } else {
+            Transport::Sse
+        };
+        let mut origin = self.origin(&parts, &ctx, transport, sid);
+        strip_hop_headers(&mut parts.headers);
+        let up_req = Request::from_parts(parts, crate::proxy::body::stream(body));
+        match ctx.upstream.send(ctx.upstream_addr, up_req).await {
+            Ok(resp) => {
+                self.respond(resp, &mut origin, &ctx, Vec::new(), Vec::new(), false)
+                    .await
+            }
+            Err(e) => crate::proxy::http::upstream_error_response(&e, Value::Null),
+        }
+    }
+
+    async fn delete(&self, req: Request<Incoming>, ctx: Arc<ConnCtx>) -> Response<ProxyBody> {
+        let sid = header_str(req.headers(), "mcp-session-id");
+        let (parts, _) = req.into_parts();
+        let origin = self.origin(&parts, &ctx, Transport::StreamableHttp, sid.clone());
+        let req = Request::from_parts(parts, crate::proxy::body::empty());
+        let resp = pass_through_parts(req, &ctx).await;
+        if let Some(sid) = sid
+            && resp.status().is_success()
+        {
+            let left = self.sessions.close(&sid);
+            let err = json!({ "code": -32000, "message": "session closed before the response" });
+            exchange::unanswered(&self.pipeline, left, None, err);
+            let empty = Message {
+                kind: Kind::Notification,
+                value: Value::Null,
+                raw: None,
+            };
+            let mut ev = origin.event(
+                EventKind::SessionClosed,
+                Direction::ClientToServer,
+                &empty,
+                &Default::default(),
+            );
+            ev.http_status = Some(resp.status().as_u16());
+            exchange::record(&self.pipeline, ev);
+        }
+        resp
+    }
+}
+
+async fn pass_through_parts(mut req: Request<ProxyBody>, ctx: &ConnCtx) -> Response<ProxyBody> {
+    strip_hop_headers(req.headers_mut());
+    match ctx.upstream.send(ctx.upstream_addr, req).await {
+        Ok(resp) => {
+            let (mut parts, body) = resp.into_parts();
+            strip_hop_headers(&mut parts.headers);
+            Response::from_parts(parts, crate::proxy::body::stream(body))
+        }
+        Err(e) => crate::proxy::http::upstream_error_response(&e, Value::Null),
+    }
+}
+
+/// The body to send upstream: the original bytes unless a message was
+/// rewritten or dropped.
+fn forward_body(body: &mut Body, keep: &[bool], original: &Bytes) -> Bytes {
+    if keep.iter().all(|k| *k) {
+        return body.to_bytes(original);
+    }
+    let kept: Vec<Value> = body
+        .messages()
+        .iter()
+        .zip(keep)
+        .filter(|(_, k)| **k)
+        .map(|(m, _)| m.value.clone())
+        .collect();
+    Bytes::from(serde_json::to_vec(&Value::Array(kept)).unwrap_or_default())
+}
+
+/// Client name/version and requested protocol version from `initialize`.
+fn remember_client(sessions: &Sessions, key: &str, msg: &Message) {
+    let p = msg.params();
+    let get = |path: &[&str]| {
+        let mut v = p?;
+        for k in path {
+            v = v.get(k)?;
+        }
+        v.as_str().map(str::to_owned)
+    };
+    let (name, version, proto) = (
+        get(&["clientInfo", "name"]),
+        get(&["clientInfo", "version"]),
+        get(&["protocolVersion"]),
+    );
+    sessions.update_info(key, |i| {
+        i.client_name = name;
+        i.client_version = version;
+        if i.protocol_version.is_none() {
+            i.protocol_version = proto;
+        }
+    });
+}
+
+fn accepted() -> Response<ProxyBody> {
+    let mut r = Response::new(crate::proxy::body::empty());
+    *r.status_mut() = StatusCode::ACCEPTED;
+    r
+}
+
+pub fn header_str(h: &http::HeaderMap, name: &str) -> Option<String> {
+    h.get(name)
+        .and_then(|v: &HeaderValue| v.to_str().ok())
+        .map(str::to_owned)
+}

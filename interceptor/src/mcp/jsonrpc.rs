@@ -1,0 +1,241 @@
+//! JSON-RPC 2.0 messages as MCP uses them, both directions.
+//!
+//! A message keeps the exact bytes it arrived as, so an unchanged message is
+//! forwarded byte for byte; only a phase that rewrites one re-serializes it.
+
+use bytes::Bytes;
+use serde_json::{Map, Value};
+
+/// What a message is, by JSON-RPC's rules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    Request,
+    Notification,
+    Response,
+    Error,
+}
+
+/// Why a body is not JSON-RPC.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ParseError {
+    /// Not UTF-8.
+    #[error("body is not valid UTF-8 (byte {0})")]
+    Utf8(usize),
+    /// Not JSON.
+    #[error("body is not valid JSON: {0}")]
+    Json(String),
+    /// JSON, but not a JSON-RPC 2.0 message or batch.
+    #[error("not a JSON-RPC 2.0 message: {0}")]
+    Invalid(String),
+}
+
+impl ParseError {
+    /// The JSON-RPC error code for this failure.
+    pub fn code(&self) -> i64 {
+        match self {
+            ParseError::Utf8(_) | ParseError::Json(_) => -32700,
+            ParseError::Invalid(_) => -32600,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Message {
+    pub kind: Kind,
+    pub value: Value,
+    /// The bytes this message arrived as; `None` once rewritten.
+    pub raw: Option<Bytes>,
+}
+
+/// A POST body or SSE `data`: one message or a batch (2025-03-26 allows
+/// batches; later revisions do not, which is the server's to enforce).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Body {
+    Single(Message),
+    Batch(Vec<Message>),
+}
+
+impl Body {
+    pub fn messages(&self) -> &[Message] {
+        match self {
+            Body::Single(m) => std::slice::from_ref(m),
+            Body::Batch(v) => v,
+        }
+    }
+
+    pub fn messages_mut(&mut self) -> &mut [Message] {
+        match self {
+            Body::Single(m) => std::slice::from_mut(m),
+            Body::Batch(v) => v,
+        }
+    }
+
+    /// The bytes to send: the original when nothing changed.
+    pub fn to_bytes(&self, original: &Bytes) -> Bytes {
+        if self.messages().iter().all(|m| m.raw.is_some()) {
+            return original.clone();
+        }
+        let v = match self {
+            Body::Single(m) => m.value.clone(),
+            Body::Batch(ms) => Value::Array(ms.iter().map(|m| m.value.clone()).collect()),
+        };
+        Bytes::from(serde_json::to_vec(&v).unwrap_or_default())
+    }
+}
+
+/// Parses a body: UTF-8, JSON, then JSON-RPC shape.
+pub fn parse(bytes: &Bytes) -> Result<Body, ParseError> {
+    if let Err(e) = std::str::from_utf8(bytes) {
+        return Err(ParseError::Utf8(e.valid_up_to()));
+    }
+    let value: Value =
+        serde_json::from_slice(bytes).map_err(|e| ParseError::Json(e.to_string()))?;
+    match value {
+        Value::Array(items) => {
+            if items.is_empty() {
+                return Err(ParseError::Invalid("empty batch".into()));
+            }
+            let mut ms = items
+                .into_iter()
+                .map(classify)
+                .collect::<Result<Vec<_>, _>>()?;
+            // Members have no bytes of their own; an empty `raw` marks them
+            // unchanged so the batch goes out as it came.
+            for m in &mut ms {
+                m.raw = Some(Bytes::new());
+            }
+            Ok(Body::Batch(ms))
+        }
+        v => classify(v).map(|mut m| {
+            m.raw = Some(bytes.clone());
+            Body::Single(m)
+        }),
+    }
+}
+
+fn classify(value: Value) -> Result<Message, ParseError> {
+    let Value::Object(obj) = &value else {
+        return Err(ParseError::Invalid(
+            "a message must be a JSON object".into(),
+        ));
+    };
+    if obj.get("jsonrpc").and_then(Value::as_str) != Some("2.0") {
+        return Err(ParseError::Invalid("\"jsonrpc\" must be \"2.0\"".into()));
+    }
+    let id_ok = |id: &Value| matches!(id, Value::String(_) | Value::Number(_));
+    let kind = if let Some(method) = obj.get("method") {
+        if !method.is_string() {
+            return Err(ParseError::Invalid("\"method\" must be a string".into()));
+        }
+        if let Some(p) = obj.get("params")
+            && !(p.is_object() || p.is_array())
+        {
+            return Err(ParseError::Invalid(
+                "\"params\" must be an object or array".into(),
+            ));
+        }
+        match obj.get("id") {
+            None => Kind::Notification,
+            Some(id) if id_ok(id) => Kind::Request,
+            Some(_) => {
+                return Err(ParseError::Invalid(
+                    "\"id\" must be a string or number".into(),
+                ));
+            }
+        }
+    } else if obj.contains_key("result") || obj.contains_key("error") {
+        if obj.contains_key("result") && obj.contains_key("error") {
+            return Err(ParseError::Invalid("both \"result\" and \"error\"".into()));
+        }
+        match obj.get("id") {
+            // A null id is legal on error responses (e.g. parse errors).
+            Some(id) if id_ok(id) || (id.is_null() && obj.contains_key("error")) => {}
+            _ => {
+                return Err(ParseError::Invalid(
+                    "a response needs a string or number \"id\"".into(),
+                ));
+            }
+        }
+        if obj.contains_key("error") {
+            Kind::Error
+        } else {
+            Kind::Response
+        }
+    } else {
+        return Err(ParseError::Invalid(
+            "neither a request, notification nor response".into(),
+        ));
+    };
+    Ok(Message {
+        kind,
+        value,
+        raw: None,
+    })
+}
+
+impl Message {
+    fn obj(&self) -> Option<&Map<String, Value>> {
+        self.value.as_object()
+    }
+
+    pub fn id(&self) -> Option<&Value> {
+        self.obj()
+            .and_then(|o| o.get("id"))
+            .filter(|v| !v.is_null())
+    }
+
+    /// The id as a pairing key: `1` and `"1"` stay distinct.
+    pub fn id_key(&self) -> Option<String> {
+        self.id().map(Value::to_string)
+    }
+
+    pub fn method(&self) -> Option<&str> {
+        self.obj()
+            .and_then(|o| o.get("method"))
+            .and_then(Value::as_str)
+    }
+
+    pub fn params(&self) -> Option<&Value> {
+        self.obj().and_then(|o| o.get("params"))
+    }
+
+    pub fn result(&self) -> Option<&Value> {
+        self.obj().and_then(|o| o.get("result"))
+    }
+
+    pub fn error(&self) -> Option<&Value> {
+        self.obj().and_then(|o| o.get("error"))
+    }
+
+    /// The tool, resource URI or prompt a request is about (OTel
+    /// `gen_ai.tool.name` and friends), by method.
+    pub fn target(&self) -> Option<&str> {
+        let field = match self.method()? {
+            "tools/call" | "prompts/get" => "name",
+            "resources/read" | "resources/subscribe" | "resources/unsubscribe" => "uri",
+            _ => return None,
+        };
+        self.params()?.get(field)?.as_str()
+    }
+
+    /// Replaces the message; it will be re-serialized when sent.
+    pub fn rewrite(&mut self, value: Value) -> Result<(), ParseError> {
+        let m = classify(value)?;
+        *self = m;
+        Ok(())
+    }
+}
+
+/// A JSON-RPC error response. `id` is `Value::Null` when the request's id is
+/// unknown (unparseable body).
+pub fn error_response(id: Value, code: i64, message: &str, data: Option<Value>) -> Value {
+    let mut err = serde_json::json!({ "code": code, "message": message });
+    if let Some(d) = data {
+        err["data"] = d;
+    }
+    serde_json::json!({ "jsonrpc": "2.0", "id": id, "error": err })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,65 @@
+use super::*;
+
+fn all(p: &mut Parser, chunks: &[&[u8]]) -> Vec<Event> {
+    chunks
+        .iter()
+        .flat_map(|c| p.push(c).expect("parse"))
+        .collect()
+}
+
+#[test]
+fn events_split_across_chunks_keep_exact_bytes() {
+    let stream: &[u8] =
+        b"event: message\ndata: {\"a\":1}\n\n: keep-alive\n\ndata: x\ndata: y\r\n\r\n";
+    for split in 1..stream.len() {
+        let mut p = Parser::new(1 << 20);
+        let evs = all(&mut p, &[&stream[..split], &stream[split..]]);
+        assert_eq!(evs.len(), 3, "split at {split}");
+        let joined: Vec<u8> = evs.iter().flat_map(|e| e.raw.to_vec()).collect();
+        assert_eq!(joined, stream, "bytes preserved at split {split}");
+        assert_eq!(evs[0].data.as_deref(), Some("{\"a\":1}"));
+        assert_eq!(evs[0].kind(), "message");
+        assert_eq!(evs[1].data, None, "comment-only block");
+        assert_eq!(evs[2].data.as_deref(), Some("x\ny"));
+    }
+}
+
+#[test]
+fn bare_cr_line_endings_and_fields() {
+    let mut p = Parser::new(1024);
+    // A trailing \r may be half of \r\n: the event completes with the next byte.
+    assert!(
+        p.push(b"event: endpoint\rid: 7\rdata:/messages?sessionId=1\r\r")
+            .unwrap()
+            .is_empty()
+    );
+    let evs = p.push(b":").unwrap();
+    assert_eq!(evs.len(), 1);
+    assert_eq!(evs[0].kind(), "endpoint");
+    assert_eq!(evs[0].id.as_deref(), Some("7"));
+    assert_eq!(evs[0].data.as_deref(), Some("/messages?sessionId=1"));
+}
+
+#[test]
+fn an_event_that_never_ends_is_bounded() {
+    let mut p = Parser::new(64);
+    assert!(p.push(b"data: short\n").is_ok());
+    let err = p.push(&[b'a'; 100]).unwrap_err();
+    assert_eq!(err, SseError::TooLarge(64));
+}
+
+#[test]
+fn leftover_is_returned_at_end_of_stream() {
+    let mut p = Parser::new(1024);
+    assert!(p.push(b"data: partial").unwrap().is_empty());
+    assert_eq!(&p.leftover()[..], b"data: partial");
+}
+
+#[test]
+fn serialize_round_trips() {
+    let b = serialize(Some("message"), Some("3"), "line1\nline2");
+    let mut p = Parser::new(1024);
+    let evs = p.push(&b).unwrap();
+    assert_eq!(evs[0].data.as_deref(), Some("line1\nline2"));
+    assert_eq!(evs[0].id.as_deref(), Some("3"));
+}

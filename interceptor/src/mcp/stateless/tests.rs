@@ -1,0 +1,79 @@
+use bytes::Bytes;
+use http::HeaderMap;
+
+use super::*;
+use crate::mcp::jsonrpc::parse;
+
+fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    for (k, v) in pairs {
+        h.insert(*k, v.parse().unwrap());
+    }
+    h
+}
+
+const CALL: &str = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}"#;
+
+fn body(s: &str) -> Body {
+    parse(&Bytes::copy_from_slice(s.as_bytes())).unwrap()
+}
+
+#[test]
+fn matching_headers_pass() {
+    let h = headers(&[
+        ("mcp-method", "tools/call"),
+        ("mcp-name", "echo"),
+        ("mcp-protocol-version", "2026-07-28"),
+    ]);
+    assert!(is_stateless(&h));
+    assert_eq!(check(&h, &body(CALL)), Ok(()));
+    // Base64 sentinel form decodes before comparing.
+    let h = headers(&[
+        ("mcp-method", "tools/call"),
+        ("mcp-name", "=?base64?ZWNobw==?="),
+    ]);
+    assert_eq!(check(&h, &body(CALL)), Ok(()));
+}
+
+#[test]
+fn each_mismatch_names_its_header() {
+    let cases = [
+        (
+            headers(&[("mcp-method", "tools/list"), ("mcp-name", "echo")]),
+            "Mcp-Method",
+        ),
+        (
+            headers(&[("mcp-name", "echo"), ("mcp-protocol-version", "2026-07-28")]),
+            "Mcp-Method",
+        ),
+        (
+            headers(&[("mcp-method", "tools/call"), ("mcp-name", "rm_rf")]),
+            "Mcp-Name",
+        ),
+        (headers(&[("mcp-method", "tools/call")]), "Mcp-Name"),
+        (
+            headers(&[
+                ("mcp-method", "tools/call"),
+                ("mcp-name", "echo"),
+                ("mcp-protocol-version", "2026-08-01"),
+            ]),
+            "MCP-Protocol-Version",
+        ),
+    ];
+    for (h, name) in cases {
+        let err = check(&h, &body(CALL)).expect_err(name);
+        assert_eq!(err["code"], CODE_HEADER_MISMATCH);
+        assert_eq!(err["data"]["mismatch"]["header"], name);
+    }
+}
+
+#[test]
+fn older_revisions_are_not_stateless() {
+    assert!(!is_stateless(&headers(&[(
+        "mcp-protocol-version",
+        "2025-11-25"
+    )])));
+    let batch = body(r#"[{"jsonrpc":"2.0","id":1,"method":"ping"}]"#);
+    let h = headers(&[("mcp-method", "ping")]);
+    assert_eq!(check(&h, &batch).unwrap_err()["code"], -32600);
+}

@@ -1,0 +1,153 @@
+//! The request pipeline: named phases that identity, policy, approval,
+//! masking and audit plug into, without touching transport code.
+//!
+//! ```text
+//!  connection ─▶ on_connect
+//!  client msg ─▶ on_request ──▶ Continue │ Rewrite │ Deny │ Hold(→ verdict)
+//!                   │ (forwarded)
+//!  server msg ─▶ on_server_message (rewrite in place, SSE event by event)
+//!  exchange done, denied, or unpaired ─▶ record (always last)
+//! ```
+//!
+//! Phases run in the order they were added; the first that denies stops
+//! the rest for that message. Phases never see sockets or HTTP framing.
+#![forbid(unsafe_code)]
+
+pub mod event;
+pub mod sink;
+
+use std::{future::Future, pin::Pin, sync::Arc, time::Duration};
+
+use serde_json::Value;
+
+pub use event::{Direction, EventKind, ExchangeEvent, Transport};
+
+use crate::mcp::jsonrpc::Message;
+
+pub use crate::proxy::ConnInfo;
+
+/// What a phase knows about the message in hand.
+#[derive(Debug, Clone)]
+pub struct MessageCtx<'a> {
+    pub conn: &'a ConnInfo,
+    pub session_id: Option<&'a str>,
+    pub transport: Transport,
+    pub protocol_version: Option<&'a str>,
+    pub http_path: &'a str,
+}
+
+/// A phase's answer to a client message.
+pub enum Verdict {
+    /// Pass it on unchanged (to the next phase, then upstream).
+    Continue,
+    /// Replace it with this JSON-RPC message.
+    Rewrite(Value),
+    /// Refuse it; the client gets this JSON-RPC error object
+    /// (`{"code", "message", "data"?}`), the server never sees it.
+    Deny(Value),
+    /// Decide later: the message waits (bounded by the hold limit, then
+    /// denied) until the future yields the verdict.
+    Hold(Pin<Box<dyn Future<Output = Verdict> + Send>>),
+}
+
+/// Each hook has a no-op default; a phase implements what it needs.
+pub trait Phase: Send + Sync + 'static {
+    /// Short name for logs.
+    fn name(&self) -> &'static str;
+    /// A client connection was accepted (before any request).
+    fn on_connect(&self, _conn: &ConnInfo) {}
+    /// Each client JSON-RPC message: requests, notifications, and replies
+    /// to server requests.
+    fn on_request(&self, _ctx: &MessageCtx<'_>, _msg: &Message) -> Verdict {
+        Verdict::Continue
+    }
+    /// Each server message (JSON body, or one SSE event); may rewrite it.
+    fn on_server_message(&self, _ctx: &MessageCtx<'_>, _msg: &mut Message) {}
+    /// Each finished exchange, denial, notification or unpaired message.
+    fn record(&self, _event: &ExchangeEvent) {}
+}
+
+/// What became of a client message.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// Forward it (possibly rewritten in place).
+    Forward { rewritten: bool },
+    /// Refused with this JSON-RPC error object, by this phase.
+    Denied { error: Value, phase: &'static str },
+}
+
+/// Agent error: a hold outlived the hold limit.
+pub const CODE_HOLD_EXPIRED: i64 = -32091;
+
+#[derive(Clone)]
+pub struct Pipeline {
+    phases: Arc<Vec<Arc<dyn Phase>>>,
+    hold_limit: Duration,
+}
+
+impl Pipeline {
+    pub fn new(phases: Vec<Arc<dyn Phase>>, hold_limit: Duration) -> Self {
+        Self {
+            phases: Arc::new(phases),
+            hold_limit,
+        }
+    }
+
+    pub fn on_connect(&self, conn: &ConnInfo) {
+        for p in self.phases.iter() {
+            p.on_connect(conn);
+        }
+    }
+
+    /// Runs `on_request` of every phase over `msg`.
+    pub async fn on_request(&self, ctx: &MessageCtx<'_>, msg: &mut Message) -> Outcome {
+        let mut rewritten = false;
+        for p in self.phases.iter() {
+            let mut verdict = p.on_request(ctx, msg);
+            if let Verdict::Hold(fut) = verdict {
+                verdict = match tokio::time::timeout(self.hold_limit, fut).await {
+                    Ok(Verdict::Hold(_)) | Err(_) => Verdict::Deny(serde_json::json!({
+                        "code": CODE_HOLD_EXPIRED,
+                        "message": format!("held by {} and not released within {:?}", p.name(), self.hold_limit),
+                    })),
+                    Ok(v) => v,
+                };
+            }
+            match verdict {
+                Verdict::Continue | Verdict::Hold(_) => {}
+                Verdict::Rewrite(v) => match msg.rewrite(v) {
+                    Ok(()) => rewritten = true,
+                    Err(e) => {
+                        tracing::error!(phase = p.name(), error = %e, "phase rewrote a message into an invalid one");
+                        return Outcome::Denied {
+                            error: serde_json::json!({ "code": -32603, "message": "internal error in the interceptor" }),
+                            phase: p.name(),
+                        };
+                    }
+                },
+                Verdict::Deny(error) => {
+                    return Outcome::Denied {
+                        error,
+                        phase: p.name(),
+                    };
+                }
+            }
+        }
+        Outcome::Forward { rewritten }
+    }
+
+    pub fn on_server_message(&self, ctx: &MessageCtx<'_>, msg: &mut Message) {
+        for p in self.phases.iter() {
+            p.on_server_message(ctx, msg);
+        }
+    }
+
+    pub fn record(&self, event: &ExchangeEvent) {
+        for p in self.phases.iter() {
+            p.record(event);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,126 @@
+use std::{net::SocketAddr, time::Duration};
+
+use bytes::Bytes;
+use serde_json::json;
+
+use super::*;
+use crate::mcp::jsonrpc::{Body, parse};
+
+struct Deny;
+impl Phase for Deny {
+    fn name(&self) -> &'static str {
+        "deny"
+    }
+    fn on_request(&self, _: &MessageCtx<'_>, msg: &Message) -> Verdict {
+        if msg.method() == Some("tools/call") {
+            Verdict::Deny(json!({"code": -32090, "message": "no"}))
+        } else {
+            Verdict::Continue
+        }
+    }
+}
+
+struct Rename;
+impl Phase for Rename {
+    fn name(&self) -> &'static str {
+        "rename"
+    }
+    fn on_request(&self, _: &MessageCtx<'_>, msg: &Message) -> Verdict {
+        let mut v = msg.value.clone();
+        v["params"]["renamed"] = json!(true);
+        Verdict::Rewrite(v)
+    }
+}
+
+struct HoldThen(Duration, bool);
+impl Phase for HoldThen {
+    fn name(&self) -> &'static str {
+        "hold"
+    }
+    fn on_request(&self, _: &MessageCtx<'_>, _: &Message) -> Verdict {
+        let (d, allow) = (self.0, self.1);
+        Verdict::Hold(Box::pin(async move {
+            tokio::time::sleep(d).await;
+            if allow {
+                Verdict::Continue
+            } else {
+                Verdict::Deny(json!({"code": 1, "message": "held no"}))
+            }
+        }))
+    }
+}
+
+fn msg(s: &str) -> Message {
+    match parse(&Bytes::copy_from_slice(s.as_bytes())).unwrap() {
+        Body::Single(m) => m,
+        Body::Batch(_) => panic!(),
+    }
+}
+
+async fn run(p: &Pipeline, m: &mut Message) -> Outcome {
+    let conn = ConnInfo {
+        id: 1,
+        client: SocketAddr::from(([1, 2, 3, 4], 5)),
+        orig_dst: SocketAddr::from(([1, 2, 3, 4], 6)),
+    };
+    let ctx = MessageCtx {
+        conn: &conn,
+        session_id: None,
+        transport: Transport::StreamableHttp,
+        protocol_version: None,
+        http_path: "/mcp",
+    };
+    p.on_request(&ctx, m).await
+}
+
+#[tokio::test]
+async fn phases_run_in_order_and_deny_stops_the_rest() {
+    let p = Pipeline::new(
+        vec![Arc::new(Rename), Arc::new(Deny)],
+        Duration::from_secs(1),
+    );
+    let mut list = msg(r#"{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{}}"#);
+    assert_eq!(
+        run(&p, &mut list).await,
+        Outcome::Forward { rewritten: true }
+    );
+    assert_eq!(list.value["params"]["renamed"], true);
+    assert!(list.raw.is_none(), "rewritten message is re-serialized");
+    let mut call = msg(r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"x"}}"#);
+    match run(&p, &mut call).await {
+        Outcome::Denied { error, phase } => {
+            assert_eq!(phase, "deny");
+            assert_eq!(error["code"], -32090);
+        }
+        o => panic!("{o:?}"),
+    }
+}
+
+#[tokio::test]
+async fn holds_resolve_or_expire() {
+    let released = Pipeline::new(
+        vec![Arc::new(HoldThen(Duration::from_millis(20), true))],
+        Duration::from_secs(1),
+    );
+    let mut m = msg(r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#);
+    assert_eq!(
+        run(&released, &mut m).await,
+        Outcome::Forward { rewritten: false }
+    );
+    let refused = Pipeline::new(
+        vec![Arc::new(HoldThen(Duration::from_millis(1), false))],
+        Duration::from_secs(1),
+    );
+    assert!(matches!(
+        run(&refused, &mut m).await,
+        Outcome::Denied { .. }
+    ));
+    let expired = Pipeline::new(
+        vec![Arc::new(HoldThen(Duration::from_secs(5), true))],
+        Duration::from_millis(20),
+    );
+    match run(&expired, &mut m).await {
+        Outcome::Denied { error, .. } => assert_eq!(error["code"], CODE_HOLD_EXPIRED),
+        o => panic!("{o:?}"),
+    }
+}

@@ -1,0 +1,67 @@
+//! Bodies: the one boxed body type both directions use, and bounded reads.
+
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use http_body_util::{BodyExt, Empty, Full, combinators::BoxBody};
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+pub type ProxyBody = BoxBody<Bytes, BoxError>;
+
+pub fn full(b: impl Into<Bytes>) -> ProxyBody {
+    Full::new(b.into()).map_err(|never| match never {}).boxed()
+}
+
+pub fn empty() -> ProxyBody {
+    Empty::new().map_err(|never| match never {}).boxed()
+}
+
+/// Streams any hyper body through unchanged.
+pub fn stream<B>(b: B) -> ProxyBody
+where
+    B: http_body::Body<Data = Bytes> + Send + Sync + 'static,
+    B::Error: Into<BoxError>,
+{
+    b.map_err(Into::into).boxed()
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    /// More than the limit arrived.
+    #[error("body larger than {0} bytes")]
+    TooLarge(usize),
+    /// The peer went silent for longer than the idle limit.
+    #[error("no body bytes for {0:?}")]
+    Idle(Duration),
+    /// The connection failed mid-body.
+    #[error("reading body: {0}")]
+    Io(BoxError),
+}
+
+/// Reads a whole body, refusing more than `max` bytes and any silence
+/// longer than `idle` between frames.
+pub async fn read_limited<B>(mut body: B, max: usize, idle: Duration) -> Result<Bytes, ReadError>
+where
+    B: http_body::Body<Data = Bytes> + Unpin,
+    B::Error: Into<BoxError>,
+{
+    if body.size_hint().lower() > max as u64 {
+        return Err(ReadError::TooLarge(max));
+    }
+    let mut buf = BytesMut::new();
+    loop {
+        let frame = match tokio::time::timeout(idle, body.frame()).await {
+            Err(_) => return Err(ReadError::Idle(idle)),
+            Ok(None) => break,
+            Ok(Some(Err(e))) => return Err(ReadError::Io(e.into())),
+            Ok(Some(Ok(f))) => f,
+        };
+        if let Ok(data) = frame.into_data() {
+            if buf.len() + data.len() > max {
+                return Err(ReadError::TooLarge(max));
+            }
+            buf.extend_from_slice(&data);
+        }
+    }
+    Ok(buf.freeze())
+}

@@ -1,0 +1,202 @@
+//! HTTP/1.1 on an accepted connection: hyper serves it (keep-alive,
+//! chunked bodies, limits), a [`Handler`] answers each request. The plain
+//! pass-through handler lives here; the MCP-aware one is `mcp::McpHandler`.
+
+use std::{
+    convert::Infallible,
+    future::Future,
+    io::Write,
+    net::SocketAddr,
+    os::fd::AsFd,
+    pin::Pin,
+    sync::Arc,
+    sync::atomic::{AtomicU64, Ordering},
+    time::{Duration, Instant},
+};
+
+use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, header};
+use hyper::{body::Incoming, server::conn::http1, service::service_fn};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpStream;
+
+use super::{
+    ConnInfo,
+    body::{ProxyBody, full, stream},
+    upstream::{Upstream, UpstreamError},
+};
+
+use crate::config::{Http, PortRule};
+
+/// Everything a handler needs about the connection a request came on.
+pub struct ConnCtx {
+    pub info: ConnInfo,
+    pub upstream: Upstream,
+    /// Where this connection's requests go.
+    pub upstream_addr: SocketAddr,
+    pub rule: PortRule,
+    pub http: Http,
+}
+
+pub type HandlerFuture = Pin<Box<dyn Future<Output = Response<ProxyBody>> + Send>>;
+
+/// Answers one request. Implementations never fail: every error becomes a
+/// response (with a log line).
+pub trait Handler: Send + Sync + 'static {
+    fn handle(&self, req: Request<Incoming>, ctx: Arc<ConnCtx>) -> HandlerFuture;
+}
+
+/// Serves HTTP/1.1 on `client` until it closes; returns the request count.
+pub async fn serve(client: TcpStream, ctx: Arc<ConnCtx>, handler: Arc<dyn Handler>) -> u64 {
+    let limits = ctx.http.clone();
+    // A second handle on the socket: hyper closes a connection whose head
+    // does not arrive in time without answering; we answer 408 first.
+    let late_writer = client
+        .as_fd()
+        .try_clone_to_owned()
+        .ok()
+        .map(std::net::TcpStream::from);
+    let requests = Arc::new(AtomicU64::new(0));
+    let counter = requests.clone();
+    let svc = service_fn(move |req| {
+        counter.fetch_add(1, Ordering::Relaxed);
+        let fut = handler.handle(req, ctx.clone());
+        async move { Ok::<_, Infallible>(fut.await) }
+    });
+    let result = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .keep_alive(true)
+        .header_read_timeout(Duration::from_millis(limits.header_read_timeout_ms))
+        .max_buf_size(limits.max_header_bytes)
+        .max_headers(limits.max_headers)
+        .serve_connection(TokioIo::new(client), svc)
+        .await;
+    if let Err(e) = result {
+        if e.is_timeout() {
+            tracing::info!(
+                timeout_ms = limits.header_read_timeout_ms,
+                "request head not received in time: 408"
+            );
+            if let Some(mut w) = late_writer {
+                let _ = w.write_all(&raw_error(
+                    408,
+                    "Request Timeout",
+                    -32083,
+                    "request head not received in time",
+                ));
+            }
+        } else if e.is_parse_too_large() {
+            tracing::info!(
+                max_bytes = limits.max_header_bytes,
+                max_headers = limits.max_headers,
+                "request head too large: 431"
+            );
+        } else if !e.is_incomplete_message() && !e.is_closed() {
+            tracing::debug!(error = %e, "http connection ended with error");
+        }
+    }
+    requests.load(Ordering::Relaxed)
+}
+
+/// A complete HTTP/1.1 error response with a JSON-RPC error body, for the
+/// few cases answered outside hyper.
+fn raw_error(status: u16, reason: &str, code: i64, message: &str) -> Vec<u8> {
+    let body = serde_json::json!({
+        "jsonrpc": "2.0", "id": null, "error": { "code": code, "message": message }
+    })
+    .to_string();
+    format!(
+        "HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+/// Headers that describe one hop, never forwarded (RFC 9110 7.6.1), plus
+/// the framing hyper sets itself for the body it sends.
+pub fn strip_hop_headers(h: &mut HeaderMap) {
+    if let Some(conn) = h
+        .get(header::CONNECTION)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+    {
+        for name in conn.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+            h.remove(name);
+        }
+    }
+    for name in [
+        header::CONNECTION,
+        header::TRANSFER_ENCODING,
+        header::TE,
+        header::TRAILER,
+        header::UPGRADE,
+        header::PROXY_AUTHORIZATION,
+        header::PROXY_AUTHENTICATE,
+    ] {
+        h.remove(name);
+    }
+    h.remove("keep-alive");
+    h.remove("proxy-connection");
+}
+
+/// Forwards a request as is, streaming both bodies; logs one line.
+pub async fn pass_through(req: Request<Incoming>, ctx: &ConnCtx) -> Response<ProxyBody> {
+    let started = Instant::now();
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let (mut parts, body) = req.into_parts();
+    strip_hop_headers(&mut parts.headers);
+    let resp = match ctx
+        .upstream
+        .send(ctx.upstream_addr, Request::from_parts(parts, stream(body)))
+        .await
+    {
+        Ok(resp) => {
+            let (mut parts, body) = resp.into_parts();
+            strip_hop_headers(&mut parts.headers);
+            Response::from_parts(parts, stream(body))
+        }
+        Err(e) => upstream_error_response(&e, serde_json::Value::Null),
+    };
+    tracing::info!(
+        client = %ctx.info.client, %method, %path, status = resp.status().as_u16(),
+        ms = format!("{:.1}", started.elapsed().as_secs_f64() * 1e3),
+        "http pass-through"
+    );
+    resp
+}
+
+/// The status and JSON-RPC code for an upstream failure.
+pub fn upstream_error_status(e: &UpstreamError) -> (StatusCode, i64) {
+    match e {
+        UpstreamError::Timeout(..) => (StatusCode::GATEWAY_TIMEOUT, CODE_UPSTREAM_TIMEOUT),
+        _ => (StatusCode::BAD_GATEWAY, CODE_UPSTREAM_UNAVAILABLE),
+    }
+}
+
+pub fn upstream_error_response(e: &UpstreamError, id: serde_json::Value) -> Response<ProxyBody> {
+    tracing::warn!(error = %e, "upstream failed");
+    let (status, code) = upstream_error_status(e);
+    json_response(
+        status,
+        &serde_json::json!({
+            "jsonrpc": "2.0", "id": id, "error": { "code": code, "message": e.to_string() }
+        }),
+    )
+}
+
+pub fn json_response(status: StatusCode, v: &serde_json::Value) -> Response<ProxyBody> {
+    let mut r = Response::new(full(serde_json::to_vec(v).unwrap_or_default()));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+/// Agent error codes (stable; README.md lists them).
+pub const CODE_TOO_LARGE: i64 = -32080;
+pub const CODE_UPSTREAM_UNAVAILABLE: i64 = -32081;
+pub const CODE_UPSTREAM_TIMEOUT: i64 = -32082;
+pub const CODE_REQUEST_TIMEOUT: i64 = -32083;
+pub const CODE_SERVER_MESSAGE_TOO_LARGE: i64 = -32085;

@@ -1,0 +1,135 @@
+//! The pooled upstream client. Connections are reused (keep-alive) and
+//! made through the steering bypass in ebpf mode, so the kernel program
+//! does not hand them back to the proxy.
+
+use std::{
+    future::Future,
+    net::SocketAddr,
+    pin::Pin,
+    task::{Context, Poll},
+    time::Duration,
+};
+
+use http::{Request, Response, Uri};
+use hyper::body::Incoming;
+use hyper_util::{
+    client::legacy::Client,
+    rt::{TokioExecutor, TokioIo},
+};
+use tokio::net::TcpStream;
+
+use super::body::ProxyBody;
+use crate::{config::PortRange, steer::bypass};
+
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    /// No connection could be made (refused, unreachable, timed out).
+    #[error("cannot connect to upstream {0}: {1}")]
+    Connect(SocketAddr, String),
+    /// Connected, but no response head within the limit.
+    #[error("upstream {0} sent no response within {1:?}")]
+    Timeout(SocketAddr, Duration),
+    /// The exchange failed after connecting.
+    #[error("upstream {0}: {1}")]
+    Failed(SocketAddr, String),
+}
+
+/// Connects to the host:port of the request URI.
+#[derive(Clone)]
+struct Connector {
+    bypass: Option<PortRange>,
+    timeout: Duration,
+}
+
+impl tower_service::Service<Uri> for Connector {
+    type Response = TokioIo<TcpStream>;
+    type Error = std::io::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, uri: Uri) -> Self::Future {
+        let this = self.clone();
+        Box::pin(async move {
+            let addr: SocketAddr = uri
+                .authority()
+                .and_then(|a| a.as_str().parse().ok())
+                .ok_or_else(|| {
+                    std::io::Error::other(format!("upstream URI {uri} has no address"))
+                })?;
+            let connect = async {
+                match this.bypass {
+                    Some(range) => bypass::connect(addr, range).await,
+                    None => TcpStream::connect(addr).await,
+                }
+            };
+            let stream = tokio::time::timeout(this.timeout, connect)
+                .await
+                .map_err(|_| {
+                    std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out")
+                })??;
+            let _ = stream.set_nodelay(true);
+            Ok(TokioIo::new(stream))
+        })
+    }
+}
+
+#[derive(Clone)]
+pub struct Upstream {
+    client: Client<Connector, ProxyBody>,
+    response_timeout: Duration,
+}
+
+impl Upstream {
+    /// `bypass`: the source-port range in ebpf mode, `None` in listen mode.
+    pub fn new(
+        bypass: Option<PortRange>,
+        connect_timeout: Duration,
+        response_timeout: Duration,
+    ) -> Self {
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(60))
+            .pool_max_idle_per_host(256)
+            // Keep the client's Host header: the server must see what the
+            // client sent, not our upstream address.
+            .set_host(false)
+            .build(Connector {
+                bypass,
+                timeout: connect_timeout,
+            });
+        Self {
+            client,
+            response_timeout,
+        }
+    }
+
+    /// Sends `req` (origin-form URI) to `addr` and waits for the head.
+    pub async fn send(
+        &self,
+        addr: SocketAddr,
+        mut req: Request<ProxyBody>,
+    ) -> Result<Response<Incoming>, UpstreamError> {
+        let pq = req
+            .uri()
+            .path_and_query()
+            .map(|p| p.as_str())
+            .unwrap_or("/")
+            .to_string();
+        *req.uri_mut() = format!("http://{addr}{pq}")
+            .parse()
+            .map_err(|e| UpstreamError::Failed(addr, format!("bad URI: {e}")))?;
+        match tokio::time::timeout(self.response_timeout, self.client.request(req)).await {
+            Err(_) => Err(UpstreamError::Timeout(addr, self.response_timeout)),
+            Ok(Ok(resp)) => Ok(resp),
+            Ok(Err(e)) if e.is_connect() => {
+                let cause = std::error::Error::source(&e)
+                    .map(|s| s.to_string())
+                    .unwrap_or_else(|| e.to_string());
+                Err(UpstreamError::Connect(addr, cause))
+            }
+            Ok(Err(e)) => Err(UpstreamError::Failed(addr, e.to_string())),
+        }
+    }
+}

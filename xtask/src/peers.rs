@@ -1,0 +1,148 @@
+//! The independent MCP implementations the e2e tests talk to, installed
+//! into project-local folders:
+//!
+//! - `<root>/.venv`: a Python venv with `tests/peers/requirements.txt`
+//!   (the official `mcp` SDK, which `tests/peers/mcp_client.py` drives);
+//! - `<root>/tests/peers/node_modules`: `tests/peers/package-lock.json`
+//!   (`@modelcontextprotocol/server-everything`, the reference server).
+//!
+//! Each install step runs only when its input file differs from the copy
+//! kept beside the installed tree after the last successful install, so a
+//! second run reads four small files and starts nothing.
+
+use std::{
+    fs,
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use anyhow::{Context, Result, bail};
+
+const PEERS_DIR: &str = "tests/peers";
+const VENV: &str = ".venv";
+/// Copy of the requirements file of the last successful `pip install`.
+const PY_STAMP: &str = ".requirements.txt.installed";
+/// Copy of package.json + package-lock.json of the last successful `npm ci`;
+/// inside node_modules, so `npm ci` (which empties it) also drops the stamp.
+const NODE_STAMP: &str = ".mcp-interceptor-lock.installed";
+
+pub fn install(root: &Path) -> Result<()> {
+    python(root)?;
+    node(root)?;
+    Ok(())
+}
+
+fn python(root: &Path) -> Result<()> {
+    let venv = root.join(VENV);
+    let py = venv.join("bin/python");
+    let requirements = root.join(PEERS_DIR).join("requirements.txt");
+    let wanted =
+        fs::read(&requirements).with_context(|| format!("reading {}", requirements.display()))?;
+    let stamp = venv.join(PY_STAMP);
+
+    // A venv whose interpreter no longer starts (its base Python moved or
+    // was upgraded) is rebuilt from scratch.
+    let usable = Command::new(&py)
+        .args(["-c", "import sys"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !usable {
+        if venv.exists() {
+            eprintln!("==> setup: {VENV} is broken, recreating it");
+            fs::remove_dir_all(&venv).with_context(|| format!("removing {}", venv.display()))?;
+        }
+        eprintln!("==> setup: creating python venv {VENV}");
+        let python3 = std::env::var_os("PYTHON").unwrap_or_else(|| "python3".into());
+        sh(root, Command::new(python3).args(["-m", "venv"]).arg(&venv))?;
+    } else if fs::read(&stamp).is_ok_and(|have| have == wanted) {
+        eprintln!("==> setup: python peers present ({VENV})");
+        return Ok(());
+    }
+
+    eprintln!("==> setup: installing python peers from {PEERS_DIR}/requirements.txt");
+    // Drop the stamp first: an interrupted install must not look complete.
+    remove_if_exists(&stamp)?;
+    sh(
+        root,
+        Command::new(&py)
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--disable-pip-version-check",
+                "--no-input",
+                "--quiet",
+                "-r",
+            ])
+            .arg(&requirements),
+    )?;
+    write_atomically(&stamp, &wanted)
+}
+
+fn node(root: &Path) -> Result<()> {
+    let dir = root.join(PEERS_DIR);
+    let lock = dir.join("package-lock.json");
+    let modules = dir.join("node_modules");
+    let stamp = modules.join(NODE_STAMP);
+
+    let manifest = fs::read(dir.join("package.json"))
+        .with_context(|| format!("reading {PEERS_DIR}/package.json"))?;
+    let locked = match fs::read(&lock) {
+        Ok(bytes) => Some(bytes),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(e).with_context(|| format!("reading {}", lock.display())),
+    };
+    if let Some(locked) = &locked
+        && fs::read(&stamp).is_ok_and(|have| have == stamp_contents(&manifest, locked))
+    {
+        eprintln!("==> setup: node peers present ({PEERS_DIR}/node_modules)");
+        return Ok(());
+    }
+
+    remove_if_exists(&stamp)?;
+    let verb = if locked.is_some() { "ci" } else { "install" };
+    eprintln!("==> setup: installing node peers (npm {verb} in {PEERS_DIR})");
+    sh(
+        &dir,
+        Command::new("npm").args([verb, "--no-audit", "--no-fund", "--loglevel=error"]),
+    )?;
+    // `npm install` has just written the lock; record what is installed.
+    let locked = fs::read(&lock).with_context(|| format!("reading {}", lock.display()))?;
+    write_atomically(&stamp, &stamp_contents(&manifest, &locked))
+}
+
+fn stamp_contents(manifest: &[u8], lock: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(manifest.len() + lock.len() + 1);
+    out.extend_from_slice(manifest);
+    out.push(0);
+    out.extend_from_slice(lock);
+    out
+}
+
+fn remove_if_exists(path: &Path) -> Result<()> {
+    match fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(e).with_context(|| format!("removing {}", path.display()))
+        }
+        _ => Ok(()),
+    }
+}
+
+fn write_atomically(path: &Path, contents: &[u8]) -> Result<()> {
+    let mut tmp = PathBuf::from(path);
+    tmp.as_mut_os_string().push(".tmp");
+    fs::write(&tmp, contents).with_context(|| format!("writing {}", tmp.display()))?;
+    fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))
+}
+
+/// Runs `cmd` in `dir`, failing with its command line on non-zero exit.
+fn sh(dir: &Path, cmd: &mut Command) -> Result<()> {
+    cmd.current_dir(dir);
+    let shown = format!("{cmd:?}").replace('"', "");
+    eprintln!("==> {shown}");
+    let status = cmd.status().with_context(|| format!("starting {shown}"))?;
+    if !status.success() {
+        bail!("{shown} failed: {status}");
+    }
+    Ok(())
+}
