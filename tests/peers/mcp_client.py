@@ -304,6 +304,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "progress": [],
         "sampling_requests": [],
         "elicitation_requests": [],
+        "resources": None,  # all-tools only
+        "prompts": None,  # all-tools only
         "skipped": {},
         "volatile": [],
     }

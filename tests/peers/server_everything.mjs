@@ -12,7 +12,8 @@
 //
 // Once the socket is bound it prints one line to stderr:
 //   server-everything ready: http://HOST:PORT/mcp   (or /sse)
-// (with --port 0 the kernel picks the port and this line tells which).
+// (with --port 0 the kernel picks the port and this line tells which). If the
+// bind fails it exits 1.
 //
 // The server's environment is emptied before it starts (all but GZIP_* and
 // whatever --keep-env names; PORT is removed once read), so its `get-env`
@@ -65,6 +66,13 @@ net.Server.prototype.listen = function (...listenArgs) {
     typeof second !== "string"
   ) {
     listenArgs.splice(1, 0, host);
+    // Upstream's sse.js has no error handler, and express 5 hands a bind
+    // error to the listen callback, which logs "running" and lets the process
+    // exit 0: fail loudly instead.
+    this.once("error", (err) => {
+      console.error(`server-everything failed to listen on ${host}:${first}: ${err.message}`);
+      process.exit(1);
+    });
     this.once("listening", () => {
       const { address, port: bound } = this.address();
       const shown = address.includes(":") ? `[${address}]` : address;

@@ -70,9 +70,10 @@ impl Agent {
     fn write_config(&self, ns: &NetNs, intercept_keys: &str, tables: &str) {
         let text = format!(
             "[intercept]\nnetns = \"{}\"\npin_dir = \"{}\"\n{intercept_keys}\n{tables}\n\
-             [log]\nlevel = \"info\"\n",
+             [events]\njsonl = \"{}\"\n[log]\nlevel = \"info\"\n",
             ns.path(),
-            self.pins.0.display()
+            self.pins.0.display(),
+            self.events_path().display(),
         );
         std::fs::write(&self.config, text).expect("write agent config");
     }
@@ -99,6 +100,28 @@ impl Agent {
 
     pub fn proc(&mut self) -> &mut Proc {
         self.proc.as_mut().expect("agent running")
+    }
+
+    /// The JSON-lines event file the agent writes every exchange to.
+    pub fn events_path(&self) -> PathBuf {
+        self.dir.join("events.jsonl")
+    }
+
+    /// Every event recorded so far, in order.
+    pub fn events(&self) -> Vec<Value> {
+        std::fs::read_to_string(self.events_path())
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("each events line is JSON"))
+            .collect()
+    }
+
+    /// Waits until `pred` holds for the recorded events; returns them.
+    pub fn wait_events(&self, what: &str, pred: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+        crate::wait_for(what, Duration::from_secs(10), || {
+            let ev = self.events();
+            pred(&ev).then_some(ev)
+        })
     }
 
     /// Everything the current agent process logged.

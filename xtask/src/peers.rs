@@ -25,6 +25,8 @@ const PY_STAMP: &str = ".requirements.txt.installed";
 /// Copy of package.json + package-lock.json of the last successful `npm ci`;
 /// inside node_modules, so `npm ci` (which empties it) also drops the stamp.
 const NODE_STAMP: &str = ".mcp-interceptor-lock.installed";
+/// Must exist beside the stamp (a hand-pruned node_modules is reinstalled).
+const NODE_MARKER: &str = "@modelcontextprotocol/server-everything/package.json";
 
 pub fn install(root: &Path) -> Result<()> {
     python(root)?;
@@ -93,6 +95,7 @@ fn node(root: &Path) -> Result<()> {
         Err(e) => return Err(e).with_context(|| format!("reading {}", lock.display())),
     };
     if let Some(locked) = &locked
+        && modules.join(NODE_MARKER).is_file()
         && fs::read(&stamp).is_ok_and(|have| have == stamp_contents(&manifest, locked))
     {
         eprintln!("==> setup: node peers present ({PEERS_DIR}/node_modules)");

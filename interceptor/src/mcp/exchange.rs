@@ -134,9 +134,9 @@ fn log(ev: &ExchangeEvent) {
     tracing::info!(
         conn = ev.conn_id,
         kind = ?ev.kind,
-        session = ev.session_id.as_deref().unwrap_or("-"),
-        method = ev.method.as_deref().unwrap_or("-"),
-        target = ev.target.as_deref().unwrap_or("-"),
+        session = %ev.session_id.as_deref().unwrap_or("-"),
+        method = %ev.method.as_deref().unwrap_or("-"),
+        target = %ev.target.as_deref().unwrap_or("-"),
         id = %ev.jsonrpc_id.as_ref().map(|v| v.to_string()).unwrap_or_else(|| "-".into()),
         status = ev.http_status.unwrap_or(0),
         error = ev.error.as_ref().and_then(|e| e.get("code")).and_then(|c| c.as_i64()).unwrap_or(0),
