@@ -34,8 +34,12 @@ pub struct RawResponse {
 
 impl RawResponse {
     pub fn json(&self) -> Value {
-        serde_json::from_slice(&self.body)
-            .unwrap_or_else(|e| panic!("body is not JSON ({e}): {:?}", String::from_utf8_lossy(&self.body)))
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "body is not JSON ({e}): {:?}",
+                String::from_utf8_lossy(&self.body)
+            )
+        })
     }
 
     /// The JSON-RPC error code of the body.
@@ -64,7 +68,12 @@ pub fn post(path: &str, body: &[u8], extra: &[&str]) -> Vec<u8> {
 
 /// Sends `request` (in pieces separated by `pause` when given) and reads the
 /// response until the server closes. Bounded by `limit`.
-pub fn exchange(addr: SocketAddr, pieces: &[&[u8]], pause: Duration, limit: Duration) -> RawResponse {
+pub fn exchange(
+    addr: SocketAddr,
+    pieces: &[&[u8]],
+    pause: Duration,
+    limit: Duration,
+) -> RawResponse {
     let mut s = TcpStream::connect_timeout(&addr, limit).expect("connect");
     s.set_read_timeout(Some(limit)).expect("timeout");
     for (i, p) in pieces.iter().enumerate() {
@@ -83,8 +92,19 @@ pub fn exchange(addr: SocketAddr, pieces: &[&[u8]], pause: Duration, limit: Dura
         Some(i) => (text[..i].to_string(), buf[i + 4..].to_vec()),
         None => panic!("no HTTP response: {text:?}"),
     };
-    let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-    let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") { dechunk(&body) } else { body };
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        dechunk(&body)
+    } else {
+        body
+    };
     RawResponse { status, head, body }
 }
 

@@ -7,6 +7,7 @@
 //! address outside those namespaces.
 
 pub mod agent;
+pub mod everything;
 pub mod http;
 pub mod netns;
 pub mod peer;

@@ -6,6 +6,7 @@
 //!   demo    setup, build, run the agent against a real MCP server in a
 //!           network namespace, show what it saw
 
+mod peers;
 mod setup;
 
 use std::{
@@ -22,14 +23,14 @@ fn main() -> Result<()> {
         .map(|(c, r)| (c.as_str(), r))
         .unwrap_or(("help", &[]));
     match cmd {
-        "setup" => setup::run(),
+        "setup" => install(),
         "build" => {
-            setup::run()?;
+            install()?;
             build()
         }
         "test" => test(rest),
         "demo" => {
-            setup::run()?;
+            install()?;
             build()?;
             // The scenario lives beside the e2e harness it shares.
             run(&mut Command::new(bin_dir().join("mcp-demo")))
@@ -50,6 +51,12 @@ fn main() -> Result<()> {
             }
         }
     }
+}
+
+/// Debian packages and bpf-linker, then the Python and npm test peers.
+fn install() -> Result<()> {
+    setup::run()?;
+    peers::install(&root())
 }
 
 /// The workspace root (xtask lives one level below it).
@@ -90,7 +97,7 @@ fn build() -> Result<()> {
 
 fn test(extra: &[String]) -> Result<()> {
     let started = std::time::Instant::now();
-    setup::run()?;
+    install()?;
     run(cargo().args(["fmt", "--all", "--check"]))?;
     // The eBPF crate is outside the workspace; rustfmt needs no target.
     run(cargo().args([

@@ -122,6 +122,7 @@ impl McpHandler {
     }
 
     async fn post(&self, req: Request<Incoming>, ctx: Arc<ConnCtx>) -> Response<ProxyBody> {
+        let received = now_us();
         let (mut parts, body) = req.into_parts();
         let target = parts
             .uri
@@ -202,6 +203,7 @@ impl McpHandler {
             };
             let outcome = self.pipeline.on_request(&mctx, msg).await;
             let mut ev = origin.event(EventKind::Exchange, Direction::ClientToServer, msg, &info);
+            ev.received_us = received;
             ev.bytes_in = per_msg_bytes;
             match outcome {
                 Outcome::Denied { error, phase } => {

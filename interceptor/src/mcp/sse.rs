@@ -54,6 +54,11 @@ impl Parser {
         self.buf.extend_from_slice(chunk);
         let mut out = Vec::new();
         while let Some(end) = self.find_end() {
+            // A whole event may arrive in one chunk: the limit is on events,
+            // not on what is left over between them.
+            if end > self.max_event {
+                return Err(SseError::TooLarge(self.max_event));
+            }
             let raw = self.buf.split_to(end).freeze();
             self.scan = 0;
             out.push(parse_block(raw)?);

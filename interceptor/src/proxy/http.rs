@@ -66,7 +66,7 @@ pub async fn serve(client: TcpStream, ctx: Arc<ConnCtx>, handler: Arc<dyn Handle
         .timer(TokioTimer::new())
         .keep_alive(true)
         .header_read_timeout(Duration::from_millis(limits.header_read_timeout_ms))
-        .max_buf_size(limits.max_header_bytes)
+        .max_header_size(limits.max_header_bytes)
         .max_headers(limits.max_headers)
         .serve_connection(TokioIo::new(client), svc)
         .await;

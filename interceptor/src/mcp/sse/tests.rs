@@ -46,6 +46,10 @@ fn an_event_that_never_ends_is_bounded() {
     assert!(p.push(b"data: short\n").is_ok());
     let err = p.push(&[b'a'; 100]).unwrap_err();
     assert_eq!(err, SseError::TooLarge(64));
+    // Also when a whole oversized event arrives in one chunk.
+    let mut p = Parser::new(16);
+    let err = p.push(b"data: 0123456789abcdef\n\n").unwrap_err();
+    assert_eq!(err, SseError::TooLarge(16));
 }
 
 #[test]
