@@ -22,6 +22,7 @@ use tokio::{
 };
 
 use crate::{
+    audit::{Audit, AuditPhase},
     config::{Config, Mode},
     mcp::McpHandler,
     pipeline::{Phase, Pipeline, sink::JsonLines},
@@ -51,11 +52,19 @@ pub enum AgentError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Audit(#[from] crate::audit::AuditError),
+    #[error("S3 upload: {0}")]
+    Upload(String),
 }
 
-/// The phases for a config, in pipeline order.
-fn phases(cfg: &Config) -> Result<Vec<Arc<dyn Phase>>, AgentError> {
+/// The phases for a config, in pipeline order. The audit comes first so
+/// that, when it cannot write, requests are refused before anything else.
+fn phases(cfg: &Config, audit: Option<&Audit>) -> Result<Vec<Arc<dyn Phase>>, AgentError> {
     let mut phases: Vec<Arc<dyn Phase>> = Vec::new();
+    if let Some(a) = audit {
+        phases.push(Arc::new(AuditPhase(a.clone())));
+    }
     if let Some(path) = &cfg.events.jsonl {
         let sink = JsonLines::open(path).map_err(|source| AgentError::Events {
             path: path.clone(),
@@ -69,8 +78,9 @@ fn phases(cfg: &Config) -> Result<Vec<Arc<dyn Phase>>, AgentError> {
 fn serving(
     cfg: Arc<Config>,
     previous: Option<&McpHandler>,
+    audit: Option<&Audit>,
 ) -> Result<(Serving, McpHandler), AgentError> {
-    let pipeline = Pipeline::new(phases(&cfg)?, HOLD_LIMIT);
+    let pipeline = Pipeline::new(phases(&cfg, audit)?, HOLD_LIMIT);
     let handler = match previous {
         Some(p) => McpHandler::with_sessions(pipeline, p),
         None => McpHandler::new(pipeline),
@@ -88,7 +98,16 @@ fn serving(
 
 /// Runs the agent until a stop signal. `config_path` is re-read on SIGHUP.
 pub async fn run(config_path: PathBuf, cfg: Config) -> Result<(), AgentError> {
-    let (first, mut handler) = serving(Arc::new(cfg.clone()), None)?;
+    // The audit opens (and recovers what a crash left) before any traffic.
+    let upload_notify = Arc::new(tokio::sync::Notify::new());
+    let audit = if cfg.audit.enabled {
+        let notify = cfg.audit.s3.as_ref().map(|_| upload_notify.clone());
+        Some(Audit::start(&cfg.audit, notify)?)
+    } else {
+        tracing::warn!("audit disabled (audit.enabled = false): exchanges are not recorded");
+        None
+    };
+    let (first, mut handler) = serving(Arc::new(cfg.clone()), None, audit.as_ref())?;
     let (cfg_tx, cfg_rx) = watch::channel(first);
     let (stop_tx, stop_rx) = watch::channel(false);
     let drain = Drain::default();
@@ -130,6 +149,20 @@ pub async fn run(config_path: PathBuf, cfg: Config) -> Result<(), AgentError> {
             }
         }
     }
+    // The uploader stops after the audit's last file, not with the proxy.
+    let (up_stop_tx, up_stop_rx) = watch::channel(false);
+    let mut uploader = None;
+    if let (Some(a), Some(s3)) = (&audit, &cfg.audit.s3) {
+        let up = crate::audit::upload::Uploader::new(a.dir(), s3)
+            .map_err(|e| AgentError::Upload(e.to_string()))?;
+        uploader = Some(tokio::spawn(up.run(upload_notify.clone(), up_stop_rx)));
+    }
+    if let Some(a) = &audit {
+        a.append(a.stamp().lifecycle(
+            "agent_start",
+            format!("pid {} mode {:?}", std::process::id(), cfg.intercept.mode),
+        ));
+    }
     for l in listeners {
         tracing::info!(listen = ?l.local_addr().ok(), mode = ?cfg.intercept.mode, "proxy listening");
         tokio::spawn(proxy::serve(
@@ -147,7 +180,7 @@ pub async fn run(config_path: PathBuf, cfg: Config) -> Result<(), AgentError> {
     loop {
         tokio::select! {
             _ = hup.recv() => {
-                if let Some(h) = reload(&config_path, &cfg_tx, steering.as_mut(), &handler) {
+                if let Some(h) = reload(&config_path, &cfg_tx, steering.as_mut(), &handler, audit.as_ref()) {
                     handler = h;
                 }
             }
@@ -176,6 +209,21 @@ pub async fn run(config_path: PathBuf, cfg: Config) -> Result<(), AgentError> {
             );
         }
     }
+    if let Some(a) = &audit {
+        a.append(a.stamp().lifecycle(
+            "agent_stop",
+            format!("stopped; {left} connection(s) cut off after the drain limit"),
+        ));
+        // Closes and converts the open segment, then stops its threads.
+        let a = a.clone();
+        let _ = tokio::task::spawn_blocking(move || a.shutdown()).await;
+    }
+    if let Some(u) = uploader {
+        let _ = up_stop_tx.send(true);
+        // The uploader drains once more when told to stop; bounded. What is
+        // left stays in the outbox for the next start.
+        let _ = tokio::time::timeout(Duration::from_secs(10), u).await;
+    }
     tracing::info!(
         cut_off = left,
         fail = ?cfg_tx.borrow().config.intercept.fail,
@@ -191,6 +239,7 @@ fn reload(
     tx: &watch::Sender<Serving>,
     steering: Option<&mut Steering>,
     handler: &McpHandler,
+    audit: Option<&Audit>,
 ) -> Option<McpHandler> {
     let new = match Config::load(path) {
         Ok(c) => c,
@@ -215,7 +264,10 @@ fn reload(
         tracing::error!("reload rejected: listen-mode ports need a restart");
         return None;
     }
-    let (next, next_handler) = match serving(Arc::new(new.clone()), Some(handler)) {
+    if new.audit != old.audit {
+        tracing::warn!("audit settings changed; they apply at the next restart");
+    }
+    let (next, next_handler) = match serving(Arc::new(new.clone()), Some(handler), audit) {
         Ok(s) => s,
         Err(e) => {
             tracing::error!(error = %e, "reload rejected; keeping the running config");

@@ -37,8 +37,74 @@ pub enum ConfigError {
 pub struct Config {
     pub intercept: Intercept,
     pub http: Http,
+    pub audit: Audit,
     pub events: Events,
     pub log: Log,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Fsync {
+    /// Each row is on disk before its response is released (slowest).
+    Always,
+    /// Rows reach the kernel before release; a background group commit
+    /// syncs every `fsync_interval_ms` (the default).
+    #[default]
+    Interval,
+    /// Rows reach the kernel before release; the kernel writes them back.
+    None,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum OnAuditFailure {
+    /// While the audit cannot be written, refuse MCP requests (NIST AU-5).
+    #[default]
+    Block,
+    /// Keep serving; log and count the failure, retry the rows.
+    Continue,
+}
+
+/// The audit trail: WAL, Parquet files, signed manifest, optional S3.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Audit {
+    pub enabled: bool,
+    /// Holds `wal/`, `events/dt=…/hour=…/`, `manifest/<host>/`, `outbox/`.
+    pub dir: PathBuf,
+    pub fsync: Fsync,
+    pub fsync_interval_ms: u64,
+    pub on_audit_failure: OnAuditFailure,
+    /// A Parquet file is closed after this many seconds ...
+    pub roll_seconds: u64,
+    /// ... or this many bytes of WAL, or when the UTC hour changes.
+    pub roll_bytes: u64,
+    /// Arguments, result and error JSON longer than this are cut (flagged,
+    /// full size kept).
+    pub max_field_bytes: usize,
+    /// Ed25519 key signing the manifest; generated (0600) if absent.
+    pub signing_key: PathBuf,
+    /// Host name in rows and file names; unset: the kernel's host name.
+    pub host: Option<String>,
+    pub s3: Option<crate::audit::upload::S3Config>,
+}
+
+impl Default for Audit {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            dir: PathBuf::from("/var/lib/mcp-interceptor/audit"),
+            fsync: Fsync::default(),
+            fsync_interval_ms: 100,
+            on_audit_failure: OnAuditFailure::default(),
+            roll_seconds: 60,
+            roll_bytes: 128 << 20,
+            max_field_bytes: 64 << 10,
+            signing_key: PathBuf::from("/var/lib/mcp-interceptor/audit-signing.key"),
+            host: None,
+            s3: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
@@ -343,6 +409,23 @@ impl Config {
             if v == 0 {
                 return Err(format!("http.{name} must be greater than 0"));
             }
+        }
+        let a = &self.audit;
+        if a.roll_seconds == 0
+            || a.roll_bytes < 4096
+            || a.fsync_interval_ms == 0
+            || a.max_field_bytes < 256
+        {
+            return Err("audit: roll_seconds and fsync_interval_ms must be > 0, roll_bytes >= 4096, max_field_bytes >= 256".into());
+        }
+        if let Some(h) = &a.host
+            && (h.is_empty()
+                || h.starts_with('.')
+                || !h
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)))
+        {
+            return Err(format!("audit.host {h:?} must be a plain name"));
         }
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
             return Err(format!("log.level {:?}: {e}", self.log.level));

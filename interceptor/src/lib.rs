@@ -4,6 +4,7 @@
 //! -> approval -> audit, in later stages). No module reaches back up.
 
 pub mod agent;
+pub mod audit;
 pub mod config;
 pub mod doctor;
 pub mod mcp;

@@ -45,6 +45,59 @@ enum Cmd {
         #[arg(long, short, default_value = config::DEFAULT_PATH)]
         config: PathBuf,
     },
+    /// Read and check the audit trail.
+    Audit {
+        #[command(subcommand)]
+        cmd: AuditCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCmd {
+    /// Check every file and the signed manifest chain; name the first break.
+    Verify {
+        /// The audit directory (a complete copy, e.g. synced from S3).
+        dir: PathBuf,
+        /// The pinned Ed25519 public key (hex); default: the copy stored
+        /// beside the manifest, which proves consistency, not origin.
+        #[arg(long)]
+        public_key: Option<String>,
+    },
+    /// Print one session's exchanges in order.
+    Replay {
+        #[arg(long)]
+        session: String,
+        #[command(flatten)]
+        source: AuditSource,
+        /// One JSON object per line instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Follow new audit rows as they are written (Ctrl-C to stop).
+    Tail {
+        #[command(flatten)]
+        source: AuditSource,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(clap::Args)]
+struct AuditSource {
+    /// The audit directory; default: `audit.dir` of the config.
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    #[arg(long, short, default_value = config::DEFAULT_PATH)]
+    config: PathBuf,
+}
+
+impl AuditSource {
+    fn dir(&self) -> anyhow::Result<PathBuf> {
+        match &self.dir {
+            Some(d) => Ok(d.clone()),
+            None => Ok(Config::load(&self.config)?.audit.dir),
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -105,6 +158,7 @@ fn dispatch(cmd: Cmd) -> anyhow::Result<ExitCode> {
             println!("{}", serde_json::to_string_pretty(&state)?);
             Ok(ExitCode::SUCCESS)
         }
+        Cmd::Audit { cmd } => audit_cmd(cmd),
         Cmd::Detach { config } => {
             let cfg = Config::load(&config)?;
             let removed = steer::detach(&cfg.intercept.pin_dir)?;
@@ -114,6 +168,60 @@ fn dispatch(cmd: Cmd) -> anyhow::Result<ExitCode> {
             for p in removed {
                 println!("removed {}", p.display());
             }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn audit_cmd(cmd: AuditCmd) -> anyhow::Result<ExitCode> {
+    use interceptor::audit::{chain, replay};
+    match cmd {
+        AuditCmd::Verify { dir, public_key } => match chain::verify(&dir, public_key.as_deref()) {
+            Ok(r) => {
+                println!(
+                    "ok: {} host(s), {} manifest entries, {} files, {} rows; chain and signatures intact",
+                    r.hosts.len(),
+                    r.entries,
+                    r.files,
+                    r.rows
+                );
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(b) => {
+                println!("FAIL: {b}");
+                Ok(ExitCode::FAILURE)
+            }
+        },
+        AuditCmd::Replay {
+            session,
+            source,
+            json,
+        } => {
+            let steps = replay::session(&source.dir()?, &session)?;
+            if steps.is_empty() {
+                eprintln!("no rows for session {session}");
+                return Ok(ExitCode::FAILURE);
+            }
+            for s in steps {
+                if json {
+                    println!("{}", serde_json::to_string(&s)?);
+                } else {
+                    println!("{s}");
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        AuditCmd::Tail { source, json } => {
+            replay::tail(&source.dir()?, |s| {
+                let line = if json {
+                    serde_json::to_string(s).unwrap_or_default()
+                } else {
+                    s.to_string()
+                };
+                // Stop quietly when the reader (e.g. `head`) goes away.
+                use std::io::Write;
+                writeln!(std::io::stdout(), "{line}").is_ok() && std::io::stdout().flush().is_ok()
+            })?;
             Ok(ExitCode::SUCCESS)
         }
     }

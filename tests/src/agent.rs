@@ -45,6 +45,7 @@ pub struct Agent {
     ns: String,
     dir: PathBuf,
     starts: u32,
+    audit_keys: String,
 }
 
 impl Agent {
@@ -52,6 +53,18 @@ impl Agent {
     /// `[intercept]`, followed by `intercept_keys`; `tables` follows, e.g.
     /// `[[intercept.ports]]` entries) and starts the agent.
     pub fn start(ns: &NetNs, dir: &Path, intercept_keys: &str, tables: &str) -> Self {
+        Self::start_with(ns, dir, intercept_keys, tables, "")
+    }
+
+    /// Like [`Agent::start`], with extra `[audit]` keys (the audit writes
+    /// to `<dir>/audit`, closing files every 2 s).
+    pub fn start_with(
+        ns: &NetNs,
+        dir: &Path,
+        intercept_keys: &str,
+        tables: &str,
+        audit_keys: &str,
+    ) -> Self {
         let pin_dir = PathBuf::from(format!("/sys/fs/bpf/{}", unique("mcpi-t")));
         let config = dir.join("agent.toml");
         let mut a = Self {
@@ -61,6 +74,7 @@ impl Agent {
             ns: ns.name().to_string(),
             dir: dir.to_path_buf(),
             starts: 0,
+            audit_keys: audit_keys.to_string(),
         };
         a.write_config(ns, intercept_keys, tables);
         a.restart();
@@ -70,10 +84,14 @@ impl Agent {
     fn write_config(&self, ns: &NetNs, intercept_keys: &str, tables: &str) {
         let text = format!(
             "[intercept]\nnetns = \"{}\"\npin_dir = \"{}\"\n{intercept_keys}\n{tables}\n\
-             [events]\njsonl = \"{}\"\n[log]\nlevel = \"info\"\n",
+             [events]\njsonl = \"{}\"\n[log]\nlevel = \"info\"\n\
+             [audit]\ndir = \"{}\"\nsigning_key = \"{}\"\nroll_seconds = 2\n{}\n",
             ns.path(),
             self.pins.0.display(),
             self.events_path().display(),
+            self.audit_dir().display(),
+            self.dir.join("audit-signing.key").display(),
+            self.audit_keys,
         );
         std::fs::write(&self.config, text).expect("write agent config");
     }
@@ -100,6 +118,25 @@ impl Agent {
 
     pub fn proc(&mut self) -> &mut Proc {
         self.proc.as_mut().expect("agent running")
+    }
+
+    /// Where this agent's audit trail is.
+    pub fn audit_dir(&self) -> PathBuf {
+        self.dir.join("audit")
+    }
+
+    /// `mcp-interceptor audit <args>` (exit status and output).
+    pub fn audit_cli(&self, args: &[&str]) -> Output {
+        let args: Vec<String> = std::iter::once("audit")
+            .chain(args.iter().copied())
+            .map(String::from)
+            .collect();
+        run_in(
+            None,
+            &bin("mcp-interceptor"),
+            &args,
+            Duration::from_secs(60),
+        )
     }
 
     /// The JSON-lines event file the agent writes every exchange to.

@@ -359,4 +359,11 @@ fn the_demo_runs_to_the_end() {
         "{stdout}"
     );
     assert!(stdout.contains("demo done"), "{stdout}");
+    let call = stdout
+        .lines()
+        .find(|l| l.starts_with("exchange") && l.contains("tools/call"));
+    assert!(
+        call.is_some_and(|l| l.contains("lookup_customer") && l.contains("200")),
+        "{stdout}"
+    );
 }

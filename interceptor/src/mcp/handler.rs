@@ -44,6 +44,14 @@ impl Handler for McpHandler {
         let this = self.clone();
         Box::pin(async move { this.route(req, ctx).await })
     }
+
+    fn on_connect(&self, conn: &crate::proxy::ConnInfo) {
+        self.pipeline.on_connect(conn);
+    }
+
+    fn on_close(&self, conn: &crate::proxy::ConnInfo, requests: u64) {
+        self.pipeline.on_close(conn, requests);
+    }
 }
 
 impl McpHandler {
@@ -328,6 +336,7 @@ impl McpHandler {
             origin: origin.clone(),
             status,
             max_message: ctx.http.max_message,
+            first_byte_us: (origin.http_method == "POST").then(now_us),
         };
         if ctype.starts_with("text/event-stream") {
             parts.headers.remove(header::CONTENT_LENGTH);

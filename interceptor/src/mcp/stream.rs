@@ -38,6 +38,9 @@ pub struct State {
     pub origin: Origin,
     pub status: u16,
     pub max_message: usize,
+    /// When the answer's head arrived (a POST's own answer); `None` on a
+    /// long-lived GET stream, where each event is its own first byte.
+    pub first_byte_us: Option<i64>,
 }
 
 impl State {
@@ -62,6 +65,7 @@ impl State {
                             if req.method.as_deref() == Some("initialize") {
                                 self.learn_initialize(msg, &mut req);
                             }
+                            req.first_byte_us = req.first_byte_us.or(self.first_byte_us);
                             if req.session_id.is_none() && self.origin.in_session {
                                 req.session_id = Some(self.origin.key.clone());
                             }

@@ -56,6 +56,8 @@ pub trait Phase: Send + Sync + 'static {
     fn name(&self) -> &'static str;
     /// A client connection was accepted (before any request).
     fn on_connect(&self, _conn: &ConnInfo) {}
+    /// A client connection ended after `requests` HTTP requests.
+    fn on_close(&self, _conn: &ConnInfo, _requests: u64) {}
     /// Each client JSON-RPC message: requests, notifications, and replies
     /// to server requests.
     fn on_request(&self, _ctx: &MessageCtx<'_>, _msg: &Message) -> Verdict {
@@ -96,6 +98,12 @@ impl Pipeline {
     pub fn on_connect(&self, conn: &ConnInfo) {
         for p in self.phases.iter() {
             p.on_connect(conn);
+        }
+    }
+
+    pub fn on_close(&self, conn: &ConnInfo, requests: u64) {
+        for p in self.phases.iter() {
+            p.on_close(conn, requests);
         }
     }
 

@@ -43,6 +43,10 @@ pub type HandlerFuture = Pin<Box<dyn Future<Output = Response<ProxyBody>> + Send
 /// response (with a log line).
 pub trait Handler: Send + Sync + 'static {
     fn handle(&self, req: Request<Incoming>, ctx: Arc<ConnCtx>) -> HandlerFuture;
+    /// A connection was accepted and routed (before its first request).
+    fn on_connect(&self, _conn: &ConnInfo) {}
+    /// A connection ended.
+    fn on_close(&self, _conn: &ConnInfo, _requests: u64) {}
 }
 
 /// Serves HTTP/1.1 on `client` until it closes; returns the request count.

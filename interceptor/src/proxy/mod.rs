@@ -137,7 +137,9 @@ async fn handle(client: TcpStream, peer: ClientAddr, serving: Serving) {
         rule,
         http: serving.config.http.clone(),
     });
-    let requests = http::serve(client, ctx, serving.handler.clone()).await;
+    serving.handler.on_connect(&ctx.info);
+    let requests = http::serve(client, ctx.clone(), serving.handler.clone()).await;
+    serving.handler.on_close(&ctx.info, requests);
     tracing::info!(
         conn = id, client = %peer, orig_dst = %dst, upstream = %upstream_addr, requests,
         duration_ms = format!("{:.1}", started.elapsed().as_secs_f64() * 1e3),

@@ -76,6 +76,32 @@ fn main() {
         println!("{line}");
     }
 
+    section("every MCP message the agent saw, paired with its answer (events.jsonl)");
+    std::thread::sleep(Duration::from_millis(200));
+    println!(
+        "{:<13} {:<18} {:<26} {:<16} {:>6} {:>8}",
+        "kind", "direction", "method", "target", "status", "ms"
+    );
+    for e in agent.events() {
+        let ms = match (e["received_us"].as_i64(), e["done_us"].as_i64()) {
+            (Some(r), Some(d)) => format!("{:.1}", (d - r) as f64 / 1e3),
+            _ => "-".into(),
+        };
+        let s = |k: &str| e[k].as_str().unwrap_or("-").to_string();
+        println!(
+            "{:<13} {:<18} {:<26} {:<16} {:>6} {:>8}",
+            s("kind"),
+            s("direction"),
+            s("method"),
+            s("target"),
+            e["http_status"]
+                .as_u64()
+                .map(|v| v.to_string())
+                .unwrap_or("-".into()),
+            ms
+        );
+    }
+
     section("mcp-interceptor status (pinned kernel state)");
     println!("{:#}", agent.status());
     section("mcp-interceptor doctor");
@@ -95,7 +121,7 @@ fn main() {
     );
     println!("counters: {:?}", agent.counters(8080));
     println!(
-        "\n(the audit trail arrives with the audit pipeline; this demo shows the connection log)"
+        "\n(the durable Parquet audit arrives with the audit pipeline; events.jsonl is its forerunner)"
     );
     println!("demo done; namespaces, pins and processes are removed on exit");
 }

@@ -9,6 +9,8 @@
 mod client;
 #[path = "mcp_peer/customer.rs"]
 mod customer;
+#[path = "mcp_peer/load.rs"]
+mod load;
 #[path = "mcp_peer/raw.rs"]
 mod raw;
 #[path = "mcp_peer/server.rs"]
@@ -42,6 +44,9 @@ enum Command {
     /// prints `{"status", "local"}`; exit 3 bind failed, 2 connect failed,
     /// 1 other.
     Raw(raw::RawArgs),
+    /// Call echo `--count` times in one session, printing `ack <text>` as
+    /// each answer arrives; exit 1 at the first failure.
+    Load(load::LoadArgs),
 }
 
 fn main() {
@@ -54,6 +59,7 @@ fn main() {
     init_logging();
     let code = match cli.command {
         Command::Raw(args) => raw::run(args),
+        Command::Load(args) => in_runtime("load", load::run(args)).map_or(1, |()| 0),
         Command::Server(args) => in_runtime("server", server::run(args)).map_or(1, |()| 0),
         Command::Client(args) => match in_runtime("client", client::run(args)) {
             Some(line) => {

@@ -1,0 +1,333 @@
+//! Tamper evidence, the way CloudTrail does log-file integrity.
+//!
+//! Every closed Parquet file gets a manifest entry: its path, SHA-256, row
+//! count and time range, the SHA-256 of the previous entry's file, signed
+//! with the agent's Ed25519 key. Entries are small immutable files,
+//! `manifest/<host>/<seq:012>.json`, numbered without gaps. A period with
+//! no events still gets an entry (no file, zero rows), so a deleted hour
+//! shows as a hole, not as silence.
+//!
+//! What `verify` detects, from the files alone: a changed byte in a data
+//! file (hash), a deleted data file (entry without file), an added one
+//! (file without entry), a deleted, reordered or edited entry (sequence,
+//! previous-hash or signature break). What it cannot: truncation of the
+//! newest entries together with their files, unless the last entry is known
+//! from elsewhere (the S3 copy, Object Lock); and a forger holding the
+//! private key. Pin the public key (`--public-key`) rather than trusting
+//! the copy stored beside the entries.
+
+use std::{
+    collections::BTreeSet,
+    io::{self, Read},
+    os::unix::fs::OpenOptionsExt,
+    path::{Path, PathBuf},
+};
+
+use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::fsutil::{create_private_dir, write_atomic};
+
+pub const PUBLIC_KEY_FILE: &str = "public-key.hex";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Entry {
+    pub seq: u64,
+    pub host: String,
+    /// The WAL segment the file was made from (`None` for a heartbeat).
+    pub segment: Option<u64>,
+    /// Path relative to the audit directory (`events/dt=…/hour=…/….parquet`).
+    pub file: Option<String>,
+    pub sha256: Option<String>,
+    pub rows: i64,
+    pub first_event_us: Option<i64>,
+    pub last_event_us: Option<i64>,
+    /// When the entry was written (Unix microseconds).
+    pub written_us: i64,
+    /// SHA-256 (hex) of the previous entry's file; empty for the first.
+    pub prev: String,
+    /// Ed25519 (hex) over this entry serialized with `signature` empty.
+    pub signature: String,
+}
+
+impl Entry {
+    fn signed_bytes(&self) -> Vec<u8> {
+        let mut unsigned = self.clone();
+        unsigned.signature.clear();
+        serde_json::to_vec(&unsigned).unwrap_or_default()
+    }
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+pub fn sha256_file(path: &Path) -> io::Result<String> {
+    let mut f = std::fs::File::open(path)?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(hex::encode(h.finalize()))
+}
+
+/// Loads the signing key, or creates one (0600) if the file is absent.
+pub fn load_or_create_key(path: &Path) -> io::Result<SigningKey> {
+    match std::fs::read(path) {
+        Ok(b) => {
+            let text = String::from_utf8_lossy(&b);
+            let raw = hex::decode(text.trim()).map_err(|e| {
+                io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("{}: {e}", path.display()),
+                )
+            })?;
+            let seed: [u8; 32] = raw.try_into().map_err(|_| {
+                io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("{}: expected 32 bytes of hex", path.display()),
+                )
+            })?;
+            Ok(SigningKey::from_bytes(&seed))
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            let mut seed = [0u8; 32];
+            std::fs::File::open("/dev/urandom")?.read_exact(&mut seed)?;
+            if let Some(dir) = path.parent() {
+                create_private_dir(dir)?;
+            }
+            let mut f = std::fs::OpenOptions::new()
+                .create_new(true)
+                .write(true)
+                .mode(0o600)
+                .open(path)?;
+            io::Write::write_all(&mut f, hex::encode(seed).as_bytes())?;
+            f.sync_all()?;
+            tracing::info!(path = %path.display(), "generated a new audit signing key");
+            Ok(SigningKey::from_bytes(&seed))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// The writer side: appends signed entries.
+pub struct Chain {
+    dir: PathBuf,
+    host: String,
+    key: SigningKey,
+    next_seq: u64,
+    prev: String,
+    /// Segments already recorded (conversion is idempotent across crashes).
+    pub segments: BTreeSet<u64>,
+}
+
+impl Chain {
+    /// Opens `<audit>/manifest/<host>/`, continuing after its last entry.
+    pub fn open(audit_dir: &Path, host: &str, key: SigningKey) -> io::Result<Self> {
+        let dir = audit_dir.join("manifest").join(host);
+        create_private_dir(&dir)?;
+        let public = hex::encode(key.verifying_key().to_bytes());
+        let pub_path = dir.join(PUBLIC_KEY_FILE);
+        if std::fs::read_to_string(&pub_path)
+            .map(|s| s.trim().to_string())
+            .ok()
+            .as_deref()
+            != Some(public.as_str())
+        {
+            write_atomic(&pub_path, public.as_bytes())?;
+        }
+        let mut chain = Self {
+            dir,
+            host: host.into(),
+            key,
+            next_seq: 0,
+            prev: String::new(),
+            segments: BTreeSet::new(),
+        };
+        for (seq, path) in entry_files(&chain.dir)? {
+            let bytes = std::fs::read(&path)?;
+            if let Ok(e) = serde_json::from_slice::<Entry>(&bytes)
+                && let Some(s) = e.segment
+            {
+                chain.segments.insert(s);
+            }
+            chain.next_seq = seq + 1;
+            chain.prev = sha256_hex(&bytes);
+        }
+        Ok(chain)
+    }
+
+    pub fn public_key_hex(&self) -> String {
+        hex::encode(self.key.verifying_key().to_bytes())
+    }
+
+    /// Writes the next entry; returns its path relative to the audit dir.
+    pub fn append(&mut self, mut e: Entry) -> io::Result<PathBuf> {
+        e.seq = self.next_seq;
+        e.host = self.host.clone();
+        e.prev = self.prev.clone();
+        e.signature = hex::encode(self.key.sign(&e.signed_bytes()).to_bytes());
+        let bytes = serde_json::to_vec_pretty(&e).map_err(io::Error::other)?;
+        let name = format!("{:012}.json", e.seq);
+        write_atomic(&self.dir.join(&name), &bytes)?;
+        self.prev = sha256_hex(&bytes);
+        self.next_seq += 1;
+        if let Some(s) = e.segment {
+            self.segments.insert(s);
+        }
+        Ok(PathBuf::from("manifest").join(&self.host).join(name))
+    }
+}
+
+fn entry_files(dir: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir)? {
+        let e = e?;
+        let name = e.file_name().to_string_lossy().into_owned();
+        if let Some(seq) = name.strip_suffix(".json").and_then(|n| n.parse().ok()) {
+            out.push((seq, e.path()));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// The first thing wrong with an audit directory.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{path}: {reason}")]
+pub struct Break {
+    pub path: String,
+    pub reason: String,
+}
+
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct Report {
+    pub hosts: Vec<String>,
+    pub entries: u64,
+    pub files: u64,
+    pub rows: i64,
+}
+
+/// Checks every host's chain and every data file under `audit_dir`.
+/// `public_key`: the pinned key (hex); without it each host's stored key.
+pub fn verify(audit_dir: &Path, public_key: Option<&str>) -> Result<Report, Break> {
+    let brk = |path: &Path, reason: String| Break {
+        path: path.display().to_string(),
+        reason,
+    };
+    let manifest = audit_dir.join("manifest");
+    let mut report = Report::default();
+    let mut listed = BTreeSet::new();
+    let hosts =
+        std::fs::read_dir(&manifest).map_err(|e| brk(&manifest, format!("no manifest: {e}")))?;
+    let mut host_dirs: Vec<PathBuf> = hosts
+        .filter_map(|h| h.ok().map(|h| h.path()))
+        .filter(|p| p.is_dir())
+        .collect();
+    host_dirs.sort();
+    for dir in host_dirs {
+        let key_hex = match public_key {
+            Some(k) => k.to_string(),
+            None => std::fs::read_to_string(dir.join(PUBLIC_KEY_FILE))
+                .map_err(|e| brk(&dir, format!("no public key: {e}")))?,
+        };
+        let key = hex::decode(key_hex.trim())
+            .ok()
+            .and_then(|b| <[u8; 32]>::try_from(b).ok())
+            .and_then(|b| VerifyingKey::from_bytes(&b).ok())
+            .ok_or_else(|| brk(&dir, "public key is not 32 bytes of hex".into()))?;
+        report.hosts.push(
+            dir.file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned(),
+        );
+        let mut prev = String::new();
+        let files = entry_files(&dir).map_err(|e| brk(&dir, e.to_string()))?;
+        for (i, (seq, path)) in files.iter().enumerate() {
+            let first_seq = files.first().map(|f| f.0).unwrap_or(0);
+            if *seq != first_seq + i as u64 {
+                return Err(brk(
+                    path,
+                    format!("entry {} is missing (deleted?)", first_seq + i as u64),
+                ));
+            }
+            let bytes = std::fs::read(path).map_err(|e| brk(path, e.to_string()))?;
+            let e: Entry = serde_json::from_slice(&bytes)
+                .map_err(|e| brk(path, format!("not an entry: {e}")))?;
+            if e.seq != *seq {
+                return Err(brk(path, format!("names itself entry {} (moved?)", e.seq)));
+            }
+            let sig = hex::decode(&e.signature)
+                .ok()
+                .and_then(|b| <[u8; 64]>::try_from(b).ok())
+                .map(|b| Signature::from_bytes(&b))
+                .ok_or_else(|| brk(path, "signature malformed".into()))?;
+            key.verify(&e.signed_bytes(), &sig)
+                .map_err(|_| brk(path, "signature does not verify (edited or forged)".into()))?;
+            if i > 0 && e.prev != prev {
+                return Err(brk(
+                    path,
+                    "previous-entry hash does not match (entries reordered, replaced or removed)"
+                        .into(),
+                ));
+            }
+            prev = sha256_hex(&bytes);
+            report.entries += 1;
+            if let (Some(file), Some(sum)) = (&e.file, &e.sha256) {
+                let data = audit_dir.join(file);
+                let actual = sha256_file(&data).map_err(|err| {
+                    brk(
+                        &data,
+                        format!("listed in {} but unreadable: {err}", path.display()),
+                    )
+                })?;
+                if &actual != sum {
+                    return Err(brk(
+                        &data,
+                        "SHA-256 differs from its manifest entry (modified)".into(),
+                    ));
+                }
+                listed.insert(data);
+                report.files += 1;
+                report.rows += e.rows;
+            }
+        }
+    }
+    for data in data_files(&audit_dir.join("events")) {
+        if !listed.contains(&data) {
+            return Err(brk(&data, "not in any manifest entry (added)".into()));
+        }
+    }
+    Ok(report)
+}
+
+/// Every `.parquet` file below `dir`.
+pub fn data_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "parquet") {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,482 @@
+//! The audit trail: every event as a row in tamper-evident, Hive-partitioned
+//! Parquet, with nothing lost when the agent crashes.
+//!
+//! ```text
+//!  record(event) ─▶ WAL append (write(2), before the response is released)
+//!                    │ background: group-commit fsync, roll by age
+//!                    ▼ closed segment
+//!  converter ─▶ Parquet (tmp, fsync, rename) ─▶ signed manifest entry
+//!            ─▶ outbox mark (S3 upload) ─▶ segment deleted
+//! ```
+//!
+//! Crash safety: a segment is deleted only after its Parquet file and its
+//! manifest entry are durable; a segment already in the manifest is just
+//! deleted on recovery, so a crash anywhere converts each row exactly once.
+#![forbid(unsafe_code)]
+
+pub mod chain;
+pub mod fsutil;
+pub mod parquet;
+pub mod replay;
+pub mod row;
+pub mod schema;
+pub mod upload;
+pub mod wal;
+
+use std::{
+    collections::VecDeque,
+    io,
+    path::{Path, PathBuf},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+        mpsc,
+    },
+    thread::JoinHandle,
+    time::{Duration, Instant},
+};
+
+use serde_json::json;
+
+use crate::{
+    config::{Audit as AuditConfig, Fsync, OnAuditFailure},
+    pipeline::{ExchangeEvent, MessageCtx, Phase, Verdict, event::now_us},
+    proxy::ConnInfo,
+};
+use chain::{Chain, Entry};
+use row::Stamp;
+use schema::AuditRow;
+use wal::{Roll, Wal};
+
+/// JSON-RPC error while the audit cannot be written and the policy is
+/// `on_audit_failure = "block"`.
+pub const CODE_AUDIT_UNAVAILABLE: i64 = -32086;
+/// Rows kept in memory for a retry while the WAL cannot be written.
+const RETRY_LIMIT: usize = 100_000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {
+    #[error("audit directory {path}: {source}")]
+    Dir { path: PathBuf, source: io::Error },
+    #[error("audit signing key {path}: {source}")]
+    Key { path: PathBuf, source: io::Error },
+    #[error("recovering the audit WAL: {0}")]
+    Recover(io::Error),
+}
+
+enum Job {
+    Convert(u64),
+    Heartbeat,
+    Stop,
+}
+
+struct Inner {
+    stamp: Stamp,
+    dir: PathBuf,
+    block: bool,
+    wal: Mutex<Wal>,
+    retry: Mutex<VecDeque<AuditRow>>,
+    healthy: AtomicBool,
+    stopping: AtomicBool,
+    rows: AtomicU64,
+    failures: AtomicU64,
+    jobs: Mutex<mpsc::Sender<Job>>,
+    upload: Option<Arc<tokio::sync::Notify>>,
+}
+
+/// The audit writer; cheap to clone, shared by every connection.
+#[derive(Clone)]
+pub struct Audit {
+    inner: Arc<Inner>,
+    threads: Arc<Mutex<Vec<JoinHandle<()>>>>,
+}
+
+pub fn default_host() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+impl Audit {
+    /// Opens the trail: recovers WAL leftovers into Parquet (before any
+    /// traffic), then starts the converter and the group-commit thread.
+    /// `upload`: notified after each new file, when S3 is configured.
+    pub fn start(
+        cfg: &AuditConfig,
+        upload: Option<Arc<tokio::sync::Notify>>,
+    ) -> Result<Self, AuditError> {
+        let dir = cfg.dir.clone();
+        fsutil::create_private_dir(&dir).map_err(|source| AuditError::Dir {
+            path: dir.clone(),
+            source,
+        })?;
+        let host = cfg.host.clone().unwrap_or_else(default_host);
+        let key =
+            chain::load_or_create_key(&cfg.signing_key).map_err(|source| AuditError::Key {
+                path: cfg.signing_key.clone(),
+                source,
+            })?;
+        let mut chain = Chain::open(&dir, &host, key).map_err(|source| AuditError::Dir {
+            path: dir.clone(),
+            source,
+        })?;
+        let first_seq = chain.segments.last().map_or(0, |s| s + 1);
+        let roll = Roll {
+            max_bytes: cfg.roll_bytes,
+            max_age: Duration::from_secs(cfg.roll_seconds),
+        };
+        let (wal, leftover) = Wal::open(
+            &dir.join("wal"),
+            roll,
+            cfg.fsync == Fsync::Always,
+            first_seq,
+        )
+        .map_err(|source| AuditError::Dir {
+            path: dir.join("wal"),
+            source,
+        })?;
+        let stamp = Stamp {
+            host: host.clone(),
+            agent_version: env!("CARGO_PKG_VERSION").into(),
+            max_field_bytes: cfg.max_field_bytes,
+        };
+        let s3 = cfg.s3.is_some();
+        for seq in leftover {
+            convert(&dir, &stamp.host, &mut chain, seq, s3).map_err(AuditError::Recover)?;
+            tracing::info!(segment = seq, "recovered audit WAL segment");
+        }
+        tracing::info!(dir = %dir.display(), host = %host, public_key = %chain.public_key_hex(), "audit trail open");
+
+        let (tx, rx) = mpsc::channel();
+        let inner = Arc::new(Inner {
+            stamp,
+            dir: dir.clone(),
+            block: cfg.on_audit_failure == OnAuditFailure::Block,
+            wal: Mutex::new(wal),
+            retry: Mutex::new(VecDeque::new()),
+            healthy: AtomicBool::new(true),
+            stopping: AtomicBool::new(false),
+            rows: AtomicU64::new(0),
+            failures: AtomicU64::new(0),
+            jobs: Mutex::new(tx),
+            upload,
+        });
+        let conv_inner = inner.clone();
+        let converter = std::thread::Builder::new()
+            .name("audit-convert".into())
+            .spawn(move || converter(conv_inner, chain, rx, s3))
+            .map_err(|source| AuditError::Dir {
+                path: dir.clone(),
+                source,
+            })?;
+        let tick_inner = inner.clone();
+        let interval = Duration::from_millis(cfg.fsync_interval_ms);
+        let (sync, roll_period) = (
+            cfg.fsync == Fsync::Interval,
+            Duration::from_secs(cfg.roll_seconds),
+        );
+        let ticker = std::thread::Builder::new()
+            .name("audit-commit".into())
+            .spawn(move || ticker(tick_inner, interval, sync, roll_period))
+            .map_err(|source| AuditError::Dir { path: dir, source })?;
+        Ok(Self {
+            inner,
+            threads: Arc::new(Mutex::new(vec![converter, ticker])),
+        })
+    }
+
+    pub fn stamp(&self) -> &Stamp {
+        &self.inner.stamp
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.inner.dir
+    }
+
+    /// Whether rows are being written (false while the WAL fails).
+    pub fn healthy(&self) -> bool {
+        self.inner.healthy.load(Ordering::Relaxed)
+    }
+
+    /// Rows acknowledged so far, and write failures.
+    pub fn stats(&self) -> (u64, u64) {
+        (
+            self.inner.rows.load(Ordering::Relaxed),
+            self.inner.failures.load(Ordering::Relaxed),
+        )
+    }
+
+    /// Appends one row to the WAL (returns once the kernel has it).
+    pub fn append(&self, row: AuditRow) {
+        append(&self.inner, Some(row));
+    }
+
+    /// Closes the open segment, converts everything, stops the threads.
+    pub fn shutdown(&self) {
+        self.inner.stopping.store(true, Ordering::SeqCst);
+        let closed = lock(&self.inner.wal).close();
+        let jobs = lock(&self.inner.jobs);
+        match closed {
+            Ok(Some(seq)) => {
+                let _ = jobs.send(Job::Convert(seq));
+            }
+            Ok(None) => {}
+            Err(e) => tracing::error!(error = %e, "closing the audit WAL failed"),
+        }
+        let _ = jobs.send(Job::Stop);
+        drop(jobs);
+        for t in lock(&self.threads).drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Writes queued retries, then `row`. On failure keeps them for the next
+/// attempt (bounded) and marks the audit unhealthy.
+fn append(inner: &Inner, row: Option<AuditRow>) {
+    let mut retry = lock(&inner.retry);
+    if let Some(r) = row {
+        retry.push_back(r);
+    }
+    let mut wal = lock(&inner.wal);
+    while let Some(r) = retry.front() {
+        match wal.append(r) {
+            Ok(closed) => {
+                retry.pop_front();
+                inner.rows.fetch_add(1, Ordering::Relaxed);
+                if let Some(seq) = closed {
+                    let _ = lock(&inner.jobs).send(Job::Convert(seq));
+                }
+                if !inner.healthy.swap(true, Ordering::Relaxed) {
+                    tracing::warn!("audit WAL writable again; traffic resumes");
+                }
+            }
+            Err(e) => {
+                inner.failures.fetch_add(1, Ordering::Relaxed);
+                if inner.healthy.swap(false, Ordering::Relaxed) {
+                    tracing::error!(error = %e, block = inner.block, "audit WAL write failed");
+                }
+                // A failed write may have opened no segment or left a torn
+                // record; start a fresh segment on the next attempt.
+                let _ = wal.close();
+                while retry.len() > RETRY_LIMIT {
+                    retry.pop_front();
+                    tracing::error!("audit retry buffer full: a row was lost");
+                }
+                return;
+            }
+        }
+    }
+}
+
+fn ticker(inner: Arc<Inner>, interval: Duration, sync: bool, roll_period: Duration) {
+    let mut last_entry = Instant::now();
+    while !inner.stopping.load(Ordering::SeqCst) {
+        std::thread::sleep(interval.min(Duration::from_millis(250)));
+        if !inner.healthy.load(Ordering::Relaxed) {
+            append(&inner, None);
+        }
+        let mut wal = lock(&inner.wal);
+        if sync && let Err(e) = wal.sync() {
+            tracing::error!(error = %e, "audit group commit (fsync) failed");
+        }
+        match wal.roll_if_old() {
+            Ok(Some(seq)) => {
+                let _ = lock(&inner.jobs).send(Job::Convert(seq));
+                last_entry = Instant::now();
+            }
+            Ok(None) => {
+                if last_entry.elapsed() >= roll_period {
+                    let _ = lock(&inner.jobs).send(Job::Heartbeat);
+                    last_entry = Instant::now();
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "closing an audit WAL segment failed"),
+        }
+    }
+}
+
+fn converter(inner: Arc<Inner>, mut chain: Chain, rx: mpsc::Receiver<Job>, s3: bool) {
+    // Segments whose conversion failed (e.g. a full disk): retried with
+    // every later job, and at the next start if still there.
+    let mut failed = std::collections::BTreeSet::new();
+    for job in rx {
+        let mut todo: Vec<u64> = std::mem::take(&mut failed).into_iter().collect();
+        let beat = match job {
+            Job::Convert(seq) => {
+                todo.push(seq);
+                false
+            }
+            Job::Heartbeat => true,
+            Job::Stop => {
+                for seq in todo {
+                    if let Err(e) = convert(&inner.dir, &inner.stamp.host, &mut chain, seq, s3) {
+                        tracing::error!(segment = seq, error = %e, "audit conversion failed at stop; the WAL keeps the rows for the next start");
+                    }
+                }
+                break;
+            }
+        };
+        let mut wrote = false;
+        for seq in todo {
+            match convert(&inner.dir, &inner.stamp.host, &mut chain, seq, s3) {
+                Ok(()) => wrote = true,
+                Err(e) => {
+                    tracing::error!(segment = seq, error = %e, "audit conversion failed; the WAL keeps the rows, will retry");
+                    failed.insert(seq);
+                }
+            }
+        }
+        if beat && !wrote {
+            match heartbeat(&inner.dir, &mut chain, s3) {
+                Ok(()) => wrote = true,
+                Err(e) => tracing::error!(error = %e, "audit heartbeat entry failed"),
+            }
+        }
+        if wrote && let Some(n) = &inner.upload {
+            n.notify_one();
+        }
+    }
+}
+
+fn heartbeat(dir: &Path, chain: &mut Chain, s3: bool) -> io::Result<()> {
+    let rel = chain.append(entry(None, None, None, 0, None))?;
+    if s3 {
+        upload::enqueue(dir, &rel)?;
+    }
+    Ok(())
+}
+
+fn entry(
+    segment: Option<u64>,
+    file: Option<String>,
+    sha: Option<String>,
+    rows: i64,
+    span: Option<(i64, i64)>,
+) -> Entry {
+    Entry {
+        seq: 0,
+        host: String::new(),
+        segment,
+        file,
+        sha256: sha,
+        rows,
+        first_event_us: span.map(|s| s.0),
+        last_event_us: span.map(|s| s.1),
+        written_us: now_us(),
+        prev: String::new(),
+        signature: String::new(),
+    }
+}
+
+/// One closed segment to Parquet + manifest, then deleted. Idempotent.
+fn convert(dir: &Path, host: &str, chain: &mut Chain, seq: u64, s3: bool) -> io::Result<()> {
+    let path = wal::segment_path(&dir.join("wal"), seq);
+    if chain.segments.contains(&seq) {
+        return remove(&path);
+    }
+    let mut rows = wal::read_segment(&path)?;
+    rows.sort_by_key(|r| r.event_time_us);
+    // One file per UTC hour (a segment holds one hour unless the clock jumped).
+    let mut parts: Vec<Vec<AuditRow>> = Vec::new();
+    for r in rows {
+        match parts.last_mut() {
+            Some(p) if wal::hour_of(p[0].event_time_us) == wal::hour_of(r.event_time_us) => {
+                p.push(r)
+            }
+            _ => parts.push(vec![r]),
+        }
+    }
+    for (i, part) in parts.iter().enumerate() {
+        let (first, last) = (part[0].event_time_us, part[part.len() - 1].event_time_us);
+        let rel = parquet::relative_path(host, seq, i, first);
+        let bytes = parquet::encode(part, host, seq)?;
+        let sha = parquet::write(dir, &rel, &bytes)?;
+        let rel_s = rel.to_string_lossy().into_owned();
+        let entry_rel = chain.append(entry(
+            Some(seq),
+            Some(rel_s),
+            Some(sha),
+            part.len() as i64,
+            Some((first, last)),
+        ))?;
+        if s3 {
+            upload::enqueue(dir, &rel)?;
+            upload::enqueue(dir, &entry_rel)?;
+        }
+        tracing::debug!(file = %rel.display(), rows = part.len(), bytes = bytes.len(), "audit file closed");
+    }
+    if parts.is_empty() {
+        // Nothing in it (an empty or wholly torn segment): still record that
+        // the segment existed, so sequence numbers stay explained.
+        chain.append(entry(Some(seq), None, None, 0, None))?;
+    }
+    remove(&path)
+}
+
+fn remove(path: &Path) -> io::Result<()> {
+    match std::fs::remove_file(path) {
+        Ok(()) => path.parent().map_or(Ok(()), fsutil::sync_dir),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// The pipeline phase: refuses requests while the audit is down (block
+/// mode), and writes every event and connection as a row.
+pub struct AuditPhase(pub Audit);
+
+impl Phase for AuditPhase {
+    fn name(&self) -> &'static str {
+        "audit"
+    }
+
+    fn on_connect(&self, conn: &ConnInfo) {
+        let mut r = self
+            .0
+            .stamp()
+            .lifecycle("connection_open", "connection accepted");
+        conn_fields(&mut r, conn);
+        self.0.append(r);
+    }
+
+    fn on_close(&self, conn: &ConnInfo, requests: u64) {
+        let mut r = self
+            .0
+            .stamp()
+            .lifecycle("connection_close", format!("{requests} request(s)"));
+        conn_fields(&mut r, conn);
+        self.0.append(r);
+    }
+
+    fn on_request(&self, _: &MessageCtx<'_>, _: &crate::mcp::jsonrpc::Message) -> Verdict {
+        if self.0.inner.block && !self.0.healthy() {
+            return Verdict::Deny(json!({
+                "code": CODE_AUDIT_UNAVAILABLE,
+                "message": "the audit trail cannot be written; requests are refused until it can (on_audit_failure = block)",
+            }));
+        }
+        Verdict::Continue
+    }
+
+    fn record(&self, event: &ExchangeEvent) {
+        self.0.append(self.0.stamp().from_event(event));
+    }
+}
+
+fn conn_fields(r: &mut AuditRow, c: &ConnInfo) {
+    r.src_addr = Some(c.client.ip().to_string());
+    r.src_port = Some(i32::from(c.client.port()));
+    r.dst_addr = Some(c.orig_dst.ip().to_string());
+    r.dst_port = Some(i32::from(c.orig_dst.port()));
+    r.conn_id = i64::try_from(c.id).ok();
+}
+
+#[cfg(test)]
+mod tests;

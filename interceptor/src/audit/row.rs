@@ -1,0 +1,178 @@
+//! From pipeline events to audit rows.
+
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use super::schema::AuditRow;
+use crate::pipeline::{EventKind, ExchangeEvent, Transport, event::now_us};
+
+/// What every row of this agent carries.
+#[derive(Debug, Clone)]
+pub struct Stamp {
+    pub host: String,
+    pub agent_version: String,
+    /// JSON text longer than this (arguments, result, error) is cut, with
+    /// `response_truncated` and the full `response_size` kept.
+    pub max_field_bytes: usize,
+}
+
+impl Stamp {
+    pub fn row(&self, kind: &str, event_time_us: i64) -> AuditRow {
+        AuditRow {
+            event_time_us,
+            event_id: uuid::Uuid::now_v7().to_string(),
+            kind: kind.to_string(),
+            host: self.host.clone(),
+            agent_version: self.agent_version.clone(),
+            ..AuditRow::default()
+        }
+    }
+
+    /// A row for an agent or connection event (`message` says what).
+    pub fn lifecycle(&self, kind: &str, message: impl Into<String>) -> AuditRow {
+        let mut r = self.row(kind, now_us());
+        r.message = Some(message.into());
+        r
+    }
+
+    pub fn from_event(&self, ev: &ExchangeEvent) -> AuditRow {
+        let time = ev.done_us.unwrap_or_else(now_us);
+        let mut r = self.row(kind_name(ev.kind), time);
+        r.session_id = ev.session_id.clone();
+        r.transport = Some(transport_name(ev.transport).to_string());
+        r.protocol_version = ev.protocol_version.clone();
+        (r.src_addr, r.src_port) = split_addr(&ev.client_addr);
+        (r.dst_addr, r.dst_port) = split_addr(&ev.orig_dst);
+        r.conn_id = i64::try_from(ev.conn_id).ok();
+        r.client_name = ev.client_name.clone();
+        r.client_version = ev.client_version.clone();
+        r.direction = Some(
+            match ev.direction {
+                crate::pipeline::Direction::ClientToServer => "client_to_server",
+                crate::pipeline::Direction::ServerToClient => "server_to_client",
+            }
+            .into(),
+        );
+        r.jsonrpc_id = ev.jsonrpc_id.as_ref().map(Value::to_string);
+        r.method = ev.method.clone();
+        match ev.method.as_deref() {
+            Some("tools/call") => r.tool_name = ev.target.clone(),
+            Some("prompts/get") => r.prompt_name = ev.target.clone(),
+            Some(m) if m.starts_with("resources/") => r.resource_uri = ev.target.clone(),
+            _ => {}
+        }
+        // Tool calls record their arguments; other requests their params.
+        let args = match ev.method.as_deref() {
+            Some("tools/call") | Some("prompts/get") => {
+                ev.params.as_ref().and_then(|p| p.get("arguments"))
+            }
+            _ => ev.params.as_ref(),
+        };
+        if let Some(a) = args {
+            r.arguments_sha256 = Some(hex::encode(Sha256::digest(canonical(a).as_bytes())));
+            r.arguments = Some(self.cut(&a.to_string()).0);
+        }
+        let mut size = 0i64;
+        if let Some(res) = &ev.result {
+            let text = res.to_string();
+            size += text.len() as i64;
+            let (t, cut) = self.cut(&text);
+            r.result = Some(t);
+            r.response_truncated |= cut;
+        }
+        if let Some(err) = &ev.error {
+            let text = err.to_string();
+            size += text.len() as i64;
+            let (t, cut) = self.cut(&text);
+            r.error = Some(t);
+            r.response_truncated |= cut;
+            r.error_code = err
+                .get("code")
+                .and_then(Value::as_i64)
+                .and_then(|c| i32::try_from(c).ok());
+        }
+        r.response_size = (ev.result.is_some() || ev.error.is_some()).then_some(size);
+        r.http_status = ev.http_status.map(i32::from);
+        r.decision = match ev.kind {
+            EventKind::Denied => Some("deny".into()),
+            EventKind::Exchange | EventKind::Notification | EventKind::Unanswered => {
+                Some("allow".into())
+            }
+            _ => None,
+        };
+        r.decided_by = ev.decided_by.clone();
+        r.received_us = Some(ev.received_us);
+        r.forwarded_us = ev.forwarded_us;
+        r.first_byte_us = ev.first_byte_us;
+        r.done_us = ev.done_us;
+        r.latency_us = ev.done_us.map(|d| d - ev.received_us);
+        r.bytes_in = i64::try_from(ev.bytes_in).ok();
+        r.bytes_out = i64::try_from(ev.bytes_out).ok();
+        if ev.rewritten {
+            r.message = Some("request rewritten by the pipeline".into());
+        }
+        r
+    }
+
+    /// Cuts `s` to at most `max_field_bytes` on a char boundary.
+    fn cut(&self, s: &str) -> (String, bool) {
+        if s.len() <= self.max_field_bytes {
+            return (s.to_string(), false);
+        }
+        let mut end = self.max_field_bytes;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        (s[..end].to_string(), true)
+    }
+}
+
+pub fn kind_name(k: EventKind) -> &'static str {
+    match k {
+        EventKind::Exchange => "exchange",
+        EventKind::Notification => "notification",
+        EventKind::Denied => "denied",
+        EventKind::Unanswered => "unanswered",
+        EventKind::Unpaired => "unpaired",
+        EventKind::SessionClosed => "session_closed",
+        EventKind::Rejected => "rejected",
+        EventKind::Http => "http",
+    }
+}
+
+fn transport_name(t: Transport) -> &'static str {
+    match t {
+        Transport::StreamableHttp => "streamable-http",
+        Transport::Sse => "sse",
+        Transport::Stateless => "stateless",
+        Transport::Http => "http",
+    }
+}
+
+fn split_addr(a: &str) -> (Option<String>, Option<i32>) {
+    match a.parse::<std::net::SocketAddr>() {
+        Ok(sa) => (Some(sa.ip().to_string()), Some(i32::from(sa.port()))),
+        Err(_) => (Some(a.to_string()).filter(|s| !s.is_empty()), None),
+    }
+}
+
+/// JSON with object keys sorted at every level and no whitespace, so the
+/// same arguments always give the same digest, whatever order they came in.
+pub fn canonical(v: &Value) -> String {
+    match v {
+        Value::Object(m) => {
+            let mut keys: Vec<&String> = m.keys().collect();
+            keys.sort();
+            let parts: Vec<String> = keys
+                .into_iter()
+                .map(|k| format!("{}:{}", Value::String(k.clone()), canonical(&m[k])))
+                .collect();
+            format!("{{{}}}", parts.join(","))
+        }
+        Value::Array(a) => format!(
+            "[{}]",
+            a.iter().map(canonical).collect::<Vec<_>>().join(",")
+        ),
+        other => other.to_string(),
+    }
+}

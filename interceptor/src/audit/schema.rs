@@ -1,0 +1,267 @@
+//! One audit row per event, and its Arrow schema.
+//!
+//! Athena-safe by construction: signed integers only, the event time as
+//! INT64 `TIMESTAMP(MILLIS, UTC)` (every Athena engine and Glue read it;
+//! micro-precision timestamps have been misread), the microseconds kept in
+//! `event_time_us` for ordering, lists of strings and one string-keyed map.
+//! Column names follow OpenTelemetry where an attribute exists (noted).
+//! README.md and deploy/athena/ document every column; a test keeps the
+//! DDL in step with [`schema`].
+
+use std::sync::Arc;
+
+use arrow_array::{
+    ArrayRef, BooleanArray, Int32Array, Int64Array, MapArray, RecordBatch, StringArray,
+    TimestampMillisecondArray,
+    builder::{Int32Builder, ListBuilder, MapBuilder, StringBuilder},
+};
+use arrow_schema::{ArrowError, DataType, Field, Fields, Schema, TimeUnit};
+use serde::{Deserialize, Serialize};
+
+/// One row. Optional fields are null until the stage that fills them
+/// exists (identity, policy, approvals, masking).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct AuditRow {
+    pub event_time_us: i64,
+    pub event_id: String,
+    pub kind: String,
+    pub host: String,
+    pub agent_version: String,
+    pub policy_version: Option<String>,
+    pub session_id: Option<String>,
+    pub transport: Option<String>,
+    pub protocol_version: Option<String>,
+    pub src_addr: Option<String>,
+    pub src_port: Option<i32>,
+    pub dst_addr: Option<String>,
+    pub dst_port: Option<i32>,
+    pub conn_id: Option<i64>,
+    pub subject: Option<String>,
+    pub issuer: Option<String>,
+    pub auth_method: Option<String>,
+    pub groups: Vec<String>,
+    pub cert_fingerprint: Option<String>,
+    pub token_id: Option<String>,
+    pub client_name: Option<String>,
+    pub client_version: Option<String>,
+    pub direction: Option<String>,
+    pub jsonrpc_id: Option<String>,
+    pub method: Option<String>,
+    pub tool_name: Option<String>,
+    pub resource_uri: Option<String>,
+    pub prompt_name: Option<String>,
+    pub arguments: Option<String>,
+    pub arguments_sha256: Option<String>,
+    pub result: Option<String>,
+    pub error: Option<String>,
+    pub error_code: Option<i32>,
+    pub response_truncated: bool,
+    pub response_size: Option<i64>,
+    pub http_status: Option<i32>,
+    pub decision: Option<String>,
+    pub decided_by: Option<String>,
+    pub rule_ids: Vec<String>,
+    pub approval_id: Option<String>,
+    pub approvers: Vec<String>,
+    pub masked_counts: Vec<(String, i32)>,
+    pub received_us: Option<i64>,
+    pub forwarded_us: Option<i64>,
+    pub first_byte_us: Option<i64>,
+    pub done_us: Option<i64>,
+    pub latency_us: Option<i64>,
+    pub bytes_in: Option<i64>,
+    pub bytes_out: Option<i64>,
+    pub message: Option<String>,
+}
+
+fn utf8(name: &str) -> Field {
+    Field::new(name, DataType::Utf8, true)
+}
+
+fn list_of_strings(name: &str) -> Field {
+    Field::new(
+        name,
+        DataType::List(Arc::new(Field::new("item", DataType::Utf8, true))),
+        true,
+    )
+}
+
+/// The Arrow schema, column for column with [`AuditRow`].
+pub fn schema() -> Arc<Schema> {
+    let entries = Fields::from(vec![
+        Field::new("key", DataType::Utf8, false),
+        Field::new("value", DataType::Int32, true),
+    ]);
+    let map = DataType::Map(
+        Arc::new(Field::new("entries", DataType::Struct(entries), false)),
+        false,
+    );
+    Arc::new(Schema::new(vec![
+        Field::new(
+            "event_time",
+            DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())),
+            false,
+        ),
+        Field::new("event_time_us", DataType::Int64, false),
+        Field::new("event_id", DataType::Utf8, false),
+        Field::new("kind", DataType::Utf8, false),
+        Field::new("host", DataType::Utf8, false),
+        Field::new("agent_version", DataType::Utf8, false),
+        utf8("policy_version"),
+        utf8("session_id"),
+        utf8("transport"),
+        utf8("protocol_version"),
+        utf8("src_addr"),
+        Field::new("src_port", DataType::Int32, true),
+        utf8("dst_addr"),
+        Field::new("dst_port", DataType::Int32, true),
+        Field::new("conn_id", DataType::Int64, true),
+        utf8("subject"),
+        utf8("issuer"),
+        utf8("auth_method"),
+        list_of_strings("groups"),
+        utf8("cert_fingerprint"),
+        utf8("token_id"),
+        utf8("client_name"),
+        utf8("client_version"),
+        utf8("direction"),
+        utf8("jsonrpc_id"),
+        utf8("method"),
+        utf8("tool_name"),
+        utf8("resource_uri"),
+        utf8("prompt_name"),
+        utf8("arguments"),
+        utf8("arguments_sha256"),
+        utf8("result"),
+        utf8("error"),
+        Field::new("error_code", DataType::Int32, true),
+        Field::new("response_truncated", DataType::Boolean, false),
+        Field::new("response_size", DataType::Int64, true),
+        Field::new("http_status", DataType::Int32, true),
+        utf8("decision"),
+        utf8("decided_by"),
+        list_of_strings("rule_ids"),
+        utf8("approval_id"),
+        list_of_strings("approvers"),
+        Field::new("masked_counts", map, true),
+        Field::new("received_us", DataType::Int64, true),
+        Field::new("forwarded_us", DataType::Int64, true),
+        Field::new("first_byte_us", DataType::Int64, true),
+        Field::new("done_us", DataType::Int64, true),
+        Field::new("latency_us", DataType::Int64, true),
+        Field::new("bytes_in", DataType::Int64, true),
+        Field::new("bytes_out", DataType::Int64, true),
+        utf8("message"),
+    ]))
+}
+
+fn strings<'a>(rows: &'a [AuditRow], f: impl Fn(&'a AuditRow) -> Option<&'a str>) -> ArrayRef {
+    Arc::new(rows.iter().map(f).collect::<StringArray>())
+}
+
+fn req_strings<'a>(rows: &'a [AuditRow], f: impl Fn(&'a AuditRow) -> &'a str) -> ArrayRef {
+    Arc::new(rows.iter().map(|r| Some(f(r))).collect::<StringArray>())
+}
+
+fn i64s(rows: &[AuditRow], f: impl Fn(&AuditRow) -> Option<i64>) -> ArrayRef {
+    Arc::new(rows.iter().map(f).collect::<Int64Array>())
+}
+
+fn i32s(rows: &[AuditRow], f: impl Fn(&AuditRow) -> Option<i32>) -> ArrayRef {
+    Arc::new(rows.iter().map(f).collect::<Int32Array>())
+}
+
+fn lists(rows: &[AuditRow], f: impl Fn(&AuditRow) -> &Vec<String>) -> ArrayRef {
+    let mut b = ListBuilder::new(StringBuilder::new());
+    for r in rows {
+        for s in f(r) {
+            b.values().append_value(s);
+        }
+        b.append(true);
+    }
+    Arc::new(b.finish())
+}
+
+fn counts(rows: &[AuditRow]) -> Result<MapArray, ArrowError> {
+    let mut b = MapBuilder::new(None, StringBuilder::new(), Int32Builder::new());
+    for r in rows {
+        for (k, v) in &r.masked_counts {
+            b.keys().append_value(k);
+            b.values().append_value(*v);
+        }
+        b.append(true)?;
+    }
+    Ok(b.finish())
+}
+
+/// Rows (already sorted by time) as one record batch.
+pub fn to_batch(rows: &[AuditRow]) -> Result<RecordBatch, ArrowError> {
+    let schema = schema();
+    let time = TimestampMillisecondArray::from(
+        rows.iter()
+            .map(|r| r.event_time_us / 1000)
+            .collect::<Vec<_>>(),
+    )
+    .with_timezone("UTC");
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(time),
+        i64s(rows, |r| Some(r.event_time_us)),
+        req_strings(rows, |r| &r.event_id),
+        req_strings(rows, |r| &r.kind),
+        req_strings(rows, |r| &r.host),
+        req_strings(rows, |r| &r.agent_version),
+        strings(rows, |r| r.policy_version.as_deref()),
+        strings(rows, |r| r.session_id.as_deref()),
+        strings(rows, |r| r.transport.as_deref()),
+        strings(rows, |r| r.protocol_version.as_deref()),
+        strings(rows, |r| r.src_addr.as_deref()),
+        i32s(rows, |r| r.src_port),
+        strings(rows, |r| r.dst_addr.as_deref()),
+        i32s(rows, |r| r.dst_port),
+        i64s(rows, |r| r.conn_id),
+        strings(rows, |r| r.subject.as_deref()),
+        strings(rows, |r| r.issuer.as_deref()),
+        strings(rows, |r| r.auth_method.as_deref()),
+        lists(rows, |r| &r.groups),
+        strings(rows, |r| r.cert_fingerprint.as_deref()),
+        strings(rows, |r| r.token_id.as_deref()),
+        strings(rows, |r| r.client_name.as_deref()),
+        strings(rows, |r| r.client_version.as_deref()),
+        strings(rows, |r| r.direction.as_deref()),
+        strings(rows, |r| r.jsonrpc_id.as_deref()),
+        strings(rows, |r| r.method.as_deref()),
+        strings(rows, |r| r.tool_name.as_deref()),
+        strings(rows, |r| r.resource_uri.as_deref()),
+        strings(rows, |r| r.prompt_name.as_deref()),
+        strings(rows, |r| r.arguments.as_deref()),
+        strings(rows, |r| r.arguments_sha256.as_deref()),
+        strings(rows, |r| r.result.as_deref()),
+        strings(rows, |r| r.error.as_deref()),
+        i32s(rows, |r| r.error_code),
+        Arc::new(
+            rows.iter()
+                .map(|r| Some(r.response_truncated))
+                .collect::<BooleanArray>(),
+        ),
+        i64s(rows, |r| r.response_size),
+        i32s(rows, |r| r.http_status),
+        strings(rows, |r| r.decision.as_deref()),
+        strings(rows, |r| r.decided_by.as_deref()),
+        lists(rows, |r| &r.rule_ids),
+        strings(rows, |r| r.approval_id.as_deref()),
+        lists(rows, |r| &r.approvers),
+        Arc::new(counts(rows)?),
+        i64s(rows, |r| r.received_us),
+        i64s(rows, |r| r.forwarded_us),
+        i64s(rows, |r| r.first_byte_us),
+        i64s(rows, |r| r.done_us),
+        i64s(rows, |r| r.latency_us),
+        i64s(rows, |r| r.bytes_in),
+        i64s(rows, |r| r.bytes_out),
+        strings(rows, |r| r.message.as_deref()),
+    ];
+    RecordBatch::try_new(schema, columns)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,272 @@
+//! Write-ahead log of audit rows.
+//!
+//! On disk: `<audit>/wal/<seq:012>.wal`, one segment at a time open for
+//! appending. A record is
+//!
+//! ```text
+//!   [len: u32 LE][crc32(payload): u32 LE][payload: JSON AuditRow, len bytes]
+//! ```
+//!
+//! Invariants:
+//! - A record is written with one `write` call before `append` returns, and
+//!   `append` returns before the agent releases the response it describes:
+//!   once a client has its answer, the row is at least in the kernel's page
+//!   cache, which a crash of the agent (kill -9, OOM) does not lose.
+//! - `fsync` guards against losing the machine: `always` syncs each record
+//!   before `append` returns; `interval` syncs dirty segments every N ms
+//!   from a background thread (group commit); `none` leaves it to the kernel.
+//! - Reading stops at the first record that is short or fails its CRC: only
+//!   the tail of the newest segment can be torn (a crash mid-write), and a
+//!   torn record was never acknowledged.
+//! - A segment holds rows of one UTC hour; it is closed (fsynced) when the
+//!   hour changes, it is `roll_bytes` big, or `roll_seconds` old. Closed
+//!   segments become Parquet files and are then deleted; at start every
+//!   segment left over is closed and converted the same way.
+
+use std::{
+    fs::{File, OpenOptions},
+    io::{self, Read, Write},
+    os::unix::fs::OpenOptionsExt,
+    path::{Path, PathBuf},
+    time::Instant,
+};
+
+use super::schema::AuditRow;
+
+const HEADER: usize = 8;
+/// A single row larger than this is refused (it cannot be a real event).
+const MAX_RECORD: usize = 64 << 20;
+
+/// The UTC hour (`YYYY-MM-DD`, `HH`) an event time falls in.
+pub fn hour_of(event_time_us: i64) -> (String, String) {
+    let secs = event_time_us.div_euclid(1_000_000);
+    let days = secs.div_euclid(86_400);
+    let hour = secs.rem_euclid(86_400) / 3600;
+    let (y, m, d) = civil_from_days(days);
+    (format!("{y:04}-{m:02}-{d:02}"), format!("{hour:02}"))
+}
+
+/// Days since 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's
+/// algorithm), so the partition never depends on the local time zone.
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+pub fn segment_path(dir: &Path, seq: u64) -> PathBuf {
+    dir.join(format!("{seq:012}.wal"))
+}
+
+/// Segment sequence numbers present in `dir`, ascending.
+pub fn list_segments(dir: &Path) -> io::Result<Vec<u64>> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir)? {
+        let name = e?.file_name();
+        let name = name.to_string_lossy();
+        if let Some(n) = name.strip_suffix(".wal").and_then(|n| n.parse().ok()) {
+            out.push(n);
+        }
+    }
+    out.sort_unstable();
+    Ok(out)
+}
+
+/// Encodes one record.
+pub fn encode(row: &AuditRow) -> io::Result<Vec<u8>> {
+    let payload = serde_json::to_vec(row).map_err(io::Error::other)?;
+    if payload.len() > MAX_RECORD {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "audit row larger than 64 MiB",
+        ));
+    }
+    let mut rec = Vec::with_capacity(HEADER + payload.len());
+    rec.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    rec.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
+    rec.extend_from_slice(&payload);
+    Ok(rec)
+}
+
+/// Decodes the complete records at the start of `buf`; returns the rows and
+/// how many bytes they used. Stops at the first torn or corrupt record.
+pub fn decode(buf: &[u8]) -> (Vec<AuditRow>, usize) {
+    let mut rows = Vec::new();
+    let mut at = 0;
+    while buf.len() - at >= HEADER {
+        let len = u32::from_le_bytes([buf[at], buf[at + 1], buf[at + 2], buf[at + 3]]) as usize;
+        let crc = u32::from_le_bytes([buf[at + 4], buf[at + 5], buf[at + 6], buf[at + 7]]);
+        if len > MAX_RECORD || buf.len() - at - HEADER < len {
+            break;
+        }
+        let payload = &buf[at + HEADER..at + HEADER + len];
+        if crc32fast::hash(payload) != crc {
+            break;
+        }
+        match serde_json::from_slice(payload) {
+            Ok(row) => rows.push(row),
+            Err(_) => break,
+        }
+        at += HEADER + len;
+    }
+    (rows, at)
+}
+
+/// Every complete row of a segment file.
+pub fn read_segment(path: &Path) -> io::Result<Vec<AuditRow>> {
+    let mut buf = Vec::new();
+    File::open(path)?.read_to_end(&mut buf)?;
+    let (rows, used) = decode(&buf);
+    if used < buf.len() {
+        tracing::warn!(segment = %path.display(), torn_bytes = buf.len() - used, "audit WAL segment ends in a torn record (crash mid-write); it was never acknowledged");
+    }
+    Ok(rows)
+}
+
+struct Segment {
+    seq: u64,
+    file: File,
+    bytes: u64,
+    hour: (String, String),
+    opened: Instant,
+    dirty: bool,
+}
+
+/// When a segment is closed.
+#[derive(Debug, Clone, Copy)]
+pub struct Roll {
+    pub max_bytes: u64,
+    pub max_age: std::time::Duration,
+}
+
+pub struct Wal {
+    dir: PathBuf,
+    current: Option<Segment>,
+    next_seq: u64,
+    roll: Roll,
+    sync_each: bool,
+}
+
+impl Wal {
+    /// Opens the log; returns it and the segments left from an earlier run
+    /// (all to be converted, oldest first). `first_seq` is the lowest
+    /// sequence number new segments may use (the manifest's next one).
+    pub fn open(
+        dir: &Path,
+        roll: Roll,
+        sync_each: bool,
+        first_seq: u64,
+    ) -> io::Result<(Self, Vec<u64>)> {
+        super::fsutil::create_private_dir(dir)?;
+        let leftover = list_segments(dir)?;
+        let next_seq = leftover
+            .last()
+            .map_or(first_seq, |l| (l + 1).max(first_seq));
+        Ok((
+            Self {
+                dir: dir.to_path_buf(),
+                current: None,
+                next_seq,
+                roll,
+                sync_each,
+            },
+            leftover,
+        ))
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Appends one row; returns the sequence numbers of segments this
+    /// closed (the hour changed, or the segment was full).
+    pub fn append(&mut self, row: &AuditRow) -> io::Result<Option<u64>> {
+        let rec = encode(row)?;
+        let hour = hour_of(row.event_time_us);
+        let mut closed = None;
+        let must_roll = self
+            .current
+            .as_ref()
+            .is_some_and(|s| s.hour != hour || s.bytes + rec.len() as u64 > self.roll.max_bytes);
+        if must_roll {
+            closed = self.close()?;
+        }
+        if self.current.is_none() {
+            self.current = Some(self.create(hour)?);
+        }
+        let seg = self.current.as_mut().expect("just opened");
+        seg.file.write_all(&rec)?;
+        seg.bytes += rec.len() as u64;
+        if self.sync_each {
+            seg.file.sync_data()?;
+        } else {
+            seg.dirty = true;
+        }
+        Ok(closed)
+    }
+
+    fn create(&mut self, hour: (String, String)) -> io::Result<Segment> {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let path = segment_path(&self.dir, seq);
+        let file = OpenOptions::new()
+            .create_new(true)
+            .append(true)
+            .mode(0o640)
+            .open(&path)?;
+        super::fsutil::sync_dir(&self.dir)?;
+        Ok(Segment {
+            seq,
+            file,
+            bytes: 0,
+            hour,
+            opened: Instant::now(),
+            dirty: false,
+        })
+    }
+
+    /// Closes the open segment (fsynced) if it is older than `max_age`.
+    pub fn roll_if_old(&mut self) -> io::Result<Option<u64>> {
+        if self
+            .current
+            .as_ref()
+            .is_some_and(|s| s.opened.elapsed() >= self.roll.max_age)
+        {
+            return self.close();
+        }
+        Ok(None)
+    }
+
+    /// Closes the open segment, if any.
+    pub fn close(&mut self) -> io::Result<Option<u64>> {
+        match self.current.take() {
+            Some(seg) => {
+                seg.file.sync_all()?;
+                Ok(Some(seg.seq))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// Group commit: syncs the open segment if anything was appended since
+    /// the last sync.
+    pub fn sync(&mut self) -> io::Result<()> {
+        if let Some(seg) = self.current.as_mut()
+            && seg.dirty
+        {
+            seg.file.sync_data()?;
+            seg.dirty = false;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,365 @@
+//! The audit trail end to end: real MCP traffic through the steered port
+//! becomes Parquet that DuckDB and pyarrow read with the partition layout,
+//! the auditor queries answer, verify catches tampering, and kill -9 loses
+//! no acknowledged row.
+
+use std::{path::Path, process::Command, time::Duration};
+
+use interceptor::audit::replay;
+use mcp_interceptor_tests::{
+    Agent, NetNs, Proc, TempDir, bin,
+    everything::repo,
+    peer::{self, call},
+    require_root, wait_for,
+};
+use serde_json::{Value, json};
+
+const PORT: &str = "[[intercept.ports]]\nport = 8080\n";
+const SIGKILL: i32 = 9;
+const SIGTERM: i32 = 15;
+
+/// `tests/peers/audit_check.py` (DuckDB, pyarrow, sqlglot) on `dir`.
+fn check(dir: &Path, args: &[&str]) -> Value {
+    let out = Command::new(repo().join(".venv/bin/python"))
+        .arg(repo().join("tests/peers/audit_check.py"))
+        .arg("--dir")
+        .arg(dir)
+        .args(args)
+        .output()
+        .expect("run audit_check.py (cargo xtask setup installs it)");
+    assert!(
+        out.status.success(),
+        "audit_check {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("audit_check prints JSON")
+}
+
+fn query(dir: &Path, name: &str, params: &[(&str, &str)]) -> Vec<Vec<Value>> {
+    let mut args = vec!["--query".to_string(), name.to_string()];
+    for (k, v) in params {
+        args.push("--param".into());
+        args.push(format!("{k}={v}"));
+    }
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let v = check(dir, &refs);
+    serde_json::from_value(v["rows"].clone()).expect("rows")
+}
+
+fn column(dir: &Path, name: &str, params: &[(&str, &str)], col: &str) -> Vec<Value> {
+    let mut args = vec!["--query".to_string(), name.to_string()];
+    for (k, v) in params {
+        args.push("--param".into());
+        args.push(format!("{k}={v}"));
+    }
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let v = check(dir, &refs);
+    let idx = v["columns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .position(|c| c == col)
+        .unwrap_or_else(|| panic!("{col} in {v}"));
+    v["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r[idx].clone())
+        .collect()
+}
+
+#[test]
+fn a_session_becomes_parquet_that_auditors_query_with_duckdb() {
+    require_root();
+    let (ns, dir) = (NetNs::new("audit"), TempDir::new("audit"));
+    let _server = peer::server(ns.name(), "127.0.0.1:8080", dir.path());
+    let mut agent = Agent::start(&ns, dir.path(), "", PORT);
+    let out = call(
+        ns.name(),
+        "http://127.0.0.1:8080/mcp",
+        "lookup_customer",
+        json!({ "id": "c-99" }),
+    );
+    assert!(out.text().contains("c-99"));
+    let events = agent.wait_events("the session", |ev| {
+        ev.iter().any(|e| e["kind"] == "session_closed")
+    });
+    let session = events
+        .iter()
+        .find_map(|e| e["session_id"].as_str())
+        .unwrap()
+        .to_string();
+    agent.stop(SIGTERM);
+    let audit = agent.audit_dir();
+
+    let verify = agent.audit_cli(&["verify", &audit.display().to_string()]);
+    assert!(
+        verify.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verify.stdout)
+    );
+
+    let schema = check(&audit, &["--schema"]);
+    assert!(schema["rows"].as_u64().unwrap() >= 6, "{schema}");
+    let fields: Vec<(String, String)> =
+        serde_json::from_value::<Vec<Value>>(schema["fields"].clone())
+            .unwrap()
+            .iter()
+            .map(|f| {
+                (
+                    f["name"].as_str().unwrap().to_string(),
+                    f["type"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect();
+    let event_time = fields
+        .iter()
+        .find(|(n, _)| n == "event_time")
+        .expect("event_time column");
+    assert!(
+        event_time.1.contains("timestamp[ms") && event_time.1.contains("UTC"),
+        "{event_time:?}"
+    );
+    assert!(
+        schema["partitions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|p| p.as_str().unwrap().starts_with("dt="))
+    );
+
+    let (from, to) = ("2000-01-01 00:00:00", "2100-01-01 00:00:00");
+    let callers = column(
+        &audit,
+        "tool_calls_by_tool",
+        &[("tool", "lookup_customer"), ("from", from), ("to", to)],
+        "session_id",
+    );
+    assert_eq!(callers, vec![json!(session)], "who called lookup_customer");
+    let args = column(
+        &audit,
+        "tool_calls_by_tool",
+        &[("tool", "lookup_customer"), ("from", from), ("to", to)],
+        "arguments",
+    );
+    assert_eq!(
+        serde_json::from_str::<Value>(args[0].as_str().unwrap()).unwrap(),
+        json!({ "id": "c-99" })
+    );
+    let none = query(
+        &audit,
+        "tool_calls_by_tool",
+        &[("tool", "no_such_tool"), ("from", from), ("to", to)],
+    );
+    assert!(none.is_empty());
+
+    let timeline = column(
+        &audit,
+        "session_timeline",
+        &[("session_id", &session)],
+        "method",
+    );
+    let methods: Vec<&str> = timeline.iter().filter_map(Value::as_str).collect();
+    let pos = |m: &str| {
+        methods
+            .iter()
+            .position(|x| *x == m)
+            .unwrap_or_else(|| panic!("{m} in {methods:?}"))
+    };
+    assert!(
+        pos("initialize") < pos("tools/list") && pos("tools/list") < pos("tools/call"),
+        "{methods:?}"
+    );
+    assert!(
+        query(&audit, "denials", &[("from", from), ("to", to)]).is_empty(),
+        "no denials in this session"
+    );
+    check(&audit, &["--parse-ddl"]);
+
+    let replayed = agent.audit_cli(&[
+        "replay",
+        "--session",
+        &session,
+        "--dir",
+        &audit.display().to_string(),
+    ]);
+    let text = String::from_utf8_lossy(&replayed.stdout);
+    assert!(replayed.status.success(), "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.contains("tools/call") && l.contains("lookup_customer")),
+        "{text}"
+    );
+
+    // Tampering: one flipped byte in a data file is named by verify.
+    let file = interceptor::audit::chain::data_files(&audit.join("events")).remove(0);
+    let mut bytes = std::fs::read(&file).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x55;
+    std::fs::write(&file, bytes).unwrap();
+    let bad = agent.audit_cli(&["verify", &audit.display().to_string()]);
+    let report = String::from_utf8_lossy(&bad.stdout);
+    assert!(!bad.status.success(), "{report}");
+    assert!(
+        report.contains(&file.file_name().unwrap().to_string_lossy().to_string())
+            && report.contains("modified"),
+        "{report}"
+    );
+}
+
+#[test]
+fn kill_9_under_load_loses_no_acknowledged_row() {
+    require_root();
+    let (ns, dir) = (NetNs::new("kill9"), TempDir::new("kill9"));
+    let _server = peer::server(ns.name(), "127.0.0.1:8080", dir.path());
+    let mut agent = Agent::start(&ns, dir.path(), "", PORT);
+    let args: Vec<String> = [
+        "load",
+        "--url",
+        "http://127.0.0.1:8080/mcp",
+        "--prefix",
+        "k9",
+        "--count",
+        "2000",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let mut load = Proc::spawn("load", Some(ns.name()), &bin("mcp-peer"), &args, dir.path());
+    wait_for("60 acknowledged calls", Duration::from_secs(30), || {
+        (load.stdout().lines().count() >= 60).then_some(())
+    });
+    agent.stop(SIGKILL);
+    wait_for("the load client to fail", Duration::from_secs(30), || {
+        load.try_wait()
+    });
+    let acked: Vec<String> = load
+        .stdout()
+        .lines()
+        .filter_map(|l| l.strip_prefix("ack ").map(str::to_owned))
+        .collect();
+    assert!(
+        acked.len() >= 60 && acked.len() < 2000,
+        "the kill landed mid-load: {}",
+        acked.len()
+    );
+
+    // Restart: the WAL left by the crash is converted before traffic.
+    agent.restart();
+    agent.stop(SIGTERM);
+    let steps = replay::read_all(&agent.audit_dir()).expect("read the trail");
+    let recorded: std::collections::HashSet<String> = steps
+        .iter()
+        .filter(|s| s.kind == "exchange" && s.method.as_deref() == Some("tools/call"))
+        .filter_map(|s| {
+            s.arguments
+                .as_deref()
+                .and_then(|a| serde_json::from_str::<Value>(a).ok())
+        })
+        .filter_map(|a| a["text"].as_str().map(str::to_owned))
+        .collect();
+    let lost: Vec<&String> = acked.iter().filter(|t| !recorded.contains(*t)).collect();
+    assert!(
+        lost.is_empty(),
+        "{} of {} acknowledged calls have no row: {:?}",
+        lost.len(),
+        acked.len(),
+        &lost[..lost.len().min(5)]
+    );
+    let verify = agent.audit_cli(&["verify", &agent.audit_dir().display().to_string()]);
+    assert!(
+        verify.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verify.stdout)
+    );
+}
+
+/// A small tmpfs the test mounts for the audit and unmounts on drop.
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    fn mount(path: &Path, size: &str) -> Self {
+        std::fs::create_dir_all(path).unwrap();
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(path)
+            .status()
+            .unwrap();
+        assert!(ok.success(), "mount tmpfs");
+        Self(path.to_path_buf())
+    }
+
+    /// Fills the filesystem; returns the filler's path.
+    fn fill(&self) -> std::path::PathBuf {
+        let p = self.0.join("filler");
+        let _ = Command::new("dd")
+            .args(["if=/dev/zero", "bs=64k"])
+            .arg(format!("of={}", p.display()))
+            .output();
+        p
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+fn audit_failure(mode: &str) {
+    require_root();
+    let (ns, dir) = (NetNs::new("full"), TempDir::new("full"));
+    let _server = peer::server(ns.name(), "127.0.0.1:8080", dir.path());
+    let fs = Tmpfs::mount(&dir.path().join("audit"), "4m");
+    let mut agent = Agent::start_with(
+        &ns,
+        dir.path(),
+        "",
+        PORT,
+        &format!("on_audit_failure = \"{mode}\"\n"),
+    );
+    let url = "http://127.0.0.1:8080/mcp";
+    assert_eq!(
+        call(ns.name(), url, "echo", json!({ "text": "before" })).text(),
+        "before"
+    );
+    let filler = fs.fill();
+    let during = call(ns.name(), url, "echo", json!({ "text": "during" }));
+    match mode {
+        "block" => {
+            assert!(
+                !during.ok(),
+                "block: refused while the audit cannot be written"
+            );
+            assert!(
+                during.stderr().contains("audit trail cannot be written"),
+                "{}",
+                during.stderr()
+            );
+        }
+        _ => assert_eq!(during.text(), "during", "continue: traffic goes on"),
+    }
+    assert!(
+        agent.log().contains("audit WAL write failed"),
+        "{}",
+        agent.log()
+    );
+    std::fs::remove_file(filler).unwrap();
+    wait_for("the audit to recover", Duration::from_secs(10), || {
+        let c = call(ns.name(), url, "echo", json!({ "text": "after" }));
+        c.ok().then_some(())
+    });
+    assert!(agent.log().contains("audit WAL writable again"));
+    agent.stop(SIGTERM);
+    drop(fs);
+}
+
+#[test]
+fn block_mode_refuses_traffic_while_the_disk_is_full() {
+    audit_failure("block");
+}
+
+#[test]
+fn continue_mode_keeps_serving_while_the_disk_is_full() {
+    audit_failure("continue");
+}
