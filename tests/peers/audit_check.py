@@ -8,9 +8,10 @@ requirements.txt):
     audit_check.py --dir AUDIT_DIR --query NAME [--param KEY=VALUE ...]
     audit_check.py --parse-ddl
 
-Exactly one of --schema, --query, --parse-ddl. Each prints one JSON object
-on stdout and exits 0; on any error (bad arguments included) one line on
-stderr and exit 1.
+Exactly one of --schema, --query, --parse-ddl (--parse-ddl ignores --dir).
+Each prints one JSON object on stdout and exits 0; on any error, bad
+arguments included, a message on stderr whose last line starts with
+"audit_check: error:", and exit 1.
 
 --schema     pyarrow reads every Parquet file under AUDIT_DIR/events as one
              Hive-partitioned dataset (dt=YYYY-MM-DD/hour=HH/*.parquet):
@@ -33,16 +34,17 @@ stderr and exit 1.
              quotes doubled: every placeholder sits in a SQL string). A
              placeholder without a --param, or a --param the file does not
              use, is an error; from/to must be 'YYYY-MM-DD HH:MM:SS[.ffffff]'.
-             {"columns": [...], "rows": [[...], ...]}: timestamps and dates as
-             ISO 8601 strings, lists as arrays, maps as objects.
+             {"columns": [...], "rows": [[...], ...]}: timestamps as ISO 8601
+             strings with milliseconds ("2026-03-01T09:05:00.123+00:00"),
+             lists as arrays, maps as objects, nulls as null.
 --parse-ddl  sqlglot (dialect "athena") parses deploy/athena/create_table.sql,
              ocsf_view.sql and every queries/*.sql: one statement each, of the
              expected kind (CREATE TABLE, CREATE VIEW, query), with nothing
              left as an unparsed command. {"parsed": [paths relative to the
-             repo]}. Athena's own parser takes the Hive-style CREATE EXTERNAL
-             TABLE ... PARTITIONED BY ... TBLPROPERTIES (sqlglot's athena
-             dialect hands DDL to its Hive parser and DML to its Trino one),
-             so no file needs another dialect.
+             repo]}. No "hive" fallback is needed: sqlglot's athena dialect
+             takes the Hive-style CREATE EXTERNAL TABLE ... PARTITIONED BY ...
+             STORED AS ... TBLPROPERTIES itself (it hands DDL to its Hive
+             parser and queries to its Trino one), as Athena does.
 """
 
 from __future__ import annotations

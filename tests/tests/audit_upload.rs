@@ -28,7 +28,9 @@ const KEY_ID: &str = "testing";
 const SECRET: &str = "testing";
 
 fn venv_bin(name: &str) -> PathBuf {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin").join(name);
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../.venv/bin")
+        .join(name);
     assert!(
         p.is_file(),
         "{} is missing: create the venv with `python3 -m venv .venv && .venv/bin/pip install 'moto[server]' boto3`",
@@ -45,8 +47,17 @@ fn free_port() -> u16 {
 /// Starts moto on `port` (≤ 30 s) with an empty `BUCKET`.
 fn moto(port: u16, dir: &Path, tag: &str) -> Proc {
     let args = ["-H", "127.0.0.1", "-p", &port.to_string()].map(String::from);
-    let mut p = Proc::spawn(&format!("moto-{tag}"), None, &venv_bin("moto_server"), &args, dir);
-    p.wait_for_output(&format!("Running on http://127.0.0.1:{port}"), Duration::from_secs(30));
+    let mut p = Proc::spawn(
+        &format!("moto-{tag}"),
+        None,
+        &venv_bin("moto_server"),
+        &args,
+        dir,
+    );
+    p.wait_for_output(
+        &format!("Running on http://127.0.0.1:{port}"),
+        Duration::from_secs(30),
+    );
     boto(port, "s3.create_bucket(Bucket=bucket)");
     p
 }
@@ -60,7 +71,12 @@ fn boto(port: u16, code: &str) -> String {
          bucket = '{BUCKET}'\n\
          {code}\n"
     );
-    let out = run_in(None, &venv_bin("python"), &["-c".into(), script], Duration::from_secs(30));
+    let out = run_in(
+        None,
+        &venv_bin("python"),
+        &["-c".into(), script],
+        Duration::from_secs(30),
+    );
     assert!(
         out.status.success(),
         "boto3 failed: {}\n{}",
@@ -86,7 +102,11 @@ fn hex(bytes: &[u8]) -> String {
 
 /// An audit file with distinct content; returns (relative path, bytes).
 fn audit_file(audit: &Path, rel: &str, n: usize) -> (String, Vec<u8>) {
-    let bytes: Vec<u8> = format!("{rel}\n").bytes().cycle().take(100 + n * 1000).collect();
+    let bytes: Vec<u8> = format!("{rel}\n")
+        .bytes()
+        .cycle()
+        .take(100 + n * 1000)
+        .collect();
     let p = audit.join(rel);
     fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
     fs::write(&p, &bytes).expect("write");
@@ -96,13 +116,20 @@ fn audit_file(audit: &Path, rel: &str, n: usize) -> (String, Vec<u8>) {
 
 fn pair(audit: &Path, seq: usize) -> Vec<(String, Vec<u8>)> {
     vec![
-        audit_file(audit, &format!("events/dt=2026-11-25/hour=14/host-{seq:012}.parquet"), seq),
+        audit_file(
+            audit,
+            &format!("events/dt=2026-11-25/hour=14/host-{seq:012}.parquet"),
+            seq,
+        ),
         audit_file(audit, &format!("manifest/host/{seq:012}.json"), seq),
     ]
 }
 
 fn expected(files: &[(String, Vec<u8>)]) -> BTreeMap<String, String> {
-    files.iter().map(|(rel, b)| (format!("{PREFIX}/{rel}"), hex(b))).collect()
+    files
+        .iter()
+        .map(|(rel, b)| (format!("{PREFIX}/{rel}"), hex(b)))
+        .collect()
 }
 
 /// Credentials are passed explicitly rather than through `AWS_*` variables:
@@ -121,7 +148,8 @@ fn uploader(audit: &Path, port: u16, max_backoff_ms: u64) -> Uploader {
 }
 
 fn drain(rt: &Runtime, up: &Uploader) -> Result<usize, UploadError> {
-    rt.block_on(tokio::time::timeout(Duration::from_secs(30), up.drain())).expect("drain within 30 s")
+    rt.block_on(async { tokio::time::timeout(Duration::from_secs(30), up.drain()).await })
+        .expect("drain within 30 s")
 }
 
 fn assert_retention(audit: &Path, files: &[(String, Vec<u8>)]) {
@@ -159,7 +187,11 @@ fn uploads_survive_an_outage_and_a_restart() {
     let t = Instant::now();
     let err = drain(&rt, &up).expect_err("moto is down");
     assert!(matches!(err, UploadError::Store { .. }), "{err}");
-    assert!(t.elapsed() < Duration::from_secs(20), "a failing drain returns quickly: {:?}", t.elapsed());
+    assert!(
+        t.elapsed() < Duration::from_secs(20),
+        "a failing drain returns quickly: {:?}",
+        t.elapsed()
+    );
     assert_eq!(up.backlog().expect("backlog"), 2);
     assert!(during.iter().all(|(rel, _)| audit.join(rel).exists()));
 
@@ -186,19 +218,32 @@ fn uploads_survive_an_outage_and_a_restart() {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let task = rt.spawn(uploader(&audit, port, 500).run(notify.clone(), stop_rx));
     std::thread::sleep(Duration::from_millis(1500));
-    assert_eq!(up.backlog().expect("backlog"), 2, "nothing uploads while S3 is down");
+    assert_eq!(
+        up.backlog().expect("backlog"),
+        2,
+        "nothing uploads while S3 is down"
+    );
     let _server = moto(port, tmp.path(), "3");
     notify.notify_one();
     let deadline = Instant::now() + Duration::from_secs(20);
     while up.backlog().expect("backlog") > 0 {
-        assert!(Instant::now() < deadline, "run() did not upload within 20 s of S3's return");
+        assert!(
+            Instant::now() < deadline,
+            "run() did not upload within 20 s of S3's return"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     stop_tx.send(true).expect("stop");
-    rt.block_on(tokio::time::timeout(Duration::from_secs(15), task))
+    rt.block_on(async { tokio::time::timeout(Duration::from_secs(15), task).await })
         .expect("run() stops within 15 s")
         .expect("run() did not panic");
     assert_eq!(bucket_objects(port), expected(&late));
     assert_retention(&audit, &late);
-    assert!(fs::read_dir(audit.join("outbox")).expect("outbox").next().is_none(), "outbox is empty");
+    assert!(
+        fs::read_dir(audit.join("outbox"))
+            .expect("outbox")
+            .next()
+            .is_none(),
+        "outbox is empty"
+    );
 }

@@ -359,6 +359,16 @@ fn the_demo_runs_to_the_end() {
         "{stdout}"
     );
     assert!(stdout.contains("demo done"), "{stdout}");
+    assert!(
+        stdout.contains("chain and signatures intact"),
+        "the demo's audit verifies: {stdout}"
+    );
+    assert!(
+        stdout.lines().any(|l| l.contains("tools/call")
+            && l.contains("lookup_customer")
+            && l.contains("exchange")),
+        "replay shows the call: {stdout}"
+    );
     let call = stdout
         .lines()
         .find(|l| l.starts_with("exchange") && l.contains("tools/call"));

@@ -1,56 +1,37 @@
 //! Ships finished audit files to S3 through a durable local spool.
 //!
-//! # Design
+//! [`enqueue`] is called once a file (Parquet under `events/`, manifest entry
+//! under `manifest/`) is complete and durable. It leaves a *mark* in
+//! `<audit_dir>/outbox/`: a tiny file holding the relative path, named so
+//! that name order is enqueue order, durable when `enqueue` returns (see
+//! `spool` for the format).
 //!
-//! The writer calls [`enqueue`] once a file (Parquet data under `events/`,
-//! manifest entry under `manifest/`) is complete and durable. `enqueue`
-//! leaves a *mark* in `<audit_dir>/outbox/`: a tiny file whose content is
-//! the file's path relative to the audit directory and whose name,
-//! `<20-digit sequence>.mark`, sorts in enqueue order (the sequence is the
-//! wall clock in nanoseconds, bumped to stay strictly increasing within the
-//! process). A mark is written to a hidden temporary name, fsynced, linked
-//! to its final name (never overwriting one) and the directory is fsynced,
-//! so a mark is either absent or whole, and survives a crash once
-//! `enqueue` returns.
+//! [`Uploader::drain`] takes marks oldest first: PUT to `<prefix>/<rel>`
+//! (multipart above [`PART_BYTES`]), HEAD to confirm the size, then delete
+//! the local data file (if retention says so), then the mark. It stops at
+//! the first failure; [`Uploader::run`] retries with capped backoff.
 //!
-//! The [`Uploader`] walks the marks oldest first: reads the file, PUTs it at
-//! `<prefix>/<relative path>` (multipart above [`PART_BYTES`]), checks the
-//! stored size with a HEAD, then deletes the local data file (retention
-//! `delete-after-upload`, `events/` only) and finally the mark. It stops at
-//! the first failure, so order is kept and the rest waits; [`Uploader::run`]
-//! retries with capped exponential backoff.
+//! Invariants:
+//! 1. A mark goes only once its object is in the bucket with the local
+//!    size. A crash repeats at most one upload, and uploads are idempotent.
+//! 2. Nothing under `manifest/` (the tamper-evidence chain) is deleted here;
+//!    only `events/` files, with [`Retention::DeleteAfterUpload`].
+//! 3. A bad mark never wedges the queue: invalid content, or a local file
+//!    that is gone and not in the bucket, is logged and dropped. (Data files
+//!    go before their mark, so after a crash in between the object is found
+//!    and the mark dropped quietly.)
+//! 4. Keys use `/`; absolute paths and `.`/`..` components are refused.
 //!
-//! # Invariants
-//!
-//! 1. A mark is removed only after the object is confirmed in the bucket
-//!    with the local file's size. A crash anywhere repeats at most one
-//!    upload; uploads are idempotent (same key, same bytes).
-//! 2. Files under `manifest/` are never deleted here: they are the
-//!    tamper-evidence chain. Only files under `events/` are, and only with
-//!    [`Retention::DeleteAfterUpload`].
-//! 3. The queue never wedges on a bad mark: one whose content is not a valid
-//!    relative path, or whose local file is gone and not in the bucket, is
-//!    logged as an error and dropped. (A data file is deleted before its
-//!    mark, so after a crash in between the object is found in the bucket
-//!    and the mark is dropped quietly.)
-//! 4. Keys use `/`; relative paths that are absolute or contain `.`/`..`
-//!    are refused by `enqueue`.
-//!
-//! Transient errors (network, 5xx) are retried briefly inside one request
-//! by `object_store` (bounded, see [`request_retry`]) and then by `run`.
-//! Interrupted multipart uploads may leave parts behind; a bucket lifecycle
-//! rule `AbortIncompleteMultipartUpload` cleans them up.
+//! Requests retry briefly inside `object_store` (`request_retry`), then
+//! `run` takes over. An interrupted multipart upload can leave parts behind:
+//! use a bucket lifecycle rule (`AbortIncompleteMultipartUpload`).
 
 use std::{
-    fs::{self, DirBuilder, File, OpenOptions},
-    io::{self, Read, Write},
-    os::unix::fs::{DirBuilderExt, OpenOptionsExt},
-    path::{Component, Path, PathBuf},
-    sync::{
-        Arc,
-        atomic::{AtomicU64, Ordering},
-    },
-    time::{Duration, SystemTime, UNIX_EPOCH},
+    fs::{self, File},
+    io::{self, Read},
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::Duration,
 };
 
 use object_store::{
@@ -59,14 +40,15 @@ use object_store::{
 };
 use tokio::sync::{Notify, watch};
 
+mod spool;
+pub use spool::enqueue;
+
 /// Files up to this size go in one PUT; larger ones in parts of this size.
 pub const PART_BYTES: usize = 8 * 1024 * 1024;
 /// How often `run` looks at the outbox when nobody notifies it.
 const POLL: Duration = Duration::from_secs(1);
 /// First delay after a failed drain; doubles up to `max_retry_backoff_ms`.
 const FIRST_BACKOFF: Duration = Duration::from_secs(1);
-/// A temporary mark older than this is a crash leftover.
-const STALE_TMP: Duration = Duration::from_secs(60);
 /// Parts of one multipart upload in flight at once.
 const PART_CONCURRENCY: usize = 4;
 
@@ -139,103 +121,6 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> UploadError + '_ {
     }
 }
 
-/// Durably marks `rel` (relative to `audit_dir`) for upload: the mark is
-/// fsynced (file and directory) before this returns. Call it only once the
-/// file itself is complete and durable.
-pub fn enqueue(audit_dir: &Path, rel: &Path) -> io::Result<()> {
-    let rel = rel_key(rel)?;
-    let outbox = audit_dir.join("outbox");
-    if !outbox.is_dir() {
-        DirBuilder::new().recursive(true).mode(0o750).create(&outbox)?;
-        sync_dir(audit_dir)?;
-    }
-    static LAST: AtomicU64 = AtomicU64::new(0);
-    loop {
-        let seq = next_seq(&LAST, &outbox)?;
-        let name = format!("{seq:020}.mark");
-        let tmp = outbox.join(format!(".{name}.tmp"));
-        {
-            let mut f = OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(0o640)
-                .open(&tmp)?;
-            f.write_all(rel.as_bytes())?;
-            f.sync_all()?;
-        }
-        // A hard link publishes the mark whole and never replaces another.
-        let linked = fs::hard_link(&tmp, outbox.join(&name));
-        fs::remove_file(&tmp)?;
-        match linked {
-            Ok(()) => return sync_dir(&outbox),
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
-            Err(e) => return Err(e),
-        }
-    }
-}
-
-/// `rel` as an object key suffix: relative, only normal UTF-8 components
-/// that are valid key segments, joined by `/`.
-fn rel_key(rel: &Path) -> io::Result<String> {
-    let bad = |why: &str| {
-        io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("audit upload path {}: {why}", rel.display()),
-        )
-    };
-    let mut parts = Vec::new();
-    for c in rel.components() {
-        match c {
-            Component::Normal(s) => parts.push(s.to_str().ok_or_else(|| bad("not UTF-8"))?),
-            Component::ParentDir => return Err(bad("contains ..")),
-            Component::CurDir => return Err(bad("contains .")),
-            Component::RootDir | Component::Prefix(_) => return Err(bad("absolute")),
-        }
-    }
-    if parts.is_empty() {
-        return Err(bad("empty"));
-    }
-    let key = parts.join("/");
-    Key::parse(&key).map_err(|e| bad(&e.to_string()))?;
-    Ok(key)
-}
-
-/// The next mark sequence: the clock in nanoseconds, but strictly above
-/// `last`, which starts (first call in the process) above the newest mark
-/// already queued, so a clock that went back across a restart keeps order.
-fn next_seq(last: &AtomicU64, outbox: &Path) -> io::Result<u64> {
-    if last.load(Ordering::SeqCst) == 0 {
-        last.fetch_max(newest_mark(outbox)?, Ordering::SeqCst);
-    }
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos());
-    let now = u64::try_from(now).unwrap_or(u64::MAX);
-    let next = |l: u64| l.saturating_add(1).max(now);
-    match last.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |l| Some(next(l))) {
-        Ok(prev) | Err(prev) => Ok(next(prev)),
-    }
-}
-
-/// The highest mark sequence in `outbox`, 0 if none.
-fn newest_mark(outbox: &Path) -> io::Result<u64> {
-    let mut max = 0;
-    for e in fs::read_dir(outbox)? {
-        let name = e?.file_name();
-        if let Some(seq) = name
-            .to_str()
-            .and_then(|n| n.strip_suffix(".mark"))
-            .and_then(|n| n.parse::<u64>().ok())
-        {
-            max = max.max(seq);
-        }
-    }
-    Ok(max)
-}
-
-fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
-}
-
 /// Retries inside one request: short, so that an outage surfaces quickly
 /// and `run`'s own backoff (and its stop signal) takes over.
 fn request_retry() -> RetryConfig {
@@ -260,11 +145,6 @@ pub struct Uploader {
     retention: Retention,
     max_backoff: Duration,
     part_bytes: usize,
-}
-
-enum Outcome {
-    Uploaded,
-    Dropped,
 }
 
 impl Uploader {
@@ -331,17 +211,7 @@ impl Uploader {
                 .map_err(|e| UploadError::Config(format!("prefix {prefix:?}: {e}")))?;
         }
         let outbox = audit_dir.join("outbox");
-        // Leftovers of an enqueue that crashed before linking its mark (old
-        // enough not to be one in progress right now).
-        if let Ok(dir) = fs::read_dir(&outbox) {
-            for e in dir.flatten() {
-                let tmp = e.file_name().to_str().is_some_and(|n| n.starts_with('.') && n.ends_with(".tmp"));
-                let age = e.metadata().and_then(|m| m.modified()).ok().and_then(|t| t.elapsed().ok());
-                if tmp && age.is_some_and(|a| a > STALE_TMP) {
-                    let _ = fs::remove_file(e.path());
-                }
-            }
-        }
+        spool::remove_stale_tmps(&outbox);
         Ok(Self {
             audit_dir: audit_dir.to_path_buf(),
             outbox,
@@ -353,30 +223,9 @@ impl Uploader {
         })
     }
 
-    /// Mark names, oldest first.
-    fn pending(&self) -> io::Result<Vec<String>> {
-        let dir = match fs::read_dir(&self.outbox) {
-            Ok(d) => d,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(e),
-        };
-        let mut names = Vec::new();
-        for e in dir {
-            if let Some(n) = e?
-                .file_name()
-                .to_str()
-                .filter(|n| n.ends_with(".mark") && !n.starts_with('.'))
-            {
-                names.push(n.to_string());
-            }
-        }
-        names.sort_unstable();
-        Ok(names)
-    }
-
     /// Number of pending uploads.
     pub fn backlog(&self) -> io::Result<usize> {
-        self.pending().map(|p| p.len())
+        spool::marks(&self.outbox).map(|m| m.len())
     }
 
     /// Uploads everything pending, oldest first; returns how many objects
@@ -384,22 +233,18 @@ impl Uploader {
     /// queued.
     pub async fn drain(&self) -> Result<usize, UploadError> {
         let mut uploaded = 0;
-        for name in self.pending().map_err(io_err(&self.outbox))? {
+        for name in spool::marks(&self.outbox).map_err(io_err(&self.outbox))? {
             let mark = self.outbox.join(&name);
             let rel = match fs::read_to_string(&mark) {
                 Ok(r) => r,
                 Err(e) if e.kind() == io::ErrorKind::NotFound => continue, // another drain took it
                 Err(e) => return Err(io_err(&mark)(e)),
             };
-            let outcome = match rel_key(Path::new(&rel)) {
-                Ok(rel) => self.upload(&rel).await?,
+            match spool::rel_key(Path::new(&rel)) {
+                Ok(rel) => uploaded += usize::from(self.upload(&rel).await?),
                 Err(e) => {
-                    tracing::error!(mark = %mark.display(), error = %e, "invalid audit upload mark dropped");
-                    Outcome::Dropped
+                    tracing::error!(mark = %mark.display(), error = %e, "invalid audit upload mark dropped")
                 }
-            };
-            if let Outcome::Uploaded = outcome {
-                uploaded += 1;
             }
             match fs::remove_file(&mark) {
                 Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(io_err(&mark)(e)),
@@ -418,8 +263,9 @@ impl Uploader {
         Key::parse(&key).map_err(|e| UploadError::Config(format!("object key {key:?}: {e}")))
     }
 
-    /// One file: PUT, HEAD to confirm, retention. Errors leave the mark.
-    async fn upload(&self, rel: &str) -> Result<Outcome, UploadError> {
+    /// One file: PUT, HEAD to confirm, retention; false if there was nothing
+    /// to upload. Errors leave the mark.
+    async fn upload(&self, rel: &str) -> Result<bool, UploadError> {
         let local = self.audit_dir.join(rel);
         let key = self.key(rel)?;
         let store_err = |source| UploadError::Store {
@@ -442,7 +288,7 @@ impl Uploader {
                     }
                     Err(e) => return Err(store_err(e)),
                 }
-                return Ok(Outcome::Dropped);
+                return Ok(false);
             }
             Err(e) => return Err(io_err(&local)(e)),
         };
@@ -471,7 +317,7 @@ impl Uploader {
                 _ => {}
             }
         }
-        Ok(Outcome::Uploaded)
+        Ok(true)
     }
 
     async fn put_parts(&self, mut file: File, local: &Path, key: &Key) -> Result<(), UploadError> {
@@ -513,13 +359,13 @@ impl Uploader {
 
     /// Drains until `stop` turns true (or its sender goes away): after a
     /// success waits for `notify` (use `notify_one`, which is never lost) or
-    /// [`POLL`]; after a failure waits the backoff (1 s doubling up to
+    /// `POLL`; after a failure waits the backoff (1 s doubling up to
     /// `max_retry_backoff_ms`), logging each failed attempt once. On stop,
     /// tries one last drain; what it cannot upload stays for the next start.
     pub async fn run(self, notify: Arc<Notify>, mut stop: watch::Receiver<bool>) {
         let mut failures: u32 = 0;
         while !*stop.borrow_and_update() {
-            let wait = match self.drain().await {
+            let failed = match self.drain().await {
                 Ok(n) => {
                     if failures > 0 {
                         tracing::info!(
@@ -529,30 +375,21 @@ impl Uploader {
                         );
                     }
                     failures = 0;
-                    None
+                    false
                 }
                 Err(e) => {
                     failures = failures.saturating_add(1);
-                    let delay = self.backoff(failures);
-                    let backlog = self.backlog().unwrap_or(0);
-                    tracing::warn!(error = %e, attempt = failures, retry_in_ms = delay.as_millis() as u64, backlog, "audit upload failed");
-                    Some(delay)
+                    let (retry_in, backlog) = (self.backoff(failures), self.backlog().unwrap_or(0));
+                    tracing::warn!(error = %e, attempt = failures, ?retry_in, backlog, "audit upload failed");
+                    true
                 }
             };
-            let stopped = match wait {
-                None => tokio::select! {
-                    _ = notify.notified() => false,
-                    _ = tokio::time::sleep(POLL) => false,
-                    r = stop.changed() => r.is_err(),
-                },
+            let wait = if failed { self.backoff(failures) } else { POLL };
+            tokio::select! {
                 // New files do not cut a backoff short.
-                Some(delay) => tokio::select! {
-                    _ = tokio::time::sleep(delay) => false,
-                    r = stop.changed() => r.is_err(),
-                },
-            };
-            if stopped {
-                break;
+                _ = notify.notified(), if !failed => {}
+                _ = tokio::time::sleep(wait) => {}
+                r = stop.changed() => if r.is_err() { break },
             }
         }
         match self.drain().await {

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use mcp_interceptor_tests::{
-    Agent, NetNs, TempDir, Veth,
+    Agent, NetNs, TempDir, Veth, everything,
     peer::{self, call},
     require_root,
 };
@@ -120,8 +120,60 @@ fn main() {
         }
     );
     println!("counters: {:?}", agent.counters(8080));
-    println!(
-        "\n(the durable Parquet audit arrives with the audit pipeline; events.jsonl is its forerunner)"
-    );
+
+    section("restart: the WAL left by kill -9 becomes Parquet before traffic; then a clean stop");
+    agent.restart();
+    agent.stop(15);
+    let audit = agent.audit_dir();
+    let session = agent
+        .events()
+        .iter()
+        .find(|e| e["target"] == "lookup_customer")
+        .and_then(|e| e["session_id"].as_str().map(str::to_owned))
+        .unwrap_or_default();
+    for f in interceptor::audit::chain::data_files(&audit.join("events")) {
+        println!("{}", f.strip_prefix(&audit).unwrap_or(&f).display());
+    }
+
+    section(&format!("mcp-interceptor audit replay --session {session}"));
+    let replay = agent.audit_cli(&[
+        "replay",
+        "--session",
+        &session,
+        "--dir",
+        &audit.display().to_string(),
+    ]);
+    print!("{}", String::from_utf8_lossy(&replay.stdout));
+
+    section("an auditor's query (deploy/athena/queries/tool_calls_by_tool.sql) run by DuckDB");
+    let out = std::process::Command::new(everything::repo().join(".venv/bin/python"))
+        .arg(everything::repo().join("tests/peers/audit_check.py"))
+        .arg("--dir")
+        .arg(&audit)
+        .args([
+            "--query",
+            "tool_calls_by_tool",
+            "--param",
+            "tool=lookup_customer",
+        ])
+        .args([
+            "--param",
+            "from=2000-01-01 00:00:00",
+            "--param",
+            "to=2100-01-01 00:00:00",
+        ])
+        .output();
+    match out {
+        Ok(o) => print!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        ),
+        Err(e) => println!("(DuckDB not available: {e}; run cargo xtask setup)"),
+    }
+
+    section("mcp-interceptor audit verify (files + signed manifest chain)");
+    let verify = agent.audit_cli(&["verify", &audit.display().to_string()]);
+    print!("{}", String::from_utf8_lossy(&verify.stdout));
     println!("demo done; namespaces, pins and processes are removed on exit");
 }

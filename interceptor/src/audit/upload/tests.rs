@@ -1,13 +1,13 @@
 use std::{
     fs,
     path::Path,
-    sync::Arc,
-    time::{Duration, Instant},
+    sync::{Arc, atomic::AtomicU64},
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
 use object_store::{ObjectStoreExt, memory::InMemory, path::Path as Key};
 
-use super::*;
+use super::{spool::next_seq, *};
 
 const EVENTS: &str = "events/dt=2026-11-25/hour=14/host-000000000001.parquet";
 const MANIFEST: &str = "manifest/host/000000000001.json";
@@ -29,7 +29,14 @@ fn marks(dir: &Path) -> Vec<String> {
 
 fn memory(dir: &Path, retention: Retention) -> (Uploader, Arc<InMemory>) {
     let store = Arc::new(InMemory::new());
-    let up = Uploader::with_store(dir, store.clone(), "/mcp-interceptor/", retention, Duration::from_secs(60)).expect("uploader");
+    let up = Uploader::with_store(
+        dir,
+        store.clone(),
+        "/mcp-interceptor/",
+        retention,
+        Duration::from_secs(60),
+    )
+    .expect("uploader");
     (up, store)
 }
 
@@ -44,7 +51,9 @@ async fn object(store: &InMemory, key: &str) -> Option<Vec<u8>> {
 #[test]
 fn enqueue_keeps_order_and_content() {
     let d = tempfile::tempdir().expect("tempdir");
-    let rels: Vec<String> = (0..50).map(|i| format!("events/dt=2026-11-25/hour=14/h-{i:012}.parquet")).collect();
+    let rels: Vec<String> = (0..50)
+        .map(|i| format!("events/dt=2026-11-25/hour=14/h-{i:012}.parquet"))
+        .collect();
     for r in &rels {
         enqueue(d.path(), Path::new(r)).expect("enqueue");
     }
@@ -52,7 +61,10 @@ fn enqueue_keeps_order_and_content() {
     assert_eq!(names.len(), rels.len(), "{names:?}");
     for (name, rel) in names.iter().zip(&rels) {
         assert!(name.ends_with(".mark") && name.len() == 25, "{name}");
-        assert_eq!(&fs::read_to_string(d.path().join("outbox").join(name)).expect("mark"), rel);
+        assert_eq!(
+            &fs::read_to_string(d.path().join("outbox").join(name)).expect("mark"),
+            rel
+        );
     }
 }
 
@@ -71,7 +83,10 @@ fn sequence_stays_behind_existing_marks() {
     assert_eq!((a, b), (far + 1, far + 2));
     // Without queued marks it is the clock.
     let fresh = tempfile::tempdir().expect("tempdir");
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).expect("clock").as_nanos() as u64;
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock")
+        .as_nanos() as u64;
     let c = next_seq(&AtomicU64::new(0), fresh.path()).expect("seq");
     assert!(c >= now && c - now < 60_000_000_000, "{c} vs {now}");
 }
@@ -79,7 +94,14 @@ fn sequence_stays_behind_existing_marks() {
 #[test]
 fn enqueue_rejects_bad_paths() {
     let d = tempfile::tempdir().expect("tempdir");
-    for bad in ["/etc/passwd", "../x", "events/../../x", "./events/a", "", "events/a\u{1}b"] {
+    for bad in [
+        "/etc/passwd",
+        "../x",
+        "events/../../x",
+        "./events/a",
+        "",
+        "events/a\u{1}b",
+    ] {
         let e = enqueue(d.path(), Path::new(bad)).expect_err(bad);
         assert_eq!(e.kind(), io::ErrorKind::InvalidInput, "{bad}: {e}");
     }
@@ -87,7 +109,10 @@ fn enqueue_rejects_bad_paths() {
     // Doubled separators and inner "." normalize away (std::path::Components).
     enqueue(d.path(), Path::new("events//a.parquet")).expect("enqueue");
     let name = &marks(d.path())[0];
-    assert_eq!(fs::read_to_string(d.path().join("outbox").join(name)).expect("mark"), "events/a.parquet");
+    assert_eq!(
+        fs::read_to_string(d.path().join("outbox").join(name)).expect("mark"),
+        "events/a.parquet"
+    );
 }
 
 #[test]
@@ -105,11 +130,19 @@ fn marks_survive_reopening_and_backlog_counts() {
     fs::write(&old, EVENTS).expect("tmp");
     fs::write(&fresh, EVENTS).expect("tmp");
     let hour_ago = std::time::SystemTime::now() - Duration::from_secs(3600);
-    fs::File::options().write(true).open(&old).expect("open").set_modified(hour_ago).expect("mtime");
+    fs::File::options()
+        .write(true)
+        .open(&old)
+        .expect("open")
+        .set_modified(hour_ago)
+        .expect("mtime");
     let (up, _) = memory(d.path(), Retention::DeleteAfterUpload);
     assert_eq!(up.backlog().expect("backlog"), 2);
     assert!(!old.exists(), "stale temporary marks are removed");
-    assert!(fresh.exists(), "a temporary mark may be an enqueue in progress");
+    assert!(
+        fresh.exists(),
+        "a temporary mark may be an enqueue in progress"
+    );
 }
 
 #[tokio::test]
@@ -118,16 +151,36 @@ async fn drain_uploads_and_applies_retention() {
     put_file(d.path(), EVENTS, b"PAR1 data PAR1");
     put_file(d.path(), MANIFEST, b"{\"seq\":1}");
     put_file(d.path(), "events/dt=2026-11-25/hour=15/empty.parquet", b"");
-    for r in [EVENTS, MANIFEST, "events/dt=2026-11-25/hour=15/empty.parquet"] {
+    for r in [
+        EVENTS,
+        MANIFEST,
+        "events/dt=2026-11-25/hour=15/empty.parquet",
+    ] {
         enqueue(d.path(), Path::new(r)).expect("enqueue");
     }
     let (up, store) = memory(d.path(), Retention::DeleteAfterUpload);
     assert_eq!(up.drain().await.expect("drain"), 3);
     assert_eq!(up.backlog().expect("backlog"), 0);
-    assert_eq!(object(&store, &format!("mcp-interceptor/{EVENTS}")).await.as_deref(), Some(&b"PAR1 data PAR1"[..]));
-    assert_eq!(object(&store, &format!("mcp-interceptor/{MANIFEST}")).await.as_deref(), Some(&b"{\"seq\":1}"[..]));
-    assert!(!d.path().join(EVENTS).exists(), "data file deleted after upload");
-    assert!(d.path().join(MANIFEST).exists(), "manifest entries are never deleted");
+    assert_eq!(
+        object(&store, &format!("mcp-interceptor/{EVENTS}"))
+            .await
+            .as_deref(),
+        Some(&b"PAR1 data PAR1"[..])
+    );
+    assert_eq!(
+        object(&store, &format!("mcp-interceptor/{MANIFEST}"))
+            .await
+            .as_deref(),
+        Some(&b"{\"seq\":1}"[..])
+    );
+    assert!(
+        !d.path().join(EVENTS).exists(),
+        "data file deleted after upload"
+    );
+    assert!(
+        d.path().join(MANIFEST).exists(),
+        "manifest entries are never deleted"
+    );
     assert_eq!(up.drain().await.expect("drain"), 0, "nothing left");
 }
 
@@ -140,7 +193,12 @@ async fn keep_local_keeps_files_and_reupload_is_idempotent() {
     enqueue(d.path(), Path::new(EVENTS)).expect("enqueue");
     assert_eq!(up.drain().await.expect("drain"), 2);
     assert!(d.path().join(EVENTS).exists());
-    assert_eq!(object(&store, &format!("mcp-interceptor/{EVENTS}")).await.as_deref(), Some(&b"one"[..]));
+    assert_eq!(
+        object(&store, &format!("mcp-interceptor/{EVENTS}"))
+            .await
+            .as_deref(),
+        Some(&b"one"[..])
+    );
 }
 
 #[tokio::test]
@@ -152,28 +210,49 @@ async fn large_files_go_in_parts() {
     let (mut up, store) = memory(d.path(), Retention::DeleteAfterUpload);
     up.part_bytes = 4096;
     assert_eq!(up.drain().await.expect("drain"), 1);
-    assert_eq!(object(&store, &format!("mcp-interceptor/{EVENTS}")).await, Some(body));
+    assert_eq!(
+        object(&store, &format!("mcp-interceptor/{EVENTS}")).await,
+        Some(body)
+    );
 }
 
 #[tokio::test]
 async fn missing_or_invalid_marks_do_not_wedge_the_queue() {
     let d = tempfile::tempdir().expect("tempdir");
     enqueue(d.path(), Path::new("events/gone.parquet")).expect("enqueue");
-    fs::write(d.path().join("outbox/00000000000000000002.mark"), "../../etc/passwd").expect("bad mark");
+    fs::write(
+        d.path().join("outbox/00000000000000000002.mark"),
+        "../../etc/passwd",
+    )
+    .expect("bad mark");
     put_file(d.path(), MANIFEST, b"m");
     enqueue(d.path(), Path::new(MANIFEST)).expect("enqueue");
     let (up, store) = memory(d.path(), Retention::DeleteAfterUpload);
     assert_eq!(up.drain().await.expect("drain"), 1);
     assert_eq!(up.backlog().expect("backlog"), 0);
-    assert!(object(&store, &format!("mcp-interceptor/{MANIFEST}")).await.is_some());
-    assert!(object(&store, "mcp-interceptor/events/gone.parquet").await.is_none());
+    assert!(
+        object(&store, &format!("mcp-interceptor/{MANIFEST}"))
+            .await
+            .is_some()
+    );
+    assert!(
+        object(&store, "mcp-interceptor/events/gone.parquet")
+            .await
+            .is_none()
+    );
 }
 
 #[tokio::test]
 async fn missing_file_already_in_bucket_is_dropped_quietly() {
     let d = tempfile::tempdir().expect("tempdir");
     let (up, store) = memory(d.path(), Retention::DeleteAfterUpload);
-    store.put(&Key::from(format!("mcp-interceptor/{EVENTS}").as_str()), b"x".to_vec().into()).await.expect("put");
+    store
+        .put(
+            &Key::from(format!("mcp-interceptor/{EVENTS}").as_str()),
+            b"x".to_vec().into(),
+        )
+        .await
+        .expect("put");
     enqueue(d.path(), Path::new(EVENTS)).expect("enqueue");
     assert_eq!(up.drain().await.expect("drain"), 0);
     assert_eq!(up.backlog().expect("backlog"), 0);
@@ -205,9 +284,16 @@ async fn failure_stops_the_drain_and_keeps_everything() {
     let cfg = s3_config(format!("http://127.0.0.1:{}", closed_port()));
     let up = Uploader::with_static_credentials(d.path(), &cfg, "k", "s").expect("uploader");
     let t = Instant::now();
-    let err = tokio::time::timeout(Duration::from_secs(30), up.drain()).await.expect("bounded").expect_err("no server");
+    let err = tokio::time::timeout(Duration::from_secs(30), up.drain())
+        .await
+        .expect("bounded")
+        .expect_err("no server");
     assert!(matches!(err, UploadError::Store { .. }), "{err}");
-    assert!(t.elapsed() < Duration::from_secs(15), "request retries are short: {:?}", t.elapsed());
+    assert!(
+        t.elapsed() < Duration::from_secs(15),
+        "request retries are short: {:?}",
+        t.elapsed()
+    );
     assert_eq!(up.backlog().expect("backlog"), 2);
     assert!(d.path().join(EVENTS).exists());
 }
@@ -216,12 +302,27 @@ async fn failure_stops_the_drain_and_keeps_everything() {
 fn config_is_checked() {
     let d = tempfile::tempdir().expect("tempdir");
     let mut cfg = s3_config("ftp://x".into());
-    assert!(matches!(Uploader::with_static_credentials(d.path(), &cfg, "k", "s"), Err(UploadError::Config(_))));
+    assert!(matches!(
+        Uploader::with_static_credentials(d.path(), &cfg, "k", "s"),
+        Err(UploadError::Config(_))
+    ));
     cfg.endpoint = Some("https://s3.example.net".into());
     cfg.bucket = String::new();
-    assert!(matches!(Uploader::with_static_credentials(d.path(), &cfg, "k", "s"), Err(UploadError::Config(_))));
+    assert!(matches!(
+        Uploader::with_static_credentials(d.path(), &cfg, "k", "s"),
+        Err(UploadError::Config(_))
+    ));
     let store = Arc::new(InMemory::new());
-    assert!(Uploader::with_store(d.path(), store, "a//b", Retention::KeepLocal, Duration::ZERO).is_err());
+    assert!(
+        Uploader::with_store(
+            d.path(),
+            store,
+            "a//b",
+            Retention::KeepLocal,
+            Duration::ZERO
+        )
+        .is_err()
+    );
 }
 
 #[test]
@@ -231,7 +332,8 @@ fn config_parses_with_defaults() {
     assert_eq!(cfg.retention, Retention::DeleteAfterUpload);
     assert_eq!(cfg.max_retry_backoff_ms, 60_000);
     assert_eq!((cfg.prefix.as_str(), cfg.endpoint.as_deref()), ("", None));
-    let cfg: S3Config = toml::from_str("bucket = \"b\"\nretention = \"keep-local\"").expect("parse");
+    let cfg: S3Config =
+        toml::from_str("bucket = \"b\"\nretention = \"keep-local\"").expect("parse");
     assert_eq!(cfg.retention, Retention::KeepLocal);
     assert!(toml::from_str::<S3Config>("bucket = \"b\"\nsecret = \"x\"").is_err());
     assert!(toml::from_str::<S3Config>("bucket = \"b\"\nretention = \"forever\"").is_err());
@@ -268,6 +370,13 @@ async fn run_uploads_on_notify_and_stops() {
     put_file(d.path(), MANIFEST, b"last");
     enqueue(d.path(), Path::new(MANIFEST)).expect("enqueue");
     stop_tx.send(true).expect("send");
-    tokio::time::timeout(Duration::from_secs(10), task).await.expect("run stops").expect("join");
-    assert!(object(&store, &format!("mcp-interceptor/{MANIFEST}")).await.is_some());
+    tokio::time::timeout(Duration::from_secs(10), task)
+        .await
+        .expect("run stops")
+        .expect("join");
+    assert!(
+        object(&store, &format!("mcp-interceptor/{MANIFEST}"))
+            .await
+            .is_some()
+    );
 }
