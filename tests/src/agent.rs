@@ -46,6 +46,7 @@ pub struct Agent {
     dir: PathBuf,
     starts: u32,
     audit_keys: String,
+    env: Vec<(String, String)>,
 }
 
 impl Agent {
@@ -65,6 +66,19 @@ impl Agent {
         tables: &str,
         audit_keys: &str,
     ) -> Self {
+        Self::start_with_env(ns, dir, intercept_keys, tables, audit_keys, Vec::new())
+    }
+
+    /// Like [`Agent::start_with`], with environment variables for the agent
+    /// (e.g. AWS credentials, which never go into the config file).
+    pub fn start_with_env(
+        ns: &NetNs,
+        dir: &Path,
+        intercept_keys: &str,
+        tables: &str,
+        audit_keys: &str,
+        env: Vec<(String, String)>,
+    ) -> Self {
         let pin_dir = PathBuf::from(format!("/sys/fs/bpf/{}", unique("mcpi-t")));
         let config = dir.join("agent.toml");
         let mut a = Self {
@@ -75,6 +89,7 @@ impl Agent {
             dir: dir.to_path_buf(),
             starts: 0,
             audit_keys: audit_keys.to_string(),
+            env,
         };
         a.write_config(ns, intercept_keys, tables);
         a.restart();
@@ -105,12 +120,13 @@ impl Agent {
             "--config".into(),
             self.config.display().to_string(),
         ];
-        let mut p = Proc::spawn(
+        let mut p = Proc::spawn_env(
             &format!("agent{}", self.starts),
             None,
             &bin("mcp-interceptor"),
             &args,
             &self.dir,
+            &self.env,
         );
         p.wait_for_output("agent ready", Duration::from_secs(20));
         self.proc = Some(p);

@@ -12,6 +12,7 @@ pub mod http;
 pub mod netns;
 pub mod peer;
 pub mod proc;
+pub mod s3;
 
 use std::{
     path::{Path, PathBuf},

@@ -20,10 +20,23 @@ pub struct Proc {
 impl Proc {
     /// Starts `cmd` inside network namespace `ns` (or here, if `None`).
     pub fn spawn(name: &str, ns: Option<&str>, cmd: &Path, args: &[String], dir: &Path) -> Self {
+        Self::spawn_env(name, ns, cmd, args, dir, &[])
+    }
+
+    /// Like [`Proc::spawn`], with extra environment variables.
+    pub fn spawn_env(
+        name: &str,
+        ns: Option<&str>,
+        cmd: &Path,
+        args: &[String],
+        dir: &Path,
+        env: &[(String, String)],
+    ) -> Self {
         let stdout = dir.join(format!("{name}.out"));
         let stderr = dir.join(format!("{name}.err"));
         let mut c = netns_command(ns, cmd);
         c.args(args)
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(std::fs::File::create(&stdout).expect("stdout file"))
             .stderr(std::fs::File::create(&stderr).expect("stderr file"));

@@ -74,6 +74,20 @@ fn a_session_becomes_parquet_that_auditors_query_with_duckdb() {
     let (ns, dir) = (NetNs::new("audit"), TempDir::new("audit"));
     let _server = peer::server(ns.name(), "127.0.0.1:8080", dir.path());
     let mut agent = Agent::start(&ns, dir.path(), "", PORT);
+    // `audit tail` follows rows as they are written.
+    let tail_args: Vec<String> = ["audit", "tail", "--json", "--dir"]
+        .iter()
+        .map(|s| s.to_string())
+        .chain([agent.audit_dir().display().to_string()])
+        .collect();
+    let mut tail = Proc::spawn(
+        "tail",
+        None,
+        &bin("mcp-interceptor"),
+        &tail_args,
+        dir.path(),
+    );
+    std::thread::sleep(Duration::from_millis(300));
     let out = call(
         ns.name(),
         "http://127.0.0.1:8080/mcp",
@@ -81,6 +95,17 @@ fn a_session_becomes_parquet_that_auditors_query_with_duckdb() {
         json!({ "id": "c-99" }),
     );
     assert!(out.text().contains("c-99"));
+    let followed = tail.wait_for_output("\"tools/call\"", Duration::from_secs(10));
+    let line = followed
+        .lines()
+        .find(|l| l.contains("\"tools/call\""))
+        .unwrap();
+    let step: Value = serde_json::from_str(line).expect("tail --json prints JSON lines");
+    assert_eq!(
+        (step["kind"].as_str(), step["target"].as_str()),
+        (Some("exchange"), Some("lookup_customer"))
+    );
+    drop(tail);
     let events = agent.wait_events("the session", |ev| {
         ev.iter().any(|e| e["kind"] == "session_closed")
     });
@@ -173,6 +198,10 @@ fn a_session_becomes_parquet_that_auditors_query_with_duckdb() {
     assert!(
         query(&audit, "denials", &[("from", from), ("to", to)]).is_empty(),
         "no denials in this session"
+    );
+    assert!(
+        query(&audit, "approvals", &[("from", from), ("to", to)]).is_empty(),
+        "no approvals yet"
     );
     check(&audit, &["--parse-ddl"]);
 
@@ -362,4 +391,105 @@ fn block_mode_refuses_traffic_while_the_disk_is_full() {
 #[test]
 fn continue_mode_keeps_serving_while_the_disk_is_full() {
     audit_failure("continue");
+}
+
+#[test]
+fn the_agent_ships_its_trail_to_s3_and_the_spool_rides_out_an_outage() {
+    use mcp_interceptor_tests::s3::{KEY_ID, SECRET, bucket_objects_in, moto_in};
+    require_root();
+    let (ns, dir) = (NetNs::new("s3"), TempDir::new("s3"));
+    let _server = peer::server(ns.name(), "127.0.0.1:8080", dir.path());
+    // moto runs in the agent's namespace: the agent's sockets live there.
+    let port = 9000;
+    let mut moto = moto_in(Some(ns.name()), port, dir.path(), "1");
+    let s3 = format!(
+        "\n[audit.s3]\nbucket = \"{}\"\nprefix = \"mcpi\"\nendpoint = \"http://127.0.0.1:{port}\"\nmax_retry_backoff_ms = 500\n",
+        mcp_interceptor_tests::s3::BUCKET
+    );
+    let env = vec![
+        ("AWS_ACCESS_KEY_ID".to_string(), KEY_ID.to_string()),
+        ("AWS_SECRET_ACCESS_KEY".to_string(), SECRET.to_string()),
+    ];
+    let mut agent = Agent::start_with_env(&ns, dir.path(), "", PORT, &s3, env);
+    let url = "http://127.0.0.1:8080/mcp";
+    let parquet_keys = |objs: &std::collections::BTreeMap<String, String>| -> Vec<String> {
+        objs.keys()
+            .filter(|k| k.starts_with("mcpi/events/dt=") && k.ends_with(".parquet"))
+            .cloned()
+            .collect()
+    };
+
+    assert_eq!(
+        call(ns.name(), url, "echo", json!({ "text": "one" })).text(),
+        "one"
+    );
+    let first = wait_for(
+        "a data file and its manifest entry in S3",
+        Duration::from_secs(30),
+        || {
+            let objs = bucket_objects_in(Some(ns.name()), port);
+            (!parquet_keys(&objs).is_empty()
+                && objs.keys().any(|k| k.starts_with("mcpi/manifest/")))
+            .then_some(objs)
+        },
+    );
+    let outbox = agent.audit_dir().join("outbox");
+    let backlog = || {
+        std::fs::read_dir(&outbox)
+            .map(|d| {
+                d.filter_map(Result::ok)
+                    .filter(|e| e.file_name().to_string_lossy().ends_with(".mark"))
+                    .count()
+            })
+            .unwrap_or(0)
+    };
+
+    // Outage: S3 gone while traffic goes on; files queue up locally.
+    moto.stop(SIGTERM, Duration::from_secs(10));
+    assert_eq!(
+        call(ns.name(), url, "echo", json!({ "text": "during outage" })).text(),
+        "during outage"
+    );
+    wait_for(
+        "files queued during the outage",
+        Duration::from_secs(30),
+        || (backlog() >= 2).then_some(()),
+    );
+    assert!(
+        agent.log().contains("upload"),
+        "the failing upload is logged"
+    );
+
+    // S3 back (moto starts empty): the queue drains by itself.
+    let _moto2 = moto_in(Some(ns.name()), port, dir.path(), "2");
+    let second = wait_for("the queue to drain", Duration::from_secs(30), || {
+        let objs = bucket_objects_in(Some(ns.name()), port);
+        (backlog() == 0 && !parquet_keys(&objs).is_empty()).then_some(objs)
+    });
+    let new_files: Vec<String> = parquet_keys(&second)
+        .into_iter()
+        .filter(|k| !first.contains_key(k))
+        .collect();
+    assert!(
+        !new_files.is_empty(),
+        "files from the outage were uploaded after it: {second:?}"
+    );
+    agent.stop(SIGTERM);
+    let local = interceptor::audit::chain::data_files(&agent.audit_dir().join("events"));
+    let uploaded: Vec<&std::path::PathBuf> = local
+        .iter()
+        .filter(|f| {
+            new_files
+                .iter()
+                .any(|k| k.ends_with(&*f.file_name().unwrap().to_string_lossy()))
+        })
+        .collect();
+    assert!(
+        uploaded.is_empty(),
+        "delete-after-upload removed uploaded data files locally: {uploaded:?}"
+    );
+    assert!(
+        agent.audit_dir().join("manifest").read_dir().is_ok(),
+        "manifest entries stay local"
+    );
 }

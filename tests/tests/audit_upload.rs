@@ -12,89 +12,19 @@
 use std::{
     collections::BTreeMap,
     fs,
-    path::{Path, PathBuf},
+    path::Path,
     sync::Arc,
     time::{Duration, Instant},
 };
 
 use interceptor::audit::upload::{self, Retention, S3Config, UploadError, Uploader};
-use mcp_interceptor_tests::{Proc, TempDir, proc::run_in};
+use mcp_interceptor_tests::{
+    TempDir,
+    s3::{BUCKET, KEY_ID, SECRET, bucket_objects, free_port, moto},
+};
 use tokio::runtime::Runtime;
 
-const BUCKET: &str = "audit-e2e";
 const PREFIX: &str = "mcp-interceptor";
-/// moto accepts any key pair; these are passed explicitly, see `uploader`.
-const KEY_ID: &str = "testing";
-const SECRET: &str = "testing";
-
-fn venv_bin(name: &str) -> PathBuf {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../.venv/bin")
-        .join(name);
-    assert!(
-        p.is_file(),
-        "{} is missing: create the venv with `python3 -m venv .venv && .venv/bin/pip install 'moto[server]' boto3`",
-        p.display()
-    );
-    p
-}
-
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr").port()
-}
-
-/// Starts moto on `port` (≤ 30 s) with an empty `BUCKET`.
-fn moto(port: u16, dir: &Path, tag: &str) -> Proc {
-    let args = ["-H", "127.0.0.1", "-p", &port.to_string()].map(String::from);
-    let mut p = Proc::spawn(
-        &format!("moto-{tag}"),
-        None,
-        &venv_bin("moto_server"),
-        &args,
-        dir,
-    );
-    p.wait_for_output(
-        &format!("Running on http://127.0.0.1:{port}"),
-        Duration::from_secs(30),
-    );
-    boto(port, "s3.create_bucket(Bucket=bucket)");
-    p
-}
-
-/// Runs a boto3 snippet (with `s3` and `bucket` defined); returns stdout.
-fn boto(port: u16, code: &str) -> String {
-    let script = format!(
-        "import sys, json, boto3\n\
-         s3 = boto3.client('s3', endpoint_url='http://127.0.0.1:{port}', region_name='us-east-1',\n\
-         \x20   aws_access_key_id='{KEY_ID}', aws_secret_access_key='{SECRET}')\n\
-         bucket = '{BUCKET}'\n\
-         {code}\n"
-    );
-    let out = run_in(
-        None,
-        &venv_bin("python"),
-        &["-c".into(), script],
-        Duration::from_secs(30),
-    );
-    assert!(
-        out.status.success(),
-        "boto3 failed: {}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// Every object in the bucket: key -> hex of its bytes.
-fn bucket_objects(port: u16) -> BTreeMap<String, String> {
-    let out = boto(
-        port,
-        "objs = s3.list_objects_v2(Bucket=bucket).get('Contents', [])\n\
-         print(json.dumps({o['Key']: s3.get_object(Bucket=bucket, Key=o['Key'])['Body'].read().hex() for o in objs}))",
-    );
-    serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("listing {out:?}: {e}"))
-}
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
