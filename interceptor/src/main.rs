@@ -120,6 +120,7 @@ fn dispatch(cmd: Cmd) -> anyhow::Result<ExitCode> {
             if let Some(ns) = &cfg.intercept.netns {
                 steer::netns::enter(ns)?;
             }
+            raise_fd_limit();
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()
@@ -224,5 +225,17 @@ fn audit_cmd(cmd: AuditCmd) -> anyhow::Result<ExitCode> {
             })?;
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+/// Each proxied connection holds two descriptors (client and upstream);
+/// the default soft limit of 1024 would cap the agent near 500 clients.
+fn raise_fd_limit() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE)
+        && soft < hard
+        && let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard)
+    {
+        tracing::warn!(error = %e, soft, hard, "could not raise the open-file limit");
     }
 }

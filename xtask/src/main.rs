@@ -29,6 +29,10 @@ fn main() -> Result<()> {
             build()
         }
         "test" => test(rest),
+        "bench" => {
+            install()?;
+            bench(rest)
+        }
         "demo" => {
             install()?;
             build()?;
@@ -42,7 +46,9 @@ fn main() -> Result<()> {
                  \n  build  build the agent (eBPF object embedded) and test peers\
                  \n  test   setup, fmt, clippy, build, unit and end-to-end tests\
                  \n         (extra arguments go to cargo nextest)\
-                 \n  demo   run the agent against a real MCP server in a netns"
+                 \n  demo   run the agent against a real MCP server in a netns\
+                 \n  bench  direct vs nginx vs the agent, one run (release build);\
+                 \n         --quick: a short smoke run on the dev build"
             );
             if cmd == "help" {
                 Ok(())
@@ -128,6 +134,26 @@ fn test(extra: &[String]) -> Result<()> {
         ])
         .args(extra);
     run(&mut nextest)?;
+    // The bench must keep working: a short smoke run on the dev build
+    // (numbers are not looked at).
+    run(Command::new(bin_dir().join("mcp-bench")).args([
+        "--quick",
+        "--out",
+        "target/bench-quick",
+    ]))?;
     eprintln!("==> cargo xtask test passed in {:.0?}", started.elapsed());
     Ok(())
+}
+
+/// `cargo xtask bench [--quick]`: release binaries, unless --quick.
+fn bench(extra: &[String]) -> Result<()> {
+    let quick = extra.iter().any(|a| a == "--quick");
+    let dir = if quick {
+        build()?;
+        bin_dir()
+    } else {
+        run(cargo().args(["build", "--workspace", "--bins", "--locked", "--release"]))?;
+        bin_dir().with_file_name("release")
+    };
+    run(Command::new(dir.join("mcp-bench")).args(extra))
 }

@@ -21,6 +21,7 @@ const PACKAGES: &[&str] = &[
     "iproute2",   // ip netns / veth for the e2e tests and the demo
     "util-linux", // setpriv: the unprivileged-bypass test
     "procps",
+    "nginx-light", // the bench's baseline proxy
 ];
 
 const BPF_LINKER_VERSION: &str = "0.13";

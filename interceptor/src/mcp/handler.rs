@@ -12,6 +12,8 @@ use std::{
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
+
+use crate::proxy::upstream::UpstreamBody;
 use serde_json::{Value, json};
 
 use super::{
@@ -312,7 +314,7 @@ impl McpHandler {
     /// phases on every server message, JSON or SSE.
     async fn respond(
         &self,
-        resp: Response<Incoming>,
+        resp: Response<UpstreamBody>,
         origin: &mut Origin,
         ctx: &ConnCtx,
         expected: Vec<String>,

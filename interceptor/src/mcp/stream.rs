@@ -10,11 +10,11 @@ use std::{
     time::Duration,
 };
 
+use crate::proxy::upstream::UpstreamBody;
 use bytes::Bytes;
 use http::StatusCode;
 use http_body::Frame;
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
@@ -186,7 +186,7 @@ fn endpoint_target(data: &str) -> String {
 
 /// A JSON answer: read whole (it is one message), bounded, then phases.
 pub async fn json(
-    body: Incoming,
+    body: UpstreamBody,
     st: State,
     expected: Vec<String>,
     denials: Vec<Value>,
@@ -237,7 +237,7 @@ pub async fn json(
 /// through a small channel, so at most one event (plus the channel's few)
 /// is in memory, and a client that stops reading slows the server down.
 pub fn sse(
-    mut body: Incoming,
+    mut body: UpstreamBody,
     mut st: State,
     expected: Vec<String>,
     denials: Vec<Value>,

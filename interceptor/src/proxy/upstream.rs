@@ -6,17 +6,21 @@ use std::{
     future::Future,
     net::SocketAddr,
     pin::Pin,
+    sync::Arc,
     task::{Context, Poll},
     time::Duration,
 };
 
+use bytes::Bytes;
 use http::{Request, Response, Uri};
+use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use hyper_util::{
     client::legacy::Client,
     rt::{TokioExecutor, TokioIo},
 };
 use tokio::net::TcpStream;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::body::ProxyBody;
 use crate::{config::PortRange, steer::bypass};
@@ -80,6 +84,37 @@ impl tower_service::Service<Uri> for Connector {
 pub struct Upstream {
     client: Client<Connector, ProxyBody>,
     response_timeout: Duration,
+    /// In ebpf mode every upstream connection to one server needs its own
+    /// port of the bypass range (the 4-tuple differs only there), so at most
+    /// that many requests are in flight; the rest wait for a connection
+    /// instead of failing. `None` in listen mode.
+    slots: Option<Arc<Semaphore>>,
+}
+
+/// An upstream response body; holds its connection slot until dropped.
+pub struct UpstreamBody {
+    inner: Incoming,
+    _slot: Option<OwnedSemaphorePermit>,
+}
+
+impl Body for UpstreamBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        Pin::new(&mut self.get_mut().inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
 }
 
 impl Upstream {
@@ -99,9 +134,13 @@ impl Upstream {
                 bypass,
                 timeout: connect_timeout,
             });
+        // One semaphore for all upstreams: conservative (each server could
+        // use the whole range), and simple.
+        let slots = bypass.map(|r| Arc::new(Semaphore::new(r.count() as usize)));
         Self {
             client,
             response_timeout,
+            slots,
         }
     }
 
@@ -110,7 +149,16 @@ impl Upstream {
         &self,
         addr: SocketAddr,
         mut req: Request<ProxyBody>,
-    ) -> Result<Response<Incoming>, UpstreamError> {
+    ) -> Result<Response<UpstreamBody>, UpstreamError> {
+        let deadline = tokio::time::Instant::now() + self.response_timeout;
+        let slot = match &self.slots {
+            Some(s) => match tokio::time::timeout_at(deadline, s.clone().acquire_owned()).await {
+                Ok(Ok(p)) => Some(p),
+                Ok(Err(_)) => None,
+                Err(_) => return Err(UpstreamError::Timeout(addr, self.response_timeout)),
+            },
+            None => None,
+        };
         let pq = req
             .uri()
             .path_and_query()
@@ -120,9 +168,9 @@ impl Upstream {
         *req.uri_mut() = format!("http://{addr}{pq}")
             .parse()
             .map_err(|e| UpstreamError::Failed(addr, format!("bad URI: {e}")))?;
-        match tokio::time::timeout(self.response_timeout, self.client.request(req)).await {
+        match tokio::time::timeout_at(deadline, self.client.request(req)).await {
             Err(_) => Err(UpstreamError::Timeout(addr, self.response_timeout)),
-            Ok(Ok(resp)) => Ok(resp),
+            Ok(Ok(resp)) => Ok(resp.map(|inner| UpstreamBody { inner, _slot: slot })),
             Ok(Err(e)) if e.is_connect() => {
                 let cause = std::error::Error::source(&e)
                     .map(|s| s.to_string())

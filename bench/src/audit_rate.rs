@@ -1,0 +1,88 @@
+//! The audit writer on its own: rows per second through `append` (the part
+//! on the request path) and Parquet bytes per row, with the default fsync
+//! policy, for realistic tools/call rows (a ~2 KB customer record).
+
+use std::time::Instant;
+
+use anyhow::Result;
+use interceptor::{
+    audit::{Audit, chain},
+    config::Audit as AuditConfig,
+    pipeline::{Direction, EventKind, ExchangeEvent, Transport},
+};
+use mcp_interceptor_tests::TempDir;
+use serde::Serialize;
+use serde_json::json;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AuditRate {
+    pub rows: u64,
+    pub rows_per_sec: f64,
+    pub us_per_row: f64,
+    pub bytes_per_row: f64,
+}
+
+fn event(i: u64) -> ExchangeEvent {
+    let result = json!({"content": [{"type": "text", "text": format!(
+        "{{\"id\":\"c-{i}\",\"name\":\"Ada Lovelace\",\"email\":\"ada{i}@example.com\",\"orders\":[{}]}}",
+        (0..12).map(|n| format!("{{\"order\":\"o-{n}\",\"total\":{}.99,\"status\":\"shipped\"}}", n * 7)).collect::<Vec<_>>().join(",")
+    )}]});
+    ExchangeEvent {
+        kind: EventKind::Exchange,
+        direction: Direction::ClientToServer,
+        conn_id: i,
+        client_addr: "10.1.2.3:50000".into(),
+        orig_dst: "10.1.2.4:8080".into(),
+        session_id: Some(format!("session-{}", i / 50)),
+        transport: Transport::StreamableHttp,
+        protocol_version: Some("2025-11-25".into()),
+        client_name: Some("bench".into()),
+        client_version: Some("1.0".into()),
+        jsonrpc_id: Some(json!(i)),
+        method: Some("tools/call".into()),
+        target: Some("lookup_customer".into()),
+        params: Some(json!({"name": "lookup_customer", "arguments": {"id": format!("c-{i}")}})),
+        result: Some(result),
+        error: None,
+        http_method: "POST".into(),
+        http_path: "/mcp".into(),
+        http_status: Some(200),
+        decided_by: None,
+        rewritten: false,
+        received_us: 1_700_000_000_000_000 + i as i64 * 1000,
+        forwarded_us: None,
+        first_byte_us: None,
+        done_us: None,
+        bytes_in: 180,
+        bytes_out: 2100,
+    }
+}
+
+pub fn measure(dir: &TempDir, rows: u64) -> Result<AuditRate> {
+    let base = dir.path().join("audit-rate");
+    let cfg = AuditConfig {
+        dir: base.join("audit"),
+        signing_key: base.join("key"),
+        host: Some("bench".into()),
+        ..AuditConfig::default()
+    };
+    let audit = Audit::start(&cfg, None)?;
+    let events: Vec<ExchangeEvent> = (0..rows).map(event).collect();
+    let started = Instant::now();
+    for e in &events {
+        audit.append(audit.stamp().from_event(e));
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    audit.shutdown();
+    let bytes: u64 = chain::data_files(&cfg.dir.join("events"))
+        .iter()
+        .filter_map(|f| std::fs::metadata(f).ok())
+        .map(|m| m.len())
+        .sum();
+    Ok(AuditRate {
+        rows,
+        rows_per_sec: rows as f64 / elapsed,
+        us_per_row: elapsed * 1e6 / rows as f64,
+        bytes_per_row: bytes as f64 / rows as f64,
+    })
+}

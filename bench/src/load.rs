@@ -1,0 +1,154 @@
+//! The load generator: N keep-alive HTTP/1.1 connections posting MCP
+//! `tools/call` requests, closed loop (as fast as answers come) or open loop
+//! (at a fixed rate, latency measured from when each request was due, so a
+//! stall shows as latency instead of hiding as fewer requests: the
+//! coordinated-omission correction).
+
+use std::{
+    cell::RefCell,
+    net::SocketAddr,
+    rc::Rc,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, Result};
+use bytes::Bytes;
+use hdrhistogram::Histogram;
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::TokioIo;
+
+/// A realistic call: a customer record of about 2 KB with personal data.
+pub const BODY: &str = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"lookup_customer","arguments":{"id":"c-1042"}}}"#;
+
+#[derive(Debug, Clone, Copy)]
+pub enum Mode {
+    Closed,
+    /// Total requests per second across all connections.
+    Open(f64),
+}
+
+pub struct Outcome {
+    pub requests: u64,
+    pub errors: u64,
+    pub elapsed: Duration,
+    /// Microseconds.
+    pub hist: Histogram<u64>,
+    pub response_bytes: u64,
+}
+
+impl Outcome {
+    pub fn throughput(&self) -> f64 {
+        self.requests as f64 / self.elapsed.as_secs_f64()
+    }
+
+    pub fn pct(&self, q: f64) -> f64 {
+        self.hist.value_at_quantile(q) as f64
+    }
+}
+
+fn request(host: &str) -> Result<http::Request<Full<Bytes>>> {
+    http::Request::post("/mcp")
+        .header("host", host)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .body(Full::new(Bytes::from_static(BODY.as_bytes())))
+        .context("building request")
+}
+
+/// Runs one measurement on a current-thread runtime (one core for load, so
+/// the proxy and the server keep the other).
+pub fn run(target: SocketAddr, conns: usize, mode: Mode, duration: Duration) -> Result<Outcome> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        let hist = Rc::new(RefCell::new(Histogram::<u64>::new_with_bounds(
+            1,
+            120_000_000,
+            3,
+        )?));
+        let stats = Rc::new(RefCell::new((0u64, 0u64, 0u64)));
+        let start = Instant::now();
+        let end = start + duration;
+        let local = tokio::task::LocalSet::new();
+        for c in 0..conns {
+            let (hist, stats) = (hist.clone(), stats.clone());
+            local.spawn_local(async move {
+                let interval = match mode {
+                    Mode::Open(rate) => Some(Duration::from_secs_f64(conns as f64 / rate)),
+                    Mode::Closed => None,
+                };
+                // Stagger open-loop connections across one interval.
+                let mut due =
+                    start + interval.map_or(Duration::ZERO, |i| i.mul_f64(c as f64 / conns as f64));
+                'conn: while Instant::now() < end {
+                    let Ok(stream) = tokio::net::TcpStream::connect(target).await else {
+                        stats.borrow_mut().1 += 1;
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                        continue;
+                    };
+                    let _ = stream.set_nodelay(true);
+                    let Ok((mut sender, conn)) =
+                        hyper::client::conn::http1::handshake(TokioIo::new(stream)).await
+                    else {
+                        stats.borrow_mut().1 += 1;
+                        continue;
+                    };
+                    tokio::task::spawn_local(conn);
+                    loop {
+                        let now = Instant::now();
+                        if now >= end {
+                            break 'conn;
+                        }
+                        if interval.is_none() {
+                            due = now;
+                        } else if due > now {
+                            tokio::time::sleep_until(due.into()).await;
+                        }
+                        let Ok(req) = request("mcp.bench") else {
+                            break 'conn;
+                        };
+                        let sent_for = due;
+                        if let Some(i) = interval {
+                            due += i;
+                        }
+                        let resp = match sender.send_request(req).await {
+                            Ok(r) => r,
+                            Err(_) => {
+                                stats.borrow_mut().1 += 1;
+                                continue 'conn;
+                            }
+                        };
+                        let ok = resp.status().is_success();
+                        let body = resp.into_body().collect().await;
+                        let done = Instant::now();
+                        match body {
+                            Ok(b) if ok => {
+                                let us = done.duration_since(sent_for).as_micros() as u64;
+                                let _ = hist.borrow_mut().record(us.max(1));
+                                let mut s = stats.borrow_mut();
+                                s.0 += 1;
+                                s.2 += b.to_bytes().len() as u64;
+                            }
+                            _ => {
+                                stats.borrow_mut().1 += 1;
+                                continue 'conn;
+                            }
+                        }
+                    }
+                }
+            });
+        }
+        local.await;
+        let elapsed = start.elapsed();
+        let (requests, errors, response_bytes) = *stats.borrow();
+        let hist = hist.borrow().clone();
+        Ok(Outcome {
+            requests,
+            errors,
+            elapsed,
+            hist,
+            response_bytes,
+        })
+    })
+}

@@ -1,0 +1,179 @@
+//! `cargo xtask bench`: every configuration measured in one run, in one
+//! network namespace, against the same real MCP server (rmcp, JSON
+//! responses, a ~2 KB customer record per call), reported as ratios
+//! against a direct connection and an nginx hop.
+//!
+//! `--quick`: a short smoke run (CI checks that it completes; the numbers
+//! mean nothing there).
+
+mod audit_rate;
+mod load;
+mod procstat;
+mod report;
+mod setups;
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use anyhow::{Context, Result};
+use mcp_interceptor_tests::{NetNs, TempDir, require_root};
+use serde::Serialize;
+
+use load::Mode;
+
+#[derive(Debug, Clone, Copy)]
+pub struct Plan {
+    pub closed: Duration,
+    pub open: Duration,
+    pub sweep: Duration,
+    pub conns: usize,
+    pub sweep_conns: &'static [usize],
+    pub audit_rows: u64,
+}
+
+impl Plan {
+    fn new(quick: bool) -> Self {
+        if quick {
+            Plan {
+                closed: Duration::from_millis(800),
+                open: Duration::from_millis(800),
+                sweep: Duration::from_millis(500),
+                conns: 4,
+                sweep_conns: &[1, 10],
+                audit_rows: 2_000,
+            }
+        } else {
+            Plan {
+                closed: Duration::from_secs(8),
+                open: Duration::from_secs(5),
+                sweep: Duration::from_secs(4),
+                conns: 16,
+                sweep_conns: &[1, 100, 1000],
+                audit_rows: 100_000,
+            }
+        }
+    }
+}
+
+/// One configuration's numbers.
+#[derive(Debug, Clone, Serialize)]
+pub struct Row {
+    pub name: String,
+    pub throughput: f64,
+    pub errors: u64,
+    /// Closed loop, microseconds.
+    pub p50: f64,
+    pub p99: f64,
+    /// Open loop at a fixed rate (coordinated-omission corrected), µs.
+    pub open_rate: f64,
+    pub open_p50: f64,
+    pub open_p90: f64,
+    pub open_p99: f64,
+    pub open_p999: f64,
+    /// CPU of the proxy process(es) per request, µs (closed loop).
+    pub proxy_cpu_us: f64,
+    /// CPU of the MCP server per request, µs.
+    pub server_cpu_us: f64,
+    pub proxy_rss_mib: f64,
+    /// Mean response body, bytes (sanity: the same answer everywhere).
+    pub response_bytes: f64,
+    /// Latency CDF points (µs, fraction) from the open-loop run.
+    pub cdf: Vec<(f64, f64)>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SweepPoint {
+    pub name: String,
+    pub conns: usize,
+    pub throughput: f64,
+    pub p99: f64,
+    pub errors: u64,
+    pub proxy_rss_mib: f64,
+}
+
+fn cdf(o: &load::Outcome) -> Vec<(f64, f64)> {
+    [
+        0.01, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99, 0.995, 0.999, 1.0,
+    ]
+    .iter()
+    .map(|q| (o.pct(*q), *q))
+    .collect()
+}
+
+fn main() -> Result<()> {
+    let quick = std::env::args().any(|a| a == "--quick");
+    let out: PathBuf = std::env::args()
+        .skip_while(|a| a != "--out")
+        .nth(1)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("target/bench"));
+    require_root();
+    let plan = Plan::new(quick);
+    let ns = NetNs::new("bench");
+    let dir = TempDir::new("bench");
+    // This process joins the namespace before it starts any thread, so the
+    // load generator's sockets are there; helpers run via `ip netns exec`.
+    let file = std::fs::File::open(ns.path()).context("open netns")?;
+    nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET).context("setns")?;
+
+    let servers = setups::servers(&ns, &dir)?;
+    let mut rows = Vec::new();
+    let mut sweep = Vec::new();
+    let mut open_rate = 0.0;
+    for setup in setups::ALL {
+        eprintln!("==> bench: {}", setup.name());
+        let running = setup.start(&ns, &dir, &servers)?;
+        let target: SocketAddr = running.target;
+        // Warm up: connections, pools, page cache.
+        load::run(target, plan.conns, Mode::Closed, Duration::from_millis(300))?;
+        let (p0, s0) = (
+            procstat::cpu_of(&running.pids),
+            procstat::cpu_of(&servers.pids),
+        );
+        let closed = load::run(target, plan.conns, Mode::Closed, plan.closed)?;
+        let (p1, s1) = (
+            procstat::cpu_of(&running.pids),
+            procstat::cpu_of(&servers.pids),
+        );
+        if open_rate == 0.0 {
+            // Half of what the direct path sustains: every configuration
+            // should keep up, so latency is compared, not saturation.
+            open_rate = (closed.throughput() * 0.5).max(50.0);
+        }
+        let open = load::run(target, plan.conns, Mode::Open(open_rate), plan.open)?;
+        let n = closed.requests.max(1) as f64;
+        rows.push(Row {
+            name: setup.name().into(),
+            throughput: closed.throughput(),
+            errors: closed.errors + open.errors,
+            p50: closed.pct(0.5),
+            p99: closed.pct(0.99),
+            open_rate,
+            open_p50: open.pct(0.5),
+            open_p90: open.pct(0.9),
+            open_p99: open.pct(0.99),
+            open_p999: open.pct(0.999),
+            proxy_cpu_us: (p1 - p0) * 1e6 / n,
+            server_cpu_us: (s1 - s0) * 1e6 / n,
+            proxy_rss_mib: procstat::rss_mib(&running.pids),
+            response_bytes: closed.response_bytes as f64 / n,
+            cdf: cdf(&open),
+        });
+        if setup.in_sweep() {
+            for &c in plan.sweep_conns {
+                let o = load::run(target, c, Mode::Closed, plan.sweep)?;
+                sweep.push(SweepPoint {
+                    name: setup.name().into(),
+                    conns: c,
+                    throughput: o.throughput(),
+                    p99: o.pct(0.99),
+                    errors: o.errors,
+                    proxy_rss_mib: procstat::rss_mib(&running.pids),
+                });
+            }
+        }
+        running.stop();
+    }
+    let audit = audit_rate::measure(&dir, plan.audit_rows)?;
+    report::write(&out, quick, &rows, &sweep, &audit)?;
+    Ok(())
+}

@@ -1,0 +1,210 @@
+//! The configurations under test, each started fresh in the namespace.
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use anyhow::{Context, Result, bail};
+use mcp_interceptor_tests::{NetNs, Proc, TempDir, agent::PinGuard, bin, unique};
+
+/// The MCP servers: A on :8080 (direct, nginx, listen mode), B on :8090
+/// (steered by the agent in eBPF mode). Same binary, same tools.
+pub struct Servers {
+    _procs: Vec<Proc>,
+    pub pids: Vec<u32>,
+}
+
+pub fn servers(ns: &NetNs, dir: &TempDir) -> Result<Servers> {
+    let mut procs = Vec::new();
+    for port in [8080, 8090] {
+        let args = [
+            "server",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--json-response",
+        ]
+        .map(String::from);
+        let mut p = Proc::spawn(
+            &format!("server{port}"),
+            Some(ns.name()),
+            &bin("mcp-peer"),
+            &args,
+            dir.path(),
+        );
+        p.wait_for_output("listening", Duration::from_secs(15));
+        procs.push(p);
+    }
+    let pids = procs.iter().map(Proc::pid).collect();
+    // `ip netns exec` execs the command, so the pid is the server's own.
+    Ok(Servers {
+        _procs: procs,
+        pids,
+    })
+}
+
+#[derive(Debug, Clone, Copy)]
+pub enum Setup {
+    Direct,
+    Nginx,
+    AgentListen,
+    AgentEbpf,
+    AgentEbpfAudit,
+}
+
+pub const ALL: [Setup; 5] = [
+    Setup::Direct,
+    Setup::Nginx,
+    Setup::AgentListen,
+    Setup::AgentEbpf,
+    Setup::AgentEbpfAudit,
+];
+
+pub struct Running {
+    pub target: SocketAddr,
+    /// The proxy's processes (empty for direct).
+    pub pids: Vec<u32>,
+    proc: Option<Proc>,
+    _pins: Option<PinGuard>,
+}
+
+impl Running {
+    pub fn stop(mut self) {
+        if let Some(p) = self.proc.as_mut() {
+            p.stop(15, Duration::from_secs(20));
+        }
+    }
+}
+
+impl Setup {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Setup::Direct => "direct",
+            Setup::Nginx => "nginx",
+            Setup::AgentListen => "agent listen mode",
+            Setup::AgentEbpf => "agent eBPF, stages off",
+            Setup::AgentEbpfAudit => "agent eBPF, all stages (audit)",
+        }
+    }
+
+    /// Whether the concurrency sweep runs for this configuration.
+    pub fn in_sweep(&self) -> bool {
+        matches!(self, Setup::Direct | Setup::Nginx | Setup::AgentEbpfAudit)
+    }
+
+    pub fn start(&self, ns: &NetNs, dir: &TempDir, _servers: &Servers) -> Result<Running> {
+        let addr = |p: u16| SocketAddr::from(([127, 0, 0, 1], p));
+        match self {
+            Setup::Direct => Ok(Running {
+                target: addr(8080),
+                pids: Vec::new(),
+                proc: None,
+                _pins: None,
+            }),
+            Setup::Nginx => nginx(ns, dir),
+            Setup::AgentListen => agent(
+                ns,
+                dir,
+                "mode = \"listen\"\n[[intercept.ports]]\nport = 8082\nupstream = \"127.0.0.1:8080\"\nlisten = [\"127.0.0.1:8082\"]\n",
+                false,
+                addr(8082),
+            ),
+            Setup::AgentEbpf => agent(
+                ns,
+                dir,
+                "[[intercept.ports]]\nport = 8090\n",
+                false,
+                addr(8090),
+            ),
+            Setup::AgentEbpfAudit => agent(
+                ns,
+                dir,
+                "[[intercept.ports]]\nport = 8090\n",
+                true,
+                addr(8090),
+            ),
+        }
+    }
+}
+
+fn agent(
+    ns: &NetNs,
+    dir: &TempDir,
+    intercept: &str,
+    audit: bool,
+    target: SocketAddr,
+) -> Result<Running> {
+    let pins = PathBuf::from(format!("/sys/fs/bpf/{}", unique("mcpi-bench")));
+    let tag = unique("agent");
+    let audit_cfg = if audit {
+        format!(
+            "[audit]\ndir = \"{}\"\nsigning_key = \"{}\"\n",
+            dir.path().join(format!("{tag}-audit")).display(),
+            dir.path().join(format!("{tag}.key")).display()
+        )
+    } else {
+        "[audit]\nenabled = false\n".into()
+    };
+    // `[[intercept.ports]]` must follow the `[intercept]` keys.
+    let (keys, ports) = match intercept.find("[[") {
+        Some(i) => intercept.split_at(i),
+        None => (intercept, ""),
+    };
+    // Per-exchange info lines are off, as nginx's access log is.
+    let text = format!(
+        "[intercept]\nnetns = \"{}\"\npin_dir = \"{}\"\n{keys}\n{ports}\n{audit_cfg}\n[log]\nlevel = \"warn,interceptor::agent=info\"\n",
+        ns.path(),
+        pins.display()
+    );
+    let cfg = dir.path().join(format!("{tag}.toml"));
+    std::fs::write(&cfg, text)?;
+    let args = ["run", "--config", &cfg.display().to_string()].map(String::from);
+    let mut p = Proc::spawn(&tag, None, &bin("mcp-interceptor"), &args, dir.path());
+    p.wait_for_output("agent ready", Duration::from_secs(30));
+    Ok(Running {
+        target,
+        pids: vec![p.pid()],
+        proc: Some(p),
+        _pins: Some(PinGuard(pins)),
+    })
+}
+
+fn nginx(ns: &NetNs, dir: &TempDir) -> Result<Running> {
+    let prefix = dir.path().join("nginx");
+    std::fs::create_dir_all(prefix.join("tmp")).context("nginx prefix")?;
+    let p = prefix.display();
+    let conf = format!(
+        "worker_processes auto;\nerror_log {p}/error.log warn;\npid {p}/nginx.pid;\n\
+         events {{ worker_connections 8192; }}\n\
+         http {{\n  access_log off;\n  client_body_temp_path {p}/tmp/body;\n  proxy_temp_path {p}/tmp/proxy;\n\
+           fastcgi_temp_path {p}/tmp/fcgi;\n  uwsgi_temp_path {p}/tmp/uwsgi;\n  scgi_temp_path {p}/tmp/scgi;\n\
+           upstream mcp {{ server 127.0.0.1:8080; keepalive 256; }}\n\
+           server {{\n    listen 127.0.0.1:8081 backlog=4096;\n    location / {{\n      proxy_pass http://mcp;\n\
+               proxy_http_version 1.1;\n      proxy_set_header Connection \"\";\n      proxy_set_header Host $host;\n\
+               proxy_buffering off;\n    }}\n  }}\n}}\n"
+    );
+    let conf_path = prefix.join("nginx.conf");
+    std::fs::write(&conf_path, conf)?;
+    let nginx = std::path::Path::new("/usr/sbin/nginx");
+    if !nginx.exists() {
+        bail!("/usr/sbin/nginx is missing: run `cargo xtask setup` (Debian nginx-light)");
+    }
+    let args = [
+        "-p",
+        &p.to_string(),
+        "-c",
+        &conf_path.display().to_string(),
+        "-g",
+        "daemon off;",
+    ]
+    .map(String::from);
+    let proc = Proc::spawn("nginx", Some(ns.name()), nginx, &args, dir.path());
+    let target = SocketAddr::from(([127, 0, 0, 1], 8081));
+    mcp_interceptor_tests::wait_for("nginx to listen", Duration::from_secs(15), || {
+        std::net::TcpStream::connect(target).ok().map(|_| ())
+    });
+    let master = proc.pid();
+    Ok(Running {
+        target,
+        pids: crate::procstat::family(master),
+        proc: Some(proc),
+        _pins: None,
+    })
+}
