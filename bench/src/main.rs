@@ -116,10 +116,22 @@ fn main() -> Result<()> {
     nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET).context("setns")?;
 
     let servers = setups::servers(&ns, &dir)?;
+    if std::env::args().any(|a| a == "--profile") {
+        return profile(&ns, &dir, &servers, &plan, &out);
+    }
     let mut rows = Vec::new();
     let mut sweep = Vec::new();
     let mut open_rate = 0.0;
+    // MCPI_BENCH_ONLY=<substring>: run only matching configurations (for
+    // investigating one of them; the direct run always comes first).
+    let only = std::env::var("MCPI_BENCH_ONLY").ok();
     for setup in setups::ALL {
+        if let Some(o) = &only
+            && !setup.name().contains(o.as_str())
+            && setup.name() != "direct"
+        {
+            continue;
+        }
         eprintln!("==> bench: {}", setup.name());
         let running = setup.start(&ns, &dir, &servers)?;
         let target: SocketAddr = running.target;
@@ -140,6 +152,9 @@ fn main() -> Result<()> {
             open_rate = (closed.throughput() * 0.5).max(50.0);
         }
         let open = load::run(target, plan.conns, Mode::Open(open_rate), plan.open)?;
+        if !running.pids.is_empty() {
+            eprintln!("    memory: {}", procstat::memory(&running.pids));
+        }
         let n = closed.requests.max(1) as f64;
         rows.push(Row {
             name: setup.name().into(),
@@ -175,5 +190,59 @@ fn main() -> Result<()> {
     }
     let audit = audit_rate::measure(&dir, plan.audit_rows)?;
     report::write(&out, quick, &rows, &sweep, &audit)?;
+    Ok(())
+}
+
+/// `--profile`: the agent with every stage on, under closed-loop load,
+/// sampled by `perf record -e cpu-clock` (software clock: works where the
+/// VM exposes no hardware counters); the flat profile goes to
+/// `<out>/profile.txt`.
+fn profile(
+    ns: &NetNs,
+    dir: &TempDir,
+    servers: &setups::Servers,
+    plan: &Plan,
+    out: &std::path::Path,
+) -> Result<()> {
+    let running = setups::Setup::AgentEbpfAudit.start(ns, dir, servers)?;
+    let pid = running.pids[0].to_string();
+    let data = dir.path().join("perf.data");
+    let mut perf = std::process::Command::new("perf")
+        .args(["record", "-e", "cpu-clock", "-F", "4000", "-p", &pid, "-o"])
+        .arg(&data)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .context("perf (Debian linux-perf)")?;
+    let o = load::run(running.target, plan.conns, Mode::Closed, plan.closed)?;
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(perf.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    );
+    let _ = perf.wait();
+    let report = std::process::Command::new("perf")
+        .args([
+            "report",
+            "--stdio",
+            "--no-children",
+            "--sort",
+            "dso,symbol",
+            "--percent-limit",
+            "0.7",
+            "-i",
+        ])
+        .arg(&data)
+        .output()
+        .context("perf report")?;
+    std::fs::create_dir_all(out)?;
+    let text = format!(
+        "agent eBPF, all stages: {:.0} req/s, {} requests profiled\n\n{}",
+        o.throughput(),
+        o.requests,
+        String::from_utf8_lossy(&report.stdout)
+    );
+    std::fs::write(out.join("profile.txt"), &text)?;
+    println!("{text}");
+    running.stop();
     Ok(())
 }

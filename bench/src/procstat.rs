@@ -56,3 +56,22 @@ pub fn rss_mib(pids: &[u32]) -> f64 {
         .sum::<f64>()
         / 1024.0
 }
+
+/// RssAnon / RssFile / VmHWM of the first process, for diagnosis.
+pub fn memory(pids: &[u32]) -> String {
+    let Some(p) = pids.first() else {
+        return String::new();
+    };
+    let status = std::fs::read_to_string(format!("/proc/{p}/status")).unwrap_or_default();
+    status
+        .lines()
+        .filter(|l| {
+            l.starts_with("RssAnon")
+                || l.starts_with("RssFile")
+                || l.starts_with("VmHWM")
+                || l.starts_with("Threads")
+        })
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect::<Vec<_>>()
+        .join(", ")
+}

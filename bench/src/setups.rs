@@ -69,6 +69,27 @@ impl Running {
     pub fn stop(mut self) {
         if let Some(p) = self.proc.as_mut() {
             p.stop(15, Duration::from_secs(20));
+            // Show why requests failed, if the proxy said so.
+            let log = p.stderr();
+            let bad: Vec<&str> = log
+                .lines()
+                .filter(|l| {
+                    l.contains("WARN")
+                        || l.contains("ERROR")
+                        || l.contains("[warn]")
+                        || l.contains("[error]")
+                })
+                .collect();
+            if !bad.is_empty() {
+                eprintln!(
+                    "    {} warning/error lines from {}, first ones:",
+                    bad.len(),
+                    p.name
+                );
+                for l in bad.iter().take(3) {
+                    eprintln!("    {l}");
+                }
+            }
         }
     }
 }

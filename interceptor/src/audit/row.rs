@@ -53,7 +53,7 @@ impl Stamp {
             }
             .into(),
         );
-        r.jsonrpc_id = ev.jsonrpc_id.as_ref().map(Value::to_string);
+        r.jsonrpc_id = ev.jsonrpc_id.as_ref().map(json_text);
         r.method = ev.method.clone();
         match ev.method.as_deref() {
             Some("tools/call") => r.tool_name = ev.target.clone(),
@@ -70,18 +70,18 @@ impl Stamp {
         };
         if let Some(a) = args {
             r.arguments_sha256 = Some(hex::encode(Sha256::digest(canonical(a).as_bytes())));
-            r.arguments = Some(self.cut(&a.to_string()).0);
+            r.arguments = Some(self.cut(&json_text(a)).0);
         }
         let mut size = 0i64;
         if let Some(res) = &ev.result {
-            let text = res.to_string();
+            let text = json_text(res);
             size += text.len() as i64;
             let (t, cut) = self.cut(&text);
             r.result = Some(t);
             r.response_truncated |= cut;
         }
         if let Some(err) = &ev.error {
-            let text = err.to_string();
+            let text = json_text(err);
             size += text.len() as i64;
             let (t, cut) = self.cut(&text);
             r.error = Some(t);
@@ -154,6 +154,12 @@ fn split_addr(a: &str) -> (Option<String>, Option<i32>) {
         Ok(sa) => (Some(sa.ip().to_string()), Some(i32::from(sa.port()))),
         Err(_) => (Some(a.to_string()).filter(|s| !s.is_empty()), None),
     }
+}
+
+/// JSON text of a value; `serde_json::to_string` writes straight into a
+/// buffer, where `Value`'s `Display` goes through the formatter (slower).
+fn json_text(v: &Value) -> String {
+    serde_json::to_string(v).unwrap_or_default()
 }
 
 /// JSON with object keys sorted at every level and no whitespace, so the

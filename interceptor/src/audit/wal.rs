@@ -4,7 +4,14 @@
 //! appending. A record is
 //!
 //! ```text
-//!   [len: u32 LE][crc32(payload): u32 LE][payload: JSON AuditRow, len bytes]
+//!   [len: u32 LE][crc32(payload): u32 LE][payload: postcard AuditRow, len bytes]
+//! ```
+//!
+//! (postcard, a compact binary serde format: rows carry JSON text such as
+//! tool results, which JSON framing would escape on the request path and
+//! unescape again in the converter; the profile showed both.)
+//!
+//! ```text
 //! ```
 //!
 //! Invariants:
@@ -81,7 +88,7 @@ pub fn list_segments(dir: &Path) -> io::Result<Vec<u64>> {
 
 /// Encodes one record.
 pub fn encode(row: &AuditRow) -> io::Result<Vec<u8>> {
-    let payload = serde_json::to_vec(row).map_err(io::Error::other)?;
+    let payload = postcard::to_allocvec(row).map_err(io::Error::other)?;
     if payload.len() > MAX_RECORD {
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
@@ -110,7 +117,7 @@ pub fn decode(buf: &[u8]) -> (Vec<AuditRow>, usize) {
         if crc32fast::hash(payload) != crc {
             break;
         }
-        match serde_json::from_slice(payload) {
+        match postcard::from_bytes(payload) {
             Ok(row) => rows.push(row),
             Err(_) => break,
         }

@@ -299,6 +299,9 @@ impl McpHandler {
                     Some(status.as_u16()),
                     error.clone(),
                 );
+                if !origin.in_session {
+                    self.sessions.close(&origin.key);
+                }
                 answers.extend(denials);
                 let body = match answers.len() {
                     0 => json!({ "jsonrpc": "2.0", "id": null, "error": error }),

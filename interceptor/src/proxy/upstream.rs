@@ -19,11 +19,19 @@ use hyper_util::{
     client::legacy::Client,
     rt::{TokioExecutor, TokioIo},
 };
-use tokio::net::TcpStream;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::body::ProxyBody;
-use crate::{config::PortRange, steer::bypass};
+use crate::{
+    config::PortRange,
+    steer::bypass::{self, BypassStream},
+};
+
+impl hyper_util::client::legacy::connect::Connection for BypassStream {
+    fn connected(&self) -> hyper_util::client::legacy::connect::Connected {
+        hyper_util::client::legacy::connect::Connected::new()
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum UpstreamError {
@@ -46,7 +54,7 @@ struct Connector {
 }
 
 impl tower_service::Service<Uri> for Connector {
-    type Response = TokioIo<TcpStream>;
+    type Response = TokioIo<BypassStream>;
     type Error = std::io::Error;
     type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
 
@@ -66,7 +74,7 @@ impl tower_service::Service<Uri> for Connector {
             let connect = async {
                 match this.bypass {
                     Some(range) => bypass::connect(addr, range).await,
-                    None => TcpStream::connect(addr).await,
+                    None => bypass::plain(addr).await,
                 }
             };
             let stream = tokio::time::timeout(this.timeout, connect)
@@ -74,7 +82,7 @@ impl tower_service::Service<Uri> for Connector {
                 .map_err(|_| {
                     std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out")
                 })??;
-            let _ = stream.set_nodelay(true);
+            let _ = stream.stream().set_nodelay(true);
             Ok(TokioIo::new(stream))
         })
     }
@@ -126,7 +134,9 @@ impl Upstream {
     ) -> Self {
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(60))
-            .pool_max_idle_per_host(256)
+            // Idle connections beyond the bypass range could never all be used,
+            // and closing them leaves source ports in TIME_WAIT.
+            .pool_max_idle_per_host(bypass.map_or(256, |r| r.count() as usize))
             // Keep the client's Host header: the server must see what the
             // client sent, not our upstream address.
             .set_host(false)

@@ -19,53 +19,206 @@
 //!
 //! Source ports are shared across upstreams with SO_REUSEADDR: the kernel
 //! keeps 4-tuples unique at connect time (EADDRNOTAVAIL), so the range caps
-//! concurrent connections per upstream address and port, not in total.
+//! concurrent connections per upstream address and port, not in total. A
+//! free-port queue per upstream hands each connection its port and takes it
+//! back when the connection closes.
 
 use std::{
+    collections::{HashMap, VecDeque},
     io,
     net::{IpAddr, SocketAddr},
-    sync::atomic::{AtomicU32, Ordering},
+    pin::Pin,
+    sync::{Arc, Mutex, OnceLock},
+    task::{Context, Poll},
+    time::Duration,
 };
 
-use tokio::net::{TcpSocket, TcpStream};
+use tokio::{
+    io::{AsyncRead, AsyncWrite, ReadBuf},
+    net::{TcpSocket, TcpStream},
+    sync::Notify,
+};
 
 use crate::config::PortRange;
 
-/// Rotates the first port tried so concurrent connects spread out.
-static NEXT: AtomicU32 = AtomicU32::new(0);
+/// The ports of the range not held by a live connection to one upstream.
+/// Connecting takes one, closing the connection gives it back: with many
+/// concurrent requests the range is the limit, and a connect waits for a
+/// port instead of trying every port in turn (which burned CPU) or failing.
+struct Free {
+    ports: Mutex<VecDeque<u16>>,
+    returned: Notify,
+}
 
-/// Connects to `upstream` from `(upstream.ip(), p)` for some `p` in `range`.
-/// If the upstream address is not local (cannot be bound), the connection
-/// leaves the host and is never seen by this namespace's `sk_lookup`, so a
-/// plain connect is used.
-pub async fn connect(upstream: SocketAddr, range: PortRange) -> io::Result<TcpStream> {
-    let n = range.count();
-    let first = NEXT.fetch_add(1, Ordering::Relaxed) % n;
-    let mut last_err = None;
-    for i in 0..n {
-        let port = range.start + ((first + i) % n) as u16;
-        let sock = new_socket(upstream.ip())?;
-        sock.set_reuseaddr(true)?;
-        match sock.bind(SocketAddr::new(upstream.ip(), port)) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::AddrNotAvailable => {
-                return TcpStream::connect(upstream).await;
-            }
-            // In use by a listener, or by a socket without SO_REUSEADDR.
-            Err(e) if e.kind() == io::ErrorKind::AddrInUse => {
-                last_err = Some(e);
-                continue;
-            }
-            Err(e) => return Err(e),
-        }
-        match sock.connect(upstream).await {
-            Ok(s) => return Ok(s),
-            // This 4-tuple is taken (or in TIME_WAIT): try the next port.
-            Err(e) if e.kind() == io::ErrorKind::AddrNotAvailable => last_err = Some(e),
-            Err(e) => return Err(e),
+type Pools = Mutex<HashMap<(SocketAddr, u16, u16), Arc<Free>>>;
+
+fn pool(upstream: SocketAddr, range: PortRange) -> Arc<Free> {
+    static POOLS: OnceLock<Pools> = OnceLock::new();
+    let mut pools = POOLS
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    pools
+        .entry((upstream, range.start, range.end))
+        .or_insert_with(|| {
+            Arc::new(Free {
+                ports: Mutex::new((range.start..=range.end).collect()),
+                returned: Notify::new(),
+            })
+        })
+        .clone()
+}
+
+impl Free {
+    fn take(&self) -> Option<u16> {
+        self.ports
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .pop_front()
+    }
+
+    fn give(&self, port: u16) {
+        self.ports
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push_back(port);
+        self.returned.notify_one();
+    }
+}
+
+/// An upstream connection; returns its bypass port when dropped.
+pub struct BypassStream {
+    inner: TcpStream,
+    slot: Option<(u16, Arc<Free>)>,
+}
+
+impl BypassStream {
+    pub fn stream(&self) -> &TcpStream {
+        &self.inner
+    }
+}
+
+impl Drop for BypassStream {
+    fn drop(&mut self) {
+        if let Some((port, free)) = self.slot.take() {
+            free.give(port);
         }
     }
-    Err(last_err.unwrap_or_else(|| io::Error::other("bypass port range exhausted")))
+}
+
+impl AsyncRead for BypassStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for BypassStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+}
+
+/// A plain connection (listen mode, or an upstream that is not local).
+pub async fn plain(upstream: SocketAddr) -> io::Result<BypassStream> {
+    Ok(BypassStream {
+        inner: TcpStream::connect(upstream).await?,
+        slot: None,
+    })
+}
+
+/// Connects to `upstream` from `(upstream.ip(), p)` for a free `p` in
+/// `range`, waiting for one if all are in use. If the upstream address is
+/// not local (cannot be bound), the connection leaves the host and is never
+/// seen by this namespace's `sk_lookup`, so a plain connect is used. The
+/// caller bounds the wait with its connect timeout.
+pub async fn connect(upstream: SocketAddr, range: PortRange) -> io::Result<BypassStream> {
+    let free = pool(upstream, range);
+    loop {
+        // A port just released may still be in TIME_WAIT towards this
+        // upstream (EADDRNOTAVAIL): it goes to the back of the queue and the
+        // next one is tried; after a full round, wait for a release.
+        let mut tried = 0;
+        while let Some(port) = free.take() {
+            tried += 1;
+            match attempt(upstream, port).await {
+                Ok(inner) => {
+                    return Ok(BypassStream {
+                        inner,
+                        slot: Some((port, free)),
+                    });
+                }
+                Err(Attempt::NotLocal) => {
+                    free.give(port);
+                    return plain(upstream).await;
+                }
+                Err(Attempt::Busy) => {
+                    free.give(port);
+                    if tried >= range.count() {
+                        break;
+                    }
+                }
+                Err(Attempt::Failed(e)) => {
+                    free.give(port);
+                    return Err(e);
+                }
+            }
+        }
+        let _ = tokio::time::timeout(Duration::from_millis(20), free.returned.notified()).await;
+    }
+}
+
+enum Attempt {
+    /// The upstream address is not ours to bind.
+    NotLocal,
+    /// This port cannot be used for this upstream right now.
+    Busy,
+    Failed(io::Error),
+}
+
+async fn attempt(upstream: SocketAddr, port: u16) -> Result<TcpStream, Attempt> {
+    let sock = new_socket(upstream.ip()).map_err(Attempt::Failed)?;
+    sock.set_reuseaddr(true).map_err(Attempt::Failed)?;
+    match sock.bind(SocketAddr::new(upstream.ip(), port)) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::AddrNotAvailable => return Err(Attempt::NotLocal),
+        // In use by a listener, or by a socket without SO_REUSEADDR.
+        Err(e) if e.kind() == io::ErrorKind::AddrInUse => return Err(Attempt::Busy),
+        Err(e) => return Err(Attempt::Failed(e)),
+    }
+    match sock.connect(upstream).await {
+        Ok(s) => Ok(s),
+        // This 4-tuple is taken (or in TIME_WAIT).
+        Err(e) if e.kind() == io::ErrorKind::AddrNotAvailable => Err(Attempt::Busy),
+        Err(e) => Err(Attempt::Failed(e)),
+    }
 }
 
 fn new_socket(ip: IpAddr) -> io::Result<TcpSocket> {

@@ -69,7 +69,7 @@ fn segments_roll_on_hour_size_and_age() {
         "new hour closes segment 7"
     );
     let big = AuditRow {
-        message: Some("x".repeat(3500)),
+        message: Some("x".repeat(5000)),
         ..row(2 * hour + 1, "c")
     };
     wal.append(&big).unwrap();
