@@ -35,25 +35,23 @@ fn check(dir: &Path, args: &[&str]) -> Value {
     serde_json::from_slice(&out.stdout).expect("audit_check prints JSON")
 }
 
-fn query(dir: &Path, name: &str, params: &[(&str, &str)]) -> Vec<Vec<Value>> {
+/// Runs one of deploy/athena/queries/ with DuckDB; `{"columns", "rows"}`.
+fn run_query(dir: &Path, name: &str, params: &[(&str, &str)]) -> Value {
     let mut args = vec!["--query".to_string(), name.to_string()];
     for (k, v) in params {
         args.push("--param".into());
         args.push(format!("{k}={v}"));
     }
     let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-    let v = check(dir, &refs);
-    serde_json::from_value(v["rows"].clone()).expect("rows")
+    check(dir, &refs)
+}
+
+fn query(dir: &Path, name: &str, params: &[(&str, &str)]) -> Vec<Vec<Value>> {
+    serde_json::from_value(run_query(dir, name, params)["rows"].clone()).expect("rows")
 }
 
 fn column(dir: &Path, name: &str, params: &[(&str, &str)], col: &str) -> Vec<Value> {
-    let mut args = vec!["--query".to_string(), name.to_string()];
-    for (k, v) in params {
-        args.push("--param".into());
-        args.push(format!("{k}={v}"));
-    }
-    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-    let v = check(dir, &refs);
+    let v = run_query(dir, name, params);
     let idx = v["columns"]
         .as_array()
         .unwrap()

@@ -83,7 +83,12 @@ pub fn bin_dir() -> PathBuf {
 
 /// Runs `cmd` in the workspace root, failing with its name on non-zero exit.
 pub fn run(cmd: &mut Command) -> Result<()> {
-    cmd.current_dir(root());
+    run_in(&root(), cmd)
+}
+
+/// Runs `cmd` in `dir`, failing with its command line on non-zero exit.
+pub fn run_in(dir: &Path, cmd: &mut Command) -> Result<()> {
+    cmd.current_dir(dir);
     let shown = format!("{cmd:?}").replace('"', "");
     eprintln!("==> {shown}");
     let status = cmd.status().with_context(|| format!("starting {shown}"))?;

@@ -16,7 +16,7 @@ use std::{
     process::Command,
 };
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 
 const PEERS_DIR: &str = "tests/peers";
 const VENV: &str = ".venv";
@@ -55,7 +55,7 @@ fn python(root: &Path) -> Result<()> {
         }
         eprintln!("==> setup: creating python venv {VENV}");
         let python3 = std::env::var_os("PYTHON").unwrap_or_else(|| "python3".into());
-        sh(root, Command::new(python3).args(["-m", "venv"]).arg(&venv))?;
+        crate::run_in(root, Command::new(python3).args(["-m", "venv"]).arg(&venv))?;
     } else if fs::read(&stamp).is_ok_and(|have| have == wanted) {
         eprintln!("==> setup: python peers present ({VENV})");
         return Ok(());
@@ -64,7 +64,7 @@ fn python(root: &Path) -> Result<()> {
     eprintln!("==> setup: installing python peers from {PEERS_DIR}/requirements.txt");
     // Drop the stamp first: an interrupted install must not look complete.
     remove_if_exists(&stamp)?;
-    sh(
+    crate::run_in(
         root,
         Command::new(&py)
             .args([
@@ -105,7 +105,7 @@ fn node(root: &Path) -> Result<()> {
     remove_if_exists(&stamp)?;
     let verb = if locked.is_some() { "ci" } else { "install" };
     eprintln!("==> setup: installing node peers (npm {verb} in {PEERS_DIR})");
-    sh(
+    crate::run_in(
         &dir,
         Command::new("npm").args([verb, "--no-audit", "--no-fund", "--loglevel=error"]),
     )?;
@@ -136,16 +136,4 @@ fn write_atomically(path: &Path, contents: &[u8]) -> Result<()> {
     tmp.as_mut_os_string().push(".tmp");
     fs::write(&tmp, contents).with_context(|| format!("writing {}", tmp.display()))?;
     fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))
-}
-
-/// Runs `cmd` in `dir`, failing with its command line on non-zero exit.
-fn sh(dir: &Path, cmd: &mut Command) -> Result<()> {
-    cmd.current_dir(dir);
-    let shown = format!("{cmd:?}").replace('"', "");
-    eprintln!("==> {shown}");
-    let status = cmd.status().with_context(|| format!("starting {shown}"))?;
-    if !status.success() {
-        bail!("{shown} failed: {status}");
-    }
-    Ok(())
 }
