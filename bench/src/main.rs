@@ -188,7 +188,14 @@ fn main() -> Result<()> {
         }
         running.stop();
     }
-    let audit = audit_rate::measure(&dir, plan.audit_rows)?;
+    let rows_override = std::env::var("MCPI_BENCH_AUDIT_ROWS")
+        .ok()
+        .and_then(|v| v.parse().ok());
+    let audit = audit_rate::measure(&dir, rows_override.unwrap_or(plan.audit_rows))?;
+    eprintln!(
+        "    bench process after the audit writer run: {}",
+        procstat::memory(&[std::process::id()])
+    );
     report::write(&out, quick, &rows, &sweep, &audit)?;
     Ok(())
 }

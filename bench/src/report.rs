@@ -105,10 +105,15 @@ pub fn markdown(quick: bool, rows: &[Row], sweep: &[SweepPoint], audit: &AuditRa
         "\nConcurrency (closed loop):\n\n| configuration | connections | req/s | p99 µs | proxy RSS MiB | errors |\n|---|---:|---:|---:|---:|---:|"
     );
     for p in sweep {
+        let rss = if p.name == "direct" {
+            "-".to_string()
+        } else {
+            format!("{:.1}", p.proxy_rss_mib)
+        };
         let _ = writeln!(
             s,
-            "| {} | {} | {:.0} | {:.0} | {:.1} | {} |",
-            p.name, p.conns, p.throughput, p.p99, p.proxy_rss_mib, p.errors
+            "| {} | {} | {:.0} | {:.0} | {rss} | {} |",
+            p.name, p.conns, p.throughput, p.p99, p.errors
         );
     }
     let _ = writeln!(

@@ -77,7 +77,9 @@ pub struct Audit {
     pub on_audit_failure: OnAuditFailure,
     /// A Parquet file is closed after this many seconds ...
     pub roll_seconds: u64,
-    /// ... or this many bytes of WAL, or when the UTC hour changes.
+    /// ... or this many bytes of WAL, or when the UTC hour changes. A
+    /// closed segment is converted in memory, so this bounds the converter's
+    /// memory (about four times this at peak).
     pub roll_bytes: u64,
     /// Arguments, result and error JSON longer than this are cut (flagged,
     /// full size kept).
@@ -98,7 +100,7 @@ impl Default for Audit {
             fsync_interval_ms: 100,
             on_audit_failure: OnAuditFailure::default(),
             roll_seconds: 60,
-            roll_bytes: 128 << 20,
+            roll_bytes: 16 << 20,
             max_field_bytes: 64 << 10,
             signing_key: PathBuf::from("/var/lib/mcp-interceptor/audit-signing.key"),
             host: None,

@@ -71,6 +71,10 @@ pub async fn serve(client: TcpStream, ctx: Arc<ConnCtx>, handler: Arc<dyn Handle
         .keep_alive(true)
         .header_read_timeout(Duration::from_millis(limits.header_read_timeout_ms))
         .max_header_size(limits.max_header_bytes)
+        // hyper's read buffer otherwise grows to ~400 KiB per connection
+        // under load; with hundreds of connections that was most of the
+        // agent's memory (bench). Bodies still stream in frames.
+        .max_buf_size(READ_BUFFER.max(limits.max_header_bytes + 1024))
         .max_headers(limits.max_headers)
         .serve_connection(TokioIo::new(client), svc)
         .await;
@@ -100,6 +104,9 @@ pub async fn serve(client: TcpStream, ctx: Arc<ConnCtx>, handler: Arc<dyn Handle
     }
     requests.load(Ordering::Relaxed)
 }
+
+/// Per-connection read buffer cap, both directions.
+pub const READ_BUFFER: usize = 64 << 10;
 
 /// A complete HTTP/1.1 error response with a JSON-RPC error body, for the
 /// few cases answered outside hyper.

@@ -140,6 +140,7 @@ impl Upstream {
             // Keep the client's Host header: the server must see what the
             // client sent, not our upstream address.
             .set_host(false)
+            .http1_max_buf_size(super::http::READ_BUFFER)
             .build(Connector {
                 bypass,
                 timeout: connect_timeout,
