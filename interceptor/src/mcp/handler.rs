@@ -402,7 +402,7 @@ impl McpHandler {
         let (parts, _) = req.into_parts();
         let origin = self.origin(&parts, &ctx, Transport::StreamableHttp, sid.clone());
         let req = Request::from_parts(parts, crate::proxy::body::empty());
-        let resp = pass_through_parts(req, &ctx).await;
+        let resp = crate::proxy::http::forward(req, &ctx).await;
         if let Some(sid) = sid
             && resp.status().is_success()
         {
@@ -424,18 +424,6 @@ impl McpHandler {
             exchange::record(&self.pipeline, ev);
         }
         resp
-    }
-}
-
-async fn pass_through_parts(mut req: Request<ProxyBody>, ctx: &ConnCtx) -> Response<ProxyBody> {
-    strip_hop_headers(req.headers_mut());
-    match ctx.upstream.send(ctx.upstream_addr, req).await {
-        Ok(resp) => {
-            let (mut parts, body) = resp.into_parts();
-            strip_hop_headers(&mut parts.headers);
-            Response::from_parts(parts, crate::proxy::body::stream(body))
-        }
-        Err(e) => crate::proxy::http::upstream_error_response(&e, Value::Null),
     }
 }
 

@@ -154,26 +154,27 @@ pub async fn pass_through(req: Request<Incoming>, ctx: &ConnCtx) -> Response<Pro
     let started = Instant::now();
     let method = req.method().clone();
     let path = req.uri().path().to_string();
-    let (mut parts, body) = req.into_parts();
-    strip_hop_headers(&mut parts.headers);
-    let resp = match ctx
-        .upstream
-        .send(ctx.upstream_addr, Request::from_parts(parts, stream(body)))
-        .await
-    {
-        Ok(resp) => {
-            let (mut parts, body) = resp.into_parts();
-            strip_hop_headers(&mut parts.headers);
-            Response::from_parts(parts, stream(body))
-        }
-        Err(e) => upstream_error_response(&e, serde_json::Value::Null),
-    };
+    let resp = forward(req.map(stream), ctx).await;
     tracing::info!(
         client = %ctx.info.client, %method, %path, status = resp.status().as_u16(),
         ms = format!("{:.1}", started.elapsed().as_secs_f64() * 1e3),
         "http pass-through"
     );
     resp
+}
+
+/// Sends a request upstream without hop-by-hop headers and streams the
+/// answer back the same way; an upstream failure becomes 502/504.
+pub async fn forward(mut req: Request<ProxyBody>, ctx: &ConnCtx) -> Response<ProxyBody> {
+    strip_hop_headers(req.headers_mut());
+    match ctx.upstream.send(ctx.upstream_addr, req).await {
+        Ok(resp) => {
+            let (mut parts, body) = resp.into_parts();
+            strip_hop_headers(&mut parts.headers);
+            Response::from_parts(parts, stream(body))
+        }
+        Err(e) => upstream_error_response(&e, serde_json::Value::Null),
+    }
 }
 
 /// The status and JSON-RPC code for an upstream failure.
