@@ -8,6 +8,7 @@ use anyhow::Result;
 use interceptor::{
     audit::{Audit, chain},
     config::Audit as AuditConfig,
+    identity::{AuthMethod, Caller},
     pipeline::{Direction, EventKind, ExchangeEvent, Transport},
 };
 use mcp_interceptor_tests::TempDir;
@@ -22,7 +23,7 @@ pub struct AuditRate {
     pub bytes_per_row: f64,
 }
 
-fn event(i: u64) -> ExchangeEvent {
+fn event(i: u64, caller: &std::sync::Arc<Caller>) -> ExchangeEvent {
     let result = json!({"content": [{"type": "text", "text": format!(
         "{{\"id\":\"c-{i}\",\"name\":\"Ada Lovelace\",\"email\":\"ada{i}@example.com\",\"orders\":[{}]}}",
         (0..12).map(|n| format!("{{\"order\":\"o-{n}\",\"total\":{}.99,\"status\":\"shipped\"}}", n * 7)).collect::<Vec<_>>().join(",")
@@ -33,6 +34,7 @@ fn event(i: u64) -> ExchangeEvent {
         conn_id: i,
         client_addr: "10.1.2.3:50000".into(),
         orig_dst: "10.1.2.4:8080".into(),
+        caller: Some(caller.clone()),
         session_id: Some(format!("session-{}", i / 50)),
         transport: Transport::StreamableHttp,
         protocol_version: Some("2025-11-25".into()),
@@ -67,7 +69,18 @@ pub fn measure(dir: &TempDir, rows: u64) -> Result<AuditRate> {
         ..AuditConfig::default()
     };
     let audit = Audit::start(&cfg, None)?;
-    let events: Vec<ExchangeEvent> = (0..rows).map(event).collect();
+    // Rows carry an OIDC identity, as a production agent's do.
+    let caller = std::sync::Arc::new(Caller {
+        subject: "alice@example.com".into(),
+        issuer: Some("https://idp.example.com/realms/corp".into()),
+        method: AuthMethod::Oidc,
+        groups: vec!["dev".into(), "oncall".into()],
+        scopes: vec!["mcp:tools".into()],
+        token_id: Some("6f1c2d7e-5b1a-4c8e-9a57-0d3c2b1a9f00".into()),
+        client_id: Some("claude-desktop".into()),
+        cert: None,
+    });
+    let events: Vec<ExchangeEvent> = (0..rows).map(|i| event(i, &caller)).collect();
     let started = Instant::now();
     for e in &events {
         audit.append(audit.stamp().from_event(e));

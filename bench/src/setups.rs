@@ -168,9 +168,10 @@ fn agent(
         Some(i) => intercept.split_at(i),
         None => (intercept, ""),
     };
+    let identity = "[identity]\nallow_anonymous = true\n";
     // Per-exchange info lines are off, as nginx's access log is.
     let text = format!(
-        "[intercept]\nnetns = \"{}\"\npin_dir = \"{}\"\n{keys}\n{ports}\n{audit_cfg}\n[log]\nlevel = \"warn,interceptor::agent=info\"\n",
+        "[intercept]\nnetns = \"{}\"\npin_dir = \"{}\"\n{keys}\n{ports}\n{audit_cfg}\n{identity}\n[log]\nlevel = \"warn,interceptor::agent=info\"\n",
         ns.path(),
         pins.display()
     );

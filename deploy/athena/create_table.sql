@@ -47,16 +47,21 @@ CREATE EXTERNAL TABLE IF NOT EXISTS mcp_audit (
   `dst_port` int,
   `conn_id` bigint,
   -- Who: the authenticated subject, its issuer, how it authenticated
-  -- (mTLS, OIDC), its groups, the client certificate's fingerprint, the
-  -- token's id (these six are null/empty until the identity stage fills
-  -- them), and the client's own name and version from initialize
-  -- (clientInfo).
+  -- (mtls, oidc, anonymous), its groups, the client certificate's
+  -- fingerprint, the token's id (jti), the OAuth client acting for the
+  -- subject (azp / client_id), the client certificate's serial and expiry
+  -- (null without a certificate; all null when a request was refused
+  -- before an identity was established), and the client's own name and
+  -- version from initialize (clientInfo).
   `subject` string,
   `issuer` string,
   `auth_method` string,
   `groups` array<string>,
   `cert_fingerprint` string,
   `token_id` string,
+  `oauth_client_id` string,
+  `cert_serial` string,
+  `cert_not_after` timestamp,
   `client_name` string,
   `client_version` string,
   -- The JSON-RPC message: direction (client_to_server: the client asked;

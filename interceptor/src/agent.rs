@@ -24,6 +24,7 @@ use tokio::{
 use crate::{
     audit::{Audit, AuditPhase},
     config::{Config, Mode},
+    identity::Identity,
     mcp::McpHandler,
     pipeline::{Phase, Pipeline, sink::JsonLines},
     proxy::{self, Drain, Serving},
@@ -56,6 +57,10 @@ pub enum AgentError {
     Audit(#[from] crate::audit::AuditError),
     #[error("S3 upload: {0}")]
     Upload(String),
+    #[error(transparent)]
+    Tls(#[from] crate::proxy::tls::TlsError),
+    #[error("upstream credential: {0}")]
+    Credential(#[from] crate::identity::credential::CredentialError),
 }
 
 /// The phases for a config, in pipeline order. The audit comes first so
@@ -75,22 +80,28 @@ fn phases(cfg: &Config, audit: Option<&Audit>) -> Result<Vec<Arc<dyn Phase>>, Ag
     Ok(phases)
 }
 
-fn serving(
+/// Everything that serves connections for one config. Certificates, keys
+/// and credentials are read here, so a reload with a broken one is refused
+/// as a whole.
+async fn serving(
     cfg: Arc<Config>,
     previous: Option<&McpHandler>,
     audit: Option<&Audit>,
 ) -> Result<(Serving, McpHandler), AgentError> {
+    let tls = proxy::tls::server(&cfg.tls)?;
+    let upstream = proxy::upstream_for(&cfg)?;
+    let identity = Arc::new(Identity::new(&cfg, previous.map(|p| p.identity().as_ref())).await?);
     let pipeline = Pipeline::new(phases(&cfg, audit)?, HOLD_LIMIT);
     let handler = match previous {
-        Some(p) => McpHandler::with_sessions(pipeline, p),
-        None => McpHandler::new(pipeline),
+        Some(p) => McpHandler::with_sessions(pipeline, identity, p),
+        None => McpHandler::new(pipeline, identity),
     };
-    let upstream = proxy::upstream_for(&cfg);
     Ok((
         Serving {
             config: cfg,
             handler: Arc::new(handler.clone()),
             upstream,
+            tls,
         },
         handler,
     ))
@@ -107,7 +118,7 @@ pub async fn run(config_path: PathBuf, cfg: Config) -> Result<(), AgentError> {
         tracing::warn!("audit disabled (audit.enabled = false): exchanges are not recorded");
         None
     };
-    let (first, mut handler) = serving(Arc::new(cfg.clone()), None, audit.as_ref())?;
+    let (first, mut handler) = serving(Arc::new(cfg.clone()), None, audit.as_ref()).await?;
     let (cfg_tx, cfg_rx) = watch::channel(first);
     let (stop_tx, stop_rx) = watch::channel(false);
     let drain = Drain::default();
@@ -180,7 +191,7 @@ pub async fn run(config_path: PathBuf, cfg: Config) -> Result<(), AgentError> {
     loop {
         tokio::select! {
             _ = hup.recv() => {
-                if let Some(h) = reload(&config_path, &cfg_tx, steering.as_mut(), &handler, audit.as_ref()) {
+                if let Some(h) = reload(&config_path, &cfg_tx, steering.as_mut(), &handler, audit.as_ref()).await {
                     handler = h;
                 }
             }
@@ -234,7 +245,7 @@ pub async fn run(config_path: PathBuf, cfg: Config) -> Result<(), AgentError> {
 
 /// Re-reads the config; applies what can change live, keeps the old config
 /// (and says why) when the new one is invalid.
-fn reload(
+async fn reload(
     path: &Path,
     tx: &watch::Sender<Serving>,
     steering: Option<&mut Steering>,
@@ -267,7 +278,7 @@ fn reload(
     if new.audit != old.audit {
         tracing::warn!("audit settings changed; they apply at the next restart");
     }
-    let (next, next_handler) = match serving(Arc::new(new.clone()), Some(handler), audit) {
+    let (next, next_handler) = match serving(Arc::new(new.clone()), Some(handler), audit).await {
         Ok(s) => s,
         Err(e) => {
             tracing::error!(error = %e, "reload rejected; keeping the running config");

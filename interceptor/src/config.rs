@@ -13,6 +13,9 @@ use std::{
 
 use serde::{Deserialize, Serialize};
 
+mod identity;
+pub use identity::{CertField, ClientAuth, Identity, OidcIssuer, Tls, UpstreamCredential};
+
 /// Default location of the config file.
 pub const DEFAULT_PATH: &str = "/etc/mcp-interceptor/config.toml";
 
@@ -37,6 +40,8 @@ pub enum ConfigError {
 pub struct Config {
     pub intercept: Intercept,
     pub http: Http,
+    pub tls: Tls,
+    pub identity: Identity,
     pub audit: Audit,
     pub events: Events,
     pub log: Log,
@@ -208,6 +213,27 @@ pub struct PortRule {
     /// server's `endpoint` event adds its message path at run time.
     #[serde(default = "default_mcp_paths")]
     pub mcp_paths: Vec<String>,
+    /// Speak TLS to the upstream, verified against `tls.upstream_ca`.
+    #[serde(default)]
+    pub upstream_tls: bool,
+    /// Name the upstream certificate must carry; unset: its IP address.
+    #[serde(default)]
+    pub upstream_server_name: Option<String>,
+}
+
+impl Default for PortRule {
+    /// Port 0 is invalid: callers set `port`.
+    fn default() -> Self {
+        Self {
+            port: 0,
+            addresses: Vec::new(),
+            upstream: None,
+            listen: Vec::new(),
+            mcp_paths: default_mcp_paths(),
+            upstream_tls: false,
+            upstream_server_name: None,
+        }
+    }
 }
 
 fn default_mcp_paths() -> Vec<String> {
@@ -429,6 +455,7 @@ impl Config {
         {
             return Err(format!("audit.host {h:?} must be a plain name"));
         }
+        identity::validate(self)?;
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
             return Err(format!("log.level {:?}: {e}", self.log.level));
         }

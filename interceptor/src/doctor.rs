@@ -7,6 +7,8 @@
 
 use std::{fmt, path::Path};
 
+mod identity;
+
 use crate::{
     config::{Config, FailMode, Mode},
     steer::{self, bpffs, pins},
@@ -81,10 +83,6 @@ pub fn run(path: &Path) -> Vec<Check> {
             return out;
         }
     };
-    if cfg.intercept.mode == Mode::Listen {
-        out.push(ok("mode", "listen: no eBPF steering to check"));
-        return out;
-    }
     if let Some(ns) = &cfg.intercept.netns {
         match steer::netns::enter(ns) {
             Ok(()) => out.push(ok("netns", format!("{}", ns.display()))),
@@ -97,6 +95,11 @@ pub fn run(path: &Path) -> Vec<Check> {
                 return out;
             }
         }
+    }
+    out.extend(identity::checks(&cfg));
+    if cfg.intercept.mode == Mode::Listen {
+        out.push(ok("mode", "listen: no eBPF steering to check"));
+        return out;
     }
     out.push(unprivileged_ports(&cfg));
     let pin_dir = &cfg.intercept.pin_dir;

@@ -7,6 +7,7 @@ pub mod agent;
 pub mod audit;
 pub mod config;
 pub mod doctor;
+pub mod identity;
 pub mod mcp;
 pub mod pipeline;
 pub mod proxy;

@@ -135,6 +135,10 @@ fn dispatch(cmd: Cmd) -> anyhow::Result<ExitCode> {
         }
         Cmd::CheckConfig { file } => {
             let cfg = Config::load(&file)?;
+            // The files the agent reads at start and reload, read now, so a
+            // bad certificate or key fails here and not at 3 a.m.
+            interceptor::proxy::tls::server(&cfg.tls)?;
+            interceptor::proxy::upstream_for(&cfg)?;
             println!("# {} is valid; effective configuration:", file.display());
             print!("{}", toml::to_string(&cfg).context("printing the config")?);
             Ok(ExitCode::SUCCESS)

@@ -46,8 +46,13 @@ pub struct Agent {
     dir: PathBuf,
     starts: u32,
     audit_keys: String,
+    /// Top-level tables after `[audit]`: `[identity]`, `[tls]`, ...
+    sections: String,
     env: Vec<(String, String)>,
 }
+
+/// What tests that are not about identity use: anonymous callers allowed.
+pub const ANONYMOUS: &str = "[identity]\nallow_anonymous = true\n";
 
 impl Agent {
     /// Writes a config for `ns` (its netns and a fresh pin dir are added to
@@ -79,6 +84,20 @@ impl Agent {
         audit_keys: &str,
         env: Vec<(String, String)>,
     ) -> Self {
+        Self::start_full(ns, dir, intercept_keys, tables, audit_keys, ANONYMOUS, env)
+    }
+
+    /// Like [`Agent::start_with_env`], with `sections` (whole tables such as
+    /// `[identity]` and `[tls]`) instead of the anonymous default.
+    pub fn start_full(
+        ns: &NetNs,
+        dir: &Path,
+        intercept_keys: &str,
+        tables: &str,
+        audit_keys: &str,
+        sections: &str,
+        env: Vec<(String, String)>,
+    ) -> Self {
         let pin_dir = PathBuf::from(format!("/sys/fs/bpf/{}", unique("mcpi-t")));
         let config = dir.join("agent.toml");
         let mut a = Self {
@@ -89,6 +108,7 @@ impl Agent {
             dir: dir.to_path_buf(),
             starts: 0,
             audit_keys: audit_keys.to_string(),
+            sections: sections.to_string(),
             env,
         };
         a.write_config(ns, intercept_keys, tables);
@@ -100,13 +120,14 @@ impl Agent {
         let text = format!(
             "[intercept]\nnetns = \"{}\"\npin_dir = \"{}\"\n{intercept_keys}\n{tables}\n\
              [events]\njsonl = \"{}\"\n[log]\nlevel = \"info\"\n\
-             [audit]\ndir = \"{}\"\nsigning_key = \"{}\"\nroll_seconds = 2\n{}\n",
+             [audit]\ndir = \"{}\"\nsigning_key = \"{}\"\nroll_seconds = 2\n{}\n{}\n",
             ns.path(),
             self.pins.0.display(),
             self.events_path().display(),
             self.audit_dir().display(),
             self.dir.join("audit-signing.key").display(),
             self.audit_keys,
+            self.sections,
         );
         std::fs::write(&self.config, text).expect("write agent config");
     }
@@ -187,6 +208,11 @@ impl Agent {
         if let Some(p) = self.proc.as_mut() {
             p.stop(signal, Duration::from_secs(20));
         }
+    }
+
+    /// Replaces the `sections` for the next [`Agent::reload`] or restart.
+    pub fn set_sections(&mut self, sections: &str) {
+        self.sections = sections.to_string();
     }
 
     /// Rewrites the config and sends SIGHUP; waits for the reload line.

@@ -7,10 +7,13 @@
 //! address outside those namespaces.
 
 pub mod agent;
+pub mod auditq;
 pub mod everything;
 pub mod http;
 pub mod netns;
+pub mod oidc;
 pub mod peer;
+pub mod pki;
 pub mod proc;
 pub mod s3;
 

@@ -1,6 +1,6 @@
 //! Driving the `mcp-peer` binary: a real rmcp server and client.
 
-use std::{path::Path, process::Output, time::Duration};
+use std::{net::SocketAddr, path::Path, process::Output, time::Duration};
 
 use serde_json::Value;
 
@@ -8,11 +8,46 @@ use crate::{Proc, bin, proc::run_in, proc::run_unprivileged};
 
 /// Starts an MCP server (streamable HTTP) on `listen` inside `ns`.
 pub fn server(ns: &str, listen: &str, dir: &Path) -> Proc {
+    server_with(ns, listen, dir, &[])
+}
+
+/// Like [`server`], with more `mcp-peer server` flags (`--log-auth`,
+/// `--require-auth VALUE`, `--tls-cert PEM --tls-key PEM`, ...); `ns` may
+/// be `None` to run in this namespace.
+pub fn server_with<'a>(
+    ns: impl Into<Option<&'a str>>,
+    listen: &str,
+    dir: &Path,
+    extra_args: &[&str],
+) -> Proc {
     let name = format!("server-{}", listen.replace([':', '[', ']', '.'], "_"));
-    let args = vec!["server".into(), "--listen".into(), listen.into()];
-    let mut p = Proc::spawn(&name, Some(ns), &bin("mcp-peer"), &args, dir);
+    let mut args = vec!["server".into(), "--listen".into(), listen.into()];
+    args.extend(extra_args.iter().map(|a| (*a).to_owned()));
+    let mut p = Proc::spawn(&name, ns.into(), &bin("mcp-peer"), &args, dir);
     p.wait_for_output("listening", Duration::from_secs(15));
     p
+}
+
+/// The address a running server printed as `listening <addr>`: the real
+/// port when it was started on port 0.
+pub fn listening(server: &Proc) -> SocketAddr {
+    server
+        .stdout()
+        .lines()
+        .find_map(|l| l.strip_prefix("listening "))
+        .and_then(|a| a.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{} printed no address:\n{}", server.name, server.stdout()))
+}
+
+/// The `auth ...` lines a `--log-auth` server printed so far, one per
+/// request: `auth <METHOD> <path> authorization=<v|-> x-upstream-auth=<v|->`.
+pub fn auth_log(server: &Proc) -> Vec<String> {
+    server
+        .stdout()
+        .lines()
+        .filter(|l| l.starts_with("auth "))
+        .map(str::to_owned)
+        .collect()
 }
 
 /// Result of one client run.
@@ -66,12 +101,21 @@ fn client_args(url: &str, tool: &str, args: &Value) -> Vec<String> {
 
 /// initialize + tools/list + tools/call `tool` with `args`, from inside `ns`.
 pub fn call(ns: &str, url: &str, tool: &str, args: Value) -> Call {
-    let output = run_in(
-        Some(ns),
-        &bin("mcp-peer"),
-        &client_args(url, tool, &args),
-        Duration::from_secs(20),
-    );
+    call_with(ns, url, tool, args, &[])
+}
+
+/// Like [`call`], with more `mcp-peer client` flags (`--bearer TOKEN`,
+/// `--ca PEM`, `--cert PEM --key PEM`, ...); `ns` may be `None`.
+pub fn call_with<'a>(
+    ns: impl Into<Option<&'a str>>,
+    url: &str,
+    tool: &str,
+    args: Value,
+    extra_args: &[&str],
+) -> Call {
+    let mut argv = client_args(url, tool, &args);
+    argv.extend(extra_args.iter().map(|a| (*a).to_owned()));
+    let output = run_in(ns.into(), &bin("mcp-peer"), &argv, Duration::from_secs(20));
     Call { output }
 }
 

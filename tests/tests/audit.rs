@@ -7,8 +7,9 @@ use std::{path::Path, process::Command, time::Duration};
 
 use interceptor::audit::replay;
 use mcp_interceptor_tests::{
-    Agent, NetNs, Proc, TempDir, bin,
-    everything::repo,
+    Agent, NetNs, Proc, TempDir,
+    auditq::{check, column, query},
+    bin,
     peer::{self, call},
     require_root, wait_for,
 };
@@ -17,54 +18,6 @@ use serde_json::{Value, json};
 const PORT: &str = "[[intercept.ports]]\nport = 8080\n";
 const SIGKILL: i32 = 9;
 const SIGTERM: i32 = 15;
-
-/// `tests/peers/audit_check.py` (DuckDB, pyarrow, sqlglot) on `dir`.
-fn check(dir: &Path, args: &[&str]) -> Value {
-    let out = Command::new(repo().join(".venv/bin/python"))
-        .arg(repo().join("tests/peers/audit_check.py"))
-        .arg("--dir")
-        .arg(dir)
-        .args(args)
-        .output()
-        .expect("run audit_check.py (cargo xtask setup installs it)");
-    assert!(
-        out.status.success(),
-        "audit_check {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("audit_check prints JSON")
-}
-
-/// Runs one of deploy/athena/queries/ with DuckDB; `{"columns", "rows"}`.
-fn run_query(dir: &Path, name: &str, params: &[(&str, &str)]) -> Value {
-    let mut args = vec!["--query".to_string(), name.to_string()];
-    for (k, v) in params {
-        args.push("--param".into());
-        args.push(format!("{k}={v}"));
-    }
-    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-    check(dir, &refs)
-}
-
-fn query(dir: &Path, name: &str, params: &[(&str, &str)]) -> Vec<Vec<Value>> {
-    serde_json::from_value(run_query(dir, name, params)["rows"].clone()).expect("rows")
-}
-
-fn column(dir: &Path, name: &str, params: &[(&str, &str)], col: &str) -> Vec<Value> {
-    let v = run_query(dir, name, params);
-    let idx = v["columns"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .position(|c| c == col)
-        .unwrap_or_else(|| panic!("{col} in {v}"));
-    v["rows"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r[idx].clone())
-        .collect()
-}
 
 #[test]
 fn a_session_becomes_parquet_that_auditors_query_with_duckdb() {

@@ -10,6 +10,7 @@ use std::{
 
 use interceptor::{
     config::{Config, Mode, PortRule},
+    identity::Identity,
     mcp::{McpHandler, jsonrpc::Message},
     pipeline::{ExchangeEvent, MessageCtx, Phase, Pipeline, Verdict},
     proxy::{self, Drain, Serving},
@@ -82,12 +83,16 @@ async fn start_proxy(upstream: SocketAddr, recorder: Arc<Recorder>) -> SocketAdd
         upstream: Some(upstream),
         listen: vec![local],
         mcp_paths: vec!["/mcp".into()],
+        ..Default::default()
     }];
     let pipeline = Pipeline::new(vec![Arc::new(Guard), recorder], Duration::from_secs(5));
+    cfg.identity.allow_anonymous = true;
+    let identity = Arc::new(Identity::new(&cfg, None).await.unwrap());
     let serving = Serving {
-        upstream: proxy::upstream_for(&cfg),
+        upstream: proxy::upstream_for(&cfg).unwrap(),
         config: Arc::new(cfg),
-        handler: Arc::new(McpHandler::new(pipeline)),
+        handler: Arc::new(McpHandler::new(pipeline, identity)),
+        tls: None,
     };
     let (_tx, rx) = tokio::sync::watch::channel(serving);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);

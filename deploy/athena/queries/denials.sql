@@ -7,14 +7,20 @@
 --   {{from}}  start, 'YYYY-MM-DD HH:MM:SS' in UTC, inclusive
 --   {{to}}    end,   'YYYY-MM-DD HH:MM:SS' in UTC, exclusive
 --
--- decided_by names what refused, rule_ids the policy rules that applied,
--- error the JSON-RPC error the client received (JSON text).
+-- decided_by names what refused (identity and tls: authentication;
+-- a policy or approval stage otherwise), rule_ids the policy rules that
+-- applied, error the JSON-RPC error the client received (JSON text).
+-- subject is null when authentication itself failed; src_addr and
+-- cert_fingerprint then say where the attempt came from.
 -- The dt condition lets Athena read only those days' partitions.
 -- Plain SQL: runs unchanged on Athena (Trino) and DuckDB.
 SELECT
   event_time,
   kind,
   subject,
+  auth_method,
+  src_addr,
+  cert_fingerprint,
   session_id,
   method,
   tool_name,

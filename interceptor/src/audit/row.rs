@@ -44,6 +44,19 @@ impl Stamp {
         (r.src_addr, r.src_port) = split_addr(&ev.client_addr);
         (r.dst_addr, r.dst_port) = split_addr(&ev.orig_dst);
         r.conn_id = i64::try_from(ev.conn_id).ok();
+        if let Some(c) = &ev.caller {
+            r.subject = Some(c.subject.clone());
+            r.issuer = c.issuer.clone();
+            r.auth_method = Some(c.method.as_str().to_string());
+            r.groups = c.groups.clone();
+            r.token_id = c.token_id.clone();
+            r.oauth_client_id = c.client_id.clone();
+            if let Some(cert) = &c.cert {
+                r.cert_fingerprint = Some(cert.fingerprint.clone());
+                r.cert_serial = Some(cert.serial.clone());
+                r.cert_not_after = Some(cert.not_after.saturating_mul(1000));
+            }
+        }
         r.client_name = ev.client_name.clone();
         r.client_version = ev.client_version.clone();
         r.direction = Some(
@@ -98,6 +111,8 @@ impl Stamp {
             EventKind::Exchange | EventKind::Notification | EventKind::Unanswered => {
                 Some("allow".into())
             }
+            // Refused by a security stage (identity, TLS), not by a limit.
+            EventKind::Rejected if ev.decided_by.is_some() => Some("deny".into()),
             _ => None,
         };
         r.decided_by = ev.decided_by.clone();

@@ -19,7 +19,7 @@ use arrow_schema::{ArrowError, DataType, Field, Fields, Schema, TimeUnit};
 use serde::{Deserialize, Serialize};
 
 /// One row. Optional fields are null until the stage that fills them
-/// exists (identity, policy, approvals, masking).
+/// exists (policy, approvals, masking) or when it had nothing to say.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct AuditRow {
     pub event_time_us: i64,
@@ -42,6 +42,10 @@ pub struct AuditRow {
     pub groups: Vec<String>,
     pub cert_fingerprint: Option<String>,
     pub token_id: Option<String>,
+    pub oauth_client_id: Option<String>,
+    pub cert_serial: Option<String>,
+    /// Unix milliseconds.
+    pub cert_not_after: Option<i64>,
     pub client_name: Option<String>,
     pub client_version: Option<String>,
     pub direction: Option<String>,
@@ -122,6 +126,13 @@ pub fn schema() -> Arc<Schema> {
         list_of_strings("groups"),
         utf8("cert_fingerprint"),
         utf8("token_id"),
+        utf8("oauth_client_id"),
+        utf8("cert_serial"),
+        Field::new(
+            "cert_not_after",
+            DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())),
+            true,
+        ),
         utf8("client_name"),
         utf8("client_version"),
         utf8("direction"),
@@ -225,6 +236,14 @@ pub fn to_batch(rows: &[AuditRow]) -> Result<RecordBatch, ArrowError> {
         lists(rows, |r| &r.groups),
         strings(rows, |r| r.cert_fingerprint.as_deref()),
         strings(rows, |r| r.token_id.as_deref()),
+        strings(rows, |r| r.oauth_client_id.as_deref()),
+        strings(rows, |r| r.cert_serial.as_deref()),
+        Arc::new(
+            TimestampMillisecondArray::from(
+                rows.iter().map(|r| r.cert_not_after).collect::<Vec<_>>(),
+            )
+            .with_timezone("UTC"),
+        ),
         strings(rows, |r| r.client_name.as_deref()),
         strings(rows, |r| r.client_version.as_deref()),
         strings(rows, |r| r.direction.as_deref()),

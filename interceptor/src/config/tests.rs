@@ -6,7 +6,58 @@ fn parse(text: &str) -> Result<Config, ConfigError> {
     Config::parse(text, Path::new("test.toml"))
 }
 
-const MIN: &str = "[[intercept.ports]]\nport = 8080\n";
+const MIN: &str = "[identity]\nallow_anonymous = true\n[[intercept.ports]]\nport = 8080\n";
+const PORT: &str = "[[intercept.ports]]\nport = 8080\n";
+
+#[test]
+fn no_identity_source_is_an_error_not_an_open_door() {
+    let err = parse(PORT).expect_err("must fail").to_string();
+    assert!(err.contains("no way to identify callers"), "{err}");
+    let cfg = parse(&format!(
+        "{PORT}[[identity.oidc]]\nissuer = \"https://idp.example\"\naudiences = [\"https://mcp.example/mcp\"]\n"
+    ))
+    .expect("oidc is a way");
+    assert!(!cfg.identity.allow_anonymous);
+    assert_eq!(cfg.identity.oidc[0].groups_claim, "groups");
+    assert_eq!(cfg.identity.oidc[0].leeway_seconds, 30);
+}
+
+#[test]
+fn identity_and_tls_mistakes_name_the_key() {
+    let oidc = |extra: &str| {
+        format!("{PORT}[[identity.oidc]]\nissuer = \"https://i\"\naudiences = [\"a\"]\n{extra}")
+    };
+    let cases = [
+        (oidc("algorithms = [\"HS256\"]\n"), "not allowed"),
+        (oidc("algorithms = [\"none\"]\n"), "not allowed"),
+        (
+            format!("{PORT}[[identity.oidc]]\nissuer = \"https://i\"\naudiences = []\n"),
+            "audiences is empty",
+        ),
+        (
+            format!("{PORT}[[identity.oidc]]\nissuer = \"ftp://i\"\naudiences = [\"a\"]\n"),
+            "http(s) URL",
+        ),
+        (format!("{MIN}[tls]\ncert = \"/c.pem\"\n"), "both `cert` and `key`"),
+        (format!("{MIN}[tls]\nrequire_tls = true\n"), "need a server"),
+        (
+            format!("{MIN}[tls]\ncert = \"/c\"\nkey = \"/k\"\nclient_auth = \"required\"\n"),
+            "needs tls.client_ca",
+        ),
+        (
+            format!("{MIN}[identity.upstream_credential]\nvalue_file = \"/f\"\ncommand = [\"x\"]\n"),
+            "exactly one",
+        ),
+        (
+            "[identity]\nallow_anonymous = true\n[[intercept.ports]]\nport = 1\nupstream_server_name = \"x\"\n".to_string(),
+            "needs upstream_tls",
+        ),
+    ];
+    for (text, want) in cases {
+        let err = parse(&text).expect_err(&text).to_string();
+        assert!(err.contains(want), "{text:?}: {err}");
+    }
+}
 
 #[test]
 fn minimal_config_gets_safe_defaults() {
@@ -78,6 +129,8 @@ fn invalid_values_name_the_key() {
         ),
     ];
     for (text, want) in cases {
+        // Valid identity, so the error is the one under test.
+        let text = &format!("[identity]\nallow_anonymous = true\n{text}");
         let err = parse(text).expect_err(text).to_string();
         assert!(err.contains(want), "{text:?}: {err}");
     }

@@ -13,6 +13,8 @@ use crate::{
 #[derive(Clone)]
 pub struct Origin {
     pub conn: ConnInfo,
+    /// The identity the request was bound to.
+    pub caller: Option<std::sync::Arc<crate::identity::Caller>>,
     pub transport: Transport,
     /// The session key (a real session id, or a per-POST key).
     pub key: String,
@@ -37,6 +39,7 @@ impl Origin {
             conn_id: self.conn.id,
             client_addr: self.conn.client.to_string(),
             orig_dst: self.conn.orig_dst.to_string(),
+            caller: self.caller.clone(),
             session_id: self.in_session.then(|| self.key.clone()),
             transport: info.transport.unwrap_or(self.transport),
             protocol_version: info.protocol_version.clone(),

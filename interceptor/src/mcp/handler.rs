@@ -17,19 +17,21 @@ use crate::proxy::upstream::UpstreamBody;
 use serde_json::{Value, json};
 
 use super::{
+    auth,
     exchange::{self, Origin},
     jsonrpc::{self, Body, Kind, Message},
     session::Sessions,
     stateless, stream,
 };
 use crate::{
+    identity::{CODE_SESSION_OWNER, Caller, Identity},
     pipeline::{Direction, EventKind, MessageCtx, Outcome, Pipeline, Transport, event::now_us},
     proxy::{
         ConnCtx, Handler,
         body::{ProxyBody, ReadError, full, read_limited},
         http::{
-            CODE_REQUEST_TIMEOUT, CODE_TOO_LARGE, HandlerFuture, json_response, pass_through,
-            strip_hop_headers, upstream_error_status,
+            CODE_REQUEST_TIMEOUT, CODE_TLS_REQUIRED, CODE_TOO_LARGE, HandlerFuture, json_response,
+            pass_through, strip_hop_headers, upstream_error_status,
         },
     },
 };
@@ -37,6 +39,7 @@ use crate::{
 #[derive(Clone)]
 pub struct McpHandler {
     pipeline: Pipeline,
+    identity: Arc<Identity>,
     sessions: Arc<Sessions>,
     keys: Arc<AtomicU64>,
 }
@@ -54,39 +57,110 @@ impl Handler for McpHandler {
     fn on_close(&self, conn: &crate::proxy::ConnInfo, requests: u64) {
         self.pipeline.on_close(conn, requests);
     }
+
+    fn on_refused(&self, conn: &crate::proxy::ConnInfo, reason: &str) {
+        let origin = Origin {
+            conn: conn.clone(),
+            caller: None,
+            transport: Transport::Http,
+            key: String::new(),
+            in_session: false,
+            http_method: String::new(),
+            http_path: String::new(),
+        };
+        let mut ev = origin.rejected(
+            0,
+            json!({ "code": CODE_TLS_REQUIRED, "message": reason }),
+            0,
+        );
+        ev.http_status = None;
+        ev.decided_by = Some("tls".into());
+        exchange::record(&self.pipeline, ev);
+    }
 }
 
 impl McpHandler {
-    pub fn new(pipeline: Pipeline) -> Self {
+    pub fn new(pipeline: Pipeline, identity: Arc<Identity>) -> Self {
         Self {
             pipeline,
+            identity,
             sessions: Arc::new(Sessions::default()),
             keys: Arc::new(AtomicU64::new(1)),
         }
     }
 
+    pub fn identity(&self) -> &Arc<Identity> {
+        &self.identity
+    }
+
     /// Shares the session table with a previous handler (config reload).
-    pub fn with_sessions(pipeline: Pipeline, from: &McpHandler) -> Self {
+    pub fn with_sessions(pipeline: Pipeline, identity: Arc<Identity>, from: &McpHandler) -> Self {
         Self {
             pipeline,
+            identity,
             sessions: from.sessions.clone(),
             keys: from.keys.clone(),
         }
     }
 
-    async fn route(&self, req: Request<Incoming>, ctx: Arc<ConnCtx>) -> Response<ProxyBody> {
+    async fn route(&self, mut req: Request<Incoming>, ctx: Arc<ConnCtx>) -> Response<ProxyBody> {
+        if self.identity.has_oauth()
+            && req.method() == Method::GET
+            && let Some(suffix) = req.uri().path().strip_prefix(auth::METADATA_PATH)
+        {
+            return auth::metadata(&self.identity, &req, &ctx, suffix);
+        }
         let path = req.uri().path();
         let is_mcp =
             ctx.rule.mcp_paths.iter().any(|p| p == path) || self.sessions.is_legacy_path(path);
+        let caller = match self.identity.authenticate(req.headers(), &ctx.info).await {
+            Ok(c) => c,
+            Err(e) => {
+                let transport = if is_mcp {
+                    Transport::StreamableHttp
+                } else {
+                    Transport::Http
+                };
+                let (parts, _) = req.into_parts();
+                let origin = self.origin(&parts, &ctx, transport, None, None);
+                let (resp, error) = auth::refusal(&self.identity, &parts, &ctx, &e);
+                tracing::info!(conn = ctx.info.id, client = %ctx.info.client, path = %parts.uri.path(), status = resp.status().as_u16(), error = %e, "request refused: no identity");
+                let mut ev = origin.rejected(resp.status().as_u16(), error, 0);
+                ev.decided_by = Some("identity".into());
+                exchange::record(&self.pipeline, ev);
+                return resp;
+            }
+        };
+        // Credential isolation: the caller's token stops here; the server
+        // sees only the agent's own credential, if one is configured.
+        self.identity.rewrite_upstream_headers(req.headers_mut());
         if !is_mcp {
             return pass_through(req, &ctx).await;
         }
         match *req.method() {
-            Method::POST => self.post(req, ctx).await,
-            Method::GET => self.get(req, ctx).await,
-            Method::DELETE => self.delete(req, ctx).await,
+            Method::POST => self.post(req, ctx, caller).await,
+            Method::GET => self.get(req, ctx, caller).await,
+            Method::DELETE => self.delete(req, ctx, caller).await,
             _ => pass_through(req, &ctx).await,
         }
+    }
+
+    /// Refuses a request on a session another identity opened (hijack).
+    fn check_owner(&self, origin: &Origin) -> Option<Response<ProxyBody>> {
+        let (Some(caller), true) = (&origin.caller, origin.in_session) else {
+            return None;
+        };
+        let principal = caller.principal();
+        let owner = self.sessions.claim(&origin.key, &principal).err()?;
+        tracing::warn!(conn = origin.conn.id, session = %origin.key, caller = %principal, %owner, "session used by another identity: refused");
+        let e = json!({ "code": CODE_SESSION_OWNER, "message": "this session belongs to another identity" });
+        let mut ev = origin.rejected(403, e.clone(), 0);
+        ev.decided_by = Some("identity".into());
+        exchange::record(&self.pipeline, ev);
+        Some(json_response(
+            StatusCode::FORBIDDEN,
+            &json!({ "jsonrpc": "2.0", "id": null, "error": e }),
+        ))
     }
 
     fn origin(
@@ -95,6 +169,7 @@ impl McpHandler {
         ctx: &ConnCtx,
         transport: Transport,
         key: Option<String>,
+        caller: Option<Arc<Caller>>,
     ) -> Origin {
         let (key, in_session) = match key {
             Some(k) => (k, true),
@@ -105,6 +180,7 @@ impl McpHandler {
         };
         Origin {
             conn: ctx.info.clone(),
+            caller,
             transport,
             key,
             in_session,
@@ -131,7 +207,12 @@ impl McpHandler {
         )
     }
 
-    async fn post(&self, req: Request<Incoming>, ctx: Arc<ConnCtx>) -> Response<ProxyBody> {
+    async fn post(
+        &self,
+        req: Request<Incoming>,
+        ctx: Arc<ConnCtx>,
+        caller: Arc<Caller>,
+    ) -> Response<ProxyBody> {
         let received = now_us();
         let (mut parts, body) = req.into_parts();
         let target = parts
@@ -148,7 +229,16 @@ impl McpHandler {
         } else {
             Transport::StreamableHttp
         };
-        let mut origin = self.origin(&parts, &ctx, transport, legacy.or(header_sid));
+        let mut origin = self.origin(&parts, &ctx, transport, legacy.or(header_sid), Some(caller));
+        if let Some(resp) = self.check_owner(&origin) {
+            return resp;
+        }
+        if !origin.in_session
+            && let Some(c) = &origin.caller
+        {
+            // A session the server opens in answer inherits this owner.
+            let _ = self.sessions.claim(&origin.key, &c.principal());
+        }
         let idle = Duration::from_millis(ctx.http.idle_timeout_ms);
         let bytes = match read_limited(body, ctx.http.max_request_body, idle).await {
             Ok(b) => b,
@@ -210,6 +300,7 @@ impl McpHandler {
                 transport,
                 protocol_version: info.protocol_version.as_deref(),
                 http_path: &origin.http_path,
+                caller: origin.caller.as_deref(),
             };
             let outcome = self.pipeline.on_request(&mctx, msg).await;
             let mut ev = origin.event(EventKind::Exchange, Direction::ClientToServer, msg, &info);
@@ -375,7 +466,12 @@ impl McpHandler {
         Response::from_parts(parts, crate::proxy::body::stream(body))
     }
 
-    async fn get(&self, req: Request<Incoming>, ctx: Arc<ConnCtx>) -> Response<ProxyBody> {
+    async fn get(
+        &self,
+        req: Request<Incoming>,
+        ctx: Arc<ConnCtx>,
+        caller: Arc<Caller>,
+    ) -> Response<ProxyBody> {
         let (mut parts, body) = req.into_parts();
         let sid = header_str(&parts.headers, "mcp-session-id");
         // A GET without a session is the legacy SSE endpoint (its session is
@@ -385,7 +481,10 @@ impl McpHandler {
         } else {
             Transport::Sse
         };
-        let mut origin = self.origin(&parts, &ctx, transport, sid);
+        let mut origin = self.origin(&parts, &ctx, transport, sid, Some(caller));
+        if let Some(resp) = self.check_owner(&origin) {
+            return resp;
+        }
         strip_hop_headers(&mut parts.headers);
         let up_req = Request::from_parts(parts, crate::proxy::body::stream(body));
         match ctx.upstream.send(ctx.upstream_addr, up_req).await {
@@ -397,10 +496,24 @@ impl McpHandler {
         }
     }
 
-    async fn delete(&self, req: Request<Incoming>, ctx: Arc<ConnCtx>) -> Response<ProxyBody> {
+    async fn delete(
+        &self,
+        req: Request<Incoming>,
+        ctx: Arc<ConnCtx>,
+        caller: Arc<Caller>,
+    ) -> Response<ProxyBody> {
         let sid = header_str(req.headers(), "mcp-session-id");
         let (parts, _) = req.into_parts();
-        let origin = self.origin(&parts, &ctx, Transport::StreamableHttp, sid.clone());
+        let origin = self.origin(
+            &parts,
+            &ctx,
+            Transport::StreamableHttp,
+            sid.clone(),
+            Some(caller),
+        );
+        if let Some(resp) = self.check_owner(&origin) {
+            return resp;
+        }
         let req = Request::from_parts(parts, crate::proxy::body::empty());
         let resp = crate::proxy::http::forward(req, &ctx).await;
         if let Some(sid) = sid

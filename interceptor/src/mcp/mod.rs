@@ -11,6 +11,7 @@
 //!   mirror the body and are checked against it (`stateless`).
 #![forbid(unsafe_code)]
 
+mod auth;
 mod exchange;
 mod handler;
 pub mod jsonrpc;

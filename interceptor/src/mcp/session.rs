@@ -24,6 +24,8 @@ pub struct SessionInfo {
     pub protocol_version: Option<String>,
     pub client_name: Option<String>,
     pub client_version: Option<String>,
+    /// The principal that opened the session (`Caller::principal`).
+    pub owner: Option<String>,
 }
 
 #[derive(Default)]
@@ -83,6 +85,22 @@ impl Sessions {
 
     pub fn update_info(&self, key: &str, f: impl FnOnce(&mut SessionInfo)) {
         f(&mut self.lock().session(key).info);
+    }
+
+    /// Binds `key` to `principal` if it has no owner yet; otherwise
+    /// returns the owner when it is someone else. A session the agent never
+    /// saw open (e.g. before a restart) is bound to its first caller.
+    pub fn claim(&self, key: &str, principal: &str) -> Result<(), String> {
+        let mut inner = self.lock();
+        let info = &mut inner.session(key).info;
+        match &info.owner {
+            Some(o) if o != principal => Err(o.clone()),
+            Some(_) => Ok(()),
+            None => {
+                info.owner = Some(principal.to_string());
+                Ok(())
+            }
+        }
     }
 
     /// Remembers a client request until its response arrives.

@@ -55,6 +55,7 @@ impl State {
                 transport: self.origin.transport,
                 protocol_version: info.protocol_version.as_deref(),
                 http_path: &self.origin.http_path,
+                caller: self.origin.caller.as_deref(),
             };
             self.pipeline.on_server_message(&mctx, msg);
             match msg.kind {
@@ -146,8 +147,11 @@ impl State {
         {
             let target = endpoint_target(data);
             self.sessions.learn_legacy_endpoint(&target, &target);
-            self.sessions
-                .update_info(&target, |i| i.transport = Some(Transport::Sse));
+            let owner = self.origin.caller.as_ref().map(|c| c.principal());
+            self.sessions.update_info(&target, |i| {
+                i.transport = Some(Transport::Sse);
+                i.owner = owner;
+            });
             self.origin.key = target;
             self.origin.in_session = true;
             return ev.raw;

@@ -56,6 +56,9 @@ pub struct ExchangeEvent {
     pub conn_id: u64,
     pub client_addr: String,
     pub orig_dst: String,
+    /// Who asked (`None` only when the request was refused before an
+    /// identity was established).
+    pub caller: Option<std::sync::Arc<crate::identity::Caller>>,
     /// `mcp.session.id`
     pub session_id: Option<String>,
     pub transport: Transport,

@@ -22,7 +22,7 @@ use serde_json::Value;
 
 pub use event::{Direction, EventKind, ExchangeEvent, Transport};
 
-use crate::mcp::jsonrpc::Message;
+use crate::{identity::Caller, mcp::jsonrpc::Message};
 
 pub use crate::proxy::ConnInfo;
 
@@ -34,6 +34,8 @@ pub struct MessageCtx<'a> {
     pub transport: Transport,
     pub protocol_version: Option<&'a str>,
     pub http_path: &'a str,
+    /// The verified caller (the identity stage ran before any phase).
+    pub caller: Option<&'a Caller>,
 }
 
 /// A phase's answer to a client message.

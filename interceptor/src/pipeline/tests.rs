@@ -62,11 +62,13 @@ async fn run(p: &Pipeline, m: &mut Message) -> Outcome {
         id: 1,
         client: SocketAddr::from(([1, 2, 3, 4], 5)),
         orig_dst: SocketAddr::from(([1, 2, 3, 4], 6)),
+        tls: None,
     };
     let ctx = MessageCtx {
         conn: &conn,
         session_id: None,
         transport: Transport::StreamableHttp,
+        caller: None,
         protocol_version: None,
         http_path: "/mcp",
     };

@@ -7,7 +7,6 @@ use std::{
     future::Future,
     io::Write,
     net::SocketAddr,
-    os::fd::AsFd,
     pin::Pin,
     sync::Arc,
     sync::atomic::{AtomicU64, Ordering},
@@ -17,7 +16,6 @@ use std::{
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, header};
 use hyper::{body::Incoming, server::conn::http1, service::service_fn};
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::net::TcpStream;
 
 use super::{
     ConnInfo,
@@ -47,18 +45,23 @@ pub trait Handler: Send + Sync + 'static {
     fn on_connect(&self, _conn: &ConnInfo) {}
     /// A connection ended.
     fn on_close(&self, _conn: &ConnInfo, _requests: u64) {}
+    /// A connection was refused before HTTP (TLS handshake failed, or
+    /// plaintext where TLS is required).
+    fn on_refused(&self, _conn: &ConnInfo, _reason: &str) {}
 }
 
 /// Serves HTTP/1.1 on `client` until it closes; returns the request count.
-pub async fn serve(client: TcpStream, ctx: Arc<ConnCtx>, handler: Arc<dyn Handler>) -> u64 {
+/// `late_writer` (plaintext only) answers 408 after hyper gave up on a head.
+pub async fn serve<I>(
+    client: I,
+    late_writer: Option<std::net::TcpStream>,
+    ctx: Arc<ConnCtx>,
+    handler: Arc<dyn Handler>,
+) -> u64
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let limits = ctx.http.clone();
-    // A second handle on the socket: hyper closes a connection whose head
-    // does not arrive in time without answering; we answer 408 first.
-    let late_writer = client
-        .as_fd()
-        .try_clone_to_owned()
-        .ok()
-        .map(std::net::TcpStream::from);
     let requests = Arc::new(AtomicU64::new(0));
     let counter = requests.clone();
     let svc = service_fn(move |req| {
@@ -110,7 +113,7 @@ pub const READ_BUFFER: usize = 64 << 10;
 
 /// A complete HTTP/1.1 error response with a JSON-RPC error body, for the
 /// few cases answered outside hyper.
-fn raw_error(status: u16, reason: &str, code: i64, message: &str) -> Vec<u8> {
+pub(super) fn raw_error(status: u16, reason: &str, code: i64, message: &str) -> Vec<u8> {
     let body = serde_json::json!({
         "jsonrpc": "2.0", "id": null, "error": { "code": code, "message": message }
     })
@@ -212,3 +215,4 @@ pub const CODE_UPSTREAM_UNAVAILABLE: i64 = -32081;
 pub const CODE_UPSTREAM_TIMEOUT: i64 = -32082;
 pub const CODE_REQUEST_TIMEOUT: i64 = -32083;
 pub const CODE_SERVER_MESSAGE_TOO_LARGE: i64 = -32085;
+pub const CODE_TLS_REQUIRED: i64 = -32090;

@@ -13,6 +13,7 @@ pub mod addr;
 pub mod body;
 mod drain;
 pub mod http;
+pub mod tls;
 pub mod upstream;
 
 use std::{
@@ -23,6 +24,8 @@ use std::{
     },
     time::Instant,
 };
+
+use std::os::fd::AsFd;
 
 use tokio::{
     net::{TcpListener, TcpStream},
@@ -43,6 +46,8 @@ pub struct ConnInfo {
     pub id: u64,
     pub client: SocketAddr,
     pub orig_dst: SocketAddr,
+    /// Set when the client spoke TLS.
+    pub tls: Option<Arc<tls::TlsInfo>>,
 }
 
 static CONN_IDS: AtomicU64 = AtomicU64::new(1);
@@ -66,6 +71,8 @@ pub struct Serving {
     pub config: Arc<Config>,
     pub handler: Arc<dyn Handler>,
     pub upstream: Upstream,
+    /// TLS on steered ports; `None`: plaintext only.
+    pub tls: Option<Arc<tls::TlsServer>>,
 }
 
 /// Serves one listener until `stop` turns true; connections in flight are
@@ -124,12 +131,48 @@ async fn handle(client: TcpStream, peer: ClientAddr, serving: Serving) {
         }
     };
     let _ = client.set_nodelay(true);
-    let info = ConnInfo {
+    let mut info = ConnInfo {
         id: CONN_IDS.fetch_add(1, Ordering::Relaxed),
         client: addr::unmap(peer.0),
         orig_dst: dst.0,
+        tls: None,
     };
     let id = info.id;
+    let handshake_limit =
+        std::time::Duration::from_millis(serving.config.http.header_read_timeout_ms);
+    let io = match &serving.tls {
+        None => Io::Plain(client),
+        Some(t) => match tls::sniff(&client, handshake_limit).await {
+            // Closed or silent before a byte: nothing was asked, nothing to record.
+            Err(_) => return,
+            Ok(false) if t.require_tls => {
+                refuse_plaintext(client, &info, &serving).await;
+                return;
+            }
+            Ok(false) => Io::Plain(client),
+            Ok(true) => {
+                match tokio::time::timeout(handshake_limit, t.acceptor.accept(client)).await {
+                    Ok(Ok(s)) => {
+                        info.tls = Some(Arc::new(tls::info(s.get_ref().1)));
+                        Io::Tls(Box::new(s))
+                    }
+                    Ok(Err(e)) => {
+                        let reason = format!("TLS handshake failed: {e}");
+                        tracing::warn!(conn = id, client = %peer, orig_dst = %dst, error = %e, "TLS handshake failed");
+                        serving.handler.on_refused(&info, &reason);
+                        return;
+                    }
+                    Err(_) => {
+                        let reason =
+                            format!("TLS handshake not completed within {handshake_limit:?}");
+                        tracing::warn!(conn = id, client = %peer, orig_dst = %dst, "{reason}");
+                        serving.handler.on_refused(&info, &reason);
+                        return;
+                    }
+                }
+            }
+        },
+    };
     let ctx = Arc::new(ConnCtx {
         info,
         upstream: serving.upstream.clone(),
@@ -138,21 +181,64 @@ async fn handle(client: TcpStream, peer: ClientAddr, serving: Serving) {
         http: serving.config.http.clone(),
     });
     serving.handler.on_connect(&ctx.info);
-    let requests = http::serve(client, ctx.clone(), serving.handler.clone()).await;
+    let requests = match io {
+        Io::Plain(s) => {
+            // A second handle on the socket: hyper closes a connection whose
+            // head does not arrive in time without answering; we answer 408.
+            let late = s
+                .as_fd()
+                .try_clone_to_owned()
+                .ok()
+                .map(std::net::TcpStream::from);
+            http::serve(s, late, ctx.clone(), serving.handler.clone()).await
+        }
+        Io::Tls(s) => http::serve(*s, None, ctx.clone(), serving.handler.clone()).await,
+    };
     serving.handler.on_close(&ctx.info, requests);
     tracing::info!(
         conn = id, client = %peer, orig_dst = %dst, upstream = %upstream_addr, requests,
+        tls = ctx.info.tls.as_ref().map(|t| t.version),
         duration_ms = format!("{:.1}", started.elapsed().as_secs_f64() * 1e3),
         "connection closed"
     );
 }
 
-/// The upstream client for a config: through the bypass in ebpf mode.
-pub fn upstream_for(cfg: &Config) -> Upstream {
+enum Io {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
+}
+
+/// `require_tls` and a plaintext client: one HTTP answer saying why, so a
+/// misconfigured client gets more than a reset.
+async fn refuse_plaintext(mut client: TcpStream, info: &ConnInfo, serving: &Serving) {
+    use tokio::io::AsyncWriteExt;
+    let reason = "this port requires TLS; plaintext refused";
+    tracing::warn!(conn = info.id, client = %info.client, orig_dst = %info.orig_dst, "{reason}");
+    serving.handler.on_refused(info, reason);
+    let msg = http::raw_error(426, "Upgrade Required", http::CODE_TLS_REQUIRED, reason);
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), client.write_all(&msg)).await;
+    let _ = client.shutdown().await;
+}
+
+/// The upstream client for a config: through the bypass in ebpf mode, TLS
+/// to the upstreams whose rule says `upstream_tls`.
+pub fn upstream_for(cfg: &Config) -> Result<Upstream, tls::TlsError> {
     let bypass = (cfg.intercept.mode == Mode::Ebpf).then_some(cfg.intercept.bypass_ports);
-    Upstream::new(
+    let mut t = upstream::UpstreamTls::default();
+    for rule in cfg.intercept.ports.iter().filter(|r| r.upstream_tls) {
+        let name = rule.upstream_server_name.clone();
+        match rule.upstream {
+            Some(a) => t.by_addr.insert(a, name),
+            None => t.by_port.insert(rule.port, name),
+        };
+    }
+    if !t.by_addr.is_empty() || !t.by_port.is_empty() {
+        t.config = Some(tls::client(&cfg.tls)?);
+    }
+    Ok(Upstream::new(
         bypass,
         std::time::Duration::from_millis(cfg.http.upstream_connect_timeout_ms),
         std::time::Duration::from_millis(cfg.http.upstream_response_timeout_ms),
-    )
+        t,
+    ))
 }

@@ -3,6 +3,7 @@
 //! does not hand them back to the proxy.
 
 use std::{
+    collections::HashMap,
     future::Future,
     net::SocketAddr,
     pin::Pin,
@@ -19,7 +20,10 @@ use hyper_util::{
     client::legacy::Client,
     rt::{TokioExecutor, TokioIo},
 };
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::{
+    io::{AsyncRead, AsyncWrite, ReadBuf},
+    sync::{OwnedSemaphorePermit, Semaphore},
+};
 
 use super::body::ProxyBody;
 use crate::{
@@ -27,9 +31,73 @@ use crate::{
     steer::bypass::{self, BypassStream},
 };
 
-impl hyper_util::client::legacy::connect::Connection for BypassStream {
+/// An upstream connection: plain, or TLS over the bypass socket.
+pub enum UpstreamIo {
+    Plain(BypassStream),
+    Tls(Box<tokio_rustls::client::TlsStream<BypassStream>>),
+}
+
+impl hyper_util::client::legacy::connect::Connection for UpstreamIo {
     fn connected(&self) -> hyper_util::client::legacy::connect::Connected {
         hyper_util::client::legacy::connect::Connected::new()
+    }
+}
+
+impl AsyncRead for UpstreamIo {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Self::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Self::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for UpstreamIo {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Self::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Self::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Self::Plain(s) => Pin::new(s).poll_flush(cx),
+            Self::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Self::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Self::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
+
+/// Which upstreams speak TLS, and the name each certificate must carry
+/// (`None`: the upstream's IP address). Rules with an explicit upstream
+/// are keyed by its address, the others (original destination) by port.
+#[derive(Clone, Default)]
+pub struct UpstreamTls {
+    pub config: Option<Arc<rustls::ClientConfig>>,
+    pub by_addr: HashMap<SocketAddr, Option<String>>,
+    pub by_port: HashMap<u16, Option<String>>,
+}
+
+impl UpstreamTls {
+    fn name_for(&self, addr: SocketAddr) -> Option<&Option<String>> {
+        self.by_addr
+            .get(&addr)
+            .or_else(|| self.by_port.get(&addr.port()))
     }
 }
 
@@ -46,15 +114,16 @@ pub enum UpstreamError {
     Failed(SocketAddr, String),
 }
 
-/// Connects to the host:port of the request URI.
+/// Connects to the host:port of the request URI; TLS for `https` URIs.
 #[derive(Clone)]
 struct Connector {
     bypass: Option<PortRange>,
     timeout: Duration,
+    tls: Arc<UpstreamTls>,
 }
 
 impl tower_service::Service<Uri> for Connector {
-    type Response = TokioIo<BypassStream>;
+    type Response = TokioIo<UpstreamIo>;
     type Error = std::io::Error;
     type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
 
@@ -83,7 +152,22 @@ impl tower_service::Service<Uri> for Connector {
                     std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out")
                 })??;
             let _ = stream.stream().set_nodelay(true);
-            Ok(TokioIo::new(stream))
+            if uri.scheme_str() != Some("https") {
+                return Ok(TokioIo::new(UpstreamIo::Plain(stream)));
+            }
+            let (Some(cc), Some(name)) = (&this.tls.config, this.tls.name_for(addr)) else {
+                return Err(std::io::Error::other("no TLS settings for this upstream"));
+            };
+            let name = super::tls::server_name(name.as_deref(), addr)
+                .map_err(|e| std::io::Error::other(format!("upstream server name {e}")))?;
+            let tls = tokio_rustls::TlsConnector::from(cc.clone());
+            let s = tokio::time::timeout(this.timeout, tls.connect(name, stream))
+                .await
+                .map_err(|_| {
+                    std::io::Error::new(std::io::ErrorKind::TimedOut, "TLS handshake timed out")
+                })?
+                .map_err(|e| std::io::Error::other(format!("TLS to upstream: {e}")))?;
+            Ok(TokioIo::new(UpstreamIo::Tls(Box::new(s))))
         })
     }
 }
@@ -91,6 +175,7 @@ impl tower_service::Service<Uri> for Connector {
 #[derive(Clone)]
 pub struct Upstream {
     client: Client<Connector, ProxyBody>,
+    tls: Arc<UpstreamTls>,
     response_timeout: Duration,
     /// In ebpf mode every upstream connection to one server needs its own
     /// port of the bypass range (the 4-tuple differs only there), so at most
@@ -131,7 +216,9 @@ impl Upstream {
         bypass: Option<PortRange>,
         connect_timeout: Duration,
         response_timeout: Duration,
+        tls: UpstreamTls,
     ) -> Self {
+        let tls = Arc::new(tls);
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(60))
             // Idle connections beyond the bypass range could never all be used,
@@ -144,12 +231,14 @@ impl Upstream {
             .build(Connector {
                 bypass,
                 timeout: connect_timeout,
+                tls: tls.clone(),
             });
         // One semaphore for all upstreams: conservative (each server could
         // use the whole range), and simple.
         let slots = bypass.map(|r| Arc::new(Semaphore::new(r.count() as usize)));
         Self {
             client,
+            tls,
             response_timeout,
             slots,
         }
@@ -176,7 +265,12 @@ impl Upstream {
             .map(|p| p.as_str())
             .unwrap_or("/")
             .to_string();
-        *req.uri_mut() = format!("http://{addr}{pq}")
+        let scheme = if self.tls.name_for(addr).is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        *req.uri_mut() = format!("{scheme}://{addr}{pq}")
             .parse()
             .map_err(|e| UpstreamError::Failed(addr, format!("bad URI: {e}")))?;
         match tokio::time::timeout_at(deadline, self.client.request(req)).await {

@@ -28,6 +28,7 @@ fn desired_keys_expand_addresses_or_wildcard() {
             upstream: None,
             listen: vec![],
             mcp_paths: vec![],
+            ..Default::default()
         },
         PortRule {
             port: 2,
@@ -35,6 +36,7 @@ fn desired_keys_expand_addresses_or_wildcard() {
             upstream: None,
             listen: vec![],
             mcp_paths: vec![],
+            ..Default::default()
         },
     ];
     let keys: Vec<_> = desired_keys(&cfg)

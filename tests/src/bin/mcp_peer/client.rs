@@ -1,14 +1,22 @@
-//! `mcp-peer client`: one rmcp client session over Streamable HTTP.
+//! `mcp-peer client`: one rmcp client session over Streamable HTTP(S).
 
-use std::time::Duration;
+use std::{
+    error::Error,
+    path::{Path, PathBuf},
+    time::Duration,
+};
 
 use anyhow::{Context, Result, anyhow};
 use rmcp::{
     RoleClient, ServiceExt,
     model::{CallToolRequestParams, JsonObject},
-    service::RunningService,
+    service::{ClientInitializeError, RunningService},
     transport::{
-        StreamableHttpClientTransport, streamable_http_client::StreamableHttpClientTransportConfig,
+        StreamableHttpClientTransport,
+        streamable_http_client::{
+            AuthRequiredError, InsufficientScopeError, StreamableHttpClientTransportConfig,
+            StreamableHttpError,
+        },
     },
 };
 use serde_json::{Value, json};
@@ -27,6 +35,19 @@ pub struct ClientArgs {
     /// Bound on the whole run: connect, initialize, list, call, close.
     #[arg(long, default_value_t = 10)]
     timeout_secs: u64,
+    /// Send `Authorization: Bearer <TOKEN>` on every request.
+    #[arg(long, value_name = "TOKEN")]
+    bearer: Option<String>,
+    /// For https URLs, trust only the CA certificates in this PEM file
+    /// (default: the system's roots).
+    #[arg(long, value_name = "PEM")]
+    ca: Option<PathBuf>,
+    /// Present this PEM client certificate (chain) in TLS; needs --key.
+    #[arg(long, value_name = "PEM", requires = "key")]
+    cert: Option<PathBuf>,
+    /// PEM private key for --cert.
+    #[arg(long, value_name = "PEM", requires = "cert")]
+    key: Option<PathBuf>,
 }
 
 /// Runs the session and returns the line to print on success.
@@ -38,6 +59,8 @@ pub async fn run(args: ClientArgs) -> Result<Value> {
         .as_deref()
         .map(|raw| serde_json::from_str::<JsonObject>(raw).context("--args must be a JSON object"))
         .transpose()?;
+    // Also before any traffic: an unreadable certificate is a typo too.
+    let http = http_client(&args)?;
     let call = args.tool.map(|name| {
         let params = CallToolRequestParams::new(name);
         match arguments {
@@ -46,32 +69,61 @@ pub async fn run(args: ClientArgs) -> Result<Value> {
         }
     });
 
+    let mut config = StreamableHttpClientTransportConfig::with_uri(args.url.as_str());
+    if let Some(token) = args.bearer {
+        // rmcp adds the "Bearer " scheme itself.
+        config = config.auth_header(token);
+    }
+
     tokio::time::timeout(
         Duration::from_secs(args.timeout_secs),
-        session(&args.url, call),
+        session(&args.url, http, config, call),
     )
     .await
     .map_err(|_| anyhow!("timed out after {}s", args.timeout_secs))?
 }
 
-async fn session(url: &str, call: Option<CallToolRequestParams>) -> Result<Value> {
+fn http_client(args: &ClientArgs) -> Result<reqwest::Client> {
+    let read =
+        |path: &Path| std::fs::read(path).with_context(|| format!("reading {}", path.display()));
     // Tests must reach their target address directly; a proxy picked up from
     // the environment would route around (or into) the interceptor.
     // Settings otherwise mirror rmcp's default client (no idle pooling).
-    let http = reqwest::Client::builder()
+    let mut builder = reqwest::Client::builder()
         .no_proxy()
         .pool_max_idle_per_host(0)
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .context("building HTTP client")?;
-    let transport = StreamableHttpClientTransport::with_client(
-        http,
-        StreamableHttpClientTransportConfig::with_uri(url),
-    );
-    let client = ()
-        .serve(transport)
-        .await
-        .with_context(|| format!("initializing MCP session with {url}"))?;
+        .redirect(reqwest::redirect::Policy::none());
+    if let Some(ca) = &args.ca {
+        let roots = reqwest::Certificate::from_pem_bundle(&read(ca)?)
+            .with_context(|| format!("parsing {}", ca.display()))?;
+        anyhow::ensure!(!roots.is_empty(), "{} holds no certificate", ca.display());
+        builder = builder.tls_certs_only(roots);
+    }
+    if let (Some(cert), Some(key)) = (&args.cert, &args.key) {
+        // reqwest wants certificate and key in one PEM buffer.
+        let mut pem = read(cert)?;
+        pem.push(b'\n');
+        pem.extend(read(key)?);
+        let identity = reqwest::Identity::from_pem(&pem)
+            .with_context(|| format!("parsing {} with {}", cert.display(), key.display()))?;
+        builder = builder.identity(identity);
+    }
+    builder.build().context("building HTTP client")
+}
+
+async fn session(
+    url: &str,
+    http: reqwest::Client,
+    config: StreamableHttpClientTransportConfig,
+    call: Option<CallToolRequestParams>,
+) -> Result<Value> {
+    let transport = StreamableHttpClientTransport::with_client(http, config);
+    let client = ().serve(transport).await.map_err(|err| {
+        anyhow!(
+            "initializing MCP session with {url}: {}",
+            describe_init_error(&err)
+        )
+    })?;
 
     let outcome = exchange(&client, call).await;
     // Close even after a failed exchange so the server sees the session end
@@ -114,4 +166,69 @@ async fn exchange(
         "tools": tools,
         "result": result,
     }))
+}
+
+/// The initialize failure with what rmcp's own message leaves out: the
+/// HTTP status and challenge of a rejected request, and the cause under a
+/// reqwest error (a TLS failure shows only there).
+fn describe_init_error(err: &ClientInitializeError) -> String {
+    match err {
+        ClientInitializeError::TransportError { error, context } => {
+            format!(
+                "{} (when {context})",
+                describe_transport(error.error.as_ref())
+            )
+        }
+        ClientInitializeError::LegacyFallbackFailed { discover, fallback } => format!(
+            "{err}: discover: {}; legacy initialize: {}",
+            describe_init_error(discover),
+            describe_init_error(fallback)
+        ),
+        other => chain(other),
+    }
+}
+
+fn describe_transport(err: &(dyn Error + 'static)) -> String {
+    // rmcp reports a 401/403 that carries a challenge as its own error
+    // types, whose messages name neither the status nor (at the top level)
+    // the challenge.
+    let mut source = Some(err);
+    while let Some(current) = source {
+        if let Some(auth) = current.downcast_ref::<AuthRequiredError>() {
+            return format!(
+                "HTTP 401 Unauthorized, WWW-Authenticate: {}",
+                auth.www_authenticate_header
+            );
+        }
+        if let Some(scope) = current.downcast_ref::<InsufficientScopeError>() {
+            return format!(
+                "HTTP 403 Forbidden, WWW-Authenticate: {}",
+                scope.www_authenticate_header
+            );
+        }
+        // Its Client variant does not expose the reqwest error as a source.
+        if let Some(StreamableHttpError::Client(client)) =
+            current.downcast_ref::<StreamableHttpError<reqwest::Error>>()
+        {
+            return format!("Client error: {}", chain(client));
+        }
+        source = current.source();
+    }
+    chain(err)
+}
+
+/// An error and its sources, `: `-separated, as anyhow's `{:#}` would.
+fn chain(err: &dyn Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let message = cause.to_string();
+        // Some wrappers repeat their source's message in their own.
+        if !text.contains(&message) {
+            text.push_str(": ");
+            text.push_str(&message);
+        }
+        source = cause.source();
+    }
+    text
 }

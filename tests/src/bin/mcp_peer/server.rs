@@ -1,6 +1,14 @@
-//! `mcp-peer server`: an rmcp server behind rmcp's Streamable HTTP service.
+//! `mcp-peer server`: an rmcp server behind rmcp's Streamable HTTP service,
+//! over plain HTTP or HTTPS, optionally reporting and checking the
+//! credentials each request carries.
 
-use std::{convert::Infallible, io::Write, sync::Arc, time::Duration};
+use std::{
+    convert::Infallible,
+    io::Write,
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::Duration,
+};
 
 use anyhow::{Context, Result};
 use bytes::Bytes;
@@ -17,11 +25,14 @@ use rmcp::{
         streamable_http_server::session::local::LocalSessionManager,
     },
 };
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
 use serde::Deserialize;
 use tokio::{
+    io::{AsyncRead, AsyncWrite},
     net::{TcpListener, TcpStream},
     signal::unix::{SignalKind, signal},
 };
+use tokio_rustls::{TlsAcceptor, rustls};
 use tower_service::Service;
 
 use super::customer;
@@ -39,6 +50,32 @@ pub struct ServerArgs {
     /// Mcp-Session-Id).
     #[arg(long)]
     json_response: bool,
+    /// Print `auth <METHOD> <path> authorization=<value|-> x-upstream-auth=<value|->`
+    /// on stdout for every request, so a test can see which credentials
+    /// reached the server.
+    #[arg(long)]
+    log_auth: bool,
+    /// Answer 401 `upstream credential missing` to any request whose
+    /// Authorization header is not exactly this value.
+    #[arg(long, value_name = "VALUE")]
+    require_auth: Option<String>,
+    /// Serve HTTPS with this PEM certificate chain (needs --tls-key).
+    #[arg(long, value_name = "PEM", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key for --tls-cert.
+    #[arg(long, value_name = "PEM", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// With --tls-cert: require a client certificate issued by a CA in this
+    /// PEM file (the handshake fails without one).
+    #[arg(long, value_name = "PEM", requires = "tls_cert")]
+    tls_client_ca: Option<PathBuf>,
+}
+
+/// What every connection needs besides the MCP service itself.
+struct Policy {
+    path: String,
+    log_auth: bool,
+    require_auth: Option<String>,
 }
 
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
@@ -112,6 +149,12 @@ pub async fn run(args: ServerArgs) -> Result<()> {
     // as soon as it reads that line, and must then see a clean exit 0.
     let mut sigterm = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
     let mut sigint = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
+    // Before binding, so a bad certificate fails the run instead of every
+    // handshake.
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(tls_acceptor(cert, key, args.tls_client_ca.as_deref())?),
+        _ => None,
+    };
 
     let listener = TcpListener::bind(args.listen.as_str())
         .await
@@ -133,7 +176,11 @@ pub async fn run(args: ServerArgs) -> Result<()> {
         Arc::new(LocalSessionManager::default()),
         config,
     );
-    let path: Arc<str> = args.path.into();
+    let policy = Arc::new(Policy {
+        path: args.path,
+        log_auth: args.log_auth,
+        require_auth: args.require_auth,
+    });
 
     let mut stdout = std::io::stdout().lock();
     writeln!(stdout, "listening {local}").context("writing to stdout")?;
@@ -146,7 +193,7 @@ pub async fn run(args: ServerArgs) -> Result<()> {
             _ = sigint.recv() => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
-                    tokio::spawn(serve_connection(stream, mcp.clone(), path.clone()));
+                    tokio::spawn(accept(stream, tls.clone(), mcp.clone(), policy.clone()));
                 }
                 Err(err) => {
                     // Typically EMFILE; back off instead of spinning on it.
@@ -161,15 +208,76 @@ pub async fn run(args: ServerArgs) -> Result<()> {
     Ok(())
 }
 
-async fn serve_connection(stream: TcpStream, mcp: McpService, path: Arc<str>) {
+fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>> {
+    let certs = CertificateDer::pem_file_iter(path)
+        .and_then(Iterator::collect::<Result<Vec<_>, _>>)
+        .with_context(|| format!("reading {}", path.display()))?;
+    anyhow::ensure!(!certs.is_empty(), "{} holds no certificate", path.display());
+    Ok(certs)
+}
+
+fn tls_acceptor(cert: &Path, key: &Path, client_ca: Option<&Path>) -> Result<TlsAcceptor> {
+    let chain = read_certs(cert)?;
+    let key =
+        PrivateKeyDer::from_pem_file(key).with_context(|| format!("reading {}", key.display()))?;
+    // The provider is named rather than taken from the process default:
+    // with more than one compiled in, rustls refuses to guess.
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .context("TLS protocol versions")?;
+    let builder = match client_ca {
+        None => builder.with_no_client_auth(),
+        Some(path) => {
+            let mut roots = rustls::RootCertStore::empty();
+            for ca in read_certs(path)? {
+                roots
+                    .add(ca)
+                    .with_context(|| format!("CA certificate in {}", path.display()))?;
+            }
+            let verifier =
+                rustls::server::WebPkiClientVerifier::builder_with_provider(roots.into(), provider)
+                    .build()
+                    .context("client certificate verifier")?;
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    let mut config = builder
+        .with_single_cert(chain, key)
+        .context("TLS certificate and key")?;
+    // hyper here speaks HTTP/1.1 only; a client offered h2 must not get it.
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(TlsAcceptor::from(Arc::new(config)))
+}
+
+async fn accept(stream: TcpStream, tls: Option<TlsAcceptor>, mcp: McpService, policy: Arc<Policy>) {
     // SSE frames are small writes that must not wait for Nagle.
     if let Err(err) = stream.set_nodelay(true) {
         tracing::debug!("TCP_NODELAY: {err}");
     }
     let peer = stream.peer_addr().ok();
+    match tls {
+        None => serve_connection(stream, peer, mcp, policy).await,
+        // In the connection's own task, so a stalled handshake holds up
+        // nobody else.
+        Some(tls) => match tls.accept(stream).await {
+            Ok(stream) => serve_connection(stream, peer, mcp, policy).await,
+            Err(err) => tracing::warn!("TLS handshake with {peer:?}: {err}"),
+        },
+    }
+}
+
+async fn serve_connection<S>(
+    stream: S,
+    peer: Option<std::net::SocketAddr>,
+    mcp: McpService,
+    policy: Arc<Policy>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let service = hyper::service::service_fn(move |request: Request<Incoming>| {
         let mut mcp = mcp.clone();
-        let path = path.clone();
+        let policy = policy.clone();
         async move {
             tracing::debug!(
                 "{peer:?}: {} {} session={:?}",
@@ -177,10 +285,22 @@ async fn serve_connection(stream: TcpStream, mcp: McpService, path: Arc<str>) {
                 request.uri(),
                 request.headers().get("mcp-session-id"),
             );
-            if request.uri().path() == &*path {
+            let authorization = request.headers().get(hyper::header::AUTHORIZATION);
+            if policy.log_auth {
+                log_auth(&request);
+            }
+            if let Some(required) = &policy.require_auth
+                && authorization.map(|v| v.as_bytes()) != Some(required.as_bytes())
+            {
+                return Ok(plain(
+                    StatusCode::UNAUTHORIZED,
+                    "upstream credential missing",
+                ));
+            }
+            if request.uri().path() == policy.path {
                 mcp.call(request).await
             } else {
-                Ok(not_found())
+                Ok(plain(StatusCode::NOT_FOUND, "Not Found"))
             }
         }
     });
@@ -192,8 +312,34 @@ async fn serve_connection(stream: TcpStream, mcp: McpService, path: Arc<str>) {
     }
 }
 
-fn not_found() -> HttpResponse {
-    let mut response = Response::new(Full::new(Bytes::from_static(b"Not Found")).boxed());
-    *response.status_mut() = StatusCode::NOT_FOUND;
+/// One stdout line per request; a whole line per write so concurrent
+/// connections never interleave within a line.
+fn log_auth(request: &Request<Incoming>) {
+    let header = |name: &str| {
+        request
+            .headers()
+            .get(name)
+            .map_or_else(|| "-".into(), |v| String::from_utf8_lossy(v.as_bytes()))
+    };
+    let line = format!(
+        "auth {} {} authorization={} x-upstream-auth={}\n",
+        request.method(),
+        request.uri().path(),
+        header("authorization"),
+        header("x-upstream-auth"),
+    );
+    let mut stdout = std::io::stdout().lock();
+    // Best effort: a test that stopped reading has nothing to learn.
+    let _ = stdout.write_all(line.as_bytes());
+    let _ = stdout.flush();
+}
+
+fn plain(status: StatusCode, body: &'static str) -> HttpResponse {
+    let mut response = Response::new(Full::new(Bytes::from_static(body.as_bytes())).boxed());
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("text/plain"),
+    );
     response
 }

@@ -1,0 +1,276 @@
+//! `[tls]` and `[identity]`: how callers prove who they are.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// TLS on steered ports (server side) and to upstreams (client side).
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Tls {
+    /// Server certificate chain (PEM). With `key`, turns TLS on: a client
+    /// whose first byte is a TLS handshake gets TLS, others plaintext
+    /// (unless `require_tls`). Reloaded on SIGHUP.
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+    /// Refuse plaintext clients (the connection is closed, logged, audited).
+    pub require_tls: bool,
+    /// mTLS: CA bundles (PEM) client certificates must chain to; empty: no
+    /// client certificate is asked for.
+    pub client_ca: Vec<PathBuf>,
+    /// Certificate revocation lists (PEM) for client certificates.
+    pub client_crl: Vec<PathBuf>,
+    pub client_auth: ClientAuth,
+    /// CA bundles (PEM) that verify upstreams marked `upstream_tls`; empty:
+    /// the platform's roots.
+    pub upstream_ca: Vec<PathBuf>,
+}
+
+impl Tls {
+    pub fn enabled(&self) -> bool {
+        self.cert.is_some()
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientAuth {
+    /// Ask for a certificate; a client without one may still present a
+    /// bearer token. A certificate that is offered must verify.
+    #[default]
+    Optional,
+    /// No certificate, no TLS session.
+    Required,
+}
+
+/// Which certificate field names the caller.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum CertField {
+    /// The first URI SAN (a SPIFFE ID such as `spiffe://corp/ns/x/sa/y`).
+    SanUri,
+    /// The first email SAN.
+    SanEmail,
+    /// The first DNS SAN.
+    SanDns,
+    /// The subject's common name.
+    Cn,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Identity {
+    /// Serve requests that carry no identity (as subject `anonymous`).
+    /// Off by default: no identity, no service (401).
+    pub allow_anonymous: bool,
+    /// Certificate fields tried in order; the first present names the
+    /// caller.
+    pub cert_subject: Vec<CertField>,
+    /// The MCP resource URI (RFC 8707/9728) named in the protected-resource
+    /// metadata; unset: scheme, Host and path of the request.
+    pub resource: Option<String>,
+    /// OIDC issuers whose bearer JWTs are accepted.
+    pub oidc: Vec<OidcIssuer>,
+    /// The credential the agent presents upstream in place of the caller's.
+    pub upstream_credential: Option<UpstreamCredential>,
+}
+
+impl Default for Identity {
+    fn default() -> Self {
+        Self {
+            allow_anonymous: false,
+            cert_subject: vec![
+                CertField::SanUri,
+                CertField::SanEmail,
+                CertField::SanDns,
+                CertField::Cn,
+            ],
+            resource: None,
+            oidc: Vec::new(),
+            upstream_credential: None,
+        }
+    }
+}
+
+/// One trusted issuer of bearer JWTs.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct OidcIssuer {
+    /// Compared exactly with the token's `iss` and the discovery document.
+    pub issuer: String,
+    /// The token's `aud` must contain one of these (the MCP resource URI).
+    pub audiences: Vec<String>,
+    /// Unset: `<issuer>/.well-known/openid-configuration`.
+    #[serde(default)]
+    pub discovery_url: Option<String>,
+    /// Unset: the discovery document's `jwks_uri`.
+    #[serde(default)]
+    pub jwks_url: Option<String>,
+    /// Accepted signature algorithms; `none` and HMAC are never accepted.
+    #[serde(default = "default_algorithms")]
+    pub algorithms: Vec<String>,
+    /// Dotted path of the claim holding groups (`groups`,
+    /// `realm_access.roles`): an array of strings or one string.
+    #[serde(default = "default_groups_claim")]
+    pub groups_claim: String,
+    #[serde(default = "default_subject_claim")]
+    pub subject_claim: String,
+    /// Scopes every token must carry (`scope` string or `scp` array); a
+    /// token without them gets 403 `insufficient_scope`.
+    #[serde(default)]
+    pub required_scopes: Vec<String>,
+    /// Clock skew tolerated on exp / nbf / iat.
+    #[serde(default = "default_leeway")]
+    pub leeway_seconds: u64,
+    /// A token naming an unknown key refetches the JWKS at most this often.
+    #[serde(default = "default_jwks_min_refresh")]
+    pub jwks_min_refresh_seconds: u64,
+    /// The JWKS is refetched in the background after this long.
+    #[serde(default = "default_jwks_max_age")]
+    pub jwks_max_age_seconds: u64,
+}
+
+fn default_algorithms() -> Vec<String> {
+    [
+        "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA",
+    ]
+    .map(String::from)
+    .to_vec()
+}
+fn default_groups_claim() -> String {
+    "groups".into()
+}
+fn default_subject_claim() -> String {
+    "sub".into()
+}
+fn default_leeway() -> u64 {
+    30
+}
+fn default_jwks_min_refresh() -> u64 {
+    10
+}
+fn default_jwks_max_age() -> u64 {
+    3600
+}
+
+/// Where the upstream credential comes from: exactly one of `value_file`
+/// and `command`. The value is sent as header `header`; callers never see
+/// it, and their own `Authorization` never reaches the server.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamCredential {
+    #[serde(default = "default_credential_header")]
+    pub header: String,
+    /// A file holding the whole header value (e.g. `Bearer abc`); reread
+    /// every `refresh_seconds`.
+    #[serde(default)]
+    pub value_file: Option<PathBuf>,
+    /// A command (argv) whose stdout is the header value; rerun every
+    /// `refresh_seconds`.
+    #[serde(default)]
+    pub command: Vec<String>,
+    #[serde(default = "default_credential_refresh")]
+    pub refresh_seconds: u64,
+}
+
+fn default_credential_header() -> String {
+    "authorization".into()
+}
+fn default_credential_refresh() -> u64 {
+    300
+}
+
+/// Cross-field checks for `[tls]`, `[identity]` and per-port TLS keys.
+pub(super) fn validate(cfg: &super::Config) -> Result<(), String> {
+    let (tls, id) = (&cfg.tls, &cfg.identity);
+    if tls.cert.is_some() != tls.key.is_some() {
+        return Err("tls: set both `cert` and `key`, or neither".into());
+    }
+    if !tls.enabled() && (tls.require_tls || !tls.client_ca.is_empty()) {
+        return Err("tls: require_tls and client_ca need a server `cert` and `key`".into());
+    }
+    if !tls.client_crl.is_empty() && tls.client_ca.is_empty() {
+        return Err("tls.client_crl without tls.client_ca: no client certificates to check".into());
+    }
+    if tls.client_auth == ClientAuth::Required && tls.client_ca.is_empty() {
+        return Err("tls.client_auth = \"required\" needs tls.client_ca".into());
+    }
+    if !id.allow_anonymous && id.oidc.is_empty() && tls.client_ca.is_empty() {
+        return Err(
+            "identity: no way to identify callers: configure [[identity.oidc]] or \
+             tls.client_ca (mTLS), or set identity.allow_anonymous = true"
+                .into(),
+        );
+    }
+    if id.cert_subject.is_empty() {
+        return Err("identity.cert_subject is empty".into());
+    }
+    if let Some(r) = &id.resource
+        && !(r.starts_with("https://") || r.starts_with("http://"))
+    {
+        return Err(format!("identity.resource {r:?} must be an http(s) URI"));
+    }
+    for (n, o) in id.oidc.iter().enumerate() {
+        let at = format!("identity.oidc[{n}] ({})", o.issuer);
+        if !(o.issuer.starts_with("https://") || o.issuer.starts_with("http://")) {
+            return Err(format!("{at}: issuer must be an http(s) URL"));
+        }
+        if o.audiences.is_empty() || o.audiences.iter().any(String::is_empty) {
+            return Err(format!(
+                "{at}: audiences is empty: name the MCP resource URI (RFC 8707)"
+            ));
+        }
+        if o.algorithms.is_empty() {
+            return Err(format!("{at}: algorithms is empty"));
+        }
+        for a in &o.algorithms {
+            if !default_algorithms().contains(a) {
+                return Err(format!(
+                    "{at}: algorithm {a:?} is not allowed (asymmetric only: {})",
+                    default_algorithms().join(", ")
+                ));
+            }
+        }
+        if o.groups_claim.is_empty() || o.subject_claim.is_empty() {
+            return Err(format!("{at}: groups_claim and subject_claim must be set"));
+        }
+        if o.leeway_seconds > 300 {
+            return Err(format!("{at}: leeway_seconds above 300 is not a skew"));
+        }
+    }
+    if id.oidc.len()
+        != id
+            .oidc
+            .iter()
+            .map(|o| &o.issuer)
+            .collect::<std::collections::BTreeSet<_>>()
+            .len()
+    {
+        return Err("identity.oidc: an issuer is listed twice".into());
+    }
+    if let Some(c) = &id.upstream_credential {
+        if c.value_file.is_some() != c.command.is_empty() {
+            return Err(
+                "identity.upstream_credential: set exactly one of value_file and command".into(),
+            );
+        }
+        if http::HeaderName::from_bytes(c.header.as_bytes()).is_err() {
+            return Err(format!(
+                "identity.upstream_credential.header {:?} is not a header name",
+                c.header
+            ));
+        }
+        if c.refresh_seconds == 0 {
+            return Err("identity.upstream_credential.refresh_seconds must be > 0".into());
+        }
+    }
+    for rule in &cfg.intercept.ports {
+        if rule.upstream_server_name.is_some() && !rule.upstream_tls {
+            return Err(format!(
+                "intercept.ports port {}: upstream_server_name needs upstream_tls = true",
+                rule.port
+            ));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,96 @@
+//! Doctor checks for `[tls]` and `[identity]`: the files load, the server
+//! certificate is not about to expire, every issuer answers with keys.
+
+use super::{Check, Status, fail, ok};
+use crate::{config::Config, identity::oidc::Issuer, proxy::tls};
+
+pub fn checks(cfg: &Config) -> Vec<Check> {
+    let mut out = Vec::new();
+    match tls::server(&cfg.tls) {
+        Ok(None) => out.push(ok("tls", "off: plaintext only (no tls.cert)")),
+        Ok(Some(_)) => out.push(expiry(cfg)),
+        Err(e) => out.push(fail(
+            "tls",
+            e.to_string(),
+            "fix the [tls] files, then SIGHUP the agent",
+        )),
+    }
+    if !cfg.identity.oidc.is_empty() {
+        // The probes run in the agent's namespace (doctor entered it), so
+        // they reach the issuer the way the agent does.
+        match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(rt) => {
+                for o in &cfg.identity.oidc {
+                    let issuer = Issuer::new(o.clone());
+                    out.push(match rt.block_on(issuer.probe()) {
+                        Ok(n) => ok("oidc", format!("{}: {n} signing key(s)", o.issuer)),
+                        Err(e) => fail(
+                            "oidc",
+                            format!("{}: {e}", o.issuer),
+                            "check the issuer URL and that this host can reach it",
+                        ),
+                    });
+                }
+            }
+            Err(e) => out.push(fail("oidc", format!("no runtime: {e}"), "report a bug")),
+        }
+    }
+    if !cfg.identity.allow_anonymous && cfg.identity.oidc.is_empty() {
+        out.push(ok("identity", "mTLS only: clients need a certificate"));
+    } else if cfg.identity.allow_anonymous {
+        out.push(Check {
+            name: "identity",
+            status: Status::Warn,
+            detail: "allow_anonymous = true: requests without credentials are served".into(),
+            hint: Some("configure [[identity.oidc]] or tls.client_ca and turn it off".into()),
+        });
+    }
+    out
+}
+
+/// Warns 14 days before the server certificate expires.
+fn expiry(cfg: &Config) -> Check {
+    let Some(path) = &cfg.tls.cert else {
+        return ok("tls", "off");
+    };
+    let leaf = tls::read_certs(path)
+        .ok()
+        .and_then(|c| c.into_iter().next())
+        .and_then(|der| tls::parse_peer(der.as_ref()).ok());
+    let Some(leaf) = leaf else {
+        return fail(
+            "tls",
+            format!("{}: unreadable leaf", path.display()),
+            "fix tls.cert",
+        );
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    let days = (leaf.not_after - now) / 86_400;
+    let detail = format!(
+        "{} ({}), expires in {days} day(s)",
+        path.display(),
+        leaf.subject
+    );
+    if leaf.not_after <= now {
+        fail(
+            "tls",
+            detail,
+            "renew the server certificate, then SIGHUP the agent",
+        )
+    } else if days < 14 {
+        Check {
+            name: "tls",
+            status: Status::Warn,
+            detail,
+            hint: Some("renew the server certificate soon".into()),
+        }
+    } else {
+        ok("tls", detail)
+    }
+}

@@ -1,0 +1,360 @@
+//! Who is calling: every request is bound to a verified [`Caller`].
+//!
+//! Sources, in order: a bearer JWT from a configured OIDC issuer (per
+//! request); else the connection's verified client certificate (per
+//! connection); else `anonymous` if allowed; else 401 with the MCP
+//! authorization spec's `WWW-Authenticate` pointing at the protected
+//! resource metadata (RFC 9728) the agent serves, so spec-following clients
+//! can log in on their own. A bad token is refused even when a good
+//! certificate is present: a credential that was offered must verify.
+#![forbid(unsafe_code)]
+
+pub mod credential;
+pub mod oidc;
+
+use std::sync::Arc;
+
+use http::{HeaderMap, HeaderValue, header};
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use crate::{
+    config::{CertField, Config},
+    proxy::{ConnInfo, tls::PeerCert},
+};
+use credential::Credential;
+use oidc::{Issuer, TokenError, VerifyError};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthMethod {
+    Anonymous,
+    Mtls,
+    Oidc,
+}
+
+impl AuthMethod {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Anonymous => "anonymous",
+            Self::Mtls => "mtls",
+            Self::Oidc => "oidc",
+        }
+    }
+}
+
+/// A verified identity: what policy decides on and the audit records.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Caller {
+    pub subject: String,
+    /// Token issuer, or the certificate issuer's DN.
+    pub issuer: Option<String>,
+    pub method: AuthMethod,
+    pub groups: Vec<String>,
+    pub scopes: Vec<String>,
+    /// `jti` of the token.
+    pub token_id: Option<String>,
+    /// `azp` / `client_id` of the token: the software acting for the subject.
+    pub client_id: Option<String>,
+    /// The connection's client certificate, also when a token named the caller.
+    pub cert: Option<Arc<PeerCert>>,
+}
+
+impl Caller {
+    /// What a session is bound to: same method, issuer and subject.
+    pub fn principal(&self) -> String {
+        format!(
+            "{}|{}|{}",
+            self.method.as_str(),
+            self.issuer.as_deref().unwrap_or(""),
+            self.subject
+        )
+    }
+}
+
+/// Why a request has no identity. Comparable, so tests assert the reason.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    /// No token, no certificate, and anonymous callers are not allowed.
+    #[error("authentication required: present a bearer token or a client certificate")]
+    Missing,
+    /// `Authorization` is present but not `Bearer <token>`.
+    #[error("Authorization header must be `Bearer <token>`")]
+    NotBearer,
+    #[error("invalid bearer token: {0}")]
+    Token(#[from] TokenError),
+    /// The token is valid but lacks scopes the issuer entry requires.
+    #[error("token lacks required scope(s): {0}")]
+    InsufficientScope(String),
+    /// The issuer's keys could not be fetched: the agent cannot judge.
+    #[error("cannot verify tokens of {0} now: {1}")]
+    IssuerUnavailable(String, String),
+    /// The certificate verified but has none of the configured fields.
+    #[error("client certificate has none of the fields in identity.cert_subject")]
+    CertUnmapped,
+}
+
+/// Agent error codes (README.md lists them).
+pub const CODE_UNAUTHENTICATED: i64 = -32087;
+pub const CODE_FORBIDDEN: i64 = -32088;
+pub const CODE_SESSION_OWNER: i64 = -32089;
+pub const CODE_IDENTITY_UNAVAILABLE: i64 = -32092;
+
+impl AuthError {
+    pub fn status(&self) -> u16 {
+        match self {
+            Self::InsufficientScope(_) => 403,
+            Self::IssuerUnavailable(..) => 503,
+            _ => 401,
+        }
+    }
+
+    pub fn code(&self) -> i64 {
+        match self {
+            Self::InsufficientScope(_) => CODE_FORBIDDEN,
+            Self::IssuerUnavailable(..) => CODE_IDENTITY_UNAVAILABLE,
+            _ => CODE_UNAUTHENTICATED,
+        }
+    }
+}
+
+/// The identity stage for one config.
+pub struct Identity {
+    cfg: crate::config::Identity,
+    issuers: Vec<Arc<Issuer>>,
+    credential: Option<Arc<Credential>>,
+    /// Whether the caller's `Authorization` is the agent's to consume.
+    consume_authorization: bool,
+}
+
+impl Identity {
+    /// Builds the stage; issuers whose settings did not change keep their
+    /// cached keys across a reload.
+    pub async fn new(
+        cfg: &Config,
+        previous: Option<&Identity>,
+    ) -> Result<Self, credential::CredentialError> {
+        let issuers = cfg
+            .identity
+            .oidc
+            .iter()
+            .map(|o| {
+                previous
+                    .and_then(|p| p.issuers.iter().find(|i| i.cfg == *o).cloned())
+                    .unwrap_or_else(|| {
+                        let i = Issuer::new(o.clone());
+                        i.spawn_refresher();
+                        i
+                    })
+            })
+            .collect();
+        let credential = match &cfg.identity.upstream_credential {
+            Some(c) => Some(Credential::start(c).await?),
+            None => None,
+        };
+        Ok(Self {
+            consume_authorization: !cfg.identity.oidc.is_empty() || credential.is_some(),
+            cfg: cfg.identity.clone(),
+            issuers,
+            credential,
+        })
+    }
+
+    /// The caller of one request.
+    pub async fn authenticate(
+        &self,
+        headers: &HeaderMap,
+        conn: &ConnInfo,
+    ) -> Result<Arc<Caller>, AuthError> {
+        let cert = conn.tls.as_ref().and_then(|t| t.peer.clone());
+        if !self.issuers.is_empty()
+            && let Some(auth) = headers.get(header::AUTHORIZATION)
+        {
+            let token = bearer(auth).ok_or(AuthError::NotBearer)?;
+            let v = self.verify(token).await?;
+            return Ok(Arc::new(Caller {
+                subject: v.subject.clone(),
+                issuer: Some(v.issuer.clone()),
+                method: AuthMethod::Oidc,
+                groups: v.groups.clone(),
+                scopes: v.scopes.clone(),
+                token_id: v.token_id.clone(),
+                client_id: v.client_id.clone(),
+                cert,
+            }));
+        }
+        if let Some(c) = cert {
+            let subject =
+                cert_subject(&c, &self.cfg.cert_subject).ok_or(AuthError::CertUnmapped)?;
+            return Ok(Arc::new(Caller {
+                subject,
+                issuer: Some(c.issuer.clone()),
+                method: AuthMethod::Mtls,
+                groups: c.organizational_units.clone(),
+                scopes: Vec::new(),
+                token_id: None,
+                client_id: None,
+                cert: Some(c),
+            }));
+        }
+        if self.cfg.allow_anonymous {
+            return Ok(Arc::new(Caller {
+                subject: "anonymous".into(),
+                issuer: None,
+                method: AuthMethod::Anonymous,
+                groups: Vec::new(),
+                scopes: Vec::new(),
+                token_id: None,
+                client_id: None,
+                cert: None,
+            }));
+        }
+        Err(AuthError::Missing)
+    }
+
+    async fn verify(&self, token: &str) -> Result<Arc<oidc::Verified>, AuthError> {
+        let (header, iss) = oidc::peek(token)?;
+        let issuer = self
+            .issuers
+            .iter()
+            .find(|i| i.cfg.issuer == iss)
+            .ok_or(TokenError::UnknownIssuer(iss))?;
+        let v = issuer.verify(token, &header).await.map_err(|e| match e {
+            VerifyError::Token(t) => AuthError::Token(t),
+            VerifyError::Unavailable(why) => {
+                AuthError::IssuerUnavailable(issuer.cfg.issuer.clone(), why)
+            }
+        })?;
+        let missing: Vec<&str> = issuer
+            .cfg
+            .required_scopes
+            .iter()
+            .filter(|s| !v.scopes.contains(s))
+            .map(String::as_str)
+            .collect();
+        if !missing.is_empty() {
+            return Err(AuthError::InsufficientScope(missing.join(" ")));
+        }
+        Ok(v)
+    }
+
+    /// Removes the caller's credential and adds the agent's upstream one.
+    pub fn rewrite_upstream_headers(&self, headers: &mut HeaderMap) {
+        if self.consume_authorization {
+            headers.remove(header::AUTHORIZATION);
+        }
+        if let Some(c) = &self.credential {
+            headers.remove(&c.header);
+            if let Some(v) = c.value() {
+                headers.insert(c.header.clone(), v);
+            }
+        }
+    }
+
+    /// Whether clients can log in on their own (an OIDC issuer is set).
+    pub fn has_oauth(&self) -> bool {
+        !self.issuers.is_empty()
+    }
+
+    /// The resource URI of an MCP endpoint reached at `origin` + `path`.
+    pub fn resource(&self, origin: &str, path: &str) -> String {
+        self.cfg
+            .resource
+            .clone()
+            .unwrap_or_else(|| format!("{origin}{path}"))
+    }
+
+    /// RFC 9728 section 3: the well-known URI is inserted between the
+    /// resource's origin and its path.
+    pub fn metadata_url(&self, origin: &str, path: &str) -> String {
+        let resource = self.resource(origin, path);
+        match split_origin(&resource) {
+            Some((o, p)) if p != "/" && !p.is_empty() => {
+                format!("{o}/.well-known/oauth-protected-resource{p}")
+            }
+            Some((o, _)) => format!("{o}/.well-known/oauth-protected-resource"),
+            None => format!("{origin}/.well-known/oauth-protected-resource{path}"),
+        }
+    }
+
+    /// The protected resource metadata document (RFC 9728 section 2).
+    pub fn metadata(&self, resource: &str) -> Value {
+        let mut scopes: Vec<&str> = self
+            .issuers
+            .iter()
+            .flat_map(|i| i.cfg.required_scopes.iter().map(String::as_str))
+            .collect();
+        scopes.sort_unstable();
+        scopes.dedup();
+        let mut doc = json!({
+            "resource": resource,
+            "authorization_servers": self.issuers.iter().map(|i| i.cfg.issuer.clone()).collect::<Vec<_>>(),
+            "bearer_methods_supported": ["header"],
+            "resource_name": "MCP server (protected by mcp-interceptor)",
+        });
+        if !scopes.is_empty() {
+            doc["scopes_supported"] = json!(scopes);
+        }
+        doc
+    }
+
+    /// The `WWW-Authenticate` value for a refusal (RFC 6750 section 3, MCP
+    /// authorization spec).
+    pub fn challenge(&self, err: &AuthError, metadata_url: &str) -> HeaderValue {
+        let mut v = format!("Bearer resource_metadata=\"{metadata_url}\"");
+        let (code, desc) = match err {
+            AuthError::Missing => (None, None),
+            AuthError::InsufficientScope(s) => {
+                v.push_str(&format!(", scope=\"{s}\""));
+                (Some("insufficient_scope"), Some(err.to_string()))
+            }
+            _ => (Some("invalid_token"), Some(err.to_string())),
+        };
+        if let Some(c) = code {
+            v.push_str(&format!(", error=\"{c}\""));
+        }
+        if let Some(d) = desc {
+            // RFC 6750: error_description is a quoted string of printable
+            // ASCII without `"` or `\`.
+            let d: String = d
+                .chars()
+                .filter(|c| c.is_ascii_graphic() || *c == ' ')
+                .filter(|c| *c != '"' && *c != '\\')
+                .collect();
+            v.push_str(&format!(", error_description=\"{d}\""));
+        }
+        HeaderValue::from_str(&v).unwrap_or_else(|_| HeaderValue::from_static("Bearer"))
+    }
+}
+
+fn bearer(v: &HeaderValue) -> Option<&str> {
+    let s = v.to_str().ok()?;
+    let (scheme, token) = s.split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
+/// The subject named by the first configured field the certificate has.
+pub fn cert_subject(c: &PeerCert, fields: &[CertField]) -> Option<String> {
+    fields.iter().find_map(|f| match f {
+        CertField::SanUri => c.san_uris.first().cloned(),
+        CertField::SanEmail => c.san_emails.first().cloned(),
+        CertField::SanDns => c.san_dns.first().cloned(),
+        CertField::Cn => c.common_name.clone(),
+    })
+}
+
+/// `("https://host:port", "/path")` of an absolute http(s) URI.
+fn split_origin(uri: &str) -> Option<(&str, &str)> {
+    let rest = uri
+        .strip_prefix("https://")
+        .or_else(|| uri.strip_prefix("http://"))?;
+    let scheme_len = uri.len() - rest.len();
+    match rest.find('/') {
+        Some(i) => Some((&uri[..scheme_len + i], &uri[scheme_len + i..])),
+        None => Some((uri, "")),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,301 @@
+//! TLS on steered ports and to upstreams (rustls, aws-lc-rs provider).
+//!
+//! One port serves TLS and plaintext clients alike: the first byte of a
+//! TLS connection is a handshake record (0x16), which no HTTP method
+//! starts with. Client certificates are verified by webpki against the
+//! configured CAs and CRLs; the verified leaf is parsed once per
+//! connection into a [`PeerCert`] that the identity stage maps to a caller.
+
+use std::{
+    fs,
+    io::{self, ErrorKind},
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::Duration,
+};
+
+use rustls::{
+    ClientConfig, RootCertStore, ServerConfig,
+    crypto::CryptoProvider,
+    server::{WebPkiClientVerifier, danger::ClientCertVerifier},
+};
+use rustls_pki_types::{
+    CertificateDer, CertificateRevocationListDer, PrivateKeyDer, ServerName, pem::PemObject,
+};
+use sha2::{Digest, Sha256};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsAcceptor;
+
+use crate::config::{ClientAuth, Tls};
+
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    /// A PEM file is missing, unreadable or holds nothing usable.
+    #[error("{path}: {message}")]
+    Pem { path: PathBuf, message: String },
+    /// rustls refused the certificate, key or verifier settings.
+    #[error("TLS settings: {0}")]
+    Config(String),
+}
+
+/// What serves TLS on steered ports, rebuilt on every reload.
+pub struct TlsServer {
+    pub acceptor: TlsAcceptor,
+    pub require_tls: bool,
+}
+
+/// The verified client certificate of a connection.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct PeerCert {
+    /// SHA-256 of the DER, lowercase hex.
+    pub fingerprint: String,
+    /// Serial number, lowercase hex without leading zero bytes.
+    pub serial: String,
+    /// Validity end, Unix seconds.
+    pub not_after: i64,
+    pub subject: String,
+    pub issuer: String,
+    pub common_name: Option<String>,
+    /// Subject OU values: the caller's groups when a certificate names it.
+    pub organizational_units: Vec<String>,
+    pub san_uris: Vec<String>,
+    pub san_emails: Vec<String>,
+    pub san_dns: Vec<String>,
+}
+
+/// What a TLS connection negotiated.
+#[derive(Debug, Clone)]
+pub struct TlsInfo {
+    pub version: &'static str,
+    pub sni: Option<String>,
+    pub peer: Option<Arc<PeerCert>>,
+}
+
+fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
+}
+
+fn pem_err(path: &Path, message: impl ToString) -> TlsError {
+    TlsError::Pem {
+        path: path.to_path_buf(),
+        message: message.to_string(),
+    }
+}
+
+/// Reads every certificate in a PEM file (at least one).
+pub fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let bytes = fs::read(path).map_err(|e| pem_err(path, e))?;
+    let certs = CertificateDer::pem_slice_iter(&bytes)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| pem_err(path, format!("bad PEM: {e}")))?;
+    if certs.is_empty() {
+        return Err(pem_err(path, "no CERTIFICATE block"));
+    }
+    Ok(certs)
+}
+
+fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
+    let bytes = fs::read(path).map_err(|e| pem_err(path, e))?;
+    PrivateKeyDer::from_pem_slice(&bytes).map_err(|e| pem_err(path, format!("no private key: {e}")))
+}
+
+fn read_crls(path: &Path) -> Result<Vec<CertificateRevocationListDer<'static>>, TlsError> {
+    let bytes = fs::read(path).map_err(|e| pem_err(path, e))?;
+    let crls = CertificateRevocationListDer::pem_slice_iter(&bytes)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| pem_err(path, format!("bad PEM: {e}")))?;
+    if crls.is_empty() {
+        return Err(pem_err(path, "no X509 CRL block"));
+    }
+    Ok(crls)
+}
+
+fn roots(paths: &[PathBuf]) -> Result<RootCertStore, TlsError> {
+    let mut store = RootCertStore::empty();
+    for p in paths {
+        for c in read_certs(p)? {
+            store
+                .add(c)
+                .map_err(|e| pem_err(p, format!("not a usable CA certificate: {e}")))?;
+        }
+    }
+    Ok(store)
+}
+
+/// The server side for `[tls]`, or `None` when TLS is off.
+pub fn server(cfg: &Tls) -> Result<Option<Arc<TlsServer>>, TlsError> {
+    let (Some(cert), Some(key)) = (&cfg.cert, &cfg.key) else {
+        return Ok(None);
+    };
+    let chain = read_certs(cert)?;
+    let key = read_key(key)?;
+    let builder = ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TlsError::Config(e.to_string()))?;
+    let builder = if cfg.client_ca.is_empty() {
+        builder.with_no_client_auth()
+    } else {
+        builder.with_client_cert_verifier(client_verifier(cfg)?)
+    };
+    let mut sc = builder
+        .with_single_cert(chain, key)
+        .map_err(|e| TlsError::Config(format!("server certificate and key: {e}")))?;
+    // hyper serves HTTP/1.1 only; say so instead of letting ALPN pick h2.
+    sc.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Some(Arc::new(TlsServer {
+        acceptor: TlsAcceptor::from(Arc::new(sc)),
+        require_tls: cfg.require_tls,
+    })))
+}
+
+fn client_verifier(cfg: &Tls) -> Result<Arc<dyn ClientCertVerifier>, TlsError> {
+    let roots = Arc::new(roots(&cfg.client_ca)?);
+    let mut crls = Vec::new();
+    for p in &cfg.client_crl {
+        crls.extend(read_crls(p)?);
+    }
+    let mut b = WebPkiClientVerifier::builder_with_provider(roots, provider());
+    if !crls.is_empty() {
+        // Leaf revocation only: CAs are trusted by configuration, and a
+        // leaf whose CA publishes no CRL here fails (unknown status).
+        b = b.with_crls(crls).only_check_end_entity_revocation();
+    }
+    if cfg.client_auth == ClientAuth::Optional {
+        b = b.allow_unauthenticated();
+    }
+    b.build()
+        .map_err(|e| TlsError::Config(format!("client certificate verifier: {e}")))
+}
+
+/// Client settings for upstreams marked `upstream_tls`.
+pub fn client(cfg: &Tls) -> Result<Arc<ClientConfig>, TlsError> {
+    let roots = if cfg.upstream_ca.is_empty() {
+        let mut store = RootCertStore::empty();
+        // The platform bundle (Debian's ca-certificates); absent: no roots,
+        // and every TLS upstream fails verification, which doctor reports.
+        if let Ok(certs) = read_certs(Path::new("/etc/ssl/certs/ca-certificates.crt")) {
+            store.add_parsable_certificates(certs);
+        }
+        store
+    } else {
+        roots(&cfg.upstream_ca)?
+    };
+    let cc = ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TlsError::Config(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(cc))
+}
+
+/// The name an upstream certificate is checked against.
+pub fn server_name(name: Option<&str>, addr: SocketAddr) -> Result<ServerName<'static>, String> {
+    match name {
+        Some(n) => ServerName::try_from(n.to_string()).map_err(|e| format!("{n:?}: {e}")),
+        None => Ok(ServerName::IpAddress(addr.ip().into())),
+    }
+}
+
+/// Whether the client opened with a TLS handshake; waits at most `limit`
+/// for its first byte. `Err` when it closed or stayed silent.
+pub async fn sniff(stream: &TcpStream, limit: Duration) -> io::Result<bool> {
+    let mut first = [0u8; 1];
+    match tokio::time::timeout(limit, stream.peek(&mut first)).await {
+        Ok(Ok(0)) => Err(ErrorKind::UnexpectedEof.into()),
+        Ok(Ok(_)) => Ok(first[0] == 0x16),
+        Ok(Err(e)) => Err(e),
+        Err(_) => Err(ErrorKind::TimedOut.into()),
+    }
+}
+
+/// What the handshake settled, with the verified leaf parsed.
+pub fn info(conn: &rustls::ServerConnection) -> TlsInfo {
+    let version = match conn.protocol_version() {
+        Some(rustls::ProtocolVersion::TLSv1_3) => "TLSv1.3",
+        Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2",
+        _ => "TLS",
+    };
+    let peer = conn
+        .peer_certificates()
+        .and_then(|c| c.first())
+        .and_then(|der| match parse_peer(der.as_ref()) {
+            Ok(p) => Some(Arc::new(p)),
+            Err(e) => {
+                // webpki accepted it, so this is a parser gap: the caller
+                // falls back to other credentials, and we say why.
+                tracing::warn!(error = %e, "verified client certificate could not be parsed");
+                None
+            }
+        });
+    TlsInfo {
+        version,
+        sni: conn.server_name().map(str::to_owned),
+        peer,
+    }
+}
+
+/// Parses the fields the identity stage and the audit need.
+pub fn parse_peer(der: &[u8]) -> Result<PeerCert, String> {
+    use x509_parser::{extensions::GeneralName, prelude::*};
+    let (_, cert) = X509Certificate::from_der(der).map_err(|e| e.to_string())?;
+    let (mut san_uris, mut san_emails, mut san_dns) = (Vec::new(), Vec::new(), Vec::new());
+    if let Ok(Some(san)) = cert.subject_alternative_name() {
+        for n in &san.value.general_names {
+            match n {
+                GeneralName::URI(u) => san_uris.push(u.to_string()),
+                GeneralName::RFC822Name(e) => san_emails.push(e.to_string()),
+                GeneralName::DNSName(d) => san_dns.push(d.to_string()),
+                _ => {}
+            }
+        }
+    }
+    let raw = cert.raw_serial();
+    let first = raw
+        .iter()
+        .position(|b| *b != 0)
+        .unwrap_or(raw.len().saturating_sub(1));
+    Ok(PeerCert {
+        fingerprint: hex::encode(Sha256::digest(der)),
+        serial: hex::encode(&raw[first..]),
+        not_after: cert.validity().not_after.timestamp(),
+        subject: cert.subject().to_string(),
+        issuer: cert.issuer().to_string(),
+        common_name: cert
+            .subject()
+            .iter_common_name()
+            .next()
+            .and_then(|cn| cn.as_str().ok())
+            .map(str::to_owned),
+        organizational_units: cert
+            .subject()
+            .iter_organizational_unit()
+            .filter_map(|ou| ou.as_str().ok())
+            .map(str::to_owned)
+            .collect(),
+        san_uris,
+        san_emails,
+        san_dns,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_files_name_the_path() {
+        let cfg = Tls {
+            cert: Some("/nonexistent/server.pem".into()),
+            key: Some("/nonexistent/server.key".into()),
+            ..Default::default()
+        };
+        let err = server(&cfg).err().expect("must fail");
+        assert!(err.to_string().contains("/nonexistent/server.pem"), "{err}");
+    }
+
+    #[test]
+    fn no_tls_without_cert() {
+        assert!(server(&Tls::default()).unwrap().is_none());
+    }
+}

@@ -1,0 +1,56 @@
+//! What auditors run: `tests/peers/audit_check.py` (DuckDB, pyarrow,
+//! sqlglot) over an audit directory, and the queries in deploy/athena/.
+
+use std::{path::Path, process::Command};
+
+use serde_json::Value;
+
+use crate::everything::repo;
+
+/// `tests/peers/audit_check.py` (DuckDB, pyarrow, sqlglot) on `dir`.
+pub fn check(dir: &Path, args: &[&str]) -> Value {
+    let out = Command::new(repo().join(".venv/bin/python"))
+        .arg(repo().join("tests/peers/audit_check.py"))
+        .arg("--dir")
+        .arg(dir)
+        .args(args)
+        .output()
+        .expect("run audit_check.py (cargo xtask setup installs it)");
+    assert!(
+        out.status.success(),
+        "audit_check {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("audit_check prints JSON")
+}
+
+/// Runs one of deploy/athena/queries/ with DuckDB; `{"columns", "rows"}`.
+pub fn run_query(dir: &Path, name: &str, params: &[(&str, &str)]) -> Value {
+    let mut args = vec!["--query".to_string(), name.to_string()];
+    for (k, v) in params {
+        args.push("--param".into());
+        args.push(format!("{k}={v}"));
+    }
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    check(dir, &refs)
+}
+
+pub fn query(dir: &Path, name: &str, params: &[(&str, &str)]) -> Vec<Vec<Value>> {
+    serde_json::from_value(run_query(dir, name, params)["rows"].clone()).expect("rows")
+}
+
+pub fn column(dir: &Path, name: &str, params: &[(&str, &str)], col: &str) -> Vec<Value> {
+    let v = run_query(dir, name, params);
+    let idx = v["columns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .position(|c| c == col)
+        .unwrap_or_else(|| panic!("{col} in {v}"));
+    v["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r[idx].clone())
+        .collect()
+}

@@ -1,0 +1,233 @@
+//! mTLS through the steered port: certificates made by the test (rcgen),
+//! verified by the agent against the configured CA and CRL; TLS and
+//! plaintext clients on one port; every refusal is an audit row.
+
+use std::{net::SocketAddr, time::Duration};
+
+use mcp_interceptor_tests::{
+    Agent, NetNs, TempDir,
+    http::{exchange, in_netns, post},
+    peer::{self, auth_log, call_with},
+    pki::{ClientCert, Pki},
+    require_root,
+};
+use serde_json::{Value, json};
+
+const PORT: &str = "[[intercept.ports]]\nport = 8080\n";
+const URL: &str = "https://127.0.0.1:8080/mcp";
+
+fn sections(pki: &Pki, cert: &std::path::Path, key: &std::path::Path, extra: &str) -> String {
+    format!(
+        "[tls]\ncert = \"{}\"\nkey = \"{}\"\nclient_ca = [\"{}\"]\nclient_crl = [\"{}\"]\n{extra}\n\
+         [identity]\nallow_anonymous = false\n",
+        cert.display(),
+        key.display(),
+        pki.ca_pem.display(),
+        pki.crl_pem.display(),
+    )
+}
+
+fn tls_call(ns: &NetNs, pki: &Pki, client: Option<&ClientCert>) -> peer::Call {
+    let ca = pki.ca_pem.display().to_string();
+    let mut args = vec!["--ca".to_string(), ca];
+    if let Some(c) = client {
+        args.extend([
+            "--cert".into(),
+            c.cert.display().to_string(),
+            "--key".into(),
+            c.key.display().to_string(),
+        ]);
+    }
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    call_with(ns.name(), URL, "echo", json!({ "text": "hi" }), &refs)
+}
+
+fn initialize() -> Vec<u8> {
+    json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {},
+        "clientInfo": {"name": "raw", "version": "1"}}})
+    .to_string()
+    .into_bytes()
+}
+
+fn plaintext(ns: &NetNs) -> mcp_interceptor_tests::http::RawResponse {
+    let req = post("/mcp", &initialize(), &[]);
+    in_netns(ns, move || {
+        exchange(
+            SocketAddr::from(([127, 0, 0, 1], 8080)),
+            &[&req],
+            Duration::ZERO,
+            Duration::from_secs(5),
+        )
+    })
+}
+
+/// TLS refusals recorded so far: (error message) of rejected rows.
+fn tls_refusals(events: &[Value]) -> Vec<String> {
+    events
+        .iter()
+        .filter(|e| e["kind"] == "rejected" && e["decided_by"] == "tls")
+        .map(|e| {
+            e["error"]["message"]
+                .as_str()
+                .unwrap_or_default()
+                .to_lowercase()
+        })
+        .collect()
+}
+
+#[test]
+fn client_certificates_bind_identity_and_bad_ones_are_refused_and_audited() {
+    require_root();
+    let (ns, dir) = (NetNs::new("mtls"), TempDir::new("mtls"));
+    let mut pki = Pki::new(&dir.path().join("pki"));
+    let other = Pki::with_name(&dir.path().join("other"), "other CA");
+    // Same name as ours, different key: a forged CA.
+    let forged = Pki::new(&dir.path().join("forged"));
+    let (srv_cert, srv_key) = pki.server("server", &["127.0.0.1".parse().unwrap()], &["mcp.test"]);
+    let alice = pki.client(
+        "alice",
+        "alice",
+        Some("spiffe://example.org/ns/dev/sa/alice"),
+        None,
+        false,
+    );
+    let expired = pki.client("old", "old", None, None, true);
+    let revoked = pki.client("mallory", "mallory", None, None, false);
+    let stranger = other.client("stranger", "stranger", None, None, false);
+    let impostor = forged.client(
+        "alice",
+        "alice",
+        Some("spiffe://example.org/ns/dev/sa/alice"),
+        None,
+        false,
+    );
+    pki.revoke(&[&revoked]);
+
+    let server = peer::server_with(ns.name(), "127.0.0.1:8080", dir.path(), &["--log-auth"]);
+    let mut agent = Agent::start_full(
+        &ns,
+        dir.path(),
+        "",
+        PORT,
+        "",
+        &sections(&pki, &srv_cert, &srv_key, ""),
+        Vec::new(),
+    );
+
+    // A valid certificate: served, and the caller is its SPIFFE ID.
+    let ok = tls_call(&ns, &pki, Some(&alice));
+    assert_eq!(ok.text(), "hi");
+    let events = agent.wait_events("alice's call", |ev| {
+        ev.iter()
+            .any(|e| e["kind"] == "exchange" && e["method"] == "tools/call")
+    });
+    let call = events
+        .iter()
+        .find(|e| e["method"] == "tools/call")
+        .expect("tools/call event");
+    let caller = &call["caller"];
+    assert_eq!(
+        caller["subject"], "spiffe://example.org/ns/dev/sa/alice",
+        "{call}"
+    );
+    assert_eq!(caller["method"], "mtls");
+    assert_eq!(
+        caller["cert"]["fingerprint"],
+        alice.fingerprint_sha256.as_str()
+    );
+    assert_eq!(caller["cert"]["serial"], alice.serial_hex.as_str());
+    assert!(caller["cert"]["not_after"].as_i64().unwrap() > 0);
+    assert!(!auth_log(&server).is_empty(), "the server saw the requests");
+
+    // Expired, revoked and other-CA certificates fail the handshake; each
+    // is an audit row saying why.
+    for (who, cert, why) in [
+        ("expired", &expired, "expired"),
+        ("revoked", &revoked, "revoked"),
+        ("other CA", &stranger, "unknownissuer"),
+        ("forged CA", &impostor, "badsignature"),
+    ] {
+        let out = tls_call(&ns, &pki, Some(cert));
+        assert!(!out.ok(), "{who} must be refused: {}", out.stderr());
+        agent.wait_events(&format!("the {who} refusal"), |ev| {
+            eprintln!("{:?}", tls_refusals(ev));
+            tls_refusals(ev)
+                .iter()
+                .any(|m| m.replace(' ', "").contains(why))
+        });
+    }
+
+    // TLS without a certificate: the handshake passes (client_auth is
+    // optional, a token could follow), but there is no identity: 401.
+    let none = tls_call(&ns, &pki, None);
+    assert!(!none.ok());
+    assert!(none.stderr().contains("401"), "{}", none.stderr());
+
+    // Plaintext on the same port reaches HTTP (and is refused for lack of
+    // identity, with a JSON-RPC error); no challenge without OAuth.
+    let plain = plaintext(&ns);
+    assert_eq!(plain.status, 401, "{}", plain.head);
+    assert_eq!(plain.code(), -32087);
+    assert!(
+        !plain.head.to_lowercase().contains("www-authenticate"),
+        "{}",
+        plain.head
+    );
+    let events = agent.wait_events("identity refusals", |ev| {
+        ev.iter()
+            .filter(|e| e["kind"] == "rejected" && e["decided_by"] == "identity")
+            .count()
+            >= 2
+    });
+    assert!(
+        events
+            .iter()
+            .filter(|e| e["decided_by"] == "identity")
+            .all(|e| e["caller"].is_null() && e["http_status"] == 401),
+        "{events:#?}"
+    );
+
+    // require_tls: plaintext now gets 426 and a row; TLS still works.
+    agent.set_sections(&sections(&pki, &srv_cert, &srv_key, "require_tls = true"));
+    agent.reload(&ns, "", PORT);
+    let plain = plaintext(&ns);
+    assert_eq!(plain.status, 426, "{}", plain.head);
+    assert_eq!(plain.code(), -32090);
+    agent.wait_events("the plaintext refusal", |ev| {
+        tls_refusals(ev).iter().any(|m| m.contains("requires tls"))
+    });
+    assert_eq!(tls_call(&ns, &pki, Some(&alice)).text(), "hi");
+
+    // The audit rows carry the certificate's identity columns.
+    agent.stop(15);
+    let rows = mcp_interceptor_tests::auditq::check(
+        &agent.audit_dir(),
+        &[
+            "--query",
+            "denials",
+            "--param",
+            "from=2000-01-01 00:00:00",
+            "--param",
+            "to=2100-01-01 00:00:00",
+        ],
+    );
+    let rows = rows["rows"].as_array().expect("rows").clone();
+    assert!(rows.len() >= 7, "tls and identity denials: {rows:#?}");
+    let subjects = mcp_interceptor_tests::auditq::column(
+        &agent.audit_dir(),
+        "activity_by_subject",
+        &[
+            ("from", "2000-01-01 00:00:00"),
+            ("to", "2100-01-01 00:00:00"),
+        ],
+        "subject",
+    );
+    assert!(
+        subjects
+            .iter()
+            .all(|s| s == "spiffe://example.org/ns/dev/sa/alice"),
+        "{subjects:?}"
+    );
+    assert!(!subjects.is_empty());
+}

@@ -1,0 +1,343 @@
+//! OIDC bearer tokens through the steered port, against a real issuer
+//! (oidc-provider-mock) started by the test: valid tokens bind the caller
+//! (subject and groups in the audit), every forgery gets 401 and a row,
+//! key rotation is picked up live, sessions cannot be hijacked, and the
+//! server never sees the caller's token.
+
+use std::{net::SocketAddr, time::Duration};
+
+use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+use mcp_interceptor_tests::{
+    Agent, NetNs, TempDir, auditq,
+    http::{RawResponse, exchange, in_netns, post},
+    oidc::{Issuer, jwt_claims, jwt_header},
+    peer::{self, auth_log, call_with},
+    require_root,
+};
+use serde_json::{Value, json};
+
+const PORT: &str = "[[intercept.ports]]\nport = 8080\n";
+const URL: &str = "http://127.0.0.1:8080/mcp";
+const CLIENT: &str = "mcp-e2e";
+const UPSTREAM: &str = "Bearer upstream-secret";
+
+fn sections(issuer: &Issuer, cred: &std::path::Path, extra: &str) -> String {
+    format!(
+        "[identity]\nallow_anonymous = false\n\
+         [[identity.oidc]]\nissuer = \"{}\"\naudiences = [\"{CLIENT}\", \"{URL}\"]\n\
+         leeway_seconds = 5\njwks_min_refresh_seconds = 1\n{extra}\n\
+         [identity.upstream_credential]\nvalue_file = \"{}\"\n",
+        issuer.url,
+        cred.display()
+    )
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+/// One raw JSON-RPC POST to the MCP endpoint with `headers`.
+fn post_mcp(ns: &NetNs, body: Value, headers: &[String]) -> RawResponse {
+    let refs: Vec<&str> = headers.iter().map(String::as_str).collect();
+    let req = post("/mcp", body.to_string().as_bytes(), &refs);
+    in_netns(ns, move || {
+        exchange(
+            SocketAddr::from(([127, 0, 0, 1], 8080)),
+            &[&req],
+            Duration::ZERO,
+            Duration::from_secs(10),
+        )
+    })
+}
+
+fn initialize(id: i64) -> Value {
+    json!({"jsonrpc": "2.0", "id": id, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {},
+        "clientInfo": {"name": "raw", "version": "1"}}})
+}
+
+fn bearer(token: &str) -> String {
+    format!("Authorization: Bearer {token}")
+}
+
+fn header<'a>(r: &'a RawResponse, name: &str) -> Option<&'a str> {
+    r.head.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+    })
+}
+
+/// The same token with one claim changed and the signature kept.
+fn tampered(token: &str, claim: &str, value: Value) -> String {
+    let parts: Vec<&str> = token.split('.').collect();
+    let mut claims = jwt_claims(token);
+    claims[claim] = value;
+    let payload = URL_SAFE_NO_PAD.encode(claims.to_string());
+    format!("{}.{payload}.{}", parts[0], parts[2])
+}
+
+#[test]
+fn bearer_tokens_bind_identity_and_forgeries_are_refused() {
+    require_root();
+    let (ns, dir) = (NetNs::new("oidc"), TempDir::new("oidc"));
+    let issuer = Issuer::start(&ns, 9400, dir.path());
+    issuer.set_user("alice", json!({"groups": ["dev", "oncall"]}));
+    issuer.set_user("bob", json!({"groups": ["contractors"]}));
+    let cred = dir.path().join("upstream-credential");
+    std::fs::write(&cred, format!("{UPSTREAM}\n")).unwrap();
+    let server = peer::server_with(
+        ns.name(),
+        "127.0.0.1:8080",
+        dir.path(),
+        &["--log-auth", "--require-auth", UPSTREAM],
+    );
+    let mut agent = Agent::start_full(
+        &ns,
+        dir.path(),
+        "",
+        PORT,
+        "",
+        &sections(&issuer, &cred, ""),
+        Vec::new(),
+    );
+
+    // A real RS256 ID token from the authorization-code flow.
+    let alice = issuer.login("alice", CLIENT, "openid profile", None)["id_token"]
+        .as_str()
+        .expect("id_token")
+        .to_string();
+    assert_eq!(jwt_header(&alice)["alg"], "RS256");
+    let ok = call_with(
+        ns.name(),
+        URL,
+        "echo",
+        json!({"text": "hi"}),
+        &["--bearer", &alice],
+    );
+    assert_eq!(ok.text(), "hi");
+    let events = agent.wait_events("alice's call", |ev| {
+        ev.iter()
+            .any(|e| e["method"] == "tools/call" && e["kind"] == "exchange")
+    });
+    let call = events.iter().find(|e| e["method"] == "tools/call").unwrap();
+    assert_eq!(call["caller"]["subject"], "alice", "{call}");
+    assert_eq!(call["caller"]["groups"], json!(["dev", "oncall"]));
+    assert_eq!(call["caller"]["method"], "oidc");
+    assert_eq!(call["caller"]["issuer"], issuer.url.as_str());
+
+    // Credential isolation: every request reached the server with the
+    // agent's credential, none with the caller's token.
+    let seen = auth_log(&server);
+    assert!(!seen.is_empty());
+    for line in &seen {
+        assert!(
+            line.contains(&format!("authorization={UPSTREAM}")),
+            "{line}"
+        );
+        assert!(!line.contains(&alice), "caller token leaked: {line}");
+    }
+
+    // Each forgery: 401, invalid_token, and an audit row with the reason.
+    let url = issuer.url.clone();
+    let good = |over: Value| {
+        let mut c =
+            json!({"iss": url, "aud": CLIENT, "sub": "alice", "iat": now(), "exp": now() + 600});
+        for (k, v) in over.as_object().unwrap() {
+            c[k] = v.clone();
+        }
+        c
+    };
+    // The raw client sends `Host: mcp.test`: the metadata URL follows it.
+    let forgeries = [
+        (
+            "expired",
+            issuer.mint(
+                good(json!({"exp": now() - 3600, "iat": now() - 7200})),
+                Value::Null,
+                "key",
+            ),
+            "expired",
+        ),
+        (
+            "wrong aud",
+            issuer.mint(good(json!({"aud": "another-service"})), Value::Null, "key"),
+            "audience",
+        ),
+        (
+            "wrong iss",
+            issuer.mint(
+                good(json!({"iss": "http://evil.example"})),
+                Value::Null,
+                "key",
+            ),
+            "not trusted",
+        ),
+        (
+            "alg none",
+            issuer.mint(good(json!({})), Value::Null, "none"),
+            "\"none\" is not accepted",
+        ),
+        (
+            "HS256 with the public key",
+            issuer.mint(good(json!({})), Value::Null, "hs256-public"),
+            "\"HS256\" is not accepted",
+        ),
+        (
+            "unknown kid",
+            issuer.mint(good(json!({})), Value::Null, "other-key"),
+            "not in the issuer's JWKS",
+        ),
+        (
+            "tampered payload",
+            tampered(&alice, "sub", json!("admin")),
+            "signature is invalid",
+        ),
+        (
+            "not yet valid",
+            issuer.mint(good(json!({"nbf": now() + 3600})), Value::Null, "key"),
+            "not valid yet",
+        ),
+    ];
+    for (what, token, why) in &forgeries {
+        let r = post_mcp(&ns, initialize(1), &[bearer(token)]);
+        assert_eq!(r.status, 401, "{what}: {}", r.head);
+        assert_eq!(r.code(), -32087, "{what}");
+        let msg = r.json()["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        assert!(msg.contains(why), "{what}: {msg}");
+        let challenge = header(&r, "www-authenticate").unwrap_or_default();
+        assert!(
+            challenge.contains("error=\"invalid_token\"")
+                && challenge.contains("resource_metadata=\"http://mcp.test/.well-known/oauth-protected-resource/mcp\""),
+            "{what}: {challenge}"
+        );
+    }
+    let events = agent.wait_events("a row per forgery", |ev| {
+        ev.iter().filter(|e| e["decided_by"] == "identity").count() >= forgeries.len()
+    });
+    for (what, _, why) in &forgeries {
+        assert!(
+            events.iter().any(|e| e["decided_by"] == "identity"
+                && e["http_status"] == 401
+                && e["error"]["message"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .contains(why)),
+            "no audit row for {what}"
+        );
+    }
+    assert!(
+        seen.len() == auth_log(&server).len(),
+        "no forged request reached the server"
+    );
+
+    // Key rotation, live: a token under the new key passes once the agent
+    // refetches the JWKS on the unknown kid; the old key is gone with it.
+    std::thread::sleep(Duration::from_millis(1100)); // jwks_min_refresh_seconds
+    let new_kid = issuer.rotate();
+    let rotated = issuer.login("alice", CLIENT, "openid", None)["id_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(jwt_header(&rotated)["kid"], new_kid.as_str());
+    let ok = call_with(
+        ns.name(),
+        URL,
+        "echo",
+        json!({"text": "rotated"}),
+        &["--bearer", &rotated],
+    );
+    assert_eq!(ok.text(), "rotated");
+    let old = post_mcp(&ns, initialize(2), &[bearer(&alice)]);
+    assert_eq!(
+        old.status, 401,
+        "the old key no longer verifies: {}",
+        old.head
+    );
+
+    // Session hijack: bob presents alice's session id.
+    let bob = issuer.login("bob", CLIENT, "openid", None)["id_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let init = post_mcp(&ns, initialize(3), &[bearer(&rotated)]);
+    assert_eq!(init.status, 200, "{}", init.head);
+    let sid = header(&init, "mcp-session-id")
+        .expect("a session")
+        .to_string();
+    let list = json!({"jsonrpc": "2.0", "id": 4, "method": "tools/list"});
+    let session = |token: &str| {
+        vec![
+            bearer(token),
+            format!("Mcp-Session-Id: {sid}"),
+            "Mcp-Protocol-Version: 2025-06-18".to_string(),
+        ]
+    };
+    let notified = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
+    assert_eq!(post_mcp(&ns, notified, &session(&rotated)).status, 202);
+    let hijack = post_mcp(&ns, list.clone(), &session(&bob));
+    assert_eq!(hijack.status, 403, "{}", hijack.head);
+    assert_eq!(hijack.code(), -32089);
+    let owner = post_mcp(&ns, list, &session(&rotated));
+    assert_eq!(
+        owner.status, 200,
+        "the owner keeps the session: {}",
+        owner.head
+    );
+    agent.wait_events("the hijack row", |ev| {
+        ev.iter().any(|e| {
+            e["decided_by"] == "identity"
+                && e["http_status"] == 403
+                && e["session_id"] == sid.as_str()
+                && e["caller"]["subject"] == "bob"
+        })
+    });
+
+    // Scopes: with a required scope, a token without it gets 403
+    // insufficient_scope; one with it passes.
+    agent.set_sections(&sections(
+        &issuer,
+        &cred,
+        "required_scopes = [\"mcp:tools\"]",
+    ));
+    agent.reload(&ns, "", PORT);
+    let scoped = |scope: &str| issuer.mint(good(json!({"scope": scope})), Value::Null, "key");
+    let r = post_mcp(&ns, initialize(5), &[bearer(&scoped("openid"))]);
+    assert_eq!(r.status, 403, "{}", r.head);
+    let challenge = header(&r, "www-authenticate").unwrap_or_default();
+    assert!(
+        challenge.contains("error=\"insufficient_scope\"") && challenge.contains("mcp:tools"),
+        "{challenge}"
+    );
+    let r = post_mcp(&ns, initialize(6), &[bearer(&scoped("openid mcp:tools"))]);
+    assert_eq!(r.status, 200, "{}", r.head);
+
+    // The Parquet rows hold subject and groups, as auditors query them.
+    agent.stop(15);
+    let all = [
+        ("from", "2000-01-01 00:00:00"),
+        ("to", "2100-01-01 00:00:00"),
+    ];
+    let v = auditq::run_query(&agent.audit_dir(), "activity_by_subject", &all);
+    let cols: Vec<&str> = v["columns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap())
+        .collect();
+    let rows = v["rows"].as_array().unwrap();
+    let at = |name: &str| cols.iter().position(|c| *c == name).unwrap();
+    let alice_call = rows
+        .iter()
+        .find(|r| r[at("subject")] == "alice" && r[at("method")] == "tools/call")
+        .unwrap_or_else(|| panic!("alice's tools/call in {v}"));
+    assert_eq!(alice_call[at("groups")], json!(["dev", "oncall"]));
+    assert_eq!(alice_call[at("auth_method")], "oidc");
+    let denials = auditq::query(&agent.audit_dir(), "denials", &all);
+    assert!(denials.len() >= forgeries.len() + 3, "{denials:#?}");
+}
