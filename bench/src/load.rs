@@ -2,7 +2,9 @@
 //! `tools/call` requests, closed loop (as fast as answers come) or open loop
 //! (at a fixed rate, latency measured from when each request was due, so a
 //! stall shows as latency instead of hiding as fewer requests: the
-//! coordinated-omission correction).
+//! coordinated-omission correction). Every request carries the same
+//! `Authorization` header, whatever the configuration, so the bytes sent
+//! are identical and only the proxy's handling of them differs.
 
 use std::{
     cell::RefCell,
@@ -14,6 +16,7 @@ use std::{
 use anyhow::{Context, Result};
 use bytes::Bytes;
 use hdrhistogram::Histogram;
+use http::HeaderValue;
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 
@@ -46,9 +49,10 @@ impl Outcome {
     }
 }
 
-fn request(host: &str) -> Result<http::Request<Full<Bytes>>> {
+fn request(host: &str, auth: &HeaderValue) -> Result<http::Request<Full<Bytes>>> {
     http::Request::post("/mcp")
         .header("host", host)
+        .header("authorization", auth.clone())
         .header("content-type", "application/json")
         .header("accept", "application/json, text/event-stream")
         .body(Full::new(Bytes::from_static(BODY.as_bytes())))
@@ -56,8 +60,16 @@ fn request(host: &str) -> Result<http::Request<Full<Bytes>>> {
 }
 
 /// Runs one measurement on a current-thread runtime (one core for load, so
-/// the proxy and the server keep the other).
-pub fn run(target: SocketAddr, conns: usize, mode: Mode, duration: Duration) -> Result<Outcome> {
+/// the proxy and the server keep the other). `bearer`: the token sent as
+/// `Authorization: Bearer <bearer>` on every request.
+pub fn run(
+    target: SocketAddr,
+    bearer: &str,
+    conns: usize,
+    mode: Mode,
+    duration: Duration,
+) -> Result<Outcome> {
+    let auth = HeaderValue::from_str(&format!("Bearer {bearer}")).context("bearer token")?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -72,7 +84,7 @@ pub fn run(target: SocketAddr, conns: usize, mode: Mode, duration: Duration) -> 
         let end = start + duration;
         let local = tokio::task::LocalSet::new();
         for c in 0..conns {
-            let (hist, stats) = (hist.clone(), stats.clone());
+            let (hist, stats, auth) = (hist.clone(), stats.clone(), auth.clone());
             local.spawn_local(async move {
                 let interval = match mode {
                     Mode::Open(rate) => Some(Duration::from_secs_f64(conns as f64 / rate)),
@@ -105,7 +117,7 @@ pub fn run(target: SocketAddr, conns: usize, mode: Mode, duration: Duration) -> 
                         } else if due > now {
                             tokio::time::sleep_until(due.into()).await;
                         }
-                        let Ok(req) = request("mcp.bench") else {
+                        let Ok(req) = request("mcp.bench", &auth) else {
                             break 'conn;
                         };
                         let sent_for = due;

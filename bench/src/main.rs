@@ -1,7 +1,9 @@
 //! `cargo xtask bench`: every configuration measured in one run, in one
 //! network namespace, against the same real MCP server (rmcp, JSON
 //! responses, a ~2 KB customer record per call), reported as ratios
-//! against a direct connection and an nginx hop.
+//! against a direct connection and an nginx hop. Every request carries
+//! one OIDC bearer token from a local issuer; the agent configurations with
+//! the identity stage verify it, the others pass it through.
 //!
 //! `--quick`: a short smoke run (CI checks that it completes; the numbers
 //! mean nothing there).
@@ -14,7 +16,7 @@ mod setups;
 
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use mcp_interceptor_tests::{NetNs, TempDir, require_root};
 use serde::Serialize;
 
@@ -135,13 +137,26 @@ fn main() -> Result<()> {
         eprintln!("==> bench: {}", setup.name());
         let running = setup.start(&ns, &dir, &servers)?;
         let target: SocketAddr = running.target;
-        // Warm up: connections, pools, page cache.
-        load::run(target, plan.conns, Mode::Closed, Duration::from_millis(300))?;
+        let bearer = servers.token.as_str();
+        // Warm up: connections, pools, page cache, the issuer's keys.
+        let warm = load::run(
+            target,
+            bearer,
+            plan.conns,
+            Mode::Closed,
+            Duration::from_millis(300),
+        )?;
+        if warm.requests == 0 {
+            // Refused tokens or an unreachable issuer would otherwise pass
+            // as a configuration with zero throughput.
+            running.stop();
+            bail!("{}: no request succeeded in the warm-up", setup.name());
+        }
         let (p0, s0) = (
             procstat::cpu_of(&running.pids),
             procstat::cpu_of(&servers.pids),
         );
-        let closed = load::run(target, plan.conns, Mode::Closed, plan.closed)?;
+        let closed = load::run(target, bearer, plan.conns, Mode::Closed, plan.closed)?;
         let (p1, s1) = (
             procstat::cpu_of(&running.pids),
             procstat::cpu_of(&servers.pids),
@@ -151,7 +166,7 @@ fn main() -> Result<()> {
             // should keep up, so latency is compared, not saturation.
             open_rate = (closed.throughput() * 0.5).max(50.0);
         }
-        let open = load::run(target, plan.conns, Mode::Open(open_rate), plan.open)?;
+        let open = load::run(target, bearer, plan.conns, Mode::Open(open_rate), plan.open)?;
         if !running.pids.is_empty() {
             eprintln!("    memory: {}", procstat::memory(&running.pids));
         }
@@ -175,7 +190,7 @@ fn main() -> Result<()> {
         });
         if setup.in_sweep() {
             for &c in plan.sweep_conns {
-                let o = load::run(target, c, Mode::Closed, plan.sweep)?;
+                let o = load::run(target, bearer, c, Mode::Closed, plan.sweep)?;
                 sweep.push(SweepPoint {
                     name: setup.name().into(),
                     conns: c,
@@ -200,10 +215,10 @@ fn main() -> Result<()> {
     Ok(())
 }
 
-/// `--profile`: the agent with every stage on, under closed-loop load,
-/// sampled by `perf record -e cpu-clock` (software clock: works where the
-/// VM exposes no hardware counters); the flat profile goes to
-/// `<out>/profile.txt`.
+/// `--profile`: the agent with every stage on (identity and audit), under
+/// closed-loop load, sampled by `perf record -e cpu-clock` (software clock:
+/// works where the VM exposes no hardware counters); the flat profile goes
+/// to `<out>/profile.txt`.
 fn profile(
     ns: &NetNs,
     dir: &TempDir,
@@ -211,7 +226,8 @@ fn profile(
     plan: &Plan,
     out: &std::path::Path,
 ) -> Result<()> {
-    let running = setups::Setup::AgentEbpfAudit.start(ns, dir, servers)?;
+    let setup = setups::Setup::AgentEbpfAll;
+    let running = setup.start(ns, dir, servers)?;
     let pid = running.pids[0].to_string();
     let data = dir.path().join("perf.data");
     let mut perf = std::process::Command::new("perf")
@@ -221,7 +237,13 @@ fn profile(
         .stderr(std::process::Stdio::null())
         .spawn()
         .context("perf (Debian linux-perf)")?;
-    let o = load::run(running.target, plan.conns, Mode::Closed, plan.closed)?;
+    let o = load::run(
+        running.target,
+        &servers.token,
+        plan.conns,
+        Mode::Closed,
+        plan.closed,
+    )?;
     let _ = nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(perf.id() as i32),
         nix::sys::signal::Signal::SIGINT,
@@ -243,7 +265,8 @@ fn profile(
         .context("perf report")?;
     std::fs::create_dir_all(out)?;
     let text = format!(
-        "agent eBPF, all stages: {:.0} req/s, {} requests profiled\n\n{}",
+        "{}: {:.0} req/s, {} requests profiled\n\n{}",
+        setup.name(),
         o.throughput(),
         o.requests,
         String::from_utf8_lossy(&report.stdout)

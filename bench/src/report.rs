@@ -52,7 +52,7 @@ pub fn markdown(quick: bool, rows: &[Row], sweep: &[SweepPoint], audit: &AuditRa
     if let Some(r) = rows.first() {
         let _ = writeln!(
             s,
-            "Closed loop: {} keep-alive connections as fast as answers come. Open loop: {:.0} requests/s, latency from when each request was due. One MCP `tools/call` per request (a ~2 KB customer record). CPU is the proxy's own (utime+stime) per request.\n",
+            "Closed loop: {} keep-alive connections as fast as answers come. Open loop: {:.0} requests/s, latency from when each request was due. One MCP `tools/call` per request (a ~2 KB customer record), each with the same `Authorization: Bearer` RS256 JWT: the configurations with OIDC identity verify it (and refuse requests without one), the others pass it through. CPU is the proxy's own (utime+stime) per request.\n",
             crate::Plan::new(quick).conns,
             r.open_rate
         );

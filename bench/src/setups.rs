@@ -3,13 +3,26 @@
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use anyhow::{Context, Result, bail};
-use mcp_interceptor_tests::{NetNs, Proc, TempDir, agent::PinGuard, bin, unique};
+use mcp_interceptor_tests::{NetNs, Proc, TempDir, agent::PinGuard, bin, oidc::Issuer, unique};
+use serde_json::{Value, json};
 
-/// The MCP servers: A on :8080 (direct, nginx, listen mode), B on :8090
-/// (steered by the agent in eBPF mode). Same binary, same tools.
+/// The audience the agent accepts and the bench's token names.
+const AUDIENCE: &str = "mcp-bench";
+/// The issuer's port in the bench's own namespace (nothing else there uses
+/// it).
+const ISSUER_PORT: u16 = 9400;
+
+/// What every configuration shares: the MCP servers, A on :8080 (direct,
+/// nginx, listen mode) and B on :8090 (steered by the agent in eBPF mode),
+/// same binary, same tools; and an OIDC issuer with one token minted for
+/// the whole run.
 pub struct Servers {
     _procs: Vec<Proc>,
     pub pids: Vec<u32>,
+    issuer: Issuer,
+    /// RS256 JWT for subject `bench-user`, valid for an hour: the load
+    /// generator sends it on every request of every configuration.
+    pub token: String,
 }
 
 pub fn servers(ns: &NetNs, dir: &TempDir) -> Result<Servers> {
@@ -32,11 +45,22 @@ pub fn servers(ns: &NetNs, dir: &TempDir) -> Result<Servers> {
         p.wait_for_output("listening", Duration::from_secs(15));
         procs.push(p);
     }
-    let pids = procs.iter().map(Proc::pid).collect();
     // `ip netns exec` execs the command, so the pid is the server's own.
+    let pids = procs.iter().map(Proc::pid).collect();
+    let issuer = Issuer::start(ns, ISSUER_PORT, dir.path());
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs();
+    let claims = json!({
+        "iss": issuer.url, "aud": AUDIENCE, "sub": "bench-user", "groups": ["bench"],
+        "iat": now, "exp": now + 3600,
+    });
+    let token = issuer.mint(claims, Value::Null, "key");
     Ok(Servers {
         _procs: procs,
         pids,
+        issuer,
+        token,
     })
 }
 
@@ -45,16 +69,22 @@ pub enum Setup {
     Direct,
     Nginx,
     AgentListen,
+    /// Plain proxy: anonymous callers, no audit (the baseline for what the
+    /// stages cost).
     AgentEbpf,
-    AgentEbpfAudit,
+    /// Only the identity stage, so its cost is not mixed with the audit's.
+    AgentEbpfIdentity,
+    /// Every stage: the full pipeline a deployment runs.
+    AgentEbpfAll,
 }
 
-pub const ALL: [Setup; 5] = [
+pub const ALL: [Setup; 6] = [
     Setup::Direct,
     Setup::Nginx,
     Setup::AgentListen,
     Setup::AgentEbpf,
-    Setup::AgentEbpfAudit,
+    Setup::AgentEbpfIdentity,
+    Setup::AgentEbpfAll,
 ];
 
 pub struct Running {
@@ -101,17 +131,20 @@ impl Setup {
             Setup::Nginx => "nginx",
             Setup::AgentListen => "agent listen mode",
             Setup::AgentEbpf => "agent eBPF, stages off",
-            Setup::AgentEbpfAudit => "agent eBPF, all stages (audit)",
+            Setup::AgentEbpfIdentity => "agent eBPF, identity only (OIDC)",
+            Setup::AgentEbpfAll => "agent eBPF, all stages (OIDC identity + audit)",
         }
     }
 
     /// Whether the concurrency sweep runs for this configuration.
     pub fn in_sweep(&self) -> bool {
-        matches!(self, Setup::Direct | Setup::Nginx | Setup::AgentEbpfAudit)
+        matches!(self, Setup::Direct | Setup::Nginx | Setup::AgentEbpfAll)
     }
 
-    pub fn start(&self, ns: &NetNs, dir: &TempDir, _servers: &Servers) -> Result<Running> {
+    pub fn start(&self, ns: &NetNs, dir: &TempDir, servers: &Servers) -> Result<Running> {
         let addr = |p: u16| SocketAddr::from(([127, 0, 0, 1], p));
+        let ebpf = "[[intercept.ports]]\nport = 8090\n";
+        let issuer = Some(servers.issuer.url.as_str());
         match self {
             Setup::Direct => Ok(Running {
                 target: addr(8080),
@@ -125,31 +158,25 @@ impl Setup {
                 dir,
                 "mode = \"listen\"\n[[intercept.ports]]\nport = 8082\nupstream = \"127.0.0.1:8080\"\nlisten = [\"127.0.0.1:8082\"]\n",
                 false,
+                None,
                 addr(8082),
             ),
-            Setup::AgentEbpf => agent(
-                ns,
-                dir,
-                "[[intercept.ports]]\nport = 8090\n",
-                false,
-                addr(8090),
-            ),
-            Setup::AgentEbpfAudit => agent(
-                ns,
-                dir,
-                "[[intercept.ports]]\nport = 8090\n",
-                true,
-                addr(8090),
-            ),
+            Setup::AgentEbpf => agent(ns, dir, ebpf, false, None, addr(8090)),
+            Setup::AgentEbpfIdentity => agent(ns, dir, ebpf, false, issuer, addr(8090)),
+            Setup::AgentEbpfAll => agent(ns, dir, ebpf, true, issuer, addr(8090)),
         }
     }
 }
 
+/// `issuer`: require a bearer token from it (anonymous callers are refused);
+/// without one, callers are anonymous and their `Authorization` header
+/// passes through untouched, as it does through nginx.
 fn agent(
     ns: &NetNs,
     dir: &TempDir,
     intercept: &str,
     audit: bool,
+    issuer: Option<&str>,
     target: SocketAddr,
 ) -> Result<Running> {
     let pins = PathBuf::from(format!("/sys/fs/bpf/{}", unique("mcpi-bench")));
@@ -168,7 +195,12 @@ fn agent(
         Some(i) => intercept.split_at(i),
         None => (intercept, ""),
     };
-    let identity = "[identity]\nallow_anonymous = true\n";
+    let identity = match issuer {
+        Some(url) => format!(
+            "[identity]\nallow_anonymous = false\n[[identity.oidc]]\nissuer = \"{url}\"\naudiences = [\"{AUDIENCE}\"]\n"
+        ),
+        None => "[identity]\nallow_anonymous = true\n".into(),
+    };
     // Per-exchange info lines are off, as nginx's access log is.
     let text = format!(
         "[intercept]\nnetns = \"{}\"\npin_dir = \"{}\"\n{keys}\n{ports}\n{audit_cfg}\n{identity}\n[log]\nlevel = \"warn,interceptor::agent=info\"\n",

@@ -120,3 +120,25 @@ fn dechunk(mut b: &[u8]) -> Vec<u8> {
     }
     out
 }
+
+/// One `Connection: close` POST of `body` to `path` at `addr`, sent from
+/// inside `ns`, with extra header lines; the response read to the end.
+pub fn post_in(
+    ns: &NetNs,
+    addr: SocketAddr,
+    path: &str,
+    body: &[u8],
+    headers: &[&str],
+) -> RawResponse {
+    let req = post(path, body, headers);
+    in_netns(ns, move || {
+        exchange(addr, &[&req], Duration::ZERO, Duration::from_secs(10))
+    })
+}
+
+/// A JSON-RPC `initialize` request with id `id`, as a raw client sends it.
+pub fn initialize(id: i64) -> Value {
+    serde_json::json!({"jsonrpc": "2.0", "id": id, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {},
+        "clientInfo": {"name": "raw", "version": "1"}}})
+}

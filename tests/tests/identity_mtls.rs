@@ -2,11 +2,11 @@
 //! verified by the agent against the configured CA and CRL; TLS and
 //! plaintext clients on one port; every refusal is an audit row.
 
-use std::{net::SocketAddr, time::Duration};
+use std::net::SocketAddr;
 
 use mcp_interceptor_tests::{
     Agent, NetNs, TempDir,
-    http::{exchange, in_netns, post},
+    http::{RawResponse, initialize, post_in},
     peer::{self, auth_log, call_with},
     pki::{ClientCert, Pki},
     require_root,
@@ -42,24 +42,15 @@ fn tls_call(ns: &NetNs, pki: &Pki, client: Option<&ClientCert>) -> peer::Call {
     call_with(ns.name(), URL, "echo", json!({ "text": "hi" }), &refs)
 }
 
-fn initialize() -> Vec<u8> {
-    json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
-        "protocolVersion": "2025-06-18", "capabilities": {},
-        "clientInfo": {"name": "raw", "version": "1"}}})
-    .to_string()
-    .into_bytes()
-}
-
-fn plaintext(ns: &NetNs) -> mcp_interceptor_tests::http::RawResponse {
-    let req = post("/mcp", &initialize(), &[]);
-    in_netns(ns, move || {
-        exchange(
-            SocketAddr::from(([127, 0, 0, 1], 8080)),
-            &[&req],
-            Duration::ZERO,
-            Duration::from_secs(5),
-        )
-    })
+fn plaintext(ns: &NetNs) -> RawResponse {
+    let body = initialize(1).to_string();
+    post_in(
+        ns,
+        SocketAddr::from(([127, 0, 0, 1], 8080)),
+        "/mcp",
+        body.as_bytes(),
+        &[],
+    )
 }
 
 /// TLS refusals recorded so far: (error message) of rejected rows.
@@ -230,4 +221,60 @@ fn client_certificates_bind_identity_and_bad_ones_are_refused_and_audited() {
         "{subjects:?}"
     );
     assert!(!subjects.is_empty());
+}
+
+/// TLS to the upstream: verified against the configured CA and name; a
+/// server the CA did not sign gets a clear 502, never a silent downgrade.
+#[test]
+fn tls_upstreams_are_verified() {
+    require_root();
+    let (ns, dir) = (NetNs::new("uptls"), TempDir::new("uptls"));
+    let pki = Pki::new(&dir.path().join("pki"));
+    let other = Pki::with_name(&dir.path().join("other"), "other CA");
+    let (cert, key) = pki.server("upstream", &[], &["mcp.internal"]);
+    let (cert, key) = (cert.display().to_string(), key.display().to_string());
+    let _server = peer::server_with(
+        ns.name(),
+        "127.0.0.1:8443",
+        dir.path(),
+        &["--tls-cert", &cert, "--tls-key", &key],
+    );
+    let rule = "[[intercept.ports]]\nport = 8080\nupstream = \"127.0.0.1:8443\"\n\
+                upstream_tls = true\nupstream_server_name = \"mcp.internal\"\n";
+    let sections = |ca: &std::path::Path| {
+        format!(
+            "[tls]\nupstream_ca = [\"{}\"]\n{}",
+            ca.display(),
+            mcp_interceptor_tests::agent::ANONYMOUS
+        )
+    };
+    let mut agent = Agent::start_full(
+        &ns,
+        dir.path(),
+        "",
+        rule,
+        "",
+        &sections(&pki.ca_pem),
+        Vec::new(),
+    );
+    let ok = peer::call(
+        ns.name(),
+        "http://127.0.0.1:8080/mcp",
+        "echo",
+        json!({"text": "over tls"}),
+    );
+    assert_eq!(ok.text(), "over tls");
+
+    agent.set_sections(&sections(&other.ca_pem));
+    agent.reload(&ns, "", rule);
+    let r = plaintext(&ns);
+    assert_eq!(r.status, 502, "{}", r.head);
+    let msg = r.json()["error"]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_lowercase();
+    assert!(
+        msg.contains("tls") && msg.contains("unknownissuer"),
+        "{msg}"
+    );
 }

@@ -4,12 +4,12 @@
 //! key rotation is picked up live, sessions cannot be hijacked, and the
 //! server never sees the caller's token.
 
-use std::{net::SocketAddr, time::Duration};
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use mcp_interceptor_tests::{
-    Agent, NetNs, TempDir, auditq,
-    http::{RawResponse, exchange, in_netns, post},
+    Agent, NetNs, Proc, TempDir, auditq,
+    http::{RawResponse, initialize, post_in},
     oidc::{Issuer, jwt_claims, jwt_header},
     peer::{self, auth_log, call_with},
     require_root,
@@ -39,24 +39,76 @@ fn now() -> i64 {
         .as_secs() as i64
 }
 
+/// The issuer, a server that accepts only the agent's credential, and the
+/// agent requiring tokens from that issuer, in one namespace. Fields drop
+/// in order: processes first, the namespace and files last.
+struct World {
+    agent: Agent,
+    server: Proc,
+    issuer: Issuer,
+    cred: PathBuf,
+    ns: NetNs,
+    dir: TempDir,
+}
+
+impl World {
+    fn new(tag: &str) -> Self {
+        let (ns, dir) = (NetNs::new(tag), TempDir::new(tag));
+        let issuer = Issuer::start(&ns, 9400, dir.path());
+        issuer.set_user("alice", json!({"groups": ["dev", "oncall"]}));
+        let cred = dir.path().join("upstream-credential");
+        std::fs::write(&cred, format!("{UPSTREAM}\n")).unwrap();
+        let server = peer::server_with(
+            ns.name(),
+            "127.0.0.1:8080",
+            dir.path(),
+            &["--log-auth", "--require-auth", UPSTREAM],
+        );
+        let agent = Agent::start_full(
+            &ns,
+            dir.path(),
+            "",
+            PORT,
+            "",
+            &sections(&issuer, &cred, ""),
+            Vec::new(),
+        );
+        Self {
+            agent,
+            server,
+            issuer,
+            cred,
+            ns,
+            dir,
+        }
+    }
+}
+
 /// One raw JSON-RPC POST to the MCP endpoint with `headers`.
 fn post_mcp(ns: &NetNs, body: Value, headers: &[String]) -> RawResponse {
     let refs: Vec<&str> = headers.iter().map(String::as_str).collect();
-    let req = post("/mcp", body.to_string().as_bytes(), &refs);
-    in_netns(ns, move || {
-        exchange(
-            SocketAddr::from(([127, 0, 0, 1], 8080)),
-            &[&req],
-            Duration::ZERO,
-            Duration::from_secs(10),
-        )
-    })
+    let addr = SocketAddr::from(([127, 0, 0, 1], 8080));
+    post_in(ns, addr, "/mcp", body.to_string().as_bytes(), &refs)
 }
 
-fn initialize(id: i64) -> Value {
-    json!({"jsonrpc": "2.0", "id": id, "method": "initialize", "params": {
-        "protocolVersion": "2025-06-18", "capabilities": {},
-        "clientInfo": {"name": "raw", "version": "1"}}})
+/// An ID token for `sub` from the authorization-code flow.
+fn id_token(issuer: &Issuer, sub: &str, scope: &str) -> String {
+    issuer.login(sub, CLIENT, scope, None)["id_token"]
+        .as_str()
+        .expect("the token response has an id_token")
+        .to_string()
+}
+
+/// The echo tool through the agent with `token`; returns its text.
+fn echo(ns: &NetNs, token: &str, text: &str) -> String {
+    call_with(
+        ns.name(),
+        URL,
+        "echo",
+        json!({ "text": text }),
+        &["--bearer", token],
+    )
+    .text()
 }
 
 fn bearer(token: &str) -> String {
@@ -82,42 +134,20 @@ fn tampered(token: &str, claim: &str, value: Value) -> String {
 #[test]
 fn bearer_tokens_bind_identity_and_forgeries_are_refused() {
     require_root();
-    let (ns, dir) = (NetNs::new("oidc"), TempDir::new("oidc"));
-    let issuer = Issuer::start(&ns, 9400, dir.path());
-    issuer.set_user("alice", json!({"groups": ["dev", "oncall"]}));
+    let World {
+        mut agent,
+        server,
+        issuer,
+        cred,
+        ns,
+        dir: _dir,
+    } = World::new("oidc");
     issuer.set_user("bob", json!({"groups": ["contractors"]}));
-    let cred = dir.path().join("upstream-credential");
-    std::fs::write(&cred, format!("{UPSTREAM}\n")).unwrap();
-    let server = peer::server_with(
-        ns.name(),
-        "127.0.0.1:8080",
-        dir.path(),
-        &["--log-auth", "--require-auth", UPSTREAM],
-    );
-    let mut agent = Agent::start_full(
-        &ns,
-        dir.path(),
-        "",
-        PORT,
-        "",
-        &sections(&issuer, &cred, ""),
-        Vec::new(),
-    );
 
     // A real RS256 ID token from the authorization-code flow.
-    let alice = issuer.login("alice", CLIENT, "openid profile", None)["id_token"]
-        .as_str()
-        .expect("id_token")
-        .to_string();
+    let alice = id_token(&issuer, "alice", "openid profile");
     assert_eq!(jwt_header(&alice)["alg"], "RS256");
-    let ok = call_with(
-        ns.name(),
-        URL,
-        "echo",
-        json!({"text": "hi"}),
-        &["--bearer", &alice],
-    );
-    assert_eq!(ok.text(), "hi");
+    assert_eq!(echo(&ns, &alice, "hi"), "hi");
     let events = agent.wait_events("alice's call", |ev| {
         ev.iter()
             .any(|e| e["method"] == "tools/call" && e["kind"] == "exchange")
@@ -213,7 +243,9 @@ fn bearer_tokens_bind_identity_and_forgeries_are_refused() {
         let challenge = header(&r, "www-authenticate").unwrap_or_default();
         assert!(
             challenge.contains("error=\"invalid_token\"")
-                && challenge.contains("resource_metadata=\"http://mcp.test/.well-known/oauth-protected-resource/mcp\""),
+                && challenge.contains(
+                    "resource_metadata=\"http://mcp.test/.well-known/oauth-protected-resource/mcp\""
+                ),
             "{what}: {challenge}"
         );
     }
@@ -240,19 +272,9 @@ fn bearer_tokens_bind_identity_and_forgeries_are_refused() {
     // refetches the JWKS on the unknown kid; the old key is gone with it.
     std::thread::sleep(Duration::from_millis(1100)); // jwks_min_refresh_seconds
     let new_kid = issuer.rotate();
-    let rotated = issuer.login("alice", CLIENT, "openid", None)["id_token"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let rotated = id_token(&issuer, "alice", "openid");
     assert_eq!(jwt_header(&rotated)["kid"], new_kid.as_str());
-    let ok = call_with(
-        ns.name(),
-        URL,
-        "echo",
-        json!({"text": "rotated"}),
-        &["--bearer", &rotated],
-    );
-    assert_eq!(ok.text(), "rotated");
+    assert_eq!(echo(&ns, &rotated, "rotated"), "rotated");
     let old = post_mcp(&ns, initialize(2), &[bearer(&alice)]);
     assert_eq!(
         old.status, 401,
@@ -261,10 +283,7 @@ fn bearer_tokens_bind_identity_and_forgeries_are_refused() {
     );
 
     // Session hijack: bob presents alice's session id.
-    let bob = issuer.login("bob", CLIENT, "openid", None)["id_token"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let bob = id_token(&issuer, "bob", "openid");
     let init = post_mcp(&ns, initialize(3), &[bearer(&rotated)]);
     assert_eq!(init.status, 200, "{}", init.head);
     let sid = header(&init, "mcp-session-id")
@@ -340,4 +359,83 @@ fn bearer_tokens_bind_identity_and_forgeries_are_refused() {
     assert_eq!(alice_call[at("auth_method")], "oidc");
     let denials = auditq::query(&agent.audit_dir(), "denials", &all);
     assert!(denials.len() >= forgeries.len() + 3, "{denials:#?}");
+}
+
+/// A client that follows the MCP authorization spec (the official Python
+/// SDK) starts with no token, learns where to log in from the 401, and
+/// comes back with a token for this resource (RFC 8707 audience).
+#[test]
+fn a_spec_following_client_discovers_the_metadata_and_logs_in() {
+    require_root();
+    // Every field bound: unbound ones would drop (and stop) right here.
+    let World {
+        agent,
+        server,
+        issuer: _issuer,
+        cred: _,
+        ns,
+        dir: _dir,
+    } = World::new("oauth");
+
+    let script = mcp_interceptor_tests::everything::repo().join("tests/peers/mcp_oauth_client.py");
+    let args: Vec<String> = [
+        script.display().to_string(),
+        "--url".into(),
+        URL.into(),
+        "--sub".into(),
+        "alice".into(),
+        "--tool".into(),
+        "echo".into(),
+        "--args".into(),
+        json!({"text": "logged in"}).to_string(),
+    ]
+    .to_vec();
+    let out = mcp_interceptor_tests::run_in(
+        Some(ns.name()),
+        &mcp_interceptor_tests::s3::venv_bin("python"),
+        &args,
+        Duration::from_secs(60),
+    );
+    assert!(
+        out.status.success(),
+        "OAuth client failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).expect("client prints JSON");
+    let metadata = "http://127.0.0.1:8080/.well-known/oauth-protected-resource/mcp";
+    assert_eq!(v["metadata_url"], metadata, "{v}");
+    assert!(
+        v["auth_requests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r[0] == "GET" && r[1] == metadata && r[2] == 200),
+        "the client read the metadata the agent serves: {v}"
+    );
+    assert_eq!(
+        v["token_claims"]["aud"], URL,
+        "token for this resource: {v}"
+    );
+    assert_eq!(v["result"]["content"][0]["text"], "logged in", "{v}");
+
+    let events = agent.wait_events("the logged-in call", |ev| {
+        ev.iter()
+            .any(|e| e["method"] == "tools/call" && e["kind"] == "exchange")
+    });
+    assert!(
+        events
+            .iter()
+            .any(|e| e["decided_by"] == "identity" && e["http_status"] == 401),
+        "the first attempt was refused: {events:#?}"
+    );
+    let call = events.iter().find(|e| e["method"] == "tools/call").unwrap();
+    assert_eq!(call["caller"]["subject"], "alice");
+    assert!(call["caller"]["client_id"].as_str().is_some(), "{call}");
+    let token = v["token_claims"].to_string();
+    for line in auth_log(&server) {
+        assert!(
+            line.contains(&format!("authorization={UPSTREAM}")),
+            "{line} ({token})"
+        );
+    }
 }

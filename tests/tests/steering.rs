@@ -353,7 +353,20 @@ fn the_demo_runs_to_the_end() {
         "demo failed:\n{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(stdout.contains("all 14 checks passed"), "{stdout}");
+    assert!(
+        stdout.contains("checks passed") && !stdout.contains("FAIL "),
+        "doctor is clean: {stdout}"
+    );
+    assert!(
+        stdout.contains("client without a token -> refused") && stdout.contains("401"),
+        "{stdout}"
+    );
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.starts_with("exchange") && l.contains("alice") && l.contains("tools/call")),
+        "events carry the caller: {stdout}"
+    );
     assert!(
         stdout.contains("while the agent is down: refused"),
         "{stdout}"

@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use mcp_interceptor_tests::{
     Agent, NetNs, TempDir, Veth, everything,
-    peer::{self, call},
+    oidc::Issuer,
+    peer::{self, call, call_with},
     require_root,
 };
 use serde_json::json;
@@ -31,11 +32,23 @@ fn main() {
 
     let _server = peer::server(host.name(), "[::]:8080", dir.path());
     println!("MCP server (rmcp, streamable HTTP) listening on [::]:8080");
-    let agent = Agent::start(
+    let issuer = Issuer::start_on(&host, &veth.a_v4.to_string(), 9400, dir.path());
+    issuer.set_user("alice", json!({ "groups": ["dev", "oncall"] }));
+    println!(
+        "OIDC issuer (oidc-provider-mock) at {}; user alice in groups dev, oncall",
+        issuer.url
+    );
+    let agent = Agent::start_full(
         &host,
         dir.path(),
         "fail = \"closed\"",
         "[[intercept.ports]]\nport = 8080\n",
+        "",
+        &format!(
+            "[identity]\nallow_anonymous = false\n[[identity.oidc]]\nissuer = \"{}\"\naudiences = [\"mcp-demo\"]\n",
+            issuer.url
+        ),
+        Vec::new(),
     );
     println!(
         "agent config:\n{}",
@@ -43,12 +56,29 @@ fn main() {
     );
 
     section("unchanged MCP clients call the server at its own address");
+    let token = issuer.login("alice", "mcp-demo", "openid profile", None)["id_token"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    println!("alice logged in (authorization-code flow): an RS256 ID token for aud mcp-demo");
     let url = format!("http://{}:8080/mcp", veth.a_v4);
-    let remote = call(
+    let anonymous = call(laptop.name(), &url, "echo", json!({ "text": "x" }));
+    println!(
+        "client without a token -> {}",
+        if anonymous.ok() {
+            "SERVED (unexpected)".to_string()
+        } else {
+            let err = anonymous.stderr();
+            let line = err.lines().find(|l| l.contains("401")).unwrap_or("refused");
+            format!("refused: {}", line.trim())
+        }
+    );
+    let remote = call_with(
         laptop.name(),
         &url,
         "lookup_customer",
         json!({ "id": "c-42" }),
+        &["--bearer", &token],
     );
     println!(
         "remote client -> {url}\n  tools: {}",
@@ -59,11 +89,12 @@ fn main() {
         "  lookup_customer result: {}...",
         &text[..text.len().min(160)]
     );
-    let local = call(
+    let local = call_with(
         host.name(),
         "http://[::1]:8080/mcp",
         "echo",
         json!({ "text": "hi from the same host" }),
+        &["--bearer", &token],
     );
     println!(
         "same-host client -> http://[::1]:8080/mcp\n  echo result: {}",
@@ -79,8 +110,8 @@ fn main() {
     section("every MCP message the agent saw, paired with its answer (events.jsonl)");
     std::thread::sleep(Duration::from_millis(200));
     println!(
-        "{:<13} {:<18} {:<26} {:<16} {:>6} {:>8}",
-        "kind", "direction", "method", "target", "status", "ms"
+        "{:<13} {:<8} {:<18} {:<26} {:<16} {:>6} {:>8}",
+        "kind", "caller", "direction", "method", "target", "status", "ms"
     );
     for e in agent.events() {
         let ms = match (e["received_us"].as_i64(), e["done_us"].as_i64()) {
@@ -88,9 +119,11 @@ fn main() {
             _ => "-".into(),
         };
         let s = |k: &str| e[k].as_str().unwrap_or("-").to_string();
+        let caller = e["caller"]["subject"].as_str().unwrap_or("-").to_string();
         println!(
-            "{:<13} {:<18} {:<26} {:<16} {:>6} {:>8}",
+            "{:<13} {:<8} {:<18} {:<26} {:<16} {:>6} {:>8}",
             s("kind"),
+            caller,
             s("direction"),
             s("method"),
             s("target"),
@@ -110,7 +143,14 @@ fn main() {
     section("agent killed (kill -9): fail closed keeps the port guarded");
     let mut agent = agent;
     agent.stop(9);
-    let refused = call(laptop.name(), &url, "echo", json!({ "text": "x" }));
+    // With a valid token: what stops it is the kernel, not the 401.
+    let refused = call_with(
+        laptop.name(),
+        &url,
+        "echo",
+        json!({ "text": "x" }),
+        &["--bearer", &token],
+    );
     println!(
         "remote client while the agent is down: {}",
         if refused.ok() {

@@ -27,6 +27,9 @@ pub struct LoadArgs {
     /// Bound on each call.
     #[arg(long, default_value_t = 5)]
     timeout_secs: u64,
+    /// Send `Authorization: Bearer <TOKEN>` on every request.
+    #[arg(long, value_name = "TOKEN")]
+    bearer: Option<String>,
 }
 
 pub async fn run(args: LoadArgs) -> Result<()> {
@@ -34,10 +37,12 @@ pub async fn run(args: LoadArgs) -> Result<()> {
         .no_proxy()
         .build()
         .context("building HTTP client")?;
-    let transport = StreamableHttpClientTransport::with_client(
-        http,
-        StreamableHttpClientTransportConfig::with_uri(args.url.as_str()),
-    );
+    let mut config = StreamableHttpClientTransportConfig::with_uri(args.url.as_str());
+    if let Some(token) = args.bearer {
+        // rmcp adds the "Bearer " scheme itself.
+        config = config.auth_header(token);
+    }
+    let transport = StreamableHttpClientTransport::with_client(http, config);
     let limit = Duration::from_secs(args.timeout_secs);
     let client = tokio::time::timeout(limit, ().serve(transport))
         .await
