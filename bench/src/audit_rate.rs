@@ -50,6 +50,7 @@ fn event(i: u64, caller: &std::sync::Arc<Caller>) -> ExchangeEvent {
         http_path: "/mcp".into(),
         http_status: Some(200),
         decided_by: None,
+        decision: None,
         rewritten: false,
         received_us: 1_700_000_000_000_000 + i as i64 * 1000,
         forwarded_us: None,

@@ -21,12 +21,19 @@ use tokio::{
     sync::watch,
 };
 
+mod policy_watch;
+
 use crate::{
     audit::{Audit, AuditPhase},
     config::{Config, Mode},
     identity::Identity,
     mcp::McpHandler,
     pipeline::{Phase, Pipeline, sink::JsonLines},
+    policy::{
+        Policies,
+        phase::PolicyPhase,
+        pins::{self, PinPhase},
+    },
     proxy::{self, Drain, Serving},
     steer::{self, Steering},
 };
@@ -61,15 +68,36 @@ pub enum AgentError {
     Tls(#[from] crate::proxy::tls::TlsError),
     #[error("upstream credential: {0}")]
     Credential(#[from] crate::identity::credential::CredentialError),
+    #[error("policy: {0}")]
+    Policy(#[from] crate::policy::PolicyError),
 }
 
 /// The phases for a config, in pipeline order. The audit comes first so
 /// that, when it cannot write, requests are refused before anything else.
-fn phases(cfg: &Config, audit: Option<&Audit>) -> Result<Vec<Arc<dyn Phase>>, AgentError> {
+fn phases(
+    cfg: &Arc<Config>,
+    audit: Option<&Audit>,
+    policies: &policy_watch::Shared,
+) -> Result<Vec<Arc<dyn Phase>>, AgentError> {
     let mut phases: Vec<Arc<dyn Phase>> = Vec::new();
     if let Some(a) = audit {
         phases.push(Arc::new(AuditPhase(a.clone())));
     }
+    if !cfg.policy.files.is_empty() {
+        phases.push(Arc::new(PolicyPhase::new(cfg.clone(), policies.clone())));
+    }
+    // Tool pinning runs whether or not the audit does: `on_tool_change =
+    // "block"` is enforcement and must not lapse with the audit. After
+    // policy, so it fingerprints what callers may see and a caller who may
+    // not use a tool never learns that it changed.
+    let note: pins::Note = match audit {
+        Some(a) => {
+            let a = a.clone();
+            Arc::new(move |kind, message| a.append(a.stamp().lifecycle(kind, message)))
+        }
+        None => Arc::new(|_, _| {}),
+    };
+    phases.push(Arc::new(PinPhase::new(cfg.clone(), note)));
     if let Some(path) = &cfg.events.jsonl {
         let sink = JsonLines::open(path).map_err(|source| AgentError::Events {
             path: path.clone(),
@@ -87,11 +115,18 @@ async fn serving(
     cfg: Arc<Config>,
     previous: Option<&McpHandler>,
     audit: Option<&Audit>,
-) -> Result<(Serving, McpHandler), AgentError> {
+    policies: &policy_watch::Shared,
+) -> Result<(Serving, McpHandler, Option<Arc<Policies>>), AgentError> {
+    // Loaded here, swapped in by the caller only if everything else loads.
+    let loaded = if cfg.policy.files.is_empty() {
+        None
+    } else {
+        Some(Arc::new(Policies::load(&cfg.policy.files)?))
+    };
     let tls = proxy::tls::server(&cfg.tls)?;
     let upstream = proxy::upstream_for(&cfg)?;
     let identity = Arc::new(Identity::new(&cfg, previous.map(|p| p.identity().as_ref())).await?);
-    let pipeline = Pipeline::new(phases(&cfg, audit)?, HOLD_LIMIT);
+    let pipeline = Pipeline::new(phases(&cfg, audit, policies)?, HOLD_LIMIT);
     let handler = match previous {
         Some(p) => McpHandler::with_sessions(pipeline, identity, p),
         None => McpHandler::new(pipeline, identity),
@@ -104,6 +139,7 @@ async fn serving(
             tls,
         },
         handler,
+        loaded,
     ))
 }
 
@@ -118,7 +154,13 @@ pub async fn run(config_path: PathBuf, cfg: Config) -> Result<(), AgentError> {
         tracing::warn!("audit disabled (audit.enabled = false): exchanges are not recorded");
         None
     };
-    let (first, mut handler) = serving(Arc::new(cfg.clone()), None, audit.as_ref()).await?;
+    let policies = policy_watch::empty();
+    let (first, mut handler, loaded) =
+        serving(Arc::new(cfg.clone()), None, audit.as_ref(), &policies).await?;
+    policy_watch::install(&policies, loaded, audit.as_ref());
+    if cfg.policy.files.is_empty() {
+        tracing::warn!("no [policy] files: every identified caller may call anything");
+    }
     let (cfg_tx, cfg_rx) = watch::channel(first);
     let (stop_tx, stop_rx) = watch::channel(false);
     let drain = Drain::default();
@@ -183,6 +225,7 @@ pub async fn run(config_path: PathBuf, cfg: Config) -> Result<(), AgentError> {
             drain.clone(),
         ));
     }
+    policy_watch::spawn(cfg_rx.clone(), policies.clone(), audit.clone());
     tracing::info!(pid = std::process::id(), "agent ready");
 
     let mut hup = signal(SignalKind::hangup()).map_err(AgentError::Signal)?;
@@ -191,7 +234,7 @@ pub async fn run(config_path: PathBuf, cfg: Config) -> Result<(), AgentError> {
     loop {
         tokio::select! {
             _ = hup.recv() => {
-                if let Some(h) = reload(&config_path, &cfg_tx, steering.as_mut(), &handler, audit.as_ref()).await {
+                if let Some(h) = reload(&config_path, &cfg_tx, steering.as_mut(), &handler, audit.as_ref(), &policies).await {
                     handler = h;
                 }
             }
@@ -251,6 +294,7 @@ async fn reload(
     steering: Option<&mut Steering>,
     handler: &McpHandler,
     audit: Option<&Audit>,
+    policies: &policy_watch::Shared,
 ) -> Option<McpHandler> {
     let new = match Config::load(path) {
         Ok(c) => c,
@@ -278,19 +322,21 @@ async fn reload(
     if new.audit != old.audit {
         tracing::warn!("audit settings changed; they apply at the next restart");
     }
-    let (next, next_handler) = match serving(Arc::new(new.clone()), Some(handler), audit).await {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::error!(error = %e, "reload rejected; keeping the running config");
-            return None;
-        }
-    };
+    let (next, next_handler, loaded) =
+        match serving(Arc::new(new.clone()), Some(handler), audit, policies).await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(error = %e, "reload rejected; keeping the running config");
+                return None;
+            }
+        };
     if let Some(s) = steering
         && let Err(e) = s.apply(&new.intercept)
     {
         tracing::error!(error = %e, "reload failed applying steering rules");
         return None;
     }
+    policy_watch::install(policies, loaded, audit);
     tracing::info!(
         ports = ?new.intercept.ports.iter().map(|r| r.port).collect::<Vec<_>>(),
         "config reloaded"

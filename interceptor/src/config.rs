@@ -14,7 +14,9 @@ use std::{
 use serde::{Deserialize, Serialize};
 
 mod identity;
+mod policy;
 pub use identity::{CertField, ClientAuth, Identity, OidcIssuer, Tls, UpstreamCredential};
+pub use policy::{Budget, OnToolChange, Policy};
 
 /// Default location of the config file.
 pub const DEFAULT_PATH: &str = "/etc/mcp-interceptor/config.toml";
@@ -42,6 +44,7 @@ pub struct Config {
     pub http: Http,
     pub tls: Tls,
     pub identity: Identity,
+    pub policy: Policy,
     pub audit: Audit,
     pub events: Events,
     pub log: Log,
@@ -219,6 +222,10 @@ pub struct PortRule {
     /// Name the upstream certificate must carry; unset: its IP address.
     #[serde(default)]
     pub upstream_server_name: Option<String>,
+    /// The server's name in policies (`Mcp::Server::"<name>"`); unset:
+    /// the port number.
+    #[serde(default)]
+    pub name: Option<String>,
 }
 
 impl Default for PortRule {
@@ -232,6 +239,7 @@ impl Default for PortRule {
             mcp_paths: default_mcp_paths(),
             upstream_tls: false,
             upstream_server_name: None,
+            name: None,
         }
     }
 }
@@ -456,10 +464,23 @@ impl Config {
             return Err(format!("audit.host {h:?} must be a plain name"));
         }
         identity::validate(self)?;
+        policy::validate(&self.policy)?;
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
             return Err(format!("log.level {:?}: {e}", self.log.level));
         }
         Ok(())
+    }
+
+    /// Where tool pins live: `policy.pins_file`, else beside the audit
+    /// directory, so every agent (and every test agent) keeps its own.
+    pub fn pins_path(&self) -> PathBuf {
+        self.policy.pins_file.clone().unwrap_or_else(|| {
+            self.audit
+                .dir
+                .parent()
+                .unwrap_or(Path::new("/var/lib/mcp-interceptor"))
+                .join("tool-pins.json")
+        })
     }
 
     /// The rule for a destination port, if it is intercepted.

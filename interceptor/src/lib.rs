@@ -10,6 +10,7 @@ pub mod doctor;
 pub mod identity;
 pub mod mcp;
 pub mod pipeline;
+pub mod policy;
 pub mod proxy;
 pub mod steer;
 pub mod telemetry;

@@ -1,5 +1,8 @@
 //! `mcp-interceptor`: CLI parse, logging init, hand off.
 
+mod cli_tools;
+mod policy_cmd;
+
 use std::{path::PathBuf, process::ExitCode};
 
 use anyhow::Context;
@@ -49,6 +52,16 @@ enum Cmd {
     Audit {
         #[command(subcommand)]
         cmd: AuditCmd,
+    },
+    /// Ask the policy: explain one decision, or test a table of cases.
+    Policy {
+        #[command(subcommand)]
+        cmd: policy_cmd::PolicyCmd,
+    },
+    /// Tool pinning: list what was pinned, review and re-pin changes.
+    Tools {
+        #[command(subcommand)]
+        cmd: cli_tools::ToolsCmd,
     },
 }
 
@@ -139,6 +152,13 @@ fn dispatch(cmd: Cmd) -> anyhow::Result<ExitCode> {
             // bad certificate or key fails here and not at 3 a.m.
             interceptor::proxy::tls::server(&cfg.tls)?;
             interceptor::proxy::upstream_for(&cfg)?;
+            if !cfg.policy.files.is_empty() {
+                let p = interceptor::policy::Policies::load(&cfg.policy.files)?;
+                println!(
+                    "# policy: {} policies valid against the schema, version {}",
+                    p.count, p.version
+                );
+            }
             println!("# {} is valid; effective configuration:", file.display());
             print!("{}", toml::to_string(&cfg).context("printing the config")?);
             Ok(ExitCode::SUCCESS)
@@ -167,6 +187,8 @@ fn dispatch(cmd: Cmd) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Audit { cmd } => audit_cmd(cmd),
+        Cmd::Policy { cmd } => policy_cmd::run(cmd),
+        Cmd::Tools { cmd } => cli_tools::run(cmd),
         Cmd::Detach { config } => {
             let cfg = Config::load(&config)?;
             let removed = steer::detach(&cfg.intercept.pin_dir)?;

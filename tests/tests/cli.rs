@@ -52,3 +52,114 @@ fn check_config_accepts_the_example_and_names_a_typo() {
         "{report}"
     );
 }
+
+/// The example policies, with their ports named as the examples expect.
+fn policy_config(dir: &std::path::Path, policy: &std::path::Path) -> std::path::PathBuf {
+    let cfg = dir.join("policy.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[identity]\nallow_anonymous = true\n[policy]\nfiles = [\"{}\"]\n\
+             [[intercept.ports]]\nport = 8081\nname = \"files\"\n\
+             [[intercept.ports]]\nport = 8082\nname = \"db\"\n\
+             [[intercept.ports]]\nport = 8083\nname = \"shell\"\n",
+            policy.display()
+        ),
+    )
+    .unwrap();
+    cfg
+}
+
+#[test]
+fn policy_test_explain_and_check_config_use_the_shipped_examples() {
+    let dir = TempDir::new("cli-policy");
+    let examples = repo().join("deploy/policy/examples");
+    let cfg = policy_config(dir.path(), &examples);
+    let cfg_s = cfg.display().to_string();
+
+    let ok = cli(&[
+        "policy",
+        "test",
+        &examples.join("cases.toml").display().to_string(),
+        "--config",
+        &cfg_s,
+    ]);
+    let out = String::from_utf8_lossy(&ok.stdout);
+    assert!(
+        ok.status.success(),
+        "{out}{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    assert!(out.contains("8 of 8 cases passed"), "{out}");
+
+    // A wrong expectation fails the run and says which and why.
+    let bad = dir.path().join("bad-cases.toml");
+    std::fs::write(
+        &bad,
+        "[[case]]\nname = \"wishful\"\nsubject = \"eve\"\nserver = \"db\"\nmethod = \"tools/call\"\n\
+         tool = \"query\"\narguments = { sql = \"drop table orders\" }\nexpect = \"allow\"\n",
+    )
+    .unwrap();
+    let failed = cli(&[
+        "policy",
+        "test",
+        &bad.display().to_string(),
+        "--config",
+        &cfg_s,
+    ]);
+    let out = String::from_utf8_lossy(&failed.stdout);
+    assert_eq!(failed.status.code(), Some(1), "{out}");
+    assert!(out.contains("FAIL wishful: want allow, got deny"), "{out}");
+
+    let explain = cli(&[
+        "policy",
+        "explain",
+        "--config",
+        &cfg_s,
+        "--subject",
+        "alice",
+        "--group",
+        "dev",
+        "--server",
+        "files",
+        "--method",
+        "tools/call",
+        "--tool",
+        "read_file",
+        "--args",
+        r#"{"path": "/srv/data/../../etc/passwd"}"#,
+    ]);
+    let out = String::from_utf8_lossy(&explain.stdout);
+    assert!(
+        explain.status.success(),
+        "{}",
+        String::from_utf8_lossy(&explain.stderr)
+    );
+    assert!(
+        out.contains("decision: deny") && out.contains("determining policies: fs-outside-data"),
+        "{out}"
+    );
+
+    let check = cli(&["check-config", &cfg_s]);
+    let out = String::from_utf8_lossy(&check.stdout);
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    assert!(out.contains("policies valid against the schema"), "{out}");
+
+    // A policy with a typo in an attribute: check-config names it.
+    let broken = dir.path().join("broken.cedar");
+    std::fs::write(
+        &broken,
+        "@id(\"typo\")\npermit (principal, action == Mcp::Action::\"tools/call\", resource)\n\
+         when { principal.departmnet == \"x\" };\n",
+    )
+    .unwrap();
+    let cfg = policy_config(dir.path(), &broken);
+    let check = cli(&["check-config", &cfg.display().to_string()]);
+    let err = String::from_utf8_lossy(&check.stderr);
+    assert!(!check.status.success());
+    assert!(err.contains("typo") && err.contains("departmnet"), "{err}");
+}

@@ -4,123 +4,20 @@
 //! key rotation is picked up live, sessions cannot be hijacked, and the
 //! server never sees the caller's token.
 
-use std::{net::SocketAddr, path::PathBuf, time::Duration};
+use std::time::Duration;
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use mcp_interceptor_tests::{
-    Agent, NetNs, Proc, TempDir, auditq,
-    http::{RawResponse, initialize, post_in},
-    oidc::{Issuer, jwt_claims, jwt_header},
-    peer::{self, auth_log, call_with},
+    auditq,
+    http::initialize,
+    oidc::{jwt_claims, jwt_header},
+    peer::auth_log,
     require_root,
+    world::{
+        CLIENT, PORT, UPSTREAM, URL, World, bearer, echo, header, id_token, now, post_mcp, sections,
+    },
 };
 use serde_json::{Value, json};
-
-const PORT: &str = "[[intercept.ports]]\nport = 8080\n";
-const URL: &str = "http://127.0.0.1:8080/mcp";
-const CLIENT: &str = "mcp-e2e";
-const UPSTREAM: &str = "Bearer upstream-secret";
-
-fn sections(issuer: &Issuer, cred: &std::path::Path, extra: &str) -> String {
-    format!(
-        "[identity]\nallow_anonymous = false\n\
-         [[identity.oidc]]\nissuer = \"{}\"\naudiences = [\"{CLIENT}\", \"{URL}\"]\n\
-         leeway_seconds = 5\njwks_min_refresh_seconds = 1\n{extra}\n\
-         [identity.upstream_credential]\nvalue_file = \"{}\"\n",
-        issuer.url,
-        cred.display()
-    )
-}
-
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
-}
-
-/// The issuer, a server that accepts only the agent's credential, and the
-/// agent requiring tokens from that issuer, in one namespace. Fields drop
-/// in order: processes first, the namespace and files last.
-struct World {
-    agent: Agent,
-    server: Proc,
-    issuer: Issuer,
-    cred: PathBuf,
-    ns: NetNs,
-    dir: TempDir,
-}
-
-impl World {
-    fn new(tag: &str) -> Self {
-        let (ns, dir) = (NetNs::new(tag), TempDir::new(tag));
-        let issuer = Issuer::start(&ns, 9400, dir.path());
-        issuer.set_user("alice", json!({"groups": ["dev", "oncall"]}));
-        let cred = dir.path().join("upstream-credential");
-        std::fs::write(&cred, format!("{UPSTREAM}\n")).unwrap();
-        let server = peer::server_with(
-            ns.name(),
-            "127.0.0.1:8080",
-            dir.path(),
-            &["--log-auth", "--require-auth", UPSTREAM],
-        );
-        let agent = Agent::start_full(
-            &ns,
-            dir.path(),
-            "",
-            PORT,
-            "",
-            &sections(&issuer, &cred, ""),
-            Vec::new(),
-        );
-        Self {
-            agent,
-            server,
-            issuer,
-            cred,
-            ns,
-            dir,
-        }
-    }
-}
-
-/// One raw JSON-RPC POST to the MCP endpoint with `headers`.
-fn post_mcp(ns: &NetNs, body: Value, headers: &[String]) -> RawResponse {
-    let refs: Vec<&str> = headers.iter().map(String::as_str).collect();
-    let addr = SocketAddr::from(([127, 0, 0, 1], 8080));
-    post_in(ns, addr, "/mcp", body.to_string().as_bytes(), &refs)
-}
-
-/// An ID token for `sub` from the authorization-code flow.
-fn id_token(issuer: &Issuer, sub: &str, scope: &str) -> String {
-    issuer.login(sub, CLIENT, scope, None)["id_token"]
-        .as_str()
-        .expect("the token response has an id_token")
-        .to_string()
-}
-
-/// The echo tool through the agent with `token`; returns its text.
-fn echo(ns: &NetNs, token: &str, text: &str) -> String {
-    call_with(
-        ns.name(),
-        URL,
-        "echo",
-        json!({ "text": text }),
-        &["--bearer", token],
-    )
-    .text()
-}
-
-fn bearer(token: &str) -> String {
-    format!("Authorization: Bearer {token}")
-}
-
-fn header<'a>(r: &'a RawResponse, name: &str) -> Option<&'a str> {
-    r.head.lines().find_map(|l| {
-        let (k, v) = l.split_once(':')?;
-        k.trim().eq_ignore_ascii_case(name).then(|| v.trim())
-    })
-}
 
 /// The same token with one claim changed and the signature kept.
 fn tampered(token: &str, claim: &str, value: Value) -> String {

@@ -355,7 +355,7 @@ fn oversized_heads_get_431_and_oversized_server_events_are_cut() {
         &ns,
         dir.path(),
         "",
-        &format!("{PORT}\n[http]\nmax_headers = 20\nmax_message = 1024\n"),
+        &format!("{PORT}\n[http]\nmax_headers = 20\nmax_message = 4096\n"),
     );
     let limit = Duration::from_secs(5);
     let (many, huge) = in_netns(&ns, move || {
@@ -388,11 +388,12 @@ fn oversized_heads_get_431_and_oversized_server_events_are_cut() {
         json!({ "text": "fits" }),
     );
     assert_eq!(small.text(), "fits");
+    // (The tool list itself, a few KiB, must still fit.)
     let big = call(
         ns.name(),
         "http://127.0.0.1:8080/mcp",
-        "lookup_customer",
-        json!({ "id": "too-big" }),
+        "echo",
+        json!({ "text": "y".repeat(6000) }),
     );
     assert!(!big.ok(), "the oversized answer must not reach the client");
     assert!(
@@ -402,11 +403,11 @@ fn oversized_heads_get_431_and_oversized_server_events_are_cut() {
     );
     let events = agent.wait_events("the cut exchange", |ev| {
         ev.iter()
-            .any(|e| e["kind"] == "unanswered" && e["target"] == "lookup_customer")
+            .any(|e| e["kind"] == "unanswered" && e["target"] == "echo")
     });
     let cut = events
         .iter()
-        .find(|e| e["kind"] == "unanswered" && e["target"] == "lookup_customer")
+        .find(|e| e["kind"] == "unanswered" && e["target"] == "echo")
         .unwrap();
     assert_eq!(cut["error"]["code"], -32085, "{cut}");
     assert!(agent.log().contains("upstream SSE stream cut"));

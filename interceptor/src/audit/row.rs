@@ -82,7 +82,9 @@ impl Stamp {
             _ => ev.params.as_ref(),
         };
         if let Some(a) = args {
-            r.arguments_sha256 = Some(hex::encode(Sha256::digest(canonical(a).as_bytes())));
+            r.arguments_sha256 = Some(hex::encode(Sha256::digest(
+                crate::mcp::jsonrpc::canonical(a).as_bytes(),
+            )));
             r.arguments = Some(self.cut(&json_text(a)).0);
         }
         let mut size = 0i64;
@@ -116,6 +118,15 @@ impl Stamp {
             _ => None,
         };
         r.decided_by = ev.decided_by.clone();
+        if let Some(d) = &ev.decision {
+            // A refusal is a deny whatever allowed it first (e.g. a permit
+            // and then a spent budget); otherwise the policy's effect.
+            if ev.kind != EventKind::Denied {
+                r.decision = Some(d.effect.as_str().to_string());
+            }
+            r.rule_ids = d.policies.clone();
+            r.policy_version = Some(d.version.clone());
+        }
         r.received_us = Some(ev.received_us);
         r.forwarded_us = ev.forwarded_us;
         r.first_byte_us = ev.first_byte_us;
@@ -175,25 +186,4 @@ fn split_addr(a: &str) -> (Option<String>, Option<i32>) {
 /// buffer, where `Value`'s `Display` goes through the formatter (slower).
 fn json_text(v: &Value) -> String {
     serde_json::to_string(v).unwrap_or_default()
-}
-
-/// JSON with object keys sorted at every level and no whitespace, so the
-/// same arguments always give the same digest, whatever order they came in.
-pub fn canonical(v: &Value) -> String {
-    match v {
-        Value::Object(m) => {
-            let mut keys: Vec<&String> = m.keys().collect();
-            keys.sort();
-            let parts: Vec<String> = keys
-                .into_iter()
-                .map(|k| format!("{}:{}", Value::String(k.clone()), canonical(&m[k])))
-                .collect();
-            format!("{{{}}}", parts.join(","))
-        }
-        Value::Array(a) => format!(
-            "[{}]",
-            a.iter().map(canonical).collect::<Vec<_>>().join(",")
-        ),
-        other => other.to_string(),
-    }
 }

@@ -1,5 +1,6 @@
-//! Doctor checks for `[tls]` and `[identity]`: the files load, the server
-//! certificate is not about to expire, every issuer answers with keys.
+//! Doctor checks for `[tls]`, `[identity]` and `[policy]`: the files load,
+//! the server certificate is not about to expire, every issuer answers with
+//! keys, the policy validates.
 
 use super::{Check, Status, fail, ok};
 use crate::{config::Config, identity::oidc::Issuer, proxy::tls};
@@ -48,7 +49,33 @@ pub fn checks(cfg: &Config) -> Vec<Check> {
             hint: Some("configure [[identity.oidc]] or tls.client_ca and turn it off".into()),
         });
     }
+    out.push(policy(cfg));
     out
+}
+
+fn policy(cfg: &Config) -> Check {
+    if cfg.policy.files.is_empty() {
+        return Check {
+            name: "policy",
+            status: Status::Warn,
+            detail: "no [policy] files: every identified caller may call anything".into(),
+            hint: Some(
+                "write Cedar policies (deploy/policy/examples) and list them in [policy] files"
+                    .into(),
+            ),
+        };
+    }
+    match crate::policy::Policies::load(&cfg.policy.files) {
+        Ok(p) => ok(
+            "policy",
+            format!("{} policies, version {}", p.count, &p.version[..12]),
+        ),
+        Err(e) => fail(
+            "policy",
+            e.to_string(),
+            "fix the policy, then `mcp-interceptor check-config`",
+        ),
+    }
 }
 
 /// Warns 14 days before the server certificate expires.

@@ -55,6 +55,7 @@ impl Origin {
             http_path: self.http_path.clone(),
             http_status: None,
             decided_by: None,
+            decision: None,
             rewritten: false,
             received_us: now_us(),
             forwarded_us: None,

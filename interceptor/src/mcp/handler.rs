@@ -25,7 +25,9 @@ use super::{
 };
 use crate::{
     identity::{CODE_SESSION_OWNER, Caller, Identity},
-    pipeline::{Direction, EventKind, MessageCtx, Outcome, Pipeline, Transport, event::now_us},
+    pipeline::{
+        Direction, EventKind, MessageCtx, Notes, Outcome, Pipeline, Transport, event::now_us,
+    },
     proxy::{
         ConnCtx, Handler,
         body::{ProxyBody, ReadError, full, read_limited},
@@ -294,6 +296,7 @@ impl McpHandler {
             } else {
                 info.clone()
             };
+            let notes = Notes::default();
             let mctx = MessageCtx {
                 conn: &origin.conn,
                 session_id: origin.in_session.then_some(origin.key.as_str()),
@@ -301,12 +304,30 @@ impl McpHandler {
                 protocol_version: info.protocol_version.as_deref(),
                 http_path: &origin.http_path,
                 caller: origin.caller.as_deref(),
+                client_name: info.client_name.as_deref(),
+                client_version: info.client_version.as_deref(),
+                request_method: None,
+                notes: &notes,
             };
             let outcome = self.pipeline.on_request(&mctx, msg).await;
             let mut ev = origin.event(EventKind::Exchange, Direction::ClientToServer, msg, &info);
             ev.received_us = received;
             ev.bytes_in = per_msg_bytes;
+            ev.decision = notes.decision();
             match outcome {
+                Outcome::Answered { result, phase } => {
+                    ev.kind = EventKind::Denied;
+                    ev.decided_by = Some(phase.to_string());
+                    ev.result = Some(result.clone());
+                    ev.http_status = Some(200);
+                    if msg.kind == Kind::Request {
+                        denials.push(
+                            json!({ "jsonrpc": "2.0", "id": msg.id().cloned(), "result": result }),
+                        );
+                    }
+                    exchange::record(&self.pipeline, ev);
+                    keep.push(false);
+                }
                 Outcome::Denied { error, phase } => {
                     ev.kind = EventKind::Denied;
                     ev.decided_by = Some(phase.to_string());
@@ -362,18 +383,16 @@ impl McpHandler {
         let out_bytes = forward_body(&mut body, &keep, &bytes);
         strip_hop_headers(&mut parts.headers);
         parts.headers.remove(header::CONTENT_LENGTH);
+        let reply = self.replier(&parts.headers, &ctx);
         let up_req = Request::from_parts(parts, full(out_bytes));
         match ctx.upstream.send(ctx.upstream_addr, up_req).await {
             Ok(resp) => {
-                self.respond(
-                    resp,
-                    &mut origin,
-                    &ctx,
+                let waiting = Waiting {
                     expected,
                     denials,
-                    matches!(body, Body::Batch(_)),
-                )
-                .await
+                    batch: matches!(body, Body::Batch(_)),
+                };
+                self.respond(resp, &mut origin, &ctx, waiting, reply).await
             }
             Err(e) => {
                 tracing::warn!(conn = origin.conn.id, error = %e, "upstream failed");
@@ -411,10 +430,14 @@ impl McpHandler {
         resp: Response<UpstreamBody>,
         origin: &mut Origin,
         ctx: &ConnCtx,
-        expected: Vec<String>,
-        denials: Vec<Value>,
-        batch: bool,
+        waiting: Waiting,
+        reply: Option<stream::Replier>,
     ) -> Response<ProxyBody> {
+        let Waiting {
+            expected,
+            denials,
+            batch,
+        } = waiting;
         let (mut parts, body) = resp.into_parts();
         strip_hop_headers(&mut parts.headers);
         let status = parts.status.as_u16();
@@ -433,6 +456,7 @@ impl McpHandler {
             status,
             max_message: ctx.http.max_message,
             first_byte_us: (origin.http_method == "POST").then(now_us),
+            reply,
         };
         if ctype.starts_with("text/event-stream") {
             parts.headers.remove(header::CONTENT_LENGTH);
@@ -486,11 +510,16 @@ impl McpHandler {
             return resp;
         }
         strip_hop_headers(&mut parts.headers);
+        let reply = self.replier(&parts.headers, &ctx);
         let up_req = Request::from_parts(parts, crate::proxy::body::stream(body));
         match ctx.upstream.send(ctx.upstream_addr, up_req).await {
             Ok(resp) => {
-                self.respond(resp, &mut origin, &ctx, Vec::new(), Vec::new(), false)
-                    .await
+                let waiting = Waiting {
+                    expected: Vec::new(),
+                    denials: Vec::new(),
+                    batch: false,
+                };
+                self.respond(resp, &mut origin, &ctx, waiting, reply).await
             }
             Err(e) => crate::proxy::http::upstream_error_response(&e, Value::Null),
         }
@@ -537,6 +566,69 @@ impl McpHandler {
             exchange::record(&self.pipeline, ev);
         }
         resp
+    }
+}
+
+/// What a POST's answer must still settle: the requests waiting for it,
+/// denials to add, and whether the client sent a batch.
+struct Waiting {
+    expected: Vec<String>,
+    denials: Vec<Value>,
+    batch: bool,
+}
+
+impl McpHandler {
+    /// Answers server requests upstream for the client (when a phase
+    /// refused one), with the headers this request went upstream with:
+    /// Host, the agent's credential, the protocol version.
+    fn replier(&self, headers: &http::HeaderMap, ctx: &ConnCtx) -> Option<stream::Replier> {
+        if !self.pipeline.polices_server_requests() {
+            return None;
+        }
+        let mut base = headers.clone();
+        base.remove(header::CONTENT_LENGTH);
+        base.remove("mcp-session-id");
+        base.remove("last-event-id");
+        base.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        base.insert(
+            header::ACCEPT,
+            HeaderValue::from_static("application/json, text/event-stream"),
+        );
+        let (up, addr) = (ctx.upstream.clone(), ctx.upstream_addr);
+        Some(Arc::new(
+            move |target: String, session: Option<String>, msg: Value| {
+                let mut h = base.clone();
+                if let Some(v) = session.and_then(|s| HeaderValue::from_str(&s).ok()) {
+                    h.insert("mcp-session-id", v);
+                }
+                let body = full(serde_json::to_vec(&msg).unwrap_or_default());
+                let mut req = Request::new(body);
+                *req.method_mut() = Method::POST;
+                *req.headers_mut() = h;
+                match target.parse() {
+                    Ok(uri) => *req.uri_mut() = uri,
+                    Err(e) => {
+                        tracing::warn!(%target, error = %e, "cannot answer the server: bad target");
+                        return;
+                    }
+                }
+                let up = up.clone();
+                tokio::spawn(async move {
+                    match up.send(addr, req).await {
+                        Ok(r) => tracing::debug!(
+                            status = r.status().as_u16(),
+                            "refusal sent to the server"
+                        ),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "could not send a refusal to the server")
+                        }
+                    }
+                });
+            },
+        ))
     }
 }
 

@@ -71,6 +71,27 @@ impl Body {
         }
     }
 
+    /// Takes out the messages at `indices`; the rest are re-serialized.
+    pub fn remove(&mut self, indices: &[usize]) {
+        let all = match std::mem::replace(self, Body::Batch(Vec::new())) {
+            Body::Single(m) => vec![m],
+            Body::Batch(v) => v,
+        };
+        let kept: Vec<Message> = all
+            .into_iter()
+            .enumerate()
+            .filter(|(i, _)| !indices.contains(i))
+            .map(|(_, mut m)| {
+                m.raw = None;
+                m
+            })
+            .collect();
+        *self = match <[Message; 1]>::try_from(kept) {
+            Ok([m]) => Body::Single(m),
+            Err(v) => Body::Batch(v),
+        };
+    }
+
     /// The bytes to send: the original when nothing changed.
     pub fn to_bytes(&self, original: &Bytes) -> Bytes {
         if self.messages().iter().all(|m| m.raw.is_some()) {
@@ -239,3 +260,24 @@ pub fn error_response(id: Value, code: i64, message: &str, data: Option<Value>) 
 
 #[cfg(test)]
 mod tests;
+
+/// JSON with object keys sorted at every level and no whitespace, so the
+/// same arguments always give the same digest, whatever order they came in.
+pub fn canonical(v: &Value) -> String {
+    match v {
+        Value::Object(m) => {
+            let mut keys: Vec<&String> = m.keys().collect();
+            keys.sort();
+            let parts: Vec<String> = keys
+                .into_iter()
+                .map(|k| format!("{}:{}", Value::String(k.clone()), canonical(&m[k])))
+                .collect();
+            format!("{{{}}}", parts.join(","))
+        }
+        Value::Array(a) => format!(
+            "[{}]",
+            a.iter().map(canonical).collect::<Vec<_>>().join(",")
+        ),
+        other => other.to_string(),
+    }
+}

@@ -137,6 +137,12 @@ impl Sessions {
         found
     }
 
+    /// The method of the pending client request `id` answers, if known.
+    pub fn pending_method(&self, key: &str, id: &str) -> Option<String> {
+        let inner = self.lock();
+        inner.sessions.get(key)?.pending.get(id)?.method.clone()
+    }
+
     /// Takes every unanswered client request under `key` with one of `ids`.
     pub fn take_unanswered(&self, key: &str, ids: &[String]) -> Vec<ExchangeEvent> {
         let mut inner = self.lock();

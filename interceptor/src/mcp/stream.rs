@@ -25,7 +25,7 @@ use super::{
     sse,
 };
 use crate::{
-    pipeline::{Direction, EventKind, MessageCtx, Pipeline, Transport},
+    pipeline::{Direction, EventKind, MessageCtx, Notes, Pipeline, Transport},
     proxy::{
         body::{BoxError, ProxyBody, ReadError, read_limited},
         http::{CODE_SERVER_MESSAGE_TOO_LARGE, CODE_UPSTREAM_TIMEOUT, CODE_UPSTREAM_UNAVAILABLE},
@@ -41,14 +41,28 @@ pub struct State {
     /// When the answer's head arrived (a POST's own answer); `None` on a
     /// long-lived GET stream, where each event is its own first byte.
     pub first_byte_us: Option<i64>,
+    /// Answers a server request upstream on the client's behalf (when a
+    /// phase refused it): (path?query, session id, JSON-RPC message).
+    pub reply: Option<Replier>,
 }
+
+pub type Replier = Arc<dyn Fn(String, Option<String>, Value) + Send + Sync>;
 
 impl State {
     /// Phases, then pairing, for every message of one server body/event.
-    fn on_server_body(&self, body: &mut Body, bytes: u64) {
+    /// Returns whether a message was refused (and taken out of `body`).
+    fn on_server_body(&self, body: &mut Body, bytes: u64) -> bool {
         let info = self.sessions.info(&self.origin.key);
         let per_msg = if body.messages().len() == 1 { bytes } else { 0 };
-        for msg in body.messages_mut() {
+        let mut refused = Vec::new();
+        for (i, msg) in body.messages_mut().iter_mut().enumerate() {
+            let request_method = match msg.kind {
+                Kind::Response | Kind::Error => msg
+                    .id_key()
+                    .and_then(|id| self.sessions.pending_method(&self.origin.key, &id)),
+                _ => None,
+            };
+            let notes = Notes::default();
             let mctx = MessageCtx {
                 conn: &self.origin.conn,
                 session_id: self.origin.in_session.then_some(self.origin.key.as_str()),
@@ -56,7 +70,18 @@ impl State {
                 protocol_version: info.protocol_version.as_deref(),
                 http_path: &self.origin.http_path,
                 caller: self.origin.caller.as_deref(),
+                client_name: info.client_name.as_deref(),
+                client_version: info.client_version.as_deref(),
+                request_method: request_method.as_deref(),
+                notes: &notes,
             };
+            if msg.kind == Kind::Request
+                && let Some((error, phase)) = self.pipeline.on_server_request(&mctx, msg)
+            {
+                self.refuse_server_request(msg, &info, error, phase, notes.decision());
+                refused.push(i);
+                continue;
+            }
             self.pipeline.on_server_message(&mctx, msg);
             match msg.kind {
                 Kind::Response | Kind::Error => {
@@ -112,6 +137,44 @@ impl State {
                 }
             }
         }
+        if refused.is_empty() {
+            return false;
+        }
+        body.remove(&refused);
+        true
+    }
+
+    /// A server request the client must not see: recorded, and answered
+    /// upstream with `error` as if the client had refused it.
+    fn refuse_server_request(
+        &self,
+        msg: &Message,
+        info: &super::session::SessionInfo,
+        error: Value,
+        phase: &'static str,
+        decision: Option<crate::pipeline::Decision>,
+    ) {
+        let mut ev = self
+            .origin
+            .event(EventKind::Denied, Direction::ServerToClient, msg, info);
+        ev.error = Some(error.clone());
+        ev.decided_by = Some(phase.to_string());
+        ev.decision = decision;
+        tracing::info!(conn = self.origin.conn.id, method = ?msg.method(), phase, "server request refused");
+        exchange::record(&self.pipeline, ev);
+        let Some(reply) = &self.reply else { return };
+        let legacy = self.origin.transport == Transport::Sse;
+        let target = if legacy {
+            self.origin.key.clone()
+        } else {
+            self.origin.http_path.clone()
+        };
+        let session = (self.origin.in_session && !legacy).then(|| self.origin.key.clone());
+        reply(
+            target,
+            session,
+            json!({ "jsonrpc": "2.0", "id": msg.id().cloned(), "error": error }),
+        );
     }
 
     /// The negotiated protocol version from the `initialize` answer.
@@ -163,8 +226,12 @@ impl State {
         let Ok(mut body) = jsonrpc::parse(&bytes) else {
             return ev.raw;
         };
-        self.on_server_body(&mut body, ev.raw.len() as u64);
-        if body.messages().iter().all(|m| m.raw.is_some()) {
+        let refused = self.on_server_body(&mut body, ev.raw.len() as u64);
+        if body.messages().is_empty() {
+            // Everything in the event was refused: the client sees nothing.
+            return Bytes::new();
+        }
+        if !refused && body.messages().iter().all(|m| m.raw.is_some()) {
             return ev.raw;
         }
         let new = body.to_bytes(&bytes);
@@ -277,6 +344,9 @@ pub fn sse(
                 Ok(events) => {
                     for ev in events {
                         let out = st.on_event(ev);
+                        if out.is_empty() {
+                            continue;
+                        }
                         if tx.send(out).await.is_err() {
                             end = json!({ "code": -32603, "message": "the client went away" });
                             break 'read;

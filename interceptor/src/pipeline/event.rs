@@ -81,6 +81,8 @@ pub struct ExchangeEvent {
     pub http_status: Option<u16>,
     /// The phase that denied or rewrote the request, if any.
     pub decided_by: Option<String>,
+    /// The policy decision, when a policy stage decided.
+    pub decision: Option<super::Decision>,
     pub rewritten: bool,
     /// Unix microseconds: request received, forwarded upstream, first
     /// response byte, response complete.

@@ -14,6 +14,7 @@
 #![forbid(unsafe_code)]
 
 pub mod event;
+pub mod notes;
 pub mod sink;
 
 use std::{future::Future, pin::Pin, sync::Arc, time::Duration};
@@ -21,6 +22,7 @@ use std::{future::Future, pin::Pin, sync::Arc, time::Duration};
 use serde_json::Value;
 
 pub use event::{Direction, EventKind, ExchangeEvent, Transport};
+pub use notes::{Decision, Effect, Notes};
 
 use crate::{identity::Caller, mcp::jsonrpc::Message};
 
@@ -36,6 +38,13 @@ pub struct MessageCtx<'a> {
     pub http_path: &'a str,
     /// The verified caller (the identity stage ran before any phase).
     pub caller: Option<&'a Caller>,
+    /// `clientInfo` from the session's `initialize`.
+    pub client_name: Option<&'a str>,
+    pub client_version: Option<&'a str>,
+    /// For a response: the method of the request it answers.
+    pub request_method: Option<&'a str>,
+    /// This message's scratch space, shared by its phases.
+    pub notes: &'a Notes,
 }
 
 /// A phase's answer to a client message.
@@ -47,6 +56,9 @@ pub enum Verdict {
     /// Refuse it; the client gets this JSON-RPC error object
     /// (`{"code", "message", "data"?}`), the server never sees it.
     Deny(Value),
+    /// Refuse it by answering with this JSON-RPC `result` (e.g. a tool
+    /// result with `isError`); the server never sees it.
+    Answer(Value),
     /// Decide later: the message waits (bounded by the hold limit, then
     /// denied) until the future yields the verdict.
     Hold(Pin<Box<dyn Future<Output = Verdict> + Send>>),
@@ -67,6 +79,16 @@ pub trait Phase: Send + Sync + 'static {
     }
     /// Each server message (JSON body, or one SSE event); may rewrite it.
     fn on_server_message(&self, _ctx: &MessageCtx<'_>, _msg: &mut Message) {}
+    /// Each server-to-client request (sampling, elicitation, roots), before
+    /// `on_server_message`. `Some(error)`: the client never sees it and the
+    /// server gets this JSON-RPC error object as the answer.
+    fn on_server_request(&self, _ctx: &MessageCtx<'_>, _msg: &Message) -> Option<Value> {
+        None
+    }
+    /// Whether `on_server_request` may refuse anything.
+    fn polices_server_requests(&self) -> bool {
+        false
+    }
     /// Each finished exchange, denial, notification or unpaired message.
     fn record(&self, _event: &ExchangeEvent) {}
 }
@@ -78,6 +100,8 @@ pub enum Outcome {
     Forward { rewritten: bool },
     /// Refused with this JSON-RPC error object, by this phase.
     Denied { error: Value, phase: &'static str },
+    /// Refused by answering with this JSON-RPC result, by this phase.
+    Answered { result: Value, phase: &'static str },
 }
 
 /// Agent error: a hold outlived the hold limit.
@@ -141,9 +165,32 @@ impl Pipeline {
                         phase: p.name(),
                     };
                 }
+                Verdict::Answer(result) => {
+                    return Outcome::Answered {
+                        result,
+                        phase: p.name(),
+                    };
+                }
             }
         }
         Outcome::Forward { rewritten }
+    }
+
+    /// Whether any phase may refuse server requests (only then does the
+    /// handler keep what it needs to answer the server).
+    pub fn polices_server_requests(&self) -> bool {
+        self.phases.iter().any(|p| p.polices_server_requests())
+    }
+
+    /// The first phase's refusal of a server-to-client request, if any.
+    pub fn on_server_request(
+        &self,
+        ctx: &MessageCtx<'_>,
+        msg: &Message,
+    ) -> Option<(Value, &'static str)> {
+        self.phases
+            .iter()
+            .find_map(|p| p.on_server_request(ctx, msg).map(|e| (e, p.name())))
     }
 
     pub fn on_server_message(&self, ctx: &MessageCtx<'_>, msg: &mut Message) {

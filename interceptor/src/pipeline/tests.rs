@@ -69,6 +69,10 @@ async fn run(p: &Pipeline, m: &mut Message) -> Outcome {
         session_id: None,
         transport: Transport::StreamableHttp,
         caller: None,
+        client_name: None,
+        client_version: None,
+        request_method: None,
+        notes: &Notes::default(),
         protocol_version: None,
         http_path: "/mcp",
     };

@@ -15,6 +15,8 @@ mod load;
 mod raw;
 #[path = "mcp_peer/server.rs"]
 mod server;
+#[path = "mcp_peer/tools.rs"]
+mod tools;
 
 use std::io::Write;
 
@@ -34,11 +36,13 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Serve echo, add and lookup_customer over Streamable HTTP until
-    /// SIGTERM/SIGINT; prints `listening <addr>` once bound.
+    /// Serve echo, add, lookup_customer, read_file, query, ask_llm and
+    /// set_echo_description over Streamable HTTP until SIGTERM/SIGINT;
+    /// prints `listening <addr>` once bound.
     Server(server::ServerArgs),
     /// Initialize, list tools, optionally call one, close; prints one JSON
-    /// line; exit 1 on any failure.
+    /// line (server_name, tools, tool_descriptions, result,
+    /// sampling_requests); exit 1 on any failure.
     Client(client::ClientArgs),
     /// Send one raw HTTP initialize from an optionally bound source address;
     /// prints `{"status", "local"}`; exit 3 bind failed, 2 connect failed,

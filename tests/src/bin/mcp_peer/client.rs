@@ -1,16 +1,21 @@
 //! `mcp-peer client`: one rmcp client session over Streamable HTTP(S).
 
 use std::{
+    collections::BTreeMap,
     error::Error,
     path::{Path, PathBuf},
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
     time::Duration,
 };
 
 use anyhow::{Context, Result, anyhow};
 use rmcp::{
-    RoleClient, ServiceExt,
-    model::{CallToolRequestParams, JsonObject},
-    service::{ClientInitializeError, RunningService},
+    ClientHandler, ErrorData, RoleClient, ServiceExt,
+    model::{CallToolRequestParams, ClientCapabilities, ClientConfig, JsonObject},
+    service::{ClientInitializeError, RequestContext, RunningService},
     transport::{
         StreamableHttpClientTransport,
         streamable_http_client::{
@@ -48,6 +53,53 @@ pub struct ClientArgs {
     /// PEM private key for --cert.
     #[arg(long, value_name = "PEM", requires = "cert")]
     key: Option<PathBuf>,
+    /// Advertise the sampling capability and answer every
+    /// sampling/createMessage with an assistant message of TEXT (model
+    /// "mcp-peer"). Without it such requests get "method not found".
+    #[arg(long, value_name = "TEXT")]
+    sampling_reply: Option<String>,
+}
+
+/// The client side of a session: answers sampling requests when told to,
+/// and counts them either way so a test can tell none arrived.
+struct PeerClient {
+    sampling_reply: Option<String>,
+    sampling_requests: Arc<AtomicUsize>,
+}
+
+impl ClientHandler for PeerClient {
+    #[expect(
+        deprecated,
+        reason = "sampling is deprecated by SEP-2577, but tests exercise it"
+    )]
+    async fn create_message(
+        &self,
+        _params: rmcp::model::CreateMessageRequestParams,
+        _context: RequestContext<RoleClient>,
+    ) -> Result<rmcp::model::CreateMessageResult, ErrorData> {
+        use rmcp::model::{CreateMessageRequestMethod, CreateMessageResult, SamplingMessage};
+
+        self.sampling_requests.fetch_add(1, Ordering::Relaxed);
+        match &self.sampling_reply {
+            Some(text) => Ok(CreateMessageResult::new(
+                SamplingMessage::assistant_text(text.clone()),
+                "mcp-peer".into(),
+            )
+            .with_stop_reason(CreateMessageResult::STOP_REASON_END_TURN)),
+            // What rmcp's default handler answers, i.e. the behaviour from
+            // before this option existed.
+            None => Err(ErrorData::method_not_found::<CreateMessageRequestMethod>()),
+        }
+    }
+
+    #[expect(deprecated, reason = "as for create_message")]
+    fn get_info(&self) -> ClientConfig {
+        let mut info = ClientConfig::default();
+        if self.sampling_reply.is_some() {
+            info.capabilities = ClientCapabilities::builder().enable_sampling().build();
+        }
+        info
+    }
 }
 
 /// Runs the session and returns the line to print on success.
@@ -75,9 +127,13 @@ pub async fn run(args: ClientArgs) -> Result<Value> {
         config = config.auth_header(token);
     }
 
+    let handler = PeerClient {
+        sampling_reply: args.sampling_reply,
+        sampling_requests: Arc::default(),
+    };
     tokio::time::timeout(
         Duration::from_secs(args.timeout_secs),
-        session(&args.url, http, config, call),
+        session(&args.url, http, config, handler, call),
     )
     .await
     .map_err(|_| anyhow!("timed out after {}s", args.timeout_secs))?
@@ -115,10 +171,12 @@ async fn session(
     url: &str,
     http: reqwest::Client,
     config: StreamableHttpClientTransportConfig,
+    handler: PeerClient,
     call: Option<CallToolRequestParams>,
 ) -> Result<Value> {
+    let sampling_requests = handler.sampling_requests.clone();
     let transport = StreamableHttpClientTransport::with_client(http, config);
-    let client = ().serve(transport).await.map_err(|err| {
+    let client = handler.serve(transport).await.map_err(|err| {
         anyhow!(
             "initializing MCP session with {url}: {}",
             describe_init_error(&err)
@@ -129,26 +187,29 @@ async fn session(
     // Close even after a failed exchange so the server sees the session end
     // (DELETE), but report the exchange's error first: it is the cause.
     let closed = client.cancel().await;
-    let line = outcome?;
+    let mut line = outcome?;
     closed.context("closing MCP session")?;
+    // Read last: a request that arrived at any point of the run counts.
+    line["sampling_requests"] = sampling_requests.load(Ordering::Relaxed).into();
     Ok(line)
 }
 
 async fn exchange(
-    client: &RunningService<RoleClient, ()>,
+    client: &RunningService<RoleClient, PeerClient>,
     call: Option<CallToolRequestParams>,
 ) -> Result<Value> {
     let server_name = client
         .peer_info()
         .and_then(|info| info.server_info.as_ref().map(|server| server.name.clone()));
-    let mut tools: Vec<String> = client
-        .list_all_tools()
-        .await
-        .context("listing tools")?
-        .into_iter()
-        .map(|tool| tool.name.into_owned())
+    let listed = client.list_all_tools().await.context("listing tools")?;
+    // Sorted by name, so the output does not depend on the server's order;
+    // duplicates stay in `tools`, where a test can see them.
+    let mut tools: Vec<&str> = listed.iter().map(|tool| tool.name.as_ref()).collect();
+    tools.sort_unstable();
+    let descriptions: BTreeMap<&str, Option<&str>> = listed
+        .iter()
+        .map(|tool| (tool.name.as_ref(), tool.description.as_deref()))
         .collect();
-    tools.sort();
 
     let result = match call {
         Some(params) => {
@@ -164,6 +225,7 @@ async fn exchange(
     Ok(json!({
         "server_name": server_name,
         "tools": tools,
+        "tool_descriptions": descriptions,
         "result": result,
     }))
 }

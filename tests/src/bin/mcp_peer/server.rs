@@ -15,18 +15,11 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full, combinators::BoxBody};
 use hyper::{Request, Response, StatusCode, body::Incoming, server::conn::http1};
 use hyper_util::rt::TokioIo;
-use rmcp::{
-    ServerHandler,
-    handler::server::{router::tool::ToolRouter, wrapper::Parameters},
-    model::{Implementation, ServerCapabilities, ServerConfig},
-    schemars, tool, tool_handler, tool_router,
-    transport::{
-        StreamableHttpServerConfig, StreamableHttpService,
-        streamable_http_server::session::local::LocalSessionManager,
-    },
+use rmcp::transport::{
+    StreamableHttpServerConfig, StreamableHttpService,
+    streamable_http_server::session::local::LocalSessionManager,
 };
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
-use serde::Deserialize;
 use tokio::{
     io::{AsyncRead, AsyncWrite},
     net::{TcpListener, TcpStream},
@@ -35,7 +28,7 @@ use tokio::{
 use tokio_rustls::{TlsAcceptor, rustls};
 use tower_service::Service;
 
-use super::customer;
+use super::tools::{PeerServer, Shared};
 
 #[derive(clap::Args, Debug)]
 pub struct ServerArgs {
@@ -47,7 +40,8 @@ pub struct ServerArgs {
     path: String,
     /// Answer POSTs with application/json instead of SSE. rmcp only does
     /// this on its stateless path, so this also turns sessions off (no
-    /// Mcp-Session-Id).
+    /// Mcp-Session-Id) and a client's sampling answer never reaches
+    /// ask_llm, which then reports a timeout after 10 s.
     #[arg(long)]
     json_response: bool,
     /// Print `auth <METHOD> <path> authorization=<value|-> x-upstream-auth=<value|->`
@@ -76,67 +70,6 @@ struct Policy {
     path: String,
     log_auth: bool,
     require_auth: Option<String>,
-}
-
-#[derive(Debug, Deserialize, schemars::JsonSchema)]
-struct EchoArgs {
-    /// Text to send back unchanged.
-    text: String,
-}
-
-#[derive(Debug, Deserialize, schemars::JsonSchema)]
-struct AddArgs {
-    a: i64,
-    b: i64,
-}
-
-#[derive(Debug, Deserialize, schemars::JsonSchema)]
-struct LookupArgs {
-    /// Customer id; any string, the record is derived from it.
-    id: String,
-}
-
-#[derive(Debug, Clone)]
-struct PeerServer {
-    // Built once per session; #[tool_handler]'s default would rebuild the
-    // router on every tools/list and tools/call.
-    tool_router: ToolRouter<Self>,
-}
-
-#[tool_router]
-impl PeerServer {
-    fn new() -> Self {
-        Self {
-            tool_router: Self::tool_router(),
-        }
-    }
-
-    #[tool(description = "Return the given text unchanged")]
-    fn echo(&self, Parameters(EchoArgs { text }): Parameters<EchoArgs>) -> String {
-        text
-    }
-
-    #[tool(description = "Add two 64-bit integers")]
-    fn add(&self, Parameters(AddArgs { a, b }): Parameters<AddArgs>) -> Result<String, String> {
-        // A tool-level error (isError) rather than a panic or a wrapped value.
-        a.checked_add(b)
-            .map(|sum| sum.to_string())
-            .ok_or_else(|| format!("{a} + {b} overflows i64"))
-    }
-
-    #[tool(description = "Look up a customer record (contact, payment card, orders) by id")]
-    fn lookup_customer(&self, Parameters(LookupArgs { id }): Parameters<LookupArgs>) -> String {
-        customer::record(&id)
-    }
-}
-
-#[tool_handler(router = self.tool_router)]
-impl ServerHandler for PeerServer {
-    fn get_info(&self) -> ServerConfig {
-        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
-            .with_server_info(Implementation::new("mcp-peer", env!("CARGO_PKG_VERSION")))
-            .with_instructions("Test peer for mcp-interceptor: echo, add, lookup_customer.")
-    }
 }
 
 type McpService = StreamableHttpService<PeerServer, LocalSessionManager>;
@@ -171,8 +104,9 @@ pub async fn run(args: ServerArgs) -> Result<()> {
             .with_json_response(true);
     }
     let shutdown = config.cancellation_token.clone();
+    let shared = Arc::new(Shared::default());
     let mcp: McpService = StreamableHttpService::new(
-        || Ok(PeerServer::new()),
+        move || Ok(PeerServer::new(shared.clone())),
         Arc::new(LocalSessionManager::default()),
         config,
     );

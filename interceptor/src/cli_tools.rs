@@ -1,0 +1,205 @@
+//! `mcp-interceptor tools`: what the agent pinned, and re-pinning after
+//! an operator has reviewed a change. The running agent picks a re-pin up
+//! within a second; no restart or SIGHUP.
+
+use std::{path::PathBuf, process::ExitCode};
+
+use clap::Subcommand;
+use interceptor::{
+    audit::wal::hour_of,
+    config::{self, Config},
+    policy::pins::{self, PinError, PinFile, PinStore, ToolPin},
+};
+
+/// Fingerprint characters shown in the table (`--json` and `show` give
+/// them whole).
+const SHORT: usize = 16;
+
+#[derive(Subcommand)]
+pub enum ToolsCmd {
+    /// Every recorded tool per server: status (pinned or CHANGED) and
+    /// fingerprints.
+    List {
+        #[arg(long, short, default_value = config::DEFAULT_PATH)]
+        config: PathBuf,
+        /// Only this server (its port rule's `name`, else its port).
+        #[arg(long)]
+        server: Option<String>,
+        /// The pins file as it is, JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// One tool's pinned and last observed definition, to review a change.
+    Show {
+        #[arg(long, short, default_value = config::DEFAULT_PATH)]
+        config: PathBuf,
+        /// The server (its port rule's `name`, else its port).
+        #[arg(long)]
+        server: String,
+        #[arg(long)]
+        tool: String,
+    },
+    /// Accept the observed definition as the new pin (lifts a block).
+    Pin {
+        #[arg(long, short, default_value = config::DEFAULT_PATH)]
+        config: PathBuf,
+        /// The server (its port rule's `name`, else its port).
+        #[arg(long)]
+        server: String,
+        /// The tool to re-pin (also when it has not changed).
+        #[arg(long, required_unless_present = "all", conflicts_with = "all")]
+        tool: Option<String>,
+        /// Every changed tool of the server.
+        #[arg(long)]
+        all: bool,
+    },
+}
+
+pub fn run(cmd: ToolsCmd) -> anyhow::Result<ExitCode> {
+    match cmd {
+        ToolsCmd::List {
+            config,
+            server,
+            json,
+        } => {
+            let path = Config::load(&config)?.pins_path();
+            let mut file = PinStore::new(&path).read()?;
+            if let Some(s) = &server {
+                file.servers.retain(|k, _| k == s);
+            }
+            if json {
+                println!("{}", serde_json::to_string_pretty(&file)?);
+            } else if file.servers.is_empty() {
+                println!("no tools recorded in {}", path.display());
+            } else {
+                print!("{}", table(&file));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        ToolsCmd::Show {
+            config,
+            server,
+            tool,
+        } => {
+            let path = Config::load(&config)?.pins_path();
+            let file = PinStore::new(&path).read()?;
+            let Some(p) = file.get(&server, &tool) else {
+                eprintln!(
+                    "mcp-interceptor: server {server:?} has no tool {tool:?} in {}",
+                    path.display()
+                );
+                return Ok(ExitCode::FAILURE);
+            };
+            print!("{}", show(&server, &tool, p)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        ToolsCmd::Pin {
+            config,
+            server,
+            tool,
+            all: _,
+        } => {
+            let path = Config::load(&config)?.pins_path();
+            let done = match pins::repin(&path, &server, tool.as_deref()) {
+                Ok(d) => d,
+                Err(PinError::NotFound(why)) => {
+                    eprintln!(
+                        "mcp-interceptor: nothing re-pinned: {why} (in {})",
+                        path.display()
+                    );
+                    return Ok(ExitCode::FAILURE);
+                }
+                Err(e) => return Err(e.into()),
+            };
+            if done.is_empty() {
+                println!("server {server}: no changed tools; nothing to re-pin");
+            }
+            for r in done {
+                if r.from == r.to {
+                    println!("{server} {}: unchanged, already pinned at {}", r.tool, r.to);
+                } else {
+                    println!("{server} {}: re-pinned {} -> {}", r.tool, r.from, r.to);
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn table(file: &PinFile) -> String {
+    let mut rows = vec![[
+        "SERVER".to_string(),
+        "TOOL".into(),
+        "STATUS".into(),
+        "PINNED".into(),
+        "OBSERVED".into(),
+        "FIRST SEEN".into(),
+        "CHANGED AT".into(),
+    ]];
+    for (server, tools) in &file.servers {
+        for (tool, p) in tools {
+            rows.push([
+                server.clone(),
+                tool.clone(),
+                if p.changed() { "CHANGED" } else { "pinned" }.into(),
+                short(&p.pinned),
+                short(&p.observed),
+                when(p.first_seen),
+                p.changed_at.map_or_else(|| "-".into(), when),
+            ]);
+        }
+    }
+    let widths: Vec<usize> = (0..7)
+        .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
+        .collect();
+    let mut out = String::new();
+    for r in rows {
+        let cells: Vec<String> = r
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:w$}"))
+            .collect();
+        out.push_str(cells.join("  ").trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+fn show(server: &str, tool: &str, p: &ToolPin) -> anyhow::Result<String> {
+    let mut out = format!("server {server} tool {tool}: ");
+    match p.changed_at.filter(|_| p.changed()) {
+        Some(t) => out.push_str(&format!("CHANGED since {}\n", when(t))),
+        None => out.push_str("pinned\n"),
+    }
+    out.push_str(&format!(
+        "pinned     {} (at {})\n",
+        p.pinned,
+        when(p.pinned_at)
+    ));
+    out.push_str(&format!("observed   {}\n", p.observed));
+    out.push_str(&format!("first seen {}\n", when(p.first_seen)));
+    if let Some(d) = &p.pinned_definition {
+        out.push_str(&format!(
+            "--- pinned definition\n{}\n",
+            serde_json::to_string_pretty(d)?
+        ));
+        out.push_str("--- observed definition\n");
+    } else {
+        out.push_str("--- definition\n");
+    }
+    out.push_str(&serde_json::to_string_pretty(&p.definition)?);
+    out.push('\n');
+    Ok(out)
+}
+
+fn short(fingerprint: &str) -> String {
+    fingerprint.chars().take(SHORT).collect()
+}
+
+/// UTC, whatever the host's zone, like the audit's partitions.
+fn when(unix: u64) -> String {
+    let secs = i64::try_from(unix).unwrap_or(i64::MAX / 1_000_000);
+    let (day, hour) = hour_of(secs * 1_000_000);
+    let (m, s) = (secs.rem_euclid(3600) / 60, secs.rem_euclid(60));
+    format!("{day}T{hour}:{m:02}:{s:02}Z")
+}

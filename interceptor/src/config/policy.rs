@@ -1,0 +1,70 @@
+//! `[policy]`: Cedar files, how denials look, budgets, tool pinning.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Policy {
+    /// Cedar policy files, or directories whose `*.cedar` files are read.
+    /// Empty: no policy stage (every identified caller may do anything;
+    /// `doctor` warns). With files, anything no policy permits is denied.
+    pub files: Vec<PathBuf>,
+    /// A denied `tools/call` is answered as a tool result with `isError`
+    /// (the model reads why) instead of a JSON-RPC error.
+    pub deny_as_tool_result: bool,
+    /// The files are checked for changes this often and reloaded; 0: only
+    /// on SIGHUP. A broken set is refused and the running one kept.
+    pub reload_poll_seconds: u64,
+    pub budgets: Vec<Budget>,
+    /// Where tool fingerprints are kept (see `mcp-interceptor tools`);
+    /// unset: `tool-pins.json` beside the audit directory (the agent's
+    /// state directory, `/var/lib/mcp-interceptor` by default).
+    pub pins_file: Option<PathBuf>,
+    pub on_tool_change: OnToolChange,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Self {
+            files: Vec::new(),
+            deny_as_tool_result: false,
+            reload_poll_seconds: 2,
+            budgets: Vec::new(),
+            pins_file: None,
+            on_tool_change: OnToolChange::default(),
+        }
+    }
+}
+
+/// A call budget per subject and tool: `per_minute` sustained, `burst` at once.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Budget {
+    /// Tool name glob (`*` matches anything): `db.*`, `*`.
+    pub tool: String,
+    pub per_minute: u32,
+    pub burst: u32,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum OnToolChange {
+    /// Log and audit the change; the tool stays usable.
+    #[default]
+    Alert,
+    /// Also hide the tool and refuse calls to it until it is re-pinned.
+    Block,
+}
+
+pub(super) fn validate(p: &Policy) -> Result<(), String> {
+    for (n, b) in p.budgets.iter().enumerate() {
+        if b.tool.is_empty() || b.per_minute == 0 || b.burst == 0 {
+            return Err(format!(
+                "policy.budgets[{n}]: tool must be set, per_minute and burst > 0"
+            ));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,196 @@
+//! `policy explain` and `policy test`: the same question the live proxy
+//! asks (`Input` -> `Policies::decide`), from the command line or from a
+//! table of cases in users' own CI.
+
+use std::{net::IpAddr, path::Path};
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::{Decision, Effect, Input, Policies, PolicyError};
+use crate::config::Config;
+
+/// One question, with the live proxy's defaults for what is not given.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Question {
+    pub name: Option<String>,
+    pub subject: String,
+    pub groups: Vec<String>,
+    /// "oidc" (default), "mtls" or "anonymous".
+    pub auth_method: Option<String>,
+    pub issuer: Option<String>,
+    pub client_id: Option<String>,
+    pub scopes: Vec<String>,
+    /// The server's policy name; default: the first port's.
+    pub server: Option<String>,
+    /// The server's address (`resource.address`); default 127.0.0.1.
+    pub server_address: Option<String>,
+    pub method: String,
+    /// The tool (tools/call), resource URI or prompt name.
+    pub tool: Option<String>,
+    pub uri: Option<String>,
+    pub prompt: Option<String>,
+    pub arguments: Option<Value>,
+    pub client_name: Option<String>,
+    pub client_version: Option<String>,
+    /// Default 127.0.0.1.
+    pub source_ip: Option<IpAddr>,
+    pub session_id: Option<String>,
+    pub transport: Option<String>,
+    /// Unix seconds; default now.
+    pub time: Option<i64>,
+    pub grants: Vec<String>,
+    pub listing: bool,
+    /// `policy test` only: "allow", "deny" or "approval".
+    pub expect: Option<String>,
+    /// `policy test` only: the determining policy ids expected (any order).
+    pub policies: Option<Vec<String>>,
+}
+
+impl Question {
+    /// The policy input, as the proxy would build it for this request.
+    pub fn input(&self, cfg: &Config) -> Input {
+        let rule = cfg.intercept.ports.first();
+        let port = rule.map_or(0, |r| r.port);
+        let default_server = rule
+            .and_then(|r| r.name.clone())
+            .unwrap_or_else(|| port.to_string());
+        let server = self.server.clone().unwrap_or(default_server);
+        let server_port = cfg
+            .intercept
+            .ports
+            .iter()
+            .find(|r| r.name.as_deref() == Some(&server) || r.port.to_string() == server)
+            .map_or(port, |r| r.port);
+        Input {
+            subject: self.subject.clone(),
+            groups: self.groups.clone(),
+            auth_method: self.auth_method.clone().unwrap_or_else(|| "oidc".into()),
+            issuer: self.issuer.clone().unwrap_or_default(),
+            client_id: self.client_id.clone().unwrap_or_default(),
+            scopes: self.scopes.clone(),
+            server,
+            server_address: self
+                .server_address
+                .clone()
+                .unwrap_or_else(|| "127.0.0.1".into()),
+            server_port,
+            method: self.method.clone(),
+            target: self
+                .tool
+                .clone()
+                .or_else(|| self.uri.clone())
+                .or_else(|| self.prompt.clone()),
+            arguments: self.arguments.clone(),
+            client_name: self.client_name.clone().unwrap_or_default(),
+            client_version: self.client_version.clone().unwrap_or_default(),
+            source_ip: self.source_ip.unwrap_or(IpAddr::from([127, 0, 0, 1])),
+            session_id: self.session_id.clone().unwrap_or_default(),
+            transport: self
+                .transport
+                .clone()
+                .unwrap_or_else(|| "streamable-http".into()),
+            time: self
+                .time
+                .unwrap_or_else(|| crate::pipeline::event::now_us() / 1_000_000),
+            grants: self.grants.clone(),
+            listing: self.listing,
+        }
+    }
+}
+
+/// The cases file: `[[case]]` tables of [`Question`] with `expect`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Cases {
+    #[serde(rename = "case")]
+    pub cases: Vec<Question>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CasesError {
+    #[error("{0}: {1}")]
+    Read(String, String),
+    #[error("{0}: {1}")]
+    Parse(String, String),
+    #[error("case {0}: expect must be allow, deny or approval, not {1:?}")]
+    Expect(String, String),
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
+}
+
+/// One case's outcome.
+#[derive(Debug, Clone)]
+pub struct CaseResult {
+    pub name: String,
+    pub passed: bool,
+    pub want: String,
+    pub decision: Decision,
+}
+
+pub fn load_cases(path: &Path) -> Result<Cases, CasesError> {
+    let shown = path.display().to_string();
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| CasesError::Read(shown.clone(), e.to_string()))?;
+    toml::from_str(&text).map_err(|e| CasesError::Parse(shown, e.to_string().trim().to_string()))
+}
+
+/// Decides every case and compares with its expectation.
+pub fn run_cases(
+    policies: &Policies,
+    cfg: &Config,
+    cases: &Cases,
+) -> Result<Vec<CaseResult>, CasesError> {
+    let mut out = Vec::new();
+    for (n, c) in cases.cases.iter().enumerate() {
+        let name = c.name.clone().unwrap_or_else(|| format!("#{}", n + 1));
+        let want = c.expect.clone().unwrap_or_default();
+        let effect = match want.as_str() {
+            "allow" => Effect::Allow,
+            "deny" => Effect::Deny,
+            "approval" => Effect::Approval,
+            other => return Err(CasesError::Expect(name, other.to_string())),
+        };
+        let decision = policies.decide(&c.input(cfg))?;
+        let mut passed = decision.effect == effect;
+        if let Some(ids) = &c.policies {
+            let mut want_ids = ids.clone();
+            want_ids.sort();
+            passed &= want_ids == decision.policies;
+        }
+        out.push(CaseResult {
+            name,
+            passed,
+            want,
+            decision,
+        });
+    }
+    Ok(out)
+}
+
+/// The human form of a decision.
+pub fn render(d: &Decision, policies: &Policies) -> String {
+    let mut s = format!("decision: {}\n", d.effect.as_str());
+    let ids = if d.policies.is_empty() {
+        "(none: default deny)".to_string()
+    } else {
+        d.policies.join(", ")
+    };
+    s.push_str(&format!("determining policies: {ids}\n"));
+    if let Some(g) = &d.approval {
+        s.push_str(&format!("approval by: {g}\n"));
+    }
+    if let Some(m) = &d.mask {
+        s.push_str(&format!("masking profile: {m}\n"));
+    }
+    s.push_str(&format!("why: {}\n", d.reason));
+    for e in &d.errors {
+        s.push_str(&format!("evaluation error (policy skipped): {e}\n"));
+    }
+    s.push_str(&format!(
+        "policy set: {} ({} policies)\n",
+        d.version, policies.count
+    ));
+    s
+}

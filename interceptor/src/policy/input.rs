@@ -1,0 +1,369 @@
+//! What a policy decision is about, and its Cedar form: principal, action,
+//! resource and context, built the same way for the live proxy and for
+//! `policy explain` (so the two cannot disagree).
+
+use std::{
+    collections::{BTreeSet, HashMap, HashSet},
+    net::IpAddr,
+    str::FromStr,
+};
+
+use cedar_policy::{
+    Context, Entities, Entity, EntityId, EntityTypeName, EntityUid, Request, RestrictedExpression,
+};
+use serde_json::Value;
+
+use super::PolicyError;
+
+/// Methods with an action of their own on the server; the rest map to
+/// `other` (requests) or are not policed (notifications, responses).
+const SERVER_ACTIONS: &[&str] = &[
+    "initialize",
+    "ping",
+    "tools/list",
+    "resources/list",
+    "resources/templates/list",
+    "prompts/list",
+    "completion/complete",
+    "logging/setLevel",
+    "tasks/get",
+    "tasks/list",
+    "tasks/result",
+    "tasks/cancel",
+    "sampling/createMessage",
+    "elicitation/create",
+    "roots/list",
+];
+
+/// One question to the policy: who, which method on what, with what.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Input {
+    pub subject: String,
+    pub groups: Vec<String>,
+    pub auth_method: String,
+    pub issuer: String,
+    pub client_id: String,
+    pub scopes: Vec<String>,
+    /// The server: the port rule's name, else its port.
+    pub server: String,
+    pub server_address: String,
+    pub server_port: u16,
+    pub method: String,
+    /// Tool name, resource URI or prompt name (by method).
+    pub target: Option<String>,
+    pub arguments: Option<Value>,
+    pub client_name: String,
+    pub client_version: String,
+    pub source_ip: IpAddr,
+    pub session_id: String,
+    pub transport: String,
+    /// Unix seconds.
+    pub time: i64,
+    pub grants: Vec<String>,
+    pub listing: bool,
+}
+
+impl Input {
+    /// The Cedar action for this method.
+    pub fn action(&self) -> &str {
+        match self.method.as_str() {
+            m @ ("tools/call"
+            | "resources/read"
+            | "resources/subscribe"
+            | "resources/unsubscribe"
+            | "prompts/get") => m,
+            m if SERVER_ACTIONS.contains(&m) => m,
+            _ => "other",
+        }
+    }
+}
+
+fn uid(ty: &str, id: &str) -> Result<EntityUid, PolicyError> {
+    let t = EntityTypeName::from_str(ty).map_err(|e| PolicyError::Input(e.to_string()))?;
+    Ok(EntityUid::from_type_name_and_id(t, EntityId::new(id)))
+}
+
+fn s(v: &str) -> RestrictedExpression {
+    RestrictedExpression::new_string(v.to_string())
+}
+
+fn set(items: impl IntoIterator<Item = String>) -> RestrictedExpression {
+    RestrictedExpression::new_set(items.into_iter().map(RestrictedExpression::new_string))
+}
+
+/// The request and the entities it needs.
+pub fn cedar(input: &Input) -> Result<(Request, Entities), PolicyError> {
+    let err = |e: &dyn std::fmt::Display| PolicyError::Input(e.to_string());
+    let principal = uid("Mcp::User", &input.subject)?;
+    let groups: HashSet<EntityUid> = input
+        .groups
+        .iter()
+        .map(|g| uid("Mcp::Group", g))
+        .collect::<Result<_, _>>()?;
+    let mut entities = Vec::with_capacity(4 + groups.len());
+    for g in &groups {
+        entities.push(Entity::new_no_attrs(g.clone(), HashSet::new()));
+    }
+    let user_attrs = HashMap::from([
+        ("auth_method".to_string(), s(&input.auth_method)),
+        ("issuer".to_string(), s(&input.issuer)),
+        ("client_id".to_string(), s(&input.client_id)),
+        ("scopes".to_string(), set(input.scopes.iter().cloned())),
+    ]);
+    entities.push(Entity::new(principal.clone(), user_attrs, groups).map_err(|e| err(&e))?);
+    let server = uid("Mcp::Server", &input.server)?;
+    let server_attrs = HashMap::from([
+        ("address".to_string(), s(&input.server_address)),
+        (
+            "port".to_string(),
+            RestrictedExpression::new_long(i64::from(input.server_port)),
+        ),
+    ]);
+    entities.push(Entity::new(server.clone(), server_attrs, HashSet::new()).map_err(|e| err(&e))?);
+    let action = input.action();
+    let target = input.target.clone().unwrap_or_default();
+    let tags = || -> HashMap<String, RestrictedExpression> {
+        let mut t = HashMap::new();
+        if let Some(a) = &input.arguments {
+            flatten("", a, &mut t);
+        }
+        t
+    };
+    let parents = HashSet::from([server.clone()]);
+    let resource = match action {
+        "tools/call" | "prompts/get" => {
+            let ty = if action == "tools/call" {
+                "Mcp::Tool"
+            } else {
+                "Mcp::Prompt"
+            };
+            let r = uid(ty, &target)?;
+            let attrs = HashMap::from([("name".to_string(), s(&target))]);
+            entities.push(
+                Entity::new_with_tags(r.clone(), attrs, parents, tags()).map_err(|e| err(&e))?,
+            );
+            r
+        }
+        "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
+            let r = uid("Mcp::Resource", &target)?;
+            let attrs = HashMap::from([("uri".to_string(), s(&target))]);
+            entities.push(Entity::new(r.clone(), attrs, parents).map_err(|e| err(&e))?);
+            r
+        }
+        _ => server,
+    };
+    let action_uid = uid("Mcp::Action", action)?;
+    let (hour, weekday) = hour_weekday(input.time);
+    let args_json = input
+        .arguments
+        .as_ref()
+        .map(crate::mcp::jsonrpc::canonical)
+        .unwrap_or_default();
+    let context = Context::from_pairs([
+        ("method".to_string(), s(&input.method)),
+        (
+            "client".to_string(),
+            RestrictedExpression::new_record([
+                ("name".to_string(), s(&input.client_name)),
+                ("version".to_string(), s(&input.client_version)),
+            ])
+            .map_err(|e| err(&e))?,
+        ),
+        (
+            "source_ip".to_string(),
+            RestrictedExpression::new_ip(input.source_ip.to_string()),
+        ),
+        ("auth_method".to_string(), s(&input.auth_method)),
+        ("session_id".to_string(), s(&input.session_id)),
+        ("transport".to_string(), s(&input.transport)),
+        (
+            "time".to_string(),
+            RestrictedExpression::new_record([
+                (
+                    "unix".to_string(),
+                    RestrictedExpression::new_long(input.time),
+                ),
+                ("hour".to_string(), RestrictedExpression::new_long(hour)),
+                (
+                    "weekday".to_string(),
+                    RestrictedExpression::new_long(weekday),
+                ),
+            ])
+            .map_err(|e| err(&e))?,
+        ),
+        ("grants".to_string(), set(input.grants.iter().cloned())),
+        ("arguments_json".to_string(), s(&args_json)),
+        (
+            "sql_kinds".to_string(),
+            set(input.arguments.as_ref().map(sql_kinds).unwrap_or_default()),
+        ),
+        (
+            "listing".to_string(),
+            RestrictedExpression::new_bool(input.listing),
+        ),
+    ])
+    .map_err(|e| err(&e))?;
+    let request =
+        Request::new(principal, action_uid, resource, context, None).map_err(|e| err(&e))?;
+    let entities = Entities::from_entities(entities, None).map_err(|e| err(&e))?;
+    Ok((request, entities))
+}
+
+/// Hour (0-23) and ISO weekday (1 = Monday) in UTC.
+fn hour_weekday(unix: i64) -> (i64, i64) {
+    let days = unix.div_euclid(86_400);
+    let hour = unix.rem_euclid(86_400) / 3600;
+    // 1970-01-01 was a Thursday (4).
+    let weekday = (days + 3).rem_euclid(7) + 1;
+    (hour, weekday)
+}
+
+/// Arguments as tags: dotted paths to string values.
+fn flatten(prefix: &str, v: &Value, out: &mut HashMap<String, RestrictedExpression>) {
+    let key = |k: &str| {
+        if prefix.is_empty() {
+            k.to_string()
+        } else {
+            format!("{prefix}.{k}")
+        }
+    };
+    match v {
+        Value::Object(m) => {
+            for (k, v) in m {
+                flatten(&key(k), v, out);
+            }
+        }
+        Value::Array(a) => {
+            for (i, v) in a.iter().enumerate() {
+                flatten(&key(&i.to_string()), v, out);
+            }
+        }
+        Value::String(s) if !prefix.is_empty() => {
+            out.insert(
+                prefix.to_string(),
+                RestrictedExpression::new_string(normalize(s)),
+            );
+        }
+        Value::Null => {}
+        other if !prefix.is_empty() => {
+            out.insert(
+                prefix.to_string(),
+                RestrictedExpression::new_string(other.to_string()),
+            );
+        }
+        _ => {}
+    }
+}
+
+/// Absolute paths (and `file://` URIs) resolved lexically, so `..` cannot
+/// walk out of a prefix a policy checks with `like "/srv/data/*"`.
+pub fn normalize(s: &str) -> String {
+    let (scheme, path) = match s.strip_prefix("file://") {
+        Some(p) => ("file://", p),
+        None => ("", s),
+    };
+    if !path.starts_with('/') {
+        return s.to_string();
+    }
+    let mut parts: Vec<&str> = Vec::new();
+    for seg in path.split('/') {
+        match seg {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            other => parts.push(other),
+        }
+    }
+    let trailing = if path.ends_with('/') && !parts.is_empty() {
+        "/"
+    } else {
+        ""
+    };
+    format!("{scheme}/{}{trailing}", parts.join("/"))
+}
+
+const SQL_KEYWORDS: &[&str] = &[
+    "select", "insert", "update", "delete", "merge", "upsert", "replace", "create", "alter",
+    "drop", "truncate", "rename", "grant", "revoke", "with", "explain", "show", "describe",
+    "pragma", "attach", "detach", "copy", "call", "exec", "execute", "set", "begin", "commit",
+    "rollback", "vacuum", "analyze",
+];
+
+/// The first keyword of every SQL statement in any string argument (after
+/// comments), lowercased. `SELECT 1; DROP TABLE t` gives {select, drop}.
+pub fn sql_kinds(args: &Value) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    let mut strings = Vec::new();
+    collect_strings(args, &mut strings);
+    for text in strings {
+        for stmt in strip_sql_comments(text).split(';') {
+            let first: String = stmt
+                .trim_start_matches(|c: char| c.is_whitespace() || c == '(')
+                .chars()
+                .take_while(|c| c.is_ascii_alphabetic())
+                .collect::<String>()
+                .to_ascii_lowercase();
+            if SQL_KEYWORDS.contains(&first.as_str()) {
+                out.insert(first);
+            }
+        }
+    }
+    // A lone word such as "show" or "set" in free text is not SQL: count
+    // it only when the text looks like a statement or other kinds agree.
+    out
+}
+
+fn collect_strings<'a>(v: &'a Value, out: &mut Vec<&'a str>) {
+    match v {
+        Value::String(s) => out.push(s),
+        Value::Array(a) => a.iter().for_each(|v| collect_strings(v, out)),
+        Value::Object(m) => m.values().for_each(|v| collect_strings(v, out)),
+        _ => {}
+    }
+}
+
+/// Removes `-- line` and `/* block */` comments (not inside quotes: a
+/// comment marker in a string literal is left, which can only add kinds).
+fn strip_sql_comments(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let b = s.as_bytes();
+    let (mut i, mut quote) = (0, None::<u8>);
+    while i < b.len() {
+        let c = b[i];
+        match quote {
+            Some(q) => {
+                if c == q {
+                    quote = None;
+                }
+                out.push(c as char);
+                i += 1;
+            }
+            None if c == b'\'' || c == b'"' => {
+                quote = Some(c);
+                out.push(c as char);
+                i += 1;
+            }
+            None if c == b'-' && b.get(i + 1) == Some(&b'-') => {
+                while i < b.len() && b[i] != b'\n' {
+                    i += 1;
+                }
+            }
+            None if c == b'/' && b.get(i + 1) == Some(&b'*') => {
+                i += 2;
+                while i + 1 < b.len() && !(b[i] == b'*' && b[i + 1] == b'/') {
+                    i += 1;
+                }
+                i += 2;
+                out.push(' ');
+            }
+            None => {
+                // Keep multi-byte characters whole.
+                let ch = s[i..].chars().next().unwrap_or(' ');
+                out.push(ch);
+                i += ch.len_utf8();
+            }
+        }
+    }
+    out
+}

@@ -1,0 +1,297 @@
+//! Cedar policy over identity, MCP method, target and arguments (NIST AC-3,
+//! AC-6). Default deny: a request no permit policy matches is refused.
+//!
+//! Policies are validated against the schema (`deploy/policy/mcp.cedarschema`,
+//! built in) at load. Each carries an id (`@id("...")`, else
+//! `<file>#<n>`); a decision names the determining ids and the policy-set
+//! version (SHA-256 of the sources), never other policies' contents.
+//! Annotations on a determining permit: `@approval("group")` (the call
+//! needs a human approval first) and `@mask("profile")` (masking profile
+//! for the answer).
+//!
+//! Speed: policies are grouped by the actions their scope names at load,
+//! so a decision evaluates only those that can apply (bench: `policy`).
+#![forbid(unsafe_code)]
+
+pub mod budget;
+pub mod explain;
+pub mod input;
+pub mod phase;
+pub mod pins;
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    path::{Path, PathBuf},
+    str::FromStr,
+};
+
+use cedar_policy::{
+    ActionConstraint, Authorizer, Decision as CedarDecision, Policy, PolicyId, PolicySet, Schema,
+    ValidationMode, Validator,
+};
+use sha2::{Digest, Sha256};
+
+pub use crate::pipeline::{Decision, Effect};
+pub use input::Input;
+
+/// The schema policies are checked against.
+pub const SCHEMA: &str = include_str!("../../../deploy/policy/mcp.cedarschema");
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PolicyError {
+    /// A policy file could not be read.
+    #[error("{0}: {1}")]
+    Read(PathBuf, String),
+    /// Cedar could not parse a file.
+    #[error("{0}: {1}")]
+    Parse(String, String),
+    /// A policy does not fit the schema (a typo in an attribute, an action
+    /// applied to the wrong resource type, ...).
+    #[error("policy {0} does not validate against the schema: {1}")]
+    Invalid(String, String),
+    /// Two policies share an id.
+    #[error("policy id {0:?} is used twice")]
+    DuplicateId(String),
+    /// The built-in schema is broken (a bug).
+    #[error("schema: {0}")]
+    Schema(String),
+    /// A request could not be expressed in Cedar (e.g. a subject that is
+    /// not a valid entity id).
+    #[error("policy input: {0}")]
+    Input(String),
+}
+
+#[derive(Debug, Clone, Default)]
+struct Notes {
+    approval: Option<String>,
+    mask: Option<String>,
+}
+
+/// A loaded, validated policy set.
+#[derive(Debug)]
+pub struct Policies {
+    by_action: HashMap<String, PolicySet>,
+    notes: HashMap<String, Notes>,
+    pub version: String,
+    pub count: usize,
+    authorizer: Authorizer,
+}
+
+/// Every action of the schema.
+pub const ACTIONS: &[&str] = &[
+    "initialize",
+    "ping",
+    "tools/list",
+    "tools/call",
+    "resources/list",
+    "resources/templates/list",
+    "resources/read",
+    "resources/subscribe",
+    "resources/unsubscribe",
+    "prompts/list",
+    "prompts/get",
+    "completion/complete",
+    "logging/setLevel",
+    "tasks/get",
+    "tasks/list",
+    "tasks/result",
+    "tasks/cancel",
+    "sampling/createMessage",
+    "elicitation/create",
+    "roots/list",
+    "other",
+];
+
+pub fn schema() -> Result<Schema, PolicyError> {
+    Schema::from_cedarschema_str(SCHEMA)
+        .map(|(s, _warnings)| s)
+        .map_err(|e| PolicyError::Schema(e.to_string()))
+}
+
+/// The `.cedar` files named by `paths` (files, or directories whose
+/// `*.cedar` files are read in name order), as (name, text).
+pub fn read_sources(paths: &[PathBuf]) -> Result<Vec<(String, String)>, PolicyError> {
+    let mut files = Vec::new();
+    for p in paths {
+        if p.is_dir() {
+            let mut found: Vec<PathBuf> = std::fs::read_dir(p)
+                .map_err(|e| PolicyError::Read(p.clone(), e.to_string()))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|f| f.extension().is_some_and(|x| x == "cedar"))
+                .collect();
+            found.sort();
+            files.extend(found);
+        } else {
+            files.push(p.clone());
+        }
+    }
+    files
+        .into_iter()
+        .map(|f| {
+            std::fs::read_to_string(&f)
+                .map(|t| (f.display().to_string(), t))
+                .map_err(|e| PolicyError::Read(f.clone(), e.to_string()))
+        })
+        .collect()
+}
+
+impl Policies {
+    pub fn load(paths: &[PathBuf]) -> Result<Self, PolicyError> {
+        Self::from_sources(&read_sources(paths)?)
+    }
+
+    /// Parses, names, validates and indexes `sources` (name, text).
+    pub fn from_sources(sources: &[(String, String)]) -> Result<Self, PolicyError> {
+        let schema = schema()?;
+        let mut all = PolicySet::new();
+        let mut notes = HashMap::new();
+        let mut digest = Sha256::new();
+        for (name, text) in sources {
+            digest.update(name.as_bytes());
+            digest.update([0]);
+            digest.update(text.as_bytes());
+            digest.update([0]);
+            let set = PolicySet::from_str(text)
+                .map_err(|e| PolicyError::Parse(name.clone(), render(&e)))?;
+            let short = Path::new(name)
+                .file_name()
+                .map(|f| f.to_string_lossy().into_owned())
+                .unwrap_or_else(|| name.clone());
+            for (n, p) in ordered(&set).into_iter().enumerate() {
+                let id = p
+                    .annotation("id")
+                    .map(str::to_owned)
+                    .unwrap_or_else(|| format!("{short}#{n}"));
+                if notes.contains_key(&id) {
+                    return Err(PolicyError::DuplicateId(id));
+                }
+                notes.insert(
+                    id.clone(),
+                    Notes {
+                        approval: p.annotation("approval").map(str::to_owned),
+                        mask: p.annotation("mask").map(str::to_owned),
+                    },
+                );
+                let p = p.new_id(PolicyId::new(&id));
+                all.add(p)
+                    .map_err(|e| PolicyError::DuplicateId(format!("{id}: {e}")))?;
+            }
+        }
+        let result = Validator::new(schema).validate(&all, ValidationMode::Strict);
+        if let Some(e) = result.validation_errors().next() {
+            return Err(PolicyError::Invalid(e.policy_id().to_string(), render(e)));
+        }
+        // Warnings too: a policy that can never apply (an action on the
+        // wrong resource type) or a string with look-alike characters is a
+        // mistake in a security policy, not a style issue.
+        if let Some(w) = result.validation_warnings().next() {
+            return Err(PolicyError::Invalid(w.policy_id().to_string(), render(w)));
+        }
+        let mut by_action: HashMap<String, PolicySet> = ACTIONS
+            .iter()
+            .map(|a| (a.to_string(), PolicySet::new()))
+            .collect();
+        for p in all.policies() {
+            let targets: Vec<String> = match p.action_constraint() {
+                ActionConstraint::Any => ACTIONS.iter().map(|a| a.to_string()).collect(),
+                ActionConstraint::Eq(a) => vec![a.id().unescaped().to_string()],
+                ActionConstraint::In(v) => {
+                    v.iter().map(|a| a.id().unescaped().to_string()).collect()
+                }
+            };
+            for t in targets {
+                if let Some(set) = by_action.get_mut(&t) {
+                    set.add(p.clone())
+                        .map_err(|e| PolicyError::DuplicateId(e.to_string()))?;
+                }
+            }
+        }
+        Ok(Self {
+            by_action,
+            count: notes.len(),
+            notes,
+            version: hex::encode(digest.finalize()),
+            authorizer: Authorizer::new(),
+        })
+    }
+
+    /// The decision for `input`.
+    pub fn decide(&self, input: &Input) -> Result<Decision, PolicyError> {
+        let (request, entities) = input::cedar(input)?;
+        let empty = PolicySet::new();
+        let set = self.by_action.get(input.action()).unwrap_or(&empty);
+        let resp = self.authorizer.is_authorized(&request, set, &entities);
+        let mut policies: Vec<String> = resp
+            .diagnostics()
+            .reason()
+            .map(|id| id.to_string())
+            .collect();
+        policies.sort();
+        let errors: Vec<String> = resp.diagnostics().errors().map(|e| e.to_string()).collect();
+        let what = match &input.target {
+            Some(t) => format!("{} on {t}", input.method),
+            None => input.method.clone(),
+        };
+        let mut d = Decision {
+            effect: Effect::Deny,
+            policies,
+            version: self.version.clone(),
+            mask: None,
+            approval: None,
+            reason: String::new(),
+            errors,
+        };
+        match resp.decision() {
+            CedarDecision::Deny if d.policies.is_empty() => {
+                d.reason = format!("no policy permits {what} for {}", input.subject);
+            }
+            CedarDecision::Deny => {
+                d.reason = format!("{what} is forbidden by policy {}", d.policies.join(", "));
+            }
+            CedarDecision::Allow => {
+                let notes: Vec<&Notes> = d
+                    .policies
+                    .iter()
+                    .filter_map(|p| self.notes.get(p))
+                    .collect();
+                d.approval = notes.iter().find_map(|n| n.approval.clone());
+                d.mask = notes.iter().find_map(|n| n.mask.clone());
+                if let Some(g) = &d.approval {
+                    d.effect = Effect::Approval;
+                    d.reason = format!(
+                        "{what} needs approval by {g} (policy {})",
+                        d.policies.join(", ")
+                    );
+                } else {
+                    d.effect = Effect::Allow;
+                    d.reason = format!("{what} is permitted by policy {}", d.policies.join(", "));
+                }
+            }
+        }
+        Ok(d)
+    }
+}
+
+/// Policies of one parsed file in source order (Cedar numbers them
+/// `policy0`, `policy1`, ...).
+fn ordered(set: &PolicySet) -> Vec<&Policy> {
+    let mut v: BTreeMap<usize, &Policy> = BTreeMap::new();
+    for p in set.policies() {
+        let n = p
+            .id()
+            .to_string()
+            .trim_start_matches("policy")
+            .parse()
+            .unwrap_or(usize::MAX - v.len());
+        v.insert(n, p);
+    }
+    v.into_values().collect()
+}
+
+/// Cedar's diagnostics with their help text, on one line.
+fn render(e: &dyn std::fmt::Display) -> String {
+    e.to_string().replace('\n', " ")
+}
+
+#[cfg(test)]
+mod tests;

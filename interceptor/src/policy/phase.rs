@@ -1,0 +1,251 @@
+//! The policy stage in the pipeline: decides each client request and each
+//! server request, filters list answers to what the caller may use, and
+//! applies call budgets.
+
+use std::sync::{Arc, RwLock};
+
+use serde_json::{Value, json};
+
+use super::{Input, Policies, budget::Budgets};
+use crate::{
+    config::Config,
+    mcp::jsonrpc::{Kind, Message},
+    pipeline::{Decision, Effect, MessageCtx, Phase, Verdict},
+};
+
+/// Agent error codes (README.md lists them).
+pub const CODE_POLICY_DENIED: i64 = -32093;
+pub const CODE_APPROVAL_REQUIRED: i64 = -32094;
+pub const CODE_BUDGET_EXCEEDED: i64 = -32095;
+
+/// Server requests that go through policy; denied unless permitted.
+const POLICED_SERVER_REQUESTS: &[&str] =
+    &["sampling/createMessage", "elicitation/create", "roots/list"];
+
+/// The running policy set, swapped whole on reload.
+pub type Shared = Arc<RwLock<Arc<Policies>>>;
+
+pub struct PolicyPhase {
+    policies: Shared,
+    cfg: Arc<Config>,
+    budgets: Budgets,
+}
+
+impl PolicyPhase {
+    pub fn new(cfg: Arc<Config>, policies: Shared) -> Self {
+        Self {
+            budgets: Budgets::new(cfg.policy.budgets.clone()),
+            policies,
+            cfg,
+        }
+    }
+
+    fn current(&self) -> Arc<Policies> {
+        self.policies
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Decides; a failure to express the question in Cedar is a deny.
+    fn decide(&self, input: &Input) -> Decision {
+        let p = self.current();
+        p.decide(input).unwrap_or_else(|e| {
+            tracing::warn!(error = %e, subject = %input.subject, "policy input refused");
+            Decision {
+                effect: Effect::Deny,
+                policies: Vec::new(),
+                version: p.version.clone(),
+                mask: None,
+                approval: None,
+                reason: e.to_string(),
+                errors: vec![e.to_string()],
+            }
+        })
+    }
+
+    fn refusal(&self, d: &Decision, method: &str) -> Verdict {
+        let data = json!({ "policies": d.policies, "policy_version": d.version });
+        match d.effect {
+            Effect::Approval => Verdict::Deny(json!({
+                "code": CODE_APPROVAL_REQUIRED,
+                "message": format!("{}; approvals are not enabled on this agent", d.reason),
+                "data": data,
+            })),
+            _ if method == "tools/call" && self.cfg.policy.deny_as_tool_result => {
+                Verdict::Answer(json!({
+                    "content": [{ "type": "text", "text": format!("Denied by the MCP security policy: {}", d.reason) }],
+                    "isError": true,
+                }))
+            }
+            _ => Verdict::Deny(json!({
+                "code": CODE_POLICY_DENIED,
+                "message": format!("denied: {}", d.reason),
+                "data": data,
+            })),
+        }
+    }
+}
+
+/// The policy question for one message, as the live proxy asks it.
+pub fn input_for(
+    cfg: &Config,
+    ctx: &MessageCtx<'_>,
+    method: &str,
+    target: Option<String>,
+    arguments: Option<Value>,
+    listing: bool,
+) -> Option<Input> {
+    let caller = ctx.caller?;
+    let port = ctx.conn.orig_dst.port();
+    let server = super::pins::server_key(cfg, port);
+    Some(Input {
+        subject: caller.subject.clone(),
+        groups: caller.groups.clone(),
+        auth_method: caller.method.as_str().to_string(),
+        issuer: caller.issuer.clone().unwrap_or_default(),
+        client_id: caller.client_id.clone().unwrap_or_default(),
+        scopes: caller.scopes.clone(),
+        server,
+        server_address: ctx.conn.orig_dst.ip().to_string(),
+        server_port: port,
+        method: method.to_string(),
+        target,
+        arguments,
+        client_name: ctx.client_name.unwrap_or_default().to_string(),
+        client_version: ctx.client_version.unwrap_or_default().to_string(),
+        source_ip: ctx.conn.client.ip(),
+        session_id: ctx.session_id.unwrap_or_default().to_string(),
+        transport: transport_name(ctx),
+        time: crate::pipeline::event::now_us() / 1_000_000,
+        grants: Vec::new(),
+        listing,
+    })
+}
+
+fn transport_name(ctx: &MessageCtx<'_>) -> String {
+    serde_json::to_value(ctx.transport)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
+/// The arguments a method's policy sees.
+pub fn arguments_of(msg: &Message) -> Option<Value> {
+    match msg.method() {
+        Some("tools/call" | "prompts/get") => {
+            msg.params().and_then(|p| p.get("arguments")).cloned()
+        }
+        _ => None,
+    }
+}
+
+impl Phase for PolicyPhase {
+    fn name(&self) -> &'static str {
+        "policy"
+    }
+
+    fn on_request(&self, ctx: &MessageCtx<'_>, msg: &Message) -> Verdict {
+        // Notifications cannot be answered and replies answer the server:
+        // neither is a request the caller makes of the server.
+        if msg.kind != Kind::Request {
+            return Verdict::Continue;
+        }
+        let method = msg.method().unwrap_or_default();
+        let target = msg.target().map(str::to_owned);
+        let Some(input) = input_for(
+            &self.cfg,
+            ctx,
+            method,
+            target.clone(),
+            arguments_of(msg),
+            false,
+        ) else {
+            return Verdict::Deny(
+                json!({ "code": CODE_POLICY_DENIED, "message": "denied: no identity" }),
+            );
+        };
+        let d = self.decide(&input);
+        ctx.notes.set_decision(d.clone());
+        if d.effect != Effect::Allow {
+            tracing::info!(conn = ctx.conn.id, subject = %input.subject, method, target = ?target, reason = %d.reason, "policy refused");
+            return self.refusal(&d, method);
+        }
+        if method == "tools/call"
+            && !self.budgets.is_empty()
+            && let Err(over) = self
+                .budgets
+                .take(&input.subject, target.as_deref().unwrap_or_default())
+        {
+            tracing::info!(subject = %input.subject, tool = ?target, "call budget exceeded");
+            return Verdict::Deny(json!({
+                "code": CODE_BUDGET_EXCEEDED,
+                "message": format!(
+                    "call budget exceeded: {} calls per minute for {}; retry in {:.0} s",
+                    over.per_minute, over.tool_glob, over.retry_after_secs.ceil()
+                ),
+                "data": { "retry_after_seconds": over.retry_after_secs.ceil() },
+            }));
+        }
+        Verdict::Continue
+    }
+
+    fn polices_server_requests(&self) -> bool {
+        true
+    }
+
+    fn on_server_request(&self, ctx: &MessageCtx<'_>, msg: &Message) -> Option<Value> {
+        let method = msg.method().unwrap_or_default();
+        if !POLICED_SERVER_REQUESTS.contains(&method) {
+            return None;
+        }
+        let d = match input_for(&self.cfg, ctx, method, None, None, false) {
+            Some(input) => self.decide(&input),
+            None => {
+                return Some(
+                    json!({ "code": CODE_POLICY_DENIED, "message": "denied: no identity" }),
+                );
+            }
+        };
+        ctx.notes.set_decision(d.clone());
+        (d.effect != Effect::Allow).then(|| {
+            json!({ "code": CODE_POLICY_DENIED, "message": format!("denied by the client's security policy: {}", d.reason) })
+        })
+    }
+
+    fn on_server_message(&self, ctx: &MessageCtx<'_>, msg: &mut Message) {
+        let (list, key, action) = match ctx.request_method {
+            Some("tools/list") => ("tools", "name", "tools/call"),
+            Some("resources/list") => ("resources", "uri", "resources/read"),
+            Some("prompts/list") => ("prompts", "name", "prompts/get"),
+            _ => return,
+        };
+        let Some(items) = msg
+            .result()
+            .and_then(|r| r.get(list))
+            .and_then(Value::as_array)
+        else {
+            return;
+        };
+        let before = items.len();
+        let kept: Vec<Value> = items
+            .iter()
+            .filter(|item| {
+                let Some(name) = item.get(key).and_then(Value::as_str) else {
+                    return false;
+                };
+                input_for(&self.cfg, ctx, action, Some(name.to_string()), None, true)
+                    .is_some_and(|i| self.decide(&i).effect != Effect::Deny)
+            })
+            .cloned()
+            .collect();
+        if kept.len() == before {
+            return;
+        }
+        let mut value = msg.value.clone();
+        value["result"][list] = Value::Array(kept);
+        if let Err(e) = msg.rewrite(value) {
+            tracing::error!(error = %e, "filtered list did not rewrite");
+        }
+    }
+}

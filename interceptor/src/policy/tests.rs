@@ -1,0 +1,230 @@
+use std::path::Path;
+
+use serde_json::json;
+
+use super::*;
+
+fn input(subject: &str, groups: &[&str], method: &str, target: Option<&str>) -> Input {
+    Input {
+        subject: subject.into(),
+        groups: groups.iter().map(|g| g.to_string()).collect(),
+        auth_method: "oidc".into(),
+        issuer: "https://idp".into(),
+        client_id: String::new(),
+        scopes: Vec::new(),
+        server: "files".into(),
+        server_address: "10.0.0.1".into(),
+        server_port: 8080,
+        method: method.into(),
+        target: target.map(str::to_owned),
+        arguments: None,
+        client_name: "test".into(),
+        client_version: "1".into(),
+        source_ip: "10.1.2.3".parse().unwrap(),
+        session_id: String::new(),
+        transport: "streamable-http".into(),
+        // Wednesday 2026-11-25 10:00 UTC.
+        time: 1_795_600_800,
+        grants: Vec::new(),
+        listing: false,
+    }
+}
+
+fn examples() -> Policies {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/policy/examples");
+    Policies::load(&[dir]).expect("deploy/policy/examples must load and validate")
+}
+
+#[test]
+fn the_examples_validate_and_carry_ids() {
+    let p = examples();
+    assert!(p.count >= 10, "{}", p.count);
+    assert_eq!(p.version.len(), 64);
+}
+
+#[test]
+fn allow_and_deny_by_group_with_default_deny() {
+    let p = examples();
+    let mut i = input("alice", &["dev"], "tools/call", Some("read_file"));
+    i.arguments = Some(json!({"path": "/srv/data/report.csv"}));
+    let d = p.decide(&i).unwrap();
+    assert_eq!(
+        (d.effect, d.policies.as_slice()),
+        (Effect::Allow, &["fs-read".to_string()][..])
+    );
+    let mut i = i.clone();
+    i.groups = vec!["contractors".into()];
+    let d = p.decide(&i).unwrap();
+    assert_eq!(d.effect, Effect::Deny);
+    assert!(d.policies.is_empty(), "default deny names no policy");
+    assert!(d.reason.contains("no policy permits"), "{}", d.reason);
+}
+
+#[test]
+fn path_guard_sees_through_dot_dot() {
+    let p = examples();
+    for (path, want) in [
+        ("/srv/data/a.txt", Effect::Allow),
+        ("/etc/passwd", Effect::Deny),
+        ("/srv/data/../../etc/passwd", Effect::Deny),
+        ("/srv/data/./x/../y", Effect::Allow),
+        ("file:///srv/data/../secret", Effect::Deny),
+    ] {
+        let mut i = input("alice", &["dev"], "tools/call", Some("read_file"));
+        i.arguments = Some(json!({ "path": path }));
+        let d = p.decide(&i).unwrap();
+        assert_eq!(d.effect, want, "{path}: {}", d.reason);
+        if want == Effect::Deny {
+            assert_eq!(d.policies, ["fs-outside-data"], "{path}");
+        }
+    }
+}
+
+#[test]
+fn sql_guard_allows_reads_and_denies_the_dangerous_twin() {
+    let p = examples();
+    let call = |sql: &str| {
+        let mut i = input("ann", &["analysts"], "tools/call", Some("query"));
+        i.server = "db".into();
+        i.arguments = Some(json!({ "sql": sql }));
+        p.decide(&i).unwrap()
+    };
+    assert_eq!(call("SELECT * FROM orders").effect, Effect::Allow);
+    assert_eq!(call("  -- report\n select 1").effect, Effect::Allow);
+    let d = call("SELECT 1; DROP TABLE orders");
+    assert_eq!(
+        (d.effect, d.policies.as_slice()),
+        (Effect::Deny, &["db-no-ddl".to_string()][..])
+    );
+    assert_eq!(call("/* hi */ DELETE FROM orders").effect, Effect::Deny);
+    assert_eq!(call("truncate orders").effect, Effect::Deny);
+}
+
+#[test]
+fn approval_annotation_is_carried() {
+    let p = examples();
+    let mut i = input("alice", &["dev"], "tools/call", Some("write_file"));
+    i.arguments = Some(json!({"path": "/srv/data/x", "content": "y"}));
+    let d = p.decide(&i).unwrap();
+    assert_eq!(d.effect, Effect::Approval);
+    assert_eq!(d.approval.as_deref(), Some("oncall"));
+}
+
+#[test]
+fn server_requests_are_denied_unless_permitted() {
+    let p = examples();
+    let i = input("alice", &["dev"], "sampling/createMessage", None);
+    assert_eq!(p.decide(&i).unwrap().effect, Effect::Deny);
+    let allowing = Policies::from_sources(&[(
+        "s.cedar".into(),
+        r#"@id("s") permit(principal in Mcp::Group::"dev", action == Mcp::Action::"sampling/createMessage", resource);"#.into(),
+    )])
+    .unwrap();
+    assert_eq!(allowing.decide(&i).unwrap().effect, Effect::Allow);
+}
+
+#[test]
+fn source_ip_and_time_are_in_the_context() {
+    let p = examples();
+    let mut i = input("bob", &["oncall"], "tools/call", Some("run_command"));
+    i.server = "shell".into();
+    i.arguments = Some(json!({"command": "uptime"}));
+    assert_eq!(p.decide(&i).unwrap().effect, Effect::Approval);
+    i.source_ip = "192.168.1.5".parse().unwrap();
+    let d = p.decide(&i).unwrap();
+    assert_eq!(
+        (d.effect, d.policies.as_slice()),
+        (Effect::Deny, &["shell-internal".to_string()][..])
+    );
+    // Saturday: the office-hours write rule does not apply.
+    let mut w = input("dee", &["data-eng"], "tools/call", Some("query"));
+    w.server = "db".into();
+    w.arguments = Some(json!({"sql": "insert into t values (1)"}));
+    assert_eq!(p.decide(&w).unwrap().effect, Effect::Allow);
+    w.time += 3 * 86_400;
+    assert_eq!(p.decide(&w).unwrap().effect, Effect::Deny);
+}
+
+#[test]
+fn broken_policies_name_what_is_wrong() {
+    let typo = Policies::from_sources(&[(
+        "t.cedar".into(),
+        r#"@id("typo") permit(principal, action == Mcp::Action::"tools/call", resource) when { principal.groupz == "x" };"#.into(),
+    )]);
+    assert!(
+        matches!(&typo, Err(PolicyError::Invalid(id, _)) if id == "typo"),
+        "{typo:?}"
+    );
+    let syntax = Policies::from_sources(&[("s.cedar".into(), "permit(principal,".into())]);
+    assert!(
+        matches!(&syntax, Err(PolicyError::Parse(f, _)) if f == "s.cedar"),
+        "{syntax:?}"
+    );
+    let twice = Policies::from_sources(&[(
+        "d.cedar".into(),
+        r#"@id("a") permit(principal, action, resource); @id("a") forbid(principal, action, resource);"#.into(),
+    )]);
+    assert_eq!(twice.err(), Some(PolicyError::DuplicateId("a".into())));
+    let wrong_resource = Policies::from_sources(&[(
+        "w.cedar".into(),
+        r#"permit(principal, action == Mcp::Action::"tools/call", resource == Mcp::Server::"x");"#
+            .into(),
+    )]);
+    assert!(matches!(wrong_resource, Err(PolicyError::Invalid(..))));
+}
+
+#[test]
+fn ids_default_to_file_and_position_and_version_follows_content() {
+    let a = Policies::from_sources(&[(
+        "/etc/p/one.cedar".into(),
+        "permit(principal, action == Mcp::Action::\"ping\", resource);\nforbid(principal, action == Mcp::Action::\"ping\", resource) when { principal.auth_method == \"anonymous\" };".into(),
+    )])
+    .unwrap();
+    let mut i = input("x", &[], "ping", None);
+    assert_eq!(a.decide(&i).unwrap().policies, ["one.cedar#0"]);
+    i.auth_method = "anonymous".into();
+    assert_eq!(a.decide(&i).unwrap().policies, ["one.cedar#1"]);
+    let b = Policies::from_sources(&[(
+        "/etc/p/one.cedar".into(),
+        "permit(principal, action == Mcp::Action::\"ping\", resource);".into(),
+    )])
+    .unwrap();
+    assert_ne!(a.version, b.version);
+}
+
+#[test]
+fn unknown_methods_map_to_other_and_lists_ask_without_arguments() {
+    let p = examples();
+    let i = input("alice", &["dev"], "vendor/custom", None);
+    assert_eq!(i.action(), "other");
+    assert_eq!(p.decide(&i).unwrap().effect, Effect::Deny);
+    let mut l = input("alice", &["dev"], "tools/call", Some("read_file"));
+    l.listing = true;
+    assert_eq!(
+        p.decide(&l).unwrap().effect,
+        Effect::Allow,
+        "listed: guards are forbids on arguments"
+    );
+}
+
+#[test]
+fn normalize_and_sql_kinds() {
+    use input::{normalize, sql_kinds};
+    assert_eq!(normalize("/a/b/../c/./d/"), "/a/c/d/");
+    assert_eq!(normalize("/../../x"), "/x");
+    assert_eq!(normalize("relative/../x"), "relative/../x");
+    assert_eq!(normalize("file:///a/../b"), "file:///b");
+    let k = |v: serde_json::Value| sql_kinds(&v).into_iter().collect::<Vec<_>>();
+    assert_eq!(k(json!({"sql": "SELECT 1"})), ["select"]);
+    assert_eq!(
+        k(json!({"sql": "select 1; drop table x;"})),
+        ["drop", "select"]
+    );
+    assert_eq!(k(json!({"q": "/* x */ (SELECT 1)", "n": 3})), ["select"]);
+    assert_eq!(
+        k(json!({"sql": "select ';drop' from t"})),
+        ["drop", "select"],
+        "quotes only add kinds"
+    );
+    assert!(k(json!({"text": "hello world"})).is_empty());
+}

@@ -1,0 +1,232 @@
+//! The MCP handler behind `mcp-peer server`: its tools and what it
+//! advertises. One instance per session; [`Shared`] is what all sessions of
+//! the process see.
+
+use std::{
+    sync::{Arc, PoisonError, RwLock},
+    time::Duration,
+};
+
+use rmcp::{
+    ErrorData, Peer, RoleServer, ServerHandler,
+    handler::server::{router::tool::ToolRouter, wrapper::Parameters},
+    model::{
+        ClientResult, Implementation, ListToolsResult, PaginatedRequestParams, ServerCapabilities,
+        ServerConfig, ServerRequest,
+    },
+    schemars,
+    service::{PeerRequestOptions, RequestContext},
+    tool, tool_handler, tool_router,
+};
+use serde::Deserialize;
+
+use super::customer;
+
+/// How long `ask_llm` waits for the client's answer; past it the request is
+/// cancelled and the tool reports the timeout.
+const SAMPLING_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// State shared by every session of one server process.
+#[derive(Debug, Default)]
+pub struct Shared {
+    /// Set by `set_echo_description`; replaces echo's static description in
+    /// `tools/list`, so a test can play a server that changes a tool under
+    /// its clients' feet.
+    echo_description: RwLock<Option<String>>,
+}
+
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+struct EchoArgs {
+    /// Text to send back unchanged.
+    text: String,
+}
+
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+struct AddArgs {
+    a: i64,
+    b: i64,
+}
+
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+struct LookupArgs {
+    /// Customer id; any string, the record is derived from it.
+    id: String,
+}
+
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+struct ReadFileArgs {
+    /// Path of the file to read; nothing is read, the path is echoed.
+    path: String,
+}
+
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+struct QueryArgs {
+    /// SQL statement; not executed, only echoed.
+    sql: String,
+}
+
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+struct AskArgs {
+    /// Sent to the client as the user message of sampling/createMessage.
+    prompt: String,
+}
+
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+struct DescriptionArgs {
+    /// New description for the echo tool.
+    text: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct PeerServer {
+    // Built once per session; #[tool_handler]'s default would rebuild the
+    // router on every tools/list and tools/call.
+    tool_router: ToolRouter<Self>,
+    shared: Arc<Shared>,
+}
+
+#[tool_router]
+impl PeerServer {
+    pub fn new(shared: Arc<Shared>) -> Self {
+        Self {
+            tool_router: Self::tool_router(),
+            shared,
+        }
+    }
+
+    #[tool(description = "Return the given text unchanged")]
+    fn echo(&self, Parameters(EchoArgs { text }): Parameters<EchoArgs>) -> String {
+        text
+    }
+
+    #[tool(description = "Add two 64-bit integers")]
+    fn add(&self, Parameters(AddArgs { a, b }): Parameters<AddArgs>) -> Result<String, String> {
+        // A tool-level error (isError) rather than a panic or a wrapped value.
+        a.checked_add(b)
+            .map(|sum| sum.to_string())
+            .ok_or_else(|| format!("{a} + {b} overflows i64"))
+    }
+
+    #[tool(description = "Look up a customer record (contact, payment card, orders) by id")]
+    fn lookup_customer(&self, Parameters(LookupArgs { id }): Parameters<LookupArgs>) -> String {
+        customer::record(&id)
+    }
+
+    // The file system stays untouched: policies only need a tool that
+    // looks like file access and an answer that names the path.
+    #[tool(description = "Read a file and return its contents")]
+    fn read_file(&self, Parameters(ReadFileArgs { path }): Parameters<ReadFileArgs>) -> String {
+        format!("contents of {path}")
+    }
+
+    #[tool(description = "Run an SQL query and return its result")]
+    fn query(&self, Parameters(QueryArgs { sql }): Parameters<QueryArgs>) -> String {
+        format!("ran: {sql}")
+    }
+
+    // A failure is an ordinary result, not isError, so that the test can
+    // read the JSON-RPC error the client (or a proxy on its behalf) sent.
+    #[tool(description = "Ask the client's model for a completion (sampling/createMessage)")]
+    async fn ask_llm(
+        &self,
+        peer: Peer<RoleServer>,
+        Parameters(AskArgs { prompt }): Parameters<AskArgs>,
+    ) -> String {
+        match sample(&peer, prompt).await {
+            Ok(text) => format!("sampled: {text}"),
+            Err(err) => format!("sampling failed: {err}"),
+        }
+    }
+
+    #[tool(description = "Change the description tools/list reports for echo")]
+    async fn set_echo_description(
+        &self,
+        peer: Peer<RoleServer>,
+        Parameters(DescriptionArgs { text }): Parameters<DescriptionArgs>,
+    ) -> String {
+        *self
+            .shared
+            .echo_description
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = Some(text.clone());
+        // Best effort: the change is already visible to the next tools/list,
+        // which is what tests check; the notification is only a hint.
+        if let Err(err) = peer.notify_tool_list_changed().await {
+            tracing::debug!("notifications/tools/list_changed: {err}");
+        }
+        format!("echo description set to: {text}")
+    }
+}
+
+/// Asks the client for a completion of `prompt`; the error is the text the
+/// tool reports, and includes the JSON-RPC error message when one came back.
+#[expect(
+    deprecated,
+    reason = "sampling is deprecated by SEP-2577, but it is what this tool exercises"
+)]
+async fn sample(peer: &Peer<RoleServer>, prompt: String) -> Result<String, String> {
+    // Imported here so that the lint expectation above covers them.
+    use rmcp::model::{CreateMessageRequest, CreateMessageRequestParams, SamplingMessage};
+
+    let params = CreateMessageRequestParams::new(vec![SamplingMessage::user_text(prompt)], 100);
+    let request = ServerRequest::CreateMessageRequest(CreateMessageRequest::new(params));
+    // Not Peer::create_message: it has no timeout, and this one also tells
+    // the client (notifications/cancelled) when it gives up.
+    let answer = peer
+        .send_request_with_option(request, PeerRequestOptions::with_timeout(SAMPLING_TIMEOUT))
+        .await
+        .map_err(|err| err.to_string())?
+        .await_response()
+        .await
+        .map_err(|err| err.to_string())?;
+    let ClientResult::CreateMessageResult(result) = answer else {
+        return Err(format!("unexpected answer: {answer:?}"));
+    };
+    Ok(result
+        .message
+        .content
+        .iter()
+        .filter_map(|block| block.as_text().map(|text| text.text.as_str()))
+        .collect::<Vec<_>>()
+        .join("\n"))
+}
+
+#[tool_handler(router = self.tool_router)]
+impl ServerHandler for PeerServer {
+    fn get_info(&self) -> ServerConfig {
+        ServerConfig::new(
+            ServerCapabilities::builder()
+                .enable_tools()
+                .enable_tool_list_changed()
+                .build(),
+        )
+        .with_server_info(Implementation::new("mcp-peer", env!("CARGO_PKG_VERSION")))
+        .with_instructions(
+            "Test peer for mcp-interceptor: echo, add, lookup_customer, read_file, query, \
+             ask_llm, set_echo_description.",
+        )
+    }
+
+    // Written out instead of #[tool_handler]'s, whose descriptions are the
+    // static ones from #[tool].
+    async fn list_tools(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, ErrorData> {
+        let mut tools = self.tool_router.list_all();
+        let description = self
+            .shared
+            .echo_description
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        if let Some(description) = description
+            && let Some(echo) = tools.iter_mut().find(|tool| tool.name == "echo")
+        {
+            echo.description = Some(description.into());
+        }
+        // rmcp fills in the cache hints (ttl 0) for protocols that have them.
+        Ok(ListToolsResult::with_all_items(tools))
+    }
+}

@@ -1,0 +1,137 @@
+//! One namespace with a real OIDC issuer, an MCP server that accepts only
+//! the agent's own credential, and the agent requiring tokens from that
+//! issuer: the setting of the identity and policy end-to-end tests.
+
+use std::{net::SocketAddr, path::PathBuf};
+
+use serde_json::{Value, json};
+
+use crate::{
+    Agent, NetNs, Proc, TempDir,
+    http::{RawResponse, post_in},
+    oidc::Issuer,
+    peer::{self, call_with},
+};
+
+pub const PORT: &str = "[[intercept.ports]]\nport = 8080\n";
+pub const URL: &str = "http://127.0.0.1:8080/mcp";
+pub const CLIENT: &str = "mcp-e2e";
+pub const UPSTREAM: &str = "Bearer upstream-secret";
+
+/// `[identity]` requiring tokens from `issuer` (`oidc_extra`: more keys of
+/// its `[[identity.oidc]]` entry) and injecting the upstream credential.
+pub fn sections(issuer: &Issuer, cred: &std::path::Path, oidc_extra: &str) -> String {
+    format!(
+        "[identity]\nallow_anonymous = false\n\
+         [[identity.oidc]]\nissuer = \"{}\"\naudiences = [\"{CLIENT}\", \"{URL}\"]\n\
+         leeway_seconds = 5\njwks_min_refresh_seconds = 1\n{oidc_extra}\n\
+         [identity.upstream_credential]\nvalue_file = \"{}\"\n",
+        issuer.url,
+        cred.display()
+    )
+}
+
+/// Unix seconds.
+pub fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+/// The issuer, a server that accepts only the agent's credential, and the
+/// agent requiring tokens from that issuer, in one namespace. Fields drop
+/// in order: processes first, the namespace and files last.
+pub struct World {
+    pub agent: Agent,
+    pub server: Proc,
+    pub issuer: Issuer,
+    pub cred: PathBuf,
+    pub ns: NetNs,
+    pub dir: TempDir,
+}
+
+impl World {
+    pub fn new(tag: &str) -> Self {
+        Self::with(tag, "", |_| String::new())
+    }
+
+    /// Like [`World::new`]; `more` returns whole tables appended to the
+    /// agent's config (e.g. `[policy]`), given the test directory.
+    pub fn with(
+        tag: &str,
+        oidc_extra: &str,
+        more: impl FnOnce(&std::path::Path) -> String,
+    ) -> Self {
+        let (ns, dir) = (NetNs::new(tag), TempDir::new(tag));
+        let issuer = Issuer::start(&ns, 9400, dir.path());
+        issuer.set_user("alice", json!({"groups": ["dev", "oncall"]}));
+        let cred = dir.path().join("upstream-credential");
+        std::fs::write(&cred, format!("{UPSTREAM}\n")).unwrap();
+        let server = peer::server_with(
+            ns.name(),
+            "127.0.0.1:8080",
+            dir.path(),
+            &["--log-auth", "--require-auth", UPSTREAM],
+        );
+        let agent = Agent::start_full(
+            &ns,
+            dir.path(),
+            "",
+            PORT,
+            "",
+            &format!(
+                "{}{}",
+                sections(&issuer, &cred, oidc_extra),
+                more(dir.path())
+            ),
+            Vec::new(),
+        );
+        Self {
+            agent,
+            server,
+            issuer,
+            cred,
+            ns,
+            dir,
+        }
+    }
+}
+
+/// One raw JSON-RPC POST to the MCP endpoint with `headers`.
+pub fn post_mcp(ns: &NetNs, body: Value, headers: &[String]) -> RawResponse {
+    let refs: Vec<&str> = headers.iter().map(String::as_str).collect();
+    let addr = SocketAddr::from(([127, 0, 0, 1], 8080));
+    post_in(ns, addr, "/mcp", body.to_string().as_bytes(), &refs)
+}
+
+/// An ID token for `sub` from the authorization-code flow.
+pub fn id_token(issuer: &Issuer, sub: &str, scope: &str) -> String {
+    issuer.login(sub, CLIENT, scope, None)["id_token"]
+        .as_str()
+        .expect("the token response has an id_token")
+        .to_string()
+}
+
+/// The echo tool through the agent with `token`; returns its text.
+pub fn echo(ns: &NetNs, token: &str, text: &str) -> String {
+    call_with(
+        ns.name(),
+        URL,
+        "echo",
+        json!({ "text": text }),
+        &["--bearer", token],
+    )
+    .text()
+}
+
+pub fn bearer(token: &str) -> String {
+    format!("Authorization: Bearer {token}")
+}
+
+pub fn header<'a>(r: &'a RawResponse, name: &str) -> Option<&'a str> {
+    r.head.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+    })
+}
