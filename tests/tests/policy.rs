@@ -509,3 +509,32 @@ fn a_changed_tool_is_blocked_until_re_pinned() {
         assert!(kinds.contains(&json!(k)), "{k} in {kinds:?}");
     }
 }
+
+/// `deny_as_tool_result`: the model reads why, as a tool result.
+#[test]
+fn a_denied_call_can_be_a_tool_result_the_model_reads() {
+    require_root();
+    let w = World::with("poltool", "", |dir| {
+        policy_sections(dir, "alert")
+            .replace("[policy]\n", "[policy]\ndeny_as_tool_result = true\n")
+    });
+    let bob = token(&w.issuer, "bob", &["contractors"]);
+    let r = tool(&w, &bob, "add", json!({"a": 1, "b": 1}), &[]);
+    assert_eq!(r["result"]["isError"], true, "{r}");
+    let text = r["result"]["content"][0]["text"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        text.starts_with("Denied by the MCP security policy") && text.contains("no policy permits"),
+        "{text}"
+    );
+    let events = w.agent.wait_events("the denial", |ev| {
+        ev.iter()
+            .any(|e| e["kind"] == "denied" && e["target"] == "add")
+    });
+    let d = events.iter().find(|e| e["kind"] == "denied").unwrap();
+    assert_eq!(
+        d["result"]["isError"], true,
+        "the row keeps what the client got: {d}"
+    );
+}

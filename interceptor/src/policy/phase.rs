@@ -249,3 +249,6 @@ impl Phase for PolicyPhase {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

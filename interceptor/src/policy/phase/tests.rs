@@ -1,0 +1,163 @@
+use std::sync::{Arc, RwLock};
+
+use bytes::Bytes;
+use serde_json::json;
+
+use super::*;
+use crate::{
+    identity::{AuthMethod, Caller},
+    mcp::jsonrpc::{Body, parse},
+    pipeline::{Notes, Transport},
+    proxy::ConnInfo,
+};
+
+const POLICY: &str = r#"
+@id("read-docs")
+permit (principal in Mcp::Group::"dev", action == Mcp::Action::"resources/read", resource)
+when { resource.uri like "file:///docs/*" };
+@id("greet")
+permit (principal in Mcp::Group::"dev", action == Mcp::Action::"prompts/get", resource == Mcp::Prompt::"greet");
+@id("roots")
+permit (principal in Mcp::Group::"dev", action == Mcp::Action::"roots/list", resource);
+"#;
+
+fn phase() -> PolicyPhase {
+    let p = Policies::from_sources(&[("t.cedar".into(), POLICY.into())]).unwrap();
+    let mut cfg = Config::default();
+    cfg.intercept.ports = vec![crate::config::PortRule {
+        port: 8080,
+        ..Default::default()
+    }];
+    PolicyPhase::new(Arc::new(cfg), Arc::new(RwLock::new(Arc::new(p))))
+}
+
+fn caller(groups: &[&str]) -> Caller {
+    Caller {
+        subject: "alice".into(),
+        issuer: None,
+        method: AuthMethod::Oidc,
+        groups: groups.iter().map(|g| g.to_string()).collect(),
+        scopes: vec![],
+        token_id: None,
+        client_id: None,
+        cert: None,
+    }
+}
+
+fn message(v: serde_json::Value) -> Message {
+    match parse(&Bytes::from(v.to_string())).unwrap() {
+        Body::Single(m) => m,
+        Body::Batch(_) => panic!("one message"),
+    }
+}
+
+fn with_ctx<T>(
+    groups: &[&str],
+    request_method: Option<&str>,
+    f: impl FnOnce(&MessageCtx<'_>) -> T,
+) -> T {
+    let conn = ConnInfo {
+        id: 1,
+        client: "10.0.0.9:4000".parse().unwrap(),
+        orig_dst: "10.0.0.1:8080".parse().unwrap(),
+        tls: None,
+    };
+    let c = caller(groups);
+    let notes = Notes::default();
+    let ctx = MessageCtx {
+        conn: &conn,
+        session_id: Some("s1"),
+        transport: Transport::StreamableHttp,
+        protocol_version: None,
+        http_path: "/mcp",
+        caller: Some(&c),
+        client_name: None,
+        client_version: None,
+        request_method,
+        notes: &notes,
+    };
+    f(&ctx)
+}
+
+#[test]
+fn resource_and_prompt_lists_are_filtered_and_cursors_kept() {
+    let p = phase();
+    let mut m = message(json!({"jsonrpc": "2.0", "id": 1, "result": {
+        "resources": [{"uri": "file:///docs/a.md", "name": "a"}, {"uri": "file:///etc/passwd", "name": "p"}],
+        "nextCursor": "page-2"}}));
+    with_ctx(&["dev"], Some("resources/list"), |ctx| {
+        p.on_server_message(ctx, &mut m)
+    });
+    assert_eq!(
+        m.value["result"]["resources"],
+        json!([{"uri": "file:///docs/a.md", "name": "a"}])
+    );
+    assert_eq!(m.value["result"]["nextCursor"], "page-2");
+
+    let mut m = message(json!({"jsonrpc": "2.0", "id": 2, "result": {
+        "prompts": [{"name": "greet"}, {"name": "exfiltrate"}]}}));
+    with_ctx(&["dev"], Some("prompts/list"), |ctx| {
+        p.on_server_message(ctx, &mut m)
+    });
+    assert_eq!(m.value["result"]["prompts"], json!([{"name": "greet"}]));
+
+    // Someone in no group sees nothing; an answer to another method is untouched.
+    let mut m =
+        message(json!({"jsonrpc": "2.0", "id": 3, "result": {"prompts": [{"name": "greet"}]}}));
+    with_ctx(&[], Some("prompts/list"), |ctx| {
+        p.on_server_message(ctx, &mut m)
+    });
+    assert_eq!(m.value["result"]["prompts"], json!([]));
+    let mut m = message(json!({"jsonrpc": "2.0", "id": 4, "result": {"prompts": [{"name": "x"}]}}));
+    with_ctx(&[], Some("tools/call"), |ctx| {
+        p.on_server_message(ctx, &mut m)
+    });
+    assert!(m.raw.is_some(), "not re-serialized");
+}
+
+#[test]
+fn server_requests_need_a_permit_and_others_pass() {
+    let p = phase();
+    let roots = message(json!({"jsonrpc": "2.0", "id": 7, "method": "roots/list"}));
+    assert!(with_ctx(&["dev"], None, |ctx| p.on_server_request(ctx, &roots)).is_none());
+    let refused = with_ctx(&["ops"], None, |ctx| p.on_server_request(ctx, &roots)).unwrap();
+    assert_eq!(refused["code"], CODE_POLICY_DENIED);
+    let elicit =
+        message(json!({"jsonrpc": "2.0", "id": 8, "method": "elicitation/create", "params": {}}));
+    assert!(with_ctx(&["dev"], None, |ctx| p.on_server_request(ctx, &elicit)).is_some());
+    let ping = message(json!({"jsonrpc": "2.0", "id": 9, "method": "ping"}));
+    assert!(
+        with_ctx(&[], None, |ctx| p.on_server_request(ctx, &ping)).is_none(),
+        "server pings are not policed"
+    );
+}
+
+#[test]
+fn approval_refuses_with_its_own_code_and_notes_the_decision() {
+    let p = Policies::from_sources(&[(
+        "a.cedar".into(),
+        r#"@id("needs-oncall") @approval("oncall") permit (principal, action == Mcp::Action::"tools/call", resource);"#.into(),
+    )])
+    .unwrap();
+    let mut cfg = Config::default();
+    cfg.intercept.ports = vec![crate::config::PortRule {
+        port: 8080,
+        ..Default::default()
+    }];
+    let phase = PolicyPhase::new(Arc::new(cfg), Arc::new(RwLock::new(Arc::new(p))));
+    let call = message(
+        json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "x"}}),
+    );
+    let (verdict, decision) = with_ctx(&[], None, |ctx| {
+        (phase.on_request(ctx, &call), ctx.notes.decision())
+    });
+    match verdict {
+        Verdict::Deny(e) => assert_eq!(e["code"], CODE_APPROVAL_REQUIRED),
+        _ => panic!("approval is not an allow yet"),
+    }
+    let d = decision.unwrap();
+    assert_eq!(
+        (d.effect, d.approval.as_deref()),
+        (Effect::Approval, Some("oncall"))
+    );
+}
