@@ -164,10 +164,15 @@ impl Agent {
 
     /// `mcp-interceptor audit <args>` (exit status and output).
     pub fn audit_cli(&self, args: &[&str]) -> Output {
-        let args: Vec<String> = std::iter::once("audit")
+        let args: Vec<&str> = std::iter::once("audit")
             .chain(args.iter().copied())
-            .map(String::from)
             .collect();
+        self.cli(&args)
+    }
+
+    /// `mcp-interceptor <args>` (exit status and output).
+    pub fn cli(&self, args: &[&str]) -> Output {
+        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
         run_in(
             None,
             &bin("mcp-interceptor"),
@@ -226,23 +231,15 @@ impl Agent {
         });
     }
 
-    fn cli(&self, cmd: &str) -> Output {
-        let args = vec![
-            cmd.into(),
-            "--config".into(),
-            self.config.display().to_string(),
-        ];
-        run_in(
-            None,
-            &bin("mcp-interceptor"),
-            &args,
-            Duration::from_secs(20),
-        )
+    /// `mcp-interceptor <cmd> --config <this agent's config>`.
+    fn cli_config(&self, cmd: &str) -> Output {
+        let config = self.config.display().to_string();
+        self.cli(&[cmd, "--config", &config])
     }
 
     /// `mcp-interceptor status` as JSON.
     pub fn status(&self) -> Value {
-        let out = self.cli("status");
+        let out = self.cli_config("status");
         assert!(
             out.status.success(),
             "status failed: {}",
@@ -270,7 +267,7 @@ impl Agent {
 
     /// `mcp-interceptor doctor` (exit status and report).
     pub fn doctor(&self) -> Output {
-        self.cli("doctor")
+        self.cli_config("doctor")
     }
 
     pub fn netns(&self) -> &str {

@@ -362,6 +362,12 @@ fn the_demo_runs_to_the_end() {
         "{stdout}"
     );
     assert!(
+        stdout.contains("read_file /srv/crm/../../etc/passwd -> ")
+            && stdout.contains("-32093")
+            && stdout.contains("determining policies: crm-files-only"),
+        "the demo shows a policy denial and its explanation: {stdout}"
+    );
+    assert!(
         stdout
             .lines()
             .any(|l| l.starts_with("exchange") && l.contains("alice") && l.contains("tools/call")),

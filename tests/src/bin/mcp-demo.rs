@@ -12,6 +12,21 @@ use mcp_interceptor_tests::{
 };
 use serde_json::json;
 
+/// Developers may use the CRM tools; file reads stay under /srv/crm (the
+/// path is normalized first, so `..` does not escape).
+const DEMO_POLICY: &str = r#"
+@id("session")
+permit (principal, action in [Mcp::Action::"initialize", Mcp::Action::"ping", Mcp::Action::"tools/list"], resource);
+
+@id("dev-crm")
+permit (principal in Mcp::Group::"dev", action == Mcp::Action::"tools/call", resource in Mcp::Server::"crm")
+when { ["echo", "lookup_customer", "read_file"].contains(resource.name) };
+
+@id("crm-files-only")
+forbid (principal, action == Mcp::Action::"tools/call", resource == Mcp::Tool::"read_file")
+when { resource.hasTag("path") && !(resource.getTag("path") like "/srv/crm/*") };
+"#;
+
 fn section(title: &str) {
     println!("\n=== {title}");
 }
@@ -38,18 +53,23 @@ fn main() {
         "OIDC issuer (oidc-provider-mock) at {}; user alice in groups dev, oncall",
         issuer.url
     );
+    let policy = dir.path().join("policy.cedar");
+    std::fs::write(&policy, DEMO_POLICY).expect("write the demo policy");
     let agent = Agent::start_full(
         &host,
         dir.path(),
         "fail = \"closed\"",
-        "[[intercept.ports]]\nport = 8080\n",
+        "[[intercept.ports]]\nport = 8080\nname = \"crm\"\n",
         "",
         &format!(
-            "[identity]\nallow_anonymous = false\n[[identity.oidc]]\nissuer = \"{}\"\naudiences = [\"mcp-demo\"]\n",
-            issuer.url
+            "[identity]\nallow_anonymous = false\n[[identity.oidc]]\nissuer = \"{}\"\naudiences = [\"mcp-demo\"]\n\
+             [policy]\nfiles = [\"{}\"]\n",
+            issuer.url,
+            policy.display()
         ),
         Vec::new(),
     );
+    println!("policy ({}):{DEMO_POLICY}", policy.display());
     println!(
         "agent config:\n{}",
         std::fs::read_to_string(&agent.config).unwrap_or_default()
@@ -100,6 +120,43 @@ fn main() {
         "same-host client -> http://[::1]:8080/mcp\n  echo result: {}",
         local.text()
     );
+
+    section("policy: what alice may not do");
+    let outside = call_with(
+        laptop.name(),
+        &url,
+        "read_file",
+        json!({ "path": "/srv/crm/../../etc/passwd" }),
+        &["--bearer", &token],
+    );
+    let err = outside.stderr();
+    println!(
+        "read_file /srv/crm/../../etc/passwd -> {}",
+        err.lines()
+            .find(|l| l.contains("-32093"))
+            .map(str::trim)
+            .unwrap_or("ALLOWED (unexpected)")
+    );
+    let explain = agent.cli(&[
+        "policy",
+        "explain",
+        "--config",
+        &agent.config.display().to_string(),
+        "--subject",
+        "alice",
+        "--group",
+        "dev",
+        "--method",
+        "tools/call",
+        "--tool",
+        "read_file",
+        "--args",
+        r#"{"path": "/srv/crm/../../etc/passwd"}"#,
+    ]);
+    println!(
+        "$ mcp-interceptor policy explain --subject alice --group dev --method tools/call --tool read_file --args '{{\"path\": \"/srv/crm/../../etc/passwd\"}}'"
+    );
+    print!("{}", String::from_utf8_lossy(&explain.stdout));
 
     section("what the agent logged (one line per connection)");
     std::thread::sleep(Duration::from_millis(200));
