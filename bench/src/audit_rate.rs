@@ -51,6 +51,8 @@ fn event(i: u64, caller: &std::sync::Arc<Caller>) -> ExchangeEvent {
         http_status: Some(200),
         decided_by: None,
         decision: None,
+        masked: Default::default(),
+        masked_with: None,
         rewritten: false,
         received_us: 1_700_000_000_000_000 + i as i64 * 1000,
         forwarded_us: None,

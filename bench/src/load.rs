@@ -13,7 +13,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use bytes::Bytes;
 use hdrhistogram::Histogram;
 use http::HeaderValue;
@@ -57,6 +57,44 @@ fn request(host: &str, auth: &HeaderValue) -> Result<http::Request<Full<Bytes>>>
         .header("accept", "application/json, text/event-stream")
         .body(Full::new(Bytes::from_static(BODY.as_bytes())))
         .context("building request")
+}
+
+/// One request, answered: the agent refuses a call a policy denies with a
+/// JSON-RPC error in an HTTP 200, which the load loop (status only, to
+/// stay cheap) would count as a success.
+pub fn probe(target: SocketAddr, bearer: &str) -> Result<()> {
+    let auth = HeaderValue::from_str(&format!("Bearer {bearer}")).context("bearer token")?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let ask = async move {
+        let stream = tokio::net::TcpStream::connect(target)
+            .await
+            .with_context(|| format!("connecting to {target}"))?;
+        let (mut sender, conn) =
+            hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+        tokio::spawn(conn);
+        let resp = sender.send_request(request("mcp.bench", &auth)?).await?;
+        let status = resp.status();
+        let body = resp.into_body().collect().await?.to_bytes();
+        anyhow::Ok((status, body))
+    };
+    // The first call may wait for the issuer's keys, not for much more.
+    let (status, body) = rt.block_on(async {
+        tokio::time::timeout(Duration::from_secs(20), ask)
+            .await
+            .context("no answer within 20 s")?
+    })?;
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+    let answered =
+        v.get("error").is_none() && v.get("result").is_some_and(|r| r["isError"] != true);
+    if !status.is_success() || !answered {
+        bail!(
+            "HTTP {status}, not an answer to the call: {}",
+            String::from_utf8_lossy(&body[..body.len().min(400)])
+        );
+    }
+    Ok(())
 }
 
 /// Runs one measurement on a current-thread runtime (one core for load, so

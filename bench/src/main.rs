@@ -3,13 +3,17 @@
 //! responses, a ~2 KB customer record per call), reported as ratios
 //! against a direct connection and an nginx hop. Every request carries
 //! one OIDC bearer token from a local issuer; the agent configurations with
-//! the identity stage verify it, the others pass it through.
+//! the identity stage verify it, the others pass it through; those with
+//! the policy stage decide each call against ~100 Cedar policies
+//! (`policy_set`), whose decision time is also measured in-process.
 //!
 //! `--quick`: a short smoke run (CI checks that it completes; the numbers
 //! mean nothing there).
 
 mod audit_rate;
 mod load;
+mod policy_set;
+mod policy_time;
 mod procstat;
 mod report;
 mod setups;
@@ -30,6 +34,7 @@ pub struct Plan {
     pub conns: usize,
     pub sweep_conns: &'static [usize],
     pub audit_rows: u64,
+    pub policy_decisions: usize,
 }
 
 impl Plan {
@@ -42,6 +47,7 @@ impl Plan {
                 conns: 4,
                 sweep_conns: &[1, 10],
                 audit_rows: 2_000,
+                policy_decisions: 1_000,
             }
         } else {
             Plan {
@@ -51,6 +57,7 @@ impl Plan {
                 conns: 16,
                 sweep_conns: &[1, 100, 1000],
                 audit_rows: 100_000,
+                policy_decisions: 5_000,
             }
         }
     }
@@ -138,6 +145,13 @@ fn main() -> Result<()> {
         let running = setup.start(&ns, &dir, &servers)?;
         let target: SocketAddr = running.target;
         let bearer = servers.token.as_str();
+        // A refused token or a policy that denies the bench's call would
+        // otherwise pass as a fast configuration (or one with zero
+        // throughput).
+        if let Err(e) = load::probe(target, bearer) {
+            running.stop();
+            bail!("{}: the bench's call is not answered: {e:#}", setup.name());
+        }
         // Warm up: connections, pools, page cache, the issuer's keys.
         let warm = load::run(
             target,
@@ -211,11 +225,21 @@ fn main() -> Result<()> {
         "    bench process after the audit writer run: {}",
         procstat::memory(&[std::process::id()])
     );
-    report::write(&out, quick, &rows, &sweep, &audit)?;
+    eprintln!("==> bench: policy decision time (in-process)");
+    let policy = policy_time::measure(plan.policy_decisions)?;
+    eprintln!(
+        "    {} policies: p50 {:.1} µs, p99 {:.1} µs (target p50 <= {:.0} µs: {})",
+        policy.policies,
+        policy.p50_us,
+        policy.p99_us,
+        policy.target_p50_us,
+        if policy.target_met { "met" } else { "not met" }
+    );
+    report::write(&out, quick, &rows, &sweep, &audit, &policy)?;
     Ok(())
 }
 
-/// `--profile`: the agent with every stage on (identity and audit), under
+/// `--profile`: the agent with every stage on (identity, policy, audit), under
 /// closed-loop load, sampled by `perf record -e cpu-clock` (software clock:
 /// works where the VM exposes no hardware counters); the flat profile goes
 /// to `<out>/profile.txt`.

@@ -7,7 +7,7 @@ use std::{fmt::Write as _, path::Path};
 use anyhow::{Context, Result};
 use plotters::prelude::*;
 
-use crate::{Row, SweepPoint, audit_rate::AuditRate};
+use crate::{Row, SweepPoint, audit_rate::AuditRate, policy_time::PolicyTime};
 
 fn machine() -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
@@ -34,7 +34,13 @@ fn date() -> String {
         .unwrap_or_default()
 }
 
-pub fn markdown(quick: bool, rows: &[Row], sweep: &[SweepPoint], audit: &AuditRate) -> String {
+pub fn markdown(
+    quick: bool,
+    rows: &[Row],
+    sweep: &[SweepPoint],
+    audit: &AuditRate,
+    policy: &PolicyTime,
+) -> String {
     let direct = rows.iter().find(|r| r.name == "direct");
     let nginx = rows.iter().find(|r| r.name == "nginx");
     let mut s = String::new();
@@ -52,9 +58,10 @@ pub fn markdown(quick: bool, rows: &[Row], sweep: &[SweepPoint], audit: &AuditRa
     if let Some(r) = rows.first() {
         let _ = writeln!(
             s,
-            "Closed loop: {} keep-alive connections as fast as answers come. Open loop: {:.0} requests/s, latency from when each request was due. One MCP `tools/call` per request (a ~2 KB customer record), each with the same `Authorization: Bearer` RS256 JWT: the configurations with OIDC identity verify it (and refuse requests without one), the others pass it through. CPU is the proxy's own (utime+stime) per request.\n",
+            "Closed loop: {} keep-alive connections as fast as answers come. Open loop: {:.0} requests/s, latency from when each request was due. One MCP `tools/call` per request (a ~2 KB customer record), each with the same `Authorization: Bearer` RS256 JWT: the configurations with OIDC identity verify it (and refuse requests without one), the others pass it through; those with policy decide each call against the bench's Cedar set of {} policies (`bench/policy`, `bench/src/policy_set.rs`). CPU is the proxy's own (utime+stime) per request.\n",
             crate::Plan::new(quick).conns,
-            r.open_rate
+            r.open_rate,
+            policy.policies
         );
     }
     let _ = writeln!(
@@ -121,6 +128,7 @@ pub fn markdown(quick: bool, rows: &[Row], sweep: &[SweepPoint], audit: &AuditRa
         "\nAudit writer (default fsync policy, {} realistic rows): {:.0} rows/s on the request path ({:.1} µs/row), {:.0} Parquet bytes/row.",
         audit.rows, audit.rows_per_sec, audit.us_per_row, audit.bytes_per_row
     );
+    let _ = writeln!(s, "\n{}", policy.summary());
     s
 }
 
@@ -130,11 +138,12 @@ pub fn write(
     rows: &[Row],
     sweep: &[SweepPoint],
     audit: &AuditRate,
+    policy: &PolicyTime,
 ) -> Result<()> {
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
-    let md = markdown(quick, rows, sweep, audit);
+    let md = markdown(quick, rows, sweep, audit, policy);
     std::fs::write(out.join("report.md"), &md)?;
-    let json = serde_json::json!({ "machine": machine(), "date": date(), "quick": quick, "configurations": rows, "concurrency": sweep, "audit": audit });
+    let json = serde_json::json!({ "machine": machine(), "date": date(), "quick": quick, "configurations": rows, "concurrency": sweep, "audit": audit, "policy": policy });
     std::fs::write(out.join("report.json"), serde_json::to_vec_pretty(&json)?)?;
     cdf_plot(&out.join("latency-cdf.svg"), rows).context("latency plot")?;
     sweep_plot(&out.join("throughput-concurrency.svg"), sweep).context("throughput plot")?;

@@ -6,6 +6,8 @@ use anyhow::{Context, Result, bail};
 use mcp_interceptor_tests::{NetNs, Proc, TempDir, agent::PinGuard, bin, oidc::Issuer, unique};
 use serde_json::{Value, json};
 
+use crate::policy_set;
+
 /// The audience the agent accepts and the bench's token names.
 const AUDIENCE: &str = "mcp-bench";
 /// The issuer's port in the bench's own namespace (nothing else there uses
@@ -74,16 +76,19 @@ pub enum Setup {
     AgentEbpf,
     /// Only the identity stage, so its cost is not mixed with the audit's.
     AgentEbpfIdentity,
+    /// Identity and policy (which needs an identity), without the audit.
+    AgentEbpfPolicy,
     /// Every stage: the full pipeline a deployment runs.
     AgentEbpfAll,
 }
 
-pub const ALL: [Setup; 6] = [
+pub const ALL: [Setup; 7] = [
     Setup::Direct,
     Setup::Nginx,
     Setup::AgentListen,
     Setup::AgentEbpf,
     Setup::AgentEbpfIdentity,
+    Setup::AgentEbpfPolicy,
     Setup::AgentEbpfAll,
 ];
 
@@ -132,7 +137,8 @@ impl Setup {
             Setup::AgentListen => "agent listen mode",
             Setup::AgentEbpf => "agent eBPF, stages off",
             Setup::AgentEbpfIdentity => "agent eBPF, identity only (OIDC)",
-            Setup::AgentEbpfAll => "agent eBPF, all stages (OIDC identity + audit)",
+            Setup::AgentEbpfPolicy => "agent eBPF, OIDC identity + policy",
+            Setup::AgentEbpfAll => "agent eBPF, all stages (OIDC identity + policy + audit)",
         }
     }
 
@@ -144,7 +150,10 @@ impl Setup {
     pub fn start(&self, ns: &NetNs, dir: &TempDir, servers: &Servers) -> Result<Running> {
         let addr = |p: u16| SocketAddr::from(([127, 0, 0, 1], p));
         let ebpf = "[[intercept.ports]]\nport = 8090\n";
+        // Policies name the server, as a deployment's would.
+        let named = format!("{ebpf}name = \"{}\"\n", policy_set::SERVER);
         let issuer = Some(servers.issuer.url.as_str());
+        let none = Stages::default();
         match self {
             Setup::Direct => Ok(Running {
                 target: addr(8080),
@@ -157,31 +166,55 @@ impl Setup {
                 ns,
                 dir,
                 "mode = \"listen\"\n[[intercept.ports]]\nport = 8082\nupstream = \"127.0.0.1:8080\"\nlisten = [\"127.0.0.1:8082\"]\n",
-                false,
-                None,
+                none,
                 addr(8082),
             ),
-            Setup::AgentEbpf => agent(ns, dir, ebpf, false, None, addr(8090)),
-            Setup::AgentEbpfIdentity => agent(ns, dir, ebpf, false, issuer, addr(8090)),
-            Setup::AgentEbpfAll => agent(ns, dir, ebpf, true, issuer, addr(8090)),
+            Setup::AgentEbpf => agent(ns, dir, ebpf, none, addr(8090)),
+            Setup::AgentEbpfIdentity => {
+                let s = Stages { issuer, ..none };
+                agent(ns, dir, ebpf, s, addr(8090))
+            }
+            Setup::AgentEbpfPolicy => {
+                let s = Stages {
+                    issuer,
+                    policy: true,
+                    ..none
+                };
+                agent(ns, dir, &named, s, addr(8090))
+            }
+            Setup::AgentEbpfAll => {
+                let s = Stages {
+                    issuer,
+                    policy: true,
+                    audit: true,
+                };
+                agent(ns, dir, &named, s, addr(8090))
+            }
         }
     }
 }
 
-/// `issuer`: require a bearer token from it (anonymous callers are refused);
-/// without one, callers are anonymous and their `Authorization` header
-/// passes through untouched, as it does through nginx.
+#[derive(Debug, Clone, Copy, Default)]
+struct Stages<'a> {
+    /// Require a bearer token from this issuer (anonymous callers are
+    /// refused); without one, callers are anonymous and their
+    /// `Authorization` header passes through untouched, as through nginx.
+    issuer: Option<&'a str>,
+    /// The bench's policy set (`policy_set`); needs `issuer`.
+    policy: bool,
+    audit: bool,
+}
+
 fn agent(
     ns: &NetNs,
     dir: &TempDir,
     intercept: &str,
-    audit: bool,
-    issuer: Option<&str>,
+    stages: Stages<'_>,
     target: SocketAddr,
 ) -> Result<Running> {
     let pins = PathBuf::from(format!("/sys/fs/bpf/{}", unique("mcpi-bench")));
     let tag = unique("agent");
-    let audit_cfg = if audit {
+    let audit_cfg = if stages.audit {
         format!(
             "[audit]\ndir = \"{}\"\nsigning_key = \"{}\"\n",
             dir.path().join(format!("{tag}-audit")).display(),
@@ -195,15 +228,26 @@ fn agent(
         Some(i) => intercept.split_at(i),
         None => (intercept, ""),
     };
-    let identity = match issuer {
+    let identity = match stages.issuer {
         Some(url) => format!(
             "[identity]\nallow_anonymous = false\n[[identity.oidc]]\nissuer = \"{url}\"\naudiences = [\"{AUDIENCE}\"]\n"
         ),
         None => "[identity]\nallow_anonymous = true\n".into(),
     };
+    // Tool pins go to the temp dir in every configuration: the pinning
+    // stage runs whether or not policy does.
+    let policy_files = if stages.policy {
+        format!("\"{}\"", policy_set::write(dir.path())?.display())
+    } else {
+        String::new()
+    };
+    let policy = format!(
+        "[policy]\nfiles = [{policy_files}]\npins_file = \"{}\"\n",
+        dir.path().join(format!("{tag}-pins.json")).display()
+    );
     // Per-exchange info lines are off, as nginx's access log is.
     let text = format!(
-        "[intercept]\nnetns = \"{}\"\npin_dir = \"{}\"\n{keys}\n{ports}\n{audit_cfg}\n{identity}\n[log]\nlevel = \"warn,interceptor::agent=info\"\n",
+        "[intercept]\nnetns = \"{}\"\npin_dir = \"{}\"\n{keys}\n{ports}\n{audit_cfg}\n{identity}\n{policy}\n[log]\nlevel = \"warn,interceptor::agent=info\"\n",
         ns.path(),
         pins.display()
     );

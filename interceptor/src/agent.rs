@@ -27,6 +27,7 @@ use crate::{
     audit::{Audit, AuditPhase},
     config::{Config, Mode},
     identity::Identity,
+    mask::{Masker, phase::MaskPhase},
     mcp::McpHandler,
     pipeline::{Phase, Pipeline, sink::JsonLines},
     policy::{
@@ -70,6 +71,8 @@ pub enum AgentError {
     Credential(#[from] crate::identity::credential::CredentialError),
     #[error("policy: {0}")]
     Policy(#[from] crate::policy::PolicyError),
+    #[error("mask: {0}")]
+    Mask(crate::mask::MaskError),
 }
 
 /// The phases for a config, in pipeline order. The audit comes first so
@@ -98,6 +101,13 @@ fn phases(
         None => Arc::new(|_, _| {}),
     };
     phases.push(Arc::new(PinPhase::new(cfg.clone(), note)));
+    // Masking after pinning (fingerprints are of what the server sent) and
+    // before the sinks; its `prepare_record` runs before every `record`.
+    if cfg.mask.enabled {
+        let key = Masker::load_key(&cfg.mask_key_path()).map_err(AgentError::Mask)?;
+        let masker = Masker::new(&cfg.mask, key).map_err(AgentError::Mask)?;
+        phases.push(Arc::new(MaskPhase::new(Arc::new(masker))));
+    }
     if let Some(path) = &cfg.events.jsonl {
         let sink = JsonLines::open(path).map_err(|source| AgentError::Events {
             path: path.clone(),

@@ -14,8 +14,10 @@ use std::{
 use serde::{Deserialize, Serialize};
 
 mod identity;
+mod mask;
 mod policy;
 pub use identity::{CertField, ClientAuth, Identity, OidcIssuer, Tls, UpstreamCredential};
+pub use mask::{CustomDetector, Mask, Profile as MaskProfile, Strategy as MaskStrategy, Validator};
 pub use policy::{Budget, OnToolChange, Policy};
 
 /// Default location of the config file.
@@ -45,6 +47,7 @@ pub struct Config {
     pub tls: Tls,
     pub identity: Identity,
     pub policy: Policy,
+    pub mask: Mask,
     pub audit: Audit,
     pub events: Events,
     pub log: Log,
@@ -480,6 +483,18 @@ impl Config {
                 .parent()
                 .unwrap_or(Path::new("/var/lib/mcp-interceptor"))
                 .join("tool-pins.json")
+        })
+    }
+
+    /// The key of the `hash` masking strategy: `mask.hash_key`, else
+    /// beside the audit directory.
+    pub fn mask_key_path(&self) -> PathBuf {
+        self.mask.hash_key.clone().unwrap_or_else(|| {
+            self.audit
+                .dir
+                .parent()
+                .unwrap_or(Path::new("/var/lib/mcp-interceptor"))
+                .join("mask-hash.key")
         })
     }
 

@@ -8,6 +8,7 @@ pub mod audit;
 pub mod config;
 pub mod doctor;
 pub mod identity;
+pub mod mask;
 pub mod mcp;
 pub mod pipeline;
 pub mod policy;

@@ -3,7 +3,7 @@
 //! (server-everything), over Streamable HTTP and legacy HTTP+SSE, through
 //! the steered port.
 
-use mcp_interceptor_tests::{Agent, NetNs, TempDir, everything, require_root};
+use mcp_interceptor_tests::{Agent, NetNs, TempDir, agent::ANONYMOUS, everything, require_root};
 use serde_json::Value;
 
 fn port_cfg() -> String {
@@ -26,7 +26,10 @@ fn whole_tool_set(mode: &str, transport: &str, path: &str) {
     let url = format!("http://127.0.0.1:8080{path}");
     let direct = everything::client(ns.name(), &url, transport, "all-tools");
 
-    let agent = Agent::start(&ns, dir.path(), "", &port_cfg());
+    // Transparency is the point here: masking would (rightly) change the
+    // e-mail address server-everything's elicitation tool echoes back.
+    let unmasked = format!("{ANONYMOUS}[mask]\nenabled = false\n");
+    let agent = Agent::start_full(&ns, dir.path(), "", &port_cfg(), "", &unmasked, Vec::new());
     let proxied = everything::client(ns.name(), &url, transport, "all-tools");
     assert!(
         agent.counters(8080).steered > 0,

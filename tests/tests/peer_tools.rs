@@ -1,6 +1,7 @@
 //! The `mcp-peer` tools policy tests lean on (read_file, query, ask_llm,
-//! set_echo_description) and the client's sampling option, checked against
-//! the peer itself. Loopback only: no namespaces, no root.
+//! set_echo_description, stream_customers) and the client's sampling option
+//! and log collection, checked against the peer itself. Loopback only: no
+//! namespaces, no root.
 
 use mcp_interceptor_tests::{
     Proc, TempDir,
@@ -9,7 +10,11 @@ use mcp_interceptor_tests::{
 use serde_json::{Value, json};
 
 fn server(dir: &TempDir) -> (Proc, String) {
-    let server = peer::server_with(None, "127.0.0.1:0", dir.path(), &[]);
+    server_with(dir, &[])
+}
+
+fn server_with(dir: &TempDir, extra_args: &[&str]) -> (Proc, String) {
+    let server = peer::server_with(None, "127.0.0.1:0", dir.path(), extra_args);
     let url = format!("http://{}/mcp", listening(&server));
     (server, url)
 }
@@ -37,6 +42,7 @@ fn read_file_and_query_echo_their_argument() {
         "query",
         "read_file",
         "set_echo_description",
+        "stream_customers",
     ] {
         assert!(tools.as_array().unwrap().contains(&json!(name)), "{tools}");
     }
@@ -118,4 +124,49 @@ fn set_echo_description_shows_in_later_sessions() {
         later.json()["tool_descriptions"]["add"],
         json!("Add two 64-bit integers")
     );
+}
+
+#[test]
+fn stream_customers_sends_each_record_as_a_log_message_before_the_result() {
+    let dir = TempDir::new("peer-tools-stream");
+    // Stateless: in a session rmcp sends notifications/message on the
+    // standalone GET stream, where they race the result and the session's
+    // close; without one they precede the result on the call's own stream.
+    let (_server, url) = server_with(&dir, &["--json-response"]);
+    let record = |id: &str| -> Value {
+        let lookup = call_with(None, &url, "lookup_customer", json!({"id": id}), &[]);
+        assert_eq!(lookup.json()["log_messages"], json!([]));
+        serde_json::from_str(&text(&lookup)).expect("lookup_customer returns JSON")
+    };
+
+    let call = call_with(
+        None,
+        &url,
+        "stream_customers",
+        json!({"count": 3, "prefix": "vip"}),
+        &[],
+    );
+    assert_eq!(text(&call), "streamed 3 records");
+    let json = call.json();
+    let logs = json["log_messages"].as_array().expect("log_messages");
+    assert_eq!(logs.len(), 3, "{json}");
+    for (i, log) in logs.iter().enumerate() {
+        let id = format!("vip-{i}");
+        assert_eq!(log["customer_id"], json!(id), "{json}");
+        let expected = record(&id);
+        assert_eq!(log["email"], expected["email"]);
+        assert_eq!(log, &expected);
+    }
+
+    let default_prefix = call_with(None, &url, "stream_customers", json!({"count": 1}), &[]);
+    assert_eq!(text(&default_prefix), "streamed 1 records");
+    assert_eq!(
+        default_prefix.json()["log_messages"][0]["customer_id"],
+        json!("s-0")
+    );
+
+    let too_many = call_with(None, &url, "stream_customers", json!({"count": 21}), &[]);
+    assert_eq!(too_many.json()["result"]["isError"], json!(true));
+    assert_eq!(too_many.text(), "count must be 1 to 20, got 21");
+    assert_eq!(too_many.json()["log_messages"], json!([]));
 }

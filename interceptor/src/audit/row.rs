@@ -118,6 +118,11 @@ impl Stamp {
             _ => None,
         };
         r.decided_by = ev.decided_by.clone();
+        r.masked_counts = ev
+            .masked
+            .iter()
+            .map(|(k, v)| (k.clone(), i32::try_from(*v).unwrap_or(i32::MAX)))
+            .collect();
         if let Some(d) = &ev.decision {
             // A refusal is a deny whatever allowed it first (e.g. a permit
             // and then a spent budget); otherwise the policy's effect.

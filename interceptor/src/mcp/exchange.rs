@@ -56,6 +56,8 @@ impl Origin {
             http_status: None,
             decided_by: None,
             decision: None,
+            masked: Default::default(),
+            masked_with: None,
             rewritten: false,
             received_us: now_us(),
             forwarded_us: None,

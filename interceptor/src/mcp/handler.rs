@@ -307,6 +307,7 @@ impl McpHandler {
                 client_name: info.client_name.as_deref(),
                 client_version: info.client_version.as_deref(),
                 request_method: None,
+                mask_profile: None,
                 notes: &notes,
             };
             let outcome = self.pipeline.on_request(&mctx, msg).await;

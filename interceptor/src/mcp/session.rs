@@ -137,10 +137,17 @@ impl Sessions {
         found
     }
 
-    /// The method of the pending client request `id` answers, if known.
-    pub fn pending_method(&self, key: &str, id: &str) -> Option<String> {
+    /// The method of the pending client request `id` answers, and the
+    /// masking profile its policy decision chose, if known.
+    pub fn pending_info(&self, key: &str, id: &str) -> (Option<String>, Option<String>) {
         let inner = self.lock();
-        inner.sessions.get(key)?.pending.get(id)?.method.clone()
+        match inner.sessions.get(key).and_then(|s| s.pending.get(id)) {
+            Some(e) => (
+                e.method.clone(),
+                e.decision.as_ref().and_then(|d| d.mask.clone()),
+            ),
+            None => (None, None),
+        }
     }
 
     /// Takes every unanswered client request under `key` with one of `ids`.

@@ -56,11 +56,11 @@ impl State {
         let per_msg = if body.messages().len() == 1 { bytes } else { 0 };
         let mut refused = Vec::new();
         for (i, msg) in body.messages_mut().iter_mut().enumerate() {
-            let request_method = match msg.kind {
-                Kind::Response | Kind::Error => msg
-                    .id_key()
-                    .and_then(|id| self.sessions.pending_method(&self.origin.key, &id)),
-                _ => None,
+            let (request_method, mask_profile) = match (msg.kind, msg.id_key()) {
+                (Kind::Response | Kind::Error, Some(id)) => {
+                    self.sessions.pending_info(&self.origin.key, &id)
+                }
+                _ => (None, None),
             };
             let notes = Notes::default();
             let mctx = MessageCtx {
@@ -73,6 +73,7 @@ impl State {
                 client_name: info.client_name.as_deref(),
                 client_version: info.client_version.as_deref(),
                 request_method: request_method.as_deref(),
+                mask_profile: mask_profile.as_deref(),
                 notes: &notes,
             };
             if msg.kind == Kind::Request
@@ -83,11 +84,19 @@ impl State {
                 continue;
             }
             self.pipeline.on_server_message(&mctx, msg);
+            let masked = notes.masked();
+            let note_masked = |ev: &mut crate::pipeline::ExchangeEvent| {
+                if let Some((profile, counts)) = &masked {
+                    ev.masked = counts.clone();
+                    ev.masked_with = Some(profile.clone());
+                }
+            };
             match msg.kind {
                 Kind::Response | Kind::Error => {
                     let id = msg.id_key().unwrap_or_default();
                     match self.sessions.answer(&self.origin.key, &id, true) {
                         Some(mut req) => {
+                            note_masked(&mut req);
                             if req.method.as_deref() == Some("initialize") {
                                 self.learn_initialize(msg, &mut req);
                             }
@@ -107,17 +116,19 @@ impl State {
                             ev.result = msg.result().cloned();
                             ev.error = msg.error().cloned();
                             ev.http_status = Some(self.status);
+                            note_masked(&mut ev);
                             exchange::record(&self.pipeline, ev);
                         }
                     }
                 }
                 Kind::Request => {
-                    let ev = self.origin.event(
+                    let mut ev = self.origin.event(
                         EventKind::Exchange,
                         Direction::ServerToClient,
                         msg,
                         &info,
                     );
+                    note_masked(&mut ev);
                     self.sessions.expect(
                         &self.origin.key,
                         msg.id_key().unwrap_or_default(),
@@ -133,6 +144,7 @@ impl State {
                         &info,
                     );
                     ev.bytes_out = per_msg;
+                    note_masked(&mut ev);
                     exchange::record(&self.pipeline, ev);
                 }
             }

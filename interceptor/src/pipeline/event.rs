@@ -83,6 +83,10 @@ pub struct ExchangeEvent {
     pub decided_by: Option<String>,
     /// The policy decision, when a policy stage decided.
     pub decision: Option<super::Decision>,
+    /// Values masked in the answer, per detector, and the profile used
+    /// (so the record stage need not mask the answer again).
+    pub masked: super::MaskCounts,
+    pub masked_with: Option<String>,
     pub rewritten: bool,
     /// Unix microseconds: request received, forwarded upstream, first
     /// response byte, response complete.

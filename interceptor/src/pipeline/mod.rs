@@ -22,7 +22,7 @@ use std::{future::Future, pin::Pin, sync::Arc, time::Duration};
 use serde_json::Value;
 
 pub use event::{Direction, EventKind, ExchangeEvent, Transport};
-pub use notes::{Decision, Effect, Notes};
+pub use notes::{Decision, Effect, MaskCounts, Notes};
 
 use crate::{identity::Caller, mcp::jsonrpc::Message};
 
@@ -43,6 +43,9 @@ pub struct MessageCtx<'a> {
     pub client_version: Option<&'a str>,
     /// For a response: the method of the request it answers.
     pub request_method: Option<&'a str>,
+    /// For a response: the masking profile the policy chose for its
+    /// request (`@mask`); `None`: the default.
+    pub mask_profile: Option<&'a str>,
     /// This message's scratch space, shared by its phases.
     pub notes: &'a Notes,
 }
@@ -85,10 +88,16 @@ pub trait Phase: Send + Sync + 'static {
     fn on_server_request(&self, _ctx: &MessageCtx<'_>, _msg: &Message) -> Option<Value> {
         None
     }
+    /// Whether `prepare_record` changes anything (saves a copy otherwise).
+    fn prepares_records(&self) -> bool {
+        false
+    }
     /// Whether `on_server_request` may refuse anything.
     fn polices_server_requests(&self) -> bool {
         false
     }
+    /// Before any `record`: may change what is recorded (masking).
+    fn prepare_record(&self, _event: &mut ExchangeEvent) {}
     /// Each finished exchange, denial, notification or unpaired message.
     fn record(&self, _event: &ExchangeEvent) {}
 }
@@ -199,7 +208,15 @@ impl Pipeline {
         }
     }
 
+    /// Prepares (masks) the event, then hands it to every `record`.
     pub fn record(&self, event: &ExchangeEvent) {
+        let mut prepared = None;
+        for p in self.phases.iter() {
+            if p.prepares_records() {
+                p.prepare_record(prepared.get_or_insert_with(|| event.clone()));
+            }
+        }
+        let event = prepared.as_ref().unwrap_or(event);
         for p in self.phases.iter() {
             p.record(event);
         }

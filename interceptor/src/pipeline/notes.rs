@@ -44,15 +44,32 @@ pub struct Decision {
     pub errors: Vec<String>,
 }
 
+/// Values masked in one message, per detector.
+pub type MaskCounts = std::collections::BTreeMap<String, u32>;
+
 /// Scratch space for one message.
 #[derive(Debug, Default)]
 pub struct Notes {
     decision: Mutex<Option<Decision>>,
+    masked: Mutex<Option<(String, MaskCounts)>>,
 }
 
 impl Notes {
     pub fn set_decision(&self, d: Decision) {
         *self.decision.lock().unwrap_or_else(|p| p.into_inner()) = Some(d);
+    }
+
+    /// A masking phase rewrote this message with `profile`.
+    pub fn set_masked(&self, profile: &str, counts: MaskCounts) {
+        *self.masked.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some((profile.to_string(), counts));
+    }
+
+    pub fn masked(&self) -> Option<(String, MaskCounts)> {
+        self.masked
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     pub fn decision(&self) -> Option<Decision> {

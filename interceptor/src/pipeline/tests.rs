@@ -72,6 +72,7 @@ async fn run(p: &Pipeline, m: &mut Message) -> Outcome {
         client_name: None,
         client_version: None,
         request_method: None,
+        mask_profile: None,
         notes: &Notes::default(),
         protocol_version: None,
         http_path: "/mcp",

@@ -74,6 +74,7 @@ fn with_ctx<T>(
         client_name: None,
         client_version: None,
         request_method,
+        mask_profile: None,
         notes: &notes,
     };
     f(&ctx)

@@ -91,6 +91,7 @@ fn ctx<'a>(conn: &'a ConnInfo, notes: &'a MsgNotes, method: Option<&'a str>) -> 
         client_name: None,
         client_version: None,
         request_method: method,
+        mask_profile: None,
         notes,
     }
 }

@@ -5,7 +5,7 @@ use std::{
     error::Error,
     path::{Path, PathBuf},
     sync::{
-        Arc,
+        Arc, Mutex, PoisonError,
         atomic::{AtomicUsize, Ordering},
     },
     time::Duration,
@@ -14,10 +14,15 @@ use std::{
 use anyhow::{Context, Result, anyhow};
 use rmcp::{
     ClientHandler, ErrorData, RoleClient, ServiceExt,
-    model::{CallToolRequestParams, ClientCapabilities, ClientConfig, JsonObject},
-    service::{ClientInitializeError, RequestContext, RunningService},
+    model::{
+        CallToolRequestParams, ClientCapabilities, ClientConfig, JsonObject, JsonRpcMessage,
+        JsonRpcNotification, ServerNotification,
+    },
+    service::{
+        ClientInitializeError, RequestContext, RunningService, RxJsonRpcMessage, TxJsonRpcMessage,
+    },
     transport::{
-        StreamableHttpClientTransport,
+        StreamableHttpClientTransport, Transport,
         streamable_http_client::{
             AuthRequiredError, InsufficientScopeError, StreamableHttpClientTransportConfig,
             StreamableHttpError,
@@ -102,6 +107,57 @@ impl ClientHandler for PeerClient {
     }
 }
 
+/// The `data` of every `notifications/message` the session read, in the
+/// order it read them.
+type LogMessages = Arc<Mutex<Vec<Value>>>;
+
+/// The HTTP transport, noting logging notifications as the session reads
+/// them.
+///
+/// Not `ClientHandler::on_logging_message`: rmcp runs that on a task of its
+/// own per notification, so a burst of them is handled out of order, and
+/// possibly after `call_tool` has already returned the response that
+/// followed them. `receive` is called in wire order, and has returned every
+/// message ahead of the response before rmcp sees the response.
+struct Recording<T> {
+    inner: T,
+    log_messages: LogMessages,
+}
+
+impl<T: Transport<RoleClient>> Transport<RoleClient> for Recording<T> {
+    type Error = T::Error;
+
+    fn send(
+        &mut self,
+        item: TxJsonRpcMessage<RoleClient>,
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send + 'static {
+        self.inner.send(item)
+    }
+
+    #[expect(
+        deprecated,
+        reason = "logging is deprecated by SEP-2577, but stream_customers exercises it"
+    )]
+    async fn receive(&mut self) -> Option<RxJsonRpcMessage<RoleClient>> {
+        let message = self.inner.receive().await;
+        if let Some(JsonRpcMessage::Notification(JsonRpcNotification {
+            notification: ServerNotification::LoggingMessageNotification(logging),
+            ..
+        })) = &message
+        {
+            self.log_messages
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(logging.params.data.clone());
+        }
+        message
+    }
+
+    fn close(&mut self) -> impl Future<Output = Result<(), Self::Error>> + Send {
+        self.inner.close()
+    }
+}
+
 /// Runs the session and returns the line to print on success.
 pub async fn run(args: ClientArgs) -> Result<Value> {
     // Bad arguments fail before any traffic, so a test's typo is not
@@ -175,7 +231,11 @@ async fn session(
     call: Option<CallToolRequestParams>,
 ) -> Result<Value> {
     let sampling_requests = handler.sampling_requests.clone();
-    let transport = StreamableHttpClientTransport::with_client(http, config);
+    let log_messages = LogMessages::default();
+    let transport = Recording {
+        inner: StreamableHttpClientTransport::with_client(http, config),
+        log_messages: log_messages.clone(),
+    };
     let client = handler.serve(transport).await.map_err(|err| {
         anyhow!(
             "initializing MCP session with {url}: {}",
@@ -189,8 +249,11 @@ async fn session(
     let closed = client.cancel().await;
     let mut line = outcome?;
     closed.context("closing MCP session")?;
-    // Read last: a request that arrived at any point of the run counts.
+    // Read last: a message that arrived at any point of the run counts,
+    // including one on the standalone GET stream after the tool's result.
     line["sampling_requests"] = sampling_requests.load(Ordering::Relaxed).into();
+    line["log_messages"] =
+        std::mem::take(&mut *log_messages.lock().unwrap_or_else(PoisonError::into_inner)).into();
     Ok(line)
 }
 

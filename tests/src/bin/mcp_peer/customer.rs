@@ -152,6 +152,14 @@ fn order(rng: &mut Rng, index: usize) -> Value {
 
 /// The customer record for `id`, as pretty-printed JSON.
 pub fn record(id: &str) -> String {
+    let record = value(id);
+    // A json! value always serialises; fall back to compact form regardless
+    // rather than panic in a test peer.
+    serde_json::to_string_pretty(&record).unwrap_or_else(|_| record.to_string())
+}
+
+/// The customer record for `id`.
+pub fn value(id: &str) -> Value {
     let mut rng = Rng::from_id(id);
     let first = rng.pick(FIRST_NAMES);
     let last = rng.pick(LAST_NAMES);
@@ -168,7 +176,7 @@ pub fn record(id: &str) -> String {
         .filter_map(|order| order["total"].as_f64())
         .sum();
 
-    let record = json!({
+    json!({
         "customer_id": id,
         "name": name,
         "email": format!("{email_user}@example.com"),
@@ -191,8 +199,5 @@ pub fn record(id: &str) -> String {
         "marketing_opt_in": rng.below(2) == 1,
         "lifetime_value": (lifetime_value * 100.0).round() / 100.0,
         "orders": orders,
-    });
-    // A json! value always serialises; fall back to compact form regardless
-    // rather than panic in a test peer.
-    serde_json::to_string_pretty(&record).unwrap_or_else(|_| record.to_string())
+    })
 }

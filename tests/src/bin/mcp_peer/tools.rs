@@ -26,6 +26,10 @@ use super::customer;
 /// cancelled and the tool reports the timeout.
 const SAMPLING_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Upper bound on `stream_customers`' count: enough for a test to see many
+/// events, small enough that a typo cannot flood the session.
+const STREAM_MAX: u32 = 20;
+
 /// State shared by every session of one server process.
 #[derive(Debug, Default)]
 pub struct Shared {
@@ -69,6 +73,20 @@ struct QueryArgs {
 struct AskArgs {
     /// Sent to the client as the user message of sampling/createMessage.
     prompt: String,
+}
+
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+struct StreamArgs {
+    /// How many records to send, 1 to 20.
+    #[schemars(range(min = 1, max = STREAM_MAX))]
+    count: u32,
+    /// Customer ids are `<prefix>-0`, `<prefix>-1`, ...
+    #[serde(default = "default_stream_prefix")]
+    prefix: String,
+}
+
+fn default_stream_prefix() -> String {
+    "s".into()
 }
 
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
@@ -138,6 +156,35 @@ impl PeerServer {
         }
     }
 
+    // Which stream the records take is rmcp's choice: in a session its
+    // LocalSessionManager puts every notification but progress and
+    // cancellation on the standalone GET stream, racing this call's result;
+    // stateless (--json-response) they precede the result on the call's own
+    // SSE stream.
+    #[tool(
+        description = "Send customer records <prefix>-0 .. <prefix>-<count-1> to the client as \
+                       log messages (logger crm), one notification each, then report how many"
+    )]
+    async fn stream_customers(
+        &self,
+        peer: Peer<RoleServer>,
+        Parameters(StreamArgs { count, prefix }): Parameters<StreamArgs>,
+    ) -> Result<String, String> {
+        // The schema's range is advice to the caller; rmcp does not enforce it.
+        if !(1..=STREAM_MAX).contains(&count) {
+            return Err(format!("count must be 1 to {STREAM_MAX}, got {count}"));
+        }
+        for i in 0..count {
+            let id = format!("{prefix}-{i}");
+            // Unlike a dropped hint, a record that never left means the
+            // test would count the wrong number, so the call fails.
+            notify_record(&peer, &id)
+                .await
+                .map_err(|err| format!("sending record {id}: {err}"))?;
+        }
+        Ok(format!("streamed {count} records"))
+    }
+
     #[tool(description = "Change the description tools/list reports for echo")]
     async fn set_echo_description(
         &self,
@@ -156,6 +203,23 @@ impl PeerServer {
         }
         format!("echo description set to: {text}")
     }
+}
+
+/// Sends the customer record for `id` as one `notifications/message`, its
+/// data the record as a JSON object so that a proxy inspecting it sees
+/// fields rather than one opaque string.
+#[expect(
+    deprecated,
+    reason = "logging is deprecated by SEP-2577, but it is what stream_customers exercises"
+)]
+async fn notify_record(peer: &Peer<RoleServer>, id: &str) -> Result<(), rmcp::ServiceError> {
+    use rmcp::model::{LoggingLevel, LoggingMessageNotificationParam};
+
+    let data = customer::value(id);
+    peer.notify_logging_message(
+        LoggingMessageNotificationParam::new(LoggingLevel::Info, data).with_logger("crm"),
+    )
+    .await
 }
 
 /// Asks the client for a completion of `prompt`; the error is the text the
@@ -194,17 +258,20 @@ async fn sample(peer: &Peer<RoleServer>, prompt: String) -> Result<String, Strin
 #[tool_handler(router = self.tool_router)]
 impl ServerHandler for PeerServer {
     fn get_info(&self) -> ServerConfig {
-        ServerConfig::new(
-            ServerCapabilities::builder()
-                .enable_tools()
-                .enable_tool_list_changed()
-                .build(),
-        )
-        .with_server_info(Implementation::new("mcp-peer", env!("CARGO_PKG_VERSION")))
-        .with_instructions(
-            "Test peer for mcp-interceptor: echo, add, lookup_customer, read_file, query, \
-             ask_llm, set_echo_description.",
-        )
+        // stream_customers sends notifications/message, which the spec only
+        // allows a server that declared logging.
+        #[expect(deprecated, reason = "as for notify_record")]
+        let capabilities = ServerCapabilities::builder()
+            .enable_logging()
+            .enable_tools()
+            .enable_tool_list_changed()
+            .build();
+        ServerConfig::new(capabilities)
+            .with_server_info(Implementation::new("mcp-peer", env!("CARGO_PKG_VERSION")))
+            .with_instructions(
+                "Test peer for mcp-interceptor: echo, add, lookup_customer, read_file, query, \
+                 ask_llm, set_echo_description, stream_customers.",
+            )
     }
 
     // Written out instead of #[tool_handler]'s, whose descriptions are the

@@ -1,0 +1,105 @@
+//! `[mask]`: what counts as sensitive, and what replaces it.
+
+use std::{collections::BTreeMap, path::PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Mask {
+    /// Mask server answers, server requests and every string the audit
+    /// stores. Off: nothing is masked (doctor warns).
+    pub enabled: bool,
+    /// The profile used unless the determining policy names one with
+    /// `@mask("...")`.
+    pub default_profile: String,
+    /// Key of the `hash` strategy (32 random bytes, generated 0600 if
+    /// absent); unset: `mask-hash.key` beside the audit directory.
+    pub hash_key: Option<PathBuf>,
+    /// Named profiles; `standard` and `none` are built in (a profile of the
+    /// same name here replaces them).
+    pub profiles: BTreeMap<String, Profile>,
+}
+
+impl Default for Mask {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            default_profile: "standard".into(),
+            hash_key: None,
+            profiles: BTreeMap::new(),
+        }
+    }
+}
+
+/// What one profile masks and how.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Profile {
+    /// Built-in detectors: email, phone, card, ssn, iban, aws_access_key,
+    /// aws_secret_key, api_token, jwt, private_key, ipv4, ipv6.
+    pub detectors: Vec<String>,
+    /// Strategy per detector (built-in or custom name); the rest use
+    /// each detector's default.
+    pub strategies: BTreeMap<String, Strategy>,
+    /// JSON keys (case-insensitive, `-`/`_` ignored) whose string or
+    /// number values are masked whatever they look like.
+    pub keys: Vec<String>,
+    pub key_strategy: Strategy,
+    pub custom: Vec<CustomDetector>,
+}
+
+impl Default for Profile {
+    fn default() -> Self {
+        Self {
+            detectors: Vec::new(),
+            strategies: BTreeMap::new(),
+            keys: Vec::new(),
+            key_strategy: Strategy::Redact,
+            custom: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Strategy {
+    /// `[EMAIL]`: the detector's name, upper-cased, in brackets.
+    Redact,
+    /// Everything but the last four characters (digits for numbers)
+    /// replaced: `************4242`.
+    Partial,
+    /// `[EMAIL:3f9a0c1b2d4e5f60]`: HMAC-SHA256 with the agent's key, so
+    /// auditors can correlate equal values without seeing them.
+    Hash,
+    /// The value is removed: a JSON string that is entirely the value
+    /// becomes `null` (a key-matched field is removed); inside text it is
+    /// cut out.
+    Drop,
+}
+
+/// A site-specific detector.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CustomDetector {
+    /// Lowercase name, used in counts, strategies and `[NAME]`.
+    pub name: String,
+    /// A Rust `regex` pattern; the whole match is the value.
+    pub regex: String,
+    /// Optional check on each match: `luhn` or `mod97`.
+    #[serde(default)]
+    pub validator: Option<Validator>,
+    #[serde(default = "redact")]
+    pub strategy: Strategy,
+}
+
+fn redact() -> Strategy {
+    Strategy::Redact
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Validator {
+    Luhn,
+    Mod97,
+}
