@@ -12,6 +12,7 @@
 
 mod audit_rate;
 mod load;
+mod mask_rate;
 mod policy_set;
 mod policy_time;
 mod procstat;
@@ -235,7 +236,11 @@ fn main() -> Result<()> {
         policy.target_p50_us,
         if policy.target_met { "met" } else { "not met" }
     );
-    report::write(&out, quick, &rows, &sweep, &audit, &policy)?;
+    eprintln!("==> bench: masking throughput (in-process, one core)");
+    let (mask_bytes, mask_rounds) = if quick { (1 << 20, 3) } else { (4 << 20, 10) };
+    let mask = mask_rate::measure(mask_bytes, mask_rounds)?;
+    eprintln!("    {}", mask.summary());
+    report::write(&out, quick, &rows, &sweep, &audit, &policy, &mask)?;
     Ok(())
 }
 

@@ -7,7 +7,7 @@ use std::{fmt::Write as _, path::Path};
 use anyhow::{Context, Result};
 use plotters::prelude::*;
 
-use crate::{Row, SweepPoint, audit_rate::AuditRate, policy_time::PolicyTime};
+use crate::{Row, SweepPoint, audit_rate::AuditRate, mask_rate::MaskRate, policy_time::PolicyTime};
 
 fn machine() -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
@@ -40,6 +40,7 @@ pub fn markdown(
     sweep: &[SweepPoint],
     audit: &AuditRate,
     policy: &PolicyTime,
+    mask: &MaskRate,
 ) -> String {
     let direct = rows.iter().find(|r| r.name == "direct");
     let nginx = rows.iter().find(|r| r.name == "nginx");
@@ -129,6 +130,7 @@ pub fn markdown(
         audit.rows, audit.rows_per_sec, audit.us_per_row, audit.bytes_per_row
     );
     let _ = writeln!(s, "\n{}", policy.summary());
+    let _ = writeln!(s, "\n{}", mask.summary());
     s
 }
 
@@ -139,11 +141,12 @@ pub fn write(
     sweep: &[SweepPoint],
     audit: &AuditRate,
     policy: &PolicyTime,
+    mask: &MaskRate,
 ) -> Result<()> {
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
-    let md = markdown(quick, rows, sweep, audit, policy);
+    let md = markdown(quick, rows, sweep, audit, policy, mask);
     std::fs::write(out.join("report.md"), &md)?;
-    let json = serde_json::json!({ "machine": machine(), "date": date(), "quick": quick, "configurations": rows, "concurrency": sweep, "audit": audit, "policy": policy });
+    let json = serde_json::json!({ "machine": machine(), "date": date(), "quick": quick, "configurations": rows, "concurrency": sweep, "audit": audit, "policy": policy, "mask": mask });
     std::fs::write(out.join("report.json"), serde_json::to_vec_pretty(&json)?)?;
     cdf_plot(&out.join("latency-cdf.svg"), rows).context("latency plot")?;
     sweep_plot(&out.join("throughput-concurrency.svg"), sweep).context("throughput plot")?;

@@ -146,7 +146,7 @@ impl Gen {
     fn luhn_number(&mut self, prefix: &str, len: usize) -> String {
         let mut d = format!("{prefix}{}", self.digits(len - prefix.len() - 1));
         let check = (0..10u8)
-            .find(|c| super::detect::luhn(d.bytes().chain([b'0' + c])))
+            .find(|c| super::numeric::luhn(d.bytes().chain([b'0' + c])))
             .unwrap_or(0);
         d.push(char::from(b'0' + check));
         d

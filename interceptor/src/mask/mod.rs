@@ -22,6 +22,7 @@
 
 mod corpus;
 mod detect;
+mod numeric;
 pub mod phase;
 mod strategy;
 mod walk;
@@ -271,6 +272,8 @@ pub struct Profile {
     dets: Vec<Det>,
     /// Bits of the built-in kinds in `dets`.
     builtin: u32,
+    /// Index in `dets` per built-in kind, or `detect::NONE`.
+    det_of: [u32; 12],
     has_custom: bool,
     /// Normalized (ASCII lower-case, no `-`/`_`) key names.
     keys: HashSet<Vec<u8>>,
@@ -362,7 +365,14 @@ impl Profile {
             }
         }
         let keys: HashSet<Vec<u8>> = cfg.keys.iter().map(|k| normalize_key(k)).collect();
+        let mut det_of = [detect::NONE; 12];
+        for (i, d) in dets.iter().enumerate() {
+            if let How::Builtin(k) = d.how {
+                det_of[k as usize] = i as u32;
+            }
+        }
         Ok(Self {
+            det_of,
             name: name.to_owned(),
             builtin: kinds.iter().fold(0, |b, k| b | k.bit()),
             has_custom: !cfg.custom.is_empty(),
@@ -409,28 +419,26 @@ impl Profile {
     /// Accepted detector hits in `text`, sorted and non-overlapping.
     fn hits(&self, text: &str) -> Vec<Hit> {
         let mut hits = Vec::new();
-        let bits = if self.builtin == 0 {
-            0
-        } else {
-            detect::gate(text, self.builtin)
-        };
-        if bits == 0 && !self.has_custom {
-            return hits;
+        if self.builtin & NUMERIC != 0 {
+            numeric::scan(text, &self.det_of, &mut hits);
+        }
+        let bits = detect::gate(text, self.builtin & !NUMERIC);
+        if bits != 0 {
+            for k in Kind::ALL.into_iter().filter(|k| bits & k.bit() != 0) {
+                detect::scan(k, text, self.det_of[k as usize], &mut hits);
+            }
         }
         for (i, d) in self.dets.iter().enumerate() {
-            let det = i as u32;
-            match &d.how {
-                How::Builtin(k) if bits & k.bit() != 0 => detect::scan(*k, text, det, &mut hits),
-                How::Builtin(_) => {}
-                How::Custom(re, validator) => hits.extend(
+            if let How::Custom(re, validator) = &d.how {
+                hits.extend(
                     re.find_iter(text)
                         .filter(|m| !m.is_empty() && custom_valid(*validator, m.as_str()))
                         .map(|m| Hit {
                             start: m.start(),
                             end: m.end(),
-                            det,
+                            det: i as u32,
                         }),
-                ),
+                );
             }
         }
         detect::resolve(
@@ -498,6 +506,17 @@ impl Profile {
     }
 }
 
+/// Bits of the detectors `numeric::scan` serves.
+const NUMERIC: u32 = {
+    let mut b = 0;
+    let mut i = 0;
+    while i < numeric::KINDS.len() {
+        b |= 1 << numeric::KINDS[i] as u32;
+        i += 1;
+    }
+    b
+};
+
 fn default_strategy(k: Kind) -> Strategy {
     match k {
         Kind::Card => Strategy::Partial,
@@ -521,11 +540,11 @@ fn custom_valid(v: Option<Validator>, m: &str) -> bool {
         .collect();
     match v {
         Validator::Luhn => {
-            alnum.iter().all(u8::is_ascii_digit) && detect::luhn(alnum.iter().copied())
+            alnum.iter().all(u8::is_ascii_digit) && numeric::luhn(alnum.iter().copied())
         }
         Validator::Mod97 => {
             let upper: Vec<u8> = alnum.iter().map(u8::to_ascii_uppercase).collect();
-            detect::mod97(&upper)
+            numeric::mod97(&upper)
         }
     }
 }

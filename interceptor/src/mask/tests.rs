@@ -1019,3 +1019,42 @@ fn tmp_components() {
         );
     }
 }
+
+#[test]
+#[ignore]
+fn tmp_json() {
+    use std::time::Instant;
+    let mk = standard();
+    let p = mk.profile(None);
+    let text = corpus(7, 8 << 20);
+    let mb = text.len() as f64 / 1e6;
+    let time = |label: &str, f: &mut dyn FnMut()| {
+        f();
+        let t = Instant::now();
+        let n = 5;
+        for _ in 0..n {
+            f();
+        }
+        let s = t.elapsed().as_secs_f64() / n as f64;
+        eprintln!("{label}: {:.1} MB/s", mb / s);
+    };
+    time("parse", &mut || {
+        std::hint::black_box(serde_json::from_str::<Value>(&text).unwrap());
+    });
+    let v: Value = serde_json::from_str(&text).unwrap();
+    time("serialize", &mut || {
+        std::hint::black_box(v.to_string());
+    });
+    let mut masked = v.clone();
+    p.mask_json(&mut masked, &mut Counts::new());
+    time("walk masked tree (no change)", &mut || {
+        assert!(!p.mask_json(&mut masked, &mut Counts::new()));
+    });
+    let n = std::env::var("TMP_LOOP")
+        .ok()
+        .and_then(|x| x.parse().ok())
+        .unwrap_or(0);
+    for _ in 0..n {
+        p.mask_json(&mut masked, &mut Counts::new());
+    }
+}

@@ -56,8 +56,15 @@ fn number(p: &Profile, n: &Number, counts: &mut Counts) -> Option<Value> {
     if n.is_f64() {
         return None;
     }
+    // Nothing built in matches fewer than 13 bare digits; most numbers in
+    // answers are small, so decide that without formatting them.
+    let small = n.as_u64().is_some_and(|u| u < 1_000_000_000_000)
+        || n.as_i64()
+            .is_some_and(|i| i.unsigned_abs() < 1_000_000_000_000);
+    if small && !p.has_custom() {
+        return None;
+    }
     let text = n.to_string();
-    // Nothing built in matches fewer than 13 bare digits.
     if text.len() < 13 && !p.has_custom() {
         return None;
     }

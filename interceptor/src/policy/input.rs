@@ -91,6 +91,31 @@ fn set(items: impl IntoIterator<Item = String>) -> RestrictedExpression {
     RestrictedExpression::new_set(items.into_iter().map(RestrictedExpression::new_string))
 }
 
+/// Principal, its groups, the resource and its server, as entity uids:
+/// what policy scopes are matched against.
+pub fn scope_uids(
+    input: &Input,
+) -> Result<(EntityUid, Vec<EntityUid>, EntityUid, EntityUid), PolicyError> {
+    let principal = uid("Mcp::User", &input.subject)?;
+    let mut groups = input
+        .groups
+        .iter()
+        .map(|g| uid("Mcp::Group", g))
+        .collect::<Result<Vec<_>, _>>()?;
+    groups.sort_by_key(|g| g.to_string());
+    let server = uid("Mcp::Server", &input.server)?;
+    let target = input.target.clone().unwrap_or_default();
+    let resource = match input.action() {
+        "tools/call" => uid("Mcp::Tool", &target)?,
+        "prompts/get" => uid("Mcp::Prompt", &target)?,
+        "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
+            uid("Mcp::Resource", &target)?
+        }
+        _ => server.clone(),
+    };
+    Ok((principal, groups, resource, server))
+}
+
 /// The request and the entities it needs.
 pub fn cedar(input: &Input) -> Result<(Request, Entities), PolicyError> {
     let err = |e: &dyn std::fmt::Display| PolicyError::Input(e.to_string());

@@ -10,7 +10,11 @@
 //! for the answer).
 //!
 //! Speed: policies are grouped by the actions their scope names at load,
-//! so a decision evaluates only those that can apply (bench: `policy`).
+//! and for each (action, principal and groups, resource) the policies
+//! whose principal and resource scope can match are picked once and
+//! cached, so a decision evaluates only those that can apply (bench:
+//! `policy`). A scope is a necessary condition of a policy, so leaving out
+//! a policy whose scope cannot match never changes a decision.
 #![forbid(unsafe_code)]
 
 pub mod budget;
@@ -70,7 +74,10 @@ struct Notes {
 /// A loaded, validated policy set.
 #[derive(Debug)]
 pub struct Policies {
-    by_action: HashMap<String, PolicySet>,
+    by_action: HashMap<String, Vec<Policy>>,
+    /// Picked sets by (action, principal, groups, resource); cleared when
+    /// it reaches `PICKED_CACHE` entries.
+    picked: std::sync::Mutex<HashMap<String, std::sync::Arc<PolicySet>>>,
     notes: HashMap<String, Notes>,
     pub version: String,
     pub count: usize,
@@ -187,9 +194,9 @@ impl Policies {
         if let Some(w) = result.validation_warnings().next() {
             return Err(PolicyError::Invalid(w.policy_id().to_string(), render(w)));
         }
-        let mut by_action: HashMap<String, PolicySet> = ACTIONS
+        let mut by_action: HashMap<String, Vec<Policy>> = ACTIONS
             .iter()
-            .map(|a| (a.to_string(), PolicySet::new()))
+            .map(|a| (a.to_string(), Vec::new()))
             .collect();
         for p in all.policies() {
             let targets: Vec<String> = match p.action_constraint() {
@@ -200,14 +207,14 @@ impl Policies {
                 }
             };
             for t in targets {
-                if let Some(set) = by_action.get_mut(&t) {
-                    set.add(p.clone())
-                        .map_err(|e| PolicyError::DuplicateId(e.to_string()))?;
+                if let Some(list) = by_action.get_mut(&t) {
+                    list.push(p.clone());
                 }
             }
         }
         Ok(Self {
             by_action,
+            picked: std::sync::Mutex::new(HashMap::new()),
             count: notes.len(),
             notes,
             version: hex::encode(digest.finalize()),
@@ -218,9 +225,8 @@ impl Policies {
     /// The decision for `input`.
     pub fn decide(&self, input: &Input) -> Result<Decision, PolicyError> {
         let (request, entities) = input::cedar(input)?;
-        let empty = PolicySet::new();
-        let set = self.by_action.get(input.action()).unwrap_or(&empty);
-        let resp = self.authorizer.is_authorized(&request, set, &entities);
+        let set = self.picked(input)?;
+        let resp = self.authorizer.is_authorized(&request, &set, &entities);
         let mut policies: Vec<String> = resp
             .diagnostics()
             .reason()
@@ -269,6 +275,59 @@ impl Policies {
             }
         }
         Ok(d)
+    }
+}
+
+const PICKED_CACHE: usize = 4096;
+
+impl Policies {
+    /// The policies whose scope can match `input`, cached.
+    fn picked(&self, input: &Input) -> Result<std::sync::Arc<PolicySet>, PolicyError> {
+        let (principal, groups, resource, server) = input::scope_uids(input)?;
+        let mut key = format!("{}\u{0}{principal}\u{0}{resource}", input.action());
+        for g in &groups {
+            key.push('\u{0}');
+            key.push_str(&g.to_string());
+        }
+        if let Some(s) = self
+            .picked
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key)
+        {
+            return Ok(s.clone());
+        }
+        let principal_in = |u: &cedar_policy::EntityUid| *u == principal || groups.contains(u);
+        let resource_in = |u: &cedar_policy::EntityUid| *u == resource || *u == server;
+        let candidates = self
+            .by_action
+            .get(input.action())
+            .map(Vec::as_slice)
+            .unwrap_or(&[]);
+        let chosen = candidates.iter().filter(|p| {
+            use cedar_policy::{PrincipalConstraint as P, ResourceConstraint as R};
+            let principal_ok = match p.principal_constraint() {
+                P::Any | P::Is(_) => true,
+                P::Eq(u) => u == principal,
+                P::In(u) | P::IsIn(_, u) => principal_in(&u),
+            };
+            let resource_ok = match p.resource_constraint() {
+                R::Any | R::Is(_) => true,
+                R::Eq(u) => u == resource,
+                R::In(u) | R::IsIn(_, u) => resource_in(&u),
+            };
+            principal_ok && resource_ok
+        });
+        let set = std::sync::Arc::new(
+            PolicySet::from_policies(chosen.cloned())
+                .map_err(|e| PolicyError::DuplicateId(e.to_string()))?,
+        );
+        let mut cache = self.picked.lock().unwrap_or_else(|p| p.into_inner());
+        if cache.len() >= PICKED_CACHE {
+            cache.clear();
+        }
+        cache.insert(key, set.clone());
+        Ok(set)
     }
 }
 
