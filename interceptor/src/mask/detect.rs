@@ -186,6 +186,9 @@ const LITERAL_KINDS: u32 = (1 << Kind::ApiToken as u32)
     | (1 << Kind::PrivateKey as u32)
     | (1 << Kind::AwsSecretKey as u32);
 
+/// The shortest token-like value (`xoxb-` and ten more).
+const MIN_TOKEN: usize = 15;
+
 /// Past this length the literal gate is skipped: each token regex skips
 /// to its own literal as fast, and a long text likely has some.
 const GATE_MAX: usize = 4096;
@@ -229,12 +232,13 @@ pub(crate) fn gate(text: &str, wanted: u32) -> u32 {
         bits |= Kind::Ipv6.bit();
     }
     let lit = wanted & LITERAL_KINDS;
-    if lit != 0 && t.len() > GATE_MAX {
+    if lit == 0 || t.len() < MIN_TOKEN {
+    } else if t.len() > GATE_MAX {
         bits |= lit;
-    } else if lit != 0 {
+    } else {
         let b = &*BUILTINS;
         let mut found = 0;
-        for m in b.literals.find_overlapping_iter(text) {
+        for m in b.literals.find_iter(text) {
             found |= b.literal_kinds[m.pattern().as_usize()] & lit;
             if found == lit {
                 break;

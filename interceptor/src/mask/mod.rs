@@ -31,7 +31,7 @@ mod walk;
 mod tests;
 
 use std::{
-    collections::{BTreeMap, BTreeSet, HashSet},
+    collections::{BTreeMap, BTreeSet},
     fs::{self, DirBuilder, File, OpenOptions},
     io::{self, Read, Write},
     os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt},
@@ -275,8 +275,11 @@ pub struct Profile {
     /// Index in `dets` per built-in kind, or `detect::NONE`.
     det_of: [u32; 12],
     has_custom: bool,
-    /// Normalized (ASCII lower-case, no `-`/`_`) key names.
-    keys: HashSet<Vec<u8>>,
+    /// Fewest digits a text needs for the numeric pass to find anything.
+    numeric_min: usize,
+    /// Normalized (ASCII lower-case, no `-`/`_`) key names, sorted: a
+    /// binary search over a handful of short names beats hashing them.
+    keys: Vec<Vec<u8>>,
     longest_key: usize,
     key_strategy: Strategy,
     hmac: HmacKey,
@@ -364,7 +367,9 @@ impl Profile {
                 });
             }
         }
-        let keys: HashSet<Vec<u8>> = cfg.keys.iter().map(|k| normalize_key(k)).collect();
+        let mut keys: Vec<Vec<u8>> = cfg.keys.iter().map(|k| normalize_key(k)).collect();
+        keys.sort();
+        keys.dedup();
         let mut det_of = [detect::NONE; 12];
         for (i, d) in dets.iter().enumerate() {
             if let How::Builtin(k) = d.how {
@@ -372,6 +377,7 @@ impl Profile {
             }
         }
         Ok(Self {
+            numeric_min: numeric::min_digits(&det_of),
             det_of,
             name: name.to_owned(),
             builtin: kinds.iter().fold(0, |b, k| b | k.bit()),
@@ -419,7 +425,9 @@ impl Profile {
     /// Accepted detector hits in `text`, sorted and non-overlapping.
     fn hits(&self, text: &str) -> Vec<Hit> {
         let mut hits = Vec::new();
-        if self.builtin & NUMERIC != 0 {
+        if self.builtin & NUMERIC != 0
+            && text.bytes().filter(u8::is_ascii_digit).count() >= self.numeric_min
+        {
             numeric::scan(text, &self.det_of, &mut hits);
         }
         let bits = detect::gate(text, self.builtin & !NUMERIC);
@@ -493,7 +501,9 @@ impl Profile {
             buf[n] = b.to_ascii_lowercase();
             n += 1;
         }
-        self.keys.contains(&buf[..n])
+        self.keys
+            .binary_search_by(|k| k.as_slice().cmp(&buf[..n]))
+            .is_ok()
     }
 
     /// Whether object keys can be masked by the detectors at all.

@@ -51,6 +51,21 @@ pub(crate) fn warm() {
 /// Detectors this pass serves.
 pub(crate) const KINDS: [Kind; 5] = [Kind::Card, Kind::Ssn, Kind::Phone, Kind::Ipv4, Kind::Iban];
 
+/// The fewest digits any wanted detector's value has (an IBAN needs only
+/// its two check digits).
+pub(crate) fn min_digits(det_of: &[u32; 12]) -> usize {
+    [
+        (Kind::Iban, 2),
+        (Kind::Ipv4, 4),
+        (Kind::Phone, 8),
+        (Kind::Ssn, 9),
+        (Kind::Card, 13),
+    ]
+    .into_iter()
+    .find(|(k, _)| det_of[*k as usize] != NONE)
+    .map_or(usize::MAX, |(_, n)| n)
+}
+
 fn is_sep(b: u8) -> bool {
     matches!(b, b' ' | b'-' | b'.' | b'(' | b')')
 }
