@@ -72,6 +72,10 @@ pub fn refusal(
         status,
         &json!({ "jsonrpc": "2.0", "id": null, "error": error }),
     );
+    // The request body was never read: say the connection ends here, so a
+    // client does not send its next request on it (hyper closes it).
+    r.headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
     match err {
         AuthError::IssuerUnavailable(..) => {
             r.headers_mut()

@@ -159,10 +159,14 @@ impl McpHandler {
         let mut ev = origin.rejected(403, e.clone(), 0);
         ev.decided_by = Some("identity".into());
         exchange::record(&self.pipeline, ev);
-        Some(json_response(
+        let mut r = json_response(
             StatusCode::FORBIDDEN,
             &json!({ "jsonrpc": "2.0", "id": null, "error": e }),
-        ))
+        );
+        // Answered before the body is read: the connection cannot be reused.
+        r.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        Some(r)
     }
 
     fn origin(

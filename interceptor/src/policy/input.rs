@@ -15,26 +15,6 @@ use serde_json::Value;
 
 use super::PolicyError;
 
-/// Methods with an action of their own on the server; the rest map to
-/// `other` (requests) or are not policed (notifications, responses).
-const SERVER_ACTIONS: &[&str] = &[
-    "initialize",
-    "ping",
-    "tools/list",
-    "resources/list",
-    "resources/templates/list",
-    "prompts/list",
-    "completion/complete",
-    "logging/setLevel",
-    "tasks/get",
-    "tasks/list",
-    "tasks/result",
-    "tasks/cancel",
-    "sampling/createMessage",
-    "elicitation/create",
-    "roots/list",
-];
-
 /// One question to the policy: who, which method on what, with what.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Input {
@@ -67,12 +47,9 @@ impl Input {
     /// The Cedar action for this method.
     pub fn action(&self) -> &str {
         match self.method.as_str() {
-            m @ ("tools/call"
-            | "resources/read"
-            | "resources/subscribe"
-            | "resources/unsubscribe"
-            | "prompts/get") => m,
-            m if SERVER_ACTIONS.contains(&m) => m,
+            m if super::ACTIONS.contains(&m) => m,
+            // Vendor methods: policies can still name them via
+            // `context.method`.
             _ => "other",
         }
     }
