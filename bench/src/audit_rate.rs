@@ -53,6 +53,7 @@ fn event(i: u64, caller: &std::sync::Arc<Caller>) -> ExchangeEvent {
         decision: None,
         masked: Default::default(),
         masked_with: None,
+        approval: None,
         rewritten: false,
         received_us: 1_700_000_000_000_000 + i as i64 * 1000,
         forwarded_us: None,

@@ -242,8 +242,11 @@ fn agent(
         String::new()
     };
     let policy = format!(
-        "[policy]\nfiles = [{policy_files}]\npins_file = \"{}\"\n",
-        dir.path().join(format!("{tag}-pins.json")).display()
+        "[policy]\nfiles = [{policy_files}]\npins_file = \"{}\"\n\
+         [approvals]\ndb = \"{}\"\n[admin]\nsocket = \"{}\"\n",
+        dir.path().join(format!("{tag}-pins.json")).display(),
+        dir.path().join(format!("{tag}-approvals.db")).display(),
+        dir.path().join(format!("{tag}-admin.sock")).display()
     );
     // Per-exchange info lines are off, as nginx's access log is.
     let text = format!(

@@ -24,6 +24,8 @@ use tokio::{
 mod policy_watch;
 
 use crate::{
+    admin,
+    approval::{Approvals, phase::ApprovalPhase},
     audit::{Audit, AuditPhase},
     config::{Config, Mode},
     identity::Identity,
@@ -39,8 +41,9 @@ use crate::{
     steer::{self, Steering},
 };
 
-/// How long a held request may wait for its verdict.
-const HOLD_LIMIT: Duration = Duration::from_secs(300);
+/// A held request waits at most this long beyond the approval timeout
+/// (which decides first; this only bounds a phase that never answers).
+const HOLD_SLACK: Duration = Duration::from_secs(30);
 
 /// How long a stopping agent waits for connections in flight.
 const DRAIN_LIMIT: Duration = Duration::from_secs(10);
@@ -73,6 +76,10 @@ pub enum AgentError {
     Policy(#[from] crate::policy::PolicyError),
     #[error("mask: {0}")]
     Mask(crate::mask::MaskError),
+    #[error("approvals: {0}")]
+    Approvals(#[from] crate::approval::ApprovalError),
+    #[error(transparent)]
+    Admin(#[from] admin::AdminError),
 }
 
 /// The phases for a config, in pipeline order. The audit comes first so
@@ -81,13 +88,16 @@ fn phases(
     cfg: &Arc<Config>,
     audit: Option<&Audit>,
     policies: &policy_watch::Shared,
+    approvals: &Arc<Approvals>,
 ) -> Result<Vec<Arc<dyn Phase>>, AgentError> {
     let mut phases: Vec<Arc<dyn Phase>> = Vec::new();
     if let Some(a) = audit {
         phases.push(Arc::new(AuditPhase(a.clone())));
     }
     if !cfg.policy.files.is_empty() {
-        phases.push(Arc::new(PolicyPhase::new(cfg.clone(), policies.clone())));
+        phases.push(Arc::new(
+            PolicyPhase::new(cfg.clone(), policies.clone()).with_approvals(approvals.clone()),
+        ));
     }
     // Tool pinning runs whether or not the audit does: `on_tool_change =
     // "block"` is enforcement and must not lapse with the audit. After
@@ -108,6 +118,11 @@ fn phases(
         let masker = Masker::new(&cfg.mask, key).map_err(AgentError::Mask)?;
         phases.push(Arc::new(MaskPhase::new(Arc::new(masker))));
     }
+    // After masking: a call waits for approval only once everything that
+    // could refuse it has had its say.
+    if !cfg.policy.files.is_empty() {
+        phases.push(Arc::new(ApprovalPhase::new(cfg.clone(), approvals.clone())));
+    }
     if let Some(path) = &cfg.events.jsonl {
         let sink = JsonLines::open(path).map_err(|source| AgentError::Events {
             path: path.clone(),
@@ -126,6 +141,7 @@ async fn serving(
     previous: Option<&McpHandler>,
     audit: Option<&Audit>,
     policies: &policy_watch::Shared,
+    approvals: &Arc<Approvals>,
 ) -> Result<(Serving, McpHandler, Option<Arc<Policies>>), AgentError> {
     // Loaded here, swapped in by the caller only if everything else loads.
     let loaded = if cfg.policy.files.is_empty() {
@@ -136,11 +152,15 @@ async fn serving(
     let tls = proxy::tls::server(&cfg.tls)?;
     let upstream = proxy::upstream_for(&cfg)?;
     let identity = Arc::new(Identity::new(&cfg, previous.map(|p| p.identity().as_ref())).await?);
-    let pipeline = Pipeline::new(phases(&cfg, audit, policies)?, HOLD_LIMIT);
+    let hold_limit = Duration::from_secs(cfg.approvals.hold_timeout_seconds) + HOLD_SLACK;
+    let pipeline = Pipeline::new(phases(&cfg, audit, policies, approvals)?, hold_limit);
+    let keepalive = (!cfg.policy.files.is_empty())
+        .then(|| Duration::from_secs(cfg.approvals.keepalive_seconds));
     let handler = match previous {
         Some(p) => McpHandler::with_sessions(pipeline, identity, p),
         None => McpHandler::new(pipeline, identity),
-    };
+    }
+    .with_keepalive(keepalive);
     Ok((
         Serving {
             config: cfg,
@@ -165,8 +185,21 @@ pub async fn run(config_path: PathBuf, cfg: Config) -> Result<(), AgentError> {
         None
     };
     let policies = policy_watch::empty();
-    let (first, mut handler, loaded) =
-        serving(Arc::new(cfg.clone()), None, audit.as_ref(), &policies).await?;
+    let approvals = Approvals::open(&cfg, audit.clone(), approval_mask(&cfg)?)?;
+    approvals.spawn_sweeper();
+    let (first, mut handler, loaded) = serving(
+        Arc::new(cfg.clone()),
+        None,
+        audit.as_ref(),
+        &policies,
+        &approvals,
+    )
+    .await?;
+    let admin_state = admin::State::new(approvals.clone(), handler.identity().clone(), &cfg.admin);
+    admin::serve_socket(&cfg.admin, admin_state.clone())?;
+    if let Some(addr) = cfg.admin.listen {
+        admin::serve_tcp(addr, proxy::tls::server(&cfg.tls)?, admin_state.clone()).await?;
+    }
     policy_watch::install(&policies, loaded, audit.as_ref());
     if cfg.policy.files.is_empty() {
         tracing::warn!("no [policy] files: every identified caller may call anything");
@@ -244,7 +277,8 @@ pub async fn run(config_path: PathBuf, cfg: Config) -> Result<(), AgentError> {
     loop {
         tokio::select! {
             _ = hup.recv() => {
-                if let Some(h) = reload(&config_path, &cfg_tx, steering.as_mut(), &handler, audit.as_ref(), &policies).await {
+                if let Some(h) = reload(&config_path, &cfg_tx, steering.as_mut(), &handler, audit.as_ref(), &policies, &approvals).await {
+                    admin_state.update(h.identity().clone(), &cfg_tx.borrow().config.admin);
                     handler = h;
                 }
             }
@@ -258,6 +292,9 @@ pub async fn run(config_path: PathBuf, cfg: Config) -> Result<(), AgentError> {
         "stopping: listeners closed, draining"
     );
     let _ = stop_tx.send(true);
+    // Held calls are refused now, not cut off at the drain limit; their
+    // approvals can no longer release anything.
+    approvals.interrupt_holds();
     let left = drain.wait(DRAIN_LIMIT).await;
     if let Some(s) = &steering
         && let Ok(counters) = s.counters()
@@ -305,6 +342,7 @@ async fn reload(
     handler: &McpHandler,
     audit: Option<&Audit>,
     policies: &policy_watch::Shared,
+    approvals: &Arc<Approvals>,
 ) -> Option<McpHandler> {
     let new = match Config::load(path) {
         Ok(c) => c,
@@ -332,14 +370,21 @@ async fn reload(
     if new.audit != old.audit {
         tracing::warn!("audit settings changed; they apply at the next restart");
     }
-    let (next, next_handler, loaded) =
-        match serving(Arc::new(new.clone()), Some(handler), audit, policies).await {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::error!(error = %e, "reload rejected; keeping the running config");
-                return None;
-            }
-        };
+    let (next, next_handler, loaded) = match serving(
+        Arc::new(new.clone()),
+        Some(handler),
+        audit,
+        policies,
+        approvals,
+    )
+    .await
+    {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "reload rejected; keeping the running config");
+            return None;
+        }
+    };
     if let Some(s) = steering
         && let Err(e) = s.apply(&new.intercept)
     {
@@ -353,6 +398,22 @@ async fn reload(
     );
     let _ = tx.send(next);
     Some(next_handler)
+}
+
+/// What approvals store and show of arguments: masked like the audit.
+fn approval_mask(cfg: &Config) -> Result<crate::approval::MaskFn, AgentError> {
+    if !cfg.mask.enabled {
+        return Ok(Arc::new(|v: &serde_json::Value| v.clone()));
+    }
+    let key = Masker::load_key(&cfg.mask_key_path()).map_err(AgentError::Mask)?;
+    let masker = Arc::new(Masker::new(&cfg.mask, key).map_err(AgentError::Mask)?);
+    Ok(Arc::new(move |v: &serde_json::Value| {
+        let mut v = v.clone();
+        masker
+            .profile(None)
+            .mask_json(&mut v, &mut Default::default());
+        v
+    }))
 }
 
 fn bind(addr: SocketAddr) -> Result<TcpListener, AgentError> {

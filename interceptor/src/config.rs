@@ -13,9 +13,11 @@ use std::{
 
 use serde::{Deserialize, Serialize};
 
+mod approvals;
 mod identity;
 mod mask;
 mod policy;
+pub use approvals::{Admin, Approvals, LocalUser, Webhook, WebhookFormat};
 pub use identity::{CertField, ClientAuth, Identity, OidcIssuer, Tls, UpstreamCredential};
 pub use mask::{CustomDetector, Mask, Profile as MaskProfile, Strategy as MaskStrategy, Validator};
 pub use policy::{Budget, OnToolChange, Policy};
@@ -48,6 +50,8 @@ pub struct Config {
     pub identity: Identity,
     pub policy: Policy,
     pub mask: Mask,
+    pub approvals: Approvals,
+    pub admin: Admin,
     pub audit: Audit,
     pub events: Events,
     pub log: Log,
@@ -468,6 +472,7 @@ impl Config {
         }
         identity::validate(self)?;
         policy::validate(&self.policy)?;
+        approvals::validate(self)?;
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
             return Err(format!("log.level {:?}: {e}", self.log.level));
         }
@@ -483,6 +488,18 @@ impl Config {
                 .parent()
                 .unwrap_or(Path::new("/var/lib/mcp-interceptor"))
                 .join("tool-pins.json")
+        })
+    }
+
+    /// The approvals database: `approvals.db`, else beside the audit
+    /// directory.
+    pub fn approvals_db_path(&self) -> PathBuf {
+        self.approvals.db.clone().unwrap_or_else(|| {
+            self.audit
+                .dir
+                .parent()
+                .unwrap_or(Path::new("/var/lib/mcp-interceptor"))
+                .join("approvals.db")
         })
     }
 

@@ -3,7 +3,9 @@
 //! Data flows one way: steer -> proxy -> (identity -> mcp -> policy -> mask
 //! -> approval -> audit, in later stages). No module reaches back up.
 
+pub mod admin;
 pub mod agent;
+pub mod approval;
 pub mod audit;
 pub mod config;
 pub mod doctor;

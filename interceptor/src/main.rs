@@ -1,5 +1,6 @@
 //! `mcp-interceptor`: CLI parse, logging init, hand off.
 
+mod approvals_cmd;
 mod cli_tools;
 mod policy_cmd;
 
@@ -62,6 +63,16 @@ enum Cmd {
     Tools {
         #[command(subcommand)]
         cmd: cli_tools::ToolsCmd,
+    },
+    /// Human approval of held calls: list, show, approve, deny.
+    Approvals {
+        #[command(subcommand)]
+        cmd: approvals_cmd::ApprovalsCmd,
+    },
+    /// Just-in-time grants: add, list, revoke.
+    Grants {
+        #[command(subcommand)]
+        cmd: approvals_cmd::GrantsCmd,
     },
 }
 
@@ -189,6 +200,8 @@ fn dispatch(cmd: Cmd) -> anyhow::Result<ExitCode> {
         Cmd::Audit { cmd } => audit_cmd(cmd),
         Cmd::Policy { cmd } => policy_cmd::run(cmd),
         Cmd::Tools { cmd } => cli_tools::run(cmd),
+        Cmd::Approvals { cmd } => approvals_cmd::approvals(cmd),
+        Cmd::Grants { cmd } => approvals_cmd::grants(cmd),
         Cmd::Detach { config } => {
             let cfg = Config::load(&config)?;
             let removed = steer::detach(&cfg.intercept.pin_dir)?;

@@ -60,6 +60,10 @@ pub struct ExplainArgs {
     /// Unix seconds; default now.
     #[arg(long)]
     time: Option<i64>,
+    /// Ask as if the subject held a just-in-time grant with this tool
+    /// pattern covering the call (repeat for several): `context.grants`.
+    #[arg(long = "grant")]
+    grants: Vec<String>,
     /// Ask as a tools/list filter would (no arguments).
     #[arg(long)]
     listing: bool,
@@ -103,6 +107,7 @@ pub fn run(cmd: PolicyCmd) -> anyhow::Result<ExitCode> {
                 source_ip: a.source_ip,
                 client_name: a.client_name,
                 time: a.time,
+                grants: a.grants,
                 listing: a.listing,
                 ..Default::default()
             };

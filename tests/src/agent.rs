@@ -117,6 +117,12 @@ impl Agent {
     }
 
     fn write_config(&self, ns: &NetNs, intercept_keys: &str, tables: &str) {
+        // Each agent its own admin socket (the default is one per host).
+        let admin = if self.sections.contains("[admin]") || tables.contains("[admin]") {
+            String::new()
+        } else {
+            format!("[admin]\nsocket = \"{}\"\n", self.admin_socket().display())
+        };
         let text = format!(
             "[intercept]\nnetns = \"{}\"\npin_dir = \"{}\"\n{intercept_keys}\n{tables}\n\
              [events]\njsonl = \"{}\"\n[log]\nlevel = \"info\"\n\
@@ -128,7 +134,7 @@ impl Agent {
             self.dir.join("audit-signing.key").display(),
             self.audit_keys,
             self.sections,
-        );
+        ) + &admin;
         std::fs::write(&self.config, text).expect("write agent config");
     }
 
@@ -155,6 +161,12 @@ impl Agent {
 
     pub fn proc(&mut self) -> &mut Proc {
         self.proc.as_mut().expect("agent running")
+    }
+
+    /// The admin socket the harness gives each agent (unless the test's
+    /// own `[admin]` table names one).
+    pub fn admin_socket(&self) -> PathBuf {
+        self.dir.join("admin.sock")
     }
 
     /// Where this agent's audit trail is.

@@ -90,7 +90,7 @@ fn policy_test_explain_and_check_config_use_the_shipped_examples() {
         "{out}{}",
         String::from_utf8_lossy(&ok.stderr)
     );
-    assert!(out.contains("8 of 8 cases passed"), "{out}");
+    assert!(out.contains("12 of 12 cases passed"), "{out}");
 
     // A wrong expectation fails the run and says which and why.
     let bad = dir.path().join("bad-cases.toml");
@@ -138,6 +138,38 @@ fn policy_test_explain_and_check_config_use_the_shipped_examples() {
     assert!(
         out.contains("decision: deny") && out.contains("determining policies: fs-outside-data"),
         "{out}"
+    );
+
+    // A just-in-time grant is part of the question: --grant PATTERN.
+    let ask = |grant: Option<&str>| {
+        let mut args = vec![
+            "policy",
+            "explain",
+            "--config",
+            &cfg_s,
+            "--subject",
+            "alice",
+            "--group",
+            "dev",
+            "--server",
+            "db",
+            "--method",
+            "tools/call",
+            "--tool",
+            "query",
+            "--args",
+            r#"{"sql": "UPDATE orders SET state = 'x'"}"#,
+        ];
+        if let Some(g) = grant {
+            args.extend(["--grant", g]);
+        }
+        String::from_utf8_lossy(&cli(&args).stdout).into_owned()
+    };
+    assert!(ask(None).contains("decision: deny"), "{}", ask(None));
+    let granted = ask(Some("query"));
+    assert!(
+        granted.contains("decision: allow") && granted.contains("db-write-under-grant"),
+        "{granted}"
     );
 
     let check = cli(&["check-config", &cfg_s]);

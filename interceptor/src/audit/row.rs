@@ -132,6 +132,10 @@ impl Stamp {
             r.rule_ids = d.policies.clone();
             r.policy_version = Some(d.version.clone());
         }
+        if let Some(a) = &ev.approval {
+            r.approval_id = Some(a.id.clone());
+            r.approvers = a.approvers.clone();
+        }
         r.received_us = Some(ev.received_us);
         r.forwarded_us = ev.forwarded_us;
         r.first_byte_us = ev.first_byte_us;

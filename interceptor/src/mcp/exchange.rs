@@ -58,6 +58,7 @@ impl Origin {
             decision: None,
             masked: Default::default(),
             masked_with: None,
+            approval: None,
             rewritten: false,
             received_us: now_us(),
             forwarded_us: None,

@@ -9,7 +9,6 @@ use std::{
     time::Duration,
 };
 
-use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
 
@@ -19,6 +18,7 @@ use serde_json::{Value, json};
 use super::{
     auth,
     exchange::{self, Origin},
+    held,
     jsonrpc::{self, Body, Kind, Message},
     session::Sessions,
     stateless, stream,
@@ -26,7 +26,8 @@ use super::{
 use crate::{
     identity::{CODE_SESSION_OWNER, Caller, Identity},
     pipeline::{
-        Direction, EventKind, MessageCtx, Notes, Outcome, Pipeline, Transport, event::now_us,
+        Direction, EventKind, HoldSignal, MessageCtx, Notes, Outcome, Pipeline, Transport,
+        event::now_us,
     },
     proxy::{
         ConnCtx, Handler,
@@ -38,12 +39,19 @@ use crate::{
     },
 };
 
+mod reply;
+
+use reply::{accepted, forward_body, remember_client};
+
 #[derive(Clone)]
 pub struct McpHandler {
     pipeline: Pipeline,
     identity: Arc<Identity>,
     sessions: Arc<Sessions>,
     keys: Arc<AtomicU64>,
+    /// Set when a phase may hold requests: held POSTs from clients that
+    /// take SSE are kept alive this often (see `held`).
+    keepalive: Option<Duration>,
 }
 
 impl Handler for McpHandler {
@@ -88,7 +96,14 @@ impl McpHandler {
             identity,
             sessions: Arc::new(Sessions::default()),
             keys: Arc::new(AtomicU64::new(1)),
+            keepalive: None,
         }
+    }
+
+    /// Held requests are kept alive every `every` (see `held`).
+    pub fn with_keepalive(mut self, every: Option<Duration>) -> Self {
+        self.keepalive = every;
+        self
     }
 
     pub fn identity(&self) -> &Arc<Identity> {
@@ -102,6 +117,7 @@ impl McpHandler {
             identity,
             sessions: from.sessions.clone(),
             keys: from.keys.clone(),
+            keepalive: None,
         }
     }
 
@@ -140,7 +156,15 @@ impl McpHandler {
             return pass_through(req, &ctx).await;
         }
         match *req.method() {
-            Method::POST => self.post(req, ctx, caller).await,
+            Method::POST => match self.keepalive.filter(|_| held::accepts_sse(req.headers())) {
+                Some(every) => {
+                    let signal = Arc::new(HoldSignal::default());
+                    let (this, s) = (self.clone(), signal.clone());
+                    let work = Box::pin(async move { this.post(req, ctx, caller, Some(s)).await });
+                    held::keep_alive(work, signal, every).await
+                }
+                None => self.post(req, ctx, caller, None).await,
+            },
             Method::GET => self.get(req, ctx, caller).await,
             Method::DELETE => self.delete(req, ctx, caller).await,
             _ => pass_through(req, &ctx).await,
@@ -218,6 +242,7 @@ impl McpHandler {
         req: Request<Incoming>,
         ctx: Arc<ConnCtx>,
         caller: Arc<Caller>,
+        hold: Option<Arc<HoldSignal>>,
     ) -> Response<ProxyBody> {
         let received = now_us();
         let (mut parts, body) = req.into_parts();
@@ -300,7 +325,7 @@ impl McpHandler {
             } else {
                 info.clone()
             };
-            let notes = Notes::default();
+            let notes = Notes::with_hold(hold.clone());
             let mctx = MessageCtx {
                 conn: &origin.conn,
                 session_id: origin.in_session.then_some(origin.key.as_str()),
@@ -319,6 +344,7 @@ impl McpHandler {
             ev.received_us = received;
             ev.bytes_in = per_msg_bytes;
             ev.decision = notes.decision();
+            ev.approval = notes.approval();
             match outcome {
                 Outcome::Answered { result, phase } => {
                     ev.kind = EventKind::Denied;
@@ -580,107 +606,6 @@ struct Waiting {
     expected: Vec<String>,
     denials: Vec<Value>,
     batch: bool,
-}
-
-impl McpHandler {
-    /// Answers server requests upstream for the client (when a phase
-    /// refused one), with the headers this request went upstream with:
-    /// Host, the agent's credential, the protocol version.
-    fn replier(&self, headers: &http::HeaderMap, ctx: &ConnCtx) -> Option<stream::Replier> {
-        if !self.pipeline.polices_server_requests() {
-            return None;
-        }
-        let mut base = headers.clone();
-        base.remove(header::CONTENT_LENGTH);
-        base.remove("mcp-session-id");
-        base.remove("last-event-id");
-        base.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
-        base.insert(
-            header::ACCEPT,
-            HeaderValue::from_static("application/json, text/event-stream"),
-        );
-        let (up, addr) = (ctx.upstream.clone(), ctx.upstream_addr);
-        Some(Arc::new(
-            move |target: String, session: Option<String>, msg: Value| {
-                let mut h = base.clone();
-                if let Some(v) = session.and_then(|s| HeaderValue::from_str(&s).ok()) {
-                    h.insert("mcp-session-id", v);
-                }
-                let body = full(serde_json::to_vec(&msg).unwrap_or_default());
-                let mut req = Request::new(body);
-                *req.method_mut() = Method::POST;
-                *req.headers_mut() = h;
-                match target.parse() {
-                    Ok(uri) => *req.uri_mut() = uri,
-                    Err(e) => {
-                        tracing::warn!(%target, error = %e, "cannot answer the server: bad target");
-                        return;
-                    }
-                }
-                let up = up.clone();
-                tokio::spawn(async move {
-                    match up.send(addr, req).await {
-                        Ok(r) => tracing::debug!(
-                            status = r.status().as_u16(),
-                            "refusal sent to the server"
-                        ),
-                        Err(e) => {
-                            tracing::warn!(error = %e, "could not send a refusal to the server")
-                        }
-                    }
-                });
-            },
-        ))
-    }
-}
-
-/// The body to send upstream: the original bytes unless a message was
-/// rewritten or dropped.
-fn forward_body(body: &mut Body, keep: &[bool], original: &Bytes) -> Bytes {
-    if keep.iter().all(|k| *k) {
-        return body.to_bytes(original);
-    }
-    let kept: Vec<Value> = body
-        .messages()
-        .iter()
-        .zip(keep)
-        .filter(|(_, k)| **k)
-        .map(|(m, _)| m.value.clone())
-        .collect();
-    Bytes::from(serde_json::to_vec(&Value::Array(kept)).unwrap_or_default())
-}
-
-/// Client name/version and requested protocol version from `initialize`.
-fn remember_client(sessions: &Sessions, key: &str, msg: &Message) {
-    let p = msg.params();
-    let get = |path: &[&str]| {
-        let mut v = p?;
-        for k in path {
-            v = v.get(k)?;
-        }
-        v.as_str().map(str::to_owned)
-    };
-    let (name, version, proto) = (
-        get(&["clientInfo", "name"]),
-        get(&["clientInfo", "version"]),
-        get(&["protocolVersion"]),
-    );
-    sessions.update_info(key, |i| {
-        i.client_name = name;
-        i.client_version = version;
-        if i.protocol_version.is_none() {
-            i.protocol_version = proto;
-        }
-    });
-}
-
-fn accepted() -> Response<ProxyBody> {
-    let mut r = Response::new(crate::proxy::body::empty());
-    *r.status_mut() = StatusCode::ACCEPTED;
-    r
 }
 
 pub fn header_str(h: &http::HeaderMap, name: &str) -> Option<String> {

@@ -14,6 +14,7 @@
 mod auth;
 mod exchange;
 mod handler;
+mod held;
 pub mod jsonrpc;
 pub mod session;
 pub mod sse;

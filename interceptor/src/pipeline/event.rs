@@ -87,6 +87,8 @@ pub struct ExchangeEvent {
     /// (so the record stage need not mask the answer again).
     pub masked: super::MaskCounts,
     pub masked_with: Option<String>,
+    /// The approval that released the call (or that it waits for).
+    pub approval: Option<super::ApprovalNote>,
     pub rewritten: bool,
     /// Unix microseconds: request received, forwarded upstream, first
     /// response byte, response complete.

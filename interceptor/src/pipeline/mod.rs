@@ -22,7 +22,9 @@ use std::{future::Future, pin::Pin, sync::Arc, time::Duration};
 use serde_json::Value;
 
 pub use event::{Direction, EventKind, ExchangeEvent, Transport};
-pub use notes::{Decision, Effect, MaskCounts, Notes};
+pub use notes::{
+    ApprovalMode, ApprovalNote, ApprovalRule, Decision, Effect, HoldSignal, MaskCounts, Notes,
+};
 
 use crate::{identity::Caller, mcp::jsonrpc::Message};
 

@@ -36,12 +36,76 @@ pub struct Decision {
     pub version: String,
     /// `@mask` of a determining permit: the masking profile.
     pub mask: Option<String>,
-    /// `@approval` of a determining permit: the approver group.
-    pub approval: Option<String>,
+    /// `@approval` (and `@approval_quorum`, `@approval_mode`) of a
+    /// determining permit: who must approve, how many, and how the caller
+    /// waits.
+    pub approval: Option<ApprovalRule>,
     /// One sentence for people: which policy, or that none permits.
     pub reason: String,
     /// Policies that failed to evaluate (and were skipped), with why.
     pub errors: Vec<String>,
+}
+
+/// How a call that needs approval is approved.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ApprovalRule {
+    /// Approvers are members of any of these groups.
+    pub groups: Vec<String>,
+    /// Distinct approvers needed (N of the group's M members).
+    pub quorum: u32,
+    pub mode: ApprovalMode,
+}
+
+impl ApprovalRule {
+    /// `oncall` or `oncall, security`.
+    pub fn groups_text(&self) -> String {
+        self.groups.join(", ")
+    }
+}
+
+/// How the caller experiences an approval.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ApprovalMode {
+    /// The request stays open (kept alive) until approved, denied or
+    /// timed out.
+    Hold,
+    /// The request is refused at once with the approval's id; the
+    /// identical call passes once after approval.
+    Retry,
+}
+
+/// An approval that let a call through (or is waiting for one).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ApprovalNote {
+    pub id: String,
+    pub approvers: Vec<String>,
+}
+
+/// Tells the transport a message is held, so it keeps the client's
+/// connection alive meanwhile (SSE comments, progress notifications).
+#[derive(Debug, Default)]
+pub struct HoldSignal {
+    notify: tokio::sync::Notify,
+    what: Mutex<Option<(String, Option<serde_json::Value>)>>,
+}
+
+impl HoldSignal {
+    /// A phase started holding; `what` says why, for progress messages
+    /// sent with the request's `progressToken`, if it had one.
+    pub fn hold(&self, what: String, progress_token: Option<serde_json::Value>) {
+        *self.what.lock().unwrap_or_else(|p| p.into_inner()) = Some((what, progress_token));
+        self.notify.notify_one();
+    }
+
+    /// Resolves once a phase holds a message.
+    pub async fn held(&self) {
+        self.notify.notified().await
+    }
+
+    pub fn what(&self) -> Option<(String, Option<serde_json::Value>)> {
+        self.what.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
 }
 
 /// Values masked in one message, per detector.
@@ -51,10 +115,22 @@ pub type MaskCounts = std::collections::BTreeMap<String, u32>;
 #[derive(Debug, Default)]
 pub struct Notes {
     decision: Mutex<Option<Decision>>,
+    /// Shared, so a held message's future can fill it in when released.
+    approval: std::sync::Arc<Mutex<Option<ApprovalNote>>>,
+    /// Set by the transport when it can keep a held client waiting.
+    pub hold: Option<std::sync::Arc<HoldSignal>>,
     masked: Mutex<Option<(String, MaskCounts)>>,
 }
 
 impl Notes {
+    /// Notes whose phases can tell the transport they hold the message.
+    pub fn with_hold(hold: Option<std::sync::Arc<HoldSignal>>) -> Self {
+        Self {
+            hold,
+            ..Self::default()
+        }
+    }
+
     pub fn set_decision(&self, d: Decision) {
         *self.decision.lock().unwrap_or_else(|p| p.into_inner()) = Some(d);
     }
@@ -67,6 +143,22 @@ impl Notes {
 
     pub fn masked(&self) -> Option<(String, MaskCounts)> {
         self.masked
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    pub fn set_approval(&self, a: ApprovalNote) {
+        *self.approval.lock().unwrap_or_else(|p| p.into_inner()) = Some(a);
+    }
+
+    /// Where a held message's future records the approval that released it.
+    pub fn approval_slot(&self) -> std::sync::Arc<Mutex<Option<ApprovalNote>>> {
+        self.approval.clone()
+    }
+
+    pub fn approval(&self) -> Option<ApprovalNote> {
+        self.approval
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone()

@@ -178,8 +178,16 @@ pub fn render(d: &Decision, policies: &Policies) -> String {
         d.policies.join(", ")
     };
     s.push_str(&format!("determining policies: {ids}\n"));
-    if let Some(g) = &d.approval {
-        s.push_str(&format!("approval by: {g}\n"));
+    if let Some(a) = &d.approval {
+        s.push_str(&format!(
+            "approval by: {} ({} of them, {})\n",
+            a.groups_text(),
+            a.quorum,
+            match a.mode {
+                crate::pipeline::ApprovalMode::Hold => "the call is held until decided",
+                crate::pipeline::ApprovalMode::Retry => "the caller retries once approved",
+            }
+        ));
     }
     if let Some(m) = &d.mask {
         s.push_str(&format!("masking profile: {m}\n"));

@@ -35,7 +35,7 @@ use cedar_policy::{
 };
 use sha2::{Digest, Sha256};
 
-pub use crate::pipeline::{Decision, Effect};
+pub use crate::pipeline::{ApprovalMode, ApprovalRule, Decision, Effect};
 pub use input::Input;
 
 /// The schema policies are checked against.
@@ -67,8 +67,62 @@ pub enum PolicyError {
 
 #[derive(Debug, Clone, Default)]
 struct Notes {
-    approval: Option<String>,
+    approval: Option<ApprovalRule>,
     mask: Option<String>,
+}
+
+/// Approval annotations of one policy: `@approval("oncall, security")`,
+/// optionally `@approval_quorum("2")` and `@approval_mode("retry")`.
+fn approval_rule(id: &str, p: &Policy) -> Result<Option<ApprovalRule>, PolicyError> {
+    let bad = |m: String| PolicyError::Invalid(id.to_string(), m);
+    let (quorum, mode) = (
+        p.annotation("approval_quorum"),
+        p.annotation("approval_mode"),
+    );
+    let Some(groups) = p.annotation("approval") else {
+        if quorum.is_some() || mode.is_some() {
+            return Err(bad(
+                "@approval_quorum and @approval_mode need @approval".into()
+            ));
+        }
+        return Ok(None);
+    };
+    let groups: Vec<String> = groups
+        .split(',')
+        .map(|g| g.trim().to_string())
+        .filter(|g| !g.is_empty())
+        .collect();
+    if groups.is_empty() {
+        return Err(bad("@approval names no approver group".into()));
+    }
+    let quorum = match quorum {
+        None => 1,
+        Some(q) => match q.trim().parse::<u32>() {
+            Ok(n @ 1..=16) => n,
+            _ => {
+                return Err(bad(format!(
+                    "@approval_quorum({q:?}) is not a number from 1 to 16"
+                )));
+            }
+        },
+    };
+    let mode = match mode.map(str::trim) {
+        None | Some("hold") => ApprovalMode::Hold,
+        Some("retry") => ApprovalMode::Retry,
+        Some(m) => {
+            return Err(bad(format!(
+                "@approval_mode({m:?}) is not \"hold\" or \"retry\""
+            )));
+        }
+    };
+    if p.effect() != cedar_policy::Effect::Permit {
+        return Err(bad("@approval belongs on a permit policy".into()));
+    }
+    Ok(Some(ApprovalRule {
+        groups,
+        quorum,
+        mode,
+    }))
 }
 
 /// A loaded, validated policy set.
@@ -175,7 +229,7 @@ impl Policies {
                 notes.insert(
                     id.clone(),
                     Notes {
-                        approval: p.annotation("approval").map(str::to_owned),
+                        approval: approval_rule(&id, p)?,
                         mask: p.annotation("mask").map(str::to_owned),
                     },
                 );
@@ -262,10 +316,16 @@ impl Policies {
                     .collect();
                 d.approval = notes.iter().find_map(|n| n.approval.clone());
                 d.mask = notes.iter().find_map(|n| n.mask.clone());
-                if let Some(g) = &d.approval {
+                if let Some(rule) = &d.approval {
                     d.effect = Effect::Approval;
+                    let n = if rule.quorum > 1 {
+                        format!("{} approvers from ", rule.quorum)
+                    } else {
+                        String::new()
+                    };
                     d.reason = format!(
-                        "{what} needs approval by {g} (policy {})",
+                        "{what} needs approval by {n}{} (policy {})",
+                        rule.groups_text(),
                         d.policies.join(", ")
                     );
                 } else {

@@ -25,10 +25,21 @@ const POLICED_SERVER_REQUESTS: &[&str] =
 /// The running policy set, swapped whole on reload.
 pub type Shared = Arc<RwLock<Arc<Policies>>>;
 
+/// Active just-in-time grants as the policy context sees them. The
+/// approvals stage keeps them; policy only asks (data flows one way).
+pub trait Grants: Send + Sync {
+    /// Tool patterns of `subject`'s active grants on `server` that cover
+    /// `tool` (e.g. `db.*`); empty when none does.
+    fn covering(&self, subject: &str, server: &str, tool: &str) -> Vec<String>;
+}
+
 pub struct PolicyPhase {
     policies: Shared,
     cfg: Arc<Config>,
     budgets: Budgets,
+    /// Set when an approvals stage follows: an `@approval` decision is
+    /// then passed on to it instead of refused here.
+    approvals: Option<Arc<dyn Grants>>,
 }
 
 impl PolicyPhase {
@@ -37,7 +48,32 @@ impl PolicyPhase {
             budgets: Budgets::new(cfg.policy.budgets.clone()),
             policies,
             cfg,
+            approvals: None,
         }
+    }
+
+    /// With an approvals stage after this one, which also keeps `grants`.
+    pub fn with_approvals(mut self, grants: Arc<dyn Grants>) -> Self {
+        self.approvals = Some(grants);
+        self
+    }
+
+    /// The question for `msg`, with the caller's grants that cover it.
+    fn input(
+        &self,
+        ctx: &MessageCtx<'_>,
+        method: &str,
+        target: Option<String>,
+        arguments: Option<Value>,
+        listing: bool,
+    ) -> Option<Input> {
+        let mut input = input_for(&self.cfg, ctx, method, target, arguments, listing)?;
+        if let (Some(g), "tools/call", Some(tool)) =
+            (&self.approvals, method, input.target.as_deref())
+        {
+            input.grants = g.covering(&input.subject, &input.server, tool);
+        }
+        Some(input)
     }
 
     fn current(&self) -> Arc<Policies> {
@@ -153,21 +189,15 @@ impl Phase for PolicyPhase {
         }
         let method = msg.method().unwrap_or_default();
         let target = msg.target().map(str::to_owned);
-        let Some(input) = input_for(
-            &self.cfg,
-            ctx,
-            method,
-            target.clone(),
-            arguments_of(msg),
-            false,
-        ) else {
+        let Some(input) = self.input(ctx, method, target.clone(), arguments_of(msg), false) else {
             return Verdict::Deny(
                 json!({ "code": CODE_POLICY_DENIED, "message": "denied: no identity" }),
             );
         };
         let d = self.decide(&input);
         ctx.notes.set_decision(d.clone());
-        if d.effect != Effect::Allow {
+        let passed_on = d.effect == Effect::Approval && self.approvals.is_some();
+        if d.effect != Effect::Allow && !passed_on {
             tracing::info!(conn = ctx.conn.id, subject = %input.subject, method, target = ?target, reason = %d.reason, "policy refused");
             return self.refusal(&d, method);
         }
@@ -234,7 +264,7 @@ impl Phase for PolicyPhase {
                 let Some(name) = item.get(key).and_then(Value::as_str) else {
                     return false;
                 };
-                input_for(&self.cfg, ctx, action, Some(name.to_string()), None, true)
+                self.input(ctx, action, Some(name.to_string()), None, true)
                     .is_some_and(|i| self.decide(&i).effect != Effect::Deny)
             })
             .cloned()

@@ -107,7 +107,43 @@ fn approval_annotation_is_carried() {
     i.arguments = Some(json!({"path": "/srv/data/x", "content": "y"}));
     let d = p.decide(&i).unwrap();
     assert_eq!(d.effect, Effect::Approval);
-    assert_eq!(d.approval.as_deref(), Some("oncall"));
+    let rule = d.approval.unwrap();
+    assert_eq!((rule.groups, rule.quorum), (vec!["oncall".to_string()], 1));
+    assert_eq!(rule.mode, crate::pipeline::ApprovalMode::Hold);
+}
+
+#[test]
+fn approval_annotations_are_checked_at_load() {
+    let load = |annotations: &str| {
+        let text = format!(
+            "{annotations}\npermit(principal, action == Mcp::Action::\"tools/call\", resource);"
+        );
+        Policies::from_sources(&[("a.cedar".into(), text)])
+    };
+    let ok =
+        load("@approval(\"oncall, security\")\n@approval_quorum(\"2\")\n@approval_mode(\"retry\")")
+            .unwrap();
+    let mut i = input("alice", &["dev"], "tools/call", Some("anything"));
+    i.arguments = Some(json!({}));
+    let rule = ok.decide(&i).unwrap().approval.unwrap();
+    assert_eq!(
+        rule.groups,
+        vec!["oncall".to_string(), "security".to_string()]
+    );
+    assert_eq!(
+        (rule.quorum, rule.mode),
+        (2, crate::pipeline::ApprovalMode::Retry)
+    );
+    for bad in [
+        "@approval(\"\")",
+        "@approval(\"oncall\")\n@approval_quorum(\"0\")",
+        "@approval(\"oncall\")\n@approval_quorum(\"many\")",
+        "@approval(\"oncall\")\n@approval_mode(\"later\")",
+        "@approval_quorum(\"2\")",
+    ] {
+        let e = load(bad).unwrap_err();
+        assert!(matches!(e, PolicyError::Invalid(..)), "{bad}: {e}");
+    }
 }
 
 #[test]

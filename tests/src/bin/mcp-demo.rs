@@ -22,6 +22,12 @@ permit (principal, action in [Mcp::Action::"initialize", Mcp::Action::"ping", Mc
 permit (principal in Mcp::Group::"dev", action == Mcp::Action::"tools/call", resource in Mcp::Server::"crm")
 when { ["echo", "lookup_customer", "read_file"].contains(resource.name) };
 
+// Queries change data: each one waits for an on-call engineer.
+@id("crm-query-approval")
+@approval("oncall")
+permit (principal in Mcp::Group::"dev", action == Mcp::Action::"tools/call", resource in Mcp::Server::"crm")
+when { resource.name == "query" };
+
 @id("crm-files-only")
 forbid (principal, action == Mcp::Action::"tools/call", resource == Mcp::Tool::"read_file")
 when { resource.hasTag("path") && !(resource.getTag("path") like "/srv/crm/*") };
@@ -63,9 +69,12 @@ fn main() {
         "",
         &format!(
             "[identity]\nallow_anonymous = false\n[[identity.oidc]]\nissuer = \"{}\"\naudiences = [\"mcp-demo\"]\n\
-             [policy]\nfiles = [\"{}\"]\n",
+             [policy]\nfiles = [\"{}\"]\n\
+             [admin]\nsocket = \"{}\"\n\
+             [[admin.local_users]]\nuser = \"root\"\nsubject = \"olivia\"\ngroups = [\"oncall\"]\n",
             issuer.url,
-            policy.display()
+            policy.display(),
+            dir.path().join("admin.sock").display()
         ),
         Vec::new(),
     );
@@ -157,6 +166,51 @@ fn main() {
         "$ mcp-interceptor policy explain --subject alice --group dev --method tools/call --tool read_file --args '{{\"path\": \"/srv/crm/../../etc/passwd\"}}'"
     );
     print!("{}", String::from_utf8_lossy(&explain.stdout));
+
+    section("approval: alice's query waits until on-call approves this exact call");
+    let socket = dir.path().join("admin.sock").display().to_string();
+    let admin = |args: &[&str]| {
+        let mut a = args.to_vec();
+        a.extend(["--socket", &socket]);
+        String::from_utf8_lossy(&agent.cli(&a).stdout).into_owned()
+    };
+    let held = std::thread::scope(|scope| {
+        let held = scope.spawn(|| {
+            call_with(
+                laptop.name(),
+                &url,
+                "query",
+                json!({ "sql": "UPDATE orders SET state = 'refunded' WHERE id = 42" }),
+                &["--bearer", &token],
+            )
+        });
+        let mut listed = String::new();
+        for _ in 0..100 {
+            listed = admin(&["approvals", "list"]);
+            if listed.contains("apr-") {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        println!(
+            "$ mcp-interceptor approvals list   (as root, mapped to olivia in oncall)\n{listed}"
+        );
+        let id = listed
+            .split_whitespace()
+            .find(|w| w.starts_with("apr-"))
+            .unwrap_or("apr-missing")
+            .to_string();
+        println!("$ mcp-interceptor approvals approve {id} --reason \"INC-42 refund\"");
+        print!(
+            "{}",
+            admin(&["approvals", "approve", &id, "--reason", "INC-42 refund"])
+        );
+        held.join().expect("the held call")
+    });
+    println!(
+        "alice's client, kept alive meanwhile, gets: {}",
+        held.text()
+    );
 
     section("what the agent logged (one line per connection)");
     std::thread::sleep(Duration::from_millis(200));

@@ -1,0 +1,222 @@
+//! The agent's control plane: a local admin socket (guarded by file
+//! permissions; callers are named by their Unix user through
+//! `SO_PEERCRED` and `[admin] local_users`) and an optional HTTP listener
+//! (every request needs an OIDC bearer token; TLS with `[tls]` cert and
+//! key). Both serve the same API (`api`): approvals and grants.
+#![forbid(unsafe_code)]
+
+pub mod api;
+pub mod client;
+
+use std::{
+    convert::Infallible,
+    os::unix::fs::PermissionsExt,
+    path::Path,
+    sync::{Arc, RwLock},
+    time::Duration,
+};
+
+use hyper::{server::conn::http1, service::service_fn};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::{TcpListener, UnixListener};
+
+use crate::{
+    approval::{Actor, Approvals},
+    config::{Admin, LocalUser},
+    identity::Identity,
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    #[error("admin socket {path}: {source}")]
+    Socket {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("admin socket group {0:?} does not exist")]
+    Group(String),
+    #[error("admin listener {addr}: {source}")]
+    Listen {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// What the API needs; identity and local users follow config reloads.
+pub struct State {
+    pub approvals: Arc<Approvals>,
+    identity: RwLock<Arc<Identity>>,
+    local_users: RwLock<Vec<LocalUser>>,
+}
+
+impl State {
+    pub fn new(approvals: Arc<Approvals>, identity: Arc<Identity>, admin: &Admin) -> Arc<Self> {
+        Arc::new(Self {
+            approvals,
+            identity: RwLock::new(identity),
+            local_users: RwLock::new(admin.local_users.clone()),
+        })
+    }
+
+    /// A reloaded config's identity stage and local users.
+    pub fn update(&self, identity: Arc<Identity>, admin: &Admin) {
+        *self.identity.write().unwrap_or_else(|p| p.into_inner()) = identity;
+        *self.local_users.write().unwrap_or_else(|p| p.into_inner()) = admin.local_users.clone();
+    }
+
+    pub fn identity(&self) -> Arc<Identity> {
+        self.identity
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// The actor for a local Unix user.
+    fn local(&self, uid: u32) -> Actor {
+        let name = nix::unistd::User::from_uid(uid.into())
+            .ok()
+            .flatten()
+            .map(|u| u.name)
+            .unwrap_or_else(|| format!("uid{uid}"));
+        let users = self.local_users.read().unwrap_or_else(|p| p.into_inner());
+        match users.iter().find(|u| u.user == name) {
+            Some(u) => Actor {
+                subject: u.subject.clone(),
+                groups: u.groups.clone(),
+                via: format!("local:{name}"),
+            },
+            None => Actor {
+                subject: format!("local:{name}"),
+                groups: Vec::new(),
+                via: format!("local:{name}"),
+            },
+        }
+    }
+}
+
+/// Binds the admin socket (replacing a stale one) with its permissions
+/// and serves it until the process ends.
+pub fn serve_socket(admin: &Admin, state: Arc<State>) -> Result<(), AdminError> {
+    let path = admin.socket.clone();
+    let err = |source| AdminError::Socket {
+        path: path.clone(),
+        source,
+    };
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(err)?;
+    }
+    match std::fs::remove_file(&path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(err(e)),
+        _ => {}
+    }
+    let listener = UnixListener::bind(&path).map_err(err)?;
+    set_permissions(&path, admin).inspect_err(|_| {
+        let _ = std::fs::remove_file(&path);
+    })?;
+    tracing::info!(socket = %path.display(), mode = format!("{:o}", admin.socket_mode), "admin socket listening");
+    tokio::spawn(async move {
+        loop {
+            let (stream, _) = match listener.accept().await {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!(error = %e, "admin socket accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            let uid = match stream.peer_cred() {
+                Ok(c) => c.uid(),
+                Err(e) => {
+                    tracing::warn!(error = %e, "admin socket: no peer credentials; refused");
+                    continue;
+                }
+            };
+            let actor = state.local(uid);
+            let state = state.clone();
+            tokio::spawn(serve_conn(stream, state, Some(actor)));
+        }
+    });
+    Ok(())
+}
+
+fn set_permissions(path: &Path, admin: &Admin) -> Result<(), AdminError> {
+    let err = |source| AdminError::Socket {
+        path: path.to_path_buf(),
+        source,
+    };
+    if let Some(g) = &admin.socket_group {
+        let group = nix::unistd::Group::from_name(g)
+            .ok()
+            .flatten()
+            .ok_or_else(|| AdminError::Group(g.clone()))?;
+        nix::unistd::chown(path, None, Some(group.gid)).map_err(|e| err(e.into()))?;
+    }
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(admin.socket_mode)).map_err(err)
+}
+
+/// Serves the HTTP admin listener (OIDC bearer tokens only), with TLS
+/// when `tls` is set.
+pub async fn serve_tcp(
+    addr: std::net::SocketAddr,
+    tls: Option<Arc<crate::proxy::tls::TlsServer>>,
+    state: Arc<State>,
+) -> Result<(), AdminError> {
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| AdminError::Listen { addr, source })?;
+    tracing::info!(%addr, tls = tls.is_some(), "admin listener ready");
+    tokio::spawn(async move {
+        loop {
+            let (stream, peer) = match listener.accept().await {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!(error = %e, "admin listener accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            let state = state.clone();
+            match &tls {
+                Some(t) => {
+                    let acceptor = t.acceptor.clone();
+                    tokio::spawn(async move {
+                        match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream))
+                            .await
+                        {
+                            Ok(Ok(s)) => serve_conn(s, state, None).await,
+                            Ok(Err(e)) => {
+                                tracing::info!(%peer, error = %e, "admin TLS handshake failed")
+                            }
+                            Err(_) => tracing::info!(%peer, "admin TLS handshake timed out"),
+                        }
+                    });
+                }
+                None => {
+                    tokio::spawn(serve_conn(stream, state, None));
+                }
+            }
+        }
+    });
+    Ok(())
+}
+
+/// One admin connection; `local` names the socket's user, `None` means
+/// every request must carry a bearer token.
+async fn serve_conn<I>(io: I, state: Arc<State>, local: Option<Actor>)
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let svc = service_fn(move |req| {
+        let (state, local) = (state.clone(), local.clone());
+        async move { Ok::<_, Infallible>(api::handle(&state, local, req).await) }
+    });
+    let r = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(10))
+        .max_buf_size(64 * 1024)
+        .serve_connection(TokioIo::new(io), svc)
+        .await;
+    if let Err(e) = r {
+        tracing::debug!(error = %e, "admin connection ended");
+    }
+}

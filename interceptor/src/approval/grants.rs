@@ -1,0 +1,137 @@
+//! Just-in-time grants: added and revoked by members of
+//! `approvals.grant_groups`, expired by the sweeper, and offered to the
+//! policy context (`context.grants`) while in force.
+
+use std::sync::Arc;
+
+use super::{Actor, ApprovalError, Approvals, Grant, NewGrant, new_id, secs_us};
+use crate::{
+    audit::schema::AuditRow,
+    pipeline::event::now_us,
+    policy::{budget::glob, phase::Grants},
+};
+
+impl Approvals {
+    pub fn grant_add(&self, by: &Actor, g: NewGrant) -> Result<Grant, ApprovalError> {
+        self.may_grant(by)?;
+        if g.subject.trim().is_empty() || g.tool.trim().is_empty() || g.server.trim().is_empty() {
+            return Err(ApprovalError::Invalid(
+                "subject, server and tool must not be empty".into(),
+            ));
+        }
+        if g.reason.trim().is_empty() {
+            return Err(ApprovalError::Invalid(
+                "a reason is required (e.g. the incident id)".into(),
+            ));
+        }
+        if g.ttl_seconds == 0 || g.ttl_seconds > self.cfg.max_grant_ttl_seconds {
+            return Err(ApprovalError::Invalid(format!(
+                "ttl must be between 1 s and approvals.max_grant_ttl_seconds ({} s)",
+                self.cfg.max_grant_ttl_seconds
+            )));
+        }
+        let now = now_us();
+        let grant = Grant {
+            id: new_id("grt"),
+            subject: g.subject,
+            server: g.server,
+            tool: g.tool,
+            created_us: now,
+            expires_us: now + secs_us(g.ttl_seconds),
+            granted_by: by.subject.clone(),
+            reason: g.reason,
+            revoked_us: None,
+            revoked_by: None,
+            revoke_reason: None,
+        };
+        self.db().insert_grant(&grant)?;
+        self.refresh_grants()?;
+        tracing::info!(grant = %grant.id, subject = %grant.subject, tool = %grant.tool, by = %by.subject, "grant added");
+        self.record_grant(
+            "grant_added",
+            &grant,
+            Some(by),
+            format!(
+                "{} granted {} on {} to {} for {} s: {}",
+                by.subject, grant.tool, grant.server, grant.subject, g.ttl_seconds, grant.reason
+            ),
+        );
+        Ok(grant)
+    }
+
+    pub fn grant_revoke(&self, by: &Actor, id: &str, reason: &str) -> Result<Grant, ApprovalError> {
+        self.may_grant(by)?;
+        if !self.db().revoke_grant(id, &by.subject, reason, now_us())? {
+            return Err(ApprovalError::NoGrant(id.to_string()));
+        }
+        self.refresh_grants()?;
+        let g = self
+            .db()
+            .grant(id)?
+            .ok_or_else(|| ApprovalError::NoGrant(id.to_string()))?;
+        self.record_grant(
+            "grant_revoked",
+            &g,
+            Some(by),
+            format!("{} revoked the grant: {reason}", by.subject),
+        );
+        Ok(g)
+    }
+
+    pub fn grants_list(&self, all: bool) -> Result<Vec<Grant>, ApprovalError> {
+        self.sweep();
+        self.db().grants(now_us(), all)
+    }
+
+    fn may_grant(&self, by: &Actor) -> Result<(), ApprovalError> {
+        if by.groups.iter().any(|g| self.cfg.grant_groups.contains(g)) {
+            Ok(())
+        } else {
+            Err(ApprovalError::NotGranter(by.subject.clone()))
+        }
+    }
+
+    pub(super) fn refresh_grants(&self) -> Result<(), ApprovalError> {
+        let active = self.db().grants(now_us(), false)?;
+        *self.grants.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(active);
+        Ok(())
+    }
+
+    pub(super) fn record_grant(&self, kind: &str, g: &Grant, who: Option<&Actor>, message: String) {
+        let Some(audit) = &self.audit else { return };
+        let mut r: AuditRow = audit.stamp().lifecycle(kind, message);
+        r.subject = Some(g.subject.clone());
+        r.tool_name = Some(g.tool.clone());
+        r.approval_id = Some(g.id.clone());
+        r.approvers = vec![who.map_or_else(|| g.granted_by.clone(), |w| w.subject.clone())];
+        r.decided_by = Some("grant".into());
+        audit.append(r);
+    }
+}
+
+impl Grants for Approvals {
+    fn covering(&self, subject: &str, server: &str, tool: &str) -> Vec<String> {
+        let grants = self
+            .grants
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        if grants.is_empty() {
+            return Vec::new();
+        }
+        let now = now_us();
+        let mut out: Vec<String> = grants
+            .iter()
+            .filter(|g| {
+                g.subject == subject
+                    && g.active(now)
+                    && (g.server == "*" || g.server == server)
+                    && glob(&g.tool, tool)
+            })
+            .map(|g| g.tool.clone())
+            .collect();
+        out.sort();
+        out.dedup();
+        out
+    }
+}

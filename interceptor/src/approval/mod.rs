@@ -1,0 +1,562 @@
+//! Human approval of high-risk calls and just-in-time grants (NIST AC-6,
+//! AC-2(2)).
+//!
+//! An approval is bound to the exact call: subject, server, method,
+//! target, a digest of the canonical arguments and the policy version. It
+//! waits for `quorum` distinct approvers from the groups the policy names
+//! (`@approval`), never the caller itself; one "no" denies it. In `hold`
+//! mode the call waits (kept alive by the transport); in `retry` mode the
+//! caller gets the approval's id at once and the identical call passes
+//! once after approval. Grants let a subject's calls to matching tools be
+//! permitted by policies that look at `context.grants`, until they expire
+//! by themselves. Everything lives in SQLite (`store`) and every step is an
+//! audit row.
+#![forbid(unsafe_code)]
+
+mod grants;
+pub mod phase;
+pub mod store;
+mod webhook;
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex, RwLock},
+    time::Duration,
+};
+
+use serde::Deserialize;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use tokio::sync::watch;
+
+pub use store::{Approval, Grant, Status, Vote};
+
+use crate::{
+    audit::{Audit, schema::AuditRow},
+    config::Config,
+    pipeline::{ApprovalMode, ApprovalRule, event::now_us},
+};
+use store::Store;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApprovalError {
+    #[error("approvals database: {0}")]
+    Store(String),
+    #[error("no approval {0}")]
+    NotFound(String),
+    #[error("approval {0} is {1}, not pending")]
+    NotPending(String, &'static str),
+    #[error("{0} asked for this call and cannot approve it")]
+    SelfApproval(String),
+    #[error("{who} is not in an approver group of this request ({groups})")]
+    NotApprover { who: String, groups: String },
+    #[error("{0} already voted on this request")]
+    AlreadyVoted(String),
+    #[error("no grant {0} is active")]
+    NoGrant(String),
+    #[error("{0} may not add or revoke grants (not in approvals.grant_groups)")]
+    NotGranter(String),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl From<rusqlite::Error> for ApprovalError {
+    fn from(e: rusqlite::Error) -> Self {
+        Self::Store(e.to_string())
+    }
+}
+
+/// Someone acting on approvals or grants: an OIDC caller of the admin
+/// API, or a local user of the admin socket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Actor {
+    pub subject: String,
+    pub groups: Vec<String>,
+    /// `oidc:<issuer>` or `local:<user>`.
+    pub via: String,
+}
+
+/// The call an approval is asked for.
+#[derive(Debug, Clone)]
+pub struct Call {
+    pub subject: String,
+    pub groups: Vec<String>,
+    pub server: String,
+    pub method: String,
+    pub target: Option<String>,
+    pub arguments: Option<Value>,
+    pub policy_version: String,
+    pub policies: Vec<String>,
+    pub rule: ApprovalRule,
+}
+
+impl Call {
+    /// What a retry must match exactly.
+    pub fn digest(&self) -> String {
+        let args = self
+            .arguments
+            .as_ref()
+            .map(crate::mcp::jsonrpc::canonical)
+            .unwrap_or_default();
+        let mut h = Sha256::new();
+        for part in [
+            self.subject.as_str(),
+            &self.server,
+            &self.method,
+            self.target.as_deref().unwrap_or(""),
+            &args,
+            &self.policy_version,
+        ] {
+            h.update(part.as_bytes());
+            h.update([0]);
+        }
+        hex::encode(h.finalize())
+    }
+}
+
+/// Masks values before they are stored or shown (the audit's profile).
+pub type MaskFn = Arc<dyn Fn(&Value) -> Value + Send + Sync>;
+
+/// A new grant, as `grants add` asks for it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewGrant {
+    pub subject: String,
+    #[serde(default = "any_server")]
+    pub server: String,
+    pub tool: String,
+    pub ttl_seconds: u64,
+    pub reason: String,
+}
+
+fn any_server() -> String {
+    "*".into()
+}
+
+pub struct Approvals {
+    store: Mutex<Store>,
+    cfg: crate::config::Approvals,
+    waiters: Mutex<HashMap<String, watch::Sender<Status>>>,
+    /// Grants in force (re-read after every change), for the policy context.
+    grants: RwLock<Arc<Vec<Grant>>>,
+    audit: Option<Audit>,
+    mask: MaskFn,
+    webhook: Option<webhook::Webhook>,
+}
+
+impl Approvals {
+    /// Opens the database. Calls held when the agent stopped can never be
+    /// released now (their callers are gone): they are marked interrupted.
+    pub fn open(
+        cfg: &Config,
+        audit: Option<Audit>,
+        mask: MaskFn,
+    ) -> Result<Arc<Self>, ApprovalError> {
+        let store = Store::open(&cfg.approvals_db_path())?;
+        let webhook = cfg
+            .approvals
+            .webhook
+            .as_ref()
+            .map(webhook::Webhook::new)
+            .transpose()?;
+        let this = Arc::new(Self {
+            store: Mutex::new(store),
+            cfg: cfg.approvals.clone(),
+            waiters: Mutex::new(HashMap::new()),
+            grants: RwLock::new(Arc::new(Vec::new())),
+            audit,
+            mask,
+            webhook,
+        });
+        let held = this.db().pending_holds()?;
+        for id in held {
+            this.finish(
+                &id,
+                Status::Pending,
+                Status::Interrupted,
+                "the agent restarted while the call was held; the caller was refused",
+            )?;
+        }
+        this.refresh_grants()?;
+        Ok(this)
+    }
+
+    fn db(&self) -> std::sync::MutexGuard<'_, Store> {
+        self.store.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn config(&self) -> &crate::config::Approvals {
+        &self.cfg
+    }
+
+    /// Where approvers act, for messages.
+    pub fn how_to_approve(&self, id: &str) -> String {
+        match &self.cfg.approve_url {
+            Some(u) => format!("{}/{id}", u.trim_end_matches('/')),
+            None => format!("mcp-interceptor approvals approve {id} --reason ..."),
+        }
+    }
+
+    /// Creates a pending approval for `call` and announces it.
+    pub fn request(&self, call: &Call) -> Result<Approval, ApprovalError> {
+        let now = now_us();
+        let wait = match call.rule.mode {
+            ApprovalMode::Hold => self.cfg.hold_timeout_seconds,
+            ApprovalMode::Retry => self.cfg.pending_seconds,
+        };
+        let arguments_sha256 = call
+            .arguments
+            .as_ref()
+            .map(|a| hex::encode(Sha256::digest(crate::mcp::jsonrpc::canonical(a).as_bytes())))
+            .unwrap_or_default();
+        let a = Approval {
+            id: new_id("apr"),
+            status: Status::Pending,
+            mode: call.rule.mode,
+            subject: call.subject.clone(),
+            groups: call.groups.clone(),
+            server: call.server.clone(),
+            method: call.method.clone(),
+            target: call.target.clone(),
+            arguments: call.arguments.as_ref().map(|v| (self.mask)(v)),
+            arguments_sha256,
+            digest: call.digest(),
+            policy_version: call.policy_version.clone(),
+            policies: call.policies.clone(),
+            approver_groups: call.rule.groups.clone(),
+            quorum: call.rule.quorum,
+            created_us: now,
+            expires_us: now + secs_us(wait),
+            decided_us: None,
+            valid_until_us: None,
+            reason: None,
+            votes: Vec::new(),
+        };
+        self.db().insert(&a)?;
+        tracing::info!(approval = %a.id, subject = %a.subject, target = ?a.target, approvers = ?a.approver_groups, "approval requested");
+        self.record(
+            "approval_requested",
+            &a,
+            None,
+            format!(
+                "{} asks for {}; needs {} approver(s) from {}",
+                a.subject,
+                what(&a),
+                a.quorum,
+                a.approver_groups.join(", ")
+            ),
+        );
+        if let Some(w) = &self.webhook {
+            w.announce(&a, &self.how_to_approve(&a.id));
+        }
+        Ok(a)
+    }
+
+    /// A pending approval for exactly this call (retry mode re-asks).
+    pub fn pending_for(&self, digest: &str) -> Result<Option<Approval>, ApprovalError> {
+        let a = self.db().by_digest(digest, Status::Pending)?;
+        Ok(a.filter(|a| a.expires_us > now_us()))
+    }
+
+    /// Retry mode: takes the approved, unused approval of exactly this call.
+    pub fn consume(&self, digest: &str) -> Result<Option<Approval>, ApprovalError> {
+        let Some(a) = self.db().by_digest(digest, Status::Approved)? else {
+            return Ok(None);
+        };
+        if a.valid_until_us.is_some_and(|v| v <= now_us()) {
+            self.finish(
+                &a.id,
+                Status::Approved,
+                Status::Expired,
+                "approved but not used in time",
+            )?;
+            return Ok(None);
+        }
+        self.take(&a.id)
+    }
+
+    /// Marks an approved approval used; `None` if it no longer was approved.
+    pub fn take(&self, id: &str) -> Result<Option<Approval>, ApprovalError> {
+        if !self.db().transition(
+            id,
+            Status::Approved,
+            Status::Used,
+            now_us(),
+            None,
+            "the approved call was made",
+        )? {
+            return Ok(None);
+        }
+        let a = self.get(id)?;
+        self.record(
+            "approval_used",
+            &a,
+            None,
+            format!("the approved call was released: {}", what(&a)),
+        );
+        Ok(Some(a))
+    }
+
+    /// Follows an approval's status (for a held call).
+    pub fn subscribe(&self, id: &str) -> watch::Receiver<Status> {
+        let mut w = self.waiters.lock().unwrap_or_else(|p| p.into_inner());
+        w.entry(id.to_string())
+            .or_insert_with(|| watch::channel(Status::Pending).0)
+            .subscribe()
+    }
+
+    fn notify(&self, id: &str, s: Status) {
+        let mut w = self.waiters.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(tx) = w.get(id) {
+            let _ = tx.send(s);
+        }
+        if s != Status::Pending && s != Status::Approved {
+            w.remove(id);
+        }
+    }
+
+    pub fn get(&self, id: &str) -> Result<Approval, ApprovalError> {
+        self.db()
+            .get(id)?
+            .ok_or_else(|| ApprovalError::NotFound(id.to_string()))
+    }
+
+    pub fn list(&self, status: Option<Status>) -> Result<Vec<Approval>, ApprovalError> {
+        self.sweep();
+        self.db().list(status, 500)
+    }
+
+    /// One approver's vote. The caller never approves its own call; each
+    /// approver votes once; `quorum` yes votes approve, one no denies.
+    pub fn vote(
+        &self,
+        id: &str,
+        who: &Actor,
+        approve: bool,
+        reason: &str,
+    ) -> Result<Approval, ApprovalError> {
+        self.sweep();
+        let a = self.get(id)?;
+        if a.status != Status::Pending {
+            return Err(ApprovalError::NotPending(a.id, a.status.as_str()));
+        }
+        if who.subject == a.subject {
+            self.record(
+                "approval_refused",
+                &a,
+                Some(who),
+                format!("{} tried to approve their own call", who.subject),
+            );
+            return Err(ApprovalError::SelfApproval(who.subject.clone()));
+        }
+        if !who.groups.iter().any(|g| a.approver_groups.contains(g)) {
+            self.record(
+                "approval_refused",
+                &a,
+                Some(who),
+                format!("{} is not an approver of this request", who.subject),
+            );
+            return Err(ApprovalError::NotApprover {
+                who: who.subject.clone(),
+                groups: a.approver_groups.join(", "),
+            });
+        }
+        if a.votes.iter().any(|v| v.approver == who.subject) {
+            return Err(ApprovalError::AlreadyVoted(who.subject.clone()));
+        }
+        if reason.trim().is_empty() {
+            return Err(ApprovalError::Invalid("a reason is required".into()));
+        }
+        let vote = Vote {
+            approver: who.subject.clone(),
+            approve,
+            reason: reason.to_string(),
+            at_us: now_us(),
+        };
+        self.db().add_vote(id, &vote)?;
+        let mut a = self.get(id)?;
+        let yes = a.votes.iter().filter(|v| v.approve).count() as u32;
+        self.record(
+            if approve {
+                "approval_vote_approve"
+            } else {
+                "approval_vote_deny"
+            },
+            &a,
+            Some(who),
+            format!(
+                "{} ({}) voted {}: {reason}",
+                who.subject,
+                who.via,
+                if approve { "approve" } else { "deny" }
+            ),
+        );
+        tracing::info!(approval = %id, approver = %who.subject, approve, yes, quorum = a.quorum, "approval vote");
+        if !approve {
+            self.finish(
+                id,
+                Status::Pending,
+                Status::Denied,
+                &format!("denied by {}: {reason}", who.subject),
+            )?;
+        } else if yes >= a.quorum {
+            let valid = now_us() + secs_us(self.cfg.valid_seconds);
+            if self.db().transition(
+                id,
+                Status::Pending,
+                Status::Approved,
+                now_us(),
+                Some(valid),
+                &format!("approved by {}", a.approvers().join(", ")),
+            )? {
+                a = self.get(id)?;
+                self.record(
+                    "approval_approved",
+                    &a,
+                    Some(who),
+                    format!("approved by {}", a.approvers().join(", ")),
+                );
+                self.notify(id, Status::Approved);
+            }
+        }
+        self.get(id)
+    }
+
+    /// Ends a request: moves it `from` → `to`, records it, wakes its waiter.
+    pub fn finish(
+        &self,
+        id: &str,
+        from: Status,
+        to: Status,
+        why: &str,
+    ) -> Result<bool, ApprovalError> {
+        if !self.db().transition(id, from, to, now_us(), None, why)? {
+            return Ok(false);
+        }
+        let a = self.get(id)?;
+        tracing::info!(approval = %id, status = to.as_str(), why, "approval ended");
+        self.record(
+            &format!("approval_{}", to.as_str()),
+            &a,
+            None,
+            why.to_string(),
+        );
+        self.notify(id, to);
+        Ok(true)
+    }
+
+    /// Expires what is due: pending requests past their deadline, approved
+    /// ones not used in time, grants past their TTL (one row each).
+    pub fn sweep(&self) {
+        let now = now_us();
+        let due = |s| self.db().due(s, now).unwrap_or_default();
+        for id in due(Status::Pending) {
+            let _ = self.finish(
+                &id,
+                Status::Pending,
+                Status::Expired,
+                "no decision before the deadline",
+            );
+        }
+        for id in due(Status::Approved) {
+            let _ = self.finish(
+                &id,
+                Status::Approved,
+                Status::Expired,
+                "approved but not used in time",
+            );
+        }
+        let ended = self.db().take_expired_grants(now).unwrap_or_default();
+        if !ended.is_empty() {
+            for g in &ended {
+                tracing::info!(grant = %g.id, subject = %g.subject, tool = %g.tool, "grant expired");
+                self.record_grant(
+                    "grant_expired",
+                    g,
+                    None,
+                    format!(
+                        "grant of {} on {} to {} expired",
+                        g.tool, g.server, g.subject
+                    ),
+                );
+            }
+            let _ = self.refresh_grants();
+        }
+    }
+
+    /// Every held call is refused now (the agent is stopping).
+    pub fn interrupt_holds(&self) {
+        let ids = self.db().pending_holds().unwrap_or_default();
+        for id in ids {
+            let _ = self.finish(
+                &id,
+                Status::Pending,
+                Status::Interrupted,
+                "the agent stopped while the call was held",
+            );
+        }
+    }
+
+    /// Runs `sweep` every second until the process ends.
+    pub fn spawn_sweeper(self: &Arc<Self>) {
+        let this = Arc::downgrade(self);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                let Some(a) = this.upgrade() else { return };
+                a.sweep();
+            }
+        });
+    }
+
+    fn record(&self, kind: &str, a: &Approval, who: Option<&Actor>, message: String) {
+        let Some(audit) = &self.audit else { return };
+        let mut r: AuditRow = audit.stamp().lifecycle(kind, message);
+        r.subject = Some(a.subject.clone());
+        r.groups = a.groups.clone();
+        r.method = Some(a.method.clone());
+        set_target(&mut r, &a.method, a.target.clone());
+        r.arguments = a.arguments.as_ref().map(|v| v.to_string());
+        r.arguments_sha256 = (!a.arguments_sha256.is_empty()).then(|| a.arguments_sha256.clone());
+        r.approval_id = Some(a.id.clone());
+        r.approvers = match who {
+            Some(w) if !a.votes.iter().any(|v| v.approver == w.subject) => vec![w.subject.clone()],
+            _ => a.votes.iter().map(|v| v.approver.clone()).collect(),
+        };
+        r.rule_ids = a.policies.clone();
+        r.policy_version = Some(a.policy_version.clone());
+        r.decided_by = Some("approval".into());
+        r.decision = Some(a.status.as_str().into());
+        audit.append(r);
+    }
+}
+
+fn set_target(r: &mut AuditRow, method: &str, target: Option<String>) {
+    match method {
+        "tools/call" => r.tool_name = target,
+        "prompts/get" => r.prompt_name = target,
+        m if m.starts_with("resources/") => r.resource_uri = target,
+        _ => {}
+    }
+}
+
+/// `tools/call on db.drop`.
+pub fn what(a: &Approval) -> String {
+    match &a.target {
+        Some(t) => format!("{} on {t}", a.method),
+        None => a.method.clone(),
+    }
+}
+
+fn secs_us(s: u64) -> i64 {
+    i64::try_from(s.saturating_mul(1_000_000)).unwrap_or(i64::MAX)
+}
+
+/// `apr-` / `grt-` and 16 random hex digits.
+fn new_id(prefix: &str) -> String {
+    let u = uuid::Uuid::now_v7().simple().to_string();
+    format!("{prefix}-{}", &u[16..])
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,295 @@
+//! The approvals stage in the pipeline: after policy said "approval
+//! required", holds the call until approvers decide (`hold`), or refuses
+//! it with the approval's id and lets the identical call through once
+//! approved (`retry`).
+
+use std::{
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use serde_json::{Value, json};
+
+use super::{Approval, Approvals, Call, Status};
+use crate::{
+    config::Config,
+    mcp::jsonrpc::{Kind, Message},
+    pipeline::{ApprovalMode, ApprovalNote, Effect, MessageCtx, Phase, Verdict, event::now_us},
+    policy::phase::{CODE_APPROVAL_REQUIRED, arguments_of},
+};
+
+/// Agent error codes (README.md lists them).
+pub const CODE_APPROVAL_DENIED: i64 = -32097;
+pub const CODE_APPROVAL_EXPIRED: i64 = -32098;
+
+pub struct ApprovalPhase {
+    approvals: Arc<Approvals>,
+    cfg: Arc<Config>,
+}
+
+impl ApprovalPhase {
+    pub fn new(cfg: Arc<Config>, approvals: Arc<Approvals>) -> Self {
+        Self { approvals, cfg }
+    }
+
+    fn unavailable(&self, e: &super::ApprovalError) -> Verdict {
+        tracing::error!(error = %e, "approvals unavailable: call refused");
+        Verdict::Deny(json!({
+            "code": CODE_APPROVAL_EXPIRED,
+            "message": "this call needs an approval, and the approvals store is unavailable; try again later",
+        }))
+    }
+
+    fn retry(&self, call: &Call, reason: &str, slot: &Slot) -> Verdict {
+        let digest = call.digest();
+        match self.approvals.consume(&digest) {
+            Ok(Some(a)) => {
+                note(slot, &a);
+                return Verdict::Continue;
+            }
+            Ok(None) => {}
+            Err(e) => return self.unavailable(&e),
+        }
+        let a = match self.approvals.pending_for(&digest) {
+            Ok(Some(a)) => a,
+            Ok(None) => match self.approvals.request(call) {
+                Ok(a) => a,
+                Err(e) => return self.unavailable(&e),
+            },
+            Err(e) => return self.unavailable(&e),
+        };
+        note(slot, &a);
+        let how = self.approvals.how_to_approve(&a.id);
+        Verdict::Deny(json!({
+            "code": CODE_APPROVAL_REQUIRED,
+            "message": format!(
+                "approval required: {reason}. Approval {} is pending; once approved, retry the identical call (within {} s). Approve: {how}",
+                a.id, self.approvals.config().valid_seconds
+            ),
+            "data": {
+                "approval_id": a.id,
+                "status": a.status.as_str(),
+                "approver_groups": a.approver_groups,
+                "quorum": a.quorum,
+                "expires_at_unix": a.expires_us / 1_000_000,
+                "approve": how,
+                "policies": a.policies,
+                "policy_version": a.policy_version,
+            },
+        }))
+    }
+
+    fn hold(
+        &self,
+        ctx: &MessageCtx<'_>,
+        call: &Call,
+        slot: Slot,
+        progress_token: Option<Value>,
+    ) -> Verdict {
+        let a = match self.approvals.request(call) {
+            Ok(a) => a,
+            Err(e) => return self.unavailable(&e),
+        };
+        note(&slot, &a);
+        if let Some(h) = &ctx.notes.hold {
+            h.hold(
+                format!(
+                    "waiting for approval {} by {}",
+                    a.id,
+                    a.approver_groups.join(", ")
+                ),
+                progress_token,
+            );
+        }
+        let approvals = self.approvals.clone();
+        let mut rx = approvals.subscribe(&a.id);
+        let left = Duration::from_micros(u64::try_from(a.expires_us - now_us()).unwrap_or(0));
+        let deadline = tokio::time::Instant::now() + left;
+        let mut guard = Abandon {
+            approvals: approvals.clone(),
+            id: a.id.clone(),
+            armed: true,
+        };
+        Verdict::Hold(Box::pin(async move {
+            let id = guard.id.clone();
+            loop {
+                let a = match approvals.get(&id) {
+                    Ok(a) => a,
+                    Err(e) => {
+                        guard.disarm();
+                        let _ = approvals.finish(
+                            &id,
+                            Status::Pending,
+                            Status::Expired,
+                            "the approvals store failed",
+                        );
+                        return unavailable_verdict(&e);
+                    }
+                };
+                if a.status != Status::Pending {
+                    guard.disarm();
+                    return released(&approvals, a, &slot);
+                }
+                tokio::select! {
+                    changed = rx.changed() => {
+                        if changed.is_err() {
+                            // The waiter was dropped after a final status:
+                            // the loop reads it from the store.
+                            rx = approvals.subscribe(&id);
+                        }
+                    }
+                    _ = tokio::time::sleep_until(deadline) => {
+                        let _ = approvals.finish(&id, Status::Pending, Status::Expired, "no decision within approvals.hold_timeout_seconds");
+                    }
+                }
+            }
+        }))
+    }
+}
+
+type Slot = Arc<Mutex<Option<ApprovalNote>>>;
+
+fn note(slot: &Slot, a: &Approval) {
+    *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(ApprovalNote {
+        id: a.id.clone(),
+        approvers: a.votes.iter().map(|v| v.approver.clone()).collect(),
+    });
+}
+
+fn unavailable_verdict(e: &super::ApprovalError) -> Verdict {
+    tracing::error!(error = %e, "approvals unavailable: held call refused");
+    Verdict::Deny(json!({
+        "code": CODE_APPROVAL_EXPIRED,
+        "message": "the approvals store failed while the call was held",
+    }))
+}
+
+/// The verdict for a held call whose approval left `pending`.
+fn released(approvals: &Approvals, a: Approval, slot: &Slot) -> Verdict {
+    let data = json!({ "approval_id": a.id, "status": a.status.as_str() });
+    match a.status {
+        Status::Approved => match approvals.take(&a.id) {
+            Ok(Some(a)) => {
+                note(slot, &a);
+                Verdict::Continue
+            }
+            _ => Verdict::Deny(json!({
+                "code": CODE_APPROVAL_EXPIRED,
+                "message": format!("approval {} is no longer valid", a.id),
+                "data": data,
+            })),
+        },
+        Status::Denied => {
+            note(slot, &a);
+            let why = a
+                .votes
+                .iter()
+                .find(|v| !v.approve)
+                .map(|v| format!("{}: {}", v.approver, v.reason))
+                .unwrap_or_default();
+            Verdict::Deny(json!({
+                "code": CODE_APPROVAL_DENIED,
+                "message": format!("approval {} denied by {why}", a.id),
+                "data": data,
+            }))
+        }
+        _ => {
+            note(slot, &a);
+            Verdict::Deny(json!({
+                "code": CODE_APPROVAL_EXPIRED,
+                "message": format!(
+                    "approval {} {}: {}",
+                    a.id,
+                    a.status.as_str(),
+                    a.reason.as_deref().unwrap_or("no decision")
+                ),
+                "data": data,
+            }))
+        }
+    }
+}
+
+/// A held call whose future is dropped (the caller went away) before a
+/// decision: the request ends as abandoned, so a later "approve" can never
+/// release anything.
+struct Abandon {
+    approvals: Arc<Approvals>,
+    id: String,
+    armed: bool,
+}
+
+impl Abandon {
+    fn disarm(&mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for Abandon {
+    fn drop(&mut self) {
+        if self.armed {
+            let _ = self.approvals.finish(
+                &self.id,
+                Status::Pending,
+                Status::Abandoned,
+                "the caller went away before a decision",
+            );
+        }
+    }
+}
+
+impl Phase for ApprovalPhase {
+    fn name(&self) -> &'static str {
+        "approval"
+    }
+
+    fn on_request(&self, ctx: &MessageCtx<'_>, msg: &Message) -> Verdict {
+        if msg.kind != Kind::Request {
+            return Verdict::Continue;
+        }
+        let Some(d) = ctx.notes.decision() else {
+            return Verdict::Continue;
+        };
+        let (Effect::Approval, Some(rule)) = (d.effect, d.approval.clone()) else {
+            return Verdict::Continue;
+        };
+        let Some(caller) = ctx.caller else {
+            return Verdict::Deny(
+                json!({ "code": CODE_APPROVAL_REQUIRED, "message": "approval required, and the caller has no identity" }),
+            );
+        };
+        let call = Call {
+            subject: caller.subject.clone(),
+            groups: caller.groups.clone(),
+            server: crate::policy::pins::server_key(&self.cfg, ctx.conn.orig_dst.port()),
+            method: msg.method().unwrap_or_default().to_string(),
+            target: msg.target().map(str::to_owned),
+            arguments: match msg.method() {
+                Some("tools/call" | "prompts/get") => arguments_of(msg),
+                _ => msg.params().cloned().map(strip_meta),
+            },
+            policy_version: d.version.clone(),
+            policies: d.policies.clone(),
+            rule,
+        };
+        let slot = ctx.notes.approval_slot();
+        match call.rule.mode {
+            ApprovalMode::Retry => self.retry(&call, &d.reason, &slot),
+            ApprovalMode::Hold => {
+                let token = msg
+                    .params()
+                    .and_then(|p| p.get("_meta"))
+                    .and_then(|m| m.get("progressToken"))
+                    .cloned();
+                self.hold(ctx, &call, slot, token)
+            }
+        }
+    }
+}
+
+/// Params without `_meta` (progress tokens differ between retries).
+fn strip_meta(mut v: Value) -> Value {
+    if let Some(o) = v.as_object_mut() {
+        o.remove("_meta");
+    }
+    v
+}

@@ -1,0 +1,493 @@
+//! Approvals, votes and grants in SQLite, so pending approvals and grants
+//! survive a restart. WAL journal with `synchronous = FULL`: a vote or a
+//! grant acknowledged to its author is on disk.
+
+use std::path::Path;
+
+use rusqlite::{Connection, OptionalExtension, Row, params};
+use serde::Serialize;
+use serde_json::Value;
+
+use super::ApprovalError;
+use crate::pipeline::ApprovalMode;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS approvals (
+  id TEXT PRIMARY KEY,
+  status TEXT NOT NULL,
+  mode TEXT NOT NULL,
+  subject TEXT NOT NULL,
+  groups TEXT NOT NULL,
+  server TEXT NOT NULL,
+  method TEXT NOT NULL,
+  target TEXT,
+  arguments TEXT,
+  arguments_sha256 TEXT NOT NULL,
+  digest TEXT NOT NULL,
+  policy_version TEXT NOT NULL,
+  policies TEXT NOT NULL,
+  approver_groups TEXT NOT NULL,
+  quorum INTEGER NOT NULL,
+  created_us INTEGER NOT NULL,
+  expires_us INTEGER NOT NULL,
+  decided_us INTEGER,
+  valid_until_us INTEGER,
+  reason TEXT
+);
+CREATE INDEX IF NOT EXISTS approvals_digest ON approvals(digest, status);
+CREATE TABLE IF NOT EXISTS votes (
+  approval_id TEXT NOT NULL,
+  approver TEXT NOT NULL,
+  approve INTEGER NOT NULL,
+  reason TEXT NOT NULL,
+  at_us INTEGER NOT NULL,
+  PRIMARY KEY (approval_id, approver)
+);
+CREATE TABLE IF NOT EXISTS grants (
+  id TEXT PRIMARY KEY,
+  subject TEXT NOT NULL,
+  server TEXT NOT NULL,
+  tool TEXT NOT NULL,
+  created_us INTEGER NOT NULL,
+  expires_us INTEGER NOT NULL,
+  granted_by TEXT NOT NULL,
+  reason TEXT NOT NULL,
+  revoked_us INTEGER,
+  revoked_by TEXT,
+  revoke_reason TEXT,
+  ended_recorded INTEGER NOT NULL DEFAULT 0
+);
+";
+
+/// Where an approval request stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// Waiting for approvers.
+    Pending,
+    /// Enough approvers said yes (retry mode: not used yet).
+    Approved,
+    /// An approver said no.
+    Denied,
+    /// No decision in time (or, approved in retry mode, not used in time).
+    Expired,
+    /// Retry mode: the approved call was made (single use).
+    Used,
+    /// Hold mode: the caller went away before a decision.
+    Abandoned,
+    /// Hold mode: the agent restarted while the call was held; the caller
+    /// was refused, and the call can never be released.
+    Interrupted,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Approved => "approved",
+            Self::Denied => "denied",
+            Self::Expired => "expired",
+            Self::Used => "used",
+            Self::Abandoned => "abandoned",
+            Self::Interrupted => "interrupted",
+        }
+    }
+
+    fn parse(s: &str) -> Self {
+        match s {
+            "pending" => Self::Pending,
+            "approved" => Self::Approved,
+            "denied" => Self::Denied,
+            "used" => Self::Used,
+            "abandoned" => Self::Abandoned,
+            "interrupted" => Self::Interrupted,
+            _ => Self::Expired,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Vote {
+    pub approver: String,
+    pub approve: bool,
+    pub reason: String,
+    pub at_us: i64,
+}
+
+/// One approval request, bound to the exact call.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Approval {
+    pub id: String,
+    pub status: Status,
+    pub mode: ApprovalMode,
+    pub subject: String,
+    pub groups: Vec<String>,
+    pub server: String,
+    pub method: String,
+    pub target: Option<String>,
+    /// The arguments as the audit stores them (masked).
+    pub arguments: Option<Value>,
+    pub arguments_sha256: String,
+    /// SHA-256 over subject, server, method, target, canonical arguments
+    /// and policy version: what a retry must match.
+    pub digest: String,
+    pub policy_version: String,
+    pub policies: Vec<String>,
+    pub approver_groups: Vec<String>,
+    pub quorum: u32,
+    pub created_us: i64,
+    pub expires_us: i64,
+    pub decided_us: Option<i64>,
+    /// Retry mode: the approved call may be made once until then.
+    pub valid_until_us: Option<i64>,
+    pub reason: Option<String>,
+    pub votes: Vec<Vote>,
+}
+
+impl Approval {
+    /// Who approved, in vote order.
+    pub fn approvers(&self) -> Vec<String> {
+        self.votes
+            .iter()
+            .filter(|v| v.approve)
+            .map(|v| v.approver.clone())
+            .collect()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Grant {
+    pub id: String,
+    pub subject: String,
+    /// Server name (port rule `name`) or `*`.
+    pub server: String,
+    /// Tool name glob.
+    pub tool: String,
+    pub created_us: i64,
+    pub expires_us: i64,
+    pub granted_by: String,
+    pub reason: String,
+    pub revoked_us: Option<i64>,
+    pub revoked_by: Option<String>,
+    pub revoke_reason: Option<String>,
+}
+
+impl Grant {
+    pub fn active(&self, now_us: i64) -> bool {
+        self.revoked_us.is_none() && now_us < self.expires_us
+    }
+}
+
+pub struct Store {
+    db: Connection,
+}
+
+fn json_list(s: String) -> Vec<String> {
+    serde_json::from_str(&s).unwrap_or_default()
+}
+
+fn to_json<T: Serialize>(v: &T) -> String {
+    serde_json::to_string(v).unwrap_or_default()
+}
+
+const APPROVAL_COLUMNS: &str = "id, status, mode, subject, groups, server, method, target, \
+     arguments, arguments_sha256, digest, policy_version, policies, approver_groups, quorum, \
+     created_us, expires_us, decided_us, valid_until_us, reason";
+
+fn approval_row(r: &Row<'_>) -> rusqlite::Result<Approval> {
+    let mode: String = r.get(2)?;
+    let args: Option<String> = r.get(8)?;
+    Ok(Approval {
+        id: r.get(0)?,
+        status: Status::parse(&r.get::<_, String>(1)?),
+        mode: if mode == "retry" {
+            ApprovalMode::Retry
+        } else {
+            ApprovalMode::Hold
+        },
+        subject: r.get(3)?,
+        groups: json_list(r.get(4)?),
+        server: r.get(5)?,
+        method: r.get(6)?,
+        target: r.get(7)?,
+        arguments: args.and_then(|a| serde_json::from_str(&a).ok()),
+        arguments_sha256: r.get(9)?,
+        digest: r.get(10)?,
+        policy_version: r.get(11)?,
+        policies: json_list(r.get(12)?),
+        approver_groups: json_list(r.get(13)?),
+        quorum: r.get(14)?,
+        created_us: r.get(15)?,
+        expires_us: r.get(16)?,
+        decided_us: r.get(17)?,
+        valid_until_us: r.get(18)?,
+        reason: r.get(19)?,
+        votes: Vec::new(),
+    })
+}
+
+const GRANT_COLUMNS: &str = "id, subject, server, tool, created_us, expires_us, granted_by, \
+     reason, revoked_us, revoked_by, revoke_reason";
+
+fn grant_row(r: &Row<'_>) -> rusqlite::Result<Grant> {
+    Ok(Grant {
+        id: r.get(0)?,
+        subject: r.get(1)?,
+        server: r.get(2)?,
+        tool: r.get(3)?,
+        created_us: r.get(4)?,
+        expires_us: r.get(5)?,
+        granted_by: r.get(6)?,
+        reason: r.get(7)?,
+        revoked_us: r.get(8)?,
+        revoked_by: r.get(9)?,
+        revoke_reason: r.get(10)?,
+    })
+}
+
+impl Store {
+    pub fn open(path: &Path) -> Result<Self, ApprovalError> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| ApprovalError::Store(format!("{}: {e}", dir.display())))?;
+        }
+        let db = Connection::open(path)
+            .map_err(|e| ApprovalError::Store(format!("{}: {e}", path.display())))?;
+        db.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;")?;
+        db.execute_batch(SCHEMA)?;
+        Ok(Self { db })
+    }
+
+    pub fn insert(&self, a: &Approval) -> Result<(), ApprovalError> {
+        self.db.execute(
+            &format!(
+                "INSERT INTO approvals ({APPROVAL_COLUMNS}) VALUES \
+                 (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)"
+            ),
+            params![
+                a.id,
+                a.status.as_str(),
+                if a.mode == ApprovalMode::Retry { "retry" } else { "hold" },
+                a.subject,
+                to_json(&a.groups),
+                a.server,
+                a.method,
+                a.target,
+                a.arguments.as_ref().map(to_json),
+                a.arguments_sha256,
+                a.digest,
+                a.policy_version,
+                to_json(&a.policies),
+                to_json(&a.approver_groups),
+                a.quorum,
+                a.created_us,
+                a.expires_us,
+                a.decided_us,
+                a.valid_until_us,
+                a.reason,
+            ],
+        )?;
+        Ok(())
+    }
+
+    pub fn get(&self, id: &str) -> Result<Option<Approval>, ApprovalError> {
+        let a = self
+            .db
+            .query_row(
+                &format!("SELECT {APPROVAL_COLUMNS} FROM approvals WHERE id = ?1"),
+                [id],
+                approval_row,
+            )
+            .optional()?;
+        a.map(|a| self.with_votes(a)).transpose()
+    }
+
+    fn with_votes(&self, mut a: Approval) -> Result<Approval, ApprovalError> {
+        let mut st = self.db.prepare_cached(
+            "SELECT approver, approve, reason, at_us FROM votes WHERE approval_id = ?1 ORDER BY at_us",
+        )?;
+        a.votes = st
+            .query_map([&a.id], |r| {
+                Ok(Vote {
+                    approver: r.get(0)?,
+                    approve: r.get::<_, i64>(1)? != 0,
+                    reason: r.get(2)?,
+                    at_us: r.get(3)?,
+                })
+            })?
+            .collect::<Result<_, _>>()?;
+        Ok(a)
+    }
+
+    /// Approvals with `status` (all when `None`), newest first, at most `limit`.
+    pub fn list(&self, status: Option<Status>, limit: u32) -> Result<Vec<Approval>, ApprovalError> {
+        let mut st = self.db.prepare(&format!(
+            "SELECT {APPROVAL_COLUMNS} FROM approvals WHERE (?1 IS NULL OR status = ?1) \
+             ORDER BY created_us DESC LIMIT ?2"
+        ))?;
+        let rows: Vec<Approval> = st
+            .query_map(params![status.map(Status::as_str), limit], approval_row)?
+            .collect::<Result<_, _>>()?;
+        rows.into_iter().map(|a| self.with_votes(a)).collect()
+    }
+
+    /// The newest approval for `digest` in `status`.
+    pub fn by_digest(
+        &self,
+        digest: &str,
+        status: Status,
+    ) -> Result<Option<Approval>, ApprovalError> {
+        let a = self
+            .db
+            .query_row(
+                &format!(
+                    "SELECT {APPROVAL_COLUMNS} FROM approvals WHERE digest = ?1 AND status = ?2 \
+                     ORDER BY created_us DESC LIMIT 1"
+                ),
+                params![digest, status.as_str()],
+                approval_row,
+            )
+            .optional()?;
+        a.map(|a| self.with_votes(a)).transpose()
+    }
+
+    pub fn add_vote(&self, id: &str, v: &Vote) -> Result<(), ApprovalError> {
+        self.db.execute(
+            "INSERT INTO votes (approval_id, approver, approve, reason, at_us) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![id, v.approver, v.approve as i64, v.reason, v.at_us],
+        )?;
+        Ok(())
+    }
+
+    /// Moves `id` from `from` to `to`; false when it was not in `from`
+    /// (someone else decided first).
+    pub fn transition(
+        &self,
+        id: &str,
+        from: Status,
+        to: Status,
+        at_us: i64,
+        valid_until_us: Option<i64>,
+        reason: &str,
+    ) -> Result<bool, ApprovalError> {
+        let n = self.db.execute(
+            "UPDATE approvals SET status = ?3, decided_us = COALESCE(decided_us, ?4), \
+             valid_until_us = COALESCE(?5, valid_until_us), reason = ?6 \
+             WHERE id = ?1 AND status = ?2",
+            params![
+                id,
+                from.as_str(),
+                to.as_str(),
+                at_us,
+                valid_until_us,
+                reason
+            ],
+        )?;
+        Ok(n == 1)
+    }
+
+    /// Ids in `status` whose deadline (`expires_us`, or for approved ones
+    /// `valid_until_us`) is before `now_us`.
+    pub fn due(&self, status: Status, now_us: i64) -> Result<Vec<String>, ApprovalError> {
+        let col = if status == Status::Approved {
+            "valid_until_us"
+        } else {
+            "expires_us"
+        };
+        let mut st = self.db.prepare(&format!(
+            "SELECT id FROM approvals WHERE status = ?1 AND {col} <= ?2"
+        ))?;
+        let ids = st
+            .query_map(params![status.as_str(), now_us], |r| r.get(0))?
+            .collect::<Result<_, _>>()?;
+        Ok(ids)
+    }
+
+    /// Pending hold-mode approvals (their callers are gone after a restart).
+    pub fn pending_holds(&self) -> Result<Vec<String>, ApprovalError> {
+        let mut st = self
+            .db
+            .prepare("SELECT id FROM approvals WHERE status = 'pending' AND mode = 'hold'")?;
+        let ids = st.query_map([], |r| r.get(0))?.collect::<Result<_, _>>()?;
+        Ok(ids)
+    }
+
+    pub fn insert_grant(&self, g: &Grant) -> Result<(), ApprovalError> {
+        self.db.execute(
+            &format!(
+                "INSERT INTO grants ({GRANT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
+            ),
+            params![
+                g.id,
+                g.subject,
+                g.server,
+                g.tool,
+                g.created_us,
+                g.expires_us,
+                g.granted_by,
+                g.reason,
+                g.revoked_us,
+                g.revoked_by,
+                g.revoke_reason
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// Grants still in force at `now_us`, or all when `all`.
+    pub fn grants(&self, now_us: i64, all: bool) -> Result<Vec<Grant>, ApprovalError> {
+        let mut st = self.db.prepare(&format!(
+            "SELECT {GRANT_COLUMNS} FROM grants WHERE ?2 OR (revoked_us IS NULL AND expires_us > ?1) \
+             ORDER BY created_us"
+        ))?;
+        let gs = st
+            .query_map(params![now_us, all], grant_row)?
+            .collect::<Result<_, _>>()?;
+        Ok(gs)
+    }
+
+    pub fn grant(&self, id: &str) -> Result<Option<Grant>, ApprovalError> {
+        Ok(self
+            .db
+            .query_row(
+                &format!("SELECT {GRANT_COLUMNS} FROM grants WHERE id = ?1"),
+                [id],
+                grant_row,
+            )
+            .optional()?)
+    }
+
+    /// Revokes an active grant; false when it was not active.
+    pub fn revoke_grant(
+        &self,
+        id: &str,
+        by: &str,
+        reason: &str,
+        now_us: i64,
+    ) -> Result<bool, ApprovalError> {
+        let n = self.db.execute(
+            "UPDATE grants SET revoked_us = ?2, revoked_by = ?3, revoke_reason = ?4, ended_recorded = 1 \
+             WHERE id = ?1 AND revoked_us IS NULL AND expires_us > ?2",
+            params![id, now_us, by, reason],
+        )?;
+        Ok(n == 1)
+    }
+
+    /// Grants that expired and whose end is not yet in the audit; marks
+    /// them recorded.
+    pub fn take_expired_grants(&self, now_us: i64) -> Result<Vec<Grant>, ApprovalError> {
+        let mut st = self.db.prepare(&format!(
+            "SELECT {GRANT_COLUMNS} FROM grants WHERE ended_recorded = 0 AND expires_us <= ?1"
+        ))?;
+        let gs: Vec<Grant> = st
+            .query_map([now_us], grant_row)?
+            .collect::<Result<_, _>>()?;
+        for g in &gs {
+            self.db.execute(
+                "UPDATE grants SET ended_recorded = 1 WHERE id = ?1",
+                [&g.id],
+            )?;
+        }
+        Ok(gs)
+    }
+}

@@ -1,0 +1,197 @@
+use std::sync::Arc;
+
+use serde_json::json;
+
+use super::*;
+use crate::{
+    pipeline::{ApprovalMode, ApprovalRule},
+    policy::phase::Grants,
+};
+
+fn open(dir: &std::path::Path, tune: impl FnOnce(&mut Config)) -> Arc<Approvals> {
+    let mut cfg = Config::default();
+    cfg.approvals.db = Some(dir.join("approvals.db"));
+    cfg.approvals.grant_groups = vec!["security".into()];
+    tune(&mut cfg);
+    Approvals::open(&cfg, None, Arc::new(|v: &Value| v.clone())).unwrap()
+}
+
+fn call(args: Value, quorum: u32, mode: ApprovalMode) -> Call {
+    Call {
+        subject: "alice".into(),
+        groups: vec!["dev".into()],
+        server: "db".into(),
+        method: "tools/call".into(),
+        target: Some("drop_table".into()),
+        arguments: Some(args),
+        policy_version: "v1".into(),
+        policies: vec!["needs-oncall".into()],
+        rule: ApprovalRule {
+            groups: vec!["oncall".into()],
+            quorum,
+            mode,
+        },
+    }
+}
+
+fn actor(subject: &str, groups: &[&str]) -> Actor {
+    Actor {
+        subject: subject.into(),
+        groups: groups.iter().map(|g| g.to_string()).collect(),
+        via: "test".into(),
+    }
+}
+
+#[test]
+fn approval_is_single_use_and_bound_to_the_exact_call() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = open(dir.path(), |_| {});
+    let c = call(json!({"table": "orders"}), 1, ApprovalMode::Retry);
+    let r = a.request(&c).unwrap();
+    assert!(r.id.starts_with("apr-"));
+    assert_eq!(a.pending_for(&c.digest()).unwrap().unwrap().id, r.id);
+    assert!(matches!(
+        a.vote(&r.id, &actor("alice", &["oncall"]), true, "mine"),
+        Err(ApprovalError::SelfApproval(_))
+    ));
+    assert!(matches!(
+        a.vote(&r.id, &actor("mallory", &["dev"]), true, "sure"),
+        Err(ApprovalError::NotApprover { .. })
+    ));
+    assert!(matches!(
+        a.vote(&r.id, &actor("bob", &["oncall"]), true, " "),
+        Err(ApprovalError::Invalid(_))
+    ));
+    let done = a
+        .vote(&r.id, &actor("bob", &["oncall"]), true, "INC-1")
+        .unwrap();
+    assert_eq!(done.status, Status::Approved);
+    assert_eq!(done.approvers(), vec!["bob".to_string()]);
+    // Changed arguments or a new policy version are another call.
+    let other = call(json!({"table": "users"}), 1, ApprovalMode::Retry);
+    assert!(a.consume(&other.digest()).unwrap().is_none());
+    let mut newer = c.clone();
+    newer.policy_version = "v2".into();
+    assert!(a.consume(&newer.digest()).unwrap().is_none());
+    // The identical call passes once.
+    assert_eq!(a.consume(&c.digest()).unwrap().unwrap().id, r.id);
+    assert!(a.consume(&c.digest()).unwrap().is_none());
+    assert_eq!(a.get(&r.id).unwrap().status, Status::Used);
+}
+
+#[test]
+fn digest_ignores_key_order_but_not_values() {
+    let a = call(json!({"x": 1, "y": [1, 2]}), 1, ApprovalMode::Hold);
+    let b = call(json!({"y": [1, 2], "x": 1}), 1, ApprovalMode::Hold);
+    let c = call(json!({"y": [2, 1], "x": 1}), 1, ApprovalMode::Hold);
+    assert_eq!(a.digest(), b.digest());
+    assert_ne!(a.digest(), c.digest());
+}
+
+#[test]
+fn quorum_needs_distinct_approvers_and_one_no_denies() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = open(dir.path(), |_| {});
+    let r = a.request(&call(json!({}), 2, ApprovalMode::Hold)).unwrap();
+    let rx = a.subscribe(&r.id);
+    let bob = actor("bob", &["oncall"]);
+    assert_eq!(
+        a.vote(&r.id, &bob, true, "ok").unwrap().status,
+        Status::Pending
+    );
+    assert!(matches!(
+        a.vote(&r.id, &bob, true, "again"),
+        Err(ApprovalError::AlreadyVoted(_))
+    ));
+    assert_eq!(*rx.borrow(), Status::Pending);
+    let done = a
+        .vote(&r.id, &actor("carol", &["oncall"]), true, "ok too")
+        .unwrap();
+    assert_eq!(done.status, Status::Approved);
+    assert_eq!(*rx.borrow(), Status::Approved);
+
+    let r2 = a
+        .request(&call(json!({"n": 2}), 2, ApprovalMode::Hold))
+        .unwrap();
+    a.vote(&r2.id, &bob, true, "fine").unwrap();
+    let denied = a
+        .vote(
+            &r2.id,
+            &actor("carol", &["oncall"]),
+            false,
+            "not during the freeze",
+        )
+        .unwrap();
+    assert_eq!(denied.status, Status::Denied);
+    assert!(matches!(
+        a.vote(&r2.id, &actor("dave", &["oncall"]), true, "late"),
+        Err(ApprovalError::NotPending(_, "denied"))
+    ));
+}
+
+#[test]
+fn pending_requests_expire_and_held_ones_do_not_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = open(dir.path(), |c| c.approvals.pending_seconds = 1);
+    let retry = a
+        .request(&call(json!({"r": 1}), 1, ApprovalMode::Retry))
+        .unwrap();
+    let held = a
+        .request(&call(json!({"h": 1}), 1, ApprovalMode::Hold))
+        .unwrap();
+    drop(a);
+    let a = open(dir.path(), |c| c.approvals.pending_seconds = 1);
+    assert_eq!(a.get(&held.id).unwrap().status, Status::Interrupted);
+    assert!(matches!(
+        a.vote(&held.id, &actor("bob", &["oncall"]), true, "too late"),
+        Err(ApprovalError::NotPending(_, "interrupted"))
+    ));
+    assert_eq!(a.get(&retry.id).unwrap().status, Status::Pending);
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    a.sweep();
+    assert_eq!(a.get(&retry.id).unwrap().status, Status::Expired);
+}
+
+#[test]
+fn grants_cover_matching_tools_until_revoked_or_expired() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = open(dir.path(), |c| c.approvals.max_grant_ttl_seconds = 3600);
+    let sec = actor("sam", &["security"]);
+    let new = |tool: &str, ttl| NewGrant {
+        subject: "alice".into(),
+        server: "*".into(),
+        tool: tool.into(),
+        ttl_seconds: ttl,
+        reason: "INC-7".into(),
+    };
+    assert!(matches!(
+        a.grant_add(&actor("bob", &["oncall"]), new("db.*", 60)),
+        Err(ApprovalError::NotGranter(_))
+    ));
+    assert!(matches!(
+        a.grant_add(&sec, new("db.*", 7200)),
+        Err(ApprovalError::Invalid(_))
+    ));
+    let g = a.grant_add(&sec, new("db.*", 60)).unwrap();
+    assert_eq!(g.granted_by, "sam");
+    assert_eq!(
+        a.covering("alice", "db", "db.query"),
+        vec!["db.*".to_string()]
+    );
+    assert!(a.covering("alice", "db", "shell.exec").is_empty());
+    assert!(a.covering("bob", "db", "db.query").is_empty());
+    a.grant_revoke(&sec, &g.id, "done").unwrap();
+    assert!(a.covering("alice", "db", "db.query").is_empty());
+    assert!(matches!(
+        a.grant_revoke(&sec, &g.id, "again"),
+        Err(ApprovalError::NoGrant(_))
+    ));
+    let short = a.grant_add(&sec, new("db.query", 1)).unwrap();
+    assert_eq!(a.grants_list(false).unwrap().len(), 1);
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    assert!(a.covering("alice", "db", "db.query").is_empty());
+    a.sweep();
+    assert!(a.grants_list(false).unwrap().is_empty());
+    let all = a.grants_list(true).unwrap();
+    assert!(all.iter().any(|x| x.id == short.id));
+}

@@ -1,0 +1,160 @@
+//! `[approvals]` (human approval of held calls, just-in-time grants) and
+//! `[admin]` (the local socket and HTTP listener approvers act through).
+
+use std::{net::SocketAddr, path::PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Approvals {
+    /// SQLite file with pending approvals and grants (they survive a
+    /// restart); unset: `approvals.db` beside the audit directory.
+    pub db: Option<PathBuf>,
+    /// `hold` mode: how long a call waits for its approvers, then is denied.
+    pub hold_timeout_seconds: u64,
+    /// `retry` mode: how long a request waits for its approvers.
+    pub pending_seconds: u64,
+    /// `retry` mode: once approved, how long the identical call may be made
+    /// (once).
+    pub valid_seconds: u64,
+    /// While a call is held, an SSE comment (and a progress notification
+    /// when the request asked for progress) this often, so clients and
+    /// load balancers do not time out.
+    pub keepalive_seconds: u64,
+    /// Where approvers act, shown to callers and in the webhook (e.g. the
+    /// admin listener's `https://host:9443/v1/approvals`); unset: the CLI
+    /// command is shown.
+    pub approve_url: Option<String>,
+    /// Groups whose members may add and revoke just-in-time grants.
+    pub grant_groups: Vec<String>,
+    /// The longest grant `grants add --ttl` accepts.
+    pub max_grant_ttl_seconds: u64,
+    pub webhook: Option<Webhook>,
+}
+
+impl Default for Approvals {
+    fn default() -> Self {
+        Self {
+            db: None,
+            hold_timeout_seconds: 300,
+            pending_seconds: 3600,
+            valid_seconds: 900,
+            keepalive_seconds: 15,
+            approve_url: None,
+            grant_groups: Vec::new(),
+            max_grant_ttl_seconds: 8 * 3600,
+            webhook: None,
+        }
+    }
+}
+
+/// A JSON POST announcing each new approval request.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Webhook {
+    pub url: String,
+    /// `json`: the request as JSON; `slack`: a Slack incoming-webhook
+    /// payload (`text` and `blocks`).
+    #[serde(default)]
+    pub format: WebhookFormat,
+    #[serde(default = "default_webhook_timeout")]
+    pub timeout_seconds: u64,
+    /// A file whose first line is sent as the `Authorization` header.
+    #[serde(default)]
+    pub authorization_file: Option<PathBuf>,
+}
+
+fn default_webhook_timeout() -> u64 {
+    5
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum WebhookFormat {
+    #[default]
+    Json,
+    Slack,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Admin {
+    /// The local admin socket (`mcp-interceptor approvals|grants` use it).
+    /// File permissions guard it; callers are named by `local_users`.
+    pub socket: PathBuf,
+    /// Permission bits of the socket (0o600: its owner, root, only).
+    pub socket_mode: u32,
+    /// Group owning the socket (with `socket_mode = 0o660`, its members
+    /// may connect).
+    pub socket_group: Option<String>,
+    /// Local users (by name) and who they are for approvals and grants.
+    /// A connecting user not listed acts as `local:<name>` with no groups.
+    pub local_users: Vec<LocalUser>,
+    /// An HTTP listener for the approval API; every request needs a bearer
+    /// token from a configured OIDC issuer. TLS with `[tls]` cert and key
+    /// when set; without TLS only a loopback address is accepted.
+    pub listen: Option<SocketAddr>,
+}
+
+impl Default for Admin {
+    fn default() -> Self {
+        Self {
+            socket: PathBuf::from("/run/mcp-interceptor/admin.sock"),
+            socket_mode: 0o600,
+            socket_group: None,
+            local_users: Vec::new(),
+            listen: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct LocalUser {
+    pub user: String,
+    pub subject: String,
+    #[serde(default)]
+    pub groups: Vec<String>,
+}
+
+pub(super) fn validate(cfg: &super::Config) -> Result<(), String> {
+    let a = &cfg.approvals;
+    if a.hold_timeout_seconds == 0 || a.pending_seconds == 0 || a.valid_seconds == 0 {
+        return Err(
+            "approvals: hold_timeout_seconds, pending_seconds and valid_seconds must be > 0".into(),
+        );
+    }
+    if a.keepalive_seconds == 0 {
+        return Err("approvals.keepalive_seconds must be > 0".into());
+    }
+    if a.max_grant_ttl_seconds == 0 {
+        return Err("approvals.max_grant_ttl_seconds must be > 0".into());
+    }
+    if let Some(w) = &a.webhook
+        && !(w.url.starts_with("http://") || w.url.starts_with("https://"))
+    {
+        return Err(format!(
+            "approvals.webhook.url {:?} is not an http(s) URL",
+            w.url
+        ));
+    }
+    let m = &cfg.admin;
+    if m.socket_mode & !0o777 != 0 || m.socket_mode & 0o007 != 0 {
+        return Err(format!(
+            "admin.socket_mode {:o}: other users must not reach the admin socket (use socket_group)",
+            m.socket_mode
+        ));
+    }
+    if let Some(addr) = m.listen {
+        if cfg.identity.oidc.is_empty() {
+            return Err("admin.listen needs an [[identity.oidc]] issuer: the approval API accepts only OIDC bearer tokens".into());
+        }
+        if cfg.tls.cert.is_none() && !addr.ip().is_loopback() {
+            return Err(format!(
+                "admin.listen {addr}: bearer tokens would cross the network in clear; set [tls] cert and key or listen on loopback"
+            ));
+        }
+    }
+    Ok(())
+}
