@@ -595,6 +595,22 @@ fn retry_mode_is_single_use_bound_to_arguments_and_needs_two_approvers() {
     assert_eq!(released["approvers"], json!(["bob", "carol"]));
 }
 
+/// `grants add` for alice.
+fn grant_args<'a>(tool: &'a str, ttl: &'a str) -> [&'a str; 10] {
+    [
+        "grants",
+        "add",
+        "--subject",
+        "alice",
+        "--tool",
+        tool,
+        "--ttl",
+        ttl,
+        "--reason",
+        "INC-123",
+    ]
+}
+
 #[test]
 fn grants_expire_by_themselves_and_state_survives_a_restart() {
     require_root();
@@ -614,39 +630,11 @@ fn grants_expire_by_themselves_and_state_survives_a_restart() {
         &carol,
     );
     assert_eq!(r.status, 403);
-    let (ok, text) = cli(
-        &w,
-        &[
-            "grants",
-            "add",
-            "--subject",
-            "alice",
-            "--tool",
-            "q*",
-            "--ttl",
-            "9h",
-            "--reason",
-            "INC-123",
-        ],
-    );
+    let (ok, text) = cli(&w, &grant_args("q*", "9h"));
     assert!(!ok && text.contains("max_grant_ttl_seconds"), "{text}");
 
     // A short grant: works, then stops by itself.
-    let short = cli_json(
-        &w,
-        &[
-            "grants",
-            "add",
-            "--subject",
-            "alice",
-            "--tool",
-            "q*",
-            "--ttl",
-            "4s",
-            "--reason",
-            "INC-123",
-        ],
-    );
+    let short = cli_json(&w, &grant_args("q*", "4s"));
     assert_eq!(short["granted_by"], "bob");
     assert_eq!(
         client_call(&w, &alice, "query", q.clone()).unwrap(),
@@ -658,21 +646,7 @@ fn grants_expire_by_themselves_and_state_survives_a_restart() {
 
     // A long grant, a pending retry-mode approval and a held call; then
     // the agent dies (SIGKILL) and restarts.
-    let long = cli_json(
-        &w,
-        &[
-            "grants",
-            "add",
-            "--subject",
-            "alice",
-            "--tool",
-            "query",
-            "--ttl",
-            "30m",
-            "--reason",
-            "INC-124",
-        ],
-    );
+    let long = cli_json(&w, &grant_args("query", "30m"));
     let retry = client_call(&w, &alice, "lookup_customer", json!({"id": "9"})).unwrap_err();
     let retry_id = approval_id(&retry);
     let s = Session::open(&w, &alice);

@@ -243,7 +243,8 @@ impl Phase for ApprovalPhase {
     }
 
     fn on_request(&self, ctx: &MessageCtx<'_>, msg: &Message) -> Verdict {
-        if msg.kind != Kind::Request {
+        // Most calls need no approval: decided without copying anything.
+        if msg.kind != Kind::Request || ctx.notes.effect() != Some(Effect::Approval) {
             return Verdict::Continue;
         }
         let Some(d) = ctx.notes.decision() else {

@@ -172,16 +172,7 @@ impl Identity {
         {
             let token = bearer(auth).ok_or(AuthError::NotBearer)?;
             let v = self.verify(token).await?;
-            return Ok(Arc::new(Caller {
-                subject: v.subject.clone(),
-                issuer: Some(v.issuer.clone()),
-                method: AuthMethod::Oidc,
-                groups: v.groups.clone(),
-                scopes: v.scopes.clone(),
-                token_id: v.token_id.clone(),
-                client_id: v.client_id.clone(),
-                cert,
-            }));
+            return Ok(oidc_caller(&v, cert));
         }
         if let Some(c) = cert {
             let subject =
@@ -220,16 +211,7 @@ impl Identity {
             .ok_or(AuthError::Missing)?;
         let token = bearer(auth).ok_or(AuthError::NotBearer)?;
         let v = self.verify(token).await?;
-        Ok(Arc::new(Caller {
-            subject: v.subject.clone(),
-            issuer: Some(v.issuer.clone()),
-            method: AuthMethod::Oidc,
-            groups: v.groups.clone(),
-            scopes: v.scopes.clone(),
-            token_id: v.token_id.clone(),
-            client_id: v.client_id.clone(),
-            cert: None,
-        }))
+        Ok(oidc_caller(&v, None))
     }
 
     async fn verify(&self, token: &str) -> Result<Arc<oidc::Verified>, AuthError> {
@@ -345,6 +327,21 @@ impl Identity {
         }
         HeaderValue::from_str(&v).unwrap_or_else(|_| HeaderValue::from_static("Bearer"))
     }
+}
+
+/// The caller a verified token names (with the connection's certificate,
+/// if any).
+fn oidc_caller(v: &oidc::Verified, cert: Option<Arc<PeerCert>>) -> Arc<Caller> {
+    Arc::new(Caller {
+        subject: v.subject.clone(),
+        issuer: Some(v.issuer.clone()),
+        method: AuthMethod::Oidc,
+        groups: v.groups.clone(),
+        scopes: v.scopes.clone(),
+        token_id: v.token_id.clone(),
+        client_id: v.client_id.clone(),
+        cert,
+    })
 }
 
 fn bearer(v: &HeaderValue) -> Option<&str> {

@@ -164,6 +164,15 @@ impl Notes {
             .clone()
     }
 
+    /// The decision's effect, without copying the decision.
+    pub fn effect(&self) -> Option<Effect> {
+        self.decision
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .map(|d| d.effect)
+    }
+
     pub fn decision(&self) -> Option<Decision> {
         self.decision
             .lock()
