@@ -21,10 +21,14 @@ use tokio::{
     sync::watch,
 };
 
+mod notify;
 mod policy_watch;
 
 use crate::{
-    admin,
+    admin::{
+        self,
+        metrics::{Metrics, MetricsPhase},
+    },
     approval::{Approvals, phase::ApprovalPhase},
     audit::{Audit, AuditPhase},
     config::{Config, Mode},
@@ -82,14 +86,21 @@ pub enum AgentError {
     Admin(#[from] admin::AdminError),
 }
 
+/// What outlives config reloads: pending approvals and grants, counters.
+struct Stages {
+    approvals: Arc<Approvals>,
+    metrics: Arc<Metrics>,
+}
+
 /// The phases for a config, in pipeline order. The audit comes first so
 /// that, when it cannot write, requests are refused before anything else.
 fn phases(
     cfg: &Arc<Config>,
     audit: Option<&Audit>,
     policies: &policy_watch::Shared,
-    approvals: &Arc<Approvals>,
+    stages: &Stages,
 ) -> Result<Vec<Arc<dyn Phase>>, AgentError> {
+    let approvals = &stages.approvals;
     let mut phases: Vec<Arc<dyn Phase>> = Vec::new();
     if let Some(a) = audit {
         phases.push(Arc::new(AuditPhase(a.clone())));
@@ -130,6 +141,7 @@ fn phases(
         })?;
         phases.push(Arc::new(sink));
     }
+    phases.push(Arc::new(MetricsPhase(stages.metrics.clone())));
     Ok(phases)
 }
 
@@ -141,7 +153,7 @@ async fn serving(
     previous: Option<&McpHandler>,
     audit: Option<&Audit>,
     policies: &policy_watch::Shared,
-    approvals: &Arc<Approvals>,
+    stages: &Stages,
 ) -> Result<(Serving, McpHandler, Option<Arc<Policies>>), AgentError> {
     // Loaded here, swapped in by the caller only if everything else loads.
     let loaded = if cfg.policy.files.is_empty() {
@@ -153,7 +165,7 @@ async fn serving(
     let upstream = proxy::upstream_for(&cfg)?;
     let identity = Arc::new(Identity::new(&cfg, previous.map(|p| p.identity().as_ref())).await?);
     let hold_limit = Duration::from_secs(cfg.approvals.hold_timeout_seconds) + HOLD_SLACK;
-    let pipeline = Pipeline::new(phases(&cfg, audit, policies, approvals)?, hold_limit);
+    let pipeline = Pipeline::new(phases(&cfg, audit, policies, stages)?, hold_limit);
     let keepalive = (!cfg.policy.files.is_empty())
         .then(|| Duration::from_secs(cfg.approvals.keepalive_seconds));
     let handler = match previous {
@@ -187,15 +199,29 @@ pub async fn run(config_path: PathBuf, cfg: Config) -> Result<(), AgentError> {
     let policies = policy_watch::empty();
     let approvals = Approvals::open(&cfg, audit.clone(), approval_mask(&cfg)?)?;
     approvals.spawn_sweeper();
+    let stages = Stages {
+        approvals: approvals.clone(),
+        metrics: Arc::new(Metrics::default()),
+    };
     let (first, mut handler, loaded) = serving(
         Arc::new(cfg.clone()),
         None,
         audit.as_ref(),
         &policies,
-        &approvals,
+        &stages,
     )
     .await?;
-    let admin_state = admin::State::new(approvals.clone(), handler.identity().clone(), &cfg.admin);
+    let sources = admin::metrics::Sources {
+        audit: audit.clone(),
+        approvals: approvals.clone(),
+        pin_dir: (cfg.intercept.mode == Mode::Ebpf).then(|| cfg.intercept.pin_dir.clone()),
+    };
+    let admin_state = admin::State::new(
+        handler.identity().clone(),
+        &cfg.admin,
+        stages.metrics.clone(),
+        sources,
+    );
     admin::serve_socket(&cfg.admin, admin_state.clone())?;
     if let Some(addr) = cfg.admin.listen {
         admin::serve_tcp(addr, proxy::tls::server(&cfg.tls)?, admin_state.clone()).await?;
@@ -274,18 +300,27 @@ pub async fn run(config_path: PathBuf, cfg: Config) -> Result<(), AgentError> {
     let mut hup = signal(SignalKind::hangup()).map_err(AgentError::Signal)?;
     let mut term = signal(SignalKind::terminate()).map_err(AgentError::Signal)?;
     let mut int = signal(SignalKind::interrupt()).map_err(AgentError::Signal)?;
+    // After the handlers: systemd may send SIGHUP (reload) as soon as it
+    // reads READY=1, and SIGHUP's default action would end the agent.
+    notify::ready();
     loop {
         tokio::select! {
             _ = hup.recv() => {
-                if let Some(h) = reload(&config_path, &cfg_tx, steering.as_mut(), &handler, audit.as_ref(), &policies, &approvals).await {
+                notify::reloading();
+                if let Some(h) = reload(&config_path, &cfg_tx, steering.as_mut(), &handler, audit.as_ref(), &policies, &stages).await {
                     admin_state.update(h.identity().clone(), &cfg_tx.borrow().config.admin);
                     handler = h;
+                    notify::status("running; config reloaded");
+                } else {
+                    notify::status("running the previous config: the reload was rejected (see the log)");
                 }
+                notify::ready();
             }
             _ = term.recv() => break,
             _ = int.recv() => break,
         }
     }
+    notify::stopping();
 
     tracing::info!(
         active = drain.active(),
@@ -342,7 +377,7 @@ async fn reload(
     handler: &McpHandler,
     audit: Option<&Audit>,
     policies: &policy_watch::Shared,
-    approvals: &Arc<Approvals>,
+    stages: &Stages,
 ) -> Option<McpHandler> {
     let new = match Config::load(path) {
         Ok(c) => c,
@@ -375,7 +410,7 @@ async fn reload(
         Some(handler),
         audit,
         policies,
-        approvals,
+        stages,
     )
     .await
     {

@@ -65,13 +65,15 @@ fn fail(name: &'static str, detail: impl Into<String>, hint: impl Into<String>) 
 
 /// Runs every check for the config at `path`.
 pub fn run(path: &Path) -> Vec<Check> {
-    let mut out = vec![kernel(), btf(), capabilities()];
+    let mut out = vec![kernel(), btf()];
     let cfg = match Config::load(path) {
         Ok(c) => {
+            out.push(capabilities(&c));
             out.push(ok("config", format!("{} is valid", path.display())));
             c
         }
         Err(e) => {
+            out.push(capabilities(&Config::default()));
             out.push(fail(
                 "config",
                 e.to_string(),
@@ -148,34 +150,42 @@ fn btf() -> Check {
     }
 }
 
-fn capabilities() -> Check {
-    const NEED: [(u32, &str); 4] = [
+/// What the agent needs (deploy/systemd/README.md says why each):
+/// CAP_PERFMON for the verifier to accept the steering program,
+/// CAP_SYS_ADMIN only to enter `intercept.netns`, CAP_CHOWN only for
+/// `admin.socket_group`.
+fn capabilities(cfg: &Config) -> Check {
+    let mut need: Vec<(u32, &str)> = vec![
         (39, "CAP_BPF"),
+        (38, "CAP_PERFMON"),
         (12, "CAP_NET_ADMIN"),
         (10, "CAP_NET_BIND_SERVICE"),
-        (21, "CAP_SYS_ADMIN"),
     ];
+    if cfg.intercept.netns.is_some() {
+        need.push((21, "CAP_SYS_ADMIN"));
+    }
+    if cfg.admin.socket_group.is_some() {
+        need.push((0, "CAP_CHOWN"));
+    }
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     let eff = status
         .lines()
         .find_map(|l| l.strip_prefix("CapEff:"))
         .and_then(|h| u64::from_str_radix(h.trim(), 16).ok())
         .unwrap_or(0);
-    let missing: Vec<&str> = NEED
+    let missing: Vec<&str> = need
         .iter()
         .filter(|(bit, _)| eff & (1 << bit) == 0)
         .map(|(_, n)| *n)
         .collect();
+    let names: Vec<&str> = need.iter().map(|(_, n)| *n).collect();
     if missing.is_empty() {
-        ok(
-            "capabilities",
-            "CAP_BPF CAP_NET_ADMIN CAP_NET_BIND_SERVICE CAP_SYS_ADMIN",
-        )
+        ok("capabilities", names.join(" "))
     } else {
         fail(
             "capabilities",
             format!("missing {}", missing.join(" ")),
-            "run as root, or grant them (the systemd unit's AmbientCapabilities)",
+            "run as root, or grant them (the systemd unit's CapabilityBoundingSet; see deploy/systemd/README.md)",
         )
     }
 }

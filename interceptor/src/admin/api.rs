@@ -10,9 +10,13 @@
 //! GET  /v1/grants[?all=true]
 //! POST /v1/grants                   {"subject", "tool", "server"?, "ttl_seconds", "reason"}
 //! POST /v1/grants/{id}/revoke       {"reason": "..."}
+//! GET  /metrics                    Prometheus text (no token needed)
+//! GET  /healthz                    200 while serving and the audit writes
 //! ```
 //!
-//! Errors are `{"error": "..."}` with a 4xx/5xx status, and a log line.
+//! `/metrics` and `/healthz` answer without a token (counts, no data), so
+//! a scraper or load balancer needs no identity. Errors are
+//! `{"error": "..."}` with a 4xx/5xx status, and a log line.
 
 use std::{sync::Arc, time::Duration};
 
@@ -72,6 +76,34 @@ pub async fn handle(
     local: Option<Actor>,
     req: Request<Incoming>,
 ) -> Response<AdminBody> {
+    if req.method() == Method::GET {
+        match req.uri().path() {
+            "/metrics" => {
+                let text = state.metrics.render(&state.sources);
+                let mut r = Response::new(Full::new(Bytes::from(text)));
+                r.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    http::HeaderValue::from_static("text/plain; version=0.0.4"),
+                );
+                return r;
+            }
+            "/healthz" => {
+                let ok = state.sources.audit.as_ref().is_none_or(|a| a.healthy());
+                let status = if ok {
+                    StatusCode::OK
+                } else {
+                    StatusCode::SERVICE_UNAVAILABLE
+                };
+                let what = if ok {
+                    "ok"
+                } else {
+                    "the audit cannot be written"
+                };
+                return reply(status, &json!({ "status": what, "audit_writing": ok }));
+            }
+            _ => {}
+        }
+    }
     let actor = match local {
         Some(a) => a,
         None => match state.identity().bearer_caller(req.headers()).await {

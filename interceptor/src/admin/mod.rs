@@ -7,6 +7,7 @@
 
 pub mod api;
 pub mod client;
+pub mod metrics;
 
 use std::{
     convert::Infallible,
@@ -47,14 +48,23 @@ pub struct State {
     pub approvals: Arc<Approvals>,
     identity: RwLock<Arc<Identity>>,
     local_users: RwLock<Vec<LocalUser>>,
+    pub metrics: Arc<metrics::Metrics>,
+    pub sources: metrics::Sources,
 }
 
 impl State {
-    pub fn new(approvals: Arc<Approvals>, identity: Arc<Identity>, admin: &Admin) -> Arc<Self> {
+    pub fn new(
+        identity: Arc<Identity>,
+        admin: &Admin,
+        metrics: Arc<metrics::Metrics>,
+        sources: metrics::Sources,
+    ) -> Arc<Self> {
         Arc::new(Self {
-            approvals,
+            approvals: sources.approvals.clone(),
             identity: RwLock::new(identity),
             local_users: RwLock::new(admin.local_users.clone()),
+            metrics,
+            sources,
         })
     }
 

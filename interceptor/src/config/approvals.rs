@@ -91,9 +91,10 @@ pub struct Admin {
     /// Local users (by name) and who they are for approvals and grants.
     /// A connecting user not listed acts as `local:<name>` with no groups.
     pub local_users: Vec<LocalUser>,
-    /// An HTTP listener for the approval API; every request needs a bearer
-    /// token from a configured OIDC issuer. TLS with `[tls]` cert and key
-    /// when set; without TLS only a loopback address is accepted.
+    /// An HTTP listener for the approval API (every request needs a bearer
+    /// token from a configured OIDC issuer) and `/metrics`, `/healthz` (no
+    /// token). TLS with `[tls]` cert and key when set; without TLS only a
+    /// loopback address is accepted.
     pub listen: Option<SocketAddr>,
 }
 
@@ -147,9 +148,7 @@ pub(super) fn validate(cfg: &super::Config) -> Result<(), String> {
         ));
     }
     if let Some(addr) = m.listen {
-        if cfg.identity.oidc.is_empty() {
-            return Err("admin.listen needs an [[identity.oidc]] issuer: the approval API accepts only OIDC bearer tokens".into());
-        }
+        // Without an OIDC issuer only /metrics and /healthz answer there.
         if cfg.tls.cert.is_none() && !addr.ip().is_loopback() {
             return Err(format!(
                 "admin.listen {addr}: bearer tokens would cross the network in clear; set [tls] cert and key or listen on loopback"
