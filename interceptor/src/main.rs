@@ -3,6 +3,7 @@
 mod approvals_cmd;
 mod cli_tools;
 mod policy_cmd;
+mod report_cmd;
 
 use std::{path::PathBuf, process::ExitCode};
 
@@ -31,6 +32,26 @@ enum Cmd {
     Run {
         #[arg(long, short, default_value = config::DEFAULT_PATH)]
         config: PathBuf,
+    },
+    /// Write a starter config for the MCP servers listening on this host
+    /// (each listening port is probed with an MCP `initialize`).
+    Init {
+        /// Where to write it; `-`: standard output.
+        #[arg(long, short, default_value = config::DEFAULT_PATH)]
+        output: PathBuf,
+        /// Replace an existing file.
+        #[arg(long)]
+        force: bool,
+        /// The OIDC issuer callers' tokens come from (else anonymous
+        /// callers are allowed until you add one).
+        #[arg(long)]
+        oidc_issuer: Option<String>,
+        /// The audience tokens must name (with --oidc-issuer).
+        #[arg(long, requires = "oidc_issuer")]
+        audience: Option<String>,
+        /// How long each probe may take.
+        #[arg(long, default_value_t = 500)]
+        probe_timeout_ms: u64,
     },
     /// Validate a config file and print it with every default filled in.
     CheckConfig { file: PathBuf },
@@ -73,6 +94,11 @@ enum Cmd {
     Grants {
         #[command(subcommand)]
         cmd: approvals_cmd::GrantsCmd,
+    },
+    /// Evidence reports from the audit files (NIST SP 800-53).
+    Report {
+        #[command(subcommand)]
+        cmd: report_cmd::ReportCmd,
     },
 }
 
@@ -157,6 +183,65 @@ fn dispatch(cmd: Cmd) -> anyhow::Result<ExitCode> {
             })?;
             Ok(ExitCode::SUCCESS)
         }
+        Cmd::Init {
+            output,
+            force,
+            oidc_issuer,
+            audience,
+            probe_timeout_ms,
+        } => {
+            let defaults = Config::default();
+            let skip: Vec<u16> = defaults
+                .intercept
+                .proxy_listen
+                .iter()
+                .map(|a| a.port())
+                .collect();
+            let found = interceptor::init::discover(
+                &skip,
+                std::time::Duration::from_millis(probe_timeout_ms),
+            );
+            let text =
+                interceptor::init::render(&found, oidc_issuer.as_deref(), audience.as_deref());
+            for f in &found {
+                eprintln!(
+                    "found an MCP server on port {} ({})",
+                    f.port,
+                    f.paths.join(", ")
+                );
+            }
+            if found.is_empty() {
+                eprintln!(
+                    "no MCP server answered on this host; the config has a commented rule to fill in"
+                );
+            }
+            if oidc_issuer.is_none() {
+                eprintln!(
+                    "warning: no --oidc-issuer: the config allows anonymous callers until you add an identity source"
+                );
+            }
+            if output.as_os_str() == "-" {
+                print!("{text}");
+            } else {
+                anyhow::ensure!(
+                    force || !output.exists(),
+                    "{} exists; use --force to replace it",
+                    output.display()
+                );
+                if let Some(dir) = output.parent() {
+                    std::fs::create_dir_all(dir)
+                        .with_context(|| format!("creating {}", dir.display()))?;
+                }
+                std::fs::write(&output, &text)
+                    .with_context(|| format!("writing {}", output.display()))?;
+                eprintln!(
+                    "wrote {}; check it with `mcp-interceptor check-config {}`",
+                    output.display(),
+                    output.display()
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Cmd::CheckConfig { file } => {
             let cfg = Config::load(&file)?;
             // The files the agent reads at start and reload, read now, so a
@@ -202,6 +287,7 @@ fn dispatch(cmd: Cmd) -> anyhow::Result<ExitCode> {
         Cmd::Tools { cmd } => cli_tools::run(cmd),
         Cmd::Approvals { cmd } => approvals_cmd::approvals(cmd),
         Cmd::Grants { cmd } => approvals_cmd::grants(cmd),
+        Cmd::Report { cmd } => report_cmd::run(cmd),
         Cmd::Detach { config } => {
             let cfg = Config::load(&config)?;
             let removed = steer::detach(&cfg.intercept.pin_dir)?;

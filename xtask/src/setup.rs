@@ -22,6 +22,10 @@ const PACKAGES: &[&str] = &[
     "util-linux", // setpriv: the unprivileged-bypass test
     "procps",
     "nginx-light", // the bench's baseline proxy
+    // The `report nist` e2e test renders the HTML report to a PNG, in the
+    // report's font (recommends are not installed).
+    "chromium",
+    "fonts-dejavu-core",
 ];
 
 const BPF_LINKER_VERSION: &str = "0.13";

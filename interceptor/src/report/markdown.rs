@@ -1,0 +1,144 @@
+//! The report as Markdown. Values from the audit are escaped: a subject or
+//! tool name cannot add markup, links or HTML to the document.
+
+use std::fmt::Write as _;
+
+use super::{
+    fmt_time,
+    nist::{NistReport, Sample, Verify},
+};
+
+/// Markdown text: `|`, `<`, `>`, `&`, backslashes and emphasis characters
+/// escaped, newlines flattened.
+pub fn md(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '\n' | '\r' => out.push(' '),
+            '\\' | '|' | '`' | '*' | '_' | '[' | ']' | '#' | '~' => {
+                out.push('\\');
+                out.push(c);
+            }
+            c if c.is_control() => out.push(' '),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn md_table(out: &mut String, head: &[&str], rows: &[Vec<String>]) {
+    let _ = writeln!(out, "| {} |", head.join(" | "));
+    let _ = writeln!(out, "|{}", " --- |".repeat(head.len()));
+    for r in rows {
+        let cells: Vec<String> = r.iter().map(|c| md(c)).collect();
+        let _ = writeln!(out, "| {} |", cells.join(" | "));
+    }
+    out.push('\n');
+}
+
+/// The verify line shown at the top of both renderings.
+pub fn verify_line(v: &Verify) -> String {
+    match v {
+        Verify::Intact(r) => format!(
+            "ok: {} host(s), {} manifest entries, {} files, {} rows; chain and signatures intact",
+            r.hosts.len(),
+            r.entries,
+            r.files,
+            r.rows
+        ),
+        Verify::Broken(b) => format!("FAIL: {b}"),
+    }
+}
+
+pub fn markdown(r: &NistReport) -> String {
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "# NIST SP 800-53 evidence: MCP interceptor audit trail\n"
+    );
+    let summary = vec![
+        vec![
+            "Period (UTC)".into(),
+            format!(
+                "{} to {} (end excluded)",
+                fmt_time(r.period.from_us),
+                fmt_time(r.period.to_us)
+            ),
+        ],
+        vec!["Audit directory".into(), r.dir.clone()],
+        vec!["Generated".into(), fmt_time(r.generated_us)],
+        vec!["Rows in the period".into(), r.rows.to_string()],
+        vec![
+            "Files read / outside the period (not opened)".into(),
+            format!("{} / {}", r.files_read, r.files_skipped),
+        ],
+        vec!["audit verify".into(), verify_line(&r.verify)],
+    ];
+    md_table(&mut o, &["item", "value"], &summary);
+    if r.pending_wal_segments > 0 {
+        let _ = writeln!(
+            o,
+            "> {} WAL segment(s) are not yet in signed files; their rows are not counted.\n",
+            r.pending_wal_segments
+        );
+    }
+    let _ = writeln!(o, "| control | title | status |\n| --- | --- | --- |");
+    for c in &r.controls {
+        let _ = writeln!(o, "| {} | {} | {} |", c.id, c.title, c.status.label());
+    }
+    o.push('\n');
+    for c in &r.controls {
+        let _ = writeln!(o, "## {} {}\n", c.id, c.title);
+        let _ = writeln!(o, "**Status:** {}\n", c.status.label());
+        let _ = writeln!(o, "**What it asks.** {}\n", c.asks);
+        let _ = writeln!(o, "**How the agent meets it.** {}\n", c.how);
+        let facts: Vec<Vec<String>> = c
+            .facts
+            .iter()
+            .map(|(k, v)| vec![k.clone(), v.clone()])
+            .collect();
+        md_table(&mut o, &["measure", "value"], &facts);
+        for t in &c.tables {
+            let _ = writeln!(o, "**{}**\n", md(&t.caption));
+            if t.rows.is_empty() {
+                o.push_str("(none in the period)\n\n");
+            } else {
+                md_table(&mut o, &t.head, &t.rows);
+            }
+        }
+        let _ = writeln!(o, "**Evidence: {}**\n", md(&c.samples_caption));
+        if c.samples.is_empty() {
+            o.push_str("(no rows)\n\n");
+        } else {
+            let rows: Vec<Vec<String>> = c.samples.iter().map(sample_cells).collect();
+            md_table(&mut o, &SAMPLE_HEAD, &rows);
+        }
+        if let Some(n) = &c.note {
+            let _ = writeln!(o, "_Note:_ {n}\n");
+        }
+    }
+    o
+}
+
+pub const SAMPLE_HEAD: [&str; 6] = [
+    "event_time",
+    "kind",
+    "subject",
+    "tool_name",
+    "decision",
+    "rule_ids",
+];
+
+pub fn sample_cells(s: &Sample) -> Vec<String> {
+    vec![
+        s.event_time.clone(),
+        s.kind.clone(),
+        s.subject.clone(),
+        s.tool_name.clone(),
+        s.decision.clone(),
+        s.rule_ids.clone(),
+    ]
+}

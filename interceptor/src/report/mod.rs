@@ -1,0 +1,439 @@
+//! Evidence reports generated from the audit files.
+//!
+//! `mcp-interceptor report nist --from … --to …` reads the rows of a period
+//! from the signed Parquet files (the `dt=`/`hour=` partitions outside the
+//! period are never opened), checks the manifest chain with
+//! [`chain::verify`], and writes what the trail shows per NIST SP 800-53
+//! control as Markdown and as one self-contained HTML page.
+//!
+//! Only rows in signed files count: rows still in the WAL (the agent is
+//! running, or died before converting them) are reported as pending.
+
+mod controls;
+pub mod html;
+pub mod markdown;
+pub mod nist;
+
+use std::{
+    fs::File,
+    io,
+    path::{Path, PathBuf},
+};
+
+use arrow_array::{
+    Array, BooleanArray, Int32Array, Int64Array, ListArray, RecordBatch, StringArray, cast::AsArray,
+};
+use parquet::arrow::{ProjectionMask, arrow_reader::ParquetRecordBatchReaderBuilder};
+
+use crate::audit::{
+    chain::data_files,
+    schema::{self, AuditRow},
+    wal::{self, hour_of},
+};
+
+const HOUR_US: i64 = 3_600_000_000;
+const DAY_US: i64 = 24 * HOUR_US;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    #[error("{0:?} is not a UTC time: expected YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ")]
+    Time(String),
+    #[error("the period is empty: --from {from} is not before --to {to}")]
+    EmptyPeriod { from: String, to: String },
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+    #[error("{path}: not a readable audit file: {message}")]
+    Parquet { path: PathBuf, message: String },
+    #[error("{path}: column {column} missing or of another type")]
+    Column { path: PathBuf, column: &'static str },
+}
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> ReportError + '_ {
+    move |source| ReportError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// `[from, to)` in Unix microseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Period {
+    pub from_us: i64,
+    pub to_us: i64,
+}
+
+impl Period {
+    /// Both ends as `YYYY-MM-DD` or `YYYY-MM-DDTHH:MM:SSZ` (UTC).
+    pub fn parse(from: &str, to: &str) -> Result<Self, ReportError> {
+        let (from_us, to_us) = (parse_time(from)?, parse_time(to)?);
+        if from_us >= to_us {
+            return Err(ReportError::EmptyPeriod {
+                from: from.into(),
+                to: to.into(),
+            });
+        }
+        Ok(Self { from_us, to_us })
+    }
+
+    fn overlaps(&self, start_us: i64, len_us: i64) -> bool {
+        start_us < self.to_us && start_us + len_us > self.from_us
+    }
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (the inverse of the
+/// WAL's `civil_from_days`).
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * ((m + 9) % 12) + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+fn number(s: &str, len: usize) -> Option<i64> {
+    (s.len() == len && s.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| s.parse().ok())
+        .flatten()
+}
+
+fn parse_date(s: &str) -> Option<i64> {
+    let mut parts = s.split('-');
+    let y = number(parts.next()?, 4)?;
+    let m = number(parts.next()?, 2)?;
+    let d = number(parts.next()?, 2)?;
+    if parts.next().is_some() || !(1..=12).contains(&m) || !(1..=31).contains(&d) {
+        return None;
+    }
+    let us = days_from_civil(y, m, d) * DAY_US;
+    // 2026-02-30 would land in March: refuse what does not round-trip.
+    (hour_of(us).0 == s).then_some(us)
+}
+
+/// `YYYY-MM-DD` (midnight UTC) or `YYYY-MM-DDTHH:MM:SSZ` to Unix µs.
+pub fn parse_time(s: &str) -> Result<i64, ReportError> {
+    let bad = || ReportError::Time(s.to_string());
+    let (date, time) = match s.split_once('T') {
+        Some((d, t)) => (d, Some(t.strip_suffix('Z').ok_or_else(bad)?)),
+        None => (s, None),
+    };
+    let day = parse_date(date).ok_or_else(bad)?;
+    let Some(time) = time else { return Ok(day) };
+    let mut parts = time.split(':');
+    let mut field = |max: i64| parts.next().and_then(|p| number(p, 2)).filter(|v| *v < max);
+    let (h, m, sec) = (
+        field(24).ok_or_else(bad)?,
+        field(60).ok_or_else(bad)?,
+        field(60).ok_or_else(bad)?,
+    );
+    if parts.next().is_some() {
+        return Err(bad());
+    }
+    Ok(day + (h * 3600 + m * 60 + sec) * 1_000_000)
+}
+
+/// `2026-11-25T14:03:07Z`.
+pub fn fmt_time(us: i64) -> String {
+    let (day, hour) = hour_of(us);
+    let secs = us.div_euclid(1_000_000).rem_euclid(3600);
+    format!("{day}T{hour}:{:02}:{:02}Z", secs / 60, secs % 60)
+}
+
+/// What was read for a period.
+#[derive(Debug, Default)]
+pub struct Loaded {
+    /// Rows with `from <= event_time < to`, ordered by time.
+    pub rows: Vec<AuditRow>,
+    pub files_read: usize,
+    /// Files in partitions outside the period, never opened.
+    pub files_skipped: usize,
+    /// WAL segments not yet converted to signed files (not in `rows`).
+    pub pending_wal_segments: usize,
+}
+
+/// The start (µs) of a `dt=YYYY-MM-DD` or `hour=HH` directory, relative to
+/// `base` for hours; `None` for a name outside the layout.
+fn partition_start(name: &str, base: Option<i64>) -> Option<i64> {
+    match base {
+        None => parse_date(name.strip_prefix("dt=")?),
+        Some(day) => {
+            let h = number(name.strip_prefix("hour=")?, 2).filter(|h| *h < 24)?;
+            Some(day + h * HOUR_US)
+        }
+    }
+}
+
+fn subdirs(dir: &Path) -> Result<Vec<(String, PathBuf)>, ReportError> {
+    let mut out = Vec::new();
+    let rd = match std::fs::read_dir(dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(io_err(dir)(e)),
+    };
+    for e in rd {
+        let p = e.map_err(io_err(dir))?.path();
+        if p.is_dir() {
+            let name = p.file_name().unwrap_or_default().to_string_lossy().into();
+            out.push((name, p));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// The data files whose partition overlaps `period`, and how many others
+/// were left unopened. Files outside the `dt=/hour=` layout are read (their
+/// rows are filtered by time like all others).
+pub fn select_files(events: &Path, period: Period) -> Result<(Vec<PathBuf>, usize), ReportError> {
+    let (mut read, mut skipped) = (Vec::new(), 0);
+    for (name, day_dir) in subdirs(events)? {
+        let Some(day) = partition_start(&name, None) else {
+            read.extend(data_files(&day_dir));
+            continue;
+        };
+        if !period.overlaps(day, DAY_US) {
+            skipped += data_files(&day_dir).len();
+            continue;
+        }
+        for (name, hour_dir) in subdirs(&day_dir)? {
+            match partition_start(&name, Some(day)) {
+                Some(h) if !period.overlaps(h, HOUR_US) => skipped += data_files(&hour_dir).len(),
+                _ => read.extend(data_files(&hour_dir)),
+            }
+        }
+    }
+    read.sort();
+    Ok((read, skipped))
+}
+
+/// Reads the rows of `period` from the audit directory `dir`.
+pub fn load(dir: &Path, period: Period) -> Result<Loaded, ReportError> {
+    let (files, files_skipped) = select_files(&dir.join("events"), period)?;
+    let mut rows = Vec::new();
+    for file in &files {
+        read_file(file, period, &mut rows)?;
+    }
+    rows.sort_by_key(|r| r.event_time_us);
+    let wal_dir = dir.join("wal");
+    let pending_wal_segments = if wal_dir.is_dir() {
+        wal::list_segments(&wal_dir)
+            .map_err(io_err(&wal_dir))?
+            .len()
+    } else {
+        0
+    };
+    Ok(Loaded {
+        rows,
+        files_read: files.len(),
+        files_skipped,
+        pending_wal_segments,
+    })
+}
+
+/// The columns the reports use (the others are not decoded).
+const COLUMNS: &[&str] = &[
+    "event_time_us",
+    "event_id",
+    "kind",
+    "host",
+    "policy_version",
+    "session_id",
+    "transport",
+    "src_addr",
+    "dst_addr",
+    "dst_port",
+    "conn_id",
+    "subject",
+    "issuer",
+    "auth_method",
+    "groups",
+    "cert_fingerprint",
+    "token_id",
+    "method",
+    "tool_name",
+    "resource_uri",
+    "prompt_name",
+    "error_code",
+    "response_truncated",
+    "http_status",
+    "decision",
+    "decided_by",
+    "rule_ids",
+    "approval_id",
+    "approvers",
+    "message",
+];
+
+struct Cols<'a> {
+    batch: &'a RecordBatch,
+    path: &'a Path,
+}
+
+impl<'a> Cols<'a> {
+    fn get<T: 'static>(&self, column: &'static str) -> Result<&'a T, ReportError> {
+        self.batch
+            .column_by_name(column)
+            .and_then(|c| c.as_any().downcast_ref::<T>())
+            .ok_or_else(|| ReportError::Column {
+                path: self.path.to_path_buf(),
+                column,
+            })
+    }
+}
+
+fn s(a: &StringArray, i: usize) -> Option<String> {
+    (!a.is_null(i)).then(|| a.value(i).to_string())
+}
+
+fn list(a: &ListArray, i: usize) -> Vec<String> {
+    if a.is_null(i) {
+        return Vec::new();
+    }
+    let v = a.value(i);
+    let v = v.as_string::<i32>();
+    (0..v.len())
+        .filter(|j| !v.is_null(*j))
+        .map(|j| v.value(j).to_string())
+        .collect()
+}
+
+fn i32v(a: &Int32Array, i: usize) -> Option<i32> {
+    (!a.is_null(i)).then(|| a.value(i))
+}
+
+fn i64v(a: &Int64Array, i: usize) -> Option<i64> {
+    (!a.is_null(i)).then(|| a.value(i))
+}
+
+fn read_file(path: &Path, period: Period, out: &mut Vec<AuditRow>) -> Result<(), ReportError> {
+    let parquet = |e: parquet::errors::ParquetError| ReportError::Parquet {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    };
+    let file = File::open(path).map_err(io_err(path))?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(parquet)?;
+    let ours = schema::schema();
+    let roots: Vec<usize> = COLUMNS
+        .iter()
+        .filter_map(|c| ours.index_of(c).ok())
+        .collect();
+    let mask = ProjectionMask::roots(builder.parquet_schema(), roots);
+    let reader = builder.with_projection(mask).build().map_err(parquet)?;
+    for batch in reader {
+        let batch = batch.map_err(|e| ReportError::Parquet {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        rows_of(
+            &Cols {
+                batch: &batch,
+                path,
+            },
+            period,
+            out,
+        )?;
+    }
+    Ok(())
+}
+
+fn rows_of(c: &Cols<'_>, period: Period, out: &mut Vec<AuditRow>) -> Result<(), ReportError> {
+    let time = c.get::<Int64Array>("event_time_us")?;
+    let str_col = |n| c.get::<StringArray>(n);
+    let (id, kind, host, pv) = (
+        str_col("event_id")?,
+        str_col("kind")?,
+        str_col("host")?,
+        str_col("policy_version")?,
+    );
+    let (sid, transport, src, dst) = (
+        str_col("session_id")?,
+        str_col("transport")?,
+        str_col("src_addr")?,
+        str_col("dst_addr")?,
+    );
+    let (subject, issuer, auth, fp, jti) = (
+        str_col("subject")?,
+        str_col("issuer")?,
+        str_col("auth_method")?,
+        str_col("cert_fingerprint")?,
+        str_col("token_id")?,
+    );
+    let (method, tool, res, prompt) = (
+        str_col("method")?,
+        str_col("tool_name")?,
+        str_col("resource_uri")?,
+        str_col("prompt_name")?,
+    );
+    let (decision, by, approval, message) = (
+        str_col("decision")?,
+        str_col("decided_by")?,
+        str_col("approval_id")?,
+        str_col("message")?,
+    );
+    let (groups, rules, approvers) = (
+        c.get::<ListArray>("groups")?,
+        c.get::<ListArray>("rule_ids")?,
+        c.get::<ListArray>("approvers")?,
+    );
+    let (dst_port, code, status) = (
+        c.get::<Int32Array>("dst_port")?,
+        c.get::<Int32Array>("error_code")?,
+        c.get::<Int32Array>("http_status")?,
+    );
+    let conn = c.get::<Int64Array>("conn_id")?;
+    let truncated = c.get::<BooleanArray>("response_truncated")?;
+    for i in 0..c.batch.num_rows() {
+        let t = time.value(i);
+        if t < period.from_us || t >= period.to_us {
+            continue;
+        }
+        out.push(AuditRow {
+            event_time_us: t,
+            event_id: s(id, i).unwrap_or_default(),
+            kind: s(kind, i).unwrap_or_default(),
+            host: s(host, i).unwrap_or_default(),
+            policy_version: s(pv, i),
+            session_id: s(sid, i),
+            transport: s(transport, i),
+            src_addr: s(src, i),
+            dst_addr: s(dst, i),
+            dst_port: i32v(dst_port, i),
+            conn_id: i64v(conn, i),
+            subject: s(subject, i),
+            issuer: s(issuer, i),
+            auth_method: s(auth, i),
+            groups: list(groups, i),
+            cert_fingerprint: s(fp, i),
+            token_id: s(jti, i),
+            method: s(method, i),
+            tool_name: s(tool, i),
+            resource_uri: s(res, i),
+            prompt_name: s(prompt, i),
+            error_code: i32v(code, i),
+            response_truncated: !truncated.is_null(i) && truncated.value(i),
+            http_status: i32v(status, i),
+            decision: s(decision, i),
+            decided_by: s(by, i),
+            rule_ids: list(rules, i),
+            approval_id: s(approval, i),
+            approvers: list(approvers, i),
+            message: s(message, i),
+            ..AuditRow::default()
+        });
+    }
+    Ok(())
+}
+
+/// Writes `<out>/nist-report.md` and `<out>/nist-report.html`; returns
+/// both paths.
+pub fn write_nist(report: &nist::NistReport, out: &Path) -> Result<[PathBuf; 2], ReportError> {
+    std::fs::create_dir_all(out).map_err(io_err(out))?;
+    let md = out.join("nist-report.md");
+    let html = out.join("nist-report.html");
+    std::fs::write(&md, markdown::markdown(report)).map_err(io_err(&md))?;
+    std::fs::write(&html, html::render(report)).map_err(io_err(&html))?;
+    Ok([md, html])
+}
+
+#[cfg(test)]
+mod tests;

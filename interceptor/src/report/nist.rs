@@ -1,0 +1,322 @@
+//! Evidence per NIST SP 800-53 control, computed from the audit rows of a
+//! period: the report's model, and what the controls share. The controls
+//! themselves are in `controls.rs`, the renderings in `markdown.rs` and
+//! `html.rs`.
+
+use std::{collections::BTreeMap, os::unix::fs::PermissionsExt, path::Path};
+
+use sha2::{Digest, Sha256};
+
+use super::{
+    Loaded, Period, ReportError,
+    controls::{ac3, ac6, au2, au3, au9, au10, au12, ia2, sc8},
+    fmt_time, load, select_files,
+};
+use crate::audit::{
+    chain::{self, PUBLIC_KEY_FILE},
+    schema::AuditRow,
+};
+
+/// Rows of MCP traffic (one per request, notification or refusal).
+pub const EXCHANGE_KINDS: &[&str] = &[
+    "exchange",
+    "notification",
+    "denied",
+    "unanswered",
+    "unpaired",
+    "rejected",
+];
+
+/// Every kind the agent writes (deploy/athena/README.md, and the tool
+/// pinning kinds of `policy::pins`).
+pub const ALL_KINDS: &[&str] = &[
+    "exchange",
+    "notification",
+    "denied",
+    "unanswered",
+    "unpaired",
+    "session_closed",
+    "rejected",
+    "http",
+    "connection_open",
+    "connection_close",
+    "agent_start",
+    "agent_stop",
+    "approval_requested",
+    "approval_vote_approve",
+    "approval_vote_deny",
+    "approval_refused",
+    "approval_approved",
+    "approval_denied",
+    "approval_expired",
+    "approval_used",
+    "approval_abandoned",
+    "approval_interrupted",
+    "grant_added",
+    "grant_revoked",
+    "grant_expired",
+    "policy_loaded",
+    "policy_rejected",
+    "tool_pinned",
+    "tool_changed",
+    "tool_repinned",
+    "tool_restored",
+];
+
+pub(super) const SAMPLES: usize = 5;
+pub(super) const MAX_TABLE_ROWS: usize = 50;
+
+/// The outcome of `audit verify` over the whole directory.
+#[derive(Debug, Clone)]
+pub enum Verify {
+    Intact(chain::Report),
+    Broken(chain::Break),
+}
+
+#[derive(Debug, Clone)]
+pub struct Key {
+    pub host: String,
+    pub public_key: String,
+    /// SHA-256 of the raw 32-byte Ed25519 public key, hex.
+    pub fingerprint: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    /// The trail holds evidence for the control.
+    Evidence,
+    /// Partly shown, or nothing in the period: read the note.
+    Limited,
+    /// The trail contradicts the control (a broken chain).
+    Failed,
+}
+
+impl Status {
+    pub fn label(self) -> &'static str {
+        match self {
+            Status::Evidence => "evidence",
+            Status::Limited => "limited",
+            Status::Failed => "FAILED",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Table {
+    pub caption: String,
+    pub head: Vec<&'static str>,
+    pub rows: Vec<Vec<String>>,
+}
+
+/// What an evidence row shows.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    pub event_time: String,
+    pub kind: String,
+    pub subject: String,
+    pub tool_name: String,
+    pub decision: String,
+    pub rule_ids: String,
+}
+
+impl From<&AuditRow> for Sample {
+    fn from(r: &AuditRow) -> Self {
+        let or = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
+        Sample {
+            event_time: fmt_time(r.event_time_us),
+            kind: r.kind.clone(),
+            subject: or(&r.subject),
+            tool_name: or(&r.tool_name),
+            decision: or(&r.decision),
+            rule_ids: if r.rule_ids.is_empty() {
+                "-".into()
+            } else {
+                r.rule_ids.join(", ")
+            },
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Control {
+    pub id: &'static str,
+    pub title: &'static str,
+    /// What the control asks, in one sentence.
+    pub asks: &'static str,
+    /// How the agent meets it.
+    pub how: &'static str,
+    pub status: Status,
+    pub facts: Vec<(String, String)>,
+    pub tables: Vec<Table>,
+    pub samples_caption: String,
+    pub samples: Vec<Sample>,
+    pub note: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NistReport {
+    pub dir: String,
+    pub period: Period,
+    pub generated_us: i64,
+    pub rows: usize,
+    pub files_read: usize,
+    pub files_skipped: usize,
+    pub pending_wal_segments: usize,
+    pub verify: Verify,
+    pub keys: Vec<Key>,
+    pub controls: Vec<Control>,
+}
+
+/// Loads the period from `dir`, verifies the chain (with the pinned
+/// `public_key`, if given) and computes the evidence.
+pub fn build(
+    dir: &Path,
+    period: Period,
+    public_key: Option<&str>,
+) -> Result<NistReport, ReportError> {
+    let loaded = load(dir, period)?;
+    let verify = match chain::verify(dir, public_key) {
+        Ok(r) => Verify::Intact(r),
+        Err(b) => Verify::Broken(b),
+    };
+    let keys = keys(dir, public_key);
+    let (files, _) = select_files(&dir.join("events"), period)?;
+    let private = files
+        .iter()
+        .filter(|f| std::fs::metadata(f).is_ok_and(|m| m.permissions().mode() & 0o007 == 0))
+        .count();
+    Ok(from_rows(
+        dir,
+        period,
+        loaded,
+        verify,
+        keys,
+        (private, files.len()),
+    ))
+}
+
+fn keys(dir: &Path, pinned: Option<&str>) -> Vec<Key> {
+    let mut out = Vec::new();
+    let Ok(rd) = std::fs::read_dir(dir.join("manifest")) else {
+        return out;
+    };
+    let mut hosts: Vec<_> = rd
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.is_dir())
+        .collect();
+    hosts.sort();
+    for h in hosts {
+        let stored = std::fs::read_to_string(h.join(PUBLIC_KEY_FILE)).unwrap_or_default();
+        let public_key = pinned.unwrap_or(&stored).trim().to_string();
+        let fingerprint = hex::decode(&public_key)
+            .map(|b| hex::encode(Sha256::digest(b)))
+            .unwrap_or_else(|_| "(not hex)".into());
+        out.push(Key {
+            host: h.file_name().unwrap_or_default().to_string_lossy().into(),
+            public_key,
+            fingerprint,
+        });
+    }
+    out
+}
+
+pub(super) fn pct(n: usize, d: usize) -> String {
+    if d == 0 {
+        "n/a".into()
+    } else {
+        format!("{:.1}%", n as f64 * 100.0 / d as f64)
+    }
+}
+
+pub(super) fn of(n: usize, d: usize) -> String {
+    format!("{n} of {d} ({})", pct(n, d))
+}
+
+pub(super) fn count<'a>(it: impl Iterator<Item = &'a str>) -> BTreeMap<String, usize> {
+    let mut m = BTreeMap::new();
+    for k in it {
+        *m.entry(k.to_string()).or_insert(0) += 1;
+    }
+    m
+}
+
+pub(super) fn count_table(caption: &str, head: &'static str, m: BTreeMap<String, usize>) -> Table {
+    let mut rows: Vec<_> = m.into_iter().collect();
+    rows.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    Table {
+        caption: caption.into(),
+        head: vec![head, "rows"],
+        rows: rows
+            .into_iter()
+            .map(|(k, n)| vec![k, n.to_string()])
+            .collect(),
+    }
+}
+
+pub(super) fn samples<'a>(rows: impl Iterator<Item = &'a AuditRow>) -> Vec<Sample> {
+    rows.take(SAMPLES).map(Sample::from).collect()
+}
+
+pub(super) fn fact(k: &str, v: impl ToString) -> (String, String) {
+    (k.to_string(), v.to_string())
+}
+
+pub(super) fn is_exchange(r: &AuditRow) -> bool {
+    EXCHANGE_KINDS.contains(&r.kind.as_str())
+}
+
+pub(super) fn is_deny(r: &AuditRow) -> bool {
+    r.decision.as_deref() == Some("deny") && is_exchange(r)
+}
+
+/// A refusal before any identity was established (401/403 by identity).
+pub(super) fn is_auth_refusal(r: &AuditRow) -> bool {
+    r.kind == "rejected" && r.decided_by.as_deref() == Some("identity")
+}
+
+pub(super) fn auth_code_meaning(code: Option<i32>) -> &'static str {
+    match code {
+        Some(-32087) => "no verified identity (missing or invalid credentials)",
+        Some(-32088) => "token lacks the required scopes",
+        Some(-32089) => "session opened by another identity",
+        Some(-32092) => "issuer keys unavailable",
+        _ => "other",
+    }
+}
+
+/// The evidence from rows already loaded (tests call this directly).
+pub fn from_rows(
+    dir: &Path,
+    period: Period,
+    loaded: Loaded,
+    verify: Verify,
+    keys: Vec<Key>,
+    private_files: (usize, usize),
+) -> NistReport {
+    let rows = &loaded.rows;
+    let ex: Vec<&AuditRow> = rows.iter().filter(|r| is_exchange(r)).collect();
+    let controls = vec![
+        ac3(&ex),
+        ac6(rows, &ex),
+        au2(rows),
+        au3(&ex),
+        au9(&verify, &keys, private_files, &loaded),
+        au10(&verify, &ex),
+        au12(rows),
+        ia2(&ex),
+        sc8(rows),
+    ];
+    NistReport {
+        dir: dir.display().to_string(),
+        period,
+        generated_us: crate::pipeline::event::now_us(),
+        rows: rows.len(),
+        files_read: loaded.files_read,
+        files_skipped: loaded.files_skipped,
+        pending_wal_segments: loaded.pending_wal_segments,
+        verify,
+        keys,
+        controls,
+    }
+}
