@@ -6,6 +6,7 @@
 //!   demo    setup, build, run the agent against a real MCP server in a
 //!           network namespace, show what it saw
 
+mod package;
 mod peers;
 mod setup;
 
@@ -39,16 +40,18 @@ fn main() -> Result<()> {
             // The scenario lives beside the e2e harness it shares.
             run(&mut Command::new(bin_dir().join("mcp-demo")))
         }
+        "package" => package::package(rest),
         _ => {
             eprintln!(
-                "usage: cargo xtask <setup|build|test|demo>\n\
+                "usage: cargo xtask <setup|build|test|demo|bench|package>\n\
                  \n  setup  install what the build and tests need (idempotent)\
                  \n  build  build the agent (eBPF object embedded) and test peers\
                  \n  test   setup, fmt, clippy, build, unit and end-to-end tests\
                  \n         (extra arguments go to cargo nextest)\
                  \n  demo   run the agent against a real MCP server in a netns\
                  \n  bench  direct vs nginx vs the agent, one run (release build);\
-                 \n         --quick: a short smoke run on the dev build"
+                 \n         --quick: a short smoke run on the dev build\
+                 \n  package  build the .deb in target/package (--dev: of the dev build)"
             );
             if cmd == "help" {
                 Ok(())
