@@ -173,10 +173,13 @@ impl Uploader {
         if cfg.bucket.is_empty() {
             return Err(UploadError::Config("bucket is empty".into()));
         }
+        // A SHA-256 checksum on every PUT and part: S3 checks the bytes it
+        // stores, and buckets with Object Lock refuse uploads without one.
         let mut b = b
             .with_bucket_name(&cfg.bucket)
             .with_region(&cfg.region)
-            .with_retry(request_retry());
+            .with_retry(request_retry())
+            .with_checksum_algorithm(object_store::aws::Checksum::SHA256);
         if let Some(ep) = &cfg.endpoint {
             let http = ep.starts_with("http://");
             if !http && !ep.starts_with("https://") {
