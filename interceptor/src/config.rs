@@ -267,6 +267,9 @@ pub struct Http {
     /// Largest single server message: a JSON response body or one SSE
     /// event, bytes (502, or the stream is cut with an error event).
     pub max_message: usize,
+    /// Most messages in one JSON-RPC batch (400, -32600). Batches exist
+    /// only in protocol 2025-03-26; each message is decided and recorded.
+    pub max_batch: usize,
     /// Largest request head, bytes (431).
     pub max_header_bytes: usize,
     /// Most request header fields (431).
@@ -288,6 +291,7 @@ impl Default for Http {
         Self {
             max_request_body: 4 << 20,
             max_message: 16 << 20,
+            max_batch: 100,
             max_header_bytes: 64 << 10,
             max_headers: 100,
             header_read_timeout_ms: 10_000,

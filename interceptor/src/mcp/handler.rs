@@ -293,6 +293,14 @@ impl McpHandler {
                 return self.reject(&origin, StatusCode::BAD_REQUEST, err, bytes.len() as u64);
             }
         };
+        if body.messages().len() > ctx.http.max_batch {
+            let e = json!({ "code": -32600, "message": format!(
+                "a batch of {} messages is more than http.max_batch ({})",
+                body.messages().len(),
+                ctx.http.max_batch
+            ) });
+            return self.reject(&origin, StatusCode::BAD_REQUEST, e, bytes.len() as u64);
+        }
         if transport == Transport::Stateless
             && let Err(err) = stateless::check(&parts.headers, &body)
         {

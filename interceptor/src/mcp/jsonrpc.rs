@@ -144,7 +144,13 @@ fn classify(value: Value) -> Result<Message, ParseError> {
     if obj.get("jsonrpc").and_then(Value::as_str) != Some("2.0") {
         return Err(ParseError::Invalid("\"jsonrpc\" must be \"2.0\"".into()));
     }
-    let id_ok = |id: &Value| matches!(id, Value::String(_) | Value::Number(_));
+    // MCP: "Requests MUST include a string or integer ID". A fractional
+    // or huge float id would pair differently at each peer.
+    let id_ok = |id: &Value| match id {
+        Value::String(_) => true,
+        Value::Number(n) => n.is_i64() || n.is_u64(),
+        _ => false,
+    };
     let kind = if let Some(method) = obj.get("method") {
         if !method.is_string() {
             return Err(ParseError::Invalid("\"method\" must be a string".into()));
@@ -161,7 +167,7 @@ fn classify(value: Value) -> Result<Message, ParseError> {
             Some(id) if id_ok(id) => Kind::Request,
             Some(_) => {
                 return Err(ParseError::Invalid(
-                    "\"id\" must be a string or number".into(),
+                    "\"id\" must be a string or an integer".into(),
                 ));
             }
         }
@@ -174,7 +180,7 @@ fn classify(value: Value) -> Result<Message, ParseError> {
             Some(id) if id_ok(id) || (id.is_null() && obj.contains_key("error")) => {}
             _ => {
                 return Err(ParseError::Invalid(
-                    "a response needs a string or number \"id\"".into(),
+                    "a response needs a string or integer \"id\"".into(),
                 ));
             }
         }
