@@ -6,6 +6,7 @@
 //!   demo    setup, build, run the agent against a real MCP server in a
 //!           network namespace, show what it saw
 
+mod fuzz;
 mod package;
 mod peers;
 mod setup;
@@ -41,9 +42,10 @@ fn main() -> Result<()> {
             run(&mut Command::new(bin_dir().join("mcp-demo")))
         }
         "package" => package::package(rest),
+        "fuzz" => fuzz::run(rest),
         _ => {
             eprintln!(
-                "usage: cargo xtask <setup|build|test|demo|bench|package>\n\
+                "usage: cargo xtask <setup|build|test|demo|bench|package|fuzz>\n\
                  \n  setup  install what the build and tests need (idempotent)\
                  \n  build  build the agent (eBPF object embedded) and test peers\
                  \n  test   setup, fmt, clippy, build, unit and end-to-end tests\
@@ -51,7 +53,8 @@ fn main() -> Result<()> {
                  \n  demo   run the agent against a real MCP server in a netns\
                  \n  bench  direct vs nginx vs the agent, one run (release build);\
                  \n         --quick: a short smoke run on the dev build\
-                 \n  package  build the .deb in target/package (--dev: of the dev build)"
+                 \n  package  build the .deb in target/package (--dev: of the dev build)\
+                 \n  fuzz   [--seconds N] [TARGET...] run the fuzz targets, N s each (600)"
             );
             if cmd == "help" {
                 Ok(())
@@ -142,6 +145,7 @@ fn test(extra: &[String]) -> Result<()> {
         ])
         .args(extra);
     run(&mut nextest)?;
+    fuzz::smoke()?;
     // The bench must keep working: a short smoke run on the dev build
     // (numbers are not looked at).
     run(Command::new(bin_dir().join("mcp-bench")).args([

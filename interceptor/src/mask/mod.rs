@@ -458,7 +458,40 @@ impl Profile {
 
     /// Masks `text`; in an object key (`in_key`) a dropped value is
     /// redacted instead, so the entry keeps a name.
+    ///
+    /// Masking is idempotent: the audit masks answers again, and an answer
+    /// already masked with the default profile is not scanned twice, so
+    /// what comes out must hold nothing a detector takes. A value can
+    /// become one only once a neighbour is masked: it overlapped a hit that
+    /// won (`-----BEGIN PRIVATE KEY-----_@e.co`), or was refused for what
+    /// touched it (`+19201448)1@l.co`: the number ran on into the address).
+    /// So a text that had something masked is masked again until nothing
+    /// changes, at most `MAX_PASSES` times in all, which bounds what a
+    /// crafted chain costs; a text with nothing to mask takes one pass.
+    /// Not after `partial`, whose output still looks like what it masked
+    /// (`*o@e.io`): masking that again would star what it means to show.
     pub(crate) fn apply(&self, text: &str, counts: &mut Counts, in_key: bool) -> Option<Masked> {
+        const MAX_PASSES: usize = 8;
+        let (mut out, mut partial) = match self.apply_once(text, counts, in_key)? {
+            (Masked::Text(t), partial) => (t, partial),
+            (Masked::Gone, _) => return Some(Masked::Gone),
+        };
+        for _ in 1..MAX_PASSES {
+            if partial {
+                break;
+            }
+            match self.apply_once(&out, counts, in_key) {
+                None => break,
+                Some((Masked::Text(t), p)) => (out, partial) = (t, p),
+                Some((Masked::Gone, _)) => return Some(Masked::Gone),
+            }
+        }
+        Some(Masked::Text(out))
+    }
+
+    /// One pass of [`Profile::apply`], and whether it masked a value with
+    /// `partial`.
+    fn apply_once(&self, text: &str, counts: &mut Counts, in_key: bool) -> Option<(Masked, bool)> {
         let hits = self.hits(text);
         let strategy = |h: &Hit| match self.dets[h.det as usize].strategy {
             Strategy::Drop if in_key => Strategy::Redact,
@@ -468,22 +501,25 @@ impl Profile {
             [] => return None,
             [h] if h.start == 0 && h.end == text.len() && strategy(h) == Strategy::Drop => {
                 bump(counts, &self.dets[h.det as usize].name);
-                return Some(Masked::Gone);
+                return Some((Masked::Gone, false));
             }
             _ => {}
         }
         let mut out = String::with_capacity(text.len());
         let mut at = 0;
+        let mut partial = false;
         for h in &hits {
             let d = &self.dets[h.det as usize];
             out.push_str(&text[at..h.start]);
             let value = &text[h.start..h.end];
-            strategy::render(&mut out, strategy(h), &d.name, &d.label, value, &self.hmac);
+            let s = strategy(h);
+            partial |= s == Strategy::Partial;
+            strategy::render(&mut out, s, &d.name, &d.label, value, &self.hmac);
             bump(counts, &d.name);
             at = h.end;
         }
         out.push_str(&text[at..]);
-        Some(Masked::Text(out))
+        Some((Masked::Text(out), partial))
     }
 
     /// Whether `key` is one of the profile's key names (case-insensitive,

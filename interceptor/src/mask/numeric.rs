@@ -136,6 +136,12 @@ pub(crate) fn scan(text: &str, det_of: &[u32; 12], out: &mut Vec<Hit>) {
             continue;
         }
         let run = measure(t, start);
+        let lead = start > 0 && matches!(t[start - 1], b'+' | b'(');
+        let from = if lead { start - 1 } else { start };
+        // Right after a number taken here ("+15000007+10000000"), judge the
+        // start as it reads once that number is masked (`[PHONE]+1...`):
+        // a second pass (the audit's) must find nothing new.
+        let after_hit = lead && out.last().is_some_and(|h| h.end == from);
         let mut push = |k: Kind, s: usize, e: usize| {
             out.push(Hit {
                 start: s,
@@ -158,12 +164,10 @@ pub(crate) fn scan(text: &str, det_of: &[u32; 12], out: &mut Vec<Hit>) {
                 }
             }
         }
-        let lead = start > 0 && matches!(t[start - 1], b'+' | b'(');
-        let from = if lead { start - 1 } else { start };
         if det(Kind::Phone) != NONE && (run.nanp || (t[from] == b'+' && run.digits >= 8)) {
             for m in p.phone.find_iter(&text[from..run.end]) {
                 let (s, e) = (from + m.start(), from + m.end());
-                if phone_ok(t, s, e) {
+                if phone_ok(t, s, e, after_hit && s == from) {
                     push(Kind::Phone, s, e);
                 }
             }
@@ -333,8 +337,10 @@ fn ssn_ok(m: &[u8]) -> bool {
     area != b"000" && area != b"666" && area[0] != b'9' && group != b"00" && serial != b"0000"
 }
 
-fn phone_ok(t: &[u8], s: usize, e: usize) -> bool {
-    if !num_start_ok(t, s) || !num_end_ok(t, e) {
+/// `after_hit`: `s` is right after another hit, so its left side will be
+/// a replacement, not the digit it is now.
+fn phone_ok(t: &[u8], s: usize, e: usize, after_hit: bool) -> bool {
+    if !(after_hit || num_start_ok(t, s)) || !num_end_ok(t, e) {
         return false;
     }
     let m = &t[s..e];

@@ -116,6 +116,20 @@ fn phone() {
     );
 }
 
+/// Fuzz (mask target): the second number was refused for following a
+/// digit, then taken by the audit's pass once the first read `[PHONE]`.
+/// A chain is taken in one pass (re-masking is bounded, see `apply`).
+#[test]
+fn phones_chained_without_separators_are_taken_in_one_pass() {
+    let p = &["phone"];
+    let chain = "+15000007+10000000+10000000+10000000+10000000+10000000+10000000+10000000+10000000";
+    assert_eq!(standard().profile(None).hits(chain).len(), 9);
+    positive(p, chain, &"[PHONE]".repeat(9));
+    positive(p, "415-555-2671(415) 555-2671", "[PHONE][PHONE]");
+    // A number that is not taken still keeps a `+` after it from being one.
+    negative(p, &["1.0.0+20130313144700", "12345678+15000007"]);
+}
+
 #[test]
 fn card() {
     let p = &["card"];
@@ -860,6 +874,30 @@ fn masking_is_idempotent() {
     let text = "a@b.co 4111 1111 1111 1111 078-05-1120 +1 415-555-2671 DE89 3704 0044 0532 0130 00";
     let once = p.mask_str(text, &mut Counts::new()).expect("masked");
     assert_eq!(p.mask_str(&once, &mut Counts::new()), None, "{once}");
+}
+
+/// Fuzz (mask target): values a first pass could not take because of a
+/// neighbour it masked (overlapped by a hit that won, or refused for what
+/// touched them) are masked by the same call, so masking again (the
+/// audit's pass) changes nothing.
+#[test]
+fn values_exposed_by_masking_a_neighbour_are_masked_too() {
+    for (text, want) in [
+        ("-----BEGIN PRIVATE KEY-----_@e.co", "[PRIVATE_KEY][EMAIL]"),
+        ("+19201448)1@l.co", "[PHONE])[EMAIL]"),
+        (
+            "mail a@b.co+15000007+10000000 now",
+            "mail [EMAIL][PHONE][PHONE] now",
+        ),
+    ] {
+        assert_eq!(m(text).as_deref(), Some(want), "{text}");
+        assert_eq!(m(want), None, "{want}");
+    }
+    let mut v = json!({"k": "-----BEGIN PRIVATE KEY-----_@e.co"});
+    let mut c = Counts::new();
+    assert!(standard().profile(None).mask_json(&mut v, &mut c));
+    assert_eq!(v, json!({"k": "[PRIVATE_KEY][EMAIL]"}));
+    assert_eq!((c.get("private_key"), c.get("email")), (Some(&1), Some(&1)));
 }
 
 #[test]
