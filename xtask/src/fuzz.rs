@@ -192,16 +192,21 @@ fn run_target(root: &Path, target: &str, seconds: u64) -> Result<Report> {
     let stderr = child.stderr.take().context("fuzzer stderr")?;
     let mut report = Report::default();
     let mut crash_output = false;
-    for line in BufReader::new(stderr).lines() {
+    // Lossy: a crash report may quote the input's bytes.
+    for line in BufReader::new(stderr).split(b'\n') {
         let line = line.context("reading fuzzer output")?;
+        let line = String::from_utf8_lossy(&line);
         writeln!(log, "{line}")?;
         parse_line(&line, &mut report);
         crash_output |= line.contains("ERROR: libFuzzer")
             || line.contains("ERROR: AddressSanitizer")
             || line.contains("panicked at");
-        // New-unit lines are many and say little; the rest is shown.
-        let noisy = line.starts_with('#')
-            && matches!(line.split_whitespace().nth(1), Some("NEW" | "REDUCE"));
+        // New units, new functions and the recommended dictionary are
+        // many lines that say little; the rest is shown.
+        let noisy = (line.starts_with('#')
+            && matches!(line.split_whitespace().nth(1), Some("NEW" | "REDUCE")))
+            || line.trim_start().starts_with("NEW_FUNC")
+            || (line.starts_with('"') && line.contains("# Uses:"));
         if !noisy {
             eprintln!("{line}");
         }
