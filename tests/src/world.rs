@@ -105,6 +105,59 @@ pub fn post_mcp(ns: &NetNs, body: Value, headers: &[String]) -> RawResponse {
     post_in(ns, addr, "/mcp", body.to_string().as_bytes(), &refs)
 }
 
+/// A token of the issuer's key for `sub` in `groups`, for this world's
+/// audience, valid for ten minutes.
+pub fn token(issuer: &Issuer, sub: &str, groups: &[&str]) -> String {
+    issuer.mint(
+        json!({"iss": issuer.url, "aud": CLIENT, "sub": sub, "groups": groups,
+               "iat": now(), "exp": now() + 600}),
+        Value::Null,
+        "key",
+    )
+}
+
+/// One `Connection: close` POST to the MCP endpoint with a bearer token
+/// and, in a session, its id; read to the end (bounded by `limit`).
+pub fn post_session(
+    ns: &NetNs,
+    token: &str,
+    sid: Option<&str>,
+    body: &Value,
+    limit: std::time::Duration,
+) -> RawResponse {
+    let body = body.to_string();
+    let mut req = format!(
+        "POST /mcp HTTP/1.1\r\nHost: mcp.test\r\nAuthorization: Bearer {token}\r\n\
+         Content-Type: application/json\r\nAccept: application/json, text/event-stream\r\n\
+         MCP-Protocol-Version: 2025-06-18\r\nContent-Length: {}\r\nConnection: close\r\n",
+        body.len()
+    );
+    if let Some(s) = sid {
+        req.push_str(&format!("Mcp-Session-Id: {s}\r\n"));
+    }
+    req.push_str("\r\n");
+    req.push_str(&body);
+    let addr = SocketAddr::from(([127, 0, 0, 1], 8080));
+    crate::http::in_netns(ns, move || {
+        crate::http::exchange(addr, &[req.as_bytes()], std::time::Duration::ZERO, limit)
+    })
+}
+
+/// The JSON-RPC messages of an answer, JSON body or SSE events.
+pub fn messages(r: &RawResponse) -> Vec<Value> {
+    let text = String::from_utf8_lossy(&r.body);
+    if let Ok(v) = serde_json::from_str::<Value>(&text) {
+        return match v {
+            Value::Array(a) => a,
+            v => vec![v],
+        };
+    }
+    text.lines()
+        .filter_map(|l| l.strip_prefix("data:"))
+        .filter_map(|d| serde_json::from_str(d.trim()).ok())
+        .collect()
+}
+
 /// An ID token for `sub` from the authorization-code flow.
 pub fn id_token(issuer: &Issuer, sub: &str, scope: &str) -> String {
     issuer.login(sub, CLIENT, scope, None)["id_token"]

@@ -18,10 +18,9 @@ use std::{
 use mcp_interceptor_tests::{
     auditq, bin,
     http::{RawResponse, exchange, in_netns, initialize},
-    oidc::Issuer,
     proc::run_in,
     require_root, wait_for,
-    world::{CLIENT, URL, World, now},
+    world::{URL, World, messages, post_session, token},
 };
 use serde_json::{Value, json};
 
@@ -72,15 +71,6 @@ fn sections(dir: &Path, hold_timeout: u64) -> String {
          [[admin.local_users]]\nuser = \"root\"\nsubject = \"bob\"\ngroups = [\"oncall\", \"security\"]\n",
         policy.display(),
         dir.join("admin.sock").display()
-    )
-}
-
-fn token(issuer: &Issuer, sub: &str, groups: &[&str]) -> String {
-    issuer.mint(
-        json!({"iss": issuer.url, "aud": CLIENT, "sub": sub, "groups": groups,
-               "iat": now(), "exp": now() + 600}),
-        Value::Null,
-        "key",
     )
 }
 
@@ -166,27 +156,7 @@ impl Session {
     }
 
     fn post(w: &World, token: &str, sid: Option<&str>, body: Value) -> RawResponse {
-        let body = body.to_string();
-        let mut req = format!(
-            "POST /mcp HTTP/1.1\r\nHost: mcp.test\r\nAuthorization: Bearer {token}\r\n\
-             Content-Type: application/json\r\nAccept: application/json, text/event-stream\r\n\
-             MCP-Protocol-Version: 2025-06-18\r\nContent-Length: {}\r\nConnection: close\r\n",
-            body.len()
-        );
-        if let Some(s) = sid {
-            req.push_str(&format!("Mcp-Session-Id: {s}\r\n"));
-        }
-        req.push_str("\r\n");
-        req.push_str(&body);
-        let addr: SocketAddr = "127.0.0.1:8080".parse().unwrap();
-        in_netns(&w.ns, move || {
-            exchange(
-                addr,
-                &[req.as_bytes()],
-                Duration::ZERO,
-                Duration::from_secs(20),
-            )
-        })
+        post_session(&w.ns, token, sid, &body, Duration::from_secs(20))
     }
 
     /// tools/call; returns the raw answer and the JSON-RPC message for `id`.
@@ -214,21 +184,6 @@ impl Session {
             .unwrap_or_else(|| panic!("no answer to {id}: {}", String::from_utf8_lossy(&r.body)));
         (r, msg)
     }
-}
-
-/// The JSON-RPC messages of an answer, JSON or SSE.
-fn messages(r: &RawResponse) -> Vec<Value> {
-    let text = String::from_utf8_lossy(&r.body);
-    if let Ok(v) = serde_json::from_str::<Value>(&text) {
-        return match v {
-            Value::Array(a) => a,
-            v => vec![v],
-        };
-    }
-    text.lines()
-        .filter_map(|l| l.strip_prefix("data:"))
-        .filter_map(|d| serde_json::from_str(d.trim()).ok())
-        .collect()
 }
 
 /// Waits for `n` pending approvals and returns them.

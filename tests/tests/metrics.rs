@@ -14,9 +14,9 @@ use mcp_interceptor_tests::{
     http::{RawResponse, exchange, in_netns},
     peer::call_with,
     require_root,
-    world::{CLIENT, URL, World, now},
+    world::{URL, World, token},
 };
-use serde_json::{Value, json};
+use serde_json::json;
 
 const POLICY: &str = r#"
 @id("session")
@@ -59,12 +59,7 @@ fn metrics_count_requests_decisions_audit_and_steering() {
             dir.join("admin.sock").display()
         )
     });
-    let token = w.issuer.mint(
-        json!({"iss": w.issuer.url, "aud": CLIENT, "sub": "alice", "groups": ["dev"],
-               "iat": now(), "exp": now() + 600}),
-        Value::Null,
-        "key",
-    );
+    let token = token(&w.issuer, "alice", &["dev"]);
     for i in 0..3 {
         let c = call_with(
             w.ns.name(),

@@ -4,29 +4,19 @@
 //! Parquet the stopped agent left).
 
 use std::{
-    net::SocketAddr,
     sync::atomic::{AtomicBool, Ordering},
     time::Duration,
 };
 
 use mcp_interceptor_tests::{
     auditq,
-    http::{exchange, in_netns, initialize},
+    http::initialize,
     require_root,
-    world::{CLIENT, World, now},
+    world::{World, messages, post_session, token},
 };
 use serde_json::{Value, json};
 
 const THREADS: usize = 4;
-
-fn token(w: &World) -> String {
-    w.issuer.mint(
-        json!({"iss": w.issuer.url, "aud": CLIENT, "sub": "alice", "groups": ["dev"],
-               "iat": now(), "exp": now() + 600}),
-        Value::Null,
-        "key",
-    )
-}
 
 /// One POST on a new connection; the JSON-RPC message answering `id`
 /// (JSON or SSE), or `None` when the request failed.
@@ -37,39 +27,14 @@ fn post(
     body: &Value,
     id: Option<i64>,
 ) -> Option<(String, Value)> {
-    let body = body.to_string();
-    let mut req = format!(
-        "POST /mcp HTTP/1.1\r\nHost: mcp.test\r\nAuthorization: Bearer {token}\r\n\
-         Content-Type: application/json\r\nAccept: application/json, text/event-stream\r\n\
-         MCP-Protocol-Version: 2025-06-18\r\nContent-Length: {}\r\nConnection: close\r\n",
-        body.len()
-    );
-    if let Some(s) = sid {
-        req.push_str(&format!("Mcp-Session-Id: {s}\r\n"));
-    }
-    req.push_str("\r\n");
-    req.push_str(&body);
-    let addr: SocketAddr = "127.0.0.1:8080".parse().unwrap();
-    let r = in_netns(&w.ns, move || {
-        std::panic::catch_unwind(|| {
-            exchange(
-                addr,
-                &[req.as_bytes()],
-                Duration::ZERO,
-                Duration::from_secs(5),
-            )
-        })
-        .ok()
-    })?;
-    let text = String::from_utf8_lossy(&r.body).into_owned();
+    // The connection fails once the stopping agent stops answering.
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        post_session(&w.ns, token, sid, body, Duration::from_secs(5))
+    }))
+    .ok()?;
     let msg = match id {
         None => Value::Null,
-        Some(id) => text
-            .lines()
-            .filter_map(|l| l.strip_prefix("data:"))
-            .chain(std::iter::once(text.as_str()))
-            .filter_map(|d| serde_json::from_str::<Value>(d.trim()).ok())
-            .find(|m| m["id"] == id)?,
+        Some(id) => messages(&r).into_iter().find(|m| m["id"] == id)?,
     };
     Some((r.head, msg))
 }
@@ -108,7 +73,7 @@ fn echo(w: &World, token: &str, sid: &str, id: i64, text: &str) -> Option<String
 fn reloads_under_traffic_drop_no_request() {
     require_root();
     let mut w = World::new("opsreload");
-    let token = token(&w);
+    let token = token(&w.issuer, "alice", &["dev"]);
     let pid = w.agent.proc().pid() as i32;
     let done = AtomicBool::new(false);
     let answered = std::thread::scope(|scope| {
@@ -158,7 +123,7 @@ fn reloads_under_traffic_drop_no_request() {
 fn graceful_stop_drains_and_loses_no_audit_row() {
     require_root();
     let mut w = World::new("opsstop");
-    let token = token(&w);
+    let token = token(&w.issuer, "alice", &["dev"]);
     let pid = w.agent.proc().pid() as i32;
     let answered: Vec<String> = std::thread::scope(|scope| {
         let workers: Vec<_> = (0..THREADS)

@@ -8,11 +8,10 @@ use std::time::Duration;
 use mcp_interceptor_tests::{
     bin,
     http::RawResponse,
-    oidc::Issuer,
     peer::call_with,
     proc::run_in,
     require_root, wait_for,
-    world::{CLIENT, URL, World, bearer, now, post_mcp},
+    world::{URL, World, bearer, post_mcp, token},
 };
 use serde_json::{Value, json};
 
@@ -48,16 +47,6 @@ fn policy_sections(dir: &std::path::Path, on_change: &str) -> String {
          [[policy.budgets]]\ntool = \"add\"\nper_minute = 1\nburst = 2\n",
         file.display(),
         dir.join("pins.json").display()
-    )
-}
-
-/// A token of the issuer's key for `sub` in `groups`.
-fn token(issuer: &Issuer, sub: &str, groups: &[&str]) -> String {
-    issuer.mint(
-        json!({"iss": issuer.url, "aud": CLIENT, "sub": sub, "groups": groups,
-               "iat": now(), "exp": now() + 600}),
-        Value::Null,
-        "key",
     )
 }
 

@@ -7,10 +7,8 @@ use std::{path::Path, time::Duration};
 
 use interceptor::audit::wal::hour_of;
 use mcp_interceptor_tests::{
-    TempDir,
-    oidc::Issuer,
-    require_root, run_in,
-    world::{CLIENT, World, echo, now, post_mcp},
+    TempDir, require_root, run_in,
+    world::{World, echo, now, post_mcp, token},
 };
 use serde_json::{Value, json};
 
@@ -38,15 +36,6 @@ fn policy(dir: &Path) -> String {
         "[policy]\nfiles = [\"{}\"]\npins_file = \"{}\"\n",
         file.display(),
         dir.join("pins.json").display()
-    )
-}
-
-fn token(issuer: &Issuer, sub: &str, groups: &[&str]) -> String {
-    issuer.mint(
-        json!({"iss": issuer.url, "aud": CLIENT, "sub": sub, "groups": groups,
-               "iat": now(), "exp": now() + 600}),
-        Value::Null,
-        "key",
     )
 }
 
