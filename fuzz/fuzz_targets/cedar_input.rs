@@ -165,6 +165,24 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(d) = policies().decide(&input) {
         if d.effect != Effect::Deny {
             assert!(!d.policies.is_empty(), "allowed by no policy: {d:?}");
+            // The guards must hold on what the server will act on: the raw
+            // text (commands) and the resolved path (files).
+            if let (Some(Value::Object(args)), "tools/call") = (&input.arguments, method) {
+                let arg = |k: &str| args.get(k).and_then(Value::as_str).unwrap_or_default();
+                if input.server == "shell" {
+                    let c = arg("command");
+                    for bad in ["rm -rf /", "| sh", "| bash", "/etc/shadow"] {
+                        assert!(!c.contains(bad), "shell guard passed {c:?}: {d:?}");
+                    }
+                }
+                let path = arg("path");
+                if input.server == "files" && path.starts_with('/') {
+                    assert!(
+                        normalize(path).starts_with("/srv/data/"),
+                        "files guard passed {path:?}: {d:?}"
+                    );
+                }
+            }
         }
         // A policy that errors is skipped by Cedar: for a forbid rule that
         // would be a hole. The examples are written so none can.

@@ -23,6 +23,10 @@ pub struct Policy {
     /// state directory, `/var/lib/mcp-interceptor` by default).
     pub pins_file: Option<PathBuf>,
     pub on_tool_change: OnToolChange,
+    /// Tool and prompt names outside the MCP character set (ASCII letters,
+    /// digits, `_-./:`) are refused before policy: a look-alike or an
+    /// invisible character would otherwise be judged as another tool.
+    pub strict_names: bool,
 }
 
 impl Default for Policy {
@@ -34,6 +38,7 @@ impl Default for Policy {
             budgets: Vec::new(),
             pins_file: None,
             on_tool_change: OnToolChange::default(),
+            strict_names: true,
         }
     }
 }

@@ -86,7 +86,7 @@ pub fn scope_uids(
         "tools/call" => uid("Mcp::Tool", &target)?,
         "prompts/get" => uid("Mcp::Prompt", &target)?,
         "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
-            uid("Mcp::Resource", &target)?
+            uid("Mcp::Resource", &resource_uri(&target)?)?
         }
         _ => server.clone(),
     };
@@ -124,12 +124,12 @@ pub fn cedar(input: &Input) -> Result<(Request, Entities), PolicyError> {
     entities.push(Entity::new(server.clone(), server_attrs, HashSet::new()).map_err(|e| err(&e))?);
     let action = input.action();
     let target = input.target.clone().unwrap_or_default();
-    let tags = || -> HashMap<String, RestrictedExpression> {
+    let tags = || -> Result<HashMap<String, RestrictedExpression>, PolicyError> {
         let mut t = HashMap::new();
         if let Some(a) = &input.arguments {
-            flatten("", a, &mut t);
+            flatten("", a, &mut t)?;
         }
-        t
+        Ok(t)
     };
     let parents = HashSet::from([server.clone()]);
     let resource = match action {
@@ -142,13 +142,14 @@ pub fn cedar(input: &Input) -> Result<(Request, Entities), PolicyError> {
             let r = uid(ty, &target)?;
             let attrs = HashMap::from([("name".to_string(), s(&target))]);
             entities.push(
-                Entity::new_with_tags(r.clone(), attrs, parents, tags()).map_err(|e| err(&e))?,
+                Entity::new_with_tags(r.clone(), attrs, parents, tags()?).map_err(|e| err(&e))?,
             );
             r
         }
         "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
-            let r = uid("Mcp::Resource", &target)?;
-            let attrs = HashMap::from([("uri".to_string(), s(&target))]);
+            let uri = resource_uri(&target)?;
+            let r = uid("Mcp::Resource", &uri)?;
+            let attrs = HashMap::from([("uri".to_string(), s(&uri))]);
             entities.push(Entity::new(r.clone(), attrs, parents).map_err(|e| err(&e))?);
             r
         }
@@ -220,8 +221,15 @@ fn hour_weekday(unix: i64) -> (i64, i64) {
     (hour, weekday)
 }
 
-/// Arguments as tags: dotted paths to string values.
-fn flatten(prefix: &str, v: &Value, out: &mut HashMap<String, RestrictedExpression>) {
+/// Arguments as tags: dotted paths to string values. Two arguments that
+/// flatten to one tag (`{"a.b": 1, "a": {"b": 2}}`, or an empty key) are
+/// refused: whichever won, a policy would judge a value the server may not
+/// use.
+fn flatten(
+    prefix: &str,
+    v: &Value,
+    out: &mut HashMap<String, RestrictedExpression>,
+) -> Result<(), PolicyError> {
     let key = |k: &str| {
         if prefix.is_empty() {
             k.to_string()
@@ -229,32 +237,62 @@ fn flatten(prefix: &str, v: &Value, out: &mut HashMap<String, RestrictedExpressi
             format!("{prefix}.{k}")
         }
     };
+    let mut put = |value: String| {
+        if out
+            .insert(prefix.to_string(), RestrictedExpression::new_string(value))
+            .is_some()
+        {
+            return Err(PolicyError::Input(format!(
+                "two arguments flatten to the same name {prefix:?}; rename one \
+                 (argument names may not be empty or collide through dots)"
+            )));
+        }
+        Ok(())
+    };
     match v {
         Value::Object(m) => {
             for (k, v) in m {
-                flatten(&key(k), v, out);
+                flatten(&key(k), v, out)?;
             }
         }
         Value::Array(a) => {
             for (i, v) in a.iter().enumerate() {
-                flatten(&key(&i.to_string()), v, out);
+                flatten(&key(&i.to_string()), v, out)?;
             }
         }
-        Value::String(s) if !prefix.is_empty() => {
-            out.insert(
-                prefix.to_string(),
-                RestrictedExpression::new_string(normalize(s)),
-            );
-        }
+        Value::String(s) if !prefix.is_empty() => put(path_tag(prefix, s)?)?,
         Value::Null => {}
-        other if !prefix.is_empty() => {
-            out.insert(
-                prefix.to_string(),
-                RestrictedExpression::new_string(other.to_string()),
-            );
-        }
+        other if !prefix.is_empty() => put(other.to_string())?,
         _ => {}
     }
+    Ok(())
+}
+
+/// The tag value of a string argument. A plain absolute path is normalized
+/// (a prefix check must see where `..` leads). A string that is more than a
+/// path (spaces, shell operators, control characters) keeps its raw text,
+/// so a substring guard still sees all of it; if such a string also walks
+/// up with `..`, neither form is safe for both kinds of guard, and it is
+/// refused.
+fn path_tag(name: &str, s: &str) -> Result<String, PolicyError> {
+    let path = s.strip_prefix("file://").unwrap_or(s);
+    if !path.starts_with('/') {
+        return Ok(s.to_string());
+    }
+    let plain = !path
+        .chars()
+        .any(|c| c.is_whitespace() || c.is_control() || "|;&$<>`()'\"\\".contains(c));
+    if plain {
+        return Ok(normalize(s));
+    }
+    if path.split('/').any(|seg| seg == "..") {
+        return Err(PolicyError::Input(format!(
+            "argument {name:?} is an absolute path with \"..\" and spaces or shell \
+             characters; refused because policy cannot judge it both as a path \
+             and as text"
+        )));
+    }
+    Ok(s.to_string())
 }
 
 /// Absolute paths (and `file://` URIs) resolved lexically, so `..` cannot
@@ -285,15 +323,142 @@ pub fn normalize(s: &str) -> String {
     format!("{scheme}/{}{trailing}", parts.join("/"))
 }
 
+/// A resource URI as policy sees it: percent-escapes decoded once (as the
+/// server will), the scheme lowercased, and for a hierarchical URI
+/// (`scheme://authority/path`) the path resolved lexically like an
+/// argument path. So `file:///srv/data/%2e%2e/..%2fetc/passwd` is judged as
+/// `file:///etc/passwd`. Control characters (NUL included) and escapes that
+/// do not decode to UTF-8 are refused.
+pub fn resource_uri(uri: &str) -> Result<String, PolicyError> {
+    let bad = |why: &str| PolicyError::Input(format!("resource URI {uri:?} {why}"));
+    let decoded = percent_decode(uri).ok_or_else(|| bad("has an escape that is not UTF-8"))?;
+    if decoded.chars().any(char::is_control) {
+        return Err(bad("contains a control character"));
+    }
+    let Some((scheme, rest)) = decoded.split_once("://") else {
+        return Ok(decoded);
+    };
+    let scheme_ok = scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+        && scheme
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c));
+    if !scheme_ok {
+        return Ok(decoded);
+    }
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let (path, tail) = path.split_at(path.find(['?', '#']).unwrap_or(path.len()));
+    let path = if path.is_empty() {
+        String::new()
+    } else {
+        normalize(path)
+    };
+    Ok(format!(
+        "{}://{authority}{path}{tail}",
+        scheme.to_ascii_lowercase()
+    ))
+}
+
+/// One pass of `%XX` decoding; `None` if the bytes are not UTF-8. A `%`
+/// not followed by two hex digits stays as it is.
+fn percent_decode(s: &str) -> Option<String> {
+    if !s.contains('%') {
+        return Some(s.to_string());
+    }
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |c: u8| (c as char).to_digit(16);
+        match (
+            b[i],
+            b.get(i + 1).copied().and_then(hex),
+            b.get(i + 2).copied().and_then(hex),
+        ) {
+            (b'%', Some(h), Some(l)) => {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+            }
+            (c, _, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
 const SQL_KEYWORDS: &[&str] = &[
-    "select", "insert", "update", "delete", "merge", "upsert", "replace", "create", "alter",
-    "drop", "truncate", "rename", "grant", "revoke", "with", "explain", "show", "describe",
-    "pragma", "attach", "detach", "copy", "call", "exec", "execute", "set", "begin", "commit",
-    "rollback", "vacuum", "analyze",
+    "select",
+    "insert",
+    "update",
+    "delete",
+    "merge",
+    "upsert",
+    "replace",
+    "create",
+    "alter",
+    "drop",
+    "truncate",
+    "rename",
+    "grant",
+    "revoke",
+    "with",
+    "explain",
+    "show",
+    "describe",
+    "pragma",
+    "attach",
+    "detach",
+    "copy",
+    "call",
+    "exec",
+    "execute",
+    "set",
+    "begin",
+    "commit",
+    "rollback",
+    "vacuum",
+    "analyze",
+    "do",
+    "lock",
+    "load",
+    "prepare",
+    "declare",
+    "listen",
+    "notify",
+    "reindex",
+    "cluster",
+    "comment",
+    "security",
+    "import",
+    "refresh",
+    "reset",
+    "savepoint",
+    "release",
+    "start",
+    "end",
+    "abort",
+    "use",
+    "values",
+    "table",
+    "discard",
+];
+
+/// Words that mark a statement as SQL wherever they appear in it: what a
+/// statement with an unknown first word is judged by.
+const SQL_MARKERS: &[&str] = &[
+    "select", "insert", "update", "delete", "drop", "create", "alter", "truncate", "grant",
+    "revoke", "exec", "execute", "begin", "commit", "perform", "into", "from", "table",
 ];
 
 /// The first keyword of every SQL statement in any string argument (after
 /// comments), lowercased. `SELECT 1; DROP TABLE t` gives {select, drop}.
+///
+/// A statement whose first word is not a known keyword but which carries
+/// SQL words elsewhere (`FOO $$ ... EXECUTE 'DROP ...' $$`) gives "other",
+/// so a policy that lists the kinds it allows refuses it. Plain prose with
+/// no SQL words gives nothing; prose that happens to contain one may give
+/// "other": for a guard on a database tool, that errs towards refusing.
 pub fn sql_kinds(args: &Value) -> BTreeSet<String> {
     let mut out = BTreeSet::new();
     let mut strings = Vec::new();
@@ -308,11 +473,14 @@ pub fn sql_kinds(args: &Value) -> BTreeSet<String> {
                 .to_ascii_lowercase();
             if SQL_KEYWORDS.contains(&first.as_str()) {
                 out.insert(first);
+            } else if stmt
+                .split(|c: char| !c.is_ascii_alphanumeric() && c != '_')
+                .any(|w| SQL_MARKERS.iter().any(|m| w.eq_ignore_ascii_case(m)))
+            {
+                out.insert("other".to_string());
             }
         }
     }
-    // A lone word such as "show" or "set" in free text is not SQL: count
-    // it only when the text looks like a statement or other kinds agree.
     out
 }
 

@@ -20,6 +20,7 @@
 pub mod budget;
 pub mod explain;
 pub mod input;
+pub mod names;
 pub mod phase;
 pub mod pins;
 
@@ -412,5 +413,7 @@ fn render(e: &dyn std::fmt::Display) -> String {
     e.to_string().replace('\n', " ")
 }
 
+#[cfg(test)]
+mod bypass_tests;
 #[cfg(test)]
 mod tests;

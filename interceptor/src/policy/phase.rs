@@ -6,7 +6,11 @@ use std::sync::{Arc, RwLock};
 
 use serde_json::{Value, json};
 
-use super::{Input, Policies, budget::Budgets};
+use super::{
+    Input, Policies,
+    budget::Budgets,
+    names::{self, CODE_INVALID_NAME, Known},
+};
 use crate::{
     config::Config,
     mcp::jsonrpc::{Kind, Message},
@@ -40,6 +44,9 @@ pub struct PolicyPhase {
     /// Set when an approvals stage follows: an `@approval` decision is
     /// then passed on to it instead of refused here.
     approvals: Option<Arc<dyn Grants>>,
+    /// Tool and prompt names the servers listed: what a case variant is
+    /// told apart from.
+    known: Known,
 }
 
 impl PolicyPhase {
@@ -49,6 +56,7 @@ impl PolicyPhase {
             policies,
             cfg,
             approvals: None,
+            known: Known::default(),
         }
     }
 
@@ -98,6 +106,40 @@ impl PolicyPhase {
                 errors: vec![e.to_string()],
             }
         })
+    }
+
+    /// A tool or prompt name policy cannot judge as written: outside the
+    /// MCP character set, or a case variant of a name the server listed.
+    fn check_name(
+        &self,
+        ctx: &MessageCtx<'_>,
+        method: &str,
+        name: Option<&str>,
+    ) -> Option<Verdict> {
+        let kind = match method {
+            "tools/call" => "tools",
+            "prompts/get" => "prompts",
+            _ => return None,
+        };
+        let name = name?;
+        let why = if self.cfg.policy.strict_names {
+            names::check(name).err()
+        } else {
+            None
+        };
+        let why = why.or_else(|| {
+            let server = super::pins::server_key(&self.cfg, ctx.conn.orig_dst.port());
+            self.known.case_variant(&server, kind, name).map(|listed| {
+                format!(
+                    "{name:?} is not listed by the server, {listed:?} is; names are case-sensitive"
+                )
+            })
+        })?;
+        tracing::info!(conn = ctx.conn.id, method, name = %name.escape_default(), reason = %why, "name refused before policy");
+        Some(Verdict::Deny(json!({
+            "code": CODE_INVALID_NAME,
+            "message": format!("invalid {} name: {why}", &kind[..kind.len() - 1]),
+        })))
     }
 
     fn refusal(&self, d: &Decision, method: &str) -> Verdict {
@@ -189,6 +231,9 @@ impl Phase for PolicyPhase {
         }
         let method = msg.method().unwrap_or_default();
         let target = msg.target().map(str::to_owned);
+        if let Some(refusal) = self.check_name(ctx, method, target.as_deref()) {
+            return refusal;
+        }
         let Some(input) = self.input(ctx, method, target.clone(), arguments_of(msg), false) else {
             return Verdict::Deny(
                 json!({ "code": CODE_POLICY_DENIED, "message": "denied: no identity" }),
@@ -257,6 +302,11 @@ impl Phase for PolicyPhase {
         else {
             return;
         };
+        if list != "resources" {
+            let server = super::pins::server_key(&self.cfg, ctx.conn.orig_dst.port());
+            let names = items.iter().filter_map(|i| i.get(key)?.as_str());
+            self.known.learn(&server, list, names);
+        }
         let before = items.len();
         let kept: Vec<Value> = items
             .iter()

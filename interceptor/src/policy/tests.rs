@@ -4,7 +4,7 @@ use serde_json::json;
 
 use super::*;
 
-fn input(subject: &str, groups: &[&str], method: &str, target: Option<&str>) -> Input {
+pub(super) fn input(subject: &str, groups: &[&str], method: &str, target: Option<&str>) -> Input {
     Input {
         subject: subject.into(),
         groups: groups.iter().map(|g| g.to_string()).collect(),
@@ -30,7 +30,7 @@ fn input(subject: &str, groups: &[&str], method: &str, target: Option<&str>) -> 
     }
 }
 
-fn examples() -> Policies {
+pub(super) fn examples() -> Policies {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/policy/examples");
     Policies::load(&[dir]).expect("deploy/policy/examples must load and validate")
 }

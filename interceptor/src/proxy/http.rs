@@ -128,14 +128,19 @@ pub(super) fn raw_error(status: u16, reason: &str, code: i64, message: &str) -> 
 /// Headers that describe one hop, never forwarded (RFC 9110 7.6.1), plus
 /// the framing hyper sets itself for the body it sends.
 pub fn strip_hop_headers(h: &mut HeaderMap) {
-    if let Some(conn) = h
-        .get(header::CONNECTION)
-        .and_then(|v| v.to_str().ok())
+    // Every Connection header counts (RFC 9110 7.6.1): a second line must
+    // not smuggle a hop-by-hop header through to the server.
+    let named: Vec<String> = h
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
         .map(str::to_owned)
-    {
-        for name in conn.split(',').map(str::trim).filter(|n| !n.is_empty()) {
-            h.remove(name);
-        }
+        .collect();
+    for name in named {
+        h.remove(name.as_str());
     }
     for name in [
         header::CONNECTION,
@@ -216,3 +221,24 @@ pub const CODE_UPSTREAM_TIMEOUT: i64 = -32082;
 pub const CODE_REQUEST_TIMEOUT: i64 = -32083;
 pub const CODE_SERVER_MESSAGE_TOO_LARGE: i64 = -32085;
 pub const CODE_TLS_REQUIRED: i64 = -32090;
+
+#[cfg(test)]
+mod tests {
+    use http::{HeaderMap, HeaderValue};
+
+    use super::strip_hop_headers;
+
+    #[test]
+    fn every_connection_header_names_hop_headers() {
+        let mut h = HeaderMap::new();
+        h.append("connection", HeaderValue::from_static("keep-alive"));
+        h.append("connection", HeaderValue::from_static("x-hop, x-other"));
+        for (n, v) in [("x-hop", "1"), ("x-other", "2"), ("x-end", "3")] {
+            h.insert(n, HeaderValue::from_static(v));
+        }
+        h.insert("te", HeaderValue::from_static("trailers"));
+        strip_hop_headers(&mut h);
+        let left: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
+        assert_eq!(left, ["x-end"]);
+    }
+}
