@@ -11,7 +11,7 @@
 use std::{
     net::SocketAddr,
     path::{Path, PathBuf},
-    sync::Arc,
+    sync::{Arc, RwLock},
     time::Duration,
 };
 
@@ -90,6 +90,9 @@ pub enum AgentError {
 struct Stages {
     approvals: Arc<Approvals>,
     metrics: Arc<Metrics>,
+    /// How approvals mask what they store; replaced on reload so a changed
+    /// `[mask]` applies to them as it does to the audit.
+    approval_mask: Arc<RwLock<crate::approval::MaskFn>>,
 }
 
 /// The phases for a config, in pipeline order. The audit comes first so
@@ -197,11 +200,21 @@ pub async fn run(config_path: PathBuf, cfg: Config) -> Result<(), AgentError> {
         None
     };
     let policies = policy_watch::empty();
-    let approvals = Approvals::open(&cfg, audit.clone(), approval_mask(&cfg)?)?;
+    let mask_cell = Arc::new(RwLock::new(approval_mask(&cfg)?));
+    let current_mask = mask_cell.clone();
+    let mask: crate::approval::MaskFn = Arc::new(move |v: &serde_json::Value| {
+        let f = current_mask
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        f(v)
+    });
+    let approvals = Approvals::open(&cfg, audit.clone(), mask)?;
     approvals.spawn_sweeper();
     let stages = Stages {
         approvals: approvals.clone(),
         metrics: Arc::new(Metrics::default()),
+        approval_mask: mask_cell,
     };
     let (first, mut handler, loaded) = serving(
         Arc::new(cfg.clone()),
@@ -405,6 +418,13 @@ async fn reload(
     if new.audit != old.audit {
         tracing::warn!("audit settings changed; they apply at the next restart");
     }
+    let next_mask = match approval_mask(&new) {
+        Ok(m) => m,
+        Err(e) => {
+            tracing::error!(error = %e, "reload rejected; keeping the running config");
+            return None;
+        }
+    };
     let (next, next_handler, loaded) = match serving(
         Arc::new(new.clone()),
         Some(handler),
@@ -427,6 +447,10 @@ async fn reload(
         return None;
     }
     policy_watch::install(policies, loaded, audit);
+    *stages
+        .approval_mask
+        .write()
+        .unwrap_or_else(|p| p.into_inner()) = next_mask;
     tracing::info!(
         ports = ?new.intercept.ports.iter().map(|r| r.port).collect::<Vec<_>>(),
         "config reloaded"
