@@ -128,6 +128,11 @@ pub struct OidcIssuer {
     /// The JWKS is refetched in the background after this long.
     #[serde(default = "default_jwks_max_age")]
     pub jwks_max_age_seconds: u64,
+    /// While refetches fail, keys past `jwks_max_age_seconds` are still
+    /// trusted this much longer (HTTP's max-stale); then the issuer's tokens
+    /// are refused (503) until a refetch succeeds.
+    #[serde(default = "default_jwks_max_stale")]
+    pub jwks_max_stale_seconds: u64,
 }
 
 fn default_algorithms() -> Vec<String> {
@@ -150,6 +155,13 @@ fn default_jwks_min_refresh() -> u64 {
     10
 }
 fn default_jwks_max_age() -> u64 {
+    3600
+}
+/// One hour past max-age: an outage of the issuer alone outlasts no token
+/// issued before it (access tokens rarely live longer than an hour), and a
+/// key the issuer withdrew stays trusted at most two hours after it was
+/// last fetched, even for someone who can also cut the agent off from it.
+fn default_jwks_max_stale() -> u64 {
     3600
 }
 

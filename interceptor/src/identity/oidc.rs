@@ -16,7 +16,12 @@
 //! - `iss` exact, `aud` one of the configured audiences, `exp` required,
 //!   `nbf` and `iat` checked, each with the configured skew;
 //! - an unknown `kid` refetches the JWKS at most every
-//!   `jwks_min_refresh_seconds`, so forged kids cannot hammer the issuer.
+//!   `jwks_min_refresh_seconds`, so forged kids cannot hammer the issuer;
+//! - fetched keys are trusted for `jwks_max_age_seconds` plus, while every
+//!   refetch fails, `jwks_max_stale_seconds`; past that the issuer's tokens
+//!   are refused (cached verifications too) until a refetch succeeds, so
+//!   whoever cuts the agent off from the issuer cannot keep a withdrawn
+//!   key trusted for ever (`tests/tests/faults.rs`).
 
 use std::{
     collections::HashMap,
@@ -81,6 +86,10 @@ struct Keys {
     anonymous: Vec<(DecodingKey, Option<Algorithm>)>,
     fetched: Option<Instant>,
     last_attempt: Option<Instant>,
+    /// Why the last fetch failed; cleared by a success. Refusals say it.
+    last_error: Option<String>,
+    /// The stale keys were logged (once per outage).
+    stale_logged: bool,
     jwks_uri: Option<String>,
 }
 
@@ -130,6 +139,9 @@ impl Issuer {
                     Ok(()) => Duration::from_secs(this.cfg.jwks_max_age_seconds.max(1)),
                     Err(e) => {
                         tracing::warn!(issuer = %this.cfg.issuer, error = %e, "issuer keys unavailable; retrying");
+                        if let Err(why) = this.trusted() {
+                            this.note_stale(&why);
+                        }
                         Duration::from_secs(this.cfg.jwks_min_refresh_seconds.clamp(1, 30))
                     }
                 };
@@ -154,6 +166,47 @@ impl Issuer {
         self.keys().fetched.is_some()
     }
 
+    /// How long fetched keys may be used: max-age, then max-stale.
+    fn trust_window(&self) -> Duration {
+        Duration::from_secs(
+            self.cfg
+                .jwks_max_age_seconds
+                .saturating_add(self.cfg.jwks_max_stale_seconds),
+        )
+    }
+
+    /// `Err(why)` when no key may be used: none fetched yet, or fetched
+    /// longer ago than the trust window (no refetch succeeded since).
+    fn trusted(&self) -> Result<(), String> {
+        let k = self.keys();
+        let cause = k
+            .last_error
+            .as_deref()
+            .unwrap_or("the refetch has not completed");
+        match k.fetched {
+            None => Err(format!("no keys fetched yet: {cause}")),
+            Some(t) if t.elapsed() > self.trust_window() => Err(format!(
+                "cached keys are stale (fetched {}s ago; jwks_max_age_seconds + \
+                 jwks_max_stale_seconds = {}s) and the issuer is unreachable: {cause}",
+                t.elapsed().as_secs(),
+                self.trust_window().as_secs()
+            )),
+            Some(_) => Ok(()),
+        }
+    }
+
+    /// Logs once per outage that keys we had are no longer trusted (an
+    /// issuer never reached is logged by every failed retry already).
+    fn note_stale(&self, why: &str) {
+        let mut k = self.keys.write().unwrap_or_else(|p| p.into_inner());
+        if k.fetched.is_none() || k.stale_logged {
+            return;
+        }
+        k.stale_logged = true;
+        drop(k);
+        tracing::warn!(issuer = %self.cfg.issuer, error = why, "issuer keys are stale and the issuer is unreachable: its tokens are refused until the keys can be fetched");
+    }
+
     async fn get_json(&self, url: &str) -> Result<Value, FetchError> {
         let resp = self
             .http
@@ -161,7 +214,7 @@ impl Issuer {
             .header("accept", "application/json")
             .send()
             .await
-            .map_err(|e| FetchError(format!("GET {url}: {e}")))?;
+            .map_err(|e| FetchError(format!("GET {url}: {}", with_causes(&e))))?;
         let status = resp.status();
         if !status.is_success() {
             return Err(FetchError(format!("GET {url}: HTTP {status}")));
@@ -186,6 +239,18 @@ impl Issuer {
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .last_attempt = Some(Instant::now());
+        let result = self.fetch_keys().await;
+        if let Err(e) = &result {
+            self.keys
+                .write()
+                .unwrap_or_else(|p| p.into_inner())
+                .last_error = Some(e.0.clone());
+        }
+        result
+    }
+
+    /// Discovery (unless known) and the JWKS; installs the new key set.
+    async fn fetch_keys(&self) -> Result<(), FetchError> {
         let known = self.keys().jwks_uri.clone();
         let jwks_uri = match (&self.cfg.jwks_url, known) {
             (Some(u), _) => u.clone(),
@@ -207,6 +272,11 @@ impl Issuer {
         k.anonymous = anonymous;
         k.fetched = Some(Instant::now());
         k.jwks_uri = Some(jwks_uri);
+        k.last_error = None;
+        if std::mem::take(&mut k.stale_logged) {
+            drop(k);
+            tracing::info!(issuer = %self.cfg.issuer, "issuer reachable again: its tokens are accepted");
+        }
         Ok(())
     }
 
@@ -240,6 +310,17 @@ impl Issuer {
         token: &str,
         header: &JwtHeader,
     ) -> Result<Arc<Verified>, VerifyError> {
+        let alg = self.algorithm(&header.alg)?;
+        // Before the cache of verified tokens: stale keys vouch for none.
+        if self.trusted().is_err() {
+            if let Err(e) = self.refetch(false).await {
+                tracing::debug!(issuer = %self.cfg.issuer, error = %e, "JWKS not refetched");
+            }
+            if let Err(why) = self.trusted() {
+                self.note_stale(&why);
+                return Err(VerifyError::Unavailable(why));
+            }
+        }
         let now = jsonwebtoken::get_current_timestamp();
         if let Some((v, exp)) = self
             .verified
@@ -249,12 +330,6 @@ impl Issuer {
             && now < exp + self.cfg.leeway_seconds
         {
             return Ok(v.clone());
-        }
-        let alg = self.algorithm(&header.alg)?;
-        if !self.has_keys() {
-            self.refetch(false)
-                .await
-                .map_err(|e| VerifyError::Unavailable(e.0))?;
         }
         let key = match self.key_for(header, alg) {
             Some(k) => k,
@@ -462,6 +537,18 @@ fn parse_jwks(
         }
     }
     (by_kid, anonymous)
+}
+
+/// An error and its sources: reqwest's own message omits the cause
+/// ("connection refused"), which is what an operator needs.
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut next = e.source();
+    while let Some(cause) = next {
+        out.push_str(&format!(": {cause}"));
+        next = cause.source();
+    }
+    out
 }
 
 /// A claim at a dotted path (`realm_access.roles`).

@@ -496,6 +496,8 @@ impl McpHandler {
             max_message: ctx.http.max_message,
             first_byte_us: (origin.http_method == "POST").then(now_us),
             reply,
+            answer_timeout: (origin.http_method == "POST")
+                .then(|| Duration::from_millis(ctx.http.upstream_response_timeout_ms)),
         };
         if ctype.starts_with("text/event-stream") {
             parts.headers.remove(header::CONTENT_LENGTH);

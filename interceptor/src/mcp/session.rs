@@ -150,6 +150,15 @@ impl Sessions {
         }
     }
 
+    /// Whether a server request under `key` (sampling, elicitation) still
+    /// waits for the client, which may take a human's time.
+    pub fn server_waiting(&self, key: &str) -> bool {
+        self.lock()
+            .sessions
+            .get(key)
+            .is_some_and(|s| !s.server_pending.is_empty())
+    }
+
     /// Takes every unanswered client request under `key` with one of `ids`.
     pub fn take_unanswered(&self, key: &str, ids: &[String]) -> Vec<ExchangeEvent> {
         let mut inner = self.lock();

@@ -44,7 +44,15 @@ pub struct State {
     /// Answers a server request upstream on the client's behalf (when a
     /// phase refused it): (path?query, session id, JSON-RPC message).
     pub reply: Option<Replier>,
+    /// A POST's SSE answer: longest silence (no server message) while one
+    /// of its requests waits (`http.upstream_response_timeout_ms`). `None`
+    /// on a GET stream, which may idle.
+    pub answer_timeout: Option<Duration>,
 }
+
+/// How often a POST's SSE answer checks whether the client has answered
+/// the server's request it waits on.
+const CLIENT_TURN_POLL: Duration = Duration::from_millis(200);
 
 pub type Replier = Arc<dyn Fn(String, Option<String>, Value) + Send + Sync>;
 
@@ -215,6 +223,36 @@ impl State {
         }
     }
 
+    /// The server sent no message for `quiet`: each request of `expected`
+    /// still waiting gets -32082 as an SSE event and an `unanswered` row.
+    /// `None` when none is waiting.
+    async fn time_out(
+        &self,
+        expected: &[String],
+        quiet: Duration,
+        tx: &mpsc::Sender<Bytes>,
+    ) -> Option<Value> {
+        let pending = self.sessions.take_unanswered(&self.origin.key, expected);
+        if pending.is_empty() {
+            return None;
+        }
+        let error = json!({
+            "code": CODE_UPSTREAM_TIMEOUT,
+            "message": format!(
+                "upstream sent no answer within {quiet:?} (http.upstream_response_timeout_ms)"
+            ),
+        });
+        tracing::warn!(conn = self.origin.conn.id, waiting = pending.len(), error = %error["message"], "upstream answer timed out");
+        for p in &pending {
+            let msg = json!({ "jsonrpc": "2.0", "id": p.jsonrpc_id, "error": error });
+            let _ = tx
+                .send(sse::serialize(Some("message"), None, &msg.to_string()))
+                .await;
+        }
+        exchange::unanswered(&self.pipeline, pending, Some(self.status), error.clone());
+        Some(error)
+    }
+
     /// One SSE event: the legacy `endpoint` announcement, or a message.
     fn on_event(&mut self, ev: sse::Event) -> Bytes {
         if ev.kind() == "endpoint"
@@ -339,8 +377,45 @@ pub fn sse(
         let mut parser = sse::Parser::new(st.max_message);
         let mut end =
             json!({ "code": -32603, "message": "the server's stream ended without a response" });
+        // The 200 head is out, so a server that stops answering cannot get
+        // the client a 504; each waiting request gets -32082 instead, and
+        // the task, the client and the upstream port are freed. Progress
+        // notifications count as an answer; keep-alive comments do not.
+        let quiet = st.answer_timeout.filter(|_| !expected.is_empty());
+        let mut deadline = quiet.map(|q| tokio::time::Instant::now() + q);
+        let mut client_turn = false;
         'read: loop {
-            let frame = match body.frame().await {
+            let next = match deadline {
+                Some(d) => tokio::time::timeout_at(d, body.frame()).await.ok(),
+                None => Some(body.frame().await),
+            };
+            let Some(next) = next else {
+                let quiet = quiet.unwrap_or_default();
+                let now = tokio::time::Instant::now();
+                if st.sessions.server_waiting(&st.origin.key) {
+                    // The server waits on the client (a sampling or
+                    // elicitation answer, perhaps a human's): its silence
+                    // is not a fault. Look again soon; once the client has
+                    // answered, the server gets a whole period.
+                    client_turn = true;
+                    deadline = Some(now + CLIENT_TURN_POLL.min(quiet));
+                    continue;
+                }
+                if std::mem::take(&mut client_turn) {
+                    deadline = Some(now + quiet);
+                    continue;
+                }
+                match st.time_out(&expected, quiet, &tx).await {
+                    Some(error) => {
+                        end = error;
+                        break;
+                    }
+                    // All answered; the server may keep its stream open.
+                    None => deadline = None,
+                }
+                continue;
+            };
+            let frame = match next {
                 None => break,
                 Some(Err(e)) => {
                     tracing::info!(conn = st.origin.conn.id, error = %e, "upstream stream failed");
@@ -355,6 +430,11 @@ pub fn sse(
             match parser.push(&data) {
                 Ok(events) => {
                     for ev in events {
+                        if deadline.is_some()
+                            && ev.data.as_deref().is_some_and(|d| !d.trim().is_empty())
+                        {
+                            deadline = quiet.map(|q| tokio::time::Instant::now() + q);
+                        }
                         let out = st.on_event(ev);
                         if out.is_empty() {
                             continue;

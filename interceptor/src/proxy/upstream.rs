@@ -106,8 +106,9 @@ pub enum UpstreamError {
     /// No connection could be made (refused, unreachable, timed out).
     #[error("cannot connect to upstream {0}: {1}")]
     Connect(SocketAddr, String),
-    /// Connected, but no response head within the limit.
-    #[error("upstream {0} sent no response within {1:?}")]
+    /// Connected (or waiting for a bypass port), but no response head
+    /// within the limit.
+    #[error("upstream {0} sent no response within {1:?} (http.upstream_response_timeout_ms)")]
     Timeout(SocketAddr, Duration),
     /// The exchange failed after connecting.
     #[error("upstream {0}: {1}")]

@@ -36,8 +36,9 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Serve echo, add, lookup_customer, read_file, query, ask_llm and
-    /// set_echo_description over Streamable HTTP until SIGTERM/SIGINT;
+    /// Serve echo, add, lookup_customer, read_file, query, ask_llm,
+    /// set_echo_description, stream_customers and sleep over Streamable
+    /// HTTP until SIGTERM/SIGINT;
     /// prints `listening <addr>` once bound.
     Server(server::ServerArgs),
     /// Initialize, list tools, optionally call one, close; prints one JSON

@@ -63,12 +63,21 @@ pub struct ClientArgs {
     /// "mcp-peer"). Without it such requests get "method not found".
     #[arg(long, value_name = "TEXT")]
     sampling_reply: Option<String>,
+    /// Wait this long before each sampling answer (a human in the loop).
+    #[arg(
+        long,
+        value_name = "MS",
+        default_value_t = 0,
+        requires = "sampling_reply"
+    )]
+    sampling_delay_ms: u64,
 }
 
 /// The client side of a session: answers sampling requests when told to,
 /// and counts them either way so a test can tell none arrived.
 struct PeerClient {
     sampling_reply: Option<String>,
+    sampling_delay: Duration,
     sampling_requests: Arc<AtomicUsize>,
 }
 
@@ -85,6 +94,7 @@ impl ClientHandler for PeerClient {
         use rmcp::model::{CreateMessageRequestMethod, CreateMessageResult, SamplingMessage};
 
         self.sampling_requests.fetch_add(1, Ordering::Relaxed);
+        tokio::time::sleep(self.sampling_delay).await;
         match &self.sampling_reply {
             Some(text) => Ok(CreateMessageResult::new(
                 SamplingMessage::assistant_text(text.clone()),
@@ -185,6 +195,7 @@ pub async fn run(args: ClientArgs) -> Result<Value> {
 
     let handler = PeerClient {
         sampling_reply: args.sampling_reply,
+        sampling_delay: Duration::from_millis(args.sampling_delay_ms),
         sampling_requests: Arc::default(),
     };
     tokio::time::timeout(

@@ -30,6 +30,10 @@ const SAMPLING_TIMEOUT: Duration = Duration::from_secs(10);
 /// events, small enough that a typo cannot flood the session.
 const STREAM_MAX: u32 = 20;
 
+/// Upper bound on `sleep`: longer than any proxy timeout a test sets,
+/// short enough that a forgotten call cannot hold a test for long.
+const SLEEP_MAX_MS: u64 = 60_000;
+
 /// State shared by every session of one server process.
 #[derive(Debug, Default)]
 pub struct Shared {
@@ -87,6 +91,13 @@ struct StreamArgs {
 
 fn default_stream_prefix() -> String {
     "s".into()
+}
+
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+struct SleepArgs {
+    /// How long to wait before answering, 0 to 60000 ms.
+    #[schemars(range(max = SLEEP_MAX_MS))]
+    ms: u64,
 }
 
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
@@ -185,6 +196,20 @@ impl PeerServer {
         Ok(format!("streamed {count} records"))
     }
 
+    // A slow upstream for timeout tests: the answer (and, on the JSON
+    // path, the response head) comes only after `ms`.
+    #[tool(description = "Wait the given number of milliseconds, then answer")]
+    async fn sleep(
+        &self,
+        Parameters(SleepArgs { ms }): Parameters<SleepArgs>,
+    ) -> Result<String, String> {
+        if ms > SLEEP_MAX_MS {
+            return Err(format!("ms must be at most {SLEEP_MAX_MS}, got {ms}"));
+        }
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+        Ok(format!("slept {ms} ms"))
+    }
+
     #[tool(description = "Change the description tools/list reports for echo")]
     async fn set_echo_description(
         &self,
@@ -270,7 +295,7 @@ impl ServerHandler for PeerServer {
             .with_server_info(Implementation::new("mcp-peer", env!("CARGO_PKG_VERSION")))
             .with_instructions(
                 "Test peer for mcp-interceptor: echo, add, lookup_customer, read_file, query, \
-                 ask_llm, set_echo_description, stream_customers.",
+                 ask_llm, set_echo_description, stream_customers, sleep.",
             )
     }
 
