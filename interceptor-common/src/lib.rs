@@ -15,6 +15,9 @@ pub const MAP_SOCKETS: &str = "MCPI_SOCKETS";
 pub const MAP_COUNTERS: &str = "MCPI_COUNTERS";
 /// One [`Settings`] record at index 0.
 pub const MAP_SETTINGS: &str = "MCPI_SETTINGS";
+/// Kernel-side failures, per CPU: `u32` index ([`ERR_ASSIGN`],
+/// [`ERR_COUNTERS_FULL`]) `-> u64` count. Pinned, so counts outlive agents.
+pub const MAP_ERRORS: &str = "MCPI_ERRORS";
 /// Name of the program in the object file.
 pub const PROGRAM_NAME: &str = "mcpi_steer";
 
@@ -23,8 +26,20 @@ pub const SLOT_V4: u32 = 0;
 /// SockMap slot of the IPv6 proxy listener.
 pub const SLOT_V6: u32 = 1;
 
-/// Capacity of the steering table and of the counters map.
+/// Capacity of the steering table and of the counters map, as this build
+/// creates them. A pinned map keeps the size it was created with, so user
+/// space reads the real capacity from the kernel, not from here.
 pub const MAX_RULES: u32 = 1024;
+
+/// A registered proxy socket that `bpf_sk_assign` refused (wrong state,
+/// protocol or family): the connection was dropped whatever the fail mode,
+/// since the agent is up and only a broken setup gets here.
+pub const ERR_ASSIGN: u32 = 0;
+/// A steered port with no counter entry that could not get one because
+/// `MCPI_COUNTERS` is full: that connection's outcome went uncounted.
+pub const ERR_COUNTERS_FULL: u32 = 1;
+/// Number of slots in `MCPI_ERRORS`.
+pub const ERR_SLOTS: u32 = 2;
 
 /// `DestKey::family` for a rule that matches every destination address.
 pub const FAMILY_ANY: u8 = 0;

@@ -10,8 +10,20 @@
 //! 1. not TCP, or destination not in `MCPI_PORTS`: pass (not ours);
 //! 2. the agent's own upstream (source port in the bypass range *and* source
 //!    address == destination address): pass to the real server;
-//! 3. proxy socket registered: assign it (steered);
+//! 3. proxy socket registered: assign it (steered); if the kernel refuses
+//!    it, drop and count the error (the agent is up, the setup is broken:
+//!    failing open here would be a bypass);
 //! 4. none registered: drop (fail closed) or pass (fail open) per settings.
+//!
+//! Failures that would otherwise be silent go to `MCPI_ERRORS`, which
+//! `doctor`, `status` and `/metrics` read: a refused assign, and a port
+//! whose counter entry could not be created because `MCPI_COUNTERS` is full.
+//!
+//! During a restart the old and the new link are both attached for a few
+//! system calls, so two instances of this program run for one lookup; both
+//! read the same pinned maps. The second sees the socket the first chose:
+//! it assigns the same one again (`BPF_SK_LOOKUP_F_REPLACE`, else the
+//! kernel answers EEXIST) and does not count the connection twice.
 //!
 //! The maps are pinned by name, so the same table, counters and settings
 //! survive an agent restart, and a pinned link keeps this program attached
@@ -24,16 +36,18 @@ use core::{cell::UnsafeCell, ptr::read_volatile};
 use aya_ebpf::{
     EbpfContext,
     bindings::{
-        bpf_map_def, bpf_map_type::BPF_MAP_TYPE_SOCKMAP, sk_action::SK_DROP, sk_action::SK_PASS,
+        BPF_NOEXIST, BPF_SK_LOOKUP_F_REPLACE, bpf_map_def, bpf_map_type::BPF_MAP_TYPE_SOCKMAP,
+        sk_action::SK_DROP, sk_action::SK_PASS,
     },
     helpers::{bpf_map_lookup_elem, bpf_sk_assign, bpf_sk_release},
     macros::{map, sk_lookup},
-    maps::{Array, HashMap, PerCpuHashMap},
+    maps::{Array, HashMap, PerCpuArray, PerCpuHashMap},
     programs::SkLookupContext,
 };
 use aya_log_ebpf::warn;
 use interceptor_common::{
-    DestKey, DestRule, FAMILY_V4, FAMILY_V6, MAX_RULES, PortCounters, SLOT_V4, SLOT_V6, Settings,
+    DestKey, DestRule, ERR_ASSIGN, ERR_COUNTERS_FULL, ERR_SLOTS, FAMILY_V4, FAMILY_V6, MAX_RULES,
+    PortCounters, SLOT_V4, SLOT_V6, Settings,
 };
 
 const AF_INET: u32 = 2;
@@ -64,19 +78,32 @@ static SOCKETS: SockMap64 = SockMap64(UnsafeCell::new(bpf_map_def {
     pinning: 1, // by name, under the loader's pin directory
 }));
 
+/// What assigning the proxy socket of one slot came to.
+enum Assign {
+    Done,
+    /// The slot is empty: no agent (or none for this family).
+    NoSocket,
+    /// The kernel refused the registered socket (negative errno).
+    Refused(i64),
+}
+
 impl SockMap64 {
     #[inline(always)]
-    fn assign(&self, ctx: &SkLookupContext, slot: u32) -> Result<(), i64> {
+    fn assign(&self, ctx: &SkLookupContext, slot: u32) -> Assign {
         // SAFETY: lookup in a SOCKMAP returns a referenced socket or null;
         // it is released on every path after the assign.
         unsafe {
             let sk = bpf_map_lookup_elem(self.0.get().cast(), (&slot as *const u32).cast());
             if sk.is_null() {
-                return Err(-2);
+                return Assign::NoSocket;
             }
-            let ret = bpf_sk_assign(ctx.as_ptr().cast(), sk, 0);
+            let ret = bpf_sk_assign(ctx.as_ptr().cast(), sk, BPF_SK_LOOKUP_F_REPLACE as u64);
             bpf_sk_release(sk);
-            if ret == 0 { Ok(()) } else { Err(ret) }
+            if ret == 0 {
+                Assign::Done
+            } else {
+                Assign::Refused(ret)
+            }
         }
     }
 }
@@ -86,6 +113,9 @@ static COUNTERS: PerCpuHashMap<u32, PortCounters> = PerCpuHashMap::pinned(MAX_RU
 
 #[map(name = "MCPI_SETTINGS")]
 static SETTINGS: Array<Settings> = Array::pinned(1, 0);
+
+#[map(name = "MCPI_ERRORS")]
+static ERRORS: PerCpuArray<u64> = PerCpuArray::pinned(ERR_SLOTS, 0);
 
 #[derive(Clone, Copy)]
 enum Outcome {
@@ -170,23 +200,44 @@ fn try_steer(ctx: &SkLookupContext) -> u32 {
     } else {
         SLOT_V6
     };
+    // SAFETY: as above; `sk` is the socket an earlier program selected for
+    // this lookup, or null. Only compared with null, never dereferenced.
+    let chosen_before =
+        unsafe { !read_volatile(&(*l).__bindgen_anon_1.__bindgen_anon_1.sk).is_null() };
     match SOCKETS.assign(ctx, slot) {
-        Ok(()) => {
-            count(port, Outcome::Steered);
+        Assign::Done => {
+            if !chosen_before {
+                count(port, Outcome::Steered);
+            }
             SK_PASS
         }
-        Err(_) if settings.fail_open != 0 => {
-            count(port, Outcome::FailedOpen);
-            SK_PASS
-        }
-        Err(err) => {
-            count(port, Outcome::Dropped);
+        Assign::Refused(err) => {
+            error(ERR_ASSIGN);
             warn!(
                 ctx,
-                "mcp port {} refused: no proxy socket (err {})", port, err
+                "mcp port {} refused: the kernel would not assign the proxy socket (err {})",
+                port,
+                err
             );
             SK_DROP
         }
+        Assign::NoSocket if settings.fail_open != 0 => {
+            count(port, Outcome::FailedOpen);
+            SK_PASS
+        }
+        Assign::NoSocket => {
+            count(port, Outcome::Dropped);
+            warn!(ctx, "mcp port {} refused: no proxy socket", port);
+            SK_DROP
+        }
+    }
+}
+
+#[inline(always)]
+fn error(slot: u32) {
+    if let Some(p) = ERRORS.get_ptr_mut(slot) {
+        // SAFETY: per-CPU value, this CPU's copy; no other writer runs here.
+        unsafe { *p += 1 };
     }
 }
 
@@ -197,12 +248,16 @@ fn count(port: u16, outcome: Outcome) {
         Some(p) => p,
         None => {
             // The agent pre-creates an entry per port; a missing one (port
-            // added by hand to the table) is created here. A race with
-            // another CPU only loses the first increment.
-            let _ = COUNTERS.insert(key, PortCounters::default(), 0);
+            // added by hand to the table) is created here. NOEXIST: another
+            // CPU may have just created it, and its count must stay.
+            let _ = COUNTERS.insert(key, PortCounters::default(), BPF_NOEXIST as u64);
             match COUNTERS.get_ptr_mut(key) {
                 Some(p) => p,
-                None => return,
+                None => {
+                    // The map is full (E2BIG): say so rather than lose it.
+                    error(ERR_COUNTERS_FULL);
+                    return;
+                }
             }
         }
     };

@@ -8,6 +8,7 @@
 use std::{fmt, path::Path};
 
 mod identity;
+mod maps;
 
 use crate::{
     config::{Config, FailMode, Mode},
@@ -111,10 +112,13 @@ pub fn run(path: &Path) -> Vec<Check> {
             format!("{} is not on a bpf filesystem", pin_dir.display()),
             "mount -t bpf bpf /sys/fs/bpf (the agent does this itself when it starts)",
         ));
+        out.extend(maps::checks(&cfg, None));
         return out;
     }
     out.push(ok("bpffs", format!("{}", pin_dir.display())));
-    out.extend(pinned(&cfg, pin_dir));
+    let state = pins::read(pin_dir);
+    out.extend(pinned(&cfg, pin_dir, &state));
+    out.extend(maps::checks(&cfg, state.as_ref().ok()));
     out
 }
 
@@ -218,10 +222,14 @@ fn unprivileged_ports(cfg: &Config) -> Check {
     }
 }
 
-fn pinned(cfg: &Config, pin_dir: &Path) -> Vec<Check> {
+fn pinned(
+    cfg: &Config,
+    pin_dir: &Path,
+    state: &Result<pins::State, steer::SteerError>,
+) -> Vec<Check> {
     let mut out = Vec::new();
     let ports: Vec<u16> = cfg.intercept.ports.iter().map(|r| r.port).collect();
-    let state = match pins::read(pin_dir) {
+    let state = match state {
         Ok(s) => s,
         Err(e) => {
             out.push(fail(
@@ -284,13 +292,16 @@ fn pinned(cfg: &Config, pin_dir: &Path) -> Vec<Check> {
             )
         });
     }
-    let want: Vec<pins::Rule> = steer::desired_keys(&cfg.intercept)
+    let mut want: Vec<pins::Rule> = steer::desired_keys(&cfg.intercept)
         .into_iter()
         .map(|k| pins::Rule {
             port: k.0.port,
             address: steer::key_addr(&k.0),
         })
         .collect();
+    // Both in address order: the key order of `desired_keys` compares
+    // address words as integers, which is not address order.
+    want.sort_by_key(|r| (r.port, r.address));
     let mut have = state.rules.clone();
     have.sort_by_key(|r| (r.port, r.address));
     out.push(if have == want {
@@ -298,7 +309,13 @@ fn pinned(cfg: &Config, pin_dir: &Path) -> Vec<Check> {
     } else {
         fail(
             "rules",
-            format!("kernel table {have:?} differs from config {want:?}"),
+            format!(
+                "kernel table ({} rule(s)) differs from config ({}): missing {}; extra {}",
+                have.len(),
+                want.len(),
+                sample(want.iter().filter(|r| !have.contains(r))),
+                sample(have.iter().filter(|r| !want.contains(r))),
+            ),
             "reload the agent: systemctl reload mcp-interceptor (SIGHUP)",
         )
     });
@@ -326,4 +343,19 @@ fn pinned(cfg: &Config, pin_dir: &Path) -> Vec<Check> {
         ));
     }
     out
+}
+
+/// A few rules and how many in all: a table of a thousand stays readable.
+fn sample<'a>(rules: impl Iterator<Item = &'a pins::Rule>) -> String {
+    let all: Vec<String> = rules
+        .map(|r| match r.address {
+            Some(a) => format!("{a} port {}", r.port),
+            None => format!("port {}", r.port),
+        })
+        .collect();
+    match all.len() {
+        0 => "none".into(),
+        n if n <= 5 => all.join(", "),
+        n => format!("{} and {} more", all[..5].join(", "), n - 5),
+    }
 }

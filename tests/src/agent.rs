@@ -243,6 +243,86 @@ impl Agent {
         });
     }
 
+    /// Rewrites the config and sends SIGHUP to an agent that must refuse
+    /// it; waits for the refusal and returns its log line.
+    pub fn reload_refused(&mut self, ns: &NetNs, intercept_keys: &str, tables: &str) -> String {
+        let refusals = |log: &str| -> Vec<String> {
+            log.lines()
+                .filter(|l| l.contains("reload rejected") || l.contains("reload failed"))
+                .map(str::to_owned)
+                .collect()
+        };
+        let before = refusals(&self.log()).len();
+        self.write_config(ns, intercept_keys, tables);
+        self.proc().signal(libc_sighup());
+        crate::wait_for(
+            "the agent to refuse the reload",
+            Duration::from_secs(10),
+            || refusals(&self.log()).get(before).cloned(),
+        )
+    }
+
+    /// Rewrites the config and starts an agent that must refuse to start:
+    /// waits (bounded) for it to exit non-zero; returns what it printed.
+    pub fn start_refused(&mut self, ns: &NetNs, intercept_keys: &str, tables: &str) -> String {
+        assert!(
+            self.proc.as_mut().is_none_or(|p| p.try_wait().is_some()),
+            "stop the running agent first"
+        );
+        self.write_config(ns, intercept_keys, tables);
+        self.starts += 1;
+        let args = ["run", "--config", &self.config.display().to_string()].map(String::from);
+        let mut p = Proc::spawn_env(
+            &format!("agent{}", self.starts),
+            None,
+            &bin("mcp-interceptor"),
+            &args,
+            &self.dir,
+            &self.env,
+        );
+        let status = crate::wait_for("the agent to give up", Duration::from_secs(20), || {
+            p.try_wait()
+        });
+        let out = format!("{}{}", p.stdout(), p.stderr());
+        assert!(!status.success(), "the agent started:\n{out}");
+        out
+    }
+
+    /// `mcp-interceptor <cmd> --config <this agent's config>` with its
+    /// output through files: `status` and `doctor` of a full steering table
+    /// print more than a pipe holds, and [`run_in`] reads pipes only once
+    /// the child has exited. Bounded like [`Agent::cli`].
+    pub fn cli_large(&self, cmd: &str) -> Output {
+        let (out, err) = (
+            self.dir.join(format!("{cmd}.out")),
+            self.dir.join(format!("{cmd}.err")),
+        );
+        let mut child = std::process::Command::new(bin("mcp-interceptor"))
+            .args([cmd, "--config", &self.config.display().to_string()])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::fs::File::create(&out).expect("stdout file"))
+            .stderr(std::fs::File::create(&err).expect("stderr file"))
+            .spawn()
+            .expect("spawn mcp-interceptor");
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        let waited = loop {
+            if let Some(s) = child.try_wait().ok().flatten() {
+                break s;
+            }
+            if std::time::Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("mcp-interceptor {cmd} did not finish within 60 s");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        Output {
+            status: waited,
+            stdout: std::fs::read(&out).unwrap_or_default(),
+            stderr: std::fs::read(&err).unwrap_or_default(),
+        }
+    }
+
     /// `mcp-interceptor <cmd> --config <this agent's config>`.
     fn cli_config(&self, cmd: &str) -> Output {
         let config = self.config.display().to_string();

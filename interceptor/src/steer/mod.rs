@@ -13,6 +13,7 @@
 
 pub mod bpffs;
 pub mod bypass;
+pub mod capacity;
 pub mod netns;
 pub mod pins;
 mod sockmap;
@@ -69,6 +70,18 @@ pub enum SteerError {
     /// Entering the configured network namespace failed.
     #[error("network namespace {path}: {source}")]
     Netns { path: PathBuf, source: nix::Error },
+    /// The config needs more entries in a fixed-size map than it holds;
+    /// checked before any write, so the maps were left as they were.
+    #[error(
+        "the config needs {need} entries in eBPF map {map}, which holds {capacity}; \
+         refused, the kernel keeps the rules it had. Fix: {fix}"
+    )]
+    Capacity {
+        map: &'static str,
+        need: u32,
+        capacity: u32,
+        fix: &'static str,
+    },
 }
 
 impl SteerError {
@@ -236,8 +249,10 @@ impl Steering {
     }
 
     /// Writes settings and rules for `cfg` (also used on reload): the
-    /// program reads them on its next lookup, no reload needed.
+    /// program reads them on its next lookup, no reload needed. A config
+    /// that does not fit the maps is refused before anything is written.
     pub fn apply(&mut self, cfg: &Intercept) -> Result<(), SteerError> {
+        capacity::check(cfg, |map| capacity::pinned(&self.pin_dir, map))?;
         let settings = settings_for(cfg);
         let mut arr: Array<_, Settings> = Array::try_from(
             self.ebpf

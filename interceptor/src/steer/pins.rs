@@ -4,16 +4,16 @@
 use std::path::{Path, PathBuf};
 
 use aya::{
-    maps::{Array, HashMap, Map, MapData, PerCpuHashMap},
+    maps::{Array, HashMap, Map, MapData, MapError, PerCpuArray, PerCpuHashMap},
     programs::links::{FdLink, PinnedLink},
 };
 use interceptor_common::{
-    DestKey, DestRule, MAP_COUNTERS, MAP_PORTS, MAP_SETTINGS, MAP_SOCKETS, PortCounters, SLOT_V4,
-    SLOT_V6, Settings,
+    DestKey, DestRule, ERR_ASSIGN, ERR_COUNTERS_FULL, MAP_COUNTERS, MAP_ERRORS, MAP_PORTS,
+    MAP_SETTINGS, MAP_SOCKETS, PortCounters, SLOT_V4, SLOT_V6, Settings,
 };
 use serde::Serialize;
 
-use super::{LINK_PIN, SteerError, key_addr, sockmap};
+use super::{LINK_PIN, SteerError, capacity::Usage, key_addr, sockmap};
 
 /// Everything `status` reports, in a form tests and operators can parse.
 #[derive(Debug, Clone, Serialize)]
@@ -32,6 +32,20 @@ pub struct State {
     pub proxy_v6_registered: bool,
     pub rules: Vec<Rule>,
     pub counters: Vec<Counters>,
+    /// Entries in use against capacity, per map that has a fixed size.
+    pub maps: Vec<Usage>,
+    /// `None`: no `MCPI_ERRORS` pinned (maps left by an older agent).
+    pub errors: Option<KernelErrors>,
+}
+
+/// Failures the program counted (since the maps were created).
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq, Default)]
+pub struct KernelErrors {
+    /// Connections dropped because the kernel refused the registered proxy
+    /// socket.
+    pub assign_refused: u64,
+    /// Connection outcomes not counted per port: `MCPI_COUNTERS` was full.
+    pub counters_full: u64,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -63,7 +77,9 @@ pub fn read(pin_dir: &Path) -> Result<State, SteerError> {
             map: MAP_SETTINGS,
             source,
         })?;
-    let ports_map = Map::HashMap(open(pin_dir, MAP_PORTS)?);
+    let ports_data = open(pin_dir, MAP_PORTS)?;
+    let ports_cap = capacity(&ports_data, MAP_PORTS)?;
+    let ports_map = Map::HashMap(ports_data);
     let ports: HashMap<_, DestKey, DestRule> =
         HashMap::try_from(&ports_map).map_err(|source| SteerError::Map {
             map: MAP_PORTS,
@@ -78,7 +94,9 @@ pub fn read(pin_dir: &Path) -> Result<State, SteerError> {
         })
         .collect();
     rules.sort_by_key(|r| (r.port, r.address));
-    let counters = read_counters(&Map::PerCpuHashMap(open(pin_dir, MAP_COUNTERS)?))?
+    let counters_data = open(pin_dir, MAP_COUNTERS)?;
+    let counters_cap = capacity(&counters_data, MAP_COUNTERS)?;
+    let counters: Vec<Counters> = read_counters(&Map::PerCpuHashMap(counters_data))?
         .into_iter()
         .map(|(port, c)| Counters {
             port,
@@ -89,6 +107,7 @@ pub fn read(pin_dir: &Path) -> Result<State, SteerError> {
         })
         .collect();
     let socks = open(pin_dir, MAP_SOCKETS)?;
+    let socks_cap = capacity(&socks, MAP_SOCKETS)?;
     let occupied = |slot| {
         sockmap::occupied(&socks, slot).map_err(|source| SteerError::Io {
             what: "looking up",
@@ -102,6 +121,17 @@ pub fn read(pin_dir: &Path) -> Result<State, SteerError> {
         .map(FdLink::from)
         .and_then(|l| l.info().ok())
         .map_or((0, 0), |i| (i.id(), i.program_id()));
+    let (v4, v6) = (occupied(SLOT_V4)?, occupied(SLOT_V6)?);
+    let usage = |map, entries: usize, capacity| Usage {
+        map,
+        entries: entries as u32,
+        capacity,
+    };
+    let maps = vec![
+        usage(MAP_PORTS, rules.len(), ports_cap),
+        usage(MAP_COUNTERS, counters.len(), counters_cap),
+        usage(MAP_SOCKETS, usize::from(v4) + usize::from(v6), socks_cap),
+    ];
     Ok(State {
         pin_dir: pin_dir.to_path_buf(),
         link_pinned: link_id != 0,
@@ -115,11 +145,48 @@ pub fn read(pin_dir: &Path) -> Result<State, SteerError> {
         bypass_ports: (settings.bypass_port_lo, settings.bypass_port_hi),
         agent_pid: settings.agent_pid,
         agent_alive,
-        proxy_v4_registered: occupied(SLOT_V4)?,
-        proxy_v6_registered: occupied(SLOT_V6)?,
+        proxy_v4_registered: v4,
+        proxy_v6_registered: v6,
         rules,
         counters,
+        maps,
+        errors: read_errors(pin_dir)?,
     })
+}
+
+fn capacity(map: &MapData, name: &'static str) -> Result<u32, SteerError> {
+    map.info()
+        .map(|i| i.max_entries())
+        .map_err(|source| SteerError::Map { map: name, source })
+}
+
+/// The program's error counts summed over CPUs; `None` if not pinned.
+fn read_errors(pin_dir: &Path) -> Result<Option<KernelErrors>, SteerError> {
+    let data = match MapData::from_pin(pin_dir.join(MAP_ERRORS)) {
+        Ok(d) => d,
+        // Only a missing pin means "not there"; anything else is an error.
+        Err(MapError::SyscallError(e)) if e.io_error.kind() == std::io::ErrorKind::NotFound => {
+            return Ok(None);
+        }
+        Err(source) => {
+            return Err(SteerError::Map {
+                map: MAP_ERRORS,
+                source,
+            });
+        }
+    };
+    let err = |source| SteerError::Map {
+        map: MAP_ERRORS,
+        source,
+    };
+    let map = Map::PerCpuArray(data);
+    let errors: PerCpuArray<_, u64> = PerCpuArray::try_from(&map).map_err(err)?;
+    let sum =
+        |slot| -> Result<u64, SteerError> { Ok(errors.get(&slot, 0).map_err(err)?.iter().sum()) };
+    Ok(Some(KernelErrors {
+        assign_refused: sum(ERR_ASSIGN)?,
+        counters_full: sum(ERR_COUNTERS_FULL)?,
+    }))
 }
 
 /// Per-port counters summed over CPUs, sorted by port.

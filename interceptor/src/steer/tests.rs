@@ -2,6 +2,7 @@ use std::net::IpAddr;
 
 use super::*;
 use crate::config::{Config, PortRule};
+use capacity::{check, needs};
 
 #[test]
 fn dest_key_matches_kernel_byte_order() {
@@ -68,4 +69,67 @@ fn settings_carry_fail_mode_and_bypass() {
         (1, 800, 810)
     );
     assert_eq!(s.agent_pid, std::process::id());
+}
+
+fn rule(port: u16, addresses: usize) -> PortRule {
+    PortRule {
+        port,
+        addresses: (0..addresses)
+            .map(|i| std::net::Ipv4Addr::from(0x0a00_0000 + i as u32).into())
+            .collect(),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn needs_count_address_pairs_and_distinct_ports() {
+    let mut cfg = Config::default().intercept;
+    cfg.ports = vec![rule(1, 0), rule(2, 3), rule(3, 1)];
+    assert_eq!(needs(&cfg), [(MAP_PORTS, 5), (MAP_COUNTERS, 3)]);
+}
+
+#[test]
+fn a_config_that_fits_exactly_passes_and_one_more_is_refused() {
+    let mut cfg = Config::default().intercept;
+    cfg.ports = vec![rule(8080, 1023), rule(8081, 0)];
+    check(&cfg, |_| Ok(1024)).expect("1024 rules fit in 1024");
+    cfg.ports.push(rule(8082, 0));
+    let err = check(&cfg, |_| Ok(1024)).unwrap_err();
+    let text = err.to_string();
+    assert!(
+        matches!(
+            err,
+            SteerError::Capacity {
+                map: MAP_PORTS,
+                need: 1025,
+                capacity: 1024,
+                ..
+            }
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("MCPI_PORTS") && text.contains("1024") && text.contains("addresses"),
+        "names the map, its size and the fix: {text}"
+    );
+}
+
+#[test]
+fn the_counters_map_is_checked_against_distinct_ports() {
+    let mut cfg = Config::default().intercept;
+    cfg.ports = (1..=3).map(|p| rule(p, 0)).collect();
+    let cap = |m: &'static str| Ok(if m == MAP_COUNTERS { 2 } else { 10 });
+    let err = check(&cfg, cap).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            SteerError::Capacity {
+                map: MAP_COUNTERS,
+                need: 3,
+                capacity: 2,
+                ..
+            }
+        ),
+        "{err}"
+    );
 }
