@@ -1,9 +1,15 @@
-//! `cargo xtask fuzz [--seconds N] [TARGET...]`: builds the cargo-fuzz
-//! targets in fuzz/ (nightly, AddressSanitizer) and runs each for N seconds
-//! (default 600), one after another, then prints per target the
-//! executions, exec/s, coverage (libFuzzer's `cov`/`ft`), corpus size and
-//! whether it crashed. `cargo xtask test` runs every target for
-//! `SMOKE_SECONDS` the same way.
+//! `cargo xtask fuzz [--seconds N] [--smoke] [TARGET...]`: builds the
+//! cargo-fuzz targets in fuzz/ (nightly, AddressSanitizer, optimized) and
+//! runs each for N seconds (default 600), one after another, then prints
+//! per target the executions, exec/s, coverage (libFuzzer's `cov`/`ft`),
+//! corpus size and whether it crashed.
+//!
+//! `--smoke` (what `cargo xtask test` runs): `SMOKE_SECONDS` per target of
+//! an unoptimized build without a sanitizer, in target/fuzz-smoke. A cold
+//! ASan build of every dependency takes most of 20 minutes on 2 cores and
+//! buys nothing in a 20 s run: the smoke proves the targets build, the
+//! seeds pass and nothing shallow panics (debug assertions and overflow
+//! checks on); campaigns keep ASan.
 //!
 //! Corpus: the committed seeds are fuzz/corpus/<target>; what a run finds
 //! goes to target/fuzz/corpus/<target> (libFuzzer writes to the first
@@ -29,12 +35,50 @@ pub const TARGETS: &[&str] = &["jsonrpc", "sse", "http_head", "jwt", "cedar_inpu
 const SMOKE_SECONDS: u64 = 20;
 const DEFAULT_SECONDS: u64 = 600;
 
-/// `cargo xtask fuzz [--seconds N] [TARGET...]`.
+/// How the targets are built.
+#[derive(Clone, Copy, PartialEq)]
+enum Flavour {
+    /// Optimized, AddressSanitizer: for campaigns.
+    Campaign,
+    /// Unoptimized, no sanitizer: quick to build, for CI.
+    Smoke,
+}
+
+impl Flavour {
+    fn target_dir(self) -> &'static str {
+        match self {
+            Flavour::Campaign => "target/fuzz",
+            Flavour::Smoke => "target/fuzz-smoke",
+        }
+    }
+
+    /// `cargo fuzz build|run` flags; both must agree or `run` rebuilds.
+    fn flags(self) -> &'static [&'static str] {
+        match self {
+            Flavour::Campaign => &["--target-dir", "target/fuzz"],
+            Flavour::Smoke => &[
+                "--dev",
+                "--sanitizer",
+                "none",
+                "--target-dir",
+                "target/fuzz-smoke",
+            ],
+        }
+    }
+}
+
+/// `cargo xtask fuzz [--seconds N] [--smoke] [TARGET...]`.
 pub fn run(args: &[String]) -> Result<()> {
     let mut seconds = DEFAULT_SECONDS;
+    let mut flavour = Flavour::Campaign;
     let mut targets = Vec::new();
     let mut it = args.iter();
     while let Some(a) = it.next() {
+        if a == "--smoke" {
+            flavour = Flavour::Smoke;
+            seconds = SMOKE_SECONDS;
+            continue;
+        }
         let value = match a.strip_prefix("--seconds") {
             Some("") => it.next().map(String::as_str),
             Some(v) if v.starts_with('=') => Some(&v[1..]),
@@ -56,12 +100,12 @@ pub fn run(args: &[String]) -> Result<()> {
     if targets.is_empty() {
         targets = TARGETS.to_vec();
     }
-    campaign(&targets, seconds)
+    campaign(&targets, seconds, flavour)
 }
 
 /// Every target for a short time (`cargo xtask test`).
 pub fn smoke() -> Result<()> {
-    campaign(TARGETS, SMOKE_SECONDS)
+    campaign(TARGETS, SMOKE_SECONDS, Flavour::Smoke)
 }
 
 /// What one run reported.
@@ -76,19 +120,16 @@ struct Report {
     artifact: Option<String>,
 }
 
-fn campaign(targets: &[&str], seconds: u64) -> Result<()> {
+fn campaign(targets: &[&str], seconds: u64, flavour: Flavour) -> Result<()> {
     tools()?;
     let root = root();
     let started = Instant::now();
-    run_in(
-        &root,
-        fuzz_cmd().args(["build", "--target-dir", "target/fuzz"]),
-    )?;
+    run_in(&root, fuzz_cmd().arg("build").args(flavour.flags()))?;
     let build = started.elapsed();
     eprintln!("==> fuzz build took {build:.0?}");
     let mut reports = Vec::new();
     for t in targets {
-        let r = run_target(&root, t, seconds)?;
+        let r = run_target(&root, t, seconds, flavour)?;
         reports.push((*t, r));
     }
     eprintln!(
@@ -118,8 +159,9 @@ fn campaign(targets: &[&str], seconds: u64) -> Result<()> {
         .collect();
     if !crashed.is_empty() {
         bail!(
-            "fuzz targets crashed: {} (inputs in fuzz/artifacts; logs in target/fuzz/logs)",
-            crashed.join(", ")
+            "fuzz targets crashed: {} (inputs in fuzz/artifacts; logs in {}/logs)",
+            crashed.join(", "),
+            flavour.target_dir()
         );
     }
     Ok(())
@@ -161,11 +203,12 @@ fn fuzz_cmd() -> Command {
     c
 }
 
-fn run_target(root: &Path, target: &str, seconds: u64) -> Result<Report> {
-    // Absolute: cargo-fuzz may run the target in another directory.
+fn run_target(root: &Path, target: &str, seconds: u64, flavour: Flavour) -> Result<Report> {
+    // Absolute: cargo-fuzz may run the target in another directory. The
+    // corpus a run finds is shared by both flavours.
     let found = root.join("target/fuzz/corpus").join(target);
     let seeds = root.join("fuzz/corpus").join(target);
-    let logs = root.join("target/fuzz/logs");
+    let logs = root.join(flavour.target_dir()).join("logs");
     fs::create_dir_all(&found)?;
     fs::create_dir_all(&logs)?;
     let log_path = logs.join(format!("{target}.log"));
@@ -173,7 +216,8 @@ fn run_target(root: &Path, target: &str, seconds: u64) -> Result<Report> {
         fs::File::create(&log_path).with_context(|| format!("creating {}", log_path.display()))?;
     let mut cmd = fuzz_cmd();
     cmd.current_dir(root)
-        .args(["run", target, "--target-dir", "target/fuzz"])
+        .args(["run", target])
+        .args(flavour.flags())
         .args([&found, &seeds])
         .args([
             "--",
