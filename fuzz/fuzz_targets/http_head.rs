@@ -289,6 +289,7 @@ fn conn_ctx() -> Arc<ConnCtx> {
             upstream_addr,
             rule: cfg.intercept.ports[0].clone(),
             http,
+            stop: None,
         })
     })
     .clone()

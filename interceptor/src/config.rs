@@ -284,6 +284,10 @@ pub struct Http {
     pub upstream_connect_timeout_ms: u64,
     /// Longest wait for the upstream's response head (504).
     pub upstream_response_timeout_ms: u64,
+    /// Most client connections served at once, all steered ports
+    /// together; one more is answered 503 (-32084) and closed, so a flood
+    /// meets a counted refusal instead of exhausting descriptors or memory.
+    pub max_connections: usize,
 }
 
 impl Default for Http {
@@ -298,6 +302,10 @@ impl Default for Http {
             idle_timeout_ms: 60_000,
             upstream_connect_timeout_ms: 5_000,
             upstream_response_timeout_ms: 120_000,
+            // Twice the 10,000 held connections tests/tests/load.rs proves.
+            // Each holds a descriptor (far below LimitNOFILE=1048576) and,
+            // mid-request, ~37 KiB: ~750 MiB at the limit, not gigabytes.
+            max_connections: 20_000,
         }
     }
 }
@@ -434,6 +442,7 @@ impl Config {
             ("max_request_body", h.max_request_body),
             ("max_message", h.max_message),
             ("max_headers", h.max_headers),
+            ("max_connections", h.max_connections),
         ] {
             if v == 0 {
                 return Err(format!("http.{name} must be greater than 0"));

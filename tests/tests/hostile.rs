@@ -2,8 +2,11 @@
 //! obsolete line folding, NUL bytes, deeply nested JSON, odd JSON-RPC ids
 //! and a batch of 10,000 messages each get a clear error (or a bounded
 //! answer), never a hang or a crash; the next request still works.
-//! (Bad JSON, invalid UTF-8, oversized bodies and heads, slow heads and
-//! the stateless header/body mismatch are in `mcp_rmcp.rs`.)
+//! (Bad JSON, invalid UTF-8, oversized bodies and heads, slow heads,
+//! oversized server events and the stateless header/body mismatch are in
+//! `mcp_rmcp.rs`; look-alike tool names and resource URI tricks in
+//! `names.rs`; faults in `faults.rs`, `audit.rs` and
+//! `steering_faults.rs`; 10,000 connections in `load.rs`.)
 
 use std::{net::SocketAddr, time::Duration};
 

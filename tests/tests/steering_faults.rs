@@ -152,6 +152,14 @@ fn restart_under_traffic_never_lets_a_connection_past_the_agent() {
             w.refused,
             w.cut
         );
+        // A stopping agent closes connections that are between requests at
+        // once; it must not wait for their head timeout (10 s here).
+        assert!(
+            w.drain_ms < 5000.0,
+            "{}: the old agent took {:.0} ms to stop: held connections kept it",
+            r.how,
+            w.drain_ms
+        );
         for a in attempts
             .iter()
             .filter(|a| a.end >= r.signal && a.start <= r.ready)

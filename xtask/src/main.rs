@@ -5,11 +5,14 @@
 //!   test    setup, fmt check, clippy -D warnings, build, all tests
 //!   demo    setup, build, run the agent against a real MCP server in a
 //!           network namespace, show what it saw
+//!   soak    the release agent under steady load for N minutes, memory
+//!           sampled (a leak shows as growth)
 
 mod fuzz;
 mod package;
 mod peers;
 mod setup;
+mod soak;
 
 use std::{
     path::{Path, PathBuf},
@@ -43,9 +46,10 @@ fn main() -> Result<()> {
         }
         "package" => package::package(rest),
         "fuzz" => fuzz::run(rest),
+        "soak" => soak::run(rest),
         _ => {
             eprintln!(
-                "usage: cargo xtask <setup|build|test|demo|bench|package|fuzz>\n\
+                "usage: cargo xtask <setup|build|test|demo|bench|package|fuzz|soak>\n\
                  \n  setup  install what the build and tests need (idempotent)\
                  \n  build  build the agent (eBPF object embedded) and test peers\
                  \n  test   setup, fmt, clippy, build, unit and end-to-end tests\
@@ -54,7 +58,11 @@ fn main() -> Result<()> {
                  \n  bench  direct vs nginx vs the agent, one run (release build);\
                  \n         --quick: a short smoke run on the dev build\
                  \n  package  build the .deb in target/package (--dev: of the dev build)\
-                 \n  fuzz   [--seconds N] [TARGET...] run the fuzz targets, N s each (600)"
+                 \n  fuzz   [--seconds N] [--smoke] [TARGET...] run the fuzz targets, N s each\
+                 \n         (600; --smoke: 20 s each, quick unsanitized build, as in test)\
+                 \n  soak   [--minutes N] [--rate R] [--clients C] the release agent, all\
+                 \n         stages on, under steady load for N min (30); RSS every 10 s\
+                 \n         in target/soak/rss.csv, a curve and a growth verdict"
             );
             if cmd == "help" {
                 Ok(())

@@ -145,6 +145,22 @@ impl Metrics {
             "1 while the agent serves.",
         );
         out.push_str("mcp_interceptor_up 1\n");
+        header(
+            &mut out,
+            "mcp_interceptor_connections_active",
+            "gauge",
+            "Client connections being served (limit: http.max_connections).",
+        );
+        let active = crate::proxy::active_connections();
+        let _ = writeln!(out, "mcp_interceptor_connections_active {active}");
+        header(
+            &mut out,
+            "mcp_interceptor_connections_refused_total",
+            "counter",
+            "Client connections refused with 503 at http.max_connections.",
+        );
+        let refused = crate::proxy::refused_over_limit();
+        let _ = writeln!(out, "mcp_interceptor_connections_refused_total {refused}");
         {
             let c = self.counts.lock().unwrap_or_else(|p| p.into_inner());
             header(
@@ -283,6 +299,38 @@ impl Metrics {
                 header(&mut out, &metric, "counter", help);
                 for c in &state.counters {
                     let _ = writeln!(out, "{metric}{{port=\"{}\"}} {}", c.port, get(c));
+                }
+            }
+            for (metric, help, get) in [
+                (
+                    "mcp_interceptor_steer_map_entries",
+                    "Entries in use in each fixed-size eBPF map.",
+                    (|u: &crate::steer::capacity::Usage| u.entries) as fn(&_) -> u32,
+                ),
+                (
+                    "mcp_interceptor_steer_map_capacity",
+                    "Entries each fixed-size eBPF map holds (max_entries).",
+                    |u| u.capacity,
+                ),
+            ] {
+                header(&mut out, metric, "gauge", help);
+                for u in &state.maps {
+                    let _ = writeln!(out, "{metric}{{map=\"{}\"}} {}", u.map, get(u));
+                }
+            }
+            if let Some(e) = state.errors {
+                let metric = "mcp_interceptor_steer_errors_total";
+                header(
+                    &mut out,
+                    metric,
+                    "counter",
+                    "Failures the steering program counted: assign_refused (connection dropped), counters_full (outcome not counted).",
+                );
+                for (kind, n) in [
+                    ("assign_refused", e.assign_refused),
+                    ("counters_full", e.counters_full),
+                ] {
+                    let _ = writeln!(out, "{metric}{{kind=\"{kind}\"}} {n}");
                 }
             }
         }

@@ -227,6 +227,13 @@ impl McpHandler {
         bytes_in: u64,
     ) -> Response<ProxyBody> {
         tracing::info!(conn = origin.conn.id, status = status.as_u16(), error = %error, "mcp request rejected");
+        // A POST outside a session has a table entry of its own (claimed
+        // before the body is read); it ends here. Left behind, every refused
+        // request kept one until the table was full, and from then on each
+        // pushed out the oldest real session, owner binding and all.
+        if !origin.in_session {
+            self.sessions.close(&origin.key);
+        }
         exchange::record(
             &self.pipeline,
             origin.rejected(status.as_u16(), error.clone(), bytes_in),
@@ -413,6 +420,9 @@ impl McpHandler {
 
         if keep.iter().all(|k| !k) {
             // Nothing left to forward: answer the denials ourselves.
+            if !origin.in_session {
+                self.sessions.close(&origin.key);
+            }
             return match denials.len() {
                 0 => accepted(),
                 1 if matches!(body, Body::Single(_)) => json_response(StatusCode::OK, &denials[0]),

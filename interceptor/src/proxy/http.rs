@@ -5,7 +5,6 @@
 use std::{
     convert::Infallible,
     future::Future,
-    io::Write,
     net::SocketAddr,
     pin::Pin,
     sync::Arc,
@@ -33,6 +32,9 @@ pub struct ConnCtx {
     pub upstream_addr: SocketAddr,
     pub rule: PortRule,
     pub http: Http,
+    /// Turns true when the agent stops: the connection then closes as soon
+    /// as it is between requests. `None`: served until the client closes.
+    pub stop: Option<tokio::sync::watch::Receiver<bool>>,
 }
 
 pub type HandlerFuture = Pin<Box<dyn Future<Output = Response<ProxyBody>> + Send>>;
@@ -54,7 +56,7 @@ pub trait Handler: Send + Sync + 'static {
 /// `late_writer` (plaintext only) answers 408 after hyper gave up on a head.
 pub async fn serve<I>(
     client: I,
-    late_writer: Option<std::net::TcpStream>,
+    late_writer: Option<super::reclaim::Slot>,
     ctx: Arc<ConnCtx>,
     handler: Arc<dyn Handler>,
 ) -> u64
@@ -62,6 +64,7 @@ where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let limits = ctx.http.clone();
+    let stop = ctx.stop.clone();
     let requests = Arc::new(AtomicU64::new(0));
     let counter = requests.clone();
     let svc = service_fn(move |req| {
@@ -69,7 +72,7 @@ where
         let fut = handler.handle(req, ctx.clone());
         async move { Ok::<_, Infallible>(fut.await) }
     });
-    let result = http1::Builder::new()
+    let conn = http1::Builder::new()
         .timer(TokioTimer::new())
         .keep_alive(true)
         .header_read_timeout(Duration::from_millis(limits.header_read_timeout_ms))
@@ -79,16 +82,44 @@ where
         // agent's memory (bench). Bodies still stream in frames.
         .max_buf_size(READ_BUFFER.max(limits.max_header_bytes + 1024))
         .max_headers(limits.max_headers)
-        .serve_connection(TokioIo::new(client), svc)
-        .await;
+        .serve_connection(TokioIo::new(client), svc);
+    tokio::pin!(conn);
+    let stopping = async move {
+        let stopped = match stop {
+            Some(mut s) => s.wait_for(|s| *s).await.is_ok(),
+            None => false,
+        };
+        if !stopped {
+            // No stop signal (or its sender is gone): never.
+            std::future::pending::<()>().await;
+        }
+    };
+    let result = tokio::select! {
+        r = conn.as_mut() => r,
+        () = stopping => {
+            // Without this, an idle or silent connection held a stopping
+            // agent until its head timeout (10 s of refused connections on
+            // restart). One that never completed a request head has asked
+            // nothing: it closes now. Otherwise an idle keep-alive
+            // connection closes now, and one mid-request finishes that
+            // request first (answered with Connection: close).
+            if requests.load(Ordering::Relaxed) == 0 {
+                tracing::debug!("stopping: closing a connection that asked nothing yet");
+                return 0;
+            }
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
     if let Err(e) = result {
         if e.is_timeout() {
             tracing::info!(
                 timeout_ms = limits.header_read_timeout_ms,
                 "request head not received in time: 408"
             );
-            if let Some(mut w) = late_writer {
-                let _ = w.write_all(&raw_error(
+            // A fresh 408 fits the socket's send buffer: no waiting.
+            if let Some(w) = late_writer.and_then(|l| l.take()) {
+                let _ = w.try_write(&raw_error(
                     408,
                     "Request Timeout",
                     -32083,

@@ -13,6 +13,7 @@ pub mod addr;
 pub mod body;
 mod drain;
 pub mod http;
+mod reclaim;
 pub mod tls;
 pub mod upstream;
 
@@ -24,8 +25,6 @@ use std::{
     },
     time::Instant,
 };
-
-use std::os::fd::AsFd;
 
 use tokio::{
     net::{TcpListener, TcpStream},
@@ -92,9 +91,14 @@ pub async fn serve(
         match accepted {
             Ok((stream, peer)) => {
                 let serving = serving.borrow().clone();
-                let guard = drain.enter();
+                let max = serving.config.http.max_connections;
+                let Some(guard) = drain.try_enter(max) else {
+                    refuse_over_limit(&stream, peer, max);
+                    continue;
+                };
+                let stop = stop.clone();
                 tokio::spawn(async move {
-                    handle(stream, ClientAddr(peer), serving).await;
+                    handle(stream, ClientAddr(peer), serving, stop).await;
                     drop(guard);
                 });
             }
@@ -108,13 +112,66 @@ pub async fn serve(
     tracing::debug!(listener = ?local, "listener closed");
 }
 
+/// JSON-RPC code of the 503 a connection gets at `http.max_connections`.
+pub const CODE_TOO_MANY_CONNECTIONS: i64 = -32084;
+
+static REFUSED_OVER_LIMIT: AtomicU64 = AtomicU64::new(0);
+/// Unix second of the last "connection limit" log line.
+static LIMIT_LOGGED_AT: AtomicU64 = AtomicU64::new(0);
+
+/// Connections refused at `http.max_connections` since start.
+pub fn refused_over_limit() -> u64 {
+    REFUSED_OVER_LIMIT.load(Ordering::Relaxed)
+}
+
+/// Client connections being served now.
+pub fn active_connections() -> usize {
+    drain::all_active()
+}
+
+/// One connection too many: a 503 if the socket takes it at once (a fresh
+/// socket's send buffer does), then close. The accept loop goes on, so
+/// the backlog keeps draining and later clients are told, not left
+/// waiting. No audit row: a flood would become an audit flood; the
+/// counter and the log line say it.
+fn refuse_over_limit(stream: &TcpStream, peer: SocketAddr, max: usize) {
+    let total = REFUSED_OVER_LIMIT.fetch_add(1, Ordering::Relaxed) + 1;
+    let msg = http::raw_error(
+        503,
+        "Service Unavailable",
+        CODE_TOO_MANY_CONNECTIONS,
+        &format!(
+            "the agent is at its connection limit (http.max_connections = {max}); retry later"
+        ),
+    );
+    let _ = stream.try_write(&msg);
+    // Whatever the client already sent is read, so the close is a FIN,
+    // not a reset that could discard the 503 on its way.
+    let _ = stream.try_read(&mut [0u8; 4096]);
+    // At most one line a second, whatever the flood.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    if LIMIT_LOGGED_AT.swap(now, Ordering::Relaxed) != now {
+        tracing::warn!(
+            client = %addr::unmap(peer), max_connections = max, refused_total = total,
+            "connection refused: at http.max_connections"
+        );
+    }
+}
+
 /// Where a connection goes: the rule's upstream, or the original destination.
 fn route(cfg: &Config, dst: OrigDst) -> Result<(SocketAddr, crate::config::PortRule), ProxyError> {
     let rule = cfg.rule(dst.0.port()).ok_or(ProxyError::NotSteered(dst))?;
     Ok((rule.upstream.unwrap_or(dst.0), rule.clone()))
 }
 
-async fn handle(client: TcpStream, peer: ClientAddr, serving: Serving) {
+async fn handle(
+    client: TcpStream,
+    peer: ClientAddr,
+    serving: Serving,
+    stop: watch::Receiver<bool>,
+) {
     let started = Instant::now();
     let dst = match client.local_addr() {
         Ok(a) => OrigDst(addr::unmap(a)),
@@ -179,18 +236,15 @@ async fn handle(client: TcpStream, peer: ClientAddr, serving: Serving) {
         upstream_addr,
         rule,
         http: serving.config.http.clone(),
+        stop: Some(stop),
     });
     serving.handler.on_connect(&ctx.info);
     let requests = match io {
         Io::Plain(s) => {
-            // A second handle on the socket: hyper closes a connection whose
-            // head does not arrive in time without answering; we answer 408.
-            let late = s
-                .as_fd()
-                .try_clone_to_owned()
-                .ok()
-                .map(std::net::TcpStream::from);
-            http::serve(s, late, ctx.clone(), serving.handler.clone()).await
+            // hyper closes a connection whose head does not arrive in time
+            // without answering; the socket comes back so we answer 408.
+            let (io, late) = reclaim::wrap(s);
+            http::serve(io, Some(late), ctx.clone(), serving.handler.clone()).await
         }
         Io::Tls(s) => http::serve(*s, None, ctx.clone(), serving.handler.clone()).await,
     };
