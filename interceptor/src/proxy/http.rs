@@ -83,7 +83,9 @@ where
         .max_buf_size(READ_BUFFER.max(limits.max_header_bytes + 1024))
         .max_headers(limits.max_headers)
         .serve_connection(TokioIo::new(client), svc);
-    tokio::pin!(conn);
+    // Boxed, not stack-pinned: it must be dropped before the 408 below,
+    // which needs the socket hyper's IO gives back on drop.
+    let mut conn = Box::pin(conn);
     let stopping = async move {
         let stopped = match stop {
             Some(mut s) => s.wait_for(|s| *s).await.is_ok(),
@@ -108,9 +110,10 @@ where
                 return 0;
             }
             conn.as_mut().graceful_shutdown();
-            conn.await
+            conn.as_mut().await
         }
     };
+    drop(conn);
     if let Err(e) = result {
         if e.is_timeout() {
             tracing::info!(
