@@ -141,22 +141,23 @@ impl Agent {
     /// (Re)starts the agent process with the current config and waits until
     /// it says it is ready.
     pub fn restart(&mut self) {
+        let mut p = self.spawn();
+        p.wait_for_output("agent ready", Duration::from_secs(20));
+        self.proc = Some(p);
+    }
+
+    /// `mcp-interceptor run` with this agent's config, numbered.
+    fn spawn(&mut self) -> Proc {
         self.starts += 1;
-        let args = vec![
-            "run".into(),
-            "--config".into(),
-            self.config.display().to_string(),
-        ];
-        let mut p = Proc::spawn_env(
+        let args = ["run", "--config", &self.config.display().to_string()].map(String::from);
+        Proc::spawn_env(
             &format!("agent{}", self.starts),
             None,
             &bin("mcp-interceptor"),
             &args,
             &self.dir,
             &self.env,
-        );
-        p.wait_for_output("agent ready", Duration::from_secs(20));
-        self.proc = Some(p);
+        )
     }
 
     pub fn proc(&mut self) -> &mut Proc {
@@ -270,16 +271,7 @@ impl Agent {
             "stop the running agent first"
         );
         self.write_config(ns, intercept_keys, tables);
-        self.starts += 1;
-        let args = ["run", "--config", &self.config.display().to_string()].map(String::from);
-        let mut p = Proc::spawn_env(
-            &format!("agent{}", self.starts),
-            None,
-            &bin("mcp-interceptor"),
-            &args,
-            &self.dir,
-            &self.env,
-        );
+        let mut p = self.spawn();
         let status = crate::wait_for("the agent to give up", Duration::from_secs(20), || {
             p.try_wait()
         });
