@@ -282,7 +282,8 @@ pub struct Http {
     pub idle_timeout_ms: u64,
     /// Longest wait to connect to the upstream (502).
     pub upstream_connect_timeout_ms: u64,
-    /// Longest wait for the upstream's response head (504).
+    /// Longest wait for the upstream's response head (504), and on an SSE
+    /// answer to a POST the longest server silence while a request waits.
     pub upstream_response_timeout_ms: u64,
     /// Most client connections served at once, all steered ports
     /// together; one more is answered 503 (-32084) and closed, so a flood
