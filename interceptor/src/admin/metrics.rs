@@ -81,7 +81,7 @@ impl Phase for MetricsPhase {
             (None, EventKind::Rejected) if ev.decided_by.is_some() => "deny",
             (None, _) => "none",
         };
-        let method = ev.method.clone().unwrap_or_else(|| "-".into());
+        let method = ev.method.as_deref().map_or("-", method_label).to_string();
         let mut c = self.0.counts.lock().unwrap_or_else(|p| p.into_inner());
         *c.requests
             .entry((method.clone(), kind, decision.to_string()))
@@ -92,6 +92,33 @@ impl Phase for MetricsPhase {
             let secs = (done - ev.received_us).max(0) as f64 / 1e6;
             c.latency.entry(method).or_default().observe(secs);
         }
+    }
+}
+
+/// Methods MCP defines besides the client requests policy knows: the
+/// label set stays bounded whatever names clients and servers send.
+const OTHER_METHODS: &[&str] = &[
+    "sampling/createMessage",
+    "elicitation/create",
+    "roots/list",
+    "notifications/initialized",
+    "notifications/cancelled",
+    "notifications/progress",
+    "notifications/message",
+    "notifications/resources/updated",
+    "notifications/resources/list_changed",
+    "notifications/tools/list_changed",
+    "notifications/prompts/list_changed",
+    "notifications/roots/list_changed",
+];
+
+/// The metrics label for a method: itself if MCP defines it, else
+/// "other" (a client inventing method names must not grow `/metrics`).
+fn method_label(method: &str) -> &str {
+    if crate::policy::ACTIONS.contains(&method) || OTHER_METHODS.contains(&method) {
+        method
+    } else {
+        "other"
     }
 }
 
@@ -335,5 +362,25 @@ impl Metrics {
             }
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::method_label as label;
+
+    #[test]
+    fn method_labels_are_bounded_to_what_mcp_defines() {
+        for m in [
+            "tools/call",
+            "initialize",
+            "sampling/createMessage",
+            "notifications/progress",
+        ] {
+            assert_eq!(label(m), m);
+        }
+        for m in ["x-vendor/op", "tools/call\u{0}", "TOOLS/CALL", ""] {
+            assert_eq!(label(m), "other", "{m:?}");
+        }
     }
 }

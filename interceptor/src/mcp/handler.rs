@@ -203,8 +203,10 @@ impl McpHandler {
     ) -> Origin {
         let (key, in_session) = match key {
             Some(k) => (k, true),
+            // A NUL cannot be in a header value, so no client can name
+            // this entry as its Mcp-Session-Id and collide with it.
             None => (
-                format!("request-{}", self.keys.fetch_add(1, Ordering::Relaxed)),
+                format!("\0post-{}", self.keys.fetch_add(1, Ordering::Relaxed)),
                 false,
             ),
         };
