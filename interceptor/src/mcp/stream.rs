@@ -243,12 +243,10 @@ impl State {
             ),
         });
         tracing::warn!(conn = self.origin.conn.id, waiting = pending.len(), error = %error["message"], "upstream answer timed out");
-        for p in &pending {
-            let msg = json!({ "jsonrpc": "2.0", "id": p.jsonrpc_id, "error": error });
-            let _ = tx
-                .send(sse::serialize(Some("message"), None, &msg.to_string()))
-                .await;
-        }
+        let ids = pending
+            .iter()
+            .map(|p| p.jsonrpc_id.clone().unwrap_or(Value::Null));
+        tell(tx, ids, &error).await;
         exchange::unanswered(&self.pipeline, pending, Some(self.status), error.clone());
         Some(error)
     }
@@ -450,16 +448,8 @@ pub fn sse(
                     end =
                         json!({ "code": CODE_SERVER_MESSAGE_TOO_LARGE, "message": e.to_string() });
                     // Tell the client, per request it is waiting on.
-                    let ids: Vec<Value> = expected
-                        .iter()
-                        .filter_map(|k| serde_json::from_str(k).ok())
-                        .collect();
-                    for id in ids {
-                        let msg = json!({ "jsonrpc": "2.0", "id": id, "error": end });
-                        let _ = tx
-                            .send(sse::serialize(Some("message"), None, &msg.to_string()))
-                            .await;
-                    }
+                    let ids = expected.iter().filter_map(|k| serde_json::from_str(k).ok());
+                    tell(&tx, ids, &end).await;
                     break;
                 }
             }
@@ -471,6 +461,16 @@ pub fn sse(
         st.finish(&expected, end);
     });
     http_body_util::BodyExt::boxed(ChannelBody { rx })
+}
+
+/// One JSON-RPC error event per request id, on the client's stream.
+async fn tell(tx: &mpsc::Sender<Bytes>, ids: impl Iterator<Item = Value>, error: &Value) {
+    for id in ids {
+        let msg = json!({ "jsonrpc": "2.0", "id": id, "error": error });
+        let _ = tx
+            .send(sse::serialize(Some("message"), None, &msg.to_string()))
+            .await;
+    }
 }
 
 struct ChannelBody {
