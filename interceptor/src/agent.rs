@@ -224,10 +224,12 @@ pub async fn run(config_path: PathBuf, cfg: Config) -> Result<(), AgentError> {
         &stages,
     )
     .await?;
+    let drain = Drain::default();
     let sources = admin::metrics::Sources {
         audit: audit.clone(),
         approvals: approvals.clone(),
         pin_dir: (cfg.intercept.mode == Mode::Ebpf).then(|| cfg.intercept.pin_dir.clone()),
+        connections: drain.clone(),
     };
     let admin_state = admin::State::new(
         handler.identity().clone(),
@@ -245,7 +247,6 @@ pub async fn run(config_path: PathBuf, cfg: Config) -> Result<(), AgentError> {
     }
     let (cfg_tx, cfg_rx) = watch::channel(first);
     let (stop_tx, stop_rx) = watch::channel(false);
-    let drain = Drain::default();
 
     let mut listeners = Vec::new();
     let mut steering = None;

@@ -127,6 +127,8 @@ pub struct Sources {
     pub audit: Option<Audit>,
     pub approvals: std::sync::Arc<Approvals>,
     pub pin_dir: Option<PathBuf>,
+    /// The proxy's connections in flight (the `http.max_connections` count).
+    pub connections: crate::proxy::Drain,
 }
 
 fn label(v: &str) -> String {
@@ -178,7 +180,7 @@ impl Metrics {
             "gauge",
             "Client connections being served (limit: http.max_connections).",
         );
-        let active = crate::proxy::active_connections();
+        let active = src.connections.active();
         let _ = writeln!(out, "mcp_interceptor_connections_active {active}");
         header(
             &mut out,

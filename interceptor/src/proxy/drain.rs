@@ -22,28 +22,13 @@ struct Inner {
     idle: Notify,
 }
 
-/// Connections in flight in every [`Drain`] of the process (one in the
-/// agent), for the metrics gauge.
-static ALL_ACTIVE: AtomicUsize = AtomicUsize::new(0);
-
-pub fn all_active() -> usize {
-    ALL_ACTIVE.load(Ordering::Relaxed)
-}
-
 /// Held by one connection; dropping it marks the connection done.
 pub struct Guard(Arc<Inner>);
-
-impl Guard {
-    fn new(inner: Arc<Inner>) -> Self {
-        ALL_ACTIVE.fetch_add(1, Ordering::Relaxed);
-        Self(inner)
-    }
-}
 
 impl Drain {
     pub fn enter(&self) -> Guard {
         self.inner.active.fetch_add(1, Ordering::SeqCst);
-        Guard::new(self.inner.clone())
+        Guard(self.inner.clone())
     }
 
     /// Like [`Drain::enter`], unless `limit` connections are already in
@@ -55,7 +40,7 @@ impl Drain {
                 (n < limit).then_some(n + 1)
             })
             .ok()?;
-        Some(Guard::new(self.inner.clone()))
+        Some(Guard(self.inner.clone()))
     }
 
     pub fn active(&self) -> usize {
@@ -81,7 +66,6 @@ impl Drain {
 
 impl Drop for Guard {
     fn drop(&mut self) {
-        ALL_ACTIVE.fetch_sub(1, Ordering::Relaxed);
         if self.0.active.fetch_sub(1, Ordering::SeqCst) == 1 {
             self.0.idle.notify_waiters();
         }

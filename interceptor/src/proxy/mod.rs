@@ -124,11 +124,6 @@ pub fn refused_over_limit() -> u64 {
     REFUSED_OVER_LIMIT.load(Ordering::Relaxed)
 }
 
-/// Client connections being served now.
-pub fn active_connections() -> usize {
-    drain::all_active()
-}
-
 /// One connection too many: a 503 if the socket takes it at once (a fresh
 /// socket's send buffer does), then close. The accept loop goes on, so
 /// the backlog keeps draining and later clients are told, not left
