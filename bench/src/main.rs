@@ -8,7 +8,8 @@
 //! (`policy_set`), whose decision time is also measured in-process.
 //!
 //! `--quick`: a short smoke run (CI checks that it completes; the numbers
-//! mean nothing there).
+//! mean nothing there). `--stages`: only the in-process policy and masking
+//! measurements, no network (for working on those two stages).
 
 mod audit_rate;
 mod load;
@@ -26,6 +27,11 @@ use mcp_interceptor_tests::{NetNs, TempDir, require_root};
 use serde::Serialize;
 
 use load::Mode;
+
+// The in-process stage measurements (policy, masking, audit) run with the
+// agent's own allocator, or they would time glibc malloc instead.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Debug, Clone, Copy)]
 pub struct Plan {
@@ -111,6 +117,9 @@ fn cdf(o: &load::Outcome) -> Vec<(f64, f64)> {
 
 fn main() -> Result<()> {
     let quick = std::env::args().any(|a| a == "--quick");
+    if std::env::args().any(|a| a == "--stages") {
+        return stages(quick);
+    }
     let out: PathBuf = std::env::args()
         .skip_while(|a| a != "--out")
         .nth(1)
@@ -303,5 +312,15 @@ fn profile(
     std::fs::write(out.join("profile.txt"), &text)?;
     println!("{text}");
     running.stop();
+    Ok(())
+}
+
+/// `--stages`: the policy and masking stages in-process, printed.
+fn stages(quick: bool) -> Result<()> {
+    let plan = Plan::new(quick);
+    let policy = policy_time::measure(plan.policy_decisions)?;
+    println!("policy: {}", policy.summary());
+    let (bytes, rounds) = if quick { (1 << 20, 3) } else { (4 << 20, 10) };
+    println!("masking: {}", mask_rate::measure(bytes, rounds)?.summary());
     Ok(())
 }
