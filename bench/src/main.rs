@@ -318,8 +318,15 @@ fn profile(
 /// `--stages`: the policy and masking stages in-process, printed.
 fn stages(quick: bool) -> Result<()> {
     let plan = Plan::new(quick);
-    let policy = policy_time::measure(plan.policy_decisions)?;
-    println!("policy: {}", policy.summary());
+    // MCPI_BENCH_ONLY=policy|masking: one of the two (for profiling).
+    let only = std::env::var("MCPI_BENCH_ONLY").unwrap_or_default();
+    if only != "masking" {
+        let policy = policy_time::measure(plan.policy_decisions)?;
+        println!("policy: {}", policy.summary());
+    }
+    if only == "policy" {
+        return Ok(());
+    }
     let (bytes, rounds) = if quick { (1 << 20, 3) } else { (4 << 20, 10) };
     println!("masking: {}", mask_rate::measure(bytes, rounds)?.summary());
     Ok(())

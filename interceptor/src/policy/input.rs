@@ -55,9 +55,33 @@ impl Input {
     }
 }
 
-fn uid(ty: &str, id: &str) -> Result<EntityUid, PolicyError> {
-    let t = EntityTypeName::from_str(ty).map_err(|e| PolicyError::Input(e.to_string()))?;
-    Ok(EntityUid::from_type_name_and_id(t, EntityId::new(id)))
+/// The schema's entity types, parsed once: `EntityTypeName::from_str` runs
+/// Cedar's parser, which cost more than the rest of building a request.
+struct Types {
+    user: EntityTypeName,
+    group: EntityTypeName,
+    server: EntityTypeName,
+    tool: EntityTypeName,
+    prompt: EntityTypeName,
+    resource: EntityTypeName,
+    action: EntityTypeName,
+}
+
+static TYPES: std::sync::LazyLock<Types> = std::sync::LazyLock::new(|| {
+    let t = |n: &str| EntityTypeName::from_str(n).expect("a schema type name parses");
+    Types {
+        user: t("Mcp::User"),
+        group: t("Mcp::Group"),
+        server: t("Mcp::Server"),
+        tool: t("Mcp::Tool"),
+        prompt: t("Mcp::Prompt"),
+        resource: t("Mcp::Resource"),
+        action: t("Mcp::Action"),
+    }
+});
+
+fn uid(ty: &EntityTypeName, id: &str) -> EntityUid {
+    EntityUid::from_type_name_and_id(ty.clone(), EntityId::new(id))
 }
 
 fn s(v: &str) -> RestrictedExpression {
@@ -70,50 +94,74 @@ fn set(items: impl IntoIterator<Item = String>) -> RestrictedExpression {
 
 /// Principal, its groups, the resource and its server, as entity uids:
 /// what policy scopes are matched against.
-pub fn scope_uids(
-    input: &Input,
-) -> Result<(EntityUid, Vec<EntityUid>, EntityUid, EntityUid), PolicyError> {
-    let principal = uid("Mcp::User", &input.subject)?;
-    let mut groups = input
-        .groups
-        .iter()
-        .map(|g| uid("Mcp::Group", g))
-        .collect::<Result<Vec<_>, _>>()?;
-    groups.sort_by_key(|g| g.to_string());
-    let server = uid("Mcp::Server", &input.server)?;
-    let target = input.target.clone().unwrap_or_default();
+#[derive(Debug, Clone)]
+pub struct Scope {
+    pub principal: EntityUid,
+    /// Sorted by text, without repeats.
+    pub groups: Vec<EntityUid>,
+    pub resource: EntityUid,
+    pub server: EntityUid,
+    /// The resource URI as policy judges it (resources/* only).
+    uri: Option<String>,
+}
+
+pub fn scope_uids(input: &Input) -> Result<Scope, PolicyError> {
+    let principal = uid(&TYPES.user, &input.subject);
+    let mut names: Vec<&str> = input.groups.iter().map(String::as_str).collect();
+    names.sort_unstable();
+    names.dedup();
+    let groups = names.into_iter().map(|g| uid(&TYPES.group, g)).collect();
+    let server = uid(&TYPES.server, &input.server);
+    let target = input.target.as_deref().unwrap_or_default();
+    let mut uri = None;
     let resource = match input.action() {
-        "tools/call" => uid("Mcp::Tool", &target)?,
-        "prompts/get" => uid("Mcp::Prompt", &target)?,
+        "tools/call" => uid(&TYPES.tool, target),
+        "prompts/get" => uid(&TYPES.prompt, target),
         "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
-            uid("Mcp::Resource", &resource_uri(&target)?)?
+            let u = resource_uri(target)?;
+            let r = uid(&TYPES.resource, &u);
+            uri = Some(u);
+            r
         }
         _ => server.clone(),
     };
-    Ok((principal, groups, resource, server))
+    Ok(Scope {
+        principal,
+        groups,
+        resource,
+        server,
+        uri,
+    })
 }
 
 /// The request and the entities it needs.
 pub fn cedar(input: &Input) -> Result<(Request, Entities), PolicyError> {
+    cedar_in(input, scope_uids(input)?)
+}
+
+/// `cedar` with the scope already worked out (the decision needs it first,
+/// to pick the policies).
+pub fn cedar_in(input: &Input, scope: Scope) -> Result<(Request, Entities), PolicyError> {
     let err = |e: &dyn std::fmt::Display| PolicyError::Input(e.to_string());
-    let principal = uid("Mcp::User", &input.subject)?;
-    let groups: HashSet<EntityUid> = input
-        .groups
-        .iter()
-        .map(|g| uid("Mcp::Group", g))
-        .collect::<Result<_, _>>()?;
-    let mut entities = Vec::with_capacity(4 + groups.len());
-    for g in &groups {
-        entities.push(Entity::new_no_attrs(g.clone(), HashSet::new()));
-    }
+    let Scope {
+        principal,
+        groups,
+        resource,
+        server,
+        uri,
+    } = scope;
+    // Groups have no attributes, so they need no entity: `principal in
+    // Mcp::Group::"x"` reads the principal's parents. Fewer entities make
+    // Cedar's transitive closure (run for every request) cheaper.
+    let mut entities = Vec::with_capacity(3);
     let user_attrs = HashMap::from([
         ("auth_method".to_string(), s(&input.auth_method)),
         ("issuer".to_string(), s(&input.issuer)),
         ("client_id".to_string(), s(&input.client_id)),
         ("scopes".to_string(), set(input.scopes.iter().cloned())),
     ]);
+    let groups: HashSet<EntityUid> = groups.into_iter().collect();
     entities.push(Entity::new(principal.clone(), user_attrs, groups).map_err(|e| err(&e))?);
-    let server = uid("Mcp::Server", &input.server)?;
     let server_attrs = HashMap::from([
         ("address".to_string(), s(&input.server_address)),
         (
@@ -123,7 +171,7 @@ pub fn cedar(input: &Input) -> Result<(Request, Entities), PolicyError> {
     ]);
     entities.push(Entity::new(server.clone(), server_attrs, HashSet::new()).map_err(|e| err(&e))?);
     let action = input.action();
-    let target = input.target.clone().unwrap_or_default();
+    let target = input.target.as_deref().unwrap_or_default();
     let tags = || -> Result<HashMap<String, RestrictedExpression>, PolicyError> {
         let mut t = HashMap::new();
         if let Some(a) = &input.arguments {
@@ -132,30 +180,21 @@ pub fn cedar(input: &Input) -> Result<(Request, Entities), PolicyError> {
         Ok(t)
     };
     let parents = HashSet::from([server.clone()]);
-    let resource = match action {
+    match action {
         "tools/call" | "prompts/get" => {
-            let ty = if action == "tools/call" {
-                "Mcp::Tool"
-            } else {
-                "Mcp::Prompt"
-            };
-            let r = uid(ty, &target)?;
-            let attrs = HashMap::from([("name".to_string(), s(&target))]);
+            let attrs = HashMap::from([("name".to_string(), s(target))]);
             entities.push(
-                Entity::new_with_tags(r.clone(), attrs, parents, tags()?).map_err(|e| err(&e))?,
+                Entity::new_with_tags(resource.clone(), attrs, parents, tags()?)
+                    .map_err(|e| err(&e))?,
             );
-            r
         }
         "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
-            let uri = resource_uri(&target)?;
-            let r = uid("Mcp::Resource", &uri)?;
-            let attrs = HashMap::from([("uri".to_string(), s(&uri))]);
-            entities.push(Entity::new(r.clone(), attrs, parents).map_err(|e| err(&e))?);
-            r
+            let attrs = HashMap::from([("uri".to_string(), s(&uri.unwrap_or_default()))]);
+            entities.push(Entity::new(resource.clone(), attrs, parents).map_err(|e| err(&e))?);
         }
-        _ => server,
-    };
-    let action_uid = uid("Mcp::Action", action)?;
+        _ => {}
+    }
+    let action_uid = uid(&TYPES.action, action);
     let (hour, weekday) = hour_weekday(input.time);
     let args_json = input
         .arguments
@@ -172,10 +211,7 @@ pub fn cedar(input: &Input) -> Result<(Request, Entities), PolicyError> {
             ])
             .map_err(|e| err(&e))?,
         ),
-        (
-            "source_ip".to_string(),
-            RestrictedExpression::new_ip(input.source_ip.to_string()),
-        ),
+        ("source_ip".to_string(), ip_expr(input.source_ip)),
         ("auth_method".to_string(), s(&input.auth_method)),
         ("session_id".to_string(), s(&input.session_id)),
         ("transport".to_string(), s(&input.transport)),
@@ -210,6 +246,29 @@ pub fn cedar(input: &Input) -> Result<(Request, Entities), PolicyError> {
         Request::new(principal, action_uid, resource, context, None).map_err(|e| err(&e))?;
     let entities = Entities::from_entities(entities, None).map_err(|e| err(&e))?;
     Ok((request, entities))
+}
+
+/// `ip("...")` for a source address. `RestrictedExpression::new_ip` runs
+/// Cedar's parser on the name `ip` every time, which cost more than the
+/// rest of the context; callers' addresses repeat, so each thread keeps
+/// the expressions it built (bounded).
+fn ip_expr(ip: IpAddr) -> RestrictedExpression {
+    const KEEP: usize = 1024;
+    thread_local! {
+        static BUILT: std::cell::RefCell<HashMap<IpAddr, RestrictedExpression>> =
+            std::cell::RefCell::new(HashMap::new());
+    }
+    BUILT.with_borrow_mut(|built| {
+        if let Some(e) = built.get(&ip) {
+            return e.clone();
+        }
+        if built.len() >= KEEP {
+            built.clear();
+        }
+        let e = RestrictedExpression::new_ip(ip.to_string());
+        built.insert(ip, e.clone());
+        e
+    })
 }
 
 /// Hour (0-23) and ISO weekday (1 = Monday) in UTC.

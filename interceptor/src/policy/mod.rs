@@ -64,6 +64,13 @@ pub enum PolicyError {
     /// not a valid entity id).
     #[error("policy input: {0}")]
     Input(String),
+    /// `@mask("...")` names no masking profile of the config (at run time
+    /// it would fall back to the default profile, unnoticed).
+    #[error(
+        "policy {policy}: @mask({profile:?}) names no mask profile (built in: standard, none; \
+         others are defined under [mask.profiles])"
+    )]
+    UnknownMaskProfile { policy: String, profile: String },
 }
 
 #[derive(Debug, Clone, Default)]
@@ -133,6 +140,11 @@ pub struct Policies {
     /// Picked sets by (action, principal, groups, resource); cleared when
     /// it reaches `PICKED_CACHE` entries.
     picked: std::sync::Mutex<HashMap<String, std::sync::Arc<PolicySet>>>,
+    /// Entities some policy scope names (`principal in Mcp::Group::"x"`,
+    /// `resource == Mcp::Tool::"y"`): only these can change which policies
+    /// are picked, so only these go into the cache key. Otherwise every
+    /// new subject would build its own copy of the same set.
+    named: std::collections::HashSet<cedar_policy::EntityUid>,
     notes: HashMap<String, Notes>,
     pub version: String,
     pub count: usize,
@@ -267,9 +279,20 @@ impl Policies {
                 }
             }
         }
+        let mut named = std::collections::HashSet::new();
+        for p in all.policies() {
+            use cedar_policy::{PrincipalConstraint as P, ResourceConstraint as R};
+            if let P::Eq(u) | P::In(u) | P::IsIn(_, u) = p.principal_constraint() {
+                named.insert(u);
+            }
+            if let R::Eq(u) | R::In(u) | R::IsIn(_, u) = p.resource_constraint() {
+                named.insert(u);
+            }
+        }
         Ok(Self {
             by_action,
             picked: std::sync::Mutex::new(HashMap::new()),
+            named,
             count: notes.len(),
             notes,
             version: hex::encode(digest.finalize()),
@@ -277,10 +300,29 @@ impl Policies {
         })
     }
 
+    /// Refuses the set if a `@mask("...")` names a profile `known` does
+    /// not (checked at start, reload and `check-config`).
+    pub fn check_mask_profiles(&self, known: impl Fn(&str) -> bool) -> Result<(), PolicyError> {
+        let mut unknown: Vec<(&String, &String)> = self
+            .notes
+            .iter()
+            .filter_map(|(id, n)| n.mask.as_ref().filter(|m| !known(m)).map(|m| (id, m)))
+            .collect();
+        unknown.sort();
+        match unknown.first() {
+            Some((policy, profile)) => Err(PolicyError::UnknownMaskProfile {
+                policy: policy.to_string(),
+                profile: profile.to_string(),
+            }),
+            None => Ok(()),
+        }
+    }
+
     /// The decision for `input`.
     pub fn decide(&self, input: &Input) -> Result<Decision, PolicyError> {
-        let (request, entities) = input::cedar(input)?;
-        let set = self.picked(input)?;
+        let scope = input::scope_uids(input)?;
+        let set = self.picked(input.action(), &scope)?;
+        let (request, entities) = input::cedar_in(input, scope)?;
         let resp = self.authorizer.is_authorized(&request, &set, &entities);
         let mut policies: Vec<String> = resp
             .diagnostics()
@@ -342,13 +384,33 @@ impl Policies {
 const PICKED_CACHE: usize = 4096;
 
 impl Policies {
-    /// The policies whose scope can match `input`, cached.
-    fn picked(&self, input: &Input) -> Result<std::sync::Arc<PolicySet>, PolicyError> {
-        let (principal, groups, resource, server) = input::scope_uids(input)?;
-        let mut key = format!("{}\u{0}{principal}\u{0}{resource}", input.action());
-        for g in &groups {
-            key.push('\u{0}');
-            key.push_str(&g.to_string());
+    /// The policies whose scope can match, cached by the action and the
+    /// named entities among the caller, its groups, the resource and its
+    /// server: inputs that agree on those pick the same policies.
+    fn picked(
+        &self,
+        action: &str,
+        scope: &input::Scope,
+    ) -> Result<std::sync::Arc<PolicySet>, PolicyError> {
+        use std::fmt::Write;
+        let input::Scope {
+            principal,
+            groups,
+            resource,
+            server,
+            ..
+        } = scope;
+        let mut key = String::with_capacity(64);
+        key.push_str(action);
+        for u in [principal, resource, server] {
+            if self.named.contains(u) {
+                let _ = write!(key, "\u{0}{u}");
+            } else {
+                key.push_str("\u{0}-");
+            }
+        }
+        for g in groups.iter().filter(|g| self.named.contains(*g)) {
+            let _ = write!(key, "\u{0}{g}");
         }
         if let Some(s) = self
             .picked
@@ -358,23 +420,19 @@ impl Policies {
         {
             return Ok(s.clone());
         }
-        let principal_in = |u: &cedar_policy::EntityUid| *u == principal || groups.contains(u);
-        let resource_in = |u: &cedar_policy::EntityUid| *u == resource || *u == server;
-        let candidates = self
-            .by_action
-            .get(input.action())
-            .map(Vec::as_slice)
-            .unwrap_or(&[]);
+        let principal_in = |u: &cedar_policy::EntityUid| u == principal || groups.contains(u);
+        let resource_in = |u: &cedar_policy::EntityUid| u == resource || u == server;
+        let candidates = self.by_action.get(action).map(Vec::as_slice).unwrap_or(&[]);
         let chosen = candidates.iter().filter(|p| {
             use cedar_policy::{PrincipalConstraint as P, ResourceConstraint as R};
             let principal_ok = match p.principal_constraint() {
                 P::Any | P::Is(_) => true,
-                P::Eq(u) => u == principal,
+                P::Eq(u) => u == *principal,
                 P::In(u) | P::IsIn(_, u) => principal_in(&u),
             };
             let resource_ok = match p.resource_constraint() {
                 R::Any | R::Is(_) => true,
-                R::Eq(u) => u == resource,
+                R::Eq(u) => u == *resource,
                 R::In(u) | R::IsIn(_, u) => resource_in(&u),
             };
             principal_ok && resource_ok
