@@ -54,3 +54,40 @@ pub fn column(dir: &Path, name: &str, params: &[(&str, &str)], col: &str) -> Vec
         .map(|r| r[idx].clone())
         .collect()
 }
+
+/// Any SQL `query` with DuckDB over the `mcp_audit` view
+/// `tests/peers/audit_check.py --query` defines on `dir` (same view, same
+/// UTC session, values as JSON the same way): `{"columns", "rows"}`. For
+/// checks the auditor queries in deploy/athena/ do not cover.
+pub fn sql(dir: &Path, query: &str) -> Value {
+    const SCRIPT: &str = r#"
+import json, sys
+from pathlib import Path
+sys.path.insert(0, sys.argv[1])
+import audit_check as a
+import duckdb
+events = a.events_dir(Path(sys.argv[2]))
+glob = str(events.resolve() / "*" / "*" / "*.parquet").replace("'", "''")
+con = duckdb.connect(":memory:")
+con.execute("SET TimeZone = 'UTC'")
+con.execute(f"CREATE VIEW mcp_audit AS SELECT * FROM read_parquet('{glob}', "
+            "hive_partitioning = true, hive_types_autocast = false)")
+cur = con.execute(sys.argv[3])
+print(json.dumps({"columns": [d[0] for d in cur.description],
+                  "rows": [[a.jsonable(v) for v in r] for r in cur.fetchall()]}))
+"#;
+    let out = Command::new(repo().join(".venv/bin/python"))
+        .arg("-c")
+        .arg(SCRIPT)
+        .arg(repo().join("tests/peers"))
+        .arg(dir)
+        .arg(query)
+        .output()
+        .expect("run python with duckdb (cargo xtask setup installs it)");
+    assert!(
+        out.status.success(),
+        "DuckDB {query:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("the DuckDB script prints JSON")
+}

@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 
 use mcp_interceptor_tests::{
-    Agent, NetNs, TempDir,
+    Agent, NetNs, TempDir, auditq,
     http::{RawResponse, initialize, post_in},
     peer::{self, auth_log, call_with},
     pki::{ClientCert, Pki},
@@ -142,7 +142,6 @@ fn client_certificates_bind_identity_and_bad_ones_are_refused_and_audited() {
         let out = tls_call(&ns, &pki, Some(cert));
         assert!(!out.ok(), "{who} must be refused: {}", out.stderr());
         agent.wait_events(&format!("the {who} refusal"), |ev| {
-            eprintln!("{:?}", tls_refusals(ev));
             tls_refusals(ev)
                 .iter()
                 .any(|m| m.replace(' ', "").contains(why))
@@ -192,7 +191,7 @@ fn client_certificates_bind_identity_and_bad_ones_are_refused_and_audited() {
 
     // The audit rows carry the certificate's identity columns.
     agent.stop(15);
-    let rows = mcp_interceptor_tests::auditq::check(
+    let rows = auditq::check(
         &agent.audit_dir(),
         &[
             "--query",
@@ -205,7 +204,7 @@ fn client_certificates_bind_identity_and_bad_ones_are_refused_and_audited() {
     );
     let rows = rows["rows"].as_array().expect("rows").clone();
     assert!(rows.len() >= 7, "tls and identity denials: {rows:#?}");
-    let subjects = mcp_interceptor_tests::auditq::column(
+    let subjects = auditq::column(
         &agent.audit_dir(),
         "activity_by_subject",
         &[
@@ -221,6 +220,63 @@ fn client_certificates_bind_identity_and_bad_ones_are_refused_and_audited() {
         "{subjects:?}"
     );
     assert!(!subjects.is_empty());
+
+    // The certificate columns of alice's rows, as auditors read them: her
+    // fingerprint and serial, and her certificate's real notAfter.
+    let v = auditq::sql(
+        &agent.audit_dir(),
+        "SELECT DISTINCT cert_fingerprint, cert_serial, cert_not_after, \
+         epoch_ms(cert_not_after) AS not_after_ms FROM mcp_audit \
+         WHERE subject = 'spiffe://example.org/ns/dev/sa/alice' AND kind = 'exchange'",
+    );
+    let rows = v["rows"].as_array().expect("rows");
+    assert_eq!(
+        rows.len(),
+        1,
+        "one certificate for all of alice's rows: {v}"
+    );
+    let not_after = openssl_not_after(&alice.cert);
+    assert_eq!(
+        rows[0],
+        json!([
+            alice.fingerprint_sha256,
+            alice.serial_hex,
+            not_after,
+            caller["cert"]["not_after"].as_i64().unwrap() * 1000
+        ]),
+        "Parquet certificate columns; openssl says notAfter {not_after}"
+    );
+
+    // Every row of an MCP message names its caller; only refusals before
+    // an identity (TLS, identity) have none.
+    let v = auditq::sql(
+        &agent.audit_dir(),
+        "SELECT count(*) FILTER (WHERE kind = 'exchange'), \
+         count(*) FILTER (WHERE subject IS NULL AND kind <> 'rejected' AND method IS NOT NULL), \
+         count(*) FILTER (WHERE subject IS NULL AND kind = 'exchange') FROM mcp_audit",
+    );
+    let counts = &v["rows"][0];
+    assert!(counts[0].as_i64().unwrap() >= 6, "exchange rows: {v}");
+    assert_eq!(counts[1], 0, "message rows without a subject: {v}");
+    assert_eq!(counts[2], 0, "exchange rows without a subject: {v}");
+}
+
+/// `notAfter` of a PEM certificate as openssl reads it, in the form the
+/// audit's DuckDB reader prints timestamps: `2026-03-01T09:05:00.000+00:00`.
+fn openssl_not_after(cert: &std::path::Path) -> String {
+    let out = std::process::Command::new("openssl")
+        .args(["x509", "-noout", "-enddate", "-dateopt", "iso_8601", "-in"])
+        .arg(cert)
+        .output()
+        .expect("run openssl");
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let iso = text
+        .trim()
+        .strip_prefix("notAfter=")
+        .and_then(|t| t.strip_suffix('Z'))
+        .unwrap_or_else(|| panic!("openssl -enddate: {text:?}"));
+    format!("{}.000+00:00", iso.replace(' ', "T"))
 }
 
 /// TLS to the upstream: verified against the configured CA and name; a

@@ -179,7 +179,9 @@ fn bearer_tokens_bind_identity_and_forgeries_are_refused() {
         old.head
     );
 
-    // Session hijack: bob presents alice's session id.
+    // Session hijack: bob presents alice's session id as its first user,
+    // right after her initialize. Were the session not bound to alice when
+    // the server named it, it would go to bob as its first caller.
     let bob = id_token(&issuer, "bob", "openid");
     let init = post_mcp(&ns, initialize(3), &[bearer(&rotated)]);
     assert_eq!(init.status, 200, "{}", init.head);
@@ -194,11 +196,11 @@ fn bearer_tokens_bind_identity_and_forgeries_are_refused() {
             "Mcp-Protocol-Version: 2025-06-18".to_string(),
         ]
     };
-    let notified = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
-    assert_eq!(post_mcp(&ns, notified, &session(&rotated)).status, 202);
     let hijack = post_mcp(&ns, list.clone(), &session(&bob));
     assert_eq!(hijack.status, 403, "{}", hijack.head);
     assert_eq!(hijack.code(), -32089);
+    let notified = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
+    assert_eq!(post_mcp(&ns, notified, &session(&rotated)).status, 202);
     let owner = post_mcp(&ns, list, &session(&rotated));
     assert_eq!(
         owner.status, 200,
@@ -256,6 +258,15 @@ fn bearer_tokens_bind_identity_and_forgeries_are_refused() {
     assert_eq!(alice_call[at("auth_method")], "oidc");
     let denials = auditq::query(&agent.audit_dir(), "denials", &all);
     assert!(denials.len() >= forgeries.len() + 3, "{denials:#?}");
+    // Every exchange row names its caller: only refusals before an
+    // identity was established have none.
+    let v = auditq::sql(
+        &agent.audit_dir(),
+        "SELECT count(*) FILTER (WHERE kind = 'exchange'), \
+         count(*) FILTER (WHERE kind = 'exchange' AND subject IS NULL) FROM mcp_audit",
+    );
+    assert!(v["rows"][0][0].as_i64().unwrap() >= 6, "{v}");
+    assert_eq!(v["rows"][0][1], 0, "exchange rows without a subject: {v}");
 }
 
 /// A client that follows the MCP authorization spec (the official Python

@@ -123,7 +123,8 @@ pub struct Identity {
     cfg: crate::config::Identity,
     issuers: Vec<Arc<Issuer>>,
     credential: Option<Arc<Credential>>,
-    /// Whether the caller's `Authorization` is the agent's to consume.
+    /// Whether the caller's `Authorization` stops at the agent (see
+    /// [`Identity::new`]).
     consume_authorization: bool,
 }
 
@@ -152,8 +153,20 @@ impl Identity {
             Some(c) => Some(Credential::start(c).await?),
             None => None,
         };
+        // The MCP spec forbids token passthrough: once the agent is an
+        // identity boundary (it verifies tokens or certificates, injects its
+        // own credential, or refuses anonymous callers), the caller's
+        // credential is the agent's and never the server's. Only an agent
+        // that identifies nobody (anonymous callers, no issuer, no client
+        // CA, no upstream credential) leaves `Authorization` to the server,
+        // which then does its own authentication.
+        let id = &cfg.identity;
+        let boundary = !id.oidc.is_empty()
+            || !cfg.tls.client_ca.is_empty()
+            || credential.is_some()
+            || !id.allow_anonymous;
         Ok(Self {
-            consume_authorization: !cfg.identity.oidc.is_empty() || credential.is_some(),
+            consume_authorization: boundary,
             cfg: cfg.identity.clone(),
             issuers,
             credential,

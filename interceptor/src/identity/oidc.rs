@@ -7,8 +7,8 @@
 //! client id, checks no `nbf`, and has no hook for refetching the JWKS on
 //! an unknown `kid`. jsonwebtoken verifies on aws-lc-rs, already linked.
 //!
-//! Defences, each with a test in `identity/tests.rs` or
-//! `tests/tests/identity_oidc.rs`:
+//! Defences, each with a test in `identity/tests.rs`,
+//! `tests/tests/identity_oidc.rs` or `tests/tests/identity_oidc_issuers.rs`:
 //! - `alg: none` and HMAC (`HS*`, the public-key-as-secret confusion) are
 //!   refused from the header, before any key is chosen;
 //! - the key must carry the header's `kid` and, if it names one, the same
@@ -41,9 +41,12 @@ pub enum TokenError {
     /// Not three base64url JSON segments.
     #[error("malformed token: {0}")]
     Malformed(String),
-    /// `none`, HMAC, or an algorithm not in the issuer's allow-list.
+    /// `none`, HMAC, or a name this build does not know.
     #[error("token algorithm {0:?} is not accepted")]
     Algorithm(String),
+    /// An asymmetric algorithm the issuer entry's `algorithms` leaves out.
+    #[error("token algorithm {alg:?} is not accepted: this issuer's algorithms are [{allowed}]")]
+    AlgorithmNotAllowed { alg: String, allowed: String },
     /// `iss` names no configured issuer.
     #[error("token issuer {0:?} is not trusted")]
     UnknownIssuer(String),
@@ -369,7 +372,10 @@ impl Issuer {
             return Err(refused());
         }
         if !self.cfg.algorithms.iter().any(|a| a == alg) {
-            return Err(refused());
+            return Err(TokenError::AlgorithmNotAllowed {
+                alg: alg.to_string(),
+                allowed: self.cfg.algorithms.join(", "),
+            });
         }
         alg.parse::<Algorithm>().map_err(|_| refused())
     }

@@ -71,7 +71,7 @@ fn peek_reads_alg_kid_and_iss_and_rejects_garbage() {
 #[tokio::test]
 async fn none_and_hmac_are_refused_before_any_key_is_fetched() {
     let issuer = Issuer::new(issuer_cfg());
-    for alg in ["none", "NONE", "HS256", "HS512", "RS999"] {
+    for alg in ["none", "NONE", "HS256", "HS512"] {
         let t = jwt(
             json!({"alg": alg, "kid": "k"}),
             json!({"iss": "http://127.0.0.1:1"}),
@@ -84,7 +84,43 @@ async fn none_and_hmac_are_refused_before_any_key_is_fetched() {
             "{alg}"
         );
     }
+    let t = jwt(
+        json!({"alg": "RS999", "kid": "k"}),
+        json!({"iss": "http://127.0.0.1:1"}),
+    );
+    let (h, _) = peek(&t).unwrap();
+    assert!(matches!(
+        issuer.verify(&t, &h).await,
+        Err(VerifyError::Token(TokenError::AlgorithmNotAllowed { alg, .. })) if alg == "RS999"
+    ));
     // Nothing was fetched (the JWKS URL is unreachable): refusal came first.
+    assert!(!issuer.has_keys());
+}
+
+/// `algorithms = ["ES256"]` refuses an RS256 token from the header, before
+/// any key is fetched, and the message names what the issuer accepts.
+#[tokio::test]
+async fn narrowed_algorithms_refuse_the_others_and_say_which_are_allowed() {
+    let mut cfg = issuer_cfg();
+    cfg.algorithms = vec!["ES256".into()];
+    let issuer = Issuer::new(cfg);
+    let t = jwt(
+        json!({"alg": "RS256", "kid": "k"}),
+        json!({"iss": "http://127.0.0.1:1"}),
+    );
+    let (h, _) = peek(&t).unwrap();
+    let err = issuer.verify(&t, &h).await.unwrap_err();
+    assert_eq!(
+        err,
+        VerifyError::Token(TokenError::AlgorithmNotAllowed {
+            alg: "RS256".into(),
+            allowed: "ES256".into()
+        })
+    );
+    assert_eq!(
+        err.to_string(),
+        "token algorithm \"RS256\" is not accepted: this issuer's algorithms are [ES256]"
+    );
     assert!(!issuer.has_keys());
 }
 
@@ -137,14 +173,49 @@ async fn anonymous_only_when_allowed_and_caller_auth_untouched_then() {
         (c.subject.as_str(), c.method),
         ("anonymous", AuthMethod::Anonymous)
     );
-    // No issuer configured: the agent is not the resource server, so the
-    // caller's own Authorization is the server's business.
+    // No identity configured at all: the agent only steers and audits, so
+    // the caller's own Authorization is the server's business.
     let mut h = headers("Bearer for-the-server");
     id.rewrite_upstream_headers(&mut h);
     assert_eq!(
         h.get(header::AUTHORIZATION).unwrap(),
         "Bearer for-the-server"
     );
+}
+
+/// Once the agent is an identity boundary in any way, the caller's
+/// Authorization never goes upstream (no token passthrough), also when
+/// no upstream credential replaces it.
+#[tokio::test]
+async fn callers_authorization_stops_at_any_identity_boundary() {
+    let tls = "[tls]\ncert = \"/nonexistent/c.pem\"\nkey = \"/nonexistent/k.pem\"\n\
+               client_ca = [\"/nonexistent/ca.pem\"]\n";
+    let oidc = "[[identity.oidc]]\nissuer = \"http://127.0.0.1:1\"\naudiences = [\"mcp\"]\n";
+    for (what, extra) in [
+        (
+            "mTLS only",
+            format!("{tls}[identity]\nallow_anonymous = false\n"),
+        ),
+        (
+            "mTLS, anonymous allowed",
+            format!("{tls}[identity]\nallow_anonymous = true\n"),
+        ),
+        (
+            "OIDC only",
+            format!("[identity]\nallow_anonymous = false\n{oidc}"),
+        ),
+        (
+            "OIDC, anonymous allowed",
+            format!("[identity]\nallow_anonymous = true\n{oidc}"),
+        ),
+    ] {
+        let id = identity(&format!("{PORTS}{extra}")).await;
+        let mut h = headers("Bearer caller-token");
+        h.insert("x-other", HeaderValue::from_static("kept"));
+        id.rewrite_upstream_headers(&mut h);
+        assert_eq!(h.get(header::AUTHORIZATION), None, "{what}");
+        assert_eq!(h.get("x-other").unwrap(), "kept", "{what}");
+    }
 }
 
 #[tokio::test]

@@ -19,29 +19,22 @@ use super::{
     auth,
     exchange::{self, Origin},
     held,
-    jsonrpc::{self, Body, Kind, Message},
+    jsonrpc::{Kind, Message},
     session::Sessions,
-    stateless, stream,
+    stream,
 };
 use crate::{
     identity::{CODE_SESSION_OWNER, Caller, Identity},
-    pipeline::{
-        Direction, EventKind, HoldSignal, MessageCtx, Notes, Outcome, Pipeline, Transport,
-        event::now_us,
-    },
+    pipeline::{Direction, EventKind, HoldSignal, Pipeline, Transport, event::now_us},
     proxy::{
         ConnCtx, Handler,
-        body::{ProxyBody, ReadError, full, read_limited},
-        http::{
-            CODE_REQUEST_TIMEOUT, CODE_TLS_REQUIRED, CODE_TOO_LARGE, HandlerFuture, json_response,
-            pass_through, strip_hop_headers, upstream_error_status,
-        },
+        body::{ProxyBody, full},
+        http::{CODE_TLS_REQUIRED, HandlerFuture, json_response, pass_through, strip_hop_headers},
     },
 };
 
+mod post;
 mod reply;
-
-use reply::{accepted, forward_body, remember_client};
 
 #[derive(Clone)]
 pub struct McpHandler {
@@ -244,234 +237,6 @@ impl McpHandler {
             status,
             &json!({ "jsonrpc": "2.0", "id": null, "error": error }),
         )
-    }
-
-    async fn post(
-        &self,
-        req: Request<Incoming>,
-        ctx: Arc<ConnCtx>,
-        caller: Arc<Caller>,
-        hold: Option<Arc<HoldSignal>>,
-    ) -> Response<ProxyBody> {
-        let received = now_us();
-        let (mut parts, body) = req.into_parts();
-        let target = parts
-            .uri
-            .path_and_query()
-            .map(|p| p.as_str().to_string())
-            .unwrap_or_default();
-        let legacy = self.sessions.legacy_session(&target);
-        let header_sid = header_str(&parts.headers, "mcp-session-id");
-        let transport = if legacy.is_some() {
-            Transport::Sse
-        } else if stateless::is_stateless(&parts.headers) {
-            Transport::Stateless
-        } else {
-            Transport::StreamableHttp
-        };
-        let mut origin = self.origin(&parts, &ctx, transport, legacy.or(header_sid), Some(caller));
-        if let Some(resp) = self.check_owner(&origin) {
-            return resp;
-        }
-        if !origin.in_session
-            && let Some(c) = &origin.caller
-        {
-            // A session the server opens in answer inherits this owner.
-            let _ = self.sessions.claim(&origin.key, &c.principal());
-        }
-        let idle = Duration::from_millis(ctx.http.idle_timeout_ms);
-        let bytes = match read_limited(body, ctx.http.max_request_body, idle).await {
-            Ok(b) => b,
-            Err(ReadError::TooLarge(max)) => {
-                let e = json!({ "code": CODE_TOO_LARGE, "message": format!("request body larger than {max} bytes") });
-                return self.reject(&origin, StatusCode::PAYLOAD_TOO_LARGE, e, max as u64);
-            }
-            Err(ReadError::Idle(d)) => {
-                let e = json!({ "code": CODE_REQUEST_TIMEOUT, "message": format!("request body stalled for {d:?}") });
-                return self.reject(&origin, StatusCode::REQUEST_TIMEOUT, e, 0);
-            }
-            Err(ReadError::Io(err)) => {
-                let e = json!({ "code": -32700, "message": format!("reading the request body failed: {err}") });
-                return self.reject(&origin, StatusCode::BAD_REQUEST, e, 0);
-            }
-        };
-        let mut body = match jsonrpc::parse(&bytes) {
-            Ok(b) => b,
-            Err(e) => {
-                let err = json!({ "code": e.code(), "message": e.to_string() });
-                return self.reject(&origin, StatusCode::BAD_REQUEST, err, bytes.len() as u64);
-            }
-        };
-        if body.messages().len() > ctx.http.max_batch {
-            let e = json!({ "code": -32600, "message": format!(
-                "a batch of {} messages is more than http.max_batch ({})",
-                body.messages().len(),
-                ctx.http.max_batch
-            ) });
-            return self.reject(&origin, StatusCode::BAD_REQUEST, e, bytes.len() as u64);
-        }
-        if transport == Transport::Stateless
-            && let Err(err) = stateless::check(&parts.headers, &body)
-        {
-            return self.reject(&origin, StatusCode::BAD_REQUEST, err, bytes.len() as u64);
-        }
-        if let Some(v) = header_str(&parts.headers, "mcp-protocol-version") {
-            self.sessions
-                .update_info(&origin.key, |i| i.protocol_version = Some(v));
-        }
-        self.sessions.update_info(&origin.key, |i| {
-            i.transport.get_or_insert(transport);
-        });
-
-        // Each client message through the phases, then remembered for pairing.
-        let per_msg_bytes = if body.messages().len() == 1 {
-            bytes.len() as u64
-        } else {
-            0
-        };
-        let mut denials = Vec::new();
-        let mut keep = Vec::new();
-        let mut expected = Vec::new();
-        let info = self.sessions.info(&origin.key);
-        for msg in body.messages_mut() {
-            if msg.method() == Some("initialize") {
-                remember_client(&self.sessions, &origin.key, msg);
-            }
-            let info = if msg.method() == Some("initialize") {
-                self.sessions.info(&origin.key)
-            } else {
-                info.clone()
-            };
-            let notes = Notes::with_hold(hold.clone());
-            let mctx = MessageCtx {
-                conn: &origin.conn,
-                session_id: origin.in_session.then_some(origin.key.as_str()),
-                transport,
-                protocol_version: info.protocol_version.as_deref(),
-                http_path: &origin.http_path,
-                caller: origin.caller.as_deref(),
-                client_name: info.client_name.as_deref(),
-                client_version: info.client_version.as_deref(),
-                request_method: None,
-                mask_profile: None,
-                notes: &notes,
-            };
-            let outcome = self.pipeline.on_request(&mctx, msg).await;
-            let mut ev = origin.event(EventKind::Exchange, Direction::ClientToServer, msg, &info);
-            ev.received_us = received;
-            ev.bytes_in = per_msg_bytes;
-            ev.decision = notes.decision();
-            ev.approval = notes.approval();
-            match outcome {
-                Outcome::Answered { result, phase } => {
-                    ev.kind = EventKind::Denied;
-                    ev.decided_by = Some(phase.to_string());
-                    ev.result = Some(result.clone());
-                    ev.http_status = Some(200);
-                    if msg.kind == Kind::Request {
-                        denials.push(
-                            json!({ "jsonrpc": "2.0", "id": msg.id().cloned(), "result": result }),
-                        );
-                    }
-                    exchange::record(&self.pipeline, ev);
-                    keep.push(false);
-                }
-                Outcome::Denied { error, phase } => {
-                    ev.kind = EventKind::Denied;
-                    ev.decided_by = Some(phase.to_string());
-                    ev.error = Some(error.clone());
-                    ev.http_status = Some(200);
-                    if msg.kind == Kind::Request {
-                        denials.push(
-                            json!({ "jsonrpc": "2.0", "id": msg.id().cloned(), "error": error }),
-                        );
-                    }
-                    exchange::record(&self.pipeline, ev);
-                    keep.push(false);
-                }
-                Outcome::Forward { rewritten } => {
-                    ev.rewritten = rewritten;
-                    ev.forwarded_us = Some(now_us());
-                    match msg.kind {
-                        Kind::Request => {
-                            let id = msg.id_key().unwrap_or_default();
-                            self.sessions.expect(&origin.key, id.clone(), ev, false);
-                            expected.push(id);
-                        }
-                        Kind::Notification => {
-                            ev.kind = EventKind::Notification;
-                            exchange::record(&self.pipeline, ev);
-                        }
-                        Kind::Response | Kind::Error => {
-                            let id = msg.id_key().unwrap_or_default();
-                            match self.sessions.answer(&origin.key, &id, false) {
-                                Some(req) => {
-                                    exchange::complete(&self.pipeline, req, msg, 200, per_msg_bytes)
-                                }
-                                None => {
-                                    ev.kind = EventKind::Unpaired;
-                                    exchange::record(&self.pipeline, ev);
-                                }
-                            }
-                        }
-                    }
-                    keep.push(true);
-                }
-            }
-        }
-
-        if keep.iter().all(|k| !k) {
-            // Nothing left to forward: answer the denials ourselves.
-            if !origin.in_session {
-                self.sessions.close(&origin.key);
-            }
-            return match denials.len() {
-                0 => accepted(),
-                1 if matches!(body, Body::Single(_)) => json_response(StatusCode::OK, &denials[0]),
-                _ => json_response(StatusCode::OK, &Value::Array(denials)),
-            };
-        }
-        let out_bytes = forward_body(&mut body, &keep, &bytes);
-        strip_hop_headers(&mut parts.headers);
-        parts.headers.remove(header::CONTENT_LENGTH);
-        let reply = self.replier(&parts.headers, &ctx);
-        let up_req = Request::from_parts(parts, full(out_bytes));
-        match ctx.upstream.send(ctx.upstream_addr, up_req).await {
-            Ok(resp) => {
-                let waiting = Waiting {
-                    expected,
-                    denials,
-                    batch: matches!(body, Body::Batch(_)),
-                };
-                self.respond(resp, &mut origin, &ctx, waiting, reply).await
-            }
-            Err(e) => {
-                tracing::warn!(conn = origin.conn.id, error = %e, "upstream failed");
-                let (status, code) = upstream_error_status(&e);
-                let error = json!({ "code": code, "message": e.to_string() });
-                let pending = self.sessions.take_unanswered(&origin.key, &expected);
-                let mut answers: Vec<Value> = pending
-                    .iter()
-                    .map(|p| json!({ "jsonrpc": "2.0", "id": p.jsonrpc_id, "error": error }))
-                    .collect();
-                exchange::unanswered(
-                    &self.pipeline,
-                    pending,
-                    Some(status.as_u16()),
-                    error.clone(),
-                );
-                if !origin.in_session {
-                    self.sessions.close(&origin.key);
-                }
-                answers.extend(denials);
-                let body = match answers.len() {
-                    0 => json!({ "jsonrpc": "2.0", "id": null, "error": error }),
-                    1 => answers.remove(0),
-                    _ => Value::Array(answers),
-                };
-                json_response(status, &body)
-            }
-        }
     }
 
     /// Handles the upstream's answer to a POST (or GET): pairs and runs

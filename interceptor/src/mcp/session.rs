@@ -217,3 +217,6 @@ impl Sessions {
         self.lock().legacy_targets.get(target).cloned()
     }
 }
+
+#[cfg(test)]
+mod tests;
