@@ -37,7 +37,6 @@ use crate::{
     mcp::McpHandler,
     pipeline::{Phase, Pipeline, sink::JsonLines},
     policy::{
-        Policies,
         phase::PolicyPhase,
         pins::{self, PinPhase},
     },
@@ -86,9 +85,11 @@ pub enum AgentError {
     Admin(#[from] admin::AdminError),
 }
 
-/// What outlives config reloads: pending approvals and grants, counters.
+/// What outlives config reloads: pending approvals and grants, counters,
+/// call budgets.
 struct Stages {
     approvals: Arc<Approvals>,
+    budgets: crate::policy::budget::Table,
     metrics: Arc<Metrics>,
     /// How approvals mask what they store; replaced on reload so a changed
     /// `[mask]` applies to them as it does to the audit.
@@ -100,7 +101,7 @@ struct Stages {
 fn phases(
     cfg: &Arc<Config>,
     audit: Option<&Audit>,
-    policies: &policy_watch::Shared,
+    policies: &policy_watch::Running,
     stages: &Stages,
 ) -> Result<Vec<Arc<dyn Phase>>, AgentError> {
     let approvals = &stages.approvals;
@@ -110,7 +111,9 @@ fn phases(
     }
     if !cfg.policy.files.is_empty() {
         phases.push(Arc::new(
-            PolicyPhase::new(cfg.clone(), policies.clone()).with_approvals(approvals.clone()),
+            PolicyPhase::new(cfg.clone(), policies.policies.clone())
+                .with_approvals(approvals.clone())
+                .with_budget_table(&stages.budgets),
         ));
     }
     // Tool pinning runs whether or not the audit does: `on_tool_change =
@@ -155,14 +158,14 @@ async fn serving(
     cfg: Arc<Config>,
     previous: Option<&McpHandler>,
     audit: Option<&Audit>,
-    policies: &policy_watch::Shared,
+    policies: &policy_watch::Running,
     stages: &Stages,
-) -> Result<(Serving, McpHandler, Option<Arc<Policies>>), AgentError> {
+) -> Result<(Serving, McpHandler, Option<policy_watch::Loaded>), AgentError> {
     // Loaded here, swapped in by the caller only if everything else loads.
     let loaded = if cfg.policy.files.is_empty() {
         None
     } else {
-        Some(Arc::new(Policies::load(&cfg.policy.files)?))
+        Some(policy_watch::load(&cfg.policy.files)?.check_mask_profiles(&cfg.mask)?)
     };
     let tls = proxy::tls::server(&cfg.tls)?;
     let upstream = proxy::upstream_for(&cfg)?;
@@ -209,10 +212,22 @@ pub async fn run(config_path: PathBuf, cfg: Config) -> Result<(), AgentError> {
             .clone();
         f(v)
     });
+    if let Some(a) = &audit {
+        // Rows made outside the pipeline (lifecycle, approvals) are masked
+        // with the approvals' masker, which follows `[mask]` on reload.
+        let mask = mask.clone();
+        a.stamp().scrub.set(Arc::new(move |s: &str| {
+            match mask(&serde_json::Value::String(s.to_owned())) {
+                serde_json::Value::String(m) => (m != s).then_some(m),
+                _ => Some(String::new()),
+            }
+        }));
+    }
     let approvals = Approvals::open(&cfg, audit.clone(), mask)?;
     approvals.spawn_sweeper();
     let stages = Stages {
         approvals: approvals.clone(),
+        budgets: Default::default(),
         metrics: Arc::new(Metrics::default()),
         approval_mask: mask_cell,
     };
@@ -390,7 +405,7 @@ async fn reload(
     steering: Option<&mut Steering>,
     handler: &McpHandler,
     audit: Option<&Audit>,
-    policies: &policy_watch::Shared,
+    policies: &policy_watch::Running,
     stages: &Stages,
 ) -> Option<McpHandler> {
     let new = match Config::load(path) {

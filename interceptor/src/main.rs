@@ -248,8 +248,12 @@ fn dispatch(cmd: Cmd) -> anyhow::Result<ExitCode> {
             // bad certificate or key fails here and not at 3 a.m.
             interceptor::proxy::tls::server(&cfg.tls)?;
             interceptor::proxy::upstream_for(&cfg)?;
+            // Every mask profile compiles (a bad custom regex fails here,
+            // not at start); the key only matters for masking, not here.
+            let masker = interceptor::mask::Masker::new(&cfg.mask, [0; 32])?;
             if !cfg.policy.files.is_empty() {
                 let p = interceptor::policy::Policies::load(&cfg.policy.files)?;
+                p.check_mask_profiles(|name| masker.has_profile(name))?;
                 println!(
                     "# policy: {} policies valid against the schema, version {}",
                     p.count, p.version

@@ -1,7 +1,8 @@
 //! Masking through the steered port: a tool that returns personal data
 //! reaches the client masked, SSE events are masked one by one as they
 //! stream, request arguments reach the server unchanged but are stored
-//! masked, and DuckDB over the audit finds none of the raw values.
+//! masked, and DuckDB over the audit finds none of the raw values and reads
+//! the per-detector `masked_counts` the events file recorded.
 
 use mcp_interceptor_tests::{
     Agent, NetNs, TempDir, auditq,
@@ -152,4 +153,35 @@ fn personal_data_is_masked_for_the_client_and_in_the_audit() {
     let rows = auditq::query(&agent.audit_dir(), "search_values", &params);
     // The lookup exchange and the three streamed records.
     assert_eq!(rows.len(), 4, "masked rows are findable: {rows:?}");
+
+    // masked_counts as DuckDB reads it from the Parquet files: per row,
+    // what the events file recorded for the same exchange.
+    let counts = |tool: &str| {
+        let v = auditq::run_query(&agent.audit_dir(), "search_values", &params);
+        let col = |name: &str| {
+            v["columns"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .position(|c| c == name)
+                .unwrap()
+        };
+        let (t, m, c) = (col("tool_name"), col("method"), col("masked_counts"));
+        v["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r[t] == tool || (tool.is_empty() && r[m] == "notifications/message"))
+            .map(|r| r[c].clone())
+            .collect::<Vec<Value>>()
+    };
+    assert_eq!(counts("lookup_customer"), [lookup["masked"].clone()]);
+    assert_eq!(lookup["masked"]["email"], 2);
+    let streamed = counts("");
+    assert_eq!(streamed.len(), 3, "{streamed:?}");
+    for (row, ev) in streamed.iter().zip(&logs) {
+        assert_eq!(row, &ev["masked"]);
+        assert_eq!(row["email"], 1, "{row}");
+        assert_eq!(row["card"], 1, "{row}");
+    }
 }

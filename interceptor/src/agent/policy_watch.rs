@@ -1,10 +1,15 @@
 //! The running policy set: installed at start and reload, and reloaded
 //! when its files change. A set that does not load is never installed; the
 //! running one stays, and the log says why (never falls open).
+//!
+//! Each read of the files is stamped (path, size, mtime of every file)
+//! before it starts, and the stamp is kept with what was installed: a poll
+//! reloads whenever the files differ from the last read, including a
+//! change made between the start-up load and the first poll.
 
 use std::{
     path::PathBuf,
-    sync::{Arc, RwLock},
+    sync::{Arc, Mutex, RwLock},
     time::{Duration, SystemTime},
 };
 
@@ -12,24 +17,84 @@ use tokio::sync::watch;
 
 use crate::{
     audit::Audit,
-    policy::{Policies, phase},
+    config::Mask as MaskConfig,
+    policy::{Policies, PolicyError, phase},
     proxy::Serving,
 };
 
-pub type Shared = phase::Shared;
+/// What identifies the files' contents: path, size and mtime of every file
+/// (directories: their entries).
+type Stamp = Vec<(PathBuf, u64, Option<SystemTime>)>;
+
+/// The running set, and the stamp of the files as last read.
+#[derive(Clone)]
+pub struct Running {
+    pub policies: phase::Shared,
+    /// Set by every install and every refused read: a poll reloads when
+    /// the files differ from it.
+    seen: Arc<Mutex<Option<Stamp>>>,
+}
+
+impl Running {
+    fn seen(&self) -> std::sync::MutexGuard<'_, Option<Stamp>> {
+        self.seen.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The version of the running set.
+    #[cfg(test)]
+    fn version(&self) -> String {
+        self.policies
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .version
+            .clone()
+    }
+}
+
+/// A set read from files, with the stamp taken just before the read.
+pub struct Loaded {
+    policies: Arc<Policies>,
+    stamp: Stamp,
+}
+
+impl Loaded {
+    /// Refuses the set if a `@mask("...")` names no profile of `mask`.
+    pub fn check_mask_profiles(self, mask: &MaskConfig) -> Result<Self, PolicyError> {
+        self.policies
+            .check_mask_profiles(|name| mask.has_profile(name))?;
+        Ok(self)
+    }
+}
+
+/// Reads and validates the set in `files`.
+pub fn load(files: &[PathBuf]) -> Result<Loaded, PolicyError> {
+    // Stamped first: a change during the read then differs from the stamp
+    // at the next poll, which reads again.
+    let stamp = stamp(files);
+    Ok(Loaded {
+        policies: Arc::new(Policies::load(files)?),
+        stamp,
+    })
+}
 
 /// Before any policy loads: an empty set, which denies everything (it is
 /// only consulted when `[policy] files` is set, and then replaced first).
-pub fn empty() -> Shared {
+pub fn empty() -> Running {
     let none = Policies::from_sources(&[]).expect("an empty policy set always loads");
-    Arc::new(RwLock::new(Arc::new(none)))
+    Running {
+        policies: Arc::new(RwLock::new(Arc::new(none))),
+        seen: Arc::default(),
+    }
 }
 
 /// Swaps `loaded` in and records it.
-pub fn install(shared: &Shared, loaded: Option<Arc<Policies>>, audit: Option<&Audit>) {
-    let Some(p) = loaded else { return };
+pub fn install(running: &Running, loaded: Option<Loaded>, audit: Option<&Audit>) {
+    let Some(Loaded { policies: p, stamp }) = loaded else {
+        return;
+    };
     let (version, count) = (p.version.clone(), p.count);
-    *shared.write().unwrap_or_else(|e| e.into_inner()) = p;
+    *running.policies.write().unwrap_or_else(|e| e.into_inner()) = p;
+    *running.seen() = Some(stamp);
     tracing::info!(policies = count, %version, "policy set installed");
     if let Some(a) = audit {
         a.append(a.stamp().lifecycle(
@@ -39,9 +104,7 @@ pub fn install(shared: &Shared, loaded: Option<Arc<Policies>>, audit: Option<&Au
     }
 }
 
-/// What identifies the files' current contents: path, size and mtime of
-/// every file (directories: their `*.cedar` entries).
-fn stamp(paths: &[PathBuf]) -> Vec<(PathBuf, u64, Option<SystemTime>)> {
+fn stamp(paths: &[PathBuf]) -> Stamp {
     let mut out = Vec::new();
     for p in paths {
         let mut files = vec![p.clone()];
@@ -63,41 +126,51 @@ fn stamp(paths: &[PathBuf]) -> Vec<(PathBuf, u64, Option<SystemTime>)> {
     out
 }
 
+/// Reloads `files` if they differ from the last read; true when a new set
+/// was installed. `mask`: the running config's, which `@mask` must name.
+fn poll(running: &Running, files: &[PathBuf], mask: &MaskConfig, audit: Option<&Audit>) -> bool {
+    let now = stamp(files);
+    if running.seen().as_ref() == Some(&now) {
+        return false;
+    }
+    match load(files).and_then(|l| l.check_mask_profiles(mask)) {
+        Ok(loaded) => {
+            install(running, Some(loaded), audit);
+            true
+        }
+        Err(e) => {
+            // Remembered, so the refusal is logged once per change.
+            *running.seen() = Some(now);
+            tracing::error!(error = %e, "policy files changed but do not load; keeping the running policy set");
+            if let Some(a) = audit {
+                a.append(a.stamp().lifecycle(
+                    "policy_rejected",
+                    format!("changed policy files refused: {e}"),
+                ));
+            }
+            false
+        }
+    }
+}
+
 /// Polls the current config's policy files every `reload_poll_seconds`.
-pub fn spawn(cfg: watch::Receiver<Serving>, shared: Shared, audit: Option<Audit>) {
+pub fn spawn(cfg: watch::Receiver<Serving>, running: Running, audit: Option<Audit>) {
     tokio::spawn(async move {
-        let mut last = None;
         loop {
-            let (files, every) = {
+            let (files, every, mask) = {
                 let c = &cfg.borrow().config;
-                (c.policy.files.clone(), c.policy.reload_poll_seconds)
+                let p = &c.policy;
+                (p.files.clone(), p.reload_poll_seconds, c.mask.clone())
             };
             if every == 0 || files.is_empty() {
-                last = None;
                 tokio::time::sleep(Duration::from_secs(2)).await;
                 continue;
             }
-            let now = stamp(&files);
-            match &last {
-                None => last = Some(now),
-                Some(prev) if *prev != now => {
-                    last = Some(now);
-                    match Policies::load(&files) {
-                        Ok(p) => install(&shared, Some(Arc::new(p)), audit.as_ref()),
-                        Err(e) => {
-                            tracing::error!(error = %e, "policy files changed but do not load; keeping the running policy set");
-                            if let Some(a) = &audit {
-                                a.append(a.stamp().lifecycle(
-                                    "policy_rejected",
-                                    format!("changed policy files refused: {e}"),
-                                ));
-                            }
-                        }
-                    }
-                }
-                Some(_) => {}
-            }
+            poll(&running, &files, &mask, audit.as_ref());
             tokio::time::sleep(Duration::from_secs(every)).await;
         }
     });
 }
+
+#[cfg(test)]
+mod tests;

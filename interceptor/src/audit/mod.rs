@@ -141,6 +141,7 @@ impl Audit {
             host: host.clone(),
             agent_version: env!("CARGO_PKG_VERSION").into(),
             max_field_bytes: cfg.max_field_bytes,
+            scrub: Default::default(),
         };
         let s3 = cfg.s3.is_some();
         for seq in leftover {
@@ -209,7 +210,8 @@ impl Audit {
     }
 
     /// Appends one row to the WAL (returns once the kernel has it).
-    pub fn append(&self, row: AuditRow) {
+    pub fn append(&self, mut row: AuditRow) {
+        self.inner.stamp.scrub.row(&mut row);
         append(&self.inner, Some(row));
     }
 

@@ -32,6 +32,18 @@ impl Default for Mask {
     }
 }
 
+/// Profiles every config has; a `[mask.profiles]` entry of the same name
+/// replaces one.
+pub const BUILTIN_PROFILES: [&str; 2] = ["standard", "none"];
+
+impl Mask {
+    /// Whether `name` is a profile of this config, as `@mask("...")` must
+    /// name one (the masker compiles exactly these).
+    pub fn has_profile(&self, name: &str) -> bool {
+        BUILTIN_PROFILES.contains(&name) || self.profiles.contains_key(name)
+    }
+}
+
 /// What one profile masks and how.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]

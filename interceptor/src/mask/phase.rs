@@ -1,15 +1,20 @@
 //! The masking stage: server messages are masked one at a time as they
 //! pass (each JSON body or SSE event is one message, so nothing more is
-//! buffered), and every event is masked again before it is recorded, so
-//! the audit and the events file never hold a raw value an enabled
-//! detector matches: request arguments go upstream unchanged but are
-//! stored masked.
+//! buffered), server text that is no JSON-RPC message is masked as text
+//! (or dropped when it is not UTF-8), and every event is masked again
+//! before it is recorded, so the audit and the events file never hold a
+//! raw value an enabled detector matches: request arguments go upstream
+//! unchanged but are stored masked, and so are the names, URIs and ids
+//! the record keeps (a resource URI or a JSON-RPC id can be an e-mail
+//! address). Who the caller is (subject, issuer, groups, certificate) is
+//! kept as verified: an audit must name who acted.
 
 use std::sync::Arc;
 
+use bytes::Bytes;
 use serde_json::Value;
 
-use super::{Counts, Masker};
+use super::{Counts, Masker, Profile};
 use crate::{
     mcp::jsonrpc::{Kind, Message},
     pipeline::{ExchangeEvent, MessageCtx, Phase},
@@ -55,6 +60,40 @@ impl Phase for MaskPhase {
         ctx.notes.set_masked(profile.name(), counts);
     }
 
+    fn on_server_data(&self, ctx: &MessageCtx<'_>, data: Bytes) -> Option<Bytes> {
+        let profile = self.masker.profile(ctx.mask_profile);
+        if !profile.is_active() {
+            return Some(data);
+        }
+        let Ok(text) = std::str::from_utf8(&data) else {
+            tracing::warn!(
+                conn = ctx.conn.id,
+                bytes = data.len(),
+                "server data that is not UTF-8 dropped: it cannot be masked"
+            );
+            return None;
+        };
+        let mut counts = Counts::new();
+        let masked = match serde_json::from_str::<Value>(text) {
+            // JSON that is no JSON-RPC message (a batch with one bad
+            // member): walked as JSON, so sensitive key names count too.
+            Ok(mut v) => profile
+                .mask_json(&mut v, &mut counts)
+                .then(|| serde_json::to_vec(&v).unwrap_or_default()),
+            Err(_) => profile.mask_str(text, &mut counts).map(String::into_bytes),
+        };
+        let Some(masked) = masked else {
+            return Some(data);
+        };
+        tracing::info!(
+            conn = ctx.conn.id,
+            profile = profile.name(),
+            masked = ?counts,
+            "masked server data that is no JSON-RPC message"
+        );
+        Some(Bytes::from(masked))
+    }
+
     fn prepares_records(&self) -> bool {
         true
     }
@@ -68,7 +107,10 @@ impl Phase for MaskPhase {
             return;
         }
         let mut ignored = Counts::new();
-        for v in [&mut ev.params, &mut ev.error].into_iter().flatten() {
+        for v in [&mut ev.params, &mut ev.error, &mut ev.jsonrpc_id]
+            .into_iter()
+            .flatten()
+        {
             profile.mask_json(v, &mut ignored);
         }
         if ev.masked_with.as_deref() != Some(profile.name())
@@ -76,5 +118,33 @@ impl Phase for MaskPhase {
         {
             profile.mask_json(r, &mut ignored);
         }
+        let text = [
+            &mut ev.target,
+            &mut ev.session_id,
+            &mut ev.method,
+            &mut ev.client_name,
+            &mut ev.client_version,
+            &mut ev.protocol_version,
+        ];
+        for s in text.into_iter().flatten() {
+            mask_text(profile, s, &mut ignored);
+        }
+        mask_text(profile, &mut ev.http_path, &mut ignored);
+        if let Some(d) = &mut ev.decision {
+            // The reason names the target ("tools/call on <name> ...").
+            mask_text(profile, &mut d.reason, &mut ignored);
+            for e in &mut d.errors {
+                mask_text(profile, e, &mut ignored);
+            }
+        }
     }
 }
+
+fn mask_text(profile: &Profile, s: &mut String, counts: &mut Counts) {
+    if let Some(m) = profile.mask_str(s, counts) {
+        *s = m;
+    }
+}
+
+#[cfg(test)]
+mod tests;

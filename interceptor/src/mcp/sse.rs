@@ -1,6 +1,6 @@
 //! Server-Sent Events framing, incremental: bytes in as they arrive, whole
 //! events out, each with the exact bytes it came as (forwarded unchanged
-//! unless a phase rewrites its data). At most one event is buffered, and
+//! unless a phase rewrites its data or masks its other lines). At most one event is buffered, and
 //! never more than `max_event` bytes of it.
 
 use bytes::{Bytes, BytesMut};
@@ -30,6 +30,27 @@ impl Event {
     /// The event type, `message` when unnamed (as browsers treat it).
     pub fn kind(&self) -> &str {
         self.event.as_deref().unwrap_or("message")
+    }
+
+    /// Every line of the event but its `data` lines (comments, `event`,
+    /// `id`, `retry`, unknown fields), `\n`-joined; empty when there are
+    /// none. A masking phase reads these too: they reach the client's
+    /// wire whenever the event is forwarded as it came.
+    pub fn side_text(&self) -> String {
+        // `raw` parsed as UTF-8 when the event was made.
+        let text = String::from_utf8_lossy(&self.raw);
+        let mut out = String::new();
+        for line in text.split(['\n', '\r']) {
+            let field = line.split_once(':').map_or(line, |(f, _)| f);
+            if line.is_empty() || field.trim_start_matches('\u{feff}') == "data" {
+                continue;
+            }
+            if !out.is_empty() {
+                out.push('\n');
+            }
+            out.push_str(line);
+        }
+        out
     }
 }
 
@@ -69,7 +90,9 @@ impl Parser {
         Ok(out)
     }
 
-    /// Bytes of an unfinished event when the stream ends (forwarded as is).
+    /// What is buffered and not yet returned: an unfinished event when the
+    /// stream ends, or the rest of the chunk after an error. The relay
+    /// drops it (no phase has seen it).
     pub fn leftover(&mut self) -> Bytes {
         self.scan = 0;
         self.buf.split().freeze()

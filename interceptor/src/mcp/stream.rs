@@ -3,31 +3,27 @@
 //! goes through `on_server_message`, then is paired with the request it
 //! answers (or remembered, if it is a server request).
 
-use std::{
-    pin::Pin,
-    sync::Arc,
-    task::{Context, Poll},
-    time::Duration,
-};
+use std::{sync::Arc, time::Duration};
 
 use crate::proxy::upstream::UpstreamBody;
 use bytes::Bytes;
 use http::StatusCode;
-use http_body::Frame;
-use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
+
+mod relay;
+pub use relay::sse;
 
 use super::{
     exchange::{self, Origin},
     jsonrpc::{self, Body, Kind, Message},
-    session::Sessions,
+    session::{SessionInfo, Sessions},
     sse,
 };
 use crate::{
     pipeline::{Direction, EventKind, MessageCtx, Notes, Pipeline, Transport},
     proxy::{
-        body::{BoxError, ProxyBody, ReadError, read_limited},
+        body::{ReadError, read_limited},
         http::{CODE_SERVER_MESSAGE_TOO_LARGE, CODE_UPSTREAM_TIMEOUT, CODE_UPSTREAM_UNAVAILABLE},
     },
 };
@@ -50,16 +46,58 @@ pub struct State {
     pub answer_timeout: Option<Duration>,
 }
 
-/// How often a POST's SSE answer checks whether the client has answered
-/// the server's request it waits on.
-const CLIENT_TURN_POLL: Duration = Duration::from_millis(200);
-
 pub type Replier = Arc<dyn Fn(String, Option<String>, Value) + Send + Sync>;
 
 impl State {
-    /// Phases, then pairing, for every message of one server body/event.
-    /// Returns whether a message was refused (and taken out of `body`).
-    fn on_server_body(&self, body: &mut Body, bytes: u64) -> bool {
+    /// What phases know about a server message of this answer.
+    fn ctx<'a>(
+        &'a self,
+        info: &'a SessionInfo,
+        request_method: Option<&'a str>,
+        mask_profile: Option<&'a str>,
+        notes: &'a Notes,
+    ) -> MessageCtx<'a> {
+        MessageCtx {
+            conn: &self.origin.conn,
+            session_id: self.origin.in_session.then_some(self.origin.key.as_str()),
+            transport: self.origin.transport,
+            protocol_version: info.protocol_version.as_deref(),
+            http_path: &self.origin.http_path,
+            caller: self.origin.caller.as_deref(),
+            client_name: info.client_name.as_deref(),
+            client_version: info.client_version.as_deref(),
+            request_method,
+            mask_profile,
+            notes,
+        }
+    }
+
+    /// The masking profile of the call(s) this answer belongs to, for the
+    /// notifications and server requests it carries besides their
+    /// responses: the one every request in `expected` was given, else
+    /// `None` (the default; requests that disagree get no one's).
+    fn call_profile(&self, expected: &[String]) -> Option<String> {
+        let mut profiles = expected
+            .iter()
+            .map(|id| self.sessions.pending_info(&self.origin.key, id).1);
+        let first = profiles.next()?;
+        profiles.all(|p| p == first).then_some(first).flatten()
+    }
+
+    /// Server text that is no JSON-RPC message, through the phases (which
+    /// mask it, or drop what they cannot read): never forwarded raw.
+    fn opaque(&self, data: Bytes, profile: Option<&str>) -> Option<Bytes> {
+        let info = self.sessions.info(&self.origin.key);
+        let notes = Notes::default();
+        let ctx = self.ctx(&info, None, profile, &notes);
+        self.pipeline.on_server_data(&ctx, data)
+    }
+
+    /// Phases, then pairing, for every message of one server body/event;
+    /// `call_profile` (see [`State::call_profile`]) masks the messages that
+    /// answer no request. Returns whether a message was refused (and taken
+    /// out of `body`).
+    fn on_server_body(&self, body: &mut Body, bytes: u64, call_profile: Option<&str>) -> bool {
         let info = self.sessions.info(&self.origin.key);
         let per_msg = if body.messages().len() == 1 { bytes } else { 0 };
         let mut refused = Vec::new();
@@ -68,22 +106,15 @@ impl State {
                 (Kind::Response | Kind::Error, Some(id)) => {
                     self.sessions.pending_info(&self.origin.key, &id)
                 }
-                _ => (None, None),
+                _ => (None, call_profile.map(str::to_owned)),
             };
             let notes = Notes::default();
-            let mctx = MessageCtx {
-                conn: &self.origin.conn,
-                session_id: self.origin.in_session.then_some(self.origin.key.as_str()),
-                transport: self.origin.transport,
-                protocol_version: info.protocol_version.as_deref(),
-                http_path: &self.origin.http_path,
-                caller: self.origin.caller.as_deref(),
-                client_name: info.client_name.as_deref(),
-                client_version: info.client_version.as_deref(),
-                request_method: request_method.as_deref(),
-                mask_profile: mask_profile.as_deref(),
-                notes: &notes,
-            };
+            let mctx = self.ctx(
+                &info,
+                request_method.as_deref(),
+                mask_profile.as_deref(),
+                &notes,
+            );
             if msg.kind == Kind::Request
                 && let Some((error, phase)) = self.pipeline.on_server_request(&mctx, msg)
             {
@@ -169,7 +200,7 @@ impl State {
     fn refuse_server_request(
         &self,
         msg: &Message,
-        info: &super::session::SessionInfo,
+        info: &SessionInfo,
         error: Value,
         phase: &'static str,
         decision: Option<crate::pipeline::Decision>,
@@ -252,10 +283,21 @@ impl State {
     }
 
     /// One SSE event: the legacy `endpoint` announcement, or a message.
-    fn on_event(&mut self, ev: sse::Event) -> Bytes {
+    /// Returns the bytes to send (empty: nothing). Nothing a masking phase
+    /// has not seen is forwarded: a message goes through the phases, any
+    /// other data, the comments and the other fields through
+    /// `on_server_data`, and an event is rebuilt when any of them changed.
+    fn on_event(&mut self, ev: sse::Event, profile: Option<&str>) -> Bytes {
+        let side = ev.side_text();
+        let side_clean = side.is_empty() || {
+            let b = Bytes::from(side);
+            self.opaque(b.clone(), profile).is_some_and(|o| o == b)
+        };
         if ev.kind() == "endpoint"
             && let Some(data) = &ev.data
         {
+            // The client must post back to exactly this URI: its data
+            // passes as it came, the rest only if clean.
             let target = endpoint_target(data);
             self.sessions.learn_legacy_endpoint(&target, &target);
             let owner = self.origin.caller.as_ref().map(|c| c.principal());
@@ -265,28 +307,54 @@ impl State {
             });
             self.origin.key = target;
             self.origin.in_session = true;
-            return ev.raw;
+            if side_clean {
+                return ev.raw;
+            }
+            return sse::serialize(Some("endpoint"), None, data);
         }
         let Some(data) = ev.data.as_deref().filter(|d| !d.trim().is_empty()) else {
-            return ev.raw;
+            // A keep-alive: its comment is no one's business.
+            return if side_clean {
+                ev.raw
+            } else {
+                Bytes::from_static(b":\n\n")
+            };
         };
         let bytes = Bytes::copy_from_slice(data.as_bytes());
-        let Ok(mut body) = jsonrpc::parse(&bytes) else {
-            return ev.raw;
+        let new_data = match jsonrpc::parse(&bytes) {
+            Ok(mut body) => {
+                let refused = self.on_server_body(&mut body, ev.raw.len() as u64, profile);
+                if body.messages().is_empty() {
+                    // Everything in the event was refused: the client sees nothing.
+                    return Bytes::new();
+                }
+                let changed = refused || !body.messages().iter().all(|m| m.raw.is_some());
+                changed.then(|| body.to_bytes(&bytes))
+            }
+            Err(e) => {
+                tracing::debug!(conn = self.origin.conn.id, error = %e, "SSE data is no JSON-RPC message");
+                match self.opaque(bytes.clone(), profile) {
+                    None => return Bytes::new(),
+                    Some(b) => (b != bytes).then_some(b),
+                }
+            }
         };
-        let refused = self.on_server_body(&mut body, ev.raw.len() as u64);
-        if body.messages().is_empty() {
-            // Everything in the event was refused: the client sees nothing.
-            return Bytes::new();
-        }
-        if !refused && body.messages().iter().all(|m| m.raw.is_some()) {
+        if side_clean && new_data.is_none() {
             return ev.raw;
         }
-        let new = body.to_bytes(&bytes);
+        let field = |f: Option<String>| {
+            if side_clean {
+                return f;
+            }
+            let b = self.opaque(Bytes::from(f?), profile)?;
+            Some(String::from_utf8_lossy(&b).into_owned())
+        };
+        let (event, id) = (field(ev.event.clone()), field(ev.id.clone()));
+        let data = new_data.unwrap_or(bytes);
         sse::serialize(
-            ev.event.as_deref(),
-            ev.id.as_deref(),
-            &String::from_utf8_lossy(&new),
+            event.as_deref(),
+            id.as_deref(),
+            &String::from_utf8_lossy(&data),
         )
     }
 }
@@ -326,13 +394,28 @@ pub async fn json(
             return Err((status, error));
         }
     };
+    let profile = st.call_profile(&expected);
     let out = match jsonrpc::parse(&bytes) {
         Ok(mut b) => {
-            st.on_server_body(&mut b, bytes.len() as u64);
+            st.on_server_body(&mut b, bytes.len() as u64, profile.as_deref());
             b.to_bytes(&bytes)
         }
-        // Not JSON-RPC: the server's business; pass it on as it came.
-        Err(_) => bytes,
+        // Not JSON-RPC (a batch with one bad member, an error text): the
+        // server's business, but passed on only as the phases leave it.
+        Err(e) => {
+            tracing::debug!(conn = st.origin.conn.id, error = %e, "upstream answer is no JSON-RPC message");
+            match st.opaque(bytes, profile.as_deref()) {
+                Some(out) => out,
+                None => {
+                    let error = json!({
+                        "code": CODE_UPSTREAM_UNAVAILABLE,
+                        "message": "the server's answer is not UTF-8 and cannot be masked",
+                    });
+                    st.finish(&expected, error.clone());
+                    return Err((StatusCode::BAD_GATEWAY, error));
+                }
+            }
+        }
     };
     st.finish(&expected, json!({ "code": -32603, "message": "the server's answer had no response for this request" }));
     if denials.is_empty() {
@@ -352,117 +435,6 @@ pub async fn json(
     Ok(Bytes::from(serde_json::to_vec(&v).unwrap_or_default()))
 }
 
-/// An SSE answer: a task reads the upstream stream and hands each event on
-/// through a small channel, so at most one event (plus the channel's few)
-/// is in memory, and a client that stops reading slows the server down.
-pub fn sse(
-    mut body: UpstreamBody,
-    mut st: State,
-    expected: Vec<String>,
-    denials: Vec<Value>,
-) -> ProxyBody {
-    let (tx, rx) = mpsc::channel::<Bytes>(4);
-    tokio::spawn(async move {
-        for d in &denials {
-            if tx
-                .send(sse::serialize(Some("message"), None, &d.to_string()))
-                .await
-                .is_err()
-            {
-                return;
-            }
-        }
-        let mut parser = sse::Parser::new(st.max_message);
-        let mut end =
-            json!({ "code": -32603, "message": "the server's stream ended without a response" });
-        // The 200 head is out, so a server that stops answering cannot get
-        // the client a 504; each waiting request gets -32082 instead, and
-        // the task, the client and the upstream port are freed. Progress
-        // notifications count as an answer; keep-alive comments do not.
-        let quiet = st.answer_timeout.filter(|_| !expected.is_empty());
-        let mut deadline = quiet.map(|q| tokio::time::Instant::now() + q);
-        let mut client_turn = false;
-        'read: loop {
-            let next = match deadline {
-                Some(d) => tokio::time::timeout_at(d, body.frame()).await.ok(),
-                None => Some(body.frame().await),
-            };
-            let Some(next) = next else {
-                let quiet = quiet.unwrap_or_default();
-                let now = tokio::time::Instant::now();
-                if st.sessions.server_waiting(&st.origin.key) {
-                    // The server waits on the client (a sampling or
-                    // elicitation answer, perhaps a human's): its silence
-                    // is not a fault. Look again soon; once the client has
-                    // answered, the server gets a whole period.
-                    client_turn = true;
-                    deadline = Some(now + CLIENT_TURN_POLL.min(quiet));
-                    continue;
-                }
-                if std::mem::take(&mut client_turn) {
-                    deadline = Some(now + quiet);
-                    continue;
-                }
-                match st.time_out(&expected, quiet, &tx).await {
-                    Some(error) => {
-                        end = error;
-                        break;
-                    }
-                    // All answered; the server may keep its stream open.
-                    None => deadline = None,
-                }
-                continue;
-            };
-            let frame = match next {
-                None => break,
-                Some(Err(e)) => {
-                    tracing::info!(conn = st.origin.conn.id, error = %e, "upstream stream failed");
-                    end = json!({ "code": CODE_UPSTREAM_UNAVAILABLE, "message": format!("upstream stream failed: {e}") });
-                    break;
-                }
-                Some(Ok(f)) => f,
-            };
-            let Ok(data) = frame.into_data() else {
-                continue;
-            };
-            match parser.push(&data) {
-                Ok(events) => {
-                    for ev in events {
-                        if deadline.is_some()
-                            && ev.data.as_deref().is_some_and(|d| !d.trim().is_empty())
-                        {
-                            deadline = quiet.map(|q| tokio::time::Instant::now() + q);
-                        }
-                        let out = st.on_event(ev);
-                        if out.is_empty() {
-                            continue;
-                        }
-                        if tx.send(out).await.is_err() {
-                            end = json!({ "code": -32603, "message": "the client went away" });
-                            break 'read;
-                        }
-                    }
-                }
-                Err(e) => {
-                    tracing::warn!(conn = st.origin.conn.id, error = %e, "upstream SSE stream cut");
-                    end =
-                        json!({ "code": CODE_SERVER_MESSAGE_TOO_LARGE, "message": e.to_string() });
-                    // Tell the client, per request it is waiting on.
-                    let ids = expected.iter().filter_map(|k| serde_json::from_str(k).ok());
-                    tell(&tx, ids, &end).await;
-                    break;
-                }
-            }
-        }
-        let rest = parser.leftover();
-        if !rest.is_empty() {
-            let _ = tx.send(rest).await;
-        }
-        st.finish(&expected, end);
-    });
-    http_body_util::BodyExt::boxed(ChannelBody { rx })
-}
-
 /// One JSON-RPC error event per request id, on the client's stream.
 async fn tell(tx: &mpsc::Sender<Bytes>, ids: impl Iterator<Item = Value>, error: &Value) {
     for id in ids {
@@ -470,24 +442,5 @@ async fn tell(tx: &mpsc::Sender<Bytes>, ids: impl Iterator<Item = Value>, error:
         let _ = tx
             .send(sse::serialize(Some("message"), None, &msg.to_string()))
             .await;
-    }
-}
-
-struct ChannelBody {
-    rx: mpsc::Receiver<Bytes>,
-}
-
-impl http_body::Body for ChannelBody {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        self.get_mut()
-            .rx
-            .poll_recv(cx)
-            .map(|o| o.map(|b| Ok(Frame::data(b))))
     }
 }

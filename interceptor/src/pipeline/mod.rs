@@ -19,6 +19,7 @@ pub mod sink;
 
 use std::{future::Future, pin::Pin, sync::Arc, time::Duration};
 
+use bytes::Bytes;
 use serde_json::Value;
 
 pub use event::{Direction, EventKind, ExchangeEvent, Transport};
@@ -89,6 +90,12 @@ pub trait Phase: Send + Sync + 'static {
     /// server gets this JSON-RPC error object as the answer.
     fn on_server_request(&self, _ctx: &MessageCtx<'_>, _msg: &Message) -> Option<Value> {
         None
+    }
+    /// Server text that is no JSON-RPC message (an SSE event's data or
+    /// comment, a JSON body that does not parse as one), before it is
+    /// forwarded: may rewrite it; `None` drops it.
+    fn on_server_data(&self, _ctx: &MessageCtx<'_>, data: Bytes) -> Option<Bytes> {
+        Some(data)
     }
     /// Whether `prepare_record` changes anything (saves a copy otherwise).
     fn prepares_records(&self) -> bool {
@@ -208,6 +215,13 @@ impl Pipeline {
         for p in self.phases.iter() {
             p.on_server_message(ctx, msg);
         }
+    }
+
+    /// Runs `on_server_data` of every phase; `None` once one drops it.
+    pub fn on_server_data(&self, ctx: &MessageCtx<'_>, data: Bytes) -> Option<Bytes> {
+        self.phases
+            .iter()
+            .try_fold(data, |d, p| p.on_server_data(ctx, d))
     }
 
     /// Prepares (masks) the event, then hands it to every `record`.

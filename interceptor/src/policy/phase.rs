@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 
 use super::{
     Input, Policies,
-    budget::Budgets,
+    budget::{self, Budgets},
     names::{self, CODE_INVALID_NAME, Known},
 };
 use crate::{
@@ -58,6 +58,13 @@ impl PolicyPhase {
             approvals: None,
             known: Known::default(),
         }
+    }
+
+    /// Budgets over `table`, which outlives config reloads so that a
+    /// reload never refills a bucket.
+    pub fn with_budget_table(mut self, table: &budget::Table) -> Self {
+        self.budgets = Budgets::sharing(self.cfg.policy.budgets.clone(), table);
+        self
     }
 
     /// With an approvals stage after this one, which also keeps `grants`.
@@ -248,9 +255,11 @@ impl Phase for PolicyPhase {
         }
         if method == "tools/call"
             && !self.budgets.is_empty()
-            && let Err(over) = self
-                .budgets
-                .take(&input.subject, target.as_deref().unwrap_or_default())
+            && let Err(over) = self.budgets.take(
+                &input.issuer,
+                &input.subject,
+                target.as_deref().unwrap_or_default(),
+            )
         {
             tracing::info!(subject = %input.subject, tool = ?target, "call budget exceeded");
             return Verdict::Deny(json!({

@@ -7,6 +7,8 @@
 
 #[path = "mcp_peer/client.rs"]
 mod client;
+#[path = "mcp_peer/content.rs"]
+mod content;
 #[path = "mcp_peer/customer.rs"]
 mod customer;
 #[path = "mcp_peer/load.rs"]
@@ -36,14 +38,16 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Serve echo, add, lookup_customer, read_file, query, ask_llm,
-    /// set_echo_description, stream_customers and sleep over Streamable
-    /// HTTP until SIGTERM/SIGINT;
+    /// Serve echo, add, lookup_customer, lookup_customer_structured,
+    /// fail_lookup, read_file, query, ask_llm, set_echo_description,
+    /// stream_customers and sleep, the prompt customer_brief and the
+    /// resources customer://<id> over Streamable HTTP until SIGTERM/SIGINT;
     /// prints `listening <addr>` once bound.
     Server(server::ServerArgs),
     /// Initialize, list tools, optionally call one, close; prints one JSON
     /// line (server_name, tools, tool_descriptions, result,
-    /// sampling_requests); exit 1 on any failure.
+    /// sampling_requests, sampling_params, log_messages); exit 1 on any
+    /// failure.
     Client(client::ClientArgs),
     /// Send one raw HTTP initialize from an optionally bound source address;
     /// prints `{"status", "local"}`; exit 3 bind failed, 2 connect failed,

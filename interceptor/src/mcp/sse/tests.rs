@@ -67,3 +67,39 @@ fn serialize_round_trips() {
     assert_eq!(evs[0].data.as_deref(), Some("line1\nline2"));
     assert_eq!(evs[0].id.as_deref(), Some("3"));
 }
+
+#[test]
+fn side_text_is_every_line_but_data() {
+    let mut p = Parser::new(1024);
+    let evs = p
+        .push(b": ping ada@example.org\r\nevent: message\nid: 7\ndata: {\"a\":1}\ndata: x\nretry: 3000\nodd\n\n")
+        .unwrap();
+    assert_eq!(
+        evs[0].side_text(),
+        ": ping ada@example.org\nevent: message\nid: 7\nretry: 3000\nodd"
+    );
+    // Data only (the usual event), and a BOM before a data line: nothing.
+    let evs = p.push(b"data: {}\n\n\xef\xbb\xbfdata: y\n\n").unwrap();
+    assert_eq!(evs[0].side_text(), "");
+    assert_eq!(evs[1].side_text(), "");
+    // `data` without a colon is still a data line; `datum` is not.
+    let evs = p.push(b"data\ndatum: z\n\n").unwrap();
+    assert_eq!(evs[0].side_text(), "datum: z");
+}
+
+#[test]
+fn after_an_error_the_rest_of_the_chunk_stays_in_the_parser() {
+    // The relay drops what `leftover` returns after an error: it must hold
+    // the events that followed the bad one, not hand them out.
+    let mut p = Parser::new(1024);
+    let err = p
+        .push(b"data: \xff\n\ndata: {\"e\":\"ada@example.org\"}\n\n")
+        .unwrap_err();
+    assert_eq!(err, SseError::Utf8);
+    assert_eq!(&p.leftover()[..], b"data: {\"e\":\"ada@example.org\"}\n\n");
+    // An oversized event that arrived whole is still buffered, unparsed.
+    let mut p = Parser::new(16);
+    let big = b"data: ada.lovelace@example.org\n\n";
+    assert_eq!(p.push(big).unwrap_err(), SseError::TooLarge(16));
+    assert_eq!(&p.leftover()[..], &big[..]);
+}

@@ -74,11 +74,14 @@ pub struct ClientArgs {
 }
 
 /// The client side of a session: answers sampling requests when told to,
-/// and counts them either way so a test can tell none arrived.
+/// and counts and keeps them either way so a test can tell none arrived,
+/// or what reached the client.
 struct PeerClient {
     sampling_reply: Option<String>,
     sampling_delay: Duration,
     sampling_requests: Arc<AtomicUsize>,
+    /// The params of each sampling request, as the client read them.
+    sampling_params: Arc<Mutex<Vec<Value>>>,
 }
 
 impl ClientHandler for PeerClient {
@@ -88,12 +91,16 @@ impl ClientHandler for PeerClient {
     )]
     async fn create_message(
         &self,
-        _params: rmcp::model::CreateMessageRequestParams,
+        params: rmcp::model::CreateMessageRequestParams,
         _context: RequestContext<RoleClient>,
     ) -> Result<rmcp::model::CreateMessageResult, ErrorData> {
         use rmcp::model::{CreateMessageRequestMethod, CreateMessageResult, SamplingMessage};
 
         self.sampling_requests.fetch_add(1, Ordering::Relaxed);
+        self.sampling_params
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(serde_json::to_value(&params).unwrap_or_default());
         tokio::time::sleep(self.sampling_delay).await;
         match &self.sampling_reply {
             Some(text) => Ok(CreateMessageResult::new(
@@ -197,6 +204,7 @@ pub async fn run(args: ClientArgs) -> Result<Value> {
         sampling_reply: args.sampling_reply,
         sampling_delay: Duration::from_millis(args.sampling_delay_ms),
         sampling_requests: Arc::default(),
+        sampling_params: Arc::default(),
     };
     tokio::time::timeout(
         Duration::from_secs(args.timeout_secs),
@@ -242,6 +250,7 @@ async fn session(
     call: Option<CallToolRequestParams>,
 ) -> Result<Value> {
     let sampling_requests = handler.sampling_requests.clone();
+    let sampling_params = handler.sampling_params.clone();
     let log_messages = LogMessages::default();
     let transport = Recording {
         inner: StreamableHttpClientTransport::with_client(http, config),
@@ -263,6 +272,12 @@ async fn session(
     // Read last: a message that arrived at any point of the run counts,
     // including one on the standalone GET stream after the tool's result.
     line["sampling_requests"] = sampling_requests.load(Ordering::Relaxed).into();
+    line["sampling_params"] = std::mem::take(
+        &mut *sampling_params
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner),
+    )
+    .into();
     line["log_messages"] =
         std::mem::take(&mut *log_messages.lock().unwrap_or_else(PoisonError::into_inner)).into();
     Ok(line)

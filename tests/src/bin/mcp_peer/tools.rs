@@ -11,8 +11,9 @@ use rmcp::{
     ErrorData, Peer, RoleServer, ServerHandler,
     handler::server::{router::tool::ToolRouter, wrapper::Parameters},
     model::{
-        ClientResult, Implementation, ListToolsResult, PaginatedRequestParams, ServerCapabilities,
-        ServerConfig, ServerRequest,
+        CallToolResult, ClientResult, GetPromptRequestParams, GetPromptResponse, Implementation,
+        ListToolsResult, PaginatedRequestParams, ReadResourceRequestParams, ReadResourceResponse,
+        ServerCapabilities, ServerConfig, ServerRequest,
     },
     schemars,
     service::{PeerRequestOptions, RequestContext},
@@ -20,7 +21,7 @@ use rmcp::{
 };
 use serde::Deserialize;
 
-use super::customer;
+use super::{content, customer};
 
 /// How long `ask_llm` waits for the client's answer; past it the request is
 /// cancelled and the tool reports the timeout.
@@ -139,6 +140,29 @@ impl PeerServer {
     #[tool(description = "Look up a customer record (contact, payment card, orders) by id")]
     fn lookup_customer(&self, Parameters(LookupArgs { id }): Parameters<LookupArgs>) -> String {
         customer::record(&id)
+    }
+
+    #[tool(description = "Look up a customer record by id, as structuredContent (and its text)")]
+    fn lookup_customer_structured(
+        &self,
+        Parameters(LookupArgs { id }): Parameters<LookupArgs>,
+    ) -> CallToolResult {
+        CallToolResult::structured(customer::value(&id))
+    }
+
+    // A JSON-RPC error, not an isError result: servers leak what they were
+    // working on in error messages and data too.
+    #[tool(description = "Fail a customer lookup with a JSON-RPC error naming the customer")]
+    fn fail_lookup(
+        &self,
+        Parameters(LookupArgs { id }): Parameters<LookupArgs>,
+    ) -> Result<String, ErrorData> {
+        let record = customer::value(&id);
+        let email = record["email"].as_str().unwrap_or_default().to_owned();
+        Err(ErrorData::internal_error(
+            format!("lookup failed for {email}"),
+            Some(record),
+        ))
     }
 
     // The file system stays untouched: policies only need a tool that
@@ -288,15 +312,35 @@ impl ServerHandler for PeerServer {
         #[expect(deprecated, reason = "as for notify_record")]
         let capabilities = ServerCapabilities::builder()
             .enable_logging()
+            .enable_prompts()
+            .enable_resources()
             .enable_tools()
             .enable_tool_list_changed()
             .build();
         ServerConfig::new(capabilities)
             .with_server_info(Implementation::new("mcp-peer", env!("CARGO_PKG_VERSION")))
             .with_instructions(
-                "Test peer for mcp-interceptor: echo, add, lookup_customer, read_file, query, \
-                 ask_llm, set_echo_description, stream_customers, sleep.",
+                "Test peer for mcp-interceptor: echo, add, lookup_customer, \
+                 lookup_customer_structured, fail_lookup, read_file, query, ask_llm, \
+                 set_echo_description, stream_customers, sleep; prompt customer_brief; \
+                 resources customer://<id>.",
             )
+    }
+
+    async fn get_prompt(
+        &self,
+        request: GetPromptRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<GetPromptResponse, ErrorData> {
+        content::prompt(request).map(Into::into)
+    }
+
+    async fn read_resource(
+        &self,
+        request: ReadResourceRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ReadResourceResponse, ErrorData> {
+        content::resource(request).map(Into::into)
     }
 
     // Written out instead of #[tool_handler]'s, whose descriptions are the
