@@ -86,18 +86,14 @@ fn denied_by(r: &RawResponse) -> (i64, Vec<String>) {
     (v["error"]["code"].as_i64().unwrap_or(0), ids)
 }
 
-/// The version `mcp-interceptor policy explain` reports for the agent's
-/// policy files: the SHA-256 of their sources, computed apart from the
-/// running agent.
-fn explained_version(w: &World) -> String {
-    let argv: Vec<String> = format!(
-        "policy explain --json --config {} --subject alice --method tools/call \
-         --tool echo --source-ip 127.0.0.1",
-        w.agent.config.display()
-    )
-    .split_whitespace()
-    .map(String::from)
-    .collect();
+/// `mcp-interceptor policy explain --json ARGS` against the agent's config.
+fn explain_json(w: &World, args: &[String]) -> Value {
+    let mut argv: Vec<String> = ["policy", "explain", "--json", "--config"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    argv.push(w.agent.config.display().to_string());
+    argv.extend(args.iter().cloned());
     let out = run_in(
         None,
         &bin("mcp-interceptor"),
@@ -109,8 +105,18 @@ fn explained_version(w: &World) -> String {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
-    v["version"]
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// The version `mcp-interceptor policy explain` reports for the agent's
+/// policy files: the SHA-256 of their sources, computed apart from the
+/// running agent.
+fn explained_version(w: &World) -> String {
+    let args: Vec<String> = "--subject alice --method tools/call --tool echo --source-ip 127.0.0.1"
+        .split_whitespace()
+        .map(String::from)
+        .collect();
+    explain_json(w, &args)["version"]
         .as_str()
         .expect("explain names the version")
         .to_string()
@@ -401,11 +407,6 @@ fn policy_explain_and_the_live_proxy_agree() {
             .unwrap();
         let (subject, groups) = subjects[*si];
         let mut argv: Vec<String> = [
-            "policy",
-            "explain",
-            "--json",
-            "--config",
-            &w.agent.config.display().to_string(),
             "--subject",
             subject,
             "--method",
@@ -423,18 +424,7 @@ fn policy_explain_and_the_live_proxy_agree() {
         for g in groups {
             argv.extend(["--group".to_string(), g.to_string()]);
         }
-        let out = run_in(
-            None,
-            &bin("mcp-interceptor"),
-            &argv,
-            Duration::from_secs(20),
-        );
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let explained: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let explained = explain_json(&w, &argv);
         for k in ["effect", "policies", "version"] {
             assert_eq!(
                 live[k], explained[k],
