@@ -4,6 +4,11 @@
 //! is no JSON-RPC message (SSE text, comments, a batch with a bad member,
 //! a non-UTF-8 JSON body) is masked or refused, never forwarded raw.
 //!
+//! A POST answered with a body that is neither JSON nor SSE (text, HTML,
+//! no content type) is read, bounded by `max_message`, and masked as text,
+//! or refused (oversized: -32085, not UTF-8: -32081) with a 502; with
+//! masking off it streams on as sent.
+//!
 //! The server is a raw socket in the test's namespace that answers each
 //! POST with fixed bytes in one write, so a whole stream sits in the
 //! agent's buffer at once (the case a well-behaved SDK server rarely
@@ -43,6 +48,12 @@ const PINNED: &str = "pin.leak@example.org";
 const ALL: [&str; 10] = [
     BIG, AFTER, UTF8, TEXT, COMMENT, FIELD, TAIL, BATCH, RAW_JSON, PINNED,
 ];
+const PLAIN: &str = "plain.body@example.org";
+const CARD: &str = "4111 1111 1111 1111";
+const HTML: &str = "html.page@example.org";
+const UNTYPED: &str = "untyped.body@example.org";
+const BIG_PLAIN: &str = "big.plain@example.org";
+const BINARY: &str = "binary.plain@example.org";
 
 /// `max_message` of the agent: the oversized event is twice this.
 const LIMIT: usize = 4096;
@@ -104,6 +115,22 @@ fn reply(tool: &str, id: &Value) -> (&'static str, Vec<u8>) {
             .to_string()
             .into_bytes(),
         ),
+        // Bodies that are neither JSON nor SSE ("" sends no content type).
+        "plain" => (
+            "text/plain",
+            format!("contact {PLAIN}, card {CARD}").into_bytes(),
+        ),
+        "html" => ("text/html", format!("<p>{HTML}</p>").into_bytes()),
+        "untyped" => ("", format!("owner: {UNTYPED}").into_bytes()),
+        "big-plain" => (
+            "text/plain",
+            format!("{BIG_PLAIN} {}", "x".repeat(2 * LIMIT)).into_bytes(),
+        ),
+        "binary-plain" => {
+            let mut b = b"\xff\xfe ".to_vec();
+            b.extend_from_slice(BINARY.as_bytes());
+            ("text/plain; charset=utf-8", b)
+        }
         // A JSON body that is not UTF-8: it cannot be masked.
         _ => {
             let mut b = format!("{{\"jsonrpc\":\"2.0\",\"id\":{id},\"result\":\"").into_bytes();
@@ -200,11 +227,13 @@ fn serve(mut s: TcpStream) {
     } else {
         reply(tool, &req["id"])
     };
-    let mut out = format!(
-        "HTTP/1.1 200 OK\r\nContent-Type: {ctype}\r\nCache-Control: no-cache\r\n\
-         Connection: close\r\n\r\n"
-    )
-    .into_bytes();
+    let ctype = match ctype {
+        "" => String::new(),
+        t => format!("Content-Type: {t}\r\n"),
+    };
+    let mut out =
+        format!("HTTP/1.1 200 OK\r\n{ctype}Cache-Control: no-cache\r\nConnection: close\r\n\r\n")
+            .into_bytes();
     out.extend_from_slice(&payload);
     // One write: the whole stream arrives in as few frames as it can.
     let _ = s.write_all(&out);
@@ -349,4 +378,138 @@ fn what_a_hostile_stream_carries_never_reaches_the_client_raw() {
     }
     let pinned = search("tool [EMAIL] pinned on first sight");
     assert_eq!(pinned.len(), 1, "the masked tool_pinned row: {pinned:?}");
+}
+
+/// The bodies of the `plain` ... `binary-plain` tools, with the secret
+/// each carries.
+const BODIES: [(&str, &[&str]); 5] = [
+    ("plain", &[PLAIN, CARD]),
+    ("html", &[HTML]),
+    ("untyped", &[UNTYPED]),
+    ("big-plain", &[BIG_PLAIN]),
+    ("binary-plain", &[BINARY]),
+];
+
+fn has(r: &RawResponse, s: &str) -> bool {
+    r.body.windows(s.len()).any(|w| w == s.as_bytes())
+}
+
+#[test]
+fn a_body_that_is_neither_json_nor_sse_is_masked_or_refused() {
+    require_root();
+    let (ns, dir) = (NetNs::new("maskbd"), TempDir::new("maskbd"));
+    let steered: SocketAddr = "127.0.0.1:8080".parse().unwrap();
+    let direct: SocketAddr = "127.0.0.1:9090".parse().unwrap();
+    let (_server, _direct) = (hostile(&ns, steered), hostile(&ns, direct));
+    let agent = Agent::start(
+        &ns,
+        dir.path(),
+        "",
+        &format!("[[intercept.ports]]\nport = 8080\n[http]\nmax_message = {LIMIT}\n"),
+    );
+    // Without the agent each secret reaches the client as sent, under the
+    // content type it was sent with.
+    for (i, (tool, secrets)) in BODIES.iter().enumerate() {
+        let r = call(&ns, direct, i as i64 + 1, tool);
+        assert_eq!(r.status, 200, "{tool}: {}", r.head);
+        for s in *secrets {
+            assert!(has(&r, s), "{tool}: the server sends {s}");
+        }
+    }
+    let r = call(&ns, direct, 1, "untyped");
+    assert!(
+        !r.head.to_ascii_lowercase().contains("content-type"),
+        "{}",
+        r.head
+    );
+
+    let through: Vec<RawResponse> = BODIES
+        .iter()
+        .enumerate()
+        .map(|(i, (tool, _))| call(&ns, steered, i as i64 + 1, tool))
+        .collect();
+    for ((tool, _), r) in BODIES.iter().zip(&through) {
+        for (_, secrets) in BODIES {
+            for s in secrets {
+                assert!(
+                    !has(r, s),
+                    "{tool}: {s} reached the client raw: {}",
+                    String::from_utf8_lossy(&r.body)
+                );
+            }
+        }
+    }
+    let text = |r: &RawResponse| String::from_utf8_lossy(&r.body).into_owned();
+
+    // Masked as text, under the content type the server sent.
+    let [plain, html, untyped, big, binary] = &through[..] else {
+        unreachable!()
+    };
+    assert_eq!(plain.status, 200, "{}", plain.head);
+    assert!(
+        plain
+            .head
+            .to_ascii_lowercase()
+            .contains("content-type: text/plain"),
+        "{}",
+        plain.head
+    );
+    assert_eq!(text(plain), "contact [EMAIL], card **** **** **** 1111");
+    assert_eq!((html.status, text(html)), (200, "<p>[EMAIL]</p>".into()));
+    assert_eq!(
+        (untyped.status, text(untyped)),
+        (200, "owner: [EMAIL]".into())
+    );
+
+    // Too large to read whole, or not UTF-8: refused as a JSON body is.
+    assert_eq!(big.status, 502, "{}", text(big));
+    assert_eq!(big.code(), -32085, "{}", text(big));
+    assert_eq!(binary.status, 502, "{}", text(binary));
+    assert_eq!(binary.code(), -32081, "{}", text(binary));
+    assert!(
+        text(binary).contains("cannot be masked"),
+        "{}",
+        text(binary)
+    );
+
+    // Each call is recorded as unanswered, with why.
+    let events = agent.wait_events("the five calls", |ev| {
+        ev.iter().filter(|e| e["kind"] == "unanswered").count() >= 5
+    });
+    let code = |t: &str| {
+        events
+            .iter()
+            .find(|e| e["kind"] == "unanswered" && e["target"] == t)
+            .map(|e| e["error"]["code"].clone())
+    };
+    assert_eq!(code("plain"), Some(json!(200)));
+    assert_eq!(code("big-plain"), Some(json!(-32085)));
+    assert_eq!(code("binary-plain"), Some(json!(-32081)));
+}
+
+#[test]
+fn with_masking_off_a_body_that_is_neither_json_nor_sse_streams_as_sent() {
+    require_root();
+    let (ns, dir) = (NetNs::new("maskbo"), TempDir::new("maskbo"));
+    let steered: SocketAddr = "127.0.0.1:8080".parse().unwrap();
+    let _server = hostile(&ns, steered);
+    let _agent = Agent::start(
+        &ns,
+        dir.path(),
+        "",
+        &format!(
+            "[[intercept.ports]]\nport = 8080\n[http]\nmax_message = {LIMIT}\n\
+             [mask]\nenabled = false\n"
+        ),
+    );
+    // Nothing reads it, so neither its size nor its bytes matter.
+    for (i, (tool, secrets)) in BODIES.iter().enumerate() {
+        let r = call(&ns, steered, i as i64 + 1, tool);
+        assert_eq!(r.status, 200, "{tool}: {}", r.head);
+        for s in *secrets {
+            assert!(has(&r, s), "{tool}: {s} passes unmasked");
+        }
+    }
+    let big = call(&ns, steered, 9, "big-plain");
+    assert!(big.body.len() > 2 * LIMIT, "{} bytes", big.body.len());
 }

@@ -435,7 +435,7 @@ fn tool_text(answer: &Value) -> String {
 #[test]
 fn elicitation_is_denied_unless_a_policy_permits_it() {
     require_root();
-    let s = start("polelicit", ELICIT_POLICY);
+    let mut s = start("polelicit", ELICIT_POLICY);
     let elicits = json!({"elicitation": {}});
 
     // No permit: the agent answers the server for the client, which never
@@ -487,4 +487,24 @@ fn elicitation_is_denied_unless_a_policy_permits_it() {
     assert_eq!(allowed["kind"], "exchange", "{allowed}");
     assert_eq!(allowed["direction"], "server_to_client");
     assert_eq!(allowed["result"]["content"]["name"], "Ada", "{allowed}");
+    // The allowed request names the policy that let it through, as a
+    // denied one names why it was refused.
+    assert_eq!(allowed["decision"]["effect"], "allow", "{allowed}");
+    assert_eq!(allowed["decision"]["policies"], json!(["dev-elicit"]));
+
+    // So does its Parquet row.
+    s.agent.stop(15);
+    let v = mcp_interceptor_tests::auditq::sql(
+        &s.agent.audit_dir(),
+        "SELECT subject, kind, decision, rule_ids FROM mcp_audit \
+         WHERE method = 'elicitation/create' ORDER BY subject",
+    );
+    assert_eq!(
+        v["rows"],
+        json!([
+            ["alice", "exchange", "allow", ["dev-elicit"]],
+            ["bob", "denied", "deny", []]
+        ]),
+        "{v}"
+    );
 }

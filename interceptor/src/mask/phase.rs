@@ -22,11 +22,17 @@ use crate::{
 
 pub struct MaskPhase {
     masker: Arc<Masker>,
+    /// Whether any profile masks anything (a policy's `@mask` may pick a
+    /// profile other than the default, so all are asked).
+    active: bool,
 }
 
 impl MaskPhase {
     pub fn new(masker: Arc<Masker>) -> Self {
-        Self { masker }
+        let active = masker
+            .profile_names()
+            .any(|n| masker.profile(Some(n)).is_active());
+        Self { masker, active }
     }
 }
 
@@ -92,6 +98,10 @@ impl Phase for MaskPhase {
             "masked server data that is no JSON-RPC message"
         );
         Some(Bytes::from(masked))
+    }
+
+    fn rewrites_server_data(&self) -> bool {
+        self.active
     }
 
     fn prepares_records(&self) -> bool {

@@ -296,16 +296,38 @@ impl McpHandler {
             };
         }
         // No message in this answer (202 for notifications, or an error
-        // page): requests that expected one will not get it here.
+        // page). When masking, it is read and masked like any server data:
+        // forwarded as it came, it would be the one way past the masking.
+        let out = if self.pipeline.rewrites_server_data() {
+            let idle = Duration::from_millis(ctx.http.idle_timeout_ms);
+            parts.headers.remove(header::CONTENT_LENGTH);
+            stream::opaque_body(body, &st, &expected, idle)
+                .await
+                .map(full)
+        } else {
+            Ok(crate::proxy::body::stream(body))
+        };
+        // Requests that expected an answer will not get it here (on the
+        // legacy SSE transport, a POST's answer comes on the GET stream).
         if !(200..300).contains(&status) || origin.transport != Transport::Sse {
             let pending = self.sessions.take_unanswered(&origin.key, &expected);
-            let err = json!({ "code": status as i64, "message": format!("upstream answered HTTP {status} without a JSON-RPC response") });
+            let none = format!("upstream answered HTTP {status} without a JSON-RPC response");
+            let err = match &out {
+                Ok(_) => json!({ "code": status as i64, "message": none }),
+                Err((_, refused)) => refused.clone(),
+            };
             exchange::unanswered(&self.pipeline, pending, Some(status), err);
         }
         if !origin.in_session {
             self.sessions.close(&origin.key);
         }
-        Response::from_parts(parts, crate::proxy::body::stream(body))
+        match out {
+            Ok(b) => Response::from_parts(parts, b),
+            Err((status, error)) => json_response(
+                status,
+                &json!({ "jsonrpc": "2.0", "id": null, "error": error }),
+            ),
+        }
     }
 
     async fn get(

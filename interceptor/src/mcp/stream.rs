@@ -167,6 +167,8 @@ impl State {
                         msg,
                         &info,
                     );
+                    // A policy let it through: the record names which.
+                    ev.decision = notes.decision();
                     note_masked(&mut ev);
                     self.sessions.expect(
                         &self.origin.key,
@@ -371,6 +373,52 @@ fn endpoint_target(data: &str) -> String {
     }
 }
 
+/// A whole answer body, bounded by `max_message`; the error is the
+/// client's reply (HTTP status, JSON-RPC error object).
+async fn read_answer(
+    body: UpstreamBody,
+    st: &State,
+    idle: Duration,
+) -> Result<Bytes, (StatusCode, Value)> {
+    read_limited(body, st.max_message, idle).await.map_err(|e| {
+        let (status, code) = match e {
+            ReadError::TooLarge(_) => (StatusCode::BAD_GATEWAY, CODE_SERVER_MESSAGE_TOO_LARGE),
+            ReadError::Idle(_) => (StatusCode::GATEWAY_TIMEOUT, CODE_UPSTREAM_TIMEOUT),
+            ReadError::Io(_) => (StatusCode::BAD_GATEWAY, CODE_UPSTREAM_UNAVAILABLE),
+        };
+        tracing::warn!(conn = st.origin.conn.id, error = %e, "upstream response failed");
+        (
+            status,
+            json!({ "code": code, "message": format!("upstream response: {e}") }),
+        )
+    })
+}
+
+/// The refusal of an answer a phase dropped (not UTF-8: nothing can mask it).
+fn unmaskable() -> (StatusCode, Value) {
+    let error = json!({
+        "code": CODE_UPSTREAM_UNAVAILABLE,
+        "message": "the server's answer is not UTF-8 and cannot be masked",
+    });
+    (StatusCode::BAD_GATEWAY, error)
+}
+
+/// An answer that is neither JSON nor SSE (`text/plain`, an HTML error
+/// page, no content type), when a phase rewrites server data: read whole,
+/// bounded like a JSON answer, and passed only as `on_server_data` leaves
+/// it, with the call's masking profile. Settling `expected` is the
+/// caller's: such a body answers none of them.
+pub async fn opaque_body(
+    body: UpstreamBody,
+    st: &State,
+    expected: &[String],
+    idle: Duration,
+) -> Result<Bytes, (StatusCode, Value)> {
+    let profile = st.call_profile(expected);
+    let bytes = read_answer(body, st, idle).await?;
+    st.opaque(bytes, profile.as_deref()).ok_or_else(unmaskable)
+}
+
 /// A JSON answer: read whole (it is one message), bounded, then phases.
 pub async fn json(
     body: UpstreamBody,
@@ -380,16 +428,9 @@ pub async fn json(
     batch: bool,
     idle: Duration,
 ) -> Result<Bytes, (StatusCode, Value)> {
-    let bytes = match read_limited(body, st.max_message, idle).await {
+    let bytes = match read_answer(body, &st, idle).await {
         Ok(b) => b,
-        Err(e) => {
-            let (status, code) = match e {
-                ReadError::TooLarge(_) => (StatusCode::BAD_GATEWAY, CODE_SERVER_MESSAGE_TOO_LARGE),
-                ReadError::Idle(_) => (StatusCode::GATEWAY_TIMEOUT, CODE_UPSTREAM_TIMEOUT),
-                ReadError::Io(_) => (StatusCode::BAD_GATEWAY, CODE_UPSTREAM_UNAVAILABLE),
-            };
-            let error = json!({ "code": code, "message": format!("upstream response: {e}") });
-            tracing::warn!(conn = st.origin.conn.id, error = %e, "upstream response failed");
+        Err((status, error)) => {
             st.finish(&expected, error.clone());
             return Err((status, error));
         }
@@ -407,12 +448,9 @@ pub async fn json(
             match st.opaque(bytes, profile.as_deref()) {
                 Some(out) => out,
                 None => {
-                    let error = json!({
-                        "code": CODE_UPSTREAM_UNAVAILABLE,
-                        "message": "the server's answer is not UTF-8 and cannot be masked",
-                    });
+                    let (status, error) = unmaskable();
                     st.finish(&expected, error.clone());
-                    return Err((StatusCode::BAD_GATEWAY, error));
+                    return Err((status, error));
                 }
             }
         }

@@ -105,6 +105,12 @@ pub trait Phase: Send + Sync + 'static {
     fn polices_server_requests(&self) -> bool {
         false
     }
+    /// Whether `on_server_data` may change or drop anything: only then is a
+    /// server body that is neither JSON nor SSE read (bounded) to pass
+    /// through it; otherwise it streams on as it comes.
+    fn rewrites_server_data(&self) -> bool {
+        false
+    }
     /// Before any `record`: may change what is recorded (masking).
     fn prepare_record(&self, _event: &mut ExchangeEvent) {}
     /// Each finished exchange, denial, notification or unpaired message.
@@ -215,6 +221,12 @@ impl Pipeline {
         for p in self.phases.iter() {
             p.on_server_message(ctx, msg);
         }
+    }
+
+    /// Whether any phase may rewrite or drop server data (see
+    /// [`Phase::rewrites_server_data`]).
+    pub fn rewrites_server_data(&self) -> bool {
+        self.phases.iter().any(|p| p.rewrites_server_data())
     }
 
     /// Runs `on_server_data` of every phase; `None` once one drops it.

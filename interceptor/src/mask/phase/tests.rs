@@ -211,3 +211,11 @@ fn a_policy_naming_an_unknown_profile_is_refused() {
         "{text}"
     );
 }
+
+/// Server bodies that are neither JSON nor SSE are read (bounded) only
+/// when this phase would mask them; with masking off they stream as sent.
+#[test]
+fn server_bodies_are_asked_for_only_when_masking_is_on() {
+    assert!(phase(true).rewrites_server_data());
+    assert!(!phase(false).rewrites_server_data());
+}
