@@ -379,7 +379,19 @@ fn policy_explain_and_the_live_proxy_agree() {
         .iter()
         .map(|(s, g)| token(&w.issuer, s, g))
         .collect();
-    let mut rng = Lcg(0x5eed);
+    // A new seed each run explores new cases; a failure names its seed,
+    // and MCPI_PROP_SEED replays it.
+    let seed = std::env::var("MCPI_PROP_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or(0x5eed)
+        });
+    eprintln!("property seed: MCPI_PROP_SEED={seed}");
+    let mut rng = Lcg(seed);
     let mut cases = Vec::new();
     for id in 100..140 {
         let si = *rng.pick(&[0usize, 1, 2, 3]);
@@ -428,7 +440,7 @@ fn policy_explain_and_the_live_proxy_agree() {
         for k in ["effect", "policies", "version"] {
             assert_eq!(
                 live[k], explained[k],
-                "case {id} ({subject} {name} {args}): {k}"
+                "seed {seed}, case {id} ({subject} {name} {args}): {k}"
             );
         }
         effects.insert(explained["effect"].as_str().unwrap_or_default().to_string());
