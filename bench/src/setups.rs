@@ -241,8 +241,15 @@ fn agent(
     } else {
         String::new()
     };
+    // The set's `@mask("pii")` must name a profile, or the agent refuses
+    // the policies.
+    let pii = if stages.policy {
+        "[mask.profiles.pii]\ndetectors = [\"email\", \"phone\", \"card\", \"ssn\", \"iban\"]\n"
+    } else {
+        ""
+    };
     let policy = format!(
-        "[policy]\nfiles = [{policy_files}]\npins_file = \"{}\"\n\
+        "{pii}[policy]\nfiles = [{policy_files}]\npins_file = \"{}\"\n\
          [approvals]\ndb = \"{}\"\n[admin]\nsocket = \"{}\"\n",
         dir.path().join(format!("{tag}-pins.json")).display(),
         dir.path().join(format!("{tag}-approvals.db")).display(),
