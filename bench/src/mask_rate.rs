@@ -1,8 +1,11 @@
 //! Masking throughput, in-process and single-threaded (one core): the
 //! `standard` profile over a realistic tool-result corpus (customer
-//! records, 5-10% sensitive), the way the agent masks an answer it has
-//! parsed (`mask_json`) and as plain text (`mask_str`), plus the same
-//! corpus with nothing to mask (the no-copy path).
+//! records, 5-10% sensitive). The headline is the agent's path for a tool
+//! result as MCP servers send them, the records as JSON text in
+//! `content[].text`: `mask_json` on the parsed message, which parses that
+//! text, masks inside it and writes it back compact. Also: the records as
+//! parsed JSON (`structuredContent`), as plain text (`mask_str`), and the
+//! text with nothing to mask (the no-copy path).
 
 use std::time::Instant;
 
@@ -20,7 +23,11 @@ pub const TARGET_MB_S: f64 = 200.0;
 pub struct MaskRate {
     pub corpus_bytes: usize,
     pub rounds: usize,
-    /// Parsed JSON walked and masked (the agent's path).
+    /// A tool result whose text is the corpus JSON, masked with
+    /// `mask_json` (the agent's path: the embedded JSON is parsed, masked
+    /// and written back).
+    pub tool_result_mb_s: f64,
+    /// The corpus as parsed JSON, walked and masked.
     pub json_mb_s: f64,
     /// The same text masked as one string.
     pub text_mb_s: f64,
@@ -60,6 +67,25 @@ pub fn measure(bytes: usize, rounds: usize) -> Result<MaskRate> {
         profile.mask_json(v, &mut c);
     }
     let json_mb_s = mb_s(text.len(), rounds, t.elapsed().as_secs_f64());
+    drop(copies);
+
+    let tool = serde_json::json!({"content": [{"type": "text", "text": text}]});
+    let mut counts = Counts::new();
+    let mut v = tool.clone();
+    profile.mask_json(&mut v, &mut counts);
+    let tool_values: u64 = counts.values().map(|c| u64::from(*c)).sum();
+    anyhow::ensure!(
+        tool_values == values,
+        "the tool result masked {tool_values} values, the parsed corpus {values}"
+    );
+    let mut copies: Vec<serde_json::Value> = (0..rounds).map(|_| tool.clone()).collect();
+    let t = Instant::now();
+    for v in &mut copies {
+        let mut c = Counts::new();
+        profile.mask_json(v, &mut c);
+    }
+    let tool_result_mb_s = mb_s(text.len(), rounds, t.elapsed().as_secs_f64());
+    drop(copies);
 
     let t = Instant::now();
     for _ in 0..rounds {
@@ -88,22 +114,24 @@ pub fn measure(bytes: usize, rounds: usize) -> Result<MaskRate> {
     Ok(MaskRate {
         corpus_bytes: text.len(),
         rounds,
+        tool_result_mb_s,
         json_mb_s,
         text_mb_s,
         clean_mb_s,
         values_masked_per_round: values,
         target_mb_s: TARGET_MB_S,
-        target_met: json_mb_s >= TARGET_MB_S,
+        target_met: tool_result_mb_s >= TARGET_MB_S,
     })
 }
 
 impl MaskRate {
     pub fn summary(&self) -> String {
         format!(
-            "Masking (profile standard, one core, {:.1} MB tool-result corpus, {} values masked per pass, {} passes): {:.0} MB/s on parsed JSON (the agent's path), {:.0} MB/s as plain text, {:.0} MB/s on text with nothing to mask; target >= {:.0} MB/s per core: {}.",
+            "Masking (profile standard, one core, {:.1} MB tool-result corpus, {} values masked per pass, {} passes): {:.0} MB/s on a tool result carrying the records as JSON text (the agent's path: the text is parsed, masked and written back), {:.0} MB/s on the records as parsed JSON, {:.0} MB/s as plain text, {:.0} MB/s on text with nothing to mask; target >= {:.0} MB/s per core on the agent's path: {}.",
             self.corpus_bytes as f64 / 1e6,
             self.values_masked_per_round,
             self.rounds,
+            self.tool_result_mb_s,
             self.json_mb_s,
             self.text_mb_s,
             self.clean_mb_s,

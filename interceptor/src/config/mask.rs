@@ -84,9 +84,9 @@ pub enum Strategy {
     /// `[EMAIL:3f9a0c1b2d4e5f60]`: HMAC-SHA256 with the agent's key, so
     /// auditors can correlate equal values without seeing them.
     Hash,
-    /// The value is removed: a JSON string that is entirely the value
-    /// becomes `null` (a key-matched field is removed); inside text it is
-    /// cut out.
+    /// The value is removed: inside text it is cut out; a JSON field that
+    /// is entirely the value is removed, as a key-matched field is (an
+    /// array element becomes `null`, so the others keep their places).
     Drop,
 }
 

@@ -5,40 +5,45 @@
 //! pass per detector. Here one byte loop measures each run of digit groups
 //! (digits joined by at most two of ` -.()`), and only runs whose count
 //! and grouping can be a detector's value (13+ digits for a card, 3-2-4
-//! for an SSN, 3-3-4 or a leading `+` for a phone, ...) go to that
-//! detector's regex and validator, on that run alone.
+//! for an SSN, 3-3-4, a leading `+` or a national grouping for a phone,
+//! ...) go to that detector's regex and validator, on that run alone.
+//!
+//! National phone numbers (`415 555 2671`, `020 7946 0958`, `06 12 34 56
+//! 78`, `030 12345678`) are taken only as a whole run of exactly their
+//! grouping: one more group either side (`020 7946 0958 12`) is a list of
+//! numbers, not a phone, and so are dates, versions and amounts, which
+//! group differently (`2026 11 25`, `1 234 567`).
 
 use std::sync::LazyLock;
 
 use regex::Regex;
 
-use super::detect::{Hit, Kind, NONE, is_word};
+use super::{
+    detect::{Hit, Kind, NONE, is_word},
+    matchers,
+};
 
 struct Patterns {
-    card: Regex,
     ssn: Regex,
-    phone: Regex,
     ipv4: Regex,
     iban: Regex,
 }
 
 // ASCII-only and byte-oriented: spans always fall on `str` boundaries.
-const CARD: &str = r"(?-u)[0-9](?:[ \-]?[0-9]){12,18}";
 const SSN: &str = r"(?-u)[0-9]{3}-[0-9]{2}-[0-9]{4}";
-const PHONE: &str = r"(?-u)\+[1-9](?:[ .\-()]{0,2}[0-9]){7,14}|\([2-9][0-9]{2}\)[ .\-]?[0-9]{3}[ .\-][0-9]{4}|[2-9][0-9]{2}-[0-9]{3}-[0-9]{4}|[2-9][0-9]{2}\.[0-9]{3}\.[0-9]{4}";
 const IPV4: &str = r"(?-u)(?:(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\.){3}(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])";
 const IBAN: &str =
     r"(?-u)[A-Z]{2}[0-9]{2}(?:(?: [A-Z0-9]{4}){2,7}(?: [A-Z0-9]{1,3})?|[A-Z0-9]{11,30})";
 /// Longest IBAN the pattern takes: country, check digits, seven groups
 /// of four and a short one, spaced.
 const IBAN_MAX: usize = 4 + 7 * 5 + 4;
+/// Shortest IBAN (Norway's).
+pub(crate) const IBAN_MIN: usize = 15;
 
 static PATTERNS: LazyLock<Patterns> = LazyLock::new(|| {
     let re = |p: &str| Regex::new(p).expect("built-in mask pattern");
     Patterns {
-        card: re(CARD),
         ssn: re(SSN),
-        phone: re(PHONE),
         ipv4: re(IPV4),
         iban: re(IBAN),
     }
@@ -51,19 +56,95 @@ pub(crate) fn warm() {
 /// Detectors this pass serves.
 pub(crate) const KINDS: [Kind; 5] = [Kind::Card, Kind::Ssn, Kind::Phone, Kind::Ipv4, Kind::Iban];
 
-/// The fewest digits any wanted detector's value has (an IBAN needs only
-/// its two check digits).
-pub(crate) fn min_digits(det_of: &[u32; 12]) -> usize {
-    [
-        (Kind::Iban, 2),
-        (Kind::Ipv4, 4),
-        (Kind::Phone, 8),
-        (Kind::Ssn, 9),
-        (Kind::Card, 13),
-    ]
-    .into_iter()
-    .find(|(k, _)| det_of[*k as usize] != NONE)
-    .map_or(usize::MAX, |(_, n)| n)
+/// The fewest digits any wanted detector's value has, IBAN aside (it
+/// needs only its two check digits, and has its own cue: capitals), in a
+/// text without a `+` and in one with: only a phone number written with
+/// its `+` has as few as eight.
+pub(crate) fn min_digits(det_of: &[u32; 12]) -> [usize; 2] {
+    let want = |k: Kind| det_of[k as usize] != NONE;
+    let mut min = [usize::MAX; 2];
+    for (k, plain, plus) in [
+        (Kind::Ipv4, 4, 4),
+        (Kind::Phone, 10, 8),
+        (Kind::Ssn, 9, 9),
+        (Kind::Card, 13, 13),
+    ] {
+        if want(k) {
+            min = [min[0].min(plain), min[1].min(plus)];
+        }
+    }
+    min
+}
+
+/// Per byte: 1 for a digit, and a mask that keeps a stretch's count
+/// (digits and separators, `+` included) or clears it (anything else).
+static STRETCH: [(usize, usize); 256] = {
+    let mut c = [(0, 0); 256];
+    let mut b = 0;
+    while b < 256 {
+        c[b] = match b as u8 {
+            b'0'..=b'9' => (1, usize::MAX),
+            b' ' | b'-' | b'.' | b'(' | b')' | b'+' => (0, usize::MAX),
+            _ => (0, 0),
+        };
+        b += 1;
+    }
+    c
+};
+
+/// Where the first stretch of `t` made of digits and separators (which
+/// holds every run `measure` finds, with the `+` or `(` before it) with
+/// at least `min` digits starts: hex ids and hashes, full of digits, have
+/// none. Without branches until it is found: in hex, digit or not is a
+/// coin toss the predictor loses.
+pub(crate) fn first_stretch(t: &[u8], min: usize) -> Option<usize> {
+    let (mut n, mut start) = (0, 0);
+    for (i, &b) in t.iter().enumerate() {
+        let (digit, keep) = STRETCH[usize::from(b)];
+        n = (n + digit) & keep;
+        start = if keep == 0 { i + 1 } else { start };
+        if n >= min {
+            return Some(start);
+        }
+    }
+    None
+}
+
+/// The end of the stretch from `start`, and its digits.
+fn stretch(t: &[u8], start: usize) -> (usize, usize) {
+    let mut digits = 0;
+    for (i, &b) in t[start..].iter().enumerate() {
+        let (digit, keep) = STRETCH[usize::from(b)];
+        if keep == 0 {
+            return (start + i, digits);
+        }
+        digits += digit;
+    }
+    (t.len(), digits)
+}
+
+/// The first digit at or after `from`: near ones byte by byte (digits
+/// are dense in ids), then 16 bytes at a time across stretches without
+/// one, which the compiler turns into one vector compare each.
+fn next_digit(t: &[u8], from: usize) -> Option<usize> {
+    let near = t.get(from..)?;
+    if let Some(p) = near.iter().take(8).position(u8::is_ascii_digit) {
+        return Some(from + p);
+    }
+    let mut i = from + 8;
+    while let Some(chunk) = t.get(i..i + 16).and_then(|c| <&[u8; 16]>::try_from(c).ok()) {
+        let digits = chunk
+            .iter()
+            .fold(0u8, |a, &b| a | u8::from(b.wrapping_sub(b'0') < 10));
+        if digits != 0 {
+            break;
+        }
+        i += 16;
+    }
+    t.get(i..)?
+        .iter()
+        .position(u8::is_ascii_digit)
+        .map(|p| i + p)
 }
 
 fn is_sep(b: u8) -> bool {
@@ -79,7 +160,15 @@ struct Run {
     /// Groups 3-2-4 in a row (SSN), 3-3-4 (North American phone).
     ssn: bool,
     nanp: bool,
+    /// How many groups, the lengths of the first `lens.len()` of them, and
+    /// the one byte between every two of them (`MIXED` if they differ or
+    /// one is two bytes).
+    groups: usize,
+    lens: [usize; 5],
+    sep: u8,
 }
+
+const MIXED: u8 = 0xff;
 
 fn measure(t: &[u8], start: usize) -> Run {
     let mut r = Run {
@@ -89,6 +178,9 @@ fn measure(t: &[u8], start: usize) -> Run {
         dots: 0,
         ssn: false,
         nanp: false,
+        groups: 0,
+        lens: [0; 5],
+        sep: 0,
     };
     let (mut g1, mut g2) = (0, 0);
     let mut j = start;
@@ -102,6 +194,10 @@ fn measure(t: &[u8], start: usize) -> Run {
         r.ssn |= (g1, g2, len) == (3, 2, 4);
         r.nanp |= (g1, g2, len) == (3, 3, 4);
         (g1, g2) = (g2, len);
+        if let Some(l) = r.lens.get_mut(r.groups) {
+            *l = len;
+        }
+        r.groups += 1;
         r.end = j;
         let mut k = j;
         while k < t.len() && k - j < 2 && is_sep(t[k]) {
@@ -110,20 +206,59 @@ fn measure(t: &[u8], start: usize) -> Run {
         if k == j || k == t.len() || !t[k].is_ascii_digit() {
             return r;
         }
+        r.sep = match (r.sep, &t[j..k]) {
+            (0, &[b]) => b,
+            (s, &[b]) if s == b => s,
+            _ => MIXED,
+        };
         r.seps = true;
         r.dots += t[j..k].iter().filter(|&&c| c == b'.').count();
         j = k;
     }
 }
 
-/// Runs the wanted number-shaped detectors (`det_of[kind]`) over `text`.
-pub(crate) fn scan(text: &str, det_of: &[u32; 12], out: &mut Vec<Hit>) {
+/// Whether the run at `start` is, as a whole, a phone number written the
+/// national way: North American `415 555 2671` (area code and exchange
+/// not starting with 0 or 1), or a trunk `0` and 10-11 digits in the
+/// groupings the UK (`020 7946 0958`, `0161 496 0000`, `07700 900123`),
+/// Germany (`030 12345678`) and France (`06 12 34 56 78`, also with dots)
+/// print.
+fn national(t: &[u8], start: usize, r: &Run) -> bool {
+    if r.groups > r.lens.len() {
+        return false;
+    }
+    let lens = &r.lens[..r.groups];
+    let nxx = |i: usize| (b'2'..=b'9').contains(&t[i]);
+    if r.sep == b' ' && lens == [3, 3, 4] {
+        return nxx(start) && nxx(start + 4);
+    }
+    if t[start] != b'0' || lens[0] < 2 || t[start + 1] == b'0' {
+        return false;
+    }
+    match (r.sep, lens) {
+        (b' ' | b'.', [2, 2, 2, 2, 2]) => true,
+        (b' ', [a, b]) => {
+            (3..=5).contains(a) && (5..=8).contains(b) && (10..=11).contains(&r.digits)
+        }
+        (b' ', [a, b, c]) => {
+            (3..=5).contains(a)
+                && (3..=4).contains(b)
+                && (3..=4).contains(c)
+                && (10..=11).contains(&r.digits)
+        }
+        _ => false,
+    }
+}
+
+/// Runs the wanted number-shaped detectors (`det_of[kind]`) over `text`
+/// from `from` on, the ones other than IBAN only where `min` digits are in
+/// one stretch of digits and separators (`usize::MAX`: IBANs only).
+pub(crate) fn scan(text: &str, det_of: &[u32; 12], min: usize, from: usize, out: &mut Vec<Hit>) {
     let det = |k: Kind| det_of[k as usize];
-    let p = &*PATTERNS;
     let t = text.as_bytes();
-    let mut i = 0;
-    while let Some(off) = t[i..].iter().position(u8::is_ascii_digit) {
-        let start = i + off;
+    let p = &*PATTERNS;
+    let mut i = from;
+    while let Some(start) = next_digit(t, i) {
         if det(Kind::Iban) != NONE
             && let Some(end) = iban_at(text, start)
         {
@@ -133,6 +268,14 @@ pub(crate) fn scan(text: &str, det_of: &[u32; 12], out: &mut Vec<Hit>) {
                 det: det(Kind::Iban),
             });
             i = end;
+            continue;
+        }
+        // Every run starting here lies in this stretch (and an IBAN can
+        // only start at one's first digit, after two capitals): with too
+        // few digits in it, all of it is passed at once.
+        let (stretch_end, digits) = stretch(t, start);
+        if digits < min {
+            i = stretch_end;
             continue;
         }
         let run = measure(t, start);
@@ -151,7 +294,9 @@ pub(crate) fn scan(text: &str, det_of: &[u32; 12], out: &mut Vec<Hit>) {
         };
         if det(Kind::Card) != NONE && run.digits >= 13 {
             if run.seps {
-                cards(&p.card, text, start, run.end, &mut push);
+                if card_may_start(t, start, run.end) {
+                    cards(t, start, run.end, &mut push);
+                }
             } else if let Some(e) = card_end(t, start, run.end) {
                 push(Kind::Card, start, e);
             }
@@ -164,12 +309,27 @@ pub(crate) fn scan(text: &str, det_of: &[u32; 12], out: &mut Vec<Hit>) {
                 }
             }
         }
-        if det(Kind::Phone) != NONE && (run.nanp || (t[from] == b'+' && run.digits >= 8)) {
-            for m in p.phone.find_iter(&text[from..run.end]) {
-                let (s, e) = (from + m.start(), from + m.end());
-                if phone_ok(t, s, e, after_hit && s == from) {
-                    push(Kind::Phone, s, e);
+        if det(Kind::Phone) != NONE {
+            // Without 3-3-4 groups only a `+` number at `from` can match,
+            // and it is refused for what is before it ("1.4.12+20261234")
+            // without asking the regex.
+            let plus = t[from] == b'+' && run.digits >= 8 && (after_hit || num_start_ok(t, from));
+            if run.nanp || plus {
+                let mut at = from;
+                while let Some((s, e)) = matchers::phone_at(t, at, run.end) {
+                    if phone_ok(t, s, e, after_hit && s == from) {
+                        push(Kind::Phone, s, e);
+                    }
+                    at = e;
                 }
+            }
+            if (10..=11).contains(&run.digits)
+                && run.sep != MIXED
+                && national(t, start, &run)
+                && num_start_ok(t, start)
+                && num_end_ok(t, run.end)
+            {
+                push(Kind::Phone, start, run.end);
             }
         }
         if det(Kind::Ipv4) != NONE && run.dots >= 3 {
@@ -184,28 +344,38 @@ pub(crate) fn scan(text: &str, det_of: &[u32; 12], out: &mut Vec<Hit>) {
     }
 }
 
+/// Whether a card can start in the grouped run `start..end`: every card
+/// `cards` takes starts a group with a 2-6 that `card_end` accepts, and
+/// has 13 digits from there.
+fn card_may_start(t: &[u8], start: usize, end: usize) -> bool {
+    let mut left = t[start..end].iter().filter(|b| b.is_ascii_digit()).count();
+    let mut s = start;
+    while left >= 13 {
+        if CARD_LEAD.contains(&t[s]) && num_start_ok(t, s) {
+            return true;
+        }
+        let group = t[s..end].iter().take_while(|b| b.is_ascii_digit()).count();
+        left -= group;
+        s += group;
+        s += t[s..end].iter().take_while(|b| !b.is_ascii_digit()).count();
+    }
+    false
+}
+
 /// Card candidates in a grouped run `start..end`.
-fn cards(
-    re: &Regex,
-    text: &str,
-    start: usize,
-    end: usize,
-    push: &mut impl FnMut(Kind, usize, usize),
-) {
-    let t = text.as_bytes();
-    let hay = &text[..end];
+fn cards(t: &[u8], start: usize, end: usize, push: &mut impl FnMut(Kind, usize, usize)) {
     let mut pos = start;
     while pos < end
-        && let Some(m) = re.find_at(hay, pos)
+        && let Some((s, e)) = matchers::card_at(t, pos, end)
     {
-        match card_end(t, m.start(), m.end()) {
+        match card_end(t, s, e) {
             Some(e) => {
-                push(Kind::Card, m.start(), e);
+                push(Kind::Card, s, e);
                 pos = e;
             }
             // "12 4111 1111 1111 1111": the card may start at the next
             // group, which the failed candidate swallowed.
-            None => pos = next_group(t, m.start(), m.end()),
+            None => pos = next_group(t, s, e),
         }
     }
 }
@@ -283,15 +453,25 @@ fn iban_len(cc: &[u8]) -> Option<usize> {
         (b"VA", 22), (b"VG", 24), (b"XK", 20), (b"YE", 30),
     ];
     TABLE
-        .iter()
-        .find(|(c, _)| c[..] == *cc)
-        .map(|(_, n)| usize::from(*n))
+        .binary_search_by(|(c, _)| c[..].cmp(cc))
+        .ok()
+        .map(|i| usize::from(TABLE[i].1))
+}
+
+/// The first digits cards have (Visa 4, Mastercard 2 and 5, Amex 3,
+/// Discover 6).
+const CARD_LEAD: std::ops::RangeInclusive<u8> = b'2'..=b'6';
+
+/// Whether an integer has a card's length (13-19 digits) and first digit.
+pub(crate) fn card_sized(n: u64) -> bool {
+    (1_000_000_000_000..10_000_000_000_000_000_000).contains(&n)
+        && CARD_LEAD.contains(&(b'0' + (n / 10u64.pow(n.ilog10())) as u8))
 }
 
 /// The card's end in the candidate `s..e`: trailing groups are dropped
 /// until one validates ("4111 1111 1111 1111 2026" is a card and a year).
 fn card_end(t: &[u8], s: usize, e: usize) -> Option<usize> {
-    if !num_start_ok(t, s) || !(b'2'..=b'6').contains(&t[s]) {
+    if !num_start_ok(t, s) || !CARD_LEAD.contains(&t[s]) {
         return None;
     }
     let m = &t[s..e];
@@ -373,12 +553,26 @@ fn iban_at(text: &str, digit: usize) -> Option<usize> {
     let m = &t[s..m.end()];
     let mut end = m.len();
     loop {
-        let chars: Vec<u8> = m[..end].iter().copied().filter(|&c| c != b' ').collect();
-        if chars.len() == want && !t.get(s + end).is_some_and(|&c| is_word(c)) && mod97(&chars) {
+        if !t.get(s + end).is_some_and(|&c| is_word(c)) && iban_ok(&m[..end], want) {
             return Some(s + end);
         }
         // Grouped IBANs followed by more capitals ("... 3000 EUR"): the
         // regex took a group too many.
         end = m[..end].iter().rposition(|&c| c == b' ')?;
     }
+}
+
+/// `m` (capitals, digits and single spaces) is `want` characters and
+/// passes mod-97, checked without copying it.
+fn iban_ok(m: &[u8], want: usize) -> bool {
+    let mut chars = [0u8; IBAN_MAX];
+    let mut n = 0;
+    for &c in m.iter().filter(|&&c| c != b' ') {
+        if n == want {
+            return false;
+        }
+        chars[n] = c;
+        n += 1;
+    }
+    n == want && mod97(&chars[..n])
 }

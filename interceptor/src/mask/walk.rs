@@ -1,10 +1,15 @@
 //! Masking inside JSON values: key names, strings, integers, object keys
 //! and JSON embedded in strings.
 
+use std::io::Write;
+
 use serde_json::{Map, Number, Value};
 
 use super::{
     Counts, KEY_LABEL, KEY_NAME, Masked, Profile, Strategy, bump,
+    embedded::{self, Outcome},
+    keys::{KeyId, KeyMemo},
+    numeric,
     strategy::{self, is_masked},
 };
 
@@ -14,32 +19,101 @@ use super::{
 /// limit), so this also bounds the recursion.
 const MAX_EMBED: u32 = 3;
 
-pub(crate) fn value(p: &Profile, v: &mut Value, counts: &mut Counts, embed: u32) -> bool {
-    let new = match v {
-        Value::String(s) => string(p, s, counts, embed),
+/// What masking did to one value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Change {
+    Same,
+    Changed,
+    /// Dropped whole: an object removes the entry, an array keeps a
+    /// `null` in its place.
+    Gone,
+}
+
+/// Masks a whole JSON value (a dropped one becomes `null`).
+pub(crate) fn top(p: &Profile, v: &mut Value, counts: &mut Counts) -> bool {
+    match value(p, v, counts, 0, &mut KeyMemo::default()) {
+        Change::Same => false,
+        Change::Changed => true,
+        Change::Gone => {
+            *v = Value::Null;
+            true
+        }
+    }
+}
+
+fn value(
+    p: &Profile,
+    v: &mut Value,
+    counts: &mut Counts,
+    embed: u32,
+    memo: &mut KeyMemo,
+) -> Change {
+    let masked = match v {
+        Value::String(s) => string(p, s, counts, embed, memo),
         Value::Number(n) => number(p, n, counts),
         Value::Array(a) => {
-            let mut changed = false;
+            let mut changed = Change::Same;
             for x in a {
-                changed |= value(p, x, counts, embed);
+                match value(p, x, counts, embed, memo) {
+                    Change::Same => {}
+                    Change::Changed => changed = Change::Changed,
+                    Change::Gone => {
+                        *x = Value::Null;
+                        changed = Change::Changed;
+                    }
+                }
             }
             return changed;
         }
-        Value::Object(m) => return object(p, m, counts, embed),
+        Value::Object(m) => return object(p, m, counts, embed, memo),
         Value::Null | Value::Bool(_) => None,
     };
-    new.map(|n| *v = n).is_some()
+    match masked {
+        None => Change::Same,
+        Some(Masked::Text(t)) => {
+            *v = Value::String(t);
+            Change::Changed
+        }
+        Some(Masked::Gone) => Change::Gone,
+    }
 }
 
-fn string(p: &Profile, s: &str, counts: &mut Counts, embed: u32) -> Option<Value> {
-    if embed < MAX_EMBED
-        && looks_like_json(s)
-        && let Ok(mut inner) = serde_json::from_str::<Value>(s)
+/// A string at embedding level `embed`: JSON in it is masked inside
+/// (`embedded`, or the tree for what only the tree does right), anything
+/// else as text.
+pub(super) fn string(
+    p: &Profile,
+    s: &str,
+    counts: &mut Counts,
+    embed: u32,
+    memo: &mut KeyMemo,
+) -> Option<Masked> {
+    if embed < MAX_EMBED && looks_like_json(s) {
+        match embedded::mask(p, s, counts, embed, memo) {
+            Outcome::Unchanged => return None,
+            Outcome::Masked(t) => return Some(Masked::Text(t)),
+            Outcome::Tree => return tree(p, s, counts, embed, memo),
+            Outcome::NotJson => {}
+        }
+    }
+    p.apply(s, counts, false)
+}
+
+/// JSON in a string parsed, walked and written back.
+pub(super) fn tree(
+    p: &Profile,
+    s: &str,
+    counts: &mut Counts,
+    embed: u32,
+    memo: &mut KeyMemo,
+) -> Option<Masked> {
+    if let Ok(mut inner) = serde_json::from_str::<Value>(s)
         && (inner.is_object() || inner.is_array())
     {
-        return value(p, &mut inner, counts, embed + 1).then(|| Value::String(inner.to_string()));
+        let changed = value(p, &mut inner, counts, embed + 1, memo) != Change::Same;
+        return changed.then(|| Masked::Text(inner.to_string()));
     }
-    masked(p.apply(s, counts, false)?)
+    p.apply(s, counts, false)
 }
 
 fn looks_like_json(s: &str) -> bool {
@@ -52,38 +126,48 @@ fn looks_like_json(s: &str) -> bool {
 
 /// Integers as their decimal text: a card number can arrive as a number.
 /// Floats cannot hold one exactly and would not print back the same.
-fn number(p: &Profile, n: &Number, counts: &mut Counts) -> Option<Value> {
+pub(super) fn number(p: &Profile, n: &Number, counts: &mut Counts) -> Option<Masked> {
     if n.is_f64() {
         return None;
     }
-    // Nothing built in matches fewer than 13 bare digits; most numbers in
-    // answers are small, so decide that without formatting them.
-    let small = n.as_u64().is_some_and(|u| u < 1_000_000_000_000)
-        || n.as_i64()
-            .is_some_and(|i| i.unsigned_abs() < 1_000_000_000_000);
-    if small && !p.has_custom() {
+    // Of the built-in detectors only the card takes a bare run of digits
+    // (the others need a `+`, separators, letters or an `@`), and only
+    // 13 to 19 of them after no sign, starting with a 2 to 6: most numbers
+    // in answers (counts, ids, epoch times) are decided without being
+    // formatted.
+    if !p.has_custom() && !n.as_u64().is_some_and(numeric::card_sized) {
         return None;
     }
-    let text = n.to_string();
-    if text.len() < 13 && !p.has_custom() {
-        return None;
-    }
-    masked(p.apply(&text, counts, false)?)
+    // An integer is at most 20 characters: formatted on the stack.
+    let mut buf = [0u8; 24];
+    let mut w = &mut buf[..];
+    write!(w, "{n}").ok()?;
+    let len = 24 - w.len();
+    let text = std::str::from_utf8(&buf[..len]).ok()?;
+    p.apply(text, counts, false)
 }
 
-fn masked(m: Masked) -> Option<Value> {
-    Some(match m {
-        Masked::Text(t) => Value::String(t),
-        Masked::Gone => Value::Null,
-    })
-}
-
-fn object(p: &Profile, m: &mut Map<String, Value>, counts: &mut Counts, embed: u32) -> bool {
+fn object(
+    p: &Profile,
+    m: &mut Map<String, Value>,
+    counts: &mut Counts,
+    embed: u32,
+    memo: &mut KeyMemo,
+) -> Change {
     let mut changed = false;
     m.retain(|k, v| {
-        if !p.key_hit(k) {
-            changed |= value(p, v, counts, embed);
-            return true;
+        if !memo.judge(p, k, KeyId::of(k.as_bytes())).hit {
+            return match value(p, v, counts, embed, memo) {
+                Change::Same => true,
+                Change::Changed => {
+                    changed = true;
+                    true
+                }
+                Change::Gone => {
+                    changed = true;
+                    false
+                }
+            };
         }
         match key_value(p, v, counts) {
             KeyAction::Keep => true,
@@ -98,18 +182,22 @@ fn object(p: &Profile, m: &mut Map<String, Value>, counts: &mut Counts, embed: u
         }
     });
     if p.masks_text() {
-        changed |= rename_keys(p, m, counts);
+        changed |= rename_keys(p, m, counts, memo);
     }
-    changed
+    if changed {
+        Change::Changed
+    } else {
+        Change::Same
+    }
 }
 
-enum KeyAction {
+pub(super) enum KeyAction {
     Keep,
     Changed,
     Remove,
 }
 
-fn key_value(p: &Profile, v: &mut Value, counts: &mut Counts) -> KeyAction {
+pub(super) fn key_value(p: &Profile, v: &mut Value, counts: &mut Counts) -> KeyAction {
     let s = p.key_strategy;
     let text = match v {
         // Nothing to hide in an absent value or a flag.
@@ -150,10 +238,16 @@ fn looks_partial(t: &str) -> bool {
 
 /// Object keys that are themselves sensitive (`{"alice@example.com": ...}`),
 /// renamed in place, order kept; a clash after masking gets `#2`, `#3`...
-fn rename_keys(p: &Profile, m: &mut Map<String, Value>, counts: &mut Counts) -> bool {
+fn rename_keys(
+    p: &Profile,
+    m: &mut Map<String, Value>,
+    counts: &mut Counts,
+    memo: &mut KeyMemo,
+) -> bool {
     let renames: Vec<(usize, String)> = m
         .keys()
         .enumerate()
+        .filter(|(_, k)| !memo.judge(p, k, KeyId::of(k.as_bytes())).clean)
         .filter_map(|(i, k)| match p.apply(k, counts, true)? {
             Masked::Text(t) => Some((i, t)),
             Masked::Gone => None,
