@@ -35,6 +35,20 @@ pub fn run_query(dir: &Path, name: &str, params: &[(&str, &str)]) -> Value {
     check(dir, &refs)
 }
 
+/// Rows of one of deploy/athena/queries/ as objects keyed by column.
+pub fn records(
+    dir: &Path,
+    name: &str,
+    params: &[(&str, &str)],
+) -> Vec<serde_json::Map<String, Value>> {
+    let v = run_query(dir, name, params);
+    let cols: Vec<String> = serde_json::from_value(v["columns"].clone()).expect("columns");
+    let rows: Vec<Vec<Value>> = serde_json::from_value(v["rows"].clone()).expect("rows");
+    rows.into_iter()
+        .map(|r| cols.iter().cloned().zip(r).collect())
+        .collect()
+}
+
 pub fn query(dir: &Path, name: &str, params: &[(&str, &str)]) -> Vec<Vec<Value>> {
     serde_json::from_value(run_query(dir, name, params)["rows"].clone()).expect("rows")
 }

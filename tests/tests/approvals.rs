@@ -247,27 +247,17 @@ fn webhook_sink(w: &World) -> Arc<Mutex<Vec<Value>>> {
 /// The auditor's view: `approvals.sql` over the whole audit, with DuckDB.
 fn approval_rows(w: &mut World) -> Vec<Value> {
     w.agent.stop(15);
-    let v = auditq::run_query(
+    auditq::records(
         &w.agent.audit_dir(),
         "approvals",
         &[
             ("from", "2000-01-01 00:00:00"),
             ("to", "2100-01-01 00:00:00"),
         ],
-    );
-    let cols: Vec<String> = serde_json::from_value(v["columns"].clone()).unwrap();
-    v["rows"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| {
-            let mut o = serde_json::Map::new();
-            for (c, x) in cols.iter().zip(r.as_array().unwrap()) {
-                o.insert(c.clone(), x.clone());
-            }
-            Value::Object(o)
-        })
-        .collect()
+    )
+    .into_iter()
+    .map(Value::Object)
+    .collect()
 }
 
 fn kinds_of(rows: &[Value], id: &str) -> Vec<String> {

@@ -246,19 +246,28 @@ fn call(ns: &NetNs, addr: SocketAddr, id: i64, tool: &str) -> RawResponse {
     post_in(ns, addr, "/mcp", body.to_string().as_bytes(), &[])
 }
 
-#[test]
-fn what_a_hostile_stream_carries_never_reaches_the_client_raw() {
-    require_root();
-    let (ns, dir) = (NetNs::new("maskst"), TempDir::new("maskst"));
-    let steered: SocketAddr = "127.0.0.1:8080".parse().unwrap();
-    let direct: SocketAddr = "127.0.0.1:9090".parse().unwrap();
-    let (_server, _direct) = (hostile(&ns, steered), hostile(&ns, direct));
+/// The hostile server on the steered port (behind an agent with
+/// `max_message = LIMIT`) and on a direct port, for the raw control.
+const STEERED: &str = "127.0.0.1:8080";
+const DIRECT: &str = "127.0.0.1:9090";
+
+fn steered_and_direct(ns: &NetNs, dir: &TempDir) -> ([Hostile; 2], Agent) {
+    let servers = [STEERED, DIRECT].map(|a| hostile(ns, a.parse().unwrap()));
     let agent = Agent::start(
-        &ns,
+        ns,
         dir.path(),
         "",
         &format!("[[intercept.ports]]\nport = 8080\n[http]\nmax_message = {LIMIT}\n"),
     );
+    (servers, agent)
+}
+
+#[test]
+fn what_a_hostile_stream_carries_never_reaches_the_client_raw() {
+    require_root();
+    let (ns, dir) = (NetNs::new("maskst"), TempDir::new("maskst"));
+    let (steered, direct) = (STEERED.parse().unwrap(), DIRECT.parse().unwrap());
+    let (_servers, agent) = steered_and_direct(&ns, &dir);
     let tools = [
         ("oversized", &[BIG, AFTER][..]),
         ("utf8", &[UTF8]),
@@ -398,15 +407,8 @@ fn has(r: &RawResponse, s: &str) -> bool {
 fn a_body_that_is_neither_json_nor_sse_is_masked_or_refused() {
     require_root();
     let (ns, dir) = (NetNs::new("maskbd"), TempDir::new("maskbd"));
-    let steered: SocketAddr = "127.0.0.1:8080".parse().unwrap();
-    let direct: SocketAddr = "127.0.0.1:9090".parse().unwrap();
-    let (_server, _direct) = (hostile(&ns, steered), hostile(&ns, direct));
-    let agent = Agent::start(
-        &ns,
-        dir.path(),
-        "",
-        &format!("[[intercept.ports]]\nport = 8080\n[http]\nmax_message = {LIMIT}\n"),
-    );
+    let (steered, direct) = (STEERED.parse().unwrap(), DIRECT.parse().unwrap());
+    let (_servers, agent) = steered_and_direct(&ns, &dir);
     // Without the agent each secret reaches the client as sent, under the
     // content type it was sent with.
     for (i, (tool, secrets)) in BODIES.iter().enumerate() {

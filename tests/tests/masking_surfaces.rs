@@ -44,7 +44,7 @@ fn rpc(ns: &NetNs, at: &str, id: Value, method: &str, params: Value, headers: &[
 
 /// Rows of a deploy/athena query as objects keyed by column.
 fn rows(dir: &std::path::Path, needle: &str) -> Vec<Map<String, Value>> {
-    let v = auditq::run_query(
+    auditq::records(
         dir,
         "search_values",
         &[
@@ -52,19 +52,7 @@ fn rows(dir: &std::path::Path, needle: &str) -> Vec<Map<String, Value>> {
             ("from", "2000-01-01 00:00:00"),
             ("to", "2100-01-01 00:00:00"),
         ],
-    );
-    let cols: Vec<String> = serde_json::from_value(v["columns"].clone()).unwrap();
-    v["rows"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| {
-            cols.iter()
-                .cloned()
-                .zip(r.as_array().unwrap().clone())
-                .collect()
-        })
-        .collect()
+    )
 }
 
 #[test]
