@@ -2,6 +2,9 @@
 
 use serde_json::Value;
 
+mod forwarded;
+pub use forwarded::Forwarded;
+
 use super::{jsonrpc::Message, session::SessionInfo};
 use crate::{
     pipeline::{Direction, EventKind, ExchangeEvent, Pipeline, Transport, event::now_us},

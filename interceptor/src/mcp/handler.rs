@@ -253,6 +253,7 @@ impl McpHandler {
             expected,
             denials,
             batch,
+            mut guard,
         } = waiting;
         let (mut parts, body) = resp.into_parts();
         strip_hop_headers(&mut parts.headers);
@@ -261,10 +262,14 @@ impl McpHandler {
             && !origin.in_session
         {
             self.sessions.rename(&origin.key, &sid);
+            if let Some(g) = &mut guard {
+                g.rekey(&sid, true);
+            }
             origin.key = sid;
             origin.in_session = true;
         }
         let ctype = header_str(&parts.headers, header::CONTENT_TYPE.as_str()).unwrap_or_default();
+        let answer = stream::ctype::answer(&parts.headers);
         let st = stream::State {
             pipeline: self.pipeline.clone(),
             sessions: self.sessions.clone(),
@@ -275,13 +280,39 @@ impl McpHandler {
             reply,
             answer_timeout: (origin.http_method == "POST")
                 .then(|| Duration::from_millis(ctx.http.upstream_response_timeout_ms)),
+            expected: expected.clone(),
         };
-        if ctype.starts_with("text/event-stream") {
+        // What the agent judged goes out under the type it judged it as,
+        // spelled as every client reads it.
+        let canonical = match answer {
+            stream::ctype::Answer::Sse => Some("text/event-stream"),
+            stream::ctype::Answer::Json => Some("application/json"),
+            stream::ctype::Answer::Other => None,
+        };
+        if let Some(c) = canonical {
+            parts
+                .headers
+                .insert(header::CONTENT_TYPE, HeaderValue::from_static(c));
+        }
+        if answer == stream::ctype::Answer::Other
+            && !expected.is_empty()
+            && (200..300).contains(&status)
+            && origin.transport != Transport::Sse
+        {
+            // A request's answer the agent cannot read: a client might
+            // (see `stream::ctype`), so nothing of it is forwarded.
+            let (status, body) = stream::refuse_answer(&st, &ctype, denials, batch);
+            if !origin.in_session {
+                self.sessions.close(&origin.key);
+            }
+            return json_response(status, &body);
+        }
+        if answer == stream::ctype::Answer::Sse {
             parts.headers.remove(header::CONTENT_LENGTH);
-            let out = stream::sse(body, st, expected, denials);
+            let out = stream::sse(body, st, expected, denials, guard);
             return Response::from_parts(parts, out);
         }
-        if ctype.starts_with("application/json") {
+        if answer == stream::ctype::Answer::Json {
             let idle = Duration::from_millis(ctx.http.idle_timeout_ms);
             let out = stream::json(body, st, expected, denials, batch, idle).await;
             return match out {
@@ -309,6 +340,13 @@ impl McpHandler {
         };
         // Requests that expected an answer will not get it here (on the
         // legacy SSE transport, a POST's answer comes on the GET stream).
+        if (200..300).contains(&status)
+            && origin.transport == Transport::Sse
+            && let Some(g) = guard.take()
+        {
+            // Answered on the GET stream, which settles them.
+            g.disarm();
+        }
         if !(200..300).contains(&status) || origin.transport != Transport::Sse {
             let pending = self.sessions.take_unanswered(&origin.key, &expected);
             let none = format!("upstream answered HTTP {status} without a JSON-RPC response");
@@ -358,6 +396,7 @@ impl McpHandler {
                     expected: Vec::new(),
                     denials: Vec::new(),
                     batch: false,
+                    guard: None,
                 };
                 self.respond(resp, &mut origin, &ctx, waiting, reply).await
             }
@@ -415,6 +454,8 @@ struct Waiting {
     expected: Vec<String>,
     denials: Vec<Value>,
     batch: bool,
+    /// Records the forwarded requests if the handler is dropped first.
+    guard: Option<exchange::Forwarded>,
 }
 
 pub fn header_str(h: &http::HeaderMap, name: &str) -> Option<String> {

@@ -170,7 +170,10 @@ impl Body for Held {
                     .headers()
                     .get(header::CONTENT_TYPE)
                     .and_then(|v| v.to_str().ok())
-                    .is_some_and(|v| v.starts_with("text/event-stream"));
+                    .is_some_and(|v| {
+                        crate::mcp::stream::ctype::parse(v)
+                            == crate::mcp::stream::ctype::Answer::Sse
+                    });
                 let body = resp.into_body();
                 this.inner = Some(if sse {
                     Inner::Sse(body)

@@ -15,6 +15,7 @@ mod auth;
 mod exchange;
 mod handler;
 mod held;
+pub mod ids;
 pub mod jsonrpc;
 pub mod session;
 pub mod sse;

@@ -15,6 +15,9 @@ use std::{
 
 use crate::pipeline::{ExchangeEvent, Transport};
 
+mod pending;
+pub use pending::DuplicateId;
+
 const MAX_PENDING: usize = 4096;
 const MAX_SESSIONS: usize = 65_536;
 

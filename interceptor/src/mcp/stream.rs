@@ -11,7 +11,10 @@ use http::StatusCode;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
+pub mod ctype;
+mod judge;
 mod relay;
+pub use judge::refuse_answer;
 pub use relay::sse;
 
 use super::{
@@ -44,6 +47,9 @@ pub struct State {
     /// of its requests waits (`http.upstream_response_timeout_ms`). `None`
     /// on a GET stream, which may idle.
     pub answer_timeout: Option<Duration>,
+    /// The pairing keys of the requests this answer is for (empty on a
+    /// GET stream): what a message the agent cannot judge may answer.
+    pub expected: Vec<String>,
 }
 
 pub type Replier = Arc<dyn Fn(String, Option<String>, Value) + Send + Sync>;
@@ -96,12 +102,30 @@ impl State {
     /// Phases, then pairing, for every message of one server body/event;
     /// `call_profile` (see [`State::call_profile`]) masks the messages that
     /// answer no request. Returns whether a message was refused (and taken
-    /// out of `body`).
-    fn on_server_body(&self, body: &mut Body, bytes: u64, call_profile: Option<&str>) -> bool {
+    /// out of `body`), and the errors for the client of requests whose
+    /// answer was not judged (see `judge`).
+    fn on_server_body(
+        &self,
+        body: &mut Body,
+        bytes: u64,
+        call_profile: Option<&str>,
+    ) -> (bool, Vec<Value>) {
         let info = self.sessions.info(&self.origin.key);
         let per_msg = if body.messages().len() == 1 { bytes } else { 0 };
         let mut refused = Vec::new();
+        let mut errors = Vec::new();
         for (i, msg) in body.messages_mut().iter_mut().enumerate() {
+            if matches!(msg.kind, Kind::Response | Kind::Error)
+                && let Err(why) = judge::pairing(self, msg)
+            {
+                errors.extend(self.refuse_unjudged(
+                    &msg.value.to_string().into_bytes(),
+                    Some(msg),
+                    why,
+                ));
+                refused.push(i);
+                continue;
+            }
             let (request_method, mask_profile) = match (msg.kind, msg.id_key()) {
                 (Kind::Response | Kind::Error, Some(id)) => {
                     self.sessions.pending_info(&self.origin.key, &id)
@@ -145,18 +169,26 @@ impl State {
                             }
                             exchange::complete(&self.pipeline, req, msg, self.status, per_msg);
                         }
-                        None => {
+                        // An error with a `null` id (the server could not
+                        // read a request): the server's word, judged.
+                        None if msg.id().is_none() => {
                             let mut ev = self.origin.event(
                                 EventKind::Unpaired,
                                 Direction::ClientToServer,
                                 msg,
                                 &info,
                             );
-                            ev.result = msg.result().cloned();
                             ev.error = msg.error().cloned();
                             ev.http_status = Some(self.status);
                             note_masked(&mut ev);
                             exchange::record(&self.pipeline, ev);
+                        }
+                        // Taken meanwhile (a timeout): answers no one now.
+                        None => {
+                            let why = judge::Unjudged::Unpaired(id);
+                            let raw = msg.value.to_string().into_bytes();
+                            errors.extend(self.refuse_unjudged(&raw, Some(msg), why));
+                            refused.push(i);
                         }
                     }
                 }
@@ -191,10 +223,10 @@ impl State {
             }
         }
         if refused.is_empty() {
-            return false;
+            return (false, errors);
         }
         body.remove(&refused);
-        true
+        (true, errors)
     }
 
     /// A server request the client must not see: recorded, and answered
@@ -323,26 +355,26 @@ impl State {
             };
         };
         let bytes = Bytes::copy_from_slice(data.as_bytes());
-        let new_data = match jsonrpc::parse(&bytes) {
+        let (new_data, errors) = match jsonrpc::parse(&bytes) {
             Ok(mut body) => {
-                let refused = self.on_server_body(&mut body, ev.raw.len() as u64, profile);
+                let (refused, errors) =
+                    self.on_server_body(&mut body, ev.raw.len() as u64, profile);
                 if body.messages().is_empty() {
-                    // Everything in the event was refused: the client sees nothing.
-                    return Bytes::new();
+                    // Everything in the event was refused: the client sees
+                    // nothing of it, only the errors of what it left waiting.
+                    return error_events(&errors);
                 }
                 let changed = refused || !body.messages().iter().all(|m| m.raw.is_some());
-                changed.then(|| body.to_bytes(&bytes))
+                (changed.then(|| body.to_bytes(&bytes)), errors)
             }
+            // Not JSON-RPC: never forwarded, even masked (see `judge`).
             Err(e) => {
-                tracing::debug!(conn = self.origin.conn.id, error = %e, "SSE data is no JSON-RPC message");
-                match self.opaque(bytes.clone(), profile) {
-                    None => return Bytes::new(),
-                    Some(b) => (b != bytes).then_some(b),
-                }
+                let why = judge::Unjudged::NotJsonRpc(e.to_string());
+                return error_events(&self.refuse_unjudged(&bytes, None, why));
             }
         };
         if side_clean && new_data.is_none() {
-            return ev.raw;
+            return join(ev.raw, error_events(&errors));
         }
         let field = |f: Option<String>| {
             if side_clean {
@@ -353,12 +385,31 @@ impl State {
         };
         let (event, id) = (field(ev.event.clone()), field(ev.id.clone()));
         let data = new_data.unwrap_or(bytes);
-        sse::serialize(
+        let out = sse::serialize(
             event.as_deref(),
             id.as_deref(),
             &String::from_utf8_lossy(&data),
-        )
+        );
+        join(out, error_events(&errors))
     }
+}
+
+/// JSON-RPC error responses as SSE `message` events.
+fn error_events(errors: &[Value]) -> Bytes {
+    errors
+        .iter()
+        .map(|e| sse::serialize(Some("message"), None, &e.to_string()))
+        .fold(Bytes::new(), join)
+}
+
+fn join(a: Bytes, b: Bytes) -> Bytes {
+    if b.is_empty() {
+        return a;
+    }
+    let mut v = Vec::with_capacity(a.len() + b.len());
+    v.extend_from_slice(&a);
+    v.extend_from_slice(&b);
+    Bytes::from(v)
 }
 
 /// `endpoint` data is a URI reference; keep path and query.
@@ -436,35 +487,43 @@ pub async fn json(
         }
     };
     let profile = st.call_profile(&expected);
-    let out = match jsonrpc::parse(&bytes) {
+    let (out, mut extra) = match jsonrpc::parse(&bytes) {
         Ok(mut b) => {
-            st.on_server_body(&mut b, bytes.len() as u64, profile.as_deref());
-            b.to_bytes(&bytes)
+            let (_, errors) = st.on_server_body(&mut b, bytes.len() as u64, profile.as_deref());
+            (
+                (!b.messages().is_empty()).then(|| b.to_bytes(&bytes)),
+                errors,
+            )
         }
-        // Not JSON-RPC (a batch with one bad member, an error text): the
-        // server's business, but passed on only as the phases leave it.
+        // Not JSON-RPC (a batch with one bad member, id `1.0`, an error
+        // text): never forwarded, even masked (see `judge`).
         Err(e) => {
-            tracing::debug!(conn = st.origin.conn.id, error = %e, "upstream answer is no JSON-RPC message");
-            match st.opaque(bytes, profile.as_deref()) {
-                Some(out) => out,
-                None => {
-                    let (status, error) = unmaskable();
-                    st.finish(&expected, error.clone());
-                    return Err((status, error));
-                }
-            }
+            let why = judge::Unjudged::NotJsonRpc(e.to_string());
+            (None, st.refuse_unjudged(&bytes, None, why))
         }
     };
-    st.finish(&expected, json!({ "code": -32603, "message": "the server's answer had no response for this request" }));
-    if denials.is_empty() {
-        return Ok(out);
+    let none = json!({ "code": -32603, "message": "the server's answer had no response for this request" });
+    let left = st.sessions.take_unanswered(&st.origin.key, &expected);
+    if out.is_none() {
+        // Nothing of the server's is left: the client hears why instead.
+        extra.extend(
+            left.iter()
+                .map(|p| json!({ "jsonrpc": "2.0", "id": p.jsonrpc_id, "error": none })),
+        );
     }
-    let mut all: Vec<Value> = match serde_json::from_slice::<Value>(&out) {
-        Ok(Value::Array(a)) => a,
-        Ok(v) => vec![v],
-        Err(_) => Vec::new(),
+    exchange::unanswered(&st.pipeline, left, Some(st.status), none.clone());
+    // Nothing left to take; closes a per-POST key.
+    st.finish(&expected, none);
+    extra.extend(denials);
+    if extra.is_empty() {
+        return Ok(out.unwrap_or_default());
+    }
+    let mut all: Vec<Value> = match out.map(|o| serde_json::from_slice::<Value>(&o)) {
+        Some(Ok(Value::Array(a))) => a,
+        Some(Ok(v)) => vec![v],
+        _ => Vec::new(),
     };
-    all.extend(denials);
+    all.extend(extra);
     let v = if all.len() == 1 && !batch {
         all.remove(0)
     } else {

@@ -66,6 +66,15 @@ impl McpHandler {
             // A session the server opens in answer inherits this owner.
             let _ = self.sessions.claim(&origin.key, &c.principal());
         }
+        // From here on, whatever the client does: a per-POST key is freed,
+        // and a forwarded request gets its row.
+        let mut guard = exchange::Forwarded::new(
+            self.pipeline.clone(),
+            self.sessions.clone(),
+            origin.key.clone(),
+            origin.in_session,
+            Vec::new(),
+        );
         let idle = Duration::from_millis(ctx.http.idle_timeout_ms);
         let bytes = match read_limited(body, ctx.http.max_request_body, idle).await {
             Ok(b) => b,
@@ -120,7 +129,14 @@ impl McpHandler {
         let mut keep = Vec::new();
         let mut expected = Vec::new();
         let info = self.sessions.info(&origin.key);
+        let mut ids_seen = Vec::new();
         for msg in body.messages_mut() {
+            if let Some(waiting) = self.duplicate_id(&origin.key, msg, &mut ids_seen) {
+                let ev = origin.event(EventKind::Denied, Direction::ClientToServer, msg, &info);
+                self.refuse_duplicate(ev, &waiting, &mut denials);
+                keep.push(false);
+                continue;
+            }
             if msg.method() == Some("initialize") {
                 remember_client(&self.sessions, &origin.key, msg);
             }
@@ -182,8 +198,18 @@ impl McpHandler {
                     match msg.kind {
                         Kind::Request => {
                             let id = msg.id_key().unwrap_or_default();
-                            self.sessions.expect(&origin.key, id.clone(), ev, false);
-                            expected.push(id);
+                            match self.sessions.expect_unique(&origin.key, id.clone(), ev) {
+                                Ok(evicted) => {
+                                    self.forgotten(evicted);
+                                    expected.push(id);
+                                }
+                                // Another POST of the session got there first.
+                                Err(dup) => {
+                                    self.refuse_duplicate(*dup.event, &dup.waiting, &mut denials);
+                                    keep.push(false);
+                                    continue;
+                                }
+                            }
                         }
                         Kind::Notification => {
                             ev.kind = EventKind::Notification;
@@ -223,12 +249,14 @@ impl McpHandler {
         parts.headers.remove(header::CONTENT_LENGTH);
         let reply = self.replier(&parts.headers, &ctx);
         let up_req = Request::from_parts(parts, full(out_bytes));
+        guard.watch(expected.clone());
         match ctx.upstream.send(ctx.upstream_addr, up_req).await {
             Ok(resp) => {
                 let waiting = Waiting {
                     expected,
                     denials,
                     batch: matches!(body, Body::Batch(_)),
+                    guard: Some(guard),
                 };
                 self.respond(resp, &mut origin, &ctx, waiting, reply).await
             }

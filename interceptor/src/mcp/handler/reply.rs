@@ -5,15 +5,18 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use super::McpHandler;
 use crate::{
     mcp::{
-        jsonrpc::{Body, Message},
+        exchange,
+        ids::{self, Loose},
+        jsonrpc::{Body, Kind, Message},
         session::Sessions,
         stream,
     },
+    pipeline::{EventKind, ExchangeEvent},
     proxy::{
         ConnCtx,
         body::{ProxyBody, full},
@@ -123,4 +126,66 @@ pub(super) fn accepted() -> Response<ProxyBody> {
     let mut r = Response::new(crate::proxy::body::empty());
     *r.status_mut() = StatusCode::ACCEPTED;
     r
+}
+
+impl McpHandler {
+    /// The pairing key of a request `msg`'s id duplicates: an earlier
+    /// request of this batch (`seen`) or one waiting under `key`, with the
+    /// same id or a twin (see `ids`). Its answer could not be told apart:
+    /// it would be paired with the other's row and masked with the other's
+    /// profile.
+    pub(super) fn duplicate_id(
+        &self,
+        key: &str,
+        msg: &Message,
+        seen: &mut Vec<(String, Loose)>,
+    ) -> Option<String> {
+        if msg.kind != Kind::Request {
+            return None;
+        }
+        let id = msg.id_key()?;
+        let loose = ids::loose_key(&id);
+        let in_batch = seen
+            .iter()
+            .find(|(k, l)| *k == id || ids::twins(l, &loose))
+            .map(|(k, _)| k.clone());
+        seen.push((id.clone(), loose));
+        in_batch.or_else(|| self.sessions.pending_twin(key, &id))
+    }
+
+    /// Refuses a request whose id duplicates `waiting` (-32600), with a
+    /// `denied` row.
+    pub(super) fn refuse_duplicate(
+        &self,
+        mut ev: ExchangeEvent,
+        waiting: &str,
+        denials: &mut Vec<Value>,
+    ) {
+        let id = ev.jsonrpc_id.clone().unwrap_or(Value::Null);
+        let error = json!({
+            "code": -32600,
+            "message": format!(
+                "duplicate JSON-RPC id {id}: a request with id {waiting} is already waiting \
+                 for its answer in this session, and the answers could not be told apart"
+            ),
+            "data": { "reason": "duplicate_id" },
+        });
+        tracing::warn!(conn = ev.conn_id, %id, waiting, "request with a duplicate id refused");
+        ev.kind = EventKind::Denied;
+        ev.decided_by = Some("mcp".into());
+        ev.error = Some(error.clone());
+        ev.http_status = Some(200);
+        denials.push(json!({ "jsonrpc": "2.0", "id": id, "error": error }));
+        exchange::record(&self.pipeline, ev);
+    }
+
+    /// Requests the pending table gave up on (too many waiting): recorded.
+    pub(super) fn forgotten(&self, evicted: Vec<ExchangeEvent>) {
+        let error = json!({
+            "code": -32603,
+            "message": "too many unanswered requests in this session; the agent stopped waiting for this one",
+            "data": { "reason": "pending_limit" },
+        });
+        exchange::unanswered(&self.pipeline, evicted, None, error);
+    }
 }

@@ -15,6 +15,7 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
 use super::{State, tell};
+use crate::mcp::exchange::Forwarded;
 use crate::mcp::sse::{Parser, SseError, serialize};
 use crate::proxy::{
     body::{BoxError, ProxyBody},
@@ -34,9 +35,13 @@ pub fn sse(
     mut st: State,
     expected: Vec<String>,
     denials: Vec<Value>,
+    guard: Option<Forwarded>,
 ) -> ProxyBody {
     let (tx, rx) = mpsc::channel::<Bytes>(4);
     tokio::spawn(async move {
+        // Dropped with the task, after `finish` (or if the task is cut
+        // short): see `Forwarded`.
+        let _guard = guard;
         for d in &denials {
             if tx
                 .send(serialize(Some("message"), None, &d.to_string()))

@@ -1,0 +1,176 @@
+//! Server messages the agent cannot judge: never forwarded. A message the
+//! agent cannot parse as JSON-RPC, or an answer whose id matches no
+//! waiting request exactly, may still be parsed by the client (zod reads
+//! id `1.0` as `1`; the TypeScript SDK pairs by `Number(id)`), which would
+//! then act on a sampling request, a tool list or an answer that no phase
+//! has seen. So it is dropped; each request it may answer gets a JSON-RPC
+//! error and an `unanswered` row saying why, and a message that answers
+//! none gets a row of its own.
+
+use serde_json::{Value, json};
+
+use super::State;
+use crate::{
+    mcp::{
+        exchange,
+        ids::{self, Loose},
+        jsonrpc::Message,
+    },
+    pipeline::EventKind,
+    proxy::http::CODE_UPSTREAM_UNAVAILABLE,
+};
+
+/// Why a server message was not judged.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Unjudged {
+    /// Not a JSON-RPC 2.0 message (the parser's reason).
+    NotJsonRpc(String),
+    /// An answer whose id matches a waiting request only as a twin.
+    TwinId(String),
+    /// An answer whose id matches no waiting request at all.
+    Unpaired(String),
+}
+
+impl std::fmt::Display for Unjudged {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Unjudged::NotJsonRpc(e) => write!(f, "not a JSON-RPC message: {e}"),
+            Unjudged::TwinId(id) => write!(
+                f,
+                "an answer with id {id}, which matches a waiting request only loosely"
+            ),
+            Unjudged::Unpaired(id) => {
+                write!(f, "an answer with id {id}, which no request waits for")
+            }
+        }
+    }
+}
+
+/// The JSON-RPC error for requests an unjudged message may have answered.
+pub fn error(why: &Unjudged) -> Value {
+    json!({
+        "code": CODE_UPSTREAM_UNAVAILABLE,
+        "message": format!("the server sent a message the agent cannot judge ({why}); it was not forwarded"),
+        "data": { "reason": "unjudged_server_message" },
+    })
+}
+
+/// How a response's id pairs: `Ok(Some(key))` when a request waits
+/// under exactly that key, `Ok(None)` for an error with a `null` id (the
+/// server's word that it could not read a request: judged, unpaired),
+/// else why it is not judged.
+pub fn pairing(st: &State, msg: &Message) -> Result<Option<String>, Unjudged> {
+    let Some(key) = msg.id_key() else {
+        return Ok(None);
+    };
+    if st.sessions.is_pending(&st.origin.key, &key) {
+        return Ok(Some(key));
+    }
+    let loose = ids::loose_key(&key);
+    if st.sessions.loose_matches(&st.origin.key, &loose).is_empty() {
+        Err(Unjudged::Unpaired(key))
+    } else {
+        Err(Unjudged::TwinId(key))
+    }
+}
+
+impl State {
+    /// Drops a server message (`raw`, its data) the agent cannot judge:
+    /// the requests it may answer are settled with an error row, and their
+    /// error responses returned for the client. Which requests: those its
+    /// id matches loosely; with no usable id, every request of this answer
+    /// still waiting (the message may be any one's answer). With none, the
+    /// message is recorded on its own.
+    pub(super) fn refuse_unjudged(
+        &self,
+        raw: &[u8],
+        msg: Option<&Message>,
+        why: Unjudged,
+    ) -> Vec<Value> {
+        let err = error(&why);
+        tracing::warn!(conn = self.origin.conn.id, reason = %why, "server message not judged: dropped");
+        let id = match msg {
+            Some(m) => m.id().cloned(),
+            None => serde_json::from_slice::<Value>(raw)
+                .ok()
+                .and_then(|v| v.get("id").filter(|i| !i.is_null()).cloned()),
+        };
+        let mut keys = match id.as_ref().map(ids::loose) {
+            Some(l) if l != Loose::None => self.sessions.loose_matches(&self.origin.key, &l),
+            _ => Vec::new(),
+        };
+        if keys.is_empty() && msg.is_none() {
+            keys = self.expected.clone();
+        }
+        let pending = self.sessions.take_unanswered(&self.origin.key, &keys);
+        if pending.is_empty() {
+            self.record_dropped(raw, msg, err);
+            return Vec::new();
+        }
+        let answers = pending
+            .iter()
+            .map(|p| json!({ "jsonrpc": "2.0", "id": p.jsonrpc_id, "error": err }))
+            .collect();
+        exchange::unanswered(&self.pipeline, pending, Some(self.status), err);
+        answers
+    }
+
+    /// A row for a dropped server message that answers no waiting request.
+    fn record_dropped(&self, raw: &[u8], msg: Option<&Message>, err: Value) {
+        let info = self.sessions.info(&self.origin.key);
+        let mut ev = match msg {
+            Some(m) => self.origin.event(
+                EventKind::Unpaired,
+                crate::pipeline::Direction::ClientToServer,
+                m,
+                &info,
+            ),
+            None => self.origin.rejected(self.status, Value::Null, 0),
+        };
+        ev.kind = EventKind::Unpaired;
+        ev.error = Some(err);
+        ev.http_status = Some(self.status);
+        ev.decided_by = Some("mcp".into());
+        ev.bytes_out = raw.len() as u64;
+        exchange::record(&self.pipeline, ev);
+    }
+}
+
+/// The reply to a POST whose requests the server answered with a body
+/// the agent cannot read as an answer (`content_type`: neither JSON nor
+/// SSE, several, or unparseable): each waiting request gets an error and
+/// an `unanswered` row; the client gets 502 with those errors and
+/// `denials`.
+pub fn refuse_answer(
+    st: &State,
+    content_type: &str,
+    denials: Vec<Value>,
+    batch: bool,
+) -> (http::StatusCode, Value) {
+    let err = json!({
+        "code": CODE_UPSTREAM_UNAVAILABLE,
+        "message": format!(
+            "the server answered with Content-Type {content_type:?}, which is not an MCP answer \
+             (application/json or text/event-stream); it was not forwarded"
+        ),
+        "data": { "reason": "unjudged_server_message" },
+    });
+    tracing::warn!(
+        conn = st.origin.conn.id,
+        content_type,
+        "server answer not judged: dropped"
+    );
+    let pending = st.sessions.take_unanswered(&st.origin.key, &st.expected);
+    let mut all: Vec<Value> = pending
+        .iter()
+        .map(|p| json!({ "jsonrpc": "2.0", "id": p.jsonrpc_id, "error": err }))
+        .collect();
+    exchange::unanswered(&st.pipeline, pending, Some(st.status), err.clone());
+    all.extend(denials);
+    let body = match all.len() {
+        0 => json!({ "jsonrpc": "2.0", "id": null, "error": err }),
+        1 if !batch => all.remove(0),
+        _ => Value::Array(all),
+    };
+    (http::StatusCode::BAD_GATEWAY, body)
+}
