@@ -1,13 +1,15 @@
 //! Masking never fails open on what a broken or hostile server streams:
 //! after an oversized or non-UTF-8 SSE event nothing more of the stream
-//! reaches the client, an unfinished last event is dropped, and data that
-//! is no JSON-RPC message (SSE text, comments, a batch with a bad member,
-//! a non-UTF-8 JSON body) is masked or refused, never forwarded raw.
+//! reaches the client, an unfinished last event is dropped, comments are
+//! masked, and a server message the agent cannot judge (SSE text, a batch
+//! with a bad member, a non-UTF-8 JSON body, an answer whose id `"4"`
+//! matches the waiting `4` only loosely) is never forwarded: the waiting
+//! request gets -32081 and an `unanswered` row saying why.
 //!
-//! A POST answered with a body that is neither JSON nor SSE (text, HTML,
-//! no content type) is read, bounded by `max_message`, and masked as text,
-//! or refused (oversized: -32085, not UTF-8: -32081) with a 502; with
-//! masking off it streams on as sent.
+//! A POST's requests answered with a body that is neither JSON nor SSE
+//! (text, HTML, no content type, `text/plain; x="text/event-stream"`,
+//! which the TypeScript SDK reads as SSE) get -32081 with a 502, masking
+//! on or off: a client may read what the agent cannot.
 //!
 //! The server is a raw socket in the test's namespace that answers each
 //! POST with fixed bytes in one write, so a whole stream sits in the
@@ -45,8 +47,9 @@ const TAIL: &str = "unfinished.tail@example.org";
 const BATCH: &str = "bad.batch@example.org";
 const RAW_JSON: &str = "not.utf8@example.org";
 const PINNED: &str = "pin.leak@example.org";
-const ALL: [&str; 10] = [
-    BIG, AFTER, UTF8, TEXT, COMMENT, FIELD, TAIL, BATCH, RAW_JSON, PINNED,
+const TWIN: &str = "twin.id@example.org";
+const ALL: [&str; 11] = [
+    BIG, AFTER, UTF8, TEXT, COMMENT, FIELD, TAIL, BATCH, RAW_JSON, PINNED, TWIN,
 ];
 const PLAIN: &str = "plain.body@example.org";
 const CARD: &str = "4111 1111 1111 1111";
@@ -54,6 +57,7 @@ const HTML: &str = "html.page@example.org";
 const UNTYPED: &str = "untyped.body@example.org";
 const BIG_PLAIN: &str = "big.plain@example.org";
 const BINARY: &str = "binary.plain@example.org";
+const SNEAKY: &str = "sneaky.type@example.org";
 
 /// `max_message` of the agent: the oversized event is twice this.
 const LIMIT: usize = 4096;
@@ -105,6 +109,9 @@ fn reply(tool: &str, id: &Value) -> (&'static str, Vec<u8>) {
                 json!({"jsonrpc": "2.0", "method": "notifications/message",
                        "params": {"level": "info", "data": TAIL}})
             )),
+        // The answer under the id `"N"` for `N`: the TypeScript SDK pairs
+        // it by `Number(id)`, the Python SDK by `int(id)`.
+        "twin-id" => sse(sse_event(&response(&json!(id.to_string()), text(TWIN)))),
         // JSON, but no JSON-RPC: a batch with one bad member.
         "batch" => (
             "application/json",
@@ -122,6 +129,11 @@ fn reply(tool: &str, id: &Value) -> (&'static str, Vec<u8>) {
         ),
         "html" => ("text/html", format!("<p>{HTML}</p>").into_bytes()),
         "untyped" => ("", format!("owner: {UNTYPED}").into_bytes()),
+        // Read as SSE by a client that looks for the type anywhere.
+        "sneaky-type" => (
+            "text/plain; x=\"text/event-stream\"",
+            sse_event(&response(id, text(SNEAKY))).into_bytes(),
+        ),
         "big-plain" => (
             "text/plain",
             format!("{BIG_PLAIN} {}", "x".repeat(2 * LIMIT)).into_bytes(),
@@ -275,6 +287,7 @@ fn what_a_hostile_stream_carries_never_reaches_the_client_raw() {
         ("unfinished", &[TAIL]),
         ("batch", &[BATCH]),
         ("raw-json", &[RAW_JSON]),
+        ("twin-id", &[TWIN]),
     ];
     // Without the agent each of these reaches the client as sent.
     for (i, (tool, secrets)) in tools.iter().enumerate() {
@@ -319,42 +332,53 @@ fn what_a_hostile_stream_carries_never_reaches_the_client_raw() {
     assert!(b.contains("-32081") && b.contains("not valid UTF-8"), "{b}");
     assert!(!b.contains("\"result\""), "no answer after the cut: {b}");
 
-    // Text, comment and event id masked; the answer still arrives.
+    // Text that is no message: not forwarded, even masked; the call it
+    // may have answered gets the agent's error, and the answer that
+    // follows (its request settled) answers no one and is dropped too.
     let (_, b) = body("text");
-    assert!(b.contains("data: contact [EMAIL] for access"), "{b}");
-    assert!(b.contains("\"text\":\"done\""), "{b}");
-    assert!(b.contains("id: [EMAIL]"), "{b}");
+    assert!(b.contains("-32081") && b.contains("cannot judge"), "{b}");
+    assert!(!b.contains("contact"), "{b}");
+    assert!(!b.contains("\"text\":\"done\""), "{b}");
     assert!(
         !b.contains("keep-alive for"),
         "the comment is not passed on: {b}"
     );
+
+    // An id that matches only loosely: the agent's error under the
+    // request's own id, nothing of the server's message.
+    let (_, b) = body("twin-id");
+    assert!(
+        b.contains("\"id\":7") && b.contains("matches a waiting request only loosely"),
+        "{b}"
+    );
+    assert_eq!(b.matches("data:").count(), 1, "{b}");
 
     // The answer arrives; the unfinished event does not.
     let (_, b) = body("unfinished");
     assert!(b.contains("\"text\":\"whole\""), "{b}");
     assert_eq!(b.matches("data:").count(), 1, "{b}");
 
-    // JSON that is no JSON-RPC message: masked as JSON.
-    let (status, b) = body("batch");
-    assert_eq!(status, 200);
-    let v: Value = serde_json::from_str(&b).unwrap_or_else(|e| panic!("{e}: {b}"));
-    assert_eq!(v[1]["note"], "escalate to [EMAIL]", "{b}");
-    assert_eq!(v[0]["result"]["content"][0]["text"], "ok");
-
-    // Not UTF-8: nothing of it, a clear error instead.
-    let (status, b) = body("raw-json");
-    assert_eq!(status, 502, "{b}");
-    assert!(b.contains("cannot be masked"), "{b}");
+    // JSON that is no JSON-RPC message, or not UTF-8: nothing of it, the
+    // agent's error for the waiting call instead.
+    for t in ["batch", "raw-json"] {
+        let (status, b) = body(t);
+        assert_eq!(status, 200, "{t}: {b}");
+        let v: Value = serde_json::from_str(&b).unwrap_or_else(|e| panic!("{e}: {b}"));
+        assert_eq!(v["error"]["code"], -32081, "{t}: {b}");
+        assert_eq!(
+            v["error"]["data"]["reason"], "unjudged_server_message",
+            "{t}: {b}"
+        );
+        assert!(v["id"].is_i64(), "{t}: {b}");
+    }
 
     let log = agent.log();
     assert!(log.contains("upstream SSE stream cut"), "{log}");
-    assert!(
-        log.contains("server data that is not UTF-8 dropped"),
-        "{log}"
-    );
-    // The requests whose streams were cut are recorded as unanswered.
+    assert!(log.contains("server message not judged: dropped"), "{log}");
+    // The requests whose streams were cut, or whose answers were not
+    // judged, are recorded as unanswered.
     let events = agent.wait_events("the cut calls", |ev| {
-        ev.iter().filter(|e| e["kind"] == "unanswered").count() >= 3
+        ev.iter().filter(|e| e["kind"] == "unanswered").count() >= 6
     });
     let code = |t: &str| {
         events
@@ -365,6 +389,9 @@ fn what_a_hostile_stream_carries_never_reaches_the_client_raw() {
     assert_eq!(code("oversized"), Some(json!(-32085)));
     assert_eq!(code("utf8"), Some(json!(-32081)));
     assert_eq!(code("raw-json"), Some(json!(-32081)));
+    assert_eq!(code("text"), Some(json!(-32081)));
+    assert_eq!(code("batch"), Some(json!(-32081)));
+    assert_eq!(code("twin-id"), Some(json!(-32081)));
 
     // The audit (DuckDB over every string column) has none of them, the
     // pinned tool's lifecycle row included.
@@ -389,22 +416,68 @@ fn what_a_hostile_stream_carries_never_reaches_the_client_raw() {
     assert_eq!(pinned.len(), 1, "the masked tool_pinned row: {pinned:?}");
 }
 
-/// The bodies of the `plain` ... `binary-plain` tools, with the secret
+/// The bodies of the `plain` ... `sneaky-type` tools, with the secret
 /// each carries.
-const BODIES: [(&str, &[&str]); 5] = [
+const BODIES: [(&str, &[&str]); 6] = [
     ("plain", &[PLAIN, CARD]),
     ("html", &[HTML]),
     ("untyped", &[UNTYPED]),
     ("big-plain", &[BIG_PLAIN]),
     ("binary-plain", &[BINARY]),
+    ("sneaky-type", &[SNEAKY]),
 ];
 
 fn has(r: &RawResponse, s: &str) -> bool {
     r.body.windows(s.len()).any(|w| w == s.as_bytes())
 }
 
+/// Each of `BODIES` through `steered`: refused with -32081 and a 502,
+/// nothing of the server's body passed on, each call `unanswered`.
+fn all_refused(ns: &NetNs, steered: SocketAddr, agent: &Agent) {
+    let through: Vec<RawResponse> = BODIES
+        .iter()
+        .enumerate()
+        .map(|(i, (tool, _))| call(ns, steered, i as i64 + 1, tool))
+        .collect();
+    for ((tool, _), r) in BODIES.iter().zip(&through) {
+        for (_, secrets) in BODIES {
+            for s in secrets {
+                assert!(
+                    !has(r, s),
+                    "{tool}: {s} reached the client: {}",
+                    String::from_utf8_lossy(&r.body)
+                );
+            }
+        }
+        let text = String::from_utf8_lossy(&r.body).into_owned();
+        assert_eq!((r.status, r.code()), (502, -32081), "{tool}: {text}");
+        assert!(text.contains("not an MCP answer"), "{tool}: {text}");
+        assert!(
+            r.head
+                .to_ascii_lowercase()
+                .contains("content-type: application/json"),
+            "{tool}: {}",
+            r.head
+        );
+    }
+    let events = agent.wait_events("the six calls", |ev| {
+        ev.iter().filter(|e| e["kind"] == "unanswered").count() >= BODIES.len()
+    });
+    for (tool, _) in BODIES {
+        let row = events
+            .iter()
+            .find(|e| e["kind"] == "unanswered" && e["target"] == tool)
+            .unwrap_or_else(|| panic!("no row for {tool}: {events:?}"));
+        assert_eq!(row["error"]["code"], -32081, "{row}");
+        assert_eq!(
+            row["error"]["data"]["reason"], "unjudged_server_message",
+            "{row}"
+        );
+    }
+}
+
 #[test]
-fn a_body_that_is_neither_json_nor_sse_is_masked_or_refused() {
+fn a_body_that_is_neither_json_nor_sse_is_refused() {
     require_root();
     let (ns, dir) = (NetNs::new("maskbd"), TempDir::new("maskbd"));
     let (steered, direct) = (STEERED.parse().unwrap(), DIRECT.parse().unwrap());
@@ -424,78 +497,16 @@ fn a_body_that_is_neither_json_nor_sse_is_masked_or_refused() {
         "{}",
         r.head
     );
-
-    let through: Vec<RawResponse> = BODIES
-        .iter()
-        .enumerate()
-        .map(|(i, (tool, _))| call(&ns, steered, i as i64 + 1, tool))
-        .collect();
-    for ((tool, _), r) in BODIES.iter().zip(&through) {
-        for (_, secrets) in BODIES {
-            for s in secrets {
-                assert!(
-                    !has(r, s),
-                    "{tool}: {s} reached the client raw: {}",
-                    String::from_utf8_lossy(&r.body)
-                );
-            }
-        }
-    }
-    let text = |r: &RawResponse| String::from_utf8_lossy(&r.body).into_owned();
-
-    // Masked as text, under the content type the server sent.
-    let [plain, html, untyped, big, binary] = &through[..] else {
-        unreachable!()
-    };
-    assert_eq!(plain.status, 200, "{}", plain.head);
-    assert!(
-        plain
-            .head
-            .to_ascii_lowercase()
-            .contains("content-type: text/plain"),
-        "{}",
-        plain.head
-    );
-    assert_eq!(text(plain), "contact [EMAIL], card **** **** **** 1111");
-    assert_eq!((html.status, text(html)), (200, "<p>[EMAIL]</p>".into()));
-    assert_eq!(
-        (untyped.status, text(untyped)),
-        (200, "owner: [EMAIL]".into())
-    );
-
-    // Too large to read whole, or not UTF-8: refused as a JSON body is.
-    assert_eq!(big.status, 502, "{}", text(big));
-    assert_eq!(big.code(), -32085, "{}", text(big));
-    assert_eq!(binary.status, 502, "{}", text(binary));
-    assert_eq!(binary.code(), -32081, "{}", text(binary));
-    assert!(
-        text(binary).contains("cannot be masked"),
-        "{}",
-        text(binary)
-    );
-
-    // Each call is recorded as unanswered, with why.
-    let events = agent.wait_events("the five calls", |ev| {
-        ev.iter().filter(|e| e["kind"] == "unanswered").count() >= 5
-    });
-    let code = |t: &str| {
-        events
-            .iter()
-            .find(|e| e["kind"] == "unanswered" && e["target"] == t)
-            .map(|e| e["error"]["code"].clone())
-    };
-    assert_eq!(code("plain"), Some(json!(200)));
-    assert_eq!(code("big-plain"), Some(json!(-32085)));
-    assert_eq!(code("binary-plain"), Some(json!(-32081)));
+    all_refused(&ns, steered, &agent);
 }
 
 #[test]
-fn with_masking_off_a_body_that_is_neither_json_nor_sse_streams_as_sent() {
+fn with_masking_off_a_body_that_is_neither_json_nor_sse_is_still_refused() {
     require_root();
     let (ns, dir) = (NetNs::new("maskbo"), TempDir::new("maskbo"));
     let steered: SocketAddr = "127.0.0.1:8080".parse().unwrap();
     let _server = hostile(&ns, steered);
-    let _agent = Agent::start(
+    let agent = Agent::start(
         &ns,
         dir.path(),
         "",
@@ -504,14 +515,7 @@ fn with_masking_off_a_body_that_is_neither_json_nor_sse_streams_as_sent() {
              [mask]\nenabled = false\n"
         ),
     );
-    // Nothing reads it, so neither its size nor its bytes matter.
-    for (i, (tool, secrets)) in BODIES.iter().enumerate() {
-        let r = call(&ns, steered, i as i64 + 1, tool);
-        assert_eq!(r.status, 200, "{tool}: {}", r.head);
-        for s in *secrets {
-            assert!(has(&r, s), "{tool}: {s} passes unmasked");
-        }
-    }
-    let big = call(&ns, steered, 9, "big-plain");
-    assert!(big.body.len() > 2 * LIMIT, "{} bytes", big.body.len());
+    // Not a question of masking: the client may read as an answer what
+    // the agent cannot judge.
+    all_refused(&ns, steered, &agent);
 }

@@ -11,6 +11,8 @@ mod client;
 mod content;
 #[path = "mcp_peer/customer.rs"]
 mod customer;
+#[path = "mcp_peer/hostile.rs"]
+mod hostile;
 #[path = "mcp_peer/load.rs"]
 mod load;
 #[path = "mcp_peer/raw.rs"]

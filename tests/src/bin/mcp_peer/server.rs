@@ -28,7 +28,10 @@ use tokio::{
 use tokio_rustls::{TlsAcceptor, rustls};
 use tower_service::Service;
 
-use super::tools::{PeerServer, Shared};
+use super::{
+    hostile::{self, Hostile},
+    tools::{PeerServer, Shared},
+};
 
 #[derive(clap::Args, Debug)]
 pub struct ServerArgs {
@@ -63,6 +66,10 @@ pub struct ServerArgs {
     /// PEM file (the handshake fails without one).
     #[arg(long, value_name = "PEM", requires = "tls_cert")]
     tls_client_ca: Option<PathBuf>,
+    /// Bend every MCP answer on the wire (see `hostile`): `float-ids`
+    /// or `mixed-case-type`.
+    #[arg(long, value_enum)]
+    hostile: Option<Hostile>,
 }
 
 /// What every connection needs besides the MCP service itself.
@@ -70,6 +77,7 @@ struct Policy {
     path: String,
     log_auth: bool,
     require_auth: Option<String>,
+    hostile: Option<Hostile>,
 }
 
 type McpService = StreamableHttpService<PeerServer, LocalSessionManager>;
@@ -114,6 +122,7 @@ pub async fn run(args: ServerArgs) -> Result<()> {
         path: args.path,
         log_auth: args.log_auth,
         require_auth: args.require_auth,
+        hostile: args.hostile,
     });
 
     let mut stdout = std::io::stdout().lock();
@@ -232,7 +241,11 @@ async fn serve_connection<S>(
                 ));
             }
             if request.uri().path() == policy.path {
-                mcp.call(request).await
+                let resp = mcp.call(request).await;
+                match policy.hostile {
+                    Some(mode) => resp.map(|r| hostile::mangle(mode, r)),
+                    None => resp,
+                }
             } else {
                 Ok(plain(StatusCode::NOT_FOUND, "Not Found"))
             }
