@@ -25,6 +25,19 @@ pub enum Loose {
 
 /// The loose form of the id whose pairing key (its JSON text) is `key`.
 pub fn loose_key(key: &str) -> Loose {
+    // The common shapes without a JSON parse: the pending table is scanned
+    // with this for every request.
+    if let Ok(n) = key.parse::<i64>() {
+        return number(n as f64);
+    }
+    if let Some(inner) = key.strip_prefix('"').and_then(|k| k.strip_suffix('"'))
+        && !inner.contains(['\\', '"'])
+    {
+        return match read_number(inner) {
+            Some(f) => number(f),
+            None => Loose::Text(inner.to_string()),
+        };
+    }
     match serde_json::from_str::<Value>(key) {
         Ok(v) => loose(&v),
         Err(_) => Loose::None,

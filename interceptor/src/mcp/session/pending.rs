@@ -98,3 +98,6 @@ impl Sessions {
             .is_some_and(|s| s.pending.contains_key(id))
     }
 }
+
+#[cfg(test)]
+mod tests;
