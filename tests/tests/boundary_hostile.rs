@@ -278,6 +278,76 @@ fn a_second_request_with_the_same_id_is_refused_and_both_are_recorded() {
 }
 
 #[test]
+fn a_request_whose_id_is_already_waiting_in_the_session_is_refused() {
+    require_root();
+    let (ns, dir) = (NetNs::new("hdupsess"), TempDir::new("hdupsess"));
+    let server = peer::server_with(ns.name(), "127.0.0.1:8080", dir.path(), &["--log-auth"]);
+    let agent = Agent::start(&ns, dir.path(), "", "[[intercept.ports]]\nport = 8080\n");
+    let proto = "MCP-Protocol-Version: 2025-06-18";
+    let init = post_in(
+        &ns,
+        addr(),
+        "/mcp",
+        initialize(1).to_string().as_bytes(),
+        &[proto],
+    );
+    let sid = header(&init, "mcp-session-id")
+        .expect("a session")
+        .to_string();
+    let sid_h = format!("Mcp-Session-Id: {sid}");
+    let done = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
+    post_in(
+        &ns,
+        addr(),
+        "/mcp",
+        done.to_string().as_bytes(),
+        &[proto, &sid_h],
+    );
+    let posts = || {
+        peer::auth_log(&server)
+            .iter()
+            .filter(|l| l.starts_with("auth POST"))
+            .count()
+    };
+    let before = posts();
+    // A slow call with id 5, then, while it waits, another with id 5.
+    let slow = tool_call(5, "sleep", json!({"ms": 1500})).to_string();
+    let second = tool_call(5, "echo", json!({"text": "second"})).to_string();
+    let headers = [proto, sid_h.as_str()];
+    let answers = std::thread::scope(|sc| {
+        let first = sc.spawn(|| messages(&post_in(&ns, addr(), "/mcp", slow.as_bytes(), &headers)));
+        wait_for("the slow call upstream", Duration::from_secs(10), || {
+            (posts() > before).then_some(())
+        });
+        let r = post_in(&ns, addr(), "/mcp", second.as_bytes(), &headers);
+        let v = r.json();
+        assert_eq!(v["id"], 5, "{v}");
+        assert_eq!(v["error"]["code"], -32600, "{v}");
+        assert_eq!(v["error"]["data"]["reason"], "duplicate_id", "{v}");
+        assert_eq!(posts(), before + 1, "the second never reached the server");
+        first.join().unwrap()
+    });
+    // The first gets its own answer, recorded as its own.
+    let a = answers.iter().find(|m| m["id"] == 5).expect("an answer");
+    assert_eq!(
+        a["result"]["content"][0]["text"], "slept 1500 ms",
+        "{answers:?}"
+    );
+    let events = agent.wait_events("both", |ev| {
+        ev.iter()
+            .any(|e| e["target"] == "sleep" && e["kind"] == "exchange")
+            && ev.iter().any(|e| e["target"] == "echo")
+    });
+    let row = |t: &str| events.iter().find(|e| e["target"] == t).unwrap().clone();
+    assert_eq!(
+        row("sleep")["result"]["content"][0]["text"],
+        "slept 1500 ms"
+    );
+    assert_eq!(row("echo")["kind"], "denied");
+    assert_eq!(row("echo")["params"]["arguments"]["text"], "second");
+}
+
+#[test]
 fn a_client_that_hangs_up_after_forwarding_leaves_a_row() {
     require_root();
     let (ns, _dir, server, mut agent) = json_server("hhangup");
