@@ -155,7 +155,7 @@ fn a_response_id_that_matches_only_loosely_is_never_forwarded() {
     agent.stop(15);
     let rows = auditq::sql(
         &agent.audit_dir(),
-        "SELECT kind, error_code FROM mcp_audit WHERE method = 'initialize'",
+        "SELECT kind, error_code FROM mcp_audit WHERE method = 'initialize' AND kind <> 'forwarded'",
     );
     let rows = rows["rows"].as_array().unwrap();
     assert!(rows.len() >= 2, "{rows:?}");
@@ -274,7 +274,10 @@ fn a_second_request_with_the_same_id_is_refused_and_both_are_recorded() {
     assert!(has("echo", "exchange", "third"), "{rows:?}");
     assert!(has("get-sum", "denied", "\"a\":1"), "{rows:?}");
     assert!(has("get-sum", "denied", "\"a\":3"), "{rows:?}");
-    assert_eq!(rows.len(), 4, "{rows:?}");
+    // Each forwarded one also has its `forwarded` row; the refused do not.
+    assert!(has("echo", "forwarded", "first of two"), "{rows:?}");
+    assert!(has("echo", "forwarded", "third"), "{rows:?}");
+    assert_eq!(rows.len(), 6, "{rows:?}");
 }
 
 #[test]
@@ -379,11 +382,14 @@ fn a_client_that_hangs_up_after_forwarding_leaves_a_row() {
     agent.stop(15);
     let rows = auditq::sql(
         &agent.audit_dir(),
-        "SELECT kind, arguments, error FROM mcp_audit WHERE tool_name = 'sleep'",
+        "SELECT kind, arguments, error FROM mcp_audit WHERE tool_name = 'sleep' \
+         ORDER BY event_time_us",
     );
     let rows = rows["rows"].as_array().unwrap();
-    assert_eq!(rows.len(), 1, "{rows:?}");
-    assert_eq!(rows[0][0], "unanswered");
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert_eq!(rows[0][0], "forwarded");
+    assert_eq!(rows[1][0], "unanswered");
+    let rows = &rows[1..];
     assert!(
         rows[0][1].as_str().unwrap_or_default().contains("3000"),
         "{rows:?}"
@@ -393,6 +399,44 @@ fn a_client_that_hangs_up_after_forwarding_leaves_a_row() {
             .as_str()
             .unwrap_or_default()
             .contains("client_gone"),
+        "{rows:?}"
+    );
+}
+
+#[test]
+fn a_request_forwarded_before_a_kill_9_is_in_the_audit() {
+    require_root();
+    let (ns, _dir, server, mut agent) = json_server("hkill9");
+    let body = tool_call(4, "sleep", json!({"ms": 5000})).to_string();
+    let req = post("/mcp", body.as_bytes(), &[]);
+    let _sock: TcpStream = in_netns(&ns, move || {
+        let mut s = TcpStream::connect(addr()).expect("connect");
+        s.write_all(&req).expect("send");
+        s
+    });
+    wait_for(
+        "the server to receive the call",
+        Duration::from_secs(10),
+        || {
+            peer::auth_log(&server)
+                .iter()
+                .any(|l| l.starts_with("auth POST /mcp"))
+                .then_some(())
+        },
+    );
+    // The agent dies with the call upstream: no answer will be recorded.
+    agent.stop(9);
+    agent.restart();
+    agent.stop(15);
+    let rows = auditq::sql(
+        &agent.audit_dir(),
+        "SELECT kind, arguments FROM mcp_audit WHERE tool_name = 'sleep'",
+    );
+    let rows = rows["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0][0], "forwarded", "{rows:?}");
+    assert!(
+        rows[0][1].as_str().unwrap_or_default().contains("5000"),
         "{rows:?}"
     );
 }

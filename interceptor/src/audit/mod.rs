@@ -473,6 +473,15 @@ impl Phase for AuditPhase {
         // made outside it, so it is not run a second time on every exchange.
         append(&self.0.inner, Some(self.0.stamp().from_event(event)));
     }
+
+    fn on_forward(&self, event: &ExchangeEvent) {
+        // Written before the request goes upstream, like every row before
+        // its release: after a crash (kill -9) it is the evidence that the
+        // server got the request. The answer's row follows as usual.
+        let mut r = self.0.stamp().from_event(event);
+        r.kind = "forwarded".into();
+        append(&self.0.inner, Some(r));
+    }
 }
 
 fn conn_fields(r: &mut AuditRow, c: &ConnInfo) {

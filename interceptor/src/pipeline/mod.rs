@@ -115,6 +115,10 @@ pub trait Phase: Send + Sync + 'static {
     fn prepare_record(&self, _event: &mut ExchangeEvent) {}
     /// Each finished exchange, denial, notification or unpaired message.
     fn record(&self, _event: &ExchangeEvent) {}
+    /// A client request is about to go upstream (before its answer, which
+    /// `record` gets): a phase that keeps evidence (the audit) notes that
+    /// it went, so a crash before the answer still leaves a trace.
+    fn on_forward(&self, _event: &ExchangeEvent) {}
 }
 
 /// What became of a client message.
@@ -238,16 +242,32 @@ impl Pipeline {
 
     /// Prepares (masks) the event, then hands it to every `record`.
     pub fn record(&self, event: &ExchangeEvent) {
+        let prepared = self.prepared(event);
+        let event = prepared.as_ref().unwrap_or(event);
+        for p in self.phases.iter() {
+            p.record(event);
+        }
+    }
+
+    /// `event`'s request is about to go upstream (see `Phase::on_forward`);
+    /// prepared (masked) as for `record`.
+    pub fn forwarded(&self, event: &ExchangeEvent) {
+        let prepared = self.prepared(event);
+        let event = prepared.as_ref().unwrap_or(event);
+        for p in self.phases.iter() {
+            p.on_forward(event);
+        }
+    }
+
+    /// `event` as the phases that prepare records leave it, if any does.
+    fn prepared(&self, event: &ExchangeEvent) -> Option<ExchangeEvent> {
         let mut prepared = None;
         for p in self.phases.iter() {
             if p.prepares_records() {
                 p.prepare_record(prepared.get_or_insert_with(|| event.clone()));
             }
         }
-        let event = prepared.as_ref().unwrap_or(event);
-        for p in self.phases.iter() {
-            p.record(event);
-        }
+        prepared
     }
 }
 

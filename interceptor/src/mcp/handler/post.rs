@@ -198,8 +198,10 @@ impl McpHandler {
                     match msg.kind {
                         Kind::Request => {
                             let id = msg.id_key().unwrap_or_default();
+                            let copy = ev.clone();
                             match self.sessions.expect_unique(&origin.key, id.clone(), ev) {
                                 Ok(evicted) => {
+                                    self.pipeline.forwarded(&copy);
                                     self.forgotten(evicted);
                                     expected.push(id);
                                 }
