@@ -18,7 +18,8 @@
 CREATE EXTERNAL TABLE IF NOT EXISTS mcp_audit (
   -- The event: when (event_time is INT64 TIMESTAMP(MILLIS, UTC) in Parquet;
   -- event_time_us keeps the microseconds, order by it), its unique id, and
-  -- what happened: exchange, notification, denied, unanswered, unpaired,
+  -- what happened: forwarded (a request went upstream; its exchange or
+  -- unanswered row follows), exchange, notification, denied, unanswered, unpaired,
   -- session_closed, rejected, http, connection_open, connection_close,
   -- agent_start, agent_stop, approval_requested, approval_granted,
   -- approval_denied, approval_expired, grant_added, grant_revoked,

@@ -46,15 +46,27 @@ fn a_session_becomes_parquet_that_auditors_query_with_duckdb() {
         json!({ "id": "c-99" }),
     );
     assert!(out.text().contains("c-99"));
-    let followed = tail.wait_for_output("\"tools/call\"", Duration::from_secs(10));
-    let line = followed
-        .lines()
-        .find(|l| l.contains("\"tools/call\""))
-        .unwrap();
-    let step: Value = serde_json::from_str(line).expect("tail --json prints JSON lines");
+    // The call's `forwarded` row (written before it went upstream), then
+    // its `exchange` row.
+    let steps = wait_for("the call's rows", Duration::from_secs(10), || {
+        let steps: Vec<Value> = tail
+            .stdout()
+            .lines()
+            .filter(|l| l.contains("\"tools/call\""))
+            .map(|l| serde_json::from_str(l).expect("tail --json prints JSON lines"))
+            .collect();
+        (steps.len() >= 2).then_some(steps)
+    });
+    let seen: Vec<(Option<&str>, Option<&str>)> = steps
+        .iter()
+        .map(|s| (s["kind"].as_str(), s["target"].as_str()))
+        .collect();
     assert_eq!(
-        (step["kind"].as_str(), step["target"].as_str()),
-        (Some("exchange"), Some("lookup_customer"))
+        seen,
+        [
+            (Some("forwarded"), Some("lookup_customer")),
+            (Some("exchange"), Some("lookup_customer"))
+        ]
     );
     drop(tail);
     let events = agent.wait_events("the session", |ev| {
