@@ -31,7 +31,7 @@ fn a_session_becomes_parquet_that_auditors_query_with_duckdb() {
         .map(|s| s.to_string())
         .chain([agent.audit_dir().display().to_string()])
         .collect();
-    let mut tail = Proc::spawn(
+    let tail = Proc::spawn(
         "tail",
         None,
         &bin("mcp-interceptor"),
