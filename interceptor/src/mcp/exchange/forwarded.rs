@@ -19,16 +19,20 @@ pub struct Forwarded {
     key: String,
     in_session: bool,
     ids: Vec<String>,
+    /// Whether the requests went upstream (else they only waited for the
+    /// rest of their batch, e.g. a held member).
+    sent: bool,
     armed: bool,
 }
 
 /// The error recorded for requests whose client went away first.
-pub fn client_gone() -> Value {
-    json!({
-        "code": -32603,
-        "message": "the client went away before the server's answer; the server may have acted on the request",
-        "data": { "reason": "client_gone" },
-    })
+fn client_gone(sent: bool) -> Value {
+    let message = if sent {
+        "the client went away before the server's answer; the server may have acted on the request"
+    } else {
+        "the client went away before the request was forwarded; it was not sent"
+    };
+    json!({ "code": -32603, "message": message, "data": { "reason": "client_gone" } })
 }
 
 impl Forwarded {
@@ -46,13 +50,19 @@ impl Forwarded {
             key,
             in_session,
             ids,
+            sent: false,
             armed: true,
         }
     }
 
-    /// The requests it guards, once forwarded.
-    pub fn watch(&mut self, ids: Vec<String>) {
-        self.ids = ids;
+    /// One more request it guards (remembered as waiting for its answer).
+    pub fn watch(&mut self, id: &str) {
+        self.ids.push(id.to_string());
+    }
+
+    /// The requests are going upstream now.
+    pub fn sent(&mut self) {
+        self.sent = true;
     }
 
     /// The requests moved to the session the server opened.
@@ -82,6 +92,6 @@ impl Drop for Forwarded {
             return;
         }
         tracing::warn!(session = %self.key, requests = left.len(), "client went away after its requests were forwarded");
-        super::unanswered(&self.pipeline, left, None, client_gone());
+        super::unanswered(&self.pipeline, left, None, client_gone(self.sent));
     }
 }

@@ -130,6 +130,7 @@ impl McpHandler {
         let mut expected = Vec::new();
         let info = self.sessions.info(&origin.key);
         let mut ids_seen = Vec::new();
+        let mut going = Vec::new();
         for msg in body.messages_mut() {
             if let Some(waiting) = self.duplicate_id(&origin.key, msg, &mut ids_seen) {
                 let ev = origin.event(EventKind::Denied, Direction::ClientToServer, msg, &info);
@@ -201,7 +202,8 @@ impl McpHandler {
                             let copy = ev.clone();
                             match self.sessions.expect_unique(&origin.key, id.clone(), ev) {
                                 Ok(evicted) => {
-                                    self.pipeline.forwarded(&copy);
+                                    guard.watch(&id);
+                                    going.push(copy);
                                     self.forgotten(evicted);
                                     expected.push(id);
                                 }
@@ -251,7 +253,11 @@ impl McpHandler {
         parts.headers.remove(header::CONTENT_LENGTH);
         let reply = self.replier(&parts.headers, &ctx);
         let up_req = Request::from_parts(parts, full(out_bytes));
-        guard.watch(expected.clone());
+        // The `forwarded` rows, before the requests go (see `AuditPhase`).
+        for ev in &going {
+            self.pipeline.forwarded(ev);
+        }
+        guard.sent();
         match ctx.upstream.send(ctx.upstream_addr, up_req).await {
             Ok(resp) => {
                 let waiting = Waiting {
