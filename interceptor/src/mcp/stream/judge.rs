@@ -31,17 +31,18 @@ pub enum Unjudged {
     Unpaired(String),
 }
 
+// The server's id is not repeated: it would reach the client unmasked.
 impl std::fmt::Display for Unjudged {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Unjudged::NotJsonRpc(e) => write!(f, "not a JSON-RPC message: {e}"),
-            Unjudged::TwinId(id) => write!(
-                f,
-                "an answer with id {id}, which matches a waiting request only loosely"
-            ),
-            Unjudged::Unpaired(id) => {
-                write!(f, "an answer with id {id}, which no request waits for")
+            Unjudged::TwinId(_) => {
+                write!(
+                    f,
+                    "an answer whose id matches a waiting request only loosely"
+                )
             }
+            Unjudged::Unpaired(_) => write!(f, "an answer whose id no request waits for"),
         }
     }
 }
