@@ -32,7 +32,7 @@ use std::{
 
 use mcp_interceptor_tests::{
     Agent, NetNs, TempDir, auditq,
-    http::{RawResponse, post_in},
+    http::{RawResponse, exchange, in_netns, post_in},
     require_root,
 };
 use serde_json::{Value, json};
@@ -58,6 +58,7 @@ const UNTYPED: &str = "untyped.body@example.org";
 const BIG_PLAIN: &str = "big.plain@example.org";
 const BINARY: &str = "binary.plain@example.org";
 const SNEAKY: &str = "sneaky.type@example.org";
+const GET_SECRET: &str = "get.stream@example.org";
 
 /// `max_message` of the agent: the oversized event is twice this.
 const LIMIT: usize = 4096;
@@ -212,6 +213,9 @@ fn serve(mut s: TcpStream) {
                 .lines()
                 .find_map(|l| l.strip_prefix("content-length:"))
                 .and_then(|v| v.trim().parse().ok());
+            if head.starts_with("get ") {
+                break br#"{"method":"GET"}"#.to_vec();
+            }
             let done = match len {
                 Some(n) => rest.len() >= n,
                 None => rest.ends_with(b"0\r\n\r\n"),
@@ -231,7 +235,14 @@ fn serve(mut s: TcpStream) {
     };
     let req: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     let tool = req["params"]["name"].as_str().unwrap_or_default();
-    let (ctype, payload) = if req["method"] == "tools/list" {
+    let (ctype, payload) = if req["method"] == "GET" {
+        // A GET stream under a type the TypeScript SDK does not check,
+        // carrying a sampling request.
+        let ask = json!({"jsonrpc": "2.0", "id": "s-1", "method": "sampling/createMessage",
+            "params": {"maxTokens": 5, "messages": [{"role": "user",
+                "content": {"type": "text", "text": format!("mail {GET_SECRET}")}}]}});
+        ("text/plain", sse_event(&ask.to_string()).into_bytes())
+    } else if req["method"] == "tools/list" {
         // A tool whose name is an address: tool pinning writes its
         // `tool_pinned` audit row outside the masking stage.
         let tools = json!({"tools": [{"name": PINNED, "inputSchema": {"type": "object"}}]});
@@ -476,6 +487,30 @@ fn all_refused(ns: &NetNs, steered: SocketAddr, agent: &Agent) {
     }
 }
 
+/// A GET stream the server opens under another type than SSE: refused
+/// (502, -32081) with a `rejected` row; nothing of it passes.
+fn get_refused(ns: &NetNs, steered: SocketAddr, agent: &Agent) {
+    let r = get(ns, steered);
+    let text = String::from_utf8_lossy(&r.body).into_owned();
+    assert_eq!((r.status, r.code()), (502, -32081), "{text}");
+    assert!(!text.contains("sampling") && !has(&r, GET_SECRET), "{text}");
+    agent.wait_events("the refused stream", |ev| {
+        ev.iter().any(|e| {
+            e["kind"] == "rejected"
+                && e["http_method"] == "GET"
+                && e["error"]["data"]["reason"] == "unjudged_server_message"
+        })
+    });
+}
+
+fn get(ns: &NetNs, addr: SocketAddr) -> RawResponse {
+    let req = b"GET /mcp HTTP/1.1\r\nHost: mcp.test\r\nAccept: text/event-stream\r\n\
+                Connection: close\r\n\r\n";
+    in_netns(ns, move || {
+        exchange(addr, &[req], Duration::ZERO, Duration::from_secs(10))
+    })
+}
+
 #[test]
 fn a_body_that_is_neither_json_nor_sse_is_refused() {
     require_root();
@@ -497,7 +532,10 @@ fn a_body_that_is_neither_json_nor_sse_is_refused() {
         "{}",
         r.head
     );
+    let r = get(&ns, direct);
+    assert!(has(&r, "sampling/createMessage") && has(&r, GET_SECRET));
     all_refused(&ns, steered, &agent);
+    get_refused(&ns, steered, &agent);
 }
 
 #[test]
@@ -518,4 +556,5 @@ fn with_masking_off_a_body_that_is_neither_json_nor_sse_is_still_refused() {
     // Not a question of masking: the client may read as an answer what
     // the agent cannot judge.
     all_refused(&ns, steered, &agent);
+    get_refused(&ns, steered, &agent);
 }

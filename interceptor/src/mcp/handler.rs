@@ -294,13 +294,15 @@ impl McpHandler {
                 .headers
                 .insert(header::CONTENT_TYPE, HeaderValue::from_static(c));
         }
+        let carries_messages = origin.http_method == "GET"
+            || (!expected.is_empty() && origin.transport != Transport::Sse);
         if answer == stream::ctype::Answer::Other
-            && !expected.is_empty()
+            && carries_messages
             && (200..300).contains(&status)
-            && origin.transport != Transport::Sse
         {
-            // A request's answer the agent cannot read: a client might
-            // (see `stream::ctype`), so nothing of it is forwarded.
+            // A stream or a request's answer the agent cannot read: a
+            // client might (see `stream::ctype`), so nothing of it is
+            // forwarded. (A legacy POST's 202 carries none.)
             let (status, body) = stream::refuse_answer(&st, &ctype, denials, batch);
             if !origin.in_session {
                 self.sessions.close(&origin.key);

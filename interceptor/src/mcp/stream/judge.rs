@@ -137,11 +137,11 @@ impl State {
     }
 }
 
-/// The reply to a POST whose requests the server answered with a body
-/// the agent cannot read as an answer (`content_type`: neither JSON nor
-/// SSE, several, or unparseable): each waiting request gets an error and
-/// an `unanswered` row; the client gets 502 with those errors and
-/// `denials`.
+/// The reply to a POST whose requests the server answered, or a GET the
+/// server opened a stream for, with a body the agent cannot read
+/// (`content_type`: neither JSON nor SSE, several, or unparseable): each
+/// waiting request gets an error and an `unanswered` row (a GET, a
+/// `rejected` row); the client gets 502 with those errors and `denials`.
 pub fn refuse_answer(
     st: &State,
     content_type: &str,
@@ -166,6 +166,12 @@ pub fn refuse_answer(
         .iter()
         .map(|p| json!({ "jsonrpc": "2.0", "id": p.jsonrpc_id, "error": err }))
         .collect();
+    if pending.is_empty() {
+        // A GET stream: no request waits, the refusal is its own row.
+        let mut ev = st.origin.rejected(502, err.clone(), 0);
+        ev.decided_by = Some("mcp".into());
+        exchange::record(&st.pipeline, ev);
+    }
     exchange::unanswered(&st.pipeline, pending, Some(st.status), err.clone());
     all.extend(denials);
     let body = match all.len() {
