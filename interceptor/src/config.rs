@@ -262,11 +262,20 @@ impl Default for PortRule {
 /// reading (see `proxy::path`); only `pass_through` may end in `/*`.
 fn check_paths(rule: &PortRule) -> Result<(), String> {
     let port = rule.port;
-    let lists = [("mcp_paths", &rule.mcp_paths), ("pass_through", &rule.pass_through)];
+    let lists = [
+        ("mcp_paths", &rule.mcp_paths),
+        ("pass_through", &rule.pass_through),
+    ];
     for (key, list) in lists {
         for p in list {
             let base = match p.strip_suffix("/*") {
-                Some(b) if key == "pass_through" => if b.is_empty() { "/" } else { b },
+                Some(b) if key == "pass_through" => {
+                    if b.is_empty() {
+                        "/"
+                    } else {
+                        b
+                    }
+                }
                 _ => p.as_str(),
             };
             if base.contains('*') || base.contains('?') || base.contains('#') {

@@ -27,14 +27,29 @@ const POLICY: &str = r#"
 /// Spellings Express (or a decoding router) sends to the `/mcp` route,
 /// and paths where only a JSON-RPC body says it is MCP.
 const MCP_SPELLINGS: &[&str] = &[
-    "/mcp", "/MCP", "/Mcp", "/mcp/", "//mcp", "/mcp?x=1", "/%6dcp", "/mcp;v=1", "/MCP//", "/rpc",
+    "/mcp",
+    "/MCP",
+    "/Mcp",
+    "/mcp/",
+    "//mcp",
+    "/mcp?x=1",
+    "/%6dcp",
+    "/mcp;v=1",
+    "/MCP//",
+    "/rpc",
     "/api/v1/call",
 ];
 /// Of those, the ones Express routes to its `/mcp` endpoint: the server
 /// answers them (the others get its 404 after the agent's judgement).
 const EXPRESS_ROUTES: &[&str] = &["/mcp", "/MCP", "/Mcp", "/mcp/", "/mcp?x=1"];
 /// Paths servers read differently: refused.
-const AMBIGUOUS: &[&str] = &["/a/../mcp", "/x/%2e%2e/mcp", "/m%2fcp", "/%256dcp", "/mcp%00"];
+const AMBIGUOUS: &[&str] = &[
+    "/a/../mcp",
+    "/x/%2e%2e/mcp",
+    "/m%2fcp",
+    "/%256dcp",
+    "/mcp%00",
+];
 
 fn addr() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 8080))
@@ -96,7 +111,12 @@ impl Everything {
             body.len()
         );
         in_netns(&self.ns, move || {
-            exchange(addr(), &[req.as_bytes()], Duration::ZERO, Duration::from_secs(10))
+            exchange(
+                addr(),
+                &[req.as_bytes()],
+                Duration::ZERO,
+                Duration::from_secs(10),
+            )
         })
     }
 }
@@ -117,10 +137,18 @@ fn every_spelling_of_an_mcp_request_is_judged_or_refused() {
         let id = i as i64 + 1;
         // No identity: refused before anything reaches the server.
         let r = w.post(path, &echo_call(id), &[]);
-        assert_eq!((r.status, code(&r)), (401, -32087), "{path} without a token: {r:?}");
+        assert_eq!(
+            (r.status, code(&r)),
+            (401, -32087),
+            "{path} without a token: {r:?}"
+        );
         // Policy decides: echo is forbidden, whatever the spelling.
         let r = w.post(path, &echo_call(id), &[bearer(&alice)]);
-        assert_eq!((r.status, code(&r)), (200, -32093), "{path}: policy must decide: {r:?}");
+        assert_eq!(
+            (r.status, code(&r)),
+            (200, -32093),
+            "{path}: policy must decide: {r:?}"
+        );
         // And what is allowed reaches the server, as MCP.
         let r = w.post(path, &initialize(100 + id), &[bearer(&alice)]);
         if EXPRESS_ROUTES.contains(path) {
@@ -145,7 +173,10 @@ fn every_spelling_of_an_mcp_request_is_judged_or_refused() {
         let raw = path.split('?').next().unwrap();
         let rows: Vec<&Value> = events.iter().filter(|e| e["http_path"] == raw).collect();
         for (what, found) in [
-            ("identity refusal", rows.iter().any(|e| e["decided_by"] == "identity")),
+            (
+                "identity refusal",
+                rows.iter().any(|e| e["decided_by"] == "identity"),
+            ),
             (
                 "policy denial",
                 rows.iter()
@@ -178,7 +209,11 @@ fn methods_the_transport_does_not_define_and_other_paths_are_refused() {
     let mut refused = 0;
     for path in ["/mcp", "/MCP/"] {
         for method in ["PUT", "PATCH", "OPTIONS", "HEAD", "TRACE"] {
-            let b = if method == "HEAD" || method == "TRACE" { "" } else { &body };
+            let b = if method == "HEAD" || method == "TRACE" {
+                ""
+            } else {
+                &body
+            };
             let r = w.raw(method, path, &alice, b);
             assert_eq!(r.status, 405, "{method} {path}: {r:?}");
             assert_eq!(header(&r, "allow"), Some("GET, POST, DELETE"), "{r:?}");
@@ -196,7 +231,11 @@ fn methods_the_transport_does_not_define_and_other_paths_are_refused() {
         ("PUT", "/anything", "{}"),
     ] {
         let r = w.raw(method, path, &alice, b);
-        assert_eq!((r.status, code(&r)), (404, -32070), "{method} {path}: {r:?}");
+        assert_eq!(
+            (r.status, code(&r)),
+            (404, -32070),
+            "{method} {path}: {r:?}"
+        );
         refused += 1;
     }
     // A body that may be JSON-RPC in a form the agent does not read.
@@ -253,7 +292,12 @@ fn raw_world(w: &World, method: &str, path: &str, token: &str, body: &str) -> Ra
         body.len()
     );
     in_netns(&w.ns, move || {
-        exchange(addr(), &[req.as_bytes()], Duration::ZERO, Duration::from_secs(10))
+        exchange(
+            addr(),
+            &[req.as_bytes()],
+            Duration::ZERO,
+            Duration::from_secs(10),
+        )
     })
 }
 
@@ -321,7 +365,10 @@ fn pass_through_is_configured_and_carries_no_credential() {
     assert_eq!(r.status, 404, "the server has no MCP endpoint there: {r:?}");
     let lines = seen(&w, "POST", "/api/rpc");
     assert_eq!(lines.len(), 1, "{lines:?}");
-    assert!(lines[0].contains(&format!("authorization={UPSTREAM} ")), "{lines:?}");
+    assert!(
+        lines[0].contains(&format!("authorization={UPSTREAM} ")),
+        "{lines:?}"
+    );
     w.agent.wait_events("the judged request's row", |ev| {
         ev.iter()
             .any(|e| e["http_path"] == "/api/rpc" && e["method"] == "tools/list")

@@ -17,8 +17,8 @@ use mcp_interceptor_tests::{
     Agent, NetNs, TempDir, everything,
     http::{RawResponse, exchange, in_netns, initialize, post_in},
     oidc::Issuer,
-    require_root,
     peer::auth_log,
+    require_root,
     world::{UPSTREAM, World, bearer, header, post_session, sections, token},
 };
 use serde_json::{Value, json};
@@ -97,7 +97,8 @@ fn made_up_session_ids_are_refused_and_a_flood_unbinds_nothing() {
                         "GET /mcp HTTP/1.1\r\nHost: mcp.test\r\nAuthorization: Bearer {bob}\r\n\
                          Mcp-Session-Id: junk-{t}-{i}\r\nConnection: close\r\n\r\n"
                     );
-                    statuses.push(exchange(addr(), &[req.as_bytes()], Duration::ZERO, LIMIT).status);
+                    statuses
+                        .push(exchange(addr(), &[req.as_bytes()], Duration::ZERO, LIMIT).status);
                 }
                 statuses
             })
@@ -201,7 +202,11 @@ fn legacy_sse_posts_are_matched_on_the_parsed_session_id() {
     }
     // Queries with no single reading, and sessions the server never opened.
     for (t, status, c) in [
-        (format!("{path}?sessionId={sid}&sessionId={sid}"), 400, -32072),
+        (
+            format!("{path}?sessionId={sid}&sessionId={sid}"),
+            400,
+            -32072,
+        ),
         (format!("{path}?sessionid={sid}"), 400, -32072),
         (format!("{path}?sessionId={sid}%26x%3d1"), 400, -32072),
         (format!("{path}?sessionId=not-a-session"), 404, -32073),
@@ -213,7 +218,8 @@ fn legacy_sse_posts_are_matched_on_the_parsed_session_id() {
     let r = post(&format!("{path}?sessionId={sid}&x=1"), &alice);
     assert_eq!(r.status, 202, "{r:?}");
     let events = agent.wait_events("alice's ping and the refusals", |ev| {
-        ev.iter().any(|e| e["method"] == "ping" && e["caller"]["subject"] == "alice")
+        ev.iter()
+            .any(|e| e["method"] == "ping" && e["caller"]["subject"] == "alice")
             && ev.iter().filter(|e| e["error"]["code"] == -32089).count() >= 5
     });
     let pings: Vec<&Value> = events.iter().filter(|e| e["method"] == "ping").collect();

@@ -31,8 +31,8 @@ use crate::{
         ConnCtx, Handler,
         body::{ProxyBody, full},
         http::{
-            CODE_TLS_REQUIRED, CODE_UPSTREAM_UNAVAILABLE, HandlerFuture, json_response, pass_through,
-            strip_hop_headers,
+            CODE_TLS_REQUIRED, CODE_UPSTREAM_UNAVAILABLE, HandlerFuture, json_response,
+            pass_through, strip_hop_headers,
         },
     },
 };
@@ -174,7 +174,12 @@ impl McpHandler {
 
     /// A POST judged as MCP, kept alive while held when the client takes
     /// SSE (see `held`).
-    async fn post_any<B>(&self, req: Request<B>, ctx: Arc<ConnCtx>, caller: Arc<Caller>) -> Response<ProxyBody>
+    async fn post_any<B>(
+        &self,
+        req: Request<B>,
+        ctx: Arc<ConnCtx>,
+        caller: Arc<Caller>,
+    ) -> Response<ProxyBody>
     where
         B: http_body::Body<Data = bytes::Bytes> + Send + Unpin + 'static,
         B::Error: Into<crate::proxy::body::BoxError>,

@@ -173,13 +173,19 @@ impl Inner {
         let mine: Vec<(&String, Instant)> = self
             .sessions
             .iter()
-            .filter(|(k, s)| !internal(k) && !s.stream_bound && s.info.owner.as_deref() == Some(owner))
+            .filter(|(k, s)| {
+                !internal(k) && !s.stream_bound && s.info.owner.as_deref() == Some(owner)
+            })
             .map(|(k, s)| (k, s.last_used))
             .collect();
         if mine.len() < MAX_PER_CALLER {
             return Vec::new();
         }
-        let Some(oldest) = mine.iter().min_by_key(|(_, t)| *t).map(|(k, _)| (*k).clone()) else {
+        let Some(oldest) = mine
+            .iter()
+            .min_by_key(|(_, t)| *t)
+            .map(|(k, _)| (*k).clone())
+        else {
             return Vec::new();
         };
         tracing::warn!(session = %oldest, caller = %owner, "caller holds {MAX_PER_CALLER} sessions: forgot its least recently used");

@@ -85,7 +85,11 @@ pub fn matches(pattern: &str, path: &str) -> bool {
     if path == base {
         return true;
     }
-    prefix && (base == "/" || path.strip_prefix(base.as_str()).is_some_and(|r| r.starts_with('/')))
+    prefix
+        && (base == "/"
+            || path
+                .strip_prefix(base.as_str())
+                .is_some_and(|r| r.starts_with('/')))
 }
 
 /// Percent-decodes `s`; in a query `+` is a space and `&`/`=` are the

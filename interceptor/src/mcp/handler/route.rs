@@ -69,7 +69,11 @@ impl McpHandler {
             .iter()
             .any(|p| path::normalize(p).is_ok_and(|p| p == norm))
             || self.sessions.is_legacy_path(&norm);
-        let pass = ctx.rule.pass_through.iter().any(|p| path::matches(p, &norm));
+        let pass = ctx
+            .rule
+            .pass_through
+            .iter()
+            .any(|p| path::matches(p, &norm));
         match *method {
             Method::POST | Method::GET | Method::DELETE if mcp => Class::Mcp,
             _ if mcp => Class::Refuse(
@@ -82,7 +86,10 @@ impl McpHandler {
             _ => Class::Refuse(
                 StatusCode::NOT_FOUND,
                 CODE_NOT_MCP,
-                format!("{} is not an MCP endpoint of this port, and not in its pass_through", uri.path()),
+                format!(
+                    "{} is not an MCP endpoint of this port, and not in its pass_through",
+                    uri.path()
+                ),
             ),
         }
     }
@@ -102,7 +109,10 @@ impl McpHandler {
         let mut ev = origin.rejected(status.as_u16(), error.clone(), bytes_in);
         ev.decided_by = Some("route".into());
         exchange::record(&self.pipeline, ev);
-        let mut r = json_response(status, &json!({ "jsonrpc": "2.0", "id": null, "error": error }));
+        let mut r = json_response(
+            status,
+            &json!({ "jsonrpc": "2.0", "id": null, "error": error }),
+        );
         if status == StatusCode::METHOD_NOT_ALLOWED {
             r.headers_mut()
                 .insert(header::ALLOW, HeaderValue::from_static("GET, POST, DELETE"));
@@ -130,9 +140,21 @@ impl McpHandler {
             Ok(b) => b,
             Err(e) => {
                 let refusal = match e {
-                    ReadError::TooLarge(m) => (StatusCode::PAYLOAD_TOO_LARGE, CODE_TOO_LARGE, format!("request body larger than {m} bytes")),
-                    ReadError::Idle(d) => (StatusCode::REQUEST_TIMEOUT, CODE_REQUEST_TIMEOUT, format!("request body stalled for {d:?}")),
-                    ReadError::Io(err) => (StatusCode::BAD_REQUEST, -32700, format!("reading the request body failed: {err}")),
+                    ReadError::TooLarge(m) => (
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        CODE_TOO_LARGE,
+                        format!("request body larger than {m} bytes"),
+                    ),
+                    ReadError::Idle(d) => (
+                        StatusCode::REQUEST_TIMEOUT,
+                        CODE_REQUEST_TIMEOUT,
+                        format!("request body stalled for {d:?}"),
+                    ),
+                    ReadError::Io(err) => (
+                        StatusCode::BAD_REQUEST,
+                        -32700,
+                        format!("reading the request body failed: {err}"),
+                    ),
                 };
                 return self.refuse(&parts, &ctx, Some(caller), refusal, 0);
             }
@@ -147,15 +169,30 @@ impl McpHandler {
             }
             Body::Unsure(why) => {
                 let msg = format!("cannot tell whether this body is JSON-RPC: {why}");
-                self.refuse(&parts, &ctx, Some(caller), (StatusCode::BAD_REQUEST, CODE_AMBIGUOUS, msg), n)
+                self.refuse(
+                    &parts,
+                    &ctx,
+                    Some(caller),
+                    (StatusCode::BAD_REQUEST, CODE_AMBIGUOUS, msg),
+                    n,
+                )
             }
             Body::Other if pass => {
                 self.identity.strip_caller_credential(&mut parts.headers);
                 pass_through(Request::from_parts(parts, full(bytes)), &ctx).await
             }
             Body::Other => {
-                let msg = format!("{} is not an MCP endpoint of this port, and not in its pass_through", parts.uri.path());
-                self.refuse(&parts, &ctx, Some(caller), (StatusCode::NOT_FOUND, CODE_NOT_MCP, msg), n)
+                let msg = format!(
+                    "{} is not an MCP endpoint of this port, and not in its pass_through",
+                    parts.uri.path()
+                );
+                self.refuse(
+                    &parts,
+                    &ctx,
+                    Some(caller),
+                    (StatusCode::NOT_FOUND, CODE_NOT_MCP, msg),
+                    n,
+                )
             }
         }
     }
@@ -195,7 +232,11 @@ pub(super) fn read_body(headers: &http::HeaderMap, body: &[u8]) -> Body {
         .and_then(|v| {
             v.split(';')
                 .skip(1)
-                .find_map(|p| p.trim().split_once('=').filter(|(k, _)| k.trim().eq_ignore_ascii_case("charset")))
+                .find_map(|p| {
+                    p.trim()
+                        .split_once('=')
+                        .filter(|(k, _)| k.trim().eq_ignore_ascii_case("charset"))
+                })
                 .map(|(_, c)| c.trim().trim_matches('"').to_ascii_lowercase())
         });
     if charset.is_some_and(|c| c != "utf-8" && c != "utf8") {

@@ -73,10 +73,7 @@ impl Endpoints {
     /// when its path is no legacy endpoint or it names no session.
     pub(super) fn session(&self, target: &str) -> Result<Option<String>, LegacyError> {
         let (p, _) = target.split_once('?').unwrap_or((target, ""));
-        let Some(list) = path::normalize(p)
-            .ok()
-            .and_then(|p| self.by_path.get(&p))
-        else {
+        let Some(list) = path::normalize(p).ok().and_then(|p| self.by_path.get(&p)) else {
             return Ok(None);
         };
         let (_, pairs) = split(target)?;

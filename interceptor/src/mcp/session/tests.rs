@@ -17,7 +17,10 @@ fn rename_keeps_the_owner_of_the_initialize() {
     s.open("\0post-1", "sid-1").unwrap();
     assert_eq!(s.info("sid-1").owner.as_deref(), Some(ALICE));
     assert_eq!(s.info("sid-1").client_name.as_deref(), Some("raw"));
-    assert_eq!(s.claim("sid-1", BOB), Err(ClaimError::Owner(ALICE.to_string())));
+    assert_eq!(
+        s.claim("sid-1", BOB),
+        Err(ClaimError::Owner(ALICE.to_string()))
+    );
     assert_eq!(s.claim("sid-1", ALICE), Ok(()));
     // The per-POST entry is gone, not left to be claimed again.
     assert_eq!(s.info("\0post-1").owner, None);
@@ -78,7 +81,10 @@ fn the_per_caller_bound_evicts_only_the_callers_own_sessions() {
         s.open(&k, &format!("bob-{i}")).unwrap();
     }
     assert_eq!(s.claim("alice-1", ALICE), Ok(()));
-    assert_eq!(s.claim("alice-1", BOB), Err(ClaimError::Owner(ALICE.into())));
+    assert_eq!(
+        s.claim("alice-1", BOB),
+        Err(ClaimError::Owner(ALICE.into()))
+    );
     assert_eq!(s.claim("bob-0", BOB), Err(ClaimError::Unknown));
     let bobs = (0..MAX_PER_CALLER + 10)
         .filter(|i| s.claim(&format!("bob-{i}"), BOB).is_ok())
@@ -100,7 +106,11 @@ fn idle_sessions_expire_and_used_ones_stay() {
     // Touch "live" half-way (as a request would), then look past IDLE.
     s.lock().sessions.get_mut("live").unwrap().last_used = later;
     let left = s.expire_idle(Instant::now() + IDLE + Duration::from_secs(1));
-    assert_eq!(left.len(), 1, "the idle session's pending request is returned");
+    assert_eq!(
+        left.len(),
+        1,
+        "the idle session's pending request is returned"
+    );
     assert_eq!(s.claim("old", ALICE), Err(ClaimError::Unknown));
     assert_eq!(s.claim("live", BOB), Ok(()));
 }
@@ -123,8 +133,14 @@ fn legacy_sessions_match_on_the_parsed_parameter() {
     s.learn_legacy_endpoint("/message?sessionId=abc", "/message?sessionId=abc");
     let key = Some("/message?sessionId=abc".to_string());
     assert_eq!(s.legacy_session("/message?sessionId=abc"), Ok(key.clone()));
-    assert_eq!(s.legacy_session("/message?sessionId=abc&x=1"), Ok(key.clone()));
-    assert_eq!(s.legacy_session("/MESSAGE/?x=1&sessionId=abc"), Ok(key.clone()));
+    assert_eq!(
+        s.legacy_session("/message?sessionId=abc&x=1"),
+        Ok(key.clone())
+    );
+    assert_eq!(
+        s.legacy_session("/MESSAGE/?x=1&sessionId=abc"),
+        Ok(key.clone())
+    );
     assert_eq!(s.legacy_session("/message?sessionId=%61bc"), Ok(key));
     assert!(matches!(
         s.legacy_session("/message?sessionId=abc&sessionId=def"),
@@ -134,7 +150,10 @@ fn legacy_sessions_match_on_the_parsed_parameter() {
         s.legacy_session("/message?sessionid=abc"),
         Err(LegacyError::Ambiguous(_))
     ));
-    assert_eq!(s.legacy_session("/message?sessionId=zzz"), Err(LegacyError::Unknown));
+    assert_eq!(
+        s.legacy_session("/message?sessionId=zzz"),
+        Err(LegacyError::Unknown)
+    );
     assert_eq!(s.legacy_session("/message?other=1"), Ok(None));
     assert_eq!(s.legacy_session("/elsewhere?sessionId=abc"), Ok(None));
     assert!(s.is_legacy_path("/message"));

@@ -5,8 +5,19 @@ use super::*;
 #[test]
 fn spellings_of_one_path_normalize_alike() {
     for p in [
-        "/mcp", "/MCP", "/Mcp", "/mcp/", "//mcp", "/mcp//", "/%6dcp", "/%6Dcp", "/m%63p",
-        "/mcp;jsessionid=1", "\\mcp", "/%4d%43%50", "///mcp///",
+        "/mcp",
+        "/MCP",
+        "/Mcp",
+        "/mcp/",
+        "//mcp",
+        "/mcp//",
+        "/%6dcp",
+        "/%6Dcp",
+        "/m%63p",
+        "/mcp;jsessionid=1",
+        "\\mcp",
+        "/%4d%43%50",
+        "///mcp///",
     ] {
         assert_eq!(normalize(p).as_deref(), Ok("/mcp"), "{p}");
     }

@@ -21,7 +21,13 @@ fn json_rpc_bodies_are_recognised_in_any_case_and_in_batches() {
     ] {
         assert_eq!(read_body(&none, b.as_bytes()), Body::JsonRpc, "{b}");
     }
-    for b in [r#"{"status":"ok"}"#, "[]", "hello", r#"{"a":{"jsonrpc":1}}"#, ""] {
+    for b in [
+        r#"{"status":"ok"}"#,
+        "[]",
+        "hello",
+        r#"{"a":{"jsonrpc":1}}"#,
+        "",
+    ] {
         assert_eq!(read_body(&none, b.as_bytes()), Body::Other, "{b}");
     }
 }
