@@ -114,6 +114,18 @@ fn made_up_session_ids_are_refused_and_a_flood_unbinds_nothing() {
         "no request with a made-up session reached the server"
     );
 
+    // Two session ids, his and hers: which one a server reads differs.
+    let his = open_session(&w, &bob);
+    let body = json!({"jsonrpc": "2.0", "id": 5, "method": "ping"}).to_string();
+    let both = [
+        bearer(&bob),
+        format!("Mcp-Session-Id: {his}"),
+        format!("Mcp-Session-Id: {sid}"),
+    ];
+    let refs: Vec<&str> = both.iter().map(String::as_str).collect();
+    let r = post_in(&w.ns, addr(), "/mcp", body.as_bytes(), &refs);
+    assert_eq!((r.status, code(&r)), (400, -32072), "{r:?}");
+
     // Alice's binding is where it was: hers, and not bob's.
     assert_eq!(ping(&w, &alice, &sid).status, 200);
     let r = ping(&w, &bob, &sid);

@@ -128,7 +128,7 @@ impl McpHandler {
         {
             return auth::metadata(&self.identity, &req, &ctx, suffix);
         }
-        let class = self.classify(req.method(), req.uri(), &ctx);
+        let class = self.classify(&req, &ctx);
         let caller = match self.identity.authenticate(req.headers(), &ctx.info).await {
             Ok(c) => c,
             Err(e) => {

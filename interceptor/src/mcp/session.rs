@@ -198,12 +198,18 @@ impl Sessions {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// What is known of session `key`. Read for every message in it, so
+    /// it also marks the session used: a quiet stream that still carries
+    /// server messages keeps its session.
     pub fn info(&self, key: &str) -> SessionInfo {
-        self.lock()
-            .sessions
-            .get(key)
-            .map(|s| s.info.clone())
-            .unwrap_or_default()
+        let mut inner = self.lock();
+        match inner.sessions.get_mut(key) {
+            Some(s) => {
+                s.last_used = Instant::now();
+                s.info.clone()
+            }
+            None => SessionInfo::default(),
+        }
     }
 
     /// Updates the info of an existing session (or agent-made key).

@@ -58,7 +58,14 @@ pub(super) enum Body {
 
 impl McpHandler {
     /// Classifies a request by its method and its path as servers read it.
-    pub(super) fn classify(&self, method: &Method, uri: &http::Uri, ctx: &ConnCtx) -> Class {
+    pub(super) fn classify<B>(&self, req: &Request<B>, ctx: &ConnCtx) -> Class {
+        let (method, uri) = (req.method(), req.uri());
+        // Servers differ on which of two session ids they read (the first,
+        // the last, or both joined): the agent cannot check the one used.
+        if req.headers().get_all("mcp-session-id").iter().count() > 1 {
+            let msg = "more than one Mcp-Session-Id header".to_string();
+            return Class::Refuse(StatusCode::BAD_REQUEST, CODE_AMBIGUOUS, msg);
+        }
         let norm = match path::normalize(uri.path()) {
             Ok(p) => p,
             Err(e) => return Class::Refuse(StatusCode::BAD_REQUEST, CODE_AMBIGUOUS, e.to_string()),
