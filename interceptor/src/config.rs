@@ -225,8 +225,9 @@ pub struct PortRule {
     #[serde(default = "default_mcp_paths")]
     pub mcp_paths: Vec<String>,
     /// Non-MCP paths forwarded as they are (`/healthz`, or `/api/*` for a
-    /// prefix), without the upstream credential; empty (the default):
-    /// every non-MCP request is refused (404) and audited.
+    /// prefix), without the upstream credential, each an `http` audit row;
+    /// empty (the default): every non-MCP request is refused (404) and
+    /// audited.
     #[serde(default)]
     pub pass_through: Vec<String>,
     /// Speak TLS to the upstream, verified against `tls.upstream_ca`.

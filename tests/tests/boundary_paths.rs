@@ -355,6 +355,16 @@ fn pass_through_is_configured_and_carries_no_credential() {
             "no credential on a pass-through path: {lines:?}"
         );
     }
+    let events = w.agent.wait_events("a row per pass-through", |ev| {
+        ev.iter().filter(|e| e["kind"] == "http").count() >= 2
+    });
+    assert!(
+        events.iter().any(|e| e["kind"] == "http"
+            && e["http_path"] == "/HEALTHZ/"
+            && e["http_status"] == 401
+            && e["caller"]["subject"] == "alice"),
+        "{events:?}"
+    );
     // Not listed: still refused.
     let r = raw_world(&w, "GET", "/metrics", &alice, "");
     assert_eq!((r.status, code(&r)), (404, -32070), "{r:?}");

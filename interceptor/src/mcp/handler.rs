@@ -32,7 +32,7 @@ use crate::{
         body::{ProxyBody, full},
         http::{
             CODE_TLS_REQUIRED, CODE_UPSTREAM_UNAVAILABLE, HandlerFuture, json_response,
-            pass_through, strip_hop_headers,
+            strip_hop_headers,
         },
     },
 };
@@ -156,8 +156,8 @@ impl McpHandler {
             Class::PassThrough => {
                 // Not judged: the caller's credential stops here, and the
                 // agent's own goes only with requests it judged.
-                self.identity.strip_caller_credential(req.headers_mut());
-                return pass_through(req.map(crate::proxy::body::stream), &ctx).await;
+                let req = req.map(crate::proxy::body::stream);
+                return self.pass(req, &ctx, caller).await;
             }
             Class::Sniff { pass } => return self.sniff(req, ctx, caller, pass).await,
         }

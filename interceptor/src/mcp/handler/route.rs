@@ -13,8 +13,12 @@ use serde_json::{Value, json};
 use super::McpHandler;
 use crate::{
     identity::Caller,
-    mcp::{exchange, session::LegacyError},
-    pipeline::Transport,
+    mcp::{
+        exchange,
+        jsonrpc::{Kind, Message},
+        session::LegacyError,
+    },
+    pipeline::{Direction, EventKind, Transport, event::now_us},
     proxy::{
         ConnCtx,
         body::{ProxyBody, ReadError, full, read_limited},
@@ -130,6 +134,35 @@ impl McpHandler {
         r
     }
 
+    /// Forwards a request `pass_through` names, unjudged: without the
+    /// caller's credential and without the agent's; one `http` row.
+    pub(super) async fn pass(
+        &self,
+        mut req: Request<ProxyBody>,
+        ctx: &ConnCtx,
+        caller: Arc<Caller>,
+    ) -> Response<ProxyBody> {
+        self.identity.strip_caller_credential(req.headers_mut());
+        let (parts, body) = req.into_parts();
+        let origin = self.origin(&parts, ctx, Transport::Http, None, Some(caller));
+        let resp = pass_through(Request::from_parts(parts, body), ctx).await;
+        let empty = Message {
+            kind: Kind::Notification,
+            value: Value::Null,
+            raw: None,
+        };
+        let mut ev = origin.event(
+            EventKind::Http,
+            Direction::ClientToServer,
+            &empty,
+            &Default::default(),
+        );
+        ev.http_status = Some(resp.status().as_u16());
+        ev.done_us = Some(now_us());
+        exchange::record(&self.pipeline, ev);
+        resp
+    }
+
     /// A POST off the MCP paths: read (bounded), then MCP if it is
     /// JSON-RPC, forwarded as it is if its path passes through, else
     /// refused.
@@ -185,8 +218,8 @@ impl McpHandler {
                 )
             }
             Body::Other if pass => {
-                self.identity.strip_caller_credential(&mut parts.headers);
-                pass_through(Request::from_parts(parts, full(bytes)), &ctx).await
+                self.pass(Request::from_parts(parts, full(bytes)), &ctx, caller)
+                    .await
             }
             Body::Other => {
                 let msg = format!(
