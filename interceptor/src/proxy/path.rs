@@ -40,9 +40,16 @@ pub fn normalize(path: &str) -> Result<String, PathError> {
     }
     let mut out = String::with_capacity(path.len());
     for raw in path.split(['/', '\\']) {
-        // Tomcat, Jetty and Spring drop path parameters before routing.
-        let raw = raw.split(';').next().unwrap_or_default();
-        let seg = decode(raw, false)?;
+        // Tomcat, Jetty and Spring drop path parameters before routing;
+        // a server that decodes first would read their escapes as part of
+        // the path, so those must have one reading too.
+        let mut parts = raw.split(';');
+        let seg = decode(parts.next().unwrap_or_default(), false)?;
+        for param in parts {
+            if [".", ".."].contains(&decode(param, false)?.as_str()) {
+                return Err(PathError::DotSegment);
+            }
+        }
         if seg.is_empty() {
             continue;
         }

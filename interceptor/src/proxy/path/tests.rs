@@ -35,6 +35,8 @@ fn ambiguous_paths_are_refused() {
         ("/./mcp", PathError::DotSegment),
         ("/%2e%2e/mcp", PathError::DotSegment),
         ("/mcp/.", PathError::DotSegment),
+        ("/healthz;%2f..%2fmcp", PathError::EscapedDelimiter),
+        ("/healthz;..", PathError::DotSegment),
         ("/a%2fmcp", PathError::EscapedDelimiter),
         ("/a%5cmcp", PathError::EscapedDelimiter),
         ("/%256dcp", PathError::EscapedDelimiter),
