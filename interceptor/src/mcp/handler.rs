@@ -296,8 +296,11 @@ impl McpHandler {
         let (mut parts, body) = resp.into_parts();
         strip_hop_headers(&mut parts.headers);
         let status = parts.status.as_u16();
+        // Only the answer to a POST outside a session opens one (the
+        // server names it on its `initialize` answer).
         if let Some(sid) = header_str(&parts.headers, "mcp-session-id")
             && !origin.in_session
+            && origin.http_method == "POST"
         {
             match self.sessions.open(&origin.key, &sid) {
                 Ok(forgotten) => {
