@@ -296,21 +296,8 @@ impl McpHandler {
         let (mut parts, body) = resp.into_parts();
         strip_hop_headers(&mut parts.headers);
         let status = parts.status.as_u16();
-        // Only the answer to a POST outside a session opens one (the
-        // server names it on its `initialize` answer).
-        if let Some(sid) = header_str(&parts.headers, "mcp-session-id")
-            && !origin.in_session
-            && origin.http_method == "POST"
-        {
-            match self.sessions.open(&origin.key, &sid) {
-                Ok(forgotten) => {
-                    let err = json!({ "code": -32000, "message": "session forgotten (idle, or its owner's oldest)" });
-                    exchange::unanswered(&self.pipeline, forgotten, None, err);
-                    origin.key = sid;
-                    origin.in_session = true;
-                }
-                Err(e) => return self.refuse_session(origin, &e),
-            }
+        if let Some(refused) = self.adopt_session(&parts.headers, origin) {
+            return refused;
         }
         let ctype = header_str(&parts.headers, header::CONTENT_TYPE.as_str()).unwrap_or_default();
         let st = stream::State {
@@ -458,6 +445,28 @@ impl McpHandler {
 }
 
 impl McpHandler {
+    /// Binds the session a server opened on its answer to a POST outside a
+    /// session (its `initialize` answer) to that POST's caller; the answer
+    /// to send instead when it cannot be bound.
+    fn adopt_session(
+        &self,
+        headers: &http::HeaderMap,
+        origin: &mut Origin,
+    ) -> Option<Response<ProxyBody>> {
+        let sid = header_str(headers, "mcp-session-id")
+            .filter(|_| !origin.in_session && origin.http_method == "POST")?;
+        match self.sessions.open(&origin.key, &sid) {
+            Ok(forgotten) => {
+                let err = json!({ "code": -32000, "message": "session forgotten (idle, or its owner's oldest)" });
+                exchange::unanswered(&self.pipeline, forgotten, None, err);
+                origin.key = sid;
+                origin.in_session = true;
+                None
+            }
+            Err(e) => Some(self.refuse_session(origin, &e)),
+        }
+    }
+
     /// The server opened a session the agent will not bind: the client
     /// gets 503 and the requests of the POST an `unanswered` row.
     fn refuse_session(&self, origin: &Origin, e: &OpenError) -> Response<ProxyBody> {
