@@ -385,3 +385,104 @@ fn pass_through_is_configured_and_carries_no_credential() {
     });
     assert!(w.agent.log().contains("JSON-RPC body off the MCP paths"));
 }
+
+/// Generated spellings, tried against Express directly (a second
+/// server-everything on an unsteered port) and through the agent with
+/// everything non-MCP passed through: a path Express routes to its MCP
+/// endpoint is never passed through unjudged.
+#[test]
+fn what_express_routes_to_mcp_the_agent_never_passes_through() {
+    require_root();
+    let (ns, dir) = (NetNs::new("bdiff"), TempDir::new("bdiff"));
+    let _steered = everything::server(ns.name(), "streamableHttp", 8080, dir.path());
+    let _direct = everything::server(ns.name(), "streamableHttp", 8081, dir.path());
+    let port = "[[intercept.ports]]\nport = 8080\npass_through = [\"/*\"]\n";
+    let _agent = Agent::start_full(
+        &ns,
+        dir.path(),
+        "",
+        port,
+        "",
+        mcp_interceptor_tests::agent::ANONYMOUS,
+        Vec::new(),
+    );
+    // Spellings of `/mcp`: each letter in a case or escape, a prefix and
+    // a suffix, now and then a piece between the letters.
+    const LETTERS: [&[&str]; 3] = [
+        &["m", "M", "%6d", "%6D", "%4d"],
+        &["c", "C", "%63", "%43"],
+        &["p", "P", "%70", "%50"],
+    ];
+    const PREFIX: &[&str] = &[
+        "/", "//", "///", "/./", "/a/../", "/%2e/", "/;x/", "\\", "/%2f",
+    ];
+    const SUFFIX: &[&str] = &[
+        "", "/", "//", ";x", "/.", "/..", "%20", "?x=1", "/x", "%2f", ".", "~", "%00", "#f",
+    ];
+    const BETWEEN: &[&str] = &["/", "%2f", ";", ".", "%2e", "-"];
+    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = move |n: usize| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        (seed % n as u64) as usize
+    };
+    // Spellings Express is known to route (case, trailing slash, query,
+    // fragment), and some it is not, then generated ones.
+    let mut paths: Vec<String> = [
+        "/mcp", "/MCP", "/mcp/", "/Mcp/", "/mcp#f", "/mcp?x=1", "//mcp", "/%6dcp", "/mcp;x",
+    ]
+    .map(String::from)
+    .to_vec();
+    for _ in 0..400 {
+        let mut p = PREFIX[next(PREFIX.len())].to_string();
+        for (k, letter) in LETTERS.iter().enumerate() {
+            if k > 0 && next(8) == 0 {
+                p.push_str(BETWEEN[next(BETWEEN.len())]);
+            }
+            p.push_str(letter[next(letter.len())]);
+        }
+        p.push_str(SUFFIX[next(SUFFIX.len())]);
+        paths.push(p);
+    }
+    let get = |port: u16, path: &str| {
+        let req = format!(
+            "GET {path} HTTP/1.1\r\nHost: mcp.test\r\nAccept: text/event-stream\r\n\
+             Mcp-Session-Id: no-such-session\r\nConnection: close\r\n\r\n"
+        );
+        let a = SocketAddr::from(([127, 0, 0, 1], port));
+        in_netns(&ns, move || {
+            exchange(
+                a,
+                &[req.as_bytes()],
+                Duration::ZERO,
+                Duration::from_secs(10),
+            )
+        })
+    };
+    let express = |r: &RawResponse| header(r, "x-powered-by") == Some("Express");
+    let cannot = |r: &RawResponse| String::from_utf8_lossy(&r.body).contains("Cannot GET");
+    let (mut routed, mut judged) = (0, 0);
+    for p in &paths {
+        let direct = get(8081, p);
+        let mcp_route = express(&direct) && !cannot(&direct);
+        if !mcp_route {
+            continue;
+        }
+        routed += 1;
+        let through = get(8080, p);
+        assert!(
+            !express(&through),
+            "{p}: Express routes it to MCP ({direct:?}), the agent passed it through ({through:?})"
+        );
+        judged += 1;
+    }
+    assert!(
+        routed >= 3 && routed == judged,
+        "{routed} routed, {judged} judged"
+    );
+    eprintln!(
+        "{} generated paths; {routed} routed to MCP by Express, all judged or refused",
+        paths.len()
+    );
+}
