@@ -388,8 +388,10 @@ fn pass_through_is_configured_and_carries_no_credential() {
 
 /// Generated spellings, tried against Express directly (a second
 /// server-everything on an unsteered port) and through the agent with
-/// everything non-MCP passed through: a path Express routes to its MCP
-/// endpoint is never passed through unjudged.
+/// everything non-MCP passed through. Each is a GET naming a session no
+/// server opened: judged as MCP, the agent refuses it itself, so one that
+/// reaches Express went past the MCP stage. None that Express routes to
+/// its MCP endpoint may.
 #[test]
 fn what_express_routes_to_mcp_the_agent_never_passes_through() {
     require_root();
@@ -473,7 +475,7 @@ fn what_express_routes_to_mcp_the_agent_never_passes_through() {
         let through = get(8080, p);
         assert!(
             !express(&through),
-            "{p}: Express routes it to MCP ({direct:?}), the agent passed it through ({through:?})"
+            "{p}: Express routes it to MCP ({direct:?}), and it reached Express unjudged ({through:?})"
         );
         judged += 1;
     }
