@@ -167,8 +167,19 @@ impl McpHandler {
         match *req.method() {
             Method::POST => self.post_any(req, ctx, caller).await,
             Method::GET => self.get(req, ctx, caller).await,
-            // `classify` lets no other method through as MCP.
-            _ => self.delete(req, ctx, caller).await,
+            Method::DELETE => self.delete(req, ctx, caller).await,
+            // `classify` lets no other method through as MCP; should that
+            // change, fail closed.
+            _ => {
+                let (parts, _) = req.into_parts();
+                let msg = format!("{} is not an MCP transport method", parts.method);
+                let refusal = (
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    route::CODE_METHOD_NOT_ALLOWED,
+                    msg,
+                );
+                self.refuse(&parts, &ctx, Some(caller), refusal, 0)
+            }
         }
     }
 
