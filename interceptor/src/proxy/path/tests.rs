@@ -80,3 +80,39 @@ fn patterns_match_paths_and_prefixes() {
     assert!(matches("/*", "/anything/at/all"));
     assert!(matches("/*", "/"));
 }
+
+/// On generated paths: the normal form is a fixed point, has no empty,
+/// dot or upper-case segment, and every accepted path is absolute.
+#[test]
+fn the_normal_form_is_a_fixed_point_on_generated_paths() {
+    const PIECES: &[&str] = &[
+        "/", "//", "\\", "m", "M", "c", "p", "%6d", "%6D", "%2e", ".", "..", ";", ";a=b", "%2f",
+        "%25", "%", "%4", "é", "%C3%A9", "%ff", "?", "a", "Z", "%20", "~", "%00",
+    ];
+    let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut next = |n: usize| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        (seed % n as u64) as usize
+    };
+    let mut accepted = 0;
+    for _ in 0..20_000 {
+        let mut p = String::new();
+        for _ in 0..(1 + next(8)) {
+            p.push_str(PIECES[next(PIECES.len())]);
+        }
+        let Ok(n) = normalize(&p) else { continue };
+        accepted += 1;
+        assert_eq!(normalize(&n).as_deref(), Ok(n.as_str()), "{p:?} -> {n:?}");
+        assert!(n.starts_with('/'), "{p:?} -> {n:?}");
+        assert!(n == "/" || !n.ends_with('/'), "{p:?} -> {n:?}");
+        assert!(!n.contains("//"), "{p:?} -> {n:?}");
+        assert_eq!(n, n.to_lowercase(), "{p:?}");
+        assert!(
+            n.split('/').all(|s| s != "." && s != ".."),
+            "{p:?} -> {n:?}"
+        );
+    }
+    assert!(accepted > 1000, "{accepted}");
+}
