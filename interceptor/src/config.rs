@@ -219,10 +219,17 @@ pub struct PortRule {
     #[serde(default)]
     pub listen: Vec<SocketAddr>,
     /// HTTP paths that carry MCP (Streamable HTTP endpoint, legacy SSE and
-    /// message endpoints). Other paths pass through, logged. A legacy
-    /// server's `endpoint` event adds its message path at run time.
+    /// message endpoints), compared as servers route them (case, slashes,
+    /// escapes). A legacy server's `endpoint` event adds its message path
+    /// at run time. A POST whose body is JSON-RPC is MCP on any path.
     #[serde(default = "default_mcp_paths")]
     pub mcp_paths: Vec<String>,
+    /// Non-MCP paths forwarded as they are (`/healthz`, or `/api/*` for a
+    /// prefix), without the upstream credential, each an `http` audit row;
+    /// empty (the default): every non-MCP request is refused (404) and
+    /// audited.
+    #[serde(default)]
+    pub pass_through: Vec<String>,
     /// Speak TLS to the upstream, verified against `tls.upstream_ca`.
     #[serde(default)]
     pub upstream_tls: bool,
@@ -244,11 +251,47 @@ impl Default for PortRule {
             upstream: None,
             listen: Vec::new(),
             mcp_paths: default_mcp_paths(),
+            pass_through: Vec::new(),
             upstream_tls: false,
             upstream_server_name: None,
             name: None,
         }
     }
+}
+
+/// `mcp_paths` and `pass_through` entries are absolute paths with one
+/// reading (see `proxy::path`); only `pass_through` may end in `/*`.
+fn check_paths(rule: &PortRule) -> Result<(), String> {
+    let port = rule.port;
+    let lists = [
+        ("mcp_paths", &rule.mcp_paths),
+        ("pass_through", &rule.pass_through),
+    ];
+    for (key, list) in lists {
+        for p in list {
+            let base = match p.strip_suffix("/*") {
+                Some(b) if key == "pass_through" => {
+                    if b.is_empty() {
+                        "/"
+                    } else {
+                        b
+                    }
+                }
+                _ => p.as_str(),
+            };
+            if base.contains('*') || base.contains('?') || base.contains('#') {
+                return Err(format!(
+                    "intercept.ports port {port}: {key} entry {p:?}: only a final \"/*\" (pass_through) is a pattern; no '*', '?' or '#' elsewhere"
+                ));
+            }
+            if let Err(e) = crate::proxy::path::normalize(base) {
+                return Err(format!(
+                    "intercept.ports port {port}: {key} entry {p:?} must be an absolute path ({e})"
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 fn default_mcp_paths() -> Vec<String> {
@@ -431,12 +474,7 @@ impl Config {
             }
         }
         for rule in &i.ports {
-            if let Some(p) = rule.mcp_paths.iter().find(|p| !p.starts_with('/')) {
-                return Err(format!(
-                    "intercept.ports port {}: mcp_paths entry {p:?} must start with '/'",
-                    rule.port
-                ));
-            }
+            check_paths(rule)?;
         }
         let h = &self.http;
         for (name, v) in [

@@ -259,6 +259,10 @@ pub fn render(found: &[Found], issuer: Option<&str>, audience: Option<&str>) -> 
         if f.paths.iter().any(|p| p == "/") {
             s.push_str("mcp_paths = [\"/\", \"/mcp\", \"/sse\", \"/messages\", \"/message\"]\n");
         }
+        s.push_str(
+            "# Non-MCP requests are refused; list paths the server must still\n\
+             # serve unjudged, e.g. pass_through = [\"/healthz\"]\n",
+        );
     }
     match issuer {
         Some(iss) => s.push_str(&format!(

@@ -198,8 +198,14 @@ fn every_kind_of_answer_and_every_stored_string_is_masked() {
         json!(7),
         "resources/read",
         json!({"uri": uri}),
-        &[&sid],
+        &[],
     );
+    // A session id the server never opened is refused (404), and the
+    // refusal's row keeps the id the client chose: masked too.
+    let ping = json!({"jsonrpc": "2.0", "id": 10, "method": "ping"}).to_string();
+    let addr: SocketAddr = STEERED.parse().unwrap();
+    let refused = post_in(&ns, addr, "/mcp", ping.as_bytes(), &[&sid]);
+    assert_eq!(refused.status, 404, "{refused:?}");
     let unknown = rpc(
         &ns,
         STEERED,

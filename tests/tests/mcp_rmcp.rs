@@ -414,11 +414,12 @@ fn oversized_heads_get_431_and_oversized_server_events_are_cut() {
 }
 
 #[test]
-fn other_paths_pass_through_and_are_logged() {
+fn listed_paths_pass_through_and_are_logged() {
     require_root();
     let (ns, dir) = (NetNs::new("other"), TempDir::new("other"));
     let _server = server_json(&ns, &dir);
-    let agent = Agent::start(&ns, dir.path(), "", PORT);
+    let port = format!("{PORT}pass_through = [\"/healthz\"]\n");
+    let agent = Agent::start(&ns, dir.path(), "", &port);
     let limit = Duration::from_secs(5);
     let resp = in_netns(&ns, move || {
         let req = b"GET /healthz?probe=1 HTTP/1.1\r\nHost: mcp.test\r\nConnection: close\r\n\r\n";

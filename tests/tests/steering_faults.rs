@@ -53,7 +53,10 @@ fn restart_under_traffic_never_lets_a_connection_past_the_agent() {
         (SIGKILL, "kill -9, connections held", true),
     ] {
         std::thread::sleep(Duration::from_secs(1));
-        restarts.push(restart(&mut agent, &ns, &sid, signal, how, hold_open));
+        // A restarted agent binds only sessions it saw open: each restart
+        // holds connections in a session the running agent knows.
+        let held_sid = open_session(&ns);
+        restarts.push(restart(&mut agent, &ns, &held_sid, signal, how, hold_open));
     }
     std::thread::sleep(Duration::from_secs(1));
     let attempts = hammer.finish();

@@ -149,3 +149,30 @@ fn effective_config_round_trips() {
     let text = toml::to_string(&cfg).expect("serializes");
     assert_eq!(parse(&text).expect("reparses"), cfg);
 }
+
+/// `pass_through` and `mcp_paths` entries have one reading; only a final
+/// `/*` of `pass_through` is a pattern. Nothing passes through by default.
+#[test]
+fn path_lists_are_checked_and_pass_through_is_empty_by_default() {
+    let cfg = parse(MIN).unwrap();
+    assert!(cfg.intercept.ports[0].pass_through.is_empty());
+    let ok = parse(&format!(
+        "{MIN}pass_through = [\"/healthz\", \"/api/*\", \"/*\"]\nmcp_paths = [\"/\", \"/MCP/\"]\n"
+    ));
+    assert!(ok.is_ok(), "{ok:?}");
+    for (line, want) in [
+        ("pass_through = [\"healthz\"]", "absolute path"),
+        ("pass_through = [\"/a*\"]", "only a final"),
+        ("pass_through = [\"/a/*/b\"]", "only a final"),
+        ("pass_through = [\"/a/../b\"]", "dot segment"),
+        ("pass_through = [\"/a?x=1\"]", "only a final"),
+        ("mcp_paths = [\"/mcp/*\"]", "only a final"),
+        ("mcp_paths = [\"/m%2fcp\"]", "escapes a delimiter"),
+        ("mcp_paths = [\"mcp\"]", "absolute path"),
+    ] {
+        let err = parse(&format!("{MIN}{line}\n"))
+            .expect_err(line)
+            .to_string();
+        assert!(err.contains(want), "{line}: {err}");
+    }
+}

@@ -253,16 +253,26 @@ impl Identity {
         Ok(v)
     }
 
-    /// Removes the caller's credential and adds the agent's upstream one.
+    /// Removes the caller's credential and adds the agent's upstream one:
+    /// for requests the agent judged (MCP, after identity).
     pub fn rewrite_upstream_headers(&self, headers: &mut HeaderMap) {
+        self.strip_caller_credential(headers);
+        if let Some(c) = &self.credential
+            && let Some(v) = c.value()
+        {
+            headers.insert(c.header.clone(), v);
+        }
+    }
+
+    /// Removes the caller's credential (when the agent is an identity
+    /// boundary) and anything in the upstream credential's header, adding
+    /// nothing: for requests passed through unjudged.
+    pub fn strip_caller_credential(&self, headers: &mut HeaderMap) {
         if self.consume_authorization {
             headers.remove(header::AUTHORIZATION);
         }
         if let Some(c) = &self.credential {
             headers.remove(&c.header);
-            if let Some(v) = c.value() {
-                headers.insert(c.header.clone(), v);
-            }
         }
     }
 

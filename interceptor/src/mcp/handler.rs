@@ -1,5 +1,6 @@
-//! The MCP-aware HTTP handler: POST / GET / DELETE on MCP paths, every
-//! other path passed through.
+//! The MCP-aware HTTP handler: POST / GET / DELETE on MCP paths (and
+//! JSON-RPC POSTs on any path); other requests refused, or passed through
+//! where the port's `pass_through` says so (see `route`).
 
 use std::{
     sync::{
@@ -20,7 +21,7 @@ use super::{
     exchange::{self, Origin},
     held,
     jsonrpc::{Kind, Message},
-    session::Sessions,
+    session::{ClaimError, OpenError, Sessions},
     stream,
 };
 use crate::{
@@ -29,12 +30,18 @@ use crate::{
     proxy::{
         ConnCtx, Handler,
         body::{ProxyBody, full},
-        http::{CODE_TLS_REQUIRED, HandlerFuture, json_response, pass_through, strip_hop_headers},
+        http::{
+            CODE_TLS_REQUIRED, CODE_UPSTREAM_UNAVAILABLE, HandlerFuture, json_response,
+            strip_hop_headers,
+        },
     },
 };
 
 mod post;
 mod reply;
+mod route;
+
+use route::{CODE_UNKNOWN_SESSION, Class};
 
 #[derive(Clone)]
 pub struct McpHandler {
@@ -121,13 +128,11 @@ impl McpHandler {
         {
             return auth::metadata(&self.identity, &req, &ctx, suffix);
         }
-        let path = req.uri().path();
-        let is_mcp =
-            ctx.rule.mcp_paths.iter().any(|p| p == path) || self.sessions.is_legacy_path(path);
+        let class = self.classify(&req, &ctx);
         let caller = match self.identity.authenticate(req.headers(), &ctx.info).await {
             Ok(c) => c,
             Err(e) => {
-                let transport = if is_mcp {
+                let transport = if class == Class::Mcp {
                     Transport::StreamableHttp
                 } else {
                     Transport::Http
@@ -142,25 +147,62 @@ impl McpHandler {
                 return resp;
             }
         };
+        match class {
+            Class::Mcp => {}
+            Class::Refuse(status, code, message) => {
+                let (parts, _) = req.into_parts();
+                return self.refuse(&parts, &ctx, Some(caller), (status, code, message), 0);
+            }
+            Class::PassThrough => {
+                // Not judged: the caller's credential stops here, and the
+                // agent's own goes only with requests it judged.
+                let req = req.map(crate::proxy::body::stream);
+                return self.pass(req, &ctx, caller).await;
+            }
+            Class::Sniff { pass } => return self.sniff(req, ctx, caller, pass).await,
+        }
         // Credential isolation: the caller's token stops here; the server
         // sees only the agent's own credential, if one is configured.
         self.identity.rewrite_upstream_headers(req.headers_mut());
-        if !is_mcp {
-            return pass_through(req, &ctx).await;
-        }
         match *req.method() {
-            Method::POST => match self.keepalive.filter(|_| held::accepts_sse(req.headers())) {
-                Some(every) => {
-                    let signal = Arc::new(HoldSignal::default());
-                    let (this, s) = (self.clone(), signal.clone());
-                    let work = Box::pin(async move { this.post(req, ctx, caller, Some(s)).await });
-                    held::keep_alive(work, signal, every).await
-                }
-                None => self.post(req, ctx, caller, None).await,
-            },
+            Method::POST => self.post_any(req, ctx, caller).await,
             Method::GET => self.get(req, ctx, caller).await,
             Method::DELETE => self.delete(req, ctx, caller).await,
-            _ => pass_through(req, &ctx).await,
+            // `classify` lets no other method through as MCP; should that
+            // change, fail closed.
+            _ => {
+                let (parts, _) = req.into_parts();
+                let msg = format!("{} is not an MCP transport method", parts.method);
+                let refusal = (
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    route::CODE_METHOD_NOT_ALLOWED,
+                    msg,
+                );
+                self.refuse(&parts, &ctx, Some(caller), refusal, 0)
+            }
+        }
+    }
+
+    /// A POST judged as MCP, kept alive while held when the client takes
+    /// SSE (see `held`).
+    async fn post_any<B>(
+        &self,
+        req: Request<B>,
+        ctx: Arc<ConnCtx>,
+        caller: Arc<Caller>,
+    ) -> Response<ProxyBody>
+    where
+        B: http_body::Body<Data = bytes::Bytes> + Send + Unpin + 'static,
+        B::Error: Into<crate::proxy::body::BoxError>,
+    {
+        match self.keepalive.filter(|_| held::accepts_sse(req.headers())) {
+            Some(every) => {
+                let signal = Arc::new(HoldSignal::default());
+                let (this, s) = (self.clone(), signal.clone());
+                let work = Box::pin(async move { this.post(req, ctx, caller, Some(s)).await });
+                held::keep_alive(work, signal, every).await
+            }
+            None => self.post(req, ctx, caller, None).await,
         }
     }
 
@@ -170,16 +212,24 @@ impl McpHandler {
             return None;
         };
         let principal = caller.principal();
-        let owner = self.sessions.claim(&origin.key, &principal).err()?;
-        tracing::warn!(conn = origin.conn.id, session = %origin.key, caller = %principal, %owner, "session used by another identity: refused");
-        let e = json!({ "code": CODE_SESSION_OWNER, "message": "this session belongs to another identity" });
-        let mut ev = origin.rejected(403, e.clone(), 0);
+        let (status, e) = match self.sessions.claim(&origin.key, &principal).err()? {
+            ClaimError::Owner(owner) => {
+                tracing::warn!(conn = origin.conn.id, session = %origin.key, caller = %principal, %owner, "session used by another identity: refused");
+                let e = json!({ "code": CODE_SESSION_OWNER, "message": "this session belongs to another identity" });
+                (StatusCode::FORBIDDEN, e)
+            }
+            // MCP spec: a session id the server does not know gets 404,
+            // and the client starts a new session. Never made an entry.
+            ClaimError::Unknown => {
+                tracing::info!(conn = origin.conn.id, session = %origin.key, caller = %principal, "unknown session: refused");
+                let e = json!({ "code": CODE_UNKNOWN_SESSION, "message": "session not found: the server did not open it here, or it ended" });
+                (StatusCode::NOT_FOUND, e)
+            }
+        };
+        let mut ev = origin.rejected(status.as_u16(), e.clone(), 0);
         ev.decided_by = Some("identity".into());
         exchange::record(&self.pipeline, ev);
-        let mut r = json_response(
-            StatusCode::FORBIDDEN,
-            &json!({ "jsonrpc": "2.0", "id": null, "error": e }),
-        );
+        let mut r = json_response(status, &json!({ "jsonrpc": "2.0", "id": null, "error": e }));
         // Answered before the body is read: the connection cannot be reused.
         r.headers_mut()
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
@@ -258,15 +308,15 @@ impl McpHandler {
         let (mut parts, body) = resp.into_parts();
         strip_hop_headers(&mut parts.headers);
         let status = parts.status.as_u16();
-        if let Some(sid) = header_str(&parts.headers, "mcp-session-id")
-            && !origin.in_session
+        let was_in_session = origin.in_session;
+        if let Some(refused) = self.adopt_session(&parts.headers, origin) {
+            return refused;
+        }
+        if !was_in_session
+            && origin.in_session
+            && let Some(g) = &mut guard
         {
-            self.sessions.rename(&origin.key, &sid);
-            if let Some(g) = &mut guard {
-                g.rekey(&sid, true);
-            }
-            origin.key = sid;
-            origin.in_session = true;
+            g.rekey(&origin.key, true);
         }
         let ctype = header_str(&parts.headers, header::CONTENT_TYPE.as_str()).unwrap_or_default();
         let answer = stream::ctype::answer(&parts.headers);
@@ -447,6 +497,43 @@ impl McpHandler {
             exchange::record(&self.pipeline, ev);
         }
         resp
+    }
+}
+
+impl McpHandler {
+    /// Binds the session a server opened on its answer to a POST outside a
+    /// session (its `initialize` answer) to that POST's caller; the answer
+    /// to send instead when it cannot be bound.
+    fn adopt_session(
+        &self,
+        headers: &http::HeaderMap,
+        origin: &mut Origin,
+    ) -> Option<Response<ProxyBody>> {
+        let sid = header_str(headers, "mcp-session-id")
+            .filter(|_| !origin.in_session && origin.http_method == "POST")?;
+        match self.sessions.open(&origin.key, &sid) {
+            Ok(forgotten) => {
+                let err = json!({ "code": -32000, "message": "session forgotten (idle, or its owner's oldest)" });
+                exchange::unanswered(&self.pipeline, forgotten, None, err);
+                origin.key = sid;
+                origin.in_session = true;
+                None
+            }
+            Err(e) => Some(self.refuse_session(origin, &e)),
+        }
+    }
+
+    /// The server opened a session the agent will not bind: the client
+    /// gets 503 and the requests of the POST an `unanswered` row.
+    fn refuse_session(&self, origin: &Origin, e: &OpenError) -> Response<ProxyBody> {
+        tracing::warn!(conn = origin.conn.id, error = %e, "session opened by the server refused");
+        let error = json!({ "code": CODE_UPSTREAM_UNAVAILABLE, "message": e.to_string() });
+        let left = self.sessions.close(&origin.key);
+        exchange::unanswered(&self.pipeline, left, Some(503), error.clone());
+        json_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &json!({ "jsonrpc": "2.0", "id": null, "error": error }),
+        )
     }
 }
 

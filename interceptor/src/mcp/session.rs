@@ -5,21 +5,39 @@
 //!
 //! Keys: the `Mcp-Session-Id` (Streamable HTTP), the legacy session id from
 //! the `endpoint` event, or a per-POST key for messages outside a session.
-//! Bounded: at most `MAX_PENDING` unanswered requests per key and
-//! `MAX_SESSIONS` sessions; the oldest go first, logged.
+//!
+//! A session exists only once the server opened it: its `Mcp-Session-Id`
+//! on the answer to a POST outside a session, or a legacy `endpoint`
+//! event. A request naming any other session is refused and makes no
+//! entry, so no client can fill the table. Bounded: `MAX_PENDING`
+//! unanswered requests per key; `MAX_PER_CALLER` sessions per owner (a
+//! caller's new session pushes out that caller's least recently used
+//! one, never someone else's); sessions unused for `IDLE` are forgotten;
+//! and at `MAX_SESSIONS` a new session is refused, nothing evicted.
 
 use std::{
-    collections::{HashMap, HashSet, VecDeque},
+    collections::{HashMap, VecDeque},
     sync::Mutex,
+    time::{Duration, Instant},
 };
 
 use crate::pipeline::{ExchangeEvent, Transport};
 
+mod legacy;
 mod pending;
+
+pub use legacy::LegacyError;
 pub use pending::DuplicateId;
 
 const MAX_PENDING: usize = 4096;
 const MAX_SESSIONS: usize = 65_536;
+/// Sessions one owner may hold open at once.
+pub const MAX_PER_CALLER: usize = 1024;
+/// A session no request or server message used for this long is gone.
+pub const IDLE: Duration = Duration::from_secs(3600);
+/// The owner of an entry made for a session that ended under a request
+/// in flight: no caller's principal, so no one can claim it.
+const ORPHAN: &str = "\0orphan";
 
 #[derive(Debug, Default, Clone)]
 pub struct SessionInfo {
@@ -31,7 +49,6 @@ pub struct SessionInfo {
     pub owner: Option<String>,
 }
 
-#[derive(Default)]
 struct Session {
     info: SessionInfo,
     /// Client requests awaiting the server, by JSON-RPC id key.
@@ -39,6 +56,46 @@ struct Session {
     /// Server requests awaiting the client.
     server_pending: HashMap<String, ExchangeEvent>,
     order: VecDeque<String>,
+    last_used: Instant,
+    /// A legacy session lives as long as its GET stream (closed with it),
+    /// not by idle time.
+    stream_bound: bool,
+}
+
+impl Session {
+    fn new(owner: Option<String>) -> Self {
+        Self {
+            info: SessionInfo {
+                owner,
+                ..Default::default()
+            },
+            pending: HashMap::new(),
+            server_pending: HashMap::new(),
+            order: VecDeque::new(),
+            last_used: Instant::now(),
+            stream_bound: false,
+        }
+    }
+}
+
+/// Why a request may not use a session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClaimError {
+    /// The server never opened it here, or it ended.
+    Unknown,
+    /// Another identity opened it (its principal).
+    Owner(String),
+}
+
+/// Why a session the server opened is not bound.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OpenError {
+    /// The server named a session that is bound to another identity.
+    #[error("the server named a session that belongs to another identity")]
+    Taken,
+    /// `MAX_SESSIONS` sessions are open.
+    #[error("the agent's session table is full ({0} sessions)")]
+    Full(usize),
 }
 
 #[derive(Default)]
@@ -49,27 +106,92 @@ pub struct Sessions {
 #[derive(Default)]
 struct Inner {
     sessions: HashMap<String, Session>,
-    age: VecDeque<String>,
-    /// Legacy message endpoints learned from `endpoint` events:
-    /// path -> set of full targets (path?query) -> session key.
-    legacy_paths: HashSet<String>,
-    legacy_targets: HashMap<String, String>,
+    legacy: legacy::Endpoints,
+}
+
+/// Keys the agent makes (per-POST keys) start with NUL, which no header
+/// value can hold: only they are made on first use.
+fn internal(key: &str) -> bool {
+    key.starts_with('\0')
 }
 
 impl Inner {
+    /// The entry under `key`: made on first use for an agent-made key;
+    /// for a session that ended meanwhile, an unclaimable orphan (it keeps
+    /// pairing what is in flight and expires by idle time).
     fn session(&mut self, key: &str) -> &mut Session {
-        if !self.sessions.contains_key(key) {
-            while self.sessions.len() >= MAX_SESSIONS {
-                let Some(old) = self.age.pop_front() else {
-                    break;
-                };
-                if self.sessions.remove(&old).is_some() {
-                    tracing::warn!(session = %old, "session table full; forgot the oldest session");
-                }
+        let s = self.sessions.entry(key.to_string()).or_insert_with(|| {
+            if internal(key) {
+                Session::new(None)
+            } else {
+                tracing::warn!(session = %key, "session ended under a request in flight");
+                Session::new(Some(ORPHAN.into()))
             }
-            self.age.push_back(key.to_string());
+        });
+        s.last_used = Instant::now();
+        s
+    }
+
+    /// Removes sessions idle since before `now - IDLE`; their unanswered
+    /// requests are returned.
+    fn expire(&mut self, now: Instant) -> Vec<ExchangeEvent> {
+        let old: Vec<String> = self
+            .sessions
+            .iter()
+            .filter(|(k, s)| {
+                !internal(k) && !s.stream_bound && now.saturating_duration_since(s.last_used) > IDLE
+            })
+            .map(|(k, _)| k.clone())
+            .collect();
+        let mut left = Vec::new();
+        for k in old {
+            tracing::info!(session = %k, "session idle for {IDLE:?}: forgotten");
+            left.extend(self.remove(&k));
         }
-        self.sessions.entry(key.to_string()).or_default()
+        left
+    }
+
+    /// The entry under `key`, made if missing (a session being opened).
+    fn session_or_new(&mut self, key: &str) -> &mut Session {
+        let s = self
+            .sessions
+            .entry(key.to_string())
+            .or_insert_with(|| Session::new(None));
+        s.last_used = Instant::now();
+        s
+    }
+
+    fn remove(&mut self, key: &str) -> Vec<ExchangeEvent> {
+        self.legacy.forget(key);
+        self.sessions
+            .remove(key)
+            .map(|s| s.pending.into_values().collect())
+            .unwrap_or_default()
+    }
+
+    /// At `MAX_PER_CALLER` sessions of `owner`, forgets its least recently
+    /// used one.
+    fn make_room_for(&mut self, owner: &str) -> Vec<ExchangeEvent> {
+        let mine: Vec<(&String, Instant)> = self
+            .sessions
+            .iter()
+            .filter(|(k, s)| {
+                !internal(k) && !s.stream_bound && s.info.owner.as_deref() == Some(owner)
+            })
+            .map(|(k, s)| (k, s.last_used))
+            .collect();
+        if mine.len() < MAX_PER_CALLER {
+            return Vec::new();
+        }
+        let Some(oldest) = mine
+            .iter()
+            .min_by_key(|(_, t)| *t)
+            .map(|(k, _)| (*k).clone())
+        else {
+            return Vec::new();
+        };
+        tracing::warn!(session = %oldest, caller = %owner, "caller holds {MAX_PER_CALLER} sessions: forgot its least recently used");
+        self.remove(&oldest)
     }
 }
 
@@ -78,26 +200,39 @@ impl Sessions {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// What is known of session `key`. Read for every message in it, so
+    /// it also marks the session used: a quiet stream that still carries
+    /// server messages keeps its session.
     pub fn info(&self, key: &str) -> SessionInfo {
-        self.lock()
-            .sessions
-            .get(key)
-            .map(|s| s.info.clone())
-            .unwrap_or_default()
-    }
-
-    pub fn update_info(&self, key: &str, f: impl FnOnce(&mut SessionInfo)) {
-        f(&mut self.lock().session(key).info);
-    }
-
-    /// Binds `key` to `principal` if it has no owner yet; otherwise
-    /// returns the owner when it is someone else. A session the agent never
-    /// saw open (e.g. before a restart) is bound to its first caller.
-    pub fn claim(&self, key: &str, principal: &str) -> Result<(), String> {
         let mut inner = self.lock();
+        match inner.sessions.get_mut(key) {
+            Some(s) => {
+                s.last_used = Instant::now();
+                s.info.clone()
+            }
+            None => SessionInfo::default(),
+        }
+    }
+
+    /// Updates the info of an existing session (or agent-made key).
+    pub fn update_info(&self, key: &str, f: impl FnOnce(&mut SessionInfo)) {
+        let mut inner = self.lock();
+        if internal(key) || inner.sessions.contains_key(key) {
+            f(&mut inner.session(key).info);
+        }
+    }
+
+    /// Whether `principal` may use session `key`: it must exist (opened
+    /// by the server, seen here) and belong to `principal`. An agent-made
+    /// key is bound to its first caller.
+    pub fn claim(&self, key: &str, principal: &str) -> Result<(), ClaimError> {
+        let mut inner = self.lock();
+        if !internal(key) && !inner.sessions.contains_key(key) {
+            return Err(ClaimError::Unknown);
+        }
         let info = &mut inner.session(key).info;
         match &info.owner {
-            Some(o) if o != principal => Err(o.clone()),
+            Some(o) if o != principal => Err(ClaimError::Owner(o.clone())),
             Some(_) => Ok(()),
             None => {
                 info.owner = Some(principal.to_string());
@@ -129,6 +264,7 @@ impl Sessions {
     pub fn answer(&self, key: &str, id: &str, from_server: bool) -> Option<ExchangeEvent> {
         let mut inner = self.lock();
         let s = inner.sessions.get_mut(key)?;
+        s.last_used = Instant::now();
         let found = if from_server {
             s.pending.remove(id)
         } else {
@@ -173,51 +309,77 @@ impl Sessions {
         out
     }
 
-    /// Moves what a per-POST key holds under the session id the server
-    /// assigned in its `initialize` answer.
-    pub fn rename(&self, from: &str, to: &str) {
+    /// The server opened session `to` in answer to the POST under the
+    /// per-POST key `from`: what `from` holds moves there, owner and all.
+    /// Returns the unanswered requests of sessions forgotten to make room
+    /// (idle ones, or the owner's least recently used).
+    pub fn open(&self, from: &str, to: &str) -> Result<Vec<ExchangeEvent>, OpenError> {
+        self.open_at(from, to, Instant::now())
+    }
+
+    fn open_at(&self, from: &str, to: &str, now: Instant) -> Result<Vec<ExchangeEvent>, OpenError> {
         let mut inner = self.lock();
-        if let Some(s) = inner.sessions.remove(from) {
-            inner.age.retain(|k| k != from);
-            let dst = inner.session(to);
-            dst.info = s.info;
-            dst.pending.extend(s.pending);
-            dst.server_pending.extend(s.server_pending);
-            dst.order.extend(s.order);
+        let mut left = inner.expire(now);
+        let owner = inner.sessions.get(from).and_then(|s| s.info.owner.clone());
+        if let Some(existing) = inner.sessions.get(to) {
+            if existing.info.owner != owner {
+                return Err(OpenError::Taken);
+            }
+        } else {
+            if let Some(o) = &owner {
+                left.extend(inner.make_room_for(o));
+            }
+            if inner.sessions.len() >= MAX_SESSIONS {
+                tracing::warn!(session = %to, "session table full: the new session is refused");
+                return Err(OpenError::Full(MAX_SESSIONS));
+            }
         }
+        let Some(s) = inner.sessions.remove(from) else {
+            return Ok(left);
+        };
+        let dst = inner
+            .sessions
+            .entry(to.to_string())
+            .or_insert_with(|| Session::new(None));
+        dst.info = s.info;
+        dst.pending.extend(s.pending);
+        dst.server_pending.extend(s.server_pending);
+        dst.order.extend(s.order);
+        dst.last_used = now;
+        Ok(left)
+    }
+
+    /// Forgets sessions idle for `IDLE` as of `now`; returns their
+    /// unanswered requests.
+    pub fn expire_idle(&self, now: Instant) -> Vec<ExchangeEvent> {
+        self.lock().expire(now)
     }
 
     /// Forgets a session (DELETE, or a per-POST key when its stream ends);
     /// returns its unanswered client requests.
     pub fn close(&self, key: &str) -> Vec<ExchangeEvent> {
-        let mut inner = self.lock();
-        inner.age.retain(|k| k != key);
-        inner.legacy_targets.retain(|_, v| v != key);
-        inner
-            .sessions
-            .remove(key)
-            .map(|s| s.pending.into_values().collect())
-            .unwrap_or_default()
+        self.lock().remove(key)
     }
 
     /// A legacy server announced `target` (path?query) as the message
-    /// endpoint of session `key`.
+    /// endpoint of session `key`: the server opened it.
     pub fn learn_legacy_endpoint(&self, target: &str, key: &str) {
         let mut inner = self.lock();
-        let path = target.split('?').next().unwrap_or(target).to_string();
-        inner.legacy_paths.insert(path);
-        inner
-            .legacy_targets
-            .insert(target.to_string(), key.to_string());
+        inner.legacy.learn(target, key);
+        let s = inner.session_or_new(key);
+        s.stream_bound = true;
     }
 
+    /// Whether normalized `path` is a message endpoint a legacy server
+    /// announced.
     pub fn is_legacy_path(&self, path: &str) -> bool {
-        self.lock().legacy_paths.contains(path)
+        self.lock().legacy.is_path(path)
     }
 
-    /// The legacy session a POST to `target` (path?query) belongs to.
-    pub fn legacy_session(&self, target: &str) -> Option<String> {
-        self.lock().legacy_targets.get(target).cloned()
+    /// The legacy session a POST to `target` (path?query) belongs to, read
+    /// from its parsed query as the server reads it.
+    pub fn legacy_session(&self, target: &str) -> Result<Option<String>, LegacyError> {
+        self.lock().legacy.session(target)
     }
 }
 

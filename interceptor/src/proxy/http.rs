@@ -191,12 +191,13 @@ pub fn strip_hop_headers(h: &mut HeaderMap) {
     h.remove("proxy-connection");
 }
 
-/// Forwards a request as is, streaming both bodies; logs one line.
-pub async fn pass_through(req: Request<Incoming>, ctx: &ConnCtx) -> Response<ProxyBody> {
+/// Forwards a request the port's `pass_through` names, streaming both
+/// bodies; logs one line.
+pub async fn pass_through(req: Request<ProxyBody>, ctx: &ConnCtx) -> Response<ProxyBody> {
     let started = Instant::now();
     let method = req.method().clone();
     let path = req.uri().path().to_string();
-    let resp = forward(req.map(stream), ctx).await;
+    let resp = forward(req, ctx).await;
     tracing::info!(
         client = %ctx.info.client, %method, %path, status = resp.status().as_u16(),
         ms = format!("{:.1}", started.elapsed().as_secs_f64() * 1e3),

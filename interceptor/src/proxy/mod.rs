@@ -13,6 +13,7 @@ pub mod addr;
 pub mod body;
 mod drain;
 pub mod http;
+pub mod path;
 mod reclaim;
 pub mod tls;
 pub mod upstream;

@@ -34,6 +34,10 @@ pub enum Seen {
     /// Connected, then reset or closed before a complete answer, after
     /// `bytes` of one.
     Cut { bytes: usize, why: String },
+    /// 404 -32073: the agent does not know the session (a restarted agent
+    /// binds only sessions it saw the server open); the client opens a
+    /// new one, as the MCP spec says.
+    SessionGone,
     /// Anything else (a timeout, another status): never expected.
     Other(String),
 }
@@ -80,25 +84,29 @@ pub fn echoes(answer: &[u8], text: &str) -> bool {
 
 /// Opens an MCP session through the agent (anonymous caller); its id.
 pub fn open_session(ns: &NetNs) -> String {
-    in_netns(ns, || {
-        let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
-            "protocolVersion": "2025-06-18", "capabilities": {},
-            "clientInfo": {"name": "faults", "version": "1"}}});
-        let answer = exchange(&request(None, &init, true)).expect("initialize");
-        let text = String::from_utf8_lossy(&answer);
-        let sid = text
-            .lines()
-            .take_while(|l| !l.is_empty())
-            .find_map(|l| {
-                let (k, v) = l.split_once(':')?;
-                k.eq_ignore_ascii_case("mcp-session-id")
-                    .then(|| v.trim().to_string())
-            })
-            .unwrap_or_else(|| panic!("no session id in {text}"));
-        let note = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
-        exchange(&request(Some(&sid), &note, true)).expect("initialized");
-        sid
-    })
+    in_netns(ns, || new_session().expect("open a session"))
+}
+
+/// Opens a session from a thread already in the namespace; `Err` says why
+/// not (the agent may be restarting).
+fn new_session() -> Result<String, String> {
+    let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {},
+        "clientInfo": {"name": "faults", "version": "1"}}});
+    let answer = exchange(&request(None, &init, true)).map_err(|e| e.to_string())?;
+    let text = String::from_utf8_lossy(&answer);
+    let sid = text
+        .lines()
+        .take_while(|l| !l.is_empty())
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("mcp-session-id")
+                .then(|| v.trim().to_string())
+        })
+        .ok_or_else(|| format!("no session id in {text}"))?;
+    let note = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
+    exchange(&request(Some(&sid), &note, true)).map_err(|e| e.to_string())?;
+    Ok(sid)
 }
 
 /// Connects, sends `req`, reads to the end. `Err` keeps the connect error.
@@ -129,6 +137,7 @@ fn attempt(sid: &str, id: u64, text: &str) -> Seen {
     let cut = |bytes: usize, why: String| Seen::Cut { bytes, why };
     match s.read_to_end(&mut buf) {
         Ok(_) if echoes(&buf, text) => Seen::Answered { port },
+        Ok(_) if session_gone(&buf) => Seen::SessionGone,
         Ok(n) if !complete(&buf) => cut(n, "closed before the answer was complete".into()),
         Ok(_) => Seen::Other(String::from_utf8_lossy(&buf).into_owned()),
         Err(e) if matches!(e.kind(), ErrorKind::ConnectionReset | ErrorKind::BrokenPipe) => {
@@ -136,6 +145,12 @@ fn attempt(sid: &str, id: u64, text: &str) -> Seen {
         }
         Err(e) => Seen::Other(format!("read: {e} after {} bytes", buf.len())),
     }
+}
+
+/// Whether `answer` is the agent's 404 for a session it does not know.
+fn session_gone(answer: &[u8]) -> bool {
+    let a = String::from_utf8_lossy(answer);
+    a.starts_with("HTTP/1.1 404") && a.contains("-32073")
 }
 
 /// Whether `buf` holds a whole HTTP/1.1 response (head and body).
@@ -167,7 +182,7 @@ impl Hammer {
         let stop = Arc::new(AtomicBool::new(false));
         let threads = (0..threads)
             .map(|t| {
-                let (path, stop, sid) = (ns.path(), stop.clone(), sid.to_string());
+                let (path, stop, mut sid) = (ns.path(), stop.clone(), sid.to_string());
                 let tag = format!("{tag}{t}");
                 std::thread::spawn(move || {
                     let f = std::fs::File::open(&path).expect("open netns");
@@ -181,6 +196,11 @@ impl Hammer {
                         let start = Instant::now();
                         // JSON-RPC ids are unique per session: the session is shared.
                         let seen = attempt(&sid, (t as u64 + 1) * 1_000_000 + n, &text);
+                        if seen == Seen::SessionGone
+                            && let Ok(s) = new_session()
+                        {
+                            sid = s;
+                        }
                         out.push(Attempt {
                             text,
                             start,

@@ -5,7 +5,6 @@
 use std::{sync::Arc, time::Duration};
 
 use http::{Request, Response, StatusCode, header};
-use hyper::body::Incoming;
 use serde_json::{Value, json};
 
 use super::{
@@ -33,13 +32,17 @@ use crate::{
 };
 
 impl McpHandler {
-    pub(super) async fn post(
+    pub(super) async fn post<B>(
         &self,
-        req: Request<Incoming>,
+        req: Request<B>,
         ctx: Arc<ConnCtx>,
         caller: Arc<Caller>,
         hold: Option<Arc<HoldSignal>>,
-    ) -> Response<ProxyBody> {
+    ) -> Response<ProxyBody>
+    where
+        B: http_body::Body<Data = bytes::Bytes> + Unpin,
+        B::Error: Into<crate::proxy::body::BoxError>,
+    {
         let received = now_us();
         let (mut parts, body) = req.into_parts();
         let target = parts
@@ -47,7 +50,10 @@ impl McpHandler {
             .path_and_query()
             .map(|p| p.as_str().to_string())
             .unwrap_or_default();
-        let legacy = self.sessions.legacy_session(&target);
+        let legacy = match self.sessions.legacy_session(&target) {
+            Ok(l) => l,
+            Err(e) => return self.refuse_legacy(&parts, &ctx, caller, &e),
+        };
         let header_sid = header_str(&parts.headers, "mcp-session-id");
         let transport = if legacy.is_some() {
             Transport::Sse
