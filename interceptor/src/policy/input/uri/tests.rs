@@ -1,0 +1,71 @@
+use super::*;
+
+#[test]
+fn uris_resolve_as_whatwg_parsers_do() {
+    let ok = |u: &str| resource_uri(u).unwrap();
+    assert_eq!(ok("FILE:///srv/data/./b/../a.txt"), "file:///srv/data/a.txt");
+    assert_eq!(ok("file:///srv/data/My%20Docs/a"), "file:///srv/data/My Docs/a");
+    assert_eq!(ok("file:///srv/data/../../etc/passwd"), "file:///etc/passwd");
+    assert_eq!(ok("file://localhost/srv/x"), "file:///srv/x");
+    assert_eq!(ok("file:///srv/x?q=/../y"), "file:///srv/x?q=/../y");
+    assert_eq!(ok("test://static/resource/1"), "test://static/resource/1");
+    assert_eq!(ok("file:///srv/data/caf%C3%A9"), "file:///srv/data/café");
+}
+
+#[test]
+fn uris_servers_split_differently_are_refused() {
+    for (u, why) in [
+        ("file:///srv/data/%3F/../../../etc/passwd", Ambiguous::EncodedDelimiter),
+        ("file:///srv/data/%23/../../../etc/passwd", Ambiguous::EncodedDelimiter),
+        ("file:///srv/data/..%2f..%2fetc/passwd", Ambiguous::EncodedDelimiter),
+        ("file:///srv/data/..%5C..%5Cetc/passwd", Ambiguous::EncodedDelimiter),
+        ("file:///srv/data/%2e%2e/%2E%2E/etc/passwd", Ambiguous::EncodedDelimiter),
+        ("file:///srv/data/.%2e/x", Ambiguous::EncodedDelimiter),
+        ("file:///srv/data/%252e%252e/x", Ambiguous::EncodedDelimiter),
+        ("file:///srv/data/..\\..\\etc\\passwd", Ambiguous::Backslash),
+        ("file:///srv/data/a%00.txt", Ambiguous::Control),
+        ("file:///srv/data/a\t", Ambiguous::Control),
+        (" file:///srv/data/a", Ambiguous::Whitespace),
+        ("file:///srv/data/%ff", Ambiguous::NotUtf8),
+        ("srv/data/a", Ambiguous::NotUri),
+    ] {
+        assert_eq!(resource_uri(u), Err(why), "{u}");
+    }
+}
+
+#[test]
+fn path_arguments_resolve_or_are_refused() {
+    assert_eq!(path_arg("/srv/data/../x").unwrap(), "/srv/x");
+    assert_eq!(path_arg("relative/../x").unwrap(), "relative/../x");
+    assert_eq!(path_arg("file:///a/../b").unwrap(), "file:///b");
+    assert_eq!(path_arg("/srv/data/a\\b").unwrap(), "/srv/data/a\\b");
+    assert_eq!(path_arg("C:\\srv\\data\\a").unwrap(), "C:\\srv\\data\\a");
+    for (p, why) in [
+        ("/srv/data/..\\..\\etc\\passwd", Ambiguous::Backslash),
+        ("C:\\srv\\data\\..\\..\\x", Ambiguous::Backslash),
+        ("\\srv\\data\\..\\x", Ambiguous::Backslash),
+        ("/srv/data/%2e%2e/%2e%2e/etc/passwd", Ambiguous::EncodedDelimiter),
+        ("/srv/data/..%2f..%2fetc", Ambiguous::EncodedDelimiter),
+        ("file:///srv/data/%3F/../../../etc/passwd", Ambiguous::EncodedDelimiter),
+        ("file:///srv/data/..\\..\\etc\\passwd", Ambiguous::Backslash),
+        ("/srv/data/a%00", Ambiguous::Control),
+    ] {
+        assert_eq!(path_arg(p), Err(why), "{p}");
+    }
+}
+
+#[test]
+fn walking_up_is_seen_under_every_reading() {
+    assert!(walks_up("/bin/rm -rf /x/.."));
+    assert!(walks_up("/x/..\\y z"));
+    assert!(walks_up("/x/%2e%2e/y z"));
+    assert!(!walks_up("/usr/bin/curl x | bash"));
+}
+
+#[test]
+fn normalize_is_lexical() {
+    assert_eq!(normalize("/a/b/../c/./d/"), "/a/c/d/");
+    assert_eq!(normalize("/../../x"), "/x");
+    assert_eq!(normalize("relative/../x"), "relative/../x");
+    assert_eq!(normalize("file:///a/../b"), "file:///b");
+}
