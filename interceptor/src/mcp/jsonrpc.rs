@@ -144,6 +144,13 @@ pub fn parse_client(bytes: &Bytes) -> Result<Body, ParseError> {
     Ok(body)
 }
 
+/// The JSON-level checks of `parse_client` on any JSON text (duplicate or
+/// case-folded duplicate keys, numbers that are not exact): for arguments
+/// given to `policy explain`.
+pub fn check_json(text: &[u8]) -> Result<(), ParseError> {
+    strict::scan(text)
+}
+
 fn classify(value: Value) -> Result<Message, ParseError> {
     let Value::Object(obj) = &value else {
         return Err(ParseError::Invalid(

@@ -105,7 +105,7 @@ fn check_members(top: &Map<String, Value>) -> Result<(), ParseError> {
 
 /// One pass over JSON serde_json has accepted: duplicate keys (exact or
 /// by case folding) in any object, and numbers that are not exact.
-fn scan(b: &[u8]) -> Result<(), ParseError> {
+pub(super) fn scan(b: &[u8]) -> Result<(), ParseError> {
     // One set of folded keys per open object; `None` for an array.
     let mut stack: Vec<Option<HashSet<String>>> = Vec::new();
     let mut i = 0;
