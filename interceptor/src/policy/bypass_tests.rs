@@ -91,12 +91,10 @@ fn resource_uris_are_judged_as_the_server_resolves_them() {
         read("FILE:///srv/data/./b/../a.txt").unwrap(),
         Effect::Allow
     );
-    for uri in [
-        "file:///srv/data/../../etc/passwd",
-        "file:////srv/data/../../etc/passwd",
-    ] {
-        assert_eq!(read(uri).unwrap(), Effect::Deny, "{uri}");
-    }
+    assert_eq!(
+        read("file:///srv/data/../../etc/passwd").unwrap(),
+        Effect::Deny
+    );
     // Servers that decode before splitting, or treat `\` as a separator,
     // would read these elsewhere than others do: refused.
     for uri in [
@@ -107,13 +105,14 @@ fn resource_uris_are_judged_as_the_server_resolves_them() {
         "file:///srv/data/%3F/../../../etc/passwd",
         "file:///srv/data/%23/../../../etc/passwd",
         "file:///srv/data/..\\..\\etc\\passwd",
+        "file:////srv/data/../../etc/passwd",
     ] {
         let e = read(uri).unwrap_err().to_string();
         assert!(e.contains("refused"), "{uri}: {e}");
     }
     assert_eq!(
         input::resource_uri("file:///srv/data/x/../y?q=/../y").unwrap(),
-        "file:///srv/data/y?q=/../y"
+        "file:///srv/data/y"
     );
 }
 

@@ -341,16 +341,17 @@ fn flatten(
 /// text, so a substring guard still sees all of it; if such a string also
 /// walks up with `..` (under any reading), neither form is safe for both
 /// kinds of guard, and it is refused.
-fn path_tag(name: &str, s: &str) -> Result<String, PolicyError> {
-    let file = s.len() >= 5 && s[..5].eq_ignore_ascii_case("file:");
+pub fn path_tag(name: &str, s: &str) -> Result<String, PolicyError> {
+    let file = s.get(..5).is_some_and(|p| p.eq_ignore_ascii_case("file:"));
     let path = if file { &s[5..] } else { s };
-    if !file && !path.starts_with(['/', '\\']) && !drive_letter(path) {
+    if !file && !uri::absolute(path) {
         return Ok(s.to_string());
     }
     let plain = !path
         .chars()
         .any(|c| c.is_whitespace() || c.is_control() || "|;&$<>`()'\"".contains(c));
-    if plain || file {
+    // Rooted in `\` or a drive letter: a Windows path, never a command.
+    if plain || file || !path.starts_with('/') {
         return uri::path_arg(s)
             .map_err(|e| PolicyError::Input(format!("argument {name:?} {s:?} {e}; refused")));
     }
@@ -362,11 +363,6 @@ fn path_tag(name: &str, s: &str) -> Result<String, PolicyError> {
         )));
     }
     Ok(s.to_string())
-}
-
-fn drive_letter(s: &str) -> bool {
-    let b = s.as_bytes();
-    b.len() >= 3 && b[0].is_ascii_alphabetic() && b[1] == b':' && matches!(b[2], b'/' | b'\\')
 }
 
 /// A resource URI as policy sees it: parsed as WHATWG parsers do (scheme

@@ -26,6 +26,13 @@ pub enum Ambiguous {
     /// A control character, NUL included, raw or escaped.
     #[error("contains a control character")]
     Control,
+    /// `file:x`: WHATWG parsers read `/x`, Python's urlsplit `x`.
+    #[error("is a file: URI whose path has no leading slash, which parsers resolve differently")]
+    FileRelative,
+    /// `//` before a `..`, which WHATWG parsers and file systems resolve
+    /// to different places.
+    #[error("has an empty segment (//) before a \"..\", which parsers and file systems resolve differently")]
+    EmptyThenUp,
     /// Leading or trailing whitespace, which some parsers strip.
     #[error("has leading or trailing whitespace")]
     Whitespace,
@@ -38,13 +45,18 @@ pub enum Ambiguous {
          (%2F, %5C, %3F, %23, %25, %2E), which servers split differently"
     )]
     EncodedDelimiter,
+    /// A drive-letter path with dot segments: relative on POSIX, absolute
+    /// on Windows, so `..` leads to different places.
+    #[error("is a drive-letter path with dot segments, which resolve differently by system")]
+    DriveDots,
     /// Escapes that do not decode to UTF-8.
     #[error("has an escape that is not UTF-8")]
     NotUtf8,
 }
 
 /// A resource URI as policy sees it (see the module doc): `FILE:///srv/
-/// data/./b/../a%20b` is `file:///srv/data/a b`.
+/// data/./b/../a%20b?x` is `file:///srv/data/a b` (a `file:` URI's query
+/// and fragment are left out: servers open the path alone).
 pub fn resource_uri(uri: &str) -> Result<String, Ambiguous> {
     if uri.chars().any(char::is_control) {
         return Err(Ambiguous::Control);
@@ -59,15 +71,26 @@ pub fn resource_uri(uri: &str) -> Result<String, Ambiguous> {
     // The path as written (before `?` or `#`): its escapes must not make
     // new segments, delimiters or dot segments once decoded.
     let after_scheme = &uri[uri.find(':').map_or(0, |i| i + 1)..];
+    if url.scheme() == "file" && !after_scheme.starts_with('/') {
+        return Err(Ambiguous::FileRelative);
+    }
     let raw_path = after_scheme
         .split(['?', '#'])
         .next()
         .unwrap_or_default();
     check_escapes(raw_path, true)?;
+    if empty_then_up(raw_path) {
+        return Err(Ambiguous::EmptyThenUp);
+    }
     check_escapes(&uri[raw_path.len() + (uri.len() - after_scheme.len())..], false)?;
     let head = &url[..Position::BeforePath];
     let path = decode(url.path())?;
     let tail = decode(&url[Position::AfterPath..])?;
+    if url.scheme() == "file" {
+        // Servers open the path and ignore the rest: a query must not
+        // keep `file:///etc/passwd?x` from matching a guard on the file.
+        return Ok(format!("{head}{path}"));
+    }
     Ok(format!("{head}{path}{tail}"))
 }
 
@@ -78,7 +101,7 @@ pub fn resource_uri(uri: &str) -> Result<String, Ambiguous> {
 /// decodes them or treats `\` as a separator is refused. Anything else
 /// is returned as it is.
 pub fn path_arg(s: &str) -> Result<String, Ambiguous> {
-    if s.len() >= 5 && s[..5].eq_ignore_ascii_case("file:") {
+    if s.get(..5).is_some_and(|p| p.eq_ignore_ascii_case("file:")) {
         return resource_uri(s);
     }
     if !absolute(s) {
@@ -88,20 +111,46 @@ pub fn path_arg(s: &str) -> Result<String, Ambiguous> {
         return Err(Ambiguous::Control);
     }
     check_escapes(s, true)?;
-    if s.contains('\\') || !s.starts_with('/') {
-        // A backslash or a drive letter: `\` is a separator on Windows and
-        // to servers that mend paths, a character on POSIX. Without dot
-        // segments both readings name the same place; with them, refuse.
-        if s.split(['/', '\\']).any(|seg| seg == "." || seg == "..") {
-            return Err(Ambiguous::Backslash);
+    // `\` is a separator on Windows and to servers that mend paths, a
+    // character on POSIX: `\etc\passwd` is /etc/passwd to one and a
+    // relative name to the other, and no one string is right for both a
+    // permit on a prefix and a forbid on one.
+    if s.contains('\\') {
+        return Err(Ambiguous::Backslash);
+    }
+    if !s.starts_with('/') {
+        // A drive letter: relative on POSIX, absolute on Windows.
+        if s.split('/').any(|seg| seg == "." || seg == "..") {
+            return Err(Ambiguous::DriveDots);
         }
         return Ok(s.to_string());
     }
     Ok(normalize(s))
 }
 
+/// Whether the path of a raw URI (after the scheme) has an empty segment
+/// with a `..` after it: WHATWG parsers let the `..` remove the empty
+/// segment (`/srv/data//../x` is `/srv/data/x`), file systems and Python's
+/// normpath treat `//` as `/` first (`/srv/x`).
+fn empty_then_up(after_scheme: &str) -> bool {
+    let path = match after_scheme.strip_prefix("//") {
+        Some(rest) => rest.find('/').map_or("", |i| &rest[i..]),
+        None => after_scheme,
+    };
+    let segs: Vec<&str> = path.split('/').collect();
+    let Some(first_empty) = segs
+        .iter()
+        .enumerate()
+        .skip(1)
+        .position(|(i, s)| s.is_empty() && i + 1 < segs.len())
+    else {
+        return false;
+    };
+    segs[first_empty + 2..].iter().any(|s| *s == "..")
+}
+
 /// Whether a string is an absolute path on some system.
-fn absolute(s: &str) -> bool {
+pub(super) fn absolute(s: &str) -> bool {
     let b = s.as_bytes();
     s.starts_with(['/', '\\'])
         || (b.len() >= 3 && b[0].is_ascii_alphabetic() && b[1] == b':' && matches!(b[2], b'/' | b'\\'))

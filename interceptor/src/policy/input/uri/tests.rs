@@ -7,7 +7,10 @@ fn uris_resolve_as_whatwg_parsers_do() {
     assert_eq!(ok("file:///srv/data/My%20Docs/a"), "file:///srv/data/My Docs/a");
     assert_eq!(ok("file:///srv/data/../../etc/passwd"), "file:///etc/passwd");
     assert_eq!(ok("file://localhost/srv/x"), "file:///srv/x");
-    assert_eq!(ok("file:///srv/x?q=/../y"), "file:///srv/x?q=/../y");
+    assert_eq!(ok("file:///srv//data/./x"), "file:///srv//data/x");
+    assert_eq!(ok("file://h//x"), "file://h/x");
+    assert_eq!(ok("file:///srv/x?q=/../y#f"), "file:///srv/x");
+    assert_eq!(ok("http://h/a/../b?q=1#f"), "http://h/b?q=1#f");
     assert_eq!(ok("test://static/resource/1"), "test://static/resource/1");
     assert_eq!(ok("file:///srv/data/caf%C3%A9"), "file:///srv/data/café");
 }
@@ -28,6 +31,9 @@ fn uris_servers_split_differently_are_refused() {
         (" file:///srv/data/a", Ambiguous::Whitespace),
         ("file:///srv/data/%ff", Ambiguous::NotUtf8),
         ("srv/data/a", Ambiguous::NotUri),
+        ("file:srv/data/a", Ambiguous::FileRelative),
+        ("file:///srv/data//../x", Ambiguous::EmptyThenUp),
+        ("file:////srv/data/../../etc/passwd", Ambiguous::EmptyThenUp),
     ] {
         assert_eq!(resource_uri(u), Err(why), "{u}");
     }
@@ -38,11 +44,13 @@ fn path_arguments_resolve_or_are_refused() {
     assert_eq!(path_arg("/srv/data/../x").unwrap(), "/srv/x");
     assert_eq!(path_arg("relative/../x").unwrap(), "relative/../x");
     assert_eq!(path_arg("file:///a/../b").unwrap(), "file:///b");
-    assert_eq!(path_arg("/srv/data/a\\b").unwrap(), "/srv/data/a\\b");
-    assert_eq!(path_arg("C:\\srv\\data\\a").unwrap(), "C:\\srv\\data\\a");
+    assert_eq!(path_arg("C:/srv/data/a").unwrap(), "C:/srv/data/a");
     for (p, why) in [
         ("/srv/data/..\\..\\etc\\passwd", Ambiguous::Backslash),
         ("C:\\srv\\data\\..\\..\\x", Ambiguous::Backslash),
+        ("/srv/data/a\\b", Ambiguous::Backslash),
+        ("\\etc\\passwd", Ambiguous::Backslash),
+        ("C:/srv/../x", Ambiguous::DriveDots),
         ("\\srv\\data\\..\\x", Ambiguous::Backslash),
         ("/srv/data/%2e%2e/%2e%2e/etc/passwd", Ambiguous::EncodedDelimiter),
         ("/srv/data/..%2f..%2fetc", Ambiguous::EncodedDelimiter),
@@ -51,6 +59,15 @@ fn path_arguments_resolve_or_are_refused() {
         ("/srv/data/a%00", Ambiguous::Control),
     ] {
         assert_eq!(path_arg(p), Err(why), "{p}");
+    }
+}
+
+#[test]
+fn multibyte_text_is_no_panic() {
+    for s in ["é", "éé/x", "/../é/%3F/x#y\\srv", "fileé:", "C:é", "\u{10ffff}"] {
+        let _ = path_arg(s);
+        let _ = resource_uri(s);
+        let _ = walks_up(s);
     }
 }
 
