@@ -39,7 +39,7 @@ struct Setup {
     _server: Proc,
     _issuer: Issuer,
     ns: NetNs,
-    dir: TempDir,
+    _dir: TempDir,
     token: String,
 }
 
@@ -76,7 +76,7 @@ fn setup(tag: &str) -> Setup {
         _server: server,
         _issuer: issuer,
         ns,
-        dir,
+        _dir: dir,
         token,
     }
 }
@@ -184,35 +184,30 @@ fn client_json_servers_could_read_otherwise_is_refused() {
         server_said(&ok)["arguments"]["n"],
         json!(18446744073709551615u64)
     );
-    let probes: [(i64, &str, &str); 4] = [
+    let probes: [(&str, &str); 4] = [
         (
-            2,
             r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"echo","arguments":{"n":123456789012345678901}}}"#,
             "exactly",
         ),
         (
-            3,
             r#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"query","arguments":{"sql":"DROP TABLE orders","sql":"SELECT 1"}}}"#,
             "twice",
         ),
         (
-            4,
             r#"{"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"NAME":"query","arguments":{"sql":"DROP TABLE orders"}}}"#,
             "case variant",
         ),
         (
-            5,
             r#"{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"read_file","arguments":{"path":"/srv/data/a","PATH":"/etc/shadow"}}}"#,
             "twice",
         ),
     ];
-    for (id, body, why) in probes {
+    for (body, why) in probes {
         let r = post(&s, body.as_bytes());
         assert_eq!(r.status, 400, "{body}");
         let v: Value = serde_json::from_slice(&r.body).unwrap();
         refused(&v, why);
         assert_eq!(v["error"]["code"], -32600, "{v}");
-        let _ = id;
     }
     // Every refusal is a row of its own, saying why.
     s.agent.wait_events("four refusals", |ev| {
@@ -250,7 +245,6 @@ fn explain(s: &Setup, args: &[&str]) -> std::process::Output {
 fn policy_explain_sees_the_same_probes() {
     require_root();
     let s = setup("pin-explain");
-    let _ = &s.dir;
     let text = |o: &std::process::Output| {
         format!(
             "{}{}",

@@ -339,8 +339,8 @@ fn flatten(
 /// delimiters, backslashes with dot segments). A string that is more than
 /// a path (spaces, shell operators, control characters) keeps its raw
 /// text, so a substring guard still sees all of it; if such a string also
-/// walks up with `..` (under any reading), neither form is safe for both
-/// kinds of guard, and it is refused.
+/// walks up with `..` (under any reading) or has a backslash, neither form
+/// is safe for both kinds of guard, and it is refused.
 pub fn path_tag(name: &str, s: &str) -> Result<String, PolicyError> {
     let file = s.get(..5).is_some_and(|p| p.eq_ignore_ascii_case("file:"));
     let path = if file { &s[5..] } else { s };
@@ -354,6 +354,13 @@ pub fn path_tag(name: &str, s: &str) -> Result<String, PolicyError> {
     if plain || file || !path.starts_with('/') {
         return uri::path_arg(s)
             .map_err(|e| PolicyError::Input(format!("argument {name:?} {s:?} {e}; refused")));
+    }
+    if path.contains('\\') {
+        return Err(PolicyError::Input(format!(
+            "argument {name:?} is an absolute path with a backslash and spaces or \
+             shell characters; refused because some servers read \\ as a path \
+             separator and others as a character or an escape"
+        )));
     }
     if uri::walks_up(path) {
         return Err(PolicyError::Input(format!(

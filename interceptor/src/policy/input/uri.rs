@@ -88,7 +88,12 @@ pub fn resource_uri(uri: &str) -> Result<String, Ambiguous> {
     let tail = decode(&url[Position::AfterPath..])?;
     if url.scheme() == "file" {
         // Servers open the path and ignore the rest: a query must not
-        // keep `file:///etc/passwd?x` from matching a guard on the file.
+        // keep `file:///etc/passwd?x` from matching a guard on the file,
+        // nor `//` (one `/` to the file system) `file:///etc//passwd`.
+        let mut path = path;
+        while path.contains("//") {
+            path = path.replace("//", "/");
+        }
         return Ok(format!("{head}{path}"));
     }
     Ok(format!("{head}{path}{tail}"))
@@ -152,7 +157,12 @@ fn empty_then_up(after_scheme: &str) -> bool {
 /// Whether a string is an absolute path on some system.
 pub(super) fn absolute(s: &str) -> bool {
     let b = s.as_bytes();
-    s.starts_with(['/', '\\'])
+    // `%2F...` is absolute to a server that decodes its arguments.
+    let escaped_root = s
+        .get(..3)
+        .is_some_and(|p| p.eq_ignore_ascii_case("%2f") || p.eq_ignore_ascii_case("%5c"));
+    escaped_root
+        || s.starts_with(['/', '\\'])
         || (b.len() >= 3 && b[0].is_ascii_alphabetic() && b[1] == b':' && matches!(b[2], b'/' | b'\\'))
 }
 

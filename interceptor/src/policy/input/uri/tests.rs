@@ -7,8 +7,10 @@ fn uris_resolve_as_whatwg_parsers_do() {
     assert_eq!(ok("file:///srv/data/My%20Docs/a"), "file:///srv/data/My Docs/a");
     assert_eq!(ok("file:///srv/data/../../etc/passwd"), "file:///etc/passwd");
     assert_eq!(ok("file://localhost/srv/x"), "file:///srv/x");
-    assert_eq!(ok("file:///srv//data/./x"), "file:///srv//data/x");
+    assert_eq!(ok("file:///srv//data/./x"), "file:///srv/data/x");
     assert_eq!(ok("file://h//x"), "file://h/x");
+    assert_eq!(ok("file:///etc//passwd?q=1"), "file:///etc/passwd");
+    assert_eq!(ok("file:/srv/data/..//data"), "file:///srv/data");
     assert_eq!(ok("file:///srv/x?q=/../y#f"), "file:///srv/x");
     assert_eq!(ok("http://h/a/../b?q=1#f"), "http://h/b?q=1#f");
     assert_eq!(ok("test://static/resource/1"), "test://static/resource/1");
@@ -57,6 +59,8 @@ fn path_arguments_resolve_or_are_refused() {
         ("file:///srv/data/%3F/../../../etc/passwd", Ambiguous::EncodedDelimiter),
         ("file:///srv/data/..\\..\\etc\\passwd", Ambiguous::Backslash),
         ("/srv/data/a%00", Ambiguous::Control),
+        ("%2F/etc/passwd", Ambiguous::EncodedDelimiter),
+        ("%5cetc", Ambiguous::EncodedDelimiter),
     ] {
         assert_eq!(path_arg(p), Err(why), "{p}");
     }
