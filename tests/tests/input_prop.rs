@@ -113,9 +113,7 @@ fn after_authority(judged: &str) -> Option<&str> {
 /// disagree: for some prefix, one is under it and the other not.
 fn contained_differently(view: &str, reading: &str) -> bool {
     let (view, reading) = (linux(view), linux(reading));
-    PREFIXES
-        .iter()
-        .any(|p| under(view, p) != under(reading, p))
+    PREFIXES.iter().any(|p| under(view, p) != under(reading, p))
 }
 
 fn check_sql(o: &mut Oracle, t: &mut Tally, sql: &str) {

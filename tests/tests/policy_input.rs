@@ -67,7 +67,10 @@ fn setup(tag: &str) -> Setup {
         "",
         "[[intercept.ports]]\nport = 8080\nname = \"db\"\n",
         "",
-        &format!("{}[policy]\nfiles = [{files}]\n", sections(&issuer, &cred, "")),
+        &format!(
+            "{}[policy]\nfiles = [{files}]\n",
+            sections(&issuer, &cred, "")
+        ),
         Vec::new(),
     );
     let token = token(&issuer, "ann", &["analysts"]);
@@ -108,7 +111,12 @@ fn server_said(v: &Value) -> Value {
 }
 
 fn tool(s: &Setup, id: i64, name: &str, args: Value) -> Value {
-    call(s, id, "tools/call", json!({"name": name, "arguments": args}))
+    call(
+        s,
+        id,
+        "tools/call",
+        json!({"name": name, "arguments": args}),
+    )
 }
 
 /// The agent's refusal: a JSON-RPC error whose message names why.
@@ -124,7 +132,8 @@ fn refused(v: &Value, why: &str) {
 fn audited(s: &Setup, id: i64) {
     s.agent
         .wait_events(&format!("an event for request {id}"), |ev| {
-            ev.iter().any(|e| e["jsonrpc_id"] == id && !e["error"].is_null())
+            ev.iter()
+                .any(|e| e["jsonrpc_id"] == id && !e["error"].is_null())
         });
 }
 
@@ -144,7 +153,12 @@ fn sql_that_dialects_read_differently_is_denied_and_the_table_stays() {
         audited(&s, id);
     }
     // sqlite3 still has the table: no probe reached it.
-    let after = tool(&s, 9, "query", json!({"sql": "SELECT count(*) FROM orders"}));
+    let after = tool(
+        &s,
+        9,
+        "query",
+        json!({"sql": "SELECT count(*) FROM orders"}),
+    );
     assert_eq!(server_said(&after)["orders"], true, "{after}");
 }
 
@@ -152,7 +166,12 @@ fn sql_that_dialects_read_differently_is_denied_and_the_table_stays() {
 fn uris_and_paths_servers_resolve_elsewhere_are_refused() {
     require_root();
     let s = setup("pin-uri");
-    let ok = call(&s, 1, "resources/read", json!({"uri": "file:///srv/data/a.txt"}));
+    let ok = call(
+        &s,
+        1,
+        "resources/read",
+        json!({"uri": "file:///srv/data/a.txt"}),
+    );
     assert_eq!(server_said(&ok)["resolved"], "/srv/data/a.txt", "{ok}");
     for (id, uri) in [
         (2, "file:///srv/data/%3F/../../../etc/passwd"),
@@ -219,7 +238,12 @@ fn client_json_servers_could_read_otherwise_is_refused() {
             .count()
             >= 4
     });
-    let after = tool(&s, 9, "query", json!({"sql": "SELECT count(*) FROM orders"}));
+    let after = tool(
+        &s,
+        9,
+        "query",
+        json!({"sql": "SELECT count(*) FROM orders"}),
+    );
     assert_eq!(server_said(&after)["orders"], true, "{after}");
 }
 
@@ -232,13 +256,24 @@ fn explain(s: &Setup, args: &[&str]) -> std::process::Output {
     argv.push(s.agent.config.display().to_string());
     argv.extend(
         [
-            "--subject", "ann", "--group", "analysts", "--server", "db", "--method",
+            "--subject",
+            "ann",
+            "--group",
+            "analysts",
+            "--server",
+            "db",
+            "--method",
         ]
         .iter()
         .chain(args)
         .map(|a| a.to_string()),
     );
-    run_in(None, &bin("mcp-interceptor"), &argv, Duration::from_secs(20))
+    run_in(
+        None,
+        &bin("mcp-interceptor"),
+        &argv,
+        Duration::from_secs(20),
+    )
 }
 
 #[test]
@@ -271,11 +306,25 @@ fn policy_explain_sees_the_same_probes() {
         "file:///srv/data/..\\..\\etc\\passwd",
     ] {
         let o = explain(&s, &["resources/read", "--uri", uri]);
-        assert!(!o.status.success() && text(&o).contains("refused"), "{uri}: {}", text(&o));
+        assert!(
+            !o.status.success() && text(&o).contains("refused"),
+            "{uri}: {}",
+            text(&o)
+        );
     }
     let o = explain(
         &s,
-        &["tools/call", "--tool", "echo", "--args", r#"{"n": 123456789012345678901}"#],
+        &[
+            "tools/call",
+            "--tool",
+            "echo",
+            "--args",
+            r#"{"n": 123456789012345678901}"#,
+        ],
     );
-    assert!(!o.status.success() && text(&o).contains("exactly"), "{}", text(&o));
+    assert!(
+        !o.status.success() && text(&o).contains("exactly"),
+        "{}",
+        text(&o)
+    );
 }

@@ -369,6 +369,23 @@ pub fn path_tag(name: &str, s: &str) -> Result<String, PolicyError> {
              and as text"
         )));
     }
+    // Each word that is a path must read the same to a server that
+    // decodes or normalizes it: `/./srv/;x` is /srv/;x to one of them.
+    for word in path
+        .split(char::is_whitespace)
+        .filter(|w| w.starts_with('/'))
+    {
+        let unclear = uri::check_escapes(word, true).is_err()
+            || word.contains("//")
+            || word.split('/').any(|seg| seg == ".");
+        if unclear {
+            return Err(PolicyError::Input(format!(
+                "argument {name:?} has a path {word:?} with \".\", \"//\" or an escaped \
+                 delimiter besides spaces or shell characters; refused because servers \
+                 that normalize or decode it would read another path"
+            )));
+        }
+    }
     Ok(s.to_string())
 }
 
@@ -377,6 +394,5 @@ pub fn path_tag(name: &str, s: &str) -> Result<String, PolicyError> {
 /// servers could read differently (a backslash, an escaped delimiter or
 /// dot segment, a control character) is refused; see `uri`.
 pub fn resource_uri(u: &str) -> Result<String, PolicyError> {
-    uri::resource_uri(u)
-        .map_err(|e| PolicyError::Input(format!("resource URI {u:?} {e}; refused")))
+    uri::resource_uri(u).map_err(|e| PolicyError::Input(format!("resource URI {u:?} {e}; refused")))
 }

@@ -92,9 +92,38 @@ pub fn sql(r: &mut Lcg) -> String {
 }
 
 const SEGS: &[&str] = &[
-    "srv", "data", "etc", "passwd", "..", ".", "%2e%2e", "%2E.", ".%2e", "%2e", "%3F", "%23",
-    "%2F", "%5C", "..\\..", "\\", "a b", "a%20b", "%25", "%252e%252e", "é", "%C3%A9", "%ff",
-    "x?y", "x#y", "", "%00", "..%2f..", "~", ";x", "%73ecret", "a\\b",
+    "srv",
+    "data",
+    "etc",
+    "passwd",
+    "..",
+    ".",
+    "%2e%2e",
+    "%2E.",
+    ".%2e",
+    "%2e",
+    "%3F",
+    "%23",
+    "%2F",
+    "%5C",
+    "..\\..",
+    "\\",
+    "a b",
+    "a%20b",
+    "%25",
+    "%252e%252e",
+    "é",
+    "%C3%A9",
+    "%ff",
+    "x?y",
+    "x#y",
+    "",
+    "%00",
+    "..%2f..",
+    "~",
+    ";x",
+    "%73ecret",
+    "a\\b",
 ];
 
 fn segments(r: &mut Lcg) -> String {
@@ -160,7 +189,10 @@ fn value(r: &mut Lcg) -> String {
     match r.below(4) {
         0 => r.pick(NUMBERS).to_string(),
         1 => format!("[{}]", r.pick(NUMBERS)),
-        2 => format!("\"{}\"", r.pick(&["SELECT 1", "DROP TABLE orders", "/srv/data/a"])),
+        2 => format!(
+            "\"{}\"",
+            r.pick(&["SELECT 1", "DROP TABLE orders", "/srv/data/a"])
+        ),
         _ => format!("{{\"{}\":{}}}", r.pick(KEYS), r.pick(NUMBERS)),
     }
 }
@@ -202,7 +234,10 @@ pub fn message(r: &mut Lcg, id: u64) -> String {
         format!("\"params\":{{{}}}", params.join(",")),
     ];
     if r.below(8) == 0 {
-        top.push(r.pick(&["\"ID\":7", "\"Method\":\"ping\"", "\"PARAMS\":{}"]).to_string());
+        top.push(
+            r.pick(&["\"ID\":7", "\"Method\":\"ping\"", "\"PARAMS\":{}"])
+                .to_string(),
+        );
     }
     format!("{{{}}}", top.join(","))
 }

@@ -177,7 +177,8 @@ fn exact_number(text: &str) -> Result<(), ParseError> {
     if !text.contains(['.', 'e', 'E']) {
         // serde_json holds `-0` as the float -0.0; Python reads the int 0.
         let negative_zero = text.starts_with('-') && text[1..].bytes().all(|c| c == b'0');
-        return match !negative_zero && (text.parse::<i64>().is_ok() || text.parse::<u64>().is_ok()) {
+        return match !negative_zero && (text.parse::<i64>().is_ok() || text.parse::<u64>().is_ok())
+        {
             true => Ok(()),
             false => Err(inexact()),
         };

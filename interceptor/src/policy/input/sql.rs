@@ -87,14 +87,80 @@ const SQL_KEYWORDS: &[&str] = &[
 /// none of them cannot be a statement any of those engines runs, so it is
 /// not parsed (a cost saving only: what is parsed is judged by the parser).
 const SQL_WORDS: &[&str] = &[
-    "perform", "into", "from", "kill", "flush", "install", "unload", "optimize", "cache",
-    "uncache", "msck", "deallocate", "fetch", "close", "unlisten", "print", "raiserror", "throw",
-    "while", "if", "return", "open", "summarize", "pivot", "checkpoint", "handler", "purge",
-    "repair", "check", "checksum", "shutdown", "restart", "xa", "get", "put", "remove", "list",
-    "undrop", "assert", "export", "backup", "restore", "dbcc", "bulk", "waitfor", "goto", "revert",
-    "disable", "enable", "receive", "send", "move", "signal", "resignal", "iterate", "leave",
-    "loop", "repeat", "case", "unlock", "audit", "go", "uninstall", "binlog", "cancel", "clone",
-    "help", "change", "stop", "reassign", "security", "raise", "select", "exec",
+    "perform",
+    "into",
+    "from",
+    "kill",
+    "flush",
+    "install",
+    "unload",
+    "optimize",
+    "cache",
+    "uncache",
+    "msck",
+    "deallocate",
+    "fetch",
+    "close",
+    "unlisten",
+    "print",
+    "raiserror",
+    "throw",
+    "while",
+    "if",
+    "return",
+    "open",
+    "summarize",
+    "pivot",
+    "checkpoint",
+    "handler",
+    "purge",
+    "repair",
+    "check",
+    "checksum",
+    "shutdown",
+    "restart",
+    "xa",
+    "get",
+    "put",
+    "remove",
+    "list",
+    "undrop",
+    "assert",
+    "export",
+    "backup",
+    "restore",
+    "dbcc",
+    "bulk",
+    "waitfor",
+    "goto",
+    "revert",
+    "disable",
+    "enable",
+    "receive",
+    "send",
+    "move",
+    "signal",
+    "resignal",
+    "iterate",
+    "leave",
+    "loop",
+    "repeat",
+    "case",
+    "unlock",
+    "audit",
+    "go",
+    "uninstall",
+    "binlog",
+    "cancel",
+    "clone",
+    "help",
+    "change",
+    "stop",
+    "reassign",
+    "security",
+    "raise",
+    "select",
+    "exec",
 ];
 
 /// Texts longer than this (bytes) with SQL words are `other` unread.
@@ -145,10 +211,8 @@ pub fn text_kinds(text: &str) -> BTreeSet<String> {
         // call is worth judging finely: it is simply not read-only.
         return BTreeSet::from(["other".to_string()]);
     }
-    let readings: Vec<Option<Vec<String>>> = dialects()
-        .iter()
-        .map(|d| parsed_kinds(*d, text))
-        .collect();
+    let readings: Vec<Option<Vec<String>>> =
+        dialects().iter().map(|d| parsed_kinds(*d, text)).collect();
     if let Some(Some(first)) = readings.first()
         && readings.iter().all(|r| r.as_ref() == Some(first))
     {

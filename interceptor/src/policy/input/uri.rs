@@ -31,7 +31,9 @@ pub enum Ambiguous {
     FileRelative,
     /// `//` before a `..`, which WHATWG parsers and file systems resolve
     /// to different places.
-    #[error("has an empty segment (//) before a \"..\", which parsers and file systems resolve differently")]
+    #[error(
+        "has an empty segment (//) before a \"..\", which parsers and file systems resolve differently"
+    )]
     EmptyThenUp,
     /// Leading or trailing whitespace, which some parsers strip.
     #[error("has leading or trailing whitespace")]
@@ -74,15 +76,15 @@ pub fn resource_uri(uri: &str) -> Result<String, Ambiguous> {
     if url.scheme() == "file" && !after_scheme.starts_with('/') {
         return Err(Ambiguous::FileRelative);
     }
-    let raw_path = after_scheme
-        .split(['?', '#'])
-        .next()
-        .unwrap_or_default();
+    let raw_path = after_scheme.split(['?', '#']).next().unwrap_or_default();
     check_escapes(raw_path, true)?;
     if empty_then_up(raw_path) {
         return Err(Ambiguous::EmptyThenUp);
     }
-    check_escapes(&uri[raw_path.len() + (uri.len() - after_scheme.len())..], false)?;
+    check_escapes(
+        &uri[raw_path.len() + (uri.len() - after_scheme.len())..],
+        false,
+    )?;
     let head = &url[..Position::BeforePath];
     let path = decode(url.path())?;
     let tail = decode(&url[Position::AfterPath..])?;
@@ -151,7 +153,7 @@ fn empty_then_up(after_scheme: &str) -> bool {
     else {
         return false;
     };
-    segs[first_empty + 2..].iter().any(|s| *s == "..")
+    segs[first_empty + 2..].contains(&"..")
 }
 
 /// Whether a string is an absolute path on some system.
@@ -163,7 +165,10 @@ pub(super) fn absolute(s: &str) -> bool {
         .is_some_and(|p| p.eq_ignore_ascii_case("%2f") || p.eq_ignore_ascii_case("%5c"));
     escaped_root
         || s.starts_with(['/', '\\'])
-        || (b.len() >= 3 && b[0].is_ascii_alphabetic() && b[1] == b':' && matches!(b[2], b'/' | b'\\'))
+        || (b.len() >= 3
+            && b[0].is_ascii_alphabetic()
+            && b[1] == b':'
+            && matches!(b[2], b'/' | b'\\'))
 }
 
 /// Whether a path (or any string that may be one) walks with `..` under
@@ -177,7 +182,7 @@ pub fn walks_up(s: &str) -> bool {
 
 /// Refuses escapes that decode to a control character, or (in a path) to
 /// `/ \ ? # %` or make a dot segment.
-fn check_escapes(raw: &str, path: bool) -> Result<(), Ambiguous> {
+pub(super) fn check_escapes(raw: &str, path: bool) -> Result<(), Ambiguous> {
     let b = raw.as_bytes();
     for (i, _) in raw.match_indices('%') {
         let hex = |j: usize| b.get(j).and_then(|c| (*c as char).to_digit(16));

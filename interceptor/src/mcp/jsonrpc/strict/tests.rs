@@ -7,7 +7,9 @@ fn p(s: &str) -> Result<(), ParseError> {
 }
 
 fn call(args: &str) -> String {
-    format!(r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"q","arguments":{args}}}}}"#)
+    format!(
+        r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"q","arguments":{args}}}}}"#
+    )
 }
 
 #[test]
@@ -55,8 +57,19 @@ fn case_variants_of_member_names_are_refused() {
 #[test]
 fn numbers_must_be_exact() {
     for ok in [
-        "1", "-1", "0", "18446744073709551615", "-9223372036854775808", "0.1", "1.0", "1e2",
-        "1.5E-3", "0.10", "123.456", "-0.0", "1.7976931348623157e308",
+        "1",
+        "-1",
+        "0",
+        "18446744073709551615",
+        "-9223372036854775808",
+        "0.1",
+        "1.0",
+        "1e2",
+        "1.5E-3",
+        "0.10",
+        "123.456",
+        "-0.0",
+        "1.7976931348623157e308",
     ] {
         assert!(p(&call(&format!(r#"{{"n":{ok}}}"#))).is_ok(), "{ok}");
     }

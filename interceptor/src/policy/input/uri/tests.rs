@@ -3,9 +3,18 @@ use super::*;
 #[test]
 fn uris_resolve_as_whatwg_parsers_do() {
     let ok = |u: &str| resource_uri(u).unwrap();
-    assert_eq!(ok("FILE:///srv/data/./b/../a.txt"), "file:///srv/data/a.txt");
-    assert_eq!(ok("file:///srv/data/My%20Docs/a"), "file:///srv/data/My Docs/a");
-    assert_eq!(ok("file:///srv/data/../../etc/passwd"), "file:///etc/passwd");
+    assert_eq!(
+        ok("FILE:///srv/data/./b/../a.txt"),
+        "file:///srv/data/a.txt"
+    );
+    assert_eq!(
+        ok("file:///srv/data/My%20Docs/a"),
+        "file:///srv/data/My Docs/a"
+    );
+    assert_eq!(
+        ok("file:///srv/data/../../etc/passwd"),
+        "file:///etc/passwd"
+    );
     assert_eq!(ok("file://localhost/srv/x"), "file:///srv/x");
     assert_eq!(ok("file:///srv//data/./x"), "file:///srv/data/x");
     assert_eq!(ok("file://h//x"), "file://h/x");
@@ -20,11 +29,26 @@ fn uris_resolve_as_whatwg_parsers_do() {
 #[test]
 fn uris_servers_split_differently_are_refused() {
     for (u, why) in [
-        ("file:///srv/data/%3F/../../../etc/passwd", Ambiguous::EncodedDelimiter),
-        ("file:///srv/data/%23/../../../etc/passwd", Ambiguous::EncodedDelimiter),
-        ("file:///srv/data/..%2f..%2fetc/passwd", Ambiguous::EncodedDelimiter),
-        ("file:///srv/data/..%5C..%5Cetc/passwd", Ambiguous::EncodedDelimiter),
-        ("file:///srv/data/%2e%2e/%2E%2E/etc/passwd", Ambiguous::EncodedDelimiter),
+        (
+            "file:///srv/data/%3F/../../../etc/passwd",
+            Ambiguous::EncodedDelimiter,
+        ),
+        (
+            "file:///srv/data/%23/../../../etc/passwd",
+            Ambiguous::EncodedDelimiter,
+        ),
+        (
+            "file:///srv/data/..%2f..%2fetc/passwd",
+            Ambiguous::EncodedDelimiter,
+        ),
+        (
+            "file:///srv/data/..%5C..%5Cetc/passwd",
+            Ambiguous::EncodedDelimiter,
+        ),
+        (
+            "file:///srv/data/%2e%2e/%2E%2E/etc/passwd",
+            Ambiguous::EncodedDelimiter,
+        ),
         ("file:///srv/data/.%2e/x", Ambiguous::EncodedDelimiter),
         ("file:///srv/data/%252e%252e/x", Ambiguous::EncodedDelimiter),
         ("file:///srv/data/..\\..\\etc\\passwd", Ambiguous::Backslash),
@@ -54,9 +78,15 @@ fn path_arguments_resolve_or_are_refused() {
         ("\\etc\\passwd", Ambiguous::Backslash),
         ("C:/srv/../x", Ambiguous::DriveDots),
         ("\\srv\\data\\..\\x", Ambiguous::Backslash),
-        ("/srv/data/%2e%2e/%2e%2e/etc/passwd", Ambiguous::EncodedDelimiter),
+        (
+            "/srv/data/%2e%2e/%2e%2e/etc/passwd",
+            Ambiguous::EncodedDelimiter,
+        ),
         ("/srv/data/..%2f..%2fetc", Ambiguous::EncodedDelimiter),
-        ("file:///srv/data/%3F/../../../etc/passwd", Ambiguous::EncodedDelimiter),
+        (
+            "file:///srv/data/%3F/../../../etc/passwd",
+            Ambiguous::EncodedDelimiter,
+        ),
         ("file:///srv/data/..\\..\\etc\\passwd", Ambiguous::Backslash),
         ("/srv/data/a%00", Ambiguous::Control),
         ("%2F/etc/passwd", Ambiguous::EncodedDelimiter),
@@ -68,7 +98,14 @@ fn path_arguments_resolve_or_are_refused() {
 
 #[test]
 fn multibyte_text_is_no_panic() {
-    for s in ["é", "éé/x", "/../é/%3F/x#y\\srv", "fileé:", "C:é", "\u{10ffff}"] {
+    for s in [
+        "é",
+        "éé/x",
+        "/../é/%3F/x#y\\srv",
+        "fileé:",
+        "C:é",
+        "\u{10ffff}",
+    ] {
         let _ = path_arg(s);
         let _ = resource_uri(s);
         let _ = walks_up(s);
