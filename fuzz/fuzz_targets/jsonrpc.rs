@@ -11,6 +11,10 @@ use serde_json::Value;
 
 fuzz_target!(|data: &[u8]| {
     let bytes = Bytes::copy_from_slice(data);
+    // A client's body: the strict reading refuses only what parses.
+    if let Ok(b) = jsonrpc::parse_client(&bytes) {
+        assert_eq!(jsonrpc::parse(&bytes).ok(), Some(b));
+    }
     let mut body = match jsonrpc::parse(&bytes) {
         Ok(b) => b,
         Err(e) => {

@@ -94,6 +94,11 @@ pub fn run(cmd: PolicyCmd) -> anyhow::Result<ExitCode> {
                 .map(serde_json::from_str::<serde_json::Value>)
                 .transpose()
                 .context("--args must be JSON")?;
+            // The agent refuses a call whose JSON servers could read
+            // otherwise; explain does too.
+            if let Some(text) = &a.args {
+                interceptor::mcp::jsonrpc::check_json(text.as_bytes()).context("--args")?;
+            }
             let q = explain::Question {
                 subject: a.subject,
                 groups: a.groups,

@@ -135,6 +135,22 @@ pub fn parse(bytes: &Bytes) -> Result<Body, ParseError> {
     }
 }
 
+/// Parses a client's body and refuses what servers could read otherwise
+/// than the agent: a duplicate key, a case variant of a member name, a
+/// number that is not exact (see `strict`).
+pub fn parse_client(bytes: &Bytes) -> Result<Body, ParseError> {
+    let body = parse(bytes)?;
+    strict::check(bytes, &body)?;
+    Ok(body)
+}
+
+/// The JSON-level checks of `parse_client` on any JSON text (duplicate or
+/// case-folded duplicate keys, numbers that are not exact): for arguments
+/// given to `policy explain`.
+pub fn check_json(text: &[u8]) -> Result<(), ParseError> {
+    strict::scan(text)
+}
+
 fn classify(value: Value) -> Result<Message, ParseError> {
     let Value::Object(obj) = &value else {
         return Err(ParseError::Invalid(
@@ -264,6 +280,7 @@ pub fn error_response(id: Value, code: i64, message: &str, data: Option<Value>) 
     serde_json::json!({ "jsonrpc": "2.0", "id": id, "error": err })
 }
 
+mod strict;
 #[cfg(test)]
 mod tests;
 

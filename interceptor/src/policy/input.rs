@@ -3,7 +3,7 @@
 //! `policy explain` (so the two cannot disagree).
 
 use std::{
-    collections::{BTreeSet, HashMap, HashSet},
+    collections::{HashMap, HashSet},
     net::IpAddr,
     str::FromStr,
 };
@@ -14,6 +14,12 @@ use cedar_policy::{
 use serde_json::Value;
 
 use super::PolicyError;
+
+mod sql;
+mod uri;
+
+pub use sql::sql_kinds;
+pub use uri::normalize;
 
 /// One question to the policy: who, which method on what, with what.
 #[derive(Debug, Clone, PartialEq)]
@@ -327,272 +333,66 @@ fn flatten(
     Ok(())
 }
 
-/// The tag value of a string argument. A plain absolute path is normalized
-/// (a prefix check must see where `..` leads). A string that is more than a
-/// path (spaces, shell operators, control characters) keeps its raw text,
-/// so a substring guard still sees all of it; if such a string also walks
-/// up with `..`, neither form is safe for both kinds of guard, and it is
-/// refused.
-fn path_tag(name: &str, s: &str) -> Result<String, PolicyError> {
-    let path = s.strip_prefix("file://").unwrap_or(s);
-    if !path.starts_with('/') {
+/// The tag value of a string argument. A `file:` URI or a plain absolute
+/// path is resolved the way a server resolves it (`uri::path_arg`), and
+/// refused where servers could resolve it differently (escaped
+/// delimiters, backslashes with dot segments). A string that is more than
+/// a path (spaces, shell operators, control characters) keeps its raw
+/// text, so a substring guard still sees all of it; if such a string also
+/// walks up with `..` (under any reading) or has a backslash, neither form
+/// is safe for both kinds of guard, and it is refused.
+pub fn path_tag(name: &str, s: &str) -> Result<String, PolicyError> {
+    let file = s.get(..5).is_some_and(|p| p.eq_ignore_ascii_case("file:"));
+    let path = if file { &s[5..] } else { s };
+    if !file && !uri::absolute(path) {
         return Ok(s.to_string());
     }
     let plain = !path
         .chars()
-        .any(|c| c.is_whitespace() || c.is_control() || "|;&$<>`()'\"\\".contains(c));
-    if plain {
-        return Ok(normalize(s));
+        .any(|c| c.is_whitespace() || c.is_control() || "|;&$<>`()'\"".contains(c));
+    // Rooted in `\` or a drive letter: a Windows path, never a command.
+    if plain || file || !path.starts_with('/') {
+        return uri::path_arg(s)
+            .map_err(|e| PolicyError::Input(format!("argument {name:?} {s:?} {e}; refused")));
     }
-    if path.split('/').any(|seg| seg == "..") {
+    if path.contains('\\') {
+        return Err(PolicyError::Input(format!(
+            "argument {name:?} is an absolute path with a backslash and spaces or \
+             shell characters; refused because some servers read \\ as a path \
+             separator and others as a character or an escape"
+        )));
+    }
+    if uri::walks_up(path) {
         return Err(PolicyError::Input(format!(
             "argument {name:?} is an absolute path with \"..\" and spaces or shell \
              characters; refused because policy cannot judge it both as a path \
              and as text"
         )));
     }
+    // Each word that is a path must read the same to a server that
+    // decodes or normalizes it: `/./srv/;x` is /srv/;x to one of them.
+    for word in path
+        .split(char::is_whitespace)
+        .filter(|w| w.starts_with('/'))
+    {
+        let unclear = uri::check_escapes(word, true).is_err()
+            || word.contains("//")
+            || word.split('/').any(|seg| seg == ".");
+        if unclear {
+            return Err(PolicyError::Input(format!(
+                "argument {name:?} has a path {word:?} with \".\", \"//\" or an escaped \
+                 delimiter besides spaces or shell characters; refused because servers \
+                 that normalize or decode it would read another path"
+            )));
+        }
+    }
     Ok(s.to_string())
 }
 
-/// Absolute paths (and `file://` URIs) resolved lexically, so `..` cannot
-/// walk out of a prefix a policy checks with `like "/srv/data/*"`.
-pub fn normalize(s: &str) -> String {
-    let (scheme, path) = match s.strip_prefix("file://") {
-        Some(p) => ("file://", p),
-        None => ("", s),
-    };
-    if !path.starts_with('/') {
-        return s.to_string();
-    }
-    let mut parts: Vec<&str> = Vec::new();
-    for seg in path.split('/') {
-        match seg {
-            "" | "." => {}
-            ".." => {
-                parts.pop();
-            }
-            other => parts.push(other),
-        }
-    }
-    let trailing = if path.ends_with('/') && !parts.is_empty() {
-        "/"
-    } else {
-        ""
-    };
-    format!("{scheme}/{}{trailing}", parts.join("/"))
-}
-
-/// A resource URI as policy sees it: percent-escapes decoded once (as the
-/// server will), the scheme lowercased, and for a hierarchical URI
-/// (`scheme://authority/path`) the path resolved lexically like an
-/// argument path. So `file:///srv/data/%2e%2e/..%2fetc/passwd` is judged as
-/// `file:///etc/passwd`. Control characters (NUL included) and escapes that
-/// do not decode to UTF-8 are refused.
-pub fn resource_uri(uri: &str) -> Result<String, PolicyError> {
-    let bad = |why: &str| PolicyError::Input(format!("resource URI {uri:?} {why}"));
-    let decoded = percent_decode(uri).ok_or_else(|| bad("has an escape that is not UTF-8"))?;
-    if decoded.chars().any(char::is_control) {
-        return Err(bad("contains a control character"));
-    }
-    let Some((scheme, rest)) = decoded.split_once("://") else {
-        return Ok(decoded);
-    };
-    let scheme_ok = scheme.starts_with(|c: char| c.is_ascii_alphabetic())
-        && scheme
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c));
-    if !scheme_ok {
-        return Ok(decoded);
-    }
-    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-    let (path, tail) = path.split_at(path.find(['?', '#']).unwrap_or(path.len()));
-    let path = if path.is_empty() {
-        String::new()
-    } else {
-        normalize(path)
-    };
-    Ok(format!(
-        "{}://{authority}{path}{tail}",
-        scheme.to_ascii_lowercase()
-    ))
-}
-
-/// One pass of `%XX` decoding; `None` if the bytes are not UTF-8. A `%`
-/// not followed by two hex digits stays as it is.
-fn percent_decode(s: &str) -> Option<String> {
-    if !s.contains('%') {
-        return Some(s.to_string());
-    }
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        let hex = |c: u8| (c as char).to_digit(16);
-        match (
-            b[i],
-            b.get(i + 1).copied().and_then(hex),
-            b.get(i + 2).copied().and_then(hex),
-        ) {
-            (b'%', Some(h), Some(l)) => {
-                out.push((h * 16 + l) as u8);
-                i += 3;
-            }
-            (c, _, _) => {
-                out.push(c);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8(out).ok()
-}
-
-const SQL_KEYWORDS: &[&str] = &[
-    "select",
-    "insert",
-    "update",
-    "delete",
-    "merge",
-    "upsert",
-    "replace",
-    "create",
-    "alter",
-    "drop",
-    "truncate",
-    "rename",
-    "grant",
-    "revoke",
-    "with",
-    "explain",
-    "show",
-    "describe",
-    "pragma",
-    "attach",
-    "detach",
-    "copy",
-    "call",
-    "exec",
-    "execute",
-    "set",
-    "begin",
-    "commit",
-    "rollback",
-    "vacuum",
-    "analyze",
-    "do",
-    "lock",
-    "load",
-    "prepare",
-    "declare",
-    "listen",
-    "notify",
-    "reindex",
-    "cluster",
-    "comment",
-    "security",
-    "import",
-    "refresh",
-    "reset",
-    "savepoint",
-    "release",
-    "start",
-    "end",
-    "abort",
-    "use",
-    "values",
-    "table",
-    "discard",
-];
-
-/// Words that mark a statement as SQL wherever they appear in it: what a
-/// statement with an unknown first word is judged by.
-const SQL_MARKERS: &[&str] = &[
-    "select", "insert", "update", "delete", "drop", "create", "alter", "truncate", "grant",
-    "revoke", "exec", "execute", "begin", "commit", "perform", "into", "from", "table",
-];
-
-/// The first keyword of every SQL statement in any string argument (after
-/// comments), lowercased. `SELECT 1; DROP TABLE t` gives {select, drop}.
-///
-/// A statement whose first word is not a known keyword but which carries
-/// SQL words elsewhere (`FOO $$ ... EXECUTE 'DROP ...' $$`) gives "other",
-/// so a policy that lists the kinds it allows refuses it. Plain prose with
-/// no SQL words gives nothing; prose that happens to contain one may give
-/// "other": for a guard on a database tool, that errs towards refusing.
-pub fn sql_kinds(args: &Value) -> BTreeSet<String> {
-    let mut out = BTreeSet::new();
-    let mut strings = Vec::new();
-    collect_strings(args, &mut strings);
-    for text in strings {
-        for stmt in strip_sql_comments(text).split(';') {
-            let first: String = stmt
-                .trim_start_matches(|c: char| c.is_whitespace() || c == '(')
-                .chars()
-                .take_while(|c| c.is_ascii_alphabetic())
-                .collect::<String>()
-                .to_ascii_lowercase();
-            if SQL_KEYWORDS.contains(&first.as_str()) {
-                out.insert(first);
-            } else if stmt
-                .split(|c: char| !c.is_ascii_alphanumeric() && c != '_')
-                .any(|w| SQL_MARKERS.iter().any(|m| w.eq_ignore_ascii_case(m)))
-            {
-                out.insert("other".to_string());
-            }
-        }
-    }
-    out
-}
-
-fn collect_strings<'a>(v: &'a Value, out: &mut Vec<&'a str>) {
-    match v {
-        Value::String(s) => out.push(s),
-        Value::Array(a) => a.iter().for_each(|v| collect_strings(v, out)),
-        Value::Object(m) => m.values().for_each(|v| collect_strings(v, out)),
-        _ => {}
-    }
-}
-
-/// Removes `-- line` and `/* block */` comments (not inside quotes: a
-/// comment marker in a string literal is left, which can only add kinds).
-fn strip_sql_comments(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    let b = s.as_bytes();
-    let (mut i, mut quote) = (0, None::<u8>);
-    while i < b.len() {
-        let c = b[i];
-        match quote {
-            Some(q) => {
-                if c == q {
-                    quote = None;
-                }
-                out.push(c as char);
-                i += 1;
-            }
-            None if c == b'\'' || c == b'"' => {
-                quote = Some(c);
-                out.push(c as char);
-                i += 1;
-            }
-            None if c == b'-' && b.get(i + 1) == Some(&b'-') => {
-                while i < b.len() && b[i] != b'\n' {
-                    i += 1;
-                }
-            }
-            None if c == b'/' && b.get(i + 1) == Some(&b'*') => {
-                i += 2;
-                while i + 1 < b.len() && !(b[i] == b'*' && b[i + 1] == b'/') {
-                    i += 1;
-                }
-                i += 2;
-                out.push(' ');
-            }
-            None => {
-                // Keep multi-byte characters whole.
-                let ch = s[i..].chars().next().unwrap_or(' ');
-                out.push(ch);
-                i += ch.len_utf8();
-            }
-        }
-    }
-    out
+/// A resource URI as policy sees it: parsed as WHATWG parsers do (scheme
+/// lowercased, dot segments resolved), escapes decoded once. A URI that
+/// servers could read differently (a backslash, an escaped delimiter or
+/// dot segment, a control character) is refused; see `uri`.
+pub fn resource_uri(u: &str) -> Result<String, PolicyError> {
+    uri::resource_uri(u).map_err(|e| PolicyError::Input(format!("resource URI {u:?} {e}; refused")))
 }

@@ -97,7 +97,7 @@ impl McpHandler {
                 return self.reject(&origin, StatusCode::BAD_REQUEST, e, 0);
             }
         };
-        let mut body = match jsonrpc::parse(&bytes) {
+        let mut body = match jsonrpc::parse_client(&bytes) {
             Ok(b) => b,
             Err(e) => {
                 let err = json!({ "code": e.code(), "message": e.to_string() });
