@@ -9,6 +9,7 @@ use std::{fmt, path::Path};
 
 mod identity;
 mod maps;
+mod steered;
 
 use crate::{
     config::{Config, FailMode, Mode},
@@ -116,10 +117,29 @@ pub fn run(path: &Path) -> Vec<Check> {
         return out;
     }
     out.push(ok("bpffs", format!("{}", pin_dir.display())));
+    out.push(pins_last(&cfg));
+    out.extend(steered::listeners(&cfg));
     let state = pins::read(pin_dir);
     out.extend(pinned(&cfg, pin_dir, &state));
     out.extend(maps::checks(&cfg, state.as_ref().ok()));
     out
+}
+
+/// Whether the pins outlive the agent (see `steer::bpffs`).
+fn pins_last(cfg: &Config) -> Check {
+    match bpffs::lasting(&cfg.intercept.pin_dir) {
+        Ok(why) => ok("pins last", why),
+        Err(why) => Check {
+            name: "pins last",
+            status: if cfg.intercept.fail == FailMode::Closed {
+                Status::Fail
+            } else {
+                Status::Warn
+            },
+            detail: format!("pins would go away with the agent: {why}"),
+            hint: Some(bpffs::FIX.into()),
+        },
+    }
 }
 
 fn kernel() -> Check {

@@ -145,6 +145,13 @@ impl McpHandler {
         // Credential isolation: the caller's token stops here; the server
         // sees only the agent's own credential, if one is configured.
         self.identity.rewrite_upstream_headers(req.headers_mut());
+        // Whose share of the upstream's budgets this request uses.
+        let key = match caller.method {
+            crate::identity::AuthMethod::Anonymous => ctx.info.client.ip().to_string(),
+            _ => caller.principal(),
+        };
+        req.extensions_mut()
+            .insert(crate::proxy::limits::CallerKey(key));
         if !is_mcp {
             return pass_through(req, &ctx).await;
         }

@@ -13,6 +13,7 @@ pub mod addr;
 pub mod body;
 mod drain;
 pub mod http;
+pub mod limits;
 mod reclaim;
 pub mod tls;
 pub mod upstream;
@@ -289,5 +290,6 @@ pub fn upstream_for(cfg: &Config) -> Result<Upstream, tls::TlsError> {
         std::time::Duration::from_millis(cfg.http.upstream_connect_timeout_ms),
         std::time::Duration::from_millis(cfg.http.upstream_response_timeout_ms),
         t,
+        cfg.upstream_limits(),
     ))
 }
