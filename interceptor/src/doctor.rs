@@ -108,10 +108,16 @@ pub fn run(path: &Path) -> Vec<Check> {
     out.push(unprivileged_ports(&cfg));
     let pin_dir = &cfg.intercept.pin_dir;
     if !bpffs::is_bpffs(pin_dir) {
+        let hint = if bpffs::in_host_mount_ns() {
+            "mount -t bpf bpf /sys/fs/bpf (the agent does this itself when it starts)"
+        } else {
+            // A bpffs mounted here would be private and die with the agent.
+            bpffs::FIX
+        };
         out.push(fail(
             "bpffs",
             format!("{} is not on a bpf filesystem", pin_dir.display()),
-            "mount -t bpf bpf /sys/fs/bpf (the agent does this itself when it starts)",
+            hint,
         ));
         out.extend(maps::checks(&cfg, None));
         return out;

@@ -89,14 +89,10 @@ pub fn lasting(pin_dir: &Path) -> Result<String, String> {
         return Err(format!("{} is on {}, not bpffs", at.display(), mount.fstype));
     }
     let point = mount.point.display().to_string();
-    // PID 1 of the host (not of a container): we are in the initial PID
-    // namespace and are not PID 1 ourselves.
-    let host_pid1 = std::process::id() != 1 && ns_ino("pid") == Some(PID_NS_INIT_INO);
-    if ns_ino("mnt") == Some(MNT_NS_INIT_INO) || (host_pid1 && same_as_pid1("mnt") == Some(true))
-    {
+    if in_host_mount_ns() {
         return Ok(format!("bpffs at {point} in the host's mount namespace"));
     }
-    if host_pid1 {
+    if host_pid1() {
         // Does the host's init see this very filesystem at the same place?
         let rel = mount.point.strip_prefix("/").unwrap_or(&mount.point);
         let theirs = std::fs::metadata(Path::new("/proc/1/root").join(rel)).map(|m| m.dev());
@@ -126,6 +122,18 @@ pub fn lasting(pin_dir: &Path) -> Result<String, String> {
          (a container, `ip netns exec` or `unshare -m`): it and the pins on it go away with \
          the agent"
     ))
+}
+
+/// Whether PID 1 is the host's init (not a container's): we are in the
+/// initial PID namespace and are not PID 1 ourselves.
+fn host_pid1() -> bool {
+    std::process::id() != 1 && ns_ino("pid") == Some(PID_NS_INIT_INO)
+}
+
+/// Whether this process is in the host's (initial) mount namespace, where
+/// a bpffs it mounts stays mounted after it exits. `false` when unsure.
+pub fn in_host_mount_ns() -> bool {
+    ns_ino("mnt") == Some(MNT_NS_INIT_INO) || (host_pid1() && same_as_pid1("mnt") == Some(true))
 }
 
 /// The inode of `/proc/self/ns/<kind>`.
