@@ -147,15 +147,10 @@ fn a_server_bound_wider_than_its_rule_is_named_at_start_by_doctor_and_check_conf
     assert!(out.contains("# warning: the server socket 0.0.0.0:8080"), "{out}");
 }
 
-#[test]
-fn another_users_listener_on_a_steered_port_is_named() {
-    let (ns, dir) = host("second");
-    ns.ip(&["addr", "add", "127.0.0.2/8", "dev", "lo"]);
-    let _server = peer::server(ns.name(), "127.0.0.1:8080", dir.path());
-    // An unprivileged user's socket on the same port at another address:
-    // steered connections to it would be forwarded there.
+/// An MCP server run by user `nobody` on `listen`.
+fn squatter(ns: &NetNs, dir: &Path, listen: &str) -> Proc {
     let peer = bin("mcp-peer").display().to_string();
-    let mut squatter = Proc::spawn(
+    let mut p = Proc::spawn(
         "squatter",
         Some(ns.name()),
         Path::new("/usr/bin/setpriv"),
@@ -167,12 +162,47 @@ fn another_users_listener_on_a_steered_port_is_named() {
             &peer,
             "server",
             "--listen",
-            "127.0.0.2:8080",
+            listen,
         ]
         .map(String::from),
-        dir.path(),
+        dir,
     );
-    squatter.wait_for_output("listening", Duration::from_secs(10));
+    p.wait_for_output("listening", Duration::from_secs(10));
+    p
+}
+
+#[test]
+fn a_steered_call_is_never_forwarded_to_another_users_socket_on_the_port() {
+    let (ns, dir) = host("squat");
+    ns.ip(&["addr", "add", "127.0.0.2/8", "dev", "lo"]);
+    let _server = peer::server(ns.name(), "127.0.0.1:8080", dir.path());
+    // `addresses = []`, no `upstream`: calls go to the original destination.
+    let agent = Agent::start(&ns, dir.path(), "", PORT_8080);
+    let squatter = squatter(&ns, dir.path(), "127.0.0.2:8080");
+    let url = "http://127.0.0.1:8080/mcp";
+    assert_eq!(call(ns.name(), url, "echo", json!({"text": "ok"})).text(), "ok");
+    let stolen = call(ns.name(), "http://127.0.0.2:8080/mcp", "echo", json!({"text": "x"}));
+    assert!(!stolen.ok(), "the call was answered: {:?}", stolen.output);
+    let log = agent.log();
+    assert!(
+        log.contains("that would receive 127.0.0.2:8080 belongs to uid 65534"),
+        "{log}"
+    );
+    let theirs = squatter.stderr();
+    assert!(
+        !theirs.contains(": POST ") && !theirs.contains(": GET "),
+        "the other user's server was sent a request:\n{theirs}"
+    );
+}
+
+#[test]
+fn another_users_listener_on_a_steered_port_is_named() {
+    let (ns, dir) = host("second");
+    ns.ip(&["addr", "add", "127.0.0.2/8", "dev", "lo"]);
+    let _server = peer::server(ns.name(), "127.0.0.1:8080", dir.path());
+    // An unprivileged user's socket on the same port at another address:
+    // steered connections to it would be forwarded there.
+    let _squatter = squatter(&ns, dir.path(), "127.0.0.2:8080");
     let agent = Agent::start(&ns, dir.path(), "", PORT_8080);
     assert!(
         agent.log().contains("sockets of more than one owner listen on steered port 8080"),

@@ -14,6 +14,7 @@
 pub mod bpffs;
 pub mod bypass;
 pub mod capacity;
+pub mod dests;
 pub mod listeners;
 pub mod netns;
 pub mod pins;
@@ -324,6 +325,7 @@ impl Steering {
             "steering rules applied"
         );
         listeners::warn_uncovered(cfg);
+        dests::learn(cfg);
         Ok(())
     }
 
