@@ -313,7 +313,10 @@ fn uncovered_listeners(cfg: &Config) {
     if let Some(ns) = &cfg.intercept.netns
         && let Err(e) = steer::netns::enter(ns)
     {
-        eprintln!("# note: listeners not checked, cannot enter {}: {e}", ns.display());
+        eprintln!(
+            "# note: listeners not checked, cannot enter {}: {e}",
+            ns.display()
+        );
         return;
     }
     let all = match steer::listeners::read() {
@@ -324,7 +327,10 @@ fn uncovered_listeners(cfg: &Config) {
         eprintln!("# warning: {w}");
     }
     for (port, on) in steer::listeners::shared_ports(&cfg.intercept, &all) {
-        let socks: Vec<String> = on.iter().map(|l| format!("{} (uid {})", l.addr, l.uid)).collect();
+        let socks: Vec<String> = on
+            .iter()
+            .map(|l| format!("{} (uid {})", l.addr, l.uid))
+            .collect();
         eprintln!(
             "# warning: a second listener on steered port {port}: {}; set the rule's `upstream`",
             socks.join(", ")

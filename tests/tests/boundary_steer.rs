@@ -9,8 +9,9 @@ mod raw;
 use std::{path::Path, time::Duration};
 
 use mcp_interceptor_tests::{
-    Agent, NetNs, Proc, TempDir, bin,
+    Agent, NetNs, Proc, TempDir,
     agent::PinGuard,
+    bin,
     peer::{self, call},
     proc::run_in,
     require_root, unique, wait_for,
@@ -76,11 +77,20 @@ fn under_ip_netns_exec_the_agent_refuses_pins_that_die_with_it() {
     let log = agent.stderr();
     assert!(!status.success(), "the agent started:\n{log}");
     assert!(log.contains("would not outlive the agent"), "{log}");
-    assert!(log.contains("-v /sys/fs/bpf:/sys/fs/bpf:rslave"), "names the fix:\n{log}");
+    assert!(
+        log.contains("-v /sys/fs/bpf:/sys/fs/bpf:rslave"),
+        "names the fix:\n{log}"
+    );
     assert!(log.contains("intercept.netns"), "{log}");
     // Nothing steers: the server is reached directly, as before the agent.
     assert_eq!(
-        call(ns.name(), "http://127.0.0.1:8080/mcp", "echo", json!({"text": "x"})).text(),
+        call(
+            ns.name(),
+            "http://127.0.0.1:8080/mcp",
+            "echo",
+            json!({"text": "x"})
+        )
+        .text(),
         "x"
     );
 
@@ -97,7 +107,10 @@ fn under_ip_netns_exec_the_agent_refuses_pins_that_die_with_it() {
     let report = text(&out);
     assert!(!out.status.success(), "{report}");
     assert!(report.contains("FAIL bpffs"), "{report}");
-    assert!(report.contains("/sys/fs/bpf:/sys/fs/bpf:rslave"), "{report}");
+    assert!(
+        report.contains("/sys/fs/bpf:/sys/fs/bpf:rslave"),
+        "{report}"
+    );
 }
 
 #[test]
@@ -105,11 +118,18 @@ fn with_intercept_netns_the_pins_outlive_a_kill_9_and_keep_the_port_closed() {
     let (ns, dir) = host("mntok");
     let _server = peer::server(ns.name(), "127.0.0.1:8080", dir.path());
     let mut agent = Agent::start(&ns, dir.path(), "fail = \"closed\"", PORT_8080);
-    assert!(agent.log().contains("pins outlive the agent"), "{}", agent.log());
+    assert!(
+        agent.log().contains("pins outlive the agent"),
+        "{}",
+        agent.log()
+    );
     let doctor = text(&agent.doctor());
     assert!(doctor.contains("ok   pins last"), "{doctor}");
     let url = "http://127.0.0.1:8080/mcp";
-    assert_eq!(call(ns.name(), url, "echo", json!({"text": "up"})).text(), "up");
+    assert_eq!(
+        call(ns.name(), url, "echo", json!({"text": "up"})).text(),
+        "up"
+    );
     agent.stop(SIGKILL);
     let before = agent.counters(8080);
     let refused = call(ns.name(), url, "echo", json!({"text": "must not pass"}));
@@ -132,19 +152,34 @@ fn a_server_bound_wider_than_its_rule_is_named_at_start_by_doctor_and_check_conf
     assert!(log.contains("remove `addresses` from the rule"), "{log}");
     // The hole the warning is about: 127.0.0.1 reaches the server unsteered.
     let before = agent.counters(8080).steered;
-    let direct = call(ns.name(), "http://127.0.0.1:8080/mcp", "echo", json!({"text": "d"}));
+    let direct = call(
+        ns.name(),
+        "http://127.0.0.1:8080/mcp",
+        "echo",
+        json!({"text": "d"}),
+    );
     assert_eq!(direct.text(), "d");
-    assert_eq!(agent.counters(8080).steered, before, "127.0.0.1 is not steered");
+    assert_eq!(
+        agent.counters(8080).steered,
+        before,
+        "127.0.0.1 is not steered"
+    );
 
     let doctor = agent.doctor();
     let report = text(&doctor);
     assert!(!doctor.status.success(), "{report}");
     assert!(report.contains("FAIL listeners"), "{report}");
-    assert!(report.contains("0.0.0.0:8080 is wider than its rule"), "{report}");
+    assert!(
+        report.contains("0.0.0.0:8080 is wider than its rule"),
+        "{report}"
+    );
     let check = agent.cli(&["check-config", &agent.config.display().to_string()]);
     let out = text(&check);
     assert!(check.status.success(), "the config itself is valid: {out}");
-    assert!(out.contains("# warning: the server socket 0.0.0.0:8080"), "{out}");
+    assert!(
+        out.contains("# warning: the server socket 0.0.0.0:8080"),
+        "{out}"
+    );
 }
 
 /// An MCP server run by user `nobody` on `listen`.
@@ -180,8 +215,16 @@ fn a_steered_call_is_never_forwarded_to_another_users_socket_on_the_port() {
     let agent = Agent::start(&ns, dir.path(), "", PORT_8080);
     let squatter = squatter(&ns, dir.path(), "127.0.0.2:8080");
     let url = "http://127.0.0.1:8080/mcp";
-    assert_eq!(call(ns.name(), url, "echo", json!({"text": "ok"})).text(), "ok");
-    let stolen = call(ns.name(), "http://127.0.0.2:8080/mcp", "echo", json!({"text": "x"}));
+    assert_eq!(
+        call(ns.name(), url, "echo", json!({"text": "ok"})).text(),
+        "ok"
+    );
+    let stolen = call(
+        ns.name(),
+        "http://127.0.0.2:8080/mcp",
+        "echo",
+        json!({"text": "x"}),
+    );
     assert!(!stolen.ok(), "the call was answered: {:?}", stolen.output);
     let log = agent.log();
     assert!(
@@ -205,7 +248,9 @@ fn another_users_listener_on_a_steered_port_is_named() {
     let _squatter = squatter(&ns, dir.path(), "127.0.0.2:8080");
     let agent = Agent::start(&ns, dir.path(), "", PORT_8080);
     assert!(
-        agent.log().contains("sockets of more than one owner listen on steered port 8080"),
+        agent
+            .log()
+            .contains("sockets of more than one owner listen on steered port 8080"),
         "{}",
         agent.log()
     );
@@ -266,7 +311,9 @@ fn one_callers_get_streams_cannot_stop_another_callers_post() {
     assert_eq!(raw::echo(&ns, mallory, "mine too"), "mine too");
     // A closed stream gives its slot back.
     drop(m1);
-    wait_for("mallory's slot to come back", Duration::from_secs(45), || {
-        (raw::open_stream(&ns, mallory).status == 200).then_some(())
-    });
+    wait_for(
+        "mallory's slot to come back",
+        Duration::from_secs(45),
+        || (raw::open_stream(&ns, mallory).status == 200).then_some(()),
+    );
 }

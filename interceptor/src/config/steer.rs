@@ -90,7 +90,10 @@ fn fail_open_families(cfg: &Config) -> Result<(), String> {
     if i.mode != Mode::Ebpf || i.fail != FailMode::Open {
         return Ok(());
     }
-    for (v6, fam, example) in [(false, "IPv4", "127.0.0.1:15001"), (true, "IPv6", "[::1]:15001")] {
+    for (v6, fam, example) in [
+        (false, "IPv4", "127.0.0.1:15001"),
+        (true, "IPv6", "[::1]:15001"),
+    ] {
         if i.proxy_listen.iter().any(|a| a.is_ipv6() == v6) {
             continue;
         }

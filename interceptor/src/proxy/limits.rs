@@ -107,7 +107,11 @@ impl Limits {
         let wait = {
             let mut state = self.lock();
             let up = state.entry(addr).or_default();
-            let mine = up.callers.get(&(kind, caller.to_owned())).copied().unwrap_or(0);
+            let mine = up
+                .callers
+                .get(&(kind, caller.to_owned()))
+                .copied()
+                .unwrap_or(0);
             if mine >= cap {
                 return Err(LimitError::Caller {
                     addr,

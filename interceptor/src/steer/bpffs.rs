@@ -86,7 +86,11 @@ pub fn lasting(pin_dir: &Path) -> Result<String, String> {
     let mount = mountinfo::covering(at)
         .ok_or_else(|| format!("no mount covers {} in /proc/self/mountinfo", at.display()))?;
     if mount.fstype != "bpf" {
-        return Err(format!("{} is on {}, not bpffs", at.display(), mount.fstype));
+        return Err(format!(
+            "{} is on {}, not bpffs",
+            at.display(),
+            mount.fstype
+        ));
     }
     let point = mount.point.display().to_string();
     if in_host_mount_ns() {

@@ -112,7 +112,9 @@ fn decide(s: &mut Server, all: &[Listener], dst: SocketAddr) -> Result<(), Strin
 fn receiver(all: &[Listener], dst: SocketAddr) -> Option<&Listener> {
     let on = || all.iter().filter(|l| l.addr.port() == dst.port());
     on().find(|l| l.addr.ip() == dst.ip())
-        .or_else(|| on().find(|l| l.addr.ip().is_unspecified() && l.addr.is_ipv4() == dst.is_ipv4()))
+        .or_else(|| {
+            on().find(|l| l.addr.ip().is_unspecified() && l.addr.is_ipv4() == dst.is_ipv4())
+        })
         .or_else(|| on().find(|l| l.addr.ip().is_unspecified() && l.addr.is_ipv6()))
 }
 
@@ -129,25 +131,38 @@ mod tests {
 
     #[test]
     fn another_owners_socket_on_the_port_is_not_forwarded_to() {
-        let all = [l("127.0.0.1:8080", 0), l("127.0.0.2:8080", 1000), l("[::1]:8080", 1000)];
+        let all = [
+            l("127.0.0.1:8080", 0),
+            l("127.0.0.2:8080", 1000),
+            l("[::1]:8080", 1000),
+        ];
         let mut s = Server {
             owners: [0].into(),
             known: BTreeSet::new(),
         };
-        assert_eq!(decide(&mut s, &all, "127.0.0.1:8080".parse().unwrap()), Ok(()));
+        assert_eq!(
+            decide(&mut s, &all, "127.0.0.1:8080".parse().unwrap()),
+            Ok(())
+        );
         for stolen in ["127.0.0.2:8080", "[::1]:8080"] {
             let err = decide(&mut s, &all, stolen.parse().unwrap()).unwrap_err();
             assert!(err.contains("belongs to uid 1000"), "{err}");
         }
         // Nobody there: let the connect fail.
-        assert_eq!(decide(&mut s, &all, "127.0.0.3:8080".parse().unwrap()), Ok(()));
+        assert_eq!(
+            decide(&mut s, &all, "127.0.0.3:8080".parse().unwrap()),
+            Ok(())
+        );
     }
 
     #[test]
     fn a_wildcard_server_receives_every_address_and_two_owners_are_ambiguous() {
         let all = [l("[::]:8080", 0)];
         let mut s = Server::default();
-        assert_eq!(decide(&mut s, &all, "127.0.0.9:8080".parse().unwrap()), Ok(()));
+        assert_eq!(
+            decide(&mut s, &all, "127.0.0.9:8080".parse().unwrap()),
+            Ok(())
+        );
         assert_eq!(s.owners, [0].into());
         let two = [l("0.0.0.0:8080", 0), l("[::1]:8080", 7)];
         let mut s = Server {

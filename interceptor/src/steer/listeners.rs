@@ -142,7 +142,10 @@ pub fn warn_uncovered(cfg: &Intercept) {
         tracing::warn!(listener = %w.listener, port = w.listener.port(), "{w}");
     }
     for (port, on) in shared_ports(cfg, &all) {
-        let socks: Vec<String> = on.iter().map(|l| format!("{} (uid {})", l.addr, l.uid)).collect();
+        let socks: Vec<String> = on
+            .iter()
+            .map(|l| format!("{} (uid {})", l.addr, l.uid))
+            .collect();
         tracing::warn!(
             port,
             "sockets of more than one owner listen on steered port {port}: {}; calls to each \

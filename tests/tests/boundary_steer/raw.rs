@@ -25,9 +25,8 @@ pub struct Answer {
 impl Answer {
     /// The JSON-RPC error code of a JSON body.
     pub fn code(&self) -> i64 {
-        serde_json::from_slice::<Value>(&self.body).map_or(0, |v| {
-            v["error"]["code"].as_i64().unwrap_or(0)
-        })
+        serde_json::from_slice::<Value>(&self.body)
+            .map_or(0, |v| v["error"]["code"].as_i64().unwrap_or(0))
     }
 
     fn header(&self, name: &str) -> Option<String> {
@@ -49,7 +48,8 @@ fn send(ns: &NetNs, source: &str, req: String) -> Answer {
         s.connect_timeout(&to.into(), Duration::from_secs(5))
             .expect("connect");
         let mut sock: TcpStream = s.into();
-        sock.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+        sock.set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
         sock.write_all(req.as_bytes()).expect("send");
         let mut buf = Vec::new();
         let mut byte = [0u8; 1];

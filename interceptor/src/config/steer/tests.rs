@@ -15,7 +15,10 @@ fn fail_open_needs_a_proxy_socket_for_every_family_a_rule_steers() {
     let err = parse(&format!("{v4_only}[[intercept.ports]]\nport = 8080\n"))
         .expect_err("IPv6 would pass unguarded")
         .to_string();
-    assert!(err.contains("no IPv6 address while fail = \"open\""), "{err}");
+    assert!(
+        err.contains("no IPv6 address while fail = \"open\""),
+        "{err}"
+    );
     assert!(err.contains("[::1]:15001"), "names the fix: {err}");
     // Fail closed drops what has no socket: allowed.
     parse("[intercept]\nproxy_listen = [\"127.0.0.1:15001\"]\n[[intercept.ports]]\nport = 8080\n")
@@ -50,10 +53,14 @@ fn upstream_budgets_default_from_the_bypass_range_and_must_fit_it() {
         "{narrow}[http]\nmax_upstream_streams = 8\nmax_upstream_requests = 4\n"
     ))
     .expect_err("8 + 4 do not")
-        .to_string();
+    .to_string();
     assert!(err.contains("exceed the 10 ports"), "{err}");
-    let err = parse("[[intercept.ports]]\nport = 8080\n[http]\nmax_upstream_streams_per_caller = 0\n")
-        .expect_err("zero")
-        .to_string();
-    assert!(err.contains("max_upstream_streams_per_caller must be"), "{err}");
+    let err =
+        parse("[[intercept.ports]]\nport = 8080\n[http]\nmax_upstream_streams_per_caller = 0\n")
+            .expect_err("zero")
+            .to_string();
+    assert!(
+        err.contains("max_upstream_streams_per_caller must be"),
+        "{err}"
+    );
 }

@@ -95,7 +95,10 @@ mod tests {
         let first_only: String = INFO.lines().take(3).map(|l| format!("{l}\n")).collect();
         let m = pick(&first_only, Path::new("/sys/fs/bpf/x")).unwrap();
         assert!(m.shared, "master:7 is a slave of another namespace's mount");
-        assert_eq!(pick(INFO, Path::new("/sys/fs/bpfx")).unwrap().fstype, "sysfs");
+        assert_eq!(
+            pick(INFO, Path::new("/sys/fs/bpfx")).unwrap().fstype,
+            "sysfs"
+        );
         let m = pick(INFO, Path::new("/my dir/a")).unwrap();
         assert_eq!(m.fstype, "tmpfs");
     }

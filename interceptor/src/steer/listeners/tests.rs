@@ -45,7 +45,10 @@ fn a_wildcard_or_other_address_is_wider_than_a_rule_with_addresses() {
     assert_eq!(found, ["0.0.0.0:8080", "[::1]:8080"]);
     assert!(w[0].to_string().contains("remove `addresses`"), "{}", w[0]);
     assert!(wider(&cfg(vec![rule(8081, &["127.0.0.2"])]), &all()).is_empty());
-    assert!(wider(&cfg(vec![rule(8080, &[])]), &all()).is_empty(), "every address steered");
+    assert!(
+        wider(&cfg(vec![rule(8080, &[])]), &all()).is_empty(),
+        "every address steered"
+    );
 }
 
 #[test]
