@@ -300,8 +300,8 @@ pub struct Http {
     pub max_upstream_requests: Option<usize>,
     /// GET streams one caller may hold to one upstream (429, -32078).
     pub max_upstream_streams_per_caller: usize,
-    /// Other requests one caller may have in flight to one upstream (429,
-    /// -32078).
+    /// Other requests one caller may have in flight to one upstream; more
+    /// wait for one of them to finish (queued behind that caller only).
     pub max_upstream_requests_per_caller: usize,
 }
 

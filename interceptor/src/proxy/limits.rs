@@ -2,10 +2,12 @@
 //!
 //! A GET stream (SSE) holds its upstream connection for as long as the
 //! client keeps it, so streams and other requests have separate budgets:
-//! streams can never take the slots POSTs need. A stream over its budget is
-//! refused at once (503); a request waits for a slot (bounded by the
-//! response timeout), as a burst of calls should. One caller may hold only
-//! its share of either budget (429), so one caller cannot stall others.
+//! streams can never take the slots POSTs need. A stream over its budget,
+//! or over its caller's share, is refused at once (503, 429). A request
+//! waits for a slot (bounded by the response timeout), as a burst of calls
+//! should, but first for one of its caller's share, queued behind the
+//! caller's own requests only: one caller's burst or slow calls cannot
+//! take every slot and stall the others.
 
 use std::{
     collections::HashMap,
@@ -46,13 +48,11 @@ pub enum LimitError {
     /// Every stream slot of this upstream is held.
     #[error("upstream {addr} has {limit} {} open (http.max_upstream_streams); retry later", Kind::Stream.name())]
     Full { addr: SocketAddr, limit: usize },
-    /// This caller holds its share.
-    #[error("caller {caller:?} has {limit} {} in flight to upstream {addr} (http.max_upstream_{key}_per_caller); close some first", kind.name())]
+    /// This caller holds its share of the stream slots.
+    #[error("caller {caller:?} has {limit} {} open to upstream {addr} (http.max_upstream_streams_per_caller); close some first", Kind::Stream.name())]
     Caller {
         addr: SocketAddr,
         caller: String,
-        kind: Kind,
-        key: &'static str,
         limit: usize,
     },
 }
@@ -61,7 +61,10 @@ pub enum LimitError {
 struct Upstream {
     streams: usize,
     requests: Option<Arc<Semaphore>>,
+    /// Held and waiting, per kind and caller.
     callers: HashMap<(Kind, String), usize>,
+    /// Each caller's share of the request slots, while it has any.
+    shares: HashMap<String, Arc<Semaphore>>,
 }
 
 /// The budgets of every upstream of one config.
@@ -77,7 +80,7 @@ pub struct Permit {
     addr: SocketAddr,
     kind: Kind,
     caller: String,
-    _request: Option<OwnedSemaphorePermit>,
+    _request: Vec<OwnedSemaphorePermit>,
 }
 
 impl Limits {
@@ -100,11 +103,7 @@ impl Limits {
         kind: Kind,
         caller: &str,
     ) -> Result<Permit, LimitError> {
-        let (cap, key) = match kind {
-            Kind::Stream => (self.cfg.streams_per_caller, "streams"),
-            Kind::Request => (self.cfg.requests_per_caller, "requests"),
-        };
-        let wait = {
+        let waits = {
             let mut state = self.lock();
             let up = state.entry(addr).or_default();
             let mine = up
@@ -112,16 +111,14 @@ impl Limits {
                 .get(&(kind, caller.to_owned()))
                 .copied()
                 .unwrap_or(0);
-            if mine >= cap {
-                return Err(LimitError::Caller {
-                    addr,
-                    caller: caller.to_owned(),
-                    kind,
-                    key,
-                    limit: cap,
-                });
-            }
-            let wait = match kind {
+            let waits = match kind {
+                Kind::Stream if mine >= self.cfg.streams_per_caller => {
+                    return Err(LimitError::Caller {
+                        addr,
+                        caller: caller.to_owned(),
+                        limit: self.cfg.streams_per_caller,
+                    });
+                }
                 Kind::Stream if up.streams >= self.cfg.streams => {
                     return Err(LimitError::Full {
                         addr,
@@ -130,28 +127,35 @@ impl Limits {
                 }
                 Kind::Stream => {
                     up.streams += 1;
-                    None
+                    Vec::new()
                 }
-                Kind::Request => Some(
-                    up.requests
-                        .get_or_insert_with(|| Arc::new(Semaphore::new(self.cfg.requests)))
-                        .clone(),
-                ),
+                Kind::Request => {
+                    let per = self.cfg.requests_per_caller;
+                    let share = up.shares.entry(caller.to_owned());
+                    let share = share.or_insert_with(|| Arc::new(Semaphore::new(per)));
+                    let all = up
+                        .requests
+                        .get_or_insert_with(|| Arc::new(Semaphore::new(self.cfg.requests)));
+                    // The caller's share first: queued behind its own.
+                    vec![share.clone(), all.clone()]
+                }
             };
             *up.callers.entry((kind, caller.to_owned())).or_default() += 1;
-            wait
+            waits
         };
-        // Counted before waiting, so queued requests use the caller's share.
+        // Counted before waiting: a cancelled wait gives everything back.
         let mut permit = Permit {
             limits: self.clone(),
             addr,
             kind,
             caller: caller.to_owned(),
-            _request: None,
+            _request: Vec::new(),
         };
-        if let Some(sem) = wait {
+        for sem in waits {
             // Never closed; an error would mean no limit to wait for.
-            permit._request = sem.acquire_owned().await.ok();
+            if let Ok(p) = sem.acquire_owned().await {
+                permit._request.push(p);
+            }
         }
         Ok(permit)
     }
@@ -171,6 +175,10 @@ impl Drop for Permit {
             *n -= 1;
             if *n == 0 {
                 up.callers.remove(&key);
+                if self.kind == Kind::Request {
+                    // Nobody of this caller holds or waits for a slot.
+                    up.shares.remove(&key.1);
+                }
             }
         }
     }
