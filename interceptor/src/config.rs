@@ -17,10 +17,12 @@ mod approvals;
 mod identity;
 mod mask;
 mod policy;
+mod steer;
 pub use approvals::{Admin, Approvals, LocalUser, Webhook, WebhookFormat};
 pub use identity::{CertField, ClientAuth, Identity, OidcIssuer, Tls, UpstreamCredential};
 pub use mask::{CustomDetector, Mask, Profile as MaskProfile, Strategy as MaskStrategy, Validator};
 pub use policy::{Budget, OnToolChange, Policy};
+pub use steer::UpstreamLimits;
 
 /// Default location of the config file.
 pub const DEFAULT_PATH: &str = "/etc/mcp-interceptor/config.toml";
@@ -332,6 +334,18 @@ pub struct Http {
     /// together; one more is answered 503 (-32084) and closed, so a flood
     /// meets a counted refusal instead of exhausting descriptors or memory.
     pub max_connections: usize,
+    /// Long-lived requests (GET streams) in flight to one upstream; one
+    /// more is refused 503 (-32079). Unset: two fifths of the bypass range.
+    pub max_upstream_streams: Option<usize>,
+    /// Other requests (POST, DELETE) in flight to one upstream; one more
+    /// waits for a slot (504 at upstream_response_timeout_ms). Unset: the
+    /// rest of the bypass range.
+    pub max_upstream_requests: Option<usize>,
+    /// GET streams one caller may hold to one upstream (429, -32078).
+    pub max_upstream_streams_per_caller: usize,
+    /// Other requests one caller may have in flight to one upstream; more
+    /// wait for one of them to finish (queued behind that caller only).
+    pub max_upstream_requests_per_caller: usize,
 }
 
 impl Default for Http {
@@ -350,6 +364,10 @@ impl Default for Http {
             // Each holds a descriptor (far below LimitNOFILE=1048576) and,
             // mid-request, ~37 KiB: ~750 MiB at the limit, not gigabytes.
             max_connections: 20_000,
+            max_upstream_streams: None,
+            max_upstream_requests: None,
+            max_upstream_streams_per_caller: 16,
+            max_upstream_requests_per_caller: 64,
         }
     }
 }
@@ -522,6 +540,7 @@ impl Config {
         {
             return Err(format!("audit.host {h:?} must be a plain name"));
         }
+        steer::validate(self)?;
         identity::validate(self)?;
         policy::validate(&self.policy)?;
         approvals::validate(self)?;

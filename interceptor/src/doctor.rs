@@ -9,6 +9,7 @@ use std::{fmt, path::Path};
 
 mod identity;
 mod maps;
+mod steered;
 
 use crate::{
     config::{Config, FailMode, Mode},
@@ -107,19 +108,44 @@ pub fn run(path: &Path) -> Vec<Check> {
     out.push(unprivileged_ports(&cfg));
     let pin_dir = &cfg.intercept.pin_dir;
     if !bpffs::is_bpffs(pin_dir) {
+        let hint = if bpffs::in_host_mount_ns() {
+            "mount -t bpf bpf /sys/fs/bpf (the agent does this itself when it starts)"
+        } else {
+            // A bpffs mounted here would be private and die with the agent.
+            bpffs::FIX
+        };
         out.push(fail(
             "bpffs",
             format!("{} is not on a bpf filesystem", pin_dir.display()),
-            "mount -t bpf bpf /sys/fs/bpf (the agent does this itself when it starts)",
+            hint,
         ));
         out.extend(maps::checks(&cfg, None));
         return out;
     }
     out.push(ok("bpffs", format!("{}", pin_dir.display())));
+    out.push(pins_last(&cfg));
+    out.extend(steered::listeners(&cfg));
     let state = pins::read(pin_dir);
     out.extend(pinned(&cfg, pin_dir, &state));
     out.extend(maps::checks(&cfg, state.as_ref().ok()));
     out
+}
+
+/// Whether the pins outlive the agent (see `steer::bpffs`).
+fn pins_last(cfg: &Config) -> Check {
+    match bpffs::lasting(&cfg.intercept.pin_dir) {
+        Ok(why) => ok("pins last", why),
+        Err(why) => Check {
+            name: "pins last",
+            status: if cfg.intercept.fail == FailMode::Closed {
+                Status::Fail
+            } else {
+                Status::Warn
+            },
+            detail: format!("pins would go away with the agent: {why}"),
+            hint: Some(bpffs::FIX.into()),
+        },
+    }
 }
 
 fn kernel() -> Check {

@@ -259,6 +259,7 @@ fn dispatch(cmd: Cmd) -> anyhow::Result<ExitCode> {
                     p.count, p.version
                 );
             }
+            uncovered_listeners(&cfg);
             println!("# {} is valid; effective configuration:", file.display());
             print!("{}", toml::to_string(&cfg).context("printing the config")?);
             Ok(ExitCode::SUCCESS)
@@ -303,6 +304,37 @@ fn dispatch(cmd: Cmd) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+/// `check-config`: server sockets steering would not cover, as warnings
+/// on stderr (read in `intercept.netns` when it can be entered).
+fn uncovered_listeners(cfg: &Config) {
+    if let Some(ns) = &cfg.intercept.netns
+        && let Err(e) = steer::netns::enter(ns)
+    {
+        eprintln!(
+            "# note: listeners not checked, cannot enter {}: {e}",
+            ns.display()
+        );
+        return;
+    }
+    let all = match steer::listeners::read() {
+        Ok(l) => l,
+        Err(e) => return eprintln!("# note: listeners not checked: {e}"),
+    };
+    for w in steer::listeners::wider(&cfg.intercept, &all) {
+        eprintln!("# warning: {w}");
+    }
+    for (port, on) in steer::listeners::shared_ports(&cfg.intercept, &all) {
+        let socks: Vec<String> = on
+            .iter()
+            .map(|l| format!("{} (uid {})", l.addr, l.uid))
+            .collect();
+        eprintln!(
+            "# warning: a second listener on steered port {port}: {}; set the rule's `upstream`",
+            socks.join(", ")
+        );
     }
 }
 

@@ -147,6 +147,13 @@ impl McpHandler {
                 return resp;
             }
         };
+        // Whose share of the upstream's budgets this request uses.
+        let key = match caller.method {
+            crate::identity::AuthMethod::Anonymous => ctx.info.client.ip().to_string(),
+            _ => caller.principal(),
+        };
+        req.extensions_mut()
+            .insert(crate::proxy::limits::CallerKey(key));
         match class {
             Class::Mcp => {}
             Class::Refuse(status, code, message) => {

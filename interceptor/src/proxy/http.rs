@@ -222,8 +222,15 @@ pub async fn forward(mut req: Request<ProxyBody>, ctx: &ConnCtx) -> Response<Pro
 
 /// The status and JSON-RPC code for an upstream failure.
 pub fn upstream_error_status(e: &UpstreamError) -> (StatusCode, i64) {
+    use super::limits::LimitError;
     match e {
         UpstreamError::Timeout(..) => (StatusCode::GATEWAY_TIMEOUT, CODE_UPSTREAM_TIMEOUT),
+        UpstreamError::Limit(LimitError::Full { .. }) => {
+            (StatusCode::SERVICE_UNAVAILABLE, CODE_UPSTREAM_BUSY)
+        }
+        UpstreamError::Limit(LimitError::Caller { .. }) => {
+            (StatusCode::TOO_MANY_REQUESTS, CODE_CALLER_BUSY)
+        }
         _ => (StatusCode::BAD_GATEWAY, CODE_UPSTREAM_UNAVAILABLE),
     }
 }
@@ -256,6 +263,10 @@ pub const CODE_UPSTREAM_TIMEOUT: i64 = -32082;
 pub const CODE_REQUEST_TIMEOUT: i64 = -32083;
 pub const CODE_SERVER_MESSAGE_TOO_LARGE: i64 = -32085;
 pub const CODE_TLS_REQUIRED: i64 = -32090;
+/// Every GET stream slot of the upstream is held (503).
+pub const CODE_UPSTREAM_BUSY: i64 = -32079;
+/// The caller holds its share of an upstream's budget (429).
+pub const CODE_CALLER_BUSY: i64 = -32078;
 
 #[cfg(test)]
 mod tests {

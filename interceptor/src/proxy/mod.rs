@@ -13,6 +13,7 @@ pub mod addr;
 pub mod body;
 mod drain;
 pub mod http;
+pub mod limits;
 pub mod path;
 mod reclaim;
 pub mod tls;
@@ -191,6 +192,13 @@ async fn handle(
         tls: None,
     };
     let id = info.id;
+    if rule.upstream.is_none()
+        && serving.config.intercept.mode == Mode::Ebpf
+        && let Err(reason) = crate::steer::dests::check(dst.0)
+    {
+        refuse_destination(&client, &info, &serving, &reason);
+        return;
+    }
     let handshake_limit =
         std::time::Duration::from_millis(serving.config.http.header_read_timeout_ms);
     let io = match &serving.tls {
@@ -253,6 +261,21 @@ async fn handle(
     );
 }
 
+/// The original destination is another owner's socket: one 502 saying
+/// why (no request is read, nothing is forwarded), a log line, a record.
+fn refuse_destination(client: &TcpStream, info: &ConnInfo, serving: &Serving, reason: &str) {
+    tracing::warn!(conn = info.id, client = %info.client, orig_dst = %info.orig_dst, "connection refused: {reason}");
+    serving.handler.on_refused(info, reason);
+    let msg = http::raw_error(
+        502,
+        "Bad Gateway",
+        http::CODE_UPSTREAM_UNAVAILABLE,
+        &format!("not forwarded to {}: {reason}", info.orig_dst),
+    );
+    let _ = client.try_write(&msg);
+    let _ = client.try_read(&mut [0u8; 4096]);
+}
+
 enum Io {
     Plain(TcpStream),
     Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
@@ -290,5 +313,6 @@ pub fn upstream_for(cfg: &Config) -> Result<Upstream, tls::TlsError> {
         std::time::Duration::from_millis(cfg.http.upstream_connect_timeout_ms),
         std::time::Duration::from_millis(cfg.http.upstream_response_timeout_ms),
         t,
+        cfg.upstream_limits(),
     ))
 }

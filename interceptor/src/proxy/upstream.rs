@@ -20,14 +20,14 @@ use hyper_util::{
     client::legacy::Client,
     rt::{TokioExecutor, TokioIo},
 };
-use tokio::{
-    io::{AsyncRead, AsyncWrite, ReadBuf},
-    sync::{OwnedSemaphorePermit, Semaphore},
-};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use super::body::ProxyBody;
+use super::{
+    body::ProxyBody,
+    limits::{CallerKey, Kind, LimitError, Limits, Permit},
+};
 use crate::{
-    config::PortRange,
+    config::{PortRange, UpstreamLimits},
     steer::bypass::{self, BypassStream},
 };
 
@@ -113,6 +113,9 @@ pub enum UpstreamError {
     /// The exchange failed after connecting.
     #[error("upstream {0}: {1}")]
     Failed(SocketAddr, String),
+    /// Over a budget of `http.max_upstream_*`: refused before connecting.
+    #[error(transparent)]
+    Limit(#[from] LimitError),
 }
 
 /// Connects to the host:port of the request URI; TLS for `https` URIs.
@@ -179,16 +182,16 @@ pub struct Upstream {
     tls: Arc<UpstreamTls>,
     response_timeout: Duration,
     /// In ebpf mode every upstream connection to one server needs its own
-    /// port of the bypass range (the 4-tuple differs only there), so at most
-    /// that many requests are in flight; the rest wait for a connection
-    /// instead of failing. `None` in listen mode.
-    slots: Option<Arc<Semaphore>>,
+    /// port of the bypass range (the 4-tuple differs only there); the
+    /// budgets per upstream fit in it (config validation), split between
+    /// GET streams and other requests, with a share per caller.
+    limits: Limits,
 }
 
-/// An upstream response body; holds its connection slot until dropped.
+/// An upstream response body; holds its slot until dropped.
 pub struct UpstreamBody {
     inner: Incoming,
-    _slot: Option<OwnedSemaphorePermit>,
+    _slot: Permit,
 }
 
 impl Body for UpstreamBody {
@@ -218,6 +221,7 @@ impl Upstream {
         connect_timeout: Duration,
         response_timeout: Duration,
         tls: UpstreamTls,
+        limits: UpstreamLimits,
     ) -> Self {
         let tls = Arc::new(tls);
         let client = Client::builder(TokioExecutor::new())
@@ -234,14 +238,11 @@ impl Upstream {
                 timeout: connect_timeout,
                 tls: tls.clone(),
             });
-        // One semaphore for all upstreams: conservative (each server could
-        // use the whole range), and simple.
-        let slots = bypass.map(|r| Arc::new(Semaphore::new(r.count() as usize)));
         Self {
             client,
             tls,
             response_timeout,
-            slots,
+            limits: Limits::new(limits),
         }
     }
 
@@ -252,13 +253,20 @@ impl Upstream {
         mut req: Request<ProxyBody>,
     ) -> Result<Response<UpstreamBody>, UpstreamError> {
         let deadline = tokio::time::Instant::now() + self.response_timeout;
-        let slot = match &self.slots {
-            Some(s) => match tokio::time::timeout_at(deadline, s.clone().acquire_owned()).await {
-                Ok(Ok(p)) => Some(p),
-                Ok(Err(_)) => None,
-                Err(_) => return Err(UpstreamError::Timeout(addr, self.response_timeout)),
-            },
-            None => None,
+        let kind = if req.method() == http::Method::GET {
+            Kind::Stream
+        } else {
+            Kind::Request
+        };
+        let caller = req
+            .extensions()
+            .get::<CallerKey>()
+            .map_or("", |c| c.0.as_str())
+            .to_owned();
+        let acquire = self.limits.acquire(addr, kind, &caller);
+        let slot = match tokio::time::timeout_at(deadline, acquire).await {
+            Ok(p) => p?,
+            Err(_) => return Err(UpstreamError::Timeout(addr, self.response_timeout)),
         };
         let pq = req
             .uri()

@@ -14,6 +14,8 @@
 pub mod bpffs;
 pub mod bypass;
 pub mod capacity;
+pub mod dests;
+pub mod listeners;
 pub mod netns;
 pub mod pins;
 mod sockmap;
@@ -70,6 +72,18 @@ pub enum SteerError {
     /// Entering the configured network namespace failed.
     #[error("network namespace {path}: {source}")]
     Netns { path: PathBuf, source: nix::Error },
+    /// With `fail = "closed"`, pins that would not outlive the agent: a
+    /// kill -9 would detach the program and leave the ports unguarded.
+    #[error(
+        "refusing to start with fail = \"closed\": pins under {path} would not outlive the \
+         agent ({reason}); after a crash the program would detach and connections would reach \
+         the servers directly. Fix: {fix}"
+    )]
+    PinsWouldNotLast {
+        path: PathBuf,
+        reason: String,
+        fix: &'static str,
+    },
     /// The config needs more entries in a fixed-size map than it holds;
     /// checked before any write, so the maps were left as they were.
     #[error(
@@ -188,6 +202,7 @@ impl Steering {
         v6: Option<&impl AsRawFd>,
     ) -> Result<Self, SteerError> {
         bpffs::ensure(&cfg.pin_dir)?;
+        check_lasting(cfg)?;
         let pin_dir = cfg.pin_dir.clone();
         std::fs::create_dir_all(&pin_dir).map_err(|source| SteerError::Io {
             what: "creating",
@@ -309,6 +324,8 @@ impl Steering {
             bypass = %format!("{}-{}", cfg.bypass_ports.start, cfg.bypass_ports.end),
             "steering rules applied"
         );
+        listeners::warn_uncovered(cfg);
+        dests::learn(cfg);
         Ok(())
     }
 
@@ -339,6 +356,31 @@ impl Steering {
 
     pub fn pin_dir(&self) -> &Path {
         &self.pin_dir
+    }
+}
+
+/// Refuses (fail closed) or warns (fail open) when the pins would go
+/// away with the agent.
+fn check_lasting(cfg: &Intercept) -> Result<(), SteerError> {
+    match bpffs::lasting(&cfg.pin_dir) {
+        Ok(why) => {
+            tracing::info!(pin_dir = %cfg.pin_dir.display(), "pins outlive the agent: {why}");
+            Ok(())
+        }
+        Err(reason) if cfg.fail == FailMode::Closed => Err(SteerError::PinsWouldNotLast {
+            path: cfg.pin_dir.clone(),
+            reason,
+            fix: bpffs::FIX,
+        }),
+        Err(reason) => {
+            tracing::warn!(
+                pin_dir = %cfg.pin_dir.display(),
+                "pins will not outlive the agent ({reason}); with fail = \"open\" the servers \
+                 are reached directly after a crash anyway. Fix: {}",
+                bpffs::FIX
+            );
+            Ok(())
+        }
     }
 }
 
