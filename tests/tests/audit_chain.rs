@@ -1,0 +1,171 @@
+//! The tamper-evident chain against the edits an attacker with write
+//! access to the audit directory (or the bucket) would make, on a trail
+//! the agent wrote from real traffic: the oldest entries removed together
+//! with their files, an object Athena would read that no entry lists, and
+//! a chain verified from a checkpoint the auditor holds.
+
+use std::{path::Path, process::Output};
+
+use interceptor::audit::chain::sha256_file;
+use mcp_interceptor_tests::{
+    Agent, NetNs, TempDir,
+    peer::{self, call},
+    require_root,
+};
+use serde_json::json;
+
+const PORT: &str = "[[intercept.ports]]\nport = 8080\n";
+const SIGTERM: i32 = 15;
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// `audit verify <dir> <more>`: (passed, output).
+fn verify(agent: &Agent, more: &[&str]) -> (bool, String) {
+    let dir = agent.audit_dir().display().to_string();
+    let mut args = vec!["verify", dir.as_str()];
+    args.extend_from_slice(more);
+    let out = agent.audit_cli(&args);
+    (out.status.success(), text(&out))
+}
+
+/// The entries of the one host, oldest first, with the data file each lists.
+fn entries(audit: &Path) -> Vec<(std::path::PathBuf, Option<String>)> {
+    let host = std::fs::read_dir(audit.join("manifest"))
+        .unwrap()
+        .filter_map(Result::ok)
+        .find(|e| e.path().is_dir())
+        .unwrap()
+        .path();
+    let mut out: Vec<_> = std::fs::read_dir(&host)
+        .unwrap()
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .map(|p| {
+            let e: serde_json::Value =
+                serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
+            (p, e["file"].as_str().map(str::to_string))
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// Two agent runs, so the trail has at least two files and entries.
+fn trail(tag: &str) -> (NetNs, TempDir, Agent) {
+    let (ns, dir) = (NetNs::new(tag), TempDir::new(tag));
+    let _server = peer::server(ns.name(), "127.0.0.1:8080", dir.path());
+    let mut agent = Agent::start(&ns, dir.path(), "", PORT);
+    for text in ["first run", "second run"] {
+        let out = call(
+            ns.name(),
+            "http://127.0.0.1:8080/mcp",
+            "echo",
+            json!({ "text": text }),
+        );
+        assert_eq!(out.text(), text);
+        agent.stop(SIGTERM);
+        if text == "first run" {
+            agent.restart();
+        }
+    }
+    (ns, dir, agent)
+}
+
+#[test]
+fn removing_the_oldest_entries_and_their_files_fails_unless_anchored_by_a_held_checkpoint() {
+    require_root();
+    let (_ns, _dir, agent) = trail("chain-start");
+    let audit = agent.audit_dir();
+    let (ok, out) = verify(&agent, &[]);
+    assert!(ok, "{out}");
+    // The auditor keeps what verify printed.
+    let held: Vec<&str> = out
+        .lines()
+        .filter_map(|l| l.strip_prefix("checkpoint "))
+        .collect();
+    assert_eq!(held.len(), 1, "{out}");
+    let held = held[0].to_string();
+
+    let all = entries(&audit);
+    let with_file = all.iter().filter(|e| e.1.is_some()).count();
+    assert!(with_file >= 2, "two data files: {all:?}");
+    // The attacker removes everything before the second data file's entry.
+    let cut = all.iter().skip(1).position(|e| e.1.is_some()).unwrap() + 1;
+    for (entry, file) in &all[..cut] {
+        std::fs::remove_file(entry).unwrap();
+        if let Some(f) = file {
+            std::fs::remove_file(audit.join(f)).unwrap();
+        }
+    }
+    let (ok, out) = verify(&agent, &[]);
+    assert!(!ok, "a trail without its oldest entries passed: {out}");
+    assert!(
+        out.contains(&format!(
+            "{}",
+            all[cut].0.file_name().unwrap().to_string_lossy()
+        )) && out.contains("genesis")
+            && out.contains("entries 0 to"),
+        "{out}"
+    );
+
+    // From the checkpoint the auditor held, what is left is intact.
+    let (ok, out) = verify(&agent, &["--checkpoint", &held]);
+    assert!(ok, "{out}");
+    // Or from the entry where the trimmed chain starts, in a file.
+    let start = format!(
+        "{}:{}",
+        cut,
+        sha256_file(&all[cut].0).unwrap()
+    );
+    let file = audit.parent().unwrap().join("checkpoints");
+    std::fs::write(&file, format!("# kept by the auditor\ncheckpoint {start}\n")).unwrap();
+    let (ok, out) = verify(&agent, &["--checkpoint-file", &file.display().to_string()]);
+    assert!(ok, "{out}");
+    // A checkpoint that is not the chain's: refused, naming the entry.
+    let wrong = format!("{cut}:{}", "0".repeat(64));
+    let (ok, out) = verify(&agent, &["--checkpoint", &wrong]);
+    assert!(!ok, "{out}");
+    assert!(out.contains("checkpoint") && out.contains(&format!("{cut:012}.json")), "{out}");
+    // One from before the cut: those entries are gone.
+    let (ok, out) = verify(&agent, &["--checkpoint", &format!("0:{}", "a".repeat(64))]);
+    assert!(!ok && out.contains("not in the chain"), "{out}");
+}
+
+#[test]
+fn an_object_under_events_that_no_entry_lists_fails_verify_and_is_named() {
+    require_root();
+    let (_ns, _dir, agent) = trail("chain-stray");
+    let audit = agent.audit_dir();
+    let (ok, out) = verify(&agent, &[]);
+    assert!(ok, "{out}");
+    let listed = entries(&audit)
+        .into_iter()
+        .find_map(|e| e.1)
+        .expect("a data file");
+    let partition = audit.join(&listed).parent().unwrap().to_path_buf();
+    let day = partition.parent().unwrap().to_path_buf();
+    for stray in [
+        day.join("extra.json"),
+        partition.join(".late.parquet.tmp"),
+        partition.join("nested/part-0000"),
+    ] {
+        std::fs::create_dir_all(stray.parent().unwrap()).unwrap();
+        std::fs::write(&stray, b"{\"tool_name\":\"nothing happened\"}\n").unwrap();
+        let (ok, out) = verify(&agent, &[]);
+        assert!(!ok, "{} passed: {out}", stray.display());
+        assert!(
+            out.contains(&stray.display().to_string()) && out.contains("not in any manifest"),
+            "{out}"
+        );
+        std::fs::remove_file(&stray).unwrap();
+    }
+    let (ok, out) = verify(&agent, &[]);
+    assert!(ok, "{out}");
+}
