@@ -56,6 +56,10 @@ pub enum ApprovalError {
     NoGrant(String),
     #[error("{0} may not add or revoke grants (not in approvals.grant_groups)")]
     NotGranter(String),
+    /// A granter named themselves: a grant to oneself would sidestep the
+    /// rule that nobody approves their own calls.
+    #[error("{0} cannot grant to themselves; another member of approvals.grant_groups must")]
+    SelfGrant(String),
     #[error("{0}")]
     Invalid(String),
 }
@@ -71,6 +75,8 @@ impl From<rusqlite::Error> for ApprovalError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Actor {
     pub subject: String,
+    /// The token's issuer; "" for a local user of the admin socket.
+    pub issuer: String,
     pub groups: Vec<String>,
     /// `oidc:<issuer>` or `local:<user>`.
     pub via: String,
@@ -80,6 +86,9 @@ pub struct Actor {
 #[derive(Debug, Clone)]
 pub struct Call {
     pub subject: String,
+    /// The caller's issuer ("" for anonymous): "alice" of one issuer is
+    /// not "alice" of another, nor a certificate CN "alice".
+    pub issuer: String,
     pub groups: Vec<String>,
     pub server: String,
     pub method: String,
@@ -100,6 +109,7 @@ impl Call {
             .unwrap_or_default();
         let mut h = Sha256::new();
         for part in [
+            self.issuer.as_str(),
             self.subject.as_str(),
             &self.server,
             &self.method,
@@ -122,6 +132,9 @@ pub type MaskFn = Arc<dyn Fn(&Value) -> Value + Send + Sync>;
 #[serde(deny_unknown_fields)]
 pub struct NewGrant {
     pub subject: String,
+    /// Default: the agent's only OIDC issuer (see [`Approvals::open`]).
+    #[serde(default)]
+    pub issuer: Option<String>,
     #[serde(default = "any_server")]
     pub server: String,
     pub tool: String,
@@ -142,6 +155,9 @@ pub struct Approvals {
     audit: Option<Audit>,
     mask: MaskFn,
     webhook: Option<webhook::Webhook>,
+    /// The issuer a grant is for when it names none: the only
+    /// `[[identity.oidc]]` issuer, if the agent has one and no client CA.
+    default_issuer: Option<String>,
 }
 
 impl Approvals {
@@ -167,6 +183,10 @@ impl Approvals {
             audit,
             mask,
             webhook,
+            default_issuer: match (cfg.identity.oidc.as_slice(), cfg.tls.client_ca.is_empty()) {
+                ([only], true) => Some(only.issuer.clone()),
+                _ => None,
+            },
         });
         let held = this.db().pending_holds()?;
         for id in held {
@@ -214,6 +234,7 @@ impl Approvals {
             status: Status::Pending,
             mode: call.rule.mode,
             subject: call.subject.clone(),
+            issuer: call.issuer.clone(),
             groups: call.groups.clone(),
             server: call.server.clone(),
             method: call.method.clone(),
@@ -324,6 +345,28 @@ impl Approvals {
     pub fn list(&self, status: Option<Status>) -> Result<Vec<Approval>, ApprovalError> {
         self.sweep();
         self.db().list(status, 500)
+    }
+
+    /// What `who` may see: its own requests, and those its groups may
+    /// approve. Everything else (other callers' arguments, even masked)
+    /// is not theirs to read.
+    pub fn list_for(
+        &self,
+        who: &Actor,
+        status: Option<Status>,
+    ) -> Result<Vec<Approval>, ApprovalError> {
+        let mut all = self.list(status)?;
+        all.retain(|a| may_see(who, a));
+        Ok(all)
+    }
+
+    /// One approval, if `who` may see it (else: not found, so ids of other
+    /// callers' requests are not confirmed either).
+    pub fn get_for(&self, who: &Actor, id: &str) -> Result<Approval, ApprovalError> {
+        self.get(id)
+            .ok()
+            .filter(|a| may_see(who, a))
+            .ok_or_else(|| ApprovalError::NotFound(id.to_string()))
     }
 
     /// One approver's vote. The caller never approves its own call; each
@@ -529,6 +572,13 @@ impl Approvals {
         r.decision = Some(a.status.as_str().into());
         audit.append(r);
     }
+}
+
+/// The caller who asked (same subject and issuer; a local user by
+/// subject), or an approver of the request.
+fn may_see(who: &Actor, a: &Approval) -> bool {
+    let own = who.subject == a.subject && (who.issuer.is_empty() || who.issuer == a.issuer);
+    own || who.groups.iter().any(|g| a.approver_groups.contains(g))
 }
 
 fn set_target(r: &mut AuditRow, method: &str, target: Option<String>) {
