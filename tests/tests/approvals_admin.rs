@@ -216,16 +216,15 @@ fn a_granter_cannot_grant_themselves() {
     let (ok, text) = cli(
         t.dir.path(),
         &[
-            "grants", "add", "--subject", "bob", "--issuer", &t.a.url, "--tool", "query",
-            "--ttl", "5m", "--reason", "INC-1",
+            "grants", "add", "--subject", "bob", "--tool", "query", "--ttl", "5m",
+            "--reason", "INC-1",
         ],
     );
     assert!(!ok && text.contains("themselves"), "{text}");
     // sam (admin API, in security) for sam.
     let sam = token(&t.a, ADMIN_AUD, "sam", &["security"]);
     let grant = |subject: &str| {
-        json!({"subject": subject, "issuer": t.a.url, "tool": "query",
-               "ttl_seconds": 300, "reason": "INC-1"})
+        json!({"subject": subject, "tool": "query", "ttl_seconds": 300, "reason": "INC-1"})
     };
     let r = admin(&t.ns, "POST", "/v1/grants", Some(grant("sam")), &sam);
     assert_eq!(r.status, 403, "{}", body(&r));
@@ -233,7 +232,10 @@ fn a_granter_cannot_grant_themselves() {
     let sam_mcp = token(&t.a, CLIENT, "sam", &["security"]);
     assert!(call(&t.ns, &sam_mcp, "query", json!({"sql": "select 1"})).is_err());
     // Another member may.
-    let r = admin(&t.ns, "POST", "/v1/grants", Some(grant("sam")), &token(&t.a, ADMIN_AUD, "sue", &["security"]));
+    let mut for_sam = grant("sam");
+    for_sam["issuer"] = json!(t.a.url);
+    let sue = token(&t.a, ADMIN_AUD, "sue", &["security"]);
+    let r = admin(&t.ns, "POST", "/v1/grants", Some(for_sam), &sue);
     assert_eq!(r.status, 200, "{}", body(&r));
     assert_eq!(
         call(&t.ns, &sam_mcp, "query", json!({"sql": "select 1"})).unwrap(),
@@ -258,10 +260,14 @@ fn one_subject_name_under_two_issuers_is_two_principals() {
     let alice_a = token(&t.a, CLIENT, "alice", &["dev"]);
     let alice_b = token(&t.b, CLIENT, "alice", &["dev"]);
 
-    // Cedar: the policy names alice of A; alice of B is someone else.
-    assert_eq!(call(&t.ns, &alice_a, "echo", json!({"text": "hi"})).unwrap(), "hi");
-    let e = call(&t.ns, &alice_b, "echo", json!({"text": "hi"})).unwrap_err();
-    assert!(e.contains("-32093"), "{e}");
+    // Approvals: alice of A's approved call is not alice of B's.
+    let args = json!({"id": "9"});
+    let id = approval_id(&call(&t.ns, &alice_a, "lookup_customer", args.clone()).unwrap_err());
+    let (ok, text) = cli(t.dir.path(), &["approvals", "approve", &id, "--reason", "ok"]);
+    assert!(ok, "{text}");
+    let other = call(&t.ns, &alice_b, "lookup_customer", args.clone()).unwrap_err();
+    assert_ne!(approval_id(&other), id, "alice of B consumed A's approval");
+    call(&t.ns, &alice_a, "lookup_customer", args).expect("A's approval still there");
 
     // Grants: to alice of A only.
     let (ok, text) = cli(
@@ -286,12 +292,8 @@ fn one_subject_name_under_two_issuers_is_two_principals() {
     );
     assert!(!ok && text.contains("issuer"), "{text}");
 
-    // Approvals: alice of A's approved call is not alice of B's.
-    let args = json!({"id": "9"});
-    let id = approval_id(&call(&t.ns, &alice_a, "lookup_customer", args.clone()).unwrap_err());
-    let (ok, text) = cli(t.dir.path(), &["approvals", "approve", &id, "--reason", "ok"]);
-    assert!(ok, "{text}");
-    let other = call(&t.ns, &alice_b, "lookup_customer", args.clone()).unwrap_err();
-    assert_ne!(approval_id(&other), id, "alice of B consumed A's approval");
-    call(&t.ns, &alice_a, "lookup_customer", args).expect("A's approval still there");
+    // Cedar: the policy names alice of A; alice of B is someone else.
+    assert_eq!(call(&t.ns, &alice_a, "echo", json!({"text": "hi"})).unwrap(), "hi");
+    let e = call(&t.ns, &alice_b, "echo", json!({"text": "hi"})).unwrap_err();
+    assert!(e.contains("-32093"), "{e}");
 }

@@ -85,15 +85,16 @@ fn removing_the_oldest_entries_and_their_files_fails_unless_anchored_by_a_held_c
     let audit = agent.audit_dir();
     let (ok, out) = verify(&agent, &[]);
     assert!(ok, "{out}");
-    // The auditor keeps what verify printed.
-    let held: Vec<&str> = out
-        .lines()
-        .filter_map(|l| l.strip_prefix("checkpoint "))
-        .collect();
-    assert_eq!(held.len(), 1, "{out}");
-    let held = held[0].to_string();
-
     let all = entries(&audit);
+    // The auditor keeps the newest entry (what verify prints, checked
+    // below once the attack has been tried).
+    let (last, _) = all.last().unwrap();
+    let held = format!(
+        "{}:{}",
+        last.file_stem().unwrap().to_string_lossy().parse::<u64>().unwrap(),
+        sha256_file(last).unwrap()
+    );
+
     let with_file = all.iter().filter(|e| e.1.is_some()).count();
     assert!(with_file >= 2, "two data files: {all:?}");
     // The attacker removes everything before the second data file's entry.
@@ -115,9 +116,16 @@ fn removing_the_oldest_entries_and_their_files_fails_unless_anchored_by_a_held_c
         "{out}"
     );
 
-    // From the checkpoint the auditor held, what is left is intact.
+    // From the checkpoint the auditor held, what is left is intact; verify
+    // prints it for the next time.
     let (ok, out) = verify(&agent, &["--checkpoint", &held]);
     assert!(ok, "{out}");
+    let printed: Vec<&str> = out
+        .lines()
+        .filter_map(|l| l.strip_prefix("checkpoint "))
+        .collect();
+    assert_eq!(printed.len(), 1, "{out}");
+    assert!(printed[0].ends_with(&held), "{out}");
     // Or from the entry where the trimmed chain starts, in a file.
     let start = format!(
         "{}:{}",

@@ -94,7 +94,12 @@ fn names_the_server_listed_survive_a_reload() {
     let refused = |w: &World, id| {
         let r = raw_call(&w.ns, &alice, id, "ECHO", json!({"text": "x"}));
         let e = error(&r);
-        assert_eq!(e["code"], -32602, "{}", String::from_utf8_lossy(&r.body));
+        assert_eq!(
+            e["code"],
+            -32602,
+            "call {id}: {}",
+            String::from_utf8_lossy(&r.body)
+        );
         let m = e["message"].as_str().unwrap_or_default().to_string();
         assert!(m.contains("case-sensitive") && m.contains("\"echo\""), "{m}");
     };

@@ -19,6 +19,12 @@ impl Approvals {
                 "subject, server and tool must not be empty".into(),
             ));
         }
+        // The two-person rule: a grant to oneself is self-approval by
+        // another door. Compared by subject across issuers, the safe side.
+        if g.subject == by.subject {
+            self.refuse_self_grant(by, &g);
+            return Err(ApprovalError::SelfGrant(by.subject.clone()));
+        }
         let issuer = match g.issuer.clone().or_else(|| self.default_issuer.clone()) {
             Some(i) if !i.trim().is_empty() => i,
             _ => {
@@ -29,12 +35,6 @@ impl Approvals {
                 ));
             }
         };
-        // The two-person rule: a grant to oneself is self-approval by
-        // another door. Compared by subject across issuers, the safe side.
-        if g.subject == by.subject {
-            self.refuse_self_grant(by, &g, &issuer);
-            return Err(ApprovalError::SelfGrant(by.subject.clone()));
-        }
         if g.reason.trim().is_empty() {
             return Err(ApprovalError::Invalid(
                 "a reason is required (e.g. the incident id)".into(),
@@ -115,14 +115,14 @@ impl Approvals {
     }
 
     /// Audits and logs a refused self-grant (no grant exists to name).
-    fn refuse_self_grant(&self, by: &Actor, g: &NewGrant, issuer: &str) {
+    fn refuse_self_grant(&self, by: &Actor, g: &NewGrant) {
         tracing::warn!(by = %by.subject, via = %by.via, tool = %g.tool, "self-grant refused");
         let Some(audit) = &self.audit else { return };
         let mut r: AuditRow = audit.stamp().lifecycle(
             "grant_refused",
             format!(
-                "{} ({}) tried to grant {} on {} to themselves ({issuer}); refused: \
-                 grants need a second person",
+                "{} ({}) tried to grant {} on {} to themselves; refused: grants need a \
+                 second person",
                 by.subject, by.via, g.tool, g.server
             ),
         );
