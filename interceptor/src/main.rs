@@ -316,9 +316,11 @@ fn dispatch(cmd: Cmd) -> anyhow::Result<ExitCode> {
 }
 
 /// Checkpoints from a file: one per line, optionally after `checkpoint `.
-fn read_checkpoints(path: &std::path::Path) -> anyhow::Result<Vec<interceptor::audit::chain::Checkpoint>> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+fn read_checkpoints(
+    path: &std::path::Path,
+) -> anyhow::Result<Vec<interceptor::audit::chain::Checkpoint>> {
+    let text =
+        std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     text.lines()
         .map(|l| l.split('#').next().unwrap_or("").trim())
         .filter(|l| !l.is_empty())

@@ -155,7 +155,11 @@ fn cli(dir: &Path, args: &[&str]) -> (bool, String) {
 /// A tool call as `token`'s caller: Ok(text) or Err(error output).
 fn call(ns: &NetNs, token: &str, tool: &str, args: Value) -> Result<String, String> {
     let c = peer::call_with(ns.name(), URL, tool, args, &["--bearer", token]);
-    if c.ok() { Ok(c.text()) } else { Err(c.stderr()) }
+    if c.ok() {
+        Ok(c.text())
+    } else {
+        Err(c.stderr())
+    }
 }
 
 fn approval_id(err: &str) -> String {
@@ -184,8 +188,19 @@ fn the_admin_api_takes_only_its_audience_and_shows_each_caller_what_it_may_act_o
     // carol's MCP token, as an AI agent acting for her would hold it.
     let carol_mcp = token(&t.a, CLIENT, "carol", &["oncall"]);
     let approve = format!("/v1/approvals/{id}/approve");
-    let r = admin(&t.ns, "POST", &approve, Some(json!({"reason": "ok"})), &carol_mcp);
-    assert_eq!(r.status, 401, "an MCP-audience token approved: {}", body(&r));
+    let r = admin(
+        &t.ns,
+        "POST",
+        &approve,
+        Some(json!({"reason": "ok"})),
+        &carol_mcp,
+    );
+    assert_eq!(
+        r.status,
+        401,
+        "an MCP-audience token approved: {}",
+        body(&r)
+    );
     let r = admin(&t.ns, "GET", "/v1/approvals", None, &carol_mcp);
     assert_eq!(r.status, 401, "{}", body(&r));
 
@@ -196,14 +211,26 @@ fn the_admin_api_takes_only_its_audience_and_shows_each_caller_what_it_may_act_o
     let alice_admin = token(&t.a, ADMIN_AUD, "alice", &["dev"]);
     let alice_of_b = token(&t.b, ADMIN_AUD, "alice", &["dev"]);
     let list = |tok: &str| ids(&admin(&t.ns, "GET", "/v1/approvals", None, tok));
-    assert_eq!(list(&carol), [id.clone()]);
-    assert_eq!(list(&alice_admin), [id.clone()]);
-    assert!(list(&mallory).is_empty(), "a bystander lists others' requests");
-    assert!(list(&alice_of_b).is_empty(), "another issuer's alice is not alice");
+    assert_eq!(list(&carol), vec![id.clone()]);
+    assert_eq!(list(&alice_admin), vec![id.clone()]);
+    assert!(
+        list(&mallory).is_empty(),
+        "a bystander lists others' requests"
+    );
+    assert!(
+        list(&alice_of_b).is_empty(),
+        "another issuer's alice is not alice"
+    );
     let r = admin(&t.ns, "GET", &format!("/v1/approvals/{id}"), None, &mallory);
     assert_eq!(r.status, 404, "{}", body(&r));
 
-    let r = admin(&t.ns, "POST", &approve, Some(json!({"reason": "ok"})), &carol);
+    let r = admin(
+        &t.ns,
+        "POST",
+        &approve,
+        Some(json!({"reason": "ok"})),
+        &carol,
+    );
     assert_eq!(r.status, 200, "{}", body(&r));
     call(&t.ns, &alice, "lookup_customer", json!({"id": "7"})).expect("approved once");
 }
@@ -216,16 +243,22 @@ fn a_granter_cannot_grant_themselves() {
     let (ok, text) = cli(
         t.dir.path(),
         &[
-            "grants", "add", "--subject", "bob", "--tool", "query", "--ttl", "5m",
-            "--reason", "INC-1",
+            "grants",
+            "add",
+            "--subject",
+            "bob",
+            "--tool",
+            "query",
+            "--ttl",
+            "5m",
+            "--reason",
+            "INC-1",
         ],
     );
     assert!(!ok && text.contains("themselves"), "{text}");
     // sam (admin API, in security) for sam.
     let sam = token(&t.a, ADMIN_AUD, "sam", &["security"]);
-    let grant = |subject: &str| {
-        json!({"subject": subject, "tool": "query", "ttl_seconds": 300, "reason": "INC-1"})
-    };
+    let grant = |subject: &str| json!({"subject": subject, "tool": "query", "ttl_seconds": 300, "reason": "INC-1"});
     let r = admin(&t.ns, "POST", "/v1/grants", Some(grant("sam")), &sam);
     assert_eq!(r.status, 403, "{}", body(&r));
     assert!(body(&r).contains("themselves"), "{}", body(&r));
@@ -250,7 +283,11 @@ fn a_granter_cannot_grant_themselves() {
     );
     let rows = v["rows"].as_array().unwrap();
     assert_eq!(rows.len(), 2, "each refusal is audited: {v}");
-    assert!(rows.iter().all(|r| r[1].as_str().unwrap().contains("themselves")), "{v}");
+    assert!(
+        rows.iter()
+            .all(|r| r[1].as_str().unwrap().contains("themselves")),
+        "{v}"
+    );
 }
 
 #[test]
@@ -263,7 +300,10 @@ fn one_subject_name_under_two_issuers_is_two_principals() {
     // Approvals: alice of A's approved call is not alice of B's.
     let args = json!({"id": "9"});
     let id = approval_id(&call(&t.ns, &alice_a, "lookup_customer", args.clone()).unwrap_err());
-    let (ok, text) = cli(t.dir.path(), &["approvals", "approve", &id, "--reason", "ok"]);
+    let (ok, text) = cli(
+        t.dir.path(),
+        &["approvals", "approve", &id, "--reason", "ok"],
+    );
     assert!(ok, "{text}");
     let other = call(&t.ns, &alice_b, "lookup_customer", args.clone()).unwrap_err();
     assert_ne!(approval_id(&other), id, "alice of B consumed A's approval");
@@ -273,27 +313,51 @@ fn one_subject_name_under_two_issuers_is_two_principals() {
     let (ok, text) = cli(
         t.dir.path(),
         &[
-            "grants", "add", "--subject", "alice", "--issuer", &t.a.url, "--tool", "query",
-            "--ttl", "5m", "--reason", "INC-2",
+            "grants",
+            "add",
+            "--subject",
+            "alice",
+            "--issuer",
+            &t.a.url,
+            "--tool",
+            "query",
+            "--ttl",
+            "5m",
+            "--reason",
+            "INC-2",
         ],
     );
     assert!(ok, "{text}");
     let q = json!({"sql": "select 1"});
-    assert_eq!(call(&t.ns, &alice_a, "query", q.clone()).unwrap(), "ran: select 1");
+    assert_eq!(
+        call(&t.ns, &alice_a, "query", q.clone()).unwrap(),
+        "ran: select 1"
+    );
     let e = call(&t.ns, &alice_b, "query", q).unwrap_err();
     assert!(e.contains("-32093"), "alice of B used A's grant: {e}");
     // Two issuers: a grant must name one.
     let (ok, text) = cli(
         t.dir.path(),
         &[
-            "grants", "add", "--subject", "alice", "--tool", "query", "--ttl", "5m",
-            "--reason", "INC-2",
+            "grants",
+            "add",
+            "--subject",
+            "alice",
+            "--tool",
+            "query",
+            "--ttl",
+            "5m",
+            "--reason",
+            "INC-2",
         ],
     );
     assert!(!ok && text.contains("issuer"), "{text}");
 
     // Cedar: the policy names alice of A; alice of B is someone else.
-    assert_eq!(call(&t.ns, &alice_a, "echo", json!({"text": "hi"})).unwrap(), "hi");
+    assert_eq!(
+        call(&t.ns, &alice_a, "echo", json!({"text": "hi"})).unwrap(),
+        "hi"
+    );
     let e = call(&t.ns, &alice_b, "echo", json!({"text": "hi"})).unwrap_err();
     assert!(e.contains("-32093"), "{e}");
 }

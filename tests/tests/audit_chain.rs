@@ -48,8 +48,7 @@ fn entries(audit: &Path) -> Vec<(std::path::PathBuf, Option<String>)> {
         .map(|e| e.path())
         .filter(|p| p.extension().is_some_and(|x| x == "json"))
         .map(|p| {
-            let e: serde_json::Value =
-                serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
+            let e: serde_json::Value = serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
             (p, e["file"].as_str().map(str::to_string))
         })
         .collect();
@@ -91,7 +90,11 @@ fn removing_the_oldest_entries_and_their_files_fails_unless_anchored_by_a_held_c
     let (last, _) = all.last().unwrap();
     let held = format!(
         "{}:{}",
-        last.file_stem().unwrap().to_string_lossy().parse::<u64>().unwrap(),
+        last.file_stem()
+            .unwrap()
+            .to_string_lossy()
+            .parse::<u64>()
+            .unwrap(),
         sha256_file(last).unwrap()
     );
 
@@ -127,20 +130,23 @@ fn removing_the_oldest_entries_and_their_files_fails_unless_anchored_by_a_held_c
     assert_eq!(printed.len(), 1, "{out}");
     assert!(printed[0].ends_with(&held), "{out}");
     // Or from the entry where the trimmed chain starts, in a file.
-    let start = format!(
-        "{}:{}",
-        cut,
-        sha256_file(&all[cut].0).unwrap()
-    );
+    let start = format!("{}:{}", cut, sha256_file(&all[cut].0).unwrap());
     let file = audit.parent().unwrap().join("checkpoints");
-    std::fs::write(&file, format!("# kept by the auditor\ncheckpoint {start}\n")).unwrap();
+    std::fs::write(
+        &file,
+        format!("# kept by the auditor\ncheckpoint {start}\n"),
+    )
+    .unwrap();
     let (ok, out) = verify(&agent, &["--checkpoint-file", &file.display().to_string()]);
     assert!(ok, "{out}");
     // A checkpoint that is not the chain's: refused, naming the entry.
     let wrong = format!("{cut}:{}", "0".repeat(64));
     let (ok, out) = verify(&agent, &["--checkpoint", &wrong]);
     assert!(!ok, "{out}");
-    assert!(out.contains("checkpoint") && out.contains(&format!("{cut:012}.json")), "{out}");
+    assert!(
+        out.contains("checkpoint") && out.contains(&format!("{cut:012}.json")),
+        "{out}"
+    );
     // One from before the cut: those entries are gone.
     let (ok, out) = verify(&agent, &["--checkpoint", &format!("0:{}", "a".repeat(64))]);
     assert!(!ok && out.contains("not in the chain"), "{out}");

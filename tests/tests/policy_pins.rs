@@ -54,7 +54,10 @@ fn a_flipped_read_only_hint_is_a_changed_tool() {
     let w = World::with("pinann", "", pin_sections);
     let alice = token(&w.issuer, "alice", &["dev"]);
     let first = tool(&w, &alice, "echo", json!({"text": "before"}));
-    assert!(first["tools"].as_array().unwrap().contains(&json!("echo")), "{first}");
+    assert!(
+        first["tools"].as_array().unwrap().contains(&json!("echo")),
+        "{first}"
+    );
 
     // Same description, same schema: only the annotation changes, the one
     // clients use to skip their confirmation prompt.
@@ -79,8 +82,7 @@ fn a_flipped_read_only_hint_is_a_changed_tool() {
     let pins: Value =
         serde_json::from_slice(&std::fs::read(w.dir.path().join("pins.json")).unwrap()).unwrap();
     assert_eq!(
-        pins["servers"]["8080"]["echo"]["definition"]["annotations"]["readOnlyHint"],
-        true,
+        pins["servers"]["8080"]["echo"]["definition"]["annotations"]["readOnlyHint"], true,
         "{pins}"
     );
 }
@@ -101,7 +103,10 @@ fn names_the_server_listed_survive_a_reload() {
             String::from_utf8_lossy(&r.body)
         );
         let m = e["message"].as_str().unwrap_or_default().to_string();
-        assert!(m.contains("case-sensitive") && m.contains("\"echo\""), "{m}");
+        assert!(
+            m.contains("case-sensitive") && m.contains("\"echo\""),
+            "{m}"
+        );
     };
     refused(&w, 1);
     w.agent.reload(&w.ns, "", PORT);
@@ -200,5 +205,10 @@ fn the_filesystem_example_guards_every_path_of_an_array() {
         "read_multiple_files",
         json!({"paths": ["/srv/data/a.csv", "/srv/data/b.csv"]}),
     );
-    assert_ne!(error(&r)["code"], -32093, "{}", String::from_utf8_lossy(&r.body));
+    assert_ne!(
+        error(&r)["code"],
+        -32093,
+        "{}",
+        String::from_utf8_lossy(&r.body)
+    );
 }

@@ -269,7 +269,9 @@ impl Store {
         // empty (such grants cover nobody; such approvals match no retry).
         for table in ["approvals", "grants"] {
             let has: bool = db.query_row(
-                &format!("SELECT COUNT(*) > 0 FROM pragma_table_info('{table}') WHERE name = 'issuer'"),
+                &format!(
+                    "SELECT COUNT(*) > 0 FROM pragma_table_info('{table}') WHERE name = 'issuer'"
+                ),
                 [],
                 |r| r.get(0),
             )?;

@@ -226,16 +226,34 @@ fn grants_are_per_issuer_and_never_to_oneself() {
         "the same name under another issuer is refused too (the safe side)"
     );
     assert!(
-        matches!(a.grant_add(&sec, new("alice", None)), Err(ApprovalError::Invalid(_))),
+        matches!(
+            a.grant_add(&sec, new("alice", None)),
+            Err(ApprovalError::Invalid(_))
+        ),
         "no OIDC issuer configured: the issuer must be named"
     );
     a.grant_add(&sec, new("alice", Some(I))).unwrap();
     assert_eq!(a.covering(I, "alice", "db", "db.query").len(), 1);
-    assert!(a.covering("https://other.example", "alice", "db", "db.query").is_empty());
-    assert!(a.covering("CN=Corp CA", "alice", "db", "db.query").is_empty());
+    assert!(
+        a.covering("https://other.example", "alice", "db", "db.query")
+            .is_empty()
+    );
+    assert!(
+        a.covering("CN=Corp CA", "alice", "db", "db.query")
+            .is_empty()
+    );
     // A caller who is not a granter sees only its own grants.
-    assert_eq!(a.grants_list(&actor("alice", &["dev"]), false).unwrap().len(), 1);
-    assert!(a.grants_list(&actor("bob", &["dev"]), false).unwrap().is_empty());
+    assert_eq!(
+        a.grants_list(&actor("alice", &["dev"]), false)
+            .unwrap()
+            .len(),
+        1
+    );
+    assert!(
+        a.grants_list(&actor("bob", &["dev"]), false)
+            .unwrap()
+            .is_empty()
+    );
 }
 
 #[test]
@@ -249,9 +267,21 @@ fn the_digest_and_the_listing_tell_issuers_apart() {
     };
     assert_ne!(c.digest(), other.digest());
     let r = a.request(&c).unwrap();
-    assert_eq!(a.list_for(&actor("alice", &["dev"]), None).unwrap().len(), 1);
-    assert_eq!(a.list_for(&actor("carol", &["oncall"]), None).unwrap().len(), 1);
-    assert!(a.list_for(&actor("mallory", &["dev"]), None).unwrap().is_empty());
+    assert_eq!(
+        a.list_for(&actor("alice", &["dev"]), None).unwrap().len(),
+        1
+    );
+    assert_eq!(
+        a.list_for(&actor("carol", &["oncall"]), None)
+            .unwrap()
+            .len(),
+        1
+    );
+    assert!(
+        a.list_for(&actor("mallory", &["dev"]), None)
+            .unwrap()
+            .is_empty()
+    );
     let alien = Actor {
         issuer: "https://other.example".into(),
         ..actor("alice", &["dev"])

@@ -271,11 +271,11 @@ impl Identity {
             .verify_for(token, &header, audiences)
             .await
             .map_err(|e| match e {
-            VerifyError::Token(t) => AuthError::Token(t),
-            VerifyError::Unavailable(why) => {
-                AuthError::IssuerUnavailable(issuer.cfg.issuer.clone(), why)
-            }
-        })?;
+                VerifyError::Token(t) => AuthError::Token(t),
+                VerifyError::Unavailable(why) => {
+                    AuthError::IssuerUnavailable(issuer.cfg.issuer.clone(), why)
+                }
+            })?;
         let missing: Vec<&str> = issuer
             .cfg
             .required_scopes

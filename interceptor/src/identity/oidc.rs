@@ -339,10 +339,10 @@ impl Issuer {
         let now = jsonwebtoken::get_current_timestamp();
         if audiences.is_none()
             && let Some((v, exp)) = self
-            .verified
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(token)
+                .verified
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(token)
             && now < exp + self.cfg.leeway_seconds
         {
             return Ok(v.clone());

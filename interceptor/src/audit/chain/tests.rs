@@ -188,8 +188,14 @@ fn a_held_checkpoint_anchors_a_trimmed_chain_and_a_wrong_one_fails() {
         ..mid.clone()
     };
     let b = verify_from(dir.path(), Some(&key), &[wrong]).expect_err("wrong hash");
-    assert!(b.path.ends_with("000000000001.json") && b.reason.contains("checkpoint"), "{b}");
-    let gone = Checkpoint { seq: 0, ..mid.clone() };
+    assert!(
+        b.path.ends_with("000000000001.json") && b.reason.contains("checkpoint"),
+        "{b}"
+    );
+    let gone = Checkpoint {
+        seq: 0,
+        ..mid.clone()
+    };
     let b = verify_from(dir.path(), Some(&key), &[gone]).expect_err("before the start");
     assert!(b.reason.contains("not in the chain"), "{b}");
     let other = Checkpoint {

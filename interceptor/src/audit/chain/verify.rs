@@ -156,7 +156,10 @@ fn anchors<'a>(
             (None, _) => {
                 return Err(brk(
                     manifest,
-                    format!("checkpoint {c} names no host, and there are {} hosts: write HOST:SEQ:SHA256", names.len()),
+                    format!(
+                        "checkpoint {c} names no host, and there are {} hosts: write HOST:SEQ:SHA256",
+                        names.len()
+                    ),
                 ));
             }
         };
@@ -213,7 +216,10 @@ fn verify_host(
             return Err(brk(path, format!("names itself entry {} (moved?)", e.seq)));
         }
         if *seq == 0 && !e.prev.is_empty() {
-            return Err(brk(path, "entry 0 has a previous-entry hash: not a genesis"));
+            return Err(brk(
+                path,
+                "entry 0 has a previous-entry hash: not a genesis",
+            ));
         }
         if i > 0 && e.prev != prev {
             return Err(brk(
@@ -224,13 +230,12 @@ fn verify_host(
         prev = sha256_hex(&bytes);
         if let Some(c) = anchor
             && c.seq == *seq
+            && c.sha256 != prev
         {
-            if c.sha256 != prev {
-                return Err(brk(
-                    path,
-                    format!("SHA-256 {prev} is not the held checkpoint {c} (chain replaced)"),
-                ));
-            }
+            return Err(brk(
+                path,
+                format!("SHA-256 {prev} is not the held checkpoint {c} (chain replaced)"),
+            ));
         }
         report.entries += 1;
         if let (Some(file), Some(sum)) = (&e.file, &e.sha256) {

@@ -185,7 +185,10 @@ fn a_format_1_pin_carries_over_when_its_members_are_unchanged() {
         .insert("read".into(), old(&old_fp));
     assert!(f.observe("s", std::slice::from_ref(&o), 2).is_empty());
     let p = f.get("s", "read").unwrap();
-    assert_eq!((p.pinned.as_str(), p.scheme), (o.fingerprint.as_str(), FORMAT));
+    assert_eq!(
+        (p.pinned.as_str(), p.scheme),
+        (o.fingerprint.as_str(), FORMAT)
+    );
     // A tool whose old members differ stays changed.
     let mut f = PinFile::default();
     f.servers
