@@ -1,15 +1,19 @@
 //! Human approval of high-risk calls and just-in-time grants (NIST AC-6,
 //! AC-2(2)).
 //!
-//! An approval is bound to the exact call: subject, server, method,
-//! target, a digest of the canonical arguments and the policy version. It
-//! waits for `quorum` distinct approvers from the groups the policy names
-//! (`@approval`), never the caller itself; one "no" denies it. In `hold`
+//! An approval is bound to the exact call: issuer and subject, server,
+//! method, target, a digest of the canonical arguments and the policy
+//! version ("alice" of another issuer is someone else). It waits for
+//! `quorum` distinct approvers from the groups the policy names
+//! (`@approval`), never the caller itself (compared by subject across
+//! issuers, the safe side); one "no" denies it. In `hold`
 //! mode the call waits (kept alive by the transport); in `retry` mode the
 //! caller gets the approval's id at once and the identical call passes
-//! once after approval. Grants let a subject's calls to matching tools be
-//! permitted by policies that look at `context.grants`, until they expire
-//! by themselves. Everything lives in SQLite (`store`) and every step is an
+//! once after approval. Grants let a subject's (of one issuer) calls to
+//! matching tools be permitted by policies that look at `context.grants`,
+//! until they expire by themselves; nobody grants to themselves. Callers
+//! see their own requests and grants and the requests their groups may
+//! approve, nothing else. Everything lives in SQLite (`store`) and every step is an
 //! audit row.
 #![forbid(unsafe_code)]
 

@@ -89,7 +89,8 @@ pub struct Admin {
     /// may connect).
     pub socket_group: Option<String>,
     /// Local users (by name) and who they are for approvals and grants.
-    /// A connecting user not listed acts as `local:<name>` with no groups.
+    /// A connecting user not listed acts as `local:<name>` with no groups
+    /// (it sees only its own requests and grants).
     pub local_users: Vec<LocalUser>,
     /// An HTTP listener for the approval API (every request needs a bearer
     /// token from a configured OIDC issuer) and `/metrics`, `/healthz` (no
