@@ -1,8 +1,9 @@
 //! The agent's control plane: a local admin socket (guarded by file
 //! permissions; callers are named by their Unix user through
 //! `SO_PEERCRED` and `[admin] local_users`) and an optional HTTP listener
-//! (every request needs an OIDC bearer token for `admin.audiences`; TLS with `[tls]` cert and
-//! key). Both serve the same API (`api`): approvals and grants.
+//! (every request needs an OIDC bearer token for `admin.audiences`; TLS
+//! with `[tls]` cert and key). Both serve the same API (`api`): approvals
+//! and grants.
 #![forbid(unsafe_code)]
 
 pub mod api;

@@ -72,8 +72,8 @@ impl Caller {
     }
 }
 
-/// The key a principal is known by wherever one subject name could be
-/// two people: grants, approvals, Cedar's `Mcp::User` id. The issuer (token
+/// A principal as one string, for Cedar's `Mcp::User` id (grants and
+/// approvals keep issuer and subject as two fields). The issuer (token
 /// issuer URL, or certificate issuer DN; "" for anonymous) with `\` and
 /// `|` escaped, a `|`, then the subject: "alice" of one issuer, "alice" of
 /// another and a certificate CN "alice" are three keys, and no issuer

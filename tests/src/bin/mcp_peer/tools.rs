@@ -270,10 +270,14 @@ impl PeerServer {
         if let Err(err) = peer.notify_tool_list_changed().await {
             tracing::debug!("notifications/tools/list_changed: {err}");
         }
-        format!(
-            "echo description set to: {}; readOnlyHint: {read_only_hint:?}",
+        let mut reply = format!(
+            "echo description set to: {}",
             text.as_deref().unwrap_or("(unchanged)")
-        )
+        );
+        if let Some(hint) = read_only_hint {
+            reply.push_str(&format!("; readOnlyHint: {hint}"));
+        }
+        reply
     }
 }
 
