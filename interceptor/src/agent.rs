@@ -90,6 +90,8 @@ pub enum AgentError {
 struct Stages {
     approvals: Arc<Approvals>,
     budgets: crate::policy::budget::Table,
+    /// Tool and prompt names the servers listed, kept across reloads.
+    known: Arc<crate::policy::names::Known>,
     metrics: Arc<Metrics>,
     /// How approvals mask what they store; replaced on reload so a changed
     /// `[mask]` applies to them as it does to the audit.
@@ -113,7 +115,8 @@ fn phases(
         phases.push(Arc::new(
             PolicyPhase::new(cfg.clone(), policies.policies.clone())
                 .with_approvals(approvals.clone())
-                .with_budget_table(&stages.budgets),
+                .with_budget_table(&stages.budgets)
+                .with_known(&stages.known),
         ));
     }
     // Tool pinning runs whether or not the audit does: `on_tool_change =
@@ -228,6 +231,7 @@ pub async fn run(config_path: PathBuf, cfg: Config) -> Result<(), AgentError> {
     let stages = Stages {
         approvals: approvals.clone(),
         budgets: Default::default(),
+        known: Default::default(),
         metrics: Arc::new(Metrics::default()),
         approval_mask: mask_cell,
     };

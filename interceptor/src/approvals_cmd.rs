@@ -103,6 +103,11 @@ pub enum GrantsCmd {
     Add {
         #[arg(long)]
         subject: String,
+        /// The issuer the subject is of (token issuer URL, or a client
+        /// certificate's issuer DN); default: the only `[[identity.oidc]]`
+        /// issuer, when the agent has just one and no client CA.
+        #[arg(long)]
+        issuer: Option<String>,
         /// Tool name glob (`db.*`).
         #[arg(long)]
         tool: String,
@@ -237,9 +242,10 @@ fn show_grant(g: &Value) -> String {
         )
     };
     format!(
-        "{}  {} may use {} on {}  {state}  (granted by {}: {})\n",
+        "{}  {} ({}) may use {} on {}  {state}  (granted by {}: {})\n",
         s("id"),
         s("subject"),
+        s("issuer"),
         s("tool"),
         s("server"),
         s("granted_by"),
@@ -309,16 +315,20 @@ pub fn grants(cmd: GrantsCmd) -> anyhow::Result<ExitCode> {
     match cmd {
         GrantsCmd::Add {
             subject,
+            issuer,
             tool,
             server,
             ttl,
             reason,
             conn,
         } => {
-            let body = json!({
+            let mut body = json!({
                 "subject": subject, "tool": tool, "server": server,
                 "ttl_seconds": parse_ttl(&ttl)?, "reason": reason,
             });
+            if let Some(i) = issuer {
+                body["issuer"] = json!(i);
+            }
             let v = call(&conn, Method::POST, "/v1/grants", Some(body))?;
             print(&conn, &v, show_grant);
         }

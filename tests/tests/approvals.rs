@@ -20,7 +20,7 @@ use mcp_interceptor_tests::{
     http::{RawResponse, exchange, in_netns, initialize},
     proc::run_in,
     require_root, wait_for,
-    world::{URL, World, messages, post_session, token},
+    world::{URL, World, messages, now, post_session, token},
 };
 use serde_json::{Value, json};
 
@@ -57,6 +57,17 @@ when { resource.name == "query" && !context.grants.isEmpty() };
 "#;
 
 const ADMIN: &str = "127.0.0.1:9443";
+
+/// A token for the admin API's own audience (`admin.audiences`' default):
+/// MCP-audience tokens are refused there.
+fn admin_token(w: &World, sub: &str, groups: &[&str]) -> String {
+    w.issuer.mint(
+        json!({"iss": w.issuer.url, "aud": "mcp-interceptor-admin", "sub": sub,
+               "groups": groups, "iat": now(), "exp": now() + 600}),
+        Value::Null,
+        "key",
+    )
+}
 const HOOK: &str = "127.0.0.1:9510";
 
 fn sections(dir: &Path, hold_timeout: u64) -> String {
@@ -273,7 +284,8 @@ fn held_calls_are_released_on_approve_and_refused_on_deny_and_timeout() {
     let mut w = World::with("apphold", "", |dir| sections(dir, 4));
     let hook = webhook_sink(&w);
     let alice = token(&w.issuer, "alice", &["dev", "oncall"]);
-    let carol = token(&w.issuer, "carol", &["oncall"]);
+    let carol = admin_token(&w, "carol", &["oncall"]);
+    let alice_admin = admin_token(&w, "alice", &["dev", "oncall"]);
     let s = Session::open(&w, &alice);
 
     // Approve: the call waits, kept alive (SSE comments and progress
@@ -291,7 +303,7 @@ fn held_calls_are_released_on_approve_and_refused_on_deny_and_timeout() {
             "POST",
             &format!("/v1/approvals/{id}/approve"),
             Some(json!({"reason": "mine"})),
-            &alice,
+            &alice_admin,
         );
         assert_eq!(own.status, 403, "{}", String::from_utf8_lossy(&own.body));
         std::thread::sleep(Duration::from_millis(2500));
@@ -451,8 +463,8 @@ fn retry_mode_is_single_use_bound_to_arguments_and_needs_two_approvers() {
     require_root();
     let mut w = World::with("appretry", "", |dir| sections(dir, 60));
     let alice = token(&w.issuer, "alice", &["dev"]);
-    let carol = token(&w.issuer, "carol", &["security"]);
-    let dave = token(&w.issuer, "dave", &["dev"]);
+    let carol = admin_token(&w, "carol", &["security"]);
+    let dave = admin_token(&w, "dave", &["dev"]);
     let args = json!({"id": "7"});
 
     let first = client_call(&w, &alice, "lookup_customer", args.clone()).unwrap_err();
@@ -566,7 +578,7 @@ fn grants_expire_by_themselves_and_state_survives_a_restart() {
     let denied = client_call(&w, &alice, "query", q.clone()).unwrap_err();
     assert!(denied.contains("-32093"), "no grant, no query: {denied}");
     // Only members of grant_groups may grant.
-    let carol = token(&w.issuer, "carol", &["oncall"]);
+    let carol = admin_token(&w, "carol", &["oncall"]);
     let r = admin(
         &w,
         "POST",

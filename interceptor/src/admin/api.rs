@@ -14,6 +14,10 @@
 //! GET  /healthz                    200 while serving and the audit writes
 //! ```
 //!
+//! A bearer token must be for `admin.audiences` (not the MCP audiences).
+//! Listings show a caller its own requests and grants, and the requests
+//! its groups may approve (all grants to a member of `grant_groups`).
+//!
 //! `/metrics` and `/healthz` answer without a token (counts, no data), so
 //! a scraper or load balancer needs no identity. Errors are
 //! `{"error": "..."}` with a 4xx/5xx status, and a log line.
@@ -57,6 +61,7 @@ fn status_of(e: &ApprovalError) -> StatusCode {
         ApprovalError::NotPending(..) | ApprovalError::AlreadyVoted(_) => StatusCode::CONFLICT,
         ApprovalError::SelfApproval(_)
         | ApprovalError::NotApprover { .. }
+        | ApprovalError::SelfGrant(_)
         | ApprovalError::NotGranter(_) => StatusCode::FORBIDDEN,
         ApprovalError::Invalid(_) => StatusCode::BAD_REQUEST,
         ApprovalError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -106,9 +111,14 @@ pub async fn handle(
     }
     let actor = match local {
         Some(a) => a,
-        None => match state.identity().bearer_caller(req.headers()).await {
+        None => match state
+            .identity()
+            .bearer_caller(req.headers(), &state.admin_audiences())
+            .await
+        {
             Ok(c) => Actor {
                 subject: c.subject.clone(),
+                issuer: c.issuer.clone().unwrap_or_default(),
                 groups: c.groups.clone(),
                 via: format!("oidc:{}", c.issuer.as_deref().unwrap_or_default()),
             },
@@ -171,7 +181,7 @@ fn route(
     match (method, parts.as_slice()) {
         (&Method::GET, ["v1", "whoami"]) => reply(
             StatusCode::OK,
-            &json!({ "subject": actor.subject, "groups": actor.groups, "via": actor.via }),
+            &json!({ "subject": actor.subject, "issuer": actor.issuer, "groups": actor.groups, "via": actor.via }),
         ),
         (&Method::GET, ["v1", "approvals"]) => {
             let status = match query_param(query, "status").unwrap_or("pending") {
@@ -187,9 +197,9 @@ fn route(
                     return error(StatusCode::BAD_REQUEST, format!("unknown status {other:?}"));
                 }
             };
-            done(a.list(status).map(val))
+            done(a.list_for(actor, status).map(val))
         }
-        (&Method::GET, ["v1", "approvals", id]) => done(a.get(id).map(val)),
+        (&Method::GET, ["v1", "approvals", id]) => done(a.get_for(actor, id).map(val)),
         (&Method::POST, ["v1", "approvals", id, verb @ ("approve" | "deny")]) => {
             let r: Reason = match parse(body) {
                 Ok(r) => r,
@@ -199,7 +209,7 @@ fn route(
         }
         (&Method::GET, ["v1", "grants"]) => {
             let all = query_param(query, "all") == Some("true");
-            done(a.grants_list(all).map(val))
+            done(a.grants_list(actor, all).map(val))
         }
         (&Method::POST, ["v1", "grants"]) => {
             let g: NewGrant = match parse(body) {

@@ -1,8 +1,9 @@
 //! The agent's control plane: a local admin socket (guarded by file
 //! permissions; callers are named by their Unix user through
 //! `SO_PEERCRED` and `[admin] local_users`) and an optional HTTP listener
-//! (every request needs an OIDC bearer token; TLS with `[tls]` cert and
-//! key). Both serve the same API (`api`): approvals and grants.
+//! (every request needs an OIDC bearer token for `admin.audiences`; TLS
+//! with `[tls]` cert and key). Both serve the same API (`api`): approvals
+//! and grants.
 #![forbid(unsafe_code)]
 
 pub mod api;
@@ -48,6 +49,8 @@ pub struct State {
     pub approvals: Arc<Approvals>,
     identity: RwLock<Arc<Identity>>,
     local_users: RwLock<Vec<LocalUser>>,
+    /// `admin.audiences`: what a bearer token on the listener must name.
+    audiences: RwLock<Vec<String>>,
     pub metrics: Arc<metrics::Metrics>,
     pub sources: metrics::Sources,
 }
@@ -63,6 +66,7 @@ impl State {
             approvals: sources.approvals.clone(),
             identity: RwLock::new(identity),
             local_users: RwLock::new(admin.local_users.clone()),
+            audiences: RwLock::new(admin.audiences.clone()),
             metrics,
             sources,
         })
@@ -72,6 +76,15 @@ impl State {
     pub fn update(&self, identity: Arc<Identity>, admin: &Admin) {
         *self.identity.write().unwrap_or_else(|p| p.into_inner()) = identity;
         *self.local_users.write().unwrap_or_else(|p| p.into_inner()) = admin.local_users.clone();
+        *self.audiences.write().unwrap_or_else(|p| p.into_inner()) = admin.audiences.clone();
+    }
+
+    /// The audiences admin tokens must carry.
+    pub fn admin_audiences(&self) -> Vec<String> {
+        self.audiences
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     pub fn identity(&self) -> Arc<Identity> {
@@ -92,11 +105,13 @@ impl State {
         match users.iter().find(|u| u.user == name) {
             Some(u) => Actor {
                 subject: u.subject.clone(),
+                issuer: String::new(),
                 groups: u.groups.clone(),
                 via: format!("local:{name}"),
             },
             None => Actor {
                 subject: format!("local:{name}"),
+                issuer: String::new(),
                 groups: Vec::new(),
                 via: format!("local:{name}"),
             },

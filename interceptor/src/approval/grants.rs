@@ -19,6 +19,22 @@ impl Approvals {
                 "subject, server and tool must not be empty".into(),
             ));
         }
+        // The two-person rule: a grant to oneself is self-approval by
+        // another door. Compared by subject across issuers, the safe side.
+        if g.subject == by.subject {
+            self.refuse_self_grant(by, &g);
+            return Err(ApprovalError::SelfGrant(by.subject.clone()));
+        }
+        let issuer = match g.issuer.clone().or_else(|| self.default_issuer.clone()) {
+            Some(i) if !i.trim().is_empty() => i,
+            _ => {
+                return Err(ApprovalError::Invalid(
+                    "name the issuer the subject is of (--issuer): the agent has more than one \
+                     identity source, and a subject alone is ambiguous"
+                        .into(),
+                ));
+            }
+        };
         if g.reason.trim().is_empty() {
             return Err(ApprovalError::Invalid(
                 "a reason is required (e.g. the incident id)".into(),
@@ -34,6 +50,7 @@ impl Approvals {
         let grant = Grant {
             id: new_id("grt"),
             subject: g.subject,
+            issuer,
             server: g.server,
             tool: g.tool,
             created_us: now,
@@ -52,8 +69,14 @@ impl Approvals {
             &grant,
             Some(by),
             format!(
-                "{} granted {} on {} to {} for {} s: {}",
-                by.subject, grant.tool, grant.server, grant.subject, g.ttl_seconds, grant.reason
+                "{} granted {} on {} to {} ({}) for {} s: {}",
+                by.subject,
+                grant.tool,
+                grant.server,
+                grant.subject,
+                grant.issuer,
+                g.ttl_seconds,
+                grant.reason
             ),
         );
         Ok(grant)
@@ -78,9 +101,37 @@ impl Approvals {
         Ok(g)
     }
 
-    pub fn grants_list(&self, all: bool) -> Result<Vec<Grant>, ApprovalError> {
+    /// Grants `who` may see: all of them for a member of the grant
+    /// groups, else only its own.
+    pub fn grants_list(&self, who: &Actor, all: bool) -> Result<Vec<Grant>, ApprovalError> {
         self.sweep();
-        self.db().grants(now_us(), all)
+        let mut gs = self.db().grants(now_us(), all)?;
+        if self.may_grant(who).is_err() {
+            gs.retain(|g| {
+                g.subject == who.subject && (who.issuer.is_empty() || who.issuer == g.issuer)
+            });
+        }
+        Ok(gs)
+    }
+
+    /// Audits and logs a refused self-grant (no grant exists to name).
+    fn refuse_self_grant(&self, by: &Actor, g: &NewGrant) {
+        tracing::warn!(by = %by.subject, via = %by.via, tool = %g.tool, "self-grant refused");
+        let Some(audit) = &self.audit else { return };
+        let mut r: AuditRow = audit.stamp().lifecycle(
+            "grant_refused",
+            format!(
+                "{} ({}) tried to grant {} on {} to themselves; refused: grants need a \
+                 second person",
+                by.subject, by.via, g.tool, g.server
+            ),
+        );
+        r.subject = Some(g.subject.clone());
+        r.tool_name = Some(g.tool.clone());
+        r.approvers = vec![by.subject.clone()];
+        r.decided_by = Some("grant".into());
+        r.decision = Some("refused".into());
+        audit.append(r);
     }
 
     fn may_grant(&self, by: &Actor) -> Result<(), ApprovalError> {
@@ -110,7 +161,7 @@ impl Approvals {
 }
 
 impl Grants for Approvals {
-    fn covering(&self, subject: &str, server: &str, tool: &str) -> Vec<String> {
+    fn covering(&self, issuer: &str, subject: &str, server: &str, tool: &str) -> Vec<String> {
         let grants = self
             .grants
             .read()
@@ -124,6 +175,8 @@ impl Grants for Approvals {
             .iter()
             .filter(|g| {
                 g.subject == subject
+                    && !g.issuer.is_empty()
+                    && g.issuer == issuer
                     && g.active(now)
                     && (g.server == "*" || g.server == server)
                     && glob(&g.tool, tool)

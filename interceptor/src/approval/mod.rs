@@ -1,15 +1,19 @@
 //! Human approval of high-risk calls and just-in-time grants (NIST AC-6,
 //! AC-2(2)).
 //!
-//! An approval is bound to the exact call: subject, server, method,
-//! target, a digest of the canonical arguments and the policy version. It
-//! waits for `quorum` distinct approvers from the groups the policy names
-//! (`@approval`), never the caller itself; one "no" denies it. In `hold`
+//! An approval is bound to the exact call: issuer and subject, server,
+//! method, target, a digest of the canonical arguments and the policy
+//! version ("alice" of another issuer is someone else). It waits for
+//! `quorum` distinct approvers from the groups the policy names
+//! (`@approval`), never the caller itself (compared by subject across
+//! issuers, the safe side); one "no" denies it. In `hold`
 //! mode the call waits (kept alive by the transport); in `retry` mode the
 //! caller gets the approval's id at once and the identical call passes
-//! once after approval. Grants let a subject's calls to matching tools be
-//! permitted by policies that look at `context.grants`, until they expire
-//! by themselves. Everything lives in SQLite (`store`) and every step is an
+//! once after approval. Grants let a subject's (of one issuer) calls to
+//! matching tools be permitted by policies that look at `context.grants`,
+//! until they expire by themselves; nobody grants to themselves. Callers
+//! see their own requests and grants and the requests their groups may
+//! approve, nothing else. Everything lives in SQLite (`store`) and every step is an
 //! audit row.
 #![forbid(unsafe_code)]
 
@@ -56,6 +60,10 @@ pub enum ApprovalError {
     NoGrant(String),
     #[error("{0} may not add or revoke grants (not in approvals.grant_groups)")]
     NotGranter(String),
+    /// A granter named themselves: a grant to oneself would sidestep the
+    /// rule that nobody approves their own calls.
+    #[error("{0} cannot grant to themselves; another member of approvals.grant_groups must")]
+    SelfGrant(String),
     #[error("{0}")]
     Invalid(String),
 }
@@ -71,6 +79,8 @@ impl From<rusqlite::Error> for ApprovalError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Actor {
     pub subject: String,
+    /// The token's issuer; "" for a local user of the admin socket.
+    pub issuer: String,
     pub groups: Vec<String>,
     /// `oidc:<issuer>` or `local:<user>`.
     pub via: String,
@@ -80,6 +90,9 @@ pub struct Actor {
 #[derive(Debug, Clone)]
 pub struct Call {
     pub subject: String,
+    /// The caller's issuer ("" for anonymous): "alice" of one issuer is
+    /// not "alice" of another, nor a certificate CN "alice".
+    pub issuer: String,
     pub groups: Vec<String>,
     pub server: String,
     pub method: String,
@@ -100,6 +113,7 @@ impl Call {
             .unwrap_or_default();
         let mut h = Sha256::new();
         for part in [
+            self.issuer.as_str(),
             self.subject.as_str(),
             &self.server,
             &self.method,
@@ -122,6 +136,9 @@ pub type MaskFn = Arc<dyn Fn(&Value) -> Value + Send + Sync>;
 #[serde(deny_unknown_fields)]
 pub struct NewGrant {
     pub subject: String,
+    /// Default: the agent's only OIDC issuer (see [`Approvals::open`]).
+    #[serde(default)]
+    pub issuer: Option<String>,
     #[serde(default = "any_server")]
     pub server: String,
     pub tool: String,
@@ -142,6 +159,9 @@ pub struct Approvals {
     audit: Option<Audit>,
     mask: MaskFn,
     webhook: Option<webhook::Webhook>,
+    /// The issuer a grant is for when it names none: the only
+    /// `[[identity.oidc]]` issuer, if the agent has one and no client CA.
+    default_issuer: Option<String>,
 }
 
 impl Approvals {
@@ -167,6 +187,10 @@ impl Approvals {
             audit,
             mask,
             webhook,
+            default_issuer: match (cfg.identity.oidc.as_slice(), cfg.tls.client_ca.is_empty()) {
+                ([only], true) => Some(only.issuer.clone()),
+                _ => None,
+            },
         });
         let held = this.db().pending_holds()?;
         for id in held {
@@ -214,6 +238,7 @@ impl Approvals {
             status: Status::Pending,
             mode: call.rule.mode,
             subject: call.subject.clone(),
+            issuer: call.issuer.clone(),
             groups: call.groups.clone(),
             server: call.server.clone(),
             method: call.method.clone(),
@@ -324,6 +349,28 @@ impl Approvals {
     pub fn list(&self, status: Option<Status>) -> Result<Vec<Approval>, ApprovalError> {
         self.sweep();
         self.db().list(status, 500)
+    }
+
+    /// What `who` may see: its own requests, and those its groups may
+    /// approve. Everything else (other callers' arguments, even masked)
+    /// is not theirs to read.
+    pub fn list_for(
+        &self,
+        who: &Actor,
+        status: Option<Status>,
+    ) -> Result<Vec<Approval>, ApprovalError> {
+        let mut all = self.list(status)?;
+        all.retain(|a| may_see(who, a));
+        Ok(all)
+    }
+
+    /// One approval, if `who` may see it (else: not found, so ids of other
+    /// callers' requests are not confirmed either).
+    pub fn get_for(&self, who: &Actor, id: &str) -> Result<Approval, ApprovalError> {
+        self.get(id)
+            .ok()
+            .filter(|a| may_see(who, a))
+            .ok_or_else(|| ApprovalError::NotFound(id.to_string()))
     }
 
     /// One approver's vote. The caller never approves its own call; each
@@ -529,6 +576,13 @@ impl Approvals {
         r.decision = Some(a.status.as_str().into());
         audit.append(r);
     }
+}
+
+/// The caller who asked (same subject and issuer; a local user by
+/// subject), or an approver of the request.
+fn may_see(who: &Actor, a: &Approval) -> bool {
+    let own = who.subject == a.subject && (who.issuer.is_empty() || who.issuer == a.issuer);
+    own || who.groups.iter().any(|g| a.approver_groups.contains(g))
 }
 
 fn set_target(r: &mut AuditRow, method: &str, target: Option<String>) {

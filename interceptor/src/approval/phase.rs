@@ -260,6 +260,7 @@ impl Phase for ApprovalPhase {
         };
         let call = Call {
             subject: caller.subject.clone(),
+            issuer: caller.issuer.clone().unwrap_or_default(),
             groups: caller.groups.clone(),
             server: crate::policy::pins::server_key(&self.cfg, ctx.conn.orig_dst.port()),
             method: msg.method().unwrap_or_default().to_string(),

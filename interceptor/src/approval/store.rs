@@ -121,6 +121,9 @@ pub struct Approval {
     pub status: Status,
     pub mode: ApprovalMode,
     pub subject: String,
+    /// The caller's issuer (token issuer or certificate issuer DN; "" for
+    /// anonymous): with `subject`, who asked.
+    pub issuer: String,
     pub groups: Vec<String>,
     pub server: String,
     pub method: String,
@@ -128,8 +131,8 @@ pub struct Approval {
     /// The arguments as the audit stores them (masked).
     pub arguments: Option<Value>,
     pub arguments_sha256: String,
-    /// SHA-256 over subject, server, method, target, canonical arguments
-    /// and policy version: what a retry must match.
+    /// SHA-256 over issuer, subject, server, method, target, canonical
+    /// arguments and policy version: what a retry must match.
     pub digest: String,
     pub policy_version: String,
     pub policies: Vec<String>,
@@ -159,6 +162,11 @@ impl Approval {
 pub struct Grant {
     pub id: String,
     pub subject: String,
+    /// The issuer `subject` is of (token issuer URL or certificate issuer
+    /// DN): a grant to "alice" of one issuer is not one to "alice" of
+    /// another. Grants stored before issuers were recorded have "" and
+    /// cover nobody.
+    pub issuer: String,
     /// Server name (port rule `name`) or `*`.
     pub server: String,
     /// Tool name glob.
@@ -192,7 +200,7 @@ fn to_json<T: Serialize>(v: &T) -> String {
 
 const APPROVAL_COLUMNS: &str = "id, status, mode, subject, groups, server, method, target, \
      arguments, arguments_sha256, digest, policy_version, policies, approver_groups, quorum, \
-     created_us, expires_us, decided_us, valid_until_us, reason";
+     created_us, expires_us, decided_us, valid_until_us, reason, issuer";
 
 fn approval_row(r: &Row<'_>) -> rusqlite::Result<Approval> {
     let mode: String = r.get(2)?;
@@ -222,12 +230,13 @@ fn approval_row(r: &Row<'_>) -> rusqlite::Result<Approval> {
         decided_us: r.get(17)?,
         valid_until_us: r.get(18)?,
         reason: r.get(19)?,
+        issuer: r.get(20)?,
         votes: Vec::new(),
     })
 }
 
 const GRANT_COLUMNS: &str = "id, subject, server, tool, created_us, expires_us, granted_by, \
-     reason, revoked_us, revoked_by, revoke_reason";
+     reason, revoked_us, revoked_by, revoke_reason, issuer";
 
 fn grant_row(r: &Row<'_>) -> rusqlite::Result<Grant> {
     Ok(Grant {
@@ -242,6 +251,7 @@ fn grant_row(r: &Row<'_>) -> rusqlite::Result<Grant> {
         revoked_us: r.get(8)?,
         revoked_by: r.get(9)?,
         revoke_reason: r.get(10)?,
+        issuer: r.get(11)?,
     })
 }
 
@@ -255,6 +265,22 @@ impl Store {
             .map_err(|e| ApprovalError::Store(format!("{}: {e}", path.display())))?;
         db.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;")?;
         db.execute_batch(SCHEMA)?;
+        // Databases from before issuers were recorded: the column is added
+        // empty (such grants cover nobody; such approvals match no retry).
+        for table in ["approvals", "grants"] {
+            let has: bool = db.query_row(
+                &format!(
+                    "SELECT COUNT(*) > 0 FROM pragma_table_info('{table}') WHERE name = 'issuer'"
+                ),
+                [],
+                |r| r.get(0),
+            )?;
+            if !has {
+                db.execute_batch(&format!(
+                    "ALTER TABLE {table} ADD COLUMN issuer TEXT NOT NULL DEFAULT ''"
+                ))?;
+            }
+        }
         Ok(Self { db })
     }
 
@@ -262,7 +288,7 @@ impl Store {
         self.db.execute(
             &format!(
                 "INSERT INTO approvals ({APPROVAL_COLUMNS}) VALUES \
-                 (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)"
+                 (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)"
             ),
             params![
                 a.id,
@@ -285,6 +311,7 @@ impl Store {
                 a.decided_us,
                 a.valid_until_us,
                 a.reason,
+                a.issuer,
             ],
         )?;
         Ok(())
@@ -415,7 +442,7 @@ impl Store {
     pub fn insert_grant(&self, g: &Grant) -> Result<(), ApprovalError> {
         self.db.execute(
             &format!(
-                "INSERT INTO grants ({GRANT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
+                "INSERT INTO grants ({GRANT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
             ),
             params![
                 g.id,
@@ -428,7 +455,8 @@ impl Store {
                 g.reason,
                 g.revoked_us,
                 g.revoked_by,
-                g.revoke_reason
+                g.revoke_reason,
+                g.issuer
             ],
         )?;
         Ok(())

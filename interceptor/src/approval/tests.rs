@@ -8,6 +8,8 @@ use crate::{
     policy::phase::Grants,
 };
 
+const I: &str = "https://idp.example";
+
 fn open(dir: &std::path::Path, tune: impl FnOnce(&mut Config)) -> Arc<Approvals> {
     let mut cfg = Config::default();
     cfg.approvals.db = Some(dir.join("approvals.db"));
@@ -19,6 +21,7 @@ fn open(dir: &std::path::Path, tune: impl FnOnce(&mut Config)) -> Arc<Approvals>
 fn call(args: Value, quorum: u32, mode: ApprovalMode) -> Call {
     Call {
         subject: "alice".into(),
+        issuer: I.into(),
         groups: vec!["dev".into()],
         server: "db".into(),
         method: "tools/call".into(),
@@ -37,6 +40,7 @@ fn call(args: Value, quorum: u32, mode: ApprovalMode) -> Call {
 fn actor(subject: &str, groups: &[&str]) -> Actor {
     Actor {
         subject: subject.into(),
+        issuer: I.into(),
         groups: groups.iter().map(|g| g.to_string()).collect(),
         via: "test".into(),
     }
@@ -159,6 +163,7 @@ fn grants_cover_matching_tools_until_revoked_or_expired() {
     let sec = actor("sam", &["security"]);
     let new = |tool: &str, ttl| NewGrant {
         subject: "alice".into(),
+        issuer: Some(I.into()),
         server: "*".into(),
         tool: tool.into(),
         ttl_seconds: ttl,
@@ -175,23 +180,115 @@ fn grants_cover_matching_tools_until_revoked_or_expired() {
     let g = a.grant_add(&sec, new("db.*", 60)).unwrap();
     assert_eq!(g.granted_by, "sam");
     assert_eq!(
-        a.covering("alice", "db", "db.query"),
+        a.covering(I, "alice", "db", "db.query"),
         vec!["db.*".to_string()]
     );
-    assert!(a.covering("alice", "db", "shell.exec").is_empty());
-    assert!(a.covering("bob", "db", "db.query").is_empty());
+    assert!(a.covering(I, "alice", "db", "shell.exec").is_empty());
+    assert!(a.covering(I, "bob", "db", "db.query").is_empty());
     a.grant_revoke(&sec, &g.id, "done").unwrap();
-    assert!(a.covering("alice", "db", "db.query").is_empty());
+    assert!(a.covering(I, "alice", "db", "db.query").is_empty());
     assert!(matches!(
         a.grant_revoke(&sec, &g.id, "again"),
         Err(ApprovalError::NoGrant(_))
     ));
     let short = a.grant_add(&sec, new("db.query", 1)).unwrap();
-    assert_eq!(a.grants_list(false).unwrap().len(), 1);
+    assert_eq!(a.grants_list(&sec, false).unwrap().len(), 1);
     std::thread::sleep(std::time::Duration::from_millis(1100));
-    assert!(a.covering("alice", "db", "db.query").is_empty());
+    assert!(a.covering(I, "alice", "db", "db.query").is_empty());
     a.sweep();
-    assert!(a.grants_list(false).unwrap().is_empty());
-    let all = a.grants_list(true).unwrap();
+    assert!(a.grants_list(&sec, false).unwrap().is_empty());
+    let all = a.grants_list(&sec, true).unwrap();
     assert!(all.iter().any(|x| x.id == short.id));
+}
+
+#[test]
+fn grants_are_per_issuer_and_never_to_oneself() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = open(dir.path(), |c| c.approvals.max_grant_ttl_seconds = 3600);
+    let sec = actor("sam", &["security"]);
+    let new = |subject: &str, issuer: Option<&str>| NewGrant {
+        subject: subject.into(),
+        issuer: issuer.map(str::to_string),
+        server: "*".into(),
+        tool: "db.*".into(),
+        ttl_seconds: 60,
+        reason: "INC-7".into(),
+    };
+    assert!(matches!(
+        a.grant_add(&sec, new("sam", Some(I))),
+        Err(ApprovalError::SelfGrant(_))
+    ));
+    assert!(
+        matches!(
+            a.grant_add(&sec, new("sam", Some("https://other.example"))),
+            Err(ApprovalError::SelfGrant(_))
+        ),
+        "the same name under another issuer is refused too (the safe side)"
+    );
+    assert!(
+        matches!(
+            a.grant_add(&sec, new("alice", None)),
+            Err(ApprovalError::Invalid(_))
+        ),
+        "no OIDC issuer configured: the issuer must be named"
+    );
+    a.grant_add(&sec, new("alice", Some(I))).unwrap();
+    assert_eq!(a.covering(I, "alice", "db", "db.query").len(), 1);
+    assert!(
+        a.covering("https://other.example", "alice", "db", "db.query")
+            .is_empty()
+    );
+    assert!(
+        a.covering("CN=Corp CA", "alice", "db", "db.query")
+            .is_empty()
+    );
+    // A caller who is not a granter sees only its own grants.
+    assert_eq!(
+        a.grants_list(&actor("alice", &["dev"]), false)
+            .unwrap()
+            .len(),
+        1
+    );
+    assert!(
+        a.grants_list(&actor("bob", &["dev"]), false)
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[test]
+fn the_digest_and_the_listing_tell_issuers_apart() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = open(dir.path(), |_| {});
+    let c = call(json!({"table": "orders"}), 1, ApprovalMode::Retry);
+    let other = Call {
+        issuer: "https://other.example".into(),
+        ..c.clone()
+    };
+    assert_ne!(c.digest(), other.digest());
+    let r = a.request(&c).unwrap();
+    assert_eq!(
+        a.list_for(&actor("alice", &["dev"]), None).unwrap().len(),
+        1
+    );
+    assert_eq!(
+        a.list_for(&actor("carol", &["oncall"]), None)
+            .unwrap()
+            .len(),
+        1
+    );
+    assert!(
+        a.list_for(&actor("mallory", &["dev"]), None)
+            .unwrap()
+            .is_empty()
+    );
+    let alien = Actor {
+        issuer: "https://other.example".into(),
+        ..actor("alice", &["dev"])
+    };
+    assert!(a.list_for(&alien, None).unwrap().is_empty());
+    assert!(matches!(
+        a.get_for(&actor("mallory", &["dev"]), &r.id),
+        Err(ApprovalError::NotFound(_))
+    ));
 }

@@ -8,13 +8,17 @@
 //! shows as a hole, not as silence.
 //!
 //! What `verify` detects, from the files alone: a changed byte in a data
-//! file (hash), a deleted data file (entry without file), an added one
-//! (file without entry), a deleted, reordered or edited entry (sequence,
-//! previous-hash or signature break). What it cannot: truncation of the
-//! newest entries together with their files, unless the last entry is known
-//! from elsewhere (the S3 copy, Object Lock); and a forger holding the
-//! private key. Pin the public key (`--public-key`) rather than trusting
-//! the copy stored beside the entries.
+//! file (hash), a deleted data file (entry without file), an added object
+//! of any name under `events/` (not listed by an entry: Athena reads every
+//! object under the prefix), a deleted, reordered or edited entry
+//! (sequence, previous-hash or signature break), and deleted oldest entries
+//! (the chain is anchored: it starts at entry 0 with an empty `prev`, or at
+//! a checkpoint the auditor holds). What it cannot: truncation of the
+//! newest entries together with their files, unless the auditor holds a
+//! checkpoint at or after the cut (each `verify` prints one per host), or
+//! the last entry is known from elsewhere (Object Lock); and a forger
+//! holding the private key. Pin the public key (`--public-key`) rather
+//! than trusting the copy stored beside the entries.
 
 use std::{
     collections::BTreeSet,
@@ -23,7 +27,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
+use ed25519_dalek::{Signer, SigningKey};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -185,7 +189,7 @@ impl Chain {
     }
 }
 
-fn entry_files(dir: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
+pub(super) fn entry_files(dir: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
     let mut out = Vec::new();
     for e in std::fs::read_dir(dir)? {
         let e = e?;
@@ -198,136 +202,8 @@ fn entry_files(dir: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
     Ok(out)
 }
 
-/// The first thing wrong with an audit directory.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{path}: {reason}")]
-pub struct Break {
-    pub path: String,
-    pub reason: String,
-}
-
-#[derive(Debug, Default, Clone, Serialize)]
-pub struct Report {
-    pub hosts: Vec<String>,
-    pub entries: u64,
-    pub files: u64,
-    pub rows: i64,
-}
-
-/// Checks every host's chain and every data file under `audit_dir`.
-/// `public_key`: the pinned key (hex); without it each host's stored key.
-pub fn verify(audit_dir: &Path, public_key: Option<&str>) -> Result<Report, Break> {
-    let brk = |path: &Path, reason: String| Break {
-        path: path.display().to_string(),
-        reason,
-    };
-    let manifest = audit_dir.join("manifest");
-    let mut report = Report::default();
-    let mut listed = BTreeSet::new();
-    let hosts =
-        std::fs::read_dir(&manifest).map_err(|e| brk(&manifest, format!("no manifest: {e}")))?;
-    let mut host_dirs: Vec<PathBuf> = hosts
-        .filter_map(|h| h.ok().map(|h| h.path()))
-        .filter(|p| p.is_dir())
-        .collect();
-    host_dirs.sort();
-    for dir in host_dirs {
-        let key_hex = match public_key {
-            Some(k) => k.to_string(),
-            None => std::fs::read_to_string(dir.join(PUBLIC_KEY_FILE))
-                .map_err(|e| brk(&dir, format!("no public key: {e}")))?,
-        };
-        let key = hex::decode(key_hex.trim())
-            .ok()
-            .and_then(|b| <[u8; 32]>::try_from(b).ok())
-            .and_then(|b| VerifyingKey::from_bytes(&b).ok())
-            .ok_or_else(|| brk(&dir, "public key is not 32 bytes of hex".into()))?;
-        report.hosts.push(
-            dir.file_name()
-                .unwrap_or_default()
-                .to_string_lossy()
-                .into_owned(),
-        );
-        let mut prev = String::new();
-        let files = entry_files(&dir).map_err(|e| brk(&dir, e.to_string()))?;
-        for (i, (seq, path)) in files.iter().enumerate() {
-            let first_seq = files.first().map(|f| f.0).unwrap_or(0);
-            if *seq != first_seq + i as u64 {
-                return Err(brk(
-                    path,
-                    format!("entry {} is missing (deleted?)", first_seq + i as u64),
-                ));
-            }
-            let bytes = std::fs::read(path).map_err(|e| brk(path, e.to_string()))?;
-            let e: Entry = serde_json::from_slice(&bytes)
-                .map_err(|e| brk(path, format!("not an entry: {e}")))?;
-            if e.seq != *seq {
-                return Err(brk(path, format!("names itself entry {} (moved?)", e.seq)));
-            }
-            let sig = hex::decode(&e.signature)
-                .ok()
-                .and_then(|b| <[u8; 64]>::try_from(b).ok())
-                .map(|b| Signature::from_bytes(&b))
-                .ok_or_else(|| brk(path, "signature malformed".into()))?;
-            key.verify(&e.signed_bytes(), &sig)
-                .map_err(|_| brk(path, "signature does not verify (edited or forged)".into()))?;
-            if i > 0 && e.prev != prev {
-                return Err(brk(
-                    path,
-                    "previous-entry hash does not match (entries reordered, replaced or removed)"
-                        .into(),
-                ));
-            }
-            prev = sha256_hex(&bytes);
-            report.entries += 1;
-            if let (Some(file), Some(sum)) = (&e.file, &e.sha256) {
-                let data = audit_dir.join(file);
-                let actual = sha256_file(&data).map_err(|err| {
-                    brk(
-                        &data,
-                        format!("listed in {} but unreadable: {err}", path.display()),
-                    )
-                })?;
-                if &actual != sum {
-                    return Err(brk(
-                        &data,
-                        "SHA-256 differs from its manifest entry (modified)".into(),
-                    ));
-                }
-                listed.insert(data);
-                report.files += 1;
-                report.rows += e.rows;
-            }
-        }
-    }
-    for data in data_files(&audit_dir.join("events")) {
-        if !listed.contains(&data) {
-            return Err(brk(&data, "not in any manifest entry (added)".into()));
-        }
-    }
-    Ok(report)
-}
-
-/// Every `.parquet` file below `dir`.
-pub fn data_files(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(rd) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for e in rd.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if p.extension().is_some_and(|x| x == "parquet") {
-                out.push(p);
-            }
-        }
-    }
-    out.sort();
-    out
-}
+mod verify;
+pub use verify::{Break, Checkpoint, Report, data_files, objects, verify, verify_from};
 
 #[cfg(test)]
 mod tests;

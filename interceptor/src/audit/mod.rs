@@ -144,6 +144,17 @@ impl Audit {
             scrub: Default::default(),
         };
         let s3 = cfg.s3.is_some();
+        if s3 {
+            // The bucket's copy carries the key beside the entries, as the
+            // local directory does (auditors still pin it: --public-key).
+            let key = std::path::Path::new("manifest")
+                .join(&host)
+                .join(chain::PUBLIC_KEY_FILE);
+            upload::enqueue(&dir, &key).map_err(|source| AuditError::Dir {
+                path: dir.join(&key),
+                source,
+            })?;
+        }
         for seq in leftover {
             convert(&dir, &stamp.host, &mut chain, seq, s3).map_err(AuditError::Recover)?;
             tracing::info!(segment = seq, "recovered audit WAL segment");
@@ -416,8 +427,12 @@ fn convert(dir: &Path, host: &str, chain: &mut Chain, seq: u64, s3: bool) -> io:
     }
     if parts.is_empty() {
         // Nothing in it (an empty or wholly torn segment): still record that
-        // the segment existed, so sequence numbers stay explained.
-        chain.append(entry(Some(seq), None, None, 0, None))?;
+        // the segment existed, so sequence numbers stay explained. Shipped
+        // like every entry: a copy without it has a hole in its chain.
+        let entry_rel = chain.append(entry(Some(seq), None, None, 0, None))?;
+        if s3 {
+            upload::enqueue(dir, &entry_rel)?;
+        }
     }
     remove(&path)
 }

@@ -89,14 +89,22 @@ pub struct Admin {
     /// may connect).
     pub socket_group: Option<String>,
     /// Local users (by name) and who they are for approvals and grants.
-    /// A connecting user not listed acts as `local:<name>` with no groups.
+    /// A connecting user not listed acts as `local:<name>` with no groups
+    /// (it sees only its own requests and grants).
     pub local_users: Vec<LocalUser>,
     /// An HTTP listener for the approval API (every request needs a bearer
     /// token from a configured OIDC issuer) and `/metrics`, `/healthz` (no
     /// token). TLS with `[tls]` cert and key when set; without TLS only a
     /// loopback address is accepted.
     pub listen: Option<SocketAddr>,
+    /// The `aud` a bearer token must carry on the admin listener: the
+    /// admin API's own, never one of the `[[identity.oidc]]` audiences, so
+    /// a token an AI agent holds for the MCP servers cannot approve.
+    pub audiences: Vec<String>,
 }
+
+/// The admin API's default audience.
+pub const ADMIN_AUDIENCE: &str = "mcp-interceptor-admin";
 
 impl Default for Admin {
     fn default() -> Self {
@@ -106,6 +114,7 @@ impl Default for Admin {
             socket_group: None,
             local_users: Vec::new(),
             listen: None,
+            audiences: vec![ADMIN_AUDIENCE.into()],
         }
     }
 }
@@ -146,6 +155,18 @@ pub(super) fn validate(cfg: &super::Config) -> Result<(), String> {
             "admin.socket_mode {:o}: other users must not reach the admin socket (use socket_group)",
             m.socket_mode
         ));
+    }
+    if m.audiences.is_empty() || m.audiences.iter().any(|a| a.trim().is_empty()) {
+        return Err("admin.audiences is empty: name the admin API's own token audience".into());
+    }
+    for o in &cfg.identity.oidc {
+        if let Some(shared) = m.audiences.iter().find(|a| o.audiences.contains(a)) {
+            return Err(format!(
+                "admin.audiences {shared:?} is also an audience of [[identity.oidc]] {:?}: \
+                 tokens for the MCP servers would work on the admin API; give it its own",
+                o.issuer
+            ));
+        }
     }
     if let Some(addr) = m.listen {
         // Without an OIDC issuer only /metrics and /healthz answer there.

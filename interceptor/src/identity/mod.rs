@@ -72,6 +72,25 @@ impl Caller {
     }
 }
 
+/// A principal as one string, for Cedar's `Mcp::User` id (grants and
+/// approvals keep issuer and subject as two fields). The issuer (token
+/// issuer URL, or certificate issuer DN; "" for anonymous) with `\` and
+/// `|` escaped, a `|`, then the subject: "alice" of one issuer, "alice" of
+/// another and a certificate CN "alice" are three keys, and no issuer
+/// text can end early.
+pub fn principal_key(issuer: &str, subject: &str) -> String {
+    let mut out = String::with_capacity(issuer.len() + subject.len() + 1);
+    for c in issuer.chars() {
+        if c == '\\' || c == '|' {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('|');
+    out.push_str(subject);
+    out
+}
+
 /// Why a request has no identity. Comparable, so tests assert the reason.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AuthError {
@@ -216,30 +235,47 @@ impl Identity {
         Err(AuthError::Missing)
     }
 
-    /// The caller named by a bearer token alone: the admin API, where
-    /// certificates and anonymous callers do not count.
-    pub async fn bearer_caller(&self, headers: &HeaderMap) -> Result<Arc<Caller>, AuthError> {
+    /// The caller named by a bearer token alone, for `audiences` (the
+    /// admin API's, never the MCP ones: a token an AI agent holds for the
+    /// MCP servers must not approve calls). Certificates and anonymous
+    /// callers do not count.
+    pub async fn bearer_caller(
+        &self,
+        headers: &HeaderMap,
+        audiences: &[String],
+    ) -> Result<Arc<Caller>, AuthError> {
         let auth = headers
             .get(header::AUTHORIZATION)
             .ok_or(AuthError::Missing)?;
         let token = bearer(auth).ok_or(AuthError::NotBearer)?;
-        let v = self.verify(token).await?;
+        let v = self.verify_for(token, Some(audiences)).await?;
         Ok(oidc_caller(&v, None))
     }
 
     async fn verify(&self, token: &str) -> Result<Arc<oidc::Verified>, AuthError> {
+        self.verify_for(token, None).await
+    }
+
+    async fn verify_for(
+        &self,
+        token: &str,
+        audiences: Option<&[String]>,
+    ) -> Result<Arc<oidc::Verified>, AuthError> {
         let (header, iss) = oidc::peek(token)?;
         let issuer = self
             .issuers
             .iter()
             .find(|i| i.cfg.issuer == iss)
             .ok_or(TokenError::UnknownIssuer(iss))?;
-        let v = issuer.verify(token, &header).await.map_err(|e| match e {
-            VerifyError::Token(t) => AuthError::Token(t),
-            VerifyError::Unavailable(why) => {
-                AuthError::IssuerUnavailable(issuer.cfg.issuer.clone(), why)
-            }
-        })?;
+        let v = issuer
+            .verify_for(token, &header, audiences)
+            .await
+            .map_err(|e| match e {
+                VerifyError::Token(t) => AuthError::Token(t),
+                VerifyError::Unavailable(why) => {
+                    AuthError::IssuerUnavailable(issuer.cfg.issuer.clone(), why)
+                }
+            })?;
         let missing: Vec<&str> = issuer
             .cfg
             .required_scopes

@@ -307,11 +307,23 @@ impl Issuer {
             .ok_or_else(|| FetchError(format!("{url}: no jwks_uri")))
     }
 
-    /// Verifies `token` whose header is `header`.
+    /// Verifies `token` whose header is `header`, for the MCP audiences.
     pub async fn verify(
         &self,
         token: &str,
         header: &JwtHeader,
+    ) -> Result<Arc<Verified>, VerifyError> {
+        self.verify_for(token, header, None).await
+    }
+
+    /// [`Self::verify`] against `audiences` instead of the configured ones
+    /// (the admin API's own). Such a check skips the cache of verified
+    /// tokens, which holds tokens verified for the MCP audiences only.
+    pub async fn verify_for(
+        &self,
+        token: &str,
+        header: &JwtHeader,
+        audiences: Option<&[String]>,
     ) -> Result<Arc<Verified>, VerifyError> {
         let alg = self.algorithm(&header.alg)?;
         // Before the cache of verified tokens: stale keys vouch for none.
@@ -325,11 +337,12 @@ impl Issuer {
             }
         }
         let now = jsonwebtoken::get_current_timestamp();
-        if let Some((v, exp)) = self
-            .verified
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(token)
+        if audiences.is_none()
+            && let Some((v, exp)) = self
+                .verified
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(token)
             && now < exp + self.cfg.leeway_seconds
         {
             return Ok(v.clone());
@@ -347,13 +360,16 @@ impl Issuer {
         };
         let mut v = Validation::new(alg);
         v.set_issuer(&[&self.cfg.issuer]);
-        v.set_audience(&self.cfg.audiences);
+        v.set_audience(audiences.unwrap_or(&self.cfg.audiences));
         v.set_required_spec_claims(&["exp", "iss", "aud"]);
         v.leeway = self.cfg.leeway_seconds;
         v.validate_nbf = true;
         let data = jsonwebtoken::decode::<Map<String, Value>>(token, &key, &v)
             .map_err(|e| map_error(e.kind()))?;
         let verified = Arc::new(self.claims(&data.claims)?);
+        if audiences.is_some() {
+            return Ok(verified);
+        }
         let exp = data.claims.get("exp").and_then(Value::as_u64).unwrap_or(0);
         let mut cache = self.verified.lock().unwrap_or_else(|p| p.into_inner());
         if cache.len() >= VERIFIED_CACHE {

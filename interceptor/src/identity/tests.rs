@@ -317,3 +317,13 @@ fn principal_separates_methods_and_issuers() {
     assert_ne!(a.principal(), b.principal());
     let _ = Arc::new(a);
 }
+
+#[test]
+fn principal_keys_cannot_be_forged_across_issuers() {
+    assert_eq!(principal_key("https://a", "alice"), "https://a|alice");
+    assert_eq!(principal_key("", "anonymous"), "|anonymous");
+    assert_eq!(principal_key("CN=x|y\\z", "s"), "CN=x\\|y\\\\z|s");
+    // Issuer "a|b" + subject "c" against issuer "a" + subject "b|c".
+    assert_ne!(principal_key("a|b", "c"), principal_key("a", "b|c"));
+    assert_ne!(principal_key("a\\", "|c"), principal_key("a\\|", "c"));
+}

@@ -112,7 +112,12 @@ pub struct Scope {
 }
 
 pub fn scope_uids(input: &Input) -> Result<Scope, PolicyError> {
-    let principal = uid(&TYPES.user, &input.subject);
+    // Issuer and subject: "alice" of another issuer, or a certificate CN
+    // "alice", is another principal (see `principal_key`).
+    let principal = uid(
+        &TYPES.user,
+        &crate::identity::principal_key(&input.issuer, &input.subject),
+    );
     let mut names: Vec<&str> = input.groups.iter().map(String::as_str).collect();
     names.sort_unstable();
     names.dedup();
@@ -163,6 +168,7 @@ pub fn cedar_in(input: &Input, scope: Scope) -> Result<(Request, Entities), Poli
     let user_attrs = HashMap::from([
         ("auth_method".to_string(), s(&input.auth_method)),
         ("issuer".to_string(), s(&input.issuer)),
+        ("subject".to_string(), s(&input.subject)),
         ("client_id".to_string(), s(&input.client_id)),
         ("scopes".to_string(), set(input.scopes.iter().cloned())),
     ]);

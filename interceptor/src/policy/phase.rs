@@ -34,7 +34,7 @@ pub type Shared = Arc<RwLock<Arc<Policies>>>;
 pub trait Grants: Send + Sync {
     /// Tool patterns of `subject`'s active grants on `server` that cover
     /// `tool` (e.g. `db.*`); empty when none does.
-    fn covering(&self, subject: &str, server: &str, tool: &str) -> Vec<String>;
+    fn covering(&self, issuer: &str, subject: &str, server: &str, tool: &str) -> Vec<String>;
 }
 
 pub struct PolicyPhase {
@@ -45,8 +45,10 @@ pub struct PolicyPhase {
     /// then passed on to it instead of refused here.
     approvals: Option<Arc<dyn Grants>>,
     /// Tool and prompt names the servers listed: what a case variant is
-    /// told apart from.
-    known: Known,
+    /// told apart from. Shared across config reloads: a reload does not
+    /// make the servers list again, so forgetting would let a case variant
+    /// through until the next list.
+    known: Arc<Known>,
 }
 
 impl PolicyPhase {
@@ -56,7 +58,7 @@ impl PolicyPhase {
             policies,
             cfg,
             approvals: None,
-            known: Known::default(),
+            known: Arc::default(),
         }
     }
 
@@ -64,6 +66,12 @@ impl PolicyPhase {
     /// reload never refills a bucket.
     pub fn with_budget_table(mut self, table: &budget::Table) -> Self {
         self.budgets = Budgets::sharing(self.cfg.policy.budgets.clone(), table);
+        self
+    }
+
+    /// Names learnt in `known`, which outlives config reloads.
+    pub fn with_known(mut self, known: &Arc<Known>) -> Self {
+        self.known = known.clone();
         self
     }
 
@@ -86,7 +94,7 @@ impl PolicyPhase {
         if let (Some(g), "tools/call", Some(tool)) =
             (&self.approvals, method, input.target.as_deref())
         {
-            input.grants = g.covering(&input.subject, &input.server, tool);
+            input.grants = g.covering(&input.issuer, &input.subject, &input.server, tool);
         }
         Some(input)
     }

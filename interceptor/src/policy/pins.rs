@@ -1,7 +1,9 @@
 //! Tool pinning, against a server that changes a tool after it was trusted
 //! (a "rug pull": a description that now carries instructions for the
-//! model, a schema that now asks for more). Each tool definition (name,
-//! description, input schema) is fingerprinted per server; the first
+//! model, a schema that now asks for more, an annotation that now claims
+//! `readOnlyHint`). Each tool definition (every member the client or the
+//! model reads: name, title, description, input and output schema,
+//! annotations, icons, `_meta`) is fingerprinted per server; the first
 //! definition seen is pinned (trust on first use), and one that differs
 //! from its pin is logged and audited, and with `on_tool_change = "block"`
 //! hidden and refused until an operator re-pins it
@@ -44,8 +46,28 @@ pub const CODE_TOOL_CHANGED: i64 = -32096;
 pub const RECHECK: Duration = Duration::from_secs(1);
 
 /// The pins file format this build writes; a newer one is refused rather
-/// than rewritten without the fields it does not know.
-pub const FORMAT: u32 = 1;
+/// than rewritten without the fields it does not know. 2: fingerprints
+/// cover every member of [`PINNED_MEMBERS`] (1 covered three of them).
+pub const FORMAT: u32 = 2;
+
+/// The members of a tool definition that are fingerprinted: all that a
+/// client shows or a model reads. `annotations` (`readOnlyHint`,
+/// `destructiveHint`) steer clients' confirmation prompts, `title` and
+/// `icons` what a user sees, `outputSchema` what the model is told to
+/// expect, `_meta` extension data clients act on.
+pub const PINNED_MEMBERS: [&str; 8] = [
+    "name",
+    "title",
+    "description",
+    "inputSchema",
+    "outputSchema",
+    "annotations",
+    "icons",
+    "_meta",
+];
+
+/// The members format 1 fingerprinted.
+const LEGACY_MEMBERS: [&str; 3] = ["name", "description", "inputSchema"];
 
 /// The pins file: per server key, per tool name.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -81,12 +103,19 @@ pub struct ToolPin {
     /// When `observed` last moved away from `pinned`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub changed_at: Option<u64>,
-    /// The last observed definition (`name`, `description`, `inputSchema`).
+    /// The last observed definition (the [`PINNED_MEMBERS`]).
     pub definition: Value,
     /// While changed: the definition that was pinned, for the operator to
     /// compare before re-pinning (otherwise it equals `definition`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pinned_definition: Option<Value>,
+    /// The pins file format whose fingerprint `pinned` is (1 when absent).
+    #[serde(default = "legacy")]
+    pub scheme: u32,
+}
+
+fn legacy() -> u32 {
+    1
 }
 
 impl ToolPin {
@@ -119,8 +148,17 @@ impl Observed {
 /// The fingerprinted part of a tool; missing fields are `null`, so adding
 /// a description where there was none is a change too.
 pub fn definition(tool: &Value) -> Value {
+    members(tool, &PINNED_MEMBERS)
+}
+
+fn members(tool: &Value, names: &[&str]) -> Value {
     let field = |k: &str| tool.get(k).cloned().unwrap_or(Value::Null);
-    json!({ "name": field("name"), "description": field("description"), "inputSchema": field("inputSchema") })
+    Value::Object(names.iter().map(|k| (k.to_string(), field(k))).collect())
+}
+
+/// The format 1 fingerprint of a definition, to carry old pins over.
+fn legacy_fingerprint(definition: &Value) -> String {
+    digest(&members(definition, &LEGACY_MEMBERS))
 }
 
 /// SHA-256 (hex) of the canonical JSON of the tool's definition: key order
@@ -186,6 +224,7 @@ impl PinFile {
                         changed_at: None,
                         definition: o.definition.clone(),
                         pinned_definition: None,
+                        scheme: FORMAT,
                     },
                 );
                 seen.push(Seen::Pinned {
@@ -194,6 +233,9 @@ impl PinFile {
                 });
                 continue;
             };
+            if p.scheme < FORMAT {
+                upgrade(p, o);
+            }
             if p.observed == o.fingerprint {
                 continue;
             }
@@ -269,6 +311,19 @@ impl PinFile {
         }
         Ok(out)
     }
+}
+
+/// Carries a format 1 pin over: if the members it covered are unchanged,
+/// the whole definition now observed becomes the pin (the new members were
+/// never pinned, so first sight it is); otherwise the old pin stays and the
+/// tool shows as changed until an operator re-pins it.
+fn upgrade(p: &mut ToolPin, o: &Observed) {
+    if p.pinned == legacy_fingerprint(&o.definition) && !p.changed() {
+        p.pinned = o.fingerprint.clone();
+        p.observed = o.fingerprint.clone();
+        p.definition = o.definition.clone();
+    }
+    p.scheme = FORMAT;
 }
 
 /// What `mcp-interceptor tools pin` does: re-pins under the file lock.

@@ -124,3 +124,100 @@ fn every_tamper_case_names_the_first_bad_file() {
     let b = verify(dir.path(), Some(&other)).expect_err("wrong key");
     assert!(b.reason.contains("signature"), "{b}");
 }
+
+#[test]
+fn removing_the_oldest_entries_with_their_files_is_a_break() {
+    let (dir, key) = setup();
+    std::fs::remove_file(entry_path(dir.path(), 0)).unwrap();
+    std::fs::remove_file(
+        dir.path()
+            .join("events/dt=2026-11-25/hour=10/h1-000000000000.parquet"),
+    )
+    .unwrap();
+    let b = verify(dir.path(), Some(&key)).expect_err("unanchored start");
+    assert!(b.path.ends_with("000000000001.json"), "{b}");
+    assert!(b.reason.contains("genesis"), "{b}");
+}
+
+#[test]
+fn every_object_under_events_must_be_listed() {
+    for stray in [
+        "events/dt=2026-11-25/extra.json",
+        "events/dt=2026-11-25/hour=10/.h1-000000000009.parquet.tmp",
+        "events/dt=2026-11-25/hour=10/sub/dir/part-0",
+        "events/README",
+    ] {
+        let (dir, key) = setup();
+        write_atomic(&dir.path().join(stray), b"{\"x\":1}").unwrap();
+        let b = verify(dir.path(), Some(&key)).expect_err(stray);
+        assert!(b.path.ends_with(stray), "{stray}: {b}");
+        assert!(b.reason.contains("not in any manifest entry"), "{b}");
+    }
+    let (dir, key) = setup();
+    std::os::unix::fs::symlink("/etc/passwd", dir.path().join("events/link.parquet")).unwrap();
+    let b = verify(dir.path(), Some(&key)).expect_err("symlink");
+    assert!(b.path.ends_with("events/link.parquet"), "{b}");
+}
+
+#[test]
+fn a_held_checkpoint_anchors_a_trimmed_chain_and_a_wrong_one_fails() {
+    let (dir, key) = setup();
+    let heads = verify(dir.path(), Some(&key)).unwrap().heads;
+    assert_eq!(heads.len(), 1);
+    let mid: Checkpoint = format!(
+        "h1:1:{}",
+        sha256_hex(&std::fs::read(entry_path(dir.path(), 1)).unwrap())
+    )
+    .parse()
+    .unwrap();
+    std::fs::remove_file(entry_path(dir.path(), 0)).unwrap();
+    std::fs::remove_file(
+        dir.path()
+            .join("events/dt=2026-11-25/hour=10/h1-000000000000.parquet"),
+    )
+    .unwrap();
+    let r = verify_from(dir.path(), Some(&key), std::slice::from_ref(&mid)).expect("anchored");
+    assert_eq!(r.entries, 2);
+    let hostless: Checkpoint = format!("1:{}", mid.sha256).parse().unwrap();
+    verify_from(dir.path(), Some(&key), &[hostless]).expect("one host: no name needed");
+    // The newest entry, held from before: still there, so still fine.
+    verify_from(dir.path(), Some(&key), &heads).expect("head held");
+
+    let wrong = Checkpoint {
+        sha256: "0".repeat(64),
+        ..mid.clone()
+    };
+    let b = verify_from(dir.path(), Some(&key), &[wrong]).expect_err("wrong hash");
+    assert!(
+        b.path.ends_with("000000000001.json") && b.reason.contains("checkpoint"),
+        "{b}"
+    );
+    let gone = Checkpoint {
+        seq: 0,
+        ..mid.clone()
+    };
+    let b = verify_from(dir.path(), Some(&key), &[gone]).expect_err("before the start");
+    assert!(b.reason.contains("not in the chain"), "{b}");
+    let other = Checkpoint {
+        host: Some("h2".into()),
+        ..mid
+    };
+    let b = verify_from(dir.path(), Some(&key), &[other]).expect_err("unknown host");
+    assert!(b.reason.contains("missing"), "{b}");
+    // Truncating the newest entry is seen by one who held it.
+    std::fs::remove_file(entry_path(dir.path(), 2)).unwrap();
+    let b = verify_from(dir.path(), Some(&key), &heads).expect_err("head removed");
+    assert!(b.reason.contains("not in the chain"), "{b}");
+}
+
+#[test]
+fn checkpoints_parse_and_print_alike() {
+    let h = "ab".repeat(32);
+    for s in [format!("host-1:12:{h}"), format!("12:{h}")] {
+        let c: Checkpoint = s.parse().unwrap();
+        assert_eq!(c.to_string(), s);
+    }
+    for bad in ["12", "x:12:abc", &format!("h:x:{h}")] {
+        assert!(bad.parse::<Checkpoint>().is_err(), "{bad}");
+    }
+}

@@ -134,11 +134,10 @@ fn call(p: &PinPhase, tool: &str) -> Option<Value> {
 }
 
 #[test]
-fn fingerprint_is_of_the_definition_only() {
+fn fingerprint_covers_every_member_a_client_or_model_reads() {
     let a = json!({ "name": "t", "description": "d", "inputSchema": { "a": 1, "b": 2 } });
-    let b =
-        json!({ "inputSchema": { "b": 2, "a": 1 }, "name": "t", "description": "d", "title": "x" });
-    assert_eq!(fingerprint(&a), fingerprint(&b));
+    let b = json!({ "inputSchema": { "b": 2, "a": 1 }, "name": "t", "description": "d" });
+    assert_eq!(fingerprint(&a), fingerprint(&b), "key order does not count");
     assert_eq!(fingerprint(&a).len(), 64);
     let c = json!({ "name": "t", "description": "d ", "inputSchema": { "a": 1, "b": 2 } });
     assert_ne!(fingerprint(&a), fingerprint(&c));
@@ -147,6 +146,57 @@ fn fingerprint_is_of_the_definition_only() {
         fingerprint(&json!({ "name": "t" })),
         fingerprint(&json!({ "name": "t", "description": "" }))
     );
+    let ro = json!({ "name": "t", "annotations": { "readOnlyHint": true } });
+    for changed in [
+        json!({ "name": "t", "annotations": { "readOnlyHint": false } }),
+        json!({ "name": "t", "annotations": { "readOnlyHint": true }, "title": "Harmless" }),
+        json!({ "name": "t", "annotations": { "readOnlyHint": true }, "outputSchema": {} }),
+        json!({ "name": "t", "annotations": { "readOnlyHint": true }, "_meta": { "x": 1 } }),
+        json!({ "name": "t", "annotations": { "readOnlyHint": true }, "icons": [] }),
+    ] {
+        assert_ne!(fingerprint(&ro), fingerprint(&changed), "{changed}");
+    }
+    // Members outside the definition (none today) would not count.
+    assert_eq!(
+        fingerprint(&ro),
+        fingerprint(&json!({ "name": "t", "annotations": { "readOnlyHint": true }, "x-extra": 1 }))
+    );
+}
+
+#[test]
+fn a_format_1_pin_carries_over_when_its_members_are_unchanged() {
+    let read = &tools("Search")[1];
+    let o = Observed::of(read).unwrap();
+    let old_fp = legacy_fingerprint(&o.definition);
+    let old = |fp: &str| ToolPin {
+        pinned: fp.into(),
+        observed: fp.into(),
+        first_seen: 1,
+        pinned_at: 1,
+        changed_at: None,
+        definition: json!({}),
+        pinned_definition: None,
+        scheme: 1,
+    };
+    let mut f = PinFile::default();
+    f.servers
+        .entry("s".into())
+        .or_default()
+        .insert("read".into(), old(&old_fp));
+    assert!(f.observe("s", std::slice::from_ref(&o), 2).is_empty());
+    let p = f.get("s", "read").unwrap();
+    assert_eq!(
+        (p.pinned.as_str(), p.scheme),
+        (o.fingerprint.as_str(), FORMAT)
+    );
+    // A tool whose old members differ stays changed.
+    let mut f = PinFile::default();
+    f.servers
+        .entry("s".into())
+        .or_default()
+        .insert("read".into(), old(&"0".repeat(64)));
+    let seen = f.observe("s", &[o], 2);
+    assert!(matches!(&seen[..], [Seen::Changed { .. }]), "{seen:?}");
 }
 
 #[test]
@@ -171,12 +221,10 @@ fn first_sight_pins_privately_and_only_once() {
     assert_eq!(pin.pinned, fingerprint(&tools("Search")[0]));
     assert!(!pin.changed());
     assert_eq!(pin.definition["description"], "Search");
-    assert!(
-        file.get("github", "read")
-            .unwrap()
-            .definition
-            .get("annotations")
-            .is_none()
+    assert_eq!(
+        file.get("github", "read").unwrap().definition["annotations"],
+        json!({ "readOnlyHint": true }),
+        "annotations are pinned"
     );
     let mode = std::fs::metadata(r.path()).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o600);

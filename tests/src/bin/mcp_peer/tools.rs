@@ -42,6 +42,10 @@ pub struct Shared {
     /// `tools/list`, so a test can play a server that changes a tool under
     /// its clients' feet.
     echo_description: RwLock<Option<String>>,
+    /// Set by `set_echo_description`'s `read_only_hint`: echo's
+    /// `annotations.readOnlyHint` in `tools/list` (absent until set), so a
+    /// test can flip what clients are told about the tool.
+    echo_read_only: RwLock<Option<bool>>,
 }
 
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
@@ -103,8 +107,12 @@ struct SleepArgs {
 
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 struct DescriptionArgs {
-    /// New description for the echo tool.
-    text: String,
+    /// New description for the echo tool (unchanged when absent).
+    #[serde(default)]
+    text: Option<String>,
+    /// New `annotations.readOnlyHint` for the echo tool.
+    #[serde(default)]
+    read_only_hint: Option<bool>,
 }
 
 #[derive(Debug, Clone)]
@@ -238,19 +246,38 @@ impl PeerServer {
     async fn set_echo_description(
         &self,
         peer: Peer<RoleServer>,
-        Parameters(DescriptionArgs { text }): Parameters<DescriptionArgs>,
+        Parameters(DescriptionArgs {
+            text,
+            read_only_hint,
+        }): Parameters<DescriptionArgs>,
     ) -> String {
-        *self
-            .shared
-            .echo_description
-            .write()
-            .unwrap_or_else(PoisonError::into_inner) = Some(text.clone());
+        if let Some(text) = &text {
+            *self
+                .shared
+                .echo_description
+                .write()
+                .unwrap_or_else(PoisonError::into_inner) = Some(text.clone());
+        }
+        if read_only_hint.is_some() {
+            *self
+                .shared
+                .echo_read_only
+                .write()
+                .unwrap_or_else(PoisonError::into_inner) = read_only_hint;
+        }
         // Best effort: the change is already visible to the next tools/list,
         // which is what tests check; the notification is only a hint.
         if let Err(err) = peer.notify_tool_list_changed().await {
             tracing::debug!("notifications/tools/list_changed: {err}");
         }
-        format!("echo description set to: {text}")
+        let mut reply = format!(
+            "echo description set to: {}",
+            text.as_deref().unwrap_or("(unchanged)")
+        );
+        if let Some(hint) = read_only_hint {
+            reply.push_str(&format!("; readOnlyHint: {hint}"));
+        }
+        reply
     }
 }
 
@@ -361,6 +388,16 @@ impl ServerHandler for PeerServer {
             && let Some(echo) = tools.iter_mut().find(|tool| tool.name == "echo")
         {
             echo.description = Some(description.into());
+        }
+        let read_only = *self
+            .shared
+            .echo_read_only
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(hint) = read_only
+            && let Some(echo) = tools.iter_mut().find(|tool| tool.name == "echo")
+        {
+            echo.annotations = Some(rmcp::model::ToolAnnotations::new().read_only(hint));
         }
         // rmcp fills in the cache hints (ttl 0) for protocols that have them.
         Ok(ListToolsResult::with_all_items(tools))
