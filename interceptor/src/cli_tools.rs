@@ -8,6 +8,7 @@ use clap::Subcommand;
 use interceptor::{
     audit::wal::hour_of,
     config::{self, Config},
+    escape,
     policy::pins::{self, PinError, PinFile, PinStore, ToolPin},
 };
 
@@ -139,8 +140,8 @@ fn table(file: &PinFile) -> String {
     for (server, tools) in &file.servers {
         for (tool, p) in tools {
             rows.push([
-                server.clone(),
-                tool.clone(),
+                escape::text(server).into_owned(),
+                escape::text(tool).into_owned(),
                 if p.changed() { "CHANGED" } else { "pinned" }.into(),
                 short(&p.pinned),
                 short(&p.observed),
@@ -181,13 +182,13 @@ fn show(server: &str, tool: &str, p: &ToolPin) -> anyhow::Result<String> {
     if let Some(d) = &p.pinned_definition {
         out.push_str(&format!(
             "--- pinned definition\n{}\n",
-            serde_json::to_string_pretty(d)?
+            serde_json::to_string_pretty(&escape::value(d))?
         ));
         out.push_str("--- observed definition\n");
     } else {
         out.push_str("--- definition\n");
     }
-    out.push_str(&serde_json::to_string_pretty(&p.definition)?);
+    out.push_str(&serde_json::to_string_pretty(&escape::value(&p.definition))?);
     out.push('\n');
     Ok(out)
 }
