@@ -188,7 +188,9 @@ fn show(server: &str, tool: &str, p: &ToolPin) -> anyhow::Result<String> {
     } else {
         out.push_str("--- definition\n");
     }
-    out.push_str(&serde_json::to_string_pretty(&escape::value(&p.definition))?);
+    out.push_str(&serde_json::to_string_pretty(&escape::value(
+        &p.definition,
+    ))?);
     out.push('\n');
     Ok(out)
 }

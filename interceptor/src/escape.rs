@@ -121,7 +121,10 @@ mod tests {
         assert_eq!(text("x\r\ny\tz\x7f"), "x\\x0d\\x0ay\\x09z\\x7f");
         assert_eq!(text("\u{9b}31m"), "\\u{9b}31m");
         assert_eq!(text("deny\u{202e}wolla"), "deny\\u{202e}wolla");
-        assert_eq!(text("\u{2066}\u{2069}\u{200f}"), "\\u{2066}\\u{2069}\\u{200f}");
+        assert_eq!(
+            text("\u{2066}\u{2069}\u{200f}"),
+            "\\u{2066}\\u{2069}\\u{200f}"
+        );
         assert_eq!(opt(None), "-");
         assert_eq!(lines("a\x1b\nb\u{202e}"), "a\\x1b\nb\\u{202e}");
         let v = value(&serde_json::json!({ "k\r": ["\x1b", 1] }));

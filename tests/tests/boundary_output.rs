@@ -57,7 +57,13 @@ fn caller_escape_sequences_reach_tail_replay_and_logs_only_escaped() {
         dir.path(),
     );
     std::thread::sleep(Duration::from_millis(300));
-    let init = post_in(&ns, addr(), "/mcp", initialize(1).to_string().as_bytes(), &[]);
+    let init = post_in(
+        &ns,
+        addr(),
+        "/mcp",
+        initialize(1).to_string().as_bytes(),
+        &[],
+    );
     assert_eq!(init.status, 200, "{init:?}");
     let sid = init
         .head
@@ -141,12 +147,23 @@ fn echo_email() -> Vec<u8> {
 fn a_client_accepting_gzip_gets_a_judged_masked_answer_from_a_compressing_server() {
     require_root();
     let (ns, _dir, server, _agent) = compressing("gzipok", "accepted");
-    let r = post_in(&ns, addr(), "/mcp", &echo_email(), &["Accept-Encoding: gzip, br"]);
+    let r = post_in(
+        &ns,
+        addr(),
+        "/mcp",
+        &echo_email(),
+        &["Accept-Encoding: gzip, br"],
+    );
     assert_eq!(r.status, 200, "{r:?}");
     let v = r.json();
-    let text = v["result"]["content"][0]["text"].as_str().unwrap_or_default();
+    let text = v["result"]["content"][0]["text"]
+        .as_str()
+        .unwrap_or_default();
     assert!(!text.is_empty(), "no result: {v}");
-    assert!(!r.body.windows(EMAIL.len()).any(|w| w == EMAIL.as_bytes()), "{v}");
+    assert!(
+        !r.body.windows(EMAIL.len()).any(|w| w == EMAIL.as_bytes()),
+        "{v}"
+    );
     assert!(text.contains("[EMAIL"), "masked: {text}");
     // The server was asked for identity, not what the client accepts.
     let seen: Vec<String> = server
@@ -162,7 +179,13 @@ fn a_client_accepting_gzip_gets_a_judged_masked_answer_from_a_compressing_server
 fn an_answer_compressed_against_the_agents_ask_is_refused_clearly() {
     require_root();
     let (ns, _dir, _server, _agent) = compressing("gzipno", "always");
-    let r = post_in(&ns, addr(), "/mcp", &echo_email(), &["Accept-Encoding: gzip"]);
+    let r = post_in(
+        &ns,
+        addr(),
+        "/mcp",
+        &echo_email(),
+        &["Accept-Encoding: gzip"],
+    );
     assert_eq!(r.status, 502, "{r:?}");
     let v = r.json();
     let msg = v["error"]["message"].as_str().unwrap_or_default();
@@ -170,5 +193,8 @@ fn an_answer_compressed_against_the_agents_ask_is_refused_clearly() {
         msg.contains("Content-Encoding \"gzip\"") && msg.contains("asked for identity"),
         "{v}"
     );
-    assert_eq!(v["error"]["data"]["reason"], "unjudged_server_message", "{v}");
+    assert_eq!(
+        v["error"]["data"]["reason"], "unjudged_server_message",
+        "{v}"
+    );
 }

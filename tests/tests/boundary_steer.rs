@@ -249,7 +249,13 @@ fn a_steered_ipv6_call_is_never_forwarded_to_another_users_socket_on_the_port() 
     let agent = Agent::start(&ns, dir.path(), "", PORT_8080);
     let squatter = squatter(&ns, dir.path(), "[::1]:8080");
     assert_eq!(
-        call(ns.name(), "http://127.0.0.1:8080/mcp", "echo", json!({"text": "ok"})).text(),
+        call(
+            ns.name(),
+            "http://127.0.0.1:8080/mcp",
+            "echo",
+            json!({"text": "ok"})
+        )
+        .text(),
         "ok"
     );
     let stolen = call(

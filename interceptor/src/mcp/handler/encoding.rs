@@ -13,7 +13,10 @@ use http::{HeaderMap, HeaderValue, header};
 /// the hop-by-hop headers are gone, so a `Connection: accept-encoding`
 /// cannot remove it again.
 pub(super) fn ask_identity(h: &mut HeaderMap) {
-    h.insert(header::ACCEPT_ENCODING, HeaderValue::from_static("identity"));
+    h.insert(
+        header::ACCEPT_ENCODING,
+        HeaderValue::from_static("identity"),
+    );
 }
 
 /// The answer's `Content-Encoding` when it names a coding other than
@@ -59,14 +62,23 @@ mod tests {
         assert_eq!(coded(&h(&["identity"])), None);
         assert_eq!(coded(&h(&["Identity", " "])), None);
         assert_eq!(coded(&h(&["gzip"])).as_deref(), Some("gzip"));
-        assert_eq!(coded(&h(&["identity, br"])).as_deref(), Some("identity, br"));
-        assert_eq!(coded(&h(&["identity", "x-foo"])).as_deref(), Some("identity, x-foo"));
+        assert_eq!(
+            coded(&h(&["identity, br"])).as_deref(),
+            Some("identity, br")
+        );
+        assert_eq!(
+            coded(&h(&["identity", "x-foo"])).as_deref(),
+            Some("identity, x-foo")
+        );
     }
 
     #[test]
     fn the_clients_accept_encoding_is_replaced() {
         let mut m = HeaderMap::new();
-        m.append(header::ACCEPT_ENCODING, HeaderValue::from_static("gzip, br"));
+        m.append(
+            header::ACCEPT_ENCODING,
+            HeaderValue::from_static("gzip, br"),
+        );
         m.append(header::ACCEPT_ENCODING, HeaderValue::from_static("zstd"));
         ask_identity(&mut m);
         let all: Vec<_> = m.get_all(header::ACCEPT_ENCODING).iter().collect();
