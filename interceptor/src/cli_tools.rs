@@ -116,10 +116,12 @@ pub fn run(cmd: ToolsCmd) -> anyhow::Result<ExitCode> {
                 println!("server {server}: no changed tools; nothing to re-pin");
             }
             for r in done {
+                // With `--all`, the names are the server's, not typed here.
+                let tool = escape::text(&r.tool);
                 if r.from == r.to {
-                    println!("{server} {}: unchanged, already pinned at {}", r.tool, r.to);
+                    println!("{server} {tool}: unchanged, already pinned at {}", r.to);
                 } else {
-                    println!("{server} {}: re-pinned {} -> {}", r.tool, r.from, r.to);
+                    println!("{server} {tool}: re-pinned {} -> {}", r.from, r.to);
                 }
             }
             Ok(ExitCode::SUCCESS)

@@ -17,6 +17,7 @@ use mcp_interceptor_tests::{
 use serde_json::{Value, json};
 
 const PORT: &str = "[[intercept.ports]]\nport = 8080\n";
+const SIGTERM: i32 = 15;
 
 fn addr() -> SocketAddr {
     "127.0.0.1:8080".parse().unwrap()
@@ -47,7 +48,7 @@ fn caller_escape_sequences_reach_tail_replay_and_logs_only_escaped() {
     require_root();
     let (ns, dir) = (NetNs::new("outesc"), TempDir::new("outesc"));
     let _server = peer::server(ns.name(), "127.0.0.1:8080", dir.path());
-    let agent = Agent::start(&ns, dir.path(), "", PORT);
+    let mut agent = Agent::start(&ns, dir.path(), "", PORT);
     let audit = agent.audit_dir().display().to_string();
     let tail = Proc::spawn(
         "tail",
@@ -115,6 +116,28 @@ fn caller_escape_sequences_reach_tail_replay_and_logs_only_escaped() {
     // The agent's own text log: caller text in fields and messages alike.
     let log = agent.log();
     assert_eq!(raw_controls(&log), Vec::<char>::new(), "log:\n{log}");
+    // The Markdown report over the same trail (rows in signed files).
+    agent.stop(SIGTERM);
+    let out = dir.path().join("report");
+    let run = agent.cli(&[
+        "report",
+        "nist",
+        "--from",
+        "2000-01-01",
+        "--to",
+        "2100-01-01",
+        "--dir",
+        &audit,
+        "--out",
+        &out.display().to_string(),
+    ]);
+    assert!(run.status.success(), "{run:?}");
+    let md = std::fs::read_to_string(out.join("nist-report.md")).unwrap();
+    assert!(
+        md.contains("wipe\\\\x1b\\[1A"),
+        "the hostile tool's row:\n{md}"
+    );
+    assert_eq!(raw_controls(&md), Vec::<char>::new(), "report:\n{md}");
 }
 
 /// The Python server with `--compress mode`, and an agent in front of it.
