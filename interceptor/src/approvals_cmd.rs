@@ -261,10 +261,10 @@ fn print(conn: &Conn, v: &Value, human: impl Fn(&Value) -> String) {
             println!("(none)");
         }
         for i in items {
-            print!("{}", human(i));
+            print!("{}", human(&interceptor::escape::value(i)));
         }
     } else {
-        print!("{}", human(v));
+        print!("{}", human(&interceptor::escape::value(v)));
     }
 }
 

@@ -8,6 +8,7 @@ use clap::Subcommand;
 use interceptor::{
     audit::wal::hour_of,
     config::{self, Config},
+    escape,
     policy::pins::{self, PinError, PinFile, PinStore, ToolPin},
 };
 
@@ -115,10 +116,12 @@ pub fn run(cmd: ToolsCmd) -> anyhow::Result<ExitCode> {
                 println!("server {server}: no changed tools; nothing to re-pin");
             }
             for r in done {
+                // With `--all`, the names are the server's, not typed here.
+                let tool = escape::text(&r.tool);
                 if r.from == r.to {
-                    println!("{server} {}: unchanged, already pinned at {}", r.tool, r.to);
+                    println!("{server} {tool}: unchanged, already pinned at {}", r.to);
                 } else {
-                    println!("{server} {}: re-pinned {} -> {}", r.tool, r.from, r.to);
+                    println!("{server} {tool}: re-pinned {} -> {}", r.from, r.to);
                 }
             }
             Ok(ExitCode::SUCCESS)
@@ -139,8 +142,8 @@ fn table(file: &PinFile) -> String {
     for (server, tools) in &file.servers {
         for (tool, p) in tools {
             rows.push([
-                server.clone(),
-                tool.clone(),
+                escape::text(server).into_owned(),
+                escape::text(tool).into_owned(),
                 if p.changed() { "CHANGED" } else { "pinned" }.into(),
                 short(&p.pinned),
                 short(&p.observed),
@@ -181,13 +184,15 @@ fn show(server: &str, tool: &str, p: &ToolPin) -> anyhow::Result<String> {
     if let Some(d) = &p.pinned_definition {
         out.push_str(&format!(
             "--- pinned definition\n{}\n",
-            serde_json::to_string_pretty(d)?
+            serde_json::to_string_pretty(&escape::value(d))?
         ));
         out.push_str("--- observed definition\n");
     } else {
         out.push_str("--- definition\n");
     }
-    out.push_str(&serde_json::to_string_pretty(&p.definition)?);
+    out.push_str(&serde_json::to_string_pretty(&escape::value(
+        &p.definition,
+    ))?);
     out.push('\n');
     Ok(out)
 }

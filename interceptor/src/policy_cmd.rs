@@ -120,7 +120,10 @@ pub fn run(cmd: PolicyCmd) -> anyhow::Result<ExitCode> {
             if a.json {
                 println!("{}", serde_json::to_string_pretty(&d)?);
             } else {
-                print!("{}", explain::render(&d, &policies));
+                print!(
+                    "{}",
+                    interceptor::escape::lines(&explain::render(&d, &policies))
+                );
             }
             Ok(ExitCode::SUCCESS)
         }

@@ -15,9 +15,14 @@ Tools:
   echo(**args)    answers the arguments as Python's json module read them
                   (exact integers, the last of duplicate keys).
 resources/read answers the path of a `file:` URI, resolved like read_file.
+
+With --compress accepted it gzips every answer whose request accepts gzip
+(as servers behind compression middleware do); with --compress always,
+every answer. Either prints `accept-encoding <value or ->` per request.
 """
 
 import argparse
+import gzip
 import json
 import os
 import sqlite3
@@ -94,6 +99,18 @@ def answer(msg: dict):
     return None
 
 
+COMPRESS = None
+
+
+def accepts_gzip(accept: str) -> bool:
+    for item in accept.split(","):
+        coding, _, params = item.strip().partition(";")
+        if coding.strip().lower() in ("gzip", "*"):
+            q = params.strip().lower()
+            return not (q.startswith("q=") and float(q[2:] or 0) == 0)
+    return False
+
+
 class Handler(BaseHTTPRequestHandler):
     def do_POST(self):
         body = self.rfile.read(int(self.headers.get("content-length", 0)))
@@ -112,6 +129,12 @@ class Handler(BaseHTTPRequestHandler):
         data = json.dumps(out).encode()
         self.send_response(200)
         self.send_header("content-type", "application/json")
+        if COMPRESS:
+            accept = self.headers.get("accept-encoding")
+            print(f"accept-encoding {accept or '-'}", flush=True)
+            if COMPRESS == "always" or accepts_gzip(accept or ""):
+                data = gzip.compress(data)
+                self.send_header("content-encoding", "gzip")
         self.send_header("content-length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
@@ -124,7 +147,10 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, default=8080)
+    ap.add_argument("--compress", choices=["accepted", "always"])
     a = ap.parse_args()
+    global COMPRESS
+    COMPRESS = a.compress
     srv = ThreadingHTTPServer((a.host, a.port), Handler)
     print(f"judged server ready {a.host}:{a.port}", flush=True)
     srv.serve_forever()

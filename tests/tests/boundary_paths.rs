@@ -319,6 +319,26 @@ fn non_mcp_requests_are_refused_by_default_and_never_get_the_credential() {
     assert_eq!((r.status, code(&r)), (404, -32070), "{r:?}");
     let r = raw_world(&w, "PUT", "/mcp", &alice, "{}");
     assert_eq!((r.status, code(&r)), (405, -32071), "{r:?}");
+    // A server's admin API behind the MCP port, and a PUT on the MCP path
+    // carrying a JSON-RPC call: neither may reach it with the agent's
+    // credential (the server would act on it as the agent).
+    let call = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"}).to_string();
+    for (method, path, body) in [
+        ("GET", "/api/admin/users", ""),
+        ("GET", "/api/admin/users", call.as_str()),
+        ("PUT", "/mcp", call.as_str()),
+    ] {
+        let r = raw_world(&w, method, path, &alice, body);
+        assert!(
+            (r.status, code(&r)) == (404, -32070) || (r.status, code(&r)) == (405, -32071),
+            "{method} {path} was not refused: {r:?}"
+        );
+        assert!(
+            seen(&w, method, path).is_empty(),
+            "{method} {path} reached the server: {:?}",
+            auth_log(&w.server)
+        );
+    }
     // The MCP endpoint itself works (and gets the credential).
     let r = raw_world(&w, "POST", "/mcp", &alice, &initialize(1).to_string());
     assert_eq!(r.status, 200, "{r:?}");

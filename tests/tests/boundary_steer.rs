@@ -238,6 +238,45 @@ fn a_steered_call_is_never_forwarded_to_another_users_socket_on_the_port() {
     );
 }
 
+/// The IPv6 twin of the test above: the server listens on IPv4 only, so
+/// the one socket for `[::1]:8080` is another user's. A call there through
+/// the steered port (the agent's `[::1]` proxy socket) must be refused,
+/// not forwarded with the caller's request to that user.
+#[test]
+fn a_steered_ipv6_call_is_never_forwarded_to_another_users_socket_on_the_port() {
+    let (ns, dir) = host("squat6");
+    let _server = peer::server(ns.name(), "127.0.0.1:8080", dir.path());
+    let agent = Agent::start(&ns, dir.path(), "", PORT_8080);
+    let squatter = squatter(&ns, dir.path(), "[::1]:8080");
+    assert_eq!(
+        call(
+            ns.name(),
+            "http://127.0.0.1:8080/mcp",
+            "echo",
+            json!({"text": "ok"})
+        )
+        .text(),
+        "ok"
+    );
+    let stolen = call(
+        ns.name(),
+        "http://[::1]:8080/mcp",
+        "echo",
+        json!({"text": "x"}),
+    );
+    assert!(!stolen.ok(), "the call was answered: {:?}", stolen.output);
+    let log = agent.log();
+    assert!(
+        log.contains("that would receive [::1]:8080 belongs to uid 65534"),
+        "{log}"
+    );
+    let theirs = squatter.stderr();
+    assert!(
+        !theirs.contains(": POST ") && !theirs.contains(": GET "),
+        "the other user's server was sent a request:\n{theirs}"
+    );
+}
+
 #[test]
 fn another_users_listener_on_a_steered_port_is_named() {
     let (ns, dir) = host("second");

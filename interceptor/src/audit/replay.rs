@@ -15,6 +15,7 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde::Serialize;
 
 use super::{chain::data_files, schema::AuditRow, wal};
+use crate::escape;
 
 /// What a replay shows of one row.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -70,11 +71,13 @@ impl std::fmt::Display for Step {
             tod % 3600 / 60,
             tod % 60,
             self.event_time_us.rem_euclid(1_000_000),
-            self.kind,
-            self.direction.as_deref().unwrap_or("-"),
-            self.method.as_deref().unwrap_or("-"),
-            self.target.as_deref().unwrap_or("-"),
-            self.jsonrpc_id.as_deref().unwrap_or("-"),
+            // Caller text, written so that it cannot move the cursor,
+            // clear the screen or reorder the line (see `escape`).
+            escape::text(&self.kind),
+            escape::opt(self.direction.as_deref()),
+            escape::opt(self.method.as_deref()),
+            escape::opt(self.target.as_deref()),
+            escape::opt(self.jsonrpc_id.as_deref()),
             self.http_status
                 .map(|s| s.to_string())
                 .unwrap_or_else(|| "-".into()),

@@ -37,6 +37,7 @@ use crate::{
     },
 };
 
+mod encoding;
 mod post;
 mod reply;
 mod route;
@@ -360,7 +361,21 @@ impl McpHandler {
             // A stream or a request's answer the agent cannot read: a
             // client might (see `stream::ctype`), so nothing of it is
             // forwarded. (A legacy POST's 202 carries none.)
-            let (status, body) = stream::refuse_answer(&st, &ctype, denials, batch);
+            let why = stream::content_type_refusal(&ctype);
+            let (status, body) = stream::refuse_answer(&st, why, denials, batch);
+            if !origin.in_session {
+                self.sessions.close(&origin.key);
+            }
+            return json_response(status, &body);
+        }
+        if let Some(coding) = encoding::coded(&parts.headers)
+            && (answer != stream::ctype::Answer::Other || self.pipeline.rewrites_server_data())
+        {
+            // Asked for identity (see `encoding`), the server compressed
+            // anyway: the agent cannot judge or mask what it cannot read
+            // (masked as bytes, a compressed body would pass unmasked).
+            let why = encoding::refusal(&coding);
+            let (status, body) = stream::refuse_answer(&st, why, denials, batch);
             if !origin.in_session {
                 self.sessions.close(&origin.key);
             }
@@ -447,6 +462,7 @@ impl McpHandler {
             return resp;
         }
         strip_hop_headers(&mut parts.headers);
+        encoding::ask_identity(&mut parts.headers);
         let reply = self.replier(&parts.headers, &ctx);
         let up_req = Request::from_parts(parts, crate::proxy::body::stream(body));
         match ctx.upstream.send(ctx.upstream_addr, up_req).await {

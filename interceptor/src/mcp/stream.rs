@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 pub mod ctype;
 mod judge;
 mod relay;
-pub use judge::refuse_answer;
+pub use judge::{content_type_refusal, refuse_answer};
 pub use relay::sse;
 
 use super::{

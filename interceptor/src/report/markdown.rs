@@ -3,13 +3,16 @@
 
 use std::fmt::Write as _;
 
+use crate::escape;
+
 use super::{
     fmt_time,
     nist::{NistReport, Sample, Verify},
 };
 
 /// Markdown text: `|`, `<`, `>`, `&`, backslashes and emphasis characters
-/// escaped, newlines flattened.
+/// escaped, newlines flattened, other controls and bidi overrides written
+/// as escapes (see `crate::escape`).
 pub fn md(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
@@ -22,7 +25,12 @@ pub fn md(s: &str) -> String {
                 out.push('\\');
                 out.push(c);
             }
-            c if c.is_control() => out.push(' '),
+            // Controls and bidi overrides in their escaped form, its
+            // backslash escaped so the document shows it as written.
+            c if escape::is_unsafe(c) => {
+                out.push('\\');
+                out.push_str(&escape::text(c.encode_utf8(&mut [0; 4])));
+            }
             c => out.push(c),
         }
     }

@@ -300,3 +300,12 @@ fn a_tampered_file_outside_the_period_fails_au9_without_being_read() {
     assert!(text.contains("FAIL: "), "{text}");
     assert!(html::render(&r).contains("BROKEN"));
 }
+
+#[test]
+fn cells_show_controls_and_bidi_escaped_and_cannot_break_the_table() {
+    let cell = markdown::md("a|b\nc\u{1b}[2J\u{202e}d\u{9b}");
+    assert_eq!(cell, "a\\|b c\\\\x1b\\[2J\\\\u{202e}d\\\\u{9b}");
+    assert!(!cell.chars().any(crate::escape::is_unsafe));
+    let page = html::esc("x\u{202e}y\u{2066}\u{1b}");
+    assert_eq!(page, "x\u{fffd}y\u{fffd}\u{fffd}");
+}

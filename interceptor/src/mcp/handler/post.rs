@@ -256,6 +256,7 @@ impl McpHandler {
         }
         let out_bytes = forward_body(&mut body, &keep, &bytes);
         strip_hop_headers(&mut parts.headers);
+        super::encoding::ask_identity(&mut parts.headers);
         parts.headers.remove(header::CONTENT_LENGTH);
         let reply = self.replier(&parts.headers, &ctx);
         let up_req = Request::from_parts(parts, full(out_bytes));

@@ -137,30 +137,36 @@ impl State {
     }
 }
 
+/// Why an answer with Content-Type `content_type` (neither JSON nor SSE,
+/// several, or unparseable) is refused.
+pub fn content_type_refusal(content_type: &str) -> String {
+    format!(
+        "the server answered with Content-Type {content_type:?}, which is not an MCP answer \
+         (application/json or text/event-stream); it was not forwarded"
+    )
+}
+
 /// The reply to a POST whose requests the server answered, or a GET the
 /// server opened a stream for, with a body the agent cannot read
-/// (`content_type`: neither JSON nor SSE, several, or unparseable): each
-/// waiting request gets an error and an `unanswered` row (a GET, a
-/// `rejected` row); the client gets 502 with those errors and `denials`.
+/// (`message` says why: its type, or its coding): each waiting request
+/// gets an error and an `unanswered` row (a GET, a `rejected` row); the
+/// client gets 502 with those errors and `denials`.
 pub fn refuse_answer(
     st: &State,
-    content_type: &str,
+    message: String,
     denials: Vec<Value>,
     batch: bool,
 ) -> (http::StatusCode, Value) {
-    let err = json!({
-        "code": CODE_UPSTREAM_UNAVAILABLE,
-        "message": format!(
-            "the server answered with Content-Type {content_type:?}, which is not an MCP answer \
-             (application/json or text/event-stream); it was not forwarded"
-        ),
-        "data": { "reason": "unjudged_server_message" },
-    });
     tracing::warn!(
         conn = st.origin.conn.id,
-        content_type,
+        reason = %message,
         "server answer not judged: dropped"
     );
+    let err = json!({
+        "code": CODE_UPSTREAM_UNAVAILABLE,
+        "message": message,
+        "data": { "reason": "unjudged_server_message" },
+    });
     let pending = st.sessions.take_unanswered(&st.origin.key, &st.expected);
     let mut all: Vec<Value> = pending
         .iter()
