@@ -96,7 +96,9 @@ impl Webhook {
             Admit::Post => {
                 let i = &self.inner;
                 let body = match i.format {
-                    WebhookFormat::Json => payload::json_request(a, approve_at, i.include_arguments),
+                    WebhookFormat::Json => {
+                        payload::json_request(a, approve_at, i.include_arguments)
+                    }
                     WebhookFormat::Slack => {
                         payload::slack_request(a, approve_at, i.include_arguments)
                     }

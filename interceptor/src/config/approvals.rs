@@ -218,7 +218,9 @@ fn validate_webhook(w: &Webhook) -> Result<(), String> {
         return Err("approvals.webhook: interval_seconds, max_posts and max_posts_per_caller must be > 0 (a limit of 0 would announce nothing one by one)".into());
     }
     if w.max_posts < 2 {
-        return Err("approvals.webhook.max_posts must be >= 2: a window's summary takes one post".into());
+        return Err(
+            "approvals.webhook.max_posts must be >= 2: a window's summary takes one post".into(),
+        );
     }
     Ok(())
 }

@@ -94,9 +94,8 @@ impl Limiter {
             return None;
         }
         self.posts = 1;
-        let mut by_caller: Vec<(Asker, u64)> = std::mem::take(&mut self.counted)
-            .into_iter()
-            .collect();
+        let mut by_caller: Vec<(Asker, u64)> =
+            std::mem::take(&mut self.counted).into_iter().collect();
         by_caller.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
         Some(Summary {
             total: by_caller.iter().map(|(_, n)| n).sum(),

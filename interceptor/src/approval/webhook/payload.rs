@@ -197,8 +197,14 @@ mod tests {
     fn caller_text_cannot_close_the_span_link_or_mention() {
         let c = code("x` <!channel> <https://evil|Approve> & ``` *b*\nnew");
         assert_eq!(c.matches('`').count(), 2, "{c}");
-        assert!(!c.contains('<') && !c.contains('>') && !c.contains('\n'), "{c}");
-        assert!(c.contains("&lt;!channel&gt;") && c.contains("&amp; "), "{c}");
+        assert!(
+            !c.contains('<') && !c.contains('>') && !c.contains('\n'),
+            "{c}"
+        );
+        assert!(
+            c.contains("&lt;!channel&gt;") && c.contains("&amp; "),
+            "{c}"
+        );
         assert_eq!(code(""), "(empty)");
         assert_eq!(code(&"a".repeat(500)).chars().count(), MAX_VALUE + 3);
     }
@@ -214,7 +220,10 @@ mod tests {
             "<https://h/a?x=1&amp;y=%3Cb%3E%7Cc|Approve>"
         );
         assert_eq!(
-            action("Approve", "mcp-interceptor approvals approve apr-1 --reason ..."),
+            action(
+                "Approve",
+                "mcp-interceptor approvals approve apr-1 --reason ..."
+            ),
             "Approve: `mcp-interceptor approvals approve apr-1 --reason ...`"
         );
     }
