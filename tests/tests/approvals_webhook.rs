@@ -220,7 +220,7 @@ fn slack_payload_escapes_caller_text_and_links_only_the_approve_url() {
     let sub = format!("mallory{evil}");
     let t = token(&w.issuer, &sub, &["dev"]);
     let s = Session::open(&w, &t);
-    let tool = "mallory<!channel>`&`<https://evil.example|Approve>";
+    let tool = "mallory<!channel>`&<https://evil.example|Approve>";
     let by_tool = s.ask(
         &w,
         2,
@@ -247,10 +247,10 @@ fn slack_payload_escapes_caller_text_and_links_only_the_approve_url() {
         let mut all = Vec::new();
         strings(p, &mut all);
         let shown = all.join("\n");
-        assert!(shown.contains(&link), "{shown}");
         for text in &all {
             assert_inert(text, &link);
         }
+        assert!(shown.contains(&link), "{shown}");
         // The values are shown, escaped, not dropped.
         assert!(shown.contains(escaped), "{shown}");
         assert!(shown.contains("`mallory&lt;!channel&gt; &lt;"), "{shown}");

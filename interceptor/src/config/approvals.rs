@@ -224,3 +224,36 @@ fn validate_webhook(w: &Webhook) -> Result<(), String> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::super::Config;
+
+    const MIN: &str = "[identity]\nallow_anonymous = true\n[[intercept.ports]]\nport = 8080\n";
+
+    #[test]
+    fn webhook_defaults_send_no_values_and_limits_are_checked() {
+        let hook = "[approvals.webhook]\nurl = \"https://hooks.example/a\"\n";
+        let cfg = Config::parse(&format!("{MIN}{hook}"), Path::new("t.toml")).unwrap();
+        let w = cfg.approvals.webhook.unwrap();
+        assert!(!w.include_arguments);
+        assert_eq!(
+            (w.interval_seconds, w.max_posts, w.max_posts_per_caller),
+            (60, 20, 3)
+        );
+        for (line, want) in [
+            ("max_posts = 1", "max_posts must be >= 2"),
+            ("max_posts = 0", "must be > 0"),
+            ("interval_seconds = 0", "must be > 0"),
+            ("max_posts_per_caller = 0", "must be > 0"),
+            ("burst = 3", "unknown field"),
+        ] {
+            let err = Config::parse(&format!("{MIN}{hook}{line}\n"), Path::new("t.toml"))
+                .expect_err(line)
+                .to_string();
+            assert!(err.contains(want), "{line}: {err}");
+        }
+    }
+}

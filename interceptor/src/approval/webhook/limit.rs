@@ -16,7 +16,9 @@ use tokio::time::Instant;
 /// of another).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Asker {
+    /// The caller's subject.
     pub subject: String,
+    /// The caller's issuer ("" for anonymous).
     pub issuer: String,
 }
 
@@ -33,12 +35,15 @@ pub enum Admit {
 /// The requests of one window not announced one by one.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Summary {
+    /// Requests counted in the window.
     pub total: u64,
     /// Per caller, most requests first.
     pub by_caller: Vec<(Asker, u64)>,
+    /// The window's length.
     pub interval_seconds: u64,
 }
 
+/// The post budget of the current window and what it did not cover.
 pub struct Limiter {
     interval: Duration,
     max_posts: u32,
@@ -51,6 +56,7 @@ pub struct Limiter {
 }
 
 impl Limiter {
+    /// An empty window starting at `now`.
     pub fn new(interval: Duration, max_posts: u32, per_caller: u32, now: Instant) -> Self {
         Self {
             interval,

@@ -53,13 +53,17 @@ pub fn json_summary(s: &Summary, list_at: &str) -> Value {
     let by_caller: Vec<Value> = s
         .by_caller
         .iter()
+        .take(MAX_CALLERS)
         .map(|(w, n)| json!({"subject": w.subject, "issuer": w.issuer, "count": n}))
         .collect();
+    let rest = s.by_caller.get(MAX_CALLERS..).unwrap_or_default();
     json!({
         "type": "approvals_summarized",
         "count": s.total,
         "interval_seconds": s.interval_seconds,
         "by_caller": by_caller,
+        "other_callers": rest.len(),
+        "other_callers_count": rest.iter().map(|(_, n)| n).sum::<u64>(),
         "list": list_at,
     })
 }
