@@ -114,7 +114,7 @@ pub fn slack_summary(s: &Summary, list_at: &str) -> Value {
     if s.by_caller.len() > MAX_CALLERS {
         let rest = &s.by_caller[MAX_CALLERS..];
         let n: u64 = rest.iter().map(|(_, n)| n).sum();
-        parts.push(format!("{n} from {} more callers", rest.len()));
+        parts.push(format!("{n} from {} other callers", rest.len()));
     }
     let text = format!(
         "{} more approval requests in the last {} s were not announced one by one: {}.",
@@ -211,6 +211,42 @@ mod tests {
         );
         assert_eq!(code(""), "(empty)");
         assert_eq!(code(&"a".repeat(500)).chars().count(), MAX_VALUE + 3);
+    }
+
+    #[test]
+    fn a_summary_names_callers_escaped_and_counts_the_rest() {
+        use super::super::limit::Asker;
+        let who = |s: &str| Asker {
+            subject: s.into(),
+            issuer: "https://idp".into(),
+        };
+        let mut by_caller = vec![(who("<!channel>"), 280), (who("bob"), 7)];
+        by_caller.extend((0..30).map(|i| (who(&format!("u{i}")), 1)));
+        let s = Summary {
+            total: 317,
+            by_caller,
+            interval_seconds: 60,
+        };
+        let v = slack_summary(&s, "https://h/v1/approvals");
+        let text = v["text"].as_str().unwrap();
+        assert!(
+            text.starts_with("317 more approval requests")
+                && text.contains("280 from `&lt;!channel&gt;`")
+                && text.contains("7 from `bob`")
+                && text.contains("12 from 12 other callers"),
+            "{text}"
+        );
+        assert!(!v.to_string().contains("<!"), "{v}");
+        assert_eq!(
+            v["blocks"][1]["text"]["text"],
+            "<https://h/v1/approvals|Review them>"
+        );
+        let j = json_summary(&s, "https://h/v1/approvals");
+        assert_eq!(j["by_caller"].as_array().unwrap().len(), MAX_CALLERS);
+        assert_eq!(
+            (j["other_callers"].as_u64(), j["count"].as_u64()),
+            (Some(12), Some(317))
+        );
     }
 
     #[test]
