@@ -177,7 +177,7 @@ impl Approvals {
             .approvals
             .webhook
             .as_ref()
-            .map(webhook::Webhook::new)
+            .map(|w| webhook::Webhook::new(w, cfg.approvals.approve_url.as_deref()))
             .transpose()?;
         let this = Arc::new(Self {
             store: Mutex::new(store),

@@ -49,31 +49,64 @@ impl Default for Approvals {
     }
 }
 
-/// A JSON POST announcing each new approval request.
+/// A JSON POST announcing each new approval request. It names the request
+/// and where to approve it; argument values only with `include_arguments`.
+/// Posts are rate limited: past the limits, requests are counted per caller
+/// and announced together in one summary post per interval.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Webhook {
+    /// Where the POST goes (http or https).
     pub url: String,
     /// `json`: the request as JSON; `slack`: a Slack incoming-webhook
-    /// payload (`text` and `blocks`).
+    /// payload (`text` and `blocks`, caller text escaped).
     #[serde(default)]
     pub format: WebhookFormat,
+    /// How long one POST may take.
     #[serde(default = "default_webhook_timeout")]
     pub timeout_seconds: u64,
     /// A file whose first line is sent as the `Authorization` header.
     #[serde(default)]
     pub authorization_file: Option<PathBuf>,
+    /// Carry the (masked) arguments; off: the chat channel sees no values.
+    #[serde(default)]
+    pub include_arguments: bool,
+    /// The window the post limits count in.
+    #[serde(default = "default_webhook_interval")]
+    pub interval_seconds: u64,
+    /// Posts per window, summaries included.
+    #[serde(default = "default_webhook_max_posts")]
+    pub max_posts: u32,
+    /// Requests of one caller announced one by one per window; the rest
+    /// are counted in the summary (a flood cannot crowd others out).
+    #[serde(default = "default_webhook_max_posts_per_caller")]
+    pub max_posts_per_caller: u32,
 }
 
 fn default_webhook_timeout() -> u64 {
     5
 }
 
+fn default_webhook_interval() -> u64 {
+    60
+}
+
+fn default_webhook_max_posts() -> u32 {
+    20
+}
+
+fn default_webhook_max_posts_per_caller() -> u32 {
+    3
+}
+
+/// How the webhook payload is shaped.
 #[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum WebhookFormat {
+    /// The request as JSON (fields named, values not escaped).
     #[default]
     Json,
+    /// A Slack incoming-webhook payload, every caller value escaped.
     Slack,
 }
 
@@ -141,13 +174,8 @@ pub(super) fn validate(cfg: &super::Config) -> Result<(), String> {
     if a.max_grant_ttl_seconds == 0 {
         return Err("approvals.max_grant_ttl_seconds must be > 0".into());
     }
-    if let Some(w) = &a.webhook
-        && !(w.url.starts_with("http://") || w.url.starts_with("https://"))
-    {
-        return Err(format!(
-            "approvals.webhook.url {:?} is not an http(s) URL",
-            w.url
-        ));
+    if let Some(w) = &a.webhook {
+        validate_webhook(w)?;
     }
     let m = &cfg.admin;
     if m.socket_mode & !0o777 != 0 || m.socket_mode & 0o007 != 0 {
@@ -177,4 +205,55 @@ pub(super) fn validate(cfg: &super::Config) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+fn validate_webhook(w: &Webhook) -> Result<(), String> {
+    if !(w.url.starts_with("http://") || w.url.starts_with("https://")) {
+        return Err(format!(
+            "approvals.webhook.url {:?} is not an http(s) URL",
+            w.url
+        ));
+    }
+    if w.interval_seconds == 0 || w.max_posts == 0 || w.max_posts_per_caller == 0 {
+        return Err("approvals.webhook: interval_seconds, max_posts and max_posts_per_caller must be > 0 (a limit of 0 would announce nothing one by one)".into());
+    }
+    if w.max_posts < 2 {
+        return Err(
+            "approvals.webhook.max_posts must be >= 2: a window's summary takes one post".into(),
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::super::Config;
+
+    const MIN: &str = "[identity]\nallow_anonymous = true\n[[intercept.ports]]\nport = 8080\n";
+
+    #[test]
+    fn webhook_defaults_send_no_values_and_limits_are_checked() {
+        let hook = "[approvals.webhook]\nurl = \"https://hooks.example/a\"\n";
+        let cfg = Config::parse(&format!("{MIN}{hook}"), Path::new("t.toml")).unwrap();
+        let w = cfg.approvals.webhook.unwrap();
+        assert!(!w.include_arguments);
+        assert_eq!(
+            (w.interval_seconds, w.max_posts, w.max_posts_per_caller),
+            (60, 20, 3)
+        );
+        for (line, want) in [
+            ("max_posts = 1", "max_posts must be >= 2"),
+            ("max_posts = 0", "must be > 0"),
+            ("interval_seconds = 0", "must be > 0"),
+            ("max_posts_per_caller = 0", "must be > 0"),
+            ("burst = 3", "unknown field"),
+        ] {
+            let err = Config::parse(&format!("{MIN}{hook}{line}\n"), Path::new("t.toml"))
+                .expect_err(line)
+                .to_string();
+            assert!(err.contains(want), "{line}: {err}");
+        }
+    }
 }
