@@ -288,8 +288,8 @@ impl Metrics {
         }
         let pending = src
             .approvals
-            .list(Some(Status::Pending))
-            .map_or(0, |l| l.len());
+            .count(Status::Pending)
+            .unwrap_or(0);
         header(
             &mut out,
             "mcp_interceptor_approvals_pending",

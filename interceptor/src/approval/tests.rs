@@ -43,6 +43,7 @@ fn actor(subject: &str, groups: &[&str]) -> Actor {
         issuer: I.into(),
         groups: groups.iter().map(|g| g.to_string()).collect(),
         via: "test".into(),
+        human: super::human_key(I, subject),
     }
 }
 
@@ -53,7 +54,7 @@ fn approval_is_single_use_and_bound_to_the_exact_call() {
     let c = call(json!({"table": "orders"}), 1, ApprovalMode::Retry);
     let r = a.request(&c).unwrap();
     assert!(r.id.starts_with("apr-"));
-    assert_eq!(a.pending_for(&c.digest()).unwrap().unwrap().id, r.id);
+    assert_eq!(a.pending_for(&c).unwrap().unwrap().id, r.id);
     assert!(matches!(
         a.vote(&r.id, &actor("alice", &["oncall"]), true, "mine"),
         Err(ApprovalError::SelfApproval(_))
@@ -284,6 +285,7 @@ fn the_digest_and_the_listing_tell_issuers_apart() {
     );
     let alien = Actor {
         issuer: "https://other.example".into(),
+        human: super::human_key("https://other.example", "alice"),
         ..actor("alice", &["dev"])
     };
     assert!(a.list_for(&alien, None).unwrap().is_empty());

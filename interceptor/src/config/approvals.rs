@@ -30,6 +30,10 @@ pub struct Approvals {
     pub grant_groups: Vec<String>,
     /// The longest grant `grants add --ttl` accepts.
     pub max_grant_ttl_seconds: u64,
+    /// Pending approval requests one caller (issuer and subject) may have
+    /// at once; the next is refused (-32074), so one caller cannot bury
+    /// others' requests under a flood.
+    pub max_pending_per_caller: u32,
     pub webhook: Option<Webhook>,
 }
 
@@ -44,6 +48,7 @@ impl Default for Approvals {
             approve_url: None,
             grant_groups: Vec::new(),
             max_grant_ttl_seconds: 8 * 3600,
+            max_pending_per_caller: 20,
             webhook: None,
         }
     }
@@ -126,6 +131,14 @@ pub struct LocalUser {
     pub subject: String,
     #[serde(default)]
     pub groups: Vec<String>,
+    /// The `[[identity.oidc]]` issuer of this person's OIDC identity (with
+    /// `oidc_subject`): both names are one human, who votes once and never
+    /// on their own call under either name.
+    #[serde(default)]
+    pub oidc_issuer: Option<String>,
+    /// The `sub` of this person's tokens from `oidc_issuer`.
+    #[serde(default)]
+    pub oidc_subject: Option<String>,
 }
 
 pub(super) fn validate(cfg: &super::Config) -> Result<(), String> {
@@ -140,6 +153,9 @@ pub(super) fn validate(cfg: &super::Config) -> Result<(), String> {
     }
     if a.max_grant_ttl_seconds == 0 {
         return Err("approvals.max_grant_ttl_seconds must be > 0".into());
+    }
+    if a.max_pending_per_caller == 0 {
+        return Err("approvals.max_pending_per_caller must be > 0".into());
     }
     if let Some(w) = &a.webhook
         && !(w.url.starts_with("http://") || w.url.starts_with("https://"))
@@ -168,6 +184,9 @@ pub(super) fn validate(cfg: &super::Config) -> Result<(), String> {
             ));
         }
     }
+    for u in &m.local_users {
+        validate_link(cfg, u)?;
+    }
     if let Some(addr) = m.listen {
         // Without an OIDC issuer only /metrics and /healthz answer there.
         if cfg.tls.cert.is_none() && !addr.ip().is_loopback() {
@@ -177,4 +196,26 @@ pub(super) fn validate(cfg: &super::Config) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// A local user's link to an OIDC identity names both halves, and an issuer
+/// the agent trusts: a typo would silently leave one human two approvers.
+fn validate_link(cfg: &super::Config, u: &LocalUser) -> Result<(), String> {
+    match (&u.oidc_issuer, &u.oidc_subject) {
+        (None, None) => Ok(()),
+        (Some(i), Some(s)) if !s.trim().is_empty() => {
+            if cfg.identity.oidc.iter().any(|o| &o.issuer == i) {
+                Ok(())
+            } else {
+                Err(format!(
+                    "admin.local_users {:?}: oidc_issuer {i:?} is not an [[identity.oidc]] issuer",
+                    u.user
+                ))
+            }
+        }
+        _ => Err(format!(
+            "admin.local_users {:?}: set both oidc_issuer and oidc_subject (the same human's OIDC identity), or neither",
+            u.user
+        )),
+    }
 }
