@@ -317,9 +317,15 @@ pub fn approvals(cmd: ApprovalsCmd) -> anyhow::Result<ExitCode> {
                     None,
                 )?;
                 if conn.json {
-                    println!("{}", serde_json::to_string_pretty(&real).unwrap_or_default());
+                    println!(
+                        "{}",
+                        serde_json::to_string_pretty(&real).unwrap_or_default()
+                    );
                 } else {
-                    println!("  arguments (REAL, this look is audited): {}", real["arguments"]);
+                    println!(
+                        "  arguments (REAL, this look is audited): {}",
+                        real["arguments"]
+                    );
                 }
             }
         }

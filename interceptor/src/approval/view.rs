@@ -83,9 +83,7 @@ fn parse_cursor(c: &str) -> Result<(i64, String), ApprovalError> {
 }
 
 fn sha256_of(v: &Value) -> String {
-    hex::encode(Sha256::digest(
-        crate::mcp::jsonrpc::canonical(v).as_bytes(),
-    ))
+    hex::encode(Sha256::digest(crate::mcp::jsonrpc::canonical(v).as_bytes()))
 }
 
 impl Approvals {

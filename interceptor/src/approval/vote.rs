@@ -49,8 +49,17 @@ impl Approvals {
         if reason.trim().is_empty() {
             return Err(ApprovalError::Invalid("a reason is required".into()));
         }
-        if approve {
-            self.values_known(&a)?;
+        if approve && let Err(e) = self.values_known(&a) {
+            self.record(
+                "approval_refused",
+                &a,
+                Some(who),
+                format!(
+                    "{} ({}) tried to approve a call whose real arguments are no longer held",
+                    who.subject, who.via
+                ),
+            );
+            return Err(e);
         }
         let vote = Vote {
             approver: who.subject.clone(),
