@@ -339,7 +339,7 @@ fn a_flood_stops_at_the_per_caller_cap_and_the_listing_pages_oldest_first() {
         if page_no == 0 {
             assert_eq!(items[0]["id"], legit.as_str(), "{p}");
         }
-        seen.extend(items.iter().map(|a| a.clone()));
+        seen.extend(items.iter().cloned());
         match p["next_cursor"].as_str() {
             Some(c) => cursor = Some(c.to_string()),
             None => break,
