@@ -219,3 +219,45 @@ fn validate_link(cfg: &super::Config, u: &LocalUser) -> Result<(), String> {
         )),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::super::Config;
+
+    const BASE: &str = "[[intercept.ports]]\nport = 8080\n[[identity.oidc]]\n\
+                        issuer = \"https://idp.example\"\naudiences = [\"mcp\"]\n";
+
+    fn parse(extra: &str) -> Result<Config, String> {
+        Config::parse(&format!("{BASE}{extra}"), Path::new("t.toml")).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn links_and_the_pending_cap_are_checked() {
+        let cfg = parse("").unwrap();
+        assert_eq!(cfg.approvals.max_pending_per_caller, 20);
+        let user = "[[admin.local_users]]\nuser = \"root\"\nsubject = \"bob\"\n";
+        let linked =
+            format!("{user}oidc_issuer = \"https://idp.example\"\noidc_subject = \"robert\"\n");
+        assert!(parse(&linked).is_ok());
+        let cases = [
+            (
+                format!("{user}oidc_issuer = \"https://idp.example\"\n"),
+                "set both",
+            ),
+            (
+                format!("{user}oidc_issuer = \"https://other\"\noidc_subject = \"r\"\n"),
+                "not an [[identity.oidc]] issuer",
+            ),
+            (
+                "[approvals]\nmax_pending_per_caller = 0\n".to_string(),
+                "max_pending_per_caller",
+            ),
+        ];
+        for (text, want) in cases {
+            let err = parse(&text).expect_err(&text);
+            assert!(err.contains(want), "{text}: {err}");
+        }
+    }
+}
