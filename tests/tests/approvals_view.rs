@@ -253,19 +253,29 @@ fn approvers_see_the_real_arguments_through_an_audited_view_only() {
     // Each look is an audit row: who looked at which approval, never the
     // values themselves.
     w.agent.stop(15);
-    let v = auditq::sql(
+    // The auditor's query (deploy/athena/queries/approvals.sql) lists them.
+    let rows = auditq::records(
         &w.agent.audit_dir(),
-        "SELECT approval_id, approvers, arguments, message FROM mcp_audit \
-         WHERE kind = 'approval_values_viewed' ORDER BY event_time",
+        "approvals",
+        &[
+            ("from", "2000-01-01 00:00:00"),
+            ("to", "2100-01-01 00:00:00"),
+        ],
     );
-    let rows = v["rows"].as_array().unwrap();
-    let viewers: Vec<&Value> = rows.iter().map(|r| &r[1]).collect();
+    let views: Vec<_> = rows
+        .iter()
+        .filter(|r| r["kind"] == "approval_values_viewed")
+        .collect();
+    let viewers: Vec<&Value> = views.iter().map(|r| &r["approvers"]).collect();
     assert_eq!(
         viewers,
         [&json!(["carol"]), &json!(["bob"]), &json!(["carol"])],
-        "{v}"
+        "{views:?}"
     );
-    assert!(rows.iter().all(|r| r[0] == id.as_str()), "{v}");
+    assert!(
+        views.iter().all(|r| r["approval_id"] == id.as_str()),
+        "{views:?}"
+    );
     let leaked = auditq::sql(
         &w.agent.audit_dir(),
         &format!(
