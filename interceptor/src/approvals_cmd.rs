@@ -63,7 +63,7 @@ impl Conn {
 
 #[derive(Subcommand)]
 pub enum ApprovalsCmd {
-    /// Approval requests (default: pending ones).
+    /// Approval requests (default: pending ones), oldest first, one page.
     List {
         #[command(flatten)]
         conn: Conn,
@@ -71,10 +71,22 @@ pub enum ApprovalsCmd {
         /// interrupted or all.
         #[arg(long, default_value = "pending")]
         status: String,
+        /// Requests per page (at most 500).
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        /// Continue after a previous page (the `next` it printed).
+        #[arg(long)]
+        cursor: Option<String>,
+        /// Newest first instead.
+        #[arg(long)]
+        newest_first: bool,
     },
     /// One request: the exact call, who asked, votes so far.
     Show {
         id: String,
+        /// Also the real (unmasked) arguments; each look is an audit row.
+        #[arg(long)]
+        values: bool,
         #[command(flatten)]
         conn: Conn,
     },
@@ -270,18 +282,52 @@ fn print(conn: &Conn, v: &Value, human: impl Fn(&Value) -> String) {
 
 pub fn approvals(cmd: ApprovalsCmd) -> anyhow::Result<ExitCode> {
     match cmd {
-        ApprovalsCmd::List { conn, status } => {
-            let v = call(
-                &conn,
-                Method::GET,
-                &format!("/v1/approvals?status={status}"),
-                None,
-            )?;
-            print(&conn, &v, show_approval);
+        ApprovalsCmd::List {
+            conn,
+            status,
+            limit,
+            cursor,
+            newest_first,
+        } => {
+            let mut path = format!("/v1/approvals?status={status}&limit={limit}");
+            if let Some(c) = cursor {
+                path.push_str(&format!("&cursor={c}"));
+            }
+            if newest_first {
+                path.push_str("&order=newest");
+            }
+            let v = call(&conn, Method::GET, &path, None)?;
+            if conn.json {
+                print(&conn, &v, show_approval);
+            } else {
+                print(&conn, &v["approvals"], show_approval);
+                if let Some(c) = v["next_cursor"].as_str() {
+                    println!("more: --cursor {c}");
+                }
+            }
         }
-        ApprovalsCmd::Show { id, conn } => {
+        ApprovalsCmd::Show { id, values, conn } => {
             let v = call(&conn, Method::GET, &format!("/v1/approvals/{id}"), None)?;
             print(&conn, &v, show_approval);
+            if values {
+                let real = call(
+                    &conn,
+                    Method::GET,
+                    &format!("/v1/approvals/{id}/values"),
+                    None,
+                )?;
+                if conn.json {
+                    println!(
+                        "{}",
+                        serde_json::to_string_pretty(&real).unwrap_or_default()
+                    );
+                } else {
+                    println!(
+                        "  arguments (REAL, this look is audited): {}",
+                        real["arguments"]
+                    );
+                }
+            }
         }
         ApprovalsCmd::Approve { id, reason, conn } | ApprovalsCmd::Deny { id, reason, conn }
             if reason.trim().is_empty() =>

@@ -201,7 +201,7 @@ impl Session {
 fn pending(w: &World, n: usize) -> Vec<Value> {
     wait_for("pending approvals", Duration::from_secs(15), || {
         let v = cli_json(w, &["approvals", "list"]);
-        let items = v.as_array().cloned().unwrap_or_default();
+        let items = v["approvals"].as_array().cloned().unwrap_or_default();
         (items.len() == n).then_some(items)
     })
 }
@@ -618,7 +618,8 @@ fn grants_expire_by_themselves_and_state_survives_a_restart() {
         });
         let p = wait_for("held approval", Duration::from_secs(15), || {
             let v = cli_json(&w, &["approvals", "list"]);
-            v.as_array()
+            v["approvals"]
+                .as_array()
                 .unwrap()
                 .iter()
                 .find(|a| a["target"] == "add")

@@ -170,8 +170,11 @@ fn approval_id(err: &str) -> String {
 }
 
 fn ids(r: &RawResponse) -> Vec<String> {
-    serde_json::from_slice::<Vec<Value>>(&r.body)
-        .unwrap_or_else(|e| panic!("{e}: {}", body(r)))
+    let page: Value =
+        serde_json::from_slice(&r.body).unwrap_or_else(|e| panic!("{e}: {}", body(r)));
+    page["approvals"]
+        .as_array()
+        .unwrap_or_else(|| panic!("not a page: {page}"))
         .iter()
         .map(|a| a["id"].as_str().unwrap().to_string())
         .collect()

@@ -2,7 +2,9 @@
 -- (NIST AC-6, AC-2(2)): every approval_* event (approval_requested,
 -- approval_vote_approve, approval_vote_deny, approval_refused,
 -- approval_approved, approval_denied, approval_expired, approval_used,
--- approval_abandoned, approval_interrupted), every grant_* event
+-- approval_abandoned, approval_interrupted, approval_values_viewed: an
+-- approver or the caller looked at the real arguments, which the row never
+-- holds), every grant_* event
 -- (grant_added, grant_revoked, grant_expired; approval_id holds the grant
 -- id), and every call an approval released or refused (its exchange or
 -- denial row carries the approval_id). Who asked is `subject`; who

@@ -4,7 +4,10 @@
 //! ```text
 //! GET  /v1/whoami
 //! GET  /v1/approvals[?status=pending|approved|...|all]   (default pending)
+//!                   [&limit=N (default 50, at most 500)][&cursor=C][&order=oldest|newest]
+//!      → {"approvals": [...], "next_cursor": C | null}   oldest first by default
 //! GET  /v1/approvals/{id}
+//! GET  /v1/approvals/{id}/values    the real arguments (audited: approval_values_viewed)
 //! POST /v1/approvals/{id}/approve   {"reason": "..."}
 //! POST /v1/approvals/{id}/deny      {"reason": "..."}
 //! GET  /v1/grants[?all=true]
@@ -33,7 +36,7 @@ use serde_json::{Value, json};
 
 use super::State;
 use crate::{
-    approval::{Actor, ApprovalError, NewGrant, Status},
+    approval::{Actor, ApprovalError, MAX_PAGE, NewGrant, PageQuery, Status, human_key},
     proxy::body::read_limited,
 };
 
@@ -64,6 +67,8 @@ fn status_of(e: &ApprovalError) -> StatusCode {
         | ApprovalError::SelfGrant(_)
         | ApprovalError::NotGranter(_) => StatusCode::FORBIDDEN,
         ApprovalError::Invalid(_) => StatusCode::BAD_REQUEST,
+        ApprovalError::ValuesGone(_) => StatusCode::GONE,
+        ApprovalError::Cap(_) => StatusCode::TOO_MANY_REQUESTS,
         ApprovalError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
@@ -121,6 +126,7 @@ pub async fn handle(
                 issuer: c.issuer.clone().unwrap_or_default(),
                 groups: c.groups.clone(),
                 via: format!("oidc:{}", c.issuer.as_deref().unwrap_or_default()),
+                human: human_key(c.issuer.as_deref().unwrap_or_default(), &c.subject),
             },
             Err(e) => {
                 tracing::info!(path = %req.uri().path(), error = %e, "admin API: no valid bearer token");
@@ -184,22 +190,14 @@ fn route(
             &json!({ "subject": actor.subject, "issuer": actor.issuer, "groups": actor.groups, "via": actor.via }),
         ),
         (&Method::GET, ["v1", "approvals"]) => {
-            let status = match query_param(query, "status").unwrap_or("pending") {
-                "all" => None,
-                "pending" => Some(Status::Pending),
-                "approved" => Some(Status::Approved),
-                "denied" => Some(Status::Denied),
-                "expired" => Some(Status::Expired),
-                "used" => Some(Status::Used),
-                "abandoned" => Some(Status::Abandoned),
-                "interrupted" => Some(Status::Interrupted),
-                other => {
-                    return error(StatusCode::BAD_REQUEST, format!("unknown status {other:?}"));
-                }
+            let q = match page_query(query) {
+                Ok(q) => q,
+                Err(e) => return error(StatusCode::BAD_REQUEST, e),
             };
-            done(a.list_for(actor, status).map(val))
+            done(a.page_for(actor, &q).map(val))
         }
         (&Method::GET, ["v1", "approvals", id]) => done(a.get_for(actor, id).map(val)),
+        (&Method::GET, ["v1", "approvals", id, "values"]) => done(a.values_for(actor, id)),
         (&Method::POST, ["v1", "approvals", id, verb @ ("approve" | "deny")]) => {
             let r: Reason = match parse(body) {
                 Ok(r) => r,
@@ -230,6 +228,41 @@ fn route(
             format!("no admin endpoint {method} {path}"),
         ),
     }
+}
+
+/// `status`, `limit`, `cursor`, `order` of a listing (unknown values are
+/// an error, not a default).
+fn page_query(query: &str) -> Result<PageQuery, String> {
+    let status = match query_param(query, "status").unwrap_or("pending") {
+        "all" => None,
+        "pending" => Some(Status::Pending),
+        "approved" => Some(Status::Approved),
+        "denied" => Some(Status::Denied),
+        "expired" => Some(Status::Expired),
+        "used" => Some(Status::Used),
+        "abandoned" => Some(Status::Abandoned),
+        "interrupted" => Some(Status::Interrupted),
+        other => return Err(format!("unknown status {other:?}")),
+    };
+    let limit = match query_param(query, "limit") {
+        None => 50,
+        Some(l) => l
+            .parse()
+            .ok()
+            .filter(|n| (1..=MAX_PAGE).contains(n))
+            .ok_or_else(|| format!("limit {l:?}: a number from 1 to {MAX_PAGE}"))?,
+    };
+    let newest_first = match query_param(query, "order").unwrap_or("oldest") {
+        "oldest" => false,
+        "newest" => true,
+        other => return Err(format!("order {other:?}: oldest or newest")),
+    };
+    Ok(PageQuery {
+        status,
+        cursor: query_param(query, "cursor").map(str::to_owned),
+        limit,
+        newest_first,
+    })
 }
 
 fn val<T: serde::Serialize>(x: T) -> Value {

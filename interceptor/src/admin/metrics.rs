@@ -286,10 +286,7 @@ impl Metrics {
             );
             let _ = writeln!(out, "mcp_interceptor_audit_upload_lag_seconds {lag:.3}");
         }
-        let pending = src
-            .approvals
-            .list(Some(Status::Pending))
-            .map_or(0, |l| l.len());
+        let pending = src.approvals.count(Status::Pending).unwrap_or(0);
         header(
             &mut out,
             "mcp_interceptor_approvals_pending",

@@ -23,7 +23,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{TcpListener, UnixListener};
 
 use crate::{
-    approval::{Actor, Approvals},
+    approval::{Actor, Approvals, human_key},
     config::{Admin, LocalUser},
     identity::Identity,
 };
@@ -108,12 +108,17 @@ impl State {
                 issuer: String::new(),
                 groups: u.groups.clone(),
                 via: format!("local:{name}"),
+                human: match (&u.oidc_issuer, &u.oidc_subject) {
+                    (Some(i), Some(s)) => human_key(i, s),
+                    _ => human_key("", &u.subject),
+                },
             },
             None => Actor {
                 subject: format!("local:{name}"),
                 issuer: String::new(),
                 groups: Vec::new(),
                 via: format!("local:{name}"),
+                human: human_key("", &format!("local:{name}")),
             },
         }
     }

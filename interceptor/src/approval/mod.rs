@@ -20,6 +20,8 @@
 mod grants;
 pub mod phase;
 pub mod store;
+mod view;
+mod vote;
 mod webhook;
 
 use std::{
@@ -34,6 +36,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 
 pub use store::{Approval, Grant, Status, Vote};
+pub use view::{MAX_PAGE, Page, PageQuery};
 
 use crate::{
     audit::{Audit, schema::AuditRow},
@@ -66,6 +69,17 @@ pub enum ApprovalError {
     SelfGrant(String),
     #[error("{0}")]
     Invalid(String),
+    /// The caller has `approvals.max_pending_per_caller` requests pending.
+    #[error(
+        "{0} pending approval requests of this caller already wait (approvals.max_pending_per_caller); wait for a decision before asking again"
+    )]
+    Cap(u32),
+    /// The real arguments of a masked call are no longer held: nobody can
+    /// see what they would approve.
+    #[error(
+        "the real arguments of approval {0} are no longer held (the agent restarted, or the request was decided): approving it would be blind; deny it, or have the caller ask again (retry mode refreshes them)"
+    )]
+    ValuesGone(String),
 }
 
 impl From<rusqlite::Error> for ApprovalError {
@@ -84,6 +98,15 @@ pub struct Actor {
     pub groups: Vec<String>,
     /// `oidc:<issuer>` or `local:<user>`.
     pub via: String,
+    /// The human behind this name ([`human_key`]): a local user linked to
+    /// an OIDC identity (`oidc_issuer`, `oidc_subject`) is that identity.
+    pub human: String,
+}
+
+/// One key per human: the OIDC issuer and subject (a caller's, or the one
+/// a local user is linked to); an unlinked local user has issuer "".
+pub fn human_key(issuer: &str, subject: &str) -> String {
+    serde_json::json!([issuer, subject]).to_string()
 }
 
 /// The call an approval is asked for.
@@ -158,6 +181,8 @@ pub struct Approvals {
     grants: RwLock<Arc<Vec<Grant>>>,
     audit: Option<Audit>,
     mask: MaskFn,
+    /// Real arguments of pending requests, in memory only.
+    held: Mutex<view::Held>,
     webhook: Option<webhook::Webhook>,
     /// The issuer a grant is for when it names none: the only
     /// `[[identity.oidc]]` issuer, if the agent has one and no client CA.
@@ -186,6 +211,7 @@ impl Approvals {
             grants: RwLock::new(Arc::new(Vec::new())),
             audit,
             mask,
+            held: Mutex::new(view::Held::default()),
             webhook,
             default_issuer: match (cfg.identity.oidc.as_slice(), cfg.tls.client_ca.is_empty()) {
                 ([only], true) => Some(only.issuer.clone()),
@@ -257,7 +283,18 @@ impl Approvals {
             reason: None,
             votes: Vec::new(),
         };
-        self.db().insert(&a)?;
+        {
+            // Counted and inserted under one lock: concurrent requests
+            // cannot both slip under the cap.
+            let db = self.db();
+            let cap = self.cfg.max_pending_per_caller;
+            if db.pending_of(&a.issuer, &a.subject, now)? >= cap {
+                tracing::warn!(subject = %a.subject, issuer = %a.issuer, cap, "approval request refused: caller at its cap of pending requests");
+                return Err(ApprovalError::Cap(cap));
+            }
+            db.insert(&a)?;
+        }
+        self.hold_values(&a.id, call);
         tracing::info!(approval = %a.id, subject = %a.subject, target = ?a.target, approvers = ?a.approver_groups, "approval requested");
         self.record(
             "approval_requested",
@@ -277,10 +314,15 @@ impl Approvals {
         Ok(a)
     }
 
-    /// A pending approval for exactly this call (retry mode re-asks).
-    pub fn pending_for(&self, digest: &str) -> Result<Option<Approval>, ApprovalError> {
-        let a = self.db().by_digest(digest, Status::Pending)?;
-        Ok(a.filter(|a| a.expires_us > now_us()))
+    /// A pending approval for exactly this call (retry mode re-asks); its
+    /// real arguments are held again (they are lost on restart).
+    pub fn pending_for(&self, call: &Call) -> Result<Option<Approval>, ApprovalError> {
+        let a = self.db().by_digest(&call.digest(), Status::Pending)?;
+        let a = a.filter(|a| a.expires_us > now_us());
+        if let Some(a) = &a {
+            self.hold_values(&a.id, call);
+        }
+        Ok(a)
     }
 
     /// Retry mode: takes the approved, unused approval of exactly this call.
@@ -331,6 +373,9 @@ impl Approvals {
     }
 
     fn notify(&self, id: &str, s: Status) {
+        if s != Status::Pending {
+            self.drop_values(id);
+        }
         let mut w = self.waiters.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(tx) = w.get(id) {
             let _ = tx.send(s);
@@ -346,22 +391,11 @@ impl Approvals {
             .ok_or_else(|| ApprovalError::NotFound(id.to_string()))
     }
 
-    pub fn list(&self, status: Option<Status>) -> Result<Vec<Approval>, ApprovalError> {
+    /// How many approvals are in `status` (pending ones past their
+    /// deadline are expired first).
+    pub fn count(&self, status: Status) -> Result<u64, ApprovalError> {
         self.sweep();
-        self.db().list(status, 500)
-    }
-
-    /// What `who` may see: its own requests, and those its groups may
-    /// approve. Everything else (other callers' arguments, even masked)
-    /// is not theirs to read.
-    pub fn list_for(
-        &self,
-        who: &Actor,
-        status: Option<Status>,
-    ) -> Result<Vec<Approval>, ApprovalError> {
-        let mut all = self.list(status)?;
-        all.retain(|a| may_see(who, a));
-        Ok(all)
+        self.db().count(status)
     }
 
     /// One approval, if `who` may see it (else: not found, so ids of other
@@ -369,104 +403,8 @@ impl Approvals {
     pub fn get_for(&self, who: &Actor, id: &str) -> Result<Approval, ApprovalError> {
         self.get(id)
             .ok()
-            .filter(|a| may_see(who, a))
+            .filter(|a| vote::may_see(who, a))
             .ok_or_else(|| ApprovalError::NotFound(id.to_string()))
-    }
-
-    /// One approver's vote. The caller never approves its own call; each
-    /// approver votes once; `quorum` yes votes approve, one no denies.
-    pub fn vote(
-        &self,
-        id: &str,
-        who: &Actor,
-        approve: bool,
-        reason: &str,
-    ) -> Result<Approval, ApprovalError> {
-        self.sweep();
-        let a = self.get(id)?;
-        if a.status != Status::Pending {
-            return Err(ApprovalError::NotPending(a.id, a.status.as_str()));
-        }
-        if who.subject == a.subject {
-            self.record(
-                "approval_refused",
-                &a,
-                Some(who),
-                format!("{} tried to approve their own call", who.subject),
-            );
-            return Err(ApprovalError::SelfApproval(who.subject.clone()));
-        }
-        if !who.groups.iter().any(|g| a.approver_groups.contains(g)) {
-            self.record(
-                "approval_refused",
-                &a,
-                Some(who),
-                format!("{} is not an approver of this request", who.subject),
-            );
-            return Err(ApprovalError::NotApprover {
-                who: who.subject.clone(),
-                groups: a.approver_groups.join(", "),
-            });
-        }
-        if a.votes.iter().any(|v| v.approver == who.subject) {
-            return Err(ApprovalError::AlreadyVoted(who.subject.clone()));
-        }
-        if reason.trim().is_empty() {
-            return Err(ApprovalError::Invalid("a reason is required".into()));
-        }
-        let vote = Vote {
-            approver: who.subject.clone(),
-            approve,
-            reason: reason.to_string(),
-            at_us: now_us(),
-        };
-        self.db().add_vote(id, &vote)?;
-        let mut a = self.get(id)?;
-        let yes = a.votes.iter().filter(|v| v.approve).count() as u32;
-        self.record(
-            if approve {
-                "approval_vote_approve"
-            } else {
-                "approval_vote_deny"
-            },
-            &a,
-            Some(who),
-            format!(
-                "{} ({}) voted {}: {reason}",
-                who.subject,
-                who.via,
-                if approve { "approve" } else { "deny" }
-            ),
-        );
-        tracing::info!(approval = %id, approver = %who.subject, approve, yes, quorum = a.quorum, "approval vote");
-        if !approve {
-            self.finish(
-                id,
-                Status::Pending,
-                Status::Denied,
-                &format!("denied by {}: {reason}", who.subject),
-            )?;
-        } else if yes >= a.quorum {
-            let valid = now_us() + secs_us(self.cfg.valid_seconds);
-            if self.db().transition(
-                id,
-                Status::Pending,
-                Status::Approved,
-                now_us(),
-                Some(valid),
-                &format!("approved by {}", a.approvers().join(", ")),
-            )? {
-                a = self.get(id)?;
-                self.record(
-                    "approval_approved",
-                    &a,
-                    Some(who),
-                    format!("approved by {}", a.approvers().join(", ")),
-                );
-                self.notify(id, Status::Approved);
-            }
-        }
-        self.get(id)
     }
 
     /// Ends a request: moves it `from` → `to`, records it, wakes its waiter.
@@ -557,7 +495,26 @@ impl Approvals {
     }
 
     fn record(&self, kind: &str, a: &Approval, who: Option<&Actor>, message: String) {
-        let Some(audit) = &self.audit else { return };
+        if let Some(r) = self.row(kind, a, who, message) {
+            self.append(r);
+        }
+    }
+
+    fn append(&self, r: AuditRow) {
+        if let Some(audit) = &self.audit {
+            audit.append(r);
+        }
+    }
+
+    /// The audit row of a step of `a` (`None`: no audit configured).
+    fn row(
+        &self,
+        kind: &str,
+        a: &Approval,
+        who: Option<&Actor>,
+        message: String,
+    ) -> Option<AuditRow> {
+        let audit = self.audit.as_ref()?;
         let mut r: AuditRow = audit.stamp().lifecycle(kind, message);
         r.subject = Some(a.subject.clone());
         r.groups = a.groups.clone();
@@ -574,15 +531,8 @@ impl Approvals {
         r.policy_version = Some(a.policy_version.clone());
         r.decided_by = Some("approval".into());
         r.decision = Some(a.status.as_str().into());
-        audit.append(r);
+        Some(r)
     }
-}
-
-/// The caller who asked (same subject and issuer; a local user by
-/// subject), or an approver of the request.
-fn may_see(who: &Actor, a: &Approval) -> bool {
-    let own = who.subject == a.subject && (who.issuer.is_empty() || who.issuer == a.issuer);
-    own || who.groups.iter().any(|g| a.approver_groups.contains(g))
 }
 
 fn set_target(r: &mut AuditRow, method: &str, target: Option<String>) {

@@ -21,6 +21,8 @@ use crate::{
 /// Agent error codes (README.md lists them).
 pub const CODE_APPROVAL_DENIED: i64 = -32097;
 pub const CODE_APPROVAL_EXPIRED: i64 = -32098;
+/// The caller has `approvals.max_pending_per_caller` requests pending.
+pub const CODE_APPROVAL_CAP: i64 = -32074;
 
 pub struct ApprovalPhase {
     approvals: Arc<Approvals>,
@@ -33,6 +35,15 @@ impl ApprovalPhase {
     }
 
     fn unavailable(&self, e: &super::ApprovalError) -> Verdict {
+        if let super::ApprovalError::Cap(cap) = e {
+            return Verdict::Deny(json!({
+                "code": CODE_APPROVAL_CAP,
+                "message": format!(
+                    "approval refused: this caller already has {cap} pending approval requests (approvals.max_pending_per_caller = {cap}); wait for a decision"
+                ),
+                "data": { "reason": "approval_cap", "max_pending_per_caller": cap },
+            }));
+        }
         tracing::error!(error = %e, "approvals unavailable: call refused");
         Verdict::Deny(json!({
             "code": CODE_APPROVAL_EXPIRED,
@@ -50,7 +61,7 @@ impl ApprovalPhase {
             Ok(None) => {}
             Err(e) => return self.unavailable(&e),
         }
-        let a = match self.approvals.pending_for(&digest) {
+        let a = match self.approvals.pending_for(call) {
             Ok(Some(a)) => a,
             Ok(None) => match self.approvals.request(call) {
                 Ok(a) => a,

@@ -35,6 +35,7 @@ CREATE TABLE IF NOT EXISTS approvals (
   reason TEXT
 );
 CREATE INDEX IF NOT EXISTS approvals_digest ON approvals(digest, status);
+CREATE INDEX IF NOT EXISTS approvals_listing ON approvals(status, created_us, id);
 CREATE TABLE IF NOT EXISTS votes (
   approval_id TEXT NOT NULL,
   approver TEXT NOT NULL,
@@ -109,6 +110,9 @@ impl Status {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Vote {
     pub approver: String,
+    /// The human behind `approver` ([`super::human_key`]); "" for votes
+    /// stored before it was recorded.
+    pub human: String,
     pub approve: bool,
     pub reason: String,
     pub at_us: i64,
@@ -267,17 +271,22 @@ impl Store {
         db.execute_batch(SCHEMA)?;
         // Databases from before issuers were recorded: the column is added
         // empty (such grants cover nobody; such approvals match no retry).
-        for table in ["approvals", "grants"] {
+        // Votes from before humans were recorded: "" (matched by name only).
+        for (table, column) in [
+            ("approvals", "issuer"),
+            ("grants", "issuer"),
+            ("votes", "human"),
+        ] {
             let has: bool = db.query_row(
                 &format!(
-                    "SELECT COUNT(*) > 0 FROM pragma_table_info('{table}') WHERE name = 'issuer'"
+                    "SELECT COUNT(*) > 0 FROM pragma_table_info('{table}') WHERE name = '{column}'"
                 ),
                 [],
                 |r| r.get(0),
             )?;
             if !has {
                 db.execute_batch(&format!(
-                    "ALTER TABLE {table} ADD COLUMN issuer TEXT NOT NULL DEFAULT ''"
+                    "ALTER TABLE {table} ADD COLUMN {column} TEXT NOT NULL DEFAULT ''"
                 ))?;
             }
         }
@@ -331,7 +340,7 @@ impl Store {
 
     fn with_votes(&self, mut a: Approval) -> Result<Approval, ApprovalError> {
         let mut st = self.db.prepare_cached(
-            "SELECT approver, approve, reason, at_us FROM votes WHERE approval_id = ?1 ORDER BY at_us",
+            "SELECT approver, approve, reason, at_us, human FROM votes WHERE approval_id = ?1 ORDER BY at_us",
         )?;
         a.votes = st
             .query_map([&a.id], |r| {
@@ -340,22 +349,65 @@ impl Store {
                     approve: r.get::<_, i64>(1)? != 0,
                     reason: r.get(2)?,
                     at_us: r.get(3)?,
+                    human: r.get(4)?,
                 })
             })?
             .collect::<Result<_, _>>()?;
         Ok(a)
     }
 
-    /// Approvals with `status` (all when `None`), newest first, at most `limit`.
-    pub fn list(&self, status: Option<Status>, limit: u32) -> Result<Vec<Approval>, ApprovalError> {
-        let mut st = self.db.prepare(&format!(
+    /// Up to `limit` approvals with `status` (all when `None`) after
+    /// `after` (created_us, id) in that order: oldest first, or newest
+    /// first when `newest_first` (then "after" means older).
+    pub fn page(
+        &self,
+        status: Option<Status>,
+        after: (i64, &str),
+        newest_first: bool,
+        limit: u32,
+    ) -> Result<Vec<Approval>, ApprovalError> {
+        let (cmp, order) = if newest_first {
+            ("<", "DESC")
+        } else {
+            (">", "ASC")
+        };
+        let mut st = self.db.prepare_cached(&format!(
             "SELECT {APPROVAL_COLUMNS} FROM approvals WHERE (?1 IS NULL OR status = ?1) \
-             ORDER BY created_us DESC LIMIT ?2"
+             AND (created_us {cmp} ?2 OR (created_us = ?2 AND id {cmp} ?3)) \
+             ORDER BY created_us {order}, id {order} LIMIT ?4"
         ))?;
         let rows: Vec<Approval> = st
-            .query_map(params![status.map(Status::as_str), limit], approval_row)?
+            .query_map(
+                params![status.map(Status::as_str), after.0, after.1, limit],
+                approval_row,
+            )?
             .collect::<Result<_, _>>()?;
         rows.into_iter().map(|a| self.with_votes(a)).collect()
+    }
+
+    /// Approvals in `status`.
+    pub fn count(&self, status: Status) -> Result<u64, ApprovalError> {
+        let n: i64 = self.db.query_row(
+            "SELECT COUNT(*) FROM approvals WHERE status = ?1",
+            [status.as_str()],
+            |r| r.get(0),
+        )?;
+        Ok(n.unsigned_abs())
+    }
+
+    /// Pending requests of one caller still within their deadline.
+    pub fn pending_of(
+        &self,
+        issuer: &str,
+        subject: &str,
+        now_us: i64,
+    ) -> Result<u32, ApprovalError> {
+        Ok(self.db.query_row(
+            "SELECT COUNT(*) FROM approvals WHERE status = 'pending' AND issuer = ?1 \
+             AND subject = ?2 AND expires_us > ?3",
+            params![issuer, subject, now_us],
+            |r| r.get(0),
+        )?)
     }
 
     /// The newest approval for `digest` in `status`.
@@ -380,8 +432,9 @@ impl Store {
 
     pub fn add_vote(&self, id: &str, v: &Vote) -> Result<(), ApprovalError> {
         self.db.execute(
-            "INSERT INTO votes (approval_id, approver, approve, reason, at_us) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![id, v.approver, v.approve as i64, v.reason, v.at_us],
+            "INSERT INTO votes (approval_id, approver, approve, reason, at_us, human) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![id, v.approver, v.approve as i64, v.reason, v.at_us, v.human],
         )?;
         Ok(())
     }

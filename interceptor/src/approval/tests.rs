@@ -43,6 +43,7 @@ fn actor(subject: &str, groups: &[&str]) -> Actor {
         issuer: I.into(),
         groups: groups.iter().map(|g| g.to_string()).collect(),
         via: "test".into(),
+        human: super::human_key(I, subject),
     }
 }
 
@@ -53,7 +54,7 @@ fn approval_is_single_use_and_bound_to_the_exact_call() {
     let c = call(json!({"table": "orders"}), 1, ApprovalMode::Retry);
     let r = a.request(&c).unwrap();
     assert!(r.id.starts_with("apr-"));
-    assert_eq!(a.pending_for(&c.digest()).unwrap().unwrap().id, r.id);
+    assert_eq!(a.pending_for(&c).unwrap().unwrap().id, r.id);
     assert!(matches!(
         a.vote(&r.id, &actor("alice", &["oncall"]), true, "mine"),
         Err(ApprovalError::SelfApproval(_))
@@ -284,11 +285,146 @@ fn the_digest_and_the_listing_tell_issuers_apart() {
     );
     let alien = Actor {
         issuer: "https://other.example".into(),
+        human: super::human_key("https://other.example", "alice"),
         ..actor("alice", &["dev"])
     };
     assert!(a.list_for(&alien, None).unwrap().is_empty());
     assert!(matches!(
         a.get_for(&actor("mallory", &["dev"]), &r.id),
         Err(ApprovalError::NotFound(_))
+    ));
+}
+
+/// Masks every string, as the audit's profile would a secret.
+fn open_masked(dir: &std::path::Path, tune: impl FnOnce(&mut Config)) -> Arc<Approvals> {
+    let mut cfg = Config::default();
+    cfg.approvals.db = Some(dir.join("approvals.db"));
+    tune(&mut cfg);
+    let mask = |v: &Value| -> Value {
+        match v {
+            Value::Object(o) => o
+                .iter()
+                .map(|(k, v)| (k.clone(), json!(if v.is_string() { "[X]" } else { "" })))
+                .collect(),
+            v => v.clone(),
+        }
+    };
+    Approvals::open(&cfg, None, Arc::new(mask)).unwrap()
+}
+
+#[test]
+fn real_values_are_held_in_memory_and_a_blind_yes_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = open_masked(dir.path(), |_| {});
+    let c = call(json!({"account": "DE89"}), 1, ApprovalMode::Retry);
+    let r = a.request(&c).unwrap();
+    assert_eq!(r.arguments, Some(json!({"account": "[X]"})));
+    let bob = actor("bob", &["oncall"]);
+    assert_eq!(
+        a.values_for(&bob, &r.id).unwrap()["arguments"],
+        json!({"account": "DE89"})
+    );
+    assert!(matches!(
+        a.values_for(&actor("mallory", &["dev"]), &r.id),
+        Err(ApprovalError::NotFound(_))
+    ));
+    drop(a);
+    let a = open_masked(dir.path(), |_| {});
+    assert!(matches!(
+        a.values_for(&bob, &r.id),
+        Err(ApprovalError::ValuesGone(_))
+    ));
+    assert!(matches!(
+        a.vote(&r.id, &bob, true, "ok"),
+        Err(ApprovalError::ValuesGone(_))
+    ));
+    // The caller asking again brings them back.
+    assert_eq!(a.pending_for(&c).unwrap().unwrap().id, r.id);
+    assert_eq!(
+        a.vote(&r.id, &bob, true, "ok").unwrap().status,
+        Status::Approved
+    );
+    assert!(matches!(
+        a.values_for(&bob, &r.id),
+        Err(ApprovalError::ValuesGone(_))
+    ));
+}
+
+#[test]
+fn each_caller_has_a_cap_of_pending_requests_and_listings_page_oldest_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = open(dir.path(), |c| c.approvals.max_pending_per_caller = 3);
+    let ids: Vec<String> = (0..3)
+        .map(|i| {
+            a.request(&call(json!({"n": i}), 1, ApprovalMode::Retry))
+                .unwrap()
+                .id
+        })
+        .collect();
+    assert!(matches!(
+        a.request(&call(json!({"n": 9}), 1, ApprovalMode::Retry)),
+        Err(ApprovalError::Cap(3))
+    ));
+    let mut other = call(json!({"n": 9}), 1, ApprovalMode::Retry);
+    other.subject = "dave".into();
+    let dave = a.request(&other).unwrap().id;
+    let carol = actor("carol", &["oncall"]);
+    let mut q = PageQuery {
+        status: Some(Status::Pending),
+        limit: 2,
+        ..PageQuery::default()
+    };
+    let p1 = a.page_for(&carol, &q).unwrap();
+    assert_eq!(
+        p1.approvals.iter().map(|x| &x.id).collect::<Vec<_>>(),
+        [&ids[0], &ids[1]]
+    );
+    q.cursor = p1.next_cursor;
+    let p2 = a.page_for(&carol, &q).unwrap();
+    assert_eq!(
+        p2.approvals.iter().map(|x| &x.id).collect::<Vec<_>>(),
+        [&ids[2], &dave]
+    );
+    assert_eq!(p2.next_cursor, None);
+    q.newest_first = true;
+    q.cursor = None;
+    assert_eq!(a.page_for(&carol, &q).unwrap().approvals[0].id, dave);
+    q.cursor = Some("nonsense".into());
+    assert!(matches!(
+        a.page_for(&carol, &q),
+        Err(ApprovalError::Invalid(_))
+    ));
+    // A decision frees a slot.
+    a.vote(&ids[0], &carol, false, "flood").unwrap();
+    a.request(&call(json!({"n": 9}), 1, ApprovalMode::Retry))
+        .unwrap();
+}
+
+#[test]
+fn a_human_linked_across_names_votes_once_and_not_on_their_own_call() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = open(dir.path(), |_| {});
+    let r = a
+        .request(&call(json!({"q": 1}), 2, ApprovalMode::Retry))
+        .unwrap();
+    // root as "bob", linked to "robert" of I; and robert's own token.
+    let local = Actor {
+        issuer: String::new(),
+        via: "local:root".into(),
+        human: human_key(I, "robert"),
+        ..actor("bob", &["oncall"])
+    };
+    let robert = actor("robert", &["oncall"]);
+    a.vote(&r.id, &local, true, "ok").unwrap();
+    assert!(matches!(
+        a.vote(&r.id, &robert, true, "ok"),
+        Err(ApprovalError::AlreadyVoted(_))
+    ));
+    let mut own = call(json!({"q": 2}), 1, ApprovalMode::Retry);
+    own.subject = "robert".into();
+    let own = a.request(&own).unwrap();
+    assert!(matches!(
+        a.vote(&own.id, &local, true, "ok"),
+        Err(ApprovalError::SelfApproval(_))
     ));
 }

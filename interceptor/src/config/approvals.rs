@@ -30,6 +30,10 @@ pub struct Approvals {
     pub grant_groups: Vec<String>,
     /// The longest grant `grants add --ttl` accepts.
     pub max_grant_ttl_seconds: u64,
+    /// Pending approval requests one caller (issuer and subject) may have
+    /// at once; the next is refused (-32074), so one caller cannot bury
+    /// others' requests under a flood.
+    pub max_pending_per_caller: u32,
     pub webhook: Option<Webhook>,
 }
 
@@ -44,6 +48,7 @@ impl Default for Approvals {
             approve_url: None,
             grant_groups: Vec::new(),
             max_grant_ttl_seconds: 8 * 3600,
+            max_pending_per_caller: 20,
             webhook: None,
         }
     }
@@ -159,6 +164,14 @@ pub struct LocalUser {
     pub subject: String,
     #[serde(default)]
     pub groups: Vec<String>,
+    /// The `[[identity.oidc]]` issuer of this person's OIDC identity (with
+    /// `oidc_subject`): both names are one human, who votes once and never
+    /// on their own call under either name.
+    #[serde(default)]
+    pub oidc_issuer: Option<String>,
+    /// The `sub` of this person's tokens from `oidc_issuer`.
+    #[serde(default)]
+    pub oidc_subject: Option<String>,
 }
 
 pub(super) fn validate(cfg: &super::Config) -> Result<(), String> {
@@ -173,6 +186,9 @@ pub(super) fn validate(cfg: &super::Config) -> Result<(), String> {
     }
     if a.max_grant_ttl_seconds == 0 {
         return Err("approvals.max_grant_ttl_seconds must be > 0".into());
+    }
+    if a.max_pending_per_caller == 0 {
+        return Err("approvals.max_pending_per_caller must be > 0".into());
     }
     if let Some(w) = &a.webhook {
         validate_webhook(w)?;
@@ -195,6 +211,9 @@ pub(super) fn validate(cfg: &super::Config) -> Result<(), String> {
                 o.issuer
             ));
         }
+    }
+    for u in &m.local_users {
+        validate_link(cfg, u)?;
     }
     if let Some(addr) = m.listen {
         // Without an OIDC issuer only /metrics and /healthz answer there.
@@ -223,6 +242,28 @@ fn validate_webhook(w: &Webhook) -> Result<(), String> {
         );
     }
     Ok(())
+}
+
+/// A local user's link to an OIDC identity names both halves, and an issuer
+/// the agent trusts: a typo would silently leave one human two approvers.
+fn validate_link(cfg: &super::Config, u: &LocalUser) -> Result<(), String> {
+    match (&u.oidc_issuer, &u.oidc_subject) {
+        (None, None) => Ok(()),
+        (Some(i), Some(s)) if !s.trim().is_empty() => {
+            if cfg.identity.oidc.iter().any(|o| &o.issuer == i) {
+                Ok(())
+            } else {
+                Err(format!(
+                    "admin.local_users {:?}: oidc_issuer {i:?} is not an [[identity.oidc]] issuer",
+                    u.user
+                ))
+            }
+        }
+        _ => Err(format!(
+            "admin.local_users {:?}: set both oidc_issuer and oidc_subject (the same human's OIDC identity), or neither",
+            u.user
+        )),
+    }
 }
 
 #[cfg(test)]
@@ -254,6 +295,41 @@ mod tests {
                 .expect_err(line)
                 .to_string();
             assert!(err.contains(want), "{line}: {err}");
+        }
+    }
+
+    const BASE: &str = "[[intercept.ports]]\nport = 8080\n[[identity.oidc]]\n\
+                        issuer = \"https://idp.example\"\naudiences = [\"mcp\"]\n";
+
+    fn parse(extra: &str) -> Result<Config, String> {
+        Config::parse(&format!("{BASE}{extra}"), Path::new("t.toml")).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn links_and_the_pending_cap_are_checked() {
+        let cfg = parse("").unwrap();
+        assert_eq!(cfg.approvals.max_pending_per_caller, 20);
+        let user = "[[admin.local_users]]\nuser = \"root\"\nsubject = \"bob\"\n";
+        let linked =
+            format!("{user}oidc_issuer = \"https://idp.example\"\noidc_subject = \"robert\"\n");
+        assert!(parse(&linked).is_ok());
+        let cases = [
+            (
+                format!("{user}oidc_issuer = \"https://idp.example\"\n"),
+                "set both",
+            ),
+            (
+                format!("{user}oidc_issuer = \"https://other\"\noidc_subject = \"r\"\n"),
+                "not an [[identity.oidc]] issuer",
+            ),
+            (
+                "[approvals]\nmax_pending_per_caller = 0\n".to_string(),
+                "max_pending_per_caller",
+            ),
+        ];
+        for (text, want) in cases {
+            let err = parse(&text).expect_err(&text);
+            assert!(err.contains(want), "{text}: {err}");
         }
     }
 }
