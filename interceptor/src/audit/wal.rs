@@ -234,15 +234,15 @@ impl<F: WalFs> Wal<F> {
             self.current = Some(self.create(hour)?);
         }
         let seg = self.current.as_mut().expect("just opened");
-        let written = seg.file.write_all(&rec).and_then(|()| {
-            if self.sync_each {
-                seg.file.sync_data()
-            } else {
-                Ok(())
-            }
-        });
-        if let Err(e) = written {
-            self.abandon(true);
+        if let Err(e) = seg.file.write_all(&rec) {
+            // The rows before it are sound: sync them as a close would.
+            self.abandon(true, true);
+            return Err(e);
+        }
+        if self.sync_each
+            && let Err(e) = seg.file.sync_data()
+        {
+            self.abandon(true, false);
             return Err(e);
         }
         seg.bytes += rec.len() as u64;
@@ -253,16 +253,18 @@ impl<F: WalFs> Wal<F> {
     /// Leaves the open segment after a failed write or fsync; the next
     /// append starts a new one, and the segment is converted at the next
     /// start. `cut`: take the failed record back off first, so a retry of
-    /// its row is not read twice and no record follows a torn one. Never
-    /// synced again: after a failed fsync Linux may have dropped the dirty
-    /// pages and reports the next fsync as a success, which would claim
-    /// rows that are gone.
-    fn abandon(&mut self, cut: bool) {
-        if let Some(mut seg) = self.current.take()
-            && cut
-            && let Err(e) = seg.file.truncate(seg.bytes)
-        {
+    /// its row is not read twice and no record follows a torn one. `sync`
+    /// (after a failed write only): fsync what is left. Never after a
+    /// failed fsync: Linux may have dropped the dirty pages and reports the
+    /// next fsync as a success, which would claim rows that are gone.
+    fn abandon(&mut self, cut: bool, sync: bool) {
+        let Some(mut seg) = self.current.take() else {
+            return;
+        };
+        if cut && let Err(e) = seg.file.truncate(seg.bytes) {
             tracing::error!(segment = seg.seq, error = %e, "cutting a failed audit WAL record off failed; its row may be read twice");
+        } else if sync && let Err(e) = seg.file.sync_all() {
+            tracing::error!(segment = seg.seq, error = %e, "syncing an audit WAL segment left after a failed write failed");
         }
     }
 
@@ -313,7 +315,7 @@ impl<F: WalFs> Wal<F> {
             if let Err(e) = seg.file.sync_data() {
                 // The rows since the last sync were never promised durable;
                 // later ones go to a new segment.
-                self.abandon(false);
+                self.abandon(false, false);
                 return Err(e);
             }
             seg.dirty = false;

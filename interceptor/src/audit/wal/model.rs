@@ -238,6 +238,9 @@ struct Run {
     retry: Option<(u64, AuditRow)>,
     next_id: u64,
     hour: i64,
+    /// Crashes, and segments found ending in a torn record, so far.
+    crashes: usize,
+    torn: usize,
 }
 
 impl Run {
@@ -263,6 +266,8 @@ impl Run {
             retry: None,
             next_id: 0,
             hour: 400_000,
+            crashes: 0,
+            torn: 0,
         }
     }
 
@@ -340,6 +345,7 @@ impl Run {
         self.fs.set_fault(0);
         if crash {
             self.fs.crash();
+            self.crashes += 1;
         }
         self.retry = None;
         self.lose_pending();
@@ -353,6 +359,11 @@ impl Run {
         .unwrap();
         self.wal = wal;
         let back = self.read_back(&left);
+        self.torn = left
+            .iter()
+            .map(|s| self.fs.read(&segment_path(Path::new(DIR), *s)).unwrap())
+            .filter(|b| decode(b).1 < b.len())
+            .count();
         if crash {
             // What survived a crash is on disk for good.
             self.durable.extend(back);
@@ -385,13 +396,14 @@ impl Run {
     }
 }
 
-fn run_case(seed: u64, steps: usize) -> usize {
+/// Runs one case; returns rows appended, crashes, torn segments at the end.
+fn run_case(seed: u64, steps: usize) -> [usize; 3] {
     let mut run = Run::new(seed);
     for _ in 0..steps {
         run.step();
     }
     run.restart(true);
-    run.ok.len()
+    [run.ok.len(), run.crashes, run.torn]
 }
 
 #[test]
@@ -401,23 +413,26 @@ fn wal_keeps_its_promises_through_faults_and_crashes() {
         Err(_) => (0..200).collect(),
     };
     let started = std::time::Instant::now();
-    let mut rows = 0;
+    let mut totals = [0; 3];
     for seed in &seeds {
         match std::panic::catch_unwind(|| run_case(*seed, 400)) {
-            Ok(n) => rows += n,
+            Ok(n) => (0..3).for_each(|i| totals[i] += n[i]),
             Err(e) => {
                 eprintln!("failing case: MCPI_PROP_SEED={seed}");
                 std::panic::resume_unwind(e)
             }
         }
     }
+    let [rows, crashes, torn] = totals;
     eprintln!(
-        "{} cases, {rows} rows appended, in {:?}",
+        "{} cases in {:?}: {rows} rows appended, {crashes} crashes, {torn} torn segments",
         seeds.len(),
         started.elapsed()
     );
+    // The runs reach what they are meant to test.
+    assert!(rows > seeds.len() * 50, "too few rows: {rows}");
     assert!(
-        rows > seeds.len() * 50,
-        "the runs appended too little: {rows}"
+        seeds.len() == 1 || torn > seeds.len() / 4,
+        "too few torn tails: {torn}"
     );
 }
