@@ -12,6 +12,7 @@
 //! measurements, no network (for working on those two stages).
 
 mod audit_rate;
+mod corpus;
 mod load;
 mod mask_rate;
 mod policy_set;

@@ -12,9 +12,11 @@ use std::time::Instant;
 use anyhow::Result;
 use interceptor::{
     config::Mask,
-    mask::{Counts, Masker, corpus},
+    mask::{Counts, Masker},
 };
 use serde::Serialize;
+
+use crate::corpus::corpus;
 
 /// The target: at least this many MB/s per core.
 pub const TARGET_MB_S: f64 = 200.0;

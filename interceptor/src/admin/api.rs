@@ -93,7 +93,7 @@ pub async fn handle(
                 let mut r = Response::new(Full::new(Bytes::from(text)));
                 r.headers_mut().insert(
                     header::CONTENT_TYPE,
-                    http::HeaderValue::from_static("text/plain; version=0.0.4"),
+                    http::HeaderValue::from_static(super::metrics::CONTENT_TYPE),
                 );
                 return r;
             }

@@ -4,15 +4,24 @@
 //! approvals, and the eBPF steering counters read from the pinned map.
 //!
 //! Counting is a `record` phase (it sees every event once, after the
-//! decision); the rest is read when scraped, so a scrape costs nothing
-//! between scrapes.
+//! decision) into `prometheus-client` families; the rest is read when
+//! scraped (a registry built per scrape around those families), so a
+//! scrape costs nothing between scrapes.
 
 use std::{
-    collections::BTreeMap,
-    fmt::Write as _,
     path::{Path, PathBuf},
-    sync::Mutex,
     time::SystemTime,
+};
+
+use prometheus_client::{
+    encoding::prometheus_text,
+    metrics::{
+        counter::{ConstCounter, Counter},
+        family::Family,
+        gauge::{ConstGauge, Gauge},
+        histogram::Histogram,
+    },
+    registry::{Metric, Registry},
 };
 
 use crate::{
@@ -21,45 +30,38 @@ use crate::{
     pipeline::{EventKind, ExchangeEvent, Phase},
 };
 
+/// The `Content-Type` of what [`Metrics::render`] writes: Prometheus text
+/// 0.0.4 (not OpenMetrics), which every Prometheus version scrapes.
+pub const CONTENT_TYPE: &str = prometheus_text::CONTENT_TYPE;
+
 /// Latency bucket bounds, seconds (a held call can take minutes).
 const BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0, 60.0, 300.0,
 ];
 
-#[derive(Default)]
-struct Histogram {
-    counts: Vec<u64>,
-    sum: f64,
-    count: u64,
-}
+/// (method, kind, decision) of a request count.
+type RequestLabels = [(&'static str, String); 3];
+/// The method of a latency histogram.
+type MethodLabel = [(&'static str, String); 1];
 
-impl Histogram {
-    fn observe(&mut self, secs: f64) {
-        if self.counts.is_empty() {
-            self.counts = vec![0; BUCKETS.len()];
-        }
-        for (c, le) in self.counts.iter_mut().zip(BUCKETS) {
-            if secs <= *le {
-                *c += 1;
-            }
-        }
-        self.sum += secs;
-        self.count += 1;
-    }
-}
-
-#[derive(Default)]
-struct Counts {
-    /// (method, kind, decision) → requests.
-    requests: BTreeMap<(String, String, String), u64>,
-    /// method → latency of exchanges that got an answer.
-    latency: BTreeMap<String, Histogram>,
+fn latency_histogram() -> Histogram {
+    Histogram::new(BUCKETS.iter().copied())
 }
 
 /// What the pipeline counted; shared across config reloads.
-#[derive(Default)]
 pub struct Metrics {
-    counts: Mutex<Counts>,
+    requests: Family<RequestLabels, Counter>,
+    /// Latency of exchanges that got an answer, by method.
+    latency: Family<MethodLabel, Histogram, fn() -> Histogram>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self {
+            requests: Family::default(),
+            latency: Family::new_with_constructor(latency_histogram),
+        }
+    }
 }
 
 /// The `record` phase that feeds [`Metrics`].
@@ -82,15 +84,19 @@ impl Phase for MetricsPhase {
             (None, _) => "none",
         };
         let method = ev.method.as_deref().map_or("-", method_label).to_string();
-        let mut c = self.0.counts.lock().unwrap_or_else(|p| p.into_inner());
-        *c.requests
-            .entry((method.clone(), kind, decision.to_string()))
-            .or_default() += 1;
+        let m = &self.0;
+        m.requests
+            .get_or_create(&[
+                ("method", method.clone()),
+                ("kind", kind),
+                ("decision", decision.to_string()),
+            ])
+            .inc();
         if ev.kind == EventKind::Exchange
             && let Some(done) = ev.done_us
         {
             let secs = (done - ev.received_us).max(0) as f64 / 1e6;
-            c.latency.entry(method).or_default().observe(secs);
+            m.latency.get_or_create(&[("method", method)]).observe(secs);
         }
     }
 }
@@ -131,16 +137,6 @@ pub struct Sources {
     pub connections: crate::proxy::Drain,
 }
 
-fn label(v: &str) -> String {
-    v.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
-}
-
-fn header(out: &mut String, name: &str, kind: &str, help: &str) {
-    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-}
-
 /// Size in bytes and count of the files directly in `dir`, and the age in
 /// seconds of the oldest.
 fn dir_stats(dir: &Path) -> (u64, u64, f64) {
@@ -164,209 +160,260 @@ fn dir_stats(dir: &Path) -> (u64, u64, f64) {
     (bytes, files, age)
 }
 
+/// Registers `metric` under its exposed name: the crate appends `_total` to
+/// counters and a period to help texts itself, so both are taken off here
+/// and the text scraped stays what dashboards know.
+fn add(reg: &mut Registry, name: &str, help: &str, metric: impl Metric) {
+    let name = name.strip_suffix("_total").unwrap_or(name);
+    reg.register(name, help.strip_suffix('.').unwrap_or(help), metric);
+}
+
 impl Metrics {
+    /// The Prometheus text (0.0.4) of one scrape: what the pipeline counted
+    /// plus what `src` holds now.
     pub fn render(&self, src: &Sources) -> String {
-        let mut out = String::new();
-        header(
-            &mut out,
+        let mut reg = Registry::default();
+        add(
+            &mut reg,
             "mcp_interceptor_up",
-            "gauge",
             "1 while the agent serves.",
+            ConstGauge::new(1i64),
         );
-        out.push_str("mcp_interceptor_up 1\n");
-        header(
-            &mut out,
+        add(
+            &mut reg,
             "mcp_interceptor_connections_active",
-            "gauge",
             "Client connections being served (limit: http.max_connections).",
+            ConstGauge::new(src.connections.active() as u64),
         );
-        let active = src.connections.active();
-        let _ = writeln!(out, "mcp_interceptor_connections_active {active}");
-        header(
-            &mut out,
+        add(
+            &mut reg,
             "mcp_interceptor_connections_refused_total",
-            "counter",
             "Client connections refused with 503 at http.max_connections.",
+            ConstCounter::new(crate::proxy::refused_over_limit()),
         );
-        let refused = crate::proxy::refused_over_limit();
-        let _ = writeln!(out, "mcp_interceptor_connections_refused_total {refused}");
-        {
-            let c = self.counts.lock().unwrap_or_else(|p| p.into_inner());
-            header(
-                &mut out,
-                "mcp_interceptor_requests_total",
-                "counter",
-                "MCP messages by method, event kind and policy decision.",
-            );
-            for ((m, k, d), n) in &c.requests {
-                let _ = writeln!(
-                    out,
-                    "mcp_interceptor_requests_total{{method=\"{}\",kind=\"{}\",decision=\"{}\"}} {n}",
-                    label(m),
-                    label(k),
-                    label(d)
-                );
-            }
-            let name = "mcp_interceptor_request_duration_seconds";
-            header(
-                &mut out,
-                name,
-                "histogram",
-                "Time from request received to answer complete, by method.",
-            );
-            for (m, h) in &c.latency {
-                let m = label(m);
-                for (n, le) in h.counts.iter().zip(BUCKETS) {
-                    let _ = writeln!(out, "{name}_bucket{{method=\"{m}\",le=\"{le}\"}} {n}");
-                }
-                let _ = writeln!(
-                    out,
-                    "{name}_bucket{{method=\"{m}\",le=\"+Inf\"}} {}",
-                    h.count
-                );
-                let _ = writeln!(out, "{name}_sum{{method=\"{m}\"}} {}", h.sum);
-                let _ = writeln!(out, "{name}_count{{method=\"{m}\"}} {}", h.count);
-            }
-        }
+        add(
+            &mut reg,
+            "mcp_interceptor_requests_total",
+            "MCP messages by method, event kind and policy decision.",
+            self.requests.clone(),
+        );
+        add(
+            &mut reg,
+            "mcp_interceptor_request_duration_seconds",
+            "Time from request received to answer complete, by method.",
+            self.latency.clone(),
+        );
         if let Some(a) = &src.audit {
-            let (rows, failures) = a.stats();
-            header(
-                &mut out,
-                "mcp_interceptor_audit_rows_total",
-                "counter",
-                "Audit rows acknowledged (in the WAL).",
-            );
-            let _ = writeln!(out, "mcp_interceptor_audit_rows_total {rows}");
-            header(
-                &mut out,
-                "mcp_interceptor_audit_write_failures_total",
-                "counter",
-                "Audit writes that failed.",
-            );
-            let _ = writeln!(out, "mcp_interceptor_audit_write_failures_total {failures}");
-            header(
-                &mut out,
-                "mcp_interceptor_audit_healthy",
-                "gauge",
-                "1 while audit rows are being written.",
-            );
-            let _ = writeln!(
-                out,
-                "mcp_interceptor_audit_healthy {}",
-                u8::from(a.healthy())
-            );
-            let (wal_bytes, wal_files, _) = dir_stats(&a.dir().join("wal"));
-            header(
-                &mut out,
-                "mcp_interceptor_audit_wal_bytes",
-                "gauge",
-                "Bytes in WAL segments not yet converted to Parquet.",
-            );
-            let _ = writeln!(out, "mcp_interceptor_audit_wal_bytes {wal_bytes}");
-            header(
-                &mut out,
-                "mcp_interceptor_audit_wal_segments",
-                "gauge",
-                "WAL segments on disk.",
-            );
-            let _ = writeln!(out, "mcp_interceptor_audit_wal_segments {wal_files}");
-            let (_, backlog, lag) = dir_stats(&a.dir().join("outbox"));
-            header(
-                &mut out,
-                "mcp_interceptor_audit_upload_backlog_files",
-                "gauge",
-                "Audit files waiting for the S3 upload.",
-            );
-            let _ = writeln!(out, "mcp_interceptor_audit_upload_backlog_files {backlog}");
-            header(
-                &mut out,
-                "mcp_interceptor_audit_upload_lag_seconds",
-                "gauge",
-                "Age of the oldest file waiting for upload (0: none).",
-            );
-            let _ = writeln!(out, "mcp_interceptor_audit_upload_lag_seconds {lag:.3}");
+            scrape_audit(&mut reg, a);
         }
         let pending = src.approvals.count(Status::Pending).unwrap_or(0);
-        header(
-            &mut out,
+        add(
+            &mut reg,
             "mcp_interceptor_approvals_pending",
-            "gauge",
             "Approval requests waiting for approvers.",
+            ConstGauge::new(pending),
         );
-        let _ = writeln!(out, "mcp_interceptor_approvals_pending {pending}");
         if let Some(state) = src
             .pin_dir
             .as_deref()
             .and_then(|d| crate::steer::pins::read(d).ok())
         {
-            for (name, help, get) in [
-                (
-                    "steered",
-                    "New connections handed to the agent.",
-                    (|c: &crate::steer::pins::Counters| c.steered) as fn(&_) -> u64,
-                ),
-                (
-                    "dropped",
-                    "Connections refused while the agent was down (fail closed).",
-                    |c| c.dropped,
-                ),
-                (
-                    "bypassed",
-                    "The agent's own upstream connections, passed through unsteered.",
-                    |c| c.bypassed,
-                ),
-                (
-                    "failed_open",
-                    "Connections let through while the agent was down (fail open).",
-                    |c| c.failed_open,
-                ),
-            ] {
-                let metric = format!("mcp_interceptor_steer_{name}_total");
-                header(&mut out, &metric, "counter", help);
-                for c in &state.counters {
-                    let _ = writeln!(out, "{metric}{{port=\"{}\"}} {}", c.port, get(c));
-                }
-            }
-            for (metric, help, get) in [
-                (
-                    "mcp_interceptor_steer_map_entries",
-                    "Entries in use in each fixed-size eBPF map.",
-                    (|u: &crate::steer::capacity::Usage| u.entries) as fn(&_) -> u32,
-                ),
-                (
-                    "mcp_interceptor_steer_map_capacity",
-                    "Entries each fixed-size eBPF map holds (max_entries).",
-                    |u| u.capacity,
-                ),
-            ] {
-                header(&mut out, metric, "gauge", help);
-                for u in &state.maps {
-                    let _ = writeln!(out, "{metric}{{map=\"{}\"}} {}", u.map, get(u));
-                }
-            }
-            if let Some(e) = state.errors {
-                let metric = "mcp_interceptor_steer_errors_total";
-                header(
-                    &mut out,
-                    metric,
-                    "counter",
-                    "Failures the steering program counted: assign_refused (connection dropped), counters_full (outcome not counted).",
-                );
-                for (kind, n) in [
-                    ("assign_refused", e.assign_refused),
-                    ("counters_full", e.counters_full),
-                ] {
-                    let _ = writeln!(out, "{metric}{{kind=\"{kind}\"}} {n}");
-                }
-            }
+            scrape_steer(&mut reg, &state);
         }
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_text::encode(&mut out, &reg);
         out
+    }
+}
+
+/// The audit's counters, and its WAL and outbox as they are on disk now.
+fn scrape_audit(reg: &mut Registry, a: &Audit) {
+    let (rows, failures) = a.stats();
+    add(
+        reg,
+        "mcp_interceptor_audit_rows_total",
+        "Audit rows acknowledged (in the WAL).",
+        ConstCounter::new(rows),
+    );
+    add(
+        reg,
+        "mcp_interceptor_audit_write_failures_total",
+        "Audit writes that failed.",
+        ConstCounter::new(failures),
+    );
+    add(
+        reg,
+        "mcp_interceptor_audit_healthy",
+        "1 while audit rows are being written.",
+        ConstGauge::new(u64::from(a.healthy())),
+    );
+    let (wal_bytes, wal_files, _) = dir_stats(&a.dir().join("wal"));
+    add(
+        reg,
+        "mcp_interceptor_audit_wal_bytes",
+        "Bytes in WAL segments not yet converted to Parquet.",
+        ConstGauge::new(wal_bytes),
+    );
+    add(
+        reg,
+        "mcp_interceptor_audit_wal_segments",
+        "WAL segments on disk.",
+        ConstGauge::new(wal_files),
+    );
+    let (_, backlog, lag) = dir_stats(&a.dir().join("outbox"));
+    add(
+        reg,
+        "mcp_interceptor_audit_upload_backlog_files",
+        "Audit files waiting for the S3 upload.",
+        ConstGauge::new(backlog),
+    );
+    add(
+        reg,
+        "mcp_interceptor_audit_upload_lag_seconds",
+        "Age of the oldest file waiting for upload (0: none).",
+        ConstGauge::new(lag),
+    );
+}
+
+type Labelled<M> = Family<[(&'static str, String); 1], M>;
+
+/// A family of one label, filled from `(label value, value)` pairs.
+fn labelled<M: Default>(
+    label: &'static str,
+    items: impl IntoIterator<Item = (String, u64)>,
+    set: fn(&M, u64),
+) -> Labelled<M> {
+    let f = Labelled::<M>::default();
+    for (v, n) in items {
+        set(&f.get_or_create(&[(label, v)]), n);
+    }
+    f
+}
+
+fn inc_by(c: &Counter, n: u64) {
+    c.inc_by(n);
+}
+
+fn set(g: &Gauge, n: u64) {
+    g.set(i64::try_from(n).unwrap_or(i64::MAX));
+}
+
+/// The eBPF steering counters and map usage from the pinned state.
+fn scrape_steer(reg: &mut Registry, state: &crate::steer::pins::State) {
+    type Get = fn(&crate::steer::pins::Counters) -> u64;
+    let counters: [(&str, &str, Get); 4] = [
+        ("steered", "New connections handed to the agent.", |c| {
+            c.steered
+        }),
+        (
+            "dropped",
+            "Connections refused while the agent was down (fail closed).",
+            |c| c.dropped,
+        ),
+        (
+            "bypassed",
+            "The agent's own upstream connections, passed through unsteered.",
+            |c| c.bypassed,
+        ),
+        (
+            "failed_open",
+            "Connections let through while the agent was down (fail open).",
+            |c| c.failed_open,
+        ),
+    ];
+    for (name, help, get) in counters {
+        let per_port = state.counters.iter().map(|c| (c.port.to_string(), get(c)));
+        let family = labelled::<Counter>("port", per_port, inc_by);
+        add(
+            reg,
+            &format!("mcp_interceptor_steer_{name}_total"),
+            help,
+            family,
+        );
+    }
+    type Use = fn(&crate::steer::capacity::Usage) -> u32;
+    let maps: [(&str, &str, Use); 2] = [
+        (
+            "mcp_interceptor_steer_map_entries",
+            "Entries in use in each fixed-size eBPF map.",
+            |u| u.entries,
+        ),
+        (
+            "mcp_interceptor_steer_map_capacity",
+            "Entries each fixed-size eBPF map holds (max_entries).",
+            |u| u.capacity,
+        ),
+    ];
+    for (metric, help, get) in maps {
+        let per_map = state
+            .maps
+            .iter()
+            .map(|u| (u.map.to_string(), u64::from(get(u))));
+        add(reg, metric, help, labelled::<Gauge>("map", per_map, set));
+    }
+    if let Some(e) = state.errors {
+        let kinds = [
+            ("assign_refused".to_string(), e.assign_refused),
+            ("counters_full".to_string(), e.counters_full),
+        ];
+        add(
+            reg,
+            "mcp_interceptor_steer_errors_total",
+            "Failures the steering program counted: assign_refused (connection dropped), counters_full (outcome not counted).",
+            labelled::<Counter>("kind", kinds, inc_by),
+        );
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::method_label as label;
+    use super::{method_label as label, *};
+
+    /// The exposed names, HELP lines, labels and bucket bounds are those of
+    /// the hand-written renderer this replaced (dashboards query them).
+    #[test]
+    fn exposition_keeps_the_names_dashboards_know() {
+        let m = Metrics::default();
+        let labels = [
+            ("method", "tools/call".to_string()),
+            ("kind", "exchange".to_string()),
+            ("decision", "allow".to_string()),
+        ];
+        m.requests.get_or_create(&labels).inc();
+        m.requests.get_or_create(&labels).inc();
+        let method = [("method", "tools/call".to_string())];
+        m.latency.get_or_create(&method).observe(0.003);
+        let mut reg = Registry::default();
+        add(
+            &mut reg,
+            "mcp_interceptor_requests_total",
+            "MCP messages.",
+            m.requests.clone(),
+        );
+        add(
+            &mut reg,
+            "mcp_interceptor_request_duration_seconds",
+            "Time.",
+            m.latency.clone(),
+        );
+        let mut text = String::new();
+        prometheus_text::encode(&mut text, &reg).unwrap();
+        for want in [
+            "# HELP mcp_interceptor_requests_total MCP messages.\n",
+            "# TYPE mcp_interceptor_requests_total counter\n",
+            "mcp_interceptor_requests_total{method=\"tools/call\",kind=\"exchange\",decision=\"allow\"} 2\n",
+            "# TYPE mcp_interceptor_request_duration_seconds histogram\n",
+            "mcp_interceptor_request_duration_seconds_bucket{method=\"tools/call\",le=\"0.0025\"} 0\n",
+            "mcp_interceptor_request_duration_seconds_bucket{method=\"tools/call\",le=\"0.005\"} 1\n",
+            "mcp_interceptor_request_duration_seconds_bucket{method=\"tools/call\",le=\"300\"} 1\n",
+            "mcp_interceptor_request_duration_seconds_bucket{method=\"tools/call\",le=\"+Inf\"} 1\n",
+            "mcp_interceptor_request_duration_seconds_count{method=\"tools/call\"} 1\n",
+        ] {
+            assert!(text.contains(want), "{want:?} not in:\n{text}");
+        }
+        assert!(!text.contains("# EOF") && !text.contains(".."), "{text}");
+    }
 
     #[test]
     fn method_labels_are_bounded_to_what_mcp_defines() {

@@ -31,14 +31,15 @@
 //!   segment left over is closed and converted the same way.
 
 use std::{
-    fs::{File, OpenOptions},
-    io::{self, Read, Write},
-    os::unix::fs::OpenOptionsExt,
+    io,
     path::{Path, PathBuf},
     time::Instant,
 };
 
 use super::schema::AuditRow;
+
+mod fs;
+pub use fs::{OsFs, WalFile, WalFs};
 
 const HEADER: usize = 8;
 /// A single row larger than this is refused (it cannot be a real event).
@@ -74,9 +75,12 @@ pub fn segment_path(dir: &Path, seq: u64) -> PathBuf {
 
 /// Segment sequence numbers present in `dir`, ascending.
 pub fn list_segments(dir: &Path) -> io::Result<Vec<u64>> {
+    segments_in(&OsFs, dir)
+}
+
+fn segments_in<F: WalFs>(fs: &F, dir: &Path) -> io::Result<Vec<u64>> {
     let mut out = Vec::new();
-    for e in std::fs::read_dir(dir)? {
-        let name = e?.file_name();
+    for name in fs.list(dir)? {
         let name = name.to_string_lossy();
         if let Some(n) = name.strip_suffix(".wal").and_then(|n| n.parse().ok()) {
             out.push(n);
@@ -128,8 +132,11 @@ pub fn decode(buf: &[u8]) -> (Vec<AuditRow>, usize) {
 
 /// Every complete row of a segment file.
 pub fn read_segment(path: &Path) -> io::Result<Vec<AuditRow>> {
-    let mut buf = Vec::new();
-    File::open(path)?.read_to_end(&mut buf)?;
+    read_segment_in(&OsFs, path)
+}
+
+fn read_segment_in<F: WalFs>(fs: &F, path: &Path) -> io::Result<Vec<AuditRow>> {
+    let buf = fs.read(path)?;
     let (rows, used) = decode(&buf);
     if used < buf.len() {
         tracing::warn!(segment = %path.display(), torn_bytes = buf.len() - used, "audit WAL segment ends in a torn record (crash mid-write); it was never acknowledged");
@@ -137,9 +144,9 @@ pub fn read_segment(path: &Path) -> io::Result<Vec<AuditRow>> {
     Ok(rows)
 }
 
-struct Segment {
+struct Segment<W> {
     seq: u64,
-    file: File,
+    file: W,
     bytes: u64,
     hour: (String, String),
     opened: Instant,
@@ -153,9 +160,12 @@ pub struct Roll {
     pub max_age: std::time::Duration,
 }
 
-pub struct Wal {
+/// The log: one open segment, written through `F` (the real filesystem
+/// unless a test says otherwise).
+pub struct Wal<F: WalFs = OsFs> {
+    fs: F,
     dir: PathBuf,
-    current: Option<Segment>,
+    current: Option<Segment<F::File>>,
     next_seq: u64,
     roll: Roll,
     sync_each: bool,
@@ -171,13 +181,27 @@ impl Wal {
         sync_each: bool,
         first_seq: u64,
     ) -> io::Result<(Self, Vec<u64>)> {
-        super::fsutil::create_private_dir(dir)?;
-        let leftover = list_segments(dir)?;
+        Self::open_in(OsFs, dir, roll, sync_each, first_seq)
+    }
+}
+
+impl<F: WalFs> Wal<F> {
+    /// [`Wal::open`] on the filesystem `fs`.
+    pub fn open_in(
+        fs: F,
+        dir: &Path,
+        roll: Roll,
+        sync_each: bool,
+        first_seq: u64,
+    ) -> io::Result<(Self, Vec<u64>)> {
+        fs.create_dir(dir)?;
+        let leftover = segments_in(&fs, dir)?;
         let next_seq = leftover
             .last()
             .map_or(first_seq, |l| (l + 1).max(first_seq));
         Ok((
             Self {
+                fs,
                 dir: dir.to_path_buf(),
                 current: None,
                 next_seq,
@@ -188,6 +212,7 @@ impl Wal {
         ))
     }
 
+    /// The directory the segments are in.
     pub fn dir(&self) -> &Path {
         &self.dir
     }
@@ -209,26 +234,45 @@ impl Wal {
             self.current = Some(self.create(hour)?);
         }
         let seg = self.current.as_mut().expect("just opened");
-        seg.file.write_all(&rec)?;
-        seg.bytes += rec.len() as u64;
-        if self.sync_each {
-            seg.file.sync_data()?;
-        } else {
-            seg.dirty = true;
+        if let Err(e) = seg.file.write_all(&rec) {
+            // The rows before it are sound: sync them as a close would.
+            self.abandon(true, true);
+            return Err(e);
         }
+        if self.sync_each
+            && let Err(e) = seg.file.sync_data()
+        {
+            self.abandon(true, false);
+            return Err(e);
+        }
+        seg.bytes += rec.len() as u64;
+        seg.dirty = !self.sync_each;
         Ok(closed)
     }
 
-    fn create(&mut self, hour: (String, String)) -> io::Result<Segment> {
+    /// Leaves the open segment after a failed write or fsync; the next
+    /// append starts a new one, and the segment is converted at the next
+    /// start. `cut`: take the failed record back off first, so a retry of
+    /// its row is not read twice and no record follows a torn one. `sync`
+    /// (after a failed write only): fsync what is left. Never after a
+    /// failed fsync: Linux may have dropped the dirty pages and reports the
+    /// next fsync as a success, which would claim rows that are gone.
+    fn abandon(&mut self, cut: bool, sync: bool) {
+        let Some(mut seg) = self.current.take() else {
+            return;
+        };
+        if cut && let Err(e) = seg.file.truncate(seg.bytes) {
+            tracing::error!(segment = seg.seq, error = %e, "cutting a failed audit WAL record off failed; its row may be read twice");
+        } else if sync && let Err(e) = seg.file.sync_all() {
+            tracing::error!(segment = seg.seq, error = %e, "syncing an audit WAL segment left after a failed write failed");
+        }
+    }
+
+    fn create(&mut self, hour: (String, String)) -> io::Result<Segment<F::File>> {
         let seq = self.next_seq;
         self.next_seq += 1;
-        let path = segment_path(&self.dir, seq);
-        let file = OpenOptions::new()
-            .create_new(true)
-            .append(true)
-            .mode(0o640)
-            .open(&path)?;
-        super::fsutil::sync_dir(&self.dir)?;
+        let file = self.fs.create_new(&segment_path(&self.dir, seq))?;
+        self.fs.sync_dir(&self.dir)?;
         Ok(Segment {
             seq,
             file,
@@ -254,7 +298,7 @@ impl Wal {
     /// Closes the open segment, if any.
     pub fn close(&mut self) -> io::Result<Option<u64>> {
         match self.current.take() {
-            Some(seg) => {
+            Some(mut seg) => {
                 seg.file.sync_all()?;
                 Ok(Some(seg.seq))
             }
@@ -268,12 +312,19 @@ impl Wal {
         if let Some(seg) = self.current.as_mut()
             && seg.dirty
         {
-            seg.file.sync_data()?;
+            if let Err(e) = seg.file.sync_data() {
+                // The rows since the last sync were never promised durable;
+                // later ones go to a new segment.
+                self.abandon(false, false);
+                return Err(e);
+            }
             seg.dirty = false;
         }
         Ok(())
     }
 }
 
+#[cfg(test)]
+mod model;
 #[cfg(test)]
 mod tests;

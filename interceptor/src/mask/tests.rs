@@ -2,7 +2,8 @@
 //! tokens, JWTs, private keys, IPv6), `numbers` (phones, cards, SSNs,
 //! IBANs, IPv4), `strategies` (strategies, counts, custom detectors,
 //! config and keys), `json` (the JSON walk and JSON embedded in text),
-//! `text` (the near-miss corpus, idempotence, large texts).
+//! `text` (the near-miss corpus, idempotence); the large generated
+//! corpus is tested where it lives, in the bench crate.
 
 use std::collections::BTreeMap;
 
