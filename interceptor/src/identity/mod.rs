@@ -111,6 +111,11 @@ pub enum AuthError {
     /// The certificate verified but has none of the configured fields.
     #[error("client certificate has none of the fields in identity.cert_subject")]
     CertUnmapped,
+    /// The connection's certificate verified at the handshake but not now
+    /// (expired, revoked, its CA withdrawn): whatever else the request
+    /// carries, the connection is done.
+    #[error("{0}")]
+    Cert(#[from] crate::proxy::tls::CertCheckError),
 }
 
 /// Agent error codes (README.md lists them).
@@ -364,7 +369,8 @@ impl Identity {
     pub fn challenge(&self, err: &AuthError, metadata_url: &str) -> HeaderValue {
         let mut v = format!("Bearer resource_metadata=\"{metadata_url}\"");
         let (code, desc) = match err {
-            AuthError::Missing => (None, None),
+            // Not the token's fault: a login on a new connection can work.
+            AuthError::Missing | AuthError::Cert(_) => (None, None),
             AuthError::InsufficientScope(s) => {
                 v.push_str(&format!(", scope=\"{s}\""));
                 (Some("insufficient_scope"), Some(err.to_string()))

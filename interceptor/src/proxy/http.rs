@@ -35,6 +35,37 @@ pub struct ConnCtx {
     /// Turns true when the agent stops: the connection then closes as soon
     /// as it is between requests. `None`: served until the client closes.
     pub stop: Option<tokio::sync::watch::Receiver<bool>>,
+    /// The connection is closed this long after it was accepted (after the
+    /// request in flight): TLS connections, `tls.max_connection_age_seconds`.
+    pub max_age: Option<Duration>,
+    /// What serves new connections now (follows reloads); `None`: only
+    /// the config the connection was accepted under is known.
+    pub now: Option<tokio::sync::watch::Receiver<super::Serving>>,
+}
+
+impl ConnCtx {
+    /// Verifies the connection's client certificate again, against the
+    /// CAs and CRLs in force now and the clock: a handshake proved it once,
+    /// every request must find it still valid. Without `now` (a test's
+    /// context) nothing newer than the handshake is known: refused, since
+    /// a certificate that cannot be judged must not pass.
+    pub fn recheck_cert(&self) -> Result<(), super::tls::CertCheckError> {
+        let Some(t) = &self.info.tls else {
+            return Ok(());
+        };
+        if t.chain.is_empty() {
+            return Ok(());
+        }
+        let verifier = match &self.now {
+            Some(now) => now.borrow().tls.as_ref().and_then(|s| s.verifier.clone()),
+            None => None,
+        };
+        super::tls::recheck(
+            verifier.as_deref(),
+            &t.chain,
+            rustls_pki_types::UnixTime::now(),
+        )
+    }
 }
 
 pub type HandlerFuture = Pin<Box<dyn Future<Output = Response<ProxyBody>> + Send>>;
@@ -65,6 +96,7 @@ where
 {
     let limits = ctx.http.clone();
     let stop = ctx.stop.clone();
+    let max_age = ctx.max_age;
     let requests = Arc::new(AtomicU64::new(0));
     let counter = requests.clone();
     let svc = service_fn(move |req| {
@@ -96,8 +128,23 @@ where
             std::future::pending::<()>().await;
         }
     };
+    let aged = async move {
+        match max_age {
+            Some(d) => tokio::time::sleep(d).await,
+            None => std::future::pending::<()>().await,
+        }
+    };
     let result = tokio::select! {
         r = conn.as_mut() => r,
+        () = aged => {
+            // Identity is proved at the handshake: past its age the
+            // connection ends (an idle one now, a busy one after the
+            // request in flight, answered with Connection: close) and the
+            // client handshakes again.
+            tracing::debug!("closing a connection at tls.max_connection_age_seconds");
+            conn.as_mut().graceful_shutdown();
+            conn.as_mut().await
+        }
         () = stopping => {
             // Without this, an idle or silent connection held a stopping
             // agent until its head timeout (10 s of refused connections on
