@@ -414,4 +414,39 @@ mod tests {
     fn no_tls_without_cert() {
         assert!(server(&Tls::default()).unwrap().is_none());
     }
+
+    #[test]
+    fn required_client_auth_implies_require_tls() {
+        let on = Tls {
+            cert: Some("/c.pem".into()),
+            key: Some("/k.pem".into()),
+            ..Default::default()
+        };
+        assert!(!requires_tls(&on));
+        assert!(plaintext_policy(&on).contains("served"));
+        let required = Tls {
+            client_auth: ClientAuth::Required,
+            ..on.clone()
+        };
+        assert!(requires_tls(&required));
+        assert!(plaintext_policy(&required).contains("implies require_tls"));
+        let explicit = Tls {
+            require_tls: true,
+            ..on
+        };
+        assert!(requires_tls(&explicit));
+    }
+
+    #[test]
+    fn a_presented_certificate_without_a_verifier_is_refused() {
+        let now = rustls_pki_types::UnixTime::now();
+        assert_eq!(
+            recheck(None, &[], now),
+            Ok(()),
+            "no certificate, nothing to judge"
+        );
+        let leaf = CertificateDer::from(vec![0x30, 0x00]);
+        let err = recheck(None, &[leaf], now).expect_err("must fail closed");
+        assert!(matches!(err, CertCheckError::Rejected(_)), "{err}");
+    }
 }
