@@ -131,7 +131,12 @@ impl Conn {
 
     /// `initialize` on this connection, without `Connection: close`.
     fn call(&mut self, id: i64) -> Result<Reply, String> {
-        let body = initialize(id).to_string();
+        self.send(&initialize(id))
+    }
+
+    /// POSTs `message` on this connection, without `Connection: close`.
+    fn send(&mut self, message: &Value) -> Result<Reply, String> {
+        let body = message.to_string();
         let req = format!(
             "POST /mcp HTTP/1.1\r\nHost: mcp.test\r\nContent-Type: application/json\r\n\
              Accept: application/json, text/event-stream\r\nContent-Length: {}\r\n\r\n{body}",
@@ -418,7 +423,23 @@ fn a_crl_reload_revokes_the_next_request_of_an_established_connection() {
 fn connections_end_at_their_maximum_age() {
     require_root();
     let w = world("mtlsage");
-    let (_agent, _server) = w.agent(false, "max_connection_age_seconds = 2");
+    // JSON answers: the response head waits for the tool's answer.
+    let _server = peer::server_with(
+        w.ns.name(),
+        "127.0.0.1:8080",
+        w.dir.path(),
+        &["--json-response"],
+    );
+    let extra = "max_connection_age_seconds = 2";
+    let _agent = Agent::start_full(
+        &w.ns,
+        w.dir.path(),
+        "",
+        PORT,
+        "",
+        &sections(&w.pki, &w.server, false, extra),
+        Vec::new(),
+    );
     let alice = w.pki.client("alice", "alice", None, None, false);
     let cfg = client_config(&w.pki, &alice);
     let mut conn = Conn::open(&w.ns, &cfg).expect("handshake");
@@ -434,6 +455,20 @@ fn connections_end_at_their_maximum_age() {
         "closed after {age:?}"
     );
     assert_eq!(one_call(&w.ns, &cfg), Ok((200, false)));
+
+    // Busy when its age comes: the request in flight is answered, with
+    // Connection: close, and then the connection ends.
+    let mut busy = Conn::open(&w.ns, &cfg).expect("handshake");
+    let sleep = serde_json::json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call",
+        "params": {"name": "sleep", "arguments": {"ms": 3000}}});
+    let r = busy.send(&sleep).expect("the slow call is answered");
+    assert_eq!(r.status, 200, "{r:?}");
+    assert!(
+        String::from_utf8_lossy(&r.body).contains("slept 3000 ms"),
+        "{r:?}"
+    );
+    assert!(r.head.contains("connection: close"), "{}", r.head);
+    assert!(busy.closed_by_agent(), "busy connection kept past its age");
 }
 
 #[test]
@@ -471,4 +506,70 @@ fn client_auth_required_refuses_plaintext_even_with_a_valid_token() {
         Ok((200, false))
     );
     assert!(agent.proc().try_wait().is_none(), "the agent is running");
+}
+
+/// A slow `tools/call` on `conn` in a thread: its answer, or why none came,
+/// and when.
+fn slow_call(
+    mut conn: Conn,
+    ms: u64,
+) -> std::thread::JoinHandle<(Result<Reply, String>, Duration)> {
+    std::thread::spawn(move || {
+        let started = Instant::now();
+        let call = serde_json::json!({"jsonrpc": "2.0", "id": 9, "method": "tools/call",
+            "params": {"name": "sleep", "arguments": {"ms": ms}}});
+        (conn.send(&call), started.elapsed())
+    })
+}
+
+#[test]
+fn a_response_in_flight_is_cut_when_its_certificate_expires_or_is_revoked() {
+    require_root();
+    let mut w = world("mtlsflight");
+    // JSON answers: nothing of a slow call's answer leaves before it ends.
+    let _server = peer::server_with(
+        w.ns.name(),
+        "127.0.0.1:8080",
+        w.dir.path(),
+        &["--json-response"],
+    );
+    let mut agent = Agent::start_full(
+        &w.ns,
+        w.dir.path(),
+        "",
+        PORT,
+        "",
+        &sections(&w.pki, &w.server, true, ""),
+        Vec::new(),
+    );
+    let alice = w.pki.client_expiring_in("alice", "alice", 4);
+    let carol = w.pki.client("carol", "carol", None, None, false);
+    let dave = w.pki.client("dave", "dave", None, None, false);
+    let open =
+        |who: &ClientCert| Conn::open(&w.ns, &client_config(&w.pki, who)).expect("handshake");
+    let expiring = slow_call(open(&alice), 9000);
+    let revoked = slow_call(open(&carol), 9000);
+    let bystander = slow_call(open(&dave), 3000);
+
+    std::thread::sleep(Duration::from_millis(500));
+    w.pki.revoke(&[&carol]);
+    agent.reload(&w.ns, "", PORT);
+
+    let (r, took) = revoked.join().expect("carol's call");
+    assert!(r.is_err(), "revoked mid-call, answered anyway: {r:?}");
+    assert!(took < Duration::from_secs(6), "cut only after {took:?}");
+    let (r, took) = expiring.join().expect("alice's call");
+    assert!(r.is_err(), "expired mid-call, answered anyway: {r:?}");
+    assert!(
+        took >= Duration::from_secs(3) && took < Duration::from_secs(8),
+        "cut after {took:?}, not at expiry"
+    );
+    // A valid certificate's call across the same reload is answered.
+    let (r, _) = bystander.join().expect("dave's call");
+    let r = r.expect("dave's answer");
+    assert_eq!(r.status, 200, "{r:?}");
+    assert!(
+        String::from_utf8_lossy(&r.body).contains("slept 3000 ms"),
+        "{r:?}"
+    );
 }

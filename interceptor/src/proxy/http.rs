@@ -13,6 +13,7 @@ use std::{
 };
 
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, header};
+use http_body_util::BodyExt;
 use hyper::{body::Incoming, server::conn::http1, service::service_fn};
 use hyper_util::rt::{TokioIo, TokioTimer};
 
@@ -99,10 +100,23 @@ where
     let max_age = ctx.max_age;
     let requests = Arc::new(AtomicU64::new(0));
     let counter = requests.clone();
+    let busy = Arc::new(AtomicU64::new(0));
+    let watch = (ctx.clone(), busy.clone());
     let svc = service_fn(move |req| {
         counter.fetch_add(1, Ordering::Relaxed);
+        // Held until the response body is done (or dropped).
+        let guard = Busy::enter(&busy);
         let fut = handler.handle(req, ctx.clone());
-        async move { Ok::<_, Infallible>(fut.await) }
+        async move {
+            let resp = fut.await.map(move |b| {
+                b.map_frame(move |f| {
+                    let _held = &guard;
+                    f
+                })
+                .boxed()
+            });
+            Ok::<_, Infallible>(resp)
+        }
     });
     let conn = http1::Builder::new()
         .timer(TokioTimer::new())
@@ -136,6 +150,13 @@ where
     };
     let result = tokio::select! {
         r = conn.as_mut() => r,
+        () = cert_lapsed(watch.0, watch.1) => {
+            // Mid-response (a stream, a slow answer): nothing more goes to
+            // a caller whose certificate no longer stands. An idle
+            // connection is left to its next request's 401.
+            tracing::info!("client certificate no longer valid during a response: connection cut");
+            Ok(())
+        }
         () = aged => {
             // Identity is proved at the handshake: past its age the
             // connection ends (an idle one now, a busy one after the
@@ -187,6 +208,73 @@ where
         }
     }
     requests.load(Ordering::Relaxed)
+}
+
+/// Counts a request as in flight until dropped.
+struct Busy(Arc<AtomicU64>);
+
+impl Busy {
+    fn enter(n: &Arc<AtomicU64>) -> Self {
+        n.fetch_add(1, Ordering::Relaxed);
+        Self(n.clone())
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Resolves when the connection's client certificate stops verifying
+/// (its notAfter passes, or a reload withdraws it) while a response is in
+/// flight; never for connections without one. Requests are judged one by
+/// one (see [`ConnCtx::recheck_cert`]); this covers what one request can
+/// keep open for long, such as an SSE stream.
+async fn cert_lapsed(ctx: Arc<ConnCtx>, busy: Arc<AtomicU64>) {
+    let (Some(t), Some(mut now)) = (ctx.info.tls.clone(), ctx.now.clone()) else {
+        return std::future::pending().await;
+    };
+    if t.chain.is_empty() {
+        return std::future::pending().await;
+    }
+    let mut not_after = t.peer.as_ref().map(|p| p.not_after);
+    loop {
+        let unix_now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        // webpki refuses strictly after notAfter: a second past it.
+        let wait = not_after.map(|n| {
+            Duration::from_secs(u64::try_from(n.saturating_add(1)).unwrap_or(0))
+                .saturating_sub(Duration::from_secs(unix_now))
+        });
+        tokio::select! {
+            () = async {
+                match wait {
+                    Some(w) => tokio::time::sleep(w).await,
+                    None => std::future::pending().await,
+                }
+            } => {}
+            r = now.changed() => {
+                if r.is_err() {
+                    // The agent is going away; its stop signal closes this.
+                    return std::future::pending().await;
+                }
+            }
+        }
+        if ctx.recheck_cert().is_err() {
+            if busy.load(Ordering::Relaxed) > 0 {
+                return;
+            }
+            // Idle: the next request is refused and closes it.
+            return std::future::pending().await;
+        }
+        if wait == Some(Duration::ZERO) {
+            // Past notAfter yet still verifying (a clock step): from now
+            // on only reloads wake this, not a busy loop.
+            not_after = None;
+        }
+    }
 }
 
 /// Per-connection read buffer cap, both directions.
