@@ -132,22 +132,8 @@ where
     // Boxed, not stack-pinned: it must be dropped before the 408 below,
     // which needs the socket hyper's IO gives back on drop.
     let mut conn = Box::pin(conn);
-    let stopping = async move {
-        let stopped = match stop {
-            Some(mut s) => s.wait_for(|s| *s).await.is_ok(),
-            None => false,
-        };
-        if !stopped {
-            // No stop signal (or its sender is gone): never.
-            std::future::pending::<()>().await;
-        }
-    };
-    let aged = async move {
-        match max_age {
-            Some(d) => tokio::time::sleep(d).await,
-            None => std::future::pending::<()>().await,
-        }
-    };
+    let stopping = stopped(stop);
+    let aged = after(max_age);
     let result = tokio::select! {
         r = conn.as_mut() => r,
         () = cert_lapsed(watch.0, watch.1) => {
@@ -183,31 +169,56 @@ where
     };
     drop(conn);
     if let Err(e) = result {
-        if e.is_timeout() {
-            tracing::info!(
-                timeout_ms = limits.header_read_timeout_ms,
-                "request head not received in time: 408"
-            );
-            // A fresh 408 fits the socket's send buffer: no waiting.
-            if let Some(w) = late_writer.and_then(|l| l.take()) {
-                let _ = w.try_write(&raw_error(
-                    408,
-                    "Request Timeout",
-                    -32083,
-                    "request head not received in time",
-                ));
-            }
-        } else if e.is_parse_too_large() {
-            tracing::info!(
-                max_bytes = limits.max_header_bytes,
-                max_headers = limits.max_headers,
-                "request head too large: 431"
-            );
-        } else if !e.is_incomplete_message() && !e.is_closed() {
-            tracing::debug!(error = %e, "http connection ended with error");
-        }
+        ended(&e, late_writer, &limits);
     }
     requests.load(Ordering::Relaxed)
+}
+
+/// Resolves when `stop` turns true; never without one (or once its
+/// sender is gone).
+async fn stopped(stop: Option<tokio::sync::watch::Receiver<bool>>) {
+    let stopped = match stop {
+        Some(mut s) => s.wait_for(|s| *s).await.is_ok(),
+        None => false,
+    };
+    if !stopped {
+        std::future::pending::<()>().await;
+    }
+}
+
+/// Resolves after `d`; never without one.
+async fn after(d: Option<Duration>) {
+    match d {
+        Some(d) => tokio::time::sleep(d).await,
+        None => std::future::pending::<()>().await,
+    }
+}
+
+/// Logs why hyper ended a connection; answers 408 when the head was late.
+fn ended(e: &hyper::Error, late_writer: Option<super::reclaim::Slot>, limits: &Http) {
+    if e.is_timeout() {
+        tracing::info!(
+            timeout_ms = limits.header_read_timeout_ms,
+            "request head not received in time: 408"
+        );
+        // A fresh 408 fits the socket's send buffer: no waiting.
+        if let Some(w) = late_writer.and_then(|l| l.take()) {
+            let _ = w.try_write(&raw_error(
+                408,
+                "Request Timeout",
+                -32083,
+                "request head not received in time",
+            ));
+        }
+    } else if e.is_parse_too_large() {
+        tracing::info!(
+            max_bytes = limits.max_header_bytes,
+            max_headers = limits.max_headers,
+            "request head too large: 431"
+        );
+    } else if !e.is_incomplete_message() && !e.is_closed() {
+        tracing::debug!(error = %e, "http connection ended with error");
+    }
 }
 
 /// Counts a request as in flight until dropped.
