@@ -499,6 +499,12 @@ fn client_auth_required_refuses_plaintext_even_with_a_valid_token() {
         "the implication is logged: {}",
         agent.log()
     );
+    let doctor = agent.doctor();
+    let report = String::from_utf8_lossy(&doctor.stdout);
+    assert!(
+        report.contains("implies require_tls") && report.contains("no session resumption"),
+        "doctor says so: {report}"
+    );
     // A certificate still gets in.
     let alice = w.pki.client("alice", "alice", None, None, false);
     assert_eq!(
