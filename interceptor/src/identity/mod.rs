@@ -1,8 +1,9 @@
 //! Who is calling: every request is bound to a verified [`Caller`].
 //!
 //! Sources, in order: a bearer JWT from a configured OIDC issuer (per
-//! request); else the connection's verified client certificate (per
-//! connection); else `anonymous` if allowed; else 401 with the MCP
+//! request); else the connection's client certificate (verified at the
+//! handshake, and again before every request against the CAs and CRLs in
+//! force then, see `ConnCtx::recheck_cert`); else `anonymous` if allowed; else 401 with the MCP
 //! authorization spec's `WWW-Authenticate` pointing at the protected
 //! resource metadata (RFC 9728) the agent serves, so spec-following clients
 //! can log in on their own. A bad token is refused even when a good
