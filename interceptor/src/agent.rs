@@ -171,6 +171,9 @@ async fn serving(
         Some(policy_watch::load(&cfg.policy.files)?.check_mask_profiles(&cfg.mask)?)
     };
     let tls = proxy::tls::server(&cfg.tls)?;
+    if tls.is_some() {
+        tracing::info!("tls: {}", proxy::tls::plaintext_policy(&cfg.tls));
+    }
     let upstream = proxy::upstream_for(&cfg)?;
     let identity = Arc::new(Identity::new(&cfg, previous.map(|p| p.identity().as_ref())).await?);
     let hold_limit = Duration::from_secs(cfg.approvals.hold_timeout_seconds) + HOLD_SLACK;

@@ -255,7 +255,12 @@ fn dispatch(cmd: Cmd) -> anyhow::Result<ExitCode> {
             let cfg = Config::load(&file)?;
             // The files the agent reads at start and reload, read now, so a
             // bad certificate or key fails here and not at 3 a.m.
-            interceptor::proxy::tls::server(&cfg.tls)?;
+            if interceptor::proxy::tls::server(&cfg.tls)?.is_some() {
+                println!(
+                    "# tls: {}",
+                    interceptor::proxy::tls::plaintext_policy(&cfg.tls)
+                );
+            }
             interceptor::proxy::upstream_for(&cfg)?;
             // Every mask profile compiles (a bad custom regex fails here,
             // not at start); the key only matters for masking, not here.

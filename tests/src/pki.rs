@@ -133,6 +133,17 @@ impl Pki {
         self.issue(name, &params)
     }
 
+    /// A client certificate for `cn` (no SAN) valid from an hour ago until
+    /// `secs` seconds from now: one that expires while a test watches.
+    pub fn client_expiring_in(&self, name: &str, cn: &str, secs: i64) -> ClientCert {
+        let now = OffsetDateTime::now_utc();
+        let mut params = leaf_params(cn);
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        params.not_before = now - Duration::hours(1);
+        params.not_after = now + Duration::seconds(secs);
+        self.issue(name, &params)
+    }
+
     /// Rewrites `crl_pem`, signed by this CA, listing exactly `revoked`
     /// (earlier revocations are not carried over: pass every certificate
     /// that should stay revoked). The CRL number increases with each call;

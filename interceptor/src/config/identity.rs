@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 /// TLS on steered ports (server side) and to upstreams (client side).
-#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Tls {
     /// Server certificate chain (PEM). With `key`, turns TLS on: a client
@@ -14,6 +14,7 @@ pub struct Tls {
     pub cert: Option<PathBuf>,
     pub key: Option<PathBuf>,
     /// Refuse plaintext clients (the connection is closed, logged, audited).
+    /// Implied by `client_auth = "required"`.
     pub require_tls: bool,
     /// mTLS: CA bundles (PEM) client certificates must chain to; empty: no
     /// client certificate is asked for.
@@ -24,9 +25,29 @@ pub struct Tls {
     /// CA bundles (PEM) that verify upstreams marked `upstream_tls`; empty:
     /// the platform's roots.
     pub upstream_ca: Vec<PathBuf>,
+    /// A TLS connection is closed this long after its handshake (after the
+    /// request in flight, with `Connection: close`), so the client proves
+    /// its identity again in a fresh handshake.
+    pub max_connection_age_seconds: u64,
+}
+
+impl Default for Tls {
+    fn default() -> Self {
+        Self {
+            cert: None,
+            key: None,
+            require_tls: false,
+            client_ca: Vec::new(),
+            client_crl: Vec::new(),
+            client_auth: ClientAuth::default(),
+            upstream_ca: Vec::new(),
+            max_connection_age_seconds: 3600,
+        }
+    }
 }
 
 impl Tls {
+    /// Whether TLS is served (a server certificate is configured).
     pub fn enabled(&self) -> bool {
         self.cert.is_some()
     }
@@ -39,7 +60,8 @@ pub enum ClientAuth {
     /// bearer token. A certificate that is offered must verify.
     #[default]
     Optional,
-    /// No certificate, no TLS session.
+    /// No certificate, no TLS session; implies `require_tls`, since a
+    /// plaintext client has no certificate either.
     Required,
 }
 
@@ -192,6 +214,9 @@ fn default_credential_refresh() -> u64 {
     300
 }
 
+/// The longest `tls.max_connection_age_seconds`: a day.
+const MAX_CONNECTION_AGE: u64 = 86_400;
+
 /// Cross-field checks for `[tls]`, `[identity]` and per-port TLS keys.
 pub(super) fn validate(cfg: &super::Config) -> Result<(), String> {
     let (tls, id) = (&cfg.tls, &cfg.identity);
@@ -206,6 +231,11 @@ pub(super) fn validate(cfg: &super::Config) -> Result<(), String> {
     }
     if tls.client_auth == ClientAuth::Required && tls.client_ca.is_empty() {
         return Err("tls.client_auth = \"required\" needs tls.client_ca".into());
+    }
+    if !(1..=MAX_CONNECTION_AGE).contains(&tls.max_connection_age_seconds) {
+        return Err(format!(
+            "tls.max_connection_age_seconds must be 1..={MAX_CONNECTION_AGE} (a day)"
+        ));
     }
     if !id.allow_anonymous && id.oidc.is_empty() && tls.client_ca.is_empty() {
         return Err(

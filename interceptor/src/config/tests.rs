@@ -45,6 +45,14 @@ fn identity_and_tls_mistakes_name_the_key() {
             "needs tls.client_ca",
         ),
         (
+            format!("{MIN}[tls]\nmax_connection_age_seconds = 0\n"),
+            "max_connection_age_seconds must be",
+        ),
+        (
+            format!("{MIN}[tls]\nmax_connection_age_seconds = 86401\n"),
+            "max_connection_age_seconds must be",
+        ),
+        (
             format!("{MIN}[identity.upstream_credential]\nvalue_file = \"/f\"\ncommand = [\"x\"]\n"),
             "exactly one",
         ),
@@ -175,4 +183,12 @@ fn path_lists_are_checked_and_pass_through_is_empty_by_default() {
             .to_string();
         assert!(err.contains(want), "{line}: {err}");
     }
+}
+
+#[test]
+fn tls_connections_have_a_maximum_age_by_default() {
+    let cfg = parse(MIN).expect("minimal config");
+    assert_eq!(cfg.tls.max_connection_age_seconds, 3600);
+    let cfg = parse(&format!("{MIN}[tls]\nmax_connection_age_seconds = 60\n")).expect("60 s");
+    assert_eq!(cfg.tls.max_connection_age_seconds, 60);
 }

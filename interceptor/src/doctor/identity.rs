@@ -9,7 +9,20 @@ pub fn checks(cfg: &Config) -> Vec<Check> {
     let mut out = Vec::new();
     match tls::server(&cfg.tls) {
         Ok(None) => out.push(ok("tls", "off: plaintext only (no tls.cert)")),
-        Ok(Some(_)) => out.push(expiry(cfg)),
+        Ok(Some(t)) => {
+            out.push(expiry(cfg));
+            out.push(ok("tls", tls::plaintext_policy(&cfg.tls)));
+            if t.verifier.is_some() {
+                out.push(ok(
+                    "mtls",
+                    format!(
+                        "client certificates re-verified per request; no session resumption; \
+                         connections closed after {} s",
+                        cfg.tls.max_connection_age_seconds
+                    ),
+                ));
+            }
+        }
         Err(e) => out.push(fail(
             "tls",
             e.to_string(),

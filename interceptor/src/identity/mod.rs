@@ -1,8 +1,9 @@
 //! Who is calling: every request is bound to a verified [`Caller`].
 //!
 //! Sources, in order: a bearer JWT from a configured OIDC issuer (per
-//! request); else the connection's verified client certificate (per
-//! connection); else `anonymous` if allowed; else 401 with the MCP
+//! request); else the connection's client certificate (verified at the
+//! handshake, and again before every request against the CAs and CRLs in
+//! force then, see `ConnCtx::recheck_cert`); else `anonymous` if allowed; else 401 with the MCP
 //! authorization spec's `WWW-Authenticate` pointing at the protected
 //! resource metadata (RFC 9728) the agent serves, so spec-following clients
 //! can log in on their own. A bad token is refused even when a good
@@ -111,6 +112,11 @@ pub enum AuthError {
     /// The certificate verified but has none of the configured fields.
     #[error("client certificate has none of the fields in identity.cert_subject")]
     CertUnmapped,
+    /// The connection's certificate verified at the handshake but not now
+    /// (expired, revoked, its CA withdrawn): whatever else the request
+    /// carries, the connection is done.
+    #[error("{0}")]
+    Cert(#[from] crate::proxy::tls::CertCheckError),
 }
 
 /// Agent error codes (README.md lists them).
@@ -364,7 +370,8 @@ impl Identity {
     pub fn challenge(&self, err: &AuthError, metadata_url: &str) -> HeaderValue {
         let mut v = format!("Bearer resource_metadata=\"{metadata_url}\"");
         let (code, desc) = match err {
-            AuthError::Missing => (None, None),
+            // Not the token's fault: a login on a new connection can work.
+            AuthError::Missing | AuthError::Cert(_) => (None, None),
             AuthError::InsufficientScope(s) => {
                 v.push_str(&format!(", scope=\"{s}\""));
                 (Some("insufficient_scope"), Some(err.to_string()))

@@ -130,7 +130,11 @@ impl McpHandler {
             return auth::metadata(&self.identity, &req, &ctx, suffix);
         }
         let class = self.classify(&req, &ctx);
-        let caller = match self.identity.authenticate(req.headers(), &ctx.info).await {
+        let authenticated = match ctx.recheck_cert() {
+            Ok(()) => self.identity.authenticate(req.headers(), &ctx.info).await,
+            Err(e) => Err(e.into()),
+        };
+        let caller = match authenticated {
             Ok(c) => c,
             Err(e) => {
                 let transport = if class == Class::Mcp {

@@ -13,6 +13,7 @@ use std::{
 };
 
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, header};
+use http_body_util::BodyExt;
 use hyper::{body::Incoming, server::conn::http1, service::service_fn};
 use hyper_util::rt::{TokioIo, TokioTimer};
 
@@ -35,6 +36,37 @@ pub struct ConnCtx {
     /// Turns true when the agent stops: the connection then closes as soon
     /// as it is between requests. `None`: served until the client closes.
     pub stop: Option<tokio::sync::watch::Receiver<bool>>,
+    /// The connection is closed this long after it was accepted (after the
+    /// request in flight): TLS connections, `tls.max_connection_age_seconds`.
+    pub max_age: Option<Duration>,
+    /// What serves new connections now (follows reloads); `None`: only
+    /// the config the connection was accepted under is known.
+    pub now: Option<tokio::sync::watch::Receiver<super::Serving>>,
+}
+
+impl ConnCtx {
+    /// Verifies the connection's client certificate again, against the
+    /// CAs and CRLs in force now and the clock: a handshake proved it once,
+    /// every request must find it still valid. Without `now` (a test's
+    /// context) nothing newer than the handshake is known: refused, since
+    /// a certificate that cannot be judged must not pass.
+    pub fn recheck_cert(&self) -> Result<(), super::tls::CertCheckError> {
+        let Some(t) = &self.info.tls else {
+            return Ok(());
+        };
+        if t.chain.is_empty() {
+            return Ok(());
+        }
+        let verifier = match &self.now {
+            Some(now) => now.borrow().tls.as_ref().and_then(|s| s.verifier.clone()),
+            None => None,
+        };
+        super::tls::recheck(
+            verifier.as_deref(),
+            &t.chain,
+            rustls_pki_types::UnixTime::now(),
+        )
+    }
 }
 
 pub type HandlerFuture = Pin<Box<dyn Future<Output = Response<ProxyBody>> + Send>>;
@@ -65,12 +97,26 @@ where
 {
     let limits = ctx.http.clone();
     let stop = ctx.stop.clone();
+    let max_age = ctx.max_age;
     let requests = Arc::new(AtomicU64::new(0));
     let counter = requests.clone();
+    let busy = Arc::new(AtomicU64::new(0));
+    let watch = (ctx.clone(), busy.clone());
     let svc = service_fn(move |req| {
         counter.fetch_add(1, Ordering::Relaxed);
+        // Held until the response body is done (or dropped).
+        let guard = Busy::enter(&busy);
         let fut = handler.handle(req, ctx.clone());
-        async move { Ok::<_, Infallible>(fut.await) }
+        async move {
+            let resp = fut.await.map(move |b| {
+                b.map_frame(move |f| {
+                    let _held = &guard;
+                    f
+                })
+                .boxed()
+            });
+            Ok::<_, Infallible>(resp)
+        }
     });
     let conn = http1::Builder::new()
         .timer(TokioTimer::new())
@@ -86,18 +132,26 @@ where
     // Boxed, not stack-pinned: it must be dropped before the 408 below,
     // which needs the socket hyper's IO gives back on drop.
     let mut conn = Box::pin(conn);
-    let stopping = async move {
-        let stopped = match stop {
-            Some(mut s) => s.wait_for(|s| *s).await.is_ok(),
-            None => false,
-        };
-        if !stopped {
-            // No stop signal (or its sender is gone): never.
-            std::future::pending::<()>().await;
-        }
-    };
+    let stopping = stopped(stop);
+    let aged = after(max_age);
     let result = tokio::select! {
         r = conn.as_mut() => r,
+        () = cert_lapsed(watch.0, watch.1) => {
+            // Mid-response (a stream, a slow answer): nothing more goes to
+            // a caller whose certificate no longer stands. An idle
+            // connection is left to its next request's 401.
+            tracing::info!("client certificate no longer valid during a response: connection cut");
+            Ok(())
+        }
+        () = aged => {
+            // Identity is proved at the handshake: past its age the
+            // connection ends (an idle one now, a busy one after the
+            // request in flight, answered with Connection: close) and the
+            // client handshakes again.
+            tracing::debug!("closing a connection at tls.max_connection_age_seconds");
+            conn.as_mut().graceful_shutdown();
+            conn.as_mut().await
+        }
         () = stopping => {
             // Without this, an idle or silent connection held a stopping
             // agent until its head timeout (10 s of refused connections on
@@ -115,31 +169,123 @@ where
     };
     drop(conn);
     if let Err(e) = result {
-        if e.is_timeout() {
-            tracing::info!(
-                timeout_ms = limits.header_read_timeout_ms,
-                "request head not received in time: 408"
-            );
-            // A fresh 408 fits the socket's send buffer: no waiting.
-            if let Some(w) = late_writer.and_then(|l| l.take()) {
-                let _ = w.try_write(&raw_error(
-                    408,
-                    "Request Timeout",
-                    -32083,
-                    "request head not received in time",
-                ));
-            }
-        } else if e.is_parse_too_large() {
-            tracing::info!(
-                max_bytes = limits.max_header_bytes,
-                max_headers = limits.max_headers,
-                "request head too large: 431"
-            );
-        } else if !e.is_incomplete_message() && !e.is_closed() {
-            tracing::debug!(error = %e, "http connection ended with error");
-        }
+        ended(&e, late_writer, &limits);
     }
     requests.load(Ordering::Relaxed)
+}
+
+/// Resolves when `stop` turns true; never without one (or once its
+/// sender is gone).
+async fn stopped(stop: Option<tokio::sync::watch::Receiver<bool>>) {
+    let stopped = match stop {
+        Some(mut s) => s.wait_for(|s| *s).await.is_ok(),
+        None => false,
+    };
+    if !stopped {
+        std::future::pending::<()>().await;
+    }
+}
+
+/// Resolves after `d`; never without one.
+async fn after(d: Option<Duration>) {
+    match d {
+        Some(d) => tokio::time::sleep(d).await,
+        None => std::future::pending::<()>().await,
+    }
+}
+
+/// Logs why hyper ended a connection; answers 408 when the head was late.
+fn ended(e: &hyper::Error, late_writer: Option<super::reclaim::Slot>, limits: &Http) {
+    if e.is_timeout() {
+        tracing::info!(
+            timeout_ms = limits.header_read_timeout_ms,
+            "request head not received in time: 408"
+        );
+        // A fresh 408 fits the socket's send buffer: no waiting.
+        if let Some(w) = late_writer.and_then(|l| l.take()) {
+            let _ = w.try_write(&raw_error(
+                408,
+                "Request Timeout",
+                -32083,
+                "request head not received in time",
+            ));
+        }
+    } else if e.is_parse_too_large() {
+        tracing::info!(
+            max_bytes = limits.max_header_bytes,
+            max_headers = limits.max_headers,
+            "request head too large: 431"
+        );
+    } else if !e.is_incomplete_message() && !e.is_closed() {
+        tracing::debug!(error = %e, "http connection ended with error");
+    }
+}
+
+/// Counts a request as in flight until dropped.
+struct Busy(Arc<AtomicU64>);
+
+impl Busy {
+    fn enter(n: &Arc<AtomicU64>) -> Self {
+        n.fetch_add(1, Ordering::Relaxed);
+        Self(n.clone())
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Resolves when the connection's client certificate stops verifying
+/// (its notAfter passes, or a reload withdraws it) while a response is in
+/// flight; never for connections without one. Requests are judged one by
+/// one (see [`ConnCtx::recheck_cert`]); this covers what one request can
+/// keep open for long, such as an SSE stream.
+async fn cert_lapsed(ctx: Arc<ConnCtx>, busy: Arc<AtomicU64>) {
+    let (Some(t), Some(mut now)) = (ctx.info.tls.clone(), ctx.now.clone()) else {
+        return std::future::pending().await;
+    };
+    if t.chain.is_empty() {
+        return std::future::pending().await;
+    }
+    let mut not_after = t.peer.as_ref().map(|p| p.not_after);
+    loop {
+        let unix_now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        // webpki refuses strictly after notAfter: a second past it.
+        let wait = not_after.map(|n| {
+            Duration::from_secs(u64::try_from(n.saturating_add(1)).unwrap_or(0))
+                .saturating_sub(Duration::from_secs(unix_now))
+        });
+        tokio::select! {
+            () = async {
+                match wait {
+                    Some(w) => tokio::time::sleep(w).await,
+                    None => std::future::pending().await,
+                }
+            } => {}
+            r = now.changed() => {
+                if r.is_err() {
+                    // The agent is going away; its stop signal closes this.
+                    return std::future::pending().await;
+                }
+            }
+        }
+        if ctx.recheck_cert().is_err() {
+            if busy.load(Ordering::Relaxed) > 0 {
+                return;
+            }
+            // Idle: the next request is refused and closes it.
+            return std::future::pending().await;
+        }
+        if wait == Some(Duration::ZERO) {
+            // Past notAfter yet still verifying (a clock step): from now
+            // on only reloads wake this, not a busy loop.
+            not_after = None;
+        }
+    }
 }
 
 /// Per-connection read buffer cap, both directions.

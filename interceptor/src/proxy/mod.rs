@@ -80,7 +80,7 @@ pub struct Serving {
 /// tracked by `drain` and keep going after the listener closes.
 pub async fn serve(
     listener: TcpListener,
-    serving: watch::Receiver<Serving>,
+    serving_rx: watch::Receiver<Serving>,
     mut stop: watch::Receiver<bool>,
     drain: Drain,
 ) {
@@ -92,15 +92,15 @@ pub async fn serve(
         };
         match accepted {
             Ok((stream, peer)) => {
-                let serving = serving.borrow().clone();
+                let serving = serving_rx.borrow().clone();
                 let max = serving.config.http.max_connections;
                 let Some(guard) = drain.try_enter(max) else {
                     refuse_over_limit(&stream, peer, max);
                     continue;
                 };
-                let stop = stop.clone();
+                let (stop, now) = (stop.clone(), serving_rx.clone());
                 tokio::spawn(async move {
-                    handle(stream, ClientAddr(peer), serving, stop).await;
+                    handle(stream, ClientAddr(peer), (serving, now), stop).await;
                     drop(guard);
                 });
             }
@@ -163,10 +163,13 @@ fn route(cfg: &Config, dst: OrigDst) -> Result<(SocketAddr, crate::config::PortR
     Ok((rule.upstream.unwrap_or(dst.0), rule.clone()))
 }
 
+/// Serves one connection with `serving` (the config it was accepted
+/// under); `now` follows reloads, for what must be judged by the config in
+/// force at each request (see [`ConnCtx::recheck_cert`]).
 async fn handle(
     client: TcpStream,
     peer: ClientAddr,
-    serving: Serving,
+    (serving, now): (Serving, watch::Receiver<Serving>),
     stop: watch::Receiver<bool>,
 ) {
     let started = Instant::now();
@@ -234,6 +237,10 @@ async fn handle(
             }
         },
     };
+    let max_age = match (&io, &serving.tls) {
+        (Io::Tls(_), Some(t)) => Some(t.max_connection_age),
+        _ => None,
+    };
     let ctx = Arc::new(ConnCtx {
         info,
         upstream: serving.upstream.clone(),
@@ -241,6 +248,8 @@ async fn handle(
         rule,
         http: serving.config.http.clone(),
         stop: Some(stop),
+        max_age,
+        now: Some(now),
     });
     serving.handler.on_connect(&ctx.info);
     let requests = match io {

@@ -42,7 +42,14 @@ pub enum TlsError {
 /// What serves TLS on steered ports, rebuilt on every reload.
 pub struct TlsServer {
     pub acceptor: TlsAcceptor,
+    /// `tls.require_tls`, or implied by `client_auth = "required"`.
     pub require_tls: bool,
+    /// The client certificate verifier of this config (mTLS on), which
+    /// also re-checks established connections per request.
+    pub verifier: Option<Arc<dyn ClientCertVerifier>>,
+    /// A TLS connection is closed (after the request in flight) this long
+    /// after its handshake, so its client proves its identity again.
+    pub max_connection_age: Duration,
 }
 
 /// The verified client certificate of a connection.
@@ -70,6 +77,57 @@ pub struct TlsInfo {
     pub version: &'static str,
     pub sni: Option<String>,
     pub peer: Option<Arc<PeerCert>>,
+    /// The certificates the client presented, leaf first; empty: none.
+    /// `peer` is parsed from its first entry, so a connection with a peer
+    /// always has a chain to re-verify (see [`recheck`]).
+    pub chain: Arc<[CertificateDer<'static>]>,
+}
+
+/// Why a connection's client certificate no longer stands.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CertCheckError {
+    #[error("client certificate expired")]
+    Expired,
+    #[error("client certificate not yet valid")]
+    NotYetValid,
+    #[error("client certificate revoked")]
+    Revoked,
+    /// Anything else the verifier in force now refuses (its CA was removed,
+    /// no CRL of its issuer is configured any more, mTLS was turned off).
+    #[error("client certificate no longer verifies: {0}")]
+    Rejected(String),
+}
+
+/// Re-verifies a connection's client certificate chain, as a handshake
+/// now would: against `verifier` (the CAs and CRLs in force after the last
+/// reload; `None`: mTLS is off now) and the current time. A chain that
+/// verified at the handshake can expire or be revoked on a kept-alive
+/// connection; each request is judged by this, not by the handshake.
+pub fn recheck(
+    verifier: Option<&dyn ClientCertVerifier>,
+    chain: &[CertificateDer<'static>],
+    now: rustls_pki_types::UnixTime,
+) -> Result<(), CertCheckError> {
+    let Some((leaf, intermediates)) = chain.split_first() else {
+        return Ok(());
+    };
+    let Some(v) = verifier else {
+        return Err(CertCheckError::Rejected(
+            "client certificates are no longer accepted (no tls.client_ca)".into(),
+        ));
+    };
+    use rustls::{CertificateError as E, Error};
+    match v.verify_client_cert(leaf, intermediates, now) {
+        Ok(_) => Ok(()),
+        Err(Error::InvalidCertificate(E::Expired | E::ExpiredContext { .. })) => {
+            Err(CertCheckError::Expired)
+        }
+        Err(Error::InvalidCertificate(E::NotValidYet | E::NotValidYetContext { .. })) => {
+            Err(CertCheckError::NotYetValid)
+        }
+        Err(Error::InvalidCertificate(E::Revoked)) => Err(CertCheckError::Revoked),
+        Err(e) => Err(CertCheckError::Rejected(e.to_string())),
+    }
 }
 
 fn provider() -> Arc<CryptoProvider> {
@@ -133,20 +191,74 @@ pub fn server(cfg: &Tls) -> Result<Option<Arc<TlsServer>>, TlsError> {
     let builder = ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| TlsError::Config(e.to_string()))?;
-    let builder = if cfg.client_ca.is_empty() {
-        builder.with_no_client_auth()
+    let verifier = if cfg.client_ca.is_empty() {
+        None
     } else {
-        builder.with_client_cert_verifier(client_verifier(cfg)?)
+        Some(client_verifier(cfg)?)
+    };
+    let builder = match &verifier {
+        None => builder.with_no_client_auth(),
+        Some(v) => builder.with_client_cert_verifier(v.clone()),
     };
     let mut sc = builder
         .with_single_cert(chain, key)
         .map_err(|e| TlsError::Config(format!("server certificate and key: {e}")))?;
     // hyper serves HTTP/1.1 only; say so instead of letting ALPN pick h2.
     sc.alpn_protocols = vec![b"http/1.1".to_vec()];
+    if verifier.is_some() {
+        // A resumed session skips certificate verification: rustls restores
+        // the client certificate from the session, so a certificate that
+        // expired (or was revoked) since would come back as verified. No
+        // tickets, no session cache: every connection is a full handshake.
+        sc.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+        sc.ticketer = Arc::new(NoTickets);
+        sc.send_tls13_tickets = 0;
+    }
     Ok(Some(Arc::new(TlsServer {
         acceptor: TlsAcceptor::from(Arc::new(sc)),
-        require_tls: cfg.require_tls,
+        require_tls: requires_tls(cfg),
+        verifier,
+        max_connection_age: Duration::from_secs(cfg.max_connection_age_seconds),
     })))
+}
+
+/// Whether plaintext is refused: `require_tls`, or `client_auth =
+/// "required"`, which promises that every caller has a certificate (a
+/// plaintext client can have none).
+pub fn requires_tls(cfg: &Tls) -> bool {
+    cfg.require_tls || (cfg.enabled() && cfg.client_auth == ClientAuth::Required)
+}
+
+/// One line on what plaintext clients get, for the log, doctor and
+/// check-config (`client_auth = "required"` implying `require_tls` is
+/// said, not silent).
+pub fn plaintext_policy(cfg: &Tls) -> &'static str {
+    match (cfg.require_tls, requires_tls(cfg)) {
+        (true, _) => "plaintext clients refused (require_tls)",
+        (false, true) => {
+            "plaintext clients refused: client_auth = \"required\" implies require_tls"
+        }
+        (false, false) => "plaintext clients served alongside TLS (require_tls = false)",
+    }
+}
+
+/// A ticketer that issues nothing, whatever rustls's default becomes.
+#[derive(Debug)]
+struct NoTickets;
+
+impl rustls::server::ProducesTickets for NoTickets {
+    fn enabled(&self) -> bool {
+        false
+    }
+    fn lifetime(&self) -> u32 {
+        0
+    }
+    fn encrypt(&self, _plain: &[u8]) -> Option<Vec<u8>> {
+        None
+    }
+    fn decrypt(&self, _cipher: &[u8]) -> Option<Vec<u8>> {
+        None
+    }
 }
 
 fn client_verifier(cfg: &Tls) -> Result<Arc<dyn ClientCertVerifier>, TlsError> {
@@ -216,9 +328,12 @@ pub fn info(conn: &rustls::ServerConnection) -> TlsInfo {
         Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2",
         _ => "TLS",
     };
-    let peer = conn
+    let chain: Arc<[CertificateDer<'static>]> = conn
         .peer_certificates()
-        .and_then(|c| c.first())
+        .map(|c| c.iter().map(|d| d.clone().into_owned()).collect())
+        .unwrap_or_default();
+    let peer = chain
+        .first()
         .and_then(|der| match parse_peer(der.as_ref()) {
             Ok(p) => Some(Arc::new(p)),
             Err(e) => {
@@ -232,6 +347,7 @@ pub fn info(conn: &rustls::ServerConnection) -> TlsInfo {
         version,
         sni: conn.server_name().map(str::to_owned),
         peer,
+        chain,
     }
 }
 
@@ -297,5 +413,40 @@ mod tests {
     #[test]
     fn no_tls_without_cert() {
         assert!(server(&Tls::default()).unwrap().is_none());
+    }
+
+    #[test]
+    fn required_client_auth_implies_require_tls() {
+        let on = Tls {
+            cert: Some("/c.pem".into()),
+            key: Some("/k.pem".into()),
+            ..Default::default()
+        };
+        assert!(!requires_tls(&on));
+        assert!(plaintext_policy(&on).contains("served"));
+        let required = Tls {
+            client_auth: ClientAuth::Required,
+            ..on.clone()
+        };
+        assert!(requires_tls(&required));
+        assert!(plaintext_policy(&required).contains("implies require_tls"));
+        let explicit = Tls {
+            require_tls: true,
+            ..on
+        };
+        assert!(requires_tls(&explicit));
+    }
+
+    #[test]
+    fn a_presented_certificate_without_a_verifier_is_refused() {
+        let now = rustls_pki_types::UnixTime::now();
+        assert_eq!(
+            recheck(None, &[], now),
+            Ok(()),
+            "no certificate, nothing to judge"
+        );
+        let leaf = CertificateDer::from(vec![0x30, 0x00]);
+        let err = recheck(None, &[leaf], now).expect_err("must fail closed");
+        assert!(matches!(err, CertCheckError::Rejected(_)), "{err}");
     }
 }
