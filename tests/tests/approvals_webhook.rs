@@ -54,6 +54,8 @@ fn sections(dir: &Path, webhook: &str) -> String {
     format!(
         "[policy]\nfiles = [\"{}\"]\nstrict_names = false\n\
          [approvals]\napprove_url = \"{APPROVE}\"\n\
+         # The webhook's own limits are under test, not the pending cap.\n\
+         max_pending_per_caller = 1000\n\
          [approvals.webhook]\nurl = \"http://{HOOK}/hook\"\n{webhook}\n\
          [admin]\nsocket = \"{}\"\n",
         policy.display(),

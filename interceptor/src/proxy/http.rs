@@ -109,10 +109,10 @@ where
         let fut = handler.handle(req, ctx.clone());
         async move {
             let resp = fut.await.map(move |b| {
-                b.map_frame(move |f| {
-                    let _held = &guard;
-                    f
-                })
+                Held {
+                    inner: b,
+                    _busy: guard,
+                }
                 .boxed()
             });
             Ok::<_, Infallible>(resp)
@@ -228,6 +228,34 @@ impl Busy {
     fn enter(n: &Arc<AtomicU64>) -> Self {
         n.fetch_add(1, Ordering::Relaxed);
         Self(n.clone())
+    }
+}
+
+/// A response body that keeps its request counted as in flight until it
+/// is done or dropped. Size and end are the inner body's, so a known
+/// length still goes out as `Content-Length`, not chunked.
+struct Held<B> {
+    inner: B,
+    _busy: Busy,
+}
+
+impl<B: hyper::body::Body + Unpin> hyper::body::Body for Held<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<B::Data>, B::Error>>> {
+        Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
     }
 }
 
