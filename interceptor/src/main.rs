@@ -1,9 +1,8 @@
 //! `mcp-interceptor`: CLI parse, logging init, hand off.
 
-mod approvals_cmd;
-mod cli_tools;
-mod policy_cmd;
-mod report_cmd;
+mod cli;
+
+use cli::{approvals as approvals_cmd, policy as policy_cmd, report as report_cmd, tools as cli_tools};
 
 use std::{path::PathBuf, process::ExitCode};
 

@@ -9,7 +9,7 @@ use interceptor::{
     audit::wal::hour_of,
     config::{self, Config},
     escape,
-    policy::pins::{self, PinError, PinFile, PinStore, ToolPin},
+    policy::tool_pins::{self as pins, PinError, PinFile, PinStore, ToolPin},
 };
 
 /// Fingerprint characters shown in the table (`--json` and `show` give
