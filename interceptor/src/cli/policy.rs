@@ -14,6 +14,7 @@ use interceptor::{
     policy::{Policies, explain},
 };
 
+/// The `policy` subcommands.
 #[derive(Subcommand)]
 pub enum PolicyCmd {
     /// The decision for one request, the determining policies and why.
@@ -27,6 +28,7 @@ pub enum PolicyCmd {
     },
 }
 
+/// The request `policy explain` asks about.
 #[derive(clap::Args)]
 pub struct ExplainArgs {
     #[arg(long, short, default_value = config::DEFAULT_PATH)]
@@ -83,79 +85,87 @@ fn load(config: &Path) -> anyhow::Result<(Config, Policies)> {
     Ok((cfg, p))
 }
 
+/// Runs one `policy` subcommand.
 pub fn run(cmd: PolicyCmd) -> anyhow::Result<ExitCode> {
     match cmd {
-        PolicyCmd::Explain(a) => {
-            let a = *a;
-            let (cfg, policies) = load(&a.config)?;
-            let arguments = a
-                .args
-                .as_deref()
-                .map(serde_json::from_str::<serde_json::Value>)
-                .transpose()
-                .context("--args must be JSON")?;
-            // The agent refuses a call whose JSON servers could read
-            // otherwise; explain does too.
-            if let Some(text) = &a.args {
-                interceptor::mcp::jsonrpc::check_json(text.as_bytes()).context("--args")?;
-            }
-            let q = explain::Question {
-                subject: a.subject,
-                groups: a.groups,
-                auth_method: a.auth_method,
-                method: a.method,
-                tool: a.tool,
-                uri: a.uri,
-                prompt: a.prompt,
-                arguments,
-                server: a.server,
-                source_ip: a.source_ip,
-                client_name: a.client_name,
-                time: a.time,
-                grants: a.grants,
-                listing: a.listing,
-                ..Default::default()
-            };
-            let d = policies.decide(&q.input(&cfg))?;
-            if a.json {
-                println!("{}", serde_json::to_string_pretty(&d)?);
-            } else {
-                print!(
-                    "{}",
-                    interceptor::escape::lines(&explain::render(&d, &policies))
-                );
-            }
-            Ok(ExitCode::SUCCESS)
-        }
-        PolicyCmd::Test { cases, config } => {
-            let (cfg, policies) = load(&config)?;
-            let table = explain::load_cases(&cases)?;
-            let results = explain::run_cases(&policies, &cfg, &table)?;
-            let failed = results.iter().filter(|r| !r.passed).count();
-            for r in &results {
-                let ids = r.decision.policies.join(", ");
-                if r.passed {
-                    println!("ok   {}: {} ({ids})", r.name, r.decision.effect.as_str());
-                } else {
-                    println!(
-                        "FAIL {}: want {}, got {} ({ids}): {}",
-                        r.name,
-                        r.want,
-                        r.decision.effect.as_str(),
-                        r.decision.reason
-                    );
-                }
-            }
+        PolicyCmd::Explain(a) => explain(*a),
+        PolicyCmd::Test { cases, config } => test(&cases, &config),
+    }
+}
+
+/// `policy explain`: the decision for one request, as the agent would
+/// take it.
+fn explain(a: ExplainArgs) -> anyhow::Result<ExitCode> {
+    let (cfg, policies) = load(&a.config)?;
+    let arguments = a
+        .args
+        .as_deref()
+        .map(serde_json::from_str::<serde_json::Value>)
+        .transpose()
+        .context("--args must be JSON")?;
+    // The agent refuses a call whose JSON servers could read
+    // otherwise; explain does too.
+    if let Some(text) = &a.args {
+        interceptor::mcp::jsonrpc::check_json(text.as_bytes()).context("--args")?;
+    }
+    let q = explain::Question {
+        subject: a.subject,
+        groups: a.groups,
+        auth_method: a.auth_method,
+        method: a.method,
+        tool: a.tool,
+        uri: a.uri,
+        prompt: a.prompt,
+        arguments,
+        server: a.server,
+        source_ip: a.source_ip,
+        client_name: a.client_name,
+        time: a.time,
+        grants: a.grants,
+        listing: a.listing,
+        ..Default::default()
+    };
+    let d = policies.decide(&q.input(&cfg))?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&d)?);
+    } else {
+        print!(
+            "{}",
+            interceptor::escape::lines(&explain::render(&d, &policies))
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `policy test`: every case of the table against the policy; exit 1 on
+/// a mismatch.
+fn test(cases: &Path, config: &Path) -> anyhow::Result<ExitCode> {
+    let (cfg, policies) = load(config)?;
+    let table = explain::load_cases(cases)?;
+    let results = explain::run_cases(&policies, &cfg, &table)?;
+    let failed = results.iter().filter(|r| !r.passed).count();
+    for r in &results {
+        let ids = r.decision.policies.join(", ");
+        if r.passed {
+            println!("ok   {}: {} ({ids})", r.name, r.decision.effect.as_str());
+        } else {
             println!(
-                "{} of {} cases passed",
-                results.len() - failed,
-                results.len()
+                "FAIL {}: want {}, got {} ({ids}): {}",
+                r.name,
+                r.want,
+                r.decision.effect.as_str(),
+                r.decision.reason
             );
-            Ok(if failed == 0 {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
-            })
         }
     }
+    println!(
+        "{} of {} cases passed",
+        results.len() - failed,
+        results.len()
+    );
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
