@@ -38,7 +38,7 @@ use crate::{
     pipeline::{Phase, Pipeline, sink::JsonLines},
     policy::{
         phase::PolicyPhase,
-        pins::{self, PinPhase},
+        tool_pins::{self, PinPhase},
     },
     proxy::{self, Drain, Serving},
     steer::{self, Steering},
@@ -123,7 +123,7 @@ fn phases(
     // "block"` is enforcement and must not lapse with the audit. After
     // policy, so it fingerprints what callers may see and a caller who may
     // not use a tool never learns that it changed.
-    let note: pins::Note = match audit {
+    let note: tool_pins::Note = match audit {
         Some(a) => {
             let a = a.clone();
             Arc::new(move |kind, message| a.append(a.stamp().lifecycle(kind, message)))

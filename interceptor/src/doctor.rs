@@ -248,25 +248,42 @@ fn unprivileged_ports(cfg: &Config) -> Check {
     }
 }
 
+/// The pinned steering state against the config: program, agent, proxy
+/// sockets, rules, fail mode and counters.
 fn pinned(
     cfg: &Config,
     pin_dir: &Path,
     state: &Result<pins::State, steer::SteerError>,
 ) -> Vec<Check> {
-    let mut out = Vec::new();
-    let ports: Vec<u16> = cfg.intercept.ports.iter().map(|r| r.port).collect();
     let state = match state {
         Ok(s) => s,
         Err(e) => {
-            out.push(fail(
+            return vec![fail(
                 "program",
                 format!("nothing pinned under {} ({e})", pin_dir.display()),
                 "start the agent: systemctl start mcp-interceptor",
-            ));
-            return out;
+            )];
         }
     };
-    out.push(if state.link_pinned {
+    let mut out = vec![program(pin_dir, state), agent(state)];
+    out.extend(proxy_sockets(cfg, state));
+    out.push(rules(cfg, state));
+    out.push(fail_mode(cfg, state));
+    for c in &state.counters {
+        out.push(ok(
+            "counters",
+            format!(
+                "port {}: steered {} dropped {} bypassed {} failed_open {}",
+                c.port, c.steered, c.dropped, c.bypassed, c.failed_open
+            ),
+        ));
+    }
+    out
+}
+
+/// The program's link: without it the maps are pinned but nothing steers.
+fn program(pin_dir: &Path, state: &pins::State) -> Check {
+    if state.link_pinned {
         ok(
             "program",
             format!("sk_lookup attached, link pinned in {}", pin_dir.display()),
@@ -277,8 +294,12 @@ fn pinned(
             "maps pinned but no link: steering is off",
             "restart the agent",
         )
-    });
-    out.push(if state.agent_alive {
+    }
+}
+
+/// Whether the pid the agent pinned is still running.
+fn agent(state: &pins::State) -> Check {
+    if state.agent_alive {
         ok("agent", format!("pid {} running", state.agent_pid))
     } else {
         fail(
@@ -286,29 +307,37 @@ fn pinned(
             format!("not running (last pid {})", state.agent_pid),
             "systemctl start mcp-interceptor; journalctl -u mcp-interceptor says why it stopped",
         )
-    });
+    }
+}
+
+/// One check per address family the proxy listens on: is its socket
+/// registered for steering, and if not, what that means under the fail
+/// mode.
+fn proxy_sockets(cfg: &Config, state: &pins::State) -> Vec<Check> {
+    let ports: Vec<u16> = cfg.intercept.ports.iter().map(|r| r.port).collect();
     let consequence = match cfg.intercept.fail {
         FailMode::Closed => format!("connections to {ports:?} are refused (fail closed)"),
         FailMode::Open => {
             format!("connections to {ports:?} reach the servers unprotected (fail open)")
         }
     };
-    for (want, registered, fam) in [
+    let listen = &cfg.intercept.proxy_listen;
+    [
         (
-            cfg.intercept.proxy_listen.iter().any(|a| a.is_ipv4()),
+            listen.iter().any(|a| a.is_ipv4()),
             state.proxy_v4_registered,
             "IPv4",
         ),
         (
-            cfg.intercept.proxy_listen.iter().any(|a| a.is_ipv6()),
+            listen.iter().any(|a| a.is_ipv6()),
             state.proxy_v6_registered,
             "IPv6",
         ),
-    ] {
-        if !want {
-            continue;
-        }
-        out.push(if registered {
+    ]
+    .into_iter()
+    .filter(|(want, _, _)| *want)
+    .map(|(_, registered, fam)| {
+        if registered {
             ok("proxy socket", format!("{fam} listener registered"))
         } else {
             fail(
@@ -316,8 +345,13 @@ fn pinned(
                 format!("no {fam} listener registered: {consequence}"),
                 "start the agent",
             )
-        });
-    }
+        }
+    })
+    .collect()
+}
+
+/// The kernel's rule table against the rules the config asks for.
+fn rules(cfg: &Config, state: &pins::State) -> Check {
     let mut want: Vec<pins::Rule> = steer::desired_keys(&cfg.intercept)
         .into_iter()
         .map(|k| pins::Rule {
@@ -330,27 +364,30 @@ fn pinned(
     want.sort_by_key(|r| (r.port, r.address));
     let mut have = state.rules.clone();
     have.sort_by_key(|r| (r.port, r.address));
-    out.push(if have == want {
-        ok("rules", format!("{} rule(s) match the config", have.len()))
-    } else {
-        fail(
-            "rules",
-            format!(
-                "kernel table ({} rule(s)) differs from config ({}): missing {}; extra {}",
-                have.len(),
-                want.len(),
-                sample(want.iter().filter(|r| !have.contains(r))),
-                sample(have.iter().filter(|r| !want.contains(r))),
-            ),
-            "reload the agent: systemctl reload mcp-interceptor (SIGHUP)",
-        )
-    });
+    if have == want {
+        return ok("rules", format!("{} rule(s) match the config", have.len()));
+    }
+    fail(
+        "rules",
+        format!(
+            "kernel table ({} rule(s)) differs from config ({}): missing {}; extra {}",
+            have.len(),
+            want.len(),
+            sample(want.iter().filter(|r| !have.contains(r))),
+            sample(have.iter().filter(|r| !want.contains(r))),
+        ),
+        "reload the agent: systemctl reload mcp-interceptor (SIGHUP)",
+    )
+}
+
+/// The kernel's fail mode against the config's.
+fn fail_mode(cfg: &Config, state: &pins::State) -> Check {
     let fail_mode = if cfg.intercept.fail == FailMode::Open {
         "open"
     } else {
         "closed"
     };
-    out.push(if state.fail == fail_mode {
+    if state.fail == fail_mode {
         ok("fail mode", state.fail)
     } else {
         fail(
@@ -358,17 +395,7 @@ fn pinned(
             format!("kernel has {}, config says {fail_mode}", state.fail),
             "reload the agent",
         )
-    });
-    for c in &state.counters {
-        out.push(ok(
-            "counters",
-            format!(
-                "port {}: steered {} dropped {} bypassed {} failed_open {}",
-                c.port, c.steered, c.dropped, c.bypassed, c.failed_open
-            ),
-        ));
     }
-    out
 }
 
 /// A few rules and how many in all: a table of a thousand stays readable.

@@ -273,7 +273,7 @@ impl Phase for ApprovalPhase {
             subject: caller.subject.clone(),
             issuer: caller.issuer.clone().unwrap_or_default(),
             groups: caller.groups.clone(),
-            server: crate::policy::pins::server_key(&self.cfg, ctx.conn.orig_dst.port()),
+            server: crate::policy::tool_pins::server_key(&self.cfg, ctx.conn.orig_dst.port()),
             method: msg.method().unwrap_or_default().to_string(),
             target: msg.target().map(str::to_owned),
             arguments: match msg.method() {

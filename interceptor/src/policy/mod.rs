@@ -22,7 +22,7 @@ pub mod explain;
 pub mod input;
 pub mod names;
 pub mod phase;
-pub mod pins;
+pub mod tool_pins;
 
 use std::{
     collections::{BTreeMap, HashMap},

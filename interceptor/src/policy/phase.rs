@@ -143,7 +143,7 @@ impl PolicyPhase {
             None
         };
         let why = why.or_else(|| {
-            let server = super::pins::server_key(&self.cfg, ctx.conn.orig_dst.port());
+            let server = super::tool_pins::server_key(&self.cfg, ctx.conn.orig_dst.port());
             self.known.case_variant(&server, kind, name).map(|listed| {
                 format!(
                     "{name:?} is not listed by the server, {listed:?} is; names are case-sensitive"
@@ -191,7 +191,7 @@ pub fn input_for(
 ) -> Option<Input> {
     let caller = ctx.caller?;
     let port = ctx.conn.orig_dst.port();
-    let server = super::pins::server_key(cfg, port);
+    let server = super::tool_pins::server_key(cfg, port);
     Some(Input {
         subject: caller.subject.clone(),
         groups: caller.groups.clone(),
@@ -320,7 +320,7 @@ impl Phase for PolicyPhase {
             return;
         };
         if list != "resources" {
-            let server = super::pins::server_key(&self.cfg, ctx.conn.orig_dst.port());
+            let server = super::tool_pins::server_key(&self.cfg, ctx.conn.orig_dst.port());
             let names = items.iter().filter_map(|i| i.get(key)?.as_str());
             self.known.learn(&server, list, names);
         }

@@ -28,7 +28,7 @@ pub const EXCHANGE_KINDS: &[&str] = &[
 ];
 
 /// Every kind the agent writes (deploy/athena/README.md, and the tool
-/// pinning kinds of `policy::pins`).
+/// pinning kinds of `policy::tool_pins`).
 pub const ALL_KINDS: &[&str] = &[
     "forwarded",
     "exchange",

@@ -9,6 +9,9 @@
 //! hidden and refused until an operator re-pins it
 //! (`mcp-interceptor tools pin`).
 //!
+//! Named `tool_pins`, not `pins`: these pin tool definitions, unlike the
+//! bpffs pins of `steer::pins`.
+//!
 //! The pins file is shared by the agent and the CLI. Readers never lock:
 //! writers rename a whole file into place. Writers hold an exclusive
 //! `flock` on `<file>.lock` around read-modify-write, so an operator's

@@ -9,6 +9,7 @@ use interceptor::{
     report::{self, Period, nist},
 };
 
+/// The `report` subcommands.
 #[derive(Subcommand)]
 pub enum ReportCmd {
     /// NIST SP 800-53 evidence (AC-3, AC-6, AU-2, AU-3, AU-9, AU-10,
@@ -37,6 +38,7 @@ pub enum ReportCmd {
     },
 }
 
+/// Runs one `report` subcommand.
 pub fn run(cmd: ReportCmd) -> anyhow::Result<ExitCode> {
     match cmd {
         ReportCmd::Nist {

@@ -2,20 +2,24 @@
 //! an operator has reviewed a change. The running agent picks a re-pin up
 //! within a second; no restart or SIGHUP.
 
-use std::{path::PathBuf, process::ExitCode};
+use std::{
+    path::{Path, PathBuf},
+    process::ExitCode,
+};
 
 use clap::Subcommand;
 use interceptor::{
     audit::wal::hour_of,
     config::{self, Config},
     escape,
-    policy::pins::{self, PinError, PinFile, PinStore, ToolPin},
+    policy::tool_pins::{self, PinError, PinFile, PinStore, ToolPin},
 };
 
 /// Fingerprint characters shown in the table (`--json` and `show` give
 /// them whole).
 const SHORT: usize = 16;
 
+/// The `tools` subcommands.
 #[derive(Subcommand)]
 pub enum ToolsCmd {
     /// Every recorded tool per server: status (pinned or CHANGED) and
@@ -56,79 +60,92 @@ pub enum ToolsCmd {
     },
 }
 
+/// Runs one `tools` subcommand on the pins file of the config.
 pub fn run(cmd: ToolsCmd) -> anyhow::Result<ExitCode> {
     match cmd {
         ToolsCmd::List {
             config,
             server,
             json,
-        } => {
-            let path = Config::load(&config)?.pins_path();
-            let mut file = PinStore::new(&path).read()?;
-            if let Some(s) = &server {
-                file.servers.retain(|k, _| k == s);
-            }
-            if json {
-                println!("{}", serde_json::to_string_pretty(&file)?);
-            } else if file.servers.is_empty() {
-                println!("no tools recorded in {}", path.display());
-            } else {
-                print!("{}", table(&file));
-            }
-            Ok(ExitCode::SUCCESS)
-        }
+        } => list(&Config::load(&config)?.pins_path(), server.as_deref(), json),
         ToolsCmd::Show {
             config,
             server,
             tool,
-        } => {
-            let path = Config::load(&config)?.pins_path();
-            let file = PinStore::new(&path).read()?;
-            let Some(p) = file.get(&server, &tool) else {
-                eprintln!(
-                    "mcp-interceptor: server {server:?} has no tool {tool:?} in {}",
-                    path.display()
-                );
-                return Ok(ExitCode::FAILURE);
-            };
-            print!("{}", show(&server, &tool, p)?);
-            Ok(ExitCode::SUCCESS)
-        }
+        } => show_one(&Config::load(&config)?.pins_path(), &server, &tool),
         ToolsCmd::Pin {
             config,
             server,
             tool,
             all: _,
-        } => {
-            let path = Config::load(&config)?.pins_path();
-            let done = match pins::repin(&path, &server, tool.as_deref()) {
-                Ok(d) => d,
-                Err(PinError::NotFound(why)) => {
-                    eprintln!(
-                        "mcp-interceptor: nothing re-pinned: {why} (in {})",
-                        path.display()
-                    );
-                    return Ok(ExitCode::FAILURE);
-                }
-                Err(e) => return Err(e.into()),
-            };
-            if done.is_empty() {
-                println!("server {server}: no changed tools; nothing to re-pin");
-            }
-            for r in done {
-                // With `--all`, the names are the server's, not typed here.
-                let tool = escape::text(&r.tool);
-                if r.from == r.to {
-                    println!("{server} {tool}: unchanged, already pinned at {}", r.to);
-                } else {
-                    println!("{server} {tool}: re-pinned {} -> {}", r.from, r.to);
-                }
-            }
-            Ok(ExitCode::SUCCESS)
-        }
+        } => pin(
+            &Config::load(&config)?.pins_path(),
+            &server,
+            tool.as_deref(),
+        ),
     }
 }
 
+/// `tools list`: every recorded tool (of one server), as a table or JSON.
+fn list(path: &Path, server: Option<&str>, json: bool) -> anyhow::Result<ExitCode> {
+    let mut file = PinStore::new(path).read()?;
+    if let Some(s) = server {
+        file.servers.retain(|k, _| k == s);
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&file)?);
+    } else if file.servers.is_empty() {
+        println!("no tools recorded in {}", path.display());
+    } else {
+        print!("{}", table(&file));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `tools show`: one tool's pinned and observed definitions.
+fn show_one(path: &Path, server: &str, tool: &str) -> anyhow::Result<ExitCode> {
+    let file = PinStore::new(path).read()?;
+    let Some(p) = file.get(server, tool) else {
+        eprintln!(
+            "mcp-interceptor: server {server:?} has no tool {tool:?} in {}",
+            path.display()
+        );
+        return Ok(ExitCode::FAILURE);
+    };
+    print!("{}", show(server, tool, p)?);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `tools pin`: accept the observed definition of one tool, or of every
+/// changed tool of the server (`tool` None: `--all`).
+fn pin(path: &Path, server: &str, tool: Option<&str>) -> anyhow::Result<ExitCode> {
+    let done = match tool_pins::repin(path, server, tool) {
+        Ok(d) => d,
+        Err(PinError::NotFound(why)) => {
+            eprintln!(
+                "mcp-interceptor: nothing re-pinned: {why} (in {})",
+                path.display()
+            );
+            return Ok(ExitCode::FAILURE);
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if done.is_empty() {
+        println!("server {server}: no changed tools; nothing to re-pin");
+    }
+    for r in done {
+        // With `--all`, the names are the server's, not typed here.
+        let tool = escape::text(&r.tool);
+        if r.from == r.to {
+            println!("{server} {tool}: unchanged, already pinned at {}", r.to);
+        } else {
+            println!("{server} {tool}: re-pinned {} -> {}", r.from, r.to);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The pins file as a table, one row per tool.
 fn table(file: &PinFile) -> String {
     let mut rows = vec![[
         "SERVER".to_string(),
@@ -168,6 +185,7 @@ fn table(file: &PinFile) -> String {
     out
 }
 
+/// One tool for review: status, fingerprints, both definitions.
 fn show(server: &str, tool: &str, p: &ToolPin) -> anyhow::Result<String> {
     let mut out = format!("server {server} tool {tool}: ");
     match p.changed_at.filter(|_| p.changed()) {
@@ -197,6 +215,7 @@ fn show(server: &str, tool: &str, p: &ToolPin) -> anyhow::Result<String> {
     Ok(out)
 }
 
+/// The head of a fingerprint, enough to tell two apart.
 fn short(fingerprint: &str) -> String {
     fingerprint.chars().take(SHORT).collect()
 }
