@@ -32,7 +32,7 @@ use http::{HeaderMap, HeaderValue, header};
 use interceptor::{
     config::Config,
     identity::{AuthMethod, Identity, oidc},
-    proxy::ConnInfo,
+    conn::ConnInfo,
 };
 use libfuzzer_sys::fuzz_target;
 use serde_json::{Value, json};

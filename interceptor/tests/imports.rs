@@ -20,7 +20,14 @@ use std::{
 };
 
 /// Shared types every module may use; each may import only leaves before it.
-const LEAVES: &[&str] = &["escape", "conn", "jsonrpc", "config", "telemetry"];
+const LEAVES: &[&str] = &[
+    "escape",
+    "conn",
+    "jsonrpc",
+    "reqpath",
+    "config",
+    "telemetry",
+];
 
 /// The library's stages, in the order each may build on the ones before it.
 const CHAIN: &[&str] = &[

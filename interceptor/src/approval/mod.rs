@@ -132,7 +132,7 @@ impl Call {
         let args = self
             .arguments
             .as_ref()
-            .map(crate::mcp::jsonrpc::canonical)
+            .map(crate::jsonrpc::canonical)
             .unwrap_or_default();
         let mut h = Sha256::new();
         for part in [
@@ -257,7 +257,7 @@ impl Approvals {
         let arguments_sha256 = call
             .arguments
             .as_ref()
-            .map(|a| hex::encode(Sha256::digest(crate::mcp::jsonrpc::canonical(a).as_bytes())))
+            .map(|a| hex::encode(Sha256::digest(crate::jsonrpc::canonical(a).as_bytes())))
             .unwrap_or_default();
         let a = Approval {
             id: new_id("apr"),

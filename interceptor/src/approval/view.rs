@@ -83,7 +83,7 @@ fn parse_cursor(c: &str) -> Result<(i64, String), ApprovalError> {
 }
 
 fn sha256_of(v: &Value) -> String {
-    hex::encode(Sha256::digest(crate::mcp::jsonrpc::canonical(v).as_bytes()))
+    hex::encode(Sha256::digest(crate::jsonrpc::canonical(v).as_bytes()))
 }
 
 impl Approvals {
@@ -152,7 +152,7 @@ impl Approvals {
     pub(super) fn hold_values(&self, id: &str, call: &Call) {
         if let Some(v) = &call.arguments {
             let mut h = self.held.lock().unwrap_or_else(|p| p.into_inner());
-            h.put(id, crate::mcp::jsonrpc::canonical(v));
+            h.put(id, crate::jsonrpc::canonical(v));
         }
     }
 

@@ -40,8 +40,8 @@ use serde_json::json;
 
 use crate::{
     config::{Audit as AuditConfig, Fsync, OnAuditFailure},
+    conn::ConnInfo,
     pipeline::{ExchangeEvent, MessageCtx, Phase, Verdict, event::now_us},
-    proxy::ConnInfo,
 };
 use chain::{Chain, Entry};
 use row::Stamp;
@@ -472,7 +472,7 @@ impl Phase for AuditPhase {
         self.0.append(r);
     }
 
-    fn on_request(&self, _: &MessageCtx<'_>, _: &crate::mcp::jsonrpc::Message) -> Verdict {
+    fn on_request(&self, _: &MessageCtx<'_>, _: &crate::jsonrpc::Message) -> Verdict {
         if self.0.inner.block && !self.0.healthy() {
             return Verdict::Deny(json!({
                 "code": CODE_AUDIT_UNAVAILABLE,

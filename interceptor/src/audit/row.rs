@@ -129,7 +129,7 @@ impl Stamp {
         };
         if let Some(a) = args {
             r.arguments_sha256 = Some(hex::encode(Sha256::digest(
-                crate::mcp::jsonrpc::canonical(a).as_bytes(),
+                crate::jsonrpc::canonical(a).as_bytes(),
             )));
             r.arguments = Some(self.cut(&json_text(a)).0);
         }

@@ -27,9 +27,9 @@ pub use notes::{
     ApprovalMode, ApprovalNote, ApprovalRule, Decision, Effect, HoldSignal, MaskCounts, Notes,
 };
 
-use crate::{identity::Caller, mcp::jsonrpc::Message};
+use crate::{identity::Caller, jsonrpc::Message};
 
-pub use crate::proxy::ConnInfo;
+use crate::conn::ConnInfo;
 
 /// What a phase knows about the message in hand.
 #[derive(Debug, Clone)]

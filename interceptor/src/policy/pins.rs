@@ -35,7 +35,7 @@ pub use store::{PinError, PinStore};
 
 use crate::{
     config::{Config, OnToolChange},
-    mcp::jsonrpc::{Kind, Message, canonical},
+    jsonrpc::{Kind, Message, canonical},
     pipeline::{MessageCtx, Phase, Verdict},
 };
 

@@ -11,8 +11,9 @@ use serde_json::json;
 use super::*;
 use crate::{
     config::PortRule,
-    mcp::jsonrpc::{Body, parse},
-    pipeline::{ConnInfo, Notes as MsgNotes, Transport},
+    conn::ConnInfo,
+    jsonrpc::{Body, parse},
+    pipeline::{Notes as MsgNotes, Transport},
 };
 
 type Log = Arc<Mutex<Vec<(&'static str, String)>>>;
