@@ -195,7 +195,7 @@ impl Approvals {
         let args = self
             .real_values(&a)
             .ok_or_else(|| ApprovalError::ValuesGone(a.id.clone()))?;
-        if let Some(mut r) = self.row(
+        let mut r = super::step(
             "approval_values_viewed",
             &a,
             None,
@@ -205,11 +205,10 @@ impl Approvals {
                 who.via,
                 super::what(&a)
             ),
-        ) {
-            r.arguments = None;
-            r.approvers = vec![who.subject.clone()];
-            self.append(r);
-        }
+        );
+        r.arguments = None;
+        r.approvers = vec![who.subject.clone()];
+        self.events.emit(r);
         tracing::info!(approval = %a.id, viewer = %who.subject, via = %who.via, "approval values viewed");
         Ok(serde_json::json!({
             "id": a.id,

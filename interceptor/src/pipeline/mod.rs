@@ -14,6 +14,7 @@
 #![forbid(unsafe_code)]
 
 pub mod event;
+pub mod lifecycle;
 pub mod notes;
 pub mod sink;
 
@@ -23,6 +24,7 @@ use bytes::Bytes;
 use serde_json::Value;
 
 pub use event::{Direction, EventKind, ExchangeEvent, Transport};
+pub use lifecycle::{Events, LifecycleEvent, LifecycleSink, TextMask};
 pub use notes::{
     ApprovalMode, ApprovalNote, ApprovalRule, Decision, Effect, HoldSignal, MaskCounts, Notes,
 };
