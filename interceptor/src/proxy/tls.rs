@@ -4,8 +4,7 @@
 //! TLS connection is a handshake record (0x16), which no HTTP method
 //! starts with. Client certificates are verified by webpki against the
 //! configured CAs and CRLs; the verified leaf is parsed once per
-//! connection into a [`PeerCert`](crate::conn::PeerCert) that the identity
-//! stage maps to a caller.
+//! connection into a [`PeerCert`] that the identity stage maps to a caller.
 
 use std::{
     fs,
