@@ -29,9 +29,7 @@ pub use notes::{
     ApprovalMode, ApprovalNote, ApprovalRule, Decision, Effect, HoldSignal, MaskCounts, Notes,
 };
 
-use crate::{identity::Caller, jsonrpc::Message};
-
-use crate::conn::ConnInfo;
+use crate::{conn::ConnInfo, identity::Caller, jsonrpc::Message};
 
 /// What a phase knows about the message in hand.
 #[derive(Debug, Clone)]
