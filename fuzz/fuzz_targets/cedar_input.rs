@@ -15,7 +15,7 @@ use std::{net::IpAddr, sync::OnceLock};
 
 use bytes::Bytes;
 use interceptor::{
-    mcp::jsonrpc::{self, Body},
+    jsonrpc::{self, Body},
     pipeline::Effect,
     policy::{
         Input, Policies,

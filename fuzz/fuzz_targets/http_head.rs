@@ -37,12 +37,11 @@ use http_body::{Frame, SizeHint};
 use hyper::body::Incoming;
 use interceptor::{
     config::Config,
-    mcp::{
-        jsonrpc::{self, Kind},
-        stateless,
-    },
+    conn::ConnInfo,
+    jsonrpc::{self, Kind},
+    mcp::stateless,
     proxy::{
-        ConnCtx, ConnInfo, Handler,
+        ConnCtx, Handler,
         body::{ReadError, read_limited},
         http::{HandlerFuture, json_response, serve, strip_hop_headers},
     },

@@ -5,7 +5,7 @@
 #![no_main]
 
 use bytes::Bytes;
-use interceptor::mcp::jsonrpc::{self, Body, Kind};
+use interceptor::jsonrpc::{self, Body, Kind};
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
 

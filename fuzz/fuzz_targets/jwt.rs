@@ -31,8 +31,8 @@ use ed25519_dalek::{Signer, SigningKey};
 use http::{HeaderMap, HeaderValue, header};
 use interceptor::{
     config::Config,
+    conn::ConnInfo,
     identity::{AuthMethod, Identity, oidc},
-    proxy::ConnInfo,
 };
 use libfuzzer_sys::fuzz_target;
 use serde_json::{Value, json};

@@ -35,11 +35,8 @@ use crate::{
     identity::Identity,
     mask::{Masker, phase::MaskPhase},
     mcp::McpHandler,
-    pipeline::{Phase, Pipeline, sink::JsonLines},
-    policy::{
-        phase::PolicyPhase,
-        tool_pins::{self, PinPhase},
-    },
+    pipeline::{Events, LifecycleEvent, LifecycleSink, Phase, Pipeline, TextMask, sink::JsonLines},
+    policy::{phase::PolicyPhase, tool_pins::PinPhase},
     proxy::{self, Drain, Serving},
     steer::{self, Steering},
 };
@@ -96,6 +93,9 @@ struct Stages {
     /// How approvals mask what they store; replaced on reload so a changed
     /// `[mask]` applies to them as it does to the audit.
     approval_mask: Arc<RwLock<crate::approval::MaskFn>>,
+    /// The one way events made outside an exchange (tool pins, approvals,
+    /// policy loads, start and stop) reach the audit.
+    events: Events,
 }
 
 /// The phases for a config, in pipeline order. The audit comes first so
@@ -123,14 +123,7 @@ fn phases(
     // "block"` is enforcement and must not lapse with the audit. After
     // policy, so it fingerprints what callers may see and a caller who may
     // not use a tool never learns that it changed.
-    let note: tool_pins::Note = match audit {
-        Some(a) => {
-            let a = a.clone();
-            Arc::new(move |kind, message| a.append(a.stamp().lifecycle(kind, message)))
-        }
-        None => Arc::new(|_, _| {}),
-    };
-    phases.push(Arc::new(PinPhase::new(cfg.clone(), note)));
+    phases.push(Arc::new(PinPhase::new(cfg.clone(), stages.events.clone())));
     // Masking after pinning (fingerprints are of what the server sent) and
     // before the sinks; its `prepare_record` runs before every `record`.
     if cfg.mask.enabled {
@@ -218,18 +211,8 @@ pub async fn run(config_path: PathBuf, cfg: Config) -> Result<(), AgentError> {
             .clone();
         f(v)
     });
-    if let Some(a) = &audit {
-        // Rows made outside the pipeline (lifecycle, approvals) are masked
-        // with the approvals' masker, which follows `[mask]` on reload.
-        let mask = mask.clone();
-        a.stamp().scrub.set(Arc::new(move |s: &str| {
-            match mask(&serde_json::Value::String(s.to_owned())) {
-                serde_json::Value::String(m) => (m != s).then_some(m),
-                _ => Some(String::new()),
-            }
-        }));
-    }
-    let approvals = Approvals::open(&cfg, audit.clone(), mask)?;
+    let events = lifecycle_events(audit.as_ref(), &mask);
+    let approvals = Approvals::open(&cfg, events.clone(), mask)?;
     approvals.spawn_sweeper();
     let stages = Stages {
         approvals: approvals.clone(),
@@ -237,6 +220,7 @@ pub async fn run(config_path: PathBuf, cfg: Config) -> Result<(), AgentError> {
         known: Default::default(),
         metrics: Arc::new(Metrics::default()),
         approval_mask: mask_cell,
+        events,
     };
     let (first, mut handler, loaded) = serving(
         Arc::new(cfg.clone()),
@@ -263,7 +247,7 @@ pub async fn run(config_path: PathBuf, cfg: Config) -> Result<(), AgentError> {
     if let Some(addr) = cfg.admin.listen {
         admin::serve_tcp(addr, proxy::tls::server(&cfg.tls)?, admin_state.clone()).await?;
     }
-    policy_watch::install(&policies, loaded, audit.as_ref());
+    policy_watch::install(&policies, loaded, &stages.events);
     if cfg.policy.files.is_empty() {
         tracing::warn!("no [policy] files: every identified caller may call anything");
     }
@@ -315,12 +299,10 @@ pub async fn run(config_path: PathBuf, cfg: Config) -> Result<(), AgentError> {
             .map_err(|e| AgentError::Upload(e.to_string()))?;
         uploader = Some(tokio::spawn(up.run(upload_notify.clone(), up_stop_rx)));
     }
-    if let Some(a) = &audit {
-        a.append(a.stamp().lifecycle(
-            "agent_start",
-            format!("pid {} mode {:?}", std::process::id(), cfg.intercept.mode),
-        ));
-    }
+    stages.events.emit(LifecycleEvent::new(
+        "agent_start",
+        format!("pid {} mode {:?}", std::process::id(), cfg.intercept.mode),
+    ));
     for l in listeners {
         tracing::info!(listen = ?l.local_addr().ok(), mode = ?cfg.intercept.mode, "proxy listening");
         tokio::spawn(proxy::serve(
@@ -330,7 +312,7 @@ pub async fn run(config_path: PathBuf, cfg: Config) -> Result<(), AgentError> {
             drain.clone(),
         ));
     }
-    policy_watch::spawn(cfg_rx.clone(), policies.clone(), audit.clone());
+    policy_watch::spawn(cfg_rx.clone(), policies.clone(), stages.events.clone());
     tracing::info!(pid = std::process::id(), "agent ready");
 
     let mut hup = signal(SignalKind::hangup()).map_err(AgentError::Signal)?;
@@ -381,11 +363,11 @@ pub async fn run(config_path: PathBuf, cfg: Config) -> Result<(), AgentError> {
             );
         }
     }
+    stages.events.emit(LifecycleEvent::new(
+        "agent_stop",
+        format!("stopped; {left} connection(s) cut off after the drain limit"),
+    ));
     if let Some(a) = &audit {
-        a.append(a.stamp().lifecycle(
-            "agent_stop",
-            format!("stopped; {left} connection(s) cut off after the drain limit"),
-        ));
         // Closes and converts the open segment, then stops its threads.
         let a = a.clone();
         let _ = tokio::task::spawn_blocking(move || a.shutdown()).await;
@@ -469,7 +451,7 @@ async fn reload(
         tracing::error!(error = %e, "reload failed applying steering rules");
         return None;
     }
-    policy_watch::install(policies, loaded, audit);
+    policy_watch::install(policies, loaded, &stages.events);
     *stages
         .approval_mask
         .write()
@@ -480,6 +462,21 @@ async fn reload(
     );
     let _ = tx.send(next);
     Some(next_handler)
+}
+
+/// The lifecycle events handle: into the audit (if on), names and messages
+/// masked with the approvals' masker, which follows `[mask]` on reload.
+fn lifecycle_events(audit: Option<&Audit>, mask: &crate::approval::MaskFn) -> Events {
+    let mask = mask.clone();
+    let text: TextMask =
+        Arc::new(
+            move |s: &str| match mask(&serde_json::Value::String(s.to_owned())) {
+                serde_json::Value::String(m) => (m != s).then_some(m),
+                _ => Some(String::new()),
+            },
+        );
+    let sink = audit.map(|a| Arc::new(a.clone()) as Arc<dyn LifecycleSink>);
+    Events::new(sink, Some(text))
 }
 
 /// What approvals store and show of arguments: masked like the audit.

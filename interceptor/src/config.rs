@@ -17,11 +17,13 @@ mod approvals;
 mod identity;
 mod mask;
 mod policy;
+mod s3;
 mod steer;
 pub use approvals::{Admin, Approvals, LocalUser, Webhook, WebhookFormat};
 pub use identity::{CertField, ClientAuth, Identity, OidcIssuer, Tls, UpstreamCredential};
 pub use mask::{CustomDetector, Mask, Profile as MaskProfile, Strategy as MaskStrategy, Validator};
 pub use policy::{Budget, OnToolChange, Policy};
+pub use s3::{Retention, S3Config};
 pub use steer::UpstreamLimits;
 
 /// Default location of the config file.
@@ -105,7 +107,7 @@ pub struct Audit {
     pub signing_key: PathBuf,
     /// Host name in rows and file names; unset: the kernel's host name.
     pub host: Option<String>,
-    pub s3: Option<crate::audit::upload::S3Config>,
+    pub s3: Option<S3Config>,
 }
 
 impl Default for Audit {
@@ -262,7 +264,7 @@ impl Default for PortRule {
 }
 
 /// `mcp_paths` and `pass_through` entries are absolute paths with one
-/// reading (see `proxy::path`); only `pass_through` may end in `/*`.
+/// reading (see `reqpath`); only `pass_through` may end in `/*`.
 fn check_paths(rule: &PortRule) -> Result<(), String> {
     let port = rule.port;
     let lists = [
@@ -286,7 +288,7 @@ fn check_paths(rule: &PortRule) -> Result<(), String> {
                     "intercept.ports port {port}: {key} entry {p:?}: only a final \"/*\" (pass_through) is a pattern; no '*', '?' or '#' elsewhere"
                 ));
             }
-            if let Err(e) = crate::proxy::path::normalize(base) {
+            if let Err(e) = crate::reqpath::normalize(base) {
                 return Err(format!(
                     "intercept.ports port {port}: {key} entry {p:?} must be an absolute path ({e})"
                 ));

@@ -17,7 +17,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use interceptor::audit::upload::{self, Retention, S3Config, UploadError, Uploader};
+use interceptor::{
+    audit::upload::{self, UploadError, Uploader},
+    config::{Retention, S3Config},
+};
 use mcp_interceptor_tests::{
     TempDir,
     s3::{BUCKET, KEY_ID, SECRET, bucket_objects, free_port, moto},

@@ -19,7 +19,7 @@ use std::{
 };
 
 use bytes::Bytes;
-use interceptor::{mcp::jsonrpc, policy::input};
+use interceptor::{jsonrpc, policy::input};
 use mcp_interceptor_tests::{everything::repo, s3::venv_bin};
 use serde_json::{Value, json};
 

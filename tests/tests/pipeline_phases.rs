@@ -11,7 +11,8 @@ use std::{
 use interceptor::{
     config::{Config, Mode, PortRule},
     identity::Identity,
-    mcp::{McpHandler, jsonrpc::Message},
+    jsonrpc::Message,
+    mcp::McpHandler,
     pipeline::{ExchangeEvent, MessageCtx, Phase, Pipeline, Verdict},
     proxy::{self, Drain, Serving},
 };

@@ -16,8 +16,8 @@ use std::{
 use tokio::sync::watch;
 
 use crate::{
-    audit::Audit,
     config::Mask as MaskConfig,
+    pipeline::{Events, LifecycleEvent},
     policy::{Policies, PolicyError, phase},
     proxy::Serving,
 };
@@ -88,7 +88,7 @@ pub fn empty() -> Running {
 }
 
 /// Swaps `loaded` in and records it.
-pub fn install(running: &Running, loaded: Option<Loaded>, audit: Option<&Audit>) {
+pub fn install(running: &Running, loaded: Option<Loaded>, events: &Events) {
     let Some(Loaded { policies: p, stamp }) = loaded else {
         return;
     };
@@ -96,12 +96,10 @@ pub fn install(running: &Running, loaded: Option<Loaded>, audit: Option<&Audit>)
     *running.policies.write().unwrap_or_else(|e| e.into_inner()) = p;
     *running.seen() = Some(stamp);
     tracing::info!(policies = count, %version, "policy set installed");
-    if let Some(a) = audit {
-        a.append(a.stamp().lifecycle(
-            "policy_loaded",
-            format!("{count} policies, version {version}"),
-        ));
-    }
+    events.emit(LifecycleEvent::new(
+        "policy_loaded",
+        format!("{count} policies, version {version}"),
+    ));
 }
 
 fn stamp(paths: &[PathBuf]) -> Stamp {
@@ -128,33 +126,31 @@ fn stamp(paths: &[PathBuf]) -> Stamp {
 
 /// Reloads `files` if they differ from the last read; true when a new set
 /// was installed. `mask`: the running config's, which `@mask` must name.
-fn poll(running: &Running, files: &[PathBuf], mask: &MaskConfig, audit: Option<&Audit>) -> bool {
+fn poll(running: &Running, files: &[PathBuf], mask: &MaskConfig, events: &Events) -> bool {
     let now = stamp(files);
     if running.seen().as_ref() == Some(&now) {
         return false;
     }
     match load(files).and_then(|l| l.check_mask_profiles(mask)) {
         Ok(loaded) => {
-            install(running, Some(loaded), audit);
+            install(running, Some(loaded), events);
             true
         }
         Err(e) => {
             // Remembered, so the refusal is logged once per change.
             *running.seen() = Some(now);
             tracing::error!(error = %e, "policy files changed but do not load; keeping the running policy set");
-            if let Some(a) = audit {
-                a.append(a.stamp().lifecycle(
-                    "policy_rejected",
-                    format!("changed policy files refused: {e}"),
-                ));
-            }
+            events.emit(LifecycleEvent::new(
+                "policy_rejected",
+                format!("changed policy files refused: {e}"),
+            ));
             false
         }
     }
 }
 
 /// Polls the current config's policy files every `reload_poll_seconds`.
-pub fn spawn(cfg: watch::Receiver<Serving>, running: Running, audit: Option<Audit>) {
+pub fn spawn(cfg: watch::Receiver<Serving>, running: Running, events: Events) {
     tokio::spawn(async move {
         loop {
             let (files, every, mask) = {
@@ -166,7 +162,7 @@ pub fn spawn(cfg: watch::Receiver<Serving>, running: Running, audit: Option<Audi
                 tokio::time::sleep(Duration::from_secs(2)).await;
                 continue;
             }
-            poll(&running, &files, &mask, audit.as_ref());
+            poll(&running, &files, &mask, &events);
             tokio::time::sleep(Duration::from_secs(every)).await;
         }
     });

@@ -6,8 +6,7 @@ use std::sync::Arc;
 
 use super::{Actor, ApprovalError, Approvals, Grant, NewGrant, new_id, secs_us};
 use crate::{
-    audit::schema::AuditRow,
-    pipeline::event::now_us,
+    pipeline::{LifecycleEvent, event::now_us},
     policy::{budget::glob, phase::Grants},
 };
 
@@ -117,8 +116,7 @@ impl Approvals {
     /// Audits and logs a refused self-grant (no grant exists to name).
     fn refuse_self_grant(&self, by: &Actor, g: &NewGrant) {
         tracing::warn!(by = %by.subject, via = %by.via, tool = %g.tool, "self-grant refused");
-        let Some(audit) = &self.audit else { return };
-        let mut r: AuditRow = audit.stamp().lifecycle(
+        let mut r = LifecycleEvent::new(
             "grant_refused",
             format!(
                 "{} ({}) tried to grant {} on {} to themselves; refused: grants need a \
@@ -131,7 +129,7 @@ impl Approvals {
         r.approvers = vec![by.subject.clone()];
         r.decided_by = Some("grant".into());
         r.decision = Some("refused".into());
-        audit.append(r);
+        self.events.emit(r);
     }
 
     fn may_grant(&self, by: &Actor) -> Result<(), ApprovalError> {
@@ -149,14 +147,13 @@ impl Approvals {
     }
 
     pub(super) fn record_grant(&self, kind: &str, g: &Grant, who: Option<&Actor>, message: String) {
-        let Some(audit) = &self.audit else { return };
-        let mut r: AuditRow = audit.stamp().lifecycle(kind, message);
+        let mut r = LifecycleEvent::new(kind, message);
         r.subject = Some(g.subject.clone());
         r.tool_name = Some(g.tool.clone());
         r.approval_id = Some(g.id.clone());
         r.approvers = vec![who.map_or_else(|| g.granted_by.clone(), |w| w.subject.clone())];
         r.decided_by = Some("grant".into());
-        audit.append(r);
+        self.events.emit(r);
     }
 }
 

@@ -39,9 +39,8 @@ pub use store::{Approval, Grant, Status, Vote};
 pub use view::{MAX_PAGE, Page, PageQuery};
 
 use crate::{
-    audit::{Audit, schema::AuditRow},
     config::Config,
-    pipeline::{ApprovalMode, ApprovalRule, event::now_us},
+    pipeline::{ApprovalMode, ApprovalRule, Events, LifecycleEvent, event::now_us},
 };
 use store::Store;
 
@@ -132,7 +131,7 @@ impl Call {
         let args = self
             .arguments
             .as_ref()
-            .map(crate::mcp::jsonrpc::canonical)
+            .map(crate::jsonrpc::canonical)
             .unwrap_or_default();
         let mut h = Sha256::new();
         for part in [
@@ -179,7 +178,8 @@ pub struct Approvals {
     waiters: Mutex<HashMap<String, watch::Sender<Status>>>,
     /// Grants in force (re-read after every change), for the policy context.
     grants: RwLock<Arc<Vec<Grant>>>,
-    audit: Option<Audit>,
+    /// Where every step is recorded (the audit, through its one sink).
+    events: Events,
     mask: MaskFn,
     /// Real arguments of pending requests, in memory only.
     held: Mutex<view::Held>,
@@ -192,11 +192,7 @@ pub struct Approvals {
 impl Approvals {
     /// Opens the database. Calls held when the agent stopped can never be
     /// released now (their callers are gone): they are marked interrupted.
-    pub fn open(
-        cfg: &Config,
-        audit: Option<Audit>,
-        mask: MaskFn,
-    ) -> Result<Arc<Self>, ApprovalError> {
+    pub fn open(cfg: &Config, events: Events, mask: MaskFn) -> Result<Arc<Self>, ApprovalError> {
         let store = Store::open(&cfg.approvals_db_path())?;
         let webhook = cfg
             .approvals
@@ -209,7 +205,7 @@ impl Approvals {
             cfg: cfg.approvals.clone(),
             waiters: Mutex::new(HashMap::new()),
             grants: RwLock::new(Arc::new(Vec::new())),
-            audit,
+            events,
             mask,
             held: Mutex::new(view::Held::default()),
             webhook,
@@ -257,7 +253,7 @@ impl Approvals {
         let arguments_sha256 = call
             .arguments
             .as_ref()
-            .map(|a| hex::encode(Sha256::digest(crate::mcp::jsonrpc::canonical(a).as_bytes())))
+            .map(|a| hex::encode(Sha256::digest(crate::jsonrpc::canonical(a).as_bytes())))
             .unwrap_or_default();
         let a = Approval {
             id: new_id("apr"),
@@ -495,53 +491,29 @@ impl Approvals {
     }
 
     fn record(&self, kind: &str, a: &Approval, who: Option<&Actor>, message: String) {
-        if let Some(r) = self.row(kind, a, who, message) {
-            self.append(r);
-        }
-    }
-
-    fn append(&self, r: AuditRow) {
-        if let Some(audit) = &self.audit {
-            audit.append(r);
-        }
-    }
-
-    /// The audit row of a step of `a` (`None`: no audit configured).
-    fn row(
-        &self,
-        kind: &str,
-        a: &Approval,
-        who: Option<&Actor>,
-        message: String,
-    ) -> Option<AuditRow> {
-        let audit = self.audit.as_ref()?;
-        let mut r: AuditRow = audit.stamp().lifecycle(kind, message);
-        r.subject = Some(a.subject.clone());
-        r.groups = a.groups.clone();
-        r.method = Some(a.method.clone());
-        set_target(&mut r, &a.method, a.target.clone());
-        r.arguments = a.arguments.as_ref().map(|v| v.to_string());
-        r.arguments_sha256 = (!a.arguments_sha256.is_empty()).then(|| a.arguments_sha256.clone());
-        r.approval_id = Some(a.id.clone());
-        r.approvers = match who {
-            Some(w) if !a.votes.iter().any(|v| v.approver == w.subject) => vec![w.subject.clone()],
-            _ => a.votes.iter().map(|v| v.approver.clone()).collect(),
-        };
-        r.rule_ids = a.policies.clone();
-        r.policy_version = Some(a.policy_version.clone());
-        r.decided_by = Some("approval".into());
-        r.decision = Some(a.status.as_str().into());
-        Some(r)
+        self.events.emit(step(kind, a, who, message));
     }
 }
 
-fn set_target(r: &mut AuditRow, method: &str, target: Option<String>) {
-    match method {
-        "tools/call" => r.tool_name = target,
-        "prompts/get" => r.prompt_name = target,
-        m if m.starts_with("resources/") => r.resource_uri = target,
-        _ => {}
-    }
+/// The event of a step of `a`, by `who` (none: the agent itself).
+fn step(kind: &str, a: &Approval, who: Option<&Actor>, message: String) -> LifecycleEvent {
+    let mut r = LifecycleEvent::new(kind, message);
+    r.subject = Some(a.subject.clone());
+    r.groups = a.groups.clone();
+    r.method = Some(a.method.clone());
+    r.set_target(&a.method, a.target.clone());
+    r.arguments = a.arguments.as_ref().map(|v| v.to_string());
+    r.arguments_sha256 = (!a.arguments_sha256.is_empty()).then(|| a.arguments_sha256.clone());
+    r.approval_id = Some(a.id.clone());
+    r.approvers = match who {
+        Some(w) if !a.votes.iter().any(|v| v.approver == w.subject) => vec![w.subject.clone()],
+        _ => a.votes.iter().map(|v| v.approver.clone()).collect(),
+    };
+    r.rule_ids = a.policies.clone();
+    r.policy_version = Some(a.policy_version.clone());
+    r.decided_by = Some("approval".into());
+    r.decision = Some(a.status.as_str().into());
+    r
 }
 
 /// `tools/call on db.drop`.

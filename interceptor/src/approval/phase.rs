@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use super::{Approval, Approvals, Call, Status};
 use crate::{
     config::Config,
-    mcp::jsonrpc::{Kind, Message},
+    jsonrpc::{Kind, Message},
     pipeline::{ApprovalMode, ApprovalNote, Effect, MessageCtx, Phase, Verdict, event::now_us},
     policy::phase::{CODE_APPROVAL_REQUIRED, arguments_of},
 };

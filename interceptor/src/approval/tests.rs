@@ -15,7 +15,7 @@ fn open(dir: &std::path::Path, tune: impl FnOnce(&mut Config)) -> Arc<Approvals>
     cfg.approvals.db = Some(dir.join("approvals.db"));
     cfg.approvals.grant_groups = vec!["security".into()];
     tune(&mut cfg);
-    Approvals::open(&cfg, None, Arc::new(|v: &Value| v.clone())).unwrap()
+    Approvals::open(&cfg, Events::default(), Arc::new(|v: &Value| v.clone())).unwrap()
 }
 
 fn call(args: Value, quorum: u32, mode: ApprovalMode) -> Call {
@@ -309,7 +309,7 @@ fn open_masked(dir: &std::path::Path, tune: impl FnOnce(&mut Config)) -> Arc<App
             v => v.clone(),
         }
     };
-    Approvals::open(&cfg, None, Arc::new(mask)).unwrap()
+    Approvals::open(&cfg, Events::default(), Arc::new(mask)).unwrap()
 }
 
 #[test]

@@ -83,7 +83,7 @@ fn parse_cursor(c: &str) -> Result<(i64, String), ApprovalError> {
 }
 
 fn sha256_of(v: &Value) -> String {
-    hex::encode(Sha256::digest(crate::mcp::jsonrpc::canonical(v).as_bytes()))
+    hex::encode(Sha256::digest(crate::jsonrpc::canonical(v).as_bytes()))
 }
 
 impl Approvals {
@@ -152,7 +152,7 @@ impl Approvals {
     pub(super) fn hold_values(&self, id: &str, call: &Call) {
         if let Some(v) = &call.arguments {
             let mut h = self.held.lock().unwrap_or_else(|p| p.into_inner());
-            h.put(id, crate::mcp::jsonrpc::canonical(v));
+            h.put(id, crate::jsonrpc::canonical(v));
         }
     }
 
@@ -195,7 +195,7 @@ impl Approvals {
         let args = self
             .real_values(&a)
             .ok_or_else(|| ApprovalError::ValuesGone(a.id.clone()))?;
-        if let Some(mut r) = self.row(
+        let mut r = super::step(
             "approval_values_viewed",
             &a,
             None,
@@ -205,11 +205,10 @@ impl Approvals {
                 who.via,
                 super::what(&a)
             ),
-        ) {
-            r.arguments = None;
-            r.approvers = vec![who.subject.clone()];
-            self.append(r);
-        }
+        );
+        r.arguments = None;
+        r.approvers = vec![who.subject.clone()];
+        self.events.emit(r);
         tracing::info!(approval = %a.id, viewer = %who.subject, via = %who.via, "approval values viewed");
         Ok(serde_json::json!({
             "id": a.id,

@@ -40,8 +40,10 @@ use serde_json::json;
 
 use crate::{
     config::{Audit as AuditConfig, Fsync, OnAuditFailure},
-    pipeline::{ExchangeEvent, MessageCtx, Phase, Verdict, event::now_us},
-    proxy::ConnInfo,
+    conn::ConnInfo,
+    pipeline::{
+        ExchangeEvent, LifecycleEvent, LifecycleSink, MessageCtx, Phase, Verdict, event::now_us,
+    },
 };
 use chain::{Chain, Entry};
 use row::Stamp;
@@ -99,6 +101,15 @@ pub fn default_host() -> String {
         .unwrap_or_else(|| "localhost".into())
 }
 
+/// The one sink of events made outside an exchange (approvals, grants,
+/// tool pins, policy loads): their emitters hold a `pipeline::Events`
+/// handle, never the audit itself.
+impl LifecycleSink for Audit {
+    fn lifecycle(&self, event: LifecycleEvent) {
+        self.append(self.stamp().from_lifecycle(event));
+    }
+}
+
 impl Audit {
     /// Opens the trail: recovers WAL leftovers into Parquet (before any
     /// traffic), then starts the converter and the group-commit thread.
@@ -141,7 +152,6 @@ impl Audit {
             host: host.clone(),
             agent_version: env!("CARGO_PKG_VERSION").into(),
             max_field_bytes: cfg.max_field_bytes,
-            scrub: Default::default(),
         };
         let s3 = cfg.s3.is_some();
         if s3 {
@@ -221,8 +231,7 @@ impl Audit {
     }
 
     /// Appends one row to the WAL (returns once the kernel has it).
-    pub fn append(&self, mut row: AuditRow) {
-        self.inner.stamp.scrub.row(&mut row);
+    pub fn append(&self, row: AuditRow) {
         append(&self.inner, Some(row));
     }
 
@@ -472,7 +481,7 @@ impl Phase for AuditPhase {
         self.0.append(r);
     }
 
-    fn on_request(&self, _: &MessageCtx<'_>, _: &crate::mcp::jsonrpc::Message) -> Verdict {
+    fn on_request(&self, _: &MessageCtx<'_>, _: &crate::jsonrpc::Message) -> Verdict {
         if self.0.inner.block && !self.0.healthy() {
             return Verdict::Deny(json!({
                 "code": CODE_AUDIT_UNAVAILABLE,
@@ -484,8 +493,8 @@ impl Phase for AuditPhase {
 
     fn record(&self, event: &ExchangeEvent) {
         // The pipeline masked the event before `record` (prepare_record),
-        // names and ids included; the scrub in `Audit::append` is for rows
-        // made outside it, so it is not run a second time on every exchange.
+        // names and ids included; rows made outside it come masked through
+        // `pipeline::Events`.
         append(&self.0.inner, Some(self.0.stamp().from_event(event)));
     }
 

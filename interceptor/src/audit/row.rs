@@ -1,12 +1,10 @@
 //! From pipeline events to audit rows.
 
-use std::sync::{Arc, RwLock};
-
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use super::schema::AuditRow;
-use crate::pipeline::{EventKind, ExchangeEvent, Transport, event::now_us};
+use crate::pipeline::{EventKind, ExchangeEvent, LifecycleEvent, Transport, event::now_us};
 
 /// What every row of this agent carries.
 #[derive(Debug, Clone)]
@@ -16,53 +14,30 @@ pub struct Stamp {
     /// JSON text longer than this (arguments, result, error) is cut, with
     /// `response_truncated` and the full `response_size` kept.
     pub max_field_bytes: usize,
-    /// Masks what reaches the audit without the pipeline's masking stage.
-    pub scrub: Scrub,
-}
-
-/// Masks one text; `None` when nothing in it is sensitive.
-pub type TextMask = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
-
-/// Masks the names and free text of every row before it is written: rows
-/// made outside the pipeline (lifecycle messages such as a pinned tool's
-/// name, approval and grant rows) never passed its masking stage, and a
-/// row that did is unchanged by a second pass. Set by the agent from
-/// `[mask]` (and following it across reloads); unset, nothing is masked.
-#[derive(Clone, Default)]
-pub struct Scrub(Arc<RwLock<Option<TextMask>>>);
-
-impl std::fmt::Debug for Scrub {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let set = self.0.read().map(|m| m.is_some()).unwrap_or(true);
-        f.debug_tuple("Scrub").field(&set).finish()
-    }
-}
-
-impl Scrub {
-    pub fn set(&self, mask: TextMask) {
-        *self.0.write().unwrap_or_else(|p| p.into_inner()) = Some(mask);
-    }
-
-    /// Masks `row`'s message, tool, resource and prompt in place.
-    pub fn row(&self, row: &mut AuditRow) {
-        let Some(mask) = self.0.read().unwrap_or_else(|p| p.into_inner()).clone() else {
-            return;
-        };
-        let text = [
-            &mut row.message,
-            &mut row.tool_name,
-            &mut row.resource_uri,
-            &mut row.prompt_name,
-        ];
-        for s in text.into_iter().flatten() {
-            if let Some(m) = mask(s) {
-                *s = m;
-            }
-        }
-    }
 }
 
 impl Stamp {
+    /// The row of an event made outside an exchange (already masked by
+    /// the [`Events`](crate::pipeline::Events) handle that emitted it).
+    pub fn from_lifecycle(&self, e: LifecycleEvent) -> AuditRow {
+        let mut r = self.lifecycle(&e.kind, e.message);
+        r.subject = e.subject;
+        r.groups = e.groups;
+        r.method = e.method;
+        r.tool_name = e.tool_name;
+        r.resource_uri = e.resource_uri;
+        r.prompt_name = e.prompt_name;
+        r.arguments = e.arguments;
+        r.arguments_sha256 = e.arguments_sha256;
+        r.approval_id = e.approval_id;
+        r.approvers = e.approvers;
+        r.rule_ids = e.rule_ids;
+        r.policy_version = e.policy_version;
+        r.decided_by = e.decided_by;
+        r.decision = e.decision;
+        r
+    }
+
     pub fn row(&self, kind: &str, event_time_us: i64) -> AuditRow {
         AuditRow {
             event_time_us,
@@ -129,7 +104,7 @@ impl Stamp {
         };
         if let Some(a) = args {
             r.arguments_sha256 = Some(hex::encode(Sha256::digest(
-                crate::mcp::jsonrpc::canonical(a).as_bytes(),
+                crate::jsonrpc::canonical(a).as_bytes(),
             )));
             r.arguments = Some(self.cut(&json_text(a)).0);
         }
@@ -242,6 +217,3 @@ fn split_addr(a: &str) -> (Option<String>, Option<i32>) {
 fn json_text(v: &Value) -> String {
     serde_json::to_string(v).unwrap_or_default()
 }
-
-#[cfg(test)]
-mod tests;

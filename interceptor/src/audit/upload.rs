@@ -43,6 +43,8 @@ use tokio::sync::{Notify, watch};
 mod spool;
 pub use spool::enqueue;
 
+use crate::config::{Retention, S3Config};
+
 /// Files up to this size go in one PUT; larger ones in parts of this size.
 pub const PART_BYTES: usize = 8 * 1024 * 1024;
 /// How often `run` looks at the outbox when nobody notifies it.
@@ -51,45 +53,6 @@ const POLL: Duration = Duration::from_secs(1);
 const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 /// Parts of one multipart upload in flight at once.
 const PART_CONCURRENCY: usize = 4;
-
-/// `[audit.s3]`: where the audit files go. Secrets are not here: they come
-/// from the standard AWS environment (see [`Uploader::new`]).
-#[derive(Debug, Clone, PartialEq, serde::Deserialize, serde::Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct S3Config {
-    pub bucket: String,
-    /// Key prefix; objects go to `<prefix>/<relative path>`.
-    #[serde(default)]
-    pub prefix: String,
-    #[serde(default = "default_region")]
-    pub region: String,
-    /// S3-compatible endpoint (MinIO, moto, ...); plain HTTP is allowed only
-    /// when this is an `http://` URL.
-    #[serde(default)]
-    pub endpoint: Option<String>,
-    #[serde(default)]
-    pub retention: Retention,
-    /// Cap of the exponential backoff between failed drains.
-    #[serde(default = "default_max_backoff_ms")]
-    pub max_retry_backoff_ms: u64,
-}
-
-fn default_region() -> String {
-    "us-east-1".into()
-}
-
-fn default_max_backoff_ms() -> u64 {
-    60_000
-}
-
-/// What happens to a local data file once it is in the bucket.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Retention {
-    KeepLocal,
-    #[default]
-    DeleteAfterUpload,
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum UploadError {

@@ -106,7 +106,7 @@ fn explain(a: ExplainArgs) -> anyhow::Result<ExitCode> {
     // The agent refuses a call whose JSON servers could read
     // otherwise; explain does too.
     if let Some(text) = &a.args {
-        interceptor::mcp::jsonrpc::check_json(text.as_bytes()).context("--args")?;
+        interceptor::jsonrpc::check_json(text.as_bytes()).context("--args")?;
     }
     let q = explain::Question {
         subject: a.subject,

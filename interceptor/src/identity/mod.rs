@@ -21,7 +21,7 @@ use serde_json::{Value, json};
 
 use crate::{
     config::{CertField, Config},
-    proxy::{ConnInfo, tls::PeerCert},
+    conn::{ConnInfo, PeerCert},
 };
 use credential::Credential;
 use oidc::{Issuer, TokenError, VerifyError};
@@ -116,7 +116,7 @@ pub enum AuthError {
     /// (expired, revoked, its CA withdrawn): whatever else the request
     /// carries, the connection is done.
     #[error("{0}")]
-    Cert(#[from] crate::proxy::tls::CertCheckError),
+    Cert(#[from] crate::conn::CertCheckError),
 }
 
 /// Agent error codes (README.md lists them).

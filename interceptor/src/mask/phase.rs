@@ -16,7 +16,7 @@ use serde_json::Value;
 
 use super::{Counts, Masker, Profile};
 use crate::{
-    mcp::jsonrpc::{Kind, Message},
+    jsonrpc::{Kind, Message},
     pipeline::{ExchangeEvent, MessageCtx, Phase},
 };
 

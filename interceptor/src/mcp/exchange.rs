@@ -5,10 +5,11 @@ use serde_json::Value;
 mod forwarded;
 pub use forwarded::Forwarded;
 
-use super::{jsonrpc::Message, session::SessionInfo};
+use super::session::SessionInfo;
+use crate::jsonrpc::Message;
 use crate::{
+    conn::ConnInfo,
     pipeline::{Direction, EventKind, ExchangeEvent, Pipeline, Transport, event::now_us},
-    proxy::ConnInfo,
 };
 
 /// Where a message travelled: the fields every event of one HTTP request
@@ -75,7 +76,7 @@ impl Origin {
     /// An event for an HTTP request that never became a message.
     pub fn rejected(&self, status: u16, error: Value, bytes_in: u64) -> ExchangeEvent {
         let empty = Message {
-            kind: super::jsonrpc::Kind::Notification,
+            kind: crate::jsonrpc::Kind::Notification,
             value: Value::Null,
             raw: None,
         };

@@ -20,10 +20,10 @@ use super::{
     auth,
     exchange::{self, Origin},
     held,
-    jsonrpc::{Kind, Message},
     session::{ClaimError, OpenError, Sessions},
     stream,
 };
+use crate::jsonrpc::{Kind, Message};
 use crate::{
     identity::{CODE_SESSION_OWNER, Caller, Identity},
     pipeline::{Direction, EventKind, HoldSignal, Pipeline, Transport, event::now_us},
@@ -61,15 +61,15 @@ impl Handler for McpHandler {
         Box::pin(async move { this.route(req, ctx).await })
     }
 
-    fn on_connect(&self, conn: &crate::proxy::ConnInfo) {
+    fn on_connect(&self, conn: &crate::conn::ConnInfo) {
         self.pipeline.on_connect(conn);
     }
 
-    fn on_close(&self, conn: &crate::proxy::ConnInfo, requests: u64) {
+    fn on_close(&self, conn: &crate::conn::ConnInfo, requests: u64) {
         self.pipeline.on_close(conn, requests);
     }
 
-    fn on_refused(&self, conn: &crate::proxy::ConnInfo, reason: &str) {
+    fn on_refused(&self, conn: &crate::conn::ConnInfo, reason: &str) {
         let origin = Origin {
             conn: conn.clone(),
             caller: None,

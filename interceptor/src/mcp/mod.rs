@@ -16,7 +16,6 @@ mod exchange;
 mod handler;
 mod held;
 pub mod ids;
-pub mod jsonrpc;
 pub mod session;
 pub mod sse;
 pub mod stateless;

@@ -8,7 +8,7 @@ use base64::Engine;
 use http::HeaderMap;
 use serde_json::{Value, json};
 
-use super::jsonrpc::{Body, Kind};
+use crate::jsonrpc::{Body, Kind};
 
 pub const CODE_HEADER_MISMATCH: i64 = -32020;
 const META_PROTOCOL_VERSION: &str = "io.modelcontextprotocol/protocolVersion";

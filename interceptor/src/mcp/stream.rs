@@ -19,10 +19,10 @@ pub use relay::sse;
 
 use super::{
     exchange::{self, Origin},
-    jsonrpc::{self, Body, Kind, Message},
     session::{SessionInfo, Sessions},
     sse,
 };
+use crate::jsonrpc::{self, Body, Kind, Message};
 use crate::{
     pipeline::{Direction, EventKind, MessageCtx, Notes, Pipeline, Transport},
     proxy::{

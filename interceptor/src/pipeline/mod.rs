@@ -14,6 +14,7 @@
 #![forbid(unsafe_code)]
 
 pub mod event;
+pub mod lifecycle;
 pub mod notes;
 pub mod sink;
 
@@ -23,13 +24,12 @@ use bytes::Bytes;
 use serde_json::Value;
 
 pub use event::{Direction, EventKind, ExchangeEvent, Transport};
+pub use lifecycle::{Events, LifecycleEvent, LifecycleSink, TextMask};
 pub use notes::{
     ApprovalMode, ApprovalNote, ApprovalRule, Decision, Effect, HoldSignal, MaskCounts, Notes,
 };
 
-use crate::{identity::Caller, mcp::jsonrpc::Message};
-
-pub use crate::proxy::ConnInfo;
+use crate::{conn::ConnInfo, identity::Caller, jsonrpc::Message};
 
 /// What a phase knows about the message in hand.
 #[derive(Debug, Clone)]

@@ -4,7 +4,7 @@ use bytes::Bytes;
 use serde_json::json;
 
 use super::*;
-use crate::mcp::jsonrpc::{Body, parse};
+use crate::jsonrpc::{Body, parse};
 
 struct Deny;
 impl Phase for Deny {

@@ -211,7 +211,7 @@ pub fn cedar_in(input: &Input, scope: Scope) -> Result<(Request, Entities), Poli
     let args_json = input
         .arguments
         .as_ref()
-        .map(crate::mcp::jsonrpc::canonical)
+        .map(crate::jsonrpc::canonical)
         .unwrap_or_default();
     let context = Context::from_pairs([
         ("method".to_string(), s(&input.method)),

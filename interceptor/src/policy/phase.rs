@@ -13,7 +13,7 @@ use super::{
 };
 use crate::{
     config::Config,
-    mcp::jsonrpc::{Kind, Message},
+    jsonrpc::{Kind, Message},
     pipeline::{Decision, Effect, MessageCtx, Phase, Verdict},
 };
 

@@ -38,8 +38,8 @@ pub use store::{PinError, PinStore};
 
 use crate::{
     config::{Config, OnToolChange},
-    mcp::jsonrpc::{Kind, Message, canonical},
-    pipeline::{MessageCtx, Phase, Verdict},
+    jsonrpc::{Kind, Message, canonical},
+    pipeline::{Events, LifecycleEvent, MessageCtx, Phase, Verdict},
 };
 
 /// Agent error: the called tool changed since it was pinned (block mode).
@@ -340,23 +340,21 @@ fn unix_now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-/// Audit callback: (row kind, message). The phase has no audit handle so
-/// that `policy` never depends on `audit` (data flows one way).
-pub type Note = Arc<dyn Fn(&'static str, String) + Send + Sync>;
-
 /// The pinning stage. Audit row kinds: `tool_pinned` (first sight),
 /// `tool_changed` (once per new fingerprint), `tool_restored` (back to
 /// its pin), `tool_repinned` (an operator's re-pin, as the agent saw it).
 ///
 /// The agent always runs it, audit or not: `on_tool_change = "block"` is
-/// enforcement and must not lapse because the audit is off (then `note`
+/// enforcement and must not lapse because the audit is off (then `events`
 /// does nothing and the log is the only record). A pins file that cannot
 /// be read or written does not stop traffic: pinning goes on in memory
 /// and the log says why.
 pub struct PinPhase {
     cfg: Arc<Config>,
     store: PinStore,
-    note: Note,
+    /// Audit rows go out through the audit's one sink, like every
+    /// other event made outside an exchange.
+    events: Events,
     cache: RwLock<Cache>,
     born: Instant,
     /// Milliseconds after `born` of the last look at the file; lets one
@@ -375,12 +373,12 @@ type Rows = Vec<(&'static str, String)>;
 impl PinPhase {
     /// Reads the pins file now; a missing file is an empty one, an
     /// unreadable one is logged and the phase starts from memory.
-    pub fn new(cfg: Arc<Config>, note: Note) -> Self {
+    pub fn new(cfg: Arc<Config>, events: Events) -> Self {
         let store = PinStore::new(cfg.pins_path());
         let phase = Self {
             cfg,
             store,
-            note,
+            events,
             cache: RwLock::new(Cache {
                 pins: PinFile::default(),
                 stamp: None,
@@ -458,7 +456,7 @@ impl PinPhase {
             } else {
                 tracing::info!(kind, "{message}");
             }
-            (self.note)(kind, message);
+            self.events.emit(LifecycleEvent::new(kind, message));
         }
     }
 

@@ -17,8 +17,9 @@ use http_body_util::BodyExt;
 use hyper::{body::Incoming, server::conn::http1, service::service_fn};
 use hyper_util::rt::{TokioIo, TokioTimer};
 
+use crate::conn::ConnInfo;
+
 use super::{
-    ConnInfo,
     body::{ProxyBody, full, stream},
     upstream::{Upstream, UpstreamError},
 };
@@ -50,7 +51,7 @@ impl ConnCtx {
     /// every request must find it still valid. Without `now` (a test's
     /// context) nothing newer than the handshake is known: refused, since
     /// a certificate that cannot be judged must not pass.
-    pub fn recheck_cert(&self) -> Result<(), super::tls::CertCheckError> {
+    pub fn recheck_cert(&self) -> Result<(), crate::conn::CertCheckError> {
         let Some(t) = &self.info.tls else {
             return Ok(());
         };

@@ -9,12 +9,10 @@
 //! owns the port and forwards to the configured upstream.
 #![forbid(unsafe_code)]
 
-pub mod addr;
 pub mod body;
 mod drain;
 pub mod http;
 pub mod limits;
-pub mod path;
 mod reclaim;
 pub mod tls;
 pub mod upstream;
@@ -33,23 +31,14 @@ use tokio::{
     sync::watch,
 };
 
-pub use addr::{ClientAddr, OrigDst};
 pub use drain::Drain;
 pub use http::{ConnCtx, Handler};
 pub use upstream::Upstream;
 
-use crate::config::{Config, Mode};
-
-/// Facts about one client connection.
-#[derive(Debug, Clone)]
-pub struct ConnInfo {
-    /// Unique within this agent run, for correlating log lines and events.
-    pub id: u64,
-    pub client: SocketAddr,
-    pub orig_dst: SocketAddr,
-    /// Set when the client spoke TLS.
-    pub tls: Option<Arc<tls::TlsInfo>>,
-}
+use crate::{
+    config::{Config, Mode},
+    conn::{ClientAddr, ConnInfo, OrigDst, addr},
+};
 
 static CONN_IDS: AtomicU64 = AtomicU64::new(1);
 

@@ -27,7 +27,10 @@ use sha2::{Digest, Sha256};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
 
-use crate::config::{ClientAuth, Tls};
+use crate::{
+    config::{ClientAuth, Tls},
+    conn::{CertCheckError, PeerCert, TlsInfo},
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
@@ -50,52 +53,6 @@ pub struct TlsServer {
     /// A TLS connection is closed (after the request in flight) this long
     /// after its handshake, so its client proves its identity again.
     pub max_connection_age: Duration,
-}
-
-/// The verified client certificate of a connection.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
-pub struct PeerCert {
-    /// SHA-256 of the DER, lowercase hex.
-    pub fingerprint: String,
-    /// Serial number, lowercase hex without leading zero bytes.
-    pub serial: String,
-    /// Validity end, Unix seconds.
-    pub not_after: i64,
-    pub subject: String,
-    pub issuer: String,
-    pub common_name: Option<String>,
-    /// Subject OU values: the caller's groups when a certificate names it.
-    pub organizational_units: Vec<String>,
-    pub san_uris: Vec<String>,
-    pub san_emails: Vec<String>,
-    pub san_dns: Vec<String>,
-}
-
-/// What a TLS connection negotiated.
-#[derive(Debug, Clone)]
-pub struct TlsInfo {
-    pub version: &'static str,
-    pub sni: Option<String>,
-    pub peer: Option<Arc<PeerCert>>,
-    /// The certificates the client presented, leaf first; empty: none.
-    /// `peer` is parsed from its first entry, so a connection with a peer
-    /// always has a chain to re-verify (see [`recheck`]).
-    pub chain: Arc<[CertificateDer<'static>]>,
-}
-
-/// Why a connection's client certificate no longer stands.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum CertCheckError {
-    #[error("client certificate expired")]
-    Expired,
-    #[error("client certificate not yet valid")]
-    NotYetValid,
-    #[error("client certificate revoked")]
-    Revoked,
-    /// Anything else the verifier in force now refuses (its CA was removed,
-    /// no CRL of its issuer is configured any more, mTLS was turned off).
-    #[error("client certificate no longer verifies: {0}")]
-    Rejected(String),
 }
 
 /// Re-verifies a connection's client certificate chain, as a handshake

@@ -13,7 +13,7 @@ fn file(text: &str) -> (tempfile::TempDir, Vec<PathBuf>) {
 
 /// One poll with the default `[mask]` and no audit.
 fn poll_now(running: &Running, files: &[PathBuf]) -> bool {
-    poll(running, files, &MaskConfig::default(), None)
+    poll(running, files, &MaskConfig::default(), &Events::default())
 }
 
 /// The agent loads at start and starts polling later: a change made in
@@ -22,7 +22,7 @@ fn poll_now(running: &Running, files: &[PathBuf]) -> bool {
 fn a_change_before_the_first_poll_is_picked_up() {
     let (_dir, files) = file(ONE);
     let running = empty();
-    install(&running, Some(load(&files).unwrap()), None);
+    install(&running, Some(load(&files).unwrap()), &Events::default());
     let first = running.version();
 
     std::fs::write(&files[0], TWO).unwrap();
@@ -36,7 +36,7 @@ fn a_change_before_the_first_poll_is_picked_up() {
 fn unchanged_files_are_not_reloaded() {
     let (_dir, files) = file(ONE);
     let running = empty();
-    install(&running, Some(load(&files).unwrap()), None);
+    install(&running, Some(load(&files).unwrap()), &Events::default());
     assert!(!poll_now(&running, &files));
 }
 
@@ -46,7 +46,7 @@ fn unchanged_files_are_not_reloaded() {
 fn a_broken_change_keeps_the_running_set() {
     let (_dir, files) = file(ONE);
     let running = empty();
-    install(&running, Some(load(&files).unwrap()), None);
+    install(&running, Some(load(&files).unwrap()), &Events::default());
     let first = running.version();
 
     std::fs::write(&files[0], "permit (principal, action,").unwrap();

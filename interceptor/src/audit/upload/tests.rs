@@ -267,7 +267,7 @@ fn s3_config(endpoint: String) -> S3Config {
     S3Config {
         bucket: "audit".into(),
         prefix: "p".into(),
-        region: default_region(),
+        region: "us-east-1".into(),
         endpoint: Some(endpoint),
         retention: Retention::DeleteAfterUpload,
         max_retry_backoff_ms: 2_000,

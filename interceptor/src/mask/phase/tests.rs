@@ -5,8 +5,8 @@ use serde_json::json;
 use super::*;
 use crate::{
     config::{Mask as MaskConfig, MaskProfile},
+    conn::ConnInfo,
     pipeline::{Decision, Direction, Effect, EventKind, Notes, Transport},
-    proxy::ConnInfo,
 };
 
 const EMAIL: &str = "ada.lovelace@example.org";

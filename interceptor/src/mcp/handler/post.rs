@@ -13,11 +13,8 @@ use super::{
 };
 use crate::{
     identity::Caller,
-    mcp::{
-        exchange,
-        jsonrpc::{self, Body, Kind},
-        stateless,
-    },
+    jsonrpc::{self, Body, Kind},
+    mcp::{exchange, stateless},
     pipeline::{
         Direction, EventKind, HoldSignal, MessageCtx, Notes, Outcome, Transport, event::now_us,
     },

@@ -9,10 +9,10 @@ use serde_json::{Value, json};
 
 use super::McpHandler;
 use crate::{
+    jsonrpc::{Body, Kind, Message},
     mcp::{
         exchange,
         ids::{self, Loose},
-        jsonrpc::{Body, Kind, Message},
         session::Sessions,
         stream,
     },

@@ -1,6 +1,6 @@
 //! Which requests on an MCP port are MCP. A request is MCP by what the
 //! server will make of it, not by how its path is spelled: its path is
-//! compared as servers route it (`proxy::path`), and a POST whose body is
+//! compared as servers route it (`reqpath`), and a POST whose body is
 //! JSON-RPC is MCP on any path. Everything else is refused unless the
 //! port's `pass_through` names its path; refusals are audited.
 
@@ -13,18 +13,15 @@ use serde_json::{Value, json};
 use super::McpHandler;
 use crate::{
     identity::Caller,
-    mcp::{
-        exchange,
-        jsonrpc::{Kind, Message},
-        session::LegacyError,
-    },
+    jsonrpc::{Kind, Message},
+    mcp::{exchange, session::LegacyError},
     pipeline::{Direction, EventKind, Transport, event::now_us},
     proxy::{
         ConnCtx,
         body::{ProxyBody, ReadError, full, read_limited},
         http::{CODE_REQUEST_TIMEOUT, CODE_TOO_LARGE, json_response, pass_through},
-        path,
     },
+    reqpath,
 };
 
 /// Not an MCP request, and its path is not in the port's `pass_through`.
@@ -70,7 +67,7 @@ impl McpHandler {
             let msg = "more than one Mcp-Session-Id header".to_string();
             return Class::Refuse(StatusCode::BAD_REQUEST, CODE_AMBIGUOUS, msg);
         }
-        let norm = match path::normalize(uri.path()) {
+        let norm = match reqpath::normalize(uri.path()) {
             Ok(p) => p,
             Err(e) => return Class::Refuse(StatusCode::BAD_REQUEST, CODE_AMBIGUOUS, e.to_string()),
         };
@@ -78,13 +75,13 @@ impl McpHandler {
             .rule
             .mcp_paths
             .iter()
-            .any(|p| path::normalize(p).is_ok_and(|p| p == norm))
+            .any(|p| reqpath::normalize(p).is_ok_and(|p| p == norm))
             || self.sessions.is_legacy_path(&norm);
         let pass = ctx
             .rule
             .pass_through
             .iter()
-            .any(|p| path::matches(p, &norm));
+            .any(|p| reqpath::matches(p, &norm));
         match *method {
             Method::POST | Method::GET | Method::DELETE if mcp => Class::Mcp,
             _ if mcp => Class::Refuse(

@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 
-use crate::proxy::path::{self, PathError};
+use crate::reqpath::{self, PathError};
 
 /// Why a POST to a legacy message endpoint is refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -38,7 +38,7 @@ pub(super) struct Endpoints {
 
 fn split(target: &str) -> Result<(String, Vec<(String, String)>), PathError> {
     let (p, q) = target.split_once('?').unwrap_or((target, ""));
-    Ok((path::normalize(p)?, path::query_pairs(q)?))
+    Ok((reqpath::normalize(p)?, reqpath::query_pairs(q)?))
 }
 
 impl Endpoints {
@@ -73,7 +73,10 @@ impl Endpoints {
     /// when its path is no legacy endpoint or it names no session.
     pub(super) fn session(&self, target: &str) -> Result<Option<String>, LegacyError> {
         let (p, _) = target.split_once('?').unwrap_or((target, ""));
-        let Some(list) = path::normalize(p).ok().and_then(|p| self.by_path.get(&p)) else {
+        let Some(list) = reqpath::normalize(p)
+            .ok()
+            .and_then(|p| self.by_path.get(&p))
+        else {
             return Ok(None);
         };
         let (_, pairs) = split(target)?;

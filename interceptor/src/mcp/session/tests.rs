@@ -1,5 +1,5 @@
 use super::*;
-use crate::{mcp::exchange::Origin, proxy::ConnInfo};
+use crate::{conn::ConnInfo, mcp::exchange::Origin};
 
 const ALICE: &str = "oidc|http://issuer|alice";
 const BOB: &str = "oidc|http://issuer|bob";

@@ -2,7 +2,7 @@ use bytes::Bytes;
 use http::HeaderMap;
 
 use super::*;
-use crate::mcp::jsonrpc::parse;
+use crate::jsonrpc::parse;
 
 fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
     let mut h = HeaderMap::new();

@@ -11,10 +11,10 @@ use serde_json::{Value, json};
 
 use super::State;
 use crate::{
+    jsonrpc::Message,
     mcp::{
         exchange,
         ids::{self, Loose},
-        jsonrpc::Message,
     },
     pipeline::EventKind,
     proxy::http::CODE_UPSTREAM_UNAVAILABLE,

@@ -5,10 +5,10 @@ use serde_json::json;
 
 use super::*;
 use crate::{
+    conn::ConnInfo,
     identity::{AuthMethod, Caller},
-    mcp::jsonrpc::{Body, parse},
+    jsonrpc::{Body, parse},
     pipeline::{Notes, Transport},
-    proxy::ConnInfo,
 };
 
 const POLICY: &str = r#"

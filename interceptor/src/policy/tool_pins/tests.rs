@@ -11,16 +11,25 @@ use serde_json::json;
 use super::*;
 use crate::{
     config::PortRule,
-    mcp::jsonrpc::{Body, parse},
-    pipeline::{ConnInfo, Notes as MsgNotes, Transport},
+    conn::ConnInfo,
+    jsonrpc::{Body, parse},
+    pipeline::{LifecycleSink, Notes as MsgNotes, Transport},
 };
 
-type Log = Arc<Mutex<Vec<(&'static str, String)>>>;
+/// The audit as the pins phase sees it: kinds and messages, in order.
+#[derive(Default)]
+struct Log(Mutex<Vec<(String, String)>>);
+
+impl LifecycleSink for Log {
+    fn lifecycle(&self, e: crate::pipeline::LifecycleEvent) {
+        self.0.lock().unwrap().push((e.kind, e.message));
+    }
+}
 
 struct Rig {
     _dir: tempfile::TempDir,
     cfg: Arc<Config>,
-    log: Log,
+    log: Arc<Log>,
 }
 
 impl Rig {
@@ -37,17 +46,13 @@ impl Rig {
         Self {
             _dir: dir,
             cfg: Arc::new(cfg),
-            log: Log::default(),
+            log: Arc::default(),
         }
     }
 
     fn phase(&self) -> PinPhase {
-        let log = self.log.clone();
-        PinPhase::new(
-            self.cfg.clone(),
-            Arc::new(move |k, m| log.lock().unwrap().push((k, m))),
-        )
-        .recheck_every(Duration::ZERO)
+        let events = Events::new(Some(self.log.clone()), None);
+        PinPhase::new(self.cfg.clone(), events).recheck_every(Duration::ZERO)
     }
 
     fn path(&self) -> &Path {
@@ -55,11 +60,11 @@ impl Rig {
     }
 
     /// Audit notes so far, emptied.
-    fn notes(&self) -> Vec<(&'static str, String)> {
-        std::mem::take(&mut *self.log.lock().unwrap())
+    fn notes(&self) -> Vec<(String, String)> {
+        std::mem::take(&mut *self.log.0.lock().unwrap())
     }
 
-    fn kinds(&self) -> Vec<&'static str> {
+    fn kinds(&self) -> Vec<String> {
         self.notes().into_iter().map(|(k, _)| k).collect()
     }
 }

@@ -1,7 +1,7 @@
 use serde_json::Value;
 
 use super::*;
-use crate::{mcp::exchange::Origin, pipeline::Transport, proxy::ConnInfo};
+use crate::{conn::ConnInfo, mcp::exchange::Origin, pipeline::Transport};
 
 fn event() -> ExchangeEvent {
     let origin = Origin {

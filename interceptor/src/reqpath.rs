@@ -9,6 +9,10 @@
 //! path any of them routes to an MCP endpoint normalizes to that endpoint.
 //! Where readings would disagree on *which* path it is (dot segments, an
 //! escaped `/`, `%`, `?`, `#`, `\` or control byte), the path is refused.
+//!
+//! A leaf module: config validates configured paths with it and mcp routes
+//! requests with it; it imports nothing from the rest of the crate.
+#![forbid(unsafe_code)]
 
 /// Why a path or query has no single reading.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -2,6 +2,10 @@
 //!
 //! A message keeps the exact bytes it arrived as, so an unchanged message is
 //! forwarded byte for byte; only a phase that rewrites one re-serializes it.
+//!
+//! A leaf module: every stage (mcp, the pipeline and its phases, audit) may
+//! use these types, and it imports nothing from the rest of the crate.
+#![forbid(unsafe_code)]
 
 use bytes::Bytes;
 use serde_json::{Map, Value};
