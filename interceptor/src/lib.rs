@@ -9,6 +9,7 @@ pub mod approval;
 pub mod audit;
 pub mod config;
 pub mod doctor;
+pub mod error;
 pub mod escape;
 pub mod identity;
 pub mod init;
