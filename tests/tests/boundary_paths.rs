@@ -128,6 +128,14 @@ fn code(r: &RawResponse) -> i64 {
         .unwrap_or(0)
 }
 
+/// The error's `data.reason`: refusals that share a code differ here.
+fn reason(r: &RawResponse) -> String {
+    serde_json::from_slice::<Value>(&r.body)
+        .ok()
+        .and_then(|v| v["error"]["data"]["reason"].as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
 #[test]
 fn every_spelling_of_an_mcp_request_is_judged_or_refused() {
     require_root();
@@ -164,6 +172,7 @@ fn every_spelling_of_an_mcp_request_is_judged_or_refused() {
     for path in AMBIGUOUS {
         let r = w.post(path, &echo_call(1), &[bearer(&alice)]);
         assert_eq!((r.status, code(&r)), (400, -32006), "{path}: {r:?}");
+        assert_eq!(reason(&r), "ambiguous_request", "{path}: {r:?}");
     }
     let events = w.agent.wait_events("a row for every request", |ev| {
         ev.iter().filter(|e| e["decided_by"] == "policy").count() >= MCP_SPELLINGS.len()
@@ -317,8 +326,10 @@ fn non_mcp_requests_are_refused_by_default_and_never_get_the_credential() {
     let alice = token(&w.issuer, "alice", &["dev"]);
     let r = raw_world(&w, "GET", "/healthz", &alice, "");
     assert_eq!((r.status, code(&r)), (404, -32006), "{r:?}");
+    assert_eq!(reason(&r), "not_mcp", "{r:?}");
     let r = raw_world(&w, "PUT", "/mcp", &alice, "{}");
     assert_eq!((r.status, code(&r)), (405, -32006), "{r:?}");
+    assert_eq!(reason(&r), "method_not_allowed", "{r:?}");
     // A server's admin API behind the MCP port, and a PUT on the MCP path
     // carrying a JSON-RPC call: neither may reach it with the agent's
     // credential (the server would act on it as the agent).

@@ -198,7 +198,10 @@ fn bearer_tokens_bind_identity_and_forgeries_are_refused() {
     };
     let hijack = post_mcp(&ns, list.clone(), &session(&bob));
     assert_eq!(hijack.status, 403, "{}", hijack.head);
-    assert_eq!(hijack.code(), -32001);
+    assert_eq!(
+        (hijack.code(), hijack.reason()),
+        (-32001, "session_owner".into())
+    );
     let notified = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
     assert_eq!(post_mcp(&ns, notified, &session(&rotated)).status, 202);
     let owner = post_mcp(&ns, list, &session(&rotated));
