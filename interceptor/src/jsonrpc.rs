@@ -35,12 +35,14 @@ pub enum ParseError {
 }
 
 impl ParseError {
-    /// The JSON-RPC error code for this failure.
-    pub fn code(&self) -> i64 {
-        match self {
-            ParseError::Utf8(_) | ParseError::Json(_) => -32700,
-            ParseError::Invalid(_) => -32600,
-        }
+    /// The refusal answering this failure.
+    pub fn refusal(&self) -> crate::error::Refusal {
+        use crate::error::{Reason, Refusal};
+        let reason = match self {
+            ParseError::Utf8(_) | ParseError::Json(_) => Reason::ParseError,
+            ParseError::Invalid(_) => Reason::InvalidRequest,
+        };
+        Refusal::new(reason, self.to_string())
     }
 }
 
@@ -272,16 +274,6 @@ impl Message {
         *self = m;
         Ok(())
     }
-}
-
-/// A JSON-RPC error response. `id` is `Value::Null` when the request's id is
-/// unknown (unparseable body).
-pub fn error_response(id: Value, code: i64, message: &str, data: Option<Value>) -> Value {
-    let mut err = serde_json::json!({ "code": code, "message": message });
-    if let Some(d) = data {
-        err["data"] = d;
-    }
-    serde_json::json!({ "jsonrpc": "2.0", "id": id, "error": err })
 }
 
 mod strict;

@@ -28,6 +28,7 @@ pub mod audit;
 pub mod config;
 pub mod conn;
 pub mod doctor;
+pub mod error;
 pub mod escape;
 pub mod identity;
 pub mod init;

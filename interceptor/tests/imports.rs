@@ -22,6 +22,7 @@ use std::{
 /// Shared types every module may use; each may import only leaves before it.
 const LEAVES: &[&str] = &[
     "escape",
+    "error",
     "conn",
     "jsonrpc",
     "reqpath",

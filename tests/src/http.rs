@@ -46,6 +46,15 @@ impl RawResponse {
     pub fn code(&self) -> i64 {
         self.json()["error"]["code"].as_i64().unwrap_or(0)
     }
+
+    /// The error's `data.reason`, which tells refusals sharing a code apart.
+    pub fn reason(&self) -> String {
+        let v = self.json();
+        v["error"]["data"]["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    }
 }
 
 /// A POST of `body` to `path`, `Connection: close`, extra header lines

@@ -353,7 +353,7 @@ fn held_calls_are_released_on_approve_and_refused_on_deny_and_timeout() {
         assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
         held.join().unwrap().1
     });
-    assert_eq!(denied["error"]["code"], -32097, "{denied}");
+    assert_eq!(denied["error"]["code"], -32002, "{denied}");
     let m = denied["error"]["message"].as_str().unwrap();
     assert!(
         m.contains("denied by carol: not in the change window"),
@@ -363,7 +363,7 @@ fn held_calls_are_released_on_approve_and_refused_on_deny_and_timeout() {
     // Nobody decides: refused after hold_timeout_seconds (4 s).
     let t = std::time::Instant::now();
     let (_, expired) = s.call(&w, 12, "add", json!({"a": 5, "b": 5}), false);
-    assert_eq!(expired["error"]["code"], -32098, "{expired}");
+    assert_eq!(expired["error"]["code"], -32003, "{expired}");
     assert!(t.elapsed() >= Duration::from_secs(3), "{:?}", t.elapsed());
 
     // The webhook heard of all three.
@@ -469,7 +469,7 @@ fn retry_mode_is_single_use_bound_to_arguments_and_needs_two_approvers() {
 
     let first = client_call(&w, &alice, "lookup_customer", args.clone()).unwrap_err();
     assert!(
-        first.contains("-32094") && first.contains("approval required"),
+        first.contains("-32003") && first.contains("approval required"),
         "{first}"
     );
     let id = approval_id(&first);
@@ -576,7 +576,7 @@ fn grants_expire_by_themselves_and_state_survives_a_restart() {
     let q = json!({"sql": "select 1"});
 
     let denied = client_call(&w, &alice, "query", q.clone()).unwrap_err();
-    assert!(denied.contains("-32093"), "no grant, no query: {denied}");
+    assert!(denied.contains("-32002"), "no grant, no query: {denied}");
     // Only members of grant_groups may grant.
     let carol = admin_token(&w, "carol", &["oncall"]);
     let r = admin(
@@ -599,7 +599,7 @@ fn grants_expire_by_themselves_and_state_survives_a_restart() {
     );
     std::thread::sleep(Duration::from_secs(5));
     let late = client_call(&w, &alice, "query", q.clone()).unwrap_err();
-    assert!(late.contains("-32093"), "{late}");
+    assert!(late.contains("-32002"), "{late}");
 
     // A long grant, a pending retry-mode approval and a held call; then
     // the agent dies (SIGKILL) and restarts.
@@ -674,7 +674,7 @@ fn grants_expire_by_themselves_and_state_survives_a_restart() {
     assert!(
         client_call(&w, &alice, "query", q)
             .unwrap_err()
-            .contains("-32093")
+            .contains("-32002")
     );
 
     let rows = approval_rows(&mut w);

@@ -337,7 +337,7 @@ fn one_subject_name_under_two_issuers_is_two_principals() {
         "ran: select 1"
     );
     let e = call(&t.ns, &alice_b, "query", q).unwrap_err();
-    assert!(e.contains("-32093"), "alice of B used A's grant: {e}");
+    assert!(e.contains("-32002"), "alice of B used A's grant: {e}");
     // Two issuers: a grant must name one.
     let (ok, text) = cli(
         t.dir.path(),
@@ -362,5 +362,5 @@ fn one_subject_name_under_two_issuers_is_two_principals() {
         "hi"
     );
     let e = call(&t.ns, &alice_b, "echo", json!({"text": "hi"})).unwrap_err();
-    assert!(e.contains("-32093"), "{e}");
+    assert!(e.contains("-32002"), "{e}");
 }

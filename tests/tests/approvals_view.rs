@@ -310,7 +310,7 @@ fn a_flood_stops_at_the_per_caller_cap_and_the_listing_pages_oldest_first() {
             .collect();
         calls.into_iter().map(|c| c.join().unwrap()).collect()
     });
-    let capped = errors.iter().filter(|e| e.contains("-32074")).count();
+    let capped = errors.iter().filter(|e| e.contains("-32004")).count();
     assert_eq!(capped, 3, "{errors:#?}");
     // The refusal as the client reads it: code, reason, the cap named.
     let r = post_session(
@@ -323,7 +323,7 @@ fn a_flood_stops_at_the_per_caller_cap_and_the_listing_pages_oldest_first() {
     );
     let m = messages(&r).into_iter().find(|m| m["id"] == 9).unwrap();
     assert_eq!(r.status, 200, "{m}");
-    assert_eq!(m["error"]["code"], -32074, "{m}");
+    assert_eq!(m["error"]["code"], -32004, "{m}");
     assert_eq!(m["error"]["data"]["reason"], "approval_cap", "{m}");
     assert!(
         m["error"]["message"]
@@ -399,7 +399,7 @@ fn a_flood_stops_at_the_per_caller_cap_and_the_listing_pages_oldest_first() {
     );
     assert_eq!(r.status, 200, "{}", body(&r));
     let e = call(&w.ns, &alice, "lookup_customer", json!({"id": "after"})).unwrap_err();
-    assert!(e.contains("-32094"), "a slot was freed: {e}");
+    assert!(e.contains("-32003"), "a slot was freed: {e}");
 }
 
 #[test]
@@ -425,7 +425,7 @@ fn one_human_under_a_local_and_an_oidc_name_votes_once_and_never_on_their_own_ca
         body(&r)
     );
     let e = call(&w.ns, &alice, "echo", text.clone()).unwrap_err();
-    assert!(e.contains("-32094"), "still pending: {e}");
+    assert!(e.contains("-32003"), "still pending: {e}");
     let carol = token(&w.issuer, ADMIN_AUD, "carol", &["oncall"]);
     assert_eq!(approve(&w.ns, &id, &carol).status, 200);
     assert_eq!(call(&w.ns, &alice, "echo", text).unwrap(), "hi");

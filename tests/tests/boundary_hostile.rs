@@ -128,7 +128,7 @@ fn a_response_id_that_matches_only_loosely_is_never_forwarded() {
     assert!(!body.contains("7.0"), "{body}");
     assert!(!body.contains("serverInfo"), "{body}");
     assert!(
-        body.contains("\"id\":7") && body.contains("-32081") && body.contains("cannot judge"),
+        body.contains("\"id\":7") && body.contains("-32005") && body.contains("cannot judge"),
         "{body}"
     );
     let events = agent.wait_events("the refused initialize", |ev| {
@@ -160,7 +160,7 @@ fn a_response_id_that_matches_only_loosely_is_never_forwarded() {
     let rows = rows["rows"].as_array().unwrap();
     assert!(rows.len() >= 2, "{rows:?}");
     assert!(
-        rows.iter().all(|r| r == &json!(["unanswered", -32081])),
+        rows.iter().all(|r| r == &json!(["unanswered", -32005])),
         "{rows:?}"
     );
 }

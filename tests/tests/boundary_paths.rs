@@ -128,6 +128,14 @@ fn code(r: &RawResponse) -> i64 {
         .unwrap_or(0)
 }
 
+/// The error's `data.reason`: refusals that share a code differ here.
+fn reason(r: &RawResponse) -> String {
+    serde_json::from_slice::<Value>(&r.body)
+        .ok()
+        .and_then(|v| v["error"]["data"]["reason"].as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
 #[test]
 fn every_spelling_of_an_mcp_request_is_judged_or_refused() {
     require_root();
@@ -139,14 +147,14 @@ fn every_spelling_of_an_mcp_request_is_judged_or_refused() {
         let r = w.post(path, &echo_call(id), &[]);
         assert_eq!(
             (r.status, code(&r)),
-            (401, -32087),
+            (401, -32001),
             "{path} without a token: {r:?}"
         );
         // Policy decides: echo is forbidden, whatever the spelling.
         let r = w.post(path, &echo_call(id), &[bearer(&alice)]);
         assert_eq!(
             (r.status, code(&r)),
-            (200, -32093),
+            (200, -32002),
             "{path}: policy must decide: {r:?}"
         );
         // And what is allowed reaches the server, as MCP.
@@ -163,7 +171,8 @@ fn every_spelling_of_an_mcp_request_is_judged_or_refused() {
     }
     for path in AMBIGUOUS {
         let r = w.post(path, &echo_call(1), &[bearer(&alice)]);
-        assert_eq!((r.status, code(&r)), (400, -32072), "{path}: {r:?}");
+        assert_eq!((r.status, code(&r)), (400, -32006), "{path}: {r:?}");
+        assert_eq!(reason(&r), "ambiguous_request", "{path}: {r:?}");
     }
     let events = w.agent.wait_events("a row for every request", |ev| {
         ev.iter().filter(|e| e["decided_by"] == "policy").count() >= MCP_SPELLINGS.len()
@@ -218,7 +227,7 @@ fn methods_the_transport_does_not_define_and_other_paths_are_refused() {
             assert_eq!(r.status, 405, "{method} {path}: {r:?}");
             assert_eq!(header(&r, "allow"), Some("GET, POST, DELETE"), "{r:?}");
             if method != "HEAD" {
-                assert_eq!(code(&r), -32071, "{method} {path}: {r:?}");
+                assert_eq!(code(&r), -32006, "{method} {path}: {r:?}");
             }
             refused += 1;
         }
@@ -233,14 +242,14 @@ fn methods_the_transport_does_not_define_and_other_paths_are_refused() {
         let r = w.raw(method, path, &alice, b);
         assert_eq!(
             (r.status, code(&r)),
-            (404, -32070),
+            (404, -32006),
             "{method} {path}: {r:?}"
         );
         refused += 1;
     }
     // A body that may be JSON-RPC in a form the agent does not read.
     let r = w.raw("POST", "/api/x", &alice, r#"{"jsonrpc":"2.0","id":1,}"#);
-    assert_eq!((r.status, code(&r)), (400, -32072), "{r:?}");
+    assert_eq!((r.status, code(&r)), (400, -32006), "{r:?}");
     refused += 1;
     let events = w.agent.wait_events("every refusal audited", |ev| {
         ev.iter().filter(|e| e["decided_by"] == "route").count() >= refused
@@ -316,9 +325,11 @@ fn non_mcp_requests_are_refused_by_default_and_never_get_the_credential() {
     let w = credential_world("bcred", "");
     let alice = token(&w.issuer, "alice", &["dev"]);
     let r = raw_world(&w, "GET", "/healthz", &alice, "");
-    assert_eq!((r.status, code(&r)), (404, -32070), "{r:?}");
+    assert_eq!((r.status, code(&r)), (404, -32006), "{r:?}");
+    assert_eq!(reason(&r), "not_mcp", "{r:?}");
     let r = raw_world(&w, "PUT", "/mcp", &alice, "{}");
-    assert_eq!((r.status, code(&r)), (405, -32071), "{r:?}");
+    assert_eq!((r.status, code(&r)), (405, -32006), "{r:?}");
+    assert_eq!(reason(&r), "method_not_allowed", "{r:?}");
     // A server's admin API behind the MCP port, and a PUT on the MCP path
     // carrying a JSON-RPC call: neither may reach it with the agent's
     // credential (the server would act on it as the agent).
@@ -330,7 +341,7 @@ fn non_mcp_requests_are_refused_by_default_and_never_get_the_credential() {
     ] {
         let r = raw_world(&w, method, path, &alice, body);
         assert!(
-            (r.status, code(&r)) == (404, -32070) || (r.status, code(&r)) == (405, -32071),
+            (r.status, code(&r)) == (404, -32006) || (r.status, code(&r)) == (405, -32006),
             "{method} {path} was not refused: {r:?}"
         );
         assert!(
@@ -387,7 +398,7 @@ fn pass_through_is_configured_and_carries_no_credential() {
     );
     // Not listed: still refused.
     let r = raw_world(&w, "GET", "/metrics", &alice, "");
-    assert_eq!((r.status, code(&r)), (404, -32070), "{r:?}");
+    assert_eq!((r.status, code(&r)), (404, -32006), "{r:?}");
     // A JSON-RPC body on a pass-through path is MCP: judged, audited, and
     // then (only then) sent with the agent's credential.
     let call = json!({"jsonrpc": "2.0", "id": 7, "method": "tools/list"});

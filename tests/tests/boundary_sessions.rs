@@ -78,10 +78,10 @@ fn made_up_session_ids_are_refused_and_a_flood_unbinds_nothing() {
     // says for a session the server does not know), never sent on.
     for method in ["GET", "DELETE"] {
         let r = in_session(&w, method, &bob, "made-up-1");
-        assert_eq!((r.status, code(&r)), (404, -32073), "{method}: {r:?}");
+        assert_eq!((r.status, code(&r)), (404, -32000), "{method}: {r:?}");
     }
     let r = ping(&w, &bob, "made-up-2");
-    assert_eq!((r.status, code(&r)), (404, -32073), "{r:?}");
+    assert_eq!((r.status, code(&r)), (404, -32000), "{r:?}");
 
     // A flood of them from bob, on four connections at a time.
     const FLOOD: usize = 2000;
@@ -124,15 +124,15 @@ fn made_up_session_ids_are_refused_and_a_flood_unbinds_nothing() {
     ];
     let refs: Vec<&str> = both.iter().map(String::as_str).collect();
     let r = post_in(&w.ns, addr(), "/mcp", body.as_bytes(), &refs);
-    assert_eq!((r.status, code(&r)), (400, -32072), "{r:?}");
+    assert_eq!((r.status, code(&r)), (400, -32006), "{r:?}");
 
     // Alice's binding is where it was: hers, and not bob's.
     assert_eq!(ping(&w, &alice, &sid).status, 200);
     let r = ping(&w, &bob, &sid);
-    assert_eq!((r.status, code(&r)), (403, -32089), "{r:?}");
+    assert_eq!((r.status, code(&r)), (403, -32001), "{r:?}");
     w.agent.wait_events("the refusals' rows", |ev| {
         ev.iter()
-            .filter(|e| e["error"]["code"] == -32073 && e["http_status"] == 404)
+            .filter(|e| e["error"]["code"] == -32000 && e["http_status"] == 404)
             .count()
             >= FLOOD + 3
     });
@@ -210,18 +210,18 @@ fn legacy_sse_posts_are_matched_on_the_parsed_session_id() {
         target.clone(),
     ] {
         let r = post(&t, &bob);
-        assert_eq!((r.status, code(&r)), (403, -32089), "{t}: {r:?}");
+        assert_eq!((r.status, code(&r)), (403, -32001), "{t}: {r:?}");
     }
     // Queries with no single reading, and sessions the server never opened.
     for (t, status, c) in [
         (
             format!("{path}?sessionId={sid}&sessionId={sid}"),
             400,
-            -32072,
+            -32006,
         ),
-        (format!("{path}?sessionid={sid}"), 400, -32072),
-        (format!("{path}?sessionId={sid}%26x%3d1"), 400, -32072),
-        (format!("{path}?sessionId=not-a-session"), 404, -32073),
+        (format!("{path}?sessionid={sid}"), 400, -32006),
+        (format!("{path}?sessionId={sid}%26x%3d1"), 400, -32006),
+        (format!("{path}?sessionId=not-a-session"), 404, -32000),
     ] {
         let r = post(&t, &alice);
         assert_eq!((r.status, code(&r)), (status, c), "{t}: {r:?}");
@@ -232,7 +232,7 @@ fn legacy_sse_posts_are_matched_on_the_parsed_session_id() {
     let events = agent.wait_events("alice's ping and the refusals", |ev| {
         ev.iter()
             .any(|e| e["method"] == "ping" && e["caller"]["subject"] == "alice")
-            && ev.iter().filter(|e| e["error"]["code"] == -32089).count() >= 5
+            && ev.iter().filter(|e| e["error"]["code"] == -32001).count() >= 5
     });
     let pings: Vec<&Value> = events.iter().filter(|e| e["method"] == "ping").collect();
     assert!(

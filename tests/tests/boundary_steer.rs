@@ -338,12 +338,17 @@ fn one_callers_get_streams_cannot_stop_another_callers_post() {
     assert_eq!((m1.status, _m2.status), (200, 200));
     let m3 = raw::open_stream(&ns, mallory);
     assert_eq!(m3.status, 429, "over the caller's share: {}", m3.head);
-    assert_eq!(m3.code(), -32078, "{}", m3.head);
+    assert_eq!(
+        (m3.code(), m3.reason()),
+        (-32004, "caller_busy".into()),
+        "{}",
+        m3.head
+    );
     let e1 = raw::open_stream(&ns, eve);
     assert_eq!(e1.status, 200, "another caller still gets a stream");
     let e2 = raw::open_stream(&ns, eve);
     assert_eq!(e2.status, 503, "every stream slot is held: {}", e2.head);
-    assert_eq!(e2.code(), -32079);
+    assert_eq!((e2.code(), e2.reason()), (-32004, "upstream_busy".into()));
 
     // Every stream slot of the server is held, yet a call goes through.
     assert_eq!(raw::echo(&ns, alice, "still served"), "still served");

@@ -1,7 +1,7 @@
 //! Faults of the agent's peers, end to end: an MCP server that is slow or
-//! never answers (504 / -32082, then the next call works), and an OIDC
+//! never answers (504 / -32005, then the next call works), and an OIDC
 //! issuer that goes down (cached keys trusted for a bounded time, then
-//! fail closed with 503 / -32092, recovery when it returns). Each failure
+//! fail closed with 503 / -32007, recovery when it returns). Each failure
 //! leaves a log line, an event and an audit row.
 
 use std::{
@@ -112,7 +112,7 @@ fn slow_tool_with_a_json_answer_gets_504_and_the_next_call_works() {
     let agent = Agent::start(&ns, dir.path(), "", &tables());
 
     let (slow, took) = timed(&ns, tool_call(7, "sleep", json!({"ms": SLOW_MS})));
-    assert_eq!((slow.status, slow.code()), (504, -32082), "{slow:?}");
+    assert_eq!((slow.status, slow.code()), (504, -32005), "{slow:?}");
     assert_eq!(slow.json()["id"], 7, "the error answers the call by id");
     let message = slow.json()["error"]["message"]
         .as_str()
@@ -138,13 +138,13 @@ fn slow_tool_with_a_json_answer_gets_504_and_the_next_call_works() {
     let ev = unanswered(&agent, "tools/call");
     assert_eq!(
         (&ev["target"], &ev["http_status"], &ev["error"]["code"]),
-        (&json!("sleep"), &json!(504), &json!(-32082)),
+        (&json!("sleep"), &json!(504), &json!(-32005)),
         "{ev}"
     );
     let row = audit_row(&agent, "unanswered", method_is("tools/call"));
     assert_eq!(
         (row.target.as_deref(), row.http_status, row.error_code),
-        (Some("sleep"), Some(504), Some(-32082)),
+        (Some("sleep"), Some(504), Some(-32005)),
         "{row:?}"
     );
     let log = agent.log();
@@ -169,7 +169,7 @@ fn slow_tool_on_an_sse_answer_gets_a_timeout_error_and_the_next_call_works() {
     assert!(!slow.ok(), "the call fails: {:?}", slow.output);
     let err = slow.stderr();
     assert!(
-        err.contains("-32082") && err.contains("http.upstream_response_timeout_ms"),
+        err.contains("-32005") && err.contains("http.upstream_response_timeout_ms"),
         "{err}"
     );
     // initialize and tools/list come first; each takes milliseconds.
@@ -185,7 +185,7 @@ fn slow_tool_on_an_sse_answer_gets_a_timeout_error_and_the_next_call_works() {
     let ev = unanswered(&agent, "tools/call");
     assert_eq!(
         (&ev["target"], &ev["error"]["code"]),
-        (&json!("sleep"), &json!(-32082)),
+        (&json!("sleep"), &json!(-32005)),
         "{ev}"
     );
     let session = ev["session_id"]
@@ -195,7 +195,7 @@ fn slow_tool_on_an_sse_answer_gets_a_timeout_error_and_the_next_call_works() {
     let row = audit_row(&agent, "unanswered", method_is("tools/call"));
     assert_eq!(
         (row.session_id.as_deref(), row.error_code),
-        (Some(session.as_str()), Some(-32082)),
+        (Some(session.as_str()), Some(-32005)),
         "{row:?}"
     );
     assert!(
@@ -289,7 +289,7 @@ fn upstream_that_never_answers_the_request_head_gets_504() {
 
     let req = post("/mcp", initialize(3).to_string().as_bytes(), &[]);
     let (resp, took) = timed(&ns, req);
-    assert_eq!((resp.status, resp.code()), (504, -32082), "{resp:?}");
+    assert_eq!((resp.status, resp.code()), (504, -32005), "{resp:?}");
     assert_eq!(resp.json()["id"], 3);
     assert!(
         took >= Duration::from_millis(TIMEOUT_MS - 100) && took < Duration::from_secs(5),
@@ -304,11 +304,11 @@ fn upstream_that_never_answers_the_request_head_gets_504() {
     let ev = unanswered(&agent, "initialize");
     assert_eq!(
         (&ev["http_status"], &ev["error"]["code"]),
-        (&json!(504), &json!(-32082)),
+        (&json!(504), &json!(-32005)),
         "{ev}"
     );
     let row = audit_row(&agent, "unanswered", method_is("initialize"));
-    assert_eq!((row.http_status, row.error_code), (Some(504), Some(-32082)));
+    assert_eq!((row.http_status, row.error_code), (Some(504), Some(-32005)));
     assert!(agent.log().contains("upstream failed"), "{}", agent.log());
 
     // A real server in its place: the next request works (no connection
@@ -385,7 +385,7 @@ fn issuer_down_keys_trusted_until_stale_then_fail_closed_then_recover() {
     );
     assert_eq!(
         (refused.status, refused.code()),
-        (503, -32092),
+        (503, -32007),
         "{refused:?}"
     );
     assert_eq!(header(&refused, "retry-after"), Some("5"));
@@ -413,11 +413,11 @@ fn issuer_down_keys_trusted_until_stale_then_fail_closed_then_recover() {
     let ev = events.iter().find(|e| e["http_status"] == 503).unwrap();
     assert_eq!(
         (&ev["kind"], &ev["decided_by"], &ev["error"]["code"]),
-        (&json!("rejected"), &json!("identity"), &json!(-32092)),
+        (&json!("rejected"), &json!("identity"), &json!(-32007)),
         "{ev}"
     );
     let row = audit_row(&w.agent, "rejected", |s| s.http_status == Some(503));
-    assert_eq!((row.http_status, row.error_code), (Some(503), Some(-32092)));
+    assert_eq!((row.http_status, row.error_code), (Some(503), Some(-32007)));
     assert!(row.error.unwrap_or_default().contains("stale"));
 
     // Back on the same port (with a new signing key): its tokens pass again
@@ -433,7 +433,7 @@ fn issuer_down_keys_trusted_until_stale_then_fail_closed_then_recover() {
     let recovered = back.elapsed();
     assert!(recovered < Duration::from_secs(5), "{recovered:?}");
     let old = status(&w, &cached);
-    assert_eq!((old.status, old.code()), (401, -32087), "{old:?}");
+    assert_eq!((old.status, old.code()), (401, -32001), "{old:?}");
     assert!(
         w.agent.log().contains("issuer reachable again"),
         "{}",

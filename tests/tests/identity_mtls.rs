@@ -158,7 +158,7 @@ fn client_certificates_bind_identity_and_bad_ones_are_refused_and_audited() {
     // identity, with a JSON-RPC error); no challenge without OAuth.
     let plain = plaintext(&ns);
     assert_eq!(plain.status, 401, "{}", plain.head);
-    assert_eq!(plain.code(), -32087);
+    assert_eq!(plain.code(), -32001);
     assert!(
         !plain.head.to_lowercase().contains("www-authenticate"),
         "{}",
@@ -183,7 +183,7 @@ fn client_certificates_bind_identity_and_bad_ones_are_refused_and_audited() {
     agent.reload(&ns, "", PORT);
     let plain = plaintext(&ns);
     assert_eq!(plain.status, 426, "{}", plain.head);
-    assert_eq!(plain.code(), -32090);
+    assert_eq!(plain.code(), -32001);
     agent.wait_events("the plaintext refusal", |ev| {
         tls_refusals(ev).iter().any(|m| m.contains("requires tls"))
     });

@@ -326,7 +326,7 @@ fn a_certificate_that_expires_on_a_kept_alive_connection_stops_authorizing() {
     assert_eq!(after.status, 401, "{after:?}");
     assert_eq!(
         after.error(),
-        (-32087, "client certificate expired".to_string())
+        (-32001, "client certificate expired".to_string())
     );
     assert!(after.head.contains("connection: close"), "{}", after.head);
     assert!(conn.closed_by_agent(), "the connection stays open");
@@ -407,7 +407,7 @@ fn a_crl_reload_revokes_the_next_request_of_an_established_connection() {
     assert_eq!(r.status, 401, "{r:?}");
     assert_eq!(
         r.error(),
-        (-32087, "client certificate revoked".to_string())
+        (-32001, "client certificate revoked".to_string())
     );
     assert!(a.closed_by_agent(), "alice's connection stays open");
     assert_eq!(
@@ -489,7 +489,7 @@ fn client_auth_required_refuses_plaintext_even_with_a_valid_token() {
     let body = initialize(1).to_string();
     let r = post_in(&w.ns, agent_addr(), "/mcp", body.as_bytes(), &[&bearer]);
     assert_eq!(r.status, 426, "{}", r.head);
-    assert_eq!(r.code(), -32090);
+    assert_eq!(r.code(), -32001);
     agent.wait_events("the plaintext refusal", |ev| {
         ev.iter()
             .any(|e| e["kind"] == "rejected" && e["decided_by"] == "tls")

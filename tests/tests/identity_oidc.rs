@@ -131,7 +131,7 @@ fn bearer_tokens_bind_identity_and_forgeries_are_refused() {
     for (what, token, why) in &forgeries {
         let r = post_mcp(&ns, initialize(1), &[bearer(token)]);
         assert_eq!(r.status, 401, "{what}: {}", r.head);
-        assert_eq!(r.code(), -32087, "{what}");
+        assert_eq!(r.code(), -32001, "{what}");
         let msg = r.json()["error"]["message"]
             .as_str()
             .unwrap_or_default()
@@ -198,7 +198,10 @@ fn bearer_tokens_bind_identity_and_forgeries_are_refused() {
     };
     let hijack = post_mcp(&ns, list.clone(), &session(&bob));
     assert_eq!(hijack.status, 403, "{}", hijack.head);
-    assert_eq!(hijack.code(), -32089);
+    assert_eq!(
+        (hijack.code(), hijack.reason()),
+        (-32001, "session_owner".into())
+    );
     let notified = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
     assert_eq!(post_mcp(&ns, notified, &session(&rotated)).status, 202);
     let owner = post_mcp(&ns, list, &session(&rotated));

@@ -190,7 +190,7 @@ fn two_issuers_each_with_its_claims_and_a_third_refused() {
     let sid = header(&from_a, "mcp-session-id").expect("a session");
     let list = json!({"jsonrpc": "2.0", "id": 3, "method": "tools/list"});
     let r = post_mcp(&ns, list, &[bearer(&b), format!("Mcp-Session-Id: {sid}")]);
-    assert_eq!((r.status, r.code()), (403, -32089), "{}", r.head);
+    assert_eq!((r.status, r.code()), (403, -32001), "{}", r.head);
 
     // A third issuer is not trusted; its key does not become trusted by
     // naming a configured issuer in `iss` either.
@@ -230,7 +230,7 @@ fn two_issuers_each_with_its_claims_and_a_third_refused() {
     agent.set_sections(&sections("algorithms = [\"ES256\"]"));
     agent.reload(&ns, "", PORT);
     let r = post_mcp(&ns, initialize(7), &[bearer(&a)]);
-    assert_eq!((r.status, r.code()), (401, -32087), "{}", r.head);
+    assert_eq!((r.status, r.code()), (401, -32001), "{}", r.head);
     assert!(
         message(&r).contains(
             "token algorithm \"RS256\" is not accepted: this issuer's algorithms are [ES256]"

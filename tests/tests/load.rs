@@ -462,7 +462,7 @@ fn a_connection_over_max_connections_gets_503_and_is_counted() {
     assert_eq!(held.len(), MAX);
     assert_eq!(connections_active(&agent), MAX as f64);
 
-    // One more: 503, -32084, closed; counted and logged.
+    // One more: 503, -32004, closed; counted and logged.
     let over = in_ns(&ns, "over the limit", async {
         let mut s = TcpStream::connect(target()).await.expect("connect");
         let mut out = Vec::new();
@@ -470,7 +470,7 @@ fn a_connection_over_max_connections_gets_503_and_is_counted() {
         String::from_utf8_lossy(&out).into_owned()
     });
     assert!(over.starts_with("HTTP/1.1 503"), "{over:?}");
-    assert!(over.contains("-32084") && over.contains("http.max_connections = 5"));
+    assert!(over.contains("-32004") && over.contains("http.max_connections = 5"));
     assert_eq!(
         metric(&agent, "mcp_interceptor_connections_refused_total"),
         1.0
@@ -496,7 +496,7 @@ fn a_connection_over_max_connections_gets_503_and_is_counted() {
 /// holds (65,536): each has a table entry while it is handled, and none may
 /// outlive its answer. Left behind, they filled the table, and from then
 /// on every new session pushed out the oldest real one, owner binding
-/// included (the -32089 refusal of another identity's session), each with
+/// included (the -32001 refusal of another identity's session), each with
 /// a warning.
 #[test]
 fn refused_requests_leave_no_session_entry_behind() {

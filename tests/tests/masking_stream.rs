@@ -4,11 +4,11 @@
 //! masked, and a server message the agent cannot judge (SSE text, a batch
 //! with a bad member, a non-UTF-8 JSON body, an answer whose id `"4"`
 //! matches the waiting `4` only loosely) is never forwarded: the waiting
-//! request gets -32081 and an `unanswered` row saying why.
+//! request gets -32005 and an `unanswered` row saying why.
 //!
 //! A POST's requests answered with a body that is neither JSON nor SSE
 //! (text, HTML, no content type, `text/plain; x="text/event-stream"`,
-//! which the TypeScript SDK reads as SSE) get -32081 with a 502, masking
+//! which the TypeScript SDK reads as SSE) get -32005 with a 502, masking
 //! on or off: a client may read what the agent cannot.
 //!
 //! The server is a raw socket in the test's namespace that answers each
@@ -337,17 +337,17 @@ fn what_a_hostile_stream_carries_never_reaches_the_client_raw() {
     // Cut streams: the client is told, per request, and the stream ends.
     let (status, b) = body("oversized");
     assert_eq!(status, 200);
-    assert!(b.contains("-32085") && b.contains("exceeded"), "{b}");
+    assert!(b.contains("-32005") && b.contains("exceeded"), "{b}");
     assert!(!b.contains("\"result\""), "no answer after the cut: {b}");
     let (_, b) = body("utf8");
-    assert!(b.contains("-32081") && b.contains("not valid UTF-8"), "{b}");
+    assert!(b.contains("-32005") && b.contains("not valid UTF-8"), "{b}");
     assert!(!b.contains("\"result\""), "no answer after the cut: {b}");
 
     // Text that is no message: not forwarded, even masked; the call it
     // may have answered gets the agent's error, and the answer that
     // follows (its request settled) answers no one and is dropped too.
     let (_, b) = body("text");
-    assert!(b.contains("-32081") && b.contains("cannot judge"), "{b}");
+    assert!(b.contains("-32005") && b.contains("cannot judge"), "{b}");
     assert!(!b.contains("contact"), "{b}");
     assert!(!b.contains("\"text\":\"done\""), "{b}");
     assert!(
@@ -375,7 +375,7 @@ fn what_a_hostile_stream_carries_never_reaches_the_client_raw() {
         let (status, b) = body(t);
         assert_eq!(status, 200, "{t}: {b}");
         let v: Value = serde_json::from_str(&b).unwrap_or_else(|e| panic!("{e}: {b}"));
-        assert_eq!(v["error"]["code"], -32081, "{t}: {b}");
+        assert_eq!(v["error"]["code"], -32005, "{t}: {b}");
         assert_eq!(
             v["error"]["data"]["reason"], "unjudged_server_message",
             "{t}: {b}"
@@ -397,12 +397,12 @@ fn what_a_hostile_stream_carries_never_reaches_the_client_raw() {
             .find(|e| e["kind"] == "unanswered" && e["target"] == t)
             .map(|e| e["error"]["code"].clone())
     };
-    assert_eq!(code("oversized"), Some(json!(-32085)));
-    assert_eq!(code("utf8"), Some(json!(-32081)));
-    assert_eq!(code("raw-json"), Some(json!(-32081)));
-    assert_eq!(code("text"), Some(json!(-32081)));
-    assert_eq!(code("batch"), Some(json!(-32081)));
-    assert_eq!(code("twin-id"), Some(json!(-32081)));
+    assert_eq!(code("oversized"), Some(json!(-32005)));
+    assert_eq!(code("utf8"), Some(json!(-32005)));
+    assert_eq!(code("raw-json"), Some(json!(-32005)));
+    assert_eq!(code("text"), Some(json!(-32005)));
+    assert_eq!(code("batch"), Some(json!(-32005)));
+    assert_eq!(code("twin-id"), Some(json!(-32005)));
 
     // The audit (DuckDB over every string column) has none of them, the
     // pinned tool's lifecycle row included.
@@ -442,7 +442,7 @@ fn has(r: &RawResponse, s: &str) -> bool {
     r.body.windows(s.len()).any(|w| w == s.as_bytes())
 }
 
-/// Each of `BODIES` through `steered`: refused with -32081 and a 502,
+/// Each of `BODIES` through `steered`: refused with -32005 and a 502,
 /// nothing of the server's body passed on, each call `unanswered`.
 fn all_refused(ns: &NetNs, steered: SocketAddr, agent: &Agent) {
     let through: Vec<RawResponse> = BODIES
@@ -461,7 +461,7 @@ fn all_refused(ns: &NetNs, steered: SocketAddr, agent: &Agent) {
             }
         }
         let text = String::from_utf8_lossy(&r.body).into_owned();
-        assert_eq!((r.status, r.code()), (502, -32081), "{tool}: {text}");
+        assert_eq!((r.status, r.code()), (502, -32005), "{tool}: {text}");
         assert!(text.contains("not an MCP answer"), "{tool}: {text}");
         assert!(
             r.head
@@ -479,7 +479,7 @@ fn all_refused(ns: &NetNs, steered: SocketAddr, agent: &Agent) {
             .iter()
             .find(|e| e["kind"] == "unanswered" && e["target"] == tool)
             .unwrap_or_else(|| panic!("no row for {tool}: {events:?}"));
-        assert_eq!(row["error"]["code"], -32081, "{row}");
+        assert_eq!(row["error"]["code"], -32005, "{row}");
         assert_eq!(
             row["error"]["data"]["reason"], "unjudged_server_message",
             "{row}"
@@ -488,11 +488,11 @@ fn all_refused(ns: &NetNs, steered: SocketAddr, agent: &Agent) {
 }
 
 /// A GET stream the server opens under another type than SSE: refused
-/// (502, -32081) with a `rejected` row; nothing of it passes.
+/// (502, -32005) with a `rejected` row; nothing of it passes.
 fn get_refused(ns: &NetNs, steered: SocketAddr, agent: &Agent) {
     let r = get(ns, steered);
     let text = String::from_utf8_lossy(&r.body).into_owned();
-    assert_eq!((r.status, r.code()), (502, -32081), "{text}");
+    assert_eq!((r.status, r.code()), (502, -32005), "{text}");
     assert!(!text.contains("sampling") && !has(&r, GET_SECRET), "{text}");
     agent.wait_events("the refused stream", |ev| {
         ev.iter().any(|e| {

@@ -242,10 +242,10 @@ fn bad_input_gets_documented_errors_and_the_next_request_works() {
     );
     assert_eq!(
         (too_big.status, too_big.code()),
-        (413, -32080),
+        (413, -32004),
         "{too_big:?}"
     );
-    assert_eq!((slow.status, slow.code()), (408, -32083), "{slow:?}");
+    assert_eq!((slow.status, slow.code()), (408, -32004), "{slow:?}");
     assert_eq!(ok.status, 200, "a good request still works: {ok:?}");
     assert_eq!(ok.json()["result"]["serverInfo"]["name"], "mcp-peer");
     let rejected = agent.wait_events("rejections", |ev| {
@@ -334,7 +334,7 @@ fn upstream_down_gets_502_with_a_json_rpc_error() {
         )
     });
     assert_eq!(resp.status, 502, "{resp:?}");
-    assert_eq!(resp.code(), -32081);
+    assert_eq!(resp.code(), -32005);
     assert_eq!(resp.json()["id"], 1, "the error answers the request by id");
     let events = agent.wait_events("the unanswered request", |ev| {
         ev.iter().any(|e| e["kind"] == "unanswered")
@@ -397,7 +397,7 @@ fn oversized_heads_get_431_and_oversized_server_events_are_cut() {
     );
     assert!(!big.ok(), "the oversized answer must not reach the client");
     assert!(
-        big.stderr().contains("-32085") || big.stderr().contains("exceeded"),
+        big.stderr().contains("-32005") || big.stderr().contains("exceeded"),
         "{}",
         big.stderr()
     );
@@ -409,7 +409,7 @@ fn oversized_heads_get_431_and_oversized_server_events_are_cut() {
         .iter()
         .find(|e| e["kind"] == "unanswered" && e["target"] == "echo")
         .unwrap();
-    assert_eq!(cut["error"]["code"], -32085, "{cut}");
+    assert_eq!(cut["error"]["code"], -32005, "{cut}");
     assert!(agent.log().contains("upstream SSE stream cut"));
 }
 

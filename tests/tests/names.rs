@@ -81,7 +81,7 @@ fn look_alike_names_and_uri_tricks_are_refused_before_policy() {
         "tools/call",
         json!({"name": "read_file", "arguments": {"path": "/x"}}),
     ));
-    assert_eq!(code, -32093);
+    assert_eq!(code, -32002);
     // A case variant of it is not judged as another tool.
     let (code, msg) = error(&call(
         &w,
@@ -125,7 +125,7 @@ fn look_alike_names_and_uri_tricks_are_refused_before_policy() {
         "resources/read",
         json!({"uri": "file:///srv/data/a.txt"}),
     ));
-    assert_ne!(code, -32093, "permitted: {msg}");
+    assert_ne!(code, -32002, "permitted: {msg}");
     for uri in [
         "file:///srv/data/../../etc/passwd",
         "file:///srv/data/%2e%2e/%2E%2E/etc/passwd",
@@ -134,7 +134,7 @@ fn look_alike_names_and_uri_tricks_are_refused_before_policy() {
         "file:///srv/data/a%00.txt",
     ] {
         let (code, msg) = error(&call(&w, &alice, 5, "resources/read", json!({"uri": uri})));
-        assert_eq!(code, -32093, "{uri}: {msg}");
+        assert_eq!(code, -32002, "{uri}: {msg}");
     }
 
     let log = w.agent.log();

@@ -10,6 +10,7 @@ use std::{
 
 use interceptor::{
     config::{Config, Mode, PortRule},
+    error::{Reason, Refusal},
     identity::Identity,
     jsonrpc::Message,
     mcp::McpHandler,
@@ -29,7 +30,7 @@ impl Phase for Guard {
     fn on_request(&self, _: &MessageCtx<'_>, msg: &Message) -> Verdict {
         match msg.target() {
             Some("add") => {
-                Verdict::Deny(json!({ "code": -32090, "message": "denied by test guard" }))
+                Verdict::Deny(Refusal::new(Reason::PolicyDenied, "denied by test guard"))
             }
             Some("echo") => {
                 let mut v = msg.value.clone();

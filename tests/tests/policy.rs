@@ -166,7 +166,7 @@ fn policies_decide_by_group_arguments_and_direction() {
     );
     let r = raw_call(&w, &bob, 1, "add", json!({"a": 1, "b": 1}));
     let (code, ids) = denied_by(&r);
-    assert_eq!(code, -32093, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(code, -32002, "{}", String::from_utf8_lossy(&r.body));
     assert!(ids.is_empty(), "default deny names no policy: {ids:?}");
     let msg = r.json()["error"]["message"]
         .as_str()
@@ -200,7 +200,7 @@ fn policies_decide_by_group_arguments_and_direction() {
         "read_file",
         json!({"path": "/srv/data/../../etc/passwd"}),
     );
-    assert_eq!(denied_by(&twin), (-32093, vec!["data-only".to_string()]));
+    assert_eq!(denied_by(&twin), (-32002, vec!["data-only".to_string()]));
     let ok = tool(
         &w,
         &alice,
@@ -221,7 +221,7 @@ fn policies_decide_by_group_arguments_and_direction() {
     );
     assert_eq!(
         denied_by(&twin),
-        (-32093, vec!["read-only-sql".to_string()])
+        (-32002, vec!["read-only-sql".to_string()])
     );
 
     // Sampling is denied unless a policy permits it: the client never
@@ -245,12 +245,12 @@ fn policies_decide_by_group_arguments_and_direction() {
     // Budget: two calls to `add` a minute at most (one was made above).
     assert_ne!(
         denied_by(&raw_call(&w, &alice, 4, "add", json!({"a": 1, "b": 2}))).0,
-        -32095
+        -32004
     );
     let over = raw_call(&w, &alice, 5, "add", json!({"a": 1, "b": 2}));
     assert_eq!(
         denied_by(&over).0,
-        -32095,
+        -32004,
         "{}",
         String::from_utf8_lossy(&over.body)
     );
@@ -264,7 +264,7 @@ fn policies_decide_by_group_arguments_and_direction() {
     let after = raw_call(&w, &alice, 6, "add", json!({"a": 1, "b": 2}));
     assert_eq!(
         denied_by(&after).0,
-        -32095,
+        -32004,
         "refilled by the reload: {}",
         String::from_utf8_lossy(&after.body)
     );
@@ -479,7 +479,7 @@ fn a_changed_tool_is_blocked_until_re_pinned() {
     let r = raw_call(&w, &alice, 1, "echo", json!({"text": "x"}));
     assert_eq!(
         denied_by(&r).0,
-        -32096,
+        -32002,
         "{}",
         String::from_utf8_lossy(&r.body)
     );
@@ -508,7 +508,7 @@ fn a_changed_tool_is_blocked_until_re_pinned() {
     assert!(out.contains("re-pinned"), "{out}");
     wait_for("the re-pin to take effect", Duration::from_secs(10), || {
         let r = raw_call(&w, &alice, 2, "echo", json!({"text": "x"}));
-        (denied_by(&r).0 != -32096).then_some(())
+        (denied_by(&r).0 != -32002).then_some(())
     });
 
     w.agent.stop(15);

@@ -276,19 +276,19 @@ fn lists_are_filtered_per_caller_and_keep_their_cursors() {
         |who: &Session, id, uri: &str| who.request(id, "resources/read", json!({"uri": uri}));
     let get = |who: &Session, id, name: &str| who.request(id, "prompts/get", json!({"name": name}));
     let hidden = read(&bob, 1, &architecture);
-    assert_eq!(code(&hidden), -32093, "{hidden}");
+    assert_eq!(code(&hidden), -32002, "{hidden}");
     let hidden = read(&alice, 2, &format!("{DOCS}instructions.md"));
-    assert_eq!(code(&hidden), -32093, "{hidden}");
+    assert_eq!(code(&hidden), -32002, "{hidden}");
     let hidden = get(&bob, 3, "args-prompt");
-    assert_eq!(code(&hidden), -32093, "{hidden}");
+    assert_eq!(code(&hidden), -32002, "{hidden}");
     let hidden = get(&alice, 4, "resource-prompt");
-    assert_eq!(code(&hidden), -32093, "{hidden}");
+    assert_eq!(code(&hidden), -32002, "{hidden}");
     let hidden = bob.request(
         5,
         "tools/call",
         json!({"name": "get-sum", "arguments": {"a": 1, "b": 2}}),
     );
-    assert_eq!(code(&hidden), -32093, "{hidden}");
+    assert_eq!(code(&hidden), -32002, "{hidden}");
     // ... and what it can see, it can use.
     let doc = read(&alice, 6, &architecture);
     assert!(

@@ -75,7 +75,7 @@ fn a_flipped_read_only_hint_is_a_changed_tool() {
     let r = raw_call(&w.ns, &alice, 1, "echo", json!({"text": "x"}));
     assert_eq!(
         error(&r)["code"],
-        -32096,
+        -32002,
         "{}",
         String::from_utf8_lossy(&r.body)
     );
@@ -190,7 +190,7 @@ fn the_filesystem_example_guards_every_path_of_an_array() {
         let r = raw_call(&f.ns, &alice, i as i64 + 1, tool, args.clone());
         assert_eq!(
             error(&r)["code"],
-            -32093,
+            -32002,
             "{tool} {args} reached the server: {}",
             String::from_utf8_lossy(&r.body)
         );
@@ -207,7 +207,7 @@ fn the_filesystem_example_guards_every_path_of_an_array() {
     );
     assert_ne!(
         error(&r)["code"],
-        -32093,
+        -32002,
         "{}",
         String::from_utf8_lossy(&r.body)
     );

@@ -87,7 +87,7 @@ fn a_session_becomes_a_nist_evidence_report() {
         &[format!("Authorization: Bearer {alice}")],
     );
     let body: Value = serde_json::from_slice(&denied.body).unwrap();
-    assert_eq!(body["error"]["code"], -32093, "{body}");
+    assert_eq!(body["error"]["code"], -32002, "{body}");
     assert_eq!(body["error"]["data"]["policies"], json!(["no-add"]));
     let anonymous = post_mcp(
         &w.ns,
@@ -142,7 +142,7 @@ fn a_session_becomes_a_nist_evidence_report() {
         "| agent\\_stop rows | 1 |",
         // IA-2: one refusal, for want of any credential.
         "| Refused authentications | 1 |",
-        "| -32087 | no verified identity (missing or invalid credentials) | 1 |",
+        "| -32001 | no verified identity (missing or invalid credentials) | 1 |",
         "| Distinct subjects | 1 |",
     ] {
         assert!(md.contains(line), "missing {line:?} in:\n{md}");

@@ -363,7 +363,7 @@ fn the_demo_runs_to_the_end() {
     );
     assert!(
         stdout.contains("read_file /srv/crm/../../etc/passwd -> ")
-            && stdout.contains("-32093")
+            && stdout.contains("-32002")
             && stdout.contains("determining policies: crm-files-only"),
         "the demo shows a policy denial and its explanation: {stdout}"
     );

@@ -13,16 +13,11 @@ use serde_json::{Value, json};
 use super::{Approval, Approvals, Call, Status};
 use crate::{
     config::Config,
+    error::{Reason, Refusal},
     jsonrpc::{Kind, Message},
     pipeline::{ApprovalMode, ApprovalNote, Effect, MessageCtx, Phase, Verdict, event::now_us},
-    policy::phase::{CODE_APPROVAL_REQUIRED, arguments_of},
+    policy::phase::arguments_of,
 };
-
-/// Agent error codes (README.md lists them).
-pub const CODE_APPROVAL_DENIED: i64 = -32097;
-pub const CODE_APPROVAL_EXPIRED: i64 = -32098;
-/// The caller has `approvals.max_pending_per_caller` requests pending.
-pub const CODE_APPROVAL_CAP: i64 = -32074;
 
 pub struct ApprovalPhase {
     approvals: Arc<Approvals>,
@@ -36,19 +31,15 @@ impl ApprovalPhase {
 
     fn unavailable(&self, e: &super::ApprovalError) -> Verdict {
         if let super::ApprovalError::Cap(cap) = e {
-            return Verdict::Deny(json!({
-                "code": CODE_APPROVAL_CAP,
-                "message": format!(
+            return Verdict::Deny(Refusal::new(Reason::ApprovalCap, format!(
                     "approval refused: this caller already has {cap} pending approval requests (approvals.max_pending_per_caller = {cap}); wait for a decision"
-                ),
-                "data": { "reason": "approval_cap", "max_pending_per_caller": cap },
-            }));
+                )).with_data(json!({ "reason": "approval_cap", "max_pending_per_caller": cap })));
         }
         tracing::error!(error = %e, "approvals unavailable: call refused");
-        Verdict::Deny(json!({
-            "code": CODE_APPROVAL_EXPIRED,
-            "message": "this call needs an approval, and the approvals store is unavailable; try again later",
-        }))
+        Verdict::Deny(Refusal::new(
+            Reason::ApprovalExpired,
+            "this call needs an approval, and the approvals store is unavailable; try again later",
+        ))
     }
 
     fn retry(&self, call: &Call, reason: &str, slot: &Slot) -> Verdict {
@@ -71,13 +62,10 @@ impl ApprovalPhase {
         };
         note(slot, &a);
         let how = self.approvals.how_to_approve(&a.id);
-        Verdict::Deny(json!({
-            "code": CODE_APPROVAL_REQUIRED,
-            "message": format!(
+        Verdict::Deny(Refusal::new(Reason::ApprovalRequired, format!(
                 "approval required: {reason}. Approval {} is pending; once approved, retry the identical call (within {} s). Approve: {how}",
                 a.id, self.approvals.config().valid_seconds
-            ),
-            "data": {
+            )).with_data(json!({
                 "approval_id": a.id,
                 "status": a.status.as_str(),
                 "approver_groups": a.approver_groups,
@@ -86,8 +74,7 @@ impl ApprovalPhase {
                 "approve": how,
                 "policies": a.policies,
                 "policy_version": a.policy_version,
-            },
-        }))
+            })))
     }
 
     fn hold(
@@ -169,10 +156,10 @@ fn note(slot: &Slot, a: &Approval) {
 
 fn unavailable_verdict(e: &super::ApprovalError) -> Verdict {
     tracing::error!(error = %e, "approvals unavailable: held call refused");
-    Verdict::Deny(json!({
-        "code": CODE_APPROVAL_EXPIRED,
-        "message": "the approvals store failed while the call was held",
-    }))
+    Verdict::Deny(Refusal::new(
+        Reason::ApprovalExpired,
+        "the approvals store failed while the call was held",
+    ))
 }
 
 /// The verdict for a held call whose approval left `pending`.
@@ -184,11 +171,13 @@ fn released(approvals: &Approvals, a: Approval, slot: &Slot) -> Verdict {
                 note(slot, &a);
                 Verdict::Continue
             }
-            _ => Verdict::Deny(json!({
-                "code": CODE_APPROVAL_EXPIRED,
-                "message": format!("approval {} is no longer valid", a.id),
-                "data": data,
-            })),
+            _ => Verdict::Deny(
+                Refusal::new(
+                    Reason::ApprovalExpired,
+                    format!("approval {} is no longer valid", a.id),
+                )
+                .with_data(data),
+            ),
         },
         Status::Denied => {
             note(slot, &a);
@@ -198,24 +187,28 @@ fn released(approvals: &Approvals, a: Approval, slot: &Slot) -> Verdict {
                 .find(|v| !v.approve)
                 .map(|v| format!("{}: {}", v.approver, v.reason))
                 .unwrap_or_default();
-            Verdict::Deny(json!({
-                "code": CODE_APPROVAL_DENIED,
-                "message": format!("approval {} denied by {why}", a.id),
-                "data": data,
-            }))
+            Verdict::Deny(
+                Refusal::new(
+                    Reason::ApprovalDenied,
+                    format!("approval {} denied by {why}", a.id),
+                )
+                .with_data(data),
+            )
         }
         _ => {
             note(slot, &a);
-            Verdict::Deny(json!({
-                "code": CODE_APPROVAL_EXPIRED,
-                "message": format!(
-                    "approval {} {}: {}",
-                    a.id,
-                    a.status.as_str(),
-                    a.reason.as_deref().unwrap_or("no decision")
-                ),
-                "data": data,
-            }))
+            Verdict::Deny(
+                Refusal::new(
+                    Reason::ApprovalExpired,
+                    format!(
+                        "approval {} {}: {}",
+                        a.id,
+                        a.status.as_str(),
+                        a.reason.as_deref().unwrap_or("no decision")
+                    ),
+                )
+                .with_data(data),
+            )
         }
     }
 }
@@ -265,9 +258,10 @@ impl Phase for ApprovalPhase {
             return Verdict::Continue;
         };
         let Some(caller) = ctx.caller else {
-            return Verdict::Deny(
-                json!({ "code": CODE_APPROVAL_REQUIRED, "message": "approval required, and the caller has no identity" }),
-            );
+            return Verdict::Deny(Refusal::new(
+                Reason::ApprovalRequired,
+                "approval required, and the caller has no identity",
+            ));
         };
         let call = Call {
             subject: caller.subject.clone(),

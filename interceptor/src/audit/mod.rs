@@ -36,8 +36,6 @@ use std::{
     time::{Duration, Instant},
 };
 
-use serde_json::json;
-
 use crate::{
     config::{Audit as AuditConfig, Fsync, OnAuditFailure},
     conn::ConnInfo,
@@ -50,9 +48,6 @@ use row::Stamp;
 use schema::AuditRow;
 use wal::{Roll, Wal};
 
-/// JSON-RPC error while the audit cannot be written and the policy is
-/// `on_audit_failure = "block"`.
-pub const CODE_AUDIT_UNAVAILABLE: i64 = -32086;
 /// Rows kept in memory for a retry while the WAL cannot be written.
 const RETRY_LIMIT: usize = 100_000;
 
@@ -483,10 +478,10 @@ impl Phase for AuditPhase {
 
     fn on_request(&self, _: &MessageCtx<'_>, _: &crate::jsonrpc::Message) -> Verdict {
         if self.0.inner.block && !self.0.healthy() {
-            return Verdict::Deny(json!({
-                "code": CODE_AUDIT_UNAVAILABLE,
-                "message": "the audit trail cannot be written; requests are refused until it can (on_audit_failure = block)",
-            }));
+            return Verdict::Deny(crate::error::Refusal::new(
+                crate::error::Reason::AuditUnavailable,
+                "the audit trail cannot be written; requests are refused until it can (on_audit_failure = block)",
+            ));
         }
         Verdict::Continue
     }

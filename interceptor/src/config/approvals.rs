@@ -31,7 +31,7 @@ pub struct Approvals {
     /// The longest grant `grants add --ttl` accepts.
     pub max_grant_ttl_seconds: u64,
     /// Pending approval requests one caller (issuer and subject) may have
-    /// at once; the next is refused (-32074), so one caller cannot bury
+    /// at once; the next is refused (-32004 `approval_cap`), so one caller cannot bury
     /// others' requests under a flood.
     pub max_pending_per_caller: u32,
     pub webhook: Option<Webhook>,

@@ -119,27 +119,21 @@ pub enum AuthError {
     Cert(#[from] crate::conn::CertCheckError),
 }
 
-/// Agent error codes (README.md lists them).
-pub const CODE_UNAUTHENTICATED: i64 = -32087;
-pub const CODE_FORBIDDEN: i64 = -32088;
-pub const CODE_SESSION_OWNER: i64 = -32089;
-pub const CODE_IDENTITY_UNAVAILABLE: i64 = -32092;
-
 impl AuthError {
-    pub fn status(&self) -> u16 {
-        match self {
-            Self::InsufficientScope(_) => 403,
-            Self::IssuerUnavailable(..) => 503,
-            _ => 401,
-        }
+    /// The refusal answering this failure.
+    pub fn refusal(&self) -> crate::error::Refusal {
+        use crate::error::{Reason, Refusal};
+        let reason = match self {
+            Self::InsufficientScope(_) => Reason::InsufficientScope,
+            Self::IssuerUnavailable(..) => Reason::IdentityUnavailable,
+            _ => Reason::Unauthenticated,
+        };
+        Refusal::new(reason, self.to_string())
     }
 
-    pub fn code(&self) -> i64 {
-        match self {
-            Self::InsufficientScope(_) => CODE_FORBIDDEN,
-            Self::IssuerUnavailable(..) => CODE_IDENTITY_UNAVAILABLE,
-            _ => CODE_UNAUTHENTICATED,
-        }
+    /// The HTTP status of this failure's answer.
+    pub fn status(&self) -> u16 {
+        self.refusal().status().as_u16()
     }
 }
 

@@ -60,7 +60,7 @@ fn ids_of_different_types_stay_distinct() {
 
 #[test]
 fn bad_input_gets_the_right_code() {
-    assert_eq!(p("{not json").unwrap_err().code(), -32700);
+    assert_eq!(p("{not json").unwrap_err().refusal().code(), -32700);
     assert_eq!(
         parse(&Bytes::from_static(b"{\"a\":\"\xff\"}")).unwrap_err(),
         ParseError::Utf8(6)
@@ -79,7 +79,7 @@ fn bad_input_gets_the_right_code() {
         r#"{"jsonrpc":"2.0","id":1,"result":1,"error":{}}"#,
         r#"{"jsonrpc":"2.0","result":1}"#,
     ] {
-        assert_eq!(p(bad).unwrap_err().code(), -32600, "{bad}");
+        assert_eq!(p(bad).unwrap_err().refusal().code(), -32600, "{bad}");
     }
 }
 

@@ -3,11 +3,15 @@
 //! (RFC 9728) those answers point to.
 
 use http::{HeaderValue, Request, Response, StatusCode, header, request::Parts};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::{
     identity::{AuthError, Identity},
-    proxy::{ConnCtx, body::ProxyBody, http::json_response},
+    proxy::{
+        ConnCtx,
+        body::ProxyBody,
+        http::{json_response, refusal_response},
+    },
 };
 
 /// RFC 9728 section 3.1: the well-known prefix; the resource's path follows.
@@ -66,12 +70,9 @@ pub fn refusal(
     ctx: &ConnCtx,
     err: &AuthError,
 ) -> (Response<ProxyBody>, Value) {
-    let error = json!({ "code": err.code(), "message": err.to_string() });
-    let status = StatusCode::from_u16(err.status()).unwrap_or(StatusCode::UNAUTHORIZED);
-    let mut r = json_response(
-        status,
-        &json!({ "jsonrpc": "2.0", "id": null, "error": error }),
-    );
+    let refusal = err.refusal();
+    let error = refusal.error();
+    let mut r = refusal_response(&refusal, None);
     // The request body was never read: say the connection ends here, so a
     // client does not send its next request on it (hyper closes it).
     r.headers_mut()

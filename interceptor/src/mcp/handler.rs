@@ -10,7 +10,7 @@ use std::{
     time::Duration,
 };
 
-use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use http::{HeaderValue, Method, Request, Response, header};
 use hyper::body::Incoming;
 
 use crate::proxy::upstream::UpstreamBody;
@@ -25,15 +25,13 @@ use super::{
 };
 use crate::jsonrpc::{Kind, Message};
 use crate::{
-    identity::{CODE_SESSION_OWNER, Caller, Identity},
+    error::{Reason, Refusal},
+    identity::{Caller, Identity},
     pipeline::{Direction, EventKind, HoldSignal, Pipeline, Transport, event::now_us},
     proxy::{
         ConnCtx, Handler,
         body::{ProxyBody, full},
-        http::{
-            CODE_TLS_REQUIRED, CODE_UPSTREAM_UNAVAILABLE, HandlerFuture, json_response,
-            strip_hop_headers,
-        },
+        http::{HandlerFuture, json_response, refusal_response, strip_hop_headers},
     },
 };
 
@@ -42,7 +40,7 @@ mod post;
 mod reply;
 mod route;
 
-use route::{CODE_UNKNOWN_SESSION, Class};
+use route::Class;
 
 #[derive(Clone)]
 pub struct McpHandler {
@@ -79,11 +77,7 @@ impl Handler for McpHandler {
             http_method: String::new(),
             http_path: String::new(),
         };
-        let mut ev = origin.rejected(
-            0,
-            json!({ "code": CODE_TLS_REQUIRED, "message": reason }),
-            0,
-        );
+        let mut ev = origin.rejected(0, Refusal::new(Reason::TlsRequired, reason).error(), 0);
         ev.http_status = None;
         ev.decided_by = Some("tls".into());
         exchange::record(&self.pipeline, ev);
@@ -161,9 +155,9 @@ impl McpHandler {
             .insert(crate::proxy::limits::CallerKey(key));
         match class {
             Class::Mcp => {}
-            Class::Refuse(status, code, message) => {
+            Class::Refuse(refusal) => {
                 let (parts, _) = req.into_parts();
-                return self.refuse(&parts, &ctx, Some(caller), (status, code, message), 0);
+                return self.refuse(&parts, &ctx, Some(caller), refusal, 0);
             }
             Class::PassThrough => {
                 // Not judged: the caller's credential stops here, and the
@@ -185,11 +179,7 @@ impl McpHandler {
             _ => {
                 let (parts, _) = req.into_parts();
                 let msg = format!("{} is not an MCP transport method", parts.method);
-                let refusal = (
-                    StatusCode::METHOD_NOT_ALLOWED,
-                    route::CODE_METHOD_NOT_ALLOWED,
-                    msg,
-                );
+                let refusal = Refusal::new(Reason::MethodNotAllowed, msg);
                 self.refuse(&parts, &ctx, Some(caller), refusal, 0)
             }
         }
@@ -224,24 +214,28 @@ impl McpHandler {
             return None;
         };
         let principal = caller.principal();
-        let (status, e) = match self.sessions.claim(&origin.key, &principal).err()? {
+        let e = match self.sessions.claim(&origin.key, &principal).err()? {
             ClaimError::Owner(owner) => {
                 tracing::warn!(conn = origin.conn.id, session = %origin.key, caller = %principal, %owner, "session used by another identity: refused");
-                let e = json!({ "code": CODE_SESSION_OWNER, "message": "this session belongs to another identity" });
-                (StatusCode::FORBIDDEN, e)
+                Refusal::new(
+                    Reason::SessionOwner,
+                    "this session belongs to another identity",
+                )
             }
             // MCP spec: a session id the server does not know gets 404,
             // and the client starts a new session. Never made an entry.
             ClaimError::Unknown => {
                 tracing::info!(conn = origin.conn.id, session = %origin.key, caller = %principal, "unknown session: refused");
-                let e = json!({ "code": CODE_UNKNOWN_SESSION, "message": "session not found: the server did not open it here, or it ended" });
-                (StatusCode::NOT_FOUND, e)
+                Refusal::new(
+                    Reason::UnknownSession,
+                    "session not found: the server did not open it here, or it ended",
+                )
             }
         };
-        let mut ev = origin.rejected(status.as_u16(), e.clone(), 0);
+        let mut ev = origin.rejected(e.status().as_u16(), e.error(), 0);
         ev.decided_by = Some("identity".into());
         exchange::record(&self.pipeline, ev);
-        let mut r = json_response(status, &json!({ "jsonrpc": "2.0", "id": null, "error": e }));
+        let mut r = refusal_response(&e, None);
         // Answered before the body is read: the connection cannot be reused.
         r.headers_mut()
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
@@ -276,13 +270,8 @@ impl McpHandler {
         }
     }
 
-    fn reject(
-        &self,
-        origin: &Origin,
-        status: StatusCode,
-        error: Value,
-        bytes_in: u64,
-    ) -> Response<ProxyBody> {
+    fn reject(&self, origin: &Origin, refusal: Refusal, bytes_in: u64) -> Response<ProxyBody> {
+        let (status, error) = (refusal.status(), refusal.error());
         tracing::info!(conn = origin.conn.id, status = status.as_u16(), error = %error, "mcp request rejected");
         // A POST outside a session has a table entry of its own (claimed
         // before the body is read); it ends here. Left behind, every refused
@@ -293,12 +282,9 @@ impl McpHandler {
         }
         exchange::record(
             &self.pipeline,
-            origin.rejected(status.as_u16(), error.clone(), bytes_in),
+            origin.rejected(status.as_u16(), error, bytes_in),
         );
-        json_response(
-            status,
-            &json!({ "jsonrpc": "2.0", "id": null, "error": error }),
-        )
+        refusal_response(&refusal, None)
     }
 
     /// Handles the upstream's answer to a POST (or GET): pairs and runs
@@ -398,10 +384,7 @@ impl McpHandler {
                     parts.headers.remove(header::CONTENT_LENGTH);
                     Response::from_parts(parts, full(bytes))
                 }
-                Err((status, error)) => json_response(
-                    status,
-                    &json!({ "jsonrpc": "2.0", "id": null, "error": error }),
-                ),
+                Err(refusal) => refusal_response(&refusal, None),
             };
         }
         // No message in this answer (202 for notifications, or an error
@@ -430,7 +413,7 @@ impl McpHandler {
             let none = format!("upstream answered HTTP {status} without a JSON-RPC response");
             let err = match &out {
                 Ok(_) => json!({ "code": status as i64, "message": none }),
-                Err((_, refused)) => refused.clone(),
+                Err(refused) => refused.error(),
             };
             exchange::unanswered(&self.pipeline, pending, Some(status), err);
         }
@@ -439,10 +422,7 @@ impl McpHandler {
         }
         match out {
             Ok(b) => Response::from_parts(parts, b),
-            Err((status, error)) => json_response(
-                status,
-                &json!({ "jsonrpc": "2.0", "id": null, "error": error }),
-            ),
+            Err(refusal) => refusal_response(&refusal, None),
         }
     }
 
@@ -507,7 +487,8 @@ impl McpHandler {
             && resp.status().is_success()
         {
             let left = self.sessions.close(&sid);
-            let err = json!({ "code": -32000, "message": "session closed before the response" });
+            let err =
+                Refusal::new(Reason::SessionEnded, "session closed before the response").error();
             exchange::unanswered(&self.pipeline, left, None, err);
             let empty = Message {
                 kind: Kind::Notification,
@@ -540,7 +521,11 @@ impl McpHandler {
             .filter(|_| !origin.in_session && origin.http_method == "POST")?;
         match self.sessions.open(&origin.key, &sid) {
             Ok(forgotten) => {
-                let err = json!({ "code": -32000, "message": "session forgotten (idle, or its owner's oldest)" });
+                let err = Refusal::new(
+                    Reason::SessionEnded,
+                    "session forgotten (idle, or its owner's oldest)",
+                )
+                .error();
                 exchange::unanswered(&self.pipeline, forgotten, None, err);
                 origin.key = sid;
                 origin.in_session = true;
@@ -554,13 +539,11 @@ impl McpHandler {
     /// gets 503 and the requests of the POST an `unanswered` row.
     fn refuse_session(&self, origin: &Origin, e: &OpenError) -> Response<ProxyBody> {
         tracing::warn!(conn = origin.conn.id, error = %e, "session opened by the server refused");
-        let error = json!({ "code": CODE_UPSTREAM_UNAVAILABLE, "message": e.to_string() });
+        let refusal = Refusal::new(Reason::SessionUnbound, e.to_string());
         let left = self.sessions.close(&origin.key);
-        exchange::unanswered(&self.pipeline, left, Some(503), error.clone());
-        json_response(
-            StatusCode::SERVICE_UNAVAILABLE,
-            &json!({ "jsonrpc": "2.0", "id": null, "error": error }),
-        )
+        let status = refusal.status().as_u16();
+        exchange::unanswered(&self.pipeline, left, Some(status), refusal.error());
+        refusal_response(&refusal, None)
     }
 }
 

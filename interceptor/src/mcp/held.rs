@@ -21,6 +21,8 @@ use http_body::{Body, Frame};
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
 
+use crate::error::{Reason, Refusal};
+
 use crate::{
     pipeline::HoldSignal,
     proxy::body::{BoxError, ProxyBody},
@@ -120,9 +122,8 @@ fn events(buf: &[u8]) -> Bytes {
         Err(_) if buf.is_empty() => {}
         Err(e) => {
             tracing::warn!(error = %e, "held request: the answer was not JSON");
-            push(
-                &json!({ "jsonrpc": "2.0", "id": null, "error": { "code": -32603, "message": "the server's answer was not JSON" } }),
-            );
+            let refusal = Refusal::new(Reason::NoResponse, "the server's answer was not JSON");
+            push(&refusal.to_jsonrpc(None));
         }
     }
     Bytes::from(out)

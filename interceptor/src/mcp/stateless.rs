@@ -8,9 +8,11 @@ use base64::Engine;
 use http::HeaderMap;
 use serde_json::{Value, json};
 
-use crate::jsonrpc::{Body, Kind};
+use crate::{
+    error::{Reason, Refusal},
+    jsonrpc::{Body, Kind},
+};
 
-pub const CODE_HEADER_MISMATCH: i64 = -32020;
 const META_PROTOCOL_VERSION: &str = "io.modelcontextprotocol/protocolVersion";
 
 /// Whether a POST uses the stateless form: it names its method in a
@@ -44,25 +46,28 @@ fn header(headers: &HeaderMap, name: &str) -> Option<Option<String>> {
 
 /// Checks the mirrored headers against the body. `Err` carries the
 /// JSON-RPC error object to answer with.
-pub fn check(headers: &HeaderMap, body: &Body) -> Result<(), Value> {
+pub fn check(headers: &HeaderMap, body: &Body) -> Result<(), Refusal> {
     let msg = match body {
         Body::Single(m) => m,
         Body::Batch(_) => {
-            return Err(json!({
-                "code": -32600,
-                "message": "batches are not part of the stateless (2026-07-28) transport",
-            }));
+            return Err(Refusal::new(
+                Reason::InvalidRequest,
+                "batches are not part of the stateless (2026-07-28) transport",
+            ));
         }
     };
     if !matches!(msg.kind, Kind::Request | Kind::Notification) {
         return Ok(());
     }
     let mismatch = |name: &str, expected: Option<&str>, got: Option<Option<String>>| {
-        json!({
-            "code": CODE_HEADER_MISMATCH,
-            "message": format!("HeaderMismatch: {name} does not match the request body"),
-            "data": { "mismatch": { "header": name, "body": expected, "header_value": got.flatten() } },
-        })
+        Refusal::new(
+            Reason::HeaderMismatch,
+            format!("HeaderMismatch: {name} does not match the request body"),
+        )
+        .with(
+            "mismatch",
+            json!({ "header": name, "body": expected, "header_value": got.flatten() }),
+        )
     };
     let method = msg.method().unwrap_or_default();
     match header(headers, "mcp-method") {

@@ -7,8 +7,7 @@ use std::{sync::Arc, time::Duration};
 
 use crate::proxy::upstream::UpstreamBody;
 use bytes::Bytes;
-use http::StatusCode;
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio::sync::mpsc;
 
 pub mod ctype;
@@ -24,11 +23,9 @@ use super::{
 };
 use crate::jsonrpc::{self, Body, Kind, Message};
 use crate::{
+    error::{Reason, Refusal},
     pipeline::{Direction, EventKind, MessageCtx, Notes, Pipeline, Transport},
-    proxy::{
-        body::{ReadError, read_limited},
-        http::{CODE_SERVER_MESSAGE_TOO_LARGE, CODE_UPSTREAM_TIMEOUT, CODE_UPSTREAM_UNAVAILABLE},
-    },
+    proxy::body::{ReadError, read_limited},
 };
 
 pub struct State {
@@ -235,14 +232,14 @@ impl State {
         &self,
         msg: &Message,
         info: &SessionInfo,
-        error: Value,
+        error: Refusal,
         phase: &'static str,
         decision: Option<crate::pipeline::Decision>,
     ) {
         let mut ev = self
             .origin
             .event(EventKind::Denied, Direction::ServerToClient, msg, info);
-        ev.error = Some(error.clone());
+        ev.error = Some(error.error());
         ev.decided_by = Some(phase.to_string());
         ev.decision = decision;
         tracing::info!(conn = self.origin.conn.id, method = ?msg.method(), phase, "server request refused");
@@ -255,11 +252,7 @@ impl State {
             self.origin.http_path.clone()
         };
         let session = (self.origin.in_session && !legacy).then(|| self.origin.key.clone());
-        reply(
-            target,
-            session,
-            json!({ "jsonrpc": "2.0", "id": msg.id().cloned(), "error": error }),
-        );
+        reply(target, session, error.to_jsonrpc(msg.id().cloned()));
     }
 
     /// The negotiated protocol version from the `initialize` answer.
@@ -277,7 +270,8 @@ impl State {
     }
 
     /// Requests of this HTTP exchange still unanswered get `error`.
-    fn finish(&self, expected: &[String], error: Value) {
+    fn finish(&self, expected: &[String], refusal: &Refusal) {
+        let error = refusal.error();
         let pending = self.sessions.take_unanswered(&self.origin.key, expected);
         exchange::unanswered(&self.pipeline, pending, Some(self.status), error.clone());
         let stream_owns_session = !self.origin.in_session
@@ -289,30 +283,33 @@ impl State {
     }
 
     /// The server sent no message for `quiet`: each request of `expected`
-    /// still waiting gets -32082 as an SSE event and an `unanswered` row.
+    /// still waiting gets `upstream_timeout` as an SSE event and an `unanswered` row.
     /// `None` when none is waiting.
     async fn time_out(
         &self,
         expected: &[String],
         quiet: Duration,
         tx: &mpsc::Sender<Bytes>,
-    ) -> Option<Value> {
+    ) -> Option<Refusal> {
         let pending = self.sessions.take_unanswered(&self.origin.key, expected);
         if pending.is_empty() {
             return None;
         }
-        let error = json!({
-            "code": CODE_UPSTREAM_TIMEOUT,
-            "message": format!(
-                "upstream sent no answer within {quiet:?} (http.upstream_response_timeout_ms)"
-            ),
-        });
-        tracing::warn!(conn = self.origin.conn.id, waiting = pending.len(), error = %error["message"], "upstream answer timed out");
+        let error = Refusal::new(
+            Reason::UpstreamTimeout,
+            format!("upstream sent no answer within {quiet:?} (http.upstream_response_timeout_ms)"),
+        );
+        tracing::warn!(
+            conn = self.origin.conn.id,
+            waiting = pending.len(),
+            error = error.message(),
+            "upstream answer timed out"
+        );
         let ids = pending
             .iter()
             .map(|p| p.jsonrpc_id.clone().unwrap_or(Value::Null));
         tell(tx, ids, &error).await;
-        exchange::unanswered(&self.pipeline, pending, Some(self.status), error.clone());
+        exchange::unanswered(&self.pipeline, pending, Some(self.status), error.error());
         Some(error)
     }
 
@@ -425,33 +422,25 @@ fn endpoint_target(data: &str) -> String {
 }
 
 /// A whole answer body, bounded by `max_message`; the error is the
-/// client's reply (HTTP status, JSON-RPC error object).
-async fn read_answer(
-    body: UpstreamBody,
-    st: &State,
-    idle: Duration,
-) -> Result<Bytes, (StatusCode, Value)> {
+/// client's reply.
+async fn read_answer(body: UpstreamBody, st: &State, idle: Duration) -> Result<Bytes, Refusal> {
     read_limited(body, st.max_message, idle).await.map_err(|e| {
-        let (status, code) = match e {
-            ReadError::TooLarge(_) => (StatusCode::BAD_GATEWAY, CODE_SERVER_MESSAGE_TOO_LARGE),
-            ReadError::Idle(_) => (StatusCode::GATEWAY_TIMEOUT, CODE_UPSTREAM_TIMEOUT),
-            ReadError::Io(_) => (StatusCode::BAD_GATEWAY, CODE_UPSTREAM_UNAVAILABLE),
+        let reason = match e {
+            ReadError::TooLarge(_) => Reason::ServerMessageTooLarge,
+            ReadError::Idle(_) => Reason::UpstreamTimeout,
+            ReadError::Io(_) => Reason::UpstreamUnavailable,
         };
         tracing::warn!(conn = st.origin.conn.id, error = %e, "upstream response failed");
-        (
-            status,
-            json!({ "code": code, "message": format!("upstream response: {e}") }),
-        )
+        Refusal::new(reason, format!("upstream response: {e}"))
     })
 }
 
 /// The refusal of an answer a phase dropped (not UTF-8: nothing can mask it).
-fn unmaskable() -> (StatusCode, Value) {
-    let error = json!({
-        "code": CODE_UPSTREAM_UNAVAILABLE,
-        "message": "the server's answer is not UTF-8 and cannot be masked",
-    });
-    (StatusCode::BAD_GATEWAY, error)
+fn unmaskable() -> Refusal {
+    Refusal::new(
+        Reason::UpstreamUnavailable,
+        "the server's answer is not UTF-8 and cannot be masked",
+    )
 }
 
 /// An answer that is neither JSON nor SSE (`text/plain`, an HTML error
@@ -464,7 +453,7 @@ pub async fn opaque_body(
     st: &State,
     expected: &[String],
     idle: Duration,
-) -> Result<Bytes, (StatusCode, Value)> {
+) -> Result<Bytes, Refusal> {
     let profile = st.call_profile(expected);
     let bytes = read_answer(body, st, idle).await?;
     st.opaque(bytes, profile.as_deref()).ok_or_else(unmaskable)
@@ -478,12 +467,12 @@ pub async fn json(
     denials: Vec<Value>,
     batch: bool,
     idle: Duration,
-) -> Result<Bytes, (StatusCode, Value)> {
+) -> Result<Bytes, Refusal> {
     let bytes = match read_answer(body, &st, idle).await {
         Ok(b) => b,
-        Err((status, error)) => {
-            st.finish(&expected, error.clone());
-            return Err((status, error));
+        Err(refusal) => {
+            st.finish(&expected, &refusal);
+            return Err(refusal);
         }
     };
     let profile = st.call_profile(&expected);
@@ -502,18 +491,18 @@ pub async fn json(
             (None, st.refuse_unjudged(&bytes, None, why))
         }
     };
-    let none = json!({ "code": -32603, "message": "the server's answer had no response for this request" });
+    let none = Refusal::new(
+        Reason::NoResponse,
+        "the server's answer had no response for this request",
+    );
     let left = st.sessions.take_unanswered(&st.origin.key, &expected);
     if out.is_none() {
         // Nothing of the server's is left: the client hears why instead.
-        extra.extend(
-            left.iter()
-                .map(|p| json!({ "jsonrpc": "2.0", "id": p.jsonrpc_id, "error": none })),
-        );
+        extra.extend(left.iter().map(|p| none.to_jsonrpc(p.jsonrpc_id.clone())));
     }
-    exchange::unanswered(&st.pipeline, left, Some(st.status), none.clone());
+    exchange::unanswered(&st.pipeline, left, Some(st.status), none.error());
     // Nothing left to take; closes a per-POST key.
-    st.finish(&expected, none);
+    st.finish(&expected, &none);
     extra.extend(denials);
     if extra.is_empty() {
         return Ok(out.unwrap_or_default());
@@ -533,9 +522,9 @@ pub async fn json(
 }
 
 /// One JSON-RPC error event per request id, on the client's stream.
-async fn tell(tx: &mpsc::Sender<Bytes>, ids: impl Iterator<Item = Value>, error: &Value) {
+async fn tell(tx: &mpsc::Sender<Bytes>, ids: impl Iterator<Item = Value>, error: &Refusal) {
     for id in ids {
-        let msg = json!({ "jsonrpc": "2.0", "id": id, "error": error });
+        let msg = error.to_jsonrpc(Some(id));
         let _ = tx
             .send(sse::serialize(Some("message"), None, &msg.to_string()))
             .await;

@@ -29,7 +29,12 @@ pub use notes::{
     ApprovalMode, ApprovalNote, ApprovalRule, Decision, Effect, HoldSignal, MaskCounts, Notes,
 };
 
-use crate::{conn::ConnInfo, identity::Caller, jsonrpc::Message};
+use crate::{
+    conn::ConnInfo,
+    error::{Reason, Refusal},
+    identity::Caller,
+    jsonrpc::Message,
+};
 
 /// What a phase knows about the message in hand.
 #[derive(Debug, Clone)]
@@ -59,9 +64,9 @@ pub enum Verdict {
     Continue,
     /// Replace it with this JSON-RPC message.
     Rewrite(Value),
-    /// Refuse it; the client gets this JSON-RPC error object
-    /// (`{"code", "message", "data"?}`), the server never sees it.
-    Deny(Value),
+    /// Refuse it; the client gets this refusal as its JSON-RPC error, the
+    /// server never sees it.
+    Deny(Refusal),
     /// Refuse it by answering with this JSON-RPC `result` (e.g. a tool
     /// result with `isError`); the server never sees it.
     Answer(Value),
@@ -86,9 +91,9 @@ pub trait Phase: Send + Sync + 'static {
     /// Each server message (JSON body, or one SSE event); may rewrite it.
     fn on_server_message(&self, _ctx: &MessageCtx<'_>, _msg: &mut Message) {}
     /// Each server-to-client request (sampling, elicitation, roots), before
-    /// `on_server_message`. `Some(error)`: the client never sees it and the
-    /// server gets this JSON-RPC error object as the answer.
-    fn on_server_request(&self, _ctx: &MessageCtx<'_>, _msg: &Message) -> Option<Value> {
+    /// `on_server_message`. `Some(refusal)`: the client never sees it and
+    /// the server gets this refusal as the answer.
+    fn on_server_request(&self, _ctx: &MessageCtx<'_>, _msg: &Message) -> Option<Refusal> {
         None
     }
     /// Server text that is no JSON-RPC message (an SSE event's data or
@@ -126,14 +131,11 @@ pub trait Phase: Send + Sync + 'static {
 pub enum Outcome {
     /// Forward it (possibly rewritten in place).
     Forward { rewritten: bool },
-    /// Refused with this JSON-RPC error object, by this phase.
-    Denied { error: Value, phase: &'static str },
+    /// Refused with this refusal, by this phase.
+    Denied { error: Refusal, phase: &'static str },
     /// Refused by answering with this JSON-RPC result, by this phase.
     Answered { result: Value, phase: &'static str },
 }
-
-/// Agent error: a hold outlived the hold limit.
-pub const CODE_HOLD_EXPIRED: i64 = -32091;
 
 #[derive(Clone)]
 pub struct Pipeline {
@@ -168,10 +170,14 @@ impl Pipeline {
             let mut verdict = p.on_request(ctx, msg);
             if let Verdict::Hold(fut) = verdict {
                 verdict = match tokio::time::timeout(self.hold_limit, fut).await {
-                    Ok(Verdict::Hold(_)) | Err(_) => Verdict::Deny(serde_json::json!({
-                        "code": CODE_HOLD_EXPIRED,
-                        "message": format!("held by {} and not released within {:?}", p.name(), self.hold_limit),
-                    })),
+                    Ok(Verdict::Hold(_)) | Err(_) => Verdict::Deny(Refusal::new(
+                        Reason::HoldExpired,
+                        format!(
+                            "held by {} and not released within {:?}",
+                            p.name(),
+                            self.hold_limit
+                        ),
+                    )),
                     Ok(v) => v,
                 };
             }
@@ -182,7 +188,10 @@ impl Pipeline {
                     Err(e) => {
                         tracing::error!(phase = p.name(), error = %e, "phase rewrote a message into an invalid one");
                         return Outcome::Denied {
-                            error: serde_json::json!({ "code": -32603, "message": "internal error in the interceptor" }),
+                            error: Refusal::new(
+                                Reason::Internal,
+                                "internal error in the interceptor",
+                            ),
                             phase: p.name(),
                         };
                     }
@@ -215,7 +224,7 @@ impl Pipeline {
         &self,
         ctx: &MessageCtx<'_>,
         msg: &Message,
-    ) -> Option<(Value, &'static str)> {
+    ) -> Option<(Refusal, &'static str)> {
         self.phases
             .iter()
             .find_map(|p| p.on_server_request(ctx, msg).map(|e| (e, p.name())))

@@ -13,7 +13,7 @@ impl Phase for Deny {
     }
     fn on_request(&self, _: &MessageCtx<'_>, msg: &Message) -> Verdict {
         if msg.method() == Some("tools/call") {
-            Verdict::Deny(json!({"code": -32090, "message": "no"}))
+            Verdict::Deny(Refusal::new(Reason::PolicyDenied, "no"))
         } else {
             Verdict::Continue
         }
@@ -44,7 +44,7 @@ impl Phase for HoldThen {
             if allow {
                 Verdict::Continue
             } else {
-                Verdict::Deny(json!({"code": 1, "message": "held no"}))
+                Verdict::Deny(Refusal::new(Reason::ApprovalDenied, "held no"))
             }
         }))
     }
@@ -97,7 +97,7 @@ async fn phases_run_in_order_and_deny_stops_the_rest() {
     match run(&p, &mut call).await {
         Outcome::Denied { error, phase } => {
             assert_eq!(phase, "deny");
-            assert_eq!(error["code"], -32090);
+            assert_eq!(error.reason(), Reason::PolicyDenied);
         }
         o => panic!("{o:?}"),
     }
@@ -127,7 +127,7 @@ async fn holds_resolve_or_expire() {
         Duration::from_millis(20),
     );
     match run(&expired, &mut m).await {
-        Outcome::Denied { error, .. } => assert_eq!(error["code"], CODE_HOLD_EXPIRED),
+        Outcome::Denied { error, .. } => assert_eq!(error.reason(), Reason::HoldExpired),
         o => panic!("{o:?}"),
     }
 }

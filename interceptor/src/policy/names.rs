@@ -11,9 +11,6 @@ use std::{
     sync::RwLock,
 };
 
-/// JSON-RPC "invalid params": the name, not the policy, is the problem.
-pub const CODE_INVALID_NAME: i64 = -32602;
-
 /// Longest name the MCP specification allows.
 const MAX_NAME: usize = 128;
 

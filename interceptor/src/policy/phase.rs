@@ -9,18 +9,14 @@ use serde_json::{Value, json};
 use super::{
     Input, Policies,
     budget::{self, Budgets},
-    names::{self, CODE_INVALID_NAME, Known},
+    names::{self, Known},
 };
 use crate::{
     config::Config,
+    error::{Reason, Refusal},
     jsonrpc::{Kind, Message},
     pipeline::{Decision, Effect, MessageCtx, Phase, Verdict},
 };
-
-/// Agent error codes (README.md lists them).
-pub const CODE_POLICY_DENIED: i64 = -32093;
-pub const CODE_APPROVAL_REQUIRED: i64 = -32094;
-pub const CODE_BUDGET_EXCEEDED: i64 = -32095;
 
 /// Server requests that go through policy; denied unless permitted.
 const POLICED_SERVER_REQUESTS: &[&str] =
@@ -151,31 +147,31 @@ impl PolicyPhase {
             })
         })?;
         tracing::info!(conn = ctx.conn.id, method, name = %name.escape_default(), reason = %why, "name refused before policy");
-        Some(Verdict::Deny(json!({
-            "code": CODE_INVALID_NAME,
-            "message": format!("invalid {} name: {why}", &kind[..kind.len() - 1]),
-        })))
+        Some(Verdict::Deny(Refusal::new(
+            Reason::InvalidName,
+            format!("invalid {} name: {why}", &kind[..kind.len() - 1]),
+        )))
     }
 
     fn refusal(&self, d: &Decision, method: &str) -> Verdict {
         let data = json!({ "policies": d.policies, "policy_version": d.version });
         match d.effect {
-            Effect::Approval => Verdict::Deny(json!({
-                "code": CODE_APPROVAL_REQUIRED,
-                "message": format!("{}; approvals are not enabled on this agent", d.reason),
-                "data": data,
-            })),
+            Effect::Approval => Verdict::Deny(
+                Refusal::new(
+                    Reason::ApprovalRequired,
+                    format!("{}; approvals are not enabled on this agent", d.reason),
+                )
+                .with_data(data),
+            ),
             _ if method == "tools/call" && self.cfg.policy.deny_as_tool_result => {
                 Verdict::Answer(json!({
                     "content": [{ "type": "text", "text": format!("Denied by the MCP security policy: {}", d.reason) }],
                     "isError": true,
                 }))
             }
-            _ => Verdict::Deny(json!({
-                "code": CODE_POLICY_DENIED,
-                "message": format!("denied: {}", d.reason),
-                "data": data,
-            })),
+            _ => Verdict::Deny(
+                Refusal::new(Reason::PolicyDenied, format!("denied: {}", d.reason)).with_data(data),
+            ),
         }
     }
 }
@@ -250,9 +246,7 @@ impl Phase for PolicyPhase {
             return refusal;
         }
         let Some(input) = self.input(ctx, method, target.clone(), arguments_of(msg), false) else {
-            return Verdict::Deny(
-                json!({ "code": CODE_POLICY_DENIED, "message": "denied: no identity" }),
-            );
+            return Verdict::Deny(Refusal::new(Reason::PolicyDenied, "denied: no identity"));
         };
         let d = self.decide(&input);
         ctx.notes.set_decision(d.clone());
@@ -270,14 +264,18 @@ impl Phase for PolicyPhase {
             )
         {
             tracing::info!(subject = %input.subject, tool = ?target, "call budget exceeded");
-            return Verdict::Deny(json!({
-                "code": CODE_BUDGET_EXCEEDED,
-                "message": format!(
-                    "call budget exceeded: {} calls per minute for {}; retry in {:.0} s",
-                    over.per_minute, over.tool_glob, over.retry_after_secs.ceil()
-                ),
-                "data": { "retry_after_seconds": over.retry_after_secs.ceil() },
-            }));
+            return Verdict::Deny(
+                Refusal::new(
+                    Reason::BudgetExceeded,
+                    format!(
+                        "call budget exceeded: {} calls per minute for {}; retry in {:.0} s",
+                        over.per_minute,
+                        over.tool_glob,
+                        over.retry_after_secs.ceil()
+                    ),
+                )
+                .with("retry_after_seconds", over.retry_after_secs.ceil()),
+            );
         }
         Verdict::Continue
     }
@@ -286,7 +284,7 @@ impl Phase for PolicyPhase {
         true
     }
 
-    fn on_server_request(&self, ctx: &MessageCtx<'_>, msg: &Message) -> Option<Value> {
+    fn on_server_request(&self, ctx: &MessageCtx<'_>, msg: &Message) -> Option<Refusal> {
         let method = msg.method().unwrap_or_default();
         if !POLICED_SERVER_REQUESTS.contains(&method) {
             return None;
@@ -294,14 +292,15 @@ impl Phase for PolicyPhase {
         let d = match input_for(&self.cfg, ctx, method, None, None, false) {
             Some(input) => self.decide(&input),
             None => {
-                return Some(
-                    json!({ "code": CODE_POLICY_DENIED, "message": "denied: no identity" }),
-                );
+                return Some(Refusal::new(Reason::PolicyDenied, "denied: no identity"));
             }
         };
         ctx.notes.set_decision(d.clone());
         (d.effect != Effect::Allow).then(|| {
-            json!({ "code": CODE_POLICY_DENIED, "message": format!("denied by the client's security policy: {}", d.reason) })
+            Refusal::new(
+                Reason::PolicyDenied,
+                format!("denied by the client's security policy: {}", d.reason),
+            )
         })
     }
 

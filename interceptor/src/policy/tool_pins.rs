@@ -30,7 +30,7 @@ use std::{
 };
 
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use store::FileStamp;
@@ -38,12 +38,10 @@ pub use store::{PinError, PinStore};
 
 use crate::{
     config::{Config, OnToolChange},
+    error::{Reason, Refusal},
     jsonrpc::{Kind, Message, canonical},
     pipeline::{Events, LifecycleEvent, MessageCtx, Phase, Verdict},
 };
-
-/// Agent error: the called tool changed since it was pinned (block mode).
-pub const CODE_TOOL_CHANGED: i64 = -32096;
 
 /// How often the agent looks for a re-pin by the CLI (one `stat`).
 pub const RECHECK: Duration = Duration::from_secs(1);
@@ -538,10 +536,12 @@ impl Phase for PinPhase {
             tool,
             "call to a changed tool refused"
         );
-        Verdict::Deny(json!({
-            "code": CODE_TOOL_CHANGED,
-            "message": format!("tool {tool} changed since it was pinned; an operator must re-pin it (mcp-interceptor tools pin)"),
-        }))
+        Verdict::Deny(Refusal::new(
+            Reason::ToolChanged,
+            format!(
+                "tool {tool} changed since it was pinned; an operator must re-pin it (mcp-interceptor tools pin)"
+            ),
+        ))
     }
 
     fn on_server_message(&self, ctx: &MessageCtx<'_>, msg: &mut Message) {

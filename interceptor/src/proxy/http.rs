@@ -24,7 +24,10 @@ use super::{
     upstream::{Upstream, UpstreamError},
 };
 
-use crate::config::{Http, PortRule};
+use crate::{
+    config::{Http, PortRule},
+    error::{Reason, Refusal},
+};
 
 /// Everything a handler needs about the connection a request came on.
 pub struct ConnCtx {
@@ -204,12 +207,10 @@ fn ended(e: &hyper::Error, late_writer: Option<super::reclaim::Slot>, limits: &H
         );
         // A fresh 408 fits the socket's send buffer: no waiting.
         if let Some(w) = late_writer.and_then(|l| l.take()) {
-            let _ = w.try_write(&raw_error(
-                408,
-                "Request Timeout",
-                -32083,
+            let _ = w.try_write(&raw_error(&Refusal::new(
+                Reason::RequestTimeout,
                 "request head not received in time",
-            ));
+            )));
         }
     } else if e.is_parse_too_large() {
         tracing::info!(
@@ -322,13 +323,12 @@ pub const READ_BUFFER: usize = 64 << 10;
 
 /// A complete HTTP/1.1 error response with a JSON-RPC error body, for the
 /// few cases answered outside hyper.
-pub(super) fn raw_error(status: u16, reason: &str, code: i64, message: &str) -> Vec<u8> {
-    let body = serde_json::json!({
-        "jsonrpc": "2.0", "id": null, "error": { "code": code, "message": message }
-    })
-    .to_string();
+pub(super) fn raw_error(refusal: &Refusal) -> Vec<u8> {
+    let body = refusal.to_jsonrpc(None).to_string();
+    let status = refusal.status();
+    let (code, reason) = (status.as_u16(), status.canonical_reason().unwrap_or(""));
     format!(
-        "HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        "HTTP/1.1 {code} {reason}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
         body.len()
     )
     .into_bytes()
@@ -395,30 +395,28 @@ pub async fn forward(mut req: Request<ProxyBody>, ctx: &ConnCtx) -> Response<Pro
     }
 }
 
-/// The status and JSON-RPC code for an upstream failure.
-pub fn upstream_error_status(e: &UpstreamError) -> (StatusCode, i64) {
+/// The refusal answering an upstream failure.
+pub fn upstream_refusal(e: &UpstreamError) -> Refusal {
     use super::limits::LimitError;
-    match e {
-        UpstreamError::Timeout(..) => (StatusCode::GATEWAY_TIMEOUT, CODE_UPSTREAM_TIMEOUT),
-        UpstreamError::Limit(LimitError::Full { .. }) => {
-            (StatusCode::SERVICE_UNAVAILABLE, CODE_UPSTREAM_BUSY)
-        }
-        UpstreamError::Limit(LimitError::Caller { .. }) => {
-            (StatusCode::TOO_MANY_REQUESTS, CODE_CALLER_BUSY)
-        }
-        _ => (StatusCode::BAD_GATEWAY, CODE_UPSTREAM_UNAVAILABLE),
-    }
+    let kind = match e {
+        UpstreamError::Timeout(..) => Reason::UpstreamTimeout,
+        UpstreamError::Limit(LimitError::Full { .. }) => Reason::UpstreamBusy,
+        UpstreamError::Limit(LimitError::Caller { .. }) => Reason::CallerBusy,
+        _ => Reason::UpstreamUnavailable,
+    };
+    Refusal::new(kind, e.to_string())
 }
 
+/// The HTTP answer to an upstream failure, answering `id`.
 pub fn upstream_error_response(e: &UpstreamError, id: serde_json::Value) -> Response<ProxyBody> {
     tracing::warn!(error = %e, "upstream failed");
-    let (status, code) = upstream_error_status(e);
-    json_response(
-        status,
-        &serde_json::json!({
-            "jsonrpc": "2.0", "id": id, "error": { "code": code, "message": e.to_string() }
-        }),
-    )
+    refusal_response(&upstream_refusal(e), Some(id))
+}
+
+/// The HTTP answer carrying `refusal` alone, answering `id`: the refusal's
+/// own status and its JSON-RPC error.
+pub fn refusal_response(refusal: &Refusal, id: Option<serde_json::Value>) -> Response<ProxyBody> {
+    json_response(refusal.status(), &refusal.to_jsonrpc(id))
 }
 
 pub fn json_response(status: StatusCode, v: &serde_json::Value) -> Response<ProxyBody> {
@@ -430,18 +428,6 @@ pub fn json_response(status: StatusCode, v: &serde_json::Value) -> Response<Prox
     );
     r
 }
-
-/// Agent error codes (stable; README.md lists them).
-pub const CODE_TOO_LARGE: i64 = -32080;
-pub const CODE_UPSTREAM_UNAVAILABLE: i64 = -32081;
-pub const CODE_UPSTREAM_TIMEOUT: i64 = -32082;
-pub const CODE_REQUEST_TIMEOUT: i64 = -32083;
-pub const CODE_SERVER_MESSAGE_TOO_LARGE: i64 = -32085;
-pub const CODE_TLS_REQUIRED: i64 = -32090;
-/// Every GET stream slot of the upstream is held (503).
-pub const CODE_UPSTREAM_BUSY: i64 = -32079;
-/// The caller holds its share of an upstream's budget (429).
-pub const CODE_CALLER_BUSY: i64 = -32078;
 
 #[cfg(test)]
 mod tests {

@@ -38,6 +38,7 @@ pub use upstream::Upstream;
 use crate::{
     config::{Config, Mode},
     conn::{ClientAddr, ConnInfo, OrigDst, addr},
+    error::{Reason, Refusal},
 };
 
 static CONN_IDS: AtomicU64 = AtomicU64::new(1);
@@ -103,9 +104,6 @@ pub async fn serve(
     tracing::debug!(listener = ?local, "listener closed");
 }
 
-/// JSON-RPC code of the 503 a connection gets at `http.max_connections`.
-pub const CODE_TOO_MANY_CONNECTIONS: i64 = -32084;
-
 static REFUSED_OVER_LIMIT: AtomicU64 = AtomicU64::new(0);
 /// Unix second of the last "connection limit" log line.
 static LIMIT_LOGGED_AT: AtomicU64 = AtomicU64::new(0);
@@ -122,14 +120,10 @@ pub fn refused_over_limit() -> u64 {
 /// counter and the log line say it.
 fn refuse_over_limit(stream: &TcpStream, peer: SocketAddr, max: usize) {
     let total = REFUSED_OVER_LIMIT.fetch_add(1, Ordering::Relaxed) + 1;
-    let msg = http::raw_error(
-        503,
-        "Service Unavailable",
-        CODE_TOO_MANY_CONNECTIONS,
-        &format!(
-            "the agent is at its connection limit (http.max_connections = {max}); retry later"
-        ),
-    );
+    let msg = http::raw_error(&Refusal::new(
+        Reason::TooManyConnections,
+        format!("the agent is at its connection limit (http.max_connections = {max}); retry later"),
+    ));
     let _ = stream.try_write(&msg);
     // Whatever the client already sent is read, so the close is a FIN,
     // not a reset that could discard the 503 on its way.
@@ -264,12 +258,10 @@ async fn handle(
 fn refuse_destination(client: &TcpStream, info: &ConnInfo, serving: &Serving, reason: &str) {
     tracing::warn!(conn = info.id, client = %info.client, orig_dst = %info.orig_dst, "connection refused: {reason}");
     serving.handler.on_refused(info, reason);
-    let msg = http::raw_error(
-        502,
-        "Bad Gateway",
-        http::CODE_UPSTREAM_UNAVAILABLE,
-        &format!("not forwarded to {}: {reason}", info.orig_dst),
-    );
+    let msg = http::raw_error(&Refusal::new(
+        Reason::ForeignDestination,
+        format!("not forwarded to {}: {reason}", info.orig_dst),
+    ));
     let _ = client.try_write(&msg);
     let _ = client.try_read(&mut [0u8; 4096]);
 }
@@ -286,7 +278,7 @@ async fn refuse_plaintext(mut client: TcpStream, info: &ConnInfo, serving: &Serv
     let reason = "this port requires TLS; plaintext refused";
     tracing::warn!(conn = info.id, client = %info.client, orig_dst = %info.orig_dst, "{reason}");
     serving.handler.on_refused(info, reason);
-    let msg = http::raw_error(426, "Upgrade Required", http::CODE_TLS_REQUIRED, reason);
+    let msg = http::raw_error(&Refusal::new(Reason::TlsRequired, reason));
     let _ = tokio::time::timeout(std::time::Duration::from_secs(1), client.write_all(&msg)).await;
     let _ = client.shutdown().await;
 }

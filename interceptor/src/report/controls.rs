@@ -494,9 +494,7 @@ pub(super) fn ia2(ex: &[&AuditRow]) -> Control {
     let mut reasons: BTreeMap<(String, &str), usize> = BTreeMap::new();
     for r in &refused {
         let code = r.error_code.map_or("-".into(), |c| c.to_string());
-        *reasons
-            .entry((code, auth_code_meaning(r.error_code)))
-            .or_insert(0) += 1;
+        *reasons.entry((code, auth_refusal_meaning(r))).or_insert(0) += 1;
     }
     let subjects: BTreeSet<&str> = ex.iter().filter_map(|r| r.subject.as_deref()).collect();
     Control {

@@ -253,6 +253,7 @@ const COLUMNS: &[&str] = &[
     "tool_name",
     "resource_uri",
     "prompt_name",
+    "error",
     "error_code",
     "response_truncated",
     "http_status",
@@ -370,6 +371,8 @@ fn rows_of(c: &Cols<'_>, period: Period, out: &mut Vec<AuditRow>) -> Result<(), 
         str_col("approval_id")?,
         str_col("message")?,
     );
+    // Tells identity refusals apart by `data.reason` (they share a code).
+    let error = str_col("error")?;
     let (groups, rules, approvers) = (
         c.get::<ListArray>("groups")?,
         c.get::<ListArray>("rule_ids")?,
@@ -409,6 +412,7 @@ fn rows_of(c: &Cols<'_>, period: Period, out: &mut Vec<AuditRow>) -> Result<(), 
             tool_name: s(tool, i),
             resource_uri: s(res, i),
             prompt_name: s(prompt, i),
+            error: s(error, i),
             error_code: i32v(code, i),
             response_truncated: !truncated.is_null(i) && truncated.value(i),
             http_status: i32v(status, i),

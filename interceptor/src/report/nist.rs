@@ -276,12 +276,28 @@ pub(super) fn is_auth_refusal(r: &AuditRow) -> bool {
     r.kind == "rejected" && r.decided_by.as_deref() == Some("identity")
 }
 
-pub(super) fn auth_code_meaning(code: Option<i32>) -> &'static str {
-    match code {
-        Some(-32087) => "no verified identity (missing or invalid credentials)",
-        Some(-32088) => "token lacks the required scopes",
-        Some(-32089) => "session opened by another identity",
-        Some(-32092) => "issuer keys unavailable",
+/// What an identity refusal means, from its error's `data.reason`.
+/// Trails written before the codes moved (issue 20) carry no reason; their
+/// old codes still read.
+pub(super) fn auth_refusal_meaning(r: &AuditRow) -> &'static str {
+    let reason = r
+        .error
+        .as_deref()
+        .and_then(|e| serde_json::from_str::<serde_json::Value>(e).ok())
+        .and_then(|v| v["data"]["reason"].as_str().map(str::to_owned));
+    let old = match r.error_code {
+        Some(-32087) => "unauthenticated",
+        Some(-32088) => "insufficient_scope",
+        Some(-32089) => "session_owner",
+        Some(-32092) => "identity_unavailable",
+        _ => "",
+    };
+    match reason.as_deref().unwrap_or(old) {
+        "unauthenticated" => "no verified identity (missing or invalid credentials)",
+        "insufficient_scope" => "token lacks the required scopes",
+        "session_owner" => "session opened by another identity",
+        "identity_unavailable" => "issuer keys unavailable",
+        "tls_required" => "plaintext where TLS is required",
         _ => "other",
     }
 }

@@ -90,7 +90,9 @@ fn trail(dir: &Path) -> PathBuf {
     let mut refused = row(&a, "rejected", t + 5 * s);
     refused.decision = Some("deny".into());
     refused.decided_by = Some("identity".into());
-    refused.error_code = Some(-32087);
+    let refusal = crate::error::Refusal::new(crate::error::Reason::Unauthenticated, "no token");
+    refused.error = Some(refusal.error().to_string());
+    refused.error_code = Some(refusal.code() as i32);
     refused.http_status = Some(401);
     refused.src_addr = Some("10.0.0.9".into());
     refused.conn_id = Some(2);

@@ -142,7 +142,7 @@ fn main() {
     println!(
         "read_file /srv/crm/../../etc/passwd -> {}",
         err.lines()
-            .find(|l| l.contains("-32093"))
+            .find(|l| l.contains("-32002"))
             .map(str::trim)
             .unwrap_or("ALLOWED (unexpected)")
     );

@@ -29,6 +29,16 @@ impl Answer {
             .map_or(0, |v| v["error"]["code"].as_i64().unwrap_or(0))
     }
 
+    /// The error's `data.reason` (refusals sharing a code differ here).
+    pub fn reason(&self) -> String {
+        serde_json::from_slice::<Value>(&self.body).map_or(String::new(), |v| {
+            v["error"]["data"]["reason"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        })
+    }
+
     fn header(&self, name: &str) -> Option<String> {
         self.head.lines().find_map(|l| {
             let (k, v) = l.split_once(':')?;

@@ -27,7 +27,7 @@ fn a_broken_policy_keeps_the_running_one() {
     let mut w = World::with("polreload", "", |dir| policy_sections(dir, "alert"));
     let bob = token(&w.issuer, "bob", &["contractors"]);
     let first = raw_call(&w, &bob, 1, "add", json!({"a": 1, "b": 1}));
-    assert_eq!(denied_by(&first).0, -32093);
+    assert_eq!(denied_by(&first).0, -32002);
     let old = refused_version(&first);
     assert_eq!(old, explained_version(&w));
 
@@ -50,7 +50,7 @@ fn a_broken_policy_keeps_the_running_one() {
     let echo = tool(&w, &bob, "echo", json!({"text": "still"}), &[]);
     assert_eq!(echo["result"]["content"][0]["text"], "still");
     let denied = raw_call(&w, &bob, 2, "add", json!({"a": 1, "b": 1}));
-    assert_eq!(denied_by(&denied).0, -32093);
+    assert_eq!(denied_by(&denied).0, -32002);
     assert_eq!(refused_version(&denied), old);
 
     // SIGHUP with the broken file: the reload is refused as a whole.
@@ -65,13 +65,13 @@ fn a_broken_policy_keeps_the_running_one() {
     let echo = tool(&w, &bob, "echo", json!({"text": "after SIGHUP"}), &[]);
     assert_eq!(echo["result"]["content"][0]["text"], "after SIGHUP");
     let allowed = raw_call(&w, &bob, 3, "echo", json!({"text": "x"}));
-    assert_ne!(denied_by(&allowed).0, -32093);
+    assert_ne!(denied_by(&allowed).0, -32002);
     let d = decision_of(&w, 3);
     assert_eq!(d["effect"], "allow", "{d}");
     assert_eq!(d["policies"], json!(["contractor-echo"]));
     assert_eq!(d["version"], old.as_str(), "decided by the running set");
     let denied = raw_call(&w, &bob, 4, "add", json!({"a": 1, "b": 1}));
-    assert_eq!(denied_by(&denied).0, -32093);
+    assert_eq!(denied_by(&denied).0, -32002);
     assert_eq!(refused_version(&denied), old);
 
     // Fixed: picked up without a signal; bob may now add.
@@ -82,7 +82,7 @@ fn a_broken_policy_keeps_the_running_one() {
     std::fs::write(w.dir.path().join("policy.cedar"), fixed).unwrap();
     wait_for("the fixed policy to load", Duration::from_secs(10), || {
         let r = raw_call(&w, &bob, 5, "add", json!({"a": 1, "b": 1}));
-        (denied_by(&r).0 != -32093).then_some(())
+        (denied_by(&r).0 != -32002).then_some(())
     });
     let fixed = explained_version(&w);
     assert_ne!(fixed, old);

@@ -34,7 +34,7 @@ pub enum Seen {
     /// Connected, then reset or closed before a complete answer, after
     /// `bytes` of one.
     Cut { bytes: usize, why: String },
-    /// 404 -32073: the agent does not know the session (a restarted agent
+    /// 404 -32000: the agent does not know the session (a restarted agent
     /// binds only sessions it saw the server open); the client opens a
     /// new one, as the MCP spec says.
     SessionGone,
@@ -150,7 +150,7 @@ fn attempt(sid: &str, id: u64, text: &str) -> Seen {
 /// Whether `answer` is the agent's 404 for a session it does not know.
 fn session_gone(answer: &[u8]) -> bool {
     let a = String::from_utf8_lossy(answer);
-    a.starts_with("HTTP/1.1 404") && a.contains("-32073")
+    a.starts_with("HTTP/1.1 404") && a.contains("-32000")
 }
 
 /// Whether `buf` holds a whole HTTP/1.1 response (head and body).

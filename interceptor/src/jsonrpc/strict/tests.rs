@@ -26,7 +26,7 @@ fn duplicate_keys_are_refused_at_any_depth() {
     ] {
         let e = p(bad).expect_err(bad);
         assert!(e.to_string().contains("twice"), "{bad}: {e}");
-        assert_eq!(e.code(), -32600);
+        assert_eq!(e.refusal().code(), -32600);
     }
     // The same key in sibling objects is fine.
     assert!(p(&call(r#"{"a":{"k":1},"b":{"k":2}}"#)).is_ok());

@@ -8,7 +8,7 @@
 
 use std::sync::Arc;
 
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::{mcp::session::Sessions, pipeline::Pipeline};
 
@@ -32,7 +32,7 @@ fn client_gone(sent: bool) -> Value {
     } else {
         "the client went away before the request was forwarded; it was not sent"
     };
-    json!({ "code": -32603, "message": message, "data": { "reason": "client_gone" } })
+    crate::error::Refusal::new(crate::error::Reason::ClientGone, message).error()
 }
 
 impl Forwarded {

@@ -12,6 +12,7 @@ use super::{
     reply::{accepted, forward_body, remember_client},
 };
 use crate::{
+    error::{Reason, Refusal},
     identity::Caller,
     jsonrpc::{self, Body, Kind},
     mcp::{exchange, stateless},
@@ -21,10 +22,7 @@ use crate::{
     proxy::{
         ConnCtx,
         body::{ProxyBody, ReadError, full, read_limited},
-        http::{
-            CODE_REQUEST_TIMEOUT, CODE_TOO_LARGE, json_response, strip_hop_headers,
-            upstream_error_status,
-        },
+        http::{json_response, strip_hop_headers, upstream_refusal},
     },
 };
 
@@ -81,38 +79,33 @@ impl McpHandler {
         let idle = Duration::from_millis(ctx.http.idle_timeout_ms);
         let bytes = match read_limited(body, ctx.http.max_request_body, idle).await {
             Ok(b) => b,
-            Err(ReadError::TooLarge(max)) => {
-                let e = json!({ "code": CODE_TOO_LARGE, "message": format!("request body larger than {max} bytes") });
-                return self.reject(&origin, StatusCode::PAYLOAD_TOO_LARGE, e, max as u64);
-            }
-            Err(ReadError::Idle(d)) => {
-                let e = json!({ "code": CODE_REQUEST_TIMEOUT, "message": format!("request body stalled for {d:?}") });
-                return self.reject(&origin, StatusCode::REQUEST_TIMEOUT, e, 0);
-            }
-            Err(ReadError::Io(err)) => {
-                let e = json!({ "code": -32700, "message": format!("reading the request body failed: {err}") });
-                return self.reject(&origin, StatusCode::BAD_REQUEST, e, 0);
+            Err(e) => {
+                let n = match e {
+                    ReadError::TooLarge(max) => max as u64,
+                    _ => 0,
+                };
+                return self.reject(&origin, super::route::body_refusal(e), n);
             }
         };
         let mut body = match jsonrpc::parse_client(&bytes) {
             Ok(b) => b,
-            Err(e) => {
-                let err = json!({ "code": e.code(), "message": e.to_string() });
-                return self.reject(&origin, StatusCode::BAD_REQUEST, err, bytes.len() as u64);
-            }
+            Err(e) => return self.reject(&origin, e.refusal(), bytes.len() as u64),
         };
         if body.messages().len() > ctx.http.max_batch {
-            let e = json!({ "code": -32600, "message": format!(
-                "a batch of {} messages is more than http.max_batch ({})",
-                body.messages().len(),
-                ctx.http.max_batch
-            ) });
-            return self.reject(&origin, StatusCode::BAD_REQUEST, e, bytes.len() as u64);
+            let e = Refusal::new(
+                Reason::InvalidRequest,
+                format!(
+                    "a batch of {} messages is more than http.max_batch ({})",
+                    body.messages().len(),
+                    ctx.http.max_batch
+                ),
+            );
+            return self.reject(&origin, e, bytes.len() as u64);
         }
         if transport == Transport::Stateless
             && let Err(err) = stateless::check(&parts.headers, &body)
         {
-            return self.reject(&origin, StatusCode::BAD_REQUEST, err, bytes.len() as u64);
+            return self.reject(&origin, err, bytes.len() as u64);
         }
         if let Some(v) = header_str(&parts.headers, "mcp-protocol-version") {
             self.sessions
@@ -186,12 +179,10 @@ impl McpHandler {
                 Outcome::Denied { error, phase } => {
                     ev.kind = EventKind::Denied;
                     ev.decided_by = Some(phase.to_string());
-                    ev.error = Some(error.clone());
+                    ev.error = Some(error.error());
                     ev.http_status = Some(200);
                     if msg.kind == Kind::Request {
-                        denials.push(
-                            json!({ "jsonrpc": "2.0", "id": msg.id().cloned(), "error": error }),
-                        );
+                        denials.push(error.to_jsonrpc(msg.id().cloned()));
                     }
                     exchange::record(&self.pipeline, ev);
                     keep.push(false);
@@ -274,25 +265,25 @@ impl McpHandler {
             }
             Err(e) => {
                 tracing::warn!(conn = origin.conn.id, error = %e, "upstream failed");
-                let (status, code) = upstream_error_status(&e);
-                let error = json!({ "code": code, "message": e.to_string() });
+                let refusal = upstream_refusal(&e);
+                let status = refusal.status();
                 let pending = self.sessions.take_unanswered(&origin.key, &expected);
                 let mut answers: Vec<Value> = pending
                     .iter()
-                    .map(|p| json!({ "jsonrpc": "2.0", "id": p.jsonrpc_id, "error": error }))
+                    .map(|p| refusal.to_jsonrpc(p.jsonrpc_id.clone()))
                     .collect();
                 exchange::unanswered(
                     &self.pipeline,
                     pending,
                     Some(status.as_u16()),
-                    error.clone(),
+                    refusal.error(),
                 );
                 if !origin.in_session {
                     self.sessions.close(&origin.key);
                 }
                 answers.extend(denials);
                 let body = match answers.len() {
-                    0 => json!({ "jsonrpc": "2.0", "id": null, "error": error }),
+                    0 => refusal.to_jsonrpc(None),
                     1 => answers.remove(0),
                     _ => Value::Array(answers),
                 };

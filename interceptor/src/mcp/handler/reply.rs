@@ -5,10 +5,11 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::McpHandler;
 use crate::{
+    error::{Reason, Refusal},
     jsonrpc::{Body, Kind, Message},
     mcp::{
         exchange,
@@ -162,30 +163,30 @@ impl McpHandler {
         denials: &mut Vec<Value>,
     ) {
         let id = ev.jsonrpc_id.clone().unwrap_or(Value::Null);
-        let error = json!({
-            "code": -32600,
-            "message": format!(
+        let refusal = Refusal::new(
+            Reason::DuplicateId,
+            format!(
                 "duplicate JSON-RPC id {id}: a request with id {waiting} is already waiting \
                  for its answer in this session, and the answers could not be told apart"
             ),
-            "data": { "reason": "duplicate_id" },
-        });
+        );
+        let error = refusal.error();
         tracing::warn!(conn = ev.conn_id, %id, waiting, "request with a duplicate id refused");
         ev.kind = EventKind::Denied;
         ev.decided_by = Some("mcp".into());
         ev.error = Some(error.clone());
         ev.http_status = Some(200);
-        denials.push(json!({ "jsonrpc": "2.0", "id": id, "error": error }));
+        denials.push(refusal.to_jsonrpc(Some(id)));
         exchange::record(&self.pipeline, ev);
     }
 
     /// Requests the pending table gave up on (too many waiting): recorded.
     pub(super) fn forgotten(&self, evicted: Vec<ExchangeEvent>) {
-        let error = json!({
-            "code": -32603,
-            "message": "too many unanswered requests in this session; the agent stopped waiting for this one",
-            "data": { "reason": "pending_limit" },
-        });
+        let error = Refusal::new(
+            Reason::PendingLimit,
+            "too many unanswered requests in this session; the agent stopped waiting for this one",
+        )
+        .error();
         exchange::unanswered(&self.pipeline, evicted, None, error);
     }
 }

@@ -8,10 +8,11 @@ use std::{sync::Arc, time::Duration};
 
 use http::{HeaderValue, Method, Request, Response, StatusCode, header, request::Parts};
 use hyper::body::Incoming;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::McpHandler;
 use crate::{
+    error::{Reason, Refusal},
     identity::Caller,
     jsonrpc::{Kind, Message},
     mcp::{exchange, session::LegacyError},
@@ -19,19 +20,10 @@ use crate::{
     proxy::{
         ConnCtx,
         body::{ProxyBody, ReadError, full, read_limited},
-        http::{CODE_REQUEST_TIMEOUT, CODE_TOO_LARGE, json_response, pass_through},
+        http::{pass_through, refusal_response},
     },
     reqpath,
 };
-
-/// Not an MCP request, and its path is not in the port's `pass_through`.
-pub const CODE_NOT_MCP: i64 = -32070;
-/// An HTTP method the MCP transport does not define, on an MCP path.
-pub const CODE_METHOD_NOT_ALLOWED: i64 = -32071;
-/// A path, query or body the agent cannot read one way only.
-pub const CODE_AMBIGUOUS: i64 = -32072;
-/// A session the server never opened here (or that ended).
-pub const CODE_UNKNOWN_SESSION: i64 = -32073;
 
 /// What to do with a request, decided from its head.
 #[derive(Debug, PartialEq)]
@@ -43,8 +35,8 @@ pub(super) enum Class {
     Sniff { pass: bool },
     /// Forwarded as it is: its path is in `pass_through`.
     PassThrough,
-    /// Refused with this status, JSON-RPC code and message.
-    Refuse(StatusCode, i64, String),
+    /// Refused.
+    Refuse(Refusal),
 }
 
 /// A request's body, read to tell JSON-RPC from anything else.
@@ -65,11 +57,11 @@ impl McpHandler {
         // the last, or both joined): the agent cannot check the one used.
         if req.headers().get_all("mcp-session-id").iter().count() > 1 {
             let msg = "more than one Mcp-Session-Id header".to_string();
-            return Class::Refuse(StatusCode::BAD_REQUEST, CODE_AMBIGUOUS, msg);
+            return Class::Refuse(Refusal::new(Reason::Ambiguous, msg));
         }
         let norm = match reqpath::normalize(uri.path()) {
             Ok(p) => p,
-            Err(e) => return Class::Refuse(StatusCode::BAD_REQUEST, CODE_AMBIGUOUS, e.to_string()),
+            Err(e) => return Class::Refuse(Refusal::new(Reason::Ambiguous, e.to_string())),
         };
         let mcp = ctx
             .rule
@@ -84,21 +76,19 @@ impl McpHandler {
             .any(|p| reqpath::matches(p, &norm));
         match *method {
             Method::POST | Method::GET | Method::DELETE if mcp => Class::Mcp,
-            _ if mcp => Class::Refuse(
-                StatusCode::METHOD_NOT_ALLOWED,
-                CODE_METHOD_NOT_ALLOWED,
+            _ if mcp => Class::Refuse(Refusal::new(
+                Reason::MethodNotAllowed,
                 format!("{method} is not an MCP transport method (POST, GET, DELETE)"),
-            ),
+            )),
             Method::POST => Class::Sniff { pass },
             _ if pass => Class::PassThrough,
-            _ => Class::Refuse(
-                StatusCode::NOT_FOUND,
-                CODE_NOT_MCP,
+            _ => Class::Refuse(Refusal::new(
+                Reason::NotMcp,
                 format!(
                     "{} is not an MCP endpoint of this port, and not in its pass_through",
                     uri.path()
                 ),
-            ),
+            )),
         }
     }
 
@@ -108,19 +98,16 @@ impl McpHandler {
         parts: &Parts,
         ctx: &ConnCtx,
         caller: Option<Arc<Caller>>,
-        (status, code, message): (StatusCode, i64, String),
+        refusal: Refusal,
         bytes_in: u64,
     ) -> Response<ProxyBody> {
         let origin = self.origin(parts, ctx, Transport::Http, None, caller);
-        tracing::info!(conn = ctx.info.id, client = %ctx.info.client, method = %parts.method, path = %parts.uri.path(), status = status.as_u16(), %message, "request refused");
-        let error = json!({ "code": code, "message": message });
-        let mut ev = origin.rejected(status.as_u16(), error.clone(), bytes_in);
+        let status = refusal.status();
+        tracing::info!(conn = ctx.info.id, client = %ctx.info.client, method = %parts.method, path = %parts.uri.path(), status = status.as_u16(), message = refusal.message(), "request refused");
+        let mut ev = origin.rejected(status.as_u16(), refusal.error(), bytes_in);
         ev.decided_by = Some("route".into());
         exchange::record(&self.pipeline, ev);
-        let mut r = json_response(
-            status,
-            &json!({ "jsonrpc": "2.0", "id": null, "error": error }),
-        );
+        let mut r = refusal_response(&refusal, None);
         if status == StatusCode::METHOD_NOT_ALLOWED {
             r.headers_mut()
                 .insert(header::ALLOW, HeaderValue::from_static("GET, POST, DELETE"));
@@ -176,23 +163,7 @@ impl McpHandler {
         let bytes = match read_limited(body, max, idle).await {
             Ok(b) => b,
             Err(e) => {
-                let refusal = match e {
-                    ReadError::TooLarge(m) => (
-                        StatusCode::PAYLOAD_TOO_LARGE,
-                        CODE_TOO_LARGE,
-                        format!("request body larger than {m} bytes"),
-                    ),
-                    ReadError::Idle(d) => (
-                        StatusCode::REQUEST_TIMEOUT,
-                        CODE_REQUEST_TIMEOUT,
-                        format!("request body stalled for {d:?}"),
-                    ),
-                    ReadError::Io(err) => (
-                        StatusCode::BAD_REQUEST,
-                        -32700,
-                        format!("reading the request body failed: {err}"),
-                    ),
-                };
+                let refusal = body_refusal(e);
                 return self.refuse(&parts, &ctx, Some(caller), refusal, 0);
             }
         };
@@ -210,7 +181,7 @@ impl McpHandler {
                     &parts,
                     &ctx,
                     Some(caller),
-                    (StatusCode::BAD_REQUEST, CODE_AMBIGUOUS, msg),
+                    Refusal::new(Reason::Ambiguous, msg),
                     n,
                 )
             }
@@ -227,7 +198,7 @@ impl McpHandler {
                     &parts,
                     &ctx,
                     Some(caller),
-                    (StatusCode::NOT_FOUND, CODE_NOT_MCP, msg),
+                    Refusal::new(Reason::NotMcp, msg),
                     n,
                 )
             }
@@ -245,11 +216,35 @@ impl McpHandler {
         caller: Arc<Caller>,
         e: &LegacyError,
     ) -> Response<ProxyBody> {
-        let (status, code) = match e {
-            LegacyError::Unknown => (StatusCode::NOT_FOUND, CODE_UNKNOWN_SESSION),
-            _ => (StatusCode::BAD_REQUEST, CODE_AMBIGUOUS),
+        let reason = match e {
+            LegacyError::Unknown => Reason::UnknownSession,
+            _ => Reason::Ambiguous,
         };
-        self.refuse(parts, ctx, Some(caller), (status, code, e.to_string()), 0)
+        self.refuse(
+            parts,
+            ctx,
+            Some(caller),
+            Refusal::new(reason, e.to_string()),
+            0,
+        )
+    }
+}
+
+/// The refusal for a request body the agent could not read.
+pub(super) fn body_refusal(e: ReadError) -> Refusal {
+    match e {
+        ReadError::TooLarge(m) => Refusal::new(
+            Reason::RequestTooLarge,
+            format!("request body larger than {m} bytes"),
+        ),
+        ReadError::Idle(d) => Refusal::new(
+            Reason::RequestTimeout,
+            format!("request body stalled for {d:?}"),
+        ),
+        ReadError::Io(err) => Refusal::new(
+            Reason::ParseError,
+            format!("reading the request body failed: {err}"),
+        ),
     }
 }
 

@@ -61,8 +61,9 @@ fn each_mismatch_names_its_header() {
         ),
     ];
     for (h, name) in cases {
-        let err = check(&h, &body(CALL)).expect_err(name);
-        assert_eq!(err["code"], CODE_HEADER_MISMATCH);
+        let err = check(&h, &body(CALL)).expect_err(name).error();
+        assert_eq!(err["code"], -32020);
+        assert_eq!(err["data"]["reason"], "header_mismatch");
         assert_eq!(err["data"]["mismatch"]["header"], name);
     }
 }
@@ -75,5 +76,5 @@ fn older_revisions_are_not_stateless() {
     )])));
     let batch = body(r#"[{"jsonrpc":"2.0","id":1,"method":"ping"}]"#);
     let h = headers(&[("mcp-method", "ping")]);
-    assert_eq!(check(&h, &batch).unwrap_err()["code"], -32600);
+    assert_eq!(check(&h, &batch).unwrap_err().code(), -32600);
 }

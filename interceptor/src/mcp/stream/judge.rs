@@ -7,17 +7,17 @@
 //! error and an `unanswered` row saying why, and a message that answers
 //! none gets a row of its own.
 
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::State;
 use crate::{
+    error::{Reason, Refusal},
     jsonrpc::Message,
     mcp::{
         exchange,
         ids::{self, Loose},
     },
     pipeline::EventKind,
-    proxy::http::CODE_UPSTREAM_UNAVAILABLE,
 };
 
 /// Why a server message was not judged.
@@ -47,13 +47,12 @@ impl std::fmt::Display for Unjudged {
     }
 }
 
-/// The JSON-RPC error for requests an unjudged message may have answered.
-pub fn error(why: &Unjudged) -> Value {
-    json!({
-        "code": CODE_UPSTREAM_UNAVAILABLE,
-        "message": format!("the server sent a message the agent cannot judge ({why}); it was not forwarded"),
-        "data": { "reason": "unjudged_server_message" },
-    })
+/// The refusal for requests an unjudged message may have answered.
+pub fn error(why: &Unjudged) -> Refusal {
+    Refusal::new(
+        Reason::UnjudgedServerMessage,
+        format!("the server sent a message the agent cannot judge ({why}); it was not forwarded"),
+    )
 }
 
 /// How a response's id pairs: `Ok(Some(key))` when a request waits
@@ -105,14 +104,14 @@ impl State {
         }
         let pending = self.sessions.take_unanswered(&self.origin.key, &keys);
         if pending.is_empty() {
-            self.record_dropped(raw, msg, err);
+            self.record_dropped(raw, msg, err.error());
             return Vec::new();
         }
         let answers = pending
             .iter()
-            .map(|p| json!({ "jsonrpc": "2.0", "id": p.jsonrpc_id, "error": err }))
+            .map(|p| err.to_jsonrpc(p.jsonrpc_id.clone()))
             .collect();
-        exchange::unanswered(&self.pipeline, pending, Some(self.status), err);
+        exchange::unanswered(&self.pipeline, pending, Some(self.status), err.error());
         answers
     }
 
@@ -162,28 +161,25 @@ pub fn refuse_answer(
         reason = %message,
         "server answer not judged: dropped"
     );
-    let err = json!({
-        "code": CODE_UPSTREAM_UNAVAILABLE,
-        "message": message,
-        "data": { "reason": "unjudged_server_message" },
-    });
+    let refusal = Refusal::new(Reason::UnjudgedServerMessage, message);
     let pending = st.sessions.take_unanswered(&st.origin.key, &st.expected);
     let mut all: Vec<Value> = pending
         .iter()
-        .map(|p| json!({ "jsonrpc": "2.0", "id": p.jsonrpc_id, "error": err }))
+        .map(|p| refusal.to_jsonrpc(p.jsonrpc_id.clone()))
         .collect();
+    let status = refusal.status();
     if pending.is_empty() {
         // A GET stream: no request waits, the refusal is its own row.
-        let mut ev = st.origin.rejected(502, err.clone(), 0);
+        let mut ev = st.origin.rejected(status.as_u16(), refusal.error(), 0);
         ev.decided_by = Some("mcp".into());
         exchange::record(&st.pipeline, ev);
     }
-    exchange::unanswered(&st.pipeline, pending, Some(st.status), err.clone());
+    exchange::unanswered(&st.pipeline, pending, Some(st.status), refusal.error());
     all.extend(denials);
     let body = match all.len() {
-        0 => json!({ "jsonrpc": "2.0", "id": null, "error": err }),
+        0 => refusal.to_jsonrpc(None),
         1 if !batch => all.remove(0),
         _ => Value::Array(all),
     };
-    (http::StatusCode::BAD_GATEWAY, body)
+    (status, body)
 }

@@ -11,15 +11,15 @@ use std::{
 use bytes::Bytes;
 use http_body::Frame;
 use http_body_util::BodyExt;
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio::sync::mpsc;
 
 use super::{State, tell};
+use crate::error::{Reason, Refusal};
 use crate::mcp::exchange::Forwarded;
 use crate::mcp::sse::{Parser, SseError, serialize};
 use crate::proxy::{
     body::{BoxError, ProxyBody},
-    http::{CODE_SERVER_MESSAGE_TOO_LARGE, CODE_UPSTREAM_UNAVAILABLE},
     upstream::UpstreamBody,
 };
 
@@ -53,10 +53,12 @@ pub fn sse(
         }
         let profile = st.call_profile(&expected);
         let mut parser = Parser::new(st.max_message);
-        let mut end =
-            json!({ "code": -32603, "message": "the server's stream ended without a response" });
+        let mut end = Refusal::new(
+            Reason::NoResponse,
+            "the server's stream ended without a response",
+        );
         // The 200 head is out, so a server that stops answering cannot get
-        // the client a 504; each waiting request gets -32082 instead, and
+        // the client a 504; each waiting request gets `upstream_timeout` instead, and
         // the task, the client and the upstream port are freed. Progress
         // notifications count as an answer; keep-alive comments do not.
         let quiet = st.answer_timeout.filter(|_| !expected.is_empty());
@@ -97,7 +99,10 @@ pub fn sse(
                 None => break,
                 Some(Err(e)) => {
                     tracing::info!(conn = st.origin.conn.id, error = %e, "upstream stream failed");
-                    end = json!({ "code": CODE_UPSTREAM_UNAVAILABLE, "message": format!("upstream stream failed: {e}") });
+                    end = Refusal::new(
+                        Reason::UpstreamUnavailable,
+                        format!("upstream stream failed: {e}"),
+                    );
                     break;
                 }
                 Some(Ok(f)) => f,
@@ -118,18 +123,18 @@ pub fn sse(
                             continue;
                         }
                         if tx.send(out).await.is_err() {
-                            end = json!({ "code": -32603, "message": "the client went away" });
+                            end = Refusal::new(Reason::ClientGone, "the client went away");
                             break 'read;
                         }
                     }
                 }
                 Err(e) => {
                     tracing::warn!(conn = st.origin.conn.id, error = %e, "upstream SSE stream cut");
-                    let code = match e {
-                        SseError::TooLarge(_) => CODE_SERVER_MESSAGE_TOO_LARGE,
-                        SseError::Utf8 => CODE_UPSTREAM_UNAVAILABLE,
+                    let reason = match e {
+                        SseError::TooLarge(_) => Reason::ServerMessageTooLarge,
+                        SseError::Utf8 => Reason::UpstreamUnavailable,
                     };
-                    end = json!({ "code": code, "message": e.to_string() });
+                    end = Refusal::new(reason, e.to_string());
                     // Tell the client, per request it is waiting on; then
                     // the stream ends (the rest is dropped below).
                     let ids = expected.iter().filter_map(|k| serde_json::from_str(k).ok());
@@ -150,7 +155,7 @@ pub fn sse(
                 "dropped the unread rest of the upstream stream"
             );
         }
-        st.finish(&expected, end);
+        st.finish(&expected, &end);
     });
     http_body_util::BodyExt::boxed(ChannelBody { rx })
 }

@@ -122,7 +122,7 @@ fn server_requests_need_a_permit_and_others_pass() {
     let roots = message(json!({"jsonrpc": "2.0", "id": 7, "method": "roots/list"}));
     assert!(with_ctx(&["dev"], None, |ctx| p.on_server_request(ctx, &roots)).is_none());
     let refused = with_ctx(&["ops"], None, |ctx| p.on_server_request(ctx, &roots)).unwrap();
-    assert_eq!(refused["code"], CODE_POLICY_DENIED);
+    assert_eq!(refused.reason(), crate::error::Reason::PolicyDenied);
     let elicit =
         message(json!({"jsonrpc": "2.0", "id": 8, "method": "elicitation/create", "params": {}}));
     assert!(with_ctx(&["dev"], None, |ctx| p.on_server_request(ctx, &elicit)).is_some());
@@ -153,7 +153,7 @@ fn approval_refuses_with_its_own_code_and_notes_the_decision() {
         (phase.on_request(ctx, &call), ctx.notes.decision())
     });
     match verdict {
-        Verdict::Deny(e) => assert_eq!(e["code"], CODE_APPROVAL_REQUIRED),
+        Verdict::Deny(e) => assert_eq!(e.reason(), crate::error::Reason::ApprovalRequired),
         _ => panic!("without an approvals stage, approval required is a refusal"),
     }
     let d = decision.unwrap();

@@ -133,7 +133,7 @@ fn call(p: &PinPhase, tool: &str) -> Option<Value> {
     );
     match p.on_request(&ctx(&c, &notes, None), &m) {
         Verdict::Continue => None,
-        Verdict::Deny(e) => Some(e),
+        Verdict::Deny(e) => Some(e.error()),
         _ => panic!("unexpected verdict"),
     }
 }
@@ -303,7 +303,8 @@ fn block_mode_hides_and_refuses_changed_tools() {
 
     assert_eq!(list(&p, tools("Search harder")), ["read"]);
     let err = call(&p, "search").expect("refused");
-    assert_eq!(err["code"], CODE_TOOL_CHANGED);
+    assert_eq!(err["data"]["reason"], "tool_changed");
+    assert_eq!(err["code"], crate::error::code::FORBIDDEN);
     assert_eq!(
         err["message"],
         "tool search changed since it was pinned; an operator must re-pin it (mcp-interceptor tools pin)"
