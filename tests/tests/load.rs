@@ -419,13 +419,14 @@ fn ten_thousand_held_connections_are_served_in_bounded_memory() {
     // cannot be reused, so the second peak would stand higher. 32 MiB is
     // 3.3 KiB for each of the second wave's connections; seven waves in a
     // row stayed within 20 MiB of each other held, and the peak did not
-    // move after the second. Idle RSS after a wave swings by up to 60 MiB
-    // with the allocator's fragmentation (freed pages it cannot give
-    // back), so it gets twice the room: a steady leak still shows there.
+    // move after the second. Idle RSS after a wave swings with the
+    // allocator's fragmentation (freed pages it cannot give back): seen
+    // 140 -> 209, 290 -> 220 and 185 -> 211 MiB on 2 cores, so it gets
+    // 128 MiB; a steady leak is caught by the two checks before it.
     for (what, first, second, room) in [
         ("with all held", held1, held2, 32),
         ("at its peak (VmHWM)", hwm1, hwm2, 32),
-        ("after closing", after1, after2, 64),
+        ("after closing", after1, after2, 128),
     ] {
         assert!(
             second <= first + room * 1024,
