@@ -200,6 +200,12 @@ fn main() {
             .find(|w| w.starts_with("apr-"))
             .unwrap_or("apr-missing")
             .to_string();
+        // Listings and webhooks show arguments masked; the approver looks
+        // at the real ones, and the look is an audit row.
+        println!(
+            "$ mcp-interceptor approvals show {id} --values   (audited as approval_values_viewed)"
+        );
+        print!("{}", admin(&["approvals", "show", &id, "--values"]));
         println!("$ mcp-interceptor approvals approve {id} --reason \"INC-42 refund\"");
         print!(
             "{}",
