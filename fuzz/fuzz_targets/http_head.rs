@@ -38,6 +38,7 @@ use hyper::body::Incoming;
 use interceptor::{
     config::Config,
     conn::ConnInfo,
+    error::Reason,
     jsonrpc::{self, Kind},
     mcp::stateless,
     proxy::{
@@ -139,10 +140,9 @@ fn after_body(headers: &mut HeaderMap, bytes: &Bytes) {
         let _ = stateless::is_stateless(headers);
         match stateless::check(headers, &body) {
             Err(e) => {
-                let code = e["code"].as_i64();
                 assert!(
-                    matches!(code, Some(-32600 | stateless::CODE_HEADER_MISMATCH)),
-                    "{e}"
+                    matches!(e.reason(), Reason::InvalidRequest | Reason::HeaderMismatch),
+                    "{e:?}"
                 );
             }
             // Passing means the headers say what the body does.
@@ -289,6 +289,8 @@ fn conn_ctx() -> Arc<ConnCtx> {
             rule: cfg.intercept.ports[0].clone(),
             http,
             stop: None,
+            max_age: None,
+            now: None,
         })
     })
     .clone()

@@ -19,7 +19,7 @@ fuzz_target!(|data: &[u8]| {
         Ok(b) => b,
         Err(e) => {
             // The code the client is answered with.
-            assert!(matches!(e.code(), -32700 | -32600));
+            assert!(matches!(e.refusal().code(), -32700 | -32600));
             return;
         }
     };
