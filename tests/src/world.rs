@@ -2,15 +2,20 @@
 //! the agent's own credential, and the agent requiring tokens from that
 //! issuer: the setting of the identity and policy end-to-end tests.
 
-use std::{net::SocketAddr, path::PathBuf};
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    time::Duration,
+};
 
 use serde_json::{Value, json};
 
 use crate::{
-    Agent, NetNs, Proc, TempDir,
+    Agent, NetNs, Proc, TempDir, bin,
     http::{RawResponse, post_in},
     oidc::Issuer,
     peer::{self, call_with},
+    run_in,
 };
 
 pub const PORT: &str = "[[intercept.ports]]\nport = 8080\n";
@@ -187,4 +192,44 @@ pub fn header<'a>(r: &'a RawResponse, name: &str) -> Option<&'a str> {
         let (k, v) = l.split_once(':')?;
         k.trim().eq_ignore_ascii_case(name).then(|| v.trim())
     })
+}
+
+/// `mcp-interceptor <args> --socket <dir>/admin.sock`, as root (the
+/// approvals tests map root to an approver): (succeeded, stdout+stderr).
+pub fn admin_cli(dir: &Path, args: &[&str]) -> (bool, String) {
+    let mut argv: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    argv.extend([
+        "--socket".into(),
+        dir.join("admin.sock").display().to_string(),
+    ]);
+    let out = run_in(
+        None,
+        &bin("mcp-interceptor"),
+        &argv,
+        Duration::from_secs(30),
+    );
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+/// A tool call to [`URL`] as `token`'s caller: Ok(text) or Err(error output).
+pub fn call_as(ns: &NetNs, token: &str, tool: &str, args: Value) -> Result<String, String> {
+    let c = call_with(ns.name(), URL, tool, args, &["--bearer", token]);
+    if c.ok() {
+        Ok(c.text())
+    } else {
+        Err(c.stderr())
+    }
+}
+
+/// The approval id (`apr-` and 16 hex digits) in a refusal's message.
+pub fn approval_id(err: &str) -> String {
+    let i = err
+        .find("apr-")
+        .unwrap_or_else(|| panic!("no approval id in {err}"));
+    err[i..i + 20].to_string()
 }

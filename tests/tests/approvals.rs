@@ -20,7 +20,7 @@ use mcp_interceptor_tests::{
     http::{RawResponse, exchange, in_netns, initialize},
     proc::run_in,
     require_root, wait_for,
-    world::{URL, World, messages, now, post_session, token},
+    world::{URL, World, admin_cli, approval_id, messages, now, post_session, token},
 };
 use serde_json::{Value, json};
 
@@ -88,23 +88,7 @@ fn sections(dir: &Path, hold_timeout: u64) -> String {
 /// `mcp-interceptor approvals|grants ...` on the admin socket, as root
 /// (mapped to bob, in oncall and security).
 fn cli(w: &World, args: &[&str]) -> (bool, String) {
-    let mut argv: Vec<String> = args.iter().map(|a| a.to_string()).collect();
-    argv.extend([
-        "--socket".into(),
-        w.dir.path().join("admin.sock").display().to_string(),
-    ]);
-    let out = run_in(
-        None,
-        &bin("mcp-interceptor"),
-        &argv,
-        Duration::from_secs(30),
-    );
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
+    admin_cli(w.dir.path(), args)
 }
 
 fn cli_json(w: &World, args: &[&str]) -> Value {
@@ -448,14 +432,6 @@ fn client_call(w: &World, token: &str, tool: &str, args: Value) -> Result<String
     } else {
         Err(String::from_utf8_lossy(&out.stderr).into_owned())
     }
-}
-
-/// The approval id in a refusal's message.
-fn approval_id(err: &str) -> String {
-    let i = err
-        .find("apr-")
-        .unwrap_or_else(|| panic!("no approval id in {err}"));
-    err[i..i + 20].to_string()
 }
 
 #[test]

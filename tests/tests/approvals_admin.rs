@@ -4,16 +4,14 @@
 //! grants themselves; and one subject name under two issuers is two
 //! principals for grants, approvals and Cedar.
 
-use std::{net::SocketAddr, path::Path, time::Duration};
+use std::{net::SocketAddr, time::Duration};
 
 use mcp_interceptor_tests::{
-    Agent, NetNs, Proc, TempDir, auditq, bin,
+    Agent, NetNs, Proc, TempDir, auditq,
     http::{RawResponse, exchange, in_netns},
     oidc::Issuer,
-    peer,
-    proc::run_in,
-    require_root,
-    world::{CLIENT, PORT, UPSTREAM, URL, now},
+    peer, require_root,
+    world::{CLIENT, PORT, UPSTREAM, admin_cli as cli, approval_id, call_as as call, now},
 };
 use serde_json::{Value, json};
 
@@ -129,44 +127,6 @@ fn admin(ns: &NetNs, method: &str, path: &str, body: Option<Value>, token: &str)
 
 fn body(r: &RawResponse) -> String {
     String::from_utf8_lossy(&r.body).into_owned()
-}
-
-/// `mcp-interceptor <args> --socket ...` as root (bob): (ok, output).
-fn cli(dir: &Path, args: &[&str]) -> (bool, String) {
-    let mut argv: Vec<String> = args.iter().map(|a| a.to_string()).collect();
-    argv.extend([
-        "--socket".into(),
-        dir.join("admin.sock").display().to_string(),
-    ]);
-    let out = run_in(
-        None,
-        &bin("mcp-interceptor"),
-        &argv,
-        Duration::from_secs(30),
-    );
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
-}
-
-/// A tool call as `token`'s caller: Ok(text) or Err(error output).
-fn call(ns: &NetNs, token: &str, tool: &str, args: Value) -> Result<String, String> {
-    let c = peer::call_with(ns.name(), URL, tool, args, &["--bearer", token]);
-    if c.ok() {
-        Ok(c.text())
-    } else {
-        Err(c.stderr())
-    }
-}
-
-fn approval_id(err: &str) -> String {
-    let i = err
-        .find("apr-")
-        .unwrap_or_else(|| panic!("no approval id in {err}"));
-    err[i..i + 20].to_string()
 }
 
 fn ids(r: &RawResponse) -> Vec<String> {

@@ -8,13 +8,14 @@
 use std::{net::SocketAddr, path::Path, time::Duration};
 
 use mcp_interceptor_tests::{
-    Agent, NetNs, Proc, TempDir, auditq, bin,
+    Agent, NetNs, Proc, TempDir, auditq,
     http::{RawResponse, exchange, in_netns},
     oidc::Issuer,
-    peer,
-    proc::run_in,
-    require_root,
-    world::{CLIENT, PORT, UPSTREAM, URL, messages, now, post_session},
+    peer, require_root,
+    world::{
+        CLIENT, PORT, UPSTREAM, admin_cli as cli, approval_id, call_as as call, messages, now,
+        post_session,
+    },
 };
 use serde_json::{Value, json};
 
@@ -139,44 +140,6 @@ fn approve(ns: &NetNs, id: &str, token: &str) -> RawResponse {
         Some(json!({"reason": "checked"})),
         token,
     )
-}
-
-/// `mcp-interceptor <args> --socket ...` as root (bob): (ok, output).
-fn cli(dir: &Path, args: &[&str]) -> (bool, String) {
-    let mut argv: Vec<String> = args.iter().map(|a| a.to_string()).collect();
-    argv.extend([
-        "--socket".into(),
-        dir.join("admin.sock").display().to_string(),
-    ]);
-    let out = run_in(
-        None,
-        &bin("mcp-interceptor"),
-        &argv,
-        Duration::from_secs(30),
-    );
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
-}
-
-/// A tool call as `token`'s caller: Ok(text) or Err(error output).
-fn call(ns: &NetNs, token: &str, tool: &str, args: Value) -> Result<String, String> {
-    let c = peer::call_with(ns.name(), URL, tool, args, &["--bearer", token]);
-    if c.ok() {
-        Ok(c.text())
-    } else {
-        Err(c.stderr())
-    }
-}
-
-fn approval_id(err: &str) -> String {
-    let i = err
-        .find("apr-")
-        .unwrap_or_else(|| panic!("no approval id in {err}"));
-    err[i..i + 20].to_string()
 }
 
 /// Every file of the approvals database (with its WAL), as bytes.
