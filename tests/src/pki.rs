@@ -15,8 +15,10 @@ use rcgen::{
     ExtendedKeyUsagePurpose, IsCa, Issuer, KeyIdMethod, KeyPair, KeyUsagePurpose,
     RevokedCertParams, SanType, SerialNumber,
 };
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
 use sha2::{Digest, Sha256};
 use time::{Duration, OffsetDateTime};
+use tokio_rustls::rustls;
 
 /// A certificate authority whose files live in `dir`.
 pub struct Pki {
@@ -45,6 +47,30 @@ pub struct ClientCert {
 }
 
 impl Pki {
+    /// A rustls client that trusts only this CA and presents `me`. It
+    /// keeps TLS sessions (rustls's default in-memory store), so a later
+    /// connection with the same config offers resumption.
+    pub fn client_config(&self, me: &ClientCert) -> std::sync::Arc<rustls::ClientConfig> {
+        let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let mut roots = rustls::RootCertStore::empty();
+        for c in CertificateDer::pem_file_iter(&self.ca_pem).expect("read CA") {
+            roots.add(c.expect("CA PEM")).expect("add CA");
+        }
+        let chain = CertificateDer::pem_file_iter(&me.cert)
+            .expect("read client cert")
+            .collect::<Result<Vec<_>, _>>()
+            .expect("client cert PEM");
+        let key = PrivateKeyDer::from_pem_file(&me.key).expect("client key PEM");
+        std::sync::Arc::new(
+            rustls::ClientConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .expect("TLS versions")
+                .with_root_certificates(roots)
+                .with_client_auth_cert(chain, key)
+                .expect("client auth"),
+        )
+    }
+
     /// A CA "mcpi test CA" written to `dir/ca.pem`, with an empty CRL in
     /// `dir/crl.pem`. For an unrelated CA use another directory, e.g.
     /// `Pki::new(&dir.join("other"))`.

@@ -22,7 +22,7 @@ use mcp_interceptor_tests::{
     require_root,
     world::{CLIENT, token},
 };
-use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, pem::PemObject};
+use rustls_pki_types::ServerName;
 use serde_json::Value;
 use tokio_rustls::rustls;
 
@@ -50,29 +50,6 @@ fn sections(pki: &Pki, server: &(PathBuf, PathBuf), crl: bool, extra: &str) -> S
         server.0.display(),
         server.1.display(),
         pki.ca_pem.display(),
-    )
-}
-
-/// Trusts only the test CA and presents `me`; keeps TLS sessions (rustls's
-/// default in-memory store) so that a later connection offers resumption.
-fn client_config(pki: &Pki, me: &ClientCert) -> Arc<rustls::ClientConfig> {
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let mut roots = rustls::RootCertStore::empty();
-    for c in CertificateDer::pem_file_iter(&pki.ca_pem).expect("read CA") {
-        roots.add(c.expect("CA PEM")).expect("add CA");
-    }
-    let chain = CertificateDer::pem_file_iter(&me.cert)
-        .expect("read client cert")
-        .collect::<Result<Vec<_>, _>>()
-        .expect("client cert PEM");
-    let key = PrivateKeyDer::from_pem_file(&me.key).expect("client key PEM");
-    Arc::new(
-        rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .expect("TLS versions")
-            .with_root_certificates(roots)
-            .with_client_auth_cert(chain, key)
-            .expect("client auth"),
     )
 }
 
@@ -308,7 +285,7 @@ fn a_certificate_that_expires_on_a_kept_alive_connection_stops_authorizing() {
         .pki
         .client_expiring_in("alice", "alice", LIFETIME.as_secs() as i64);
     let expires = Instant::now() + LIFETIME;
-    let cfg = client_config(&w.pki, &alice);
+    let cfg = w.pki.client_config(&alice);
 
     let mut conn = Conn::open(&w.ns, &cfg).expect("handshake before expiry");
     let before = conn.call(1).expect("call before expiry");
@@ -353,7 +330,7 @@ fn tls_sessions_are_not_resumed_so_an_expired_certificate_cannot_come_back() {
     let expires = Instant::now() + LIFETIME;
     // One config, one session store: every connection below offers what
     // the ones before it were given.
-    let cfg = client_config(&w.pki, &alice);
+    let cfg = w.pki.client_config(&alice);
 
     assert_eq!(one_call(&w.ns, &cfg), Ok((200, false)), "first connection");
     // The first connection read its answer, and with it any ticket the
@@ -395,8 +372,8 @@ fn a_crl_reload_revokes_the_next_request_of_an_established_connection() {
     let (mut agent, _server) = w.agent(true, "");
     let alice = w.pki.client("alice", "alice", None, None, false);
     let bob = w.pki.client("bob", "bob", None, None, false);
-    let mut a = Conn::open(&w.ns, &client_config(&w.pki, &alice)).expect("alice");
-    let mut b = Conn::open(&w.ns, &client_config(&w.pki, &bob)).expect("bob");
+    let mut a = Conn::open(&w.ns, &w.pki.client_config(&alice)).expect("alice");
+    let mut b = Conn::open(&w.ns, &w.pki.client_config(&bob)).expect("bob");
     assert_eq!(a.call(1).expect("alice before").status, 200);
     assert_eq!(b.call(1).expect("bob before").status, 200);
 
@@ -441,7 +418,7 @@ fn connections_end_at_their_maximum_age() {
         Vec::new(),
     );
     let alice = w.pki.client("alice", "alice", None, None, false);
-    let cfg = client_config(&w.pki, &alice);
+    let cfg = w.pki.client_config(&alice);
     let mut conn = Conn::open(&w.ns, &cfg).expect("handshake");
     let opened = Instant::now();
     let r = conn.call(1).expect("first call");
@@ -508,7 +485,7 @@ fn client_auth_required_refuses_plaintext_even_with_a_valid_token() {
     // A certificate still gets in.
     let alice = w.pki.client("alice", "alice", None, None, false);
     assert_eq!(
-        one_call(&w.ns, &client_config(&w.pki, &alice)),
+        one_call(&w.ns, &w.pki.client_config(&alice)),
         Ok((200, false))
     );
     assert!(agent.proc().try_wait().is_none(), "the agent is running");
@@ -551,8 +528,7 @@ fn a_response_in_flight_is_cut_when_its_certificate_expires_or_is_revoked() {
     let alice = w.pki.client_expiring_in("alice", "alice", 4);
     let carol = w.pki.client("carol", "carol", None, None, false);
     let dave = w.pki.client("dave", "dave", None, None, false);
-    let open =
-        |who: &ClientCert| Conn::open(&w.ns, &client_config(&w.pki, who)).expect("handshake");
+    let open = |who: &ClientCert| Conn::open(&w.ns, &w.pki.client_config(who)).expect("handshake");
     let expiring = slow_call(open(&alice), 9000);
     let revoked = slow_call(open(&carol), 9000);
     let bystander = slow_call(open(&dave), 3000);

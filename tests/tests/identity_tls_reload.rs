@@ -15,10 +15,10 @@ use mcp_interceptor_tests::{
     Agent, NetNs, TempDir,
     http::{in_netns, initialize, post},
     peer,
-    pki::{ClientCert, Pki},
+    pki::Pki,
     require_root,
 };
-use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, pem::PemObject};
+use rustls_pki_types::{CertificateDer, ServerName, pem::PemObject};
 use sha2::{Digest, Sha256};
 use tokio_rustls::rustls;
 
@@ -38,28 +38,6 @@ fn sections(pki: &Pki, cert: &Path, key: &Path) -> String {
         cert.display(),
         key.display(),
         pki.ca_pem.display(),
-    )
-}
-
-/// Trusts only the test CA; presents `me`.
-fn client_config(pki: &Pki, me: &ClientCert) -> Arc<rustls::ClientConfig> {
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let mut roots = rustls::RootCertStore::empty();
-    for c in CertificateDer::pem_file_iter(&pki.ca_pem).expect("read CA") {
-        roots.add(c.expect("CA PEM")).expect("add CA");
-    }
-    let chain = CertificateDer::pem_file_iter(&me.cert)
-        .expect("read client cert")
-        .collect::<Result<Vec<_>, _>>()
-        .expect("client cert PEM");
-    let key = PrivateKeyDer::from_pem_file(&me.key).expect("client key PEM");
-    Arc::new(
-        rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .expect("TLS versions")
-            .with_root_certificates(roots)
-            .with_client_auth_cert(chain, key)
-            .expect("client auth"),
     )
 }
 
@@ -147,7 +125,7 @@ fn a_renewed_server_certificate_is_served_after_sighup() {
     let (old_fp, new_fp) = (fingerprint_of(&first.0), fingerprint_of(&renewed.0));
     assert_ne!(old_fp, new_fp);
     let alice = pki.client("alice", "alice", None, None, false);
-    let cfg = client_config(&pki, &alice);
+    let cfg = pki.client_config(&alice);
     let (cert, key) = (dir.path().join("server.pem"), dir.path().join("server.key"));
     install(&first, &cert, &key);
 
