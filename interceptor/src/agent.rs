@@ -48,36 +48,53 @@ const HOLD_SLACK: Duration = Duration::from_secs(30);
 /// How long a stopping agent waits for connections in flight.
 const DRAIN_LIMIT: Duration = Duration::from_secs(10);
 
+/// Why the agent could not start or had to stop.
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
+    /// The proxy listener could not bind.
     #[error("binding {addr}: {source}")]
     Bind {
+        /// The address it tried to bind.
         addr: SocketAddr,
+        /// The underlying I/O error.
         source: std::io::Error,
     },
+    /// Attaching or configuring eBPF steering failed.
     #[error(transparent)]
     Steer(#[from] steer::SteerError),
+    /// Installing a signal handler failed.
     #[error("installing signal handler: {0}")]
     Signal(std::io::Error),
+    /// The JSON-lines event file could not be opened.
     #[error("opening events file {path}: {source}")]
     Events {
+        /// The event file's path.
         path: PathBuf,
+        /// The underlying I/O error.
         source: std::io::Error,
     },
+    /// The audit log could not be opened or written.
     #[error(transparent)]
     Audit(#[from] crate::audit::AuditError),
+    /// Uploading the audit files to S3 failed.
     #[error("S3 upload: {0}")]
     Upload(String),
+    /// The TLS configuration could not be loaded.
     #[error(transparent)]
     Tls(#[from] crate::proxy::tls::TlsError),
+    /// An upstream credential could not be loaded.
     #[error("upstream credential: {0}")]
     Credential(#[from] crate::identity::credential::CredentialError),
+    /// The policies could not be loaded.
     #[error("policy: {0}")]
     Policy(#[from] crate::policy::PolicyError),
+    /// The masking configuration is invalid.
     #[error("mask: {0}")]
     Mask(crate::mask::MaskError),
+    /// The approval store could not be opened.
     #[error("approvals: {0}")]
     Approvals(#[from] crate::approval::ApprovalError),
+    /// The admin API could not start.
     #[error(transparent)]
     Admin(#[from] admin::AdminError),
 }

@@ -29,38 +29,64 @@ pub use steer::UpstreamLimits;
 /// Default location of the config file.
 pub const DEFAULT_PATH: &str = "/etc/mcp-interceptor/config.toml";
 
+/// Why the configuration could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// The file could not be read.
     #[error("cannot read {path}: {source}")]
     Read {
+        /// The config file's path.
         path: PathBuf,
+        /// The underlying I/O error.
         source: std::io::Error,
     },
     /// The TOML is malformed, has an unknown key or a value of the wrong type.
     #[error("{path}: {message}")]
-    Parse { path: PathBuf, message: String },
+    Parse {
+        /// The config file's path.
+        path: PathBuf,
+        /// What is wrong, with its place in the file.
+        message: String,
+    },
     /// The values parse but contradict each other or the platform.
     #[error("{path}: {message}")]
-    Invalid { path: PathBuf, message: String },
+    Invalid {
+        /// The config file's path.
+        path: PathBuf,
+        /// What contradicts what.
+        message: String,
+    },
 }
 
+/// The agent's whole configuration, one TOML file.
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
+    /// Which ports to intercept and how.
     pub intercept: Intercept,
+    /// HTTP limits and timeouts.
     pub http: Http,
+    /// TLS for the proxy's listener.
     pub tls: Tls,
+    /// How callers are authenticated.
     pub identity: Identity,
+    /// The Cedar policies.
     pub policy: Policy,
+    /// Masking profiles.
     pub mask: Mask,
+    /// Approval rules and webhook.
     pub approvals: Approvals,
+    /// The admin API.
     pub admin: Admin,
+    /// The audit log.
     pub audit: Audit,
+    /// The JSON-lines event file.
     pub events: Events,
+    /// Logging.
     pub log: Log,
 }
 
+/// When audit writes are synced to disk.
 #[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum Fsync {
@@ -74,6 +100,7 @@ pub enum Fsync {
     None,
 }
 
+/// What to do when the audit log cannot be written.
 #[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum OnAuditFailure {
@@ -88,11 +115,15 @@ pub enum OnAuditFailure {
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Audit {
+    /// Whether to write the audit log.
     pub enabled: bool,
     /// Holds `wal/`, `events/dt=…/hour=…/`, `manifest/<host>/`, `outbox/`.
     pub dir: PathBuf,
+    /// When writes are synced to disk.
     pub fsync: Fsync,
+    /// How often to sync when syncing on an interval.
     pub fsync_interval_ms: u64,
+    /// What to do when the audit log cannot be written.
     pub on_audit_failure: OnAuditFailure,
     /// A Parquet file is closed after this many seconds ...
     pub roll_seconds: u64,
@@ -107,6 +138,7 @@ pub struct Audit {
     pub signing_key: PathBuf,
     /// Host name in rows and file names; unset: the kernel's host name.
     pub host: Option<String>,
+    /// Upload sealed audit files to S3, if set.
     pub s3: Option<S3Config>,
 }
 
@@ -128,6 +160,7 @@ impl Default for Audit {
     }
 }
 
+/// Whether to steer traffic with eBPF or listen only.
 #[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
@@ -138,6 +171,7 @@ pub enum Mode {
     Listen,
 }
 
+/// What happens to traffic when the agent is down.
 #[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum FailMode {
@@ -148,10 +182,13 @@ pub enum FailMode {
     Open,
 }
 
+/// Which traffic to intercept and how.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Intercept {
+    /// Whether to steer traffic with eBPF or listen only.
     pub mode: Mode,
+    /// What happens to traffic when the agent is down.
     pub fail: FailMode,
     /// Network namespace to steer and serve in (e.g. `/run/netns/mcp`);
     /// unset: the agent's own.
@@ -164,6 +201,7 @@ pub struct Intercept {
     /// Inclusive privileged source-port range of the agent's upstream
     /// connections, which the program lets through unsteered.
     pub bypass_ports: PortRange,
+    /// The ports to intercept.
     pub ports: Vec<PortRule>,
 }
 
@@ -191,7 +229,9 @@ impl Default for Intercept {
 #[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct PortRange {
+    /// The first port of the range.
     pub start: u16,
+    /// The last port of the range (inclusive).
     pub end: u16,
 }
 
@@ -201,11 +241,13 @@ impl PortRange {
         u32::from(self.end) - u32::from(self.start) + 1
     }
 
+    /// Whether `port` is in the range.
     pub fn contains(&self, port: u16) -> bool {
         (self.start..=self.end).contains(&port)
     }
 }
 
+/// One intercepted port range and how to treat it.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct PortRule {
@@ -383,6 +425,7 @@ pub struct Events {
     pub jsonl: Option<PathBuf>,
 }
 
+/// The log line format.
 #[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
@@ -393,12 +436,14 @@ pub enum LogFormat {
     Json,
 }
 
+/// Logging settings.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Log {
     /// A tracing filter such as `info` or `info,interceptor::proxy=debug`;
     /// `RUST_LOG` overrides it.
     pub level: String,
+    /// The log line format.
     pub format: LogFormat,
 }
 

@@ -16,17 +16,25 @@ use crate::{
     steer::{self, bpffs, pins},
 };
 
+/// The outcome of one check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Status {
+    /// All is well.
     Ok,
+    /// It works, but something deserves a look.
     Warn,
+    /// It will not work.
     Fail,
 }
 
+/// One doctor check and its outcome.
 #[derive(Debug, Clone)]
 pub struct Check {
+    /// What was checked.
     pub name: &'static str,
+    /// The outcome.
     pub status: Status,
+    /// What was found, and how to fix it.
     pub detail: String,
     /// What to do about a failure or warning.
     pub hint: Option<String>,

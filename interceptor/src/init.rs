@@ -16,14 +16,18 @@ use std::{
 /// A listening socket from /proc/net.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Listener {
+    /// The address it listens on.
     pub addr: IpAddr,
+    /// The port it listens on.
     pub port: u16,
+    /// The socket's inode.
     pub inode: u64,
 }
 
 /// An MCP server found by probing.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Found {
+    /// The port found.
     pub port: u16,
     /// The paths that answered like MCP (`/mcp`, `/sse`, ...).
     pub paths: Vec<String>,

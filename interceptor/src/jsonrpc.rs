@@ -14,9 +14,13 @@ use serde_json::{Map, Value};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Kind {
+    /// A call that expects a response.
     Request,
+    /// A call that expects no response.
     Notification,
+    /// A successful response.
     Response,
+    /// An error response.
     Error,
 }
 
@@ -46,9 +50,12 @@ impl ParseError {
     }
 }
 
+/// One JSON-RPC message and its kind.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Message {
+    /// What kind of message it is.
     pub kind: Kind,
+    /// The message as parsed.
     pub value: Value,
     /// The bytes this message arrived as; `None` once rewritten.
     pub raw: Option<Bytes>,
@@ -58,11 +65,14 @@ pub struct Message {
 /// batches; later revisions do not, which is the server's to enforce).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Body {
+    /// One message.
     Single(Message),
+    /// A batch of messages.
     Batch(Vec<Message>),
 }
 
 impl Body {
+    /// The messages, one for a single message.
     pub fn messages(&self) -> &[Message] {
         match self {
             Body::Single(m) => std::slice::from_ref(m),
@@ -70,6 +80,7 @@ impl Body {
         }
     }
 
+    /// The messages, mutable, for rewriting.
     pub fn messages_mut(&mut self) -> &mut [Message] {
         match self {
             Body::Single(m) => std::slice::from_mut(m),
@@ -228,6 +239,7 @@ impl Message {
         self.value.as_object()
     }
 
+    /// The message's id, if it has one.
     pub fn id(&self) -> Option<&Value> {
         self.obj()
             .and_then(|o| o.get("id"))
@@ -239,20 +251,24 @@ impl Message {
         self.id().map(Value::to_string)
     }
 
+    /// The method, for requests and notifications.
     pub fn method(&self) -> Option<&str> {
         self.obj()
             .and_then(|o| o.get("method"))
             .and_then(Value::as_str)
     }
 
+    /// The params, if present.
     pub fn params(&self) -> Option<&Value> {
         self.obj().and_then(|o| o.get("params"))
     }
 
+    /// The result, for successful responses.
     pub fn result(&self) -> Option<&Value> {
         self.obj().and_then(|o| o.get("result"))
     }
 
+    /// The error, for error responses.
     pub fn error(&self) -> Option<&Value> {
         self.obj().and_then(|o| o.get("error"))
     }

@@ -21,6 +21,12 @@
 //! - Wiring, which may import anything and which nothing imports: `agent`,
 //!   `admin`, `doctor`, `report`, `init`, and the binary's command files.
 
+#![warn(missing_docs)]
+#![warn(
+    clippy::undocumented_unsafe_blocks,
+    clippy::allow_attributes_without_reason
+)]
+
 pub mod admin;
 pub mod agent;
 pub mod approval;

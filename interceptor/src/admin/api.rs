@@ -42,6 +42,7 @@ use crate::{
 
 const MAX_BODY: usize = 64 * 1024;
 
+/// The body type of every admin API response.
 pub type AdminBody = Full<Bytes>;
 
 fn reply(status: StatusCode, v: &Value) -> Response<AdminBody> {

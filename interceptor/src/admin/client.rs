@@ -9,29 +9,44 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 use serde_json::Value;
 
+/// Why an admin client call failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     #[error(
         "cannot reach the agent's admin socket {path}: {source} (is the agent running, and may this user open the socket?)"
     )]
+    /// The admin socket could not be reached.
     Connect {
+        /// The socket's path.
         path: PathBuf,
+        /// The underlying I/O error.
         source: std::io::Error,
     },
+    /// The HTTP exchange with the admin API failed.
     #[error("admin request failed: {0}")]
     Http(String),
     /// The agent refused; its message.
     #[error("{message} (HTTP {status})")]
-    Refused { status: u16, message: String },
+    Refused {
+        /// The HTTP status.
+        status: u16,
+        /// The agent's message.
+        message: String,
+    },
 }
 
 /// Where the CLI talks to the agent.
 #[derive(Debug, Clone)]
 pub enum Target {
+    /// The admin API's Unix socket at this path.
     Socket(PathBuf),
+    /// The admin API over HTTPS.
     Url {
+        /// The base URL, e.g. `https://host:port`.
         base: String,
+        /// The bearer token sent with each request.
         token: String,
+        /// A CA bundle to verify the server with, instead of the system roots.
         ca: Option<PathBuf>,
     },
 }

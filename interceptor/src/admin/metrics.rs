@@ -130,8 +130,11 @@ fn method_label(method: &str) -> &str {
 
 /// Where the scrape reads the rest from.
 pub struct Sources {
+    /// The audit log, for WAL and upload gauges (none when auditing is off).
     pub audit: Option<Audit>,
+    /// The approval queue, for pending-count gauges.
     pub approvals: std::sync::Arc<Approvals>,
+    /// The bpffs pin directory, for steering counters (none when not steering).
     pub pin_dir: Option<PathBuf>,
     /// The proxy's connections in flight (the `http.max_connections` count).
     pub connections: crate::proxy::Drain,

@@ -28,34 +28,46 @@ use crate::{
     identity::Identity,
 };
 
+/// Why the admin API could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum AdminError {
+    /// The admin Unix socket could not be created.
     #[error("admin socket {path}: {source}")]
     Socket {
+        /// The socket's path.
         path: std::path::PathBuf,
+        /// The underlying I/O error.
         source: std::io::Error,
     },
+    /// The configured socket group does not exist.
     #[error("admin socket group {0:?} does not exist")]
     Group(String),
+    /// The admin TCP listener could not bind.
     #[error("admin listener {addr}: {source}")]
     Listen {
+        /// The address it tried to bind.
         addr: std::net::SocketAddr,
+        /// The underlying I/O error.
         source: std::io::Error,
     },
 }
 
 /// What the API needs; identity and local users follow config reloads.
 pub struct State {
+    /// The approval queue and grants the API acts on.
     pub approvals: Arc<Approvals>,
     identity: RwLock<Arc<Identity>>,
     local_users: RwLock<Vec<LocalUser>>,
     /// `admin.audiences`: what a bearer token on the listener must name.
     audiences: RwLock<Vec<String>>,
+    /// Counters the metrics endpoint exports.
     pub metrics: Arc<metrics::Metrics>,
+    /// Where the metrics endpoint reads gauges from.
     pub sources: metrics::Sources,
 }
 
 impl State {
+    /// Builds the shared state the admin API serves from.
     pub fn new(
         identity: Arc<Identity>,
         admin: &Admin,
@@ -87,6 +99,7 @@ impl State {
             .clone()
     }
 
+    /// The identity verifier that authenticates admin callers.
     pub fn identity(&self) -> Arc<Identity> {
         self.identity
             .read()

@@ -11,6 +11,7 @@ use crate::{
 };
 
 impl Approvals {
+    /// Adds a standing grant, if the actor may grant.
     pub fn grant_add(&self, by: &Actor, g: NewGrant) -> Result<Grant, ApprovalError> {
         self.may_grant(by)?;
         if g.subject.trim().is_empty() || g.tool.trim().is_empty() || g.server.trim().is_empty() {
@@ -81,6 +82,7 @@ impl Approvals {
         Ok(grant)
     }
 
+    /// Revokes a grant, if the actor may grant.
     pub fn grant_revoke(&self, by: &Actor, id: &str, reason: &str) -> Result<Grant, ApprovalError> {
         self.may_grant(by)?;
         if !self.db().revoke_grant(id, &by.subject, reason, now_us())? {

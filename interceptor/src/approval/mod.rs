@@ -44,28 +44,43 @@ use crate::{
 };
 use store::Store;
 
+/// Why an approval operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ApprovalError {
+    /// The approval store failed.
     #[error("approvals database: {0}")]
     Store(String),
+    /// No approval has this id.
     #[error("no approval {0}")]
     NotFound(String),
+    /// The approval is no longer pending (its id and current status).
     #[error("approval {0} is {1}, not pending")]
     NotPending(String, &'static str),
+    /// The requester tried to approve their own call.
     #[error("{0} asked for this call and cannot approve it")]
     SelfApproval(String),
+    /// The actor is in none of the approver groups of the request.
     #[error("{who} is not in an approver group of this request ({groups})")]
-    NotApprover { who: String, groups: String },
+    NotApprover {
+        /// The actor.
+        who: String,
+        /// The approver groups, listed.
+        groups: String,
+    },
+    /// The approver has already voted on this approval.
     #[error("{0} already voted on this request")]
     AlreadyVoted(String),
+    /// No active grant has this id.
     #[error("no grant {0} is active")]
     NoGrant(String),
+    /// The actor may not add or revoke grants.
     #[error("{0} may not add or revoke grants (not in approvals.grant_groups)")]
     NotGranter(String),
     /// A granter named themselves: a grant to oneself would sidestep the
     /// rule that nobody approves their own calls.
     #[error("{0} cannot grant to themselves; another member of approvals.grant_groups must")]
     SelfGrant(String),
+    /// The request is malformed.
     #[error("{0}")]
     Invalid(String),
     /// The caller has `approvals.max_pending_per_caller` requests pending.
@@ -91,9 +106,11 @@ impl From<rusqlite::Error> for ApprovalError {
 /// API, or a local user of the admin socket.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Actor {
+    /// The actor's authenticated subject.
     pub subject: String,
     /// The token's issuer; "" for a local user of the admin socket.
     pub issuer: String,
+    /// The actor's groups, checked against the approver groups.
     pub groups: Vec<String>,
     /// `oidc:<issuer>` or `local:<user>`.
     pub via: String,
@@ -111,17 +128,26 @@ pub fn human_key(issuer: &str, subject: &str) -> String {
 /// The call an approval is asked for.
 #[derive(Debug, Clone)]
 pub struct Call {
+    /// The requesting caller's subject.
     pub subject: String,
     /// The caller's issuer ("" for anonymous): "alice" of one issuer is
     /// not "alice" of another, nor a certificate CN "alice".
     pub issuer: String,
+    /// The requesting caller's groups.
     pub groups: Vec<String>,
+    /// The server the call is addressed to.
     pub server: String,
+    /// The JSON-RPC method of the call.
     pub method: String,
+    /// The tool, resource or prompt the call names.
     pub target: Option<String>,
+    /// The call's arguments, hashed to bind the approval to them.
     pub arguments: Option<Value>,
+    /// The policy set version that asked for approval.
     pub policy_version: String,
+    /// The policies that asked for approval.
     pub policies: Vec<String>,
+    /// Who may approve and how many must.
     pub rule: ApprovalRule,
 }
 
@@ -157,14 +183,19 @@ pub type MaskFn = Arc<dyn Fn(&Value) -> Value + Send + Sync>;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NewGrant {
+    /// The subject the grant is for.
     pub subject: String,
     /// Default: the agent's only OIDC issuer (see [`Approvals::open`]).
     #[serde(default)]
     pub issuer: Option<String>,
+    /// The server the grant covers.
     #[serde(default = "any_server")]
     pub server: String,
+    /// The tool the grant covers.
     pub tool: String,
+    /// How long the grant lasts.
     pub ttl_seconds: u64,
+    /// Why the grant was given, for the audit.
     pub reason: String,
 }
 
@@ -172,6 +203,7 @@ fn any_server() -> String {
     "*".into()
 }
 
+/// The approval queue and grants, backed by the SQLite store.
 pub struct Approvals {
     store: Mutex<Store>,
     cfg: crate::config::Approvals,
@@ -231,6 +263,7 @@ impl Approvals {
         self.store.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// The approvals configuration in force.
     pub fn config(&self) -> &crate::config::Approvals {
         &self.cfg
     }
@@ -381,6 +414,7 @@ impl Approvals {
         }
     }
 
+    /// Looks up one approval by id.
     pub fn get(&self, id: &str) -> Result<Approval, ApprovalError> {
         self.db()
             .get(id)?

@@ -19,12 +19,14 @@ use crate::{
     policy::phase::arguments_of,
 };
 
+/// The pipeline phase that holds calls until they are approved.
 pub struct ApprovalPhase {
     approvals: Arc<Approvals>,
     cfg: Arc<Config>,
 }
 
 impl ApprovalPhase {
+    /// Builds the phase over the shared approval queue.
     pub fn new(cfg: Arc<Config>, approvals: Arc<Approvals>) -> Self {
         Self { approvals, cfg }
     }

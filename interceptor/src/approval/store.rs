@@ -82,6 +82,7 @@ pub enum Status {
 }
 
 impl Status {
+    /// The status's name as stored and shown.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Pending => "pending",
@@ -107,47 +108,70 @@ impl Status {
     }
 }
 
+/// One approver's vote on an approval.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Vote {
+    /// The approver's subject.
     pub approver: String,
     /// The human behind `approver` ([`super::human_key`]); "" for votes
     /// stored before it was recorded.
     pub human: String,
+    /// Whether the vote approves (else it rejects).
     pub approve: bool,
+    /// The approver's stated reason.
     pub reason: String,
+    /// When the vote was cast (microseconds since the epoch).
     pub at_us: i64,
 }
 
 /// One approval request, bound to the exact call.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Approval {
+    /// The approval's id.
     pub id: String,
+    /// Where the approval stands.
     pub status: Status,
+    /// How votes are counted.
     pub mode: ApprovalMode,
+    /// The requesting caller's subject.
     pub subject: String,
     /// The caller's issuer (token issuer or certificate issuer DN; "" for
     /// anonymous): with `subject`, who asked.
     pub issuer: String,
+    /// The requesting caller's groups.
     pub groups: Vec<String>,
+    /// The server the call is addressed to.
     pub server: String,
+    /// The JSON-RPC method of the call.
     pub method: String,
+    /// The tool, resource or prompt the call names.
     pub target: Option<String>,
     /// The arguments as the audit stores them (masked).
     pub arguments: Option<Value>,
+    /// SHA-256 of the call's arguments, binding the approval to them.
     pub arguments_sha256: String,
     /// SHA-256 over issuer, subject, server, method, target, canonical
     /// arguments and policy version: what a retry must match.
     pub digest: String,
+    /// The policy set version that asked for approval.
     pub policy_version: String,
+    /// The policies that asked for approval.
     pub policies: Vec<String>,
+    /// The groups whose members may vote.
     pub approver_groups: Vec<String>,
+    /// How many approving votes are needed.
     pub quorum: u32,
+    /// When the approval was requested (microseconds since the epoch).
     pub created_us: i64,
+    /// When the approval lapses if undecided (microseconds since the epoch).
     pub expires_us: i64,
+    /// When the approval was decided, if it was.
     pub decided_us: Option<i64>,
     /// Retry mode: the approved call may be made once until then.
     pub valid_until_us: Option<i64>,
+    /// Why it was decided so, if a reason was given.
     pub reason: Option<String>,
+    /// The votes cast so far.
     pub votes: Vec<Vote>,
 }
 
@@ -162,9 +186,12 @@ impl Approval {
     }
 }
 
+/// A standing permission for a subject to call one tool without approval.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Grant {
+    /// The grant's id.
     pub id: String,
+    /// The subject the grant is for.
     pub subject: String,
     /// The issuer `subject` is of (token issuer URL or certificate issuer
     /// DN): a grant to "alice" of one issuer is not one to "alice" of
@@ -175,21 +202,30 @@ pub struct Grant {
     pub server: String,
     /// Tool name glob.
     pub tool: String,
+    /// When the grant was added (microseconds since the epoch).
     pub created_us: i64,
+    /// When the grant lapses (microseconds since the epoch).
     pub expires_us: i64,
+    /// Who added the grant.
     pub granted_by: String,
+    /// Why the grant was added.
     pub reason: String,
+    /// When the grant was revoked, if it was.
     pub revoked_us: Option<i64>,
+    /// Who revoked the grant, if anyone did.
     pub revoked_by: Option<String>,
+    /// Why the grant was revoked, if it was.
     pub revoke_reason: Option<String>,
 }
 
 impl Grant {
+    /// Whether the grant is in force at `now_us`.
     pub fn active(&self, now_us: i64) -> bool {
         self.revoked_us.is_none() && now_us < self.expires_us
     }
 }
 
+/// The SQLite store of approvals, votes and grants.
 pub struct Store {
     db: Connection,
 }
@@ -260,6 +296,7 @@ fn grant_row(r: &Row<'_>) -> rusqlite::Result<Grant> {
 }
 
 impl Store {
+    /// Opens (and creates if needed) the store at `path`.
     pub fn open(path: &Path) -> Result<Self, ApprovalError> {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)
@@ -293,6 +330,7 @@ impl Store {
         Ok(Self { db })
     }
 
+    /// Stores a new approval.
     pub fn insert(&self, a: &Approval) -> Result<(), ApprovalError> {
         self.db.execute(
             &format!(
@@ -326,6 +364,7 @@ impl Store {
         Ok(())
     }
 
+    /// Looks up one approval by id.
     pub fn get(&self, id: &str) -> Result<Option<Approval>, ApprovalError> {
         let a = self
             .db
@@ -430,6 +469,7 @@ impl Store {
         a.map(|a| self.with_votes(a)).transpose()
     }
 
+    /// Records a vote on an approval.
     pub fn add_vote(&self, id: &str, v: &Vote) -> Result<(), ApprovalError> {
         self.db.execute(
             "INSERT INTO votes (approval_id, approver, approve, reason, at_us, human) \
@@ -492,6 +532,7 @@ impl Store {
         Ok(ids)
     }
 
+    /// Stores a new grant.
     pub fn insert_grant(&self, g: &Grant) -> Result<(), ApprovalError> {
         self.db.execute(
             &format!(
@@ -527,6 +568,7 @@ impl Store {
         Ok(gs)
     }
 
+    /// Looks up one grant by id.
     pub fn grant(&self, id: &str) -> Result<Option<Grant>, ApprovalError> {
         Ok(self
             .db

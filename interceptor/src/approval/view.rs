@@ -57,7 +57,9 @@ impl Held {
 /// One page of a listing; `next_cursor` continues it (`None`: the end).
 #[derive(Debug, Serialize)]
 pub struct Page {
+    /// The approvals on this page.
     pub approvals: Vec<Approval>,
+    /// The cursor for the next page, if there is one.
     pub next_cursor: Option<String>,
 }
 
@@ -68,7 +70,9 @@ pub struct PageQuery {
     pub status: Option<Status>,
     /// The previous page's `next_cursor`.
     pub cursor: Option<String>,
+    /// The most approvals to return.
     pub limit: u32,
+    /// Whether to list newest first.
     pub newest_first: bool,
 }
 

@@ -33,19 +33,27 @@ use sha2::{Digest, Sha256};
 
 use super::fsutil::{create_private_dir, write_atomic};
 
+/// The file in the audit directory that holds the signing public key.
 pub const PUBLIC_KEY_FILE: &str = "public-key.hex";
 
+/// One link of the hash chain: a sealed file and what it held.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Entry {
+    /// The link's position in the chain.
     pub seq: u64,
+    /// The host that wrote the file.
     pub host: String,
     /// The WAL segment the file was made from (`None` for a heartbeat).
     pub segment: Option<u64>,
     /// Path relative to the audit directory (`events/dt=…/hour=…/….parquet`).
     pub file: Option<String>,
+    /// SHA-256 of the sealed file, if it was written.
     pub sha256: Option<String>,
+    /// How many rows the file holds.
     pub rows: i64,
+    /// The time of the file's first event.
     pub first_event_us: Option<i64>,
+    /// The time of the file's last event.
     pub last_event_us: Option<i64>,
     /// When the entry was written (Unix microseconds).
     pub written_us: i64,
@@ -63,10 +71,12 @@ impl Entry {
     }
 }
 
+/// Hex SHA-256 of `bytes`.
 pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
+/// Hex SHA-256 of the file at `path`.
 pub fn sha256_file(path: &Path) -> io::Result<String> {
     let mut f = std::fs::File::open(path)?;
     let mut h = Sha256::new();
@@ -167,6 +177,7 @@ impl Chain {
         Ok(chain)
     }
 
+    /// The signing public key, in hex.
     pub fn public_key_hex(&self) -> String {
         hex::encode(self.key.verifying_key().to_bytes())
     }

@@ -51,12 +51,26 @@ use wal::{Roll, Wal};
 /// Rows kept in memory for a retry while the WAL cannot be written.
 const RETRY_LIMIT: usize = 100_000;
 
+/// Why the audit log could not be opened.
 #[derive(Debug, thiserror::Error)]
 pub enum AuditError {
+    /// The audit directory could not be created or read.
     #[error("audit directory {path}: {source}")]
-    Dir { path: PathBuf, source: io::Error },
+    Dir {
+        /// The directory.
+        path: PathBuf,
+        /// The underlying I/O error.
+        source: io::Error,
+    },
+    /// The signing key could not be read or created.
     #[error("audit signing key {path}: {source}")]
-    Key { path: PathBuf, source: io::Error },
+    Key {
+        /// The key file.
+        path: PathBuf,
+        /// The underlying I/O error.
+        source: io::Error,
+    },
+    /// Recovering WAL segments left by an earlier run failed.
     #[error("recovering the audit WAL: {0}")]
     Recover(io::Error),
 }
@@ -88,6 +102,7 @@ pub struct Audit {
     threads: Arc<Mutex<Vec<JoinHandle<()>>>>,
 }
 
+/// The host name stamped on rows when none is configured.
 pub fn default_host() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())
@@ -204,10 +219,12 @@ impl Audit {
         })
     }
 
+    /// The host and version stamped on every row.
     pub fn stamp(&self) -> &Stamp {
         &self.inner.stamp
     }
 
+    /// The audit directory.
     pub fn dir(&self) -> &Path {
         &self.inner.dir
     }

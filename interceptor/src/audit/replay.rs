@@ -20,18 +20,31 @@ use crate::escape;
 /// What a replay shows of one row.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Step {
+    /// When the event happened (microseconds since the epoch).
     pub event_time_us: i64,
+    /// The row's kind (request, response, decision...).
     pub kind: String,
+    /// The MCP session it belongs to.
     pub session_id: Option<String>,
+    /// Client to server or server to client.
     pub direction: Option<String>,
+    /// The JSON-RPC id.
     pub jsonrpc_id: Option<String>,
+    /// The JSON-RPC method.
     pub method: Option<String>,
+    /// The tool, resource or prompt named.
     pub target: Option<String>,
+    /// The HTTP status of the exchange.
     pub http_status: Option<i32>,
+    /// The JSON-RPC error code, if any.
     pub error_code: Option<i32>,
+    /// How long the exchange took.
     pub latency_us: Option<i64>,
+    /// The call's arguments, as stored.
     pub arguments: Option<String>,
+    /// The call's result, as stored.
     pub result: Option<String>,
+    /// The error, as stored.
     pub error: Option<String>,
 }
 

@@ -9,7 +9,9 @@ use crate::pipeline::{EventKind, ExchangeEvent, LifecycleEvent, Transport, event
 /// What every row of this agent carries.
 #[derive(Debug, Clone)]
 pub struct Stamp {
+    /// The host name stamped on rows.
     pub host: String,
+    /// The agent version stamped on rows.
     pub agent_version: String,
     /// JSON text longer than this (arguments, result, error) is cut, with
     /// `response_truncated` and the full `response_size` kept.
@@ -38,6 +40,7 @@ impl Stamp {
         r
     }
 
+    /// A row of `kind` at `event_time_us`, with only the stamp filled in.
     pub fn row(&self, kind: &str, event_time_us: i64) -> AuditRow {
         AuditRow {
             event_time_us,
@@ -56,6 +59,7 @@ impl Stamp {
         r
     }
 
+    /// The audit row for one exchange event.
     pub fn from_event(&self, ev: &ExchangeEvent) -> AuditRow {
         let time = ev.done_us.unwrap_or_else(now_us);
         let mut r = self.row(kind_name(ev.kind), time);
@@ -183,6 +187,7 @@ impl Stamp {
     }
 }
 
+/// The stored name of an event kind.
 pub fn kind_name(k: EventKind) -> &'static str {
     match k {
         EventKind::Exchange => "exchange",

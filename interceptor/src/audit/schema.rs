@@ -22,59 +22,111 @@ use serde::{Deserialize, Serialize};
 /// exists (policy, approvals, masking) or when it had nothing to say.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct AuditRow {
+    /// When the event happened (microseconds since the epoch).
     pub event_time_us: i64,
+    /// A unique id for the row.
     pub event_id: String,
+    /// What the row records (request, response, decision, lifecycle...).
     pub kind: String,
+    /// The host that wrote the row.
     pub host: String,
+    /// The agent version that wrote the row.
     pub agent_version: String,
+    /// The policy set version in force.
     pub policy_version: Option<String>,
+    /// The MCP session id.
     pub session_id: Option<String>,
+    /// The MCP transport (streamable HTTP or SSE).
     pub transport: Option<String>,
+    /// The MCP protocol version negotiated.
     pub protocol_version: Option<String>,
+    /// The client's IP address.
     pub src_addr: Option<String>,
+    /// The client's port.
     pub src_port: Option<i32>,
+    /// The original destination address the client connected to.
     pub dst_addr: Option<String>,
+    /// The original destination port.
     pub dst_port: Option<i32>,
+    /// The proxy's id for the TCP connection.
     pub conn_id: Option<i64>,
+    /// The caller's authenticated subject.
     pub subject: Option<String>,
+    /// The issuer that vouched for the caller.
     pub issuer: Option<String>,
+    /// How the caller authenticated (anonymous, mTLS, OIDC).
     pub auth_method: Option<String>,
+    /// The caller's groups.
     pub groups: Vec<String>,
+    /// The client certificate's SHA-256 fingerprint (mTLS).
     pub cert_fingerprint: Option<String>,
+    /// The token's `jti` (OIDC).
     pub token_id: Option<String>,
+    /// The OAuth client id (OIDC).
     pub oauth_client_id: Option<String>,
+    /// The client certificate's serial number (mTLS).
     pub cert_serial: Option<String>,
     /// Unix milliseconds.
     pub cert_not_after: Option<i64>,
+    /// The client's name from `initialize`.
     pub client_name: Option<String>,
+    /// The client's version from `initialize`.
     pub client_version: Option<String>,
+    /// Client to server or server to client.
     pub direction: Option<String>,
+    /// The JSON-RPC id.
     pub jsonrpc_id: Option<String>,
+    /// The JSON-RPC method.
     pub method: Option<String>,
+    /// The tool a `tools/call` names.
     pub tool_name: Option<String>,
+    /// The resource URI a `resources/read` names.
     pub resource_uri: Option<String>,
+    /// The prompt a `prompts/get` names.
     pub prompt_name: Option<String>,
+    /// The call's arguments (masked as configured).
     pub arguments: Option<String>,
+    /// SHA-256 of the call's arguments as received.
     pub arguments_sha256: Option<String>,
+    /// The call's result (masked as configured).
     pub result: Option<String>,
+    /// The JSON-RPC error message.
     pub error: Option<String>,
+    /// The JSON-RPC error code.
     pub error_code: Option<i32>,
+    /// Whether the stored result was cut short.
     pub response_truncated: bool,
+    /// The response body's size in bytes.
     pub response_size: Option<i64>,
+    /// The HTTP status of the exchange.
     pub http_status: Option<i32>,
+    /// The decision taken (allow, deny, ...).
     pub decision: Option<String>,
+    /// The phase or person that decided.
     pub decided_by: Option<String>,
+    /// The policy rules that matched.
     pub rule_ids: Vec<String>,
+    /// The approval the call waited on.
     pub approval_id: Option<String>,
+    /// Who approved the call.
     pub approvers: Vec<String>,
+    /// How many values each detector masked.
     pub masked_counts: Vec<(String, i32)>,
+    /// When the request was received.
     pub received_us: Option<i64>,
+    /// When the request was forwarded upstream.
     pub forwarded_us: Option<i64>,
+    /// When the first response byte arrived.
     pub first_byte_us: Option<i64>,
+    /// When the response was done.
     pub done_us: Option<i64>,
+    /// How long the exchange took.
     pub latency_us: Option<i64>,
+    /// Bytes received from the client.
     pub bytes_in: Option<i64>,
+    /// Bytes sent to the client.
     pub bytes_out: Option<i64>,
+    /// Free text for lifecycle rows.
     pub message: Option<String>,
 }
 

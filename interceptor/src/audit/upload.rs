@@ -54,25 +54,42 @@ const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 /// Parts of one multipart upload in flight at once.
 const PART_CONCURRENCY: usize = 4;
 
+/// Why uploading audit files failed.
 #[derive(Debug, thiserror::Error)]
 pub enum UploadError {
+    /// The S3 settings are invalid.
     #[error("invalid S3 configuration: {0}")]
     Config(String),
+    /// The object store client could not be built.
     #[error("creating the S3 client: {0}")]
     Client(#[source] object_store::Error),
+    /// A file in the upload spool could not be read or removed.
     #[error("audit upload spool {}: {source}", path.display())]
-    Io { path: PathBuf, source: io::Error },
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The underlying I/O error.
+        source: io::Error,
+    },
+    /// The object store refused an operation.
     #[error("uploading {key}: {source}")]
     Store {
+        /// The object key.
         key: String,
+        /// The object store's error.
         source: object_store::Error,
     },
+    /// The uploaded object's size differs from the local file's.
     #[error("uploaded {key} but the bucket holds {remote} bytes, not {local}")]
     SizeMismatch {
+        /// The object key.
         key: String,
+        /// The local file's size.
         local: u64,
+        /// The uploaded object's size.
         remote: u64,
     },
+    /// A task reading a file to upload failed.
     #[error("reading a file to upload: {0}")]
     Task(#[from] tokio::task::JoinError),
 }

@@ -69,6 +69,7 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
+/// The path of WAL segment `seq` in `dir`.
 pub fn segment_path(dir: &Path, seq: u64) -> PathBuf {
     dir.join(format!("{seq:012}.wal"))
 }
@@ -156,7 +157,9 @@ struct Segment<W> {
 /// When a segment is closed.
 #[derive(Debug, Clone, Copy)]
 pub struct Roll {
+    /// Roll to a new file once this many bytes are written.
     pub max_bytes: u64,
+    /// Roll to a new file once the current one is this old.
     pub max_age: std::time::Duration,
 }
 

@@ -5,6 +5,7 @@ use std::{net::SocketAddr, path::PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+/// Approval settings.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Approvals {
@@ -34,6 +35,7 @@ pub struct Approvals {
     /// at once; the next is refused (-32004 `approval_cap`), so one caller cannot bury
     /// others' requests under a flood.
     pub max_pending_per_caller: u32,
+    /// Notify a webhook of new approvals, if set.
     pub webhook: Option<Webhook>,
 }
 
@@ -115,6 +117,7 @@ pub enum WebhookFormat {
     Slack,
 }
 
+/// Admin API settings.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Admin {
@@ -157,11 +160,15 @@ impl Default for Admin {
     }
 }
 
+/// A local Unix user mapped to an admin identity.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct LocalUser {
+    /// The Unix user name.
     pub user: String,
+    /// The subject the user acts as.
     pub subject: String,
+    /// The groups the user acts in.
     #[serde(default)]
     pub groups: Vec<String>,
     /// The `[[identity.oidc]]` issuer of this person's OIDC identity (with

@@ -12,6 +12,7 @@ pub struct Tls {
     /// whose first byte is a TLS handshake gets TLS, others plaintext
     /// (unless `require_tls`). Reloaded on SIGHUP.
     pub cert: Option<PathBuf>,
+    /// The private key for the certificate.
     pub key: Option<PathBuf>,
     /// Refuse plaintext clients (the connection is closed, logged, audited).
     /// Implied by `client_auth = "required"`.
@@ -21,6 +22,7 @@ pub struct Tls {
     pub client_ca: Vec<PathBuf>,
     /// Certificate revocation lists (PEM) for client certificates.
     pub client_crl: Vec<PathBuf>,
+    /// Whether and how to ask clients for certificates.
     pub client_auth: ClientAuth,
     /// CA bundles (PEM) that verify upstreams marked `upstream_tls`; empty:
     /// the platform's roots.
@@ -53,6 +55,7 @@ impl Tls {
     }
 }
 
+/// Whether to ask clients for certificates.
 #[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum ClientAuth {
@@ -79,6 +82,7 @@ pub enum CertField {
     Cn,
 }
 
+/// How callers are authenticated.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Identity {
@@ -135,6 +139,7 @@ pub struct OidcIssuer {
     /// `realm_access.roles`): an array of strings or one string.
     #[serde(default = "default_groups_claim")]
     pub groups_claim: String,
+    /// The claim that holds the caller's subject.
     #[serde(default = "default_subject_claim")]
     pub subject_claim: String,
     /// Scopes every token must carry (`scope` string or `scp` array); a
@@ -193,6 +198,7 @@ fn default_jwks_max_stale() -> u64 {
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct UpstreamCredential {
+    /// The header the credential is sent in.
     #[serde(default = "default_credential_header")]
     pub header: String,
     /// A file holding the whole header value (e.g. `Bearer abc`); reread
@@ -203,6 +209,7 @@ pub struct UpstreamCredential {
     /// `refresh_seconds`.
     #[serde(default)]
     pub command: Vec<String>,
+    /// How often to reload the credential.
     #[serde(default = "default_credential_refresh")]
     pub refresh_seconds: u64,
 }

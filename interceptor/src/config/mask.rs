@@ -4,6 +4,7 @@ use std::{collections::BTreeMap, path::PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+/// Masking settings: the named profiles.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Mask {
@@ -57,7 +58,9 @@ pub struct Profile {
     /// JSON keys (case-insensitive, `-`/`_` ignored) whose string or
     /// number values are masked whatever they look like.
     pub keys: Vec<String>,
+    /// How values under sensitive keys are masked.
     pub key_strategy: Strategy,
+    /// Detectors defined by the operator.
     pub custom: Vec<CustomDetector>,
 }
 
@@ -73,6 +76,7 @@ impl Default for Profile {
     }
 }
 
+/// How a masked value is replaced.
 #[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum Strategy {
@@ -101,6 +105,7 @@ pub struct CustomDetector {
     /// Optional check on each match: `luhn` or `mod97`.
     #[serde(default)]
     pub validator: Option<Validator>,
+    /// How this detector's matches are masked.
     #[serde(default = "redact")]
     pub strategy: Strategy,
 }
@@ -109,9 +114,12 @@ fn redact() -> Strategy {
     Strategy::Redact
 }
 
+/// A checksum a match must pass to count.
 #[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum Validator {
+    /// The Luhn checksum (card numbers).
     Luhn,
+    /// The ISO 7064 mod-97 checksum (IBANs).
     Mod97,
 }

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+/// Policy settings.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Policy {
@@ -17,11 +18,13 @@ pub struct Policy {
     /// The files are checked for changes this often and reloaded; 0: only
     /// on SIGHUP. A broken set is refused and the running one kept.
     pub reload_poll_seconds: u64,
+    /// Per-caller call rate limits.
     pub budgets: Vec<Budget>,
     /// Where tool fingerprints are kept (see `mcp-interceptor tools`);
     /// unset: `tool-pins.json` beside the audit directory (the agent's
     /// state directory, `/var/lib/mcp-interceptor` by default).
     pub pins_file: Option<PathBuf>,
+    /// What to do when a tool's definition changes.
     pub on_tool_change: OnToolChange,
     /// Tool and prompt names outside the MCP character set (ASCII letters,
     /// digits, `_-./:`) are refused before policy: a look-alike or an
@@ -49,10 +52,13 @@ impl Default for Policy {
 pub struct Budget {
     /// Tool name glob (`*` matches anything): `db.*`, `*`.
     pub tool: String,
+    /// Calls allowed per minute.
     pub per_minute: u32,
+    /// Calls allowed at once above the steady rate.
     pub burst: u32,
 }
 
+/// What to do when a pinned tool's definition changes.
 #[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum OnToolChange {

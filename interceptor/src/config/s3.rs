@@ -7,16 +7,19 @@
 #[derive(Debug, Clone, PartialEq, serde::Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct S3Config {
+    /// The bucket to upload to.
     pub bucket: String,
     /// Key prefix; objects go to `<prefix>/<relative path>`.
     #[serde(default)]
     pub prefix: String,
+    /// The bucket's region.
     #[serde(default = "default_region")]
     pub region: String,
     /// S3-compatible endpoint (MinIO, moto, ...); plain HTTP is allowed only
     /// when this is an `http://` URL.
     #[serde(default)]
     pub endpoint: Option<String>,
+    /// What to do with local files once uploaded.
     #[serde(default)]
     pub retention: Retention,
     /// Cap of the exponential backoff between failed drains.
@@ -36,7 +39,9 @@ fn default_max_backoff_ms() -> u64 {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Retention {
+    /// Keep local files after upload.
     KeepLocal,
+    /// Delete local files once uploaded and checked.
     #[default]
     DeleteAfterUpload,
 }

@@ -19,7 +19,9 @@ pub use addr::{ClientAddr, OrigDst};
 pub struct ConnInfo {
     /// Unique within this agent run, for correlating log lines and events.
     pub id: u64,
+    /// The client's address.
     pub client: SocketAddr,
+    /// The address the client connected to, before steering.
     pub orig_dst: SocketAddr,
     /// Set when the client spoke TLS.
     pub tls: Option<Arc<TlsInfo>>,
@@ -28,8 +30,11 @@ pub struct ConnInfo {
 /// What a TLS connection negotiated.
 #[derive(Debug, Clone)]
 pub struct TlsInfo {
+    /// The TLS protocol version.
     pub version: &'static str,
+    /// The server name the client asked for.
     pub sni: Option<String>,
+    /// The client's certificate, if it sent one.
     pub peer: Option<Arc<PeerCert>>,
     /// The certificates the client presented, leaf first; empty: none.
     /// `peer` is parsed from its first entry, so a connection with a peer
@@ -46,23 +51,32 @@ pub struct PeerCert {
     pub serial: String,
     /// Validity end, Unix seconds.
     pub not_after: i64,
+    /// The certificate's subject DN.
     pub subject: String,
+    /// The certificate's issuer DN.
     pub issuer: String,
+    /// The subject's common name.
     pub common_name: Option<String>,
     /// Subject OU values: the caller's groups when a certificate names it.
     pub organizational_units: Vec<String>,
+    /// URI subject alternative names.
     pub san_uris: Vec<String>,
+    /// Email subject alternative names.
     pub san_emails: Vec<String>,
+    /// DNS subject alternative names.
     pub san_dns: Vec<String>,
 }
 
 /// Why a connection's client certificate no longer stands.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CertCheckError {
+    /// The certificate has expired.
     #[error("client certificate expired")]
     Expired,
+    /// The certificate is not yet valid.
     #[error("client certificate not yet valid")]
     NotYetValid,
+    /// The certificate is revoked.
     #[error("client certificate revoked")]
     Revoked,
     /// Anything else the verifier in force now refuses (its CA was removed,

@@ -14,17 +14,23 @@ use http::{HeaderName, HeaderValue};
 
 use crate::config::UpstreamCredential;
 
+/// Why an upstream credential could not be loaded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CredentialError {
+    /// The credential file could not be read (path, error).
     #[error("reading {0}: {1}")]
     File(PathBuf, String),
+    /// The credential command failed (command, error).
     #[error("running {0:?}: {1}")]
     Command(String, String),
+    /// The credential is not a valid header value.
     #[error("the credential is empty or not a valid header value")]
     Invalid,
 }
 
+/// A credential the proxy adds to upstream requests.
 pub struct Credential {
+    /// The header it is sent in.
     pub header: HeaderName,
     cfg: UpstreamCredential,
     value: RwLock<Option<HeaderValue>>,
@@ -59,6 +65,7 @@ impl Credential {
         Ok(this)
     }
 
+    /// The current value, if one is loaded.
     pub fn value(&self) -> Option<HeaderValue> {
         self.value.read().unwrap_or_else(|p| p.into_inner()).clone()
     }

@@ -26,15 +26,20 @@ use crate::{
 use credential::Credential;
 use oidc::{Issuer, TokenError, VerifyError};
 
+/// How a caller authenticated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum AuthMethod {
+    /// No credentials.
     Anonymous,
+    /// A client certificate.
     Mtls,
+    /// An OIDC bearer token.
     Oidc,
 }
 
 impl AuthMethod {
+    /// The method's name as logged and audited.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Anonymous => "anonymous",
@@ -47,11 +52,15 @@ impl AuthMethod {
 /// A verified identity: what policy decides on and the audit records.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Caller {
+    /// The caller's subject.
     pub subject: String,
     /// Token issuer, or the certificate issuer's DN.
     pub issuer: Option<String>,
+    /// How the caller authenticated.
     pub method: AuthMethod,
+    /// The caller's groups.
     pub groups: Vec<String>,
+    /// The caller's OAuth scopes.
     pub scopes: Vec<String>,
     /// `jti` of the token.
     pub token_id: Option<String>,
@@ -101,6 +110,7 @@ pub enum AuthError {
     /// `Authorization` is present but not `Bearer <token>`.
     #[error("Authorization header must be `Bearer <token>`")]
     NotBearer,
+    /// The bearer token was rejected.
     #[error("invalid bearer token: {0}")]
     Token(#[from] TokenError),
     /// The token is valid but lacks scopes the issuer entry requires.

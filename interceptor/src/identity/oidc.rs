@@ -46,23 +46,34 @@ pub enum TokenError {
     Algorithm(String),
     /// An asymmetric algorithm the issuer entry's `algorithms` leaves out.
     #[error("token algorithm {alg:?} is not accepted: this issuer's algorithms are [{allowed}]")]
-    AlgorithmNotAllowed { alg: String, allowed: String },
+    AlgorithmNotAllowed {
+        /// The token's algorithm.
+        alg: String,
+        /// The algorithms the issuer entry accepts.
+        allowed: String,
+    },
     /// `iss` names no configured issuer.
     #[error("token issuer {0:?} is not trusted")]
     UnknownIssuer(String),
     /// No key with the token's `kid`, even after refetching the JWKS.
     #[error("token key {0:?} is not in the issuer's JWKS")]
     UnknownKey(String),
+    /// The signature does not verify.
     #[error("token signature is invalid")]
     Signature,
+    /// The token has expired.
     #[error("token expired")]
     Expired,
+    /// The token is not yet valid.
     #[error("token not valid yet (nbf)")]
     NotYetValid,
+    /// The token was issued in the future.
     #[error("token issued in the future (iat)")]
     IssuedInFuture,
+    /// The token is not for this audience.
     #[error("token audience is not this resource")]
     Audience,
+    /// The token's issuer is not the configured one.
     #[error("token issuer does not match")]
     Issuer,
     /// A required claim is missing or has the wrong type.
@@ -73,11 +84,17 @@ pub enum TokenError {
 /// The verified facts of a token.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Verified {
+    /// The token's issuer.
     pub issuer: String,
+    /// The caller's subject.
     pub subject: String,
+    /// The caller's groups.
     pub groups: Vec<String>,
+    /// The caller's scopes.
     pub scopes: Vec<String>,
+    /// The token's `jti`.
     pub token_id: Option<String>,
+    /// The OAuth client id.
     pub client_id: Option<String>,
 }
 
@@ -98,6 +115,7 @@ struct Keys {
 
 /// One trusted issuer: its settings and its cached keys.
 pub struct Issuer {
+    /// The issuer's configuration.
     pub cfg: OidcIssuer,
     http: reqwest::Client,
     keys: RwLock<Keys>,
@@ -111,11 +129,13 @@ pub struct Issuer {
 
 const VERIFIED_CACHE: usize = 8192;
 
+/// Why fetching the issuer's keys failed.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct FetchError(pub String);
 
 impl Issuer {
+    /// Builds a verifier for one issuer.
     pub fn new(cfg: OidcIssuer) -> Arc<Self> {
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(5))
@@ -165,6 +185,7 @@ impl Issuer {
         self.keys.read().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Whether the issuer's keys have been fetched.
     pub fn has_keys(&self) -> bool {
         self.keys().fetched.is_some()
     }
@@ -454,8 +475,10 @@ impl Issuer {
 /// A token failed, or the issuer's keys could not be had.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum VerifyError {
+    /// The token is invalid.
     #[error(transparent)]
     Token(#[from] TokenError),
+    /// The issuer's keys could not be fetched.
     #[error("issuer keys unavailable: {0}")]
     Unavailable(String),
 }
@@ -479,7 +502,9 @@ fn map_error(kind: &ErrorKind) -> TokenError {
 /// The JOSE header fields the agent looks at.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JwtHeader {
+    /// The signing algorithm.
     pub alg: String,
+    /// The id of the signing key.
     pub kid: Option<String>,
 }
 

@@ -84,33 +84,67 @@ const STANDARD_KEYS: &[&str] = &[
     "cvc",
 ];
 
+/// Why a masking profile could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum MaskError {
+    /// A detector's regex does not compile.
     #[error("mask profile {profile:?}: custom detector {detector:?}: bad regex: {source}")]
     BadRegex {
+        /// The profile.
         profile: String,
+        /// The detector.
         detector: String,
+        /// The regex error.
         source: Box<regex::Error>,
     },
     #[error(
         "mask profile {profile:?}: unknown detector {name:?} (built in: email, phone, card, \
          ssn, iban, aws_access_key, aws_secret_key, api_token, jwt, private_key, ipv4, ipv6)"
     )]
-    UnknownDetector { profile: String, name: String },
+    /// A profile names a detector that does not exist.
+    UnknownDetector {
+        /// The profile.
+        profile: String,
+        /// The unknown detector.
+        name: String,
+    },
+    /// A profile sets a strategy for a name that is none of its detectors.
     #[error("mask profile {profile:?}: strategy for {name:?}, which is no detector of it")]
-    UnknownStrategy { profile: String, name: String },
+    UnknownStrategy {
+        /// The profile.
+        profile: String,
+        /// The name that is no detector.
+        name: String,
+    },
+    /// A custom detector is invalid.
     #[error("mask profile {profile:?}: custom detector {name:?}: {why}")]
     BadCustom {
+        /// The profile.
         profile: String,
+        /// The detector.
         name: String,
+        /// What is wrong with it.
         why: &'static str,
     },
+    /// `mask.default_profile` names no profile.
     #[error("mask.default_profile {0:?} is no profile (built in: standard, none)")]
     UnknownProfile(String),
+    /// The hash key could not be read.
     #[error("mask hash key {path}: {source}")]
-    Key { path: PathBuf, source: io::Error },
+    Key {
+        /// The key file.
+        path: PathBuf,
+        /// The underlying I/O error.
+        source: io::Error,
+    },
+    /// The hash key is not 32 bytes long.
     #[error("mask hash key {path}: {len} bytes, expected 32")]
-    KeyLength { path: PathBuf, len: usize },
+    KeyLength {
+        /// The key file.
+        path: PathBuf,
+        /// Its length in bytes.
+        len: usize,
+    },
 }
 
 /// Every compiled profile of a config.

@@ -20,6 +20,7 @@ use crate::{
     pipeline::{ExchangeEvent, MessageCtx, Phase},
 };
 
+/// The pipeline phase that masks sensitive values.
 pub struct MaskPhase {
     masker: Arc<Masker>,
     /// Whether any profile masks anything (a policy's `@mask` may pick a
@@ -28,6 +29,7 @@ pub struct MaskPhase {
 }
 
 impl MaskPhase {
+    /// Builds the phase over a masker.
     pub fn new(masker: Arc<Masker>) -> Self {
         let active = masker
             .profile_names()

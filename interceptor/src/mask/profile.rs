@@ -233,6 +233,7 @@ impl Profile {
         })
     }
 
+    /// The profile's name.
     pub fn name(&self) -> &str {
         &self.name
     }

@@ -42,6 +42,7 @@ mod route;
 
 use route::Class;
 
+/// Serves MCP over the proxy's HTTP, running the pipeline on each message.
 #[derive(Clone)]
 pub struct McpHandler {
     pipeline: Pipeline,
@@ -85,6 +86,7 @@ impl Handler for McpHandler {
 }
 
 impl McpHandler {
+    /// Builds the handler over a pipeline and an identity verifier.
     pub fn new(pipeline: Pipeline, identity: Arc<Identity>) -> Self {
         Self {
             pipeline,
@@ -101,6 +103,7 @@ impl McpHandler {
         self
     }
 
+    /// The identity verifier callers are authenticated with.
     pub fn identity(&self) -> &Arc<Identity> {
         &self.identity
     }

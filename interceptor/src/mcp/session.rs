@@ -39,11 +39,16 @@ pub const IDLE: Duration = Duration::from_secs(3600);
 /// in flight: no caller's principal, so no one can claim it.
 const ORPHAN: &str = "\0orphan";
 
+/// What is known about an MCP session.
 #[derive(Debug, Default, Clone)]
 pub struct SessionInfo {
+    /// The transport the session uses.
     pub transport: Option<Transport>,
+    /// The protocol version negotiated.
     pub protocol_version: Option<String>,
+    /// The client's name from `initialize`.
     pub client_name: Option<String>,
+    /// The client's version from `initialize`.
     pub client_version: Option<String>,
     /// The principal that opened the session (`Caller::principal`).
     pub owner: Option<String>,
@@ -98,6 +103,7 @@ pub enum OpenError {
     Full(usize),
 }
 
+/// The MCP sessions the proxy has seen.
 #[derive(Default)]
 pub struct Sessions {
     inner: Mutex<Inner>,

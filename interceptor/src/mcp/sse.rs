@@ -5,6 +5,7 @@
 
 use bytes::{Bytes, BytesMut};
 
+/// Why an SSE stream could not be parsed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SseError {
     /// An event grew past the limit without ending.
@@ -18,11 +19,14 @@ pub enum SseError {
 /// One event: its raw bytes (terminating blank line included) and fields.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Event {
+    /// The event's bytes as received.
     pub raw: Bytes,
+    /// The event's type.
     pub event: Option<String>,
     /// `data` lines joined with `\n`; `None` for comment-only blocks
     /// (keep-alives), which carry no message.
     pub data: Option<String>,
+    /// The event's id.
     pub id: Option<String>,
 }
 
@@ -54,6 +58,7 @@ impl Event {
     }
 }
 
+/// An incremental parser of an SSE stream.
 pub struct Parser {
     buf: BytesMut,
     /// Where the search for the end of the current event resumes.
@@ -62,6 +67,7 @@ pub struct Parser {
 }
 
 impl Parser {
+    /// A parser that refuses events longer than `max_event` bytes.
     pub fn new(max_event: usize) -> Self {
         Self {
             buf: BytesMut::new(),

@@ -19,6 +19,7 @@ pub enum Transport {
     Http,
 }
 
+/// What an exchange event records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum EventKind {
@@ -40,6 +41,7 @@ pub enum EventKind {
     Http,
 }
 
+/// Which way a message went.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Direction {
@@ -49,22 +51,31 @@ pub enum Direction {
     ServerToClient,
 }
 
+/// One message exchanged through the proxy, for the audit and event file.
 #[derive(Debug, Clone, Serialize)]
 pub struct ExchangeEvent {
+    /// What the event records.
     pub kind: EventKind,
+    /// Which way the message went.
     pub direction: Direction,
+    /// The proxy's id for the connection.
     pub conn_id: u64,
+    /// The client's address.
     pub client_addr: String,
+    /// The original destination address.
     pub orig_dst: String,
     /// Who asked (`None` only when the request was refused before an
     /// identity was established).
     pub caller: Option<std::sync::Arc<crate::identity::Caller>>,
     /// `mcp.session.id`
     pub session_id: Option<String>,
+    /// The MCP transport.
     pub transport: Transport,
     /// `mcp.protocol.version`
     pub protocol_version: Option<String>,
+    /// The client's name from `initialize`.
     pub client_name: Option<String>,
+    /// The client's version from `initialize`.
     pub client_version: Option<String>,
     /// `jsonrpc.request.id`
     pub jsonrpc_id: Option<Value>,
@@ -72,12 +83,17 @@ pub struct ExchangeEvent {
     pub method: Option<String>,
     /// `gen_ai.tool.name`, or the resource URI / prompt name, by method.
     pub target: Option<String>,
+    /// The request's params.
     pub params: Option<Value>,
+    /// The response's result.
     pub result: Option<Value>,
     /// The JSON-RPC error object; `error.type` is its code.
     pub error: Option<Value>,
+    /// The HTTP method.
     pub http_method: String,
+    /// The HTTP path.
     pub http_path: String,
+    /// The HTTP status.
     pub http_status: Option<u16>,
     /// The phase that denied or rewrote the request, if any.
     pub decided_by: Option<String>,
@@ -86,18 +102,24 @@ pub struct ExchangeEvent {
     /// Values masked in the answer, per detector, and the profile used
     /// (so the record stage need not mask the answer again).
     pub masked: super::MaskCounts,
+    /// The masking profile applied.
     pub masked_with: Option<String>,
     /// The approval that released the call (or that it waits for).
     pub approval: Option<super::ApprovalNote>,
+    /// Whether a phase rewrote the message.
     pub rewritten: bool,
     /// Unix microseconds: request received, forwarded upstream, first
     /// response byte, response complete.
     pub received_us: i64,
+    /// When the request was forwarded upstream.
     pub forwarded_us: Option<i64>,
+    /// When the first response byte arrived.
     pub first_byte_us: Option<i64>,
+    /// When the response was done.
     pub done_us: Option<i64>,
     /// Request bytes from the client, response bytes of this message.
     pub bytes_in: u64,
+    /// Bytes sent to the client.
     pub bytes_out: u64,
 }
 

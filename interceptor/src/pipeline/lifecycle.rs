@@ -18,21 +18,33 @@ pub struct LifecycleEvent {
     pub kind: String,
     /// What happened, for a person reading the row.
     pub message: String,
+    /// The caller's subject.
     pub subject: Option<String>,
+    /// The caller's groups.
     pub groups: Vec<String>,
+    /// The JSON-RPC method.
     pub method: Option<String>,
+    /// The tool a `tools/call` names.
     pub tool_name: Option<String>,
+    /// The resource URI a `resources/read` names.
     pub resource_uri: Option<String>,
+    /// The prompt a `prompts/get` names.
     pub prompt_name: Option<String>,
     /// Canonical JSON of the call's arguments (already masked by the emitter).
     pub arguments: Option<String>,
+    /// SHA-256 of the call's arguments.
     pub arguments_sha256: Option<String>,
+    /// The approval involved.
     pub approval_id: Option<String>,
+    /// Who approved.
     pub approvers: Vec<String>,
+    /// The policy rules that matched.
     pub rule_ids: Vec<String>,
+    /// The policy set version.
     pub policy_version: Option<String>,
     /// `approval` or `grant`: which mechanism decided.
     pub decided_by: Option<String>,
+    /// The decision taken.
     pub decision: Option<String>,
 }
 

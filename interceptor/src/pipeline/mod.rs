@@ -39,15 +39,21 @@ use crate::{
 /// What a phase knows about the message in hand.
 #[derive(Debug, Clone)]
 pub struct MessageCtx<'a> {
+    /// The connection the message came on.
     pub conn: &'a ConnInfo,
+    /// The MCP session id.
     pub session_id: Option<&'a str>,
+    /// The MCP transport.
     pub transport: Transport,
+    /// The MCP protocol version.
     pub protocol_version: Option<&'a str>,
+    /// The HTTP request path.
     pub http_path: &'a str,
     /// The verified caller (the identity stage ran before any phase).
     pub caller: Option<&'a Caller>,
     /// `clientInfo` from the session's `initialize`.
     pub client_name: Option<&'a str>,
+    /// The client's version from `initialize`.
     pub client_version: Option<&'a str>,
     /// For a response: the method of the request it answers.
     pub request_method: Option<&'a str>,
@@ -130,13 +136,27 @@ pub trait Phase: Send + Sync + 'static {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
     /// Forward it (possibly rewritten in place).
-    Forward { rewritten: bool },
+    Forward {
+        /// Whether a phase rewrote the message in place.
+        rewritten: bool,
+    },
     /// Refused with this refusal, by this phase.
-    Denied { error: Refusal, phase: &'static str },
+    Denied {
+        /// The refusal sent to the client.
+        error: Refusal,
+        /// The phase that refused.
+        phase: &'static str,
+    },
     /// Refused by answering with this JSON-RPC result, by this phase.
-    Answered { result: Value, phase: &'static str },
+    Answered {
+        /// The JSON-RPC result sent to the client.
+        result: Value,
+        /// The phase that answered.
+        phase: &'static str,
+    },
 }
 
+/// The phases every message passes through, in order.
 #[derive(Clone)]
 pub struct Pipeline {
     phases: Arc<Vec<Arc<dyn Phase>>>,
@@ -144,6 +164,7 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
+    /// Builds a pipeline of these phases.
     pub fn new(phases: Vec<Arc<dyn Phase>>, hold_limit: Duration) -> Self {
         Self {
             phases: Arc::new(phases),
@@ -151,12 +172,14 @@ impl Pipeline {
         }
     }
 
+    /// Tells the phases a connection opened.
     pub fn on_connect(&self, conn: &ConnInfo) {
         for p in self.phases.iter() {
             p.on_connect(conn);
         }
     }
 
+    /// Tells the phases a connection closed.
     pub fn on_close(&self, conn: &ConnInfo, requests: u64) {
         for p in self.phases.iter() {
             p.on_close(conn, requests);
@@ -230,6 +253,7 @@ impl Pipeline {
             .find_map(|p| p.on_server_request(ctx, msg).map(|e| (e, p.name())))
     }
 
+    /// Runs the phases over a message from the server.
     pub fn on_server_message(&self, ctx: &MessageCtx<'_>, msg: &mut Message) {
         for p in self.phases.iter() {
             p.on_server_message(ctx, msg);

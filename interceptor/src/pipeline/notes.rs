@@ -6,16 +6,20 @@ use std::sync::Mutex;
 
 use serde::Serialize;
 
+/// What a policy decision does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Effect {
+    /// Let the call through.
     Allow,
+    /// Refuse the call.
     Deny,
     /// Allowed once a human approves (`@approval` on the determining permit).
     Approval,
 }
 
 impl Effect {
+    /// The effect's name as audited.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Allow => "allow",
@@ -28,6 +32,7 @@ impl Effect {
 /// A policy decision and why.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Decision {
+    /// Allow or deny.
     pub effect: Effect,
     /// Determining policy ids: the permits that allowed, or the forbids
     /// that denied; empty for the default deny.
@@ -53,6 +58,7 @@ pub struct ApprovalRule {
     pub groups: Vec<String>,
     /// Distinct approvers needed (N of the group's M members).
     pub quorum: u32,
+    /// How votes are counted.
     pub mode: ApprovalMode,
 }
 
@@ -78,7 +84,9 @@ pub enum ApprovalMode {
 /// An approval that let a call through (or is waiting for one).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ApprovalNote {
+    /// The approval's id.
     pub id: String,
+    /// Who approved.
     pub approvers: Vec<String>,
 }
 
@@ -103,6 +111,7 @@ impl HoldSignal {
         self.notify.notified().await
     }
 
+    /// What the held call is: its method and arguments.
     pub fn what(&self) -> Option<(String, Option<serde_json::Value>)> {
         self.what.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
@@ -131,6 +140,7 @@ impl Notes {
         }
     }
 
+    /// Records the policy decision.
     pub fn set_decision(&self, d: Decision) {
         *self.decision.lock().unwrap_or_else(|p| p.into_inner()) = Some(d);
     }
@@ -141,6 +151,7 @@ impl Notes {
             Some((profile.to_string(), counts));
     }
 
+    /// The masking profile applied and what it masked.
     pub fn masked(&self) -> Option<(String, MaskCounts)> {
         self.masked
             .lock()
@@ -148,6 +159,7 @@ impl Notes {
             .clone()
     }
 
+    /// Records the approval the call waited on.
     pub fn set_approval(&self, a: ApprovalNote) {
         *self.approval.lock().unwrap_or_else(|p| p.into_inner()) = Some(a);
     }
@@ -157,6 +169,7 @@ impl Notes {
         self.approval.clone()
     }
 
+    /// The approval the call waited on.
     pub fn approval(&self) -> Option<ApprovalNote> {
         self.approval
             .lock()
@@ -173,6 +186,7 @@ impl Notes {
             .map(|d| d.effect)
     }
 
+    /// The policy decision.
     pub fn decision(&self) -> Option<Decision> {
         self.decision
             .lock()

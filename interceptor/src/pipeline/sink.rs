@@ -11,11 +11,13 @@ use std::{
 
 use super::{ExchangeEvent, Phase};
 
+/// Writes events as JSON lines to a file.
 pub struct JsonLines {
     file: Mutex<File>,
 }
 
 impl JsonLines {
+    /// Opens (appending) the file at `path`.
     pub fn open(path: &Path) -> std::io::Result<Self> {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)?;

@@ -48,6 +48,7 @@ struct Key {
 #[derive(Clone, Default)]
 pub struct Table(Arc<Mutex<HashMap<Key, Bucket>>>);
 
+/// Per-caller call rate limits.
 pub struct Budgets {
     /// (key, rule): the key names the rule's buckets in the table.
     rules: Vec<(String, Budget)>,
@@ -57,8 +58,11 @@ pub struct Budgets {
 /// A call over budget: which rule, and when a token is back.
 #[derive(Debug, Clone, PartialEq)]
 pub struct OverBudget {
+    /// The tools the budget covers.
     pub tool_glob: String,
+    /// The calls allowed per minute.
     pub per_minute: u32,
+    /// When the caller may try again.
     pub retry_after_secs: f64,
 }
 
@@ -94,6 +98,7 @@ impl Budgets {
         }
     }
 
+    /// Whether no budgets are configured.
     pub fn is_empty(&self) -> bool {
         self.rules.is_empty()
     }

@@ -14,33 +14,49 @@ use crate::config::Config;
 #[derive(Debug, Clone, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct Question {
+    /// The case's name.
     pub name: Option<String>,
+    /// The caller's subject.
     pub subject: String,
+    /// The caller's groups.
     pub groups: Vec<String>,
     /// "oidc" (default), "mtls" or "anonymous".
     pub auth_method: Option<String>,
+    /// The token's issuer.
     pub issuer: Option<String>,
+    /// The OAuth client id.
     pub client_id: Option<String>,
+    /// The caller's scopes.
     pub scopes: Vec<String>,
     /// The server's policy name; default: the first port's.
     pub server: Option<String>,
     /// The server's address (`resource.address`); default 127.0.0.1.
     pub server_address: Option<String>,
+    /// The JSON-RPC method.
     pub method: String,
     /// The tool (tools/call), resource URI or prompt name.
     pub tool: Option<String>,
+    /// The resource URI.
     pub uri: Option<String>,
+    /// The prompt name.
     pub prompt: Option<String>,
+    /// The call's arguments.
     pub arguments: Option<Value>,
+    /// The client's name.
     pub client_name: Option<String>,
+    /// The client's version.
     pub client_version: Option<String>,
     /// Default 127.0.0.1.
     pub source_ip: Option<IpAddr>,
+    /// The MCP session id.
     pub session_id: Option<String>,
+    /// The MCP transport.
     pub transport: Option<String>,
     /// Unix seconds; default now.
     pub time: Option<i64>,
+    /// The caller's standing grants.
     pub grants: Vec<String>,
+    /// Whether the call is a listing.
     pub listing: bool,
     /// `policy test` only: "allow", "deny" or "approval".
     pub expect: Option<String>,
@@ -104,18 +120,24 @@ impl Question {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Cases {
+    /// The cases to check.
     #[serde(rename = "case")]
     pub cases: Vec<Question>,
 }
 
+/// Why a cases file could not be checked.
 #[derive(Debug, thiserror::Error)]
 pub enum CasesError {
+    /// The file could not be read (path, error).
     #[error("{0}: {1}")]
     Read(String, String),
+    /// The file could not be parsed (path, error).
     #[error("{0}: {1}")]
     Parse(String, String),
+    /// A case's expectation is invalid (case, error).
     #[error("case {0}: expect must be allow, deny or approval, not {1:?}")]
     Expect(String, String),
+    /// The policies could not be loaded.
     #[error(transparent)]
     Policy(#[from] PolicyError),
 }
@@ -123,12 +145,17 @@ pub enum CasesError {
 /// One case's outcome.
 #[derive(Debug, Clone)]
 pub struct CaseResult {
+    /// The case's name.
     pub name: String,
+    /// Whether the decision was the expected one.
     pub passed: bool,
+    /// The expected decision.
     pub want: String,
+    /// The decision taken.
     pub decision: Decision,
 }
 
+/// Loads a policy test cases file.
 pub fn load_cases(path: &Path) -> Result<Cases, CasesError> {
     let shown = path.display().to_string();
     let text = std::fs::read_to_string(path)

@@ -24,28 +24,45 @@ pub use uri::normalize;
 /// One question to the policy: who, which method on what, with what.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Input {
+    /// The caller's subject.
     pub subject: String,
+    /// The caller's groups.
     pub groups: Vec<String>,
+    /// How the caller authenticated.
     pub auth_method: String,
+    /// The token's issuer.
     pub issuer: String,
+    /// The OAuth client id.
     pub client_id: String,
+    /// The caller's scopes.
     pub scopes: Vec<String>,
     /// The server: the port rule's name, else its port.
     pub server: String,
+    /// The server's address.
     pub server_address: String,
+    /// The server's port.
     pub server_port: u16,
+    /// The JSON-RPC method.
     pub method: String,
     /// Tool name, resource URI or prompt name (by method).
     pub target: Option<String>,
+    /// The call's arguments.
     pub arguments: Option<Value>,
+    /// The client's name.
     pub client_name: String,
+    /// The client's version.
     pub client_version: String,
+    /// The client's IP address.
     pub source_ip: IpAddr,
+    /// The MCP session id.
     pub session_id: String,
+    /// The MCP transport.
     pub transport: String,
     /// Unix seconds.
     pub time: i64,
+    /// The caller's standing grants.
     pub grants: Vec<String>,
+    /// Whether the call is a listing.
     pub listing: bool,
 }
 
@@ -102,15 +119,19 @@ fn set(items: impl IntoIterator<Item = String>) -> RestrictedExpression {
 /// what policy scopes are matched against.
 #[derive(Debug, Clone)]
 pub struct Scope {
+    /// The caller's entity.
     pub principal: EntityUid,
     /// Sorted by text, without repeats.
     pub groups: Vec<EntityUid>,
+    /// The tool, resource or prompt's entity.
     pub resource: EntityUid,
+    /// The server's entity.
     pub server: EntityUid,
     /// The resource URI as policy judges it (resources/* only).
     uri: Option<String>,
 }
 
+/// The Cedar entity ids of a call's principal, resource and server.
 pub fn scope_uids(input: &Input) -> Result<Scope, PolicyError> {
     // Issuer and subject: "alice" of another issuer, or a certificate CN
     // "alice", is another principal (see `principal_key`).

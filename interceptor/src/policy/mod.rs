@@ -42,6 +42,7 @@ pub use input::Input;
 /// The schema policies are checked against.
 pub const SCHEMA: &str = include_str!("../../../deploy/policy/mcp.cedarschema");
 
+/// Why policies could not be loaded or evaluated.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PolicyError {
     /// A policy file could not be read.
@@ -70,7 +71,12 @@ pub enum PolicyError {
         "policy {policy}: @mask({profile:?}) names no mask profile (built in: standard, none; \
          others are defined under [mask.profiles])"
     )]
-    UnknownMaskProfile { policy: String, profile: String },
+    UnknownMaskProfile {
+        /// The policy.
+        policy: String,
+        /// The profile it names.
+        profile: String,
+    },
 }
 
 #[derive(Debug, Clone, Default)]
@@ -146,7 +152,9 @@ pub struct Policies {
     /// new subject would build its own copy of the same set.
     named: std::collections::HashSet<cedar_policy::EntityUid>,
     notes: HashMap<String, Notes>,
+    /// The policy set's version (a hash of its text).
     pub version: String,
+    /// How many policies it holds.
     pub count: usize,
     authorizer: Authorizer,
 }
@@ -176,6 +184,7 @@ pub const ACTIONS: &[&str] = &[
     "other",
 ];
 
+/// The Cedar schema policies are checked against.
 pub fn schema() -> Result<Schema, PolicyError> {
     Schema::from_cedarschema_str(SCHEMA)
         .map(|(s, _warnings)| s)
@@ -210,6 +219,7 @@ pub fn read_sources(paths: &[PathBuf]) -> Result<Vec<(String, String)>, PolicyEr
 }
 
 impl Policies {
+    /// Loads and validates the policies in these files.
     pub fn load(paths: &[PathBuf]) -> Result<Self, PolicyError> {
         Self::from_sources(&read_sources(paths)?)
     }

@@ -33,6 +33,7 @@ pub trait Grants: Send + Sync {
     fn covering(&self, issuer: &str, subject: &str, server: &str, tool: &str) -> Vec<String>;
 }
 
+/// The pipeline phase that decides calls with Cedar policies.
 pub struct PolicyPhase {
     policies: Shared,
     cfg: Arc<Config>,
@@ -48,6 +49,7 @@ pub struct PolicyPhase {
 }
 
 impl PolicyPhase {
+    /// Builds the phase over the shared policy set.
     pub fn new(cfg: Arc<Config>, policies: Shared) -> Self {
         Self {
             budgets: Budgets::new(cfg.policy.budgets.clone()),

@@ -73,8 +73,10 @@ const LEGACY_MEMBERS: [&str; 3] = ["name", "description", "inputSchema"];
 /// The pins file: per server key, per tool name.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PinFile {
+    /// The file format version.
     #[serde(default = "format")]
     pub version: u32,
+    /// The pinned tools, by server then tool name.
     #[serde(default)]
     pub servers: BTreeMap<String, BTreeMap<String, ToolPin>>,
 }
@@ -99,7 +101,9 @@ pub struct ToolPin {
     pub pinned: String,
     /// The fingerprint last seen in a `tools/list` answer.
     pub observed: String,
+    /// When the tool was first seen (seconds since the epoch).
     pub first_seen: u64,
+    /// When the current definition was pinned (seconds since the epoch).
     pub pinned_at: u64,
     /// When `observed` last moved away from `pinned`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -120,6 +124,7 @@ fn legacy() -> u32 {
 }
 
 impl ToolPin {
+    /// Whether the listed definition differs from the pinned one.
     pub fn changed(&self) -> bool {
         self.pinned != self.observed
     }
@@ -128,8 +133,11 @@ impl ToolPin {
 /// One tool of a `tools/list` answer, fingerprinted.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Observed {
+    /// The tool's name.
     pub name: String,
+    /// The fingerprint of its definition.
     pub fingerprint: String,
+    /// The definition as listed.
     pub definition: Value,
 }
 
@@ -184,27 +192,44 @@ pub fn server_key(cfg: &Config, port: u16) -> String {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Seen {
     /// First sight: pinned as it is.
-    Pinned { tool: String, fingerprint: String },
+    Pinned {
+        /// The tool.
+        tool: String,
+        /// The fingerprint it was pinned at.
+        fingerprint: String,
+    },
     /// Differs from its pin, with a fingerprint not seen just before.
     Changed {
+        /// The tool.
         tool: String,
+        /// The pinned fingerprint.
         pinned: String,
+        /// The fingerprint now listed.
         observed: String,
     },
     /// Back to its pinned definition.
-    Restored { tool: String, fingerprint: String },
+    Restored {
+        /// The tool.
+        tool: String,
+        /// Its pinned fingerprint.
+        fingerprint: String,
+    },
 }
 
 /// A tool `repin` matched: `from` is the pin it had, `to` the one it has
 /// now (equal when it had not changed).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Repinned {
+    /// The tool.
     pub tool: String,
+    /// The fingerprint it was pinned at.
     pub from: String,
+    /// The fingerprint it is now pinned at.
     pub to: String,
 }
 
 impl PinFile {
+    /// The pin of `tool` on `server`, if there is one.
     pub fn get(&self, server: &str, tool: &str) -> Option<&ToolPin> {
         self.servers.get(server)?.get(tool)
     }

@@ -5,13 +5,17 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use http_body_util::{BodyExt, Empty, Full, combinators::BoxBody};
 
+/// The error type of proxied bodies.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+/// The body type the proxy sends.
 pub type ProxyBody = BoxBody<Bytes, BoxError>;
 
+/// A body of these bytes.
 pub fn full(b: impl Into<Bytes>) -> ProxyBody {
     Full::new(b.into()).map_err(|never| match never {}).boxed()
 }
 
+/// An empty body.
 pub fn empty() -> ProxyBody {
     Empty::new().map_err(|never| match never {}).boxed()
 }
@@ -25,6 +29,7 @@ where
     b.map_err(Into::into).boxed()
 }
 
+/// Why a request or response body could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum ReadError {
     /// More than the limit arrived.

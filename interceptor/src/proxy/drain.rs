@@ -11,6 +11,7 @@ use std::{
 
 use tokio::sync::Notify;
 
+/// Counts connections in flight, so shutdown can wait for them.
 #[derive(Clone, Default)]
 pub struct Drain {
     inner: Arc<Inner>,
@@ -26,6 +27,7 @@ struct Inner {
 pub struct Guard(Arc<Inner>);
 
 impl Drain {
+    /// Counts a connection in until the guard drops.
     pub fn enter(&self) -> Guard {
         self.inner.active.fetch_add(1, Ordering::SeqCst);
         Guard(self.inner.clone())
@@ -43,6 +45,7 @@ impl Drain {
         Some(Guard(self.inner.clone()))
     }
 
+    /// How many connections are in flight.
     pub fn active(&self) -> usize {
         self.inner.active.load(Ordering::SeqCst)
     }

@@ -31,11 +31,15 @@ use crate::{
 
 /// Everything a handler needs about the connection a request came on.
 pub struct ConnCtx {
+    /// The connection's facts.
     pub info: ConnInfo,
+    /// The connector to upstream servers.
     pub upstream: Upstream,
     /// Where this connection's requests go.
     pub upstream_addr: SocketAddr,
+    /// The port rule the connection matched.
     pub rule: PortRule,
+    /// HTTP limits and timeouts.
     pub http: Http,
     /// Turns true when the agent stops: the connection then closes as soon
     /// as it is between requests. `None`: served until the client closes.
@@ -73,11 +77,13 @@ impl ConnCtx {
     }
 }
 
+/// The future a handler returns.
 pub type HandlerFuture = Pin<Box<dyn Future<Output = Response<ProxyBody>> + Send>>;
 
 /// Answers one request. Implementations never fail: every error becomes a
 /// response (with a log line).
 pub trait Handler: Send + Sync + 'static {
+    /// Serves one request on a connection.
     fn handle(&self, req: Request<Incoming>, ctx: Arc<ConnCtx>) -> HandlerFuture;
     /// A connection was accepted and routed (before its first request).
     fn on_connect(&self, _conn: &ConnInfo) {}
@@ -419,6 +425,7 @@ pub fn refusal_response(refusal: &Refusal, id: Option<serde_json::Value>) -> Res
     json_response(refusal.status(), &refusal.to_jsonrpc(id))
 }
 
+/// A JSON response with this status.
 pub fn json_response(status: StatusCode, v: &serde_json::Value) -> Response<ProxyBody> {
     let mut r = Response::new(full(serde_json::to_vec(v).unwrap_or_default()));
     *r.status_mut() = status;

@@ -47,12 +47,20 @@ impl Kind {
 pub enum LimitError {
     /// Every stream slot of this upstream is held.
     #[error("upstream {addr} has {limit} {} open (http.max_upstream_streams); retry later", Kind::Stream.name())]
-    Full { addr: SocketAddr, limit: usize },
+    Full {
+        /// The upstream address.
+        addr: SocketAddr,
+        /// Its stream limit.
+        limit: usize,
+    },
     /// This caller holds its share of the stream slots.
     #[error("caller {caller:?} has {limit} {} open to upstream {addr} (http.max_upstream_streams_per_caller); close some first", Kind::Stream.name())]
     Caller {
+        /// The upstream address.
         addr: SocketAddr,
+        /// The caller over its share.
         caller: String,
+        /// The caller's connection limit.
         limit: usize,
     },
 }
@@ -84,6 +92,7 @@ pub struct Permit {
 }
 
 impl Limits {
+    /// Limits upstream connections as configured.
     pub fn new(cfg: UpstreamLimits) -> Self {
         Self {
             cfg,

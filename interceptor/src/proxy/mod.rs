@@ -59,8 +59,11 @@ pub enum ProxyError {
 /// swapped as a whole on reload.
 #[derive(Clone)]
 pub struct Serving {
+    /// The configuration.
     pub config: Arc<Config>,
+    /// The handler requests are served with.
     pub handler: Arc<dyn Handler>,
+    /// The connector to upstream servers.
     pub upstream: Upstream,
     /// TLS on steered ports; `None`: plaintext only.
     pub tls: Option<Arc<tls::TlsServer>>,

@@ -32,11 +32,17 @@ use crate::{
     conn::{CertCheckError, PeerCert, TlsInfo},
 };
 
+/// Why TLS could not be set up.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
     /// A PEM file is missing, unreadable or holds nothing usable.
     #[error("{path}: {message}")]
-    Pem { path: PathBuf, message: String },
+    Pem {
+        /// The file's path.
+        path: PathBuf,
+        /// What is wrong with it.
+        message: String,
+    },
     /// rustls refused the certificate, key or verifier settings.
     #[error("TLS settings: {0}")]
     Config(String),
@@ -44,6 +50,7 @@ pub enum TlsError {
 
 /// What serves TLS on steered ports, rebuilt on every reload.
 pub struct TlsServer {
+    /// Accepts TLS connections.
     pub acceptor: TlsAcceptor,
     /// `tls.require_tls`, or implied by `client_auth = "required"`.
     pub require_tls: bool,

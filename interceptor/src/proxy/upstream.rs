@@ -33,7 +33,9 @@ use crate::{
 
 /// An upstream connection: plain, or TLS over the bypass socket.
 pub enum UpstreamIo {
+    /// A plain TCP connection.
     Plain(BypassStream),
+    /// A TLS connection.
     Tls(Box<tokio_rustls::client::TlsStream<BypassStream>>),
 }
 
@@ -88,8 +90,12 @@ impl AsyncWrite for UpstreamIo {
 /// are keyed by its address, the others (original destination) by port.
 #[derive(Clone, Default)]
 pub struct UpstreamTls {
+    /// The client TLS config, if any upstream uses TLS.
     pub config: Option<Arc<rustls::ClientConfig>>,
+    /// Upstream addresses reached over TLS, with the server name to verify, if set.
     pub by_addr: HashMap<SocketAddr, Option<String>>,
+    /// Upstream ports reached over TLS (when no address matches), with the server
+    /// name to verify, if set.
     pub by_port: HashMap<u16, Option<String>>,
 }
 
@@ -101,6 +107,7 @@ impl UpstreamTls {
     }
 }
 
+/// Why an upstream connection failed.
 #[derive(Debug, thiserror::Error)]
 pub enum UpstreamError {
     /// No connection could be made (refused, unreachable, timed out).
@@ -176,6 +183,7 @@ impl tower_service::Service<Uri> for Connector {
     }
 }
 
+/// Connects to upstream servers, bypassing steering.
 #[derive(Clone)]
 pub struct Upstream {
     client: Client<Connector, ProxyBody>,

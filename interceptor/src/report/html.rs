@@ -178,6 +178,7 @@ fn control(out: &mut String, c: &Control) {
     out.push_str("</section>");
 }
 
+/// Renders the report as HTML.
 pub fn render(r: &NistReport) -> String {
     let mut o = String::with_capacity(64 * 1024);
     let period = format!(

@@ -61,6 +61,7 @@ pub fn verify_line(v: &Verify) -> String {
     }
 }
 
+/// Renders the report as Markdown.
 pub fn markdown(r: &NistReport) -> String {
     let mut o = String::new();
     let _ = writeln!(
@@ -131,6 +132,7 @@ pub fn markdown(r: &NistReport) -> String {
     o
 }
 
+/// The column headings of sample tables.
 pub const SAMPLE_HEAD: [&str; 6] = [
     "event_time",
     "kind",
@@ -140,6 +142,7 @@ pub const SAMPLE_HEAD: [&str; 6] = [
     "rule_ids",
 ];
 
+/// The cells of a sample table row.
 pub fn sample_cells(s: &Sample) -> Vec<String> {
     vec![
         s.event_time.clone(),

@@ -34,18 +34,44 @@ use crate::audit::{
 const HOUR_US: i64 = 3_600_000_000;
 const DAY_US: i64 = 24 * HOUR_US;
 
+/// Why a report could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {
+    /// A time could not be parsed.
     #[error("{0:?} is not a UTC time: expected YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ")]
     Time(String),
+    /// The period is empty: `from` is not before `to`.
     #[error("the period is empty: --from {from} is not before --to {to}")]
-    EmptyPeriod { from: String, to: String },
+    EmptyPeriod {
+        /// The start given.
+        from: String,
+        /// The end given.
+        to: String,
+    },
+    /// A file could not be read.
     #[error("{path}: {source}")]
-    Io { path: PathBuf, source: io::Error },
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The underlying I/O error.
+        source: io::Error,
+    },
+    /// A file is not a readable Parquet audit file.
     #[error("{path}: not a readable audit file: {message}")]
-    Parquet { path: PathBuf, message: String },
+    Parquet {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// A Parquet file lacks a column, or has it with another type.
     #[error("{path}: column {column} missing or of another type")]
-    Column { path: PathBuf, column: &'static str },
+    Column {
+        /// The file.
+        path: PathBuf,
+        /// The column.
+        column: &'static str,
+    },
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> ReportError + '_ {
@@ -58,7 +84,9 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> ReportError + '_ {
 /// `[from, to)` in Unix microseconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Period {
+    /// The period's start (microseconds since the epoch).
     pub from_us: i64,
+    /// The period's end (microseconds since the epoch).
     pub to_us: i64,
 }
 
@@ -144,6 +172,7 @@ pub fn fmt_time(us: i64) -> String {
 pub struct Loaded {
     /// Rows with `from <= event_time < to`, ordered by time.
     pub rows: Vec<AuditRow>,
+    /// How many files were read.
     pub files_read: usize,
     /// Files in partitions outside the period, never opened.
     pub files_skipped: usize,

@@ -70,18 +70,24 @@ pub(super) const MAX_TABLE_ROWS: usize = 50;
 /// The outcome of `audit verify` over the whole directory.
 #[derive(Debug, Clone)]
 pub enum Verify {
+    /// The chain verified.
     Intact(chain::Report),
+    /// The chain breaks.
     Broken(chain::Break),
 }
 
+/// A signing key and its host.
 #[derive(Debug, Clone)]
 pub struct Key {
+    /// The host.
     pub host: String,
+    /// The public key, in hex.
     pub public_key: String,
     /// SHA-256 of the raw 32-byte Ed25519 public key, hex.
     pub fingerprint: String,
 }
 
+/// How well the evidence supports a control.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Status {
     /// The trail holds evidence for the control.
@@ -93,6 +99,7 @@ pub enum Status {
 }
 
 impl Status {
+    /// The status's label as shown.
     pub fn label(self) -> &'static str {
         match self {
             Status::Evidence => "evidence",
@@ -102,21 +109,31 @@ impl Status {
     }
 }
 
+/// A table in a control's section.
 #[derive(Debug, Clone, Default)]
 pub struct Table {
+    /// The table's caption.
     pub caption: String,
+    /// The column headings.
     pub head: Vec<&'static str>,
+    /// The rows.
     pub rows: Vec<Vec<String>>,
 }
 
 /// What an evidence row shows.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Sample {
+    /// When the event happened.
     pub event_time: String,
+    /// The row's kind.
     pub kind: String,
+    /// The caller's subject.
     pub subject: String,
+    /// The tool.
     pub tool_name: String,
+    /// The decision taken.
     pub decision: String,
+    /// The policy rules that matched.
     pub rule_ids: String,
 }
 
@@ -138,33 +155,53 @@ impl From<&AuditRow> for Sample {
     }
 }
 
+/// One NIST control's section of the report.
 #[derive(Debug, Clone)]
 pub struct Control {
+    /// The control's id.
     pub id: &'static str,
+    /// The control's title.
     pub title: &'static str,
     /// What the control asks, in one sentence.
     pub asks: &'static str,
     /// How the agent meets it.
     pub how: &'static str,
+    /// How well the evidence supports it.
     pub status: Status,
+    /// Facts as name and value.
     pub facts: Vec<(String, String)>,
+    /// Tables of evidence.
     pub tables: Vec<Table>,
+    /// The caption of the sample table.
     pub samples_caption: String,
+    /// Sample audit rows.
     pub samples: Vec<Sample>,
+    /// A note for the reader, if any.
     pub note: Option<String>,
 }
 
+/// The NIST evidence report over an audit directory.
 #[derive(Debug, Clone)]
 pub struct NistReport {
+    /// The audit directory.
     pub dir: String,
+    /// The period covered.
     pub period: Period,
+    /// When the report was generated (microseconds since the epoch).
     pub generated_us: i64,
+    /// How many rows were read.
     pub rows: usize,
+    /// How many files were read.
     pub files_read: usize,
+    /// How many files were skipped.
     pub files_skipped: usize,
+    /// How many WAL segments were not yet sealed.
     pub pending_wal_segments: usize,
+    /// The chain verification result.
     pub verify: Verify,
+    /// The signing keys found.
     pub keys: Vec<Key>,
+    /// The controls' sections.
     pub controls: Vec<Control>,
 }
 

@@ -20,6 +20,7 @@ use super::SteerError;
 mod mountinfo;
 
 const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
+/// Where bpffs is mounted by default.
 pub const DEFAULT_MOUNT: &str = "/sys/fs/bpf";
 
 /// Inode of the initial mount namespace's nsfs file: fixed since Linux

@@ -93,6 +93,7 @@ pub struct BypassStream {
 }
 
 impl BypassStream {
+    /// The underlying TCP stream.
     pub fn stream(&self) -> &TcpStream {
         &self.inner
     }

@@ -26,12 +26,16 @@ use crate::config::Intercept;
 /// Entries in use and room of one pinned map.
 #[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
 pub struct Usage {
+    /// The map.
     pub map: &'static str,
+    /// Entries in use.
     pub entries: u32,
+    /// Entries the map holds.
     pub capacity: u32,
 }
 
 impl Usage {
+    /// Whether the map is full.
     pub fn full(&self) -> bool {
         self.entries >= self.capacity
     }

@@ -14,6 +14,7 @@ use crate::config::{Intercept, Mode};
 /// A listening TCP socket.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Listener {
+    /// The address it listens on.
     pub addr: SocketAddr,
     /// Owner of the socket.
     pub uid: u32,
@@ -67,6 +68,7 @@ fn word(hex: &str) -> Option<[u8; 4]> {
 /// A server socket that accepts connections steering does not cover.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Wider {
+    /// The listener's address.
     pub listener: SocketAddr,
     /// The rule's `addresses`.
     pub steered: Vec<IpAddr>,

@@ -48,6 +48,7 @@ static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/mc
 /// File name of the pinned link inside `pin_dir`.
 pub const LINK_PIN: &str = "link";
 
+/// Why eBPF steering could not be set up.
 #[derive(Debug, thiserror::Error)]
 pub enum SteerError {
     /// The object could not be loaded (verifier, BTF, map creation or reuse).
@@ -58,20 +59,33 @@ pub enum SteerError {
     Program(#[from] ProgramError),
     /// A map operation failed.
     #[error("eBPF map {map}: {source}")]
-    Map { map: &'static str, source: MapError },
+    Map {
+        /// The map.
+        map: &'static str,
+        /// The map error.
+        source: MapError,
+    },
     /// A map or program the object must contain is not there.
     #[error("the embedded object has no {0}")]
     Missing(&'static str),
     /// Pinning or filesystem work under `pin_dir` failed.
     #[error("{what} {path}: {source}")]
     Io {
+        /// What was being done.
         what: &'static str,
+        /// The path involved.
         path: PathBuf,
+        /// The underlying I/O error.
         source: std::io::Error,
     },
     /// Entering the configured network namespace failed.
     #[error("network namespace {path}: {source}")]
-    Netns { path: PathBuf, source: nix::Error },
+    Netns {
+        /// The namespace's path.
+        path: PathBuf,
+        /// The underlying error.
+        source: nix::Error,
+    },
     /// With `fail = "closed"`, pins that would not outlive the agent: a
     /// kill -9 would detach the program and leave the ports unguarded.
     #[error(
@@ -80,8 +94,11 @@ pub enum SteerError {
          the servers directly. Fix: {fix}"
     )]
     PinsWouldNotLast {
+        /// The path involved.
         path: PathBuf,
+        /// What is wrong.
         reason: String,
+        /// How to fix it.
         fix: &'static str,
     },
     /// The config needs more entries in a fixed-size map than it holds;
@@ -91,9 +108,13 @@ pub enum SteerError {
          refused, the kernel keeps the rules it had. Fix: {fix}"
     )]
     Capacity {
+        /// The map.
         map: &'static str,
+        /// Entries needed.
         need: u32,
+        /// Entries the map holds.
         capacity: u32,
+        /// How to fix it.
         fix: &'static str,
     },
 }
@@ -354,6 +375,7 @@ impl Steering {
         )
     }
 
+    /// The bpffs directory the maps and links are pinned in.
     pub fn pin_dir(&self) -> &Path {
         &self.pin_dir
     }

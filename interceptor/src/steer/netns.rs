@@ -10,6 +10,7 @@ use nix::sched::{CloneFlags, setns};
 
 use super::SteerError;
 
+/// Moves this thread into the network namespace at `path`.
 pub fn enter(path: &Path) -> Result<(), SteerError> {
     let file = std::fs::File::open(path).map_err(|source| SteerError::Io {
         what: "opening network namespace",

@@ -18,19 +18,31 @@ use super::{LINK_PIN, SteerError, capacity::Usage, key_addr, sockmap};
 /// Everything `status` reports, in a form tests and operators can parse.
 #[derive(Debug, Clone, Serialize)]
 pub struct State {
+    /// The bpffs pin directory.
     pub pin_dir: PathBuf,
+    /// Whether the program link is pinned.
     pub link_pinned: bool,
     /// Kernel id of the attached program (0: no link): unchanged across
     /// reloads, which only touch the maps.
     pub program_id: u32,
+    /// The link's id.
     pub link_id: u32,
+    /// The fail mode in force.
     pub fail: &'static str,
+    /// The local ports of the agent's own upstream sockets, which steering lets
+    /// through (first, last).
     pub bypass_ports: (u16, u16),
+    /// The agent's process id.
     pub agent_pid: u32,
+    /// Whether the agent is alive.
     pub agent_alive: bool,
+    /// Whether the IPv4 proxy socket is registered.
     pub proxy_v4_registered: bool,
+    /// Whether the IPv6 proxy socket is registered.
     pub proxy_v6_registered: bool,
+    /// The steered port rules.
     pub rules: Vec<Rule>,
+    /// Per-port counters.
     pub counters: Vec<Counters>,
     /// Entries in use against capacity, per map that has a fixed size.
     pub maps: Vec<Usage>,
@@ -48,19 +60,27 @@ pub struct KernelErrors {
     pub counters_full: u64,
 }
 
+/// A steered port.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct Rule {
+    /// The port.
     pub port: u16,
     /// `None`: any destination address.
     pub address: Option<std::net::IpAddr>,
 }
 
+/// Per-port steering counters.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct Counters {
+    /// The port.
     pub port: u16,
+    /// Connections steered to the proxy.
     pub steered: u64,
+    /// Connections dropped (agent down, fail closed).
     pub dropped: u64,
+    /// Connections let through (bypass).
     pub bypassed: u64,
+    /// Connections let through because the agent was down (fail open).
     pub failed_open: u64,
 }
 

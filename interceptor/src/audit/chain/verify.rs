@@ -30,7 +30,9 @@ use super::{Entry, PUBLIC_KEY_FILE, entry_files, sha256_file, sha256_hex};
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{path}: {reason}")]
 pub struct Break {
+    /// The file where the chain breaks.
     pub path: String,
+    /// Why the chain breaks there.
     pub reason: String,
 }
 
@@ -46,8 +48,11 @@ fn brk(path: &Path, reason: impl Into<String>) -> Break {
 /// `SEQ:SHA256` when the directory has a single host.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Checkpoint {
+    /// The host whose chain the checkpoint is on, if given.
     pub host: Option<String>,
+    /// The sequence number the checkpoint pins.
     pub seq: u64,
+    /// The SHA-256 expected at that sequence number.
     pub sha256: String,
 }
 
@@ -80,11 +85,16 @@ impl FromStr for Checkpoint {
     }
 }
 
+/// What a successful verification covered.
 #[derive(Debug, Default, Clone, Serialize)]
 pub struct Report {
+    /// The hosts whose chains were verified.
     pub hosts: Vec<String>,
+    /// How many chain entries were verified.
     pub entries: u64,
+    /// How many files were verified.
     pub files: u64,
+    /// How many rows those files hold.
     pub rows: i64,
     /// Each host's newest entry, to keep for the next verify.
     pub heads: Vec<Checkpoint>,

@@ -13,22 +13,41 @@ use nix::fcntl::{Flock, FlockArg};
 
 use super::{FORMAT, PinFile};
 
+/// Why the tool pin file could not be read or written.
 #[derive(Debug, thiserror::Error)]
 pub enum PinError {
+    /// The file could not be read or written.
     #[error("{path}: {source}")]
-    Io { path: PathBuf, source: io::Error },
+    Io {
+        /// The file's path.
+        path: PathBuf,
+        /// The underlying I/O error.
+        source: io::Error,
+    },
+    /// The file is not valid JSON.
     #[error("{path} is not a pins file: {source}")]
     Parse {
+        /// The file's path.
         path: PathBuf,
+        /// The parse error.
         source: serde_json::Error,
     },
     #[error(
         "{path}: format {found} is newer than this build understands ({FORMAT}); refusing to rewrite it"
     )]
-    Format { path: PathBuf, found: u32 },
+    /// The file has a format version this agent does not know.
+    Format {
+        /// The file's path.
+        path: PathBuf,
+        /// The version it declares.
+        found: u32,
+    },
+    /// The file could not be locked.
     #[error("locking {path}: {source}")]
     Lock {
+        /// The file's path.
         path: PathBuf,
+        /// The lock error.
         source: nix::errno::Errno,
     },
     /// `repin` matched no server or tool (the message names the known ones).
@@ -62,16 +81,19 @@ impl FileStamp {
     }
 }
 
+/// The tool pin file on disk.
 #[derive(Debug, Clone)]
 pub struct PinStore {
     path: PathBuf,
 }
 
 impl PinStore {
+    /// The pin file at `path`.
     pub fn new(path: impl Into<PathBuf>) -> Self {
         Self { path: path.into() }
     }
 
+    /// The pin file's path.
     pub fn path(&self) -> &Path {
         &self.path
     }
