@@ -6,7 +6,6 @@
 #![forbid(unsafe_code)]
 
 use std::{
-    collections::BTreeSet,
     net::{IpAddr, SocketAddr},
     path::{Path, PathBuf},
 };
@@ -14,12 +13,16 @@ use std::{
 use serde::{Deserialize, Serialize};
 
 mod approvals;
+mod error;
 mod identity;
 mod mask;
 mod policy;
+mod ports;
 mod s3;
 mod steer;
+use ValidationError::Invalid;
 pub use approvals::{Admin, Approvals, LocalUser, Webhook, WebhookFormat};
+pub use error::ValidationError;
 pub use identity::{CertField, ClientAuth, Identity, OidcIssuer, Tls, UpstreamCredential};
 pub use mask::{CustomDetector, Mask, Profile as MaskProfile, Strategy as MaskStrategy, Validator};
 pub use policy::{Budget, OnToolChange, Policy};
@@ -48,13 +51,13 @@ pub enum ConfigError {
         /// What is wrong, with its place in the file.
         message: String,
     },
-    /// The values parse but contradict each other or the platform.
-    #[error("{path}: {message}")]
+    /// The values parse but one is out of range or they contradict each other.
+    #[error("{path}: {error}")]
     Invalid {
         /// The config file's path.
         path: PathBuf,
-        /// What contradicts what.
-        message: String,
+        /// What is invalid or contradictory.
+        error: ValidationError,
     },
 }
 
@@ -305,41 +308,6 @@ impl Default for PortRule {
     }
 }
 
-/// `mcp_paths` and `pass_through` entries are absolute paths with one
-/// reading (see `reqpath`); only `pass_through` may end in `/*`.
-fn check_paths(rule: &PortRule) -> Result<(), String> {
-    let port = rule.port;
-    let lists = [
-        ("mcp_paths", &rule.mcp_paths),
-        ("pass_through", &rule.pass_through),
-    ];
-    for (key, list) in lists {
-        for p in list {
-            let base = match p.strip_suffix("/*") {
-                Some(b) if key == "pass_through" => {
-                    if b.is_empty() {
-                        "/"
-                    } else {
-                        b
-                    }
-                }
-                _ => p.as_str(),
-            };
-            if base.contains('*') || base.contains('?') || base.contains('#') {
-                return Err(format!(
-                    "intercept.ports port {port}: {key} entry {p:?}: only a final \"/*\" (pass_through) is a pattern; no '*', '?' or '#' elsewhere"
-                ));
-            }
-            if let Err(e) = crate::reqpath::normalize(base) {
-                return Err(format!(
-                    "intercept.ports port {port}: {key} entry {p:?} must be an absolute path ({e})"
-                ));
-            }
-        }
-    }
-    Ok(())
-}
-
 fn default_mcp_paths() -> Vec<String> {
     ["/mcp", "/sse", "/messages", "/message"]
         .map(String::from)
@@ -472,75 +440,15 @@ impl Config {
             path: path.to_path_buf(),
             message: e.to_string().trim_end().to_string(),
         })?;
-        cfg.validate().map_err(|message| ConfigError::Invalid {
+        cfg.validate().map_err(|error| ConfigError::Invalid {
             path: path.to_path_buf(),
-            message,
+            error,
         })?;
         Ok(cfg)
     }
 
-    fn validate(&self) -> Result<(), String> {
-        let i = &self.intercept;
-        if i.ports.is_empty() {
-            return Err("intercept.ports is empty: name at least one MCP port".into());
-        }
-        let mut seen = BTreeSet::new();
-        for rule in &i.ports {
-            if rule.port == 0 {
-                return Err("intercept.ports: port 0 is not a port".into());
-            }
-            if !seen.insert(rule.port) {
-                return Err(format!("intercept.ports: port {} listed twice", rule.port));
-            }
-            if i.mode == Mode::Listen && rule.upstream.is_none() {
-                return Err(format!(
-                    "intercept.ports port {}: listen mode needs `upstream` (there is no \
-                     original destination to forward to)",
-                    rule.port
-                ));
-            }
-            if i.mode == Mode::Ebpf && !rule.listen.is_empty() {
-                return Err(format!(
-                    "intercept.ports port {}: `listen` applies to listen mode only",
-                    rule.port
-                ));
-            }
-        }
-        let r = i.bypass_ports;
-        if r.start == 0 || r.start > r.end {
-            return Err(format!(
-                "intercept.bypass_ports {}-{} is empty",
-                r.start, r.end
-            ));
-        }
-        if r.end >= 1024 {
-            // Only privileged ports keep unprivileged local processes out of
-            // the bypass; see steer::bypass.
-            return Err(format!(
-                "intercept.bypass_ports must end below 1024 (privileged ports), not {}",
-                r.end
-            ));
-        }
-        if i.mode == Mode::Ebpf {
-            if i.proxy_listen.is_empty() {
-                return Err("intercept.proxy_listen is empty: ebpf mode needs a socket".into());
-            }
-            let v4 = i.proxy_listen.iter().filter(|a| a.is_ipv4()).count();
-            let v6 = i.proxy_listen.len() - v4;
-            if v4 > 1 || v6 > 1 {
-                return Err("intercept.proxy_listen: at most one IPv4 and one IPv6 address".into());
-            }
-            for a in &i.proxy_listen {
-                if seen.contains(&a.port()) {
-                    return Err(format!(
-                        "intercept.proxy_listen {a}: its port is a steered port (loop)"
-                    ));
-                }
-            }
-        }
-        for rule in &i.ports {
-            check_paths(rule)?;
-        }
+    fn validate(&self) -> Result<(), ValidationError> {
+        ports::validate(&self.intercept)?;
         let h = &self.http;
         for (name, v) in [
             ("max_request_body", h.max_request_body),
@@ -549,13 +457,13 @@ impl Config {
             ("max_connections", h.max_connections),
         ] {
             if v == 0 {
-                return Err(format!("http.{name} must be greater than 0"));
+                return Err(Invalid(format!("http.{name} must be greater than 0")));
             }
         }
         if h.max_header_bytes < 8192 {
-            return Err(
+            return Err(Invalid(
                 "http.max_header_bytes must be at least 8192 (hyper's minimum buffer)".into(),
-            );
+            ));
         }
         for (name, v) in [
             ("header_read_timeout_ms", h.header_read_timeout_ms),
@@ -567,7 +475,7 @@ impl Config {
             ),
         ] {
             if v == 0 {
-                return Err(format!("http.{name} must be greater than 0"));
+                return Err(Invalid(format!("http.{name} must be greater than 0")));
             }
         }
         let a = &self.audit;
@@ -576,7 +484,7 @@ impl Config {
             || a.fsync_interval_ms == 0
             || a.max_field_bytes < 256
         {
-            return Err("audit: roll_seconds and fsync_interval_ms must be > 0, roll_bytes >= 4096, max_field_bytes >= 256".into());
+            return Err(Invalid("audit: roll_seconds and fsync_interval_ms must be > 0, roll_bytes >= 4096, max_field_bytes >= 256".into()));
         }
         if let Some(h) = &a.host
             && (h.is_empty()
@@ -585,14 +493,14 @@ impl Config {
                     .chars()
                     .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)))
         {
-            return Err(format!("audit.host {h:?} must be a plain name"));
+            return Err(Invalid(format!("audit.host {h:?} must be a plain name")));
         }
         steer::validate(self)?;
         identity::validate(self)?;
         policy::validate(&self.policy)?;
         approvals::validate(self)?;
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
-            return Err(format!("log.level {:?}: {e}", self.log.level));
+            return Err(Invalid(format!("log.level {:?}: {e}", self.log.level)));
         }
         Ok(())
     }

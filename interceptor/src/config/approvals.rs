@@ -5,6 +5,8 @@ use std::{net::SocketAddr, path::PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use super::ValidationError::{self, Conflict, Invalid};
+
 /// Approval settings.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -181,42 +183,48 @@ pub struct LocalUser {
     pub oidc_subject: Option<String>,
 }
 
-pub(super) fn validate(cfg: &super::Config) -> Result<(), String> {
+pub(super) fn validate(cfg: &super::Config) -> Result<(), ValidationError> {
     let a = &cfg.approvals;
     if a.hold_timeout_seconds == 0 || a.pending_seconds == 0 || a.valid_seconds == 0 {
-        return Err(
+        return Err(Invalid(
             "approvals: hold_timeout_seconds, pending_seconds and valid_seconds must be > 0".into(),
-        );
+        ));
     }
     if a.keepalive_seconds == 0 {
-        return Err("approvals.keepalive_seconds must be > 0".into());
+        return Err(Invalid("approvals.keepalive_seconds must be > 0".into()));
     }
     if a.max_grant_ttl_seconds == 0 {
-        return Err("approvals.max_grant_ttl_seconds must be > 0".into());
+        return Err(Invalid(
+            "approvals.max_grant_ttl_seconds must be > 0".into(),
+        ));
     }
     if a.max_pending_per_caller == 0 {
-        return Err("approvals.max_pending_per_caller must be > 0".into());
+        return Err(Invalid(
+            "approvals.max_pending_per_caller must be > 0".into(),
+        ));
     }
     if let Some(w) = &a.webhook {
         validate_webhook(w)?;
     }
     let m = &cfg.admin;
     if m.socket_mode & !0o777 != 0 || m.socket_mode & 0o007 != 0 {
-        return Err(format!(
+        return Err(Invalid(format!(
             "admin.socket_mode {:o}: other users must not reach the admin socket (use socket_group)",
             m.socket_mode
-        ));
+        )));
     }
     if m.audiences.is_empty() || m.audiences.iter().any(|a| a.trim().is_empty()) {
-        return Err("admin.audiences is empty: name the admin API's own token audience".into());
+        return Err(Invalid(
+            "admin.audiences is empty: name the admin API's own token audience".into(),
+        ));
     }
     for o in &cfg.identity.oidc {
         if let Some(shared) = m.audiences.iter().find(|a| o.audiences.contains(a)) {
-            return Err(format!(
+            return Err(Conflict(format!(
                 "admin.audiences {shared:?} is also an audience of [[identity.oidc]] {:?}: \
                  tokens for the MCP servers would work on the admin API; give it its own",
                 o.issuer
-            ));
+            )));
         }
     }
     for u in &m.local_users {
@@ -225,51 +233,51 @@ pub(super) fn validate(cfg: &super::Config) -> Result<(), String> {
     if let Some(addr) = m.listen {
         // Without an OIDC issuer only /metrics and /healthz answer there.
         if cfg.tls.cert.is_none() && !addr.ip().is_loopback() {
-            return Err(format!(
+            return Err(Conflict(format!(
                 "admin.listen {addr}: bearer tokens would cross the network in clear; set [tls] cert and key or listen on loopback"
-            ));
+            )));
         }
     }
     Ok(())
 }
 
-fn validate_webhook(w: &Webhook) -> Result<(), String> {
+fn validate_webhook(w: &Webhook) -> Result<(), ValidationError> {
     if !(w.url.starts_with("http://") || w.url.starts_with("https://")) {
-        return Err(format!(
+        return Err(Invalid(format!(
             "approvals.webhook.url {:?} is not an http(s) URL",
             w.url
-        ));
+        )));
     }
     if w.interval_seconds == 0 || w.max_posts == 0 || w.max_posts_per_caller == 0 {
-        return Err("approvals.webhook: interval_seconds, max_posts and max_posts_per_caller must be > 0 (a limit of 0 would announce nothing one by one)".into());
+        return Err(Invalid("approvals.webhook: interval_seconds, max_posts and max_posts_per_caller must be > 0 (a limit of 0 would announce nothing one by one)".into()));
     }
     if w.max_posts < 2 {
-        return Err(
+        return Err(Invalid(
             "approvals.webhook.max_posts must be >= 2: a window's summary takes one post".into(),
-        );
+        ));
     }
     Ok(())
 }
 
 /// A local user's link to an OIDC identity names both halves, and an issuer
 /// the agent trusts: a typo would silently leave one human two approvers.
-fn validate_link(cfg: &super::Config, u: &LocalUser) -> Result<(), String> {
+fn validate_link(cfg: &super::Config, u: &LocalUser) -> Result<(), ValidationError> {
     match (&u.oidc_issuer, &u.oidc_subject) {
         (None, None) => Ok(()),
         (Some(i), Some(s)) if !s.trim().is_empty() => {
             if cfg.identity.oidc.iter().any(|o| &o.issuer == i) {
                 Ok(())
             } else {
-                Err(format!(
+                Err(Conflict(format!(
                     "admin.local_users {:?}: oidc_issuer {i:?} is not an [[identity.oidc]] issuer",
                     u.user
-                ))
+                )))
             }
         }
-        _ => Err(format!(
+        _ => Err(Conflict(format!(
             "admin.local_users {:?}: set both oidc_issuer and oidc_subject (the same human's OIDC identity), or neither",
             u.user
-        )),
+        ))),
     }
 }
 

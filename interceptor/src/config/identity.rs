@@ -4,6 +4,8 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use super::ValidationError::{self, Conflict, Invalid};
+
 /// TLS on steered ports (server side) and to upstreams (client side).
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -225,66 +227,80 @@ fn default_credential_refresh() -> u64 {
 const MAX_CONNECTION_AGE: u64 = 86_400;
 
 /// Cross-field checks for `[tls]`, `[identity]` and per-port TLS keys.
-pub(super) fn validate(cfg: &super::Config) -> Result<(), String> {
+pub(super) fn validate(cfg: &super::Config) -> Result<(), ValidationError> {
     let (tls, id) = (&cfg.tls, &cfg.identity);
     if tls.cert.is_some() != tls.key.is_some() {
-        return Err("tls: set both `cert` and `key`, or neither".into());
-    }
-    if !tls.enabled() && (tls.require_tls || !tls.client_ca.is_empty()) {
-        return Err("tls: require_tls and client_ca need a server `cert` and `key`".into());
-    }
-    if !tls.client_crl.is_empty() && tls.client_ca.is_empty() {
-        return Err("tls.client_crl without tls.client_ca: no client certificates to check".into());
-    }
-    if tls.client_auth == ClientAuth::Required && tls.client_ca.is_empty() {
-        return Err("tls.client_auth = \"required\" needs tls.client_ca".into());
-    }
-    if !(1..=MAX_CONNECTION_AGE).contains(&tls.max_connection_age_seconds) {
-        return Err(format!(
-            "tls.max_connection_age_seconds must be 1..={MAX_CONNECTION_AGE} (a day)"
+        return Err(Conflict(
+            "tls: set both `cert` and `key`, or neither".into(),
         ));
     }
+    if !tls.enabled() && (tls.require_tls || !tls.client_ca.is_empty()) {
+        return Err(Conflict(
+            "tls: require_tls and client_ca need a server `cert` and `key`".into(),
+        ));
+    }
+    if !tls.client_crl.is_empty() && tls.client_ca.is_empty() {
+        return Err(Conflict(
+            "tls.client_crl without tls.client_ca: no client certificates to check".into(),
+        ));
+    }
+    if tls.client_auth == ClientAuth::Required && tls.client_ca.is_empty() {
+        return Err(Conflict(
+            "tls.client_auth = \"required\" needs tls.client_ca".into(),
+        ));
+    }
+    if !(1..=MAX_CONNECTION_AGE).contains(&tls.max_connection_age_seconds) {
+        return Err(Invalid(format!(
+            "tls.max_connection_age_seconds must be 1..={MAX_CONNECTION_AGE} (a day)"
+        )));
+    }
     if !id.allow_anonymous && id.oidc.is_empty() && tls.client_ca.is_empty() {
-        return Err(
+        return Err(Conflict(
             "identity: no way to identify callers: configure [[identity.oidc]] or \
              tls.client_ca (mTLS), or set identity.allow_anonymous = true"
                 .into(),
-        );
+        ));
     }
     if id.cert_subject.is_empty() {
-        return Err("identity.cert_subject is empty".into());
+        return Err(Invalid("identity.cert_subject is empty".into()));
     }
     if let Some(r) = &id.resource
         && !(r.starts_with("https://") || r.starts_with("http://"))
     {
-        return Err(format!("identity.resource {r:?} must be an http(s) URI"));
+        return Err(Invalid(format!(
+            "identity.resource {r:?} must be an http(s) URI"
+        )));
     }
     for (n, o) in id.oidc.iter().enumerate() {
         let at = format!("identity.oidc[{n}] ({})", o.issuer);
         if !(o.issuer.starts_with("https://") || o.issuer.starts_with("http://")) {
-            return Err(format!("{at}: issuer must be an http(s) URL"));
+            return Err(Invalid(format!("{at}: issuer must be an http(s) URL")));
         }
         if o.audiences.is_empty() || o.audiences.iter().any(String::is_empty) {
-            return Err(format!(
+            return Err(Invalid(format!(
                 "{at}: audiences is empty: name the MCP resource URI (RFC 8707)"
-            ));
+            )));
         }
         if o.algorithms.is_empty() {
-            return Err(format!("{at}: algorithms is empty"));
+            return Err(Invalid(format!("{at}: algorithms is empty")));
         }
         for a in &o.algorithms {
             if !default_algorithms().contains(a) {
-                return Err(format!(
+                return Err(Invalid(format!(
                     "{at}: algorithm {a:?} is not allowed (asymmetric only: {})",
                     default_algorithms().join(", ")
-                ));
+                )));
             }
         }
         if o.groups_claim.is_empty() || o.subject_claim.is_empty() {
-            return Err(format!("{at}: groups_claim and subject_claim must be set"));
+            return Err(Invalid(format!(
+                "{at}: groups_claim and subject_claim must be set"
+            )));
         }
         if o.leeway_seconds > 300 {
-            return Err(format!("{at}: leeway_seconds above 300 is not a skew"));
+            return Err(Invalid(format!(
+                "{at}: leeway_seconds above 300 is not a skew"
+            )));
         }
     }
     if id.oidc.len()
@@ -295,30 +311,32 @@ pub(super) fn validate(cfg: &super::Config) -> Result<(), String> {
             .collect::<std::collections::BTreeSet<_>>()
             .len()
     {
-        return Err("identity.oidc: an issuer is listed twice".into());
+        return Err(Invalid("identity.oidc: an issuer is listed twice".into()));
     }
     if let Some(c) = &id.upstream_credential {
         if c.value_file.is_some() != c.command.is_empty() {
-            return Err(
+            return Err(Conflict(
                 "identity.upstream_credential: set exactly one of value_file and command".into(),
-            );
-        }
-        if http::HeaderName::from_bytes(c.header.as_bytes()).is_err() {
-            return Err(format!(
-                "identity.upstream_credential.header {:?} is not a header name",
-                c.header
             ));
         }
+        if http::HeaderName::from_bytes(c.header.as_bytes()).is_err() {
+            return Err(Invalid(format!(
+                "identity.upstream_credential.header {:?} is not a header name",
+                c.header
+            )));
+        }
         if c.refresh_seconds == 0 {
-            return Err("identity.upstream_credential.refresh_seconds must be > 0".into());
+            return Err(Invalid(
+                "identity.upstream_credential.refresh_seconds must be > 0".into(),
+            ));
         }
     }
     for rule in &cfg.intercept.ports {
         if rule.upstream_server_name.is_some() && !rule.upstream_tls {
-            return Err(format!(
+            return Err(Conflict(format!(
                 "intercept.ports port {}: upstream_server_name needs upstream_tls = true",
                 rule.port
-            ));
+            )));
         }
     }
     Ok(())

@@ -4,6 +4,8 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use super::ValidationError::{self, Invalid};
+
 /// Policy settings.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -69,12 +71,12 @@ pub enum OnToolChange {
     Block,
 }
 
-pub(super) fn validate(p: &Policy) -> Result<(), String> {
+pub(super) fn validate(p: &Policy) -> Result<(), ValidationError> {
     for (n, b) in p.budgets.iter().enumerate() {
         if b.tool.is_empty() || b.per_minute == 0 || b.burst == 0 {
-            return Err(format!(
+            return Err(Invalid(format!(
                 "policy.budgets[{n}]: tool must be set, per_minute and burst > 0"
-            ));
+            )));
         }
     }
     Ok(())

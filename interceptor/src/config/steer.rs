@@ -1,6 +1,7 @@
 //! Validation of the steering keys that can leave a path unguarded, and
 //! the upstream budgets derived from the bypass range.
 
+use super::ValidationError::{self, Conflict, Invalid};
 use super::{Config, FailMode, Mode};
 
 /// How many requests may be in flight to one upstream, and per caller:
@@ -44,7 +45,7 @@ impl Config {
     }
 }
 
-pub(super) fn validate(cfg: &Config) -> Result<(), String> {
+pub(super) fn validate(cfg: &Config) -> Result<(), ValidationError> {
     fail_open_families(cfg)?;
     let h = &cfg.http;
     for (name, v) in [
@@ -63,7 +64,7 @@ pub(super) fn validate(cfg: &Config) -> Result<(), String> {
         ),
     ] {
         if v == 0 {
-            return Err(format!("http.{name} must be greater than 0"));
+            return Err(Invalid(format!("http.{name} must be greater than 0")));
         }
     }
     let l = cfg.upstream_limits();
@@ -71,12 +72,12 @@ pub(super) fn validate(cfg: &Config) -> Result<(), String> {
     if cfg.intercept.mode == Mode::Ebpf && l.streams + l.requests > total {
         // More would wait for a source port: streams could then hold every
         // port and starve requests again.
-        return Err(format!(
+        return Err(Conflict(format!(
             "http.max_upstream_streams ({}) + http.max_upstream_requests ({}) exceed the {} \
              ports of intercept.bypass_ports, which bound connections per upstream: lower \
              them or widen the range",
             l.streams, l.requests, total
-        ));
+        )));
     }
     Ok(())
 }
@@ -85,7 +86,7 @@ pub(super) fn validate(cfg: &Config) -> Result<(), String> {
 /// the program finds no socket and passes every such connection to the
 /// server, also while the agent runs. Refused for each family a rule can
 /// steer (a rule without `addresses` steers both).
-fn fail_open_families(cfg: &Config) -> Result<(), String> {
+fn fail_open_families(cfg: &Config) -> Result<(), ValidationError> {
     let i = &cfg.intercept;
     if i.mode != Mode::Ebpf || i.fail != FailMode::Open {
         return Ok(());
@@ -102,13 +103,13 @@ fn fail_open_families(cfg: &Config) -> Result<(), String> {
             .iter()
             .find(|r| r.addresses.is_empty() || r.addresses.iter().any(|a| a.is_ipv6() == v6));
         if let Some(r) = rule {
-            return Err(format!(
+            return Err(Conflict(format!(
                 "intercept.proxy_listen has no {fam} address while fail = \"open\": {fam} \
                  connections to port {} would reach the server unguarded even while the agent \
                  runs. Fix: add an {fam} address to proxy_listen (e.g. \"{example}\"), or set \
                  fail = \"closed\", or limit the rule's `addresses` to the other family",
                 r.port
-            ));
+            )));
         }
     }
     Ok(())

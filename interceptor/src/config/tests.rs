@@ -192,3 +192,36 @@ fn tls_connections_have_a_maximum_age_by_default() {
     let cfg = parse(&format!("{MIN}[tls]\nmax_connection_age_seconds = 60\n")).expect("60 s");
     assert_eq!(cfg.tls.max_connection_age_seconds, 60);
 }
+
+#[test]
+fn validation_errors_say_whether_a_value_or_a_combination_is_wrong() {
+    let invalid = |text: &str| match parse(text) {
+        Err(ConfigError::Invalid { path, error }) => {
+            assert_eq!(path, Path::new("test.toml"));
+            error
+        }
+        other => panic!("{text}: {other:?}"),
+    };
+    let e = invalid(&format!("{MIN}[http]\nmax_connections = 0\n"));
+    assert_eq!(
+        e,
+        ValidationError::Invalid("http.max_connections must be greater than 0".into())
+    );
+    let e = invalid(&format!("{MIN}[tls]\ncert = \"/c.pem\"\n"));
+    assert_eq!(
+        e,
+        ValidationError::Conflict("tls: set both `cert` and `key`, or neither".into())
+    );
+    // The file name is added once, in front of the unchanged text.
+    let shown = parse(&format!("{MIN}[tls]\ncert = \"/c.pem\"\n"))
+        .expect_err("half a key pair")
+        .to_string();
+    assert_eq!(
+        shown,
+        "test.toml: tls: set both `cert` and `key`, or neither"
+    );
+    assert!(matches!(
+        parse("intercept = 3\n"),
+        Err(ConfigError::Parse { .. })
+    ));
+}
