@@ -22,6 +22,10 @@ pub const PORT: &str = "[[intercept.ports]]\nport = 8080\n";
 pub const URL: &str = "http://127.0.0.1:8080/mcp";
 pub const CLIENT: &str = "mcp-e2e";
 pub const UPSTREAM: &str = "Bearer upstream-secret";
+/// Where the approvals tests put the admin listener (`admin.listen`).
+pub const ADMIN: &str = "127.0.0.1:9443";
+/// The admin API's own token audience (the agent's default).
+pub const ADMIN_AUD: &str = "mcp-interceptor-admin";
 
 /// `[identity]` requiring tokens from `issuer` (`oidc_extra`: more keys of
 /// its `[[identity.oidc]]` entry) and injecting the upstream credential.
@@ -113,8 +117,14 @@ pub fn post_mcp(ns: &NetNs, body: Value, headers: &[String]) -> RawResponse {
 /// A token of the issuer's key for `sub` in `groups`, for this world's
 /// audience, valid for ten minutes.
 pub fn token(issuer: &Issuer, sub: &str, groups: &[&str]) -> String {
+    token_for(issuer, CLIENT, sub, groups)
+}
+
+/// A token of `issuer` for audience `aud` (e.g. [`ADMIN_AUD`]), valid for
+/// ten minutes.
+pub fn token_for(issuer: &Issuer, aud: &str, sub: &str, groups: &[&str]) -> String {
     issuer.mint(
-        json!({"iss": issuer.url, "aud": CLIENT, "sub": sub, "groups": groups,
+        json!({"iss": issuer.url, "aud": aud, "sub": sub, "groups": groups,
                "iat": now(), "exp": now() + 600}),
         Value::Null,
         "key",
@@ -232,4 +242,30 @@ pub fn approval_id(err: &str) -> String {
         .find("apr-")
         .unwrap_or_else(|| panic!("no approval id in {err}"));
     err[i..i + 20].to_string()
+}
+
+/// One request to the admin listener at [`ADMIN`] with a bearer token,
+/// from inside `ns`.
+pub fn admin_api(
+    ns: &NetNs,
+    method: &str,
+    path: &str,
+    body: Option<Value>,
+    token: &str,
+) -> RawResponse {
+    let body = body.map(|b| b.to_string()).unwrap_or_default();
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: admin\r\nAuthorization: Bearer {token}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let addr: SocketAddr = ADMIN.parse().expect("admin address");
+    crate::http::in_netns(ns, move || {
+        crate::http::exchange(
+            addr,
+            &[req.as_bytes()],
+            Duration::ZERO,
+            Duration::from_secs(10),
+        )
+    })
 }

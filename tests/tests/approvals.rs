@@ -8,7 +8,7 @@
 
 use std::{
     io::{Read, Write},
-    net::{SocketAddr, TcpListener},
+    net::TcpListener,
     os::fd::AsFd,
     path::Path,
     sync::{Arc, Mutex},
@@ -17,10 +17,12 @@ use std::{
 
 use mcp_interceptor_tests::{
     auditq, bin,
-    http::{RawResponse, exchange, in_netns, initialize},
+    http::{RawResponse, initialize},
     proc::run_in,
     require_root, wait_for,
-    world::{URL, World, admin_cli, approval_id, messages, now, post_session, token},
+    world::{
+        ADMIN, URL, World, admin_api, admin_cli, approval_id, messages, now, post_session, token,
+    },
 };
 use serde_json::{Value, json};
 
@@ -55,8 +57,6 @@ when { resource.name == "lookup_customer" };
 permit (principal, action == Mcp::Action::"tools/call", resource)
 when { resource.name == "query" && !context.grants.isEmpty() };
 "#;
-
-const ADMIN: &str = "127.0.0.1:9443";
 
 /// A token for the admin API's own audience (`admin.audiences`' default):
 /// MCP-audience tokens are refused there.
@@ -101,21 +101,7 @@ fn cli_json(w: &World, args: &[&str]) -> Value {
 
 /// The admin listener with a bearer token (from inside the namespace).
 fn admin(w: &World, method: &str, path: &str, body: Option<Value>, token: &str) -> RawResponse {
-    let body = body.map(|b| b.to_string()).unwrap_or_default();
-    let req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: admin\r\nAuthorization: Bearer {token}\r\n\
-         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    let addr: SocketAddr = ADMIN.parse().unwrap();
-    in_netns(&w.ns, move || {
-        exchange(
-            addr,
-            &[req.as_bytes()],
-            Duration::ZERO,
-            Duration::from_secs(10),
-        )
-    })
+    admin_api(&w.ns, method, path, body, token)
 }
 
 /// An MCP session opened with raw requests, so a test sees every byte of

@@ -5,22 +5,20 @@
 //! user and an OIDC identity counted once, never approving their own
 //! call under the other name.
 
-use std::{net::SocketAddr, path::Path, time::Duration};
+use std::{path::Path, time::Duration};
 
 use mcp_interceptor_tests::{
     Agent, NetNs, Proc, TempDir, auditq,
-    http::{RawResponse, exchange, in_netns},
+    http::RawResponse,
     oidc::Issuer,
     peer, require_root,
     world::{
-        CLIENT, PORT, UPSTREAM, admin_cli as cli, approval_id, call_as as call, messages, now,
-        post_session,
+        ADMIN, ADMIN_AUD, CLIENT, PORT, UPSTREAM, admin_api as admin, admin_cli as cli,
+        approval_id, call_as as call, messages, post_session, token_for as token,
     },
 };
 use serde_json::{Value, json};
 
-const ADMIN: &str = "127.0.0.1:9443";
-const ADMIN_AUD: &str = "mcp-interceptor-admin";
 /// Pending requests one caller may have (`approvals.max_pending_per_caller`).
 const CAP: usize = 5;
 const EMAIL: &str = "attacker@evil.example";
@@ -94,34 +92,6 @@ fn world(tag: &str) -> World {
         ns,
         dir,
     }
-}
-
-/// A token of the issuer for `aud`.
-fn token(issuer: &Issuer, aud: &str, sub: &str, groups: &[&str]) -> String {
-    issuer.mint(
-        json!({"iss": issuer.url, "aud": aud, "sub": sub, "groups": groups,
-               "iat": now(), "exp": now() + 600}),
-        Value::Null,
-        "key",
-    )
-}
-
-fn admin(ns: &NetNs, method: &str, path: &str, body: Option<Value>, token: &str) -> RawResponse {
-    let body = body.map(|b| b.to_string()).unwrap_or_default();
-    let req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: admin\r\nAuthorization: Bearer {token}\r\n\
-         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    let addr: SocketAddr = ADMIN.parse().unwrap();
-    in_netns(ns, move || {
-        exchange(
-            addr,
-            &[req.as_bytes()],
-            Duration::ZERO,
-            Duration::from_secs(10),
-        )
-    })
 }
 
 fn body(r: &RawResponse) -> String {
