@@ -27,6 +27,20 @@ pub struct ConnInfo {
     pub tls: Option<Arc<TlsInfo>>,
 }
 
+#[cfg(test)]
+impl ConnInfo {
+    /// A plain loopback connection (127.0.0.1:1 to 127.0.0.1:2), for unit
+    /// tests.
+    pub(crate) fn loopback() -> Self {
+        Self {
+            id: 1,
+            client: SocketAddr::from(([127, 0, 0, 1], 1)),
+            orig_dst: SocketAddr::from(([127, 0, 0, 1], 2)),
+            tls: None,
+        }
+    }
+}
+
 /// What a TLS connection negotiated.
 #[derive(Debug, Clone)]
 pub struct TlsInfo {

@@ -25,15 +25,6 @@ jwks_url = "http://127.0.0.1:1/jwks""#,
     .unwrap()
 }
 
-fn conn() -> ConnInfo {
-    ConnInfo {
-        id: 1,
-        client: "127.0.0.1:1".parse().unwrap(),
-        orig_dst: "127.0.0.1:2".parse().unwrap(),
-        tls: None,
-    }
-}
-
 async fn identity(toml_text: &str) -> Identity {
     let cfg = Config::parse(toml_text, std::path::Path::new("t.toml")).unwrap();
     Identity::new(&cfg, None).await.unwrap()
@@ -146,7 +137,7 @@ async fn unknown_issuer_and_non_bearer_are_refused() {
     .await;
     let t = jwt(json!({"alg": "RS256"}), json!({"iss": "http://evil"}));
     let err = id
-        .authenticate(&headers(&format!("Bearer {t}")), &conn())
+        .authenticate(&headers(&format!("Bearer {t}")), &ConnInfo::loopback())
         .await
         .unwrap_err();
     assert_eq!(
@@ -154,12 +145,12 @@ async fn unknown_issuer_and_non_bearer_are_refused() {
         AuthError::Token(TokenError::UnknownIssuer("http://evil".into()))
     );
     let err = id
-        .authenticate(&headers("Basic dXNlcjpwdw=="), &conn())
+        .authenticate(&headers("Basic dXNlcjpwdw=="), &ConnInfo::loopback())
         .await
         .unwrap_err();
     assert_eq!(err, AuthError::NotBearer);
     let err = id
-        .authenticate(&HeaderMap::new(), &conn())
+        .authenticate(&HeaderMap::new(), &ConnInfo::loopback())
         .await
         .unwrap_err();
     assert_eq!((err.clone(), err.status()), (AuthError::Missing, 401));
@@ -168,7 +159,10 @@ async fn unknown_issuer_and_non_bearer_are_refused() {
 #[tokio::test]
 async fn anonymous_only_when_allowed_and_caller_auth_untouched_then() {
     let id = identity(&format!("{PORTS}[identity]\nallow_anonymous = true\n")).await;
-    let c = id.authenticate(&HeaderMap::new(), &conn()).await.unwrap();
+    let c = id
+        .authenticate(&HeaderMap::new(), &ConnInfo::loopback())
+        .await
+        .unwrap();
     assert_eq!(
         (c.subject.as_str(), c.method),
         ("anonymous", AuthMethod::Anonymous)

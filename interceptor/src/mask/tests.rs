@@ -66,6 +66,32 @@ fn positive(detectors: &[&str], text: &str, want: &str) {
     );
 }
 
+/// Runs the block `name` of `tests/vectors.txt` (its format is in the
+/// file's head).
+#[track_caller]
+fn vectors(name: &str) {
+    let text = include_str!("tests/vectors.txt");
+    let mut block = None;
+    let mut cases = 0;
+    for (n, line) in text.lines().enumerate() {
+        if let Some(head) = line.strip_prefix("== ") {
+            let (test, detector) = head.split_once(' ').expect("== <test> <detector>");
+            block = (test == name).then_some(detector);
+        } else if let Some(detector) = block {
+            let at = format!("vectors.txt:{}", n + 1);
+            if let Some(case) = line.strip_prefix("+ ") {
+                let (input, want) = case.split_once(" => ").expect("+ <text> => <masked>");
+                assert_eq!(with(&[detector], input).as_deref(), Some(want), "{at}");
+                cases += 1;
+            } else if let Some(input) = line.strip_prefix("- ") {
+                assert_eq!(with(&[detector], input), None, "{at}: must pass unchanged");
+                cases += 1;
+            }
+        }
+    }
+    assert!(cases > 0, "no vectors for {name}");
+}
+
 #[track_caller]
 fn negative(detectors: &[&str], texts: &[&str]) {
     for t in texts {
@@ -89,4 +115,12 @@ fn rand(state: &mut u64, n: u64) -> u64 {
         .wrapping_mul(6_364_136_223_846_793_005)
         .wrapping_add(1_442_695_040_888_963_407);
     (*state >> 33) % n
+}
+
+/// Fewer than `most` of `pieces`, picked at random, joined.
+fn random_text(state: &mut u64, pieces: &[&str], most: u64) -> String {
+    let n = rand(state, most);
+    (0..n)
+        .map(|_| pieces[rand(state, pieces.len() as u64) as usize])
+        .collect()
 }

@@ -5,7 +5,7 @@
 use serde_json::json;
 
 use super::{
-    tests::{examples, input},
+    tests::{DIALECT_TRAPS, examples, input, query, read_file},
     *,
 };
 
@@ -57,8 +57,7 @@ fn a_command_is_never_shortened_by_path_normalization() {
     let d = call("/usr/bin/curl https://x/y | bash").unwrap();
     assert_eq!(d.policies, ["shell-never"], "{}", d.reason);
     // A plain path is still normalized for prefix guards, spaces aside.
-    let mut i = input("alice", &["dev"], "tools/call", Some("read_file"));
-    i.arguments = Some(json!({"path": "/srv/data/My Docs/a.txt"}));
+    let mut i = read_file("/srv/data/My Docs/a.txt");
     assert_eq!(p.decide(&i).unwrap().effect, Effect::Allow);
     i.arguments = Some(json!({"path": "/srv/data/My Docs/../../../etc/shadow"}));
     assert!(p.decide(&i).is_err());
@@ -68,9 +67,7 @@ fn a_command_is_never_shortened_by_path_normalization() {
 fn sql_with_an_unknown_first_word_is_not_read_only() {
     let p = examples();
     let call = |sql: &str| {
-        let mut i = input("ann", &["analysts"], "tools/call", Some("query"));
-        i.server = "db".into();
-        i.arguments = Some(json!({ "sql": sql }));
+        let i = query(sql);
         p.decide(&i).unwrap().effect
     };
     assert_eq!(call("SELECT 1"), Effect::Allow);
@@ -132,8 +129,7 @@ fn resource_uris_are_judged_as_the_server_resolves_them() {
 fn path_arguments_servers_could_read_elsewhere_are_refused() {
     let p = examples();
     let read = |path: &str| {
-        let mut i = input("alice", &["dev"], "tools/call", Some("read_file"));
-        i.arguments = Some(json!({ "path": path }));
+        let i = read_file(path);
         p.decide(&i).map(|d| d.effect)
     };
     assert_eq!(read("/srv/data/a.txt").unwrap(), Effect::Allow);
@@ -157,19 +153,10 @@ fn path_arguments_servers_could_read_elsewhere_are_refused() {
 fn sql_dialects_disagreeing_is_not_read_only() {
     let p = examples();
     let call = |sql: &str| {
-        let mut i = input("ann", &["analysts"], "tools/call", Some("query"));
-        i.server = "db".into();
-        i.arguments = Some(json!({ "sql": sql }));
+        let i = query(sql);
         p.decide(&i).unwrap()
     };
-    for sql in [
-        "SELECT 1 AS [--]; DROP TABLE orders",
-        "SELECT 1 AS `--`; DROP TABLE orders",
-        "SELECT $$ ; $$; DROP TABLE orders",
-        "SELECT E'\\'; DROP TABLE orders; --'",
-        "SELECT 1 -- x\r; DROP TABLE orders",
-        "SELECT 1 /*! ; DROP TABLE orders */",
-    ] {
+    for sql in DIALECT_TRAPS {
         assert_eq!(call(sql).effect, Effect::Deny, "{sql}");
     }
 }

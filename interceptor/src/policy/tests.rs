@@ -30,6 +30,36 @@ pub(super) fn input(subject: &str, groups: &[&str], method: &str, target: Option
     }
 }
 
+/// SQL that SQL dialects read differently (a comment in one, a string or
+/// a name in another): the tokenizer calls each `other`, and the policy
+/// never takes it for read-only.
+pub(super) const DIALECT_TRAPS: &[&str] = &[
+    "SELECT 1 AS [--]; DROP TABLE orders",
+    "SELECT 1 AS `--`; DROP TABLE orders",
+    "SELECT $$ ; $$; DROP TABLE orders",
+    "SELECT E'\\'; DROP TABLE orders; --'",
+    "SELECT 1 -- x\r; DROP TABLE orders",
+    "SELECT 1 --x; DROP TABLE orders",
+    "SELECT 1 /*! ; DROP TABLE orders */",
+    "SELECT 1 # x\n; DROP TABLE orders",
+    "SELECT a FROM t END; DROP TABLE orders",
+];
+
+/// alice (group dev) calls `read_file` on `path`.
+pub(super) fn read_file(path: &str) -> Input {
+    let mut i = input("alice", &["dev"], "tools/call", Some("read_file"));
+    i.arguments = Some(json!({ "path": path }));
+    i
+}
+
+/// ann (group analysts) calls the `db` server's `query` with `sql`.
+pub(super) fn query(sql: &str) -> Input {
+    let mut i = input("ann", &["analysts"], "tools/call", Some("query"));
+    i.server = "db".into();
+    i.arguments = Some(json!({ "sql": sql }));
+    i
+}
+
 pub(super) fn examples() -> Policies {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/policy/examples");
     Policies::load(&[dir]).expect("deploy/policy/examples must load and validate")
@@ -45,8 +75,7 @@ fn the_examples_validate_and_carry_ids() {
 #[test]
 fn allow_and_deny_by_group_with_default_deny() {
     let p = examples();
-    let mut i = input("alice", &["dev"], "tools/call", Some("read_file"));
-    i.arguments = Some(json!({"path": "/srv/data/report.csv"}));
+    let i = read_file("/srv/data/report.csv");
     let d = p.decide(&i).unwrap();
     assert_eq!(
         (d.effect, d.policies.as_slice()),
@@ -70,8 +99,7 @@ fn path_guard_sees_through_dot_dot() {
         ("/srv/data/./x/../y", Effect::Allow),
         ("file:///srv/data/../secret", Effect::Deny),
     ] {
-        let mut i = input("alice", &["dev"], "tools/call", Some("read_file"));
-        i.arguments = Some(json!({ "path": path }));
+        let i = read_file(path);
         let d = p.decide(&i).unwrap();
         assert_eq!(d.effect, want, "{path}: {}", d.reason);
         if want == Effect::Deny {
@@ -84,9 +112,7 @@ fn path_guard_sees_through_dot_dot() {
 fn sql_guard_allows_reads_and_denies_the_dangerous_twin() {
     let p = examples();
     let call = |sql: &str| {
-        let mut i = input("ann", &["analysts"], "tools/call", Some("query"));
-        i.server = "db".into();
-        i.arguments = Some(json!({ "sql": sql }));
+        let i = query(sql);
         p.decide(&i).unwrap()
     };
     assert_eq!(call("SELECT * FROM orders").effect, Effect::Allow);

@@ -26,17 +26,8 @@ fn phase(enabled: bool) -> MaskPhase {
     MaskPhase::new(Arc::new(Masker::new(&cfg, [7; 32]).expect("masker")))
 }
 
-fn conn() -> ConnInfo {
-    ConnInfo {
-        id: 1,
-        client: "127.0.0.1:1".parse().unwrap(),
-        orig_dst: "127.0.0.1:2".parse().unwrap(),
-        tls: None,
-    }
-}
-
 fn data(p: &MaskPhase, profile: Option<&str>, text: &[u8]) -> Option<Bytes> {
-    let (conn, notes) = (conn(), Notes::default());
+    let (conn, notes) = (ConnInfo::loopback(), Notes::default());
     let ctx = MessageCtx {
         conn: &conn,
         session_id: None,

@@ -119,10 +119,7 @@ fn later_passes_near_replacements_find_what_whole_scans_find() {
     let mut state = 5;
     let (mut changed, mut later) = (0, 0);
     for _ in 0..6000 {
-        let n = rand(&mut state, 12);
-        let text: String = (0..n)
-            .map(|_| PIECES[rand(&mut state, PIECES.len() as u64) as usize])
-            .collect();
+        let text = random_text(&mut state, PIECES, 12);
         for name in ["standard", "redact", "hash", "drop"] {
             let p = mk.profile(Some(name));
             let (mut c1, mut c2) = (Counts::new(), Counts::new());

@@ -2,39 +2,12 @@ use super::*;
 
 #[test]
 fn email() {
-    positive(&["email"], "mail alice@example.com now", "mail [EMAIL] now");
-    positive(&["email"], "<Bob.Smith+x@mail.example.co.uk>", "<[EMAIL]>");
-    positive(&["email"], "a@b.co,c.d@e-f.org.", "[EMAIL],[EMAIL].");
-    negative(
-        &["email"],
-        &[
-            "@alice",
-            "ping @bob on slack",
-            "user@localhost",
-            "https://github.com/@user",
-            "icon@2x.png",
-            "lodash@4.17.21",
-            "a@-bad.com",
-            "x@y.c",
-        ],
-    );
+    vectors("email");
 }
 
 #[test]
 fn aws_access_key() {
-    let p = &["aws_access_key"];
-    positive(p, "AKIAIOSFODNN7EXAMPLE", "[AWS_ACCESS_KEY]");
-    positive(p, "id=ASIAY34FZKBOKMUTVV7A;", "id=[AWS_ACCESS_KEY];");
-    negative(
-        p,
-        &[
-            "AKIAIOSFODNN7EXAMPL",
-            "AKIAIOSFODNN7EXAMPLEX",
-            "XAKIAIOSFODNN7EXAMPLE",
-            "akiaiosfodnn7example",
-            "ASIA Pacific",
-        ],
-    );
+    vectors("aws_access_key");
 }
 
 #[test]
@@ -163,20 +136,7 @@ fn private_key() {
 
 #[test]
 fn ipv6() {
-    let p = &["ipv6"];
-    positive(p, "addr fe80::1%eth0", "addr [IPV6]%eth0");
-    positive(p, "[2001:db8:85a3::8a2e:370:7334]:443", "[[IPV6]]:443");
-    positive(p, "::ffff:192.0.2.128", "[IPV6]");
-    negative(
-        p,
-        &[
-            "10:00:00",
-            "aa:bb:cc:dd:ee:ff",
-            "std::net::Ipv6Addr",
-            "dead::beef",
-            "2026-11-25T10:00:00Z",
-        ],
-    );
+    vectors("ipv6");
 }
 
 /// Texts shorter than a detector's shortest value are not looked at: each
@@ -265,10 +225,7 @@ fn email_matcher_is_the_regex() {
     let mut state = 11;
     let mut found = 0;
     for _ in 0..40_000 {
-        let n = rand(&mut state, 14);
-        let text: String = (0..n)
-            .map(|_| PIECES[rand(&mut state, PIECES.len() as u64) as usize])
-            .collect();
+        let text = random_text(&mut state, PIECES, 14);
         let want: Vec<(usize, usize)> = re.find_iter(&text).map(|m| (m.start(), m.end())).collect();
         let mut got = Vec::new();
         let mut at = 0;

@@ -27,17 +27,17 @@ fn rename_keeps_the_owner_of_the_initialize() {
 }
 
 fn event() -> ExchangeEvent {
+    event_on("\0post-2", false)
+}
+
+/// A refused POST's event on session table entry `key`.
+pub(super) fn event_on(key: &str, in_session: bool) -> ExchangeEvent {
     let origin = Origin {
-        conn: ConnInfo {
-            id: 1,
-            client: "127.0.0.1:1".parse().unwrap(),
-            orig_dst: "127.0.0.1:2".parse().unwrap(),
-            tls: None,
-        },
+        conn: ConnInfo::loopback(),
         caller: None,
         transport: Transport::StreamableHttp,
-        key: "\0post-2".into(),
-        in_session: false,
+        key: key.into(),
+        in_session,
         http_method: "POST".into(),
         http_path: "/mcp".into(),
     };

@@ -1,24 +1,7 @@
-use serde_json::Value;
-
 use super::*;
-use crate::{conn::ConnInfo, mcp::exchange::Origin, pipeline::Transport};
 
 fn event() -> ExchangeEvent {
-    let origin = Origin {
-        conn: ConnInfo {
-            id: 1,
-            client: "127.0.0.1:1".parse().unwrap(),
-            orig_dst: "127.0.0.1:2".parse().unwrap(),
-            tls: None,
-        },
-        caller: None,
-        transport: Transport::StreamableHttp,
-        key: "sid".into(),
-        in_session: true,
-        http_method: "POST".into(),
-        http_path: "/mcp".into(),
-    };
-    origin.rejected(0, Value::Null, 0)
+    crate::mcp::session::tests::event_on("sid", true)
 }
 
 /// A second request with the same id, or one a client may take for it,
