@@ -92,6 +92,28 @@ fn vectors(name: &str) {
     assert!(cases > 0, "no vectors for {name}");
 }
 
+/// One test a block of `tests/vectors.txt`, named after it.
+macro_rules! vector_tests {
+    ($($name:ident),* $(,)?) => {
+        $(
+            #[test]
+            fn $name() {
+                vectors(stringify!($name));
+            }
+        )*
+    };
+}
+
+vector_tests!(
+    phone,
+    national_phones,
+    ssn,
+    iban,
+    email,
+    aws_access_key,
+    ipv6
+);
+
 #[track_caller]
 fn negative(detectors: &[&str], texts: &[&str]) {
     for t in texts {
