@@ -65,9 +65,23 @@ fn ok(name: &'static str, detail: impl Into<String>) -> Check {
 }
 
 fn fail(name: &'static str, detail: impl Into<String>, hint: impl Into<String>) -> Check {
+    with_hint(name, Status::Fail, detail, hint)
+}
+
+fn warn(name: &'static str, detail: impl Into<String>, hint: impl Into<String>) -> Check {
+    with_hint(name, Status::Warn, detail, hint)
+}
+
+/// A check that failed or warns, with what to do about it.
+fn with_hint(
+    name: &'static str,
+    status: Status,
+    detail: impl Into<String>,
+    hint: impl Into<String>,
+) -> Check {
     Check {
         name,
-        status: Status::Fail,
+        status,
         detail: detail.into(),
         hint: Some(hint.into()),
     }

@@ -159,13 +159,8 @@ pub fn serve_socket(admin: &Admin, state: Arc<State>) -> Result<(), AdminError> 
     tracing::info!(socket = %path.display(), mode = format!("{:o}", admin.socket_mode), "admin socket listening");
     tokio::spawn(async move {
         loop {
-            let (stream, _) = match listener.accept().await {
-                Ok(s) => s,
-                Err(e) => {
-                    tracing::warn!(error = %e, "admin socket accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
+            let Some((stream, _)) = accepted(listener.accept().await, "admin socket").await else {
+                continue;
             };
             let uid = match stream.peer_cred() {
                 Ok(c) => c.uid(),
@@ -210,13 +205,9 @@ pub async fn serve_tcp(
     tracing::info!(%addr, tls = tls.is_some(), "admin listener ready");
     tokio::spawn(async move {
         loop {
-            let (stream, peer) = match listener.accept().await {
-                Ok(s) => s,
-                Err(e) => {
-                    tracing::warn!(error = %e, "admin listener accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
+            let Some((stream, peer)) = accepted(listener.accept().await, "admin listener").await
+            else {
+                continue;
             };
             let state = state.clone();
             match &tls {
@@ -261,5 +252,18 @@ where
         .await;
     if let Err(e) = r {
         tracing::debug!(error = %e, "admin connection ended");
+    }
+}
+
+/// The accepted connection; on an error (out of file descriptors, say) a
+/// warning and a pause first, so the accept loop does not spin.
+async fn accepted<T>(r: std::io::Result<T>, what: &str) -> Option<T> {
+    match r {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::warn!(error = %e, "{what} accept failed");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            None
+        }
     }
 }

@@ -5,7 +5,7 @@
 //! at start (too many rules) leaves nothing pinned, and that is exactly
 //! when the operator needs the map named.
 
-use super::{Check, Status, fail, ok};
+use super::{Check, fail, ok, warn};
 use crate::{
     config::Config,
     steer::{
@@ -13,15 +13,6 @@ use crate::{
         pins::State,
     },
 };
-
-fn warn(name: &'static str, detail: impl Into<String>, hint: impl Into<String>) -> Check {
-    Check {
-        name,
-        status: Status::Warn,
-        detail: detail.into(),
-        hint: Some(hint.into()),
-    }
-}
 
 /// One check per fillable map, then the program's error counts.
 pub fn checks(cfg: &Config, state: Option<&State>) -> Vec<Check> {

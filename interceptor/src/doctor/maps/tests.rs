@@ -1,4 +1,5 @@
 use super::*;
+use crate::doctor::Status;
 
 fn used(entries: u32, capacity: u32) -> Usage {
     Usage {
