@@ -21,56 +21,6 @@ use serde::Serialize;
 
 use super::{ApprovalError, store::Store};
 
-/// Where an approval request stands, as stored and shown.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Status {
-    /// Waiting for approvers.
-    Pending,
-    /// Enough approvers said yes; retry mode: not used yet.
-    Approved,
-    /// An approver said no.
-    Denied,
-    /// No decision in time (or, approved in retry mode, not used in time).
-    Expired,
-    /// The approved call was made (single use).
-    Used,
-    /// Hold mode: the caller went away before a decision.
-    Abandoned,
-    /// Hold mode: the agent restarted while the call was held; the caller
-    /// was refused, and the call can never be released.
-    Interrupted,
-}
-
-impl Status {
-    /// The status's name as stored and shown.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Pending => "pending",
-            Self::Approved => "approved",
-            Self::Denied => "denied",
-            Self::Expired => "expired",
-            Self::Used => "used",
-            Self::Abandoned => "abandoned",
-            Self::Interrupted => "interrupted",
-        }
-    }
-
-    /// The status stored as `s` (an unknown name reads as expired: it can
-    /// release nothing).
-    pub(super) fn parse(s: &str) -> Self {
-        match s {
-            "pending" => Self::Pending,
-            "approved" => Self::Approved,
-            "denied" => Self::Denied,
-            "used" => Self::Used,
-            "abandoned" => Self::Abandoned,
-            "interrupted" => Self::Interrupted,
-            _ => Self::Expired,
-        }
-    }
-}
-
 /// A state a request can be in.
 pub trait State {
     /// The status the store keeps for it.
@@ -125,37 +75,67 @@ fn step<F: State, T: State>(
     Ok(db.transition(&id, &m, why)?.then(|| arrive(id)))
 }
 
+/// Declares each state once: a struct for its moves, a [`Status`]
+/// variant, and the name the store keeps.
 macro_rules! states {
-    ($($(#[$doc:meta])* $name:ident,)*) => {$(
-        $(#[$doc])*
-        #[derive(Debug, PartialEq, Eq)]
-        pub struct $name(String);
+    ($($(#[$doc:meta])* $name:ident = $stored:literal,)*) => {
+        /// Where an approval request stands, as stored and shown.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+        #[serde(rename_all = "snake_case")]
+        pub enum Status {
+            $($(#[$doc])* $name,)*
+        }
 
-        impl State for $name {
-            const STATUS: Status = Status::$name;
-            fn id(&self) -> &str {
-                &self.0
+        impl Status {
+            /// The status's name as stored and shown.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(Self::$name => $stored,)*
+                }
+            }
+
+            /// The status stored as `s` (an unknown name reads as expired:
+            /// it can release nothing).
+            pub(super) fn parse(s: &str) -> Self {
+                match s {
+                    $($stored => Self::$name,)*
+                    _ => Self::Expired,
+                }
             }
         }
-    )*};
+
+        $(
+            $(#[$doc])*
+            #[derive(Debug, PartialEq, Eq)]
+            pub struct $name(String);
+
+            impl State for $name {
+                const STATUS: Status = Status::$name;
+                fn id(&self) -> &str {
+                    &self.0
+                }
+            }
+        )*
+    };
 }
 
 states! {
-    /// A request waiting for approvers: the only state votes apply to.
-    Pending,
-    /// The quorum said yes: the call may be made once, until
-    /// `valid_until_us`.
-    Approved,
+    /// Waiting for approvers: the only state votes apply to.
+    Pending = "pending",
+    /// Enough approvers said yes: the call may be made once (in retry
+    /// mode until `valid_until_us`).
+    Approved = "approved",
     /// An approver said no.
-    Denied,
-    /// No decision in time, or approved and not used in time.
-    Expired,
-    /// The approved call was made.
-    Used,
+    Denied = "denied",
+    /// No decision in time (or, approved in retry mode, not used in time).
+    Expired = "expired",
+    /// The approved call was made (single use).
+    Used = "used",
     /// Hold mode: the caller went away before a decision.
-    Abandoned,
-    /// Hold mode: the agent stopped while the call was held.
-    Interrupted,
+    Abandoned = "abandoned",
+    /// Hold mode: the agent stopped or restarted while the call was held;
+    /// the caller was refused, and the call can never be released.
+    Interrupted = "interrupted",
 }
 
 impl Pending {
