@@ -15,6 +15,15 @@
 //! see their own requests and grants and the requests their groups may
 //! approve, nothing else. Everything lives in SQLite (`store`) and every step is an
 //! audit row.
+//!
+//! A request moves only through its typed state ([`state`]): `Pending`
+//! becomes `Approved`, `Denied`, `Expired`, `Abandoned` or `Interrupted`;
+//! `Approved` becomes `Used` or `Expired`. Each move consumes the state it
+//! leaves, so no other can be written.
+//!
+//! Files: `request` (asking, retrying, releasing, sweeping), `vote`,
+//! `grants`, `view` (listings and real values), `phase` (the pipeline
+//! stage), `record` (the stored request), `store` (SQLite), `webhook`.
 #![forbid(unsafe_code)]
 
 mod error;

@@ -7,7 +7,7 @@ mod grants;
 
 use std::path::Path;
 
-use rusqlite::{Connection, OptionalExtension, Row, params};
+use rusqlite::{Connection, Params, Row, params};
 use serde::Serialize;
 
 pub use grants::Grant;
@@ -188,25 +188,36 @@ impl Store {
         Ok(())
     }
 
+    /// Every row `sql` selects, read by `row`.
+    fn all<T>(
+        &self,
+        sql: &str,
+        p: impl Params,
+        row: impl FnMut(&Row<'_>) -> rusqlite::Result<T>,
+    ) -> Result<Vec<T>, ApprovalError> {
+        let mut st = self.db.prepare_cached(sql)?;
+        let rows = st.query_map(p, row)?.collect::<Result<_, _>>()?;
+        Ok(rows)
+    }
+
+    /// The approvals `where_` selects (a `WHERE ...` clause and what
+    /// follows), with their votes.
+    fn approvals(&self, where_: &str, p: impl Params) -> Result<Vec<Approval>, ApprovalError> {
+        let sql = format!("SELECT {APPROVAL_COLUMNS} FROM approvals {where_}");
+        let rows = self.all(&sql, p, approval_row)?;
+        rows.into_iter().map(|a| self.with_votes(a)).collect()
+    }
+
     /// Looks up one approval by id.
     pub fn get(&self, id: &str) -> Result<Option<Approval>, ApprovalError> {
-        let a = self
-            .db
-            .query_row(
-                &format!("SELECT {APPROVAL_COLUMNS} FROM approvals WHERE id = ?1"),
-                [id],
-                approval_row,
-            )
-            .optional()?;
-        a.map(|a| self.with_votes(a)).transpose()
+        Ok(self.approvals("WHERE id = ?1", [id])?.into_iter().next())
     }
 
     fn with_votes(&self, mut a: Approval) -> Result<Approval, ApprovalError> {
-        let mut st = self.db.prepare_cached(
+        a.votes = self.all(
             "SELECT approver, approve, reason, at_us, human FROM votes WHERE approval_id = ?1 ORDER BY at_us",
-        )?;
-        a.votes = st
-            .query_map([&a.id], |r| {
+            [&a.id],
+            |r| {
                 Ok(Vote {
                     approver: r.get(0)?,
                     approve: r.get::<_, i64>(1)? != 0,
@@ -214,8 +225,8 @@ impl Store {
                     at_us: r.get(3)?,
                     human: r.get(4)?,
                 })
-            })?
-            .collect::<Result<_, _>>()?;
+            },
+        )?;
         Ok(a)
     }
 
@@ -234,18 +245,14 @@ impl Store {
         } else {
             (">", "ASC")
         };
-        let mut st = self.db.prepare_cached(&format!(
-            "SELECT {APPROVAL_COLUMNS} FROM approvals WHERE (?1 IS NULL OR status = ?1) \
-             AND (created_us {cmp} ?2 OR (created_us = ?2 AND id {cmp} ?3)) \
-             ORDER BY created_us {order}, id {order} LIMIT ?4"
-        ))?;
-        let rows: Vec<Approval> = st
-            .query_map(
-                params![status.map(Status::as_str), after.0, after.1, limit],
-                approval_row,
-            )?
-            .collect::<Result<_, _>>()?;
-        rows.into_iter().map(|a| self.with_votes(a)).collect()
+        self.approvals(
+            &format!(
+                "WHERE (?1 IS NULL OR status = ?1) \
+                 AND (created_us {cmp} ?2 OR (created_us = ?2 AND id {cmp} ?3)) \
+                 ORDER BY created_us {order}, id {order} LIMIT ?4"
+            ),
+            params![status.map(Status::as_str), after.0, after.1, limit],
+        )
     }
 
     /// Approvals in `status`.
@@ -279,18 +286,11 @@ impl Store {
         digest: &str,
         status: Status,
     ) -> Result<Option<Approval>, ApprovalError> {
-        let a = self
-            .db
-            .query_row(
-                &format!(
-                    "SELECT {APPROVAL_COLUMNS} FROM approvals WHERE digest = ?1 AND status = ?2 \
-                     ORDER BY created_us DESC LIMIT 1"
-                ),
-                params![digest, status.as_str()],
-                approval_row,
-            )
-            .optional()?;
-        a.map(|a| self.with_votes(a)).transpose()
+        let found = self.approvals(
+            "WHERE digest = ?1 AND status = ?2 ORDER BY created_us DESC LIMIT 1",
+            params![digest, status.as_str()],
+        )?;
+        Ok(found.into_iter().next())
     }
 
     /// Records a vote on an approval.
@@ -351,24 +351,19 @@ impl Store {
         status: Status,
         now_us: i64,
     ) -> Result<Vec<String>, ApprovalError> {
-        let mut st = self.db.prepare(&format!(
-            "SELECT id FROM approvals WHERE status = ?1 AND {deadline} <= ?2"
-        ))?;
-        let ids = st
-            .query_map(params![status.as_str(), now_us], |r| r.get(0))?
-            .collect::<Result<_, _>>()?;
-        Ok(ids)
+        self.all(
+            &format!("SELECT id FROM approvals WHERE status = ?1 AND {deadline} <= ?2"),
+            params![status.as_str(), now_us],
+            |r| r.get(0),
+        )
     }
 
     /// Pending hold-mode requests (their callers are gone after a restart).
     pub fn pending_holds(&self) -> Result<Vec<Pending>, ApprovalError> {
-        let mut st = self
-            .db
-            .prepare("SELECT id FROM approvals WHERE status = 'pending' AND mode = 'hold'")?;
-        let ids = st
-            .query_map([], |r| r.get(0))?
-            .map(|id| id.map(Pending::stored))
-            .collect::<Result<_, _>>()?;
-        Ok(ids)
+        self.all(
+            "SELECT id FROM approvals WHERE status = 'pending' AND mode = 'hold'",
+            [],
+            |r| r.get(0).map(Pending::stored),
+        )
     }
 }

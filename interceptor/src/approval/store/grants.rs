@@ -2,7 +2,7 @@
 //! issuer) to call matching tools without approval, until they expire or
 //! are revoked.
 
-use rusqlite::{OptionalExtension, Row, params};
+use rusqlite::{Params, Row, params};
 use serde::Serialize;
 
 use super::Store;
@@ -94,26 +94,21 @@ impl Store {
 
     /// Grants still in force at `now_us`, or all when `all`.
     pub fn grants(&self, now_us: i64, all: bool) -> Result<Vec<Grant>, ApprovalError> {
-        let mut st = self.db.prepare(&format!(
-            "SELECT {GRANT_COLUMNS} FROM grants WHERE ?2 OR (revoked_us IS NULL AND expires_us > ?1) \
-             ORDER BY created_us"
-        ))?;
-        let gs = st
-            .query_map(params![now_us, all], grant_row)?
-            .collect::<Result<_, _>>()?;
-        Ok(gs)
+        self.grants_where(
+            "?2 OR (revoked_us IS NULL AND expires_us > ?1) ORDER BY created_us",
+            params![now_us, all],
+        )
+    }
+
+    /// The grants `where_` selects.
+    fn grants_where(&self, where_: &str, p: impl Params) -> Result<Vec<Grant>, ApprovalError> {
+        let sql = format!("SELECT {GRANT_COLUMNS} FROM grants WHERE {where_}");
+        self.all(&sql, p, grant_row)
     }
 
     /// Looks up one grant by id.
     pub fn grant(&self, id: &str) -> Result<Option<Grant>, ApprovalError> {
-        Ok(self
-            .db
-            .query_row(
-                &format!("SELECT {GRANT_COLUMNS} FROM grants WHERE id = ?1"),
-                [id],
-                grant_row,
-            )
-            .optional()?)
+        Ok(self.grants_where("id = ?1", [id])?.into_iter().next())
     }
 
     /// Revokes an active grant; false when it was not active.
@@ -135,12 +130,7 @@ impl Store {
     /// Grants that expired and whose end is not yet in the audit; marks
     /// them recorded.
     pub fn take_expired_grants(&self, now_us: i64) -> Result<Vec<Grant>, ApprovalError> {
-        let mut st = self.db.prepare(&format!(
-            "SELECT {GRANT_COLUMNS} FROM grants WHERE ended_recorded = 0 AND expires_us <= ?1"
-        ))?;
-        let gs: Vec<Grant> = st
-            .query_map([now_us], grant_row)?
-            .collect::<Result<_, _>>()?;
+        let gs = self.grants_where("ended_recorded = 0 AND expires_us <= ?1", [now_us])?;
         for g in &gs {
             self.db.execute(
                 "UPDATE grants SET ended_recorded = 1 WHERE id = ?1",
