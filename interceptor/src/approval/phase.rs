@@ -75,8 +75,8 @@ impl ApprovalPhase {
             )).with_data(json!({
                 "approval_id": a.id,
                 "status": a.status.as_str(),
-                "approver_groups": a.approver_groups,
-                "quorum": a.quorum,
+                "approver_groups": a.rule.groups,
+                "quorum": a.rule.quorum,
                 "expires_at_unix": a.expires_us / 1_000_000,
                 "approve": how,
                 "policies": a.policies,
@@ -101,7 +101,7 @@ impl ApprovalPhase {
                 format!(
                     "waiting for approval {} by {}",
                     a.id,
-                    a.approver_groups.join(", ")
+                    a.rule.groups.join(", ")
                 ),
                 progress_token,
             );

@@ -5,7 +5,7 @@ use serde::{Serialize, Serializer, ser::SerializeStruct};
 use serde_json::Value;
 
 use super::state::{Approved, Pending, Status};
-use crate::pipeline::{ApprovalMode, CallFacts};
+use crate::pipeline::{ApprovalRule, CallFacts};
 
 /// One approver's vote on an approval.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -30,8 +30,9 @@ pub struct Approval {
     pub id: String,
     /// Where the approval stands.
     pub status: Status,
-    /// How the caller waits.
-    pub mode: ApprovalMode,
+    /// Who may approve, how many must, and how the caller waits (the
+    /// policy's `@approval` rule).
+    pub rule: ApprovalRule,
     /// Who asked for what: the call the approval is bound to.
     pub call: CallFacts,
     /// The arguments as the audit stores them (masked).
@@ -41,10 +42,6 @@ pub struct Approval {
     pub digest: String,
     /// The policies that asked for approval.
     pub policies: Vec<String>,
-    /// The groups whose members may vote.
-    pub approver_groups: Vec<String>,
-    /// How many approving votes are needed.
-    pub quorum: u32,
     /// When the approval was requested (microseconds since the epoch).
     pub created_us: i64,
     /// When the approval lapses if undecided (microseconds since the epoch).
@@ -96,7 +93,7 @@ impl Serialize for Approval {
         let mut m = s.serialize_struct("Approval", 22)?;
         m.serialize_field("id", &self.id)?;
         m.serialize_field("status", &self.status)?;
-        m.serialize_field("mode", &self.mode)?;
+        m.serialize_field("mode", &self.rule.mode)?;
         m.serialize_field("subject", &c.subject)?;
         m.serialize_field("issuer", &c.issuer)?;
         m.serialize_field("groups", &c.groups)?;
@@ -108,8 +105,8 @@ impl Serialize for Approval {
         m.serialize_field("digest", &self.digest)?;
         m.serialize_field("policy_version", &c.policy_version)?;
         m.serialize_field("policies", &self.policies)?;
-        m.serialize_field("approver_groups", &self.approver_groups)?;
-        m.serialize_field("quorum", &self.quorum)?;
+        m.serialize_field("approver_groups", &self.rule.groups)?;
+        m.serialize_field("quorum", &self.rule.quorum)?;
         m.serialize_field("created_us", &self.created_us)?;
         m.serialize_field("expires_us", &self.expires_us)?;
         m.serialize_field("decided_us", &self.decided_us)?;

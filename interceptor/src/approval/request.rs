@@ -23,13 +23,11 @@ impl Approvals {
         let a = Approval {
             id: new_id("apr"),
             status: Status::Pending,
-            mode: call.rule.mode,
+            rule: call.rule.clone(),
             call: call.facts.clone(),
             arguments: call.arguments.as_ref().map(|v| (self.mask)(v)),
             digest: call.digest(),
             policies: call.policies.clone(),
-            approver_groups: call.rule.groups.clone(),
-            quorum: call.rule.quorum,
             created_us: now,
             expires_us: now + secs_us(wait),
             decided_us: None,
@@ -50,12 +48,12 @@ impl Approvals {
             db.insert(&a)?;
         }
         self.hold_values(&a.id, call);
-        tracing::info!(approval = %a.id, %subject, target = ?a.call.target, approvers = ?a.approver_groups, "approval requested");
+        tracing::info!(approval = %a.id, %subject, target = ?a.call.target, approvers = ?a.rule.groups, "approval requested");
         let message = format!(
             "{subject} asks for {}; needs {} approver(s) from {}",
             a.what(),
-            a.quorum,
-            a.approver_groups.join(", ")
+            a.rule.quorum,
+            a.rule.groups.join(", ")
         );
         self.record("approval_requested", &a, None, message);
         if let Some(w) = &self.webhook {

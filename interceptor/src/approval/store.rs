@@ -16,7 +16,7 @@ use super::{
     Approval, ApprovalError, Vote,
     state::{Approved, Move, Pending, Status},
 };
-use crate::pipeline::{ApprovalMode, CallFacts, event::now_us};
+use crate::pipeline::{ApprovalMode, ApprovalRule, CallFacts, event::now_us};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS approvals (
@@ -90,10 +90,14 @@ fn approval_row(r: &Row<'_>) -> rusqlite::Result<Approval> {
     Ok(Approval {
         id: r.get(0)?,
         status: Status::parse(&r.get::<_, String>(1)?),
-        mode: if mode == "retry" {
-            ApprovalMode::Retry
-        } else {
-            ApprovalMode::Hold
+        rule: ApprovalRule {
+            groups: json_list(r.get(13)?),
+            quorum: r.get(14)?,
+            mode: if mode == "retry" {
+                ApprovalMode::Retry
+            } else {
+                ApprovalMode::Hold
+            },
         },
         call: CallFacts {
             subject: r.get(3)?,
@@ -108,8 +112,6 @@ fn approval_row(r: &Row<'_>) -> rusqlite::Result<Approval> {
         arguments: args.and_then(|a| serde_json::from_str(&a).ok()),
         digest: r.get(10)?,
         policies: json_list(r.get(12)?),
-        approver_groups: json_list(r.get(13)?),
-        quorum: r.get(14)?,
         created_us: r.get(15)?,
         expires_us: r.get(16)?,
         decided_us: r.get(17)?,
@@ -164,7 +166,7 @@ impl Store {
             params![
                 a.id,
                 a.status.as_str(),
-                if a.mode == ApprovalMode::Retry { "retry" } else { "hold" },
+                if a.rule.mode == ApprovalMode::Retry { "retry" } else { "hold" },
                 a.call.subject,
                 to_json(&a.call.groups),
                 a.call.server,
@@ -175,8 +177,8 @@ impl Store {
                 a.digest,
                 a.call.policy_version,
                 to_json(&a.policies),
-                to_json(&a.approver_groups),
-                a.quorum,
+                to_json(&a.rule.groups),
+                a.rule.quorum,
                 a.created_us,
                 a.expires_us,
                 a.decided_us,

@@ -12,7 +12,7 @@ use crate::pipeline::event::now_us;
 /// subject, or by the OIDC identity it is linked to), or an approver of
 /// the request.
 pub(super) fn may_see(who: &Actor, a: &Approval) -> bool {
-    own(who, a) || who.groups.iter().any(|g| a.approver_groups.contains(g))
+    own(who, a) || who.groups.iter().any(|g| a.rule.groups.contains(g))
 }
 
 /// `who` is the caller of `a` under some name.
@@ -91,11 +91,11 @@ impl Approvals {
             ),
         );
         let yes = a.votes.iter().filter(|v| v.approve).count() as u32;
-        tracing::info!(approval = %id, approver = %who.subject, approve, yes, quorum = a.quorum, "approval vote");
+        tracing::info!(approval = %id, approver = %who.subject, approve, yes, quorum = a.rule.quorum, "approval vote");
         if !approve {
             let why = format!("denied by {}: {reason}", who.subject);
             self.settle(&why, |db, why| pending.deny(db, why))?;
-        } else if yes >= a.quorum {
+        } else if yes >= a.rule.quorum {
             self.approve(pending, &a, who)?;
         }
         self.get(id)
@@ -120,7 +120,7 @@ impl Approvals {
             );
             return Err(ApprovalError::SelfApproval(who.subject.clone()));
         }
-        if !who.groups.iter().any(|g| a.approver_groups.contains(g)) {
+        if !who.groups.iter().any(|g| a.rule.groups.contains(g)) {
             self.record(
                 "approval_refused",
                 a,
@@ -129,7 +129,7 @@ impl Approvals {
             );
             return Err(ApprovalError::NotApprover {
                 who: who.subject.clone(),
-                groups: a.approver_groups.join(", "),
+                groups: a.rule.groups.join(", "),
             });
         }
         if has_voted(who, a) {

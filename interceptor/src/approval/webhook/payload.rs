@@ -28,7 +28,7 @@ pub fn json_request(a: &Approval, approve_at: &str, include_arguments: bool) -> 
     let mut approval = json!({
         "id": a.id,
         "status": a.status,
-        "mode": a.mode,
+        "mode": a.rule.mode,
         "subject": a.call.subject,
         "issuer": a.call.issuer,
         "groups": a.call.groups,
@@ -37,8 +37,8 @@ pub fn json_request(a: &Approval, approve_at: &str, include_arguments: bool) -> 
         "target": a.call.target,
         "policy_version": a.call.policy_version,
         "policies": a.policies,
-        "approver_groups": a.approver_groups,
-        "quorum": a.quorum,
+        "approver_groups": a.rule.groups,
+        "quorum": a.rule.quorum,
         "created_us": a.created_us,
         "expires_us": a.expires_us,
     });
@@ -90,8 +90,8 @@ pub fn slack_request(a: &Approval, approve_at: &str, include_arguments: bool) ->
         code(&a.call.server),
         code(&a.policies.join(", ")),
         code(&a.call.policy_version),
-        a.quorum,
-        code(&a.approver_groups.join(", ")),
+        a.rule.quorum,
+        code(&a.rule.groups.join(", ")),
     );
     let mut blocks = vec![section(&details)];
     if include_arguments {
