@@ -127,11 +127,11 @@ impl Approvals {
             ),
         );
         r.about = About::Grant {
+            id: None,
             subject: g.subject.clone(),
             tool: g.tool.clone(),
         };
         r.approvers = vec![by.subject.clone()];
-        r.decided_by = Some("grant".into());
         r.decision = Some("refused".into());
         self.events.emit(r);
     }
@@ -170,12 +170,11 @@ impl Approvals {
     pub(super) fn record_grant(&self, kind: &str, g: &Grant, who: Option<&Actor>, message: String) {
         let mut r = LifecycleEvent::new(kind, message);
         r.about = About::Grant {
+            id: Some(g.id.clone()),
             subject: g.subject.clone(),
             tool: g.tool.clone(),
         };
-        r.approval_id = Some(g.id.clone());
         r.approvers = vec![who.map_or_else(|| g.granted_by.clone(), |w| w.subject.clone())];
-        r.decided_by = Some("grant".into());
         self.events.emit(r);
     }
 }

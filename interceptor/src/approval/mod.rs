@@ -288,15 +288,16 @@ impl Approvals {
 /// The event of a step of `a`, by `who` (none: the agent itself).
 fn step(kind: &str, a: &Approval, who: Option<&Actor>, message: String) -> LifecycleEvent {
     let mut r = LifecycleEvent::new(kind, message);
-    r.about = About::Call(a.call.clone());
-    r.arguments = a.arguments.as_ref().map(|v| v.to_string());
-    r.approval_id = Some(a.id.clone());
+    r.about = About::Approval {
+        id: a.id.clone(),
+        call: a.call.clone(),
+        arguments: a.arguments.as_ref().map(|v| v.to_string()),
+        policies: a.policies.clone(),
+    };
     r.approvers = match who {
         Some(w) if !a.votes.iter().any(|v| v.approver == w.subject) => vec![w.subject.clone()],
         _ => a.votes.iter().map(|v| v.approver.clone()).collect(),
     };
-    r.rule_ids = a.policies.clone();
-    r.decided_by = Some("approval".into());
     r.decision = Some(a.status.as_str().into());
     r
 }

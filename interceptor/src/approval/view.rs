@@ -195,9 +195,14 @@ impl Approvals {
         let args = self
             .real_values(&a)
             .ok_or_else(|| ApprovalError::ValuesGone(a.id.clone()))?;
+        // The row says who looked, never what they saw (not even masked).
+        let unseen = Approval {
+            arguments: None,
+            ..a.clone()
+        };
         let mut r = super::step(
             "approval_values_viewed",
-            &a,
+            &unseen,
             None,
             format!(
                 "{} ({}) viewed the real arguments of {}",
@@ -206,7 +211,6 @@ impl Approvals {
                 a.what()
             ),
         );
-        r.arguments = None;
         r.approvers = vec![who.subject.clone()];
         self.events.emit(r);
         tracing::info!(approval = %a.id, viewer = %who.subject, via = %who.via, "approval values viewed");

@@ -4,7 +4,7 @@ use serde_json::Value;
 
 use super::schema::AuditRow;
 use crate::pipeline::{
-    About, Direction, EventKind, ExchangeEvent, LifecycleEvent, Transport,
+    About, CallFacts, Direction, EventKind, ExchangeEvent, LifecycleEvent, Transport,
     call::{TargetColumn, arguments_sha256},
     event::now_us,
 };
@@ -28,27 +28,26 @@ impl Stamp {
         let mut r = self.lifecycle(&e.kind, e.message);
         match e.about {
             About::Agent => {}
-            // The issuer and the server stay out of the row: approval rows
-            // have never carried them (`dst_port` and `issuer` are the
-            // exchange's), and readers of old rows expect them empty.
-            About::Call(c) => {
-                r.subject = Some(c.subject);
-                r.groups = c.groups;
-                set_target(&mut r, &c.method, c.target);
-                r.method = Some(c.method);
-                r.arguments_sha256 = Some(c.arguments_sha256).filter(|s| !s.is_empty());
-                r.policy_version = Some(c.policy_version);
+            About::Approval {
+                id,
+                call,
+                arguments,
+                policies,
+            } => {
+                approval_call(&mut r, call);
+                r.arguments = arguments;
+                r.approval_id = Some(id);
+                r.rule_ids = policies;
+                r.decided_by = Some("approval".into());
             }
-            About::Grant { subject, tool } => {
+            About::Grant { id, subject, tool } => {
                 r.subject = Some(subject);
                 r.tool_name = Some(tool);
+                r.approval_id = id;
+                r.decided_by = Some("grant".into());
             }
         }
-        r.arguments = e.arguments;
-        r.approval_id = e.approval_id;
         r.approvers = e.approvers;
-        r.rule_ids = e.rule_ids;
-        r.decided_by = e.decided_by;
         r.decision = e.decision;
         r
     }
@@ -149,6 +148,19 @@ impl Stamp {
         }
         (s[..end].to_string(), true)
     }
+}
+
+/// The columns of the call an approval is bound to. The issuer and the
+/// server stay out: approval rows have never carried them (`issuer` and
+/// `dst_port` are the exchange's), and readers of old rows expect them
+/// empty.
+fn approval_call(r: &mut AuditRow, c: CallFacts) {
+    r.subject = Some(c.subject);
+    r.groups = c.groups;
+    set_target(r, &c.method, c.target);
+    r.method = Some(c.method);
+    r.arguments_sha256 = Some(c.arguments_sha256).filter(|s| !s.is_empty());
+    r.policy_version = Some(c.policy_version);
 }
 
 /// Session, transport, addresses, the caller and the client.

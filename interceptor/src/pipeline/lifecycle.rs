@@ -18,10 +18,22 @@ pub enum About {
     /// The agent itself (a policy load, a start, a tool pinned).
     #[default]
     Agent,
-    /// The call an approval is asked for.
-    Call(CallFacts),
-    /// A grant: whom it is for and the tool it covers.
+    /// A step of an approval request.
+    Approval {
+        /// The request's id.
+        id: String,
+        /// The call the request is bound to.
+        call: CallFacts,
+        /// JSON of the call's arguments, already masked by the emitter
+        /// (none where the step must not show them).
+        arguments: Option<String>,
+        /// The policies that asked for approval.
+        policies: Vec<String>,
+    },
+    /// A grant added, revoked, expired or refused.
     Grant {
+        /// The grant's id (none for a refused one: it never existed).
+        id: Option<String>,
         /// The subject the grant is for.
         subject: String,
         /// The tool name glob the grant covers.
@@ -29,27 +41,19 @@ pub enum About {
     },
 }
 
-/// One event outside an exchange, in the audit's terms (unset fields stay
-/// empty in the row).
+/// One event outside an exchange: what happened, what it is about, who
+/// acted and what was decided.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LifecycleEvent {
     /// The audit row kind (`tool_pinned`, `approval_requested`, ...).
     pub kind: String,
     /// What happened, for a person reading the row.
     pub message: String,
-    /// The call or grant the event is about.
+    /// The approval or grant the event is about.
     pub about: About,
-    /// JSON of the call's arguments (already masked by the emitter).
-    pub arguments: Option<String>,
-    /// The approval (or grant) involved.
-    pub approval_id: Option<String>,
-    /// Who approved (or granted).
+    /// Who acted: the approvers, or who granted, revoked or looked.
     pub approvers: Vec<String>,
-    /// The policy rules that asked for approval.
-    pub rule_ids: Vec<String>,
-    /// `approval` or `grant`: which mechanism decided.
-    pub decided_by: Option<String>,
-    /// The decision taken.
+    /// The decision taken: an approval's status, a grant refused.
     pub decision: Option<String>,
 }
 
@@ -68,7 +72,7 @@ impl LifecycleEvent {
     fn texts(&mut self) -> impl Iterator<Item = &mut String> {
         let name = match &mut self.about {
             About::Agent => None,
-            About::Call(c) => c.target.as_mut(),
+            About::Approval { call, .. } => call.target.as_mut(),
             About::Grant { tool, .. } => Some(tool),
         };
         std::iter::once(&mut self.message).chain(name)

@@ -14,18 +14,24 @@ impl LifecycleSink for Kept {
 
 fn event(target: &str) -> LifecycleEvent {
     let mut e = LifecycleEvent::new("approval_requested", "tool ada@example.org asked for");
-    e.about = About::Call(CallFacts {
-        subject: "ada@example.org".into(),
-        method: "tools/call".into(),
-        target: Some(target.into()),
-        ..CallFacts::default()
-    });
+    e.about = About::Approval {
+        id: "apr-1".into(),
+        call: CallFacts {
+            subject: "ada@example.org".into(),
+            method: "tools/call".into(),
+            target: Some(target.into()),
+            ..CallFacts::default()
+        },
+        arguments: None,
+        policies: Vec::new(),
+    };
     e
 }
 
 fn grant(tool: &str) -> LifecycleEvent {
     let mut e = LifecycleEvent::new("grant_added", "granted");
     e.about = About::Grant {
+        id: None,
         subject: "ada@example.org".into(),
         tool: tool.into(),
     };
@@ -59,14 +65,14 @@ fn events_are_masked_before_the_sink_sees_them() {
         assert_eq!(&got[2 * i], e, "no mask: unchanged");
     }
     assert_eq!(got[1].message, "tool [EMAIL] asked for");
-    let About::Call(c) = &got[1].about else {
+    let About::Approval { call: c, .. } = &got[1].about else {
         panic!("{:?}", got[1].about)
     };
     assert_eq!(c.target.as_deref(), Some("[EMAIL]"));
     // The subject is who acted, as every exchange row keeps it.
     assert_eq!(c.subject, "ada@example.org");
     assert_eq!(got[3].about, made[1].about, "nothing to mask: kept");
-    let About::Grant { subject, tool } = &got[5].about else {
+    let About::Grant { subject, tool, .. } = &got[5].about else {
         panic!("{:?}", got[5].about)
     };
     assert_eq!(tool, "file:///home/[EMAIL]");
