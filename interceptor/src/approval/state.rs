@@ -11,11 +11,13 @@
 //!           └─ interrupt ─▶ Interrupted   (hold: the agent stopped)
 //! ```
 //!
-//! A state names a request in the store. A move is one compare-and-set
-//! there (`UPDATE ... WHERE status = <the state left>`): of two moves
-//! racing on one request (a vote and the sweeper, two approvers) one wins
-//! and the other returns `None`. The store keeps the [`Status`] names, as
-//! it always has.
+//! A state names a request in the store, as a read found it
+//! ([`Approval::pending`](super::Approval::pending), the store's due and
+//! held queries). A move is one compare-and-set there (`UPDATE ... WHERE
+//! status = <the state left>`): of two moves racing on one request (a vote
+//! and the sweeper, two approvers) one wins and the other returns `None`.
+//! Only these moves make a [`Move`], the store's one way to change a
+//! status. The store keeps the [`Status`] names, as it always has.
 
 use serde::Serialize;
 
