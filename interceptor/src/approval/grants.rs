@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use super::{Actor, ApprovalError, Approvals, Grant, NewGrant, new_id, secs_us};
 use crate::{
-    pipeline::{LifecycleEvent, event::now_us},
+    pipeline::{About, LifecycleEvent, event::now_us},
     policy::{budget::glob, phase::Grants},
 };
 
@@ -126,10 +126,12 @@ impl Approvals {
                 by.subject, by.via, g.tool, g.server
             ),
         );
-        r.subject = Some(g.subject.clone());
-        r.tool_name = Some(g.tool.clone());
+        r.about = About::Grant {
+            id: None,
+            subject: g.subject.clone(),
+            tool: g.tool.clone(),
+        };
         r.approvers = vec![by.subject.clone()];
-        r.decided_by = Some("grant".into());
         r.decision = Some("refused".into());
         self.events.emit(r);
     }
@@ -142,6 +144,23 @@ impl Approvals {
         }
     }
 
+    /// Records the end of every grant past its TTL (once each).
+    pub(super) fn expire_grants(&self, now_us: i64) {
+        let ended = self.db().take_expired_grants(now_us).unwrap_or_default();
+        if ended.is_empty() {
+            return;
+        }
+        for g in &ended {
+            tracing::info!(grant = %g.id, subject = %g.subject, tool = %g.tool, "grant expired");
+            let message = format!(
+                "grant of {} on {} to {} expired",
+                g.tool, g.server, g.subject
+            );
+            self.record_grant("grant_expired", g, None, message);
+        }
+        let _ = self.refresh_grants();
+    }
+
     pub(super) fn refresh_grants(&self) -> Result<(), ApprovalError> {
         let active = self.db().grants(now_us(), false)?;
         *self.grants.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(active);
@@ -150,11 +169,12 @@ impl Approvals {
 
     pub(super) fn record_grant(&self, kind: &str, g: &Grant, who: Option<&Actor>, message: String) {
         let mut r = LifecycleEvent::new(kind, message);
-        r.subject = Some(g.subject.clone());
-        r.tool_name = Some(g.tool.clone());
-        r.approval_id = Some(g.id.clone());
+        r.about = About::Grant {
+            id: Some(g.id.clone()),
+            subject: g.subject.clone(),
+            tool: g.tool.clone(),
+        };
         r.approvers = vec![who.map_or_else(|| g.granted_by.clone(), |w| w.subject.clone())];
-        r.decided_by = Some("grant".into());
         self.events.emit(r);
     }
 }

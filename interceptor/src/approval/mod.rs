@@ -15,10 +15,23 @@
 //! see their own requests and grants and the requests their groups may
 //! approve, nothing else. Everything lives in SQLite (`store`) and every step is an
 //! audit row.
+//!
+//! A request moves only through its typed state ([`state`]): `Pending`
+//! becomes `Approved`, `Denied`, `Expired`, `Abandoned` or `Interrupted`;
+//! `Approved` becomes `Used` or `Expired`. Each move consumes the state it
+//! leaves, so no other can be written.
+//!
+//! Files: `request` (asking, retrying, releasing, sweeping), `vote`,
+//! `grants`, `view` (listings and real values), `phase` (the pipeline
+//! stage), `record` (the stored request), `store` (SQLite), `webhook`.
 #![forbid(unsafe_code)]
 
+mod error;
 mod grants;
 pub mod phase;
+mod record;
+mod request;
+pub mod state;
 pub mod store;
 mod view;
 mod vote;
@@ -27,7 +40,6 @@ mod webhook;
 use std::{
     collections::HashMap,
     sync::{Arc, Mutex, RwLock},
-    time::Duration,
 };
 
 use serde::Deserialize;
@@ -35,72 +47,17 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 
-pub use store::{Approval, Grant, Status, Vote};
+pub use error::ApprovalError;
+pub use record::{Approval, Vote};
+pub use state::Status;
+pub use store::Grant;
 pub use view::{MAX_PAGE, Page, PageQuery};
 
 use crate::{
     config::Config,
-    pipeline::{ApprovalMode, ApprovalRule, Events, LifecycleEvent, event::now_us},
+    pipeline::{About, ApprovalRule, CallFacts, Events, LifecycleEvent, call::arguments_sha256},
 };
 use store::Store;
-
-/// Why an approval operation failed.
-#[derive(Debug, thiserror::Error)]
-pub enum ApprovalError {
-    /// The approval store failed.
-    #[error("approvals database: {0}")]
-    Store(String),
-    /// No approval has this id.
-    #[error("no approval {0}")]
-    NotFound(String),
-    /// The approval is no longer pending (its id and current status).
-    #[error("approval {0} is {1}, not pending")]
-    NotPending(String, &'static str),
-    /// The requester tried to approve their own call.
-    #[error("{0} asked for this call and cannot approve it")]
-    SelfApproval(String),
-    /// The actor is in none of the approver groups of the request.
-    #[error("{who} is not in an approver group of this request ({groups})")]
-    NotApprover {
-        /// The actor.
-        who: String,
-        /// The approver groups, listed.
-        groups: String,
-    },
-    /// The approver has already voted on this approval.
-    #[error("{0} already voted on this request")]
-    AlreadyVoted(String),
-    /// No active grant has this id.
-    #[error("no grant {0} is active")]
-    NoGrant(String),
-    /// The actor may not add or revoke grants.
-    #[error("{0} may not add or revoke grants (not in approvals.grant_groups)")]
-    NotGranter(String),
-    /// A granter named themselves: a grant to oneself would sidestep the
-    /// rule that nobody approves their own calls.
-    #[error("{0} cannot grant to themselves; another member of approvals.grant_groups must")]
-    SelfGrant(String),
-    /// The request is malformed.
-    #[error("{0}")]
-    Invalid(String),
-    /// The caller has `approvals.max_pending_per_caller` requests pending.
-    #[error(
-        "{0} pending approval requests of this caller already wait (approvals.max_pending_per_caller); wait for a decision before asking again"
-    )]
-    Cap(u32),
-    /// The real arguments of a masked call are no longer held: nobody can
-    /// see what they would approve.
-    #[error(
-        "the real arguments of approval {0} are no longer held (the agent restarted, or the request was decided): approving it would be blind; deny it, or have the caller ask again (retry mode refreshes them)"
-    )]
-    ValuesGone(String),
-}
-
-impl From<rusqlite::Error> for ApprovalError {
-    fn from(e: rusqlite::Error) -> Self {
-        Self::Store(e.to_string())
-    }
-}
 
 /// Someone acting on approvals or grants: an OIDC caller of the admin
 /// API, or a local user of the admin socket.
@@ -128,23 +85,11 @@ pub fn human_key(issuer: &str, subject: &str) -> String {
 /// The call an approval is asked for.
 #[derive(Debug, Clone)]
 pub struct Call {
-    /// The requesting caller's subject.
-    pub subject: String,
-    /// The caller's issuer ("" for anonymous): "alice" of one issuer is
-    /// not "alice" of another, nor a certificate CN "alice".
-    pub issuer: String,
-    /// The requesting caller's groups.
-    pub groups: Vec<String>,
-    /// The server the call is addressed to.
-    pub server: String,
-    /// The JSON-RPC method of the call.
-    pub method: String,
-    /// The tool, resource or prompt the call names.
-    pub target: Option<String>,
-    /// The call's arguments, hashed to bind the approval to them.
+    /// Who asks for what; its `arguments_sha256` is of `arguments`
+    /// ([`Call::new`] sets it).
+    pub facts: CallFacts,
+    /// The call's real arguments, hashed to bind the approval to them.
     pub arguments: Option<Value>,
-    /// The policy set version that asked for approval.
-    pub policy_version: String,
     /// The policies that asked for approval.
     pub policies: Vec<String>,
     /// Who may approve and how many must.
@@ -152,6 +97,22 @@ pub struct Call {
 }
 
 impl Call {
+    /// The call of `facts` with `arguments`, whose digest it sets.
+    pub fn new(
+        mut facts: CallFacts,
+        arguments: Option<Value>,
+        policies: Vec<String>,
+        rule: ApprovalRule,
+    ) -> Self {
+        facts.arguments_sha256 = arguments.as_ref().map(arguments_sha256).unwrap_or_default();
+        Self {
+            facts,
+            arguments,
+            policies,
+            rule,
+        }
+    }
+
     /// What a retry must match exactly.
     pub fn digest(&self) -> String {
         let args = self
@@ -159,15 +120,16 @@ impl Call {
             .as_ref()
             .map(crate::jsonrpc::canonical)
             .unwrap_or_default();
+        let c = &self.facts;
         let mut h = Sha256::new();
         for part in [
-            self.issuer.as_str(),
-            self.subject.as_str(),
-            &self.server,
-            &self.method,
-            self.target.as_deref().unwrap_or(""),
+            c.issuer.as_str(),
+            c.subject.as_str(),
+            &c.server,
+            &c.method,
+            c.target.as_deref().unwrap_or(""),
             &args,
-            &self.policy_version,
+            &c.policy_version,
         ] {
             h.update(part.as_bytes());
             h.update([0]);
@@ -247,12 +209,10 @@ impl Approvals {
             },
         });
         let held = this.db().pending_holds()?;
-        for id in held {
-            this.finish(
-                &id,
-                Status::Pending,
-                Status::Interrupted,
+        for p in held {
+            this.settle(
                 "the agent restarted while the call was held; the caller was refused",
+                |db, why| p.interrupt(db, why),
             )?;
         }
         this.refresh_grants()?;
@@ -274,123 +234,6 @@ impl Approvals {
             Some(u) => format!("{}/{id}", u.trim_end_matches('/')),
             None => format!("mcp-interceptor approvals approve {id} --reason ..."),
         }
-    }
-
-    /// Creates a pending approval for `call` and announces it.
-    pub fn request(&self, call: &Call) -> Result<Approval, ApprovalError> {
-        let now = now_us();
-        let wait = match call.rule.mode {
-            ApprovalMode::Hold => self.cfg.hold_timeout_seconds,
-            ApprovalMode::Retry => self.cfg.pending_seconds,
-        };
-        let arguments_sha256 = call
-            .arguments
-            .as_ref()
-            .map(|a| hex::encode(Sha256::digest(crate::jsonrpc::canonical(a).as_bytes())))
-            .unwrap_or_default();
-        let a = Approval {
-            id: new_id("apr"),
-            status: Status::Pending,
-            mode: call.rule.mode,
-            subject: call.subject.clone(),
-            issuer: call.issuer.clone(),
-            groups: call.groups.clone(),
-            server: call.server.clone(),
-            method: call.method.clone(),
-            target: call.target.clone(),
-            arguments: call.arguments.as_ref().map(|v| (self.mask)(v)),
-            arguments_sha256,
-            digest: call.digest(),
-            policy_version: call.policy_version.clone(),
-            policies: call.policies.clone(),
-            approver_groups: call.rule.groups.clone(),
-            quorum: call.rule.quorum,
-            created_us: now,
-            expires_us: now + secs_us(wait),
-            decided_us: None,
-            valid_until_us: None,
-            reason: None,
-            votes: Vec::new(),
-        };
-        {
-            // Counted and inserted under one lock: concurrent requests
-            // cannot both slip under the cap.
-            let db = self.db();
-            let cap = self.cfg.max_pending_per_caller;
-            if db.pending_of(&a.issuer, &a.subject, now)? >= cap {
-                tracing::warn!(subject = %a.subject, issuer = %a.issuer, cap, "approval request refused: caller at its cap of pending requests");
-                return Err(ApprovalError::Cap(cap));
-            }
-            db.insert(&a)?;
-        }
-        self.hold_values(&a.id, call);
-        tracing::info!(approval = %a.id, subject = %a.subject, target = ?a.target, approvers = ?a.approver_groups, "approval requested");
-        self.record(
-            "approval_requested",
-            &a,
-            None,
-            format!(
-                "{} asks for {}; needs {} approver(s) from {}",
-                a.subject,
-                what(&a),
-                a.quorum,
-                a.approver_groups.join(", ")
-            ),
-        );
-        if let Some(w) = &self.webhook {
-            w.announce(&a, &self.how_to_approve(&a.id));
-        }
-        Ok(a)
-    }
-
-    /// A pending approval for exactly this call (retry mode re-asks); its
-    /// real arguments are held again (they are lost on restart).
-    pub fn pending_for(&self, call: &Call) -> Result<Option<Approval>, ApprovalError> {
-        let a = self.db().by_digest(&call.digest(), Status::Pending)?;
-        let a = a.filter(|a| a.expires_us > now_us());
-        if let Some(a) = &a {
-            self.hold_values(&a.id, call);
-        }
-        Ok(a)
-    }
-
-    /// Retry mode: takes the approved, unused approval of exactly this call.
-    pub fn consume(&self, digest: &str) -> Result<Option<Approval>, ApprovalError> {
-        let Some(a) = self.db().by_digest(digest, Status::Approved)? else {
-            return Ok(None);
-        };
-        if a.valid_until_us.is_some_and(|v| v <= now_us()) {
-            self.finish(
-                &a.id,
-                Status::Approved,
-                Status::Expired,
-                "approved but not used in time",
-            )?;
-            return Ok(None);
-        }
-        self.take(&a.id)
-    }
-
-    /// Marks an approved approval used; `None` if it no longer was approved.
-    pub fn take(&self, id: &str) -> Result<Option<Approval>, ApprovalError> {
-        if !self.db().transition(
-            id,
-            Status::Approved,
-            Status::Used,
-            now_us(),
-            None,
-            "the approved call was made",
-        )? {
-            return Ok(None);
-        }
-        let a = self.get(id)?;
-        self.record(
-            "approval_used",
-            &a,
-            None,
-            format!("the approved call was released: {}", what(&a)),
-        );
-        Ok(Some(a))
     }
 
     /// Follows an approval's status (for a held call).
@@ -437,93 +280,6 @@ impl Approvals {
             .ok_or_else(|| ApprovalError::NotFound(id.to_string()))
     }
 
-    /// Ends a request: moves it `from` → `to`, records it, wakes its waiter.
-    pub fn finish(
-        &self,
-        id: &str,
-        from: Status,
-        to: Status,
-        why: &str,
-    ) -> Result<bool, ApprovalError> {
-        if !self.db().transition(id, from, to, now_us(), None, why)? {
-            return Ok(false);
-        }
-        let a = self.get(id)?;
-        tracing::info!(approval = %id, status = to.as_str(), why, "approval ended");
-        self.record(
-            &format!("approval_{}", to.as_str()),
-            &a,
-            None,
-            why.to_string(),
-        );
-        self.notify(id, to);
-        Ok(true)
-    }
-
-    /// Expires what is due: pending requests past their deadline, approved
-    /// ones not used in time, grants past their TTL (one row each).
-    pub fn sweep(&self) {
-        let now = now_us();
-        let due = |s| self.db().due(s, now).unwrap_or_default();
-        for id in due(Status::Pending) {
-            let _ = self.finish(
-                &id,
-                Status::Pending,
-                Status::Expired,
-                "no decision before the deadline",
-            );
-        }
-        for id in due(Status::Approved) {
-            let _ = self.finish(
-                &id,
-                Status::Approved,
-                Status::Expired,
-                "approved but not used in time",
-            );
-        }
-        let ended = self.db().take_expired_grants(now).unwrap_or_default();
-        if !ended.is_empty() {
-            for g in &ended {
-                tracing::info!(grant = %g.id, subject = %g.subject, tool = %g.tool, "grant expired");
-                self.record_grant(
-                    "grant_expired",
-                    g,
-                    None,
-                    format!(
-                        "grant of {} on {} to {} expired",
-                        g.tool, g.server, g.subject
-                    ),
-                );
-            }
-            let _ = self.refresh_grants();
-        }
-    }
-
-    /// Every held call is refused now (the agent is stopping).
-    pub fn interrupt_holds(&self) {
-        let ids = self.db().pending_holds().unwrap_or_default();
-        for id in ids {
-            let _ = self.finish(
-                &id,
-                Status::Pending,
-                Status::Interrupted,
-                "the agent stopped while the call was held",
-            );
-        }
-    }
-
-    /// Runs `sweep` every second until the process ends.
-    pub fn spawn_sweeper(self: &Arc<Self>) {
-        let this = Arc::downgrade(self);
-        tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                let Some(a) = this.upgrade() else { return };
-                a.sweep();
-            }
-        });
-    }
-
     fn record(&self, kind: &str, a: &Approval, who: Option<&Actor>, message: String) {
         self.events.emit(step(kind, a, who, message));
     }
@@ -532,30 +288,18 @@ impl Approvals {
 /// The event of a step of `a`, by `who` (none: the agent itself).
 fn step(kind: &str, a: &Approval, who: Option<&Actor>, message: String) -> LifecycleEvent {
     let mut r = LifecycleEvent::new(kind, message);
-    r.subject = Some(a.subject.clone());
-    r.groups = a.groups.clone();
-    r.method = Some(a.method.clone());
-    r.set_target(&a.method, a.target.clone());
-    r.arguments = a.arguments.as_ref().map(|v| v.to_string());
-    r.arguments_sha256 = (!a.arguments_sha256.is_empty()).then(|| a.arguments_sha256.clone());
-    r.approval_id = Some(a.id.clone());
+    r.about = About::Approval {
+        id: a.id.clone(),
+        call: a.call.clone(),
+        arguments: a.arguments.as_ref().map(|v| v.to_string()),
+        policies: a.policies.clone(),
+    };
     r.approvers = match who {
         Some(w) if !a.votes.iter().any(|v| v.approver == w.subject) => vec![w.subject.clone()],
         _ => a.votes.iter().map(|v| v.approver.clone()).collect(),
     };
-    r.rule_ids = a.policies.clone();
-    r.policy_version = Some(a.policy_version.clone());
-    r.decided_by = Some("approval".into());
     r.decision = Some(a.status.as_str().into());
     r
-}
-
-/// `tools/call on db.drop`.
-pub fn what(a: &Approval) -> String {
-    match &a.target {
-        Some(t) => format!("{} on {t}", a.method),
-        None => a.method.clone(),
-    }
 }
 
 fn secs_us(s: u64) -> i64 {

@@ -10,12 +10,17 @@ use std::{
 
 use serde_json::{Value, json};
 
-use super::{Approval, Approvals, Call, Status};
+use super::{
+    Approval, Approvals, Call,
+    state::{Pending, Status},
+};
 use crate::{
     config::Config,
     error::{Reason, Refusal},
     jsonrpc::{Kind, Message},
-    pipeline::{ApprovalMode, ApprovalNote, Effect, MessageCtx, Phase, Verdict, event::now_us},
+    pipeline::{
+        ApprovalMode, ApprovalNote, CallFacts, Effect, MessageCtx, Phase, Verdict, event::now_us,
+    },
     policy::phase::arguments_of,
 };
 
@@ -70,12 +75,12 @@ impl ApprovalPhase {
             )).with_data(json!({
                 "approval_id": a.id,
                 "status": a.status.as_str(),
-                "approver_groups": a.approver_groups,
-                "quorum": a.quorum,
+                "approver_groups": a.rule.groups,
+                "quorum": a.rule.quorum,
                 "expires_at_unix": a.expires_us / 1_000_000,
                 "approve": how,
                 "policies": a.policies,
-                "policy_version": a.policy_version,
+                "policy_version": a.call.policy_version,
             })))
     }
 
@@ -96,7 +101,7 @@ impl ApprovalPhase {
                 format!(
                     "waiting for approval {} by {}",
                     a.id,
-                    a.approver_groups.join(", ")
+                    a.rule.groups.join(", ")
                 ),
                 progress_token,
             );
@@ -105,31 +110,27 @@ impl ApprovalPhase {
         let mut rx = approvals.subscribe(&a.id);
         let left = Duration::from_micros(u64::try_from(a.expires_us - now_us()).unwrap_or(0));
         let deadline = tokio::time::Instant::now() + left;
+        let id = a.id.clone();
         let mut guard = Abandon {
             approvals: approvals.clone(),
-            id: a.id.clone(),
-            armed: true,
+            pending: a.pending(),
         };
         Verdict::Hold(Box::pin(async move {
-            let id = guard.id.clone();
             loop {
                 let a = match approvals.get(&id) {
                     Ok(a) => a,
                     Err(e) => {
-                        guard.disarm();
-                        let _ = approvals.finish(
-                            &id,
-                            Status::Pending,
-                            Status::Expired,
-                            "the approvals store failed",
-                        );
+                        if let Some(p) = guard.disarm() {
+                            let _ = approvals
+                                .settle("the approvals store failed", |db, why| p.expire(db, why));
+                        }
                         return unavailable_verdict(&e);
                     }
                 };
-                if a.status != Status::Pending {
+                let Some(pending) = a.pending() else {
                     guard.disarm();
                     return released(&approvals, a, &slot);
-                }
+                };
                 tokio::select! {
                     changed = rx.changed() => {
                         if changed.is_err() {
@@ -139,7 +140,8 @@ impl ApprovalPhase {
                         }
                     }
                     _ = tokio::time::sleep_until(deadline) => {
-                        let _ = approvals.finish(&id, Status::Pending, Status::Expired, "no decision within approvals.hold_timeout_seconds");
+                        let why = "no decision within approvals.hold_timeout_seconds";
+                        let _ = approvals.settle(why, |db, why| pending.expire(db, why));
                     }
                 }
             }
@@ -168,8 +170,8 @@ fn unavailable_verdict(e: &super::ApprovalError) -> Verdict {
 fn released(approvals: &Approvals, a: Approval, slot: &Slot) -> Verdict {
     let data = json!({ "approval_id": a.id, "status": a.status.as_str() });
     match a.status {
-        Status::Approved => match approvals.take(&a.id) {
-            Ok(Some(a)) => {
+        Status::Approved => match a.approved().map(|ok| approvals.take(ok)) {
+            Some(Ok(Some(a))) => {
                 note(slot, &a);
                 Verdict::Continue
             }
@@ -220,25 +222,25 @@ fn released(approvals: &Approvals, a: Approval, slot: &Slot) -> Verdict {
 /// release anything.
 struct Abandon {
     approvals: Arc<Approvals>,
-    id: String,
-    armed: bool,
+    /// The request while the call waits on it.
+    pending: Option<Pending>,
 }
 
 impl Abandon {
-    fn disarm(&mut self) {
-        self.armed = false;
+    /// The call no longer waits: the request is the caller's no more.
+    fn disarm(&mut self) -> Option<Pending> {
+        self.pending.take()
     }
 }
 
 impl Drop for Abandon {
     fn drop(&mut self) {
-        if self.armed {
-            let _ = self.approvals.finish(
-                &self.id,
-                Status::Pending,
-                Status::Abandoned,
-                "the caller went away before a decision",
-            );
+        if let Some(p) = self.pending.take() {
+            let _ = self
+                .approvals
+                .settle("the caller went away before a decision", |db, why| {
+                    p.abandon(db, why)
+                });
         }
     }
 }
@@ -265,21 +267,21 @@ impl Phase for ApprovalPhase {
                 "approval required, and the caller has no identity",
             ));
         };
-        let call = Call {
+        let facts = CallFacts {
             subject: caller.subject.clone(),
             issuer: caller.issuer.clone().unwrap_or_default(),
             groups: caller.groups.clone(),
             server: crate::policy::tool_pins::server_key(&self.cfg, ctx.conn.orig_dst.port()),
             method: msg.method().unwrap_or_default().to_string(),
             target: msg.target().map(str::to_owned),
-            arguments: match msg.method() {
-                Some("tools/call" | "prompts/get") => arguments_of(msg),
-                _ => msg.params().cloned().map(strip_meta),
-            },
+            arguments_sha256: String::new(),
             policy_version: d.version.clone(),
-            policies: d.policies.clone(),
-            rule,
         };
+        let arguments = match msg.method() {
+            Some("tools/call" | "prompts/get") => arguments_of(msg),
+            _ => msg.params().cloned().map(strip_meta),
+        };
+        let call = Call::new(facts, arguments, d.policies.clone(), rule);
         let slot = ctx.notes.approval_slot();
         match call.rule.mode {
             ApprovalMode::Retry => self.retry(&call, &d.reason, &slot),

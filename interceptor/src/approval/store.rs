@@ -1,15 +1,22 @@
 //! Approvals, votes and grants in SQLite, so pending approvals and grants
 //! survive a restart. WAL journal with `synchronous = FULL`: a vote or a
-//! grant acknowledged to its author is on disk.
+//! grant acknowledged to its author is on disk. A request's status changes
+//! only through a [`Move`] of its typed state (`super::state`).
+
+mod grants;
 
 use std::path::Path;
 
-use rusqlite::{Connection, OptionalExtension, Row, params};
+use rusqlite::{Connection, Params, Row, params};
 use serde::Serialize;
-use serde_json::Value;
 
-use super::ApprovalError;
-use crate::pipeline::ApprovalMode;
+pub use grants::Grant;
+
+use super::{
+    Approval, ApprovalError, Vote,
+    state::{Approved, Move, Pending, Status},
+};
+use crate::pipeline::{ApprovalMode, ApprovalRule, CallFacts, event::now_us};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS approvals (
@@ -60,171 +67,6 @@ CREATE TABLE IF NOT EXISTS grants (
 );
 ";
 
-/// Where an approval request stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Status {
-    /// Waiting for approvers.
-    Pending,
-    /// Enough approvers said yes (retry mode: not used yet).
-    Approved,
-    /// An approver said no.
-    Denied,
-    /// No decision in time (or, approved in retry mode, not used in time).
-    Expired,
-    /// Retry mode: the approved call was made (single use).
-    Used,
-    /// Hold mode: the caller went away before a decision.
-    Abandoned,
-    /// Hold mode: the agent restarted while the call was held; the caller
-    /// was refused, and the call can never be released.
-    Interrupted,
-}
-
-impl Status {
-    /// The status's name as stored and shown.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Pending => "pending",
-            Self::Approved => "approved",
-            Self::Denied => "denied",
-            Self::Expired => "expired",
-            Self::Used => "used",
-            Self::Abandoned => "abandoned",
-            Self::Interrupted => "interrupted",
-        }
-    }
-
-    fn parse(s: &str) -> Self {
-        match s {
-            "pending" => Self::Pending,
-            "approved" => Self::Approved,
-            "denied" => Self::Denied,
-            "used" => Self::Used,
-            "abandoned" => Self::Abandoned,
-            "interrupted" => Self::Interrupted,
-            _ => Self::Expired,
-        }
-    }
-}
-
-/// One approver's vote on an approval.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Vote {
-    /// The approver's subject.
-    pub approver: String,
-    /// The human behind `approver` ([`super::human_key`]); "" for votes
-    /// stored before it was recorded.
-    pub human: String,
-    /// Whether the vote approves (else it rejects).
-    pub approve: bool,
-    /// The approver's stated reason.
-    pub reason: String,
-    /// When the vote was cast (microseconds since the epoch).
-    pub at_us: i64,
-}
-
-/// One approval request, bound to the exact call.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Approval {
-    /// The approval's id.
-    pub id: String,
-    /// Where the approval stands.
-    pub status: Status,
-    /// How votes are counted.
-    pub mode: ApprovalMode,
-    /// The requesting caller's subject.
-    pub subject: String,
-    /// The caller's issuer (token issuer or certificate issuer DN; "" for
-    /// anonymous): with `subject`, who asked.
-    pub issuer: String,
-    /// The requesting caller's groups.
-    pub groups: Vec<String>,
-    /// The server the call is addressed to.
-    pub server: String,
-    /// The JSON-RPC method of the call.
-    pub method: String,
-    /// The tool, resource or prompt the call names.
-    pub target: Option<String>,
-    /// The arguments as the audit stores them (masked).
-    pub arguments: Option<Value>,
-    /// SHA-256 of the call's arguments, binding the approval to them.
-    pub arguments_sha256: String,
-    /// SHA-256 over issuer, subject, server, method, target, canonical
-    /// arguments and policy version: what a retry must match.
-    pub digest: String,
-    /// The policy set version that asked for approval.
-    pub policy_version: String,
-    /// The policies that asked for approval.
-    pub policies: Vec<String>,
-    /// The groups whose members may vote.
-    pub approver_groups: Vec<String>,
-    /// How many approving votes are needed.
-    pub quorum: u32,
-    /// When the approval was requested (microseconds since the epoch).
-    pub created_us: i64,
-    /// When the approval lapses if undecided (microseconds since the epoch).
-    pub expires_us: i64,
-    /// When the approval was decided, if it was.
-    pub decided_us: Option<i64>,
-    /// Retry mode: the approved call may be made once until then.
-    pub valid_until_us: Option<i64>,
-    /// Why it was decided so, if a reason was given.
-    pub reason: Option<String>,
-    /// The votes cast so far.
-    pub votes: Vec<Vote>,
-}
-
-impl Approval {
-    /// Who approved, in vote order.
-    pub fn approvers(&self) -> Vec<String> {
-        self.votes
-            .iter()
-            .filter(|v| v.approve)
-            .map(|v| v.approver.clone())
-            .collect()
-    }
-}
-
-/// A standing permission for a subject to call one tool without approval.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Grant {
-    /// The grant's id.
-    pub id: String,
-    /// The subject the grant is for.
-    pub subject: String,
-    /// The issuer `subject` is of (token issuer URL or certificate issuer
-    /// DN): a grant to "alice" of one issuer is not one to "alice" of
-    /// another. Grants stored before issuers were recorded have "" and
-    /// cover nobody.
-    pub issuer: String,
-    /// Server name (port rule `name`) or `*`.
-    pub server: String,
-    /// Tool name glob.
-    pub tool: String,
-    /// When the grant was added (microseconds since the epoch).
-    pub created_us: i64,
-    /// When the grant lapses (microseconds since the epoch).
-    pub expires_us: i64,
-    /// Who added the grant.
-    pub granted_by: String,
-    /// Why the grant was added.
-    pub reason: String,
-    /// When the grant was revoked, if it was.
-    pub revoked_us: Option<i64>,
-    /// Who revoked the grant, if anyone did.
-    pub revoked_by: Option<String>,
-    /// Why the grant was revoked, if it was.
-    pub revoke_reason: Option<String>,
-}
-
-impl Grant {
-    /// Whether the grant is in force at `now_us`.
-    pub fn active(&self, now_us: i64) -> bool {
-        self.revoked_us.is_none() && now_us < self.expires_us
-    }
-}
-
 /// The SQLite store of approvals, votes and grants.
 pub struct Store {
     db: Connection,
@@ -248,50 +90,34 @@ fn approval_row(r: &Row<'_>) -> rusqlite::Result<Approval> {
     Ok(Approval {
         id: r.get(0)?,
         status: Status::parse(&r.get::<_, String>(1)?),
-        mode: if mode == "retry" {
-            ApprovalMode::Retry
-        } else {
-            ApprovalMode::Hold
+        rule: ApprovalRule {
+            groups: json_list(r.get(13)?),
+            quorum: r.get(14)?,
+            mode: if mode == "retry" {
+                ApprovalMode::Retry
+            } else {
+                ApprovalMode::Hold
+            },
         },
-        subject: r.get(3)?,
-        groups: json_list(r.get(4)?),
-        server: r.get(5)?,
-        method: r.get(6)?,
-        target: r.get(7)?,
+        call: CallFacts {
+            subject: r.get(3)?,
+            issuer: r.get(20)?,
+            groups: json_list(r.get(4)?),
+            server: r.get(5)?,
+            method: r.get(6)?,
+            target: r.get(7)?,
+            arguments_sha256: r.get(9)?,
+            policy_version: r.get(11)?,
+        },
         arguments: args.and_then(|a| serde_json::from_str(&a).ok()),
-        arguments_sha256: r.get(9)?,
         digest: r.get(10)?,
-        policy_version: r.get(11)?,
         policies: json_list(r.get(12)?),
-        approver_groups: json_list(r.get(13)?),
-        quorum: r.get(14)?,
         created_us: r.get(15)?,
         expires_us: r.get(16)?,
         decided_us: r.get(17)?,
         valid_until_us: r.get(18)?,
         reason: r.get(19)?,
-        issuer: r.get(20)?,
         votes: Vec::new(),
-    })
-}
-
-const GRANT_COLUMNS: &str = "id, subject, server, tool, created_us, expires_us, granted_by, \
-     reason, revoked_us, revoked_by, revoke_reason, issuer";
-
-fn grant_row(r: &Row<'_>) -> rusqlite::Result<Grant> {
-    Ok(Grant {
-        id: r.get(0)?,
-        subject: r.get(1)?,
-        server: r.get(2)?,
-        tool: r.get(3)?,
-        created_us: r.get(4)?,
-        expires_us: r.get(5)?,
-        granted_by: r.get(6)?,
-        reason: r.get(7)?,
-        revoked_us: r.get(8)?,
-        revoked_by: r.get(9)?,
-        revoke_reason: r.get(10)?,
-        issuer: r.get(11)?,
     })
 }
 
@@ -340,49 +166,60 @@ impl Store {
             params![
                 a.id,
                 a.status.as_str(),
-                if a.mode == ApprovalMode::Retry { "retry" } else { "hold" },
-                a.subject,
-                to_json(&a.groups),
-                a.server,
-                a.method,
-                a.target,
+                if a.rule.mode == ApprovalMode::Retry { "retry" } else { "hold" },
+                a.call.subject,
+                to_json(&a.call.groups),
+                a.call.server,
+                a.call.method,
+                a.call.target,
                 a.arguments.as_ref().map(to_json),
-                a.arguments_sha256,
+                a.call.arguments_sha256,
                 a.digest,
-                a.policy_version,
+                a.call.policy_version,
                 to_json(&a.policies),
-                to_json(&a.approver_groups),
-                a.quorum,
+                to_json(&a.rule.groups),
+                a.rule.quorum,
                 a.created_us,
                 a.expires_us,
                 a.decided_us,
                 a.valid_until_us,
                 a.reason,
-                a.issuer,
+                a.call.issuer,
             ],
         )?;
         Ok(())
     }
 
+    /// Every row `sql` selects, read by `row`.
+    fn all<T>(
+        &self,
+        sql: &str,
+        p: impl Params,
+        row: impl FnMut(&Row<'_>) -> rusqlite::Result<T>,
+    ) -> Result<Vec<T>, ApprovalError> {
+        let mut st = self.db.prepare_cached(sql)?;
+        let rows = st.query_map(p, row)?.collect::<Result<_, _>>()?;
+        Ok(rows)
+    }
+
+    /// The approvals `where_` selects (a `WHERE ...` clause and what
+    /// follows), with their votes.
+    fn approvals(&self, where_: &str, p: impl Params) -> Result<Vec<Approval>, ApprovalError> {
+        let sql = format!("SELECT {APPROVAL_COLUMNS} FROM approvals {where_}");
+        let rows = self.all(&sql, p, approval_row)?;
+        rows.into_iter().map(|a| self.with_votes(a)).collect()
+    }
+
     /// Looks up one approval by id.
     pub fn get(&self, id: &str) -> Result<Option<Approval>, ApprovalError> {
-        let a = self
-            .db
-            .query_row(
-                &format!("SELECT {APPROVAL_COLUMNS} FROM approvals WHERE id = ?1"),
-                [id],
-                approval_row,
-            )
-            .optional()?;
-        a.map(|a| self.with_votes(a)).transpose()
+        Ok(self.approvals("WHERE id = ?1", [id])?.into_iter().next())
     }
 
     fn with_votes(&self, mut a: Approval) -> Result<Approval, ApprovalError> {
-        let mut st = self.db.prepare_cached(
+        a.votes = self.all(
             "SELECT approver, approve, reason, at_us, human FROM votes WHERE approval_id = ?1 ORDER BY at_us",
-        )?;
-        a.votes = st
-            .query_map([&a.id], |r| {
+            [&a.id],
+            |r| {
                 Ok(Vote {
                     approver: r.get(0)?,
                     approve: r.get::<_, i64>(1)? != 0,
@@ -390,8 +227,8 @@ impl Store {
                     at_us: r.get(3)?,
                     human: r.get(4)?,
                 })
-            })?
-            .collect::<Result<_, _>>()?;
+            },
+        )?;
         Ok(a)
     }
 
@@ -410,18 +247,14 @@ impl Store {
         } else {
             (">", "ASC")
         };
-        let mut st = self.db.prepare_cached(&format!(
-            "SELECT {APPROVAL_COLUMNS} FROM approvals WHERE (?1 IS NULL OR status = ?1) \
-             AND (created_us {cmp} ?2 OR (created_us = ?2 AND id {cmp} ?3)) \
-             ORDER BY created_us {order}, id {order} LIMIT ?4"
-        ))?;
-        let rows: Vec<Approval> = st
-            .query_map(
-                params![status.map(Status::as_str), after.0, after.1, limit],
-                approval_row,
-            )?
-            .collect::<Result<_, _>>()?;
-        rows.into_iter().map(|a| self.with_votes(a)).collect()
+        self.approvals(
+            &format!(
+                "WHERE (?1 IS NULL OR status = ?1) \
+                 AND (created_us {cmp} ?2 OR (created_us = ?2 AND id {cmp} ?3)) \
+                 ORDER BY created_us {order}, id {order} LIMIT ?4"
+            ),
+            params![status.map(Status::as_str), after.0, after.1, limit],
+        )
     }
 
     /// Approvals in `status`.
@@ -455,18 +288,11 @@ impl Store {
         digest: &str,
         status: Status,
     ) -> Result<Option<Approval>, ApprovalError> {
-        let a = self
-            .db
-            .query_row(
-                &format!(
-                    "SELECT {APPROVAL_COLUMNS} FROM approvals WHERE digest = ?1 AND status = ?2 \
-                     ORDER BY created_us DESC LIMIT 1"
-                ),
-                params![digest, status.as_str()],
-                approval_row,
-            )
-            .optional()?;
-        a.map(|a| self.with_votes(a)).transpose()
+        let found = self.approvals(
+            "WHERE digest = ?1 AND status = ?2 ORDER BY created_us DESC LIMIT 1",
+            params![digest, status.as_str()],
+        )?;
+        Ok(found.into_iter().next())
     }
 
     /// Records a vote on an approval.
@@ -479,15 +305,12 @@ impl Store {
         Ok(())
     }
 
-    /// Moves `id` from `from` to `to`; false when it was not in `from`
-    /// (someone else decided first).
-    pub fn transition(
+    /// Makes move `m` on request `id`; false when it no longer had the
+    /// status the move leaves (someone else moved it first).
+    pub(super) fn transition(
         &self,
         id: &str,
-        from: Status,
-        to: Status,
-        at_us: i64,
-        valid_until_us: Option<i64>,
+        m: &Move,
         reason: &str,
     ) -> Result<bool, ApprovalError> {
         let n = self.db.execute(
@@ -496,121 +319,53 @@ impl Store {
              WHERE id = ?1 AND status = ?2",
             params![
                 id,
-                from.as_str(),
-                to.as_str(),
-                at_us,
-                valid_until_us,
+                m.from().as_str(),
+                m.to().as_str(),
+                now_us(),
+                m.valid_until_us(),
                 reason
             ],
         )?;
         Ok(n == 1)
     }
 
-    /// Ids in `status` whose deadline (`expires_us`, or for approved ones
-    /// `valid_until_us`) is before `now_us`.
-    pub fn due(&self, status: Status, now_us: i64) -> Result<Vec<String>, ApprovalError> {
-        let col = if status == Status::Approved {
-            "valid_until_us"
-        } else {
-            "expires_us"
-        };
-        let mut st = self.db.prepare(&format!(
-            "SELECT id FROM approvals WHERE status = ?1 AND {col} <= ?2"
-        ))?;
-        let ids = st
-            .query_map(params![status.as_str(), now_us], |r| r.get(0))?
-            .collect::<Result<_, _>>()?;
-        Ok(ids)
-    }
-
-    /// Pending hold-mode approvals (their callers are gone after a restart).
-    pub fn pending_holds(&self) -> Result<Vec<String>, ApprovalError> {
-        let mut st = self
-            .db
-            .prepare("SELECT id FROM approvals WHERE status = 'pending' AND mode = 'hold'")?;
-        let ids = st.query_map([], |r| r.get(0))?.collect::<Result<_, _>>()?;
-        Ok(ids)
-    }
-
-    /// Stores a new grant.
-    pub fn insert_grant(&self, g: &Grant) -> Result<(), ApprovalError> {
-        self.db.execute(
-            &format!(
-                "INSERT INTO grants ({GRANT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
-            ),
-            params![
-                g.id,
-                g.subject,
-                g.server,
-                g.tool,
-                g.created_us,
-                g.expires_us,
-                g.granted_by,
-                g.reason,
-                g.revoked_us,
-                g.revoked_by,
-                g.revoke_reason,
-                g.issuer
-            ],
-        )?;
-        Ok(())
-    }
-
-    /// Grants still in force at `now_us`, or all when `all`.
-    pub fn grants(&self, now_us: i64, all: bool) -> Result<Vec<Grant>, ApprovalError> {
-        let mut st = self.db.prepare(&format!(
-            "SELECT {GRANT_COLUMNS} FROM grants WHERE ?2 OR (revoked_us IS NULL AND expires_us > ?1) \
-             ORDER BY created_us"
-        ))?;
-        let gs = st
-            .query_map(params![now_us, all], grant_row)?
-            .collect::<Result<_, _>>()?;
-        Ok(gs)
-    }
-
-    /// Looks up one grant by id.
-    pub fn grant(&self, id: &str) -> Result<Option<Grant>, ApprovalError> {
+    /// Pending requests whose deadline is before `now_us`.
+    pub fn due_pending(&self, now_us: i64) -> Result<Vec<Pending>, ApprovalError> {
         Ok(self
-            .db
-            .query_row(
-                &format!("SELECT {GRANT_COLUMNS} FROM grants WHERE id = ?1"),
-                [id],
-                grant_row,
-            )
-            .optional()?)
+            .due("expires_us", Status::Pending, now_us)?
+            .into_iter()
+            .map(Pending::stored)
+            .collect())
     }
 
-    /// Revokes an active grant; false when it was not active.
-    pub fn revoke_grant(
+    /// Approved requests not used before their `valid_until_us`.
+    pub fn due_approved(&self, now_us: i64) -> Result<Vec<Approved>, ApprovalError> {
+        Ok(self
+            .due("valid_until_us", Status::Approved, now_us)?
+            .into_iter()
+            .map(Approved::stored)
+            .collect())
+    }
+
+    fn due(
         &self,
-        id: &str,
-        by: &str,
-        reason: &str,
+        deadline: &str,
+        status: Status,
         now_us: i64,
-    ) -> Result<bool, ApprovalError> {
-        let n = self.db.execute(
-            "UPDATE grants SET revoked_us = ?2, revoked_by = ?3, revoke_reason = ?4, ended_recorded = 1 \
-             WHERE id = ?1 AND revoked_us IS NULL AND expires_us > ?2",
-            params![id, now_us, by, reason],
-        )?;
-        Ok(n == 1)
+    ) -> Result<Vec<String>, ApprovalError> {
+        self.all(
+            &format!("SELECT id FROM approvals WHERE status = ?1 AND {deadline} <= ?2"),
+            params![status.as_str(), now_us],
+            |r| r.get(0),
+        )
     }
 
-    /// Grants that expired and whose end is not yet in the audit; marks
-    /// them recorded.
-    pub fn take_expired_grants(&self, now_us: i64) -> Result<Vec<Grant>, ApprovalError> {
-        let mut st = self.db.prepare(&format!(
-            "SELECT {GRANT_COLUMNS} FROM grants WHERE ended_recorded = 0 AND expires_us <= ?1"
-        ))?;
-        let gs: Vec<Grant> = st
-            .query_map([now_us], grant_row)?
-            .collect::<Result<_, _>>()?;
-        for g in &gs {
-            self.db.execute(
-                "UPDATE grants SET ended_recorded = 1 WHERE id = ?1",
-                [&g.id],
-            )?;
-        }
-        Ok(gs)
+    /// Pending hold-mode requests (their callers are gone after a restart).
+    pub fn pending_holds(&self) -> Result<Vec<Pending>, ApprovalError> {
+        self.all(
+            "SELECT id FROM approvals WHERE status = 'pending' AND mode = 'hold'",
+            [],
+            |r| r.get(0).map(Pending::stored),
+        )
     }
 }

@@ -4,11 +4,15 @@ use serde_json::json;
 
 use super::*;
 use crate::{
+    approval::state::State,
     pipeline::{ApprovalMode, ApprovalRule},
     policy::phase::Grants,
 };
 
 const I: &str = "https://idp.example";
+/// `call({"table": "orders"})`'s digests, as every version computed them.
+const DIGEST: &str = "abdc403aa86687544b182618e37cb2872cf9cd9089f2c43884183d1ca2add4c4";
+const ARGS_SHA256: &str = "b261e6a3dbf5b58dc222587a494f8b17c7db6e9e0499dea8679edd2332563fda";
 
 fn open(dir: &std::path::Path, tune: impl FnOnce(&mut Config)) -> Arc<Approvals> {
     let mut cfg = Config::default();
@@ -18,23 +22,26 @@ fn open(dir: &std::path::Path, tune: impl FnOnce(&mut Config)) -> Arc<Approvals>
     Approvals::open(&cfg, Events::default(), Arc::new(|v: &Value| v.clone())).unwrap()
 }
 
-fn call(args: Value, quorum: u32, mode: ApprovalMode) -> Call {
-    Call {
+fn facts() -> CallFacts {
+    CallFacts {
         subject: "alice".into(),
         issuer: I.into(),
         groups: vec!["dev".into()],
         server: "db".into(),
         method: "tools/call".into(),
         target: Some("drop_table".into()),
-        arguments: Some(args),
+        arguments_sha256: String::new(),
         policy_version: "v1".into(),
-        policies: vec!["needs-oncall".into()],
-        rule: ApprovalRule {
-            groups: vec!["oncall".into()],
-            quorum,
-            mode,
-        },
     }
+}
+
+fn call(args: Value, quorum: u32, mode: ApprovalMode) -> Call {
+    let rule = ApprovalRule {
+        groups: vec!["oncall".into()],
+        quorum,
+        mode,
+    };
+    Call::new(facts(), Some(args), vec!["needs-oncall".into()], rule)
 }
 
 fn actor(subject: &str, groups: &[&str]) -> Actor {
@@ -76,7 +83,7 @@ fn approval_is_single_use_and_bound_to_the_exact_call() {
     let other = call(json!({"table": "users"}), 1, ApprovalMode::Retry);
     assert!(a.consume(&other.digest()).unwrap().is_none());
     let mut newer = c.clone();
-    newer.policy_version = "v2".into();
+    newer.facts.policy_version = "v2".into();
     assert!(a.consume(&newer.digest()).unwrap().is_none());
     // The identical call passes once.
     assert_eq!(a.consume(&c.digest()).unwrap().unwrap().id, r.id);
@@ -91,6 +98,78 @@ fn digest_ignores_key_order_but_not_values() {
     let c = call(json!({"y": [2, 1], "x": 1}), 1, ApprovalMode::Hold);
     assert_eq!(a.digest(), b.digest());
     assert_ne!(a.digest(), c.digest());
+}
+
+/// Stored approvals are found by this digest: it must not change across
+/// versions (an approved retry-mode call would no longer match), nor may
+/// the arguments' digest.
+#[test]
+fn the_digest_is_stable_across_versions() {
+    let c = call(json!({"table": "orders"}), 1, ApprovalMode::Retry);
+    assert_eq!(c.digest(), DIGEST);
+    assert_eq!(c.facts.arguments_sha256, ARGS_SHA256);
+}
+
+/// Two moves on one request: the first wins, the second finds it moved
+/// (a vote racing the sweeper), and the store keeps the winner's status.
+#[test]
+fn of_two_moves_on_one_request_the_first_wins() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = open(dir.path(), |_| {});
+    let r = a.request(&call(json!({}), 1, ApprovalMode::Retry)).unwrap();
+    let (first, second) = (r.pending().unwrap(), r.pending().unwrap());
+    let won = first.deny(&a.db(), "no").unwrap();
+    assert_eq!(won.as_ref().map(State::id), Some(r.id.as_str()));
+    assert!(second.expire(&a.db(), "late").unwrap().is_none());
+    let got = a.get(&r.id).unwrap();
+    assert_eq!(
+        (got.status, got.reason.as_deref()),
+        (Status::Denied, Some("no"))
+    );
+    assert!(got.pending().is_none() && got.approved().is_none());
+}
+
+/// The admin API and `approvals list/show --json` give these keys, in
+/// this order, whatever the struct holds inside.
+#[test]
+fn an_approval_serializes_as_it_always_has() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = open(dir.path(), |_| {});
+    let r = a
+        .request(&call(json!({"k": 1}), 1, ApprovalMode::Retry))
+        .unwrap();
+    let v = serde_json::to_value(&r).unwrap();
+    let keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+    assert_eq!(
+        keys,
+        [
+            "id",
+            "status",
+            "mode",
+            "subject",
+            "issuer",
+            "groups",
+            "server",
+            "method",
+            "target",
+            "arguments",
+            "arguments_sha256",
+            "digest",
+            "policy_version",
+            "policies",
+            "approver_groups",
+            "quorum",
+            "created_us",
+            "expires_us",
+            "decided_us",
+            "valid_until_us",
+            "reason",
+            "votes",
+        ]
+    );
+    assert_eq!(v["subject"], "alice");
+    assert_eq!(v["status"], "pending");
+    assert_eq!(v["arguments_sha256"], r.call.arguments_sha256);
 }
 
 #[test]
@@ -262,10 +341,8 @@ fn the_digest_and_the_listing_tell_issuers_apart() {
     let dir = tempfile::tempdir().unwrap();
     let a = open(dir.path(), |_| {});
     let c = call(json!({"table": "orders"}), 1, ApprovalMode::Retry);
-    let other = Call {
-        issuer: "https://other.example".into(),
-        ..c.clone()
-    };
+    let mut other = c.clone();
+    other.facts.issuer = "https://other.example".into();
     assert_ne!(c.digest(), other.digest());
     let r = a.request(&c).unwrap();
     assert_eq!(
@@ -366,7 +443,7 @@ fn each_caller_has_a_cap_of_pending_requests_and_listings_page_oldest_first() {
         Err(ApprovalError::Cap(3))
     ));
     let mut other = call(json!({"n": 9}), 1, ApprovalMode::Retry);
-    other.subject = "dave".into();
+    other.facts.subject = "dave".into();
     let dave = a.request(&other).unwrap().id;
     let carol = actor("carol", &["oncall"]);
     let mut q = PageQuery {
@@ -421,7 +498,7 @@ fn a_human_linked_across_names_votes_once_and_not_on_their_own_call() {
         Err(ApprovalError::AlreadyVoted(_))
     ));
     let mut own = call(json!({"q": 2}), 1, ApprovalMode::Retry);
-    own.subject = "robert".into();
+    own.facts.subject = "robert".into();
     let own = a.request(&own).unwrap();
     assert!(matches!(
         a.vote(&own.id, &local, true, "ok"),

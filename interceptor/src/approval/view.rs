@@ -8,9 +8,9 @@ use std::collections::{HashMap, VecDeque};
 
 use serde::Serialize;
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 
 use super::{Actor, Approval, ApprovalError, Approvals, Call, Status, vote::may_see};
+use crate::pipeline::call::arguments_sha256;
 
 /// Real arguments held at once, at most (oldest dropped first)...
 const MAX_HELD: usize = 4096;
@@ -84,10 +84,6 @@ fn parse_cursor(c: &str) -> Result<(i64, String), ApprovalError> {
     c.split_once('.')
         .and_then(|(t, id)| Some((t.parse().ok()?, id.to_string())))
         .ok_or_else(|| ApprovalError::Invalid(format!("cursor {c:?} is not one this agent gave")))
-}
-
-fn sha256_of(v: &Value) -> String {
-    hex::encode(Sha256::digest(crate::jsonrpc::canonical(v).as_bytes()))
 }
 
 impl Approvals {
@@ -170,7 +166,7 @@ impl Approvals {
     /// The real arguments of `a`: held ones, or the stored ones when
     /// masking changed nothing (their digest is the call's).
     fn real_values(&self, a: &Approval) -> Option<Value> {
-        if a.arguments_sha256.is_empty() {
+        if a.call.arguments_sha256.is_empty() {
             return Some(Value::Null);
         }
         let held = self.held.lock().unwrap_or_else(|p| p.into_inner());
@@ -179,7 +175,7 @@ impl Approvals {
         }
         a.arguments
             .as_ref()
-            .filter(|v| sha256_of(v) == a.arguments_sha256)
+            .filter(|v| arguments_sha256(v) == a.call.arguments_sha256)
             .cloned()
     }
 
@@ -199,18 +195,22 @@ impl Approvals {
         let args = self
             .real_values(&a)
             .ok_or_else(|| ApprovalError::ValuesGone(a.id.clone()))?;
+        // The row says who looked, never what they saw (not even masked).
+        let unseen = Approval {
+            arguments: None,
+            ..a.clone()
+        };
         let mut r = super::step(
             "approval_values_viewed",
-            &a,
+            &unseen,
             None,
             format!(
                 "{} ({}) viewed the real arguments of {}",
                 who.subject,
                 who.via,
-                super::what(&a)
+                a.what()
             ),
         );
-        r.arguments = None;
         r.approvers = vec![who.subject.clone()];
         self.events.emit(r);
         tracing::info!(approval = %a.id, viewer = %who.subject, via = %who.via, "approval values viewed");
@@ -218,7 +218,7 @@ impl Approvals {
             "id": a.id,
             "status": a.status.as_str(),
             "arguments": args,
-            "arguments_sha256": a.arguments_sha256,
+            "arguments_sha256": a.call.arguments_sha256,
         }))
     }
 }

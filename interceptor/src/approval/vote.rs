@@ -2,26 +2,31 @@
 //! once and never on their own call, under whichever name they act (a
 //! local user linked to an OIDC identity is that identity).
 
-use super::{Actor, Approval, ApprovalError, Approvals, Status, Vote, human_key, secs_us};
+use super::{
+    Actor, Approval, ApprovalError, Approvals, Vote, human_key, secs_us,
+    state::{Pending, State, Status},
+};
 use crate::pipeline::event::now_us;
 
 /// The caller who asked (same subject and issuer; a local user by
 /// subject, or by the OIDC identity it is linked to), or an approver of
 /// the request.
 pub(super) fn may_see(who: &Actor, a: &Approval) -> bool {
-    own(who, a) || who.groups.iter().any(|g| a.approver_groups.contains(g))
+    own(who, a) || who.groups.iter().any(|g| a.rule.groups.contains(g))
 }
 
 /// `who` is the caller of `a` under some name.
 fn own(who: &Actor, a: &Approval) -> bool {
-    (who.subject == a.subject && (who.issuer.is_empty() || who.issuer == a.issuer))
-        || who.human == human_key(&a.issuer, &a.subject)
+    let c = &a.call;
+    (who.subject == c.subject && (who.issuer.is_empty() || who.issuer == c.issuer))
+        || who.human == human_key(&c.issuer, &c.subject)
 }
 
 /// `who` asked for `a` under any name: the subject (across issuers, the
 /// safe side) or the human the name is linked to.
 fn is_caller(who: &Actor, a: &Approval) -> bool {
-    who.subject == a.subject || who.human == human_key(&a.issuer, &a.subject)
+    let c = &a.call;
+    who.subject == c.subject || who.human == human_key(&c.issuer, &c.subject)
 }
 
 /// `who`'s human (or name) already has a vote on `a`.
@@ -45,7 +50,7 @@ impl Approvals {
     ) -> Result<Approval, ApprovalError> {
         self.sweep();
         let a = self.get(id)?;
-        self.may_vote(&a, who)?;
+        let pending = self.may_vote(&a, who)?;
         if reason.trim().is_empty() {
             return Err(ApprovalError::Invalid("a reason is required".into()));
         }
@@ -86,26 +91,23 @@ impl Approvals {
             ),
         );
         let yes = a.votes.iter().filter(|v| v.approve).count() as u32;
-        tracing::info!(approval = %id, approver = %who.subject, approve, yes, quorum = a.quorum, "approval vote");
+        tracing::info!(approval = %id, approver = %who.subject, approve, yes, quorum = a.rule.quorum, "approval vote");
         if !approve {
-            self.finish(
-                id,
-                Status::Pending,
-                Status::Denied,
-                &format!("denied by {}: {reason}", who.subject),
-            )?;
-        } else if yes >= a.quorum {
-            self.approve(&a, who)?;
+            let why = format!("denied by {}: {reason}", who.subject);
+            self.settle(&why, |db, why| pending.deny(db, why))?;
+        } else if yes >= a.rule.quorum {
+            self.approve(pending, &a, who)?;
         }
         self.get(id)
     }
 
-    /// Refuses (and records) a vote by the caller under any name, by a
-    /// non-approver, or by a human already counted.
-    fn may_vote(&self, a: &Approval, who: &Actor) -> Result<(), ApprovalError> {
-        if a.status != Status::Pending {
+    /// The pending request a vote may move; refuses (and records) a vote
+    /// by the caller under any name, by a non-approver, or by a human
+    /// already counted.
+    fn may_vote(&self, a: &Approval, who: &Actor) -> Result<Pending, ApprovalError> {
+        let Some(pending) = a.pending() else {
             return Err(ApprovalError::NotPending(a.id.clone(), a.status.as_str()));
-        }
+        };
         if is_caller(who, a) {
             self.record(
                 "approval_refused",
@@ -113,12 +115,12 @@ impl Approvals {
                 Some(who),
                 format!(
                     "{} ({}) tried to approve their own call (asked as {})",
-                    who.subject, who.via, a.subject
+                    who.subject, who.via, a.call.subject
                 ),
             );
             return Err(ApprovalError::SelfApproval(who.subject.clone()));
         }
-        if !who.groups.iter().any(|g| a.approver_groups.contains(g)) {
+        if !who.groups.iter().any(|g| a.rule.groups.contains(g)) {
             self.record(
                 "approval_refused",
                 a,
@@ -127,7 +129,7 @@ impl Approvals {
             );
             return Err(ApprovalError::NotApprover {
                 who: who.subject.clone(),
-                groups: a.approver_groups.join(", "),
+                groups: a.rule.groups.join(", "),
             });
         }
         if has_voted(who, a) {
@@ -142,25 +144,19 @@ impl Approvals {
             );
             return Err(ApprovalError::AlreadyVoted(who.subject.clone()));
         }
-        Ok(())
+        Ok(pending)
     }
 
     /// The quorum is reached: pending → approved (once), recorded, and the
     /// held call woken.
-    fn approve(&self, a: &Approval, who: &Actor) -> Result<(), ApprovalError> {
+    fn approve(&self, pending: Pending, a: &Approval, who: &Actor) -> Result<(), ApprovalError> {
         let valid = now_us() + secs_us(self.cfg.valid_seconds);
         let by = format!("approved by {}", a.approvers().join(", "));
-        if self.db().transition(
-            &a.id,
-            Status::Pending,
-            Status::Approved,
-            now_us(),
-            Some(valid),
-            &by,
-        )? {
-            let a = self.get(&a.id)?;
+        let moved = pending.approve(&self.db(), valid, &by)?;
+        if let Some(ok) = moved {
+            let a = self.get(ok.id())?;
             self.record("approval_approved", &a, Some(who), by);
-            self.notify(&a.id, Status::Approved);
+            self.notify(ok.id(), Status::Approved);
         }
         Ok(())
     }

@@ -88,8 +88,8 @@ impl Webhook {
     /// Posts `a` now, or counts it for the window's summary.
     pub fn announce(&self, a: &Approval, approve_at: &str) {
         let who = Asker {
-            subject: a.subject.clone(),
-            issuer: a.issuer.clone(),
+            subject: a.call.subject.clone(),
+            issuer: a.call.issuer.clone(),
         };
         let admit = self.inner.lock().admit(&who, Instant::now());
         match admit {
@@ -111,7 +111,7 @@ impl Webhook {
                 tracing::debug!(approval = %a.id, "webhook limit reached; counted for the summary")
             }
             Admit::Counted(Some(at)) => {
-                tracing::info!(approval = %a.id, subject = %a.subject, "webhook limit reached; further requests are summarized");
+                tracing::info!(approval = %a.id, subject = %a.call.subject, "webhook limit reached; further requests are summarized");
                 let inner = self.inner.clone();
                 tokio::spawn(async move { inner.flush_at(at).await });
             }

@@ -1,10 +1,13 @@
 //! From pipeline events to audit rows.
 
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 
 use super::schema::AuditRow;
-use crate::pipeline::{EventKind, ExchangeEvent, LifecycleEvent, Transport, event::now_us};
+use crate::pipeline::{
+    About, CallFacts, Direction, EventKind, ExchangeEvent, LifecycleEvent, Transport,
+    call::{TargetColumn, arguments_sha256},
+    event::now_us,
+};
 
 /// What every row of this agent carries.
 #[derive(Debug, Clone)]
@@ -23,19 +26,28 @@ impl Stamp {
     /// the [`Events`](crate::pipeline::Events) handle that emitted it).
     pub fn from_lifecycle(&self, e: LifecycleEvent) -> AuditRow {
         let mut r = self.lifecycle(&e.kind, e.message);
-        r.subject = e.subject;
-        r.groups = e.groups;
-        r.method = e.method;
-        r.tool_name = e.tool_name;
-        r.resource_uri = e.resource_uri;
-        r.prompt_name = e.prompt_name;
-        r.arguments = e.arguments;
-        r.arguments_sha256 = e.arguments_sha256;
-        r.approval_id = e.approval_id;
+        match e.about {
+            About::Agent => {}
+            About::Approval {
+                id,
+                call,
+                arguments,
+                policies,
+            } => {
+                approval_call(&mut r, call);
+                r.arguments = arguments;
+                r.approval_id = Some(id);
+                r.rule_ids = policies;
+                r.decided_by = Some("approval".into());
+            }
+            About::Grant { id, subject, tool } => {
+                r.subject = Some(subject);
+                r.tool_name = Some(tool);
+                r.approval_id = id;
+                r.decided_by = Some("grant".into());
+            }
+        }
         r.approvers = e.approvers;
-        r.rule_ids = e.rule_ids;
-        r.policy_version = e.policy_version;
-        r.decided_by = e.decided_by;
         r.decision = e.decision;
         r
     }
@@ -59,108 +71,15 @@ impl Stamp {
         r
     }
 
-    /// The audit row for one exchange event.
+    /// The audit row for one exchange event: where it came from and who
+    /// asked, what it asked, what came back, who decided, and when.
     pub fn from_event(&self, ev: &ExchangeEvent) -> AuditRow {
         let time = ev.done_us.unwrap_or_else(now_us);
         let mut r = self.row(kind_name(ev.kind), time);
-        r.session_id = ev.session_id.clone();
-        r.transport = Some(transport_name(ev.transport).to_string());
-        r.protocol_version = ev.protocol_version.clone();
-        (r.src_addr, r.src_port) = split_addr(&ev.client_addr);
-        (r.dst_addr, r.dst_port) = split_addr(&ev.orig_dst);
-        r.conn_id = i64::try_from(ev.conn_id).ok();
-        if let Some(c) = &ev.caller {
-            r.subject = Some(c.subject.clone());
-            r.issuer = c.issuer.clone();
-            r.auth_method = Some(c.method.as_str().to_string());
-            r.groups = c.groups.clone();
-            r.token_id = c.token_id.clone();
-            r.oauth_client_id = c.client_id.clone();
-            if let Some(cert) = &c.cert {
-                r.cert_fingerprint = Some(cert.fingerprint.clone());
-                r.cert_serial = Some(cert.serial.clone());
-                r.cert_not_after = Some(cert.not_after.saturating_mul(1000));
-            }
-        }
-        r.client_name = ev.client_name.clone();
-        r.client_version = ev.client_version.clone();
-        r.direction = Some(
-            match ev.direction {
-                crate::pipeline::Direction::ClientToServer => "client_to_server",
-                crate::pipeline::Direction::ServerToClient => "server_to_client",
-            }
-            .into(),
-        );
-        r.jsonrpc_id = ev.jsonrpc_id.as_ref().map(json_text);
-        r.method = ev.method.clone();
-        match ev.method.as_deref() {
-            Some("tools/call") => r.tool_name = ev.target.clone(),
-            Some("prompts/get") => r.prompt_name = ev.target.clone(),
-            Some(m) if m.starts_with("resources/") => r.resource_uri = ev.target.clone(),
-            _ => {}
-        }
-        // Tool calls record their arguments; other requests their params.
-        let args = match ev.method.as_deref() {
-            Some("tools/call") | Some("prompts/get") => {
-                ev.params.as_ref().and_then(|p| p.get("arguments"))
-            }
-            _ => ev.params.as_ref(),
-        };
-        if let Some(a) = args {
-            r.arguments_sha256 = Some(hex::encode(Sha256::digest(
-                crate::jsonrpc::canonical(a).as_bytes(),
-            )));
-            r.arguments = Some(self.cut(&json_text(a)).0);
-        }
-        let mut size = 0i64;
-        if let Some(res) = &ev.result {
-            let text = json_text(res);
-            size += text.len() as i64;
-            let (t, cut) = self.cut(&text);
-            r.result = Some(t);
-            r.response_truncated |= cut;
-        }
-        if let Some(err) = &ev.error {
-            let text = json_text(err);
-            size += text.len() as i64;
-            let (t, cut) = self.cut(&text);
-            r.error = Some(t);
-            r.response_truncated |= cut;
-            r.error_code = err
-                .get("code")
-                .and_then(Value::as_i64)
-                .and_then(|c| i32::try_from(c).ok());
-        }
-        r.response_size = (ev.result.is_some() || ev.error.is_some()).then_some(size);
-        r.http_status = ev.http_status.map(i32::from);
-        r.decision = match ev.kind {
-            EventKind::Denied => Some("deny".into()),
-            EventKind::Exchange | EventKind::Notification | EventKind::Unanswered => {
-                Some("allow".into())
-            }
-            // Refused by a security stage (identity, TLS), not by a limit.
-            EventKind::Rejected if ev.decided_by.is_some() => Some("deny".into()),
-            _ => None,
-        };
-        r.decided_by = ev.decided_by.clone();
-        r.masked_counts = ev
-            .masked
-            .iter()
-            .map(|(k, v)| (k.clone(), i32::try_from(*v).unwrap_or(i32::MAX)))
-            .collect();
-        if let Some(d) = &ev.decision {
-            // A refusal is a deny whatever allowed it first (e.g. a permit
-            // and then a spent budget); otherwise the policy's effect.
-            if ev.kind != EventKind::Denied {
-                r.decision = Some(d.effect.as_str().to_string());
-            }
-            r.rule_ids = d.policies.clone();
-            r.policy_version = Some(d.version.clone());
-        }
-        if let Some(a) = &ev.approval {
-            r.approval_id = Some(a.id.clone());
-            r.approvers = a.approvers.clone();
-        }
+        connection(&mut r, ev);
+        self.request(&mut r, ev);
+        self.answer(&mut r, ev);
+        decision(&mut r, ev);
         r.received_us = Some(ev.received_us);
         r.forwarded_us = ev.forwarded_us;
         r.first_byte_us = ev.first_byte_us;
@@ -174,6 +93,50 @@ impl Stamp {
         r
     }
 
+    /// The JSON-RPC id, method, target and arguments (tool calls and
+    /// prompts record their arguments; other requests their params).
+    fn request(&self, r: &mut AuditRow, ev: &ExchangeEvent) {
+        r.jsonrpc_id = ev.jsonrpc_id.as_ref().map(json_text);
+        r.method = ev.method.clone();
+        if let Some(m) = &ev.method {
+            set_target(r, m, ev.target.clone());
+        }
+        let args = match ev.method.as_deref() {
+            Some("tools/call") | Some("prompts/get") => {
+                ev.params.as_ref().and_then(|p| p.get("arguments"))
+            }
+            _ => ev.params.as_ref(),
+        };
+        if let Some(a) = args {
+            r.arguments_sha256 = Some(arguments_sha256(a));
+            r.arguments = Some(self.cut(&json_text(a)).0);
+        }
+    }
+
+    /// The result or error (cut to `max_field_bytes`), their full size,
+    /// the error code and the HTTP status.
+    fn answer(&self, r: &mut AuditRow, ev: &ExchangeEvent) {
+        let mut size = 0i64;
+        let mut keep = |v: &Value| {
+            let text = json_text(v);
+            size += text.len() as i64;
+            let (t, cut) = self.cut(&text);
+            r.response_truncated |= cut;
+            t
+        };
+        let result = ev.result.as_ref().map(&mut keep);
+        let error = ev.error.as_ref().map(&mut keep);
+        (r.result, r.error) = (result, error);
+        r.error_code = ev
+            .error
+            .as_ref()
+            .and_then(|e| e.get("code"))
+            .and_then(Value::as_i64)
+            .and_then(|c| i32::try_from(c).ok());
+        r.response_size = (ev.result.is_some() || ev.error.is_some()).then_some(size);
+        r.http_status = ev.http_status.map(i32::from);
+    }
+
     /// Cuts `s` to at most `max_field_bytes` on a char boundary.
     fn cut(&self, s: &str) -> (String, bool) {
         if s.len() <= self.max_field_bytes {
@@ -184,6 +147,95 @@ impl Stamp {
             end -= 1;
         }
         (s[..end].to_string(), true)
+    }
+}
+
+/// The columns of the call an approval is bound to. The issuer and the
+/// server stay out: approval rows have never carried them (`issuer` and
+/// `dst_port` are the exchange's), and readers of old rows expect them
+/// empty.
+fn approval_call(r: &mut AuditRow, c: CallFacts) {
+    r.subject = Some(c.subject);
+    r.groups = c.groups;
+    set_target(r, &c.method, c.target);
+    r.method = Some(c.method);
+    r.arguments_sha256 = Some(c.arguments_sha256).filter(|s| !s.is_empty());
+    r.policy_version = Some(c.policy_version);
+}
+
+/// Session, transport, addresses, the caller and the client.
+fn connection(r: &mut AuditRow, ev: &ExchangeEvent) {
+    r.session_id = ev.session_id.clone();
+    r.transport = Some(transport_name(ev.transport).to_string());
+    r.protocol_version = ev.protocol_version.clone();
+    (r.src_addr, r.src_port) = split_addr(&ev.client_addr);
+    (r.dst_addr, r.dst_port) = split_addr(&ev.orig_dst);
+    r.conn_id = i64::try_from(ev.conn_id).ok();
+    if let Some(c) = &ev.caller {
+        r.subject = Some(c.subject.clone());
+        r.issuer = c.issuer.clone();
+        r.auth_method = Some(c.method.as_str().to_string());
+        r.groups = c.groups.clone();
+        r.token_id = c.token_id.clone();
+        r.oauth_client_id = c.client_id.clone();
+        if let Some(cert) = &c.cert {
+            r.cert_fingerprint = Some(cert.fingerprint.clone());
+            r.cert_serial = Some(cert.serial.clone());
+            r.cert_not_after = Some(cert.not_after.saturating_mul(1000));
+        }
+    }
+    r.client_name = ev.client_name.clone();
+    r.client_version = ev.client_version.clone();
+    r.direction = Some(
+        match ev.direction {
+            Direction::ClientToServer => "client_to_server",
+            Direction::ServerToClient => "server_to_client",
+        }
+        .into(),
+    );
+}
+
+/// Who decided and how: the exchange's outcome, the policy's decision,
+/// what was masked and the approval that released the call.
+fn decision(r: &mut AuditRow, ev: &ExchangeEvent) {
+    r.decision = match ev.kind {
+        EventKind::Denied => Some("deny".into()),
+        EventKind::Exchange | EventKind::Notification | EventKind::Unanswered => {
+            Some("allow".into())
+        }
+        // Refused by a security stage (identity, TLS), not by a limit.
+        EventKind::Rejected if ev.decided_by.is_some() => Some("deny".into()),
+        _ => None,
+    };
+    r.decided_by = ev.decided_by.clone();
+    r.masked_counts = ev
+        .masked
+        .iter()
+        .map(|(k, v)| (k.clone(), i32::try_from(*v).unwrap_or(i32::MAX)))
+        .collect();
+    if let Some(d) = &ev.decision {
+        // A refusal is a deny whatever allowed it first (e.g. a permit
+        // and then a spent budget); otherwise the policy's effect.
+        if ev.kind != EventKind::Denied {
+            r.decision = Some(d.effect.as_str().to_string());
+        }
+        r.rule_ids = d.policies.clone();
+        r.policy_version = Some(d.version.clone());
+    }
+    if let Some(a) = &ev.approval {
+        r.approval_id = Some(a.id.clone());
+        r.approvers = a.approvers.clone();
+    }
+}
+
+/// Puts `target` in the column that names it for `method` (none for
+/// methods that name nothing).
+fn set_target(r: &mut AuditRow, method: &str, target: Option<String>) {
+    match TargetColumn::of(method) {
+        Some(TargetColumn::Tool) => r.tool_name = target,
+        Some(TargetColumn::Prompt) => r.prompt_name = target,
+        Some(TargetColumn::Resource) => r.resource_uri = target,
+        None => {}
     }
 }
 
@@ -222,3 +274,6 @@ fn split_addr(a: &str) -> (Option<String>, Option<i32>) {
 fn json_text(v: &Value) -> String {
     serde_json::to_string(v).unwrap_or_default()
 }
+
+#[cfg(test)]
+mod tests;

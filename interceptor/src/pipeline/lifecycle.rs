@@ -10,41 +10,50 @@
 
 use std::sync::Arc;
 
-/// One event outside an exchange, in the audit's terms (each field is the
-/// audit column of the same name; unset fields stay empty).
+use super::CallFacts;
+
+/// What a lifecycle event is about, beyond its kind and message.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum About {
+    /// The agent itself (a policy load, a start, a tool pinned).
+    #[default]
+    Agent,
+    /// A step of an approval request.
+    Approval {
+        /// The request's id.
+        id: String,
+        /// The call the request is bound to.
+        call: CallFacts,
+        /// JSON of the call's arguments, already masked by the emitter
+        /// (none where the step must not show them).
+        arguments: Option<String>,
+        /// The policies that asked for approval.
+        policies: Vec<String>,
+    },
+    /// A grant added, revoked, expired or refused.
+    Grant {
+        /// The grant's id (none for a refused one: it never existed).
+        id: Option<String>,
+        /// The subject the grant is for.
+        subject: String,
+        /// The tool name glob the grant covers.
+        tool: String,
+    },
+}
+
+/// One event outside an exchange: what happened, what it is about, who
+/// acted and what was decided.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LifecycleEvent {
     /// The audit row kind (`tool_pinned`, `approval_requested`, ...).
     pub kind: String,
     /// What happened, for a person reading the row.
     pub message: String,
-    /// The caller's subject.
-    pub subject: Option<String>,
-    /// The caller's groups.
-    pub groups: Vec<String>,
-    /// The JSON-RPC method.
-    pub method: Option<String>,
-    /// The tool a `tools/call` names.
-    pub tool_name: Option<String>,
-    /// The resource URI a `resources/read` names.
-    pub resource_uri: Option<String>,
-    /// The prompt a `prompts/get` names.
-    pub prompt_name: Option<String>,
-    /// Canonical JSON of the call's arguments (already masked by the emitter).
-    pub arguments: Option<String>,
-    /// SHA-256 of the call's arguments.
-    pub arguments_sha256: Option<String>,
-    /// The approval involved.
-    pub approval_id: Option<String>,
-    /// Who approved.
+    /// The approval or grant the event is about.
+    pub about: About,
+    /// Who acted: the approvers, or who granted, revoked or looked.
     pub approvers: Vec<String>,
-    /// The policy rules that matched.
-    pub rule_ids: Vec<String>,
-    /// The policy set version.
-    pub policy_version: Option<String>,
-    /// `approval` or `grant`: which mechanism decided.
-    pub decided_by: Option<String>,
-    /// The decision taken.
+    /// The decision taken: an approval's status, a grant refused.
     pub decision: Option<String>,
 }
 
@@ -58,16 +67,15 @@ impl LifecycleEvent {
         }
     }
 
-    /// Sets the column that names `target` for `method`: the tool of a
-    /// `tools/call`, the prompt of a `prompts/get`, the URI of a
-    /// `resources/*` request; other methods name none.
-    pub fn set_target(&mut self, method: &str, target: Option<String>) {
-        match method {
-            "tools/call" => self.tool_name = target,
-            "prompts/get" => self.prompt_name = target,
-            m if m.starts_with("resources/") => self.resource_uri = target,
-            _ => {}
-        }
+    /// The names in the event a mask must see: the message, and the call's
+    /// target or the grant's tool.
+    fn texts(&mut self) -> impl Iterator<Item = &mut String> {
+        let name = match &mut self.about {
+            About::Agent => None,
+            About::Approval { call, .. } => call.target.as_mut(),
+            About::Grant { tool, .. } => Some(tool),
+        };
+        std::iter::once(&mut self.message).chain(name)
     }
 }
 
@@ -112,19 +120,12 @@ impl Events {
         self.sink.is_some()
     }
 
-    /// Masks `event`'s message, tool, resource and prompt, then records it.
+    /// Masks `event`'s message and the name it carries (tool, resource or
+    /// prompt), then records it.
     pub fn emit(&self, mut event: LifecycleEvent) {
         let Some(sink) = &self.sink else { return };
         if let Some(mask) = &self.mask {
-            if let Some(m) = mask(&event.message) {
-                event.message = m;
-            }
-            let names = [
-                &mut event.tool_name,
-                &mut event.resource_uri,
-                &mut event.prompt_name,
-            ];
-            for s in names.into_iter().flatten() {
+            for s in event.texts() {
                 if let Some(m) = mask(s) {
                     *s = m;
                 }

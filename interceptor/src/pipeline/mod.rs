@@ -13,6 +13,7 @@
 //! the rest for that message. Phases never see sockets or HTTP framing.
 #![forbid(unsafe_code)]
 
+pub mod call;
 pub mod event;
 pub mod lifecycle;
 pub mod notes;
@@ -23,8 +24,9 @@ use std::{future::Future, pin::Pin, sync::Arc, time::Duration};
 use bytes::Bytes;
 use serde_json::Value;
 
+pub use call::CallFacts;
 pub use event::{Direction, EventKind, ExchangeEvent, Transport};
-pub use lifecycle::{Events, LifecycleEvent, LifecycleSink, TextMask};
+pub use lifecycle::{About, Events, LifecycleEvent, LifecycleSink, TextMask};
 pub use notes::{
     ApprovalMode, ApprovalNote, ApprovalRule, Decision, Effect, HoldSignal, MaskCounts, Notes,
 };

@@ -2,7 +2,7 @@
 //! per-request `CTX`): what a deciding phase concluded, carried into the
 //! event, the audit row, and later phases.
 
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard};
 
 use serde::Serialize;
 
@@ -102,7 +102,7 @@ impl HoldSignal {
     /// A phase started holding; `what` says why, for progress messages
     /// sent with the request's `progressToken`, if it had one.
     pub fn hold(&self, what: String, progress_token: Option<serde_json::Value>) {
-        *self.what.lock().unwrap_or_else(|p| p.into_inner()) = Some((what, progress_token));
+        *lock(&self.what) = Some((what, progress_token));
         self.notify.notify_one();
     }
 
@@ -113,7 +113,7 @@ impl HoldSignal {
 
     /// What the held call is: its method and arguments.
     pub fn what(&self) -> Option<(String, Option<serde_json::Value>)> {
-        self.what.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        lock(&self.what).clone()
     }
 }
 
@@ -142,26 +142,22 @@ impl Notes {
 
     /// Records the policy decision.
     pub fn set_decision(&self, d: Decision) {
-        *self.decision.lock().unwrap_or_else(|p| p.into_inner()) = Some(d);
+        *lock(&self.decision) = Some(d);
     }
 
     /// A masking phase rewrote this message with `profile`.
     pub fn set_masked(&self, profile: &str, counts: MaskCounts) {
-        *self.masked.lock().unwrap_or_else(|p| p.into_inner()) =
-            Some((profile.to_string(), counts));
+        *lock(&self.masked) = Some((profile.to_string(), counts));
     }
 
     /// The masking profile applied and what it masked.
     pub fn masked(&self) -> Option<(String, MaskCounts)> {
-        self.masked
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        lock(&self.masked).clone()
     }
 
     /// Records the approval the call waited on.
     pub fn set_approval(&self, a: ApprovalNote) {
-        *self.approval.lock().unwrap_or_else(|p| p.into_inner()) = Some(a);
+        *lock(&self.approval) = Some(a);
     }
 
     /// Where a held message's future records the approval that released it.
@@ -171,26 +167,22 @@ impl Notes {
 
     /// The approval the call waited on.
     pub fn approval(&self) -> Option<ApprovalNote> {
-        self.approval
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        lock(&self.approval).clone()
     }
 
     /// The decision's effect, without copying the decision.
     pub fn effect(&self) -> Option<Effect> {
-        self.decision
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .as_ref()
-            .map(|d| d.effect)
+        lock(&self.decision).as_ref().map(|d| d.effect)
     }
 
     /// The policy decision.
     pub fn decision(&self) -> Option<Decision> {
-        self.decision
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        lock(&self.decision).clone()
     }
+}
+
+/// The value behind `m`, even if a panicking holder poisoned it: notes
+/// are plain data, valid whatever a phase did.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }

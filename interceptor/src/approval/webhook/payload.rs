@@ -28,17 +28,17 @@ pub fn json_request(a: &Approval, approve_at: &str, include_arguments: bool) -> 
     let mut approval = json!({
         "id": a.id,
         "status": a.status,
-        "mode": a.mode,
-        "subject": a.subject,
-        "issuer": a.issuer,
-        "groups": a.groups,
-        "server": a.server,
-        "method": a.method,
-        "target": a.target,
-        "policy_version": a.policy_version,
+        "mode": a.rule.mode,
+        "subject": a.call.subject,
+        "issuer": a.call.issuer,
+        "groups": a.call.groups,
+        "server": a.call.server,
+        "method": a.call.method,
+        "target": a.call.target,
+        "policy_version": a.call.policy_version,
         "policies": a.policies,
-        "approver_groups": a.approver_groups,
-        "quorum": a.quorum,
+        "approver_groups": a.rule.groups,
+        "quorum": a.rule.quorum,
         "created_us": a.created_us,
         "expires_us": a.expires_us,
     });
@@ -70,28 +70,28 @@ pub fn json_summary(s: &Summary, list_at: &str) -> Value {
 
 /// A Slack incoming-webhook payload for one request.
 pub fn slack_request(a: &Approval, approve_at: &str, include_arguments: bool) -> Value {
-    let target = a.target.as_deref().map(code).unwrap_or_default();
+    let target = a.call.target.as_deref().map(code).unwrap_or_default();
     let text = format!(
         "Approval {} requested: {} asks for {} {} on server {}.",
         code(&a.id),
-        code(&a.subject),
-        code(&a.method),
+        code(&a.call.subject),
+        code(&a.call.method),
         target,
-        code(&a.server)
+        code(&a.call.server)
     );
     let details = format!(
         "*Approval requested* {}\n*Caller:* {} of {}\n*Call:* {} {}\n*Server:* {}\n\
          *Policy:* {} {}\n*Needs:* {} approver(s) from {}",
         code(&a.id),
-        code(&a.subject),
-        code(&a.issuer),
-        code(&a.method),
+        code(&a.call.subject),
+        code(&a.call.issuer),
+        code(&a.call.method),
         target,
-        code(&a.server),
+        code(&a.call.server),
         code(&a.policies.join(", ")),
-        code(&a.policy_version),
-        a.quorum,
-        code(&a.approver_groups.join(", ")),
+        code(&a.call.policy_version),
+        a.rule.quorum,
+        code(&a.rule.groups.join(", ")),
     );
     let mut blocks = vec![section(&details)];
     if include_arguments {

@@ -1,6 +1,7 @@
 use std::sync::Mutex;
 
 use super::*;
+use crate::pipeline::CallFacts;
 
 #[derive(Default)]
 struct Kept(Mutex<Vec<LifecycleEvent>>);
@@ -11,12 +12,29 @@ impl LifecycleSink for Kept {
     }
 }
 
-fn event() -> LifecycleEvent {
-    let mut e = LifecycleEvent::new("tool_pinned", "server 8080 tool ada@example.org pinned");
-    e.tool_name = Some("ada@example.org".into());
-    e.resource_uri = Some("file:///home/ada@example.org".into());
-    e.prompt_name = Some("plain".into());
-    e.subject = Some("ada@example.org".into());
+fn event(target: &str) -> LifecycleEvent {
+    let mut e = LifecycleEvent::new("approval_requested", "tool ada@example.org asked for");
+    e.about = About::Approval {
+        id: "apr-1".into(),
+        call: CallFacts {
+            subject: "ada@example.org".into(),
+            method: "tools/call".into(),
+            target: Some(target.into()),
+            ..CallFacts::default()
+        },
+        arguments: None,
+        policies: Vec::new(),
+    };
+    e
+}
+
+fn grant(tool: &str) -> LifecycleEvent {
+    let mut e = LifecycleEvent::new("grant_added", "granted");
+    e.about = About::Grant {
+        id: None,
+        subject: "ada@example.org".into(),
+        tool: tool.into(),
+    };
     e
 }
 
@@ -32,17 +50,34 @@ fn email_mask() -> TextMask {
 #[test]
 fn events_are_masked_before_the_sink_sees_them() {
     let kept = Arc::new(Kept::default());
-    Events::new(Some(kept.clone()), None).emit(event());
-    Events::new(Some(kept.clone()), Some(email_mask())).emit(event());
+    let made = [
+        event("ada@example.org"),
+        event("plain"),
+        grant("file:///home/ada@example.org"),
+        LifecycleEvent::new("tool_pinned", "tool ada@example.org pinned"),
+    ];
+    for e in &made {
+        Events::new(Some(kept.clone()), None).emit(e.clone());
+        Events::new(Some(kept.clone()), Some(email_mask())).emit(e.clone());
+    }
     let got = std::mem::take(&mut *kept.0.lock().unwrap());
-    assert_eq!(got[0], event(), "no mask: unchanged");
-    let masked = &got[1];
-    assert_eq!(masked.message, "server 8080 tool [EMAIL] pinned");
-    assert_eq!(masked.tool_name.as_deref(), Some("[EMAIL]"));
-    assert_eq!(masked.resource_uri.as_deref(), Some("file:///home/[EMAIL]"));
-    assert_eq!(masked.prompt_name.as_deref(), Some("plain"));
+    for (i, e) in made.iter().enumerate() {
+        assert_eq!(&got[2 * i], e, "no mask: unchanged");
+    }
+    assert_eq!(got[1].message, "tool [EMAIL] asked for");
+    let About::Approval { call: c, .. } = &got[1].about else {
+        panic!("{:?}", got[1].about)
+    };
+    assert_eq!(c.target.as_deref(), Some("[EMAIL]"));
     // The subject is who acted, as every exchange row keeps it.
-    assert_eq!(masked.subject.as_deref(), Some("ada@example.org"));
+    assert_eq!(c.subject, "ada@example.org");
+    assert_eq!(got[3].about, made[1].about, "nothing to mask: kept");
+    let About::Grant { subject, tool, .. } = &got[5].about else {
+        panic!("{:?}", got[5].about)
+    };
+    assert_eq!(tool, "file:///home/[EMAIL]");
+    assert_eq!(subject, "ada@example.org");
+    assert_eq!(got[7].message, "tool [EMAIL] pinned");
 }
 
 /// No sink: nothing is recorded, and emitting is harmless.
@@ -50,17 +85,5 @@ fn events_are_masked_before_the_sink_sees_them() {
 fn without_a_sink_events_are_dropped() {
     let e = Events::default();
     assert!(!e.is_recorded());
-    e.emit(event());
-}
-
-#[test]
-fn the_target_lands_in_the_column_of_its_method() {
-    let mut e = LifecycleEvent::new("approval_requested", "m");
-    e.set_target("tools/call", Some("db.drop".into()));
-    e.set_target("prompts/get", Some("p".into()));
-    e.set_target("resources/read", Some("file:///x".into()));
-    e.set_target("ping", Some("ignored".into()));
-    assert_eq!(e.tool_name.as_deref(), Some("db.drop"));
-    assert_eq!(e.prompt_name.as_deref(), Some("p"));
-    assert_eq!(e.resource_uri.as_deref(), Some("file:///x"));
+    e.emit(event("x"));
 }

@@ -1,0 +1,142 @@
+//! Grants in the store: standing permissions for a subject (of one
+//! issuer) to call matching tools without approval, until they expire or
+//! are revoked.
+
+use rusqlite::{Params, Row, params};
+use serde::Serialize;
+
+use super::Store;
+use crate::approval::ApprovalError;
+
+/// A standing permission for a subject to call one tool without approval.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Grant {
+    /// The grant's id.
+    pub id: String,
+    /// The subject the grant is for.
+    pub subject: String,
+    /// The issuer `subject` is of (token issuer URL or certificate issuer
+    /// DN): a grant to "alice" of one issuer is not one to "alice" of
+    /// another. Grants stored before issuers were recorded have "" and
+    /// cover nobody.
+    pub issuer: String,
+    /// Server name (port rule `name`) or `*`.
+    pub server: String,
+    /// Tool name glob.
+    pub tool: String,
+    /// When the grant was added (microseconds since the epoch).
+    pub created_us: i64,
+    /// When the grant lapses (microseconds since the epoch).
+    pub expires_us: i64,
+    /// Who added the grant.
+    pub granted_by: String,
+    /// Why the grant was added.
+    pub reason: String,
+    /// When the grant was revoked, if it was.
+    pub revoked_us: Option<i64>,
+    /// Who revoked the grant, if anyone did.
+    pub revoked_by: Option<String>,
+    /// Why the grant was revoked, if it was.
+    pub revoke_reason: Option<String>,
+}
+
+impl Grant {
+    /// Whether the grant is in force at `now_us`.
+    pub fn active(&self, now_us: i64) -> bool {
+        self.revoked_us.is_none() && now_us < self.expires_us
+    }
+}
+
+const GRANT_COLUMNS: &str = "id, subject, server, tool, created_us, expires_us, granted_by, \
+     reason, revoked_us, revoked_by, revoke_reason, issuer";
+
+fn grant_row(r: &Row<'_>) -> rusqlite::Result<Grant> {
+    Ok(Grant {
+        id: r.get(0)?,
+        subject: r.get(1)?,
+        server: r.get(2)?,
+        tool: r.get(3)?,
+        created_us: r.get(4)?,
+        expires_us: r.get(5)?,
+        granted_by: r.get(6)?,
+        reason: r.get(7)?,
+        revoked_us: r.get(8)?,
+        revoked_by: r.get(9)?,
+        revoke_reason: r.get(10)?,
+        issuer: r.get(11)?,
+    })
+}
+
+impl Store {
+    /// Stores a new grant.
+    pub fn insert_grant(&self, g: &Grant) -> Result<(), ApprovalError> {
+        self.db.execute(
+            &format!(
+                "INSERT INTO grants ({GRANT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
+            ),
+            params![
+                g.id,
+                g.subject,
+                g.server,
+                g.tool,
+                g.created_us,
+                g.expires_us,
+                g.granted_by,
+                g.reason,
+                g.revoked_us,
+                g.revoked_by,
+                g.revoke_reason,
+                g.issuer
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// Grants still in force at `now_us`, or all when `all`.
+    pub fn grants(&self, now_us: i64, all: bool) -> Result<Vec<Grant>, ApprovalError> {
+        self.grants_where(
+            "?2 OR (revoked_us IS NULL AND expires_us > ?1) ORDER BY created_us",
+            params![now_us, all],
+        )
+    }
+
+    /// The grants `where_` selects.
+    fn grants_where(&self, where_: &str, p: impl Params) -> Result<Vec<Grant>, ApprovalError> {
+        let sql = format!("SELECT {GRANT_COLUMNS} FROM grants WHERE {where_}");
+        self.all(&sql, p, grant_row)
+    }
+
+    /// Looks up one grant by id.
+    pub fn grant(&self, id: &str) -> Result<Option<Grant>, ApprovalError> {
+        Ok(self.grants_where("id = ?1", [id])?.into_iter().next())
+    }
+
+    /// Revokes an active grant; false when it was not active.
+    pub fn revoke_grant(
+        &self,
+        id: &str,
+        by: &str,
+        reason: &str,
+        now_us: i64,
+    ) -> Result<bool, ApprovalError> {
+        let n = self.db.execute(
+            "UPDATE grants SET revoked_us = ?2, revoked_by = ?3, revoke_reason = ?4, ended_recorded = 1 \
+             WHERE id = ?1 AND revoked_us IS NULL AND expires_us > ?2",
+            params![id, now_us, by, reason],
+        )?;
+        Ok(n == 1)
+    }
+
+    /// Grants that expired and whose end is not yet in the audit; marks
+    /// them recorded.
+    pub fn take_expired_grants(&self, now_us: i64) -> Result<Vec<Grant>, ApprovalError> {
+        let gs = self.grants_where("ended_recorded = 0 AND expires_us <= ?1", [now_us])?;
+        for g in &gs {
+            self.db.execute(
+                "UPDATE grants SET ended_recorded = 1 WHERE id = ?1",
+                [&g.id],
+            )?;
+        }
+        Ok(gs)
+    }
+}

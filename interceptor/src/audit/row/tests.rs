@@ -1,0 +1,80 @@
+use super::*;
+use crate::pipeline::CallFacts;
+
+fn stamp() -> Stamp {
+    Stamp {
+        host: "h".into(),
+        agent_version: "v".into(),
+        max_field_bytes: 1 << 20,
+    }
+}
+
+fn approval_step(method: &str, target: &str, sha: &str) -> LifecycleEvent {
+    let mut e = LifecycleEvent::new("approval_requested", "m");
+    e.about = About::Approval {
+        id: "apr-1".into(),
+        call: CallFacts {
+            subject: "alice".into(),
+            issuer: "https://idp".into(),
+            groups: vec!["dev".into()],
+            server: "db".into(),
+            method: method.into(),
+            target: Some(target.into()),
+            arguments_sha256: sha.into(),
+            policy_version: "pv".into(),
+        },
+        arguments: Some("{}".into()),
+        policies: vec!["p1".into()],
+    };
+    e.decision = Some("pending".into());
+    e
+}
+
+#[test]
+fn the_target_lands_in_the_column_of_its_method() {
+    let row = |m| stamp().from_lifecycle(approval_step(m, "t", ""));
+    let tool = row("tools/call");
+    assert_eq!(tool.tool_name.as_deref(), Some("t"));
+    assert_eq!(row("prompts/get").prompt_name.as_deref(), Some("t"));
+    assert_eq!(row("resources/read").resource_uri.as_deref(), Some("t"));
+    let ping = row("ping");
+    let names = [ping.tool_name, ping.prompt_name, ping.resource_uri];
+    assert_eq!(names, [None, None, None], "ping names nothing");
+    assert_eq!((tool.prompt_name, tool.resource_uri), (None, None));
+}
+
+/// An approval step's row: the call's columns, an empty digest left null,
+/// and (as rows have always been) no issuer.
+#[test]
+fn an_approval_step_fills_the_call_columns() {
+    let r = stamp().from_lifecycle(approval_step("tools/call", "db.drop", ""));
+    assert_eq!(r.subject.as_deref(), Some("alice"));
+    assert_eq!(r.groups, ["dev"]);
+    assert_eq!(r.method.as_deref(), Some("tools/call"));
+    assert_eq!(r.policy_version.as_deref(), Some("pv"));
+    assert_eq!(r.arguments_sha256, None);
+    assert_eq!(r.issuer, None);
+    assert_eq!(r.approval_id.as_deref(), Some("apr-1"));
+    assert_eq!(r.decided_by.as_deref(), Some("approval"));
+    assert_eq!(r.rule_ids, ["p1"]);
+    assert_eq!(r.arguments.as_deref(), Some("{}"));
+    assert_eq!(r.decision.as_deref(), Some("pending"));
+    let r = stamp().from_lifecycle(approval_step("tools/call", "db.drop", "abc"));
+    assert_eq!(r.arguments_sha256.as_deref(), Some("abc"));
+}
+
+#[test]
+fn a_grant_row_names_its_subject_tool_and_id_only() {
+    let mut e = LifecycleEvent::new("grant_added", "m");
+    e.about = About::Grant {
+        id: Some("grt-1".into()),
+        subject: "bob".into(),
+        tool: "db.*".into(),
+    };
+    let r = stamp().from_lifecycle(e);
+    assert_eq!(r.subject.as_deref(), Some("bob"));
+    assert_eq!(r.tool_name.as_deref(), Some("db.*"));
+    assert_eq!(r.approval_id.as_deref(), Some("grt-1"));
+    assert_eq!(r.decided_by.as_deref(), Some("grant"));
+    assert_eq!((r.method, r.policy_version), (None, None));
+}
