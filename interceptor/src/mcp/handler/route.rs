@@ -51,7 +51,7 @@ impl McpHandler {
         &self,
         mut head: Parts,
         body: Incoming,
-        ctx: &Arc<ConnCtx>,
+        ctx: &ConnCtx,
         class: Class,
         caller: Arc<Caller>,
     ) -> Result<(Post, Unread), Stop> {

@@ -39,6 +39,7 @@ impl McpHandler {
         held::keep_alive(work, signal, every).await
     }
 
+    /// The runner's response, whichever step gave it.
     async fn finish(
         self,
         req: Request<Incoming>,
@@ -80,7 +81,7 @@ impl McpHandler {
     pub(super) async fn run(
         &self,
         req: Request<Incoming>,
-        ctx: &Arc<ConnCtx>,
+        ctx: &ConnCtx,
         hold: Option<Arc<HoldSignal>>,
     ) -> Result<Response<ProxyBody>, Stop> {
         self.metadata(&req, ctx)?;
