@@ -73,19 +73,25 @@ impl Origin {
         }
     }
 
-    /// An event for an HTTP request that never became a message.
-    pub fn rejected(&self, status: u16, error: Value, bytes_in: u64) -> ExchangeEvent {
+    /// An event of this request that carries no message (a request
+    /// passed through, a session closed, a refusal).
+    pub fn bare(&self, kind: EventKind) -> ExchangeEvent {
         let empty = Message {
             kind: crate::jsonrpc::Kind::Notification,
             value: Value::Null,
             raw: None,
         };
-        let mut e = self.event(
-            EventKind::Rejected,
+        self.event(
+            kind,
             Direction::ClientToServer,
             &empty,
             &SessionInfo::default(),
-        );
+        )
+    }
+
+    /// An event for an HTTP request that never became a message.
+    pub fn rejected(&self, status: u16, error: Value, bytes_in: u64) -> ExchangeEvent {
+        let mut e = self.bare(EventKind::Rejected);
         e.http_status = Some(status);
         e.error = Some(error);
         e.bytes_in = bytes_in;
