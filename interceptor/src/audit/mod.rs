@@ -129,35 +129,11 @@ impl Audit {
         upload: Option<Arc<tokio::sync::Notify>>,
     ) -> Result<Self, AuditError> {
         let dir = cfg.dir.clone();
-        fsutil::create_private_dir(&dir).map_err(|source| AuditError::Dir {
-            path: dir.clone(),
-            source,
-        })?;
+        fsutil::create_private_dir(&dir).map_err(dir_err(&dir))?;
         let host = cfg.host.clone().unwrap_or_else(default_host);
-        let key =
-            chain::load_or_create_key(&cfg.signing_key).map_err(|source| AuditError::Key {
-                path: cfg.signing_key.clone(),
-                source,
-            })?;
-        let mut chain = Chain::open(&dir, &host, key).map_err(|source| AuditError::Dir {
-            path: dir.clone(),
-            source,
-        })?;
+        let mut chain = open_chain(cfg, &host)?;
         let first_seq = chain.segments.last().map_or(0, |s| s + 1);
-        let roll = Roll {
-            max_bytes: cfg.roll_bytes,
-            max_age: Duration::from_secs(cfg.roll_seconds),
-        };
-        let (wal, leftover) = Wal::open(
-            &dir.join("wal"),
-            roll,
-            cfg.fsync == Fsync::Always,
-            first_seq,
-        )
-        .map_err(|source| AuditError::Dir {
-            path: dir.join("wal"),
-            source,
-        })?;
+        let (wal, leftover) = open_wal(cfg, first_seq)?;
         let stamp = Stamp {
             host: host.clone(),
             agent_version: env!("CARGO_PKG_VERSION").into(),
@@ -165,18 +141,10 @@ impl Audit {
         };
         let s3 = cfg.s3.is_some();
         if s3 {
-            // The bucket's copy carries the key beside the entries, as the
-            // local directory does (auditors still pin it: --public-key).
-            let key = std::path::Path::new("manifest")
-                .join(&host)
-                .join(chain::PUBLIC_KEY_FILE);
-            upload::enqueue(&dir, &key).map_err(|source| AuditError::Dir {
-                path: dir.join(&key),
-                source,
-            })?;
+            publish_key(&dir, &host)?;
         }
         for seq in leftover {
-            convert(&dir, &stamp.host, &mut chain, seq, s3).map_err(AuditError::Recover)?;
+            convert(&dir, &host, &mut chain, seq, s3).map_err(AuditError::Recover)?;
             tracing::info!(segment = seq, "recovered audit WAL segment");
         }
         tracing::info!(dir = %dir.display(), host = %host, public_key = %chain.public_key_hex(), "audit trail open");
@@ -184,7 +152,7 @@ impl Audit {
         let (tx, rx) = mpsc::channel();
         let inner = Arc::new(Inner {
             stamp,
-            dir: dir.clone(),
+            dir,
             block: cfg.on_audit_failure == OnAuditFailure::Block,
             wal: Mutex::new(wal),
             retry: Mutex::new(VecDeque::new()),
@@ -195,27 +163,10 @@ impl Audit {
             jobs: Mutex::new(tx),
             upload,
         });
-        let conv_inner = inner.clone();
-        let converter = std::thread::Builder::new()
-            .name("audit-convert".into())
-            .spawn(move || converter(conv_inner, chain, rx, s3))
-            .map_err(|source| AuditError::Dir {
-                path: dir.clone(),
-                source,
-            })?;
-        let tick_inner = inner.clone();
-        let interval = Duration::from_millis(cfg.fsync_interval_ms);
-        let (sync, roll_period) = (
-            cfg.fsync == Fsync::Interval,
-            Duration::from_secs(cfg.roll_seconds),
-        );
-        let ticker = std::thread::Builder::new()
-            .name("audit-commit".into())
-            .spawn(move || ticker(tick_inner, interval, sync, roll_period))
-            .map_err(|source| AuditError::Dir { path: dir, source })?;
+        let threads = spawn_threads(cfg, &inner, chain, rx, s3)?;
         Ok(Self {
             inner,
-            threads: Arc::new(Mutex::new(vec![converter, ticker])),
+            threads: Arc::new(Mutex::new(threads)),
         })
     }
 
@@ -265,6 +216,72 @@ impl Audit {
             let _ = t.join();
         }
     }
+}
+
+/// The error of creating or reading `path` in the audit directory.
+fn dir_err(path: &Path) -> impl FnOnce(io::Error) -> AuditError + '_ {
+    move |source| AuditError::Dir {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// The manifest chain in `cfg.dir`, signed with the configured key
+/// (created on first start).
+fn open_chain(cfg: &AuditConfig, host: &str) -> Result<Chain, AuditError> {
+    let key = chain::load_or_create_key(&cfg.signing_key).map_err(|source| AuditError::Key {
+        path: cfg.signing_key.clone(),
+        source,
+    })?;
+    Chain::open(&cfg.dir, host, key).map_err(dir_err(&cfg.dir))
+}
+
+/// The WAL, numbering new segments from `first_seq`, and the segments an
+/// earlier run left unconverted.
+fn open_wal(cfg: &AuditConfig, first_seq: u64) -> Result<(Wal, Vec<u64>), AuditError> {
+    let roll = Roll {
+        max_bytes: cfg.roll_bytes,
+        max_age: Duration::from_secs(cfg.roll_seconds),
+    };
+    let dir = cfg.dir.join("wal");
+    Wal::open(&dir, roll, cfg.fsync == Fsync::Always, first_seq).map_err(dir_err(&dir))
+}
+
+/// Queues the public key for the bucket: its copy carries the key beside
+/// the entries, as the local directory does (auditors still pin it:
+/// --public-key).
+fn publish_key(dir: &Path, host: &str) -> Result<(), AuditError> {
+    let key = Path::new("manifest")
+        .join(host)
+        .join(chain::PUBLIC_KEY_FILE);
+    upload::enqueue(dir, &key).map_err(dir_err(&dir.join(&key)))
+}
+
+/// Starts the converter (closed segments to Parquet and `chain`) and the
+/// group-commit ticker.
+fn spawn_threads(
+    cfg: &AuditConfig,
+    inner: &Arc<Inner>,
+    chain: Chain,
+    rx: mpsc::Receiver<Job>,
+    s3: bool,
+) -> Result<Vec<JoinHandle<()>>, AuditError> {
+    let conv_inner = inner.clone();
+    let converter = std::thread::Builder::new()
+        .name("audit-convert".into())
+        .spawn(move || converter(conv_inner, chain, rx, s3))
+        .map_err(dir_err(&cfg.dir))?;
+    let tick_inner = inner.clone();
+    let interval = Duration::from_millis(cfg.fsync_interval_ms);
+    let (sync, roll_period) = (
+        cfg.fsync == Fsync::Interval,
+        Duration::from_secs(cfg.roll_seconds),
+    );
+    let ticker = std::thread::Builder::new()
+        .name("audit-commit".into())
+        .spawn(move || ticker(tick_inner, interval, sync, roll_period))
+        .map_err(dir_err(&cfg.dir))?;
+    Ok(vec![converter, ticker])
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

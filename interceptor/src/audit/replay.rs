@@ -124,30 +124,56 @@ fn i64v(a: &dyn Array, i: usize) -> Option<i64> {
     (!a.is_null(i)).then(|| a.value(i))
 }
 
+/// The columns named, in order.
+fn cols<'a, const N: usize>(
+    b: &'a RecordBatch,
+    names: [&str; N],
+) -> io::Result<[&'a dyn Array; N]> {
+    let found = names
+        .iter()
+        .map(|n| col(b, n))
+        .collect::<io::Result<Vec<_>>>()?;
+    <[_; N]>::try_from(found).map_err(|_| io::Error::other("column count"))
+}
+
+/// The rows of `batch` as steps, appended to `out`.
 fn steps_of(batch: &RecordBatch, out: &mut Vec<Step>) -> io::Result<()> {
-    let (t, kind, sid, dir, id, m) = (
-        col(batch, "event_time_us")?,
-        col(batch, "kind")?,
-        col(batch, "session_id")?,
-        col(batch, "direction")?,
-        col(batch, "jsonrpc_id")?,
-        col(batch, "method")?,
-    );
-    let (tool, res, prompt) = (
-        col(batch, "tool_name")?,
-        col(batch, "resource_uri")?,
-        col(batch, "prompt_name")?,
-    );
-    let (st, code, lat) = (
-        col(batch, "http_status")?,
-        col(batch, "error_code")?,
-        col(batch, "latency_us")?,
-    );
-    let (args, result, error) = (
-        col(batch, "arguments")?,
-        col(batch, "result")?,
-        col(batch, "error")?,
-    );
+    let [
+        t,
+        kind,
+        sid,
+        dir,
+        id,
+        m,
+        tool,
+        res,
+        prompt,
+        st,
+        code,
+        lat,
+        args,
+        result,
+        error,
+    ] = cols(
+        batch,
+        [
+            "event_time_us",
+            "kind",
+            "session_id",
+            "direction",
+            "jsonrpc_id",
+            "method",
+            "tool_name",
+            "resource_uri",
+            "prompt_name",
+            "http_status",
+            "error_code",
+            "latency_us",
+            "arguments",
+            "result",
+            "error",
+        ],
+    )?;
     for i in 0..batch.num_rows() {
         out.push(Step {
             event_time_us: i64v(t, i).unwrap_or(0),

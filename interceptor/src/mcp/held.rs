@@ -18,14 +18,14 @@ use std::{
 use bytes::{Bytes, BytesMut};
 use http::{HeaderValue, Response, StatusCode, header};
 use http_body::{Body, Frame};
-use http_body_util::BodyExt;
 use serde_json::{Value, json};
 
 use crate::error::{Reason, Refusal};
 
 use crate::{
+    mcp::stream::{ctype, frames},
     pipeline::HoldSignal,
-    proxy::body::{BoxError, ProxyBody},
+    proxy::body::ProxyBody,
 };
 
 type Work = Pin<Box<dyn Future<Output = Response<ProxyBody>> + Send>>;
@@ -57,7 +57,7 @@ pub async fn keep_alive(
         inner: None,
         done: false,
     };
-    let mut r = Response::new(body.boxed());
+    let mut r = Response::new(frames::body(body));
     *r.status_mut() = StatusCode::OK;
     let h = r.headers_mut();
     h.insert(
@@ -82,6 +82,23 @@ enum Inner {
     /// A JSON answer, collected (it is already in memory) and sent as
     /// one event per message.
     Json(ProxyBody, BytesMut),
+}
+
+impl Inner {
+    /// How `resp`, the held request's answer, is passed on.
+    fn of(resp: Response<ProxyBody>) -> Self {
+        let sse = resp
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| ctype::parse(v) == ctype::Answer::Sse);
+        let body = resp.into_body();
+        if sse {
+            Inner::Sse(body)
+        } else {
+            Inner::Json(body, BytesMut::new())
+        }
+    }
 }
 
 struct Held {
@@ -129,17 +146,10 @@ fn events(buf: &[u8]) -> Bytes {
     Bytes::from(out)
 }
 
-impl Body for Held {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let this = self.get_mut();
+impl frames::Source for Held {
+    fn poll_next(&mut self, cx: &mut Context<'_>) -> frames::Polled {
         loop {
-            match &mut this.inner {
+            match &mut self.inner {
                 Some(Inner::Sse(b)) => return Pin::new(b).poll_frame(cx),
                 Some(Inner::Json(b, buf)) => match ready!(Pin::new(b).poll_frame(cx)) {
                     Some(Ok(f)) => {
@@ -151,40 +161,27 @@ impl Body for Held {
                     Some(Err(e)) => return Poll::Ready(Some(Err(e))),
                     None => {
                         let out = events(buf);
-                        this.inner = None;
-                        this.done = true;
+                        self.inner = None;
+                        self.done = true;
                         return Poll::Ready(Some(Ok(Frame::data(out))));
                     }
                 },
-                None if this.done => return Poll::Ready(None),
+                None if self.done => return Poll::Ready(None),
                 None => {}
             }
-            if let Some(w) = &mut this.work
+            if let Some(w) = &mut self.work
                 && let Poll::Ready(resp) = w
                     .get_mut()
                     .unwrap_or_else(|p| p.into_inner())
                     .as_mut()
                     .poll(cx)
             {
-                this.work = None;
-                let sse = resp
-                    .headers()
-                    .get(header::CONTENT_TYPE)
-                    .and_then(|v| v.to_str().ok())
-                    .is_some_and(|v| {
-                        crate::mcp::stream::ctype::parse(v)
-                            == crate::mcp::stream::ctype::Answer::Sse
-                    });
-                let body = resp.into_body();
-                this.inner = Some(if sse {
-                    Inner::Sse(body)
-                } else {
-                    Inner::Json(body, BytesMut::new())
-                });
+                self.work = None;
+                self.inner = Some(Inner::of(resp));
                 continue;
             }
-            ready!(this.tick.poll_tick(cx));
-            let frame = this.keepalive();
+            ready!(self.tick.poll_tick(cx));
+            let frame = self.keepalive();
             return Poll::Ready(Some(Ok(Frame::data(frame))));
         }
     }

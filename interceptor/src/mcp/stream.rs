@@ -1,7 +1,14 @@
 //! Server answers, message by message: a JSON body (one message or a
-//! batch) or an SSE stream, event by event, as it arrives. Each message
-//! goes through `on_server_message`, then is paired with the request it
-//! answers (or remembered, if it is a server request).
+//! batch) or an SSE stream, event by event, as it arrives.
+//!
+//! - here: the answer's [`State`], a JSON answer read whole, and the
+//!   requests it leaves unanswered;
+//! - `relay`: an SSE answer, relayed event by event by a task;
+//! - `event`: one SSE event (the legacy `endpoint`, a keep-alive, messages);
+//! - `message`: each message through `on_server_message`, then paired with
+//!   the request it answers (or remembered, if it is a server request);
+//! - `judge`: what the agent cannot judge, never forwarded;
+//! - `frames`: the agent's own streamed answers as a response body.
 
 use std::{sync::Arc, time::Duration};
 
@@ -11,7 +18,10 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 
 pub mod ctype;
+mod event;
+pub(crate) mod frames;
 mod judge;
+mod message;
 mod relay;
 pub use judge::{content_type_refusal, refuse_answer};
 pub use relay::sse;
@@ -21,10 +31,10 @@ use super::{
     session::{SessionInfo, Sessions},
     sse,
 };
-use crate::jsonrpc::{self, Body, Kind, Message};
+use crate::jsonrpc;
 use crate::{
     error::{Reason, Refusal},
-    pipeline::{Direction, EventKind, MessageCtx, Notes, Pipeline, Transport},
+    pipeline::{MessageCtx, Notes, Pipeline, Transport},
     proxy::body::{ReadError, read_limited},
 };
 
@@ -96,179 +106,6 @@ impl State {
         self.pipeline.on_server_data(&ctx, data)
     }
 
-    /// Phases, then pairing, for every message of one server body/event;
-    /// `call_profile` (see [`State::call_profile`]) masks the messages that
-    /// answer no request. Returns whether a message was refused (and taken
-    /// out of `body`), and the errors for the client of requests whose
-    /// answer was not judged (see `judge`).
-    fn on_server_body(
-        &self,
-        body: &mut Body,
-        bytes: u64,
-        call_profile: Option<&str>,
-    ) -> (bool, Vec<Value>) {
-        let info = self.sessions.info(&self.origin.key);
-        let per_msg = if body.messages().len() == 1 { bytes } else { 0 };
-        let mut refused = Vec::new();
-        let mut errors = Vec::new();
-        for (i, msg) in body.messages_mut().iter_mut().enumerate() {
-            if matches!(msg.kind, Kind::Response | Kind::Error)
-                && let Err(why) = judge::pairing(self, msg)
-            {
-                errors.extend(self.refuse_unjudged(
-                    &msg.value.to_string().into_bytes(),
-                    Some(msg),
-                    why,
-                ));
-                refused.push(i);
-                continue;
-            }
-            let (request_method, mask_profile) = match (msg.kind, msg.id_key()) {
-                (Kind::Response | Kind::Error, Some(id)) => {
-                    self.sessions.pending_info(&self.origin.key, &id)
-                }
-                _ => (None, call_profile.map(str::to_owned)),
-            };
-            let notes = Notes::default();
-            let mctx = self.ctx(
-                &info,
-                request_method.as_deref(),
-                mask_profile.as_deref(),
-                &notes,
-            );
-            if msg.kind == Kind::Request
-                && let Some((error, phase)) = self.pipeline.on_server_request(&mctx, msg)
-            {
-                self.refuse_server_request(msg, &info, error, phase, notes.decision());
-                refused.push(i);
-                continue;
-            }
-            self.pipeline.on_server_message(&mctx, msg);
-            let masked = notes.masked();
-            let note_masked = |ev: &mut crate::pipeline::ExchangeEvent| {
-                if let Some((profile, counts)) = &masked {
-                    ev.masked = counts.clone();
-                    ev.masked_with = Some(profile.clone());
-                }
-            };
-            match msg.kind {
-                Kind::Response | Kind::Error => {
-                    let id = msg.id_key().unwrap_or_default();
-                    match self.sessions.answer(&self.origin.key, &id, true) {
-                        Some(mut req) => {
-                            note_masked(&mut req);
-                            if req.method.as_deref() == Some("initialize") {
-                                self.learn_initialize(msg, &mut req);
-                            }
-                            req.first_byte_us = req.first_byte_us.or(self.first_byte_us);
-                            if req.session_id.is_none() && self.origin.in_session {
-                                req.session_id = Some(self.origin.key.clone());
-                            }
-                            exchange::complete(&self.pipeline, req, msg, self.status, per_msg);
-                        }
-                        // An error with a `null` id (the server could not
-                        // read a request): the server's word, judged.
-                        None if msg.id().is_none() => {
-                            let mut ev = self.origin.event(
-                                EventKind::Unpaired,
-                                Direction::ClientToServer,
-                                msg,
-                                &info,
-                            );
-                            ev.error = msg.error().cloned();
-                            ev.http_status = Some(self.status);
-                            note_masked(&mut ev);
-                            exchange::record(&self.pipeline, ev);
-                        }
-                        // Taken meanwhile (a timeout): answers no one now.
-                        None => {
-                            let why = judge::Unjudged::Unpaired(id);
-                            let raw = msg.value.to_string().into_bytes();
-                            errors.extend(self.refuse_unjudged(&raw, Some(msg), why));
-                            refused.push(i);
-                        }
-                    }
-                }
-                Kind::Request => {
-                    let mut ev = self.origin.event(
-                        EventKind::Exchange,
-                        Direction::ServerToClient,
-                        msg,
-                        &info,
-                    );
-                    // A policy let it through: the record names which.
-                    ev.decision = notes.decision();
-                    note_masked(&mut ev);
-                    self.sessions.expect(
-                        &self.origin.key,
-                        msg.id_key().unwrap_or_default(),
-                        ev,
-                        true,
-                    );
-                }
-                Kind::Notification => {
-                    let mut ev = self.origin.event(
-                        EventKind::Notification,
-                        Direction::ServerToClient,
-                        msg,
-                        &info,
-                    );
-                    ev.bytes_out = per_msg;
-                    note_masked(&mut ev);
-                    exchange::record(&self.pipeline, ev);
-                }
-            }
-        }
-        if refused.is_empty() {
-            return (false, errors);
-        }
-        body.remove(&refused);
-        (true, errors)
-    }
-
-    /// A server request the client must not see: recorded, and answered
-    /// upstream with `error` as if the client had refused it.
-    fn refuse_server_request(
-        &self,
-        msg: &Message,
-        info: &SessionInfo,
-        error: Refusal,
-        phase: &'static str,
-        decision: Option<crate::pipeline::Decision>,
-    ) {
-        let mut ev = self
-            .origin
-            .event(EventKind::Denied, Direction::ServerToClient, msg, info);
-        ev.error = Some(error.error());
-        ev.decided_by = Some(phase.to_string());
-        ev.decision = decision;
-        tracing::info!(conn = self.origin.conn.id, method = ?msg.method(), phase, "server request refused");
-        exchange::record(&self.pipeline, ev);
-        let Some(reply) = &self.reply else { return };
-        let legacy = self.origin.transport == Transport::Sse;
-        let target = if legacy {
-            self.origin.key.clone()
-        } else {
-            self.origin.http_path.clone()
-        };
-        let session = (self.origin.in_session && !legacy).then(|| self.origin.key.clone());
-        reply(target, session, error.to_jsonrpc(msg.id().cloned()));
-    }
-
-    /// The negotiated protocol version from the `initialize` answer.
-    fn learn_initialize(&self, answer: &Message, req: &mut crate::pipeline::ExchangeEvent) {
-        let version = answer
-            .result()
-            .and_then(|r| r.get("protocolVersion"))
-            .and_then(Value::as_str);
-        if let Some(v) = version {
-            self.sessions.update_info(&self.origin.key, |i| {
-                i.protocol_version = Some(v.to_string())
-            });
-            req.protocol_version = Some(v.to_string());
-        }
-    }
-
     /// Requests of this HTTP exchange still unanswered get `error`.
     fn finish(&self, expected: &[String], refusal: &Refusal) {
         let error = refusal.error();
@@ -311,113 +148,6 @@ impl State {
         tell(tx, ids, &error).await;
         exchange::unanswered(&self.pipeline, pending, Some(self.status), error.error());
         Some(error)
-    }
-
-    /// One SSE event: the legacy `endpoint` announcement, or a message.
-    /// Returns the bytes to send (empty: nothing). Nothing a masking phase
-    /// has not seen is forwarded: a message goes through the phases, any
-    /// other data, the comments and the other fields through
-    /// `on_server_data`, and an event is rebuilt when any of them changed.
-    fn on_event(&mut self, ev: sse::Event, profile: Option<&str>) -> Bytes {
-        let side = ev.side_text();
-        let side_clean = side.is_empty() || {
-            let b = Bytes::from(side);
-            self.opaque(b.clone(), profile).is_some_and(|o| o == b)
-        };
-        if ev.kind() == "endpoint"
-            && let Some(data) = &ev.data
-        {
-            // The client must post back to exactly this URI: its data
-            // passes as it came, the rest only if clean.
-            let target = endpoint_target(data);
-            self.sessions.learn_legacy_endpoint(&target, &target);
-            let owner = self.origin.caller.as_ref().map(|c| c.principal());
-            self.sessions.update_info(&target, |i| {
-                i.transport = Some(Transport::Sse);
-                i.owner = owner;
-            });
-            self.origin.key = target;
-            self.origin.in_session = true;
-            if side_clean {
-                return ev.raw;
-            }
-            return sse::serialize(Some("endpoint"), None, data);
-        }
-        let Some(data) = ev.data.as_deref().filter(|d| !d.trim().is_empty()) else {
-            // A keep-alive: its comment is no one's business.
-            return if side_clean {
-                ev.raw
-            } else {
-                Bytes::from_static(b":\n\n")
-            };
-        };
-        let bytes = Bytes::copy_from_slice(data.as_bytes());
-        let (new_data, errors) = match jsonrpc::parse(&bytes) {
-            Ok(mut body) => {
-                let (refused, errors) =
-                    self.on_server_body(&mut body, ev.raw.len() as u64, profile);
-                if body.messages().is_empty() {
-                    // Everything in the event was refused: the client sees
-                    // nothing of it, only the errors of what it left waiting.
-                    return error_events(&errors);
-                }
-                let changed = refused || !body.messages().iter().all(|m| m.raw.is_some());
-                (changed.then(|| body.to_bytes(&bytes)), errors)
-            }
-            // Not JSON-RPC: never forwarded, even masked (see `judge`).
-            Err(e) => {
-                let why = judge::Unjudged::NotJsonRpc(e.to_string());
-                return error_events(&self.refuse_unjudged(&bytes, None, why));
-            }
-        };
-        if side_clean && new_data.is_none() {
-            return join(ev.raw, error_events(&errors));
-        }
-        let field = |f: Option<String>| {
-            if side_clean {
-                return f;
-            }
-            let b = self.opaque(Bytes::from(f?), profile)?;
-            Some(String::from_utf8_lossy(&b).into_owned())
-        };
-        let (event, id) = (field(ev.event.clone()), field(ev.id.clone()));
-        let data = new_data.unwrap_or(bytes);
-        let out = sse::serialize(
-            event.as_deref(),
-            id.as_deref(),
-            &String::from_utf8_lossy(&data),
-        );
-        join(out, error_events(&errors))
-    }
-}
-
-/// JSON-RPC error responses as SSE `message` events.
-fn error_events(errors: &[Value]) -> Bytes {
-    errors
-        .iter()
-        .map(|e| sse::serialize(Some("message"), None, &e.to_string()))
-        .fold(Bytes::new(), join)
-}
-
-fn join(a: Bytes, b: Bytes) -> Bytes {
-    if b.is_empty() {
-        return a;
-    }
-    let mut v = Vec::with_capacity(a.len() + b.len());
-    v.extend_from_slice(&a);
-    v.extend_from_slice(&b);
-    Bytes::from(v)
-}
-
-/// `endpoint` data is a URI reference; keep path and query.
-fn endpoint_target(data: &str) -> String {
-    let d = data.trim();
-    match d.parse::<http::Uri>() {
-        Ok(u) if u.scheme().is_some() => u
-            .path_and_query()
-            .map(|p| p.as_str().to_string())
-            .unwrap_or_default(),
-        _ => d.to_string(),
     }
 }
 

@@ -114,31 +114,9 @@ where
     let watch = (ctx.clone(), busy.clone());
     let svc = service_fn(move |req| {
         counter.fetch_add(1, Ordering::Relaxed);
-        // Held until the response body is done (or dropped).
-        let guard = Busy::enter(&busy);
-        let fut = handler.handle(req, ctx.clone());
-        async move {
-            let resp = fut.await.map(move |b| {
-                Held {
-                    inner: b,
-                    _busy: guard,
-                }
-                .boxed()
-            });
-            Ok::<_, Infallible>(resp)
-        }
+        answer(handler.as_ref(), ctx.clone(), &busy, req)
     });
-    let conn = http1::Builder::new()
-        .timer(TokioTimer::new())
-        .keep_alive(true)
-        .header_read_timeout(Duration::from_millis(limits.header_read_timeout_ms))
-        .max_header_size(limits.max_header_bytes)
-        // hyper's read buffer otherwise grows to ~400 KiB per connection
-        // under load; with hundreds of connections that was most of the
-        // agent's memory (bench). Bodies still stream in frames.
-        .max_buf_size(READ_BUFFER.max(limits.max_header_bytes + 1024))
-        .max_headers(limits.max_headers)
-        .serve_connection(TokioIo::new(client), svc);
+    let conn = builder(&limits).serve_connection(TokioIo::new(client), svc);
     // Boxed, not stack-pinned: it must be dropped before the 408 below,
     // which needs the socket hyper's IO gives back on drop.
     let mut conn = Box::pin(conn);
@@ -182,6 +160,43 @@ where
         ended(&e, late_writer, &limits);
     }
     requests.load(Ordering::Relaxed)
+}
+
+/// Answers one request with `handler`; the request counts as in flight
+/// in `busy` until its response body is done (or dropped).
+fn answer(
+    handler: &dyn Handler,
+    ctx: Arc<ConnCtx>,
+    busy: &Arc<AtomicU64>,
+    req: Request<Incoming>,
+) -> impl Future<Output = Result<Response<ProxyBody>, Infallible>> + Send + use<> {
+    let guard = Busy::enter(busy);
+    let fut = handler.handle(req, ctx);
+    async move {
+        let resp = fut.await.map(move |b| {
+            Held {
+                inner: b,
+                _busy: guard,
+            }
+            .boxed()
+        });
+        Ok::<_, Infallible>(resp)
+    }
+}
+
+/// hyper's HTTP/1.1 server, held to the port's limits.
+fn builder(limits: &Http) -> http1::Builder {
+    let mut b = http1::Builder::new();
+    b.timer(TokioTimer::new())
+        .keep_alive(true)
+        .header_read_timeout(Duration::from_millis(limits.header_read_timeout_ms))
+        .max_header_size(limits.max_header_bytes)
+        // hyper's read buffer otherwise grows to ~400 KiB per connection
+        // under load; with hundreds of connections that was most of the
+        // agent's memory (bench). Bodies still stream in frames.
+        .max_buf_size(READ_BUFFER.max(limits.max_header_bytes + 1024))
+        .max_headers(limits.max_headers);
+    b
 }
 
 /// Resolves when `stop` turns true; never without one (or once its

@@ -159,19 +159,8 @@ async fn handle(
     stop: watch::Receiver<bool>,
 ) {
     let started = Instant::now();
-    let dst = match client.local_addr() {
-        Ok(a) => OrigDst(addr::unmap(a)),
-        Err(e) => {
-            tracing::warn!(client = %peer, error = %ProxyError::Socket(e), "connection dropped");
-            return;
-        }
-    };
-    let (upstream_addr, rule) = match route(&serving.config, dst) {
-        Ok(r) => r,
-        Err(e) => {
-            tracing::warn!(client = %peer, orig_dst = %dst, error = %e, "connection refused");
-            return;
-        }
+    let Some((dst, upstream_addr, rule)) = destination(&client, peer, &serving.config) else {
+        return;
     };
     let _ = client.set_nodelay(true);
     let mut info = ConnInfo {
@@ -180,7 +169,6 @@ async fn handle(
         orig_dst: dst.0,
         tls: None,
     };
-    let id = info.id;
     if rule.upstream.is_none()
         && serving.config.intercept.mode == Mode::Ebpf
         && let Err(reason) = crate::steer::dests::check(dst.0)
@@ -188,40 +176,8 @@ async fn handle(
         refuse_destination(&client, &info, &serving, &reason);
         return;
     }
-    let handshake_limit =
-        std::time::Duration::from_millis(serving.config.http.header_read_timeout_ms);
-    let io = match &serving.tls {
-        None => Io::Plain(client),
-        Some(t) => match tls::sniff(&client, handshake_limit).await {
-            // Closed or silent before a byte: nothing was asked, nothing to record.
-            Err(_) => return,
-            Ok(false) if t.require_tls => {
-                refuse_plaintext(client, &info, &serving).await;
-                return;
-            }
-            Ok(false) => Io::Plain(client),
-            Ok(true) => {
-                match tokio::time::timeout(handshake_limit, t.acceptor.accept(client)).await {
-                    Ok(Ok(s)) => {
-                        info.tls = Some(Arc::new(tls::info(s.get_ref().1)));
-                        Io::Tls(Box::new(s))
-                    }
-                    Ok(Err(e)) => {
-                        let reason = format!("TLS handshake failed: {e}");
-                        tracing::warn!(conn = id, client = %peer, orig_dst = %dst, error = %e, "TLS handshake failed");
-                        serving.handler.on_refused(&info, &reason);
-                        return;
-                    }
-                    Err(_) => {
-                        let reason =
-                            format!("TLS handshake not completed within {handshake_limit:?}");
-                        tracing::warn!(conn = id, client = %peer, orig_dst = %dst, "{reason}");
-                        serving.handler.on_refused(&info, &reason);
-                        return;
-                    }
-                }
-            }
-        },
+    let Some(io) = secure(client, peer, &mut info, &serving).await else {
+        return;
     };
     let max_age = match (&io, &serving.tls) {
         (Io::Tls(_), Some(t)) => Some(t.max_connection_age),
@@ -238,22 +194,92 @@ async fn handle(
         now: Some(now),
     });
     serving.handler.on_connect(&ctx.info);
-    let requests = match io {
-        Io::Plain(s) => {
-            // hyper closes a connection whose head does not arrive in time
-            // without answering; the socket comes back so we answer 408.
-            let (io, late) = reclaim::wrap(s);
-            http::serve(io, Some(late), ctx.clone(), serving.handler.clone()).await
-        }
-        Io::Tls(s) => http::serve(*s, None, ctx.clone(), serving.handler.clone()).await,
-    };
+    let requests = io.serve(ctx.clone(), serving.handler.clone()).await;
     serving.handler.on_close(&ctx.info, requests);
     tracing::info!(
-        conn = id, client = %peer, orig_dst = %dst, upstream = %upstream_addr, requests,
+        conn = ctx.info.id, client = %peer, orig_dst = %dst, upstream = %upstream_addr, requests,
         tls = ctx.info.tls.as_ref().map(|t| t.version),
         duration_ms = format!("{:.1}", started.elapsed().as_secs_f64() * 1e3),
         "connection closed"
     );
+}
+
+/// The connection's original destination and where it goes (see
+/// [`route`]); `None`, logged, when it is not to be served.
+fn destination(
+    client: &TcpStream,
+    peer: ClientAddr,
+    cfg: &Config,
+) -> Option<(OrigDst, SocketAddr, crate::config::PortRule)> {
+    let dst = match client.local_addr() {
+        Ok(a) => OrigDst(addr::unmap(a)),
+        Err(e) => {
+            tracing::warn!(client = %peer, error = %ProxyError::Socket(e), "connection dropped");
+            return None;
+        }
+    };
+    match route(cfg, dst) {
+        Ok((upstream_addr, rule)) => Some((dst, upstream_addr, rule)),
+        Err(e) => {
+            tracing::warn!(client = %peer, orig_dst = %dst, error = %e, "connection refused");
+            None
+        }
+    }
+}
+
+/// TLS where the port has it: plaintext passes unless `require_tls`, a
+/// TLS client is handshaken (and `info` learns its session). `None`: the
+/// connection ends here (silent, refused or a failed handshake).
+async fn secure(
+    client: TcpStream,
+    peer: ClientAddr,
+    info: &mut ConnInfo,
+    serving: &Serving,
+) -> Option<Io> {
+    let Some(t) = &serving.tls else {
+        return Some(Io::Plain(client));
+    };
+    let limit = std::time::Duration::from_millis(serving.config.http.header_read_timeout_ms);
+    match tls::sniff(&client, limit).await {
+        // Closed or silent before a byte: nothing was asked, nothing to record.
+        Err(_) => None,
+        Ok(false) if t.require_tls => {
+            refuse_plaintext(client, info, serving).await;
+            None
+        }
+        Ok(false) => Some(Io::Plain(client)),
+        Ok(true) => handshake(t, client, peer, info, serving, limit).await,
+    }
+}
+
+/// The TLS handshake, bounded by `limit`; a failure is logged and
+/// reported to the handler as a refusal.
+async fn handshake(
+    t: &tls::TlsServer,
+    client: TcpStream,
+    peer: ClientAddr,
+    info: &mut ConnInfo,
+    serving: &Serving,
+    limit: std::time::Duration,
+) -> Option<Io> {
+    let (id, dst) = (info.id, info.orig_dst);
+    let reason = match tokio::time::timeout(limit, t.acceptor.accept(client)).await {
+        Ok(Ok(s)) => {
+            info.tls = Some(Arc::new(tls::info(s.get_ref().1)));
+            return Some(Io::Tls(Box::new(s)));
+        }
+        Ok(Err(e)) => {
+            tracing::warn!(conn = id, client = %peer, orig_dst = %dst, error = %e, "TLS handshake failed");
+            format!("TLS handshake failed: {e}")
+        }
+        Err(_) => {
+            let reason = format!("TLS handshake not completed within {limit:?}");
+            tracing::warn!(conn = id, client = %peer, orig_dst = %dst, "{reason}");
+            reason
+        }
+    };
+    serving.handler.on_refused(info, &reason);
+    None
 }
 
 /// The original destination is another owner's socket: one 502 saying
@@ -269,9 +295,26 @@ fn refuse_destination(client: &TcpStream, info: &ConnInfo, serving: &Serving, re
     let _ = client.try_read(&mut [0u8; 4096]);
 }
 
+/// An accepted connection, secured or not.
 enum Io {
     Plain(TcpStream),
     Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
+}
+
+impl Io {
+    /// Serves HTTP on the connection until it closes; returns the request
+    /// count.
+    async fn serve(self, ctx: Arc<ConnCtx>, handler: Arc<dyn Handler>) -> u64 {
+        match self {
+            Io::Plain(s) => {
+                // hyper closes a connection whose head does not arrive in time
+                // without answering; the socket comes back so we answer 408.
+                let (io, late) = reclaim::wrap(s);
+                http::serve(io, Some(late), ctx, handler).await
+            }
+            Io::Tls(s) => http::serve(*s, None, ctx, handler).await,
+        }
+    }
 }
 
 /// `require_tls` and a plaintext client: one HTTP answer saying why, so a

@@ -4,17 +4,11 @@
 //! the price of a second descriptor for every connection's whole life:
 //! 10,000 idle clients needed 20,000 descriptors (tests/tests/load.rs).
 
-use std::{
-    io,
-    pin::Pin,
-    sync::{Arc, Mutex},
-    task::{Context, Poll},
-};
+use std::sync::{Arc, Mutex};
 
-use tokio::{
-    io::{AsyncRead, AsyncWrite, ReadBuf},
-    net::TcpStream,
-};
+use tokio::net::TcpStream;
+
+use crate::steer::bypass::{Lender, Lent};
 
 /// Where the socket lands when hyper drops its [`Reclaim`].
 #[derive(Clone, Default)]
@@ -28,88 +22,38 @@ impl Slot {
 }
 
 /// The socket as hyper's IO; puts it into its [`Slot`] when dropped.
-pub struct Reclaim {
+pub type Reclaim = Lent<Loan>;
+
+/// The socket hyper holds, and where it goes back to.
+pub struct Loan {
     inner: Option<TcpStream>,
     slot: Slot,
 }
 
+/// `s` as hyper's IO, and the slot it lands in when hyper is done.
 pub fn wrap(s: TcpStream) -> (Reclaim, Slot) {
     let slot = Slot::default();
-    let io = Reclaim {
+    let io = Lent::new(Loan {
         inner: Some(s),
         slot: slot.clone(),
-    };
+    });
     (io, slot)
 }
 
-impl Reclaim {
-    fn get(&mut self) -> io::Result<Pin<&mut TcpStream>> {
-        self.inner
-            .as_mut()
-            .map(Pin::new)
-            .ok_or_else(|| io::ErrorKind::NotConnected.into())
+impl Lender for Loan {
+    fn socket(&mut self) -> Option<&mut TcpStream> {
+        self.inner.as_mut()
+    }
+
+    fn socket_ref(&self) -> Option<&TcpStream> {
+        self.inner.as_ref()
     }
 }
 
-impl Drop for Reclaim {
+impl Drop for Loan {
     fn drop(&mut self) {
         if let Some(s) = self.inner.take() {
             *self.slot.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(s);
-        }
-    }
-}
-
-impl AsyncRead for Reclaim {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        match self.get_mut().get() {
-            Ok(s) => s.poll_read(cx, buf),
-            Err(e) => Poll::Ready(Err(e)),
-        }
-    }
-}
-
-impl AsyncWrite for Reclaim {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut().get() {
-            Ok(s) => s.poll_write(cx, buf),
-            Err(e) => Poll::Ready(Err(e)),
-        }
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut().get() {
-            Ok(s) => s.poll_write_vectored(cx, bufs),
-            Err(e) => Poll::Ready(Err(e)),
-        }
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.as_ref().is_some_and(|s| s.is_write_vectored())
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut().get() {
-            Ok(s) => s.poll_flush(cx),
-            Err(e) => Poll::Ready(Err(e)),
-        }
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut().get() {
-            Ok(s) => s.poll_shutdown(cx),
-            Err(e) => Poll::Ready(Err(e)),
         }
     }
 }

@@ -107,14 +107,7 @@ fn pem_err(path: &Path, message: impl ToString) -> TlsError {
 
 /// Reads every certificate in a PEM file (at least one).
 pub fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
-    let bytes = fs::read(path).map_err(|e| pem_err(path, e))?;
-    let certs = CertificateDer::pem_slice_iter(&bytes)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| pem_err(path, format!("bad PEM: {e}")))?;
-    if certs.is_empty() {
-        return Err(pem_err(path, "no CERTIFICATE block"));
-    }
-    Ok(certs)
+    read_pem_blocks(path, "CERTIFICATE")
 }
 
 fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
@@ -123,14 +116,20 @@ fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
 }
 
 fn read_crls(path: &Path) -> Result<Vec<CertificateRevocationListDer<'static>>, TlsError> {
+    read_pem_blocks(path, "X509 CRL")
+}
+
+/// Every PEM block of type `T` (`label`, for the error) in a file: at
+/// least one.
+fn read_pem_blocks<T: PemObject>(path: &Path, label: &str) -> Result<Vec<T>, TlsError> {
     let bytes = fs::read(path).map_err(|e| pem_err(path, e))?;
-    let crls = CertificateRevocationListDer::pem_slice_iter(&bytes)
+    let blocks = T::pem_slice_iter(&bytes)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| pem_err(path, format!("bad PEM: {e}")))?;
-    if crls.is_empty() {
-        return Err(pem_err(path, "no X509 CRL block"));
+    if blocks.is_empty() {
+        return Err(pem_err(path, format!("no {label} block")));
     }
-    Ok(crls)
+    Ok(blocks)
 }
 
 fn roots(paths: &[PathBuf]) -> Result<RootCertStore, TlsError> {
@@ -363,13 +362,18 @@ pub fn parse_peer(der: &[u8]) -> Result<PeerCert, String> {
 mod tests {
     use super::*;
 
+    /// TLS on, with this certificate and key.
+    fn with_files(cert: &str, key: &str) -> Tls {
+        Tls {
+            cert: Some(cert.into()),
+            key: Some(key.into()),
+            ..Default::default()
+        }
+    }
+
     #[test]
     fn missing_files_name_the_path() {
-        let cfg = Tls {
-            cert: Some("/nonexistent/server.pem".into()),
-            key: Some("/nonexistent/server.key".into()),
-            ..Default::default()
-        };
+        let cfg = with_files("/nonexistent/server.pem", "/nonexistent/server.key");
         let err = server(&cfg).err().expect("must fail");
         assert!(err.to_string().contains("/nonexistent/server.pem"), "{err}");
     }
@@ -381,11 +385,7 @@ mod tests {
 
     #[test]
     fn required_client_auth_implies_require_tls() {
-        let on = Tls {
-            cert: Some("/c.pem".into()),
-            key: Some("/k.pem".into()),
-            ..Default::default()
-        };
+        let on = with_files("/c.pem", "/k.pem");
         assert!(!requires_tls(&on));
         assert!(plaintext_policy(&on).contains("served"));
         let required = Tls {

@@ -86,52 +86,56 @@ impl Free {
     }
 }
 
-/// An upstream connection; returns its bypass port when dropped.
-pub struct BypassStream {
-    inner: TcpStream,
-    slot: Option<(u16, Arc<Free>)>,
+/// A TCP socket lent out as IO (to hyper, to the upstream pool) by an
+/// owner that takes something back when the loan is dropped.
+pub trait Lender: Send + Unpin {
+    /// The socket; `None` once the owner has taken it back.
+    fn socket(&mut self) -> Option<&mut TcpStream>;
+    /// The socket, read-only.
+    fn socket_ref(&self) -> Option<&TcpStream>;
 }
 
-impl BypassStream {
-    /// The underlying TCP stream.
-    pub fn stream(&self) -> &TcpStream {
-        &self.inner
+/// A [`Lender`]'s socket as tokio IO: every call goes to the socket.
+pub struct Lent<L>(L);
+
+impl<L: Lender> Lent<L> {
+    /// `lender`'s socket as IO.
+    pub fn new(lender: L) -> Self {
+        Self(lender)
+    }
+
+    fn io(self: Pin<&mut Self>) -> io::Result<Pin<&mut TcpStream>> {
+        self.get_mut()
+            .0
+            .socket()
+            .map(Pin::new)
+            .ok_or_else(|| io::ErrorKind::NotConnected.into())
     }
 }
 
-impl Drop for BypassStream {
-    fn drop(&mut self) {
-        if let Some((port, free)) = self.slot.take() {
-            free.give(port);
-        }
-    }
-}
-
-impl AsyncRead for BypassStream {
+impl<L: Lender> AsyncRead for Lent<L> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_read(cx, buf)
+        match self.io() {
+            Ok(s) => s.poll_read(cx, buf),
+            Err(e) => Poll::Ready(Err(e)),
+        }
     }
 }
 
-impl AsyncWrite for BypassStream {
+impl<L: Lender> AsyncWrite for Lent<L> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+        match self.io() {
+            Ok(s) => s.poll_write(cx, buf),
+            Err(e) => Poll::Ready(Err(e)),
+        }
     }
 
     fn poll_write_vectored(
@@ -139,20 +143,72 @@ impl AsyncWrite for BypassStream {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+        match self.io() {
+            Ok(s) => s.poll_write_vectored(cx, bufs),
+            Err(e) => Poll::Ready(Err(e)),
+        }
     }
 
     fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
+        self.0.socket_ref().is_some_and(|s| s.is_write_vectored())
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.io() {
+            Ok(s) => s.poll_flush(cx),
+            Err(e) => Poll::Ready(Err(e)),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.io() {
+            Ok(s) => s.poll_shutdown(cx),
+            Err(e) => Poll::Ready(Err(e)),
+        }
+    }
+}
+
+/// An upstream connection; returns its bypass port when dropped.
+pub type BypassStream = Lent<Bypass>;
+
+/// An upstream socket and the bypass port it holds (none: a plain
+/// connection).
+pub struct Bypass {
+    inner: TcpStream,
+    slot: Option<(u16, Arc<Free>)>,
+}
+
+impl Lender for Bypass {
+    fn socket(&mut self) -> Option<&mut TcpStream> {
+        Some(&mut self.inner)
+    }
+
+    fn socket_ref(&self) -> Option<&TcpStream> {
+        Some(&self.inner)
+    }
+}
+
+impl Drop for Bypass {
+    fn drop(&mut self) {
+        if let Some((port, free)) = self.slot.take() {
+            free.give(port);
+        }
+    }
+}
+
+impl BypassStream {
+    /// The underlying TCP stream.
+    pub fn stream(&self) -> &TcpStream {
+        &self.0.inner
     }
 }
 
 /// A plain connection (listen mode, or an upstream that is not local).
 pub async fn plain(upstream: SocketAddr) -> io::Result<BypassStream> {
-    Ok(BypassStream {
+    Ok(Lent::new(Bypass {
         inner: TcpStream::connect(upstream).await?,
         slot: None,
-    })
+    }))
 }
 
 /// Connects to `upstream` from `(upstream.ip(), p)` for a free `p` in
@@ -171,10 +227,10 @@ pub async fn connect(upstream: SocketAddr, range: PortRange) -> io::Result<Bypas
             tried += 1;
             match attempt(upstream, port).await {
                 Ok(inner) => {
-                    return Ok(BypassStream {
+                    return Ok(Lent::new(Bypass {
                         inner,
                         slot: Some((port, free)),
-                    });
+                    }));
                 }
                 Err(Attempt::NotLocal) => {
                     free.give(port);

@@ -84,64 +84,28 @@ pub struct Counters {
     pub failed_open: u64,
 }
 
+/// The error of reading pinned map `map`.
+fn map_err(map: &'static str) -> impl Fn(MapError) -> SteerError + Copy {
+    move |source| SteerError::Map { map, source }
+}
+
+/// Opens the map pinned as `name` under `pin_dir`.
 fn open(pin_dir: &Path, name: &'static str) -> Result<MapData, SteerError> {
-    MapData::from_pin(pin_dir.join(name)).map_err(|source| SteerError::Map { map: name, source })
+    MapData::from_pin(pin_dir.join(name)).map_err(map_err(name))
+}
+
+/// A map's capacity (its `max_entries`).
+fn capacity(map: &MapData, name: &'static str) -> Result<u32, SteerError> {
+    map.info().map(|i| i.max_entries()).map_err(map_err(name))
 }
 
 /// Reads the pinned state under `pin_dir`. Fails when nothing is pinned.
 pub fn read(pin_dir: &Path) -> Result<State, SteerError> {
-    let settings_map = Map::Array(open(pin_dir, MAP_SETTINGS)?);
-    let settings: Settings = Array::<_, Settings>::try_from(&settings_map)
-        .and_then(|a| a.get(&0, 0))
-        .map_err(|source| SteerError::Map {
-            map: MAP_SETTINGS,
-            source,
-        })?;
-    let ports_data = open(pin_dir, MAP_PORTS)?;
-    let ports_cap = capacity(&ports_data, MAP_PORTS)?;
-    let ports_map = Map::HashMap(ports_data);
-    let ports: HashMap<_, DestKey, DestRule> =
-        HashMap::try_from(&ports_map).map_err(|source| SteerError::Map {
-            map: MAP_PORTS,
-            source,
-        })?;
-    let mut rules: Vec<Rule> = ports
-        .keys()
-        .filter_map(Result::ok)
-        .map(|k| Rule {
-            port: k.port,
-            address: key_addr(&k),
-        })
-        .collect();
-    rules.sort_by_key(|r| (r.port, r.address));
-    let counters_data = open(pin_dir, MAP_COUNTERS)?;
-    let counters_cap = capacity(&counters_data, MAP_COUNTERS)?;
-    let counters: Vec<Counters> = read_counters(&Map::PerCpuHashMap(counters_data))?
-        .into_iter()
-        .map(|(port, c)| Counters {
-            port,
-            steered: c.steered,
-            dropped: c.dropped,
-            bypassed: c.bypassed,
-            failed_open: c.failed_open,
-        })
-        .collect();
-    let socks = open(pin_dir, MAP_SOCKETS)?;
-    let socks_cap = capacity(&socks, MAP_SOCKETS)?;
-    let occupied = |slot| {
-        sockmap::occupied(&socks, slot).map_err(|source| SteerError::Io {
-            what: "looking up",
-            path: pin_dir.join(MAP_SOCKETS),
-            source,
-        })
-    };
-    let agent_alive = agent_alive(settings.agent_pid);
-    let (link_id, program_id) = PinnedLink::from_pin(pin_dir.join(LINK_PIN))
-        .ok()
-        .map(FdLink::from)
-        .and_then(|l| l.info().ok())
-        .map_or((0, 0), |i| (i.id(), i.program_id()));
-    let (v4, v6) = (occupied(SLOT_V4)?, occupied(SLOT_V6)?);
+    let settings = read_settings(pin_dir)?;
+    let (rules, ports_cap) = read_rules(pin_dir)?;
+    let (counters, counters_cap) = read_port_counters(pin_dir)?;
+    let ((v4, v6), socks_cap) = read_proxy_sockets(pin_dir)?;
+    let (link_id, program_id) = link_ids(pin_dir);
     let usage = |map, entries: usize, capacity| Usage {
         map,
         entries: entries as u32,
@@ -164,7 +128,7 @@ pub fn read(pin_dir: &Path) -> Result<State, SteerError> {
         },
         bypass_ports: (settings.bypass_port_lo, settings.bypass_port_hi),
         agent_pid: settings.agent_pid,
-        agent_alive,
+        agent_alive: agent_alive(settings.agent_pid),
         proxy_v4_registered: v4,
         proxy_v6_registered: v6,
         rules,
@@ -174,10 +138,72 @@ pub fn read(pin_dir: &Path) -> Result<State, SteerError> {
     })
 }
 
-fn capacity(map: &MapData, name: &'static str) -> Result<u32, SteerError> {
-    map.info()
-        .map(|i| i.max_entries())
-        .map_err(|source| SteerError::Map { map: name, source })
+/// The settings the agent wrote (`MCPI_SETTINGS`).
+fn read_settings(pin_dir: &Path) -> Result<Settings, SteerError> {
+    let map = Map::Array(open(pin_dir, MAP_SETTINGS)?);
+    Array::<_, Settings>::try_from(&map)
+        .and_then(|a| a.get(&0, 0))
+        .map_err(map_err(MAP_SETTINGS))
+}
+
+/// The steered port rules, sorted, and the map's capacity.
+fn read_rules(pin_dir: &Path) -> Result<(Vec<Rule>, u32), SteerError> {
+    let data = open(pin_dir, MAP_PORTS)?;
+    let cap = capacity(&data, MAP_PORTS)?;
+    let map = Map::HashMap(data);
+    let ports: HashMap<_, DestKey, DestRule> =
+        HashMap::try_from(&map).map_err(map_err(MAP_PORTS))?;
+    let mut rules: Vec<Rule> = ports
+        .keys()
+        .filter_map(Result::ok)
+        .map(|k| Rule {
+            port: k.port,
+            address: key_addr(&k),
+        })
+        .collect();
+    rules.sort_by_key(|r| (r.port, r.address));
+    Ok((rules, cap))
+}
+
+/// The per-port counters, and the map's capacity.
+fn read_port_counters(pin_dir: &Path) -> Result<(Vec<Counters>, u32), SteerError> {
+    let data = open(pin_dir, MAP_COUNTERS)?;
+    let cap = capacity(&data, MAP_COUNTERS)?;
+    let counters = read_counters(&Map::PerCpuHashMap(data))?
+        .into_iter()
+        .map(|(port, c)| Counters {
+            port,
+            steered: c.steered,
+            dropped: c.dropped,
+            bypassed: c.bypassed,
+            failed_open: c.failed_open,
+        })
+        .collect();
+    Ok((counters, cap))
+}
+
+/// Whether the IPv4 and IPv6 proxy sockets are registered, and the
+/// socket map's capacity.
+fn read_proxy_sockets(pin_dir: &Path) -> Result<((bool, bool), u32), SteerError> {
+    let socks = open(pin_dir, MAP_SOCKETS)?;
+    let cap = capacity(&socks, MAP_SOCKETS)?;
+    let occupied = |slot| {
+        sockmap::occupied(&socks, slot).map_err(|source| SteerError::Io {
+            what: "looking up",
+            path: pin_dir.join(MAP_SOCKETS),
+            source,
+        })
+    };
+    Ok(((occupied(SLOT_V4)?, occupied(SLOT_V6)?), cap))
+}
+
+/// The pinned link's id and its program's; `(0, 0)` without a link.
+fn link_ids(pin_dir: &Path) -> (u32, u32) {
+    PinnedLink::from_pin(pin_dir.join(LINK_PIN))
+        .ok()
+        .map(FdLink::from)
+        .and_then(|l| l.info().ok())
+        .map_or((0, 0), |i| (i.id(), i.program_id()))
 }
 
 /// The program's error counts summed over CPUs; `None` if not pinned.
@@ -188,17 +214,9 @@ fn read_errors(pin_dir: &Path) -> Result<Option<KernelErrors>, SteerError> {
         Err(MapError::SyscallError(e)) if e.io_error.kind() == std::io::ErrorKind::NotFound => {
             return Ok(None);
         }
-        Err(source) => {
-            return Err(SteerError::Map {
-                map: MAP_ERRORS,
-                source,
-            });
-        }
+        Err(source) => return Err(map_err(MAP_ERRORS)(source)),
     };
-    let err = |source| SteerError::Map {
-        map: MAP_ERRORS,
-        source,
-    };
+    let err = map_err(MAP_ERRORS);
     let map = Map::PerCpuArray(data);
     let errors: PerCpuArray<_, u64> = PerCpuArray::try_from(&map).map_err(err)?;
     let sum =
@@ -211,10 +229,7 @@ fn read_errors(pin_dir: &Path) -> Result<Option<KernelErrors>, SteerError> {
 
 /// Per-port counters summed over CPUs, sorted by port.
 pub fn read_counters(map: &Map) -> Result<Vec<(u16, PortCounters)>, SteerError> {
-    let err = |source| SteerError::Map {
-        map: MAP_COUNTERS,
-        source,
-    };
+    let err = map_err(MAP_COUNTERS);
     let counters: PerCpuHashMap<_, u32, PortCounters> =
         PerCpuHashMap::try_from(map).map_err(err)?;
     let mut out = Vec::new();

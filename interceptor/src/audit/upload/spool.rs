@@ -8,15 +8,15 @@
 //! not at all, and it survives a crash once `enqueue` returns.
 
 use std::{
-    fs::{self, DirBuilder, File, OpenOptions},
-    io::{self, Write},
-    os::unix::fs::{DirBuilderExt, OpenOptionsExt},
+    fs, io,
     path::{Component, Path},
     sync::atomic::{AtomicU64, Ordering},
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
 use object_store::path::Path as Key;
+
+use crate::audit::fsutil::{create_private_dir, sync_dir, write_synced};
 
 /// A temporary mark older than this is a crash leftover.
 const STALE_TMP: Duration = Duration::from_secs(60);
@@ -28,10 +28,7 @@ pub fn enqueue(audit_dir: &Path, rel: &Path) -> io::Result<()> {
     let rel = rel_key(rel)?;
     let outbox = audit_dir.join("outbox");
     if !outbox.is_dir() {
-        DirBuilder::new()
-            .recursive(true)
-            .mode(0o750)
-            .create(&outbox)?;
+        create_private_dir(&outbox)?;
         sync_dir(audit_dir)?;
     }
     static LAST: AtomicU64 = AtomicU64::new(0);
@@ -39,16 +36,7 @@ pub fn enqueue(audit_dir: &Path, rel: &Path) -> io::Result<()> {
         let seq = next_seq(&LAST, &outbox)?;
         let name = format!("{seq:020}.mark");
         let tmp = outbox.join(format!(".{name}.tmp"));
-        {
-            let mut f = OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(0o640)
-                .open(&tmp)?;
-            f.write_all(rel.as_bytes())?;
-            f.sync_all()?;
-        }
+        write_synced(&tmp, rel.as_bytes())?;
         // A hard link publishes the mark whole and never replaces another.
         let linked = fs::hard_link(&tmp, outbox.join(&name));
         fs::remove_file(&tmp)?;
@@ -122,10 +110,6 @@ pub(super) fn marks(outbox: &Path) -> io::Result<Vec<String>> {
     }
     names.sort_unstable();
     Ok(names)
-}
-
-fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
 }
 
 /// Removes temporary marks left by an `enqueue` that crashed before linking

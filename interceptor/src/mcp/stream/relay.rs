@@ -2,26 +2,19 @@
 //! stream, each event goes through `State::on_event`, and what comes out
 //! is handed to the client through a small channel.
 
-use std::{
-    pin::Pin,
-    task::{Context, Poll},
-    time::Duration,
-};
+use std::{task::Context, time::Duration};
 
 use bytes::Bytes;
 use http_body::Frame;
 use http_body_util::BodyExt;
 use serde_json::Value;
-use tokio::sync::mpsc;
+use tokio::{sync::mpsc, time::Instant};
 
-use super::{State, tell};
+use super::{State, frames, tell};
 use crate::error::{Reason, Refusal};
 use crate::mcp::exchange::Forwarded;
 use crate::mcp::sse::{Parser, SseError, serialize};
-use crate::proxy::{
-    body::{BoxError, ProxyBody},
-    upstream::UpstreamBody,
-};
+use crate::proxy::{body::ProxyBody, upstream::UpstreamBody};
 
 /// How often a POST's SSE answer checks whether the client has answered
 /// the server's request it waits on.
@@ -31,8 +24,8 @@ const CLIENT_TURN_POLL: Duration = Duration::from_millis(200);
 /// through a small channel, so at most one event (plus the channel's few)
 /// is in memory, and a client that stops reading slows the server down.
 pub fn sse(
-    mut body: UpstreamBody,
-    mut st: State,
+    body: UpstreamBody,
+    st: State,
     expected: Vec<String>,
     denials: Vec<Value>,
     guard: Option<Forwarded>,
@@ -51,130 +44,201 @@ pub fn sse(
                 return;
             }
         }
+        let mut relay = Relay::new(st, expected, tx);
+        let end = relay.run(body).await;
+        relay.finish(&end);
+    });
+    frames::body(rx)
+}
+
+/// The client's end of the relay: each event the task sends is one frame.
+impl frames::Source for mpsc::Receiver<Bytes> {
+    fn poll_next(&mut self, cx: &mut Context<'_>) -> frames::Polled {
+        self.poll_recv(cx).map(|o| o.map(|b| Ok(Frame::data(b))))
+    }
+}
+
+/// What waiting for the upstream stream gave.
+enum Next {
+    /// The server sent nothing before the deadline.
+    Silent,
+    /// The stream ended.
+    Ended,
+    /// The stream failed.
+    Failed(hyper::Error),
+    /// A frame of the stream.
+    Frame(Frame<Bytes>),
+}
+
+/// The relay task's state: the answer's [`State`], the requests it is for,
+/// and the silence deadline.
+struct Relay {
+    st: State,
+    expected: Vec<String>,
+    /// The call's masking profile (see [`State::call_profile`]).
+    profile: Option<String>,
+    parser: Parser,
+    tx: mpsc::Sender<Bytes>,
+    /// The longest silence allowed while a request waits (see
+    /// `State::answer_timeout`); `None`: the stream may idle.
+    quiet: Option<Duration>,
+    deadline: Option<Instant>,
+    /// The server was last seen waiting on the client.
+    client_turn: bool,
+}
+
+impl Relay {
+    /// The relay of `st`'s answer to `expected`.
+    fn new(st: State, expected: Vec<String>, tx: mpsc::Sender<Bytes>) -> Self {
         let profile = st.call_profile(&expected);
-        let mut parser = Parser::new(st.max_message);
-        let mut end = Refusal::new(
-            Reason::NoResponse,
-            "the server's stream ended without a response",
-        );
+        let parser = Parser::new(st.max_message);
         // The 200 head is out, so a server that stops answering cannot get
         // the client a 504; each waiting request gets `upstream_timeout` instead, and
         // the task, the client and the upstream port are freed. Progress
         // notifications count as an answer; keep-alive comments do not.
         let quiet = st.answer_timeout.filter(|_| !expected.is_empty());
-        let mut deadline = quiet.map(|q| tokio::time::Instant::now() + q);
-        let mut client_turn = false;
-        'read: loop {
-            let next = match deadline {
-                Some(d) => tokio::time::timeout_at(d, body.frame()).await.ok(),
-                None => Some(body.frame().await),
-            };
-            let Some(next) = next else {
-                let quiet = quiet.unwrap_or_default();
-                let now = tokio::time::Instant::now();
-                if st.sessions.server_waiting(&st.origin.key) {
-                    // The server waits on the client (a sampling or
-                    // elicitation answer, perhaps a human's): its silence
-                    // is not a fault. Look again soon; once the client has
-                    // answered, the server gets a whole period.
-                    client_turn = true;
-                    deadline = Some(now + CLIENT_TURN_POLL.min(quiet));
-                    continue;
+        Self {
+            st,
+            expected,
+            profile,
+            parser,
+            tx,
+            quiet,
+            deadline: quiet.map(|q| Instant::now() + q),
+            client_turn: false,
+        }
+    }
+
+    /// Relays the stream until it ends; returns the refusal of the
+    /// requests left unanswered.
+    async fn run(&mut self, mut body: UpstreamBody) -> Refusal {
+        loop {
+            let frame = match self.next(&mut body).await {
+                Next::Silent => match self.on_silence().await {
+                    Some(end) => return end,
+                    None => continue,
+                },
+                Next::Ended => {
+                    return Refusal::new(
+                        Reason::NoResponse,
+                        "the server's stream ended without a response",
+                    );
                 }
-                if std::mem::take(&mut client_turn) {
-                    deadline = Some(now + quiet);
-                    continue;
-                }
-                match st.time_out(&expected, quiet, &tx).await {
-                    Some(error) => {
-                        end = error;
-                        break;
-                    }
-                    // All answered; the server may keep its stream open.
-                    None => deadline = None,
-                }
-                continue;
-            };
-            let frame = match next {
-                None => break,
-                Some(Err(e)) => {
-                    tracing::info!(conn = st.origin.conn.id, error = %e, "upstream stream failed");
-                    end = Refusal::new(
+                Next::Failed(e) => {
+                    tracing::info!(conn = self.st.origin.conn.id, error = %e, "upstream stream failed");
+                    return Refusal::new(
                         Reason::UpstreamUnavailable,
                         format!("upstream stream failed: {e}"),
                     );
-                    break;
                 }
-                Some(Ok(f)) => f,
+                Next::Frame(f) => f,
             };
             let Ok(data) = frame.into_data() else {
                 continue;
             };
-            match parser.push(&data) {
-                Ok(events) => {
-                    for ev in events {
-                        if deadline.is_some()
-                            && ev.data.as_deref().is_some_and(|d| !d.trim().is_empty())
-                        {
-                            deadline = quiet.map(|q| tokio::time::Instant::now() + q);
-                        }
-                        let out = st.on_event(ev, profile.as_deref());
-                        if out.is_empty() {
-                            continue;
-                        }
-                        if tx.send(out).await.is_err() {
-                            end = Refusal::new(Reason::ClientGone, "the client went away");
-                            break 'read;
-                        }
-                    }
-                }
-                Err(e) => {
-                    tracing::warn!(conn = st.origin.conn.id, error = %e, "upstream SSE stream cut");
-                    let reason = match e {
-                        SseError::TooLarge(_) => Reason::ServerMessageTooLarge,
-                        SseError::Utf8 => Reason::UpstreamUnavailable,
-                    };
-                    end = Refusal::new(reason, e.to_string());
-                    // Tell the client, per request it is waiting on; then
-                    // the stream ends (the rest is dropped below).
-                    let ids = expected.iter().filter_map(|k| serde_json::from_str(k).ok());
-                    tell(&tx, ids, &end).await;
-                    break;
-                }
+            if let Some(end) = self.on_data(&data).await {
+                return end;
             }
         }
+    }
+
+    /// The next frame of `body`, or silence past the deadline.
+    async fn next(&self, body: &mut UpstreamBody) -> Next {
+        let next = match self.deadline {
+            Some(d) => tokio::time::timeout_at(d, body.frame()).await.ok(),
+            None => Some(body.frame().await),
+        };
+        match next {
+            None => Next::Silent,
+            Some(None) => Next::Ended,
+            Some(Some(Err(e))) => Next::Failed(e),
+            Some(Some(Ok(f))) => Next::Frame(f),
+        }
+    }
+
+    /// The server was silent until the deadline: looks again later if it
+    /// waits on the client, else times out the requests still waiting.
+    /// Returns the refusal that ends the stream, if any.
+    async fn on_silence(&mut self) -> Option<Refusal> {
+        let quiet = self.quiet.unwrap_or_default();
+        let now = Instant::now();
+        if self.st.sessions.server_waiting(&self.st.origin.key) {
+            // The server waits on the client (a sampling or elicitation
+            // answer, perhaps a human's): its silence is not a fault. Look
+            // again soon; once the client has answered, the server gets a
+            // whole period.
+            self.client_turn = true;
+            self.deadline = Some(now + CLIENT_TURN_POLL.min(quiet));
+            return None;
+        }
+        if std::mem::take(&mut self.client_turn) {
+            self.deadline = Some(now + quiet);
+            return None;
+        }
+        let end = self.st.time_out(&self.expected, quiet, &self.tx).await;
+        if end.is_none() {
+            // All answered; the server may keep its stream open.
+            self.deadline = None;
+        }
+        end
+    }
+
+    /// One chunk of the stream: each event it completes goes through the
+    /// phases and on to the client. Returns the refusal that ends the
+    /// stream, if any.
+    async fn on_data(&mut self, data: &[u8]) -> Option<Refusal> {
+        let events = match self.parser.push(data) {
+            Ok(events) => events,
+            Err(e) => return Some(self.cut(e).await),
+        };
+        for ev in events {
+            if self.deadline.is_some() && ev.data.as_deref().is_some_and(|d| !d.trim().is_empty()) {
+                self.deadline = self.quiet.map(|q| Instant::now() + q);
+            }
+            let out = self.st.on_event(ev, self.profile.as_deref());
+            if out.is_empty() {
+                continue;
+            }
+            if self.tx.send(out).await.is_err() {
+                return Some(Refusal::new(Reason::ClientGone, "the client went away"));
+            }
+        }
+        None
+    }
+
+    /// The stream cannot be read on (an oversized or non-UTF-8 event):
+    /// each request the client waits on is told why.
+    async fn cut(&self, e: SseError) -> Refusal {
+        tracing::warn!(conn = self.st.origin.conn.id, error = %e, "upstream SSE stream cut");
+        let reason = match e {
+            SseError::TooLarge(_) => Reason::ServerMessageTooLarge,
+            SseError::Utf8 => Reason::UpstreamUnavailable,
+        };
+        let end = Refusal::new(reason, e.to_string());
+        // Then the stream ends (the rest is dropped in `finish`).
+        let ids = self
+            .expected
+            .iter()
+            .filter_map(|k| serde_json::from_str(k).ok());
+        tell(&self.tx, ids, &end).await;
+        end
+    }
+
+    /// Drops what no phase has seen and settles the requests still waiting
+    /// with `end`.
+    fn finish(&mut self, end: &Refusal) {
         // Never forwarded: what follows an event that cut the stream (the
         // oversized event itself, or the events after a non-UTF-8 one), or
         // an unfinished last event (which SSE clients discard anyway). No
         // phase has seen these bytes, so none has masked them.
-        let rest = parser.leftover();
+        let rest = self.parser.leftover();
         if !rest.is_empty() {
             tracing::debug!(
-                conn = st.origin.conn.id,
+                conn = self.st.origin.conn.id,
                 bytes = rest.len(),
                 "dropped the unread rest of the upstream stream"
             );
         }
-        st.finish(&expected, &end);
-    });
-    http_body_util::BodyExt::boxed(ChannelBody { rx })
-}
-
-struct ChannelBody {
-    rx: mpsc::Receiver<Bytes>,
-}
-
-impl http_body::Body for ChannelBody {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        self.get_mut()
-            .rx
-            .poll_recv(cx)
-            .map(|o| o.map(|b| Ok(Frame::data(b))))
+        self.st.finish(&self.expected, end);
     }
 }
