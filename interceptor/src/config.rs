@@ -508,37 +508,38 @@ impl Config {
     /// Where tool pins live: `policy.pins_file`, else beside the audit
     /// directory, so every agent (and every test agent) keeps its own.
     pub fn pins_path(&self) -> PathBuf {
-        self.policy.pins_file.clone().unwrap_or_else(|| {
-            self.audit
-                .dir
-                .parent()
-                .unwrap_or(Path::new("/var/lib/mcp-interceptor"))
-                .join("tool-pins.json")
-        })
+        self.policy
+            .pins_file
+            .clone()
+            .unwrap_or_else(|| self.beside_audit("tool-pins.json"))
     }
 
     /// The approvals database: `approvals.db`, else beside the audit
     /// directory.
     pub fn approvals_db_path(&self) -> PathBuf {
-        self.approvals.db.clone().unwrap_or_else(|| {
-            self.audit
-                .dir
-                .parent()
-                .unwrap_or(Path::new("/var/lib/mcp-interceptor"))
-                .join("approvals.db")
-        })
+        self.approvals
+            .db
+            .clone()
+            .unwrap_or_else(|| self.beside_audit("approvals.db"))
     }
 
     /// The key of the `hash` masking strategy: `mask.hash_key`, else
     /// beside the audit directory.
     pub fn mask_key_path(&self) -> PathBuf {
-        self.mask.hash_key.clone().unwrap_or_else(|| {
-            self.audit
-                .dir
-                .parent()
-                .unwrap_or(Path::new("/var/lib/mcp-interceptor"))
-                .join("mask-hash.key")
-        })
+        self.mask
+            .hash_key
+            .clone()
+            .unwrap_or_else(|| self.beside_audit("mask-hash.key"))
+    }
+
+    /// `name` beside the audit directory (in /var/lib/mcp-interceptor if
+    /// that directory has no parent, e.g. `/`).
+    fn beside_audit(&self, name: &str) -> PathBuf {
+        self.audit
+            .dir
+            .parent()
+            .unwrap_or(Path::new("/var/lib/mcp-interceptor"))
+            .join(name)
     }
 
     /// The rule for a destination port, if it is intercepted.

@@ -227,8 +227,42 @@ fn default_credential_refresh() -> u64 {
 const MAX_CONNECTION_AGE: u64 = 86_400;
 
 /// Cross-field checks for `[tls]`, `[identity]` and per-port TLS keys.
+///
+/// The checks run in a fixed order, so a config with several faults always
+/// reports the same (first) one.
 pub(super) fn validate(cfg: &super::Config) -> Result<(), ValidationError> {
     let (tls, id) = (&cfg.tls, &cfg.identity);
+    validate_tls(tls)?;
+    validate_identity(id, tls)?;
+    for (n, o) in id.oidc.iter().enumerate() {
+        validate_oidc(n, o)?;
+    }
+    if id.oidc.len()
+        != id
+            .oidc
+            .iter()
+            .map(|o| &o.issuer)
+            .collect::<std::collections::BTreeSet<_>>()
+            .len()
+    {
+        return Err(Invalid("identity.oidc: an issuer is listed twice".into()));
+    }
+    if let Some(c) = &id.upstream_credential {
+        validate_upstream_credential(c)?;
+    }
+    for rule in &cfg.intercept.ports {
+        if rule.upstream_server_name.is_some() && !rule.upstream_tls {
+            return Err(Conflict(format!(
+                "intercept.ports port {}: upstream_server_name needs upstream_tls = true",
+                rule.port
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// `[tls]` on its own: key pairs, what mTLS needs, the connection age.
+fn validate_tls(tls: &Tls) -> Result<(), ValidationError> {
     if tls.cert.is_some() != tls.key.is_some() {
         return Err(Conflict(
             "tls: set both `cert` and `key`, or neither".into(),
@@ -254,6 +288,12 @@ pub(super) fn validate(cfg: &super::Config) -> Result<(), ValidationError> {
             "tls.max_connection_age_seconds must be 1..={MAX_CONNECTION_AGE} (a day)"
         )));
     }
+    Ok(())
+}
+
+/// `[identity]`'s own keys: some way to identify callers, a subject field,
+/// an http(s) resource URI.
+fn validate_identity(id: &Identity, tls: &Tls) -> Result<(), ValidationError> {
     if !id.allow_anonymous && id.oidc.is_empty() && tls.client_ca.is_empty() {
         return Err(Conflict(
             "identity: no way to identify callers: configure [[identity.oidc]] or \
@@ -271,73 +311,63 @@ pub(super) fn validate(cfg: &super::Config) -> Result<(), ValidationError> {
             "identity.resource {r:?} must be an http(s) URI"
         )));
     }
-    for (n, o) in id.oidc.iter().enumerate() {
-        let at = format!("identity.oidc[{n}] ({})", o.issuer);
-        if !(o.issuer.starts_with("https://") || o.issuer.starts_with("http://")) {
-            return Err(Invalid(format!("{at}: issuer must be an http(s) URL")));
-        }
-        if o.audiences.is_empty() || o.audiences.iter().any(String::is_empty) {
+    Ok(())
+}
+
+/// One `[[identity.oidc]]` entry (the `n`th): issuer URL, audiences,
+/// asymmetric algorithms only, claim names, a bounded leeway.
+fn validate_oidc(n: usize, o: &OidcIssuer) -> Result<(), ValidationError> {
+    let at = format!("identity.oidc[{n}] ({})", o.issuer);
+    if !(o.issuer.starts_with("https://") || o.issuer.starts_with("http://")) {
+        return Err(Invalid(format!("{at}: issuer must be an http(s) URL")));
+    }
+    if o.audiences.is_empty() || o.audiences.iter().any(String::is_empty) {
+        return Err(Invalid(format!(
+            "{at}: audiences is empty: name the MCP resource URI (RFC 8707)"
+        )));
+    }
+    if o.algorithms.is_empty() {
+        return Err(Invalid(format!("{at}: algorithms is empty")));
+    }
+    for a in &o.algorithms {
+        if !default_algorithms().contains(a) {
             return Err(Invalid(format!(
-                "{at}: audiences is empty: name the MCP resource URI (RFC 8707)"
-            )));
-        }
-        if o.algorithms.is_empty() {
-            return Err(Invalid(format!("{at}: algorithms is empty")));
-        }
-        for a in &o.algorithms {
-            if !default_algorithms().contains(a) {
-                return Err(Invalid(format!(
-                    "{at}: algorithm {a:?} is not allowed (asymmetric only: {})",
-                    default_algorithms().join(", ")
-                )));
-            }
-        }
-        if o.groups_claim.is_empty() || o.subject_claim.is_empty() {
-            return Err(Invalid(format!(
-                "{at}: groups_claim and subject_claim must be set"
-            )));
-        }
-        if o.leeway_seconds > 300 {
-            return Err(Invalid(format!(
-                "{at}: leeway_seconds above 300 is not a skew"
+                "{at}: algorithm {a:?} is not allowed (asymmetric only: {})",
+                default_algorithms().join(", ")
             )));
         }
     }
-    if id.oidc.len()
-        != id
-            .oidc
-            .iter()
-            .map(|o| &o.issuer)
-            .collect::<std::collections::BTreeSet<_>>()
-            .len()
-    {
-        return Err(Invalid("identity.oidc: an issuer is listed twice".into()));
+    if o.groups_claim.is_empty() || o.subject_claim.is_empty() {
+        return Err(Invalid(format!(
+            "{at}: groups_claim and subject_claim must be set"
+        )));
     }
-    if let Some(c) = &id.upstream_credential {
-        if c.value_file.is_some() != c.command.is_empty() {
-            return Err(Conflict(
-                "identity.upstream_credential: set exactly one of value_file and command".into(),
-            ));
-        }
-        if http::HeaderName::from_bytes(c.header.as_bytes()).is_err() {
-            return Err(Invalid(format!(
-                "identity.upstream_credential.header {:?} is not a header name",
-                c.header
-            )));
-        }
-        if c.refresh_seconds == 0 {
-            return Err(Invalid(
-                "identity.upstream_credential.refresh_seconds must be > 0".into(),
-            ));
-        }
+    if o.leeway_seconds > 300 {
+        return Err(Invalid(format!(
+            "{at}: leeway_seconds above 300 is not a skew"
+        )));
     }
-    for rule in &cfg.intercept.ports {
-        if rule.upstream_server_name.is_some() && !rule.upstream_tls {
-            return Err(Conflict(format!(
-                "intercept.ports port {}: upstream_server_name needs upstream_tls = true",
-                rule.port
-            )));
-        }
+    Ok(())
+}
+
+/// `[identity.upstream_credential]`: exactly one source, a valid header
+/// name, a non-zero refresh.
+fn validate_upstream_credential(c: &UpstreamCredential) -> Result<(), ValidationError> {
+    if c.value_file.is_some() != c.command.is_empty() {
+        return Err(Conflict(
+            "identity.upstream_credential: set exactly one of value_file and command".into(),
+        ));
+    }
+    if http::HeaderName::from_bytes(c.header.as_bytes()).is_err() {
+        return Err(Invalid(format!(
+            "identity.upstream_credential.header {:?} is not a header name",
+            c.header
+        )));
+    }
+    if c.refresh_seconds == 0 {
+        return Err(Invalid(
+            "identity.upstream_credential.refresh_seconds must be > 0".into(),
+        ));
     }
     Ok(())
 }

@@ -109,24 +109,27 @@ impl Out<'_, '_> {
 
     /// `clean`: parsed without escapes, so written as it is.
     fn string(&mut self, s: &str, clean: bool) -> Written {
-        match walk::string(self.p, s, &mut self.counts, self.embed, self.memo) {
-            None if clean => write_raw(&mut self.buf, s),
-            None => write_str(&mut self.buf, s),
-            Some(Masked::Text(t)) => {
-                self.changed = true;
-                write_str(&mut self.buf, &t);
+        let masked = walk::string(self.p, s, &mut self.counts, self.embed, self.memo);
+        self.write(masked, |buf| {
+            if clean {
+                write_raw(buf, s)
+            } else {
+                write_str(buf, s)
             }
-            Some(Masked::Gone) => {
-                self.changed = true;
-                return Written::Gone;
-            }
-        }
-        Written::Yes
+        })
     }
 
     fn number(&mut self, n: Number) -> Written {
-        match walk::number(self.p, &n, &mut self.counts) {
-            None => write_number(&mut self.buf, &n),
+        let masked = walk::number(self.p, &n, &mut self.counts);
+        self.write(masked, |buf| write_number(buf, &n))
+    }
+
+    /// Writes what masking made of a value: the value as it was (`same`)
+    /// when nothing matched, else its masked text, or nothing when it was
+    /// dropped.
+    fn write(&mut self, masked: Option<Masked>, same: impl FnOnce(&mut String)) -> Written {
+        match masked {
+            None => same(&mut self.buf),
             Some(Masked::Text(t)) => {
                 self.changed = true;
                 write_str(&mut self.buf, &t);
@@ -329,21 +332,11 @@ impl<'de> Visitor<'de> for Seed<'_, '_, '_> {
             o.buf.push(':');
             let kept = if verdict.hit {
                 let mut v: Value = map.next_value()?;
-                match walk::key_value(o.p, &mut v, &mut o.counts) {
-                    walk::KeyAction::Keep => {
-                        o.buf.push_str(&v.to_string());
-                        true
-                    }
-                    walk::KeyAction::Changed => {
-                        o.changed = true;
-                        o.buf.push_str(&v.to_string());
-                        true
-                    }
-                    walk::KeyAction::Remove => {
-                        o.changed = true;
-                        false
-                    }
+                let kept = walk::key_value(o.p, &mut v, &mut o.counts).kept(&mut o.changed);
+                if kept {
+                    o.buf.push_str(&v.to_string());
                 }
+                kept
             } else {
                 matches!(map.next_value_seed(Seed(&mut *o))?, Written::Yes)
             };

@@ -256,7 +256,6 @@ fn national(t: &[u8], start: usize, r: &Run) -> bool {
 pub(crate) fn scan(text: &str, det_of: &[u32; 12], min: usize, from: usize, out: &mut Vec<Hit>) {
     let det = |k: Kind| det_of[k as usize];
     let t = text.as_bytes();
-    let p = &*PATTERNS;
     let mut i = from;
     while let Some(start) = next_digit(t, i) {
         if det(Kind::Iban) != NONE
@@ -293,54 +292,86 @@ pub(crate) fn scan(text: &str, det_of: &[u32; 12], min: usize, from: usize, out:
             })
         };
         if det(Kind::Card) != NONE && run.digits >= 13 {
-            if run.seps {
-                if card_may_start(t, start, run.end) {
-                    cards(t, start, run.end, &mut push);
-                }
-            } else if let Some(e) = card_end(t, start, run.end) {
-                push(Kind::Card, start, e);
-            }
+            card_hits(t, start, &run, &mut push);
         }
         if det(Kind::Ssn) != NONE && run.ssn {
-            for m in p.ssn.find_iter(&text[start..run.end]) {
-                let (s, e) = (start + m.start(), start + m.end());
-                if num_start_ok(t, s) && num_end_ok(t, e) && ssn_ok(&t[s..e]) {
-                    push(Kind::Ssn, s, e);
-                }
-            }
+            ssn_hits(text, start, &run, &mut push);
         }
         if det(Kind::Phone) != NONE {
-            // Without 3-3-4 groups only a `+` number at `from` can match,
-            // and it is refused for what is before it ("1.4.12+20261234")
-            // without asking the regex.
-            let plus = t[from] == b'+' && run.digits >= 8 && (after_hit || num_start_ok(t, from));
-            if run.nanp || plus {
-                let mut at = from;
-                while let Some((s, e)) = matchers::phone_at(t, at, run.end) {
-                    if phone_ok(t, s, e, after_hit && s == from) {
-                        push(Kind::Phone, s, e);
-                    }
-                    at = e;
-                }
-            }
-            if (10..=11).contains(&run.digits)
-                && run.sep != MIXED
-                && national(t, start, &run)
-                && num_start_ok(t, start)
-                && num_end_ok(t, run.end)
-            {
-                push(Kind::Phone, start, run.end);
-            }
+            phone_hits(t, start, from, &run, after_hit, &mut push);
         }
         if det(Kind::Ipv4) != NONE && run.dots >= 3 {
-            for m in p.ipv4.find_iter(&text[start..run.end]) {
-                let (s, e) = (start + m.start(), start + m.end());
-                if num_start_ok(t, s) && num_end_ok(t, e) {
-                    push(Kind::Ipv4, s, e);
-                }
-            }
+            ipv4_hits(text, start, &run, &mut push);
         }
         i = run.end;
+    }
+}
+
+/// Cards in the run at `start` (13 digits or more): grouped runs by
+/// group, ungrouped ones as one number.
+fn card_hits(t: &[u8], start: usize, run: &Run, push: &mut impl FnMut(Kind, usize, usize)) {
+    if run.seps {
+        if card_may_start(t, start, run.end) {
+            cards(t, start, run.end, push);
+        }
+    } else if let Some(e) = card_end(t, start, run.end) {
+        push(Kind::Card, start, e);
+    }
+}
+
+/// US SSNs (3-2-4 groups) in the run at `start`.
+fn ssn_hits(text: &str, start: usize, run: &Run, push: &mut impl FnMut(Kind, usize, usize)) {
+    let t = text.as_bytes();
+    for m in PATTERNS.ssn.find_iter(&text[start..run.end]) {
+        let (s, e) = (start + m.start(), start + m.end());
+        if num_start_ok(t, s) && num_end_ok(t, e) && ssn_ok(&t[s..e]) {
+            push(Kind::Ssn, s, e);
+        }
+    }
+}
+
+/// Phone numbers in the run at `start` (`from` includes a leading `+` or
+/// `(`): international and North American ones by `matchers::phone_at`,
+/// national ones as a whole run (see `national`).
+fn phone_hits(
+    t: &[u8],
+    start: usize,
+    from: usize,
+    run: &Run,
+    after_hit: bool,
+    push: &mut impl FnMut(Kind, usize, usize),
+) {
+    // Without 3-3-4 groups only a `+` number at `from` can match,
+    // and it is refused for what is before it ("1.4.12+20261234")
+    // without asking the regex.
+    let plus = t[from] == b'+' && run.digits >= 8 && (after_hit || num_start_ok(t, from));
+    if run.nanp || plus {
+        let mut at = from;
+        while let Some((s, e)) = matchers::phone_at(t, at, run.end) {
+            if phone_ok(t, s, e, after_hit && s == from) {
+                push(Kind::Phone, s, e);
+            }
+            at = e;
+        }
+    }
+    if (10..=11).contains(&run.digits)
+        && run.sep != MIXED
+        && national(t, start, run)
+        && num_start_ok(t, start)
+        && num_end_ok(t, run.end)
+    {
+        push(Kind::Phone, start, run.end);
+    }
+}
+
+/// IPv4 addresses in the run at `start` (three dots or more).
+fn ipv4_hits(text: &str, start: usize, run: &Run, push: &mut impl FnMut(Kind, usize, usize)) {
+    let t = text.as_bytes();
+    for m in PATTERNS.ipv4.find_iter(&text[start..run.end]) {
+        let (s, e) = (start + m.start(), start + m.end());
+        if num_start_ok(t, s) && num_end_ok(t, e) {
+            push(Kind::Ipv4, s, e);
+        }
     }
 }
 

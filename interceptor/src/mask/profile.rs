@@ -11,7 +11,7 @@ use super::{
     strategy::{self, HmacKey},
     walk,
 };
-use crate::config::{MaskProfile, Validator};
+use crate::config::{CustomDetector, MaskProfile, Validator};
 
 /// One compiled profile.
 #[derive(Debug)]
@@ -36,12 +36,15 @@ pub struct Profile {
     /// length (mod 64) of a key name starting (ending) with it: almost
     /// every key in an answer is turned away by these two lookups, before
     /// any comparison.
-    key_first: Box<[u64; 256]>,
-    key_last: Box<[u64; 256]>,
+    key_first: LengthBits,
+    key_last: LengthBits,
     longest_key: usize,
     pub(super) key_strategy: Strategy,
     pub(super) hmac: HmacKey,
 }
+
+/// Per byte, one bit per key-name length (mod 64); see `Profile::key_first`.
+type LengthBits = Box<[u64; 256]>;
 
 #[derive(Debug)]
 struct Det {
@@ -127,80 +130,125 @@ const NUMERIC: u32 = {
 /// scanned again whole.
 const UNBOUNDED: u32 = (1 << Kind::PrivateKey as u32) | (1 << Kind::AwsSecretKey as u32);
 
+/// The built-in detectors the profile names, in its order; an unknown
+/// name is refused.
+fn builtin_kinds(name: &str, cfg: &MaskProfile) -> Result<Vec<Kind>, MaskError> {
+    cfg.detectors
+        .iter()
+        .map(|d| {
+            Kind::from_name(d).ok_or_else(|| MaskError::UnknownDetector {
+                profile: name.to_owned(),
+                name: d.clone(),
+            })
+        })
+        .collect()
+}
+
+/// The strategy the profile sets for detector `n`, else `default`.
+fn strategy_of(cfg: &MaskProfile, n: &str, default: Strategy) -> Strategy {
+    cfg.strategies.get(n).copied().unwrap_or(default)
+}
+
+/// The built-in detectors of `kinds`, in tie-break order (`Kind::ALL`).
+fn builtin_dets(cfg: &MaskProfile, kinds: &[Kind]) -> Vec<Det> {
+    Kind::ALL
+        .into_iter()
+        .filter(|k| kinds.contains(k))
+        .map(|k| Det {
+            name: k.name().to_owned(),
+            label: k.name().to_ascii_uppercase(),
+            strategy: strategy_of(cfg, k.name(), default_strategy(k)),
+            how: How::Builtin(k),
+        })
+        .collect()
+}
+
+/// One custom detector: a name of its own (not a built-in's, not one of
+/// `dets`) and a regex that compiles.
+fn custom_det(
+    name: &str,
+    cfg: &MaskProfile,
+    c: &CustomDetector,
+    dets: &[Det],
+) -> Result<Det, MaskError> {
+    let bad = |why| MaskError::BadCustom {
+        profile: name.to_owned(),
+        name: c.name.clone(),
+        why,
+    };
+    if c.name.is_empty()
+        || !c
+            .name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+    {
+        return Err(bad("the name must be lower-case letters, digits and _"));
+    }
+    if Kind::from_name(&c.name).is_some() || c.name == KEY_NAME {
+        return Err(bad("the name is taken by a built-in detector"));
+    }
+    if dets.iter().any(|d| d.name == c.name) {
+        return Err(bad("defined twice"));
+    }
+    let re = Regex::new(&c.regex).map_err(|e| MaskError::BadRegex {
+        profile: name.to_owned(),
+        detector: c.name.clone(),
+        source: Box::new(e),
+    })?;
+    Ok(Det {
+        name: c.name.clone(),
+        label: c.name.to_ascii_uppercase(),
+        strategy: strategy_of(cfg, &c.name, c.strategy),
+        how: How::Custom(re, c.validator),
+    })
+}
+
+/// Refuses a strategy set for a detector that is neither built in nor
+/// defined by the profile (a typo would leave its values unmasked as
+/// the operator meant).
+fn check_strategies(name: &str, cfg: &MaskProfile, dets: &[Det]) -> Result<(), MaskError> {
+    for n in cfg.strategies.keys() {
+        if Kind::from_name(n).is_none() && !dets.iter().any(|d| &d.name == n) {
+            return Err(MaskError::UnknownStrategy {
+                profile: name.to_owned(),
+                name: n.clone(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Normalized key names, sorted, and their first- and last-byte length
+/// bits (see `Profile::key_first`).
+fn key_index(names: &[String]) -> (Vec<Vec<u8>>, LengthBits, LengthBits) {
+    let mut keys: Vec<Vec<u8>> = names.iter().map(|k| normalize_key(k)).collect();
+    keys.sort();
+    keys.dedup();
+    let (mut key_first, mut key_last) = (Box::new([0u64; 256]), Box::new([0u64; 256]));
+    for k in &keys {
+        let len = 1 << (k.len() & 63);
+        key_first[usize::from(k.first().copied().unwrap_or(0))] |= len;
+        key_last[usize::from(k.last().copied().unwrap_or(0))] |= len;
+    }
+    (keys, key_first, key_last)
+}
+
 impl Profile {
+    /// Compiles profile `name`: its detectors (built-ins, then customs),
+    /// their strategies, and the index of key names it masks whole.
     pub(super) fn compile(
         name: &str,
         cfg: &MaskProfile,
         hmac: &HmacKey,
     ) -> Result<Self, MaskError> {
-        let mut kinds = Vec::new();
-        for d in &cfg.detectors {
-            let kind = Kind::from_name(d).ok_or_else(|| MaskError::UnknownDetector {
-                profile: name.to_owned(),
-                name: d.clone(),
-            })?;
-            kinds.push(kind);
-        }
-        let strategy_of = |n: &str, default| cfg.strategies.get(n).copied().unwrap_or(default);
-        let mut dets: Vec<Det> = Kind::ALL
-            .into_iter()
-            .filter(|k| kinds.contains(k))
-            .map(|k| Det {
-                name: k.name().to_owned(),
-                label: k.name().to_ascii_uppercase(),
-                strategy: strategy_of(k.name(), default_strategy(k)),
-                how: How::Builtin(k),
-            })
-            .collect();
+        let kinds = builtin_kinds(name, cfg)?;
+        let mut dets = builtin_dets(cfg, &kinds);
         for c in &cfg.custom {
-            let bad = |why| MaskError::BadCustom {
-                profile: name.to_owned(),
-                name: c.name.clone(),
-                why,
-            };
-            if c.name.is_empty()
-                || !c
-                    .name
-                    .bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
-            {
-                return Err(bad("the name must be lower-case letters, digits and _"));
-            }
-            if Kind::from_name(&c.name).is_some() || c.name == KEY_NAME {
-                return Err(bad("the name is taken by a built-in detector"));
-            }
-            if dets.iter().any(|d| d.name == c.name) {
-                return Err(bad("defined twice"));
-            }
-            let re = Regex::new(&c.regex).map_err(|e| MaskError::BadRegex {
-                profile: name.to_owned(),
-                detector: c.name.clone(),
-                source: Box::new(e),
-            })?;
-            dets.push(Det {
-                name: c.name.clone(),
-                label: c.name.to_ascii_uppercase(),
-                strategy: strategy_of(&c.name, c.strategy),
-                how: How::Custom(re, c.validator),
-            });
+            let det = custom_det(name, cfg, c, &dets)?;
+            dets.push(det);
         }
-        for n in cfg.strategies.keys() {
-            if Kind::from_name(n).is_none() && !dets.iter().any(|d| &d.name == n) {
-                return Err(MaskError::UnknownStrategy {
-                    profile: name.to_owned(),
-                    name: n.clone(),
-                });
-            }
-        }
-        let mut keys: Vec<Vec<u8>> = cfg.keys.iter().map(|k| normalize_key(k)).collect();
-        keys.sort();
-        keys.dedup();
-        let (mut key_first, mut key_last) = (Box::new([0u64; 256]), Box::new([0u64; 256]));
-        for k in &keys {
-            let len = 1 << (k.len() & 63);
-            key_first[usize::from(k.first().copied().unwrap_or(0))] |= len;
-            key_last[usize::from(k.last().copied().unwrap_or(0))] |= len;
-        }
+        check_strategies(name, cfg, &dets)?;
+        let (keys, key_first, key_last) = key_index(&cfg.keys);
         let mut det_of = [detect::NONE; 12];
         for (i, d) in dets.iter().enumerate() {
             if let How::Builtin(k) = d.how {

@@ -21,12 +21,21 @@ const MAX_EMBED: u32 = 3;
 
 /// What masking did to one value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Change {
+pub(super) enum Change {
     Same,
     Changed,
     /// Dropped whole: an object removes the entry, an array keeps a
     /// `null` in its place.
     Gone,
+}
+
+impl Change {
+    /// Whether an object entry with this value stays; sets `changed` if
+    /// the value changed or went.
+    pub(super) fn kept(self, changed: &mut bool) -> bool {
+        *changed |= self != Change::Same;
+        self != Change::Gone
+    }
 }
 
 /// Masks a whole JSON value (a dropped one becomes `null`).
@@ -156,30 +165,12 @@ fn object(
 ) -> Change {
     let mut changed = false;
     m.retain(|k, v| {
-        if !memo.judge(p, k, KeyId::of(k.as_bytes())).hit {
-            return match value(p, v, counts, embed, memo) {
-                Change::Same => true,
-                Change::Changed => {
-                    changed = true;
-                    true
-                }
-                Change::Gone => {
-                    changed = true;
-                    false
-                }
-            };
-        }
-        match key_value(p, v, counts) {
-            KeyAction::Keep => true,
-            KeyAction::Changed => {
-                changed = true;
-                true
-            }
-            KeyAction::Remove => {
-                changed = true;
-                false
-            }
-        }
+        let change = if memo.judge(p, k, KeyId::of(k.as_bytes())).hit {
+            key_value(p, v, counts)
+        } else {
+            value(p, v, counts, embed, memo)
+        };
+        change.kept(&mut changed)
     });
     if p.masks_text() {
         changed |= rename_keys(p, m, counts, memo);
@@ -191,24 +182,20 @@ fn object(
     }
 }
 
-pub(super) enum KeyAction {
-    Keep,
-    Changed,
-    Remove,
-}
-
-pub(super) fn key_value(p: &Profile, v: &mut Value, counts: &mut Counts) -> KeyAction {
+/// The value of a key whose name `keys` matches, masked whole by the
+/// profile's key strategy (`Gone` under `drop`).
+pub(super) fn key_value(p: &Profile, v: &mut Value, counts: &mut Counts) -> Change {
     let s = p.key_strategy;
     let text = match v {
         // Nothing to hide in an absent value or a flag.
-        Value::Null | Value::Bool(_) => return KeyAction::Keep,
+        Value::Null | Value::Bool(_) => return Change::Same,
         // Masked already (the answer, now seen again by the audit).
         Value::String(t) if is_masked(t, KEY_LABEL) || looks_partial(t) => {
-            return KeyAction::Keep;
+            return Change::Same;
         }
         _ if s == Strategy::Drop => {
             bump(counts, KEY_NAME);
-            return KeyAction::Remove;
+            return Change::Gone;
         }
         Value::String(t) => std::mem::take(t),
         Value::Number(n) => n.to_string(),
@@ -223,11 +210,11 @@ pub(super) fn key_value(p: &Profile, v: &mut Value, counts: &mut Counts) -> KeyA
     strategy::render(&mut out, s, KEY_NAME, KEY_LABEL, &text, &p.hmac);
     if out == text {
         *v = Value::String(text);
-        return KeyAction::Keep;
+        return Change::Same;
     }
     bump(counts, KEY_NAME);
     *v = Value::String(out);
-    KeyAction::Changed
+    Change::Changed
 }
 
 /// `****1234`-like: what partial leaves, which partial again would star

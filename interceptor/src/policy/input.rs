@@ -174,19 +174,40 @@ pub fn cedar(input: &Input) -> Result<(Request, Entities), PolicyError> {
 /// `cedar` with the scope already worked out (the decision needs it first,
 /// to pick the policies).
 pub fn cedar_in(input: &Input, scope: Scope) -> Result<(Request, Entities), PolicyError> {
-    let err = |e: &dyn std::fmt::Display| PolicyError::Input(e.to_string());
-    let Scope {
-        principal,
-        groups,
-        resource,
-        server,
-        uri,
-    } = scope;
     // Groups have no attributes, so they need no entity: `principal in
     // Mcp::Group::"x"` reads the principal's parents. Fewer entities make
     // Cedar's transitive closure (run for every request) cheaper.
     let mut entities = Vec::with_capacity(3);
-    let user_attrs = HashMap::from([
+    entities.push(user_entity(input, scope.principal.clone(), scope.groups)?);
+    entities.push(server_entity(input, scope.server.clone())?);
+    if let Some(r) = resource_entity(input, scope.resource.clone(), &scope.server, scope.uri)? {
+        entities.push(r);
+    }
+    let action_uid = uid(&TYPES.action, input.action());
+    let request = Request::new(
+        scope.principal,
+        action_uid,
+        scope.resource,
+        context(input)?,
+        None,
+    )
+    .map_err(input_err)?;
+    let entities = Entities::from_entities(entities, None).map_err(input_err)?;
+    Ok((request, entities))
+}
+
+/// A Cedar error while building the request: the input cannot be judged.
+fn input_err(e: impl std::fmt::Display) -> PolicyError {
+    PolicyError::Input(e.to_string())
+}
+
+/// The caller: its identity attributes, its groups as parents.
+fn user_entity(
+    input: &Input,
+    principal: EntityUid,
+    groups: Vec<EntityUid>,
+) -> Result<Entity, PolicyError> {
+    let attrs = HashMap::from([
         ("auth_method".to_string(), s(&input.auth_method)),
         ("issuer".to_string(), s(&input.issuer)),
         ("subject".to_string(), s(&input.subject)),
@@ -194,75 +215,87 @@ pub fn cedar_in(input: &Input, scope: Scope) -> Result<(Request, Entities), Poli
         ("scopes".to_string(), set(input.scopes.iter().cloned())),
     ]);
     let groups: HashSet<EntityUid> = groups.into_iter().collect();
-    entities.push(Entity::new(principal.clone(), user_attrs, groups).map_err(|e| err(&e))?);
-    let server_attrs = HashMap::from([
+    Entity::new(principal, attrs, groups).map_err(input_err)
+}
+
+/// The server the call goes to: its address and port.
+fn server_entity(input: &Input, server: EntityUid) -> Result<Entity, PolicyError> {
+    let attrs = HashMap::from([
         ("address".to_string(), s(&input.server_address)),
         (
             "port".to_string(),
             RestrictedExpression::new_long(i64::from(input.server_port)),
         ),
     ]);
-    entities.push(Entity::new(server.clone(), server_attrs, HashSet::new()).map_err(|e| err(&e))?);
-    let action = input.action();
-    let target = input.target.as_deref().unwrap_or_default();
-    let tags = || -> Result<HashMap<String, RestrictedExpression>, PolicyError> {
-        let mut t = HashMap::new();
-        if let Some(a) = &input.arguments {
-            flatten("", a, &mut t)?;
-        }
-        Ok(t)
-    };
+    Entity::new(server, attrs, HashSet::new()).map_err(input_err)
+}
+
+/// The tool, prompt or resource called, under its server: a tool or
+/// prompt carries its arguments as tags, a resource its URI. Other methods
+/// name the server itself, which already has its entity.
+fn resource_entity(
+    input: &Input,
+    resource: EntityUid,
+    server: &EntityUid,
+    uri: Option<String>,
+) -> Result<Option<Entity>, PolicyError> {
     let parents = HashSet::from([server.clone()]);
-    match action {
+    match input.action() {
         "tools/call" | "prompts/get" => {
+            let target = input.target.as_deref().unwrap_or_default();
             let attrs = HashMap::from([("name".to_string(), s(target))]);
-            entities.push(
-                Entity::new_with_tags(resource.clone(), attrs, parents, tags()?)
-                    .map_err(|e| err(&e))?,
-            );
+            let mut tags = HashMap::new();
+            if let Some(a) = &input.arguments {
+                flatten("", a, &mut tags)?;
+            }
+            Entity::new_with_tags(resource, attrs, parents, tags)
+                .map(Some)
+                .map_err(input_err)
         }
         "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
             let attrs = HashMap::from([("uri".to_string(), s(&uri.unwrap_or_default()))]);
-            entities.push(Entity::new(resource.clone(), attrs, parents).map_err(|e| err(&e))?);
+            Entity::new(resource, attrs, parents)
+                .map(Some)
+                .map_err(input_err)
         }
-        _ => {}
+        _ => Ok(None),
     }
-    let action_uid = uid(&TYPES.action, action);
+}
+
+/// The request's context: method, client, source, session, time, grants
+/// and the arguments as policy reads them (canonical JSON, SQL kinds).
+fn context(input: &Input) -> Result<Context, PolicyError> {
     let (hour, weekday) = hour_weekday(input.time);
     let args_json = input
         .arguments
         .as_ref()
         .map(crate::jsonrpc::canonical)
         .unwrap_or_default();
-    let context = Context::from_pairs([
-        ("method".to_string(), s(&input.method)),
+    let client = RestrictedExpression::new_record([
+        ("name".to_string(), s(&input.client_name)),
+        ("version".to_string(), s(&input.client_version)),
+    ])
+    .map_err(input_err)?;
+    let time = RestrictedExpression::new_record([
         (
-            "client".to_string(),
-            RestrictedExpression::new_record([
-                ("name".to_string(), s(&input.client_name)),
-                ("version".to_string(), s(&input.client_version)),
-            ])
-            .map_err(|e| err(&e))?,
+            "unix".to_string(),
+            RestrictedExpression::new_long(input.time),
         ),
+        ("hour".to_string(), RestrictedExpression::new_long(hour)),
+        (
+            "weekday".to_string(),
+            RestrictedExpression::new_long(weekday),
+        ),
+    ])
+    .map_err(input_err)?;
+    Context::from_pairs([
+        ("method".to_string(), s(&input.method)),
+        ("client".to_string(), client),
         ("source_ip".to_string(), ip_expr(input.source_ip)),
         ("auth_method".to_string(), s(&input.auth_method)),
         ("session_id".to_string(), s(&input.session_id)),
         ("transport".to_string(), s(&input.transport)),
-        (
-            "time".to_string(),
-            RestrictedExpression::new_record([
-                (
-                    "unix".to_string(),
-                    RestrictedExpression::new_long(input.time),
-                ),
-                ("hour".to_string(), RestrictedExpression::new_long(hour)),
-                (
-                    "weekday".to_string(),
-                    RestrictedExpression::new_long(weekday),
-                ),
-            ])
-            .map_err(|e| err(&e))?,
-        ),
+        ("time".to_string(), time),
         ("grants".to_string(), set(input.grants.iter().cloned())),
         ("arguments_json".to_string(), s(&args_json)),
         (
@@ -274,11 +307,7 @@ pub fn cedar_in(input: &Input, scope: Scope) -> Result<(Request, Entities), Poli
             RestrictedExpression::new_bool(input.listing),
         ),
     ])
-    .map_err(|e| err(&e))?;
-    let request =
-        Request::new(principal, action_uid, resource, context, None).map_err(|e| err(&e))?;
-    let entities = Entities::from_entities(entities, None).map_err(|e| err(&e))?;
-    Ok((request, entities))
+    .map_err(input_err)
 }
 
 /// `ip("...")` for a source address. `RestrictedExpression::new_ip` runs

@@ -218,6 +218,97 @@ pub fn read_sources(paths: &[PathBuf]) -> Result<Vec<(String, String)>, PolicyEr
         .collect()
 }
 
+/// Parses one source file and adds its policies to `all`, each under its
+/// `@id` (or `file#n`), with its annotations in `notes`. An id used twice,
+/// in this file or an earlier one, is refused.
+fn add_source(
+    name: &str,
+    text: &str,
+    all: &mut PolicySet,
+    notes: &mut HashMap<String, Notes>,
+) -> Result<(), PolicyError> {
+    let set =
+        PolicySet::from_str(text).map_err(|e| PolicyError::Parse(name.to_string(), render(&e)))?;
+    let short = Path::new(name)
+        .file_name()
+        .map(|f| f.to_string_lossy().into_owned())
+        .unwrap_or_else(|| name.to_string());
+    for (n, p) in ordered(&set).into_iter().enumerate() {
+        let id = p
+            .annotation("id")
+            .map(str::to_owned)
+            .unwrap_or_else(|| format!("{short}#{n}"));
+        if notes.contains_key(&id) {
+            return Err(PolicyError::DuplicateId(id));
+        }
+        notes.insert(
+            id.clone(),
+            Notes {
+                approval: approval_rule(&id, p)?,
+                mask: p.annotation("mask").map(str::to_owned),
+            },
+        );
+        let p = p.new_id(PolicyId::new(&id));
+        all.add(p)
+            .map_err(|e| PolicyError::DuplicateId(format!("{id}: {e}")))?;
+    }
+    Ok(())
+}
+
+/// Strict validation against the schema; the first error or warning
+/// refuses the whole set.
+fn validate(schema: Schema, all: &PolicySet) -> Result<(), PolicyError> {
+    let result = Validator::new(schema).validate(all, ValidationMode::Strict);
+    if let Some(e) = result.validation_errors().next() {
+        return Err(PolicyError::Invalid(e.policy_id().to_string(), render(e)));
+    }
+    // Warnings too: a policy that can never apply (an action on the
+    // wrong resource type) or a string with look-alike characters is a
+    // mistake in a security policy, not a style issue.
+    if let Some(w) = result.validation_warnings().next() {
+        return Err(PolicyError::Invalid(w.policy_id().to_string(), render(w)));
+    }
+    Ok(())
+}
+
+/// The policies each action of the schema can match, by their action
+/// constraint (an action outside the schema matches none).
+fn by_action(all: &PolicySet) -> HashMap<String, Vec<Policy>> {
+    let mut by_action: HashMap<String, Vec<Policy>> = ACTIONS
+        .iter()
+        .map(|a| (a.to_string(), Vec::new()))
+        .collect();
+    for p in all.policies() {
+        let targets: Vec<String> = match p.action_constraint() {
+            ActionConstraint::Any => ACTIONS.iter().map(|a| a.to_string()).collect(),
+            ActionConstraint::Eq(a) => vec![a.id().unescaped().to_string()],
+            ActionConstraint::In(v) => v.iter().map(|a| a.id().unescaped().to_string()).collect(),
+        };
+        for t in targets {
+            if let Some(list) = by_action.get_mut(&t) {
+                list.push(p.clone());
+            }
+        }
+    }
+    by_action
+}
+
+/// The entities policy scopes name as principal or resource (see
+/// `Policies::named`).
+fn named_in_scopes(all: &PolicySet) -> std::collections::HashSet<cedar_policy::EntityUid> {
+    use cedar_policy::{PrincipalConstraint as P, ResourceConstraint as R};
+    let mut named = std::collections::HashSet::new();
+    for p in all.policies() {
+        if let P::Eq(u) | P::In(u) | P::IsIn(_, u) = p.principal_constraint() {
+            named.insert(u);
+        }
+        if let R::Eq(u) | R::In(u) | R::IsIn(_, u) = p.resource_constraint() {
+            named.insert(u);
+        }
+    }
+    named
+}
+
 impl Policies {
     /// Loads and validates the policies in these files.
     pub fn load(paths: &[PathBuf]) -> Result<Self, PolicyError> {
@@ -235,74 +326,13 @@ impl Policies {
             digest.update([0]);
             digest.update(text.as_bytes());
             digest.update([0]);
-            let set = PolicySet::from_str(text)
-                .map_err(|e| PolicyError::Parse(name.clone(), render(&e)))?;
-            let short = Path::new(name)
-                .file_name()
-                .map(|f| f.to_string_lossy().into_owned())
-                .unwrap_or_else(|| name.clone());
-            for (n, p) in ordered(&set).into_iter().enumerate() {
-                let id = p
-                    .annotation("id")
-                    .map(str::to_owned)
-                    .unwrap_or_else(|| format!("{short}#{n}"));
-                if notes.contains_key(&id) {
-                    return Err(PolicyError::DuplicateId(id));
-                }
-                notes.insert(
-                    id.clone(),
-                    Notes {
-                        approval: approval_rule(&id, p)?,
-                        mask: p.annotation("mask").map(str::to_owned),
-                    },
-                );
-                let p = p.new_id(PolicyId::new(&id));
-                all.add(p)
-                    .map_err(|e| PolicyError::DuplicateId(format!("{id}: {e}")))?;
-            }
+            add_source(name, text, &mut all, &mut notes)?;
         }
-        let result = Validator::new(schema).validate(&all, ValidationMode::Strict);
-        if let Some(e) = result.validation_errors().next() {
-            return Err(PolicyError::Invalid(e.policy_id().to_string(), render(e)));
-        }
-        // Warnings too: a policy that can never apply (an action on the
-        // wrong resource type) or a string with look-alike characters is a
-        // mistake in a security policy, not a style issue.
-        if let Some(w) = result.validation_warnings().next() {
-            return Err(PolicyError::Invalid(w.policy_id().to_string(), render(w)));
-        }
-        let mut by_action: HashMap<String, Vec<Policy>> = ACTIONS
-            .iter()
-            .map(|a| (a.to_string(), Vec::new()))
-            .collect();
-        for p in all.policies() {
-            let targets: Vec<String> = match p.action_constraint() {
-                ActionConstraint::Any => ACTIONS.iter().map(|a| a.to_string()).collect(),
-                ActionConstraint::Eq(a) => vec![a.id().unescaped().to_string()],
-                ActionConstraint::In(v) => {
-                    v.iter().map(|a| a.id().unescaped().to_string()).collect()
-                }
-            };
-            for t in targets {
-                if let Some(list) = by_action.get_mut(&t) {
-                    list.push(p.clone());
-                }
-            }
-        }
-        let mut named = std::collections::HashSet::new();
-        for p in all.policies() {
-            use cedar_policy::{PrincipalConstraint as P, ResourceConstraint as R};
-            if let P::Eq(u) | P::In(u) | P::IsIn(_, u) = p.principal_constraint() {
-                named.insert(u);
-            }
-            if let R::Eq(u) | R::In(u) | R::IsIn(_, u) = p.resource_constraint() {
-                named.insert(u);
-            }
-        }
+        validate(schema, &all)?;
         Ok(Self {
-            by_action,
+            by_action: by_action(&all),
             picked: std::sync::Mutex::new(HashMap::new()),
-            named,
+            named: named_in_scopes(&all),
             count: notes.len(),
             notes,
             version: hex::encode(digest.finalize()),

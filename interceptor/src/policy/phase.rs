@@ -79,22 +79,17 @@ impl PolicyPhase {
         self
     }
 
-    /// The question for `msg`, with the caller's grants that cover it.
-    fn input(
-        &self,
-        ctx: &MessageCtx<'_>,
-        method: &str,
-        target: Option<String>,
-        arguments: Option<Value>,
-        listing: bool,
-    ) -> Option<Input> {
-        let mut input = input_for(&self.cfg, ctx, method, target, arguments, listing)?;
-        if let (Some(g), "tools/call", Some(tool)) =
-            (&self.approvals, method, input.target.as_deref())
-        {
+    /// `input` with the caller's grants that cover it (a tools/call, when
+    /// approvals are on).
+    fn granted(&self, mut input: Input) -> Input {
+        if let (Some(g), "tools/call", Some(tool)) = (
+            &self.approvals,
+            input.method.as_str(),
+            input.target.as_deref(),
+        ) {
             input.grants = g.covering(&input.issuer, &input.subject, &input.server, tool);
         }
-        Some(input)
+        input
     }
 
     fn current(&self) -> Arc<Policies> {
@@ -247,7 +242,15 @@ impl Phase for PolicyPhase {
         if let Some(refusal) = self.check_name(ctx, method, target.as_deref()) {
             return refusal;
         }
-        let Some(input) = self.input(ctx, method, target.clone(), arguments_of(msg), false) else {
+        let input = input_for(
+            &self.cfg,
+            ctx,
+            method,
+            target.clone(),
+            arguments_of(msg),
+            false,
+        );
+        let Some(input) = input.map(|i| self.granted(i)) else {
             return Verdict::Deny(Refusal::new(Reason::PolicyDenied, "denied: no identity"));
         };
         let d = self.decide(&input);
@@ -332,8 +335,8 @@ impl Phase for PolicyPhase {
                 let Some(name) = item.get(key).and_then(Value::as_str) else {
                     return false;
                 };
-                self.input(ctx, action, Some(name.to_string()), None, true)
-                    .is_some_and(|i| self.decide(&i).effect != Effect::Deny)
+                input_for(&self.cfg, ctx, action, Some(name.to_string()), None, true)
+                    .is_some_and(|i| self.decide(&self.granted(i)).effect != Effect::Deny)
             })
             .cloned()
             .collect();

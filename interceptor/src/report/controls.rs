@@ -71,35 +71,7 @@ pub(super) fn ac3(ex: &[&AuditRow]) -> Control {
 }
 
 pub(super) fn ac6(rows: &[AuditRow], ex: &[&AuditRow]) -> Control {
-    #[derive(Default)]
-    struct Who {
-        auth: BTreeSet<String>,
-        groups: BTreeSet<String>,
-        allowed: BTreeSet<String>,
-        denied: BTreeSet<String>,
-        calls: usize,
-    }
-    let mut who: BTreeMap<String, Who> = BTreeMap::new();
-    for r in ex {
-        let Some(s) = &r.subject else { continue };
-        let w = who.entry(s.clone()).or_default();
-        w.auth.extend(r.auth_method.clone());
-        w.groups.extend(r.groups.iter().cloned());
-        if let Some(t) = &r.tool_name {
-            w.calls += 1;
-            match r.decision.as_deref() {
-                Some("deny") => w.denied.insert(t.clone()),
-                _ => w.allowed.insert(t.clone()),
-            };
-        }
-    }
-    let join = |s: &BTreeSet<String>| {
-        if s.is_empty() {
-            "-".to_string()
-        } else {
-            s.iter().cloned().collect::<Vec<_>>().join(", ")
-        }
-    };
+    let who = by_subject(ex);
     let subjects = who.len();
     let mut note = Some(
         "Per-caller filtering of tools/list answers is not a row of its own; it is shown by the tools each subject called."
@@ -111,31 +83,6 @@ pub(super) fn ac6(rows: &[AuditRow], ex: &[&AuditRow]) -> Control {
             note.unwrap_or_default()
         ));
     }
-    let per_subject = Table {
-        caption: "Tools per subject".into(),
-        head: vec![
-            "subject",
-            "auth",
-            "groups",
-            "tool calls",
-            "tools called",
-            "tools denied",
-        ],
-        rows: who
-            .iter()
-            .take(MAX_TABLE_ROWS)
-            .map(|(s, w)| {
-                vec![
-                    s.clone(),
-                    join(&w.auth),
-                    join(&w.groups),
-                    w.calls.to_string(),
-                    join(&w.allowed),
-                    join(&w.denied),
-                ]
-            })
-            .collect(),
-    };
     let steps = |r: &&AuditRow| r.kind.starts_with("approval_") || r.kind.starts_with("grant_");
     let approvals = count(rows.iter().filter(steps).map(|r| r.kind.as_str()));
     let released = ex
@@ -160,7 +107,7 @@ pub(super) fn ac6(rows: &[AuditRow], ex: &[&AuditRow]) -> Control {
             fact("Calls released by an approval", released),
         ],
         tables: vec![
-            per_subject,
+            per_subject_table(&who),
             count_table("Approval and grant steps", "kind", approvals),
         ],
         samples_caption: if step_rows.is_empty() {
@@ -170,6 +117,72 @@ pub(super) fn ac6(rows: &[AuditRow], ex: &[&AuditRow]) -> Control {
         },
         samples: sample_rows,
         note,
+    }
+}
+
+/// What one subject did in the period (AC-6).
+#[derive(Default)]
+struct Who {
+    auth: BTreeSet<String>,
+    groups: BTreeSet<String>,
+    allowed: BTreeSet<String>,
+    denied: BTreeSet<String>,
+    calls: usize,
+}
+
+/// The exchange rows' subjects, each with how it authenticated, its
+/// groups, and the tools it was allowed and denied.
+fn by_subject(ex: &[&AuditRow]) -> BTreeMap<String, Who> {
+    let mut who: BTreeMap<String, Who> = BTreeMap::new();
+    for r in ex {
+        let Some(s) = &r.subject else { continue };
+        let w = who.entry(s.clone()).or_default();
+        w.auth.extend(r.auth_method.clone());
+        w.groups.extend(r.groups.iter().cloned());
+        if let Some(t) = &r.tool_name {
+            w.calls += 1;
+            match r.decision.as_deref() {
+                Some("deny") => w.denied.insert(t.clone()),
+                _ => w.allowed.insert(t.clone()),
+            };
+        }
+    }
+    who
+}
+
+/// The first `MAX_TABLE_ROWS` subjects, one row each.
+fn per_subject_table(who: &BTreeMap<String, Who>) -> Table {
+    let join = |s: &BTreeSet<String>| {
+        if s.is_empty() {
+            "-".to_string()
+        } else {
+            s.iter().cloned().collect::<Vec<_>>().join(", ")
+        }
+    };
+    Table {
+        caption: "Tools per subject".into(),
+        head: vec![
+            "subject",
+            "auth",
+            "groups",
+            "tool calls",
+            "tools called",
+            "tools denied",
+        ],
+        rows: who
+            .iter()
+            .take(MAX_TABLE_ROWS)
+            .map(|(s, w)| {
+                vec![
+                    s.clone(),
+                    join(&w.auth),
+                    join(&w.groups),
+                    w.calls.to_string(),
+                    join(&w.allowed),
+                    join(&w.denied),
+                ]
+            })
+            .collect(),
     }
 }
 
@@ -213,11 +226,40 @@ pub(super) fn au2(rows: &[AuditRow]) -> Control {
 
 pub(super) fn au3(ex: &[&AuditRow]) -> Control {
     let total = ex.len();
-    let filled = |f: &dyn Fn(&AuditRow) -> bool| ex.iter().filter(|r| f(r)).count();
     let calls: Vec<&&AuditRow> = ex
         .iter()
         .filter(|r| r.method.as_deref() == Some("tools/call"))
         .collect();
+    let refused = ex.iter().filter(|r| is_auth_refusal(r)).count();
+    Control {
+        id: "AU-3",
+        title: "Content of audit records",
+        asks: "Each record says what happened, when and where, from which source, with what outcome, and who was involved.",
+        how: "Every exchange row carries the event kind and JSON-RPC method, the event time (microseconds, UTC), the host and destination, the client address, the decision, HTTP status and error code, the verified subject and the tool, resource or prompt.",
+        status: status_for(total),
+        facts: vec![
+            fact("Exchange rows", total),
+            fact("tools/call rows", calls.len()),
+            fact(
+                "Refused before identification (no subject by design)",
+                refused,
+            ),
+        ],
+        tables: vec![columns_filled(ex, &calls)],
+        samples_caption: "Tool calls".into(),
+        samples: samples(calls.iter().map(|r| **r)),
+        note: Some(format!(
+            "Exchange rows are those of kind {}.",
+            EXCHANGE_KINDS.join(", ")
+        )),
+    }
+}
+
+/// How many exchange rows fill the columns of each content AU-3 asks
+/// for (the tool: of the tools/call rows, `calls`).
+fn columns_filled(ex: &[&AuditRow], calls: &[&&AuditRow]) -> Table {
+    let total = ex.len();
+    let filled = |f: &dyn Fn(&AuditRow) -> bool| ex.iter().filter(|r| f(r)).count();
     let with_tool = calls.iter().filter(|r| r.tool_name.is_some()).count();
     let line = |what: &str, cols: &str, n: usize, d: usize| {
         vec![
@@ -228,7 +270,9 @@ pub(super) fn au3(ex: &[&AuditRow]) -> Control {
             pct(n, d),
         ]
     };
-    let table = Table {
+    let outcome =
+        |r: &AuditRow| r.decision.is_some() || r.http_status.is_some() || r.error_code.is_some();
+    Table {
         caption: "Columns filled on exchange rows".into(),
         head: vec!["content", "column(s)", "filled", "rows", "share"],
         rows: vec![
@@ -265,9 +309,7 @@ pub(super) fn au3(ex: &[&AuditRow]) -> Control {
             line(
                 "outcome",
                 "decision / http_status / error_code",
-                filled(&|r| {
-                    r.decision.is_some() || r.http_status.is_some() || r.error_code.is_some()
-                }),
+                filled(&outcome),
                 total,
             ),
             line(
@@ -283,29 +325,6 @@ pub(super) fn au3(ex: &[&AuditRow]) -> Control {
                 calls.len(),
             ),
         ],
-    };
-    let refused = ex.iter().filter(|r| is_auth_refusal(r)).count();
-    Control {
-        id: "AU-3",
-        title: "Content of audit records",
-        asks: "Each record says what happened, when and where, from which source, with what outcome, and who was involved.",
-        how: "Every exchange row carries the event kind and JSON-RPC method, the event time (microseconds, UTC), the host and destination, the client address, the decision, HTTP status and error code, the verified subject and the tool, resource or prompt.",
-        status: status_for(total),
-        facts: vec![
-            fact("Exchange rows", total),
-            fact("tools/call rows", calls.len()),
-            fact(
-                "Refused before identification (no subject by design)",
-                refused,
-            ),
-        ],
-        tables: vec![table],
-        samples_caption: "Tool calls".into(),
-        samples: samples(calls.iter().map(|r| **r)),
-        note: Some(format!(
-            "Exchange rows are those of kind {}.",
-            EXCHANGE_KINDS.join(", ")
-        )),
     }
 }
 

@@ -14,19 +14,12 @@ use super::{
 
 /// HTML text and attribute escaping.
 pub fn esc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c if crate::escape::is_unsafe(c) && c != '\n' && c != '\t' => out.push('\u{fffd}'),
-            c => out.push(c),
-        }
-    }
-    out
+    super::entities(s, |out, c| match c {
+        '"' => out.push_str("&quot;"),
+        '\'' => out.push_str("&#39;"),
+        c if crate::escape::is_unsafe(c) && c != '\n' && c != '\t' => out.push('\u{fffd}'),
+        c => out.push(c),
+    })
 }
 
 /// Text of our own with `code` spans (backticks), escaped.

@@ -14,27 +14,20 @@ use super::{
 /// escaped, newlines flattened, other controls and bidi overrides written
 /// as escapes (see `crate::escape`).
 pub fn md(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '\n' | '\r' => out.push(' '),
-            '\\' | '|' | '`' | '*' | '_' | '[' | ']' | '#' | '~' => {
-                out.push('\\');
-                out.push(c);
-            }
-            // Controls and bidi overrides in their escaped form, its
-            // backslash escaped so the document shows it as written.
-            c if escape::is_unsafe(c) => {
-                out.push('\\');
-                out.push_str(&escape::text(c.encode_utf8(&mut [0; 4])));
-            }
-            c => out.push(c),
+    super::entities(s, |out, c| match c {
+        '\n' | '\r' => out.push(' '),
+        '\\' | '|' | '`' | '*' | '_' | '[' | ']' | '#' | '~' => {
+            out.push('\\');
+            out.push(c);
         }
-    }
-    out
+        // Controls and bidi overrides in their escaped form, its
+        // backslash escaped so the document shows it as written.
+        c if escape::is_unsafe(c) => {
+            out.push('\\');
+            out.push_str(&escape::text(c.encode_utf8(&mut [0; 4])));
+        }
+        c => out.push(c),
+    })
 }
 
 fn md_table(out: &mut String, head: &[&str], rows: &[Vec<String>]) {

@@ -259,40 +259,67 @@ pub fn load(dir: &Path, period: Period) -> Result<Loaded, ReportError> {
     })
 }
 
-/// The columns the reports use (the others are not decoded).
-const COLUMNS: &[&str] = &[
-    "event_time_us",
-    "event_id",
-    "kind",
-    "host",
-    "policy_version",
-    "session_id",
-    "transport",
-    "src_addr",
-    "dst_addr",
-    "dst_port",
-    "conn_id",
-    "subject",
-    "issuer",
-    "auth_method",
-    "groups",
-    "cert_fingerprint",
-    "token_id",
-    "method",
-    "tool_name",
-    "resource_uri",
-    "prompt_name",
-    "error",
-    "error_code",
-    "response_truncated",
-    "http_status",
-    "decision",
-    "decided_by",
-    "rule_ids",
-    "approval_id",
-    "approvers",
-    "message",
+/// A string column and where its value goes in a row.
+type TextField = (&'static str, fn(&mut AuditRow, Option<String>));
+/// A list-of-strings column and where its value goes.
+type ListField = (&'static str, fn(&mut AuditRow, Vec<String>));
+/// An `Int32` column and where its value goes.
+type IntField = (&'static str, fn(&mut AuditRow, Option<i32>));
+
+/// The string columns the reports read. A file that lacks one is refused,
+/// naming the first missing column in this order.
+const TEXT_FIELDS: &[TextField] = &[
+    ("event_id", |r, v| r.event_id = v.unwrap_or_default()),
+    ("kind", |r, v| r.kind = v.unwrap_or_default()),
+    ("host", |r, v| r.host = v.unwrap_or_default()),
+    ("policy_version", |r, v| r.policy_version = v),
+    ("session_id", |r, v| r.session_id = v),
+    ("transport", |r, v| r.transport = v),
+    ("src_addr", |r, v| r.src_addr = v),
+    ("dst_addr", |r, v| r.dst_addr = v),
+    ("subject", |r, v| r.subject = v),
+    ("issuer", |r, v| r.issuer = v),
+    ("auth_method", |r, v| r.auth_method = v),
+    ("cert_fingerprint", |r, v| r.cert_fingerprint = v),
+    ("token_id", |r, v| r.token_id = v),
+    ("method", |r, v| r.method = v),
+    ("tool_name", |r, v| r.tool_name = v),
+    ("resource_uri", |r, v| r.resource_uri = v),
+    ("prompt_name", |r, v| r.prompt_name = v),
+    ("decision", |r, v| r.decision = v),
+    ("decided_by", |r, v| r.decided_by = v),
+    ("approval_id", |r, v| r.approval_id = v),
+    ("message", |r, v| r.message = v),
+    // Tells identity refusals apart by `data.reason` (they share a code).
+    ("error", |r, v| r.error = v),
 ];
+
+/// The list columns the reports read.
+const LIST_FIELDS: &[ListField] = &[
+    ("groups", |r, v| r.groups = v),
+    ("rule_ids", |r, v| r.rule_ids = v),
+    ("approvers", |r, v| r.approvers = v),
+];
+
+/// The `Int32` columns the reports read.
+const INT_FIELDS: &[IntField] = &[
+    ("dst_port", |r, v| r.dst_port = v),
+    ("error_code", |r, v| r.error_code = v),
+    ("http_status", |r, v| r.http_status = v),
+];
+
+/// The columns the reports use (the others are not decoded): the fields
+/// above, the event time, the connection id and the truncation flag.
+fn columns() -> impl Iterator<Item = &'static str> {
+    let text = TEXT_FIELDS.iter().map(|(n, _)| *n);
+    let lists = LIST_FIELDS.iter().map(|(n, _)| *n);
+    let ints = INT_FIELDS.iter().map(|(n, _)| *n);
+    ["event_time_us", "conn_id", "response_truncated"]
+        .into_iter()
+        .chain(text)
+        .chain(lists)
+        .chain(ints)
+}
 
 struct Cols<'a> {
     batch: &'a RecordBatch,
@@ -343,10 +370,7 @@ fn read_file(path: &Path, period: Period, out: &mut Vec<AuditRow>) -> Result<(),
     let file = File::open(path).map_err(io_err(path))?;
     let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(parquet)?;
     let ours = schema::schema();
-    let roots: Vec<usize> = COLUMNS
-        .iter()
-        .filter_map(|c| ours.index_of(c).ok())
-        .collect();
+    let roots: Vec<usize> = columns().filter_map(|c| ours.index_of(c).ok()).collect();
     let mask = ProjectionMask::roots(builder.parquet_schema(), roots);
     let reader = builder.with_projection(mask).build().map_err(parquet)?;
     for batch in reader {
@@ -366,52 +390,22 @@ fn read_file(path: &Path, period: Period, out: &mut Vec<AuditRow>) -> Result<(),
     Ok(())
 }
 
+/// The rows of one batch that fall in `period`. Every column is looked up
+/// before any row is read, so a file missing one is refused whole.
 fn rows_of(c: &Cols<'_>, period: Period, out: &mut Vec<AuditRow>) -> Result<(), ReportError> {
     let time = c.get::<Int64Array>("event_time_us")?;
-    let str_col = |n| c.get::<StringArray>(n);
-    let (id, kind, host, pv) = (
-        str_col("event_id")?,
-        str_col("kind")?,
-        str_col("host")?,
-        str_col("policy_version")?,
-    );
-    let (sid, transport, src, dst) = (
-        str_col("session_id")?,
-        str_col("transport")?,
-        str_col("src_addr")?,
-        str_col("dst_addr")?,
-    );
-    let (subject, issuer, auth, fp, jti) = (
-        str_col("subject")?,
-        str_col("issuer")?,
-        str_col("auth_method")?,
-        str_col("cert_fingerprint")?,
-        str_col("token_id")?,
-    );
-    let (method, tool, res, prompt) = (
-        str_col("method")?,
-        str_col("tool_name")?,
-        str_col("resource_uri")?,
-        str_col("prompt_name")?,
-    );
-    let (decision, by, approval, message) = (
-        str_col("decision")?,
-        str_col("decided_by")?,
-        str_col("approval_id")?,
-        str_col("message")?,
-    );
-    // Tells identity refusals apart by `data.reason` (they share a code).
-    let error = str_col("error")?;
-    let (groups, rules, approvers) = (
-        c.get::<ListArray>("groups")?,
-        c.get::<ListArray>("rule_ids")?,
-        c.get::<ListArray>("approvers")?,
-    );
-    let (dst_port, code, status) = (
-        c.get::<Int32Array>("dst_port")?,
-        c.get::<Int32Array>("error_code")?,
-        c.get::<Int32Array>("http_status")?,
-    );
+    let text = TEXT_FIELDS
+        .iter()
+        .map(|(n, set)| Ok((c.get::<StringArray>(n)?, set)))
+        .collect::<Result<Vec<_>, ReportError>>()?;
+    let lists = LIST_FIELDS
+        .iter()
+        .map(|(n, set)| Ok((c.get::<ListArray>(n)?, set)))
+        .collect::<Result<Vec<_>, ReportError>>()?;
+    let ints = INT_FIELDS
+        .iter()
+        .map(|(n, set)| Ok((c.get::<Int32Array>(n)?, set)))
+        .collect::<Result<Vec<_>, ReportError>>()?;
     let conn = c.get::<Int64Array>("conn_id")?;
     let truncated = c.get::<BooleanArray>("response_truncated")?;
     for i in 0..c.batch.num_rows() {
@@ -419,42 +413,39 @@ fn rows_of(c: &Cols<'_>, period: Period, out: &mut Vec<AuditRow>) -> Result<(), 
         if t < period.from_us || t >= period.to_us {
             continue;
         }
-        out.push(AuditRow {
+        let mut row = AuditRow {
             event_time_us: t,
-            event_id: s(id, i).unwrap_or_default(),
-            kind: s(kind, i).unwrap_or_default(),
-            host: s(host, i).unwrap_or_default(),
-            policy_version: s(pv, i),
-            session_id: s(sid, i),
-            transport: s(transport, i),
-            src_addr: s(src, i),
-            dst_addr: s(dst, i),
-            dst_port: i32v(dst_port, i),
             conn_id: i64v(conn, i),
-            subject: s(subject, i),
-            issuer: s(issuer, i),
-            auth_method: s(auth, i),
-            groups: list(groups, i),
-            cert_fingerprint: s(fp, i),
-            token_id: s(jti, i),
-            method: s(method, i),
-            tool_name: s(tool, i),
-            resource_uri: s(res, i),
-            prompt_name: s(prompt, i),
-            error: s(error, i),
-            error_code: i32v(code, i),
             response_truncated: !truncated.is_null(i) && truncated.value(i),
-            http_status: i32v(status, i),
-            decision: s(decision, i),
-            decided_by: s(by, i),
-            rule_ids: list(rules, i),
-            approval_id: s(approval, i),
-            approvers: list(approvers, i),
-            message: s(message, i),
             ..AuditRow::default()
-        });
+        };
+        for (a, set) in &text {
+            set(&mut row, s(a, i));
+        }
+        for (a, set) in &lists {
+            set(&mut row, list(a, i));
+        }
+        for (a, set) in &ints {
+            set(&mut row, i32v(a, i));
+        }
+        out.push(row);
     }
     Ok(())
+}
+
+/// `s` with `&`, `<` and `>` as entities, which both formats need; every
+/// other character goes to `rest`, which writes it as its format needs.
+fn entities(s: &str, mut rest: impl FnMut(&mut String, char)) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            c => rest(&mut out, c),
+        }
+    }
+    out
 }
 
 /// Writes `<out>/nist-report.md` and `<out>/nist-report.html`; returns

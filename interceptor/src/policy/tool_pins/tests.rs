@@ -8,12 +8,14 @@ use std::{
 use bytes::Bytes;
 use serde_json::json;
 
+use serde_json::Value;
+
 use super::*;
 use crate::{
-    config::PortRule,
+    config::{OnToolChange, PortRule},
     conn::ConnInfo,
-    jsonrpc::{Body, parse},
-    pipeline::{LifecycleSink, Notes as MsgNotes, Transport},
+    jsonrpc::{Body, Message, parse},
+    pipeline::{Events, LifecycleSink, MessageCtx, Notes as MsgNotes, Phase, Transport, Verdict},
 };
 
 /// The audit as the pins phase sees it: kinds and messages, in order.
