@@ -368,6 +368,13 @@ fn held_calls_are_released_on_approve_and_refused_on_deny_and_timeout() {
     assert_eq!(released["approvers"], json!(["bob"]));
     assert_eq!(released["subject"], "alice");
     assert_eq!(released["decision"], "approval");
+    // Who asked is a subject of an issuer, on the approval's own rows too.
+    let requested = rows
+        .iter()
+        .find(|r| r["approval_id"] == approved_id.as_str() && r["kind"] == "approval_requested")
+        .unwrap();
+    assert_eq!(requested["subject"], "alice");
+    assert_eq!(requested["issuer"], w.issuer.url.as_str(), "{requested}");
     assert!(
         rows.iter()
             .any(|r| r["kind"] == "approval_vote_deny" && r["approvers"] == json!(["carol"])),

@@ -7,7 +7,7 @@
 -- holds), every grant_* event
 -- (grant_added, grant_revoked, grant_expired; approval_id holds the grant
 -- id), and every call an approval released or refused (its exchange or
--- denial row carries the approval_id). Who asked is `subject`; who
+-- denial row carries the approval_id). Who asked is `subject` of `issuer`; who
 -- approved, denied or granted is `approvers`; why is `message`.
 -- Rows of one approval share approval_id.
 --
@@ -26,6 +26,7 @@ SELECT
   approval_id,
   approvers,
   subject,
+  issuer,
   tool_name,
   arguments_sha256,
   decision,

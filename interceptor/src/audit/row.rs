@@ -150,12 +150,13 @@ impl Stamp {
     }
 }
 
-/// The columns of the call an approval is bound to. The issuer and the
-/// server stay out: approval rows have never carried them (`issuer` and
-/// `dst_port` are the exchange's), and readers of old rows expect them
-/// empty.
+/// The columns of the call an approval is bound to. The issuer goes with
+/// the subject: "alice" of one issuer is not "alice" of another, and the
+/// approvals store already tells them apart. The server stays out
+/// (`dst_port` is the exchange's).
 fn approval_call(r: &mut AuditRow, c: CallFacts) {
     r.subject = Some(c.subject);
+    r.issuer = Some(c.issuer).filter(|i| !i.is_empty());
     r.groups = c.groups;
     set_target(r, &c.method, c.target);
     r.method = Some(c.method);

@@ -43,8 +43,8 @@ fn the_target_lands_in_the_column_of_its_method() {
     assert_eq!((tool.prompt_name, tool.resource_uri), (None, None));
 }
 
-/// An approval step's row: the call's columns, an empty digest left null,
-/// and (as rows have always been) no issuer.
+/// An approval step's row: the call's columns with the caller's issuer,
+/// an empty digest left null.
 #[test]
 fn an_approval_step_fills_the_call_columns() {
     let r = stamp().from_lifecycle(approval_step("tools/call", "db.drop", ""));
@@ -53,7 +53,7 @@ fn an_approval_step_fills_the_call_columns() {
     assert_eq!(r.method.as_deref(), Some("tools/call"));
     assert_eq!(r.policy_version.as_deref(), Some("pv"));
     assert_eq!(r.arguments_sha256, None);
-    assert_eq!(r.issuer, None);
+    assert_eq!(r.issuer.as_deref(), Some("https://idp"));
     assert_eq!(r.approval_id.as_deref(), Some("apr-1"));
     assert_eq!(r.decided_by.as_deref(), Some("approval"));
     assert_eq!(r.rule_ids, ["p1"]);
