@@ -9,8 +9,10 @@
 //!  exchange done, denied, or unpaired ─▶ record (always last)
 //! ```
 //!
-//! Phases run in the order they were added; the first that denies stops
-//! the rest for that message. Phases never see sockets or HTTP framing.
+//! Phases run in one fixed order, [`PhaseSlot`]'s, which
+//! [`Pipeline::builder`] applies whatever order they are supplied in; the
+//! first that denies stops the rest for that message. Phases never see
+//! sockets or HTTP framing.
 #![forbid(unsafe_code)]
 
 pub mod call;
@@ -19,7 +21,7 @@ pub mod lifecycle;
 pub mod notes;
 pub mod sink;
 
-use std::{future::Future, pin::Pin, sync::Arc, time::Duration};
+use std::{collections::BTreeMap, future::Future, pin::Pin, sync::Arc, time::Duration};
 
 use bytes::Bytes;
 use serde_json::Value;
@@ -158,6 +160,68 @@ pub enum Outcome {
     },
 }
 
+/// The place of each kind of phase in the pipeline. The order of these
+/// variants is the one order the agent's phases run in, for every hook:
+/// [`PipelineBuilder::build`] sorts by it, so the order is written here and
+/// nowhere else.
+///
+/// - `Audit` first: when the audit cannot write (`on_audit_failure =
+///   block`) a request is refused before any other phase acts on it (no
+///   budget spent, no approval held); its `on_connect` row precedes what
+///   any other phase does with the connection, and its `on_forward` row
+///   (the evidence that a request went upstream) and `record` row come
+///   before the other sinks see the exchange.
+/// - `Policy` next: it decides, and it filters what servers list, so the
+///   phases after it see only what the caller may see.
+/// - `ToolPins` after policy: it fingerprints what callers may see, so a
+///   caller who may not use a tool never learns that it changed.
+/// - `Mask` after pinning (fingerprints are of what the server sent) and
+///   before the sinks; its `prepare_record` runs before every `record` in
+///   any case.
+/// - `Approval` after masking: a call waits for approval only once
+///   everything that could refuse it has had its say.
+/// - `EventsJsonl`, then `Metrics`: sinks, which only record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum PhaseSlot {
+    /// The audit trail (refuses when it cannot write, if so configured).
+    Audit,
+    /// Policy decisions and per-caller listing.
+    Policy,
+    /// Tool pinning (rug-pull detection).
+    ToolPins,
+    /// Masking of server messages and records.
+    Mask,
+    /// Human approval holds.
+    Approval,
+    /// The JSON-lines event file.
+    EventsJsonl,
+    /// Prometheus counters.
+    Metrics,
+}
+
+/// Collects the agent's phases by [`PhaseSlot`]; see [`Pipeline::builder`].
+pub struct PipelineBuilder {
+    slots: BTreeMap<PhaseSlot, Arc<dyn Phase>>,
+    hold_limit: Duration,
+}
+
+impl PipelineBuilder {
+    /// Puts `phase` in `slot`, replacing what was there; `None` leaves the
+    /// slot empty (the phase is off for this config).
+    pub fn slot(mut self, slot: PhaseSlot, phase: impl Into<Option<Arc<dyn Phase>>>) -> Self {
+        match phase.into() {
+            Some(p) => self.slots.insert(slot, p),
+            None => self.slots.remove(&slot),
+        };
+        self
+    }
+
+    /// The pipeline of the filled slots, in [`PhaseSlot`] order.
+    pub fn build(self) -> Pipeline {
+        Pipeline::new(self.slots.into_values().collect(), self.hold_limit)
+    }
+}
+
 /// The phases every message passes through, in order.
 #[derive(Clone)]
 pub struct Pipeline {
@@ -166,7 +230,17 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
-    /// Builds a pipeline of these phases.
+    /// A builder that runs phases in [`PhaseSlot`] order whatever order
+    /// they are given in. A held message waits at most `hold_limit`.
+    pub fn builder(hold_limit: Duration) -> PipelineBuilder {
+        PipelineBuilder {
+            slots: BTreeMap::new(),
+            hold_limit,
+        }
+    }
+
+    /// A pipeline of these phases in the order given (tests and tools; the
+    /// agent uses [`Pipeline::builder`]).
     pub fn new(phases: Vec<Arc<dyn Phase>>, hold_limit: Duration) -> Self {
         Self {
             phases: Arc::new(phases),

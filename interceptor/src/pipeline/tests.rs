@@ -131,3 +131,80 @@ async fn holds_resolve_or_expire() {
         o => panic!("{o:?}"),
     }
 }
+
+/// Names itself, and notes each request it sees in a shared log.
+struct Named(&'static str, Arc<std::sync::Mutex<Vec<&'static str>>>);
+impl Phase for Named {
+    fn name(&self) -> &'static str {
+        self.0
+    }
+    fn on_request(&self, _: &MessageCtx<'_>, _: &Message) -> Verdict {
+        self.1.lock().unwrap().push(self.0);
+        Verdict::Continue
+    }
+}
+
+/// Every slot with a phase named after it, supplied in `order`.
+fn built(order: &[PhaseSlot], seen: &Arc<std::sync::Mutex<Vec<&'static str>>>) -> Pipeline {
+    order
+        .iter()
+        .fold(Pipeline::builder(Duration::from_secs(1)), |b, &slot| {
+            let name = format!("{slot:?}").leak();
+            b.slot(slot, Arc::new(Named(name, seen.clone())) as Arc<dyn Phase>)
+        })
+        .build()
+}
+
+/// The order the agent's phases run in (`PhaseSlot`'s doc says why);
+/// changing it changes what the agent does.
+const AGENT_ORDER: [&str; 7] = [
+    "Audit",
+    "Policy",
+    "ToolPins",
+    "Mask",
+    "Approval",
+    "EventsJsonl",
+    "Metrics",
+];
+
+#[tokio::test]
+async fn the_builder_sets_the_order_whatever_order_phases_come_in() {
+    use PhaseSlot::*;
+    let scrambled = [
+        Metrics,
+        Mask,
+        Audit,
+        EventsJsonl,
+        Policy,
+        Approval,
+        ToolPins,
+    ];
+    let mut reversed = scrambled;
+    reversed.reverse();
+    for order in [scrambled, reversed] {
+        let seen = Arc::default();
+        let p = built(&order, &seen);
+        let names: Vec<_> = p.phases.iter().map(|p| p.name()).collect();
+        assert_eq!(names, AGENT_ORDER, "supplied as {order:?}");
+        let mut m = msg(r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#);
+        assert_eq!(run(&p, &mut m).await, Outcome::Forward { rewritten: false });
+        assert_eq!(*seen.lock().unwrap(), AGENT_ORDER, "run as {order:?}");
+    }
+}
+
+#[test]
+fn empty_slots_are_skipped_and_a_slot_set_again_is_replaced() {
+    let seen = Arc::default();
+    let named = |n| Arc::new(Named(n, Arc::clone(&seen))) as Arc<dyn Phase>;
+    let p = Pipeline::builder(Duration::from_secs(1))
+        .slot(PhaseSlot::Metrics, named("metrics"))
+        .slot(PhaseSlot::Mask, named("first mask"))
+        .slot(PhaseSlot::Policy, None)
+        .slot(PhaseSlot::Audit, named("audit"))
+        .slot(PhaseSlot::Mask, named("mask"))
+        .slot(PhaseSlot::Approval, named("approval"))
+        .slot(PhaseSlot::Approval, None)
+        .build();
+    let names: Vec<_> = p.phases.iter().map(|p| p.name()).collect();
+    assert_eq!(names, ["audit", "mask", "metrics"]);
+}

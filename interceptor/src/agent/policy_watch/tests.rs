@@ -4,11 +4,14 @@ const ONE: &str = r#"@id("ping") permit (principal, action == Mcp::Action::"ping
 const TWO: &str = r#"@id("ping") permit (principal, action == Mcp::Action::"ping", resource);
 @id("list") permit (principal, action == Mcp::Action::"tools/list", resource);"#;
 
-fn file(text: &str) -> (tempfile::TempDir, Vec<PathBuf>) {
+/// A policy file holding `text`, loaded and installed as at start.
+fn installed(text: &str) -> (tempfile::TempDir, Vec<PathBuf>, Running) {
     let dir = tempfile::tempdir().unwrap();
-    let f = dir.path().join("policy.cedar");
-    std::fs::write(&f, text).unwrap();
-    (dir, vec![f])
+    let files = vec![dir.path().join("policy.cedar")];
+    std::fs::write(&files[0], text).unwrap();
+    let running = empty();
+    install(&running, Some(load(&files).unwrap()), &Events::default());
+    (dir, files, running)
 }
 
 /// One poll with the default `[mask]` and no audit.
@@ -20,9 +23,7 @@ fn poll_now(running: &Running, files: &[PathBuf]) -> bool {
 /// between is the next poll's to find, not its baseline.
 #[test]
 fn a_change_before_the_first_poll_is_picked_up() {
-    let (_dir, files) = file(ONE);
-    let running = empty();
-    install(&running, Some(load(&files).unwrap()), &Events::default());
+    let (_dir, files, running) = installed(ONE);
     let first = running.version();
 
     std::fs::write(&files[0], TWO).unwrap();
@@ -34,9 +35,7 @@ fn a_change_before_the_first_poll_is_picked_up() {
 
 #[test]
 fn unchanged_files_are_not_reloaded() {
-    let (_dir, files) = file(ONE);
-    let running = empty();
-    install(&running, Some(load(&files).unwrap()), &Events::default());
+    let (_dir, files, running) = installed(ONE);
     assert!(!poll_now(&running, &files));
 }
 
@@ -44,9 +43,7 @@ fn unchanged_files_are_not_reloaded() {
 /// every poll; fixing it installs the fix.
 #[test]
 fn a_broken_change_keeps_the_running_set() {
-    let (_dir, files) = file(ONE);
-    let running = empty();
-    install(&running, Some(load(&files).unwrap()), &Events::default());
+    let (_dir, files, running) = installed(ONE);
     let first = running.version();
 
     std::fs::write(&files[0], "permit (principal, action,").unwrap();

@@ -1,0 +1,118 @@
+//! Accepting on the bound sockets, and the signal loop: SIGHUP reloads,
+//! SIGTERM and SIGINT end it.
+
+use std::{path::PathBuf, sync::Arc};
+
+use tokio::{
+    net::TcpListener,
+    signal::unix::{SignalKind, signal},
+    sync::watch,
+};
+
+use super::{AgentError, notify, policy_watch, reload, serving::First, start::Stages};
+use crate::{
+    admin,
+    config::Config,
+    mcp::McpHandler,
+    pipeline::LifecycleEvent,
+    proxy::{self, Drain, Serving},
+    steer::Steering,
+};
+
+/// The serving agent: what the signal loop reloads and shutdown stops.
+pub(super) struct Agent {
+    /// Re-read on SIGHUP.
+    config_path: PathBuf,
+    /// The current config's serving state, which every listener follows.
+    pub serving: watch::Sender<Serving>,
+    /// Turned true to close the listeners.
+    pub stop: watch::Sender<bool>,
+    /// Kernel steering (ebpf mode).
+    pub steering: Option<Steering>,
+    /// The current config's MCP handler.
+    handler: McpHandler,
+    /// The admin API's state, which follows reloads.
+    admin: Arc<admin::State>,
+    /// Connections in flight.
+    pub drain: Drain,
+}
+
+/// Starts accepting on `listeners` and watching the policy files.
+pub(super) fn serve(
+    config_path: PathBuf,
+    cfg: &Config,
+    first: First,
+    listeners: Vec<TcpListener>,
+    steering: Option<Steering>,
+    stages: &Stages,
+) -> Agent {
+    let (serving, serving_rx) = watch::channel(first.serving);
+    let (stop, stop_rx) = watch::channel(false);
+    stages.events.emit(LifecycleEvent::new(
+        "agent_start",
+        format!("pid {} mode {:?}", std::process::id(), cfg.intercept.mode),
+    ));
+    for l in listeners {
+        tracing::info!(listen = ?l.local_addr().ok(), mode = ?cfg.intercept.mode, "proxy listening");
+        tokio::spawn(proxy::serve(
+            l,
+            serving_rx.clone(),
+            stop_rx.clone(),
+            first.drain.clone(),
+        ));
+    }
+    policy_watch::spawn(serving_rx, stages.policies.clone(), stages.events.clone());
+    tracing::info!(pid = std::process::id(), "agent ready");
+    Agent {
+        config_path,
+        serving,
+        stop,
+        steering,
+        handler: first.handler,
+        admin: first.admin,
+        drain: first.drain,
+    }
+}
+
+impl Agent {
+    /// Serves until SIGTERM or SIGINT, reloading on each SIGHUP.
+    pub async fn until_stopped(&mut self, stages: &Stages) -> Result<(), AgentError> {
+        let mut hup = signal(SignalKind::hangup()).map_err(AgentError::Signal)?;
+        let mut term = signal(SignalKind::terminate()).map_err(AgentError::Signal)?;
+        let mut int = signal(SignalKind::interrupt()).map_err(AgentError::Signal)?;
+        // After the handlers: systemd may send SIGHUP (reload) as soon as it
+        // reads READY=1, and SIGHUP's default action would end the agent.
+        notify::ready();
+        loop {
+            tokio::select! {
+                _ = hup.recv() => self.reload(stages).await,
+                _ = term.recv() => break,
+                _ = int.recv() => break,
+            }
+        }
+        notify::stopping();
+        Ok(())
+    }
+
+    /// One SIGHUP: the new config, or the running one kept.
+    async fn reload(&mut self, stages: &Stages) {
+        notify::reloading();
+        let next = reload::reload(
+            &self.config_path,
+            &self.serving,
+            self.steering.as_mut(),
+            &self.handler,
+            stages,
+        )
+        .await;
+        if let Some(h) = next {
+            self.admin
+                .update(h.identity().clone(), &self.serving.borrow().config.admin);
+            self.handler = h;
+            notify::status("running; config reloaded");
+        } else {
+            notify::status("running the previous config: the reload was rejected (see the log)");
+        }
+        notify::ready();
+    }
+}
