@@ -68,6 +68,27 @@ pub struct MessageCtx<'a> {
     pub notes: &'a Notes,
 }
 
+#[cfg(test)]
+impl<'a> MessageCtx<'a> {
+    /// A Streamable HTTP message on `/mcp` with nothing else known (no
+    /// session, caller or client), for unit tests to set what they test.
+    pub(crate) fn for_test(conn: &'a ConnInfo, notes: &'a Notes) -> Self {
+        Self {
+            conn,
+            session_id: None,
+            transport: Transport::StreamableHttp,
+            protocol_version: None,
+            http_path: "/mcp",
+            caller: None,
+            client_name: None,
+            client_version: None,
+            request_method: None,
+            mask_profile: None,
+            notes,
+        }
+    }
+}
+
 /// A phase's answer to a client message.
 pub enum Verdict {
     /// Pass it on unchanged (to the next phase, then upstream).

@@ -64,19 +64,8 @@ async fn run(p: &Pipeline, m: &mut Message) -> Outcome {
         orig_dst: SocketAddr::from(([1, 2, 3, 4], 6)),
         tls: None,
     };
-    let ctx = MessageCtx {
-        conn: &conn,
-        session_id: None,
-        transport: Transport::StreamableHttp,
-        caller: None,
-        client_name: None,
-        client_version: None,
-        request_method: None,
-        mask_profile: None,
-        notes: &Notes::default(),
-        protocol_version: None,
-        http_path: "/mcp",
-    };
+    let notes = Notes::default();
+    let ctx = MessageCtx::for_test(&conn, &notes);
     p.on_request(&ctx, m).await
 }
 

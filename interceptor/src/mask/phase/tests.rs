@@ -29,17 +29,8 @@ fn phase(enabled: bool) -> MaskPhase {
 fn data(p: &MaskPhase, profile: Option<&str>, text: &[u8]) -> Option<Bytes> {
     let (conn, notes) = (ConnInfo::loopback(), Notes::default());
     let ctx = MessageCtx {
-        conn: &conn,
-        session_id: None,
-        transport: Transport::StreamableHttp,
-        protocol_version: None,
-        http_path: "/mcp",
-        caller: None,
-        client_name: None,
-        client_version: None,
-        request_method: None,
         mask_profile: profile,
-        notes: &notes,
+        ..MessageCtx::for_test(&conn, &notes)
     };
     p.on_server_data(&ctx, Bytes::copy_from_slice(text))
 }

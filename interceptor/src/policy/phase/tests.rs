@@ -8,7 +8,7 @@ use crate::{
     conn::ConnInfo,
     identity::{AuthMethod, Caller},
     jsonrpc::{Body, parse},
-    pipeline::{Notes, Transport},
+    pipeline::Notes,
 };
 
 const POLICY: &str = r#"
@@ -65,17 +65,10 @@ fn with_ctx<T>(
     let c = caller(groups);
     let notes = Notes::default();
     let ctx = MessageCtx {
-        conn: &conn,
         session_id: Some("s1"),
-        transport: Transport::StreamableHttp,
-        protocol_version: None,
-        http_path: "/mcp",
         caller: Some(&c),
-        client_name: None,
-        client_version: None,
         request_method,
-        mask_profile: None,
-        notes: &notes,
+        ..MessageCtx::for_test(&conn, &notes)
     };
     f(&ctx)
 }

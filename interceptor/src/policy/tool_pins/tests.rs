@@ -15,7 +15,7 @@ use crate::{
     config::{OnToolChange, PortRule},
     conn::ConnInfo,
     jsonrpc::{Body, Message, parse},
-    pipeline::{Events, LifecycleSink, MessageCtx, Notes as MsgNotes, Phase, Transport, Verdict},
+    pipeline::{Events, LifecycleSink, MessageCtx, Notes as MsgNotes, Phase, Verdict},
 };
 
 /// The audit as the pins phase sees it: kinds and messages, in order.
@@ -89,17 +89,8 @@ fn conn(port: u16) -> ConnInfo {
 
 fn ctx<'a>(conn: &'a ConnInfo, notes: &'a MsgNotes, method: Option<&'a str>) -> MessageCtx<'a> {
     MessageCtx {
-        conn,
-        session_id: None,
-        transport: Transport::StreamableHttp,
-        protocol_version: None,
-        http_path: "/mcp",
-        caller: None,
-        client_name: None,
-        client_version: None,
         request_method: method,
-        mask_profile: None,
-        notes,
+        ..MessageCtx::for_test(conn, notes)
     }
 }
 
