@@ -214,3 +214,6 @@ impl State {
         vec![r.refusal.to_jsonrpc(msg.id().cloned())]
     }
 }
+
+#[cfg(test)]
+mod tests;
