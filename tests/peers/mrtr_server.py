@@ -5,9 +5,9 @@ carrying an `elicitation/create` in `inputRequests`, plus `requestState`.
     mrtr_server.py --host 127.0.0.1 --port 8080
 
 Tools:
-  confirm_pin()   without input responses: an InputRequiredResult asking,
-                  under key "pin", for a PIN ("enter your PIN"); with them:
-                  "confirmed".
+  confirm_pin()   an InputRequiredResult asking, under key "pin", for a
+                  PIN ("enter your PIN"); the retry is not served (the
+                  tests check the first round trip only).
 
 Every response body the server sends is printed as `sent <body>`, so a
 test can compare what the client got with what the server sent, byte for
