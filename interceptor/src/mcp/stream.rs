@@ -8,6 +8,7 @@
 //! - `message`: each message through `on_server_message`, then paired with
 //!   the request it answers (or remembered, if it is a server request);
 //! - `judge`: what the agent cannot judge, never forwarded;
+//! - `mrtr`: the input requests of an `input_required` result, judged;
 //! - `frames`: the agent's own streamed answers as a response body.
 
 use std::{sync::Arc, time::Duration};
@@ -22,6 +23,7 @@ mod event;
 pub(crate) mod frames;
 mod judge;
 mod message;
+mod mrtr;
 mod relay;
 pub use judge::{content_type_refusal, refuse_answer};
 pub use relay::sse;

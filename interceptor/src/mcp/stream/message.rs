@@ -4,7 +4,7 @@
 
 use serde_json::Value;
 
-use super::{State, judge};
+use super::{State, judge, mrtr};
 use crate::{
     error::Refusal,
     jsonrpc::{Body, Kind, Message},
@@ -78,7 +78,12 @@ impl State {
             self.refuse_server_request(msg, info, error, phase, notes.decision());
             return Err(Vec::new());
         }
-        self.pipeline.on_server_message(&mctx, msg);
+        if mrtr::is_input_required(msg) {
+            self.on_input_required(msg, info, mask_profile.as_deref())?;
+            mrtr::keeping_state(msg, |m| self.pipeline.on_server_message(&mctx, m));
+        } else {
+            self.pipeline.on_server_message(&mctx, msg);
+        }
         let masked = notes.masked();
         match msg.kind {
             Kind::Response | Kind::Error => self.on_answer(msg, info, per_msg, &masked),
