@@ -123,6 +123,15 @@ fn attempt(sid: &str, id: u64, text: &str) -> Seen {
     let mut s = match TcpStream::connect_timeout(&addr(), Duration::from_secs(3)) {
         Ok(s) => s,
         Err(e) if e.kind() == ErrorKind::ConnectionRefused => return Seen::Refused,
+        // The handshake completed into a stopping agent's listener backlog
+        // and the backlog was reset before `connect_timeout` looked: a
+        // connection the agent never took, cut before a byte was sent.
+        Err(e) if e.kind() == ErrorKind::ConnectionReset => {
+            return Seen::Cut {
+                bytes: 0,
+                why: format!("connect: {e}"),
+            };
+        }
         Err(e) => return Seen::Other(format!("connect: {e}")),
     };
     let port = s.local_addr().map(|a| a.port()).unwrap_or(0);
