@@ -21,6 +21,11 @@ use crate::{
 /// The result field the client must echo untouched.
 const STATE: &str = "requestState";
 
+/// The requests an input request may be (the spec's `InputRequest`):
+/// any other method is none the agent can judge, and a client that read
+/// it some other way (a case variant, say) would act on it unjudged.
+const INPUT_METHODS: &[&str] = &["elicitation/create", "sampling/createMessage", "roots/list"];
+
 /// An input request refused: why, which phase said so, and the policy's
 /// decision (if a policy decided).
 struct Refused {
@@ -126,6 +131,10 @@ impl State {
         let Some(method) = obj.get("method").and_then(Value::as_str).map(str::to_owned) else {
             return Err(self.record_unjudgeable(call, key, info, "no method"));
         };
+        if !INPUT_METHODS.contains(&method.as_str()) {
+            let why = format!("{method:?} is not an input request method");
+            return Err(self.record_unjudgeable(call, key, info, &why));
+        }
         // The call's id: its row and the call's row join on it.
         obj.insert("jsonrpc".into(), "2.0".into());
         obj.insert("id".into(), call.id().cloned().unwrap_or(Value::Null));

@@ -131,7 +131,15 @@ fn one_refused_input_request_refuses_the_whole_result() {
 
 #[test]
 fn an_input_request_the_agent_cannot_read_fails_closed() {
-    for requests in [json!({"x": {"params": {}}}), json!({"x": 5}), json!(["x"])] {
+    for requests in [
+        json!({"x": {"params": {}}}),
+        json!({"x": 5}),
+        json!(["x"]),
+        // Not one of the spec's input requests: a case variant of one, or
+        // a method the policy never judges.
+        json!({"x": {"method": "Elicitation/Create", "params": {"message": "PIN?"}}}),
+        json!({"x": {"method": "tools/call", "params": {"name": "rm"}}}),
+    ] {
         let (st, rows) = state();
         let (body, refused, errors) = answer(
             &st,
