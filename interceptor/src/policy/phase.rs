@@ -309,6 +309,34 @@ impl Phase for PolicyPhase {
         })
     }
 
+    fn on_server_notification(&self, ctx: &MessageCtx<'_>, msg: &Message) -> Option<Refusal> {
+        if msg.method() != Some(super::cache_scope::RESOURCE_UPDATED) {
+            return None;
+        }
+        // Judged as `resources/list` shows the resource: a caller hears
+        // of changes to exactly the resources it is shown.
+        let uri = msg.target().unwrap_or_default();
+        let input = input_for(
+            &self.cfg,
+            ctx,
+            "resources/read",
+            Some(uri.into()),
+            None,
+            true,
+        );
+        let Some(input) = input else {
+            return Some(Refusal::new(Reason::PolicyDenied, "denied: no identity"));
+        };
+        let d = self.decide(&self.granted(input));
+        ctx.notes.set_decision(d.clone());
+        (d.effect == Effect::Deny).then(|| {
+            Refusal::new(
+                Reason::PolicyDenied,
+                format!("the caller may not read {uri}: {}", d.reason),
+            )
+        })
+    }
+
     fn on_server_message(&self, ctx: &MessageCtx<'_>, msg: &mut Message) {
         let (list, key, action) = match ctx.request_method {
             Some("tools/list") => ("tools", "name", "tools/call"),
@@ -329,6 +357,7 @@ impl Phase for PolicyPhase {
             self.known.learn(&server, list, names);
         }
         let before = items.len();
+        let shared = super::cache_scope::shared(ctx, msg);
         let kept: Vec<Value> = items
             .iter()
             .filter(|item| {
@@ -340,11 +369,14 @@ impl Phase for PolicyPhase {
             })
             .cloned()
             .collect();
-        if kept.len() == before {
+        if kept.len() == before && !shared {
             return;
         }
         let mut value = msg.value.clone();
         value["result"][list] = Value::Array(kept);
+        if shared {
+            super::cache_scope::make_private(&mut value);
+        }
         if let Err(e) = msg.rewrite(value) {
             tracing::error!(error = %e, "filtered list did not rewrite");
         }

@@ -78,6 +78,12 @@ impl State {
             self.refuse_server_request(msg, info, error, phase, notes.decision());
             return Err(Vec::new());
         }
+        if msg.kind == Kind::Notification
+            && let Some((error, phase)) = self.pipeline.on_server_notification(&mctx, msg)
+        {
+            self.drop_notification(msg, info, error, phase, notes.decision());
+            return Err(Vec::new());
+        }
         if mrtr::is_input_required(msg) {
             self.on_input_required(msg, info, mask_profile.as_deref())?;
             mrtr::keeping_state(msg, |m| self.pipeline.on_server_message(&mctx, m));

@@ -153,3 +153,86 @@ fn approval_refuses_with_its_own_code_and_notes_the_decision() {
     assert_eq!(d.effect, Effect::Approval);
     assert_eq!(d.approval.unwrap().groups, vec!["oncall".to_string()]);
 }
+
+/// `with_ctx`, at protocol revision `version`.
+fn at_version<T>(
+    groups: &[&str],
+    request_method: Option<&str>,
+    version: Option<&str>,
+    f: impl FnOnce(&MessageCtx<'_>) -> T,
+) -> T {
+    with_ctx(groups, request_method, |ctx| {
+        f(&MessageCtx {
+            protocol_version: version,
+            ..ctx.clone()
+        })
+    })
+}
+
+#[test]
+fn judged_lists_go_out_private_with_their_ttl_untouched() {
+    let p = phase();
+    // Public from the server, nothing removed: still private, since it
+    // depends on who asks.
+    let mut m = message(json!({"jsonrpc": "2.0", "id": 1, "result": {
+        "prompts": [{"name": "greet"}], "cacheScope": "public", "ttlMs": 60000}}));
+    with_ctx(&["dev"], Some("prompts/list"), |ctx| {
+        p.on_server_message(ctx, &mut m)
+    });
+    assert_eq!(m.value["result"]["cacheScope"], "private");
+    assert_eq!(m.value["result"]["ttlMs"], 60000);
+    assert_eq!(m.value["result"]["prompts"], json!([{"name": "greet"}]));
+    // No scope at 2026-07-28 (a client's default may be shared): private.
+    let mut m = message(json!({"jsonrpc": "2.0", "id": 2, "result": {"tools": []}}));
+    at_version(&["dev"], Some("tools/list"), Some("2026-07-28"), |ctx| {
+        p.on_server_message(ctx, &mut m)
+    });
+    assert_eq!(m.value["result"]["cacheScope"], "private");
+    // An older client gets no field it does not know; private stays as sent.
+    let mut m = message(json!({"jsonrpc": "2.0", "id": 3, "result": {"tools": []}}));
+    at_version(&["dev"], Some("tools/list"), Some("2025-11-25"), |ctx| {
+        p.on_server_message(ctx, &mut m)
+    });
+    assert!(m.raw.is_some(), "not re-serialized");
+    let mut m = message(json!({"jsonrpc": "2.0", "id": 4, "result": {
+        "resources": [], "cacheScope": "private"}}));
+    with_ctx(&["dev"], Some("resources/list"), |ctx| {
+        p.on_server_message(ctx, &mut m)
+    });
+    assert!(m.raw.is_some(), "not re-serialized");
+}
+
+#[test]
+fn resource_updates_reach_only_callers_who_may_read_the_resource() {
+    let p = phase();
+    let updated = |uri: &str| {
+        message(
+            json!({"jsonrpc": "2.0", "method": "notifications/resources/updated",
+            "params": {"uri": uri, "_meta": {"io.modelcontextprotocol/subscriptionId": 1}}}),
+        )
+    };
+    let docs = updated("file:///docs/a.md");
+    assert!(with_ctx(&["dev"], None, |ctx| p.on_server_notification(ctx, &docs)).is_none());
+    let secret = updated("file:///etc/passwd");
+    let (refused, decision) = with_ctx(&["dev"], None, |ctx| {
+        (p.on_server_notification(ctx, &secret), ctx.notes.decision())
+    });
+    assert_eq!(
+        refused.unwrap().reason(),
+        crate::error::Reason::PolicyDenied
+    );
+    assert_eq!(decision.unwrap().effect, Effect::Deny);
+    let other = with_ctx(&["ops"], None, |ctx| p.on_server_notification(ctx, &docs));
+    assert!(
+        other.is_some(),
+        "a caller without the permit never hears of it"
+    );
+    let listed = message(
+        json!({"jsonrpc": "2.0", "method": "notifications/tools/list_changed",
+        "params": {}}),
+    );
+    assert!(
+        with_ctx(&[], None, |ctx| p.on_server_notification(ctx, &listed)).is_none(),
+        "list changes pass to everyone"
+    );
+}
