@@ -3,11 +3,11 @@ changes (`subscriptions/listen`) while it works, for the agent's tests.
 
     listen_client.py --url URL [--idle SECS]
 
-Lists the tools; opens a listen stream for tool-list changes and the
+Lists the tools; opens a listen stream for tool and prompt list changes and the
 resources note://public/a and note://secret/b; stays idle for SECS (longer
 than the agent's answer timeout: a healthy stream may idle); has the
 server touch note://secret/b, then note://public/a, then change a tool
-(rug_pull); collects the events until the public note and the tool list
+(rug_pull); collects the events until the public note and both lists
 have been announced; lists the tools again (the SDK's cache, filled from
 the first list's `ttlMs`, is evicted by the event); calls the changed tool; leaves the stream.
 
@@ -41,7 +41,9 @@ async def run(url: str, idle: float) -> dict:
         first = await client.list_tools()
         out["before"] = tools(first)
         out["hints"] = {"cacheScope": first.cache_scope, "ttlMs": first.ttl_ms}
-        async with client.listen(tools_list_changed=True, resource_subscriptions=[PUBLIC, SECRET]) as sub:
+        async with client.listen(
+            tools_list_changed=True, prompts_list_changed=True, resource_subscriptions=[PUBLIC, SECRET]
+        ) as sub:
             await anyio.sleep(idle)
             for uri in (SECRET, PUBLIC):
                 await client.call_tool("touch", {"uri": uri})
@@ -50,7 +52,7 @@ async def run(url: str, idle: float) -> dict:
             with anyio.fail_after(15):
                 async for event in sub:
                     events.append(describe(event))
-                    if "resource_updated " + PUBLIC in events and "ToolsListChanged" in events:
+                    if {"resource_updated " + PUBLIC, "ToolsListChanged", "PromptsListChanged"} <= set(events):
                         break
             # Anything the agent let through would be here by now: the
             # server wrote the secret note's event first.

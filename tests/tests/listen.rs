@@ -11,7 +11,7 @@
 use std::{net::SocketAddr, time::Duration};
 
 use mcp_interceptor_tests::{
-    Agent, NetNs, Proc, TempDir,
+    Agent, NetNs, Proc, TempDir, auditq,
     everything::repo,
     http::{RawResponse, post_in},
     proc::run_in,
@@ -45,7 +45,9 @@ struct Setup {
 }
 
 /// The SDK server on 127.0.0.1:8080 behind an agent with `policy`,
-/// pinning tools (`block`) and a short answer timeout.
+/// pinning tools (`block`), a short answer timeout, and one request at a
+/// time per caller: a listen stream must hold a stream slot, not the one
+/// request slot the client's calls need.
 fn setup(tag: &str, policy: &str) -> Setup {
     let (ns, dir) = (NetNs::new(tag), TempDir::new(tag));
     let script = repo().join("tests/peers/listen_server.py");
@@ -62,6 +64,7 @@ fn setup(tag: &str, policy: &str) -> Setup {
     std::fs::write(&file, policy).unwrap();
     let tables = format!(
         "[[intercept.ports]]\nport = 8080\n[http]\nupstream_response_timeout_ms = {TIMEOUT_MS}\n\
+         max_upstream_requests_per_caller = 1\n\
          [policy]\nfiles = [\"{}\"]\npins_file = \"{}\"\non_tool_change = \"block\"\n",
         file.display(),
         dir.path().join("pins.json").display()
@@ -127,14 +130,18 @@ fn find<'a>(events: &'a [Value], what: &str, f: impl Fn(&Value) -> bool) -> &'a 
 #[test]
 fn a_listen_stream_idles_relays_and_is_judged_event_by_event() {
     require_root();
-    let s = setup("listen", POLICY);
+    let mut s = setup("listen", POLICY);
     let out = listen_client(&s, Duration::from_millis(3 * TIMEOUT_MS));
 
     // Relayed past the answer timeout: the stream idled twice as long,
     // then carried what the server announced, less the secret note.
     assert_eq!(
         out["events"],
-        json!(["ToolsListChanged", "resource_updated note://public/a"]),
+        json!([
+            "PromptsListChanged",
+            "ToolsListChanged",
+            "resource_updated note://public/a"
+        ]),
         "{out}"
     );
     // The change announced on the stream is caught on the next list: the
@@ -172,6 +179,7 @@ fn a_listen_stream_idles_relays_and_is_judged_event_by_event() {
     for m in [
         "notifications/subscriptions/acknowledged",
         "notifications/tools/list_changed",
+        "notifications/prompts/list_changed",
     ] {
         let row = find(&events, m, |e| e["method"] == m);
         assert_eq!(row["kind"], "notification", "{row}");
@@ -192,6 +200,29 @@ fn a_listen_stream_idles_relays_and_is_judged_event_by_event() {
     assert!(message.contains("may not read note://secret/b"), "{secret}");
     let pins = std::fs::read_to_string(s.dir.path().join("pins.json")).unwrap();
     assert!(pins.contains("fetch_report"), "{pins}");
+
+    // The Parquet audit has the same rows.
+    s.agent.stop(15);
+    let v = auditq::sql(
+        &s.agent.audit_dir(),
+        "SELECT kind, method, decided_by FROM mcp_audit \
+         WHERE method LIKE 'notifications/%' OR method = 'subscriptions/listen' \
+         ORDER BY event_time_us",
+    );
+    let rows: Vec<Value> = serde_json::from_value(v["rows"].clone()).unwrap();
+    for row in [
+        json!(["exchange", "subscriptions/listen", null]),
+        json!([
+            "notification",
+            "notifications/subscriptions/acknowledged",
+            null
+        ]),
+        json!(["notification", "notifications/tools/list_changed", null]),
+        json!(["denied", "notifications/resources/updated", "policy"]),
+        json!(["notification", "notifications/resources/updated", null]),
+    ] {
+        assert!(rows.contains(&row), "{row} in {rows:#?}");
+    }
 }
 
 #[test]

@@ -29,6 +29,7 @@ mod message;
 mod mrtr;
 mod relay;
 pub use judge::{content_type_refusal, refuse_answer};
+pub use listen::listens_only;
 pub use relay::sse;
 
 use super::{

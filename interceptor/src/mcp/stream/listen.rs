@@ -7,13 +7,26 @@
 use super::State;
 use crate::{
     error::Refusal,
-    jsonrpc::Message,
+    jsonrpc::{Body, Kind, Message},
     mcp::{exchange, session::SessionInfo},
     pipeline::{Decision, Direction, EventKind},
 };
 
 /// The method that opens a listen stream.
 pub const LISTEN: &str = "subscriptions/listen";
+
+/// Whether the messages of `body` that go upstream (`keep`) are all
+/// listen requests: the POST's answer is then a long-lived stream.
+pub fn listens_only(body: &Body, keep: &[bool]) -> bool {
+    let mut kept = body
+        .messages()
+        .iter()
+        .zip(keep)
+        .filter(|(_, k)| **k)
+        .map(|(m, _)| m);
+    let is_listen = |m: &Message| m.kind == Kind::Request && m.method() == Some(LISTEN);
+    kept.next().is_some_and(is_listen) && kept.all(is_listen)
+}
 
 impl State {
     /// Whether every request in `expected` is a `subscriptions/listen`
@@ -61,3 +74,6 @@ impl State {
         exchange::record(&self.pipeline, ev);
     }
 }
+
+#[cfg(test)]
+mod tests;
