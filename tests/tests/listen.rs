@@ -225,21 +225,36 @@ fn a_listen_stream_idles_relays_and_is_judged_event_by_event() {
     }
 }
 
+/// Only the notes rule: neither discover nor listen is permitted.
+const NOTES_ONLY: &str = r#"
+@id("public-notes")
+permit (principal, action == Mcp::Action::"resources/read", resource)
+when { resource.uri like "note://public/*" };
+"#;
+
 #[test]
-fn server_discover_is_a_policy_action_and_audited() {
+fn server_discover_and_listen_are_policy_actions_and_audited() {
     require_root();
-    let s = setup("discover-deny", POLICY);
+    let s = setup("discover-deny", NOTES_ONLY);
     let r = raw(&s.ns, 3, "server/discover", json!({}));
     let text = String::from_utf8_lossy(&r.body).into_owned();
     assert_eq!(r.code(), -32002, "{text}");
     assert_eq!(r.reason(), "policy_denied", "{text}");
-    let events = s.agent.wait_events("the discover row", |ev| {
+    let notify = json!({"notifications": {"toolsListChanged": true}});
+    let r = raw(&s.ns, 6, "subscriptions/listen", notify);
+    let text = String::from_utf8_lossy(&r.body).into_owned();
+    assert_eq!(r.code(), -32002, "{text}");
+    assert_eq!(r.json()["id"], 6, "{text}");
+    let events = s.agent.wait_events("the discover and listen rows", |ev| {
         ev.iter().any(|e| e["method"] == "server/discover")
+            && ev.iter().any(|e| e["method"] == "subscriptions/listen")
     });
-    let row = find(&events, "discover", |e| e["method"] == "server/discover");
-    assert_eq!(row["kind"], "denied", "{row}");
-    assert_eq!(row["decided_by"], "policy");
-    assert_eq!(row["decision"]["effect"], "deny");
+    for m in ["server/discover", "subscriptions/listen"] {
+        let row = find(&events, m, |e| e["method"] == m);
+        assert_eq!(row["kind"], "denied", "{row}");
+        assert_eq!(row["decided_by"], "policy");
+        assert_eq!(row["decision"]["effect"], "deny");
+    }
     drop(s);
 
     let s = setup("discover-allow", &format!("{POLICY}{DISCOVER}"));
