@@ -12,7 +12,8 @@ have been announced; lists the tools again (the SDK's cache, filled from
 the first list's `ttlMs`, is evicted by the event); calls the changed tool; leaves the stream.
 
 Prints one JSON object: the tools before and after (name -> description),
-the events seen, what calling the changed tool gave, and the first list's cache hints as the client got them.
+the events seen, what calling the changed tool gave, and the cache hints
+of the first list and of a read of the public note as the client got them.
 """
 
 import argparse
@@ -41,6 +42,8 @@ async def run(url: str, idle: float) -> dict:
         first = await client.list_tools()
         out["before"] = tools(first)
         out["hints"] = {"cacheScope": first.cache_scope, "ttlMs": first.ttl_ms}
+        read = await client.read_resource(PUBLIC)
+        out["read_hints"] = {"cacheScope": read.cache_scope, "ttlMs": read.ttl_ms}
         async with client.listen(
             tools_list_changed=True, prompts_list_changed=True, resource_subscriptions=[PUBLIC, SECRET]
         ) as sub:

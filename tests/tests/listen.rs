@@ -151,10 +151,15 @@ fn a_listen_stream_idles_relays_and_is_judged_event_by_event() {
     assert!(out["after"]["touch"].is_string(), "{out}");
     let refused = out["call_after"].as_str().unwrap_or_default();
     assert!(refused.contains("changed since it was pinned"), "{out}");
-    // The agent filters lists per caller: private, ttlMs as the server said.
+    // The agent judges these per caller: private, ttlMs as the server said.
     assert_eq!(
         out["hints"],
         json!({"cacheScope": "private", "ttlMs": 60000}),
+        "{out}"
+    );
+    assert_eq!(
+        out["read_hints"],
+        json!({"cacheScope": "private", "ttlMs": 5000}),
         "{out}"
     );
 
@@ -185,7 +190,7 @@ fn a_listen_stream_idles_relays_and_is_judged_event_by_event() {
         assert_eq!(row["kind"], "notification", "{row}");
     }
     let public = find(&events, "public update", |e| {
-        e["target"] == "note://public/a"
+        e["target"] == "note://public/a" && e["method"] == "notifications/resources/updated"
     });
     assert_eq!(public["kind"], "notification", "{public}");
     assert_eq!(public["method"], "notifications/resources/updated");

@@ -203,6 +203,49 @@ fn judged_lists_go_out_private_with_their_ttl_untouched() {
 }
 
 #[test]
+fn every_cacheable_answer_the_policy_judged_is_private() {
+    let p = phase();
+    // Whether a caller gets these at all is the policy's decision: a
+    // shared cache would answer another caller past the agent.
+    for method in [
+        "resources/read",
+        "server/discover",
+        "resources/templates/list",
+    ] {
+        let mut m = message(json!({"jsonrpc": "2.0", "id": 1, "result": {
+            "contents": [], "cacheScope": "public", "ttlMs": 5}}));
+        with_ctx(&["dev"], Some(method), |ctx| {
+            p.on_server_message(ctx, &mut m)
+        });
+        assert_eq!(m.value["result"]["cacheScope"], "private", "{method}");
+        assert_eq!(m.value["result"]["ttlMs"], 5, "{method}");
+    }
+    // Not cacheable, an error, an input_required result: left as they came.
+    let untouched = [
+        (
+            "tools/call",
+            json!({"jsonrpc": "2.0", "id": 2, "result": {"content": [], "cacheScope": "public"}}),
+        ),
+        (
+            "resources/read",
+            json!({"jsonrpc": "2.0", "id": 3, "error": {"code": -32602, "message": "no"}}),
+        ),
+        (
+            "resources/read",
+            json!({"jsonrpc": "2.0", "id": 4, "result": {"resultType": "input_required",
+                "inputRequests": {}, "cacheScope": "public"}}),
+        ),
+    ];
+    for (method, v) in untouched {
+        let mut m = message(v);
+        at_version(&["dev"], Some(method), Some("2026-07-28"), |ctx| {
+            p.on_server_message(ctx, &mut m)
+        });
+        assert!(m.raw.is_some(), "{method}: {}", m.value);
+    }
+}
+
+#[test]
 fn resource_updates_reach_only_callers_who_may_read_the_resource() {
     let p = phase();
     let updated = |uri: &str| {
