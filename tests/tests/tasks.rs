@@ -14,6 +14,7 @@ use std::{net::SocketAddr, time::Duration};
 
 use mcp_interceptor_tests::{
     Agent, NetNs, Proc, TempDir,
+    auditq::records,
     everything::repo,
     http::{RawResponse, post_in},
     oidc::Issuer,
@@ -176,7 +177,7 @@ fn row(agent: &Agent, method: &str, id: i64, kind: &str) -> Value {
 #[test]
 fn a_task_is_its_callers_and_its_result_is_masked_as_the_tools() {
     require_root();
-    let s = setup("tasks-own", BASE);
+    let mut s = setup("tasks-own", BASE);
     let task = start_task(&s, &s.alice, "report");
 
     // Bob cannot poll, feed or cancel alice's task: refused, never sent.
@@ -239,6 +240,29 @@ fn a_task_is_its_callers_and_its_result_is_masked_as_the_tools() {
     assert_eq!(ev["masked_with"], "vault", "{ev}");
     assert_eq!(ev["decision"]["policies"], json!(["calls", "vault-report"]));
     assert!(!ev.to_string().contains(SECRET), "{ev}");
+
+    // The Parquet audit counts the poll among alice's report calls.
+    s.agent.stop(15);
+    let all = [
+        ("from", "2000-01-01 00:00:00"),
+        ("to", "2100-01-01 00:00:00"),
+    ];
+    let rows = records(&s.agent.audit_dir(), "activity_by_subject", &all);
+    let poll = rows
+        .iter()
+        .find(|r| r["subject"] == "alice" && r["method"] == "tasks/get")
+        .unwrap_or_else(|| panic!("{rows:#?}"));
+    assert_eq!(poll["tool_name"], "report", "{poll:?}");
+    // Its `forwarded` and `exchange` rows, as for the call itself.
+    let call = rows
+        .iter()
+        .find(|r| r["subject"] == "alice" && r["method"] == "tools/call")
+        .unwrap_or_else(|| panic!("{rows:#?}"));
+    assert_eq!(call["tool_name"], "report");
+    assert_eq!(
+        (&poll["allowed"], &poll["denied"]),
+        (&call["allowed"], &json!(0))
+    );
 }
 
 #[test]
