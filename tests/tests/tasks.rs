@@ -218,6 +218,18 @@ fn a_task_is_its_callers_and_its_result_is_masked_as_the_tools() {
     row(&s.agent, "tasks/get", 5, "denied");
     assert_eq!(reached(&s, "tasks/get", "made-up-task"), 0);
 
+    // A poll whose routing header names another task: refused as the
+    // stateless form refuses any header that disagrees with the body.
+    let r = send(
+        &s,
+        &s.alice,
+        7,
+        "tasks/get",
+        "other-task",
+        json!({"taskId": task}),
+    );
+    assert_eq!((r.status, r.code()), (400, -32020), "{r:?}");
+
     // Alice polls her own: the completed result, masked with the call's
     // profile, her taskId and requestState untouched.
     let r = get(&s, &s.alice, 6, &task);

@@ -220,6 +220,24 @@ pub fn asks_input(msg: &Message, request_method: Option<&str>) -> bool {
             .is_some_and(|r| r.get("inputRequests").is_some())
 }
 
+/// Takes the `inputRequests` out of a `notifications/tasks/status` (it
+/// may carry a whole `input_required` task): they are judged on a
+/// `tasks/get` answer only, and the client, told `input_required`, polls
+/// for them there. Returns whether it took any.
+pub fn withhold_input(msg: &mut Message) -> bool {
+    if msg.kind != Kind::Notification || msg.method() != Some("notifications/tasks/status") {
+        return false;
+    }
+    let params = msg.value.get_mut("params").and_then(Value::as_object_mut);
+    if params.and_then(|p| p.remove("inputRequests")).is_none() {
+        return false;
+    }
+    // The value no longer matches the original bytes.
+    msg.raw = None;
+    tracing::info!("input requests of a task status notification withheld: judged on tasks/get");
+    true
+}
+
 /// Follows the handle `answer` hands out for `call` (its pending event),
 /// if it is one.
 pub fn learn(tasks: &Tasks, call: &ExchangeEvent, answer: &Message) {

@@ -65,6 +65,7 @@ impl State {
             }
             _ => (None, call_profile.map(str::to_owned)),
         };
+        tasks::withhold_input(msg);
         let notes = Notes::default();
         let mctx = self.ctx(
             info,

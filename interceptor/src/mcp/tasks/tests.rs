@@ -227,6 +227,25 @@ fn check_refuses_another_callers_an_unknown_and_an_unnamed_handle() {
 }
 
 #[test]
+fn a_status_notification_never_carries_input_requests() {
+    let mut n = message(
+        json!({"jsonrpc": "2.0", "method": "notifications/tasks/status",
+        "params": {"taskId": "t-1", "status": "input_required",
+            "inputRequests": {"pin": {"method": "elicitation/create", "params": {}}}}}),
+    );
+    assert!(withhold_input(&mut n));
+    assert!(n.raw.is_none());
+    assert_eq!(
+        n.value["params"],
+        json!({"taskId": "t-1", "status": "input_required"})
+    );
+    let mut other = message(json!({"jsonrpc": "2.0", "method": "notifications/progress",
+        "params": {"inputRequests": {}}}));
+    assert!(!withhold_input(&mut other));
+    assert!(other.raw.is_some());
+}
+
+#[test]
 fn stamp_names_the_tool_and_gives_a_forwarded_get_the_calls_decision() {
     let now = Instant::now();
     let mut h = handle("o", now);
