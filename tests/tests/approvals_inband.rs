@@ -186,26 +186,60 @@ fn approval_asked_in_band_released_once_without_the_agents_state() {
     assert_eq!(first.json()["id"], 1);
 
     // Retried before a decision: asked again, for the same approval.
-    let again = call(&s, &alice, 2, "7", url_caps(), retry_with(&state, "accept", json!({})));
+    let again = call(
+        &s,
+        &alice,
+        2,
+        "7",
+        url_caps(),
+        retry_with(&state, "accept", json!({})),
+    );
     let (id2, _, _, state2) = asked(&again);
     assert_eq!(id2, id);
-    assert!(server_calls(&s).is_empty(), "nothing reached the server yet");
+    assert!(
+        server_calls(&s).is_empty(),
+        "nothing reached the server yet"
+    );
 
-    cli(&s, &["approvals", "approve", &id, "--reason", "looks right"]);
+    cli(
+        &s,
+        &["approvals", "approve", &id, "--reason", "looks right"],
+    );
     // The server's own input response rides along and must pass.
     let pin = json!({"pin": {"action": "accept", "content": {"pin": "1234"}}});
-    let done = call(&s, &alice, 3, "7", url_caps(), retry_with(&state2, "accept", pin.clone()));
+    let done = call(
+        &s,
+        &alice,
+        3,
+        "7",
+        url_caps(),
+        retry_with(&state2, "accept", pin.clone()),
+    );
     let text = String::from_utf8_lossy(&done.body).into_owned();
-    assert_eq!(done.json()["result"]["content"][0]["text"], "customer 7", "{text}");
+    assert_eq!(
+        done.json()["result"]["content"][0]["text"],
+        "customer 7",
+        "{text}"
+    );
     let got = server_calls(&s);
     assert_eq!(got.len(), 1, "{got:#?}");
     let params = &got[0]["params"];
     assert!(params.get("requestState").is_none(), "{params}");
-    assert_eq!(params["inputResponses"], pin, "only the agent's answer is taken out");
+    assert_eq!(
+        params["inputResponses"], pin,
+        "only the agent's answer is taken out"
+    );
     assert_eq!(params["arguments"], json!({"id": "7"}));
 
     // Single use: the same state again is refused as today's retry is.
-    let twice = call(&s, &alice, 4, "7", url_caps(), retry_with(&state2, "accept", json!({})));
+    let twice = call(
+        &s,
+        &alice,
+        4,
+        "7",
+        url_caps(),
+        retry_with(&state2, "accept", json!({})),
+    );
     let text = String::from_utf8_lossy(&twice.body).into_owned();
     assert_eq!(twice.code(), -32003, "{text}");
     assert_eq!(twice.reason(), "approval_expired", "{text}");
@@ -309,29 +343,68 @@ fn forged_and_foreign_states_are_refused_and_older_clients_keep_retry() {
     let i = bytes.len() / 2;
     bytes[i] = if bytes[i] == b'A' { b'B' } else { b'A' };
     let tampered = String::from_utf8(bytes).unwrap();
-    let r = call(&s, &alice, 2, "7", url_caps(), retry_with(&tampered, "accept", json!({})));
+    let r = call(
+        &s,
+        &alice,
+        2,
+        "7",
+        url_caps(),
+        retry_with(&tampered, "accept", json!({})),
+    );
     refused(&r, -32600, "invalid_request", "forged");
     // Alice's state on another call (other arguments).
-    let r = call(&s, &alice, 3, "8", url_caps(), retry_with(&state, "accept", json!({})));
+    let r = call(
+        &s,
+        &alice,
+        3,
+        "8",
+        url_caps(),
+        retry_with(&state, "accept", json!({})),
+    );
     refused(&r, -32600, "invalid_request", "other_call");
     // Alice's state replayed by another caller.
-    let r = call(&s, &mallory, 4, "7", url_caps(), retry_with(&state, "accept", json!({})));
+    let r = call(
+        &s,
+        &mallory,
+        4,
+        "7",
+        url_caps(),
+        retry_with(&state, "accept", json!({})),
+    );
     refused(&r, -32600, "invalid_request", "other_caller");
 
     // A requestState that is not the agent's is the server's: once the
     // call is approved it reaches the server untouched (and the SDK
     // server, which did not seal it, refuses it).
     cli(&s, &["approvals", "approve", &id, "--reason", "ok"]);
-    let r = call(&s, &alice, 5, "7", url_caps(), json!({"requestState": "round-1"}));
+    let r = call(
+        &s,
+        &alice,
+        5,
+        "7",
+        url_caps(),
+        json!({"requestState": "round-1"}),
+    );
     let text = String::from_utf8_lossy(&r.body).into_owned();
-    assert_eq!(r.json()["error"]["data"]["reason"], "invalid_request_state", "{text}");
+    assert_eq!(
+        r.json()["error"]["data"]["reason"],
+        "invalid_request_state",
+        "{text}"
+    );
     let got = server_calls(&s);
     assert_eq!(got.len(), 1, "only the approved call got through: {got:#?}");
     assert_eq!(got[0]["params"]["requestState"], "round-1");
 
     // The user declines to wait: refused, and the request is abandoned.
     let (id9, _, _, state9) = asked(&call(&s, &alice, 6, "9", url_caps(), json!({})));
-    let r = call(&s, &alice, 7, "9", url_caps(), retry_with(&state9, "decline", json!({})));
+    let r = call(
+        &s,
+        &alice,
+        7,
+        "9",
+        url_caps(),
+        retry_with(&state9, "decline", json!({})),
+    );
     let text = String::from_utf8_lossy(&r.body).into_owned();
     assert_eq!(r.code(), -32003, "{text}");
     assert!(text.contains("decline") && text.contains(&id9), "{text}");
@@ -342,14 +415,20 @@ fn forged_and_foreign_states_are_refused_and_older_clients_keep_retry() {
     // Older clients on the same agent: today's -32003 with the id.
     let old = session_call(&s, &alice, "10");
     let text = String::from_utf8_lossy(&old.body).into_owned();
-    assert!(text.contains("-32003") && text.contains("approval_required"), "{text}");
+    assert!(
+        text.contains("-32003") && text.contains("approval_required"),
+        "{text}"
+    );
     assert!(!text.contains("input_required"), "{text}");
     let form_only = json!({"elicitation": {}});
     let r = call(&s, &alice, 8, "11", form_only, json!({}));
     let text = String::from_utf8_lossy(&r.body).into_owned();
     assert_eq!(r.code(), -32003, "{text}");
     assert_eq!(r.reason(), "approval_required", "{text}");
-    assert!(r.json()["error"]["data"]["approval_id"].is_string(), "{text}");
+    assert!(
+        r.json()["error"]["data"]["approval_id"].is_string(),
+        "{text}"
+    );
 
     // Each refused state is a denied row of the approval phase.
     let events = s.agent.wait_events("the refusals", |ev| {

@@ -24,8 +24,9 @@ use serde_json::{Value, json};
 use super::{ApprovalPhase, Slot, note, released};
 use crate::{
     approval::{
-        Approval, ApprovalError, Approvals, Call, secs_us,
+        Approval, ApprovalError, Approvals, Call,
         sealed::{self, Claims, StateError},
+        secs_us,
         state::Status,
     },
     error::{Reason, Refusal},
@@ -238,7 +239,11 @@ impl ApprovalPhase {
                 let _ = self.approvals.settle(&why, |db, why| p.abandon(db, why));
             }
             note(slot, &a);
-            status = self.approvals.get(id).map_or(a.status, |a| a.status).as_str();
+            status = self
+                .approvals
+                .get(id)
+                .map_or(a.status, |a| a.status)
+                .as_str();
         }
         Verdict::Deny(
             Refusal::new(

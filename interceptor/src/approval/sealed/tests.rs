@@ -34,7 +34,10 @@ fn a_sealed_state_opens_to_its_claims_and_checks_for_its_call() {
     let f = facts("alice", "aa");
     let token = key.seal(&claims(&f));
     assert!(is_ours(&token) && token.starts_with(PREFIX));
-    assert!(!token.contains("alice") && !token.contains("apr-"), "{token}");
+    assert!(
+        !token.contains("alice") && !token.contains("apr-"),
+        "{token}"
+    );
     let got = key.open(&token).unwrap();
     assert_eq!(got, claims(&f));
     assert_eq!(got.check(&f, NOW), Ok(()));
@@ -87,7 +90,10 @@ fn expired_states_are_refused() {
 fn another_callers_state_is_refused() {
     let f = facts("alice", "aa");
     let c = claims(&f);
-    assert_eq!(c.check(&facts("mallory", "aa"), NOW), Err(StateError::OtherCaller));
+    assert_eq!(
+        c.check(&facts("mallory", "aa"), NOW),
+        Err(StateError::OtherCaller)
+    );
     // "alice" of another issuer is someone else.
     let mut elsewhere = f.clone();
     elsewhere.issuer = "https://other.example".into();
@@ -98,7 +104,10 @@ fn another_callers_state_is_refused() {
 fn another_calls_state_is_refused() {
     let f = facts("alice", "aa");
     let c = claims(&f);
-    assert_eq!(c.check(&facts("alice", "bb"), NOW), Err(StateError::OtherCall));
+    assert_eq!(
+        c.check(&facts("alice", "bb"), NOW),
+        Err(StateError::OtherCall)
+    );
     for change in [
         |f: &mut CallFacts| f.server = "127.0.0.1:9090".into(),
         |f: &mut CallFacts| f.method = "prompts/get".into(),
@@ -107,7 +116,11 @@ fn another_calls_state_is_refused() {
     ] {
         let mut other = f.clone();
         change(&mut other);
-        assert_eq!(c.check(&other, NOW), Err(StateError::OtherCall), "{other:?}");
+        assert_eq!(
+            c.check(&other, NOW),
+            Err(StateError::OtherCall),
+            "{other:?}"
+        );
     }
 }
 
