@@ -276,3 +276,6 @@ fn invalid_state(e: StateError) -> Verdict {
         .with("request_state", e.as_str()),
     )
 }
+
+#[cfg(test)]
+mod tests;

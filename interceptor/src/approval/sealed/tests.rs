@@ -131,3 +131,25 @@ fn only_the_agents_prefix_is_ours() {
     assert!(!is_ours("MCPI1.abc"));
     assert!(!is_ours(""));
 }
+
+#[test]
+fn the_key_is_made_once_and_outlives_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("approvals.db");
+    let first = crate::approval::store::Store::open(&path).unwrap();
+    let k1 = first.state_key().unwrap();
+    assert_eq!(first.state_key().unwrap(), k1, "asked twice, made once");
+    drop(first);
+    let token = StateKey::new(&k1).seal(&claims(&facts("alice", "aa")));
+    let reopened = crate::approval::store::Store::open(&path).unwrap();
+    let k2 = reopened.state_key().unwrap();
+    assert_eq!(k2, k1);
+    assert!(StateKey::new(&k2).open(&token).is_ok());
+    // Another agent's database has another key.
+    let other = tempfile::tempdir().unwrap();
+    let k3 = crate::approval::store::Store::open(&other.path().join("approvals.db"))
+        .unwrap()
+        .state_key()
+        .unwrap();
+    assert_ne!(k3, k1);
+}
