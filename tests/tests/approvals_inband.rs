@@ -443,3 +443,86 @@ fn forged_and_foreign_states_are_refused_and_older_clients_keep_retry() {
         assert_eq!(e["decided_by"], "approval", "{e}");
     }
 }
+
+/// The official SDK client (tests/peers/inband_client.py) drives the
+/// rounds itself: it shows the URL elicitation, repeats the call (asked
+/// again before approval), and gets the tool's result once approved.
+#[test]
+fn the_sdk_client_waits_in_band_and_gets_its_result_once_approved() {
+    require_root();
+    let url = "http://127.0.0.1:9443/v1/approvals";
+    let s = setup("inband-sdk", Some(url));
+    let alice = token(&s.issuer, "alice", &["dev"]);
+    let go = s.dir.path().join("go");
+    let script = repo().join("tests/peers/inband_client.py");
+    let args: Vec<String> = [
+        script.display().to_string(),
+        "--url".into(),
+        "http://127.0.0.1:8080/mcp".into(),
+        "--bearer".into(),
+        alice,
+        "--tool".into(),
+        "lookup".into(),
+        "--args".into(),
+        json!({"id": "7"}).to_string(),
+        "--go".into(),
+        go.display().to_string(),
+    ]
+    .into();
+    let mut client = Proc::spawn(
+        "inband-client",
+        Some(s.ns.name()),
+        &venv_bin("python"),
+        &args,
+        s.dir.path(),
+    );
+    // The first elicitation is accepted at once; the repeated call is
+    // asked again, for the same approval.
+    let out = wait_for_lines(&mut client, "elicit ", 2);
+    let asks: Vec<Value> = out
+        .lines()
+        .filter_map(|l| l.strip_prefix("elicit "))
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(asks[0]["mode"], "url", "{out}");
+    let shown = asks[0]["url"].as_str().unwrap().to_string();
+    assert!(shown.starts_with(&format!("{url}/apr-")), "{shown}");
+    assert_eq!(asks[1]["url"], shown.as_str(), "the same approval");
+    let id = &shown[url.len() + 1..];
+    assert!(asks[0]["message"].as_str().unwrap().contains(id), "{out}");
+    assert!(
+        server_calls(&s).is_empty(),
+        "nothing reached the server yet"
+    );
+
+    cli(&s, &["approvals", "approve", id, "--reason", "ok"]);
+    std::fs::write(&go, "").unwrap();
+    let out = client.wait_for_output("result ", Duration::from_secs(30));
+    let result: Value = out
+        .lines()
+        .find_map(|l| l.strip_prefix("result "))
+        .map(|l| serde_json::from_str(l).unwrap())
+        .unwrap_or_else(|| panic!("{out}"));
+    assert_eq!(result["content"][0]["text"], "customer 7", "{out}");
+    let got = server_calls(&s);
+    assert_eq!(got.len(), 1, "{got:#?}");
+    assert!(got[0]["params"].get("requestState").is_none(), "{got:#?}");
+    assert!(got[0]["params"].get("inputResponses").is_none(), "{got:#?}");
+}
+
+/// `p`'s stdout once it holds `n` lines starting with `prefix`.
+fn wait_for_lines(p: &mut Proc, prefix: &str, n: usize) -> String {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let out = p.stdout();
+        if out.lines().filter(|l| l.starts_with(prefix)).count() >= n {
+            return out;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{n} lines of {prefix:?} not printed: {out}\n{}",
+            p.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
