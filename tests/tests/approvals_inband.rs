@@ -200,6 +200,19 @@ fn approval_asked_in_band_released_once_without_the_agents_state() {
         server_calls(&s).is_empty(),
         "nothing reached the server yet"
     );
+    // The state outlives a restart of the agent, as its approval does.
+    s.agent.stop(15);
+    s.agent.restart();
+    let after = call(
+        &s,
+        &alice,
+        5,
+        "7",
+        url_caps(),
+        retry_with(&state2, "accept", json!({})),
+    );
+    let (id3, _, _, state2) = asked(&after);
+    assert_eq!(id3, id);
 
     cli(
         &s,
