@@ -46,7 +46,8 @@ struct Setup {
     dir: TempDir,
 }
 
-fn setup(tag: &str, approve_url: Option<&str>) -> Setup {
+/// `approvals`: more keys of `[approvals]`.
+fn setup(tag: &str, approvals: &str) -> Setup {
     let (ns, dir) = (NetNs::new(tag), TempDir::new(tag));
     let issuer = Issuer::start(&ns, 9400, dir.path());
     let script = repo().join("tests/peers/inband_server.py");
@@ -65,7 +66,7 @@ fn setup(tag: &str, approve_url: Option<&str>) -> Setup {
         "",
         PORT,
         "",
-        &config(dir.path(), &issuer, approve_url),
+        &config(dir.path(), &issuer, approvals),
         Vec::new(),
     );
     Setup {
@@ -77,16 +78,13 @@ fn setup(tag: &str, approve_url: Option<&str>) -> Setup {
     }
 }
 
-fn config(dir: &Path, issuer: &Issuer, approve_url: Option<&str>) -> String {
+fn config(dir: &Path, issuer: &Issuer, approvals: &str) -> String {
     let policy = dir.join("inband.cedar");
     std::fs::write(&policy, POLICY).unwrap();
     let cred = dir.join("upstream-credential");
     std::fs::write(&cred, "Bearer upstream-secret\n").unwrap();
-    let url = approve_url
-        .map(|u| format!("approve_url = \"{u}\"\n"))
-        .unwrap_or_default();
     format!(
-        "{}[policy]\nfiles = [\"{}\"]\n[approvals]\n{url}\
+        "{}[policy]\nfiles = [\"{}\"]\n[approvals]\n{approvals}\n\
          [admin]\nsocket = \"{}\"\n\
          [[admin.local_users]]\nuser = \"root\"\nsubject = \"bob\"\ngroups = [\"oncall\"]\n",
         identity(issuer, &cred, ""),
@@ -176,7 +174,7 @@ fn cli(s: &Setup, args: &[&str]) -> String {
 fn approval_asked_in_band_released_once_without_the_agents_state() {
     require_root();
     let url = "http://127.0.0.1:9443/v1/approvals";
-    let mut s = setup("inband-ok", Some(url));
+    let mut s = setup("inband-ok", &format!("approve_url = \"{url}\""));
     let alice = token(&s.issuer, "alice", &["dev"]);
 
     let first = call(&s, &alice, 1, "7", url_caps(), json!({}));
@@ -332,7 +330,7 @@ fn session_call(s: &Setup, token: &str, id: &str) -> RawResponse {
 #[test]
 fn forged_and_foreign_states_are_refused_and_older_clients_keep_retry() {
     require_root();
-    let s = setup("inband-bad", None);
+    let s = setup("inband-bad", "");
     let alice = token(&s.issuer, "alice", &["dev"]);
     let mallory = token(&s.issuer, "mallory", &["dev"]);
 
@@ -464,7 +462,7 @@ fn forged_and_foreign_states_are_refused_and_older_clients_keep_retry() {
 fn the_sdk_client_waits_in_band_and_gets_its_result_once_approved() {
     require_root();
     let url = "http://127.0.0.1:9443/v1/approvals";
-    let s = setup("inband-sdk", Some(url));
+    let s = setup("inband-sdk", &format!("approve_url = \"{url}\""));
     let alice = token(&s.issuer, "alice", &["dev"]);
     let go = s.dir.path().join("go");
     let script = repo().join("tests/peers/inband_client.py");
@@ -538,4 +536,35 @@ fn wait_for_lines(p: &mut Proc, prefix: &str, n: usize) -> String {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// A state past its expiry (pending_seconds + valid_seconds after it was
+/// asked for) is refused as an expired approval round; the call asked for
+/// afresh gets a new approval.
+#[test]
+fn an_expired_state_is_refused_and_a_fresh_call_asks_anew() {
+    require_root();
+    let s = setup("inband-exp", "pending_seconds = 1\nvalid_seconds = 1");
+    let alice = token(&s.issuer, "alice", &["dev"]);
+    let (id, _, _, state) = asked(&call(&s, &alice, 1, "7", url_caps(), json!({})));
+    std::thread::sleep(Duration::from_millis(2500));
+    let r = call(
+        &s,
+        &alice,
+        2,
+        "7",
+        url_caps(),
+        retry_with(&state, "accept", json!({})),
+    );
+    let text = String::from_utf8_lossy(&r.body).into_owned();
+    assert_eq!(r.code(), -32003, "{text}");
+    assert_eq!(r.reason(), "approval_expired", "{text}");
+    assert_eq!(
+        r.json()["error"]["data"]["request_state"],
+        "expired",
+        "{text}"
+    );
+    let (fresh, _, _, _) = asked(&call(&s, &alice, 3, "7", url_caps(), json!({})));
+    assert_ne!(fresh, id);
+    assert!(server_calls(&s).is_empty());
 }

@@ -1,7 +1,7 @@
 //! The approvals stage in the pipeline: after policy said "approval
 //! required", holds the call until approvers decide (`hold`), or refuses
 //! it with the approval's id and lets the identical call through once
-//! approved (`retry`); a MCP 2026-07-28 client that takes URL
+//! approved (`retry`); an MCP 2026-07-28 client that takes URL
 //! elicitation is answered in band instead of refused (`inband`).
 
 mod inband;
