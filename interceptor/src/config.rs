@@ -340,20 +340,21 @@ pub struct Http {
     /// Longest wait to connect to the upstream (502).
     pub upstream_connect_timeout_ms: u64,
     /// Longest wait for the upstream's response head (504), and on an SSE
-    /// answer to a POST the longest server silence while a request waits.
+    /// answer to a POST the longest server silence while a request waits
+    /// (a `subscriptions/listen` stream: until its acknowledgment).
     pub upstream_response_timeout_ms: u64,
     /// Most client connections served at once, all steered ports
     /// together; one more is answered 503 (-32004 `too_many_connections`) and closed, so a flood
     /// meets a counted refusal instead of exhausting descriptors or memory.
     pub max_connections: usize,
-    /// Long-lived requests (GET streams) in flight to one upstream; one
+    /// Long-lived requests (GET streams, listen POSTs) in flight to one upstream; one
     /// more is refused 503 (-32004 `upstream_busy`). Unset: two fifths of the bypass range.
     pub max_upstream_streams: Option<usize>,
     /// Other requests (POST, DELETE) in flight to one upstream; one more
     /// waits for a slot (504 at upstream_response_timeout_ms). Unset: the
     /// rest of the bypass range.
     pub max_upstream_requests: Option<usize>,
-    /// GET streams one caller may hold to one upstream (429, -32004 `caller_busy`).
+    /// Streams (GET, listen) one caller may hold to one upstream (429, -32004 `caller_busy`).
     pub max_upstream_streams_per_caller: usize,
     /// Other requests one caller may have in flight to one upstream; more
     /// wait for one of them to finish (queued behind that caller only).

@@ -286,7 +286,10 @@ impl Message {
     pub fn target(&self) -> Option<&str> {
         let field = match self.method()? {
             "tools/call" | "prompts/get" => "name",
-            "resources/read" | "resources/subscribe" | "resources/unsubscribe" => "uri",
+            "resources/read"
+            | "resources/subscribe"
+            | "resources/unsubscribe"
+            | "notifications/resources/updated" => "uri",
             _ => return None,
         };
         self.params()?.get(field)?.as_str()

@@ -90,7 +90,7 @@ fn policy_test_explain_and_check_config_use_the_shipped_examples() {
         "{out}{}",
         String::from_utf8_lossy(&ok.stderr)
     );
-    assert!(out.contains("17 of 17 cases passed"), "{out}");
+    assert!(out.contains("19 of 19 cases passed"), "{out}");
 
     // A wrong expectation fails the run and says which and why.
     let bad = dir.path().join("bad-cases.toml");

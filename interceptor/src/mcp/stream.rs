@@ -8,6 +8,8 @@
 //! - `message`: each message through `on_server_message`, then paired with
 //!   the request it answers (or remembered, if it is a server request);
 //! - `judge`: what the agent cannot judge, never forwarded;
+//! - `listen`: a `subscriptions/listen` stream's end, and the
+//!   notifications a phase keeps from the client;
 //! - `mrtr`: the input requests of an `input_required` result, judged;
 //! - `frames`: the agent's own streamed answers as a response body.
 
@@ -22,10 +24,12 @@ pub mod ctype;
 mod event;
 pub(crate) mod frames;
 mod judge;
+mod listen;
 mod message;
 mod mrtr;
 mod relay;
 pub use judge::{content_type_refusal, refuse_answer};
+pub use listen::listens_only;
 pub use relay::sse;
 
 use super::{

@@ -127,6 +127,12 @@ pub trait Phase: Send + Sync + 'static {
     fn on_server_request(&self, _ctx: &MessageCtx<'_>, _msg: &Message) -> Option<Refusal> {
         None
     }
+    /// Each server notification, before `on_server_message`.
+    /// `Some(refusal)`: the client never sees it (it is recorded as
+    /// refused).
+    fn on_server_notification(&self, _ctx: &MessageCtx<'_>, _msg: &Message) -> Option<Refusal> {
+        None
+    }
     /// Server text that is no JSON-RPC message (an SSE event's data or
     /// comment, a JSON body that does not parse as one), before it is
     /// forwarded: may rewrite it; `None` drops it.
@@ -348,6 +354,17 @@ impl Pipeline {
         self.phases
             .iter()
             .find_map(|p| p.on_server_request(ctx, msg).map(|e| (e, p.name())))
+    }
+
+    /// The first phase's refusal of a server notification, if any.
+    pub fn on_server_notification(
+        &self,
+        ctx: &MessageCtx<'_>,
+        msg: &Message,
+    ) -> Option<(Refusal, &'static str)> {
+        self.phases
+            .iter()
+            .find_map(|p| p.on_server_notification(ctx, msg).map(|e| (e, p.name())))
     }
 
     /// Runs the phases over a message from the server.

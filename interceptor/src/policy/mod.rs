@@ -18,6 +18,7 @@
 #![forbid(unsafe_code)]
 
 pub mod budget;
+pub mod cache_scope;
 pub mod explain;
 pub mod input;
 pub mod names;
@@ -172,6 +173,8 @@ pub const ACTIONS: &[&str] = &[
     "resources/unsubscribe",
     "prompts/list",
     "prompts/get",
+    "server/discover",
+    "subscriptions/listen",
     "completion/complete",
     "logging/setLevel",
     "tasks/get",

@@ -315,26 +315,73 @@ impl Phase for PolicyPhase {
         })
     }
 
+    fn on_server_notification(&self, ctx: &MessageCtx<'_>, msg: &Message) -> Option<Refusal> {
+        if msg.method() != Some(super::cache_scope::RESOURCE_UPDATED) {
+            return None;
+        }
+        // Judged as `resources/list` shows the resource: a caller hears
+        // of changes to exactly the resources it is shown.
+        let uri = msg.target().unwrap_or_default();
+        let input = input_for(
+            &self.cfg,
+            ctx,
+            "resources/read",
+            Some(uri.into()),
+            None,
+            true,
+        );
+        let Some(input) = input else {
+            return Some(Refusal::new(Reason::PolicyDenied, "denied: no identity"));
+        };
+        let d = self.decide(&self.granted(input));
+        ctx.notes.set_decision(d.clone());
+        (d.effect == Effect::Deny).then(|| {
+            Refusal::new(
+                Reason::PolicyDenied,
+                format!("the caller may not read {uri}: {}", d.reason),
+            )
+        })
+    }
+
     fn on_server_message(&self, ctx: &MessageCtx<'_>, msg: &mut Message) {
+        let filtered = self.filter_list(ctx, msg);
+        let shared = super::cache_scope::shared(ctx, msg);
+        if filtered.is_none() && !shared {
+            return;
+        }
+        let mut value = msg.value.clone();
+        if let Some((list, kept)) = filtered {
+            value["result"][list] = Value::Array(kept);
+        }
+        if shared {
+            super::cache_scope::make_private(&mut value);
+        }
+        if let Err(e) = msg.rewrite(value) {
+            tracing::error!(error = %e, "filtered answer did not rewrite");
+        }
+    }
+}
+
+impl PolicyPhase {
+    /// A list answer without what the caller may not use: the list's
+    /// member and what is kept, when something was taken out.
+    fn filter_list(
+        &self,
+        ctx: &MessageCtx<'_>,
+        msg: &Message,
+    ) -> Option<(&'static str, Vec<Value>)> {
         let (list, key, action) = match ctx.request_method {
             Some("tools/list") => ("tools", "name", "tools/call"),
             Some("resources/list") => ("resources", "uri", "resources/read"),
             Some("prompts/list") => ("prompts", "name", "prompts/get"),
-            _ => return,
+            _ => return None,
         };
-        let Some(items) = msg
-            .result()
-            .and_then(|r| r.get(list))
-            .and_then(Value::as_array)
-        else {
-            return;
-        };
+        let items = msg.result()?.get(list)?.as_array()?;
         if list != "resources" {
             let server = super::tool_pins::server_key(&self.cfg, ctx.conn.orig_dst.port());
             let names = items.iter().filter_map(|i| i.get(key)?.as_str());
             self.known.learn(&server, list, names);
         }
-        let before = items.len();
         let kept: Vec<Value> = items
             .iter()
             .filter(|item| {
@@ -346,14 +393,7 @@ impl Phase for PolicyPhase {
             })
             .cloned()
             .collect();
-        if kept.len() == before {
-            return;
-        }
-        let mut value = msg.value.clone();
-        value["result"][list] = Value::Array(kept);
-        if let Err(e) = msg.rewrite(value) {
-            tracing::error!(error = %e, "filtered list did not rewrite");
-        }
+        (kept.len() != items.len()).then_some((list, kept))
     }
 }
 

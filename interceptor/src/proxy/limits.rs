@@ -27,7 +27,8 @@ pub struct CallerKey(pub String);
 /// The two budgets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Kind {
-    /// A GET: a long-lived stream.
+    /// A long-lived stream: a GET, or a request marked
+    /// [`super::upstream::LongLived`].
     Stream,
     /// Anything else: a request and its response.
     Request,
@@ -36,7 +37,7 @@ pub enum Kind {
 impl Kind {
     fn name(self) -> &'static str {
         match self {
-            Kind::Stream => "GET streams",
+            Kind::Stream => "long-lived streams",
             Kind::Request => "requests",
         }
     }

@@ -196,6 +196,12 @@ pub struct Upstream {
     limits: Limits,
 }
 
+/// Marks a request (an extension) whose answer is a long-lived stream
+/// although it is no GET (an MCP `subscriptions/listen` POST): it takes a
+/// stream slot, so such streams never take the slots calls need.
+#[derive(Debug, Clone, Copy)]
+pub struct LongLived;
+
 /// An upstream response body; holds its slot until dropped.
 pub struct UpstreamBody {
     inner: Incoming,
@@ -261,11 +267,12 @@ impl Upstream {
         mut req: Request<ProxyBody>,
     ) -> Result<Response<UpstreamBody>, UpstreamError> {
         let deadline = tokio::time::Instant::now() + self.response_timeout;
-        let kind = if req.method() == http::Method::GET {
-            Kind::Stream
-        } else {
-            Kind::Request
-        };
+        let kind =
+            if req.method() == http::Method::GET || req.extensions().get::<LongLived>().is_some() {
+                Kind::Stream
+            } else {
+                Kind::Request
+            };
         let caller = req
             .extensions()
             .get::<CallerKey>()

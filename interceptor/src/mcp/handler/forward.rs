@@ -18,7 +18,7 @@ use crate::{
         ConnCtx,
         body::full,
         http::{json_response, strip_hop_headers, upstream_refusal},
-        upstream::{UpstreamBody, UpstreamError},
+        upstream::{LongLived, UpstreamBody, UpstreamError},
     },
 };
 
@@ -46,7 +46,10 @@ impl McpHandler {
         encoding::ask_identity(&mut head.headers);
         head.headers.remove(header::CONTENT_LENGTH);
         let reply = self.replier(&head.headers, ctx);
-        let up_req = Request::from_parts(head, full(out_bytes));
+        let mut up_req = Request::from_parts(head, full(out_bytes));
+        if stream::listens_only(&parsed.body, &decided.keep) {
+            up_req.extensions_mut().insert(LongLived);
+        }
         // The `forwarded` rows, before the requests go (see `AuditPhase`).
         for ev in &decided.going {
             self.pipeline.forwarded(ev);

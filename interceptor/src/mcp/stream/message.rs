@@ -79,6 +79,12 @@ impl State {
             self.refuse_server_request(msg, info, error, phase, notes.decision());
             return Err(Vec::new());
         }
+        if msg.kind == Kind::Notification
+            && let Some((error, phase)) = self.pipeline.on_server_notification(&mctx, msg)
+        {
+            self.drop_notification(msg, info, error, phase, notes.decision());
+            return Err(Vec::new());
+        }
         let input =
             mrtr::is_input_required(msg) || tasks::asks_input(msg, request_method.as_deref());
         if input {

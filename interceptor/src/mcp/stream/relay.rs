@@ -68,6 +68,8 @@ enum Next {
     Failed(hyper::Error),
     /// A frame of the stream.
     Frame(Frame<Bytes>),
+    /// The client closed its end (nothing to relay to any more).
+    ClientGone,
 }
 
 /// The relay task's state: the answer's [`State`], the requests it is for,
@@ -85,6 +87,8 @@ struct Relay {
     deadline: Option<Instant>,
     /// The server was last seen waiting on the client.
     client_turn: bool,
+    /// The answer is a `subscriptions/listen` stream (see `listen`).
+    listen: bool,
 }
 
 impl Relay {
@@ -97,6 +101,7 @@ impl Relay {
         // the task, the client and the upstream port are freed. Progress
         // notifications count as an answer; keep-alive comments do not.
         let quiet = st.answer_timeout.filter(|_| !expected.is_empty());
+        let listen = st.is_listen(&expected);
         Self {
             st,
             expected,
@@ -106,6 +111,7 @@ impl Relay {
             quiet,
             deadline: quiet.map(|q| Instant::now() + q),
             client_turn: false,
+            listen,
         }
     }
 
@@ -132,6 +138,9 @@ impl Relay {
                     );
                 }
                 Next::Frame(f) => f,
+                Next::ClientGone => {
+                    return Refusal::new(Reason::ClientGone, "the client went away");
+                }
             };
             let Ok(data) = frame.into_data() else {
                 continue;
@@ -142,11 +151,19 @@ impl Relay {
         }
     }
 
-    /// The next frame of `body`, or silence past the deadline.
+    /// The next frame of `body`, silence past the deadline, or the
+    /// client gone: a stream that may idle (a listen stream) would
+    /// otherwise hold the server's stream open until its next event.
     async fn next(&self, body: &mut UpstreamBody) -> Next {
-        let next = match self.deadline {
-            Some(d) => tokio::time::timeout_at(d, body.frame()).await.ok(),
-            None => Some(body.frame().await),
+        let frame = async {
+            match self.deadline {
+                Some(d) => tokio::time::timeout_at(d, body.frame()).await.ok(),
+                None => Some(body.frame().await),
+            }
+        };
+        let next = tokio::select! {
+            n = frame => n,
+            () = self.tx.closed() => return Next::ClientGone,
         };
         match next {
             None => Next::Silent,
@@ -193,6 +210,12 @@ impl Relay {
         };
         for ev in events {
             if self.deadline.is_some() && ev.data.as_deref().is_some_and(|d| !d.trim().is_empty()) {
+                if self.listen {
+                    // The server answered the listen request (its first
+                    // frame is the ack): from now on the stream may idle
+                    // until either side closes it.
+                    self.quiet = None;
+                }
                 self.deadline = self.quiet.map(|q| Instant::now() + q);
             }
             let out = self.st.on_event(ev, self.profile.as_deref());
@@ -238,6 +261,9 @@ impl Relay {
                 bytes = rest.len(),
                 "dropped the unread rest of the upstream stream"
             );
+        }
+        if self.listen && end.reason() == Reason::ClientGone {
+            self.st.close_listen(&self.expected);
         }
         self.st.finish(&self.expected, end);
     }

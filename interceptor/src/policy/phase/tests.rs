@@ -154,6 +154,132 @@ fn approval_refuses_with_its_own_code_and_notes_the_decision() {
     assert_eq!(d.approval.unwrap().groups, vec!["oncall".to_string()]);
 }
 
+/// `with_ctx`, at protocol revision `version`.
+fn at_version<T>(
+    groups: &[&str],
+    request_method: Option<&str>,
+    version: Option<&str>,
+    f: impl FnOnce(&MessageCtx<'_>) -> T,
+) -> T {
+    with_ctx(groups, request_method, |ctx| {
+        f(&MessageCtx {
+            protocol_version: version,
+            ..ctx.clone()
+        })
+    })
+}
+
+#[test]
+fn judged_lists_go_out_private_with_their_ttl_untouched() {
+    let p = phase();
+    // Public from the server, nothing removed: still private, since it
+    // depends on who asks.
+    let mut m = message(json!({"jsonrpc": "2.0", "id": 1, "result": {
+        "prompts": [{"name": "greet"}], "cacheScope": "public", "ttlMs": 60000}}));
+    with_ctx(&["dev"], Some("prompts/list"), |ctx| {
+        p.on_server_message(ctx, &mut m)
+    });
+    assert_eq!(m.value["result"]["cacheScope"], "private");
+    assert_eq!(m.value["result"]["ttlMs"], 60000);
+    assert_eq!(m.value["result"]["prompts"], json!([{"name": "greet"}]));
+    // No scope at 2026-07-28 (a client's default may be shared): private.
+    let mut m = message(json!({"jsonrpc": "2.0", "id": 2, "result": {"tools": []}}));
+    at_version(&["dev"], Some("tools/list"), Some("2026-07-28"), |ctx| {
+        p.on_server_message(ctx, &mut m)
+    });
+    assert_eq!(m.value["result"]["cacheScope"], "private");
+    // An older client gets no field it does not know; private stays as sent.
+    let mut m = message(json!({"jsonrpc": "2.0", "id": 3, "result": {"tools": []}}));
+    at_version(&["dev"], Some("tools/list"), Some("2025-11-25"), |ctx| {
+        p.on_server_message(ctx, &mut m)
+    });
+    assert!(m.raw.is_some(), "not re-serialized");
+    let mut m = message(json!({"jsonrpc": "2.0", "id": 4, "result": {
+        "resources": [], "cacheScope": "private"}}));
+    with_ctx(&["dev"], Some("resources/list"), |ctx| {
+        p.on_server_message(ctx, &mut m)
+    });
+    assert!(m.raw.is_some(), "not re-serialized");
+}
+
+#[test]
+fn every_cacheable_answer_the_policy_judged_is_private() {
+    let p = phase();
+    // Whether a caller gets these at all is the policy's decision: a
+    // shared cache would answer another caller past the agent.
+    for method in [
+        "resources/read",
+        "server/discover",
+        "resources/templates/list",
+    ] {
+        let mut m = message(json!({"jsonrpc": "2.0", "id": 1, "result": {
+            "contents": [], "cacheScope": "public", "ttlMs": 5}}));
+        with_ctx(&["dev"], Some(method), |ctx| {
+            p.on_server_message(ctx, &mut m)
+        });
+        assert_eq!(m.value["result"]["cacheScope"], "private", "{method}");
+        assert_eq!(m.value["result"]["ttlMs"], 5, "{method}");
+    }
+    // Not cacheable, an error, an input_required result: left as they came.
+    let untouched = [
+        (
+            "tools/call",
+            json!({"jsonrpc": "2.0", "id": 2, "result": {"content": [], "cacheScope": "public"}}),
+        ),
+        (
+            "resources/read",
+            json!({"jsonrpc": "2.0", "id": 3, "error": {"code": -32602, "message": "no"}}),
+        ),
+        (
+            "resources/read",
+            json!({"jsonrpc": "2.0", "id": 4, "result": {"resultType": "input_required",
+                "inputRequests": {}, "cacheScope": "public"}}),
+        ),
+    ];
+    for (method, v) in untouched {
+        let mut m = message(v);
+        at_version(&["dev"], Some(method), Some("2026-07-28"), |ctx| {
+            p.on_server_message(ctx, &mut m)
+        });
+        assert!(m.raw.is_some(), "{method}: {}", m.value);
+    }
+}
+
+#[test]
+fn resource_updates_reach_only_callers_who_may_read_the_resource() {
+    let p = phase();
+    let updated = |uri: &str| {
+        message(
+            json!({"jsonrpc": "2.0", "method": "notifications/resources/updated",
+            "params": {"uri": uri, "_meta": {"io.modelcontextprotocol/subscriptionId": 1}}}),
+        )
+    };
+    let docs = updated("file:///docs/a.md");
+    assert!(with_ctx(&["dev"], None, |ctx| p.on_server_notification(ctx, &docs)).is_none());
+    let secret = updated("file:///etc/passwd");
+    let (refused, decision) = with_ctx(&["dev"], None, |ctx| {
+        (p.on_server_notification(ctx, &secret), ctx.notes.decision())
+    });
+    assert_eq!(
+        refused.unwrap().reason(),
+        crate::error::Reason::PolicyDenied
+    );
+    assert_eq!(decision.unwrap().effect, Effect::Deny);
+    let other = with_ctx(&["ops"], None, |ctx| p.on_server_notification(ctx, &docs));
+    assert!(
+        other.is_some(),
+        "a caller without the permit never hears of it"
+    );
+    let listed = message(
+        json!({"jsonrpc": "2.0", "method": "notifications/tools/list_changed",
+        "params": {}}),
+    );
+    assert!(
+        with_ctx(&[], None, |ctx| p.on_server_notification(ctx, &listed)).is_none(),
+        "list changes pass to everyone"
+    );
+}
+
 #[test]
 fn a_task_request_is_judged_on_its_calls_tool_with_its_input_as_tags() {
     let src = r#"
