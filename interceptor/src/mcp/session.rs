@@ -107,6 +107,8 @@ pub enum OpenError {
 #[derive(Default)]
 pub struct Sessions {
     inner: Mutex<Inner>,
+    /// MRTR first calls awaiting their retries (across POSTs and sessions).
+    pub rounds: super::rounds::Rounds,
 }
 
 #[derive(Default)]

@@ -1,0 +1,263 @@
+//! MCP 2026-07-28 request metadata and multi round-trip calls in the
+//! audit, through the agent (eBPF mode) with the official Python SDK
+//! server (tests/peers/mrtr_rounds_server.py) and a raw stateless client:
+//!
+//! - a stateless request's `_meta` clientInfo fills `client_name` and
+//!   `client_version` (no `initialize` ever does), and its W3C
+//!   `traceparent` fills `trace_id` / `span_id`; a malformed one leaves
+//!   them null and the call still goes through;
+//! - an MRTR retry (`inputResponses`, echoed `requestState`) is stored
+//!   with its `inputResponses` masked and `follows` naming the first
+//!   call's `call_id`; a call that only looks like a retry is not linked.
+
+use std::{net::SocketAddr, time::Duration};
+
+use mcp_interceptor_tests::{
+    Agent, NetNs, Proc, TempDir, auditq, everything::repo, http::RawResponse, http::post_in,
+    require_root, s3::venv_bin,
+};
+use serde_json::{Value, json};
+
+const POLICY: &str = r#"
+@id("calls")
+permit (principal, action == Mcp::Action::"tools/call", resource);
+@id("elicitation-ok")
+permit (principal, action == Mcp::Action::"elicitation/create", resource);
+"#;
+
+const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+const SPAN: &str = "00f067aa0ba902b7";
+/// A secret the `standard` mask profile (the default) detects.
+const SECRET: &str = "AKIAIOSFODNN7EXAMPLE";
+
+struct Setup {
+    agent: Agent,
+    server: Proc,
+    ns: NetNs,
+    _dir: TempDir,
+}
+
+fn setup(tag: &str) -> Setup {
+    let (ns, dir) = (NetNs::new(tag), TempDir::new(tag));
+    let script = repo().join("tests/peers/mrtr_rounds_server.py");
+    let args = [script.display().to_string(), "--port".into(), "8080".into()];
+    let mut server = Proc::spawn(
+        &format!("rounds-{tag}"),
+        Some(ns.name()),
+        &venv_bin("python"),
+        &args,
+        dir.path(),
+    );
+    server.wait_for_output("mrtr rounds server ready", Duration::from_secs(30));
+    let file = dir.path().join("rounds.cedar");
+    std::fs::write(&file, POLICY).unwrap();
+    let tables = format!(
+        "[[intercept.ports]]\nport = 8080\n[policy]\nfiles = [\"{}\"]\n",
+        file.display()
+    );
+    let agent = Agent::start(&ns, dir.path(), "", &tables);
+    Setup {
+        agent,
+        server,
+        ns,
+        _dir: dir,
+    }
+}
+
+/// A stateless `tools/call` of unlock(`vault`) with id `id`, its `_meta`
+/// plus `meta`, and `extra` params (a retry's).
+fn unlock(ns: &NetNs, id: u64, vault: &str, meta: Value, extra: Value) -> RawResponse {
+    let mut params = json!({"name": "unlock", "arguments": {"vault": vault}, "_meta": {
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientInfo": {"name": "raw-client", "version": "9.8.7"},
+        "io.modelcontextprotocol/clientCapabilities": {"elicitation": {}}}});
+    for (k, v) in meta.as_object().unwrap() {
+        params["_meta"][k] = v.clone();
+    }
+    for (k, v) in extra.as_object().unwrap() {
+        params[k] = v.clone();
+    }
+    let body = json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": params});
+    let addr: SocketAddr = "127.0.0.1:8080".parse().unwrap();
+    let headers = [
+        "MCP-Protocol-Version: 2026-07-28",
+        "Mcp-Method: tools/call",
+        "Mcp-Name: unlock",
+    ];
+    post_in(ns, addr, "/mcp", body.to_string().as_bytes(), &headers)
+}
+
+/// The recorded `tools/call` exchange events, once there are `n`.
+fn calls(agent: &Agent, n: usize) -> Vec<Value> {
+    let calls = |ev: &[Value]| -> Vec<Value> {
+        ev.iter()
+            .filter(|e| e["method"] == "tools/call" && e["kind"] == "exchange")
+            .cloned()
+            .collect()
+    };
+    calls(&agent.wait_events("the calls", |ev| calls(ev).len() >= n))
+}
+
+fn by_id(events: &[Value], id: u64) -> Value {
+    let e = events.iter().find(|e| e["jsonrpc_id"] == id);
+    e.cloned()
+        .unwrap_or_else(|| panic!("call {id} in {events:#?}"))
+}
+
+/// Rows of `query` over the Parquet audit, as objects by column.
+fn rows(agent: &Agent, query: &str) -> Vec<serde_json::Map<String, Value>> {
+    let v = auditq::sql(&agent.audit_dir(), query);
+    let cols: Vec<String> = serde_json::from_value(v["columns"].clone()).unwrap();
+    let rows: Vec<Vec<Value>> = serde_json::from_value(v["rows"].clone()).unwrap();
+    rows.into_iter()
+        .map(|r| cols.iter().cloned().zip(r).collect())
+        .collect()
+}
+
+#[test]
+fn stateless_meta_fills_client_and_trace_columns_and_a_bad_traceparent_is_ignored() {
+    require_root();
+    let mut s = setup("meta-trace");
+    let good = json!({"traceparent": format!("00-{TRACE}-{SPAN}-01")});
+    let r = unlock(&s.ns, 1, "v1", good, json!({}));
+    assert_eq!(r.json()["result"]["resultType"], "input_required", "{r:?}");
+    // Uppercase hex is not a valid traceparent: ignored, never refused.
+    let bad = json!({"traceparent": format!("00-{}-{SPAN}-01", TRACE.to_uppercase())});
+    let r = unlock(&s.ns, 2, "v1", bad, json!({}));
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["result"]["resultType"], "input_required", "{r:?}");
+    let junk = json!({"traceparent": {"not": "a string"}});
+    let r = unlock(&s.ns, 3, "v1", junk, json!({}));
+    assert_eq!(r.json()["result"]["resultType"], "input_required", "{r:?}");
+
+    let events = calls(&s.agent, 3);
+    let first = by_id(&events, 1);
+    assert_eq!(first["client_name"], "raw-client", "{first}");
+    assert_eq!(first["client_version"], "9.8.7");
+    assert_eq!(first["protocol_version"], "2026-07-28");
+    assert_eq!(first["transport"], "stateless");
+    assert_eq!(
+        (&first["trace_id"], &first["span_id"]),
+        (&json!(TRACE), &json!(SPAN))
+    );
+    for id in [2, 3] {
+        let e = by_id(&events, id);
+        assert_eq!(e["client_name"], "raw-client", "{e}");
+        assert!(e["trace_id"].is_null() && e["span_id"].is_null(), "{e}");
+    }
+
+    s.agent.stop(15);
+    let got = rows(
+        &s.agent,
+        "SELECT jsonrpc_id, client_name, client_version, protocol_version, trace_id, span_id \
+         FROM mcp_audit WHERE method = 'tools/call' AND kind = 'exchange' ORDER BY jsonrpc_id",
+    );
+    assert_eq!(got.len(), 3, "{got:#?}");
+    for r in &got {
+        assert_eq!(r["client_name"], "raw-client", "{r:?}");
+        assert_eq!(r["client_version"], "9.8.7", "{r:?}");
+        assert_eq!(r["protocol_version"], "2026-07-28", "{r:?}");
+    }
+    assert_eq!(got[0]["trace_id"], TRACE, "{got:#?}");
+    assert_eq!(got[0]["span_id"], SPAN);
+    for r in &got[1..] {
+        assert!(r["trace_id"].is_null() && r["span_id"].is_null(), "{r:?}");
+    }
+}
+
+#[test]
+fn an_mrtr_retry_is_stored_masked_and_follows_the_first_call() {
+    require_root();
+    let mut s = setup("meta-rounds");
+    let r = unlock(&s.ns, 1, "v1", json!({}), json!({}));
+    let first = r.json();
+    assert_eq!(first["result"]["resultType"], "input_required", "{r:?}");
+    let state = first["result"]["requestState"].clone();
+    assert!(state.is_string(), "{first}");
+    let answers = json!({"pin": {"action": "accept", "content": {"pin": SECRET}}});
+
+    // Looks like a retry, but of another call (other arguments): not linked.
+    let other = json!({"inputResponses": answers});
+    let r = unlock(&s.ns, 3, "v2", json!({}), other);
+    assert_eq!(
+        r.json()["result"]["content"][0]["text"],
+        "unlocked v2",
+        "{r:?}"
+    );
+    // The retry of call 1: a new id, the answers, the echoed state.
+    let retry = json!({"inputResponses": answers, "requestState": state});
+    let r = unlock(&s.ns, 2, "v1", json!({}), retry);
+    assert_eq!(
+        r.json()["result"]["content"][0]["text"],
+        "unlocked v1",
+        "{r:?}"
+    );
+    // The server got the answers as the client sent them.
+    assert!(
+        s.server
+            .stdout()
+            .contains(&format!("got pin {SECRET} for v1")),
+        "{}",
+        s.server.stdout()
+    );
+
+    let events = calls(&s.agent, 3);
+    let (call, retry, lookalike) = (by_id(&events, 1), by_id(&events, 2), by_id(&events, 3));
+    let root = call["call_id"].as_str().expect("call_id").to_owned();
+    assert!(call["follows"].is_null(), "{call}");
+    assert_eq!(retry["follows"], root.as_str(), "{retry}");
+    assert_ne!(retry["call_id"], root.as_str());
+    assert!(lookalike["follows"].is_null(), "{lookalike}");
+    let events_text = std::fs::read_to_string(s.agent.events_path()).unwrap();
+    assert!(
+        !events_text.contains(SECRET),
+        "the events file holds the secret"
+    );
+    assert!(
+        retry["params"]["inputResponses"]["pin"]["content"]["pin"].is_string(),
+        "{retry}"
+    );
+
+    s.agent.stop(15);
+    let dir = s.agent.audit_dir();
+    let got = rows(
+        &s.agent,
+        "SELECT jsonrpc_id, kind, call_id, follows, input_responses FROM mcp_audit \
+         WHERE method = 'tools/call' ORDER BY jsonrpc_id, kind",
+    );
+    let row = |id: &str, kind: &str| {
+        got.iter()
+            .find(|r| r["jsonrpc_id"] == id && r["kind"] == kind)
+            .unwrap_or_else(|| panic!("{id} {kind} in {got:#?}"))
+            .clone()
+    };
+    // The call's forwarded row and its exchange row share its call_id.
+    assert_eq!(row("1", "forwarded")["call_id"], root.as_str());
+    assert_eq!(row("1", "exchange")["call_id"], root.as_str());
+    assert!(row("1", "exchange")["input_responses"].is_null());
+    let stored = row("2", "exchange");
+    assert_eq!(stored["follows"], root.as_str(), "{stored:?}");
+    let inputs = stored["input_responses"].as_str().expect("input_responses");
+    assert!(!inputs.contains(SECRET), "{inputs}");
+    let inputs: Value = serde_json::from_str(inputs).unwrap();
+    assert_eq!(inputs["pin"]["action"], "accept", "{inputs}");
+    assert!(row("3", "exchange")["follows"].is_null());
+    // Every round of the logical call, by one id.
+    let rounds = auditq::sql(
+        &dir,
+        &format!(
+            "SELECT count(*) FROM mcp_audit WHERE kind = 'exchange' \
+             AND (call_id = '{root}' OR follows = '{root}')"
+        ),
+    );
+    assert_eq!(rounds["rows"], json!([[2]]), "{rounds}");
+    // Nowhere in the audit.
+    let leaks = auditq::sql(
+        &dir,
+        &format!(
+            "SELECT count(*) FROM mcp_audit WHERE contains(coalesce(input_responses, '') || \
+             coalesce(arguments, '') || coalesce(result, ''), '{SECRET}')"
+        ),
+    );
+    assert_eq!(leaks["rows"], json!([[0]]), "{leaks}");
+}
