@@ -117,9 +117,10 @@ CREATE EXTERNAL TABLE IF NOT EXISTS mcp_audit (
   -- null when absent or malformed): trace id [trace_id] and the client's
   -- span, the traceparent's parent-id [span_id]. The agent's id for a
   -- client request, shared by its forwarded row and its outcome's row;
-  -- for an MCP 2026-07-28 multi round-trip retry, the call_id of the
-  -- logical call's first request (follows), and the retry's
-  -- inputResponses as JSON text, masked like arguments.
+  -- for an MCP 2026-07-28 multi round-trip retry (and the input requests
+  -- an input_required answer carried), the call_id of the logical call's
+  -- first request (follows: call_id = X OR follows = X gives every round),
+  -- and the retry's inputResponses as JSON text, masked like arguments.
   `trace_id` string,
   `span_id` string,
   `call_id` string,

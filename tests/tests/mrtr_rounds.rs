@@ -242,15 +242,21 @@ fn an_mrtr_retry_is_stored_masked_and_follows_the_first_call() {
     let inputs: Value = serde_json::from_str(inputs).unwrap();
     assert_eq!(inputs["pin"]["action"], "accept", "{inputs}");
     assert!(row("3", "exchange")["follows"].is_null());
-    // Every round of the logical call, by one id.
+    // Every round of the logical call by one id: the call, the input
+    // request the server made of it, the retry.
     let rounds = auditq::sql(
         &dir,
         &format!(
-            "SELECT count(*) FROM mcp_audit WHERE kind = 'exchange' \
-             AND (call_id = '{root}' OR follows = '{root}')"
+            "SELECT jsonrpc_id, method FROM mcp_audit WHERE kind = 'exchange' \
+             AND (call_id = '{root}' OR follows = '{root}') ORDER BY jsonrpc_id, method"
         ),
     );
-    assert_eq!(rounds["rows"], json!([[2]]), "{rounds}");
+    let want = json!([
+        ["1", "elicitation/create"],
+        ["1", "tools/call"],
+        ["2", "tools/call"]
+    ]);
+    assert_eq!(rounds["rows"], want, "{rounds}");
     // Nowhere in the audit.
     let leaks = auditq::sql(
         &dir,

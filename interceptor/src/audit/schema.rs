@@ -137,7 +137,8 @@ pub struct AuditRow {
     pub span_id: Option<String>,
     /// The agent's id for a client request, shared by its rows.
     pub call_id: Option<String>,
-    /// An MRTR retry: the `call_id` of the logical call's first request.
+    /// An MRTR retry or input request: the `call_id` of the logical
+    /// call's first request.
     pub follows: Option<String>,
     /// An MRTR retry's `inputResponses` (masked as configured).
     pub input_responses: Option<String>,

@@ -13,7 +13,8 @@
 //! `inputResponses` or `requestState` and has the same key gets that id
 //! in `follows`. A retry answered `input_required` again is remembered
 //! under its own key with the same first call, so every round of one
-//! logical call names the first (`call_id = X OR follows = X`).
+//! logical call names the first (`call_id = X OR follows = X`). The rows
+//! of the input requests an answer carries (`stream::mrtr`) name it too.
 //!
 //! Limits: only hashes are kept, at most [`MAX_ENTRIES`] for at most
 //! [`TTL`] (the oldest go first), in memory: a retry after that, after a

@@ -297,6 +297,14 @@ impl Sessions {
         }
     }
 
+    /// The logical call (see `rounds`) of the request waiting under `key`
+    /// with `id`: its `follows`, else its own `call_id`.
+    pub fn pending_round(&self, key: &str, id: &str) -> Option<String> {
+        let inner = self.lock();
+        let e = inner.sessions.get(key)?.pending.get(id)?;
+        e.meta.follows.clone().or_else(|| e.meta.call_id.clone())
+    }
+
     /// Whether a server request under `key` (sampling, elicitation) still
     /// waits for the client, which may take a human's time.
     pub fn server_waiting(&self, key: &str) -> bool {

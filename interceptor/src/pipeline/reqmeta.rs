@@ -16,7 +16,8 @@ pub struct RequestMeta {
     /// The agent's id for a client request (a UUID v7): shared by the
     /// request's `forwarded` row and the row of its outcome.
     pub call_id: Option<String>,
-    /// For an MRTR retry (`inputResponses` / `requestState`): the
-    /// `call_id` of the first call of the logical call it continues.
+    /// For an MRTR retry (`inputResponses` / `requestState`) or an input
+    /// request a call's answer carried: the `call_id` of the first call of
+    /// the logical call it belongs to.
     pub follows: Option<String>,
 }
