@@ -163,6 +163,48 @@ fn stateless_meta_fills_client_and_trace_columns_and_a_bad_traceparent_is_ignore
     for r in &got[1..] {
         assert!(r["trace_id"].is_null() && r["span_id"].is_null(), "{r:?}");
     }
+    older_files_still_read(&s.agent);
+}
+
+/// Beside the agent's files, one as an agent before the added columns
+/// wrote it (their columns dropped), sorting first: auditors' DuckDB view
+/// and the schema check read both, the old file's new columns as null.
+fn older_files_still_read(agent: &Agent) {
+    const SCRIPT: &str = r#"
+import sys, pathlib, pyarrow.parquet as pq
+events = pathlib.Path(sys.argv[1]) / "events"
+new = sorted(events.rglob("*.parquet"))[0]
+t = pq.read_table(new)
+t = t.drop_columns(["trace_id", "span_id", "call_id", "follows", "input_responses"])
+pq.write_table(t, new.parent / "0-older-layout.parquet")
+"#;
+    let dir = agent.audit_dir();
+    let out = std::process::Command::new(venv_bin("python"))
+        .args(["-c", SCRIPT])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let schema = auditq::check(&dir, &["--schema"]);
+    assert!(
+        schema["fields"].to_string().contains("input_responses"),
+        "{schema}"
+    );
+    let got = rows(
+        agent,
+        "SELECT count(*) AS n, count(trace_id) AS traced FROM mcp_audit \
+         WHERE method = 'tools/call' AND kind = 'exchange'",
+    );
+    // Each call twice (the copy without trace_id); one of six traced.
+    assert_eq!(
+        (&got[0]["n"], &got[0]["traced"]),
+        (&json!(6), &json!(1)),
+        "{got:?}"
+    );
 }
 
 #[test]
