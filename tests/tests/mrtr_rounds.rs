@@ -163,6 +163,19 @@ fn stateless_meta_fills_client_and_trace_columns_and_a_bad_traceparent_is_ignore
     for r in &got[1..] {
         assert!(r["trace_id"].is_null() && r["span_id"].is_null(), "{r:?}");
     }
+    // The auditors' search finds a trace by its id.
+    let window = [
+        ("needle", TRACE),
+        ("from", "2000-01-01 00:00:00"),
+        ("to", "2100-01-01 00:00:00"),
+    ];
+    let found = auditq::records(&s.agent.audit_dir(), "search_values", &window);
+    let kinds: Vec<&Value> = found.iter().map(|r| &r["kind"]).collect();
+    assert_eq!(
+        kinds,
+        [&json!("forwarded"), &json!("exchange")],
+        "{found:#?}"
+    );
     older_files_still_read(&s.agent);
 }
 
