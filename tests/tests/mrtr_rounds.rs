@@ -14,13 +14,15 @@ use std::{net::SocketAddr, time::Duration};
 
 use mcp_interceptor_tests::{
     Agent, NetNs, Proc, TempDir, auditq, everything::repo, http::RawResponse, http::post_in,
-    require_root, s3::venv_bin,
+    require_root, run_in, s3::venv_bin,
 };
 use serde_json::{Value, json};
 
 const POLICY: &str = r#"
 @id("calls")
 permit (principal, action == Mcp::Action::"tools/call", resource);
+@id("lists")
+permit (principal, action == Mcp::Action::"tools/list", resource);
 @id("elicitation-ok")
 permit (principal, action == Mcp::Action::"elicitation/create", resource);
 "#;
@@ -321,4 +323,59 @@ fn an_mrtr_retry_is_stored_masked_and_follows_the_first_call() {
         ),
     );
     assert_eq!(leaks["rows"], json!([[0]]), "{leaks}");
+}
+
+/// The official SDK client end to end: it puts clientInfo and a
+/// `traceparent` in every request's `_meta` and answers the elicitation by
+/// retrying on its own; both rounds carry the client's columns and trace,
+/// and the retry follows the first call.
+#[test]
+fn the_sdk_clients_round_trip_is_traced_and_linked() {
+    require_root();
+    let s = setup("meta-sdk");
+    let args: Vec<String> = [
+        repo()
+            .join("tests/peers/mrtr_rounds_client.py")
+            .display()
+            .to_string(),
+        "--url".into(),
+        "http://127.0.0.1:8080/mcp".into(),
+        "--vault".into(),
+        "sdk".into(),
+        "--pin".into(),
+        SECRET.into(),
+        "--trace-id".into(),
+        TRACE.into(),
+        "--span-id".into(),
+        SPAN.into(),
+    ]
+    .into();
+    let out = run_in(
+        Some(s.ns.name()),
+        &venv_bin("python"),
+        &args,
+        Duration::from_secs(60),
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let got: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(got, json!({"text": "unlocked sdk", "asked": 1}), "{stderr}");
+
+    let events = calls(&s.agent, 2);
+    let (first, retry) = (&events[0], &events[1]);
+    for e in [first, retry] {
+        assert_eq!(e["client_name"], "sdk-rounds", "{e}");
+        assert_eq!(e["client_version"], "2.3.0-test", "{e}");
+        assert_eq!(e["protocol_version"], "2026-07-28", "{e}");
+        assert_eq!(e["trace_id"], TRACE, "{e}");
+        assert!(e["span_id"].as_str().is_some_and(|s| s.len() == 16), "{e}");
+    }
+    assert_eq!(first["result"]["resultType"], "input_required", "{first}");
+    assert!(first["follows"].is_null());
+    assert_eq!(retry["follows"], first["call_id"], "{retry}");
+    let inputs = retry["params"]["inputResponses"].to_string();
+    assert!(
+        inputs.contains("accept") && !inputs.contains(SECRET),
+        "{inputs}"
+    );
 }
