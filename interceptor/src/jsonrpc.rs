@@ -161,6 +161,14 @@ pub fn parse_client(bytes: &Bytes) -> Result<Body, ParseError> {
     Ok(body)
 }
 
+/// Parses a server's body as strictly as a client's (`parse_client`): a
+/// server's answer is judged too, and a client that reads a duplicate key,
+/// a case variant (`"ResultType"`, `"InputRequests"`) or an inexact number
+/// otherwise than the agent would act on what no phase saw.
+pub fn parse_server(bytes: &Bytes) -> Result<Body, ParseError> {
+    parse_client(bytes)
+}
+
 /// The JSON-level checks of `parse_client` on any JSON text (duplicate or
 /// case-folded duplicate keys, numbers that are not exact): for arguments
 /// given to `policy explain`.

@@ -7,6 +7,10 @@
 //! - an rmcp server that sends response id `0.0` for `0` (which zod, and so
 //!   the TypeScript SDK, reads as `0`) gets nothing past the agent: the
 //!   rmcp client hears the agent's error, the audit says why;
+//! - an rmcp server whose tool result names `content` twice, or carries
+//!   `ResultType`/`InputRequests` (an elicitation a case-insensitive client
+//!   reads as an MCP 2026-07-28 input request), gets nothing past the
+//!   agent: the client hears why, the audit says why;
 //! - two requests with the same id in one batch: the second is refused,
 //!   and the audit (DuckDB over the Parquet files) holds both;
 //! - a client that hangs up after its request went upstream to a
@@ -438,5 +442,107 @@ fn a_request_forwarded_before_a_kill_9_is_in_the_audit() {
     assert!(
         rows[0][1].as_str().unwrap_or_default().contains("5000"),
         "{rows:?}"
+    );
+}
+
+/// A raw session with the hostile rmcp server through the agent: the
+/// answer to a `tools/call` of `lookup_customer_structured`, as bytes.
+fn raw_tool_call(ns: &NetNs) -> String {
+    let proto = "MCP-Protocol-Version: 2025-06-18";
+    let init = post_in(
+        ns,
+        addr(),
+        "/mcp",
+        initialize(1).to_string().as_bytes(),
+        &[proto],
+    );
+    let sid = header(&init, "mcp-session-id")
+        .expect("a session")
+        .to_string();
+    let sid_h = format!("Mcp-Session-Id: {sid}");
+    let done = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
+    post_in(
+        ns,
+        addr(),
+        "/mcp",
+        done.to_string().as_bytes(),
+        &[proto, &sid_h],
+    );
+    let call = tool_call(5, "lookup_customer_structured", json!({"id": "c-1"}));
+    let r = post_in(
+        ns,
+        addr(),
+        "/mcp",
+        call.to_string().as_bytes(),
+        &[proto, &sid_h],
+    );
+    String::from_utf8_lossy(&r.body).into_owned()
+}
+
+/// A tool result the client could read otherwise than the agent (`mode`):
+/// the client gets the agent's error, never the result; the call's row
+/// says why (`why` in its error message).
+fn ambiguous_result_is_never_forwarded(tag: &str, mode: &str, leaks: &[&str], why: &str) {
+    require_root();
+    let (ns, _dir, _server, mut agent) = hostile_rmcp(tag, mode);
+    let body = raw_tool_call(&ns);
+    for leak in leaks {
+        assert!(!body.contains(leak), "{leak} reached the client: {body}");
+    }
+    assert!(
+        body.contains("-32005") && body.contains("cannot judge") && body.contains(why),
+        "{body}"
+    );
+    // The rmcp client hears the agent's error too.
+    let c = call(
+        ns.name(),
+        URL,
+        "lookup_customer_structured",
+        json!({"id": "c-1"}),
+    );
+    assert!(!c.ok() && c.stderr().contains("cannot judge"), "{c:?}");
+    let calls = |ev: &[Value]| {
+        ev.iter()
+            .filter(|e| e["method"] == "tools/call" && e["kind"] == "unanswered")
+            .count()
+    };
+    let events = agent.wait_events("the refused calls", |ev| calls(ev) >= 2);
+    for e in events
+        .iter()
+        .filter(|e| e["method"] == "tools/call" && e["kind"] != "forwarded")
+    {
+        assert_eq!(e["kind"], "unanswered", "{e}");
+        assert_eq!(
+            e["error"]["data"]["reason"], "unjudged_server_message",
+            "{e}"
+        );
+        let msg = e["error"]["message"].as_str().unwrap_or_default();
+        assert!(msg.contains(why), "{e}");
+    }
+    agent.stop(15);
+    let rows = auditq::sql(
+        &agent.audit_dir(),
+        "SELECT kind, error_code FROM mcp_audit WHERE method = 'tools/call' AND kind <> 'forwarded'",
+    );
+    let rows = rows["rows"].as_array().unwrap();
+    assert!(rows.len() >= 2, "{rows:?}");
+    assert!(
+        rows.iter().all(|r| r == &json!(["unanswered", -32005])),
+        "{rows:?}"
+    );
+}
+
+#[test]
+fn a_result_that_names_a_member_twice_is_never_forwarded() {
+    ambiguous_result_is_never_forwarded("hdupkey", "duplicate-key", &["first-content"], "twice");
+}
+
+#[test]
+fn a_result_with_case_variant_input_requests_is_never_forwarded() {
+    ambiguous_result_is_never_forwarded(
+        "hcasevar",
+        "case-variant",
+        &["shadow: enter your PIN", "InputRequests"],
+        "case variant",
     );
 }

@@ -23,7 +23,9 @@
 //!
 //! Files: `request` (asking, retrying, releasing, sweeping), `vote`,
 //! `grants`, `view` (listings and real values), `phase` (the pipeline
-//! stage), `record` (the stored request), `store` (SQLite), `webhook`.
+//! stage; `phase/inband` answers MCP 2026-07-28 clients in band),
+//! `sealed` (the agent's own `requestState`), `record` (the stored
+//! request), `store` (SQLite), `webhook`.
 #![forbid(unsafe_code)]
 
 mod error;
@@ -31,6 +33,7 @@ mod grants;
 pub mod phase;
 mod record;
 mod request;
+pub mod sealed;
 pub mod state;
 pub mod store;
 mod view;
@@ -181,6 +184,9 @@ pub struct Approvals {
     /// The issuer a grant is for when it names none: the only
     /// `[[identity.oidc]]` issuer, if the agent has one and no client CA.
     default_issuer: Option<String>,
+    /// Seals the agent's own MRTR `requestState` (in-band approvals); its
+    /// key is kept in the store, so states outlive a restart as approvals do.
+    state_key: sealed::StateKey,
 }
 
 impl Approvals {
@@ -188,6 +194,7 @@ impl Approvals {
     /// released now (their callers are gone): they are marked interrupted.
     pub fn open(cfg: &Config, events: Events, mask: MaskFn) -> Result<Arc<Self>, ApprovalError> {
         let store = Store::open(&cfg.approvals_db_path())?;
+        let state_key = sealed::StateKey::new(&store.state_key()?);
         let webhook = cfg
             .approvals
             .webhook
@@ -207,6 +214,7 @@ impl Approvals {
                 ([only], true) => Some(only.issuer.clone()),
                 _ => None,
             },
+            state_key,
         });
         let held = this.db().pending_holds()?;
         for p in held {

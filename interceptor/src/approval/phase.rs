@@ -1,7 +1,10 @@
 //! The approvals stage in the pipeline: after policy said "approval
 //! required", holds the call until approvers decide (`hold`), or refuses
 //! it with the approval's id and lets the identical call through once
-//! approved (`retry`).
+//! approved (`retry`); an MCP 2026-07-28 client that takes URL
+//! elicitation is answered in band instead of refused (`inband`).
+
+mod inband;
 
 use std::{
     sync::{Arc, Mutex},
@@ -251,6 +254,14 @@ impl Phase for ApprovalPhase {
     }
 
     fn on_request(&self, ctx: &MessageCtx<'_>, msg: &Message) -> Verdict {
+        inband::without_own(msg, self.decide(ctx, msg))
+    }
+}
+
+impl ApprovalPhase {
+    /// The verdict for `msg`, before the agent's own MRTR state and answer
+    /// are taken out of what goes upstream.
+    fn decide(&self, ctx: &MessageCtx<'_>, msg: &Message) -> Verdict {
         // Most calls need no approval: decided without copying anything.
         if msg.kind != Kind::Request || ctx.notes.effect() != Some(Effect::Approval) {
             return Verdict::Continue;
@@ -279,11 +290,14 @@ impl Phase for ApprovalPhase {
         };
         let arguments = match msg.method() {
             Some("tools/call" | "prompts/get") => arguments_of(msg),
-            _ => msg.params().cloned().map(strip_meta),
+            _ => msg.params().cloned().map(call_params),
         };
         let call = Call::new(facts, arguments, d.policies.clone(), rule);
         let slot = ctx.notes.approval_slot();
         match call.rule.mode {
+            ApprovalMode::Retry if inband::accepts(ctx, msg) => {
+                self.inband(msg, &call, &d.reason, &slot)
+            }
             ApprovalMode::Retry => self.retry(&call, &d.reason, &slot),
             ApprovalMode::Hold => {
                 let token = msg
@@ -297,10 +311,14 @@ impl Phase for ApprovalPhase {
     }
 }
 
-/// Params without `_meta` (progress tokens differ between retries).
-fn strip_meta(mut v: Value) -> Value {
+/// Params as the approval binds them: without `_meta` (progress tokens
+/// differ between retries) nor MCP 2026-07-28's `inputResponses` and
+/// `requestState` (each round of one call carries other ones).
+fn call_params(mut v: Value) -> Value {
     if let Some(o) = v.as_object_mut() {
-        o.remove("_meta");
+        for k in ["_meta", "inputResponses", "requestState"] {
+            o.remove(k);
+        }
     }
     v
 }

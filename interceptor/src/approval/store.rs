@@ -65,6 +65,10 @@ CREATE TABLE IF NOT EXISTS grants (
   revoke_reason TEXT,
   ended_recorded INTEGER NOT NULL DEFAULT 0
 );
+CREATE TABLE IF NOT EXISTS secrets (
+  name TEXT PRIMARY KEY,
+  value BLOB NOT NULL
+);
 ";
 
 /// The SQLite store of approvals, votes and grants.
@@ -154,6 +158,25 @@ impl Store {
             }
         }
         Ok(Self { db })
+    }
+
+    /// The key of the agent's own `requestState` (`super::sealed`): made
+    /// once, at random, and kept here so that a state handed out before a
+    /// restart still opens after it, as its pending approval still exists.
+    pub fn state_key(&self) -> Result<[u8; 32], ApprovalError> {
+        let fresh = super::sealed::random_key();
+        // Of two agents opening one new database, the first insert wins.
+        self.db.execute(
+            "INSERT OR IGNORE INTO secrets (name, value) VALUES ('request_state_key', ?1)",
+            params![fresh.as_slice()],
+        )?;
+        let v: Vec<u8> = self.db.query_row(
+            "SELECT value FROM secrets WHERE name = 'request_state_key'",
+            [],
+            |r| r.get(0),
+        )?;
+        v.try_into()
+            .map_err(|_| ApprovalError::Store("the requestState key is not 32 bytes".into()))
     }
 
     /// Stores a new approval.

@@ -1,4 +1,5 @@
-//! Client messages that every server reads the way the agent does.
+//! Messages that every peer reads the way the agent does: a client's, which
+//! servers act on, and a server's, which clients act on.
 //!
 //! JSON leaves room that servers fill differently: with a key given twice,
 //! serde and Python keep the last, others the first; Go's encoding/json
@@ -37,6 +38,10 @@ const PARAMS: &[&str] = &[
     "message",
     "roots",
     "task",
+    // MCP 2026-07-28: multi round-trip retries and the tasks extension.
+    "inputResponses",
+    "requestState",
+    "taskId",
 ];
 const META: &[&str] = &["progressToken"];
 const RESULT: &[&str] = &[
@@ -47,6 +52,29 @@ const RESULT: &[&str] = &[
     "action",
     "roots",
     "_meta",
+    // A server's results: what decides how a client reads the rest.
+    "isError",
+    "structuredContent",
+    "tools",
+    "resources",
+    "resourceTemplates",
+    "prompts",
+    "contents",
+    "messages",
+    "nextCursor",
+    "protocolVersion",
+    "capabilities",
+    "serverInfo",
+    // MCP 2026-07-28: input requests, tasks, caching.
+    "resultType",
+    "inputRequests",
+    "requestState",
+    "taskId",
+    "status",
+    "result",
+    "error",
+    "cacheScope",
+    "ttlMs",
 ];
 const ERROR: &[&str] = &["code", "message", "data"];
 

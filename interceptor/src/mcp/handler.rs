@@ -38,6 +38,7 @@ mod reply;
 mod route;
 mod run;
 mod session;
+mod tasks;
 
 /// Serves MCP over the proxy's HTTP, running the pipeline on each message.
 #[derive(Clone)]

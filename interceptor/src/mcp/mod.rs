@@ -22,5 +22,6 @@ pub mod session;
 pub mod sse;
 pub mod stateless;
 mod stream;
+pub mod tasks;
 
 pub use handler::McpHandler;

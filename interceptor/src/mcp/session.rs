@@ -109,6 +109,9 @@ pub struct Sessions {
     inner: Mutex<Inner>,
     /// MRTR first calls awaiting their retries (across POSTs and sessions).
     pub rounds: super::rounds::Rounds,
+    /// The task handles servers handed out (2026-07-28 tasks extension):
+    /// shared like sessions, they outlive any one request.
+    tasks: super::tasks::Tasks,
 }
 
 #[derive(Default)]
@@ -206,6 +209,11 @@ impl Inner {
 impl Sessions {
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The task handles servers handed out.
+    pub fn tasks(&self) -> &super::tasks::Tasks {
+        &self.tasks
     }
 
     /// What is known of session `key`. Read for every message in it, so

@@ -74,8 +74,13 @@ pub fn check(headers: &HeaderMap, body: &Body) -> Result<(), Refusal> {
         Some(Some(h)) if h == method => {}
         got => return Err(mismatch("Mcp-Method", Some(method), got)),
     }
-    let target = msg.target();
-    if matches!(method, "tools/call" | "resources/read" | "prompts/get") {
+    let target = match method {
+        "tools/call" | "resources/read" | "prompts/get" => Some(msg.target()),
+        // Tasks extension: a task request is routed by its task id.
+        m if super::tasks::names_task(Some(m)) => Some(super::tasks::task_id(msg)),
+        _ => None,
+    };
+    if let Some(target) = target {
         match header(headers, "mcp-name") {
             Some(Some(h)) if Some(h.as_str()) == target => {}
             got => return Err(mismatch("Mcp-Name", target, got)),

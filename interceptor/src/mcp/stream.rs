@@ -208,7 +208,7 @@ pub async fn json(
         }
     };
     let profile = st.call_profile(&expected);
-    let (out, mut extra) = match jsonrpc::parse(&bytes) {
+    let (out, mut extra) = match jsonrpc::parse_server(&bytes) {
         Ok(mut b) => {
             let (_, errors) = st.on_server_body(&mut b, bytes.len() as u64, profile.as_deref());
             (

@@ -50,7 +50,7 @@ impl TargetColumn {
     /// The column for `method`'s target; other methods name none.
     pub fn of(method: &str) -> Option<Self> {
         match method {
-            "tools/call" => Some(Self::Tool),
+            "tools/call" | "tasks/get" | "tasks/update" | "tasks/cancel" => Some(Self::Tool),
             "prompts/get" => Some(Self::Prompt),
             m if m.starts_with("resources/") => Some(Self::Resource),
             _ => None,

@@ -129,6 +129,9 @@ pub struct Notes {
     /// Set by the transport when it can keep a held client waiting.
     pub hold: Option<std::sync::Arc<HoldSignal>>,
     masked: Mutex<Option<(String, MaskCounts)>>,
+    /// Set by the transport on a `tasks/*` request: the tool of the call
+    /// that created the task it names (policy judges it on that tool).
+    pub task_tool: Option<String>,
 }
 
 impl Notes {

@@ -147,7 +147,7 @@ pub fn scope_uids(input: &Input) -> Result<Scope, PolicyError> {
     let target = input.target.as_deref().unwrap_or_default();
     let mut uri = None;
     let resource = match input.action() {
-        "tools/call" => uid(&TYPES.tool, target),
+        "tools/call" | "tasks/get" | "tasks/update" | "tasks/cancel" => uid(&TYPES.tool, target),
         "prompts/get" => uid(&TYPES.prompt, target),
         "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
             let u = resource_uri(target)?;
@@ -241,7 +241,7 @@ fn resource_entity(
 ) -> Result<Option<Entity>, PolicyError> {
     let parents = HashSet::from([server.clone()]);
     match input.action() {
-        "tools/call" | "prompts/get" => {
+        "tools/call" | "prompts/get" | "tasks/get" | "tasks/update" | "tasks/cancel" => {
             let target = input.target.as_deref().unwrap_or_default();
             let attrs = HashMap::from([("name".to_string(), s(target))]);
             let mut tags = HashMap::new();

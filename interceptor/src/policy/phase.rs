@@ -222,6 +222,8 @@ pub fn arguments_of(msg: &Message) -> Option<Value> {
         Some("tools/call" | "prompts/get") => {
             msg.params().and_then(|p| p.get("arguments")).cloned()
         }
+        // Input to the task's tool, judged as its arguments are.
+        Some("tasks/update") => msg.params().and_then(|p| p.get("inputResponses")).cloned(),
         _ => None,
     }
 }
@@ -238,7 +240,11 @@ impl Phase for PolicyPhase {
             return Verdict::Continue;
         }
         let method = msg.method().unwrap_or_default();
-        let target = msg.target().map(str::to_owned);
+        // A task names no tool itself: the transport found its call's.
+        let target = msg
+            .target()
+            .map(str::to_owned)
+            .or_else(|| ctx.notes.task_tool.clone());
         if let Some(refusal) = self.check_name(ctx, method, target.as_deref()) {
             return refusal;
         }

@@ -89,3 +89,42 @@ fn numbers_must_be_exact() {
     // Also as an id.
     assert!(p(r#"{"jsonrpc":"2.0","id":123456789012345678901,"method":"ping"}"#).is_err());
 }
+
+fn server(s: &str) -> Result<(), ParseError> {
+    super::super::parse_server(&Bytes::copy_from_slice(s.as_bytes())).map(|_| ())
+}
+
+#[test]
+fn a_server_answer_a_client_could_read_otherwise_is_refused() {
+    let ok = r#"{"jsonrpc":"2.0","id":1,"result":{"resultType":"input_required","inputRequests":{},"requestState":"s"}}"#;
+    assert!(server(ok).is_ok());
+    for (bad, why) in [
+        (
+            r#"{"jsonrpc":"2.0","id":1,"result":{"content":[],"ResultType":"input_required"}}"#,
+            "case variant",
+        ),
+        (
+            r#"{"jsonrpc":"2.0","id":1,"result":{"content":[],"inputrequests":{}}}"#,
+            "case variant",
+        ),
+        (
+            r#"{"jsonrpc":"2.0","id":1,"result":{"resultType":"complete","resultType":"input_required"}}"#,
+            "twice",
+        ),
+        (
+            r#"{"jsonrpc":"2.0","id":1,"result":{"content":[{"type":"text","text":"a"}],"content":[]}}"#,
+            "twice",
+        ),
+        (
+            r#"{"jsonrpc":"2.0","id":1,"result":{"structuredContent":{"n":123456789012345678901234}}}"#,
+            "exactly",
+        ),
+        (
+            r#"{"jsonrpc":"2.0","method":"notifications/message","params":{"Level":"info"}}"#,
+            "case variant",
+        ),
+    ] {
+        let e = server(bad).expect_err(bad);
+        assert!(e.to_string().contains(why), "{bad}: {e}");
+    }
+}

@@ -20,6 +20,7 @@ use crate::{
         held,
         ids::{self, Loose},
         session::{SessionInfo, Sessions},
+        tasks,
     },
     pipeline::{
         Direction, EventKind, ExchangeEvent, HoldSignal, MessageCtx, Notes, Outcome, event::now_us,
@@ -102,7 +103,13 @@ impl McpHandler {
 
     /// Records a message a phase (or the handler itself, `mcp`) refused,
     /// and adds its answer (a request's) to the denials.
-    fn deny(&self, mut ev: ExchangeEvent, by: &str, answer: Option<Value>, out: &mut Vec<Value>) {
+    pub(super) fn deny(
+        &self,
+        mut ev: ExchangeEvent,
+        by: &str,
+        answer: Option<Value>,
+        out: &mut Vec<Value>,
+    ) {
         ev.kind = EventKind::Denied;
         ev.decided_by = Some(by.to_string());
         ev.http_status = Some(200);
@@ -131,7 +138,11 @@ impl Deciding<'_> {
         } else {
             self.info.clone()
         };
-        let notes = Notes::with_hold(self.hold.clone());
+        let Ok(task) = h.task_handle(origin, msg, &info, &mut self.out.denials) else {
+            return false;
+        };
+        let mut notes = Notes::with_hold(self.hold.clone());
+        notes.task_tool = task.as_ref().map(|t| t.tool.clone());
         let mctx = MessageCtx {
             conn: &origin.conn,
             session_id: origin.in_session.then_some(origin.key.as_str()),
@@ -152,6 +163,9 @@ impl Deciding<'_> {
         ev.bytes_in = self.bytes_in;
         ev.decision = notes.decision();
         ev.approval = notes.approval();
+        if let Some(t) = &task {
+            tasks::stamp(&mut ev, t, matches!(outcome, Outcome::Forward { .. }));
+        }
         self.settle(msg, outcome, ev)
     }
 

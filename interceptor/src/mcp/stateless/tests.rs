@@ -69,6 +69,20 @@ fn each_mismatch_names_its_header() {
 }
 
 #[test]
+fn a_task_request_is_routed_by_its_task_id() {
+    let get = r#"{"jsonrpc":"2.0","id":2,"method":"tasks/get","params":{"taskId":"t-1"}}"#;
+    let h = |name: &str| headers(&[("mcp-method", "tasks/get"), ("mcp-name", name)]);
+    assert_eq!(check(&h("t-1"), &body(get)), Ok(()));
+    for (h, why) in [
+        (h("t-2"), "another task"),
+        (headers(&[("mcp-method", "tasks/get")]), "none"),
+    ] {
+        let err = check(&h, &body(get)).expect_err(why).error();
+        assert_eq!(err["data"]["mismatch"]["header"], "Mcp-Name", "{why}");
+    }
+}
+
+#[test]
 fn older_revisions_are_not_stateless() {
     assert!(!is_stateless(&headers(&[(
         "mcp-protocol-version",

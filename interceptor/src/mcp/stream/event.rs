@@ -67,7 +67,7 @@ impl State {
         side_clean: bool,
         profile: Option<&str>,
     ) -> Bytes {
-        let (new_data, errors) = match jsonrpc::parse(&bytes) {
+        let (new_data, errors) = match jsonrpc::parse_server(&bytes) {
             Ok(mut body) => {
                 let (refused, errors) =
                     self.on_server_body(&mut body, ev.raw.len() as u64, profile);

@@ -8,7 +8,7 @@ use super::{State, judge, mrtr};
 use crate::{
     error::Refusal,
     jsonrpc::{Body, Kind, Message},
-    mcp::{exchange, session::SessionInfo},
+    mcp::{exchange, session::SessionInfo, tasks},
     pipeline::{Decision, Direction, EventKind, ExchangeEvent, MaskCounts, Notes, Transport},
 };
 
@@ -65,6 +65,7 @@ impl State {
             }
             _ => (None, call_profile.map(str::to_owned)),
         };
+        tasks::withhold_input(msg);
         let notes = Notes::default();
         let mctx = self.ctx(
             info,
@@ -78,8 +79,12 @@ impl State {
             self.refuse_server_request(msg, info, error, phase, notes.decision());
             return Err(Vec::new());
         }
-        if mrtr::is_input_required(msg) {
+        let input =
+            mrtr::is_input_required(msg) || tasks::asks_input(msg, request_method.as_deref());
+        if input {
             self.on_input_required(msg, info, mask_profile.as_deref())?;
+        }
+        if input || tasks::bears_task(msg, request_method.as_deref()) {
             mrtr::keeping_state(msg, |m| self.pipeline.on_server_message(&mctx, m));
         } else {
             self.pipeline.on_server_message(&mctx, msg);
@@ -119,6 +124,7 @@ impl State {
         match self.sessions.answer(&self.origin.key, &id, true) {
             Some(mut req) => {
                 note_masked(&mut req, masked);
+                tasks::learn(self.sessions.tasks(), &req, msg);
                 if req.method.as_deref() == Some("initialize") {
                     self.learn_initialize(msg, &mut req);
                 }

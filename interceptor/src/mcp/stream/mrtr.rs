@@ -44,13 +44,17 @@ pub(super) fn is_input_required(msg: &Message) -> bool {
             == Some("input_required")
 }
 
-/// Runs `f` (the phases over the whole response) with `requestState` set
-/// aside, so no masking rewrites the state the server will verify.
+/// Runs `f` (the phases over the whole response) with `requestState` (and
+/// a task's `taskId`) set aside, so no masking rewrites the state the
+/// server will verify or the handle the client polls.
 pub(super) fn keeping_state(msg: &mut Message, f: impl FnOnce(&mut Message)) {
-    let state = result_mut(msg).and_then(|r| r.remove(STATE));
+    let kept: Vec<(&str, Value)> = [STATE, "taskId"]
+        .into_iter()
+        .filter_map(|k| Some((k, result_mut(msg)?.remove(k)?)))
+        .collect();
     f(msg);
-    if let (Some(s), Some(r)) = (state, result_mut(msg)) {
-        r.insert(STATE.into(), s);
+    if let Some(r) = result_mut(msg) {
+        r.extend(kept.into_iter().map(|(k, v)| (k.to_owned(), v)));
     }
 }
 

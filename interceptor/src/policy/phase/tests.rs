@@ -153,3 +153,66 @@ fn approval_refuses_with_its_own_code_and_notes_the_decision() {
     assert_eq!(d.effect, Effect::Approval);
     assert_eq!(d.approval.unwrap().groups, vec!["oncall".to_string()]);
 }
+
+#[test]
+fn a_task_request_is_judged_on_its_calls_tool_with_its_input_as_tags() {
+    let src = r#"
+@id("tasks")
+permit (principal, action in [Mcp::Action::"tasks/get", Mcp::Action::"tasks/update",
+  Mcp::Action::"tasks/cancel"], resource);
+@id("no-approve-update")
+forbid (principal, action == Mcp::Action::"tasks/update", resource == Mcp::Tool::"approve");
+@id("no-card")
+forbid (principal, action == Mcp::Action::"tasks/update", resource)
+when { resource.hasTag("pin.content.card") };
+"#;
+    let p = Policies::from_sources(&[("t.cedar".into(), src.into())]).unwrap();
+    let mut cfg = Config::default();
+    cfg.intercept.ports = vec![crate::config::PortRule {
+        port: 8080,
+        ..Default::default()
+    }];
+    let phase = PolicyPhase::new(Arc::new(cfg), Arc::new(RwLock::new(Arc::new(p))));
+    let conn = ConnInfo::loopback();
+    let c = caller(&[]);
+    let judge = |method: &str, tool: &str, params: serde_json::Value| {
+        let mut notes = Notes::default();
+        notes.task_tool = Some(tool.into());
+        let ctx = MessageCtx {
+            caller: Some(&c),
+            ..MessageCtx::for_test(&conn, &notes)
+        };
+        let msg = message(json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}));
+        let v = phase.on_request(&ctx, &msg);
+        (
+            matches!(v, Verdict::Continue),
+            notes.decision().unwrap().policies,
+        )
+    };
+    let answer = json!({"taskId": "t", "inputResponses": {"pin": {"action": "accept",
+        "content": {"pin": "1"}}}});
+    assert_eq!(
+        judge("tasks/update", "approve", answer.clone()),
+        (false, vec!["no-approve-update".to_string()])
+    );
+    assert_eq!(
+        judge("tasks/update", "other", answer),
+        (true, vec!["tasks".to_string()])
+    );
+    let card = json!({"taskId": "t", "inputResponses": {"pin": {"content": {"card": "4111"}}}});
+    assert_eq!(
+        judge("tasks/update", "other", card),
+        (false, vec!["no-card".to_string()])
+    );
+    for m in ["tasks/get", "tasks/cancel"] {
+        assert!(judge(m, "approve", json!({"taskId": "t"})).0, "{m}");
+    }
+    // 2025-11-25 tasks methods are gone from the schema.
+    for gone in ["tasks/list", "tasks/result"] {
+        let text = format!("permit (principal, action == Mcp::Action::\"{gone}\", resource);");
+        assert!(
+            Policies::from_sources(&[("g.cedar".into(), text)]).is_err(),
+            "{gone}"
+        );
+    }
+}
