@@ -46,7 +46,10 @@ pub const TTL: Duration = Duration::from_secs(15 * 60);
 
 /// The methods whose results may ask for input (the spec's MRTR carriers).
 const METHODS: &[&str] = &["tools/call", "resources/read", "prompts/get"];
-/// The params a retry adds, left out of the call's identity.
+/// The params that make a request a retry.
+const RETRY_PARAMS: &[&str] = &["inputResponses", "requestState"];
+/// The params left out of a call's identity: what a retry adds, and
+/// `_meta`, which changes per request (a new `traceparent`).
 const ROUND_PARAMS: &[&str] = &["_meta", "inputResponses", "requestState"];
 
 /// The remembered first calls, by round key.
@@ -90,7 +93,7 @@ impl Rounds {
     /// retry of a call remembered here.
     pub fn follows(&self, ev: &ExchangeEvent) -> Option<String> {
         let params = ev.params.as_ref()?;
-        if !ROUND_PARAMS[1..].iter().any(|k| params.get(k).is_some()) {
+        if !RETRY_PARAMS.iter().any(|k| params.get(k).is_some()) {
             return None;
         }
         let key = key(ev, params.get("requestState"))?;
