@@ -61,6 +61,7 @@ fn event(i: u64, caller: &std::sync::Arc<Caller>) -> ExchangeEvent {
         done_us: None,
         bytes_in: 180,
         bytes_out: 2100,
+        meta: Default::default(),
     }
 }
 

@@ -53,7 +53,8 @@ CREATE EXTERNAL TABLE IF NOT EXISTS mcp_audit (
   -- subject (azp / client_id), the client certificate's serial and expiry
   -- (null without a certificate; all null when a request was refused
   -- before an identity was established), and the client's own name and
-  -- version from initialize (clientInfo).
+  -- version from initialize (clientInfo), or on a stateless (2026-07-28)
+  -- request from its _meta io.modelcontextprotocol/clientInfo.
   `subject` string,
   `issuer` string,
   `auth_method` string,
@@ -109,7 +110,22 @@ CREATE EXTERNAL TABLE IF NOT EXISTS mcp_audit (
   `bytes_in` bigint,
   `bytes_out` bigint,
   -- Free text for events that are not messages (agent start, policy load).
-  `message` string
+  `message` string,
+  -- Added later, so last (Athena reads Parquet by column name: files
+  -- written before them read these as null). The request's W3C trace
+  -- context from params._meta.traceparent, validated (lowercase hex;
+  -- null when absent or malformed): trace id [trace_id] and the client's
+  -- span, the traceparent's parent-id [span_id]. The agent's id for a
+  -- client request, shared by its forwarded row and its outcome's row;
+  -- for an MCP 2026-07-28 multi round-trip retry (and the input requests
+  -- an input_required answer carried), the call_id of the logical call's
+  -- first request (follows: call_id = X OR follows = X gives every round),
+  -- and the retry's inputResponses as JSON text, masked like arguments.
+  `trace_id` string,
+  `span_id` string,
+  `call_id` string,
+  `follows` string,
+  `input_responses` string
 )
 PARTITIONED BY (`dt` string, `hour` string)
 STORED AS PARQUET

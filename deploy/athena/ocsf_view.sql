@@ -50,6 +50,11 @@
 --                   agent_version, version = the OCSF schema version
 --                   '1.6.0', uid = event_id, event_code = kind,
 --                   correlation_uid = session_id, profiles datetime + host.
+--   trace           the Trace profile's trace object: uid = trace_id, span.uid
+--                   = span_id (the W3C traceparent of the request's _meta;
+--                   span_id is the client's span, the request's parent);
+--                   null when the request carried no valid traceparent.
+--                   metadata.profiles then also names 'trace'.
 --   unmapped        every other column with a value, as one JSON object
 --                   text (null values left out).
 --   dt, hour        the partition columns, kept so that filters on them
@@ -111,7 +116,8 @@ SELECT
     e.event_id,
     e.kind,
     e.session_id,
-    ARRAY['datetime', 'host'],
+    CASE WHEN e.trace_id IS NULL THEN ARRAY['datetime', 'host']
+      ELSE ARRAY['datetime', 'host', 'trace'] END,
     ROW('mcp-interceptor', 'mcp-interceptor', e.agent_version)
   ) AS ROW(
     version varchar,
@@ -121,6 +127,9 @@ SELECT
     profiles array(varchar),
     product ROW(name varchar, vendor_name varchar, version varchar)
   )) AS metadata,
+  CASE WHEN e.trace_id IS NOT NULL THEN
+    CAST(ROW(e.trace_id, ROW(e.span_id)) AS ROW(uid varchar, span ROW(uid varchar)))
+  END AS trace,
   json_format(CAST(map_filter(
     MAP(
       ARRAY[
@@ -129,7 +138,8 @@ SELECT
         'response_truncated', 'response_size', 'decision', 'decided_by',
         'rule_ids', 'approval_id', 'approvers', 'masked_counts',
         'received_us', 'forwarded_us', 'first_byte_us', 'done_us',
-        'latency_us', 'bytes_in', 'bytes_out'
+        'latency_us', 'bytes_in', 'bytes_out', 'call_id', 'follows',
+        'input_responses'
       ],
       ARRAY[
         CAST(e.transport AS JSON), CAST(e.direction AS JSON), CAST(e.conn_id AS JSON),
@@ -142,7 +152,8 @@ SELECT
         CAST(e.masked_counts AS JSON),
         CAST(e.received_us AS JSON), CAST(e.forwarded_us AS JSON),
         CAST(e.first_byte_us AS JSON), CAST(e.done_us AS JSON),
-        CAST(e.latency_us AS JSON), CAST(e.bytes_in AS JSON), CAST(e.bytes_out AS JSON)
+        CAST(e.latency_us AS JSON), CAST(e.bytes_in AS JSON), CAST(e.bytes_out AS JSON),
+        CAST(e.call_id AS JSON), CAST(e.follows AS JSON), CAST(e.input_responses AS JSON)
       ]
     ),
     (k, v) -> v IS NOT NULL

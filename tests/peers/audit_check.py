@@ -23,11 +23,13 @@ arguments included, a message on stderr whose last line starts with
                        # "map<string, int32>"
               "partitions": ["dt=2026-03-01/hour=09", ...]}  # sorted
              Every file must sit at dt=.../hour=.../ and have the same
-             schema as the others (else an error naming the file).
+             schema as the others, or an older layout of it (its first
+             columns: columns are only added at the end), else an error
+             naming the file.
 --query      DuckDB over the same files, as the view Athena users query:
                CREATE VIEW mcp_audit AS SELECT * FROM read_parquet(
                  'AUDIT_DIR/events/*/*/*.parquet', hive_partitioning = true,
-                 hive_types_autocast = false)
+                 hive_types_autocast = false, union_by_name = true)
              (dt and hour stay strings, as in create_table.sql; the session
              time zone is UTC, as on Athena), then deploy/athena/queries/
              NAME.sql with each {{key}} replaced by its --param value (single
@@ -133,6 +135,11 @@ def type_name(t: Any) -> str:
     return str(t)
 
 
+def is_prefix(a, b) -> bool:
+    """Whether schema `a` is `b`'s first columns (an older layout of it)."""
+    return len(a) <= len(b) and all(a.field(i).equals(b.field(i)) for i in range(len(a)))
+
+
 def check_schema(audit_dir: Path) -> dict[str, Any]:
     import pyarrow as pa
     import pyarrow.dataset as ds
@@ -154,9 +161,13 @@ def check_schema(audit_dir: Path) -> dict[str, Any]:
             schema = pq.read_schema(f)
         except Exception as e:
             raise CheckError(f"{f}: unreadable Parquet: {e}") from e
+        # Columns are only ever added at the end: an older file's schema
+        # is a prefix of a newer one's; the widest is the dataset's.
         if first_schema is None:
             first_schema = schema
-        elif not schema.equals(first_schema):
+        elif is_prefix(first_schema, schema):
+            first_schema = schema
+        elif not is_prefix(schema, first_schema):
             raise CheckError(f"{f}: schema differs from {files[0]}")
     assert first_schema is not None
     names = set(first_schema.names)
@@ -252,7 +263,8 @@ def run_query(audit_dir: Path, name: str, params: list[str]) -> dict[str, Any]:
         con.execute("SET TimeZone = 'UTC'")
         con.execute(
             "CREATE VIEW mcp_audit AS SELECT * FROM read_parquet("
-            f"'{glob}', hive_partitioning = true, hive_types_autocast = false)"
+            f"'{glob}', hive_partitioning = true, hive_types_autocast = false, "
+            "union_by_name = true)"
         )
         cur = con.execute(sql)
         columns = [d[0] for d in cur.description]

@@ -85,7 +85,7 @@ glob = str(events.resolve() / "*" / "*" / "*.parquet").replace("'", "''")
 con = duckdb.connect(":memory:")
 con.execute("SET TimeZone = 'UTC'")
 con.execute(f"CREATE VIEW mcp_audit AS SELECT * FROM read_parquet('{glob}', "
-            "hive_partitioning = true, hive_types_autocast = false)")
+            "hive_partitioning = true, hive_types_autocast = false, union_by_name = true)")
 cur = con.execute(sys.argv[3])
 print(json.dumps({"columns": [d[0] for d in cur.description],
                   "rows": [[a.jsonable(v) for v in r] for r in cur.fetchall()]}))

@@ -1,7 +1,7 @@
 -- Incident response: every row between {{from}} and {{to}} whose stored
 -- text holds {{needle}} in any string column (arguments, result, error,
 -- message, tool, resource URI, prompt, session, JSON-RPC id, method,
--- client, identity, decision, ...), e.g. "where did this customer id
+-- client, identity, decision, trace id, MRTR input responses, ...), e.g. "where did this customer id
 -- appear?". Values the masking stage recognises are never stored raw, so
 -- searching for one finds nothing; search for its masked form ([EMAIL], or
 -- the [EMAIL:<hmac>] of the hash strategy, which is the same for the same
@@ -28,6 +28,7 @@ SELECT
   prompt_name,
   masked_counts,
   arguments,
+  input_responses,
   result,
   error,
   message
@@ -41,7 +42,8 @@ WHERE dt BETWEEN substr('{{from}}', 1, 10) AND substr('{{to}}', 1, 10)
         auth_method, cert_fingerprint, token_id, oauth_client_id, cert_serial,
         client_name, client_version, direction, jsonrpc_id, method, tool_name,
         resource_uri, prompt_name, arguments, arguments_sha256, result, error,
-        decision, decided_by, approval_id, message), '{{needle}}') > 0
+        decision, decided_by, approval_id, message, trace_id, span_id, call_id,
+        follows, input_responses), '{{needle}}') > 0
     OR EXISTS (SELECT 1 FROM UNNEST(groups) AS g(v) WHERE strpos(v, '{{needle}}') > 0)
     OR EXISTS (SELECT 1 FROM UNNEST(rule_ids) AS r(v) WHERE strpos(v, '{{needle}}') > 0)
     OR EXISTS (SELECT 1 FROM UNNEST(approvers) AS a(v) WHERE strpos(v, '{{needle}}') > 0))

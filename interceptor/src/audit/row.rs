@@ -111,6 +111,12 @@ impl Stamp {
             r.arguments_sha256 = Some(arguments_sha256(a));
             r.arguments = Some(self.cut(&json_text(a)).0);
         }
+        let inputs = ev.params.as_ref().and_then(|p| p.get("inputResponses"));
+        r.input_responses = inputs.map(|v| self.cut(&json_text(v)).0);
+        r.trace_id = ev.meta.trace_id.clone();
+        r.span_id = ev.meta.span_id.clone();
+        r.call_id = ev.meta.call_id.clone();
+        r.follows = ev.meta.follows.clone();
     }
 
     /// The result or error (cut to `max_field_bytes`), their full size,

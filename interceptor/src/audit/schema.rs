@@ -128,7 +128,26 @@ pub struct AuditRow {
     pub bytes_out: Option<i64>,
     /// Free text for lifecycle rows.
     pub message: Option<String>,
+    // Columns added later go last, nullable, so files written before them
+    // still read (by name) and the WAL decodes rows of the older layout
+    // (see `wal::decode`).
+    /// `trace_id` of the request's W3C `traceparent` (`_meta`), 32 hex.
+    pub trace_id: Option<String>,
+    /// The `traceparent`'s parent-id (the client's span), 16 hex.
+    pub span_id: Option<String>,
+    /// The agent's id for a client request, shared by its rows.
+    pub call_id: Option<String>,
+    /// An MRTR retry or input request: the `call_id` of the logical
+    /// call's first request.
+    pub follows: Option<String>,
+    /// An MRTR retry's `inputResponses` (masked as configured).
+    pub input_responses: Option<String>,
 }
+
+/// How many columns were added after the first layout, each an `Option`
+/// (one zero byte when `None` in postcard): what `wal::decode` pads an
+/// older record with.
+pub const ADDED_COLUMNS: usize = 5;
 
 fn utf8(name: &str) -> Field {
     Field::new(name, DataType::Utf8, true)
@@ -215,6 +234,11 @@ pub fn schema() -> Arc<Schema> {
         Field::new("bytes_in", DataType::Int64, true),
         Field::new("bytes_out", DataType::Int64, true),
         utf8("message"),
+        utf8("trace_id"),
+        utf8("span_id"),
+        utf8("call_id"),
+        utf8("follows"),
+        utf8("input_responses"),
     ]))
 }
 
@@ -330,6 +354,11 @@ pub fn to_batch(rows: &[AuditRow]) -> Result<RecordBatch, ArrowError> {
         i64s(rows, |r| r.bytes_in),
         i64s(rows, |r| r.bytes_out),
         strings(rows, |r| r.message.as_deref()),
+        strings(rows, |r| r.trace_id.as_deref()),
+        strings(rows, |r| r.span_id.as_deref()),
+        strings(rows, |r| r.call_id.as_deref()),
+        strings(rows, |r| r.follows.as_deref()),
+        strings(rows, |r| r.input_responses.as_deref()),
     ];
     RecordBatch::try_new(schema, columns)
 }

@@ -22,6 +22,8 @@
 //! - `fsync` guards against losing the machine: `always` syncs each record
 //!   before `append` returns; `interval` syncs dirty segments every N ms
 //!   from a background thread (group commit); `none` leaves it to the kernel.
+//! - Columns are only ever added at the end of `AuditRow`, as `Option`s: a
+//!   record of an older layout decodes with them `None` (`decode_row`).
 //! - Reading stops at the first record that is short or fails its CRC: only
 //!   the tail of the newest segment can be torn (a crash mid-write), and a
 //!   torn record was never acknowledged.
@@ -122,13 +124,26 @@ pub fn decode(buf: &[u8]) -> (Vec<AuditRow>, usize) {
         if crc32fast::hash(payload) != crc {
             break;
         }
-        match postcard::from_bytes(payload) {
-            Ok(row) => rows.push(row),
-            Err(_) => break,
+        match decode_row(payload) {
+            Some(row) => rows.push(row),
+            None => break,
         }
         at += HEADER + len;
     }
     (rows, at)
+}
+
+/// One record's row. A record of the layout before the columns added
+/// since (an agent upgraded with rows still in its WAL) ends where those
+/// columns would start; postcard writes each `None` as one zero byte, so
+/// the record padded with them is the same row with the new columns null.
+/// The CRC already matched: the payload is what some agent wrote.
+fn decode_row(payload: &[u8]) -> Option<AuditRow> {
+    postcard::from_bytes(payload).ok().or_else(|| {
+        let mut padded = payload.to_vec();
+        padded.resize(payload.len() + super::schema::ADDED_COLUMNS, 0);
+        postcard::from_bytes(&padded).ok()
+    })
 }
 
 /// Every complete row of a segment file.

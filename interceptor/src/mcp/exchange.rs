@@ -6,10 +6,12 @@ mod forwarded;
 pub use forwarded::Forwarded;
 
 use super::session::SessionInfo;
-use crate::jsonrpc::Message;
+use crate::jsonrpc::{Kind, Message};
 use crate::{
     conn::ConnInfo,
-    pipeline::{Direction, EventKind, ExchangeEvent, Pipeline, Transport, event::now_us},
+    pipeline::{
+        Direction, EventKind, ExchangeEvent, Pipeline, RequestMeta, Transport, event::now_us,
+    },
 };
 
 /// Where a message travelled: the fields every event of one HTTP request
@@ -70,6 +72,7 @@ impl Origin {
             done_us: None,
             bytes_in: 0,
             bytes_out: 0,
+            meta: request_meta(direction, msg),
         }
     }
 
@@ -77,7 +80,7 @@ impl Origin {
     /// passed through, a session closed, a refusal).
     pub fn bare(&self, kind: EventKind) -> ExchangeEvent {
         let empty = Message {
-            kind: crate::jsonrpc::Kind::Notification,
+            kind: Kind::Notification,
             value: Value::Null,
             raw: None,
         };
@@ -97,6 +100,19 @@ impl Origin {
         e.bytes_in = bytes_in;
         e.done_us = Some(now_us());
         e
+    }
+}
+
+/// The trace context of `msg`'s `_meta` and, for a client's request, the
+/// agent's id for the call (see [`RequestMeta`]).
+fn request_meta(direction: Direction, msg: &Message) -> RequestMeta {
+    let (trace_id, span_id) = super::meta::trace(msg.params());
+    let call = direction == Direction::ClientToServer && msg.kind == Kind::Request;
+    RequestMeta {
+        trace_id,
+        span_id,
+        call_id: call.then(|| uuid::Uuid::now_v7().to_string()),
+        follows: None,
     }
 }
 

@@ -16,6 +16,8 @@ mod exchange;
 mod handler;
 mod held;
 pub mod ids;
+pub mod meta;
+pub mod rounds;
 pub mod session;
 pub mod sse;
 pub mod stateless;

@@ -107,6 +107,8 @@ pub enum OpenError {
 #[derive(Default)]
 pub struct Sessions {
     inner: Mutex<Inner>,
+    /// MRTR first calls awaiting their retries (across POSTs and sessions).
+    pub rounds: super::rounds::Rounds,
     /// The task handles servers handed out (2026-07-28 tasks extension):
     /// shared like sessions, they outlive any one request.
     tasks: super::tasks::Tasks,
@@ -301,6 +303,14 @@ impl Sessions {
             ),
             None => (None, None),
         }
+    }
+
+    /// The logical call (see `rounds`) of the request waiting under `key`
+    /// with `id`: its `follows`, else its own `call_id`.
+    pub fn pending_round(&self, key: &str, id: &str) -> Option<String> {
+        let inner = self.lock();
+        let e = inner.sessions.get(key)?.pending.get(id)?;
+        e.meta.follows.clone().or_else(|| e.meta.call_id.clone())
     }
 
     /// Whether a server request under `key` (sampling, elicitation) still

@@ -121,6 +121,9 @@ pub struct ExchangeEvent {
     pub bytes_in: u64,
     /// Bytes sent to the client.
     pub bytes_out: u64,
+    /// `params._meta` request metadata and MRTR round linking (`mcp::meta`).
+    #[serde(flatten)]
+    pub meta: super::RequestMeta,
 }
 
 /// Now, in Unix microseconds.

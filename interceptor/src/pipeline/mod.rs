@@ -19,6 +19,7 @@ pub mod call;
 pub mod event;
 pub mod lifecycle;
 pub mod notes;
+pub mod reqmeta;
 pub mod sink;
 
 use std::{collections::BTreeMap, future::Future, pin::Pin, sync::Arc, time::Duration};
@@ -32,6 +33,7 @@ pub use lifecycle::{About, Events, LifecycleEvent, LifecycleSink, TextMask};
 pub use notes::{
     ApprovalMode, ApprovalNote, ApprovalRule, Decision, Effect, HoldSignal, MaskCounts, Notes,
 };
+pub use reqmeta::RequestMeta;
 
 use crate::{
     conn::ConnInfo,

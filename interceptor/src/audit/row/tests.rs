@@ -78,3 +78,81 @@ fn a_grant_row_names_its_subject_tool_and_id_only() {
     assert_eq!(r.decided_by.as_deref(), Some("grant"));
     assert_eq!((r.method, r.policy_version), (None, None));
 }
+
+/// A client's `tools/call` event with `params`, as `mcp` builds it.
+fn call_event(params: serde_json::Value) -> ExchangeEvent {
+    ExchangeEvent {
+        kind: EventKind::Exchange,
+        direction: Direction::ClientToServer,
+        conn_id: 1,
+        client_addr: "127.0.0.1:1".into(),
+        orig_dst: "127.0.0.1:2".into(),
+        caller: None,
+        session_id: None,
+        transport: Transport::Stateless,
+        protocol_version: Some("2026-07-28".into()),
+        client_name: Some("cli".into()),
+        client_version: Some("1".into()),
+        jsonrpc_id: Some(2.into()),
+        method: Some("tools/call".into()),
+        target: Some("unlock".into()),
+        params: Some(params),
+        result: None,
+        error: None,
+        http_method: "POST".into(),
+        http_path: "/mcp".into(),
+        http_status: Some(200),
+        decided_by: None,
+        decision: None,
+        masked: Default::default(),
+        masked_with: None,
+        approval: None,
+        rewritten: false,
+        received_us: 0,
+        forwarded_us: None,
+        first_byte_us: None,
+        done_us: Some(1),
+        bytes_in: 0,
+        bytes_out: 0,
+        meta: crate::pipeline::RequestMeta {
+            trace_id: Some("t".into()),
+            span_id: Some("s".into()),
+            call_id: Some("c2".into()),
+            follows: Some("c1".into()),
+        },
+    }
+}
+
+#[test]
+fn a_retry_keeps_its_input_responses_trace_and_link() {
+    let params = serde_json::json!({"name": "unlock", "arguments": {"vault": "v1"},
+        "inputResponses": {"pin": {"action": "accept"}}, "requestState": "s"});
+    let r = stamp().from_event(&call_event(params));
+    assert_eq!(r.arguments.as_deref(), Some(r#"{"vault":"v1"}"#));
+    assert_eq!(
+        r.input_responses.as_deref(),
+        Some(r#"{"pin":{"action":"accept"}}"#)
+    );
+    assert_eq!(
+        (r.trace_id.as_deref(), r.span_id.as_deref()),
+        (Some("t"), Some("s"))
+    );
+    assert_eq!(
+        (r.call_id.as_deref(), r.follows.as_deref()),
+        (Some("c2"), Some("c1"))
+    );
+    assert_eq!(r.client_name.as_deref(), Some("cli"));
+    let plain = stamp().from_event(&call_event(serde_json::json!({"name": "unlock"})));
+    assert_eq!(plain.input_responses, None);
+}
+
+#[test]
+fn long_input_responses_are_cut_like_arguments() {
+    let s = Stamp {
+        max_field_bytes: 16,
+        ..stamp()
+    };
+    let params = serde_json::json!({"inputResponses": {"pin": "x".repeat(100)}});
+    let r = s.from_event(&call_event(params));
+    assert_eq!(r.input_responses.map(|t| t.len()), Some(16));
+}

@@ -242,6 +242,11 @@ fn full_row() -> AuditRow {
         bytes_in: Some(120),
         bytes_out: Some(180),
         message: None,
+        trace_id: Some("4bf92f3577b34da6a3ce929d0e0e4736".into()),
+        span_id: Some("00f067aa0ba902b7".into()),
+        call_id: Some("0195f3c2-7a10-7000-8000-0000000000c1".into()),
+        follows: Some("0195f3c2-7a10-7000-8000-0000000000c0".into()),
+        input_responses: Some(r#"{"pin":{"action":"accept"}}"#.into()),
     }
 }
 

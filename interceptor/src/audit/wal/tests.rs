@@ -84,3 +84,30 @@ fn segments_roll_on_hour_size_and_age() {
     again.append(&row(3 * hour, "d")).unwrap();
     assert!(segment_path(dir.path(), 10).exists());
 }
+
+/// A record as an agent before the added columns wrote it: the row's
+/// postcard bytes without the trailing `None`s, framed with its CRC.
+fn legacy_record(r: &AuditRow) -> Vec<u8> {
+    let full = postcard::to_allocvec(r).unwrap();
+    let old = &full[..full.len() - crate::audit::schema::ADDED_COLUMNS];
+    let mut rec = Vec::new();
+    rec.extend_from_slice(&(old.len() as u32).to_le_bytes());
+    rec.extend_from_slice(&crc32fast::hash(old).to_le_bytes());
+    rec.extend_from_slice(old);
+    rec
+}
+
+#[test]
+fn records_of_the_older_layout_still_decode() {
+    let mut old = row(1, "exchange");
+    old.message = Some("written before trace_id existed".into());
+    let mut new = row(2, "exchange");
+    new.trace_id = Some("4bf92f3577b34da6a3ce929d0e0e4736".into());
+    new.follows = Some("first".into());
+    let mut buf = legacy_record(&old);
+    buf.extend(encode(&new).unwrap());
+    buf.extend(legacy_record(&old));
+    let (rows, used) = decode(&buf);
+    assert_eq!(used, buf.len());
+    assert_eq!(rows, vec![old.clone(), new, old]);
+}

@@ -102,6 +102,7 @@ fn event() -> ExchangeEvent {
         done_us: None,
         bytes_in: 0,
         bytes_out: 0,
+        meta: Default::default(),
     };
     ev.session_id = Some(format!("sess-{EMAIL}"));
     ev.method = Some("resources/read".into());

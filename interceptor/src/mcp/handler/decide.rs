@@ -158,6 +158,7 @@ impl Deciding<'_> {
         };
         let outcome = h.pipeline.on_request(&mctx, msg).await;
         let mut ev = origin.event(EventKind::Exchange, Direction::ClientToServer, msg, &info);
+        ev.meta.follows = h.sessions.rounds.follows(&ev);
         ev.received_us = self.received;
         ev.bytes_in = self.bytes_in;
         ev.decision = notes.decision();

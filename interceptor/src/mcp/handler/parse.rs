@@ -11,7 +11,7 @@ use super::{McpHandler, header_str, run::Stop};
 use crate::{
     error::{Reason, Refusal},
     jsonrpc::{self, Body},
-    mcp::{exchange::Origin, stateless},
+    mcp::{exchange::Origin, meta, stateless},
     pipeline::Transport,
     proxy::ConnCtx,
 };
@@ -56,8 +56,15 @@ impl McpHandler {
                 .update_info(&origin.key, |i| i.protocol_version = Some(v));
         }
         let transport = origin.transport;
+        // Stateless: the request's `_meta` names its client (no initialize).
+        let params = (transport == Transport::Stateless)
+            .then(|| body.messages().first().and_then(|m| m.params()))
+            .flatten();
         self.sessions.update_info(&origin.key, |i| {
             i.transport.get_or_insert(transport);
+            if params.is_some() {
+                meta::stateless_client(params, i);
+            }
         });
         Ok(Parsed { bytes, body })
     }

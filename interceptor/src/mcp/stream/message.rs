@@ -135,6 +135,9 @@ impl State {
                     self.learn_initialize(msg, &mut req);
                 }
                 req.first_byte_us = req.first_byte_us.or(self.first_byte_us);
+                if mrtr::is_input_required(msg) {
+                    self.sessions.rounds.remember(&req, msg);
+                }
                 if req.session_id.is_none() && self.origin.in_session {
                     req.session_id = Some(self.origin.key.clone());
                 }

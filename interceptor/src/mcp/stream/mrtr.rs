@@ -157,6 +157,8 @@ impl State {
             .origin
             .event(EventKind::Exchange, Direction::ServerToClient, &m, info);
         ev.target = Some(key.to_owned());
+        let call_key = call.id_key().unwrap_or_default();
+        ev.meta.follows = self.sessions.pending_round(&self.origin.key, &call_key);
         ev.decision = notes.decision();
         if let Some((profile, counts)) = notes.masked() {
             ev.masked = counts;
