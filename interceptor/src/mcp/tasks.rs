@@ -51,8 +51,11 @@ pub const MAX_PER_CALLER: usize = 1024;
 /// Handles the agent remembers at once.
 pub const MAX_TASKS: usize = 65_536;
 
-/// The methods that name a task handle (`params.taskId`).
-const METHODS: &[&str] = &["tasks/get", "tasks/update", "tasks/cancel"];
+/// The methods that name a task handle (`params.taskId`). `tasks/result`
+/// is gone in 2026-07-28, but 2025-11-25 servers (experimental tasks)
+/// still serve it, and it answers with the tool's result: it is bound to
+/// the handle's caller like the others.
+const METHODS: &[&str] = &["tasks/get", "tasks/update", "tasks/cancel", "tasks/result"];
 
 /// The tool call a task handle came from.
 #[derive(Debug, Clone)]
@@ -162,21 +165,34 @@ pub fn task_id(msg: &Message) -> Option<&str> {
     msg.params()?.get("taskId")?.as_str()
 }
 
-/// Whether `msg` is a `CreateTaskResult` (a task handle).
+/// Whether `msg` is a `CreateTaskResult` (a task handle): 2026-07-28's
+/// flat `resultType: "task"`, or 2025-11-25's `task` object (the
+/// experimental tasks a 2025-11-25 server may still hand out).
 pub fn is_handle(msg: &Message) -> bool {
-    msg.kind == Kind::Response
-        && msg
-            .result()
-            .and_then(|r| r.get("resultType"))
-            .and_then(Value::as_str)
-            == Some("task")
+    msg.kind == Kind::Response && msg.result().is_some_and(|r| task_of(r).is_some())
 }
 
-/// How long the agent follows a handle with this `ttlSeconds`.
-pub fn ttl(result: &Value) -> Duration {
-    match result.get("ttlSeconds").and_then(Value::as_u64) {
-        Some(s) => Duration::from_secs(s).min(MAX_TTL),
-        None => MAX_TTL,
+/// The task a handle result describes: the result itself (2026-07-28,
+/// `resultType: "task"`) or its `task` (2025-11-25).
+fn task_of(result: &Value) -> Option<&Value> {
+    if result.get("resultType").and_then(Value::as_str) == Some("task") {
+        return Some(result);
+    }
+    result
+        .get("task")
+        .filter(|t| t.get("taskId").is_some_and(Value::is_string))
+}
+
+/// How long the agent follows a handle whose task is `task`: its
+/// `ttlSeconds` (2026-07-28) or `ttl` in milliseconds (2025-11-25), at
+/// most `MAX_TTL`.
+pub fn ttl(task: &Value) -> Duration {
+    let secs = task.get("ttlSeconds").and_then(Value::as_u64);
+    let millis = task.get("ttl").and_then(Value::as_u64);
+    match (secs, millis) {
+        (Some(s), _) => Duration::from_secs(s).min(MAX_TTL),
+        (None, Some(ms)) => Duration::from_millis(ms).min(MAX_TTL),
+        (None, None) => MAX_TTL,
     }
 }
 
@@ -187,8 +203,8 @@ pub fn handle_of(call: &ExchangeEvent, answer: &Message, now: Instant) -> Option
     if call.method.as_deref() != Some("tools/call") || !is_handle(answer) {
         return None;
     }
-    let result = answer.result()?;
-    let id = result.get("taskId")?.as_str()?.to_string();
+    let task = task_of(answer.result()?)?;
+    let id = task.get("taskId")?.as_str()?.to_string();
     let owner = call.caller.as_ref().map(|c| c.principal())?;
     let h = Handle {
         owner,
@@ -196,7 +212,7 @@ pub fn handle_of(call: &ExchangeEvent, answer: &Message, now: Instant) -> Option
         decision: call.decision.clone(),
         call_id: call.jsonrpc_id.clone(),
         session: call.session_id.clone(),
-        expires: now + ttl(result),
+        expires: now + ttl(task),
     };
     Some((id, h))
 }
@@ -288,11 +304,12 @@ pub fn check(
 }
 
 /// Stamps the row of a `tasks/*` request for handle `h`: it is about
-/// `h`'s tool, and a `tasks/get` going upstream carries the call's
-/// decision, whose `@mask` profile its answer is masked with.
+/// `h`'s tool, and a `tasks/get` (or 2025-11-25 `tasks/result`) going
+/// upstream carries the call's decision, whose `@mask` profile its answer
+/// is masked with.
 pub fn stamp(ev: &mut ExchangeEvent, h: &Handle, forwarded: bool) {
     ev.target = Some(h.tool.clone());
-    if forwarded && ev.method.as_deref() == Some("tasks/get") {
+    if forwarded && matches!(ev.method.as_deref(), Some("tasks/get" | "tasks/result")) {
         ev.decision = h.decision.clone();
     }
 }

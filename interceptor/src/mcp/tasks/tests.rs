@@ -272,3 +272,28 @@ fn stamp_names_the_tool_and_gives_a_forwarded_get_the_calls_decision() {
         assert_eq!(ev.decision.is_some(), gets_decision, "{method} {forwarded}");
     }
 }
+
+#[test]
+fn a_2025_11_25_handle_is_followed_and_tasks_result_is_its_owners_only() {
+    let (tasks, now) = (Tasks::default(), Instant::now());
+    let legacy = message(json!({"jsonrpc": "2.0", "id": 7, "result": {"task": {
+        "taskId": "old-1", "status": "working", "createdAt": "2025-11-25T00:00:00Z",
+        "ttl": 5000, "pollInterval": 100}}}));
+    let (id, h) = handle_of(&call("alice", "research", json!({})), &legacy, now)
+        .expect("a 2025-11-25 handle");
+    assert_eq!((id.as_str(), h.tool.as_str()), ("old-1", "research"));
+    assert_eq!(h.expires, now + Duration::from_millis(5000));
+    assert!(tasks.learn(&id, h, now));
+    let result = |by: &str| {
+        let m = message(json!({"jsonrpc": "2.0", "id": 8, "method": "tasks/result",
+            "params": {"taskId": "old-1"}}));
+        check(&tasks, &m, Some(&principal(by)), now)
+    };
+    assert_eq!(result("alice").unwrap().unwrap().tool, "research");
+    let e = result("bob").unwrap_err();
+    assert!(e.message().contains("another identity"), "{}", e.message());
+    // A result whose `task` names no id is no handle.
+    let plain = message(json!({"jsonrpc": "2.0", "id": 7, "result": {
+        "content": [], "task": {"status": "working"}}}));
+    assert!(!is_handle(&plain));
+}
