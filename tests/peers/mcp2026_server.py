@@ -131,8 +131,10 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, default=8080)
+    ap.add_argument("--allow-host", action="append", default=[], help="another Host to accept")
     args = ap.parse_args()
-    security = TransportSecuritySettings(allowed_hosts=["127.0.0.1:*", "localhost:*", "mcp.test"])
+    hosts = ["127.0.0.1:*", "localhost:*", "mcp.test", *args.allow_host]
+    security = TransportSecuritySettings(allowed_hosts=hosts)
     app = server.streamable_http_app(
         json_response=True, stateless_http=True, transport_security=security
     )

@@ -4,6 +4,9 @@
 
 use std::time::Duration;
 
+#[path = "mcp_demo/mcp2026.rs"]
+mod mcp2026;
+
 use mcp_interceptor_tests::{
     Agent, NetNs, TempDir, Veth, everything,
     oidc::Issuer,
@@ -52,6 +55,8 @@ fn main() {
     ));
 
     let _server = peer::server(host.name(), "[::]:8080", dir.path());
+    let _sdk_server = mcp2026::server(&host, &veth.a_v4.to_string(), dir.path());
+    println!("MCP server (official Python SDK, protocol 2026-07-28) listening on 0.0.0.0:8081");
     println!("MCP server (rmcp, streamable HTTP) listening on [::]:8080");
     let issuer = Issuer::start_on(&host, &veth.a_v4.to_string(), 9400, dir.path());
     issuer.set_user("alice", json!({ "groups": ["dev", "oncall"] }));
@@ -60,25 +65,30 @@ fn main() {
         issuer.url
     );
     let policy = dir.path().join("policy.cedar");
-    std::fs::write(&policy, DEMO_POLICY).expect("write the demo policy");
+    let text = format!("{DEMO_POLICY}{}", mcp2026::POLICY);
+    std::fs::write(&policy, &text).expect("write the demo policy");
     let agent = Agent::start_full(
         &host,
         dir.path(),
         "fail = \"closed\"",
-        "[[intercept.ports]]\nport = 8080\nname = \"crm\"\n",
+        &format!(
+            "[[intercept.ports]]\nport = 8080\nname = \"crm\"\n{}",
+            mcp2026::PORT
+        ),
         "",
         &format!(
             "[identity]\nallow_anonymous = false\n[[identity.oidc]]\nissuer = \"{}\"\naudiences = [\"mcp-demo\"]\n\
-             [policy]\nfiles = [\"{}\"]\n\
+             [policy]\nfiles = [\"{}\"]\npins_file = \"{}\"\non_tool_change = \"block\"\n\
              [admin]\nsocket = \"{}\"\n\
              [[admin.local_users]]\nuser = \"root\"\nsubject = \"olivia\"\ngroups = [\"oncall\"]\n",
             issuer.url,
             policy.display(),
+            dir.path().join("pins.json").display(),
             dir.path().join("admin.sock").display()
         ),
         Vec::new(),
     );
-    println!("policy ({}):{DEMO_POLICY}", policy.display());
+    println!("policy ({}):{text}", policy.display());
     println!(
         "agent config:\n{}",
         std::fs::read_to_string(&agent.config).unwrap_or_default()
@@ -217,6 +227,10 @@ fn main() {
         "alice's client, kept alive meanwhile, gets: {}",
         held.text()
     );
+
+    section("MCP 2026-07-28: the official Python SDK's client and server, judged the same way");
+    let sdk_url = format!("http://{}:8081/mcp", veth.a_v4);
+    mcp2026::show(&laptop, &sdk_url, &token);
 
     section("what the agent logged (one line per connection)");
     std::thread::sleep(Duration::from_millis(200));
