@@ -12,11 +12,8 @@ Tools:
 Every request body is printed as `got <body>`.
 """
 
-import argparse
-
-import uvicorn
 from mcp.server.mcpserver import MCPServer
-from mcp.server.transport_security import TransportSecuritySettings
+from sdk_peer import serve
 
 server = MCPServer("inband")
 
@@ -47,17 +44,7 @@ def printing(app):
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--host", default="127.0.0.1")
-    ap.add_argument("--port", type=int, default=8080)
-    args = ap.parse_args()
-    # The tests' raw client names the host `mcp.test`.
-    security = TransportSecuritySettings(allowed_hosts=["127.0.0.1:*", "localhost:*", "mcp.test"])
-    app = server.streamable_http_app(
-        json_response=True, stateless_http=False, transport_security=security
-    )
-    print("inband server ready", flush=True)
-    uvicorn.run(printing(app), host=args.host, port=args.port, log_level="warning")
+    serve(server, "inband", wrap=printing, stateless=False)
 
 
 if __name__ == "__main__":

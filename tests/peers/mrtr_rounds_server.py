@@ -11,18 +11,10 @@ Tools:
                   server received) and answers "unlocked <vault>".
 """
 
-import argparse
-
-import uvicorn
 from mcp.server.mcpserver import Context, MCPServer
-from mcp.server.transport_security import TransportSecuritySettings
 from mcp_types import ElicitRequest, ElicitRequestFormParams, InputRequiredResult
+from sdk_peer import PIN_SCHEMA, serve
 
-PIN_SCHEMA = {
-    "type": "object",
-    "properties": {"pin": {"type": "string", "title": "PIN"}},
-    "required": ["pin"],
-}
 
 server = MCPServer("mrtr-rounds")
 
@@ -43,16 +35,7 @@ def unlock(vault: str, ctx: Context) -> str | InputRequiredResult:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--host", default="127.0.0.1")
-    ap.add_argument("--port", type=int, default=8080)
-    args = ap.parse_args()
-    security = TransportSecuritySettings(allowed_hosts=["127.0.0.1:*", "localhost:*", "mcp.test"])
-    app = server.streamable_http_app(
-        json_response=True, stateless_http=True, transport_security=security
-    )
-    print("mrtr rounds server ready", flush=True)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    serve(server, "mrtr rounds")
 
 
 if __name__ == "__main__":

@@ -18,17 +18,15 @@ and every response body it sends as `sent <body>`, so a test can tell what
 reached the server.
 """
 
-import argparse
 import json
 import uuid
 from datetime import UTC, datetime
 
-import uvicorn
 from mcp.server.extension import Extension, MethodBinding
 from mcp.server.mcpserver import MCPServer
-from mcp.server.transport_security import TransportSecuritySettings
 from mcp.shared.exceptions import MCPError
 from pydantic import BaseModel, ConfigDict, Field
+from sdk_peer import serve, tee
 
 TASKS: dict[str, dict] = {}
 ASKING = {"approve", "approve_ok"}
@@ -166,36 +164,8 @@ def approve_ok() -> str:
     return "unused"
 
 
-def printing(app):
-    """Wraps the ASGI app: prints every response body it sends."""
-
-    async def wrapped(scope, receive, send):
-        chunks = []
-
-        async def tee(message):
-            if message["type"] == "http.response.body":
-                chunks.append(message.get("body", b""))
-                if not message.get("more_body", False) and any(chunks):
-                    print("sent " + b"".join(chunks).decode(), flush=True)
-            await send(message)
-
-        await app(scope, receive, tee)
-
-    return wrapped
-
-
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--host", default="127.0.0.1")
-    ap.add_argument("--port", type=int, default=8080)
-    args = ap.parse_args()
-    # The tests' raw client names the host `mcp.test`.
-    security = TransportSecuritySettings(allowed_hosts=["127.0.0.1:*", "localhost:*", "mcp.test"])
-    app = server.streamable_http_app(
-        json_response=True, stateless_http=True, transport_security=security
-    )
-    print("tasks server ready", flush=True)
-    uvicorn.run(printing(app), host=args.host, port=args.port, log_level="warning")
+    serve(server, "tasks", wrap=tee)
 
 
 if __name__ == "__main__":

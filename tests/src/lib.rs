@@ -16,6 +16,7 @@ pub mod peer;
 pub mod pki;
 pub mod proc;
 pub mod s3;
+pub mod sdk;
 pub mod world;
 
 use std::{

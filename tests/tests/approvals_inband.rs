@@ -19,6 +19,7 @@ use mcp_interceptor_tests::{
     oidc::Issuer,
     require_root,
     s3::venv_bin,
+    sdk,
     world::{PORT, admin_cli, bearer, header, sections as identity, token},
 };
 use serde_json::{Value, json};
@@ -50,16 +51,7 @@ struct Setup {
 fn setup(tag: &str, approvals: &str) -> Setup {
     let (ns, dir) = (NetNs::new(tag), TempDir::new(tag));
     let issuer = Issuer::start(&ns, 9400, dir.path());
-    let script = repo().join("tests/peers/inband_server.py");
-    let args = [script.display().to_string(), "--port".into(), "8080".into()];
-    let mut server = Proc::spawn(
-        &format!("inband-{tag}"),
-        Some(ns.name()),
-        &venv_bin("python"),
-        &args,
-        dir.path(),
-    );
-    server.wait_for_output("inband server ready", Duration::from_secs(30));
+    let server = sdk::server(&ns, "inband_server.py", &[], dir.path());
     let agent = Agent::start_full(
         &ns,
         dir.path(),

@@ -17,6 +17,7 @@ use mcp_interceptor_tests::{
     proc::run_in,
     require_root,
     s3::venv_bin,
+    sdk,
 };
 use serde_json::{Value, json};
 
@@ -50,16 +51,7 @@ struct Setup {
 /// request slot the client's calls need.
 fn setup(tag: &str, policy: &str) -> Setup {
     let (ns, dir) = (NetNs::new(tag), TempDir::new(tag));
-    let script = repo().join("tests/peers/listen_server.py");
-    let args = [script.display().to_string(), "--port".into(), "8080".into()];
-    let mut server = Proc::spawn(
-        &format!("listen-{tag}"),
-        Some(ns.name()),
-        &venv_bin("python"),
-        &args,
-        dir.path(),
-    );
-    server.wait_for_output("listen server ready", Duration::from_secs(30));
+    let server = sdk::server(&ns, "listen_server.py", &[], dir.path());
     let file = dir.path().join("listen.cedar");
     std::fs::write(&file, policy).unwrap();
     let tables = format!(

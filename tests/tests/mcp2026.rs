@@ -18,11 +18,11 @@ use std::{path::Path, time::Duration};
 
 use mcp_interceptor_tests::{
     Agent, NetNs, Proc, TempDir,
-    everything::repo,
     oidc::Issuer,
     proc::run_in,
     require_root,
     s3::venv_bin,
+    sdk,
     world::{PORT, admin_cli, sections, token},
 };
 use serde_json::{Value, json};
@@ -77,16 +77,7 @@ struct Setup {
 fn setup(tag: &str) -> Setup {
     let (ns, dir) = (NetNs::new(tag), TempDir::new(tag));
     let issuer = Issuer::start(&ns, 9400, dir.path());
-    let script = repo().join("tests/peers/mcp2026_server.py");
-    let args = [script.display().to_string(), "--port".into(), "8080".into()];
-    let mut server = Proc::spawn(
-        &format!("mcp2026-{tag}"),
-        Some(ns.name()),
-        &venv_bin("python"),
-        &args,
-        dir.path(),
-    );
-    server.wait_for_output("mcp2026 server ready", Duration::from_secs(30));
+    let server = sdk::server(&ns, "mcp2026_server.py", &[], dir.path());
     let agent = Agent::start_full(
         &ns,
         dir.path(),
@@ -123,16 +114,14 @@ fn config(dir: &Path, issuer: &Issuer) -> String {
 
 /// The client's arguments for one step as `bearer`.
 fn client_args(bearer: &str, step: &[&str]) -> Vec<String> {
-    let script = repo().join("tests/peers/mcp2026_client.py");
     let mut args = vec![
-        script.display().to_string(),
-        "--url".into(),
+        "--url".to_string(),
         "http://127.0.0.1:8080/mcp".into(),
         "--bearer".into(),
         bearer.into(),
     ];
     args.extend(step.iter().map(|s| s.to_string()));
-    args
+    sdk::script_args("mcp2026_client.py", &args)
 }
 
 /// One step of the SDK client, run to its end: its JSON line.

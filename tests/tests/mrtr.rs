@@ -6,15 +6,13 @@
 //! an audit row. The server is the official Python SDK
 //! (tests/peers/mrtr_server.py); the client speaks the stateless form.
 
-use std::{net::SocketAddr, time::Duration};
+use std::net::SocketAddr;
 
 use mcp_interceptor_tests::{
     Agent, NetNs, Proc, TempDir,
     auditq::records,
-    everything::repo,
     http::{RawResponse, post_in},
-    require_root,
-    s3::venv_bin,
+    require_root, sdk,
 };
 use serde_json::{Value, json};
 
@@ -43,16 +41,7 @@ struct Setup {
 /// The SDK server on 127.0.0.1:8080 behind an agent with `policy`.
 fn setup(tag: &str, policy: &str) -> Setup {
     let (ns, dir) = (NetNs::new(tag), TempDir::new(tag));
-    let script = repo().join("tests/peers/mrtr_server.py");
-    let args = [script.display().to_string(), "--port".into(), "8080".into()];
-    let mut server = Proc::spawn(
-        &format!("mrtr-{tag}"),
-        Some(ns.name()),
-        &venv_bin("python"),
-        &args,
-        dir.path(),
-    );
-    server.wait_for_output("mrtr server ready", Duration::from_secs(30));
+    let server = sdk::server(&ns, "mrtr_server.py", &[], dir.path());
     let file = dir.path().join("mrtr.cedar");
     std::fs::write(&file, policy).unwrap();
     let tables = format!(

@@ -14,7 +14,7 @@ use std::{net::SocketAddr, time::Duration};
 
 use mcp_interceptor_tests::{
     Agent, NetNs, Proc, TempDir, auditq, everything::repo, http::RawResponse, http::post_in,
-    require_root, run_in, s3::venv_bin,
+    require_root, run_in, s3::venv_bin, sdk,
 };
 use serde_json::{Value, json};
 
@@ -41,16 +41,7 @@ struct Setup {
 
 fn setup(tag: &str) -> Setup {
     let (ns, dir) = (NetNs::new(tag), TempDir::new(tag));
-    let script = repo().join("tests/peers/mrtr_rounds_server.py");
-    let args = [script.display().to_string(), "--port".into(), "8080".into()];
-    let mut server = Proc::spawn(
-        &format!("rounds-{tag}"),
-        Some(ns.name()),
-        &venv_bin("python"),
-        &args,
-        dir.path(),
-    );
-    server.wait_for_output("mrtr rounds server ready", Duration::from_secs(30));
+    let server = sdk::server(&ns, "mrtr_rounds_server.py", &[], dir.path());
     let file = dir.path().join("rounds.cedar");
     std::fs::write(&file, POLICY).unwrap();
     let tables = format!(

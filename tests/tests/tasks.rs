@@ -10,16 +10,14 @@
 //! is the official Python SDK (tests/peers/tasks_server.py), the client
 //! speaks the stateless form with two OIDC identities.
 
-use std::{net::SocketAddr, time::Duration};
+use std::net::SocketAddr;
 
 use mcp_interceptor_tests::{
     Agent, NetNs, Proc, TempDir,
     auditq::records,
-    everything::repo,
     http::{RawResponse, post_in},
     oidc::Issuer,
-    require_root,
-    s3::venv_bin,
+    require_root, sdk,
     world::{PORT, bearer, sections, token},
 };
 use serde_json::{Value, json};
@@ -72,16 +70,7 @@ struct Setup {
 fn setup(tag: &str, policy: &str) -> Setup {
     let (ns, dir) = (NetNs::new(tag), TempDir::new(tag));
     let issuer = Issuer::start(&ns, 9400, dir.path());
-    let script = repo().join("tests/peers/tasks_server.py");
-    let args = [script.display().to_string(), "--port".into(), "8080".into()];
-    let mut server = Proc::spawn(
-        &format!("tasks-{tag}"),
-        Some(ns.name()),
-        &venv_bin("python"),
-        &args,
-        dir.path(),
-    );
-    server.wait_for_output("tasks server ready", Duration::from_secs(30));
+    let server = sdk::server(&ns, "tasks_server.py", &[], dir.path());
     let file = dir.path().join("tasks.cedar");
     std::fs::write(&file, policy).unwrap();
     let cred = dir.path().join("upstream-credential");

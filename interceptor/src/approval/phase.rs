@@ -52,6 +52,19 @@ impl ApprovalPhase {
         ))
     }
 
+    /// The pending request for `call`, or a new one: `Err` is the
+    /// refusal when the store fails.
+    fn pending_or_new(&self, call: &Call) -> Result<Approval, Verdict> {
+        match self.approvals.pending_for(call) {
+            Ok(Some(a)) => Ok(a),
+            Ok(None) => self
+                .approvals
+                .request(call)
+                .map_err(|e| self.unavailable(&e)),
+            Err(e) => Err(self.unavailable(&e)),
+        }
+    }
+
     fn retry(&self, call: &Call, reason: &str, slot: &Slot) -> Verdict {
         let digest = call.digest();
         match self.approvals.consume(&digest) {
@@ -62,13 +75,9 @@ impl ApprovalPhase {
             Ok(None) => {}
             Err(e) => return self.unavailable(&e),
         }
-        let a = match self.approvals.pending_for(call) {
-            Ok(Some(a)) => a,
-            Ok(None) => match self.approvals.request(call) {
-                Ok(a) => a,
-                Err(e) => return self.unavailable(&e),
-            },
-            Err(e) => return self.unavailable(&e),
+        let a = match self.pending_or_new(call) {
+            Ok(a) => a,
+            Err(refused) => return refused,
         };
         note(slot, &a);
         let how = self.approvals.how_to_approve(&a.id);

@@ -191,13 +191,9 @@ impl ApprovalPhase {
                 Err(e) => return self.unavailable(&e),
             }
         }
-        let a = match self.approvals.pending_for(call) {
-            Ok(Some(a)) => a,
-            Ok(None) => match self.approvals.request(call) {
-                Ok(a) => a,
-                Err(e) => return self.unavailable(&e),
-            },
-            Err(e) => return self.unavailable(&e),
+        let a = match self.pending_or_new(call) {
+            Ok(a) => a,
+            Err(refused) => return refused,
         };
         note(slot, &a);
         Verdict::Answer(self.input_required(&a, &call.facts, reason))

@@ -6,10 +6,9 @@
 
 use super::State;
 use crate::{
-    error::Refusal,
     jsonrpc::{Body, Kind, Message},
-    mcp::{exchange, session::SessionInfo},
-    pipeline::{Decision, Direction, EventKind},
+    mcp::exchange,
+    pipeline::EventKind,
 };
 
 /// The method that opens a listen stream.
@@ -52,26 +51,6 @@ impl State {
             ev.first_byte_us = ev.first_byte_us.or(self.first_byte_us);
             exchange::record(&self.pipeline, ev);
         }
-    }
-
-    /// A server notification a phase refused: recorded (who refused it
-    /// and why); the caller never sees it.
-    pub(super) fn drop_notification(
-        &self,
-        msg: &Message,
-        info: &SessionInfo,
-        error: Refusal,
-        phase: &'static str,
-        decision: Option<Decision>,
-    ) {
-        let mut ev = self
-            .origin
-            .event(EventKind::Denied, Direction::ServerToClient, msg, info);
-        ev.error = Some(error.error());
-        ev.decided_by = Some(phase.to_string());
-        ev.decision = decision;
-        tracing::info!(conn = self.origin.conn.id, method = ?msg.method(), phase, "server notification dropped");
-        exchange::record(&self.pipeline, ev);
     }
 }
 

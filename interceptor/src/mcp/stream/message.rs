@@ -82,7 +82,7 @@ impl State {
         if msg.kind == Kind::Notification
             && let Some((error, phase)) = self.pipeline.on_server_notification(&mctx, msg)
         {
-            self.drop_notification(msg, info, error, phase, notes.decision());
+            self.record_refused(msg, info, &error, phase, notes.decision());
             return Err(Vec::new());
         }
         let input =
@@ -193,14 +193,7 @@ impl State {
         phase: &'static str,
         decision: Option<Decision>,
     ) {
-        let mut ev = self
-            .origin
-            .event(EventKind::Denied, Direction::ServerToClient, msg, info);
-        ev.error = Some(error.error());
-        ev.decided_by = Some(phase.to_string());
-        ev.decision = decision;
-        tracing::info!(conn = self.origin.conn.id, method = ?msg.method(), phase, "server request refused");
-        exchange::record(&self.pipeline, ev);
+        self.record_refused(msg, info, &error, phase, decision);
         let Some(reply) = &self.reply else { return };
         let legacy = self.origin.transport == Transport::Sse;
         let target = if legacy {
@@ -210,6 +203,26 @@ impl State {
         };
         let session = (self.origin.in_session && !legacy).then(|| self.origin.key.clone());
         reply(target, session, error.to_jsonrpc(msg.id().cloned()));
+    }
+
+    /// A server request or notification a phase refused: recorded (who
+    /// refused it and why); the client never sees it.
+    fn record_refused(
+        &self,
+        msg: &Message,
+        info: &SessionInfo,
+        error: &Refusal,
+        phase: &'static str,
+        decision: Option<Decision>,
+    ) {
+        let mut ev = self
+            .origin
+            .event(EventKind::Denied, Direction::ServerToClient, msg, info);
+        ev.error = Some(error.error());
+        ev.decided_by = Some(phase.to_string());
+        ev.decision = decision;
+        tracing::info!(conn = self.origin.conn.id, method = ?msg.method(), phase, "server message refused");
+        exchange::record(&self.pipeline, ev);
     }
 
     /// The negotiated protocol version from the `initialize` answer.

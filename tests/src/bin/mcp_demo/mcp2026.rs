@@ -4,7 +4,7 @@
 
 use std::{path::Path, time::Duration};
 
-use mcp_interceptor_tests::{NetNs, Proc, everything::repo, proc::run_in, s3::venv_bin};
+use mcp_interceptor_tests::{NetNs, Proc, proc::run_in, s3::venv_bin, sdk};
 use serde_json::Value;
 
 /// The policy for `sdk2026`: alice (dev) may call its tools (report's
@@ -38,33 +38,26 @@ pub const PORT: &str = "[[intercept.ports]]\nport = 8081\nname = \"sdk2026\"\n\
 
 /// Starts the SDK server in `host`, accepting `addr` as its Host.
 pub fn server(host: &NetNs, addr: &str, dir: &Path) -> Proc {
-    let script = repo().join("tests/peers/mcp2026_server.py");
-    let args = [
-        script.display().to_string(),
-        "--host".into(),
-        "0.0.0.0".into(),
-        "--port".into(),
-        "8081".into(),
-        "--allow-host".into(),
-        format!("{addr}:8081"),
-    ];
-    let mut p = Proc::spawn(
-        "sdk2026",
-        Some(host.name()),
-        &venv_bin("python"),
-        &args,
+    let allow = format!("{addr}:8081");
+    sdk::server(
+        host,
+        "mcp2026_server.py",
+        &[
+            "--host",
+            "0.0.0.0",
+            "--port",
+            "8081",
+            "--allow-host",
+            &allow,
+        ],
         dir,
-    );
-    p.wait_for_output("mcp2026 server ready", Duration::from_secs(30));
-    p
+    )
 }
 
 /// One step of the SDK client from `ns` (see mcp2026_client.py).
 fn step(ns: &NetNs, url: &str, token: &str, step: &[&str]) -> Value {
-    let script = repo().join("tests/peers/mcp2026_client.py");
     let mut args = vec![
-        script.display().to_string(),
-        "--url".into(),
+        "--url".to_string(),
         url.into(),
         "--bearer".into(),
         token.into(),
@@ -73,7 +66,7 @@ fn step(ns: &NetNs, url: &str, token: &str, step: &[&str]) -> Value {
     let out = run_in(
         Some(ns.name()),
         &venv_bin("python"),
-        &args,
+        &sdk::script_args("mcp2026_client.py", &args),
         Duration::from_secs(60),
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
