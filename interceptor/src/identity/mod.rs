@@ -71,13 +71,14 @@ pub struct Caller {
 }
 
 impl Caller {
-    /// What a session is bound to: same method, issuer and subject.
+    /// What a session, a task handle or an MRTR round is bound to: same
+    /// method, issuer and subject (the issuer escaped as in
+    /// [`principal_key`], so no issuer text can end early).
     pub fn principal(&self) -> String {
         format!(
-            "{}|{}|{}",
+            "{}|{}",
             self.method.as_str(),
-            self.issuer.as_deref().unwrap_or(""),
-            self.subject
+            principal_key(self.issuer.as_deref().unwrap_or(""), &self.subject)
         )
     }
 }

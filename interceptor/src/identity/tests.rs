@@ -309,6 +309,12 @@ fn principal_separates_methods_and_issuers() {
     let mut b = a.clone();
     b.issuer = Some("http://b".into());
     assert_ne!(a.principal(), b.principal());
+    // An issuer holding the separator cannot pose as another issuer's
+    // subject: "http://a|x" + "y" is not "http://a" + "x|y".
+    let (mut c, mut d) = (a.clone(), a.clone());
+    (c.issuer, c.subject) = (Some("http://a|x".into()), "y".into());
+    d.subject = "x|y".into();
+    assert_ne!(c.principal(), d.principal());
     let _ = Arc::new(a);
 }
 
