@@ -10,6 +10,8 @@
 use bytes::Bytes;
 use serde_json::{Map, Value};
 
+pub mod mcp_names;
+
 /// What a message is, by JSON-RPC's rules.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]

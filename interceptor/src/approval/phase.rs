@@ -20,7 +20,7 @@ use super::{
 use crate::{
     config::Config,
     error::{Reason, Refusal},
-    jsonrpc::{Kind, Message},
+    jsonrpc::{Kind, Message, mcp_names},
     pipeline::{
         ApprovalMode, ApprovalNote, CallFacts, Effect, MessageCtx, Phase, Verdict, event::now_us,
     },
@@ -299,7 +299,7 @@ impl ApprovalPhase {
         };
         let arguments = match msg.method() {
             Some("tools/call" | "prompts/get") => arguments_of(msg),
-            _ => msg.params().cloned().map(call_params),
+            _ => msg.params().cloned().map(mcp_names::call_params),
         };
         let call = Call::new(facts, arguments, d.policies.clone(), rule);
         let slot = ctx.notes.approval_slot();
@@ -318,16 +318,4 @@ impl ApprovalPhase {
             }
         }
     }
-}
-
-/// Params as the approval binds them: without `_meta` (progress tokens
-/// differ between retries) nor MCP 2026-07-28's `inputResponses` and
-/// `requestState` (each round of one call carries other ones).
-fn call_params(mut v: Value) -> Value {
-    if let Some(o) = v.as_object_mut() {
-        for k in ["_meta", "inputResponses", "requestState"] {
-            o.remove(k);
-        }
-    }
-    v
 }

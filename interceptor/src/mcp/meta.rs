@@ -14,11 +14,8 @@
 use serde_json::Value;
 
 use super::session::SessionInfo;
+use crate::jsonrpc::mcp_names::{META_CLIENT_INFO, META_PROTOCOL_VERSION};
 
-/// The `_meta` key of the stateless client's name and version.
-pub const CLIENT_INFO: &str = "io.modelcontextprotocol/clientInfo";
-/// The `_meta` key of the stateless request's protocol version.
-pub const PROTOCOL_VERSION: &str = "io.modelcontextprotocol/protocolVersion";
 /// The `_meta` key of the W3C trace context.
 pub const TRACEPARENT: &str = "traceparent";
 
@@ -42,12 +39,12 @@ fn text(v: Option<&Value>) -> Option<String> {
 /// version, and the protocol version when no header gave one.
 pub fn stateless_client(params: Option<&Value>, info: &mut SessionInfo) {
     let Some(m) = meta(params) else { return };
-    if let Some(ci) = m.get(CLIENT_INFO) {
+    if let Some(ci) = m.get(META_CLIENT_INFO) {
         info.client_name = text(ci.get("name"));
         info.client_version = text(ci.get("version"));
     }
     if info.protocol_version.is_none() {
-        info.protocol_version = text(m.get(PROTOCOL_VERSION));
+        info.protocol_version = text(m.get(META_PROTOCOL_VERSION));
     }
 }
 

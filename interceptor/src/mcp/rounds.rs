@@ -34,7 +34,10 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::{
-    jsonrpc::{Message, canonical},
+    jsonrpc::{
+        Message, canonical,
+        mcp_names::{INPUT_RESPONSES, REQUEST_STATE, call_params},
+    },
     pipeline::{ExchangeEvent, call::arguments_sha256},
 };
 
@@ -47,10 +50,7 @@ pub const TTL: Duration = Duration::from_secs(15 * 60);
 /// The methods whose results may ask for input (the spec's MRTR carriers).
 const METHODS: &[&str] = &["tools/call", "resources/read", "prompts/get"];
 /// The params that make a request a retry.
-const RETRY_PARAMS: &[&str] = &["inputResponses", "requestState"];
-/// The params left out of a call's identity: what a retry adds, and
-/// `_meta`, which changes per request (a new `traceparent`).
-const ROUND_PARAMS: &[&str] = &["_meta", "inputResponses", "requestState"];
+const RETRY_PARAMS: &[&str] = &[INPUT_RESPONSES, REQUEST_STATE];
 
 /// The remembered first calls, by round key.
 #[derive(Default)]
@@ -70,7 +70,7 @@ impl Rounds {
         else {
             return;
         };
-        let state = answer.result().and_then(|r| r.get("requestState"));
+        let state = answer.result().and_then(|r| r.get(REQUEST_STATE));
         let Some(key) = key(req, state) else { return };
         let now = Instant::now();
         let mut map = self.inner.lock().unwrap_or_else(|p| p.into_inner());
@@ -96,7 +96,7 @@ impl Rounds {
         if !RETRY_PARAMS.iter().any(|k| params.get(k).is_some()) {
             return None;
         }
-        let key = key(ev, params.get("requestState"))?;
+        let key = key(ev, params.get(REQUEST_STATE))?;
         let map = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         map.get(&key)
             .filter(|(_, at)| at.elapsed() < TTL)
@@ -108,19 +108,13 @@ impl Rounds {
 /// takes no input rounds or a call without params.
 fn key(ev: &ExchangeEvent, state: Option<&Value>) -> Option<String> {
     let method = ev.method.as_deref().filter(|m| METHODS.contains(m))?;
-    let mut params = ev.params.as_ref()?.as_object()?.clone();
-    for k in ROUND_PARAMS {
-        params.remove(*k);
-    }
-    let caller = ev.caller.as_deref();
+    let params = ev.params.as_ref().filter(|p| p.is_object())?;
     let parts = json!([
-        caller.map(|c| c.method.as_str()),
-        caller.and_then(|c| c.issuer.as_deref()),
-        caller.map(|c| c.subject.as_str()),
+        ev.caller.as_deref().map(|c| c.principal()),
         ev.orig_dst,
         method,
         ev.target,
-        arguments_sha256(&Value::Object(params)),
+        arguments_sha256(&call_params(params.clone())),
         state.map(arguments_sha256),
     ]);
     Some(hex::encode(Sha256::digest(canonical(&parts).as_bytes())))

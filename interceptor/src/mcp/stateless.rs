@@ -10,10 +10,8 @@ use serde_json::{Value, json};
 
 use crate::{
     error::{Reason, Refusal},
-    jsonrpc::{Body, Kind},
+    jsonrpc::{Body, Kind, mcp_names::META_PROTOCOL_VERSION},
 };
-
-const META_PROTOCOL_VERSION: &str = "io.modelcontextprotocol/protocolVersion";
 
 /// Whether a POST uses the stateless form: it names its method in a
 /// header, or declares a protocol revision from 2026-07-28 on.

@@ -37,7 +37,7 @@ use serde_json::Value;
 
 use crate::{
     error::{Reason, Refusal},
-    jsonrpc::{Kind, Message},
+    jsonrpc::{Kind, Message, mcp_names},
     pipeline::{Decision, ExchangeEvent},
 };
 
@@ -274,7 +274,7 @@ pub fn learn(tasks: &Tasks, call: &ExchangeEvent, answer: &Message) {
 pub fn solicited(params: Option<&Value>) -> bool {
     params
         .and_then(|p| p.get("_meta"))
-        .and_then(|m| m.get("io.modelcontextprotocol/clientCapabilities"))
+        .and_then(|m| m.get(mcp_names::META_CLIENT_CAPABILITIES))
         .and_then(|c| c.get("extensions"))
         .and_then(|e| e.get(EXTENSION))
         .is_some()

@@ -322,18 +322,9 @@ impl Phase for PolicyPhase {
         // Judged as `resources/list` shows the resource: a caller hears
         // of changes to exactly the resources it is shown.
         let uri = msg.target().unwrap_or_default();
-        let input = input_for(
-            &self.cfg,
-            ctx,
-            "resources/read",
-            Some(uri.into()),
-            None,
-            true,
-        );
-        let Some(input) = input else {
+        let Some(d) = self.listing(ctx, "resources/read", uri) else {
             return Some(Refusal::new(Reason::PolicyDenied, "denied: no identity"));
         };
-        let d = self.decide(&self.granted(input));
         ctx.notes.set_decision(d.clone());
         (d.effect == Effect::Deny).then(|| {
             Refusal::new(
@@ -388,12 +379,20 @@ impl PolicyPhase {
                 let Some(name) = item.get(key).and_then(Value::as_str) else {
                     return false;
                 };
-                input_for(&self.cfg, ctx, action, Some(name.to_string()), None, true)
-                    .is_some_and(|i| self.decide(&self.granted(i)).effect != Effect::Deny)
+                self.listing(ctx, action, name)
+                    .is_some_and(|d| d.effect != Effect::Deny)
             })
             .cloned()
             .collect();
         (kept.len() != items.len()).then_some((list, kept))
+    }
+
+    /// The decision on `action` over `target` with no arguments, as a
+    /// listing asks it (`context.listing`): what decides whether a caller
+    /// is shown an item, or hears that it changed. `None`: no identity.
+    fn listing(&self, ctx: &MessageCtx<'_>, action: &str, target: &str) -> Option<Decision> {
+        let input = input_for(&self.cfg, ctx, action, Some(target.into()), None, true)?;
+        Some(self.decide(&self.granted(input)))
     }
 }
 

@@ -30,17 +30,18 @@ use crate::{
         state::Status,
     },
     error::{Reason, Refusal},
-    jsonrpc::Message,
+    jsonrpc::{
+        Message,
+        mcp_names::{
+            INPUT_RESPONSES as RESPONSES, META_CLIENT_CAPABILITIES, META_PROTOCOL_VERSION,
+            REQUEST_STATE as STATE,
+        },
+    },
     pipeline::{CallFacts, MessageCtx, Transport, Verdict, event::now_us},
 };
 
 /// The key of the agent's own input request and of the client's answer.
 pub const KEY: &str = "mcp-interceptor/approval";
-
-const META_VERSION: &str = "io.modelcontextprotocol/protocolVersion";
-const META_CAPABILITIES: &str = "io.modelcontextprotocol/clientCapabilities";
-const STATE: &str = "requestState";
-const RESPONSES: &str = "inputResponses";
 
 /// Whether `msg` may be answered in band: a stateless request of protocol
 /// 2026-07-28 or later, of a method that may carry input requests, whose
@@ -57,12 +58,12 @@ pub fn accepts(ctx: &MessageCtx<'_>, msg: &Message) -> bool {
     }
     let meta = msg.params().and_then(|p| p.get("_meta"));
     let version = meta
-        .and_then(|m| m.get(META_VERSION))
+        .and_then(|m| m.get(META_PROTOCOL_VERSION))
         .and_then(Value::as_str)
         .or(ctx.protocol_version);
     version.is_some_and(|v| v >= "2026-07-28")
         && meta
-            .and_then(|m| m.get(META_CAPABILITIES))
+            .and_then(|m| m.get(META_CLIENT_CAPABILITIES))
             .and_then(|c| c.get("elicitation"))
             .and_then(|e| e.get("url"))
             .is_some_and(Value::is_object)

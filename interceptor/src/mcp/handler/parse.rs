@@ -62,9 +62,7 @@ impl McpHandler {
             .flatten();
         self.sessions.update_info(&origin.key, |i| {
             i.transport.get_or_insert(transport);
-            if params.is_some() {
-                meta::stateless_client(params, i);
-            }
+            meta::stateless_client(params, i);
         });
         Ok(Parsed { bytes, body })
     }

@@ -64,8 +64,8 @@ fn trace_reads_meta_traceparent_only() {
 #[test]
 fn stateless_client_fills_name_version_and_protocol() {
     let p = json!({"_meta": {
-        CLIENT_INFO: {"name": "cli", "version": "2.3.0"},
-        PROTOCOL_VERSION: "2026-07-28"}});
+        META_CLIENT_INFO: {"name": "cli", "version": "2.3.0"},
+        META_PROTOCOL_VERSION: "2026-07-28"}});
     let mut i = SessionInfo::default();
     stateless_client(Some(&p), &mut i);
     assert_eq!(i.client_name.as_deref(), Some("cli"));
@@ -83,7 +83,7 @@ fn stateless_client_fills_name_version_and_protocol() {
 #[test]
 fn stateless_client_keeps_no_odd_values() {
     let long = "x".repeat(MAX_TEXT + 1);
-    let p = json!({"_meta": {CLIENT_INFO: {"name": long, "version": 3}, PROTOCOL_VERSION: {}}});
+    let p = json!({"_meta": {META_CLIENT_INFO: {"name": long, "version": 3}, META_PROTOCOL_VERSION: {}}});
     let mut i = SessionInfo::default();
     stateless_client(Some(&p), &mut i);
     assert_eq!(i.client_name, None);

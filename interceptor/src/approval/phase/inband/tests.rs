@@ -147,5 +147,5 @@ fn an_approval_binds_params_without_the_rounds_state_and_answers() {
     let a = json!({"uri": "file:///x", "_meta": {"progressToken": 1},
                    "requestState": "mcpi1.sealed", "inputResponses": {KEY: {"action": "accept"}}});
     let b = json!({"uri": "file:///x"});
-    assert_eq!(super::super::call_params(a), b);
+    assert_eq!(crate::jsonrpc::mcp_names::call_params(a), b);
 }
