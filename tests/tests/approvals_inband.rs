@@ -15,6 +15,7 @@ use std::{net::SocketAddr, path::Path, time::Duration};
 use mcp_interceptor_tests::{
     Agent, NetNs, Proc, TempDir, auditq,
     everything::repo,
+    http::Stateless,
     http::{RawResponse, post_in},
     oidc::Issuer,
     require_root,
@@ -89,23 +90,17 @@ fn config(dir: &Path, issuer: &Issuer, approvals: &str) -> String {
 /// caller, with `caps` as its client capabilities and `more` merged into
 /// its params (requestState, inputResponses).
 fn call(s: &Setup, token: &str, rpc_id: i64, id: &str, caps: Value, more: Value) -> RawResponse {
-    let mut params = json!({"name": "lookup", "arguments": {"id": id}, "_meta": {
-        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
-        "io.modelcontextprotocol/clientInfo": {"name": "raw", "version": "1"},
-        "io.modelcontextprotocol/clientCapabilities": caps}});
+    let mut params = json!({"name": "lookup", "arguments": {"id": id}});
     if let Value::Object(m) = more {
         params.as_object_mut().unwrap().extend(m);
     }
-    let body = json!({"jsonrpc": "2.0", "id": rpc_id, "method": "tools/call", "params": params});
-    let headers = [
-        bearer(token),
-        "MCP-Protocol-Version: 2026-07-28".into(),
-        "Mcp-Method: tools/call".into(),
-        "Mcp-Name: lookup".into(),
-    ];
-    let refs: Vec<&str> = headers.iter().map(String::as_str).collect();
-    let addr: SocketAddr = "127.0.0.1:8080".parse().unwrap();
-    post_in(&s.ns, addr, "/mcp", body.to_string().as_bytes(), &refs)
+    let request = Stateless {
+        method: "tools/call",
+        name: Some("lookup"),
+        caps,
+        headers: vec![bearer(token)],
+    };
+    request.send(&s.ns, rpc_id, params)
 }
 
 fn url_caps() -> Value {

@@ -8,16 +8,11 @@
 //! is the official Python SDK (tests/peers/listen_server.py), so is the
 //! client (tests/peers/listen_client.py).
 
-use std::{net::SocketAddr, time::Duration};
+use std::time::Duration;
 
 use mcp_interceptor_tests::{
-    Agent, NetNs, Proc, TempDir, auditq,
-    everything::repo,
-    http::{RawResponse, post_in},
-    proc::run_in,
-    require_root,
-    s3::venv_bin,
-    sdk,
+    Agent, NetNs, Proc, TempDir, auditq, everything::repo, http::RawResponse, http::Stateless,
+    proc::run_in, require_root, s3::venv_bin, sdk,
 };
 use serde_json::{Value, json};
 
@@ -100,16 +95,13 @@ fn listen_client(s: &Setup, idle: Duration) -> Value {
 
 /// A 2026-07-28 stateless request, raw.
 fn raw(ns: &NetNs, id: i64, method: &str, params: Value) -> RawResponse {
-    let mut params = params;
-    params["_meta"] = json!({
-        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
-        "io.modelcontextprotocol/clientInfo": {"name": "raw", "version": "1"},
-        "io.modelcontextprotocol/clientCapabilities": {}});
-    let body = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
-    let addr: SocketAddr = "127.0.0.1:8080".parse().unwrap();
-    let m = format!("Mcp-Method: {method}");
-    let headers = ["MCP-Protocol-Version: 2026-07-28", m.as_str()];
-    post_in(ns, addr, "/mcp", body.to_string().as_bytes(), &headers)
+    let request = Stateless {
+        method,
+        name: None,
+        caps: json!({}),
+        headers: Vec::new(),
+    };
+    request.send(ns, id, params)
 }
 
 fn find<'a>(events: &'a [Value], what: &str, f: impl Fn(&Value) -> bool) -> &'a Value {

@@ -6,13 +6,9 @@
 //! an audit row. The server is the official Python SDK
 //! (tests/peers/mrtr_server.py); the client speaks the stateless form.
 
-use std::net::SocketAddr;
-
 use mcp_interceptor_tests::{
-    Agent, NetNs, Proc, TempDir,
-    auditq::records,
-    http::{RawResponse, post_in},
-    require_root, sdk,
+    Agent, NetNs, Proc, TempDir, auditq::records, http::RawResponse, http::Stateless, require_root,
+    sdk,
 };
 use serde_json::{Value, json};
 
@@ -59,18 +55,13 @@ fn setup(tag: &str, policy: &str) -> Setup {
 
 /// A 2026-07-28 stateless `tools/call` of confirm_pin, id 7.
 fn confirm_pin(ns: &NetNs) -> RawResponse {
-    let body = json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {
-        "name": "confirm_pin", "arguments": {}, "_meta": {
-            "io.modelcontextprotocol/protocolVersion": "2026-07-28",
-            "io.modelcontextprotocol/clientInfo": {"name": "raw", "version": "1"},
-            "io.modelcontextprotocol/clientCapabilities": {"elicitation": {}}}}});
-    let addr: SocketAddr = "127.0.0.1:8080".parse().unwrap();
-    let headers = [
-        "MCP-Protocol-Version: 2026-07-28",
-        "Mcp-Method: tools/call",
-        "Mcp-Name: confirm_pin",
-    ];
-    post_in(ns, addr, "/mcp", body.to_string().as_bytes(), &headers)
+    let call = Stateless {
+        method: "tools/call",
+        name: Some("confirm_pin"),
+        caps: json!({"elicitation": {}}),
+        headers: Vec::new(),
+    };
+    call.send(ns, 7, json!({"name": "confirm_pin", "arguments": {}}))
 }
 
 /// The events of the input request "pin" and of call 7, once both exist.

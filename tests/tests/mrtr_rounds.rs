@@ -10,10 +10,10 @@
 //!   with its `inputResponses` masked and `follows` naming the first
 //!   call's `call_id`; a call that only looks like a retry is not linked.
 
-use std::{net::SocketAddr, time::Duration};
+use std::time::Duration;
 
 use mcp_interceptor_tests::{
-    Agent, NetNs, Proc, TempDir, auditq, everything::repo, http::RawResponse, http::post_in,
+    Agent, NetNs, Proc, TempDir, auditq, everything::repo, http::RawResponse, http::Stateless,
     require_root, run_in, s3::venv_bin, sdk,
 };
 use serde_json::{Value, json};
@@ -61,23 +61,20 @@ fn setup(tag: &str) -> Setup {
 /// plus `meta`, and `extra` params (a retry's).
 fn unlock(ns: &NetNs, id: u64, vault: &str, meta: Value, extra: Value) -> RawResponse {
     let mut params = json!({"name": "unlock", "arguments": {"vault": vault}, "_meta": {
-        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
-        "io.modelcontextprotocol/clientInfo": {"name": "raw-client", "version": "9.8.7"},
-        "io.modelcontextprotocol/clientCapabilities": {"elicitation": {}}}});
+        "io.modelcontextprotocol/clientInfo": {"name": "raw-client", "version": "9.8.7"}}});
     for (k, v) in meta.as_object().unwrap() {
         params["_meta"][k] = v.clone();
     }
     for (k, v) in extra.as_object().unwrap() {
         params[k] = v.clone();
     }
-    let body = json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": params});
-    let addr: SocketAddr = "127.0.0.1:8080".parse().unwrap();
-    let headers = [
-        "MCP-Protocol-Version: 2026-07-28",
-        "Mcp-Method: tools/call",
-        "Mcp-Name: unlock",
-    ];
-    post_in(ns, addr, "/mcp", body.to_string().as_bytes(), &headers)
+    let call = Stateless {
+        method: "tools/call",
+        name: Some("unlock"),
+        caps: json!({"elicitation": {}}),
+        headers: Vec::new(),
+    };
+    call.send(ns, id, params)
 }
 
 /// The recorded `tools/call` exchange events, once there are `n`.

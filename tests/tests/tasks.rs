@@ -10,12 +10,11 @@
 //! is the official Python SDK (tests/peers/tasks_server.py), the client
 //! speaks the stateless form with two OIDC identities.
 
-use std::net::SocketAddr;
-
 use mcp_interceptor_tests::{
     Agent, NetNs, Proc, TempDir,
     auditq::records,
-    http::{RawResponse, post_in},
+    http::RawResponse,
+    http::Stateless,
     oidc::Issuer,
     require_root, sdk,
     world::{PORT, bearer, sections, token},
@@ -101,22 +100,14 @@ fn setup(tag: &str, policy: &str) -> Setup {
 
 /// A 2026-07-28 stateless request by `tok`, with the tasks extension in
 /// its per-request capabilities; `name` is its `Mcp-Name`.
-fn send(s: &Setup, tok: &str, id: i64, method: &str, name: &str, mut params: Value) -> RawResponse {
-    params["_meta"] = json!({
-        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
-        "io.modelcontextprotocol/clientInfo": {"name": "raw", "version": "1"},
-        "io.modelcontextprotocol/clientCapabilities": {
-            "elicitation": {}, "extensions": {"io.modelcontextprotocol/tasks": {}}}});
-    let body = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
-    let headers = [
-        bearer(tok),
-        "MCP-Protocol-Version: 2026-07-28".into(),
-        format!("Mcp-Method: {method}"),
-        format!("Mcp-Name: {name}"),
-    ];
-    let refs: Vec<&str> = headers.iter().map(String::as_str).collect();
-    let addr: SocketAddr = "127.0.0.1:8080".parse().unwrap();
-    post_in(&s.ns, addr, "/mcp", body.to_string().as_bytes(), &refs)
+fn send(s: &Setup, tok: &str, id: i64, method: &str, name: &str, params: Value) -> RawResponse {
+    let request = Stateless {
+        method,
+        name: Some(name),
+        caps: json!({"elicitation": {}, "extensions": {"io.modelcontextprotocol/tasks": {}}}),
+        headers: vec![bearer(tok)],
+    };
+    request.send(&s.ns, id, params)
 }
 
 /// `tok` calls `tool` (id 1); the task id of the handle it gets.
