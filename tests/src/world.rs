@@ -114,6 +114,44 @@ pub fn post_mcp(ns: &NetNs, body: Value, headers: &[String]) -> RawResponse {
     post_in(ns, addr, "/mcp", body.to_string().as_bytes(), &refs)
 }
 
+/// A raw client's MCP 2026-07-28 stateless request for the steered port
+/// 127.0.0.1:8080 (`/mcp`).
+pub struct Stateless<'a> {
+    /// The JSON-RPC method (and `Mcp-Method`).
+    pub method: &'a str,
+    /// `Mcp-Name`, for a method that names a tool, resource, prompt or task.
+    pub name: Option<&'a str>,
+    /// Its per-request client capabilities (`_meta`).
+    pub caps: Value,
+    /// More header lines (an `Authorization`).
+    pub headers: Vec<String>,
+}
+
+impl Stateless<'_> {
+    /// Sends `params` with id `id` from inside `ns`. Its `_meta` gets the
+    /// protocol version, client info `raw`/`1` and `caps`, unless `params`
+    /// already has them in its own `_meta` (kept, as are other keys).
+    pub fn send(&self, ns: &NetNs, id: impl Into<Value>, mut params: Value) -> RawResponse {
+        let mut meta = json!({
+            "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+            "io.modelcontextprotocol/clientInfo": {"name": "raw", "version": "1"},
+            "io.modelcontextprotocol/clientCapabilities": self.caps});
+        if let Some(Value::Object(own)) = params.get("_meta") {
+            meta.as_object_mut().unwrap().extend(own.clone());
+        }
+        params["_meta"] = meta;
+        let body = json!({"jsonrpc": "2.0", "id": id.into(),
+            "method": self.method, "params": params});
+        let mut headers = vec![
+            "MCP-Protocol-Version: 2026-07-28".to_string(),
+            format!("Mcp-Method: {}", self.method),
+        ];
+        headers.extend(self.name.map(|n| format!("Mcp-Name: {n}")));
+        headers.extend(self.headers.iter().cloned());
+        post_mcp(ns, body, &headers)
+    }
+}
+
 /// A token of the issuer's key for `sub` in `groups`, for this world's
 /// audience, valid for ten minutes.
 pub fn token(issuer: &Issuer, sub: &str, groups: &[&str]) -> String {

@@ -15,12 +15,12 @@ use std::{net::SocketAddr, path::Path, time::Duration};
 use mcp_interceptor_tests::{
     Agent, NetNs, Proc, TempDir, auditq,
     everything::repo,
-    http::Stateless,
     http::{RawResponse, post_in},
     oidc::Issuer,
     require_root,
     s3::venv_bin,
     sdk,
+    world::Stateless,
     world::{PORT, admin_cli, bearer, header, sections as identity, token},
 };
 use serde_json::{Value, json};

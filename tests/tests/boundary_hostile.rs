@@ -203,26 +203,8 @@ fn a_second_request_with_the_same_id_is_refused_and_both_are_recorded() {
     // The reference TypeScript server: it takes batches.
     let _server = everything::server(ns.name(), "streamableHttp", 8080, dir.path());
     let mut agent = Agent::start(&ns, dir.path(), "", "[[intercept.ports]]\nport = 8080\n");
-    let proto = "MCP-Protocol-Version: 2025-06-18";
-    let init = post_in(
-        &ns,
-        addr(),
-        "/mcp",
-        initialize(1).to_string().as_bytes(),
-        &[proto],
-    );
-    let sid = header(&init, "mcp-session-id")
-        .expect("a session")
-        .to_string();
-    let sid_h = format!("Mcp-Session-Id: {sid}");
-    let done = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
-    post_in(
-        &ns,
-        addr(),
-        "/mcp",
-        done.to_string().as_bytes(),
-        &[proto, &sid_h],
-    );
+    let proto = PROTO;
+    let sid_h = raw_session(&ns);
     // The first is what the server runs; the second, with the same id,
     // would have taken its place in the pending table; " 8" is a twin of 8
     // to the TypeScript and Python SDKs.
@@ -290,26 +272,8 @@ fn a_request_whose_id_is_already_waiting_in_the_session_is_refused() {
     let (ns, dir) = (NetNs::new("hdupsess"), TempDir::new("hdupsess"));
     let server = peer::server_with(ns.name(), "127.0.0.1:8080", dir.path(), &["--log-auth"]);
     let agent = Agent::start(&ns, dir.path(), "", "[[intercept.ports]]\nport = 8080\n");
-    let proto = "MCP-Protocol-Version: 2025-06-18";
-    let init = post_in(
-        &ns,
-        addr(),
-        "/mcp",
-        initialize(1).to_string().as_bytes(),
-        &[proto],
-    );
-    let sid = header(&init, "mcp-session-id")
-        .expect("a session")
-        .to_string();
-    let sid_h = format!("Mcp-Session-Id: {sid}");
-    let done = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
-    post_in(
-        &ns,
-        addr(),
-        "/mcp",
-        done.to_string().as_bytes(),
-        &[proto, &sid_h],
-    );
+    let proto = PROTO;
+    let sid_h = raw_session(&ns);
     let posts = || {
         peer::auth_log(&server)
             .iter()
@@ -445,20 +409,15 @@ fn a_request_forwarded_before_a_kill_9_is_in_the_audit() {
     );
 }
 
-/// A raw session with the hostile rmcp server through the agent: the
-/// answer to a `tools/call` of `lookup_customer_structured`, as bytes.
-fn raw_tool_call(ns: &NetNs) -> String {
-    let proto = "MCP-Protocol-Version: 2025-06-18";
-    let init = post_in(
-        ns,
-        addr(),
-        "/mcp",
-        initialize(1).to_string().as_bytes(),
-        &[proto],
-    );
-    let sid = header(&init, "mcp-session-id")
-        .expect("a session")
-        .to_string();
+/// The protocol version of the raw sessions below.
+const PROTO: &str = "MCP-Protocol-Version: 2025-06-18";
+
+/// A raw client's session through the agent: initialized, announced;
+/// its `Mcp-Session-Id` header line.
+fn raw_session(ns: &NetNs) -> String {
+    let init = initialize(1).to_string();
+    let init = post_in(ns, addr(), "/mcp", init.as_bytes(), &[PROTO]);
+    let sid = header(&init, "mcp-session-id").expect("a session");
     let sid_h = format!("Mcp-Session-Id: {sid}");
     let done = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
     post_in(
@@ -466,8 +425,15 @@ fn raw_tool_call(ns: &NetNs) -> String {
         addr(),
         "/mcp",
         done.to_string().as_bytes(),
-        &[proto, &sid_h],
+        &[PROTO, &sid_h],
     );
+    sid_h
+}
+
+/// A raw session with the hostile rmcp server through the agent: the
+/// answer to a `tools/call` of `lookup_customer_structured`, as bytes.
+fn raw_tool_call(ns: &NetNs) -> String {
+    let (proto, sid_h) = (PROTO, raw_session(ns));
     let call = tool_call(5, "lookup_customer_structured", json!({"id": "c-1"}));
     let r = post_in(
         ns,

@@ -11,8 +11,8 @@
 use std::time::Duration;
 
 use mcp_interceptor_tests::{
-    Agent, NetNs, Proc, TempDir, auditq, everything::repo, http::RawResponse, http::Stateless,
-    proc::run_in, require_root, s3::venv_bin, sdk,
+    Agent, NetNs, Proc, TempDir, auditq, everything::repo, http::RawResponse, proc::run_in,
+    require_root, s3::venv_bin, sdk, world::Stateless,
 };
 use serde_json::{Value, json};
 

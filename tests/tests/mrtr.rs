@@ -7,8 +7,8 @@
 //! (tests/peers/mrtr_server.py); the client speaks the stateless form.
 
 use mcp_interceptor_tests::{
-    Agent, NetNs, Proc, TempDir, auditq::records, http::RawResponse, http::Stateless, require_root,
-    sdk,
+    Agent, NetNs, Proc, TempDir, auditq::records, http::RawResponse, require_root, sdk,
+    world::Stateless,
 };
 use serde_json::{Value, json};
 

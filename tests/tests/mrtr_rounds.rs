@@ -13,8 +13,8 @@
 use std::time::Duration;
 
 use mcp_interceptor_tests::{
-    Agent, NetNs, Proc, TempDir, auditq, everything::repo, http::RawResponse, http::Stateless,
-    require_root, run_in, s3::venv_bin, sdk,
+    Agent, NetNs, Proc, TempDir, auditq, everything::repo, http::RawResponse, require_root, run_in,
+    s3::venv_bin, sdk, world::Stateless,
 };
 use serde_json::{Value, json};
 

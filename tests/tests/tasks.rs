@@ -14,9 +14,9 @@ use mcp_interceptor_tests::{
     Agent, NetNs, Proc, TempDir,
     auditq::records,
     http::RawResponse,
-    http::Stateless,
     oidc::Issuer,
     require_root, sdk,
+    world::Stateless,
     world::{PORT, bearer, sections, token},
 };
 use serde_json::{Value, json};
