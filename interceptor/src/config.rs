@@ -315,7 +315,7 @@ fn default_mcp_paths() -> Vec<String> {
 }
 
 /// HTTP limits and time-outs. Each violation gets a documented status and,
-/// where the client speaks JSON-RPC, a JSON-RPC error body (README.md).
+/// where the client speaks JSON-RPC, a JSON-RPC error body (docs/protocol-and-errors.md).
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Http {
