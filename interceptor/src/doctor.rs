@@ -13,6 +13,7 @@
 
 use std::{fmt, path::Path};
 
+mod evidence;
 mod identity;
 mod maps;
 mod preflight;
@@ -142,6 +143,7 @@ pub fn run(path: &Path, scope: Scope) -> Vec<Check> {
         }
     }
     out.extend(identity::checks(&cfg));
+    out.extend(evidence::checks(&cfg));
     out.extend(s3::checks(&cfg));
     if scope == Scope::Preflight {
         out.extend(preflight::state(&cfg));
