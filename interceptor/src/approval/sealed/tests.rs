@@ -93,7 +93,8 @@ fn expired_states_are_refused() {
 fn another_callers_or_another_calls_state_is_refused() {
     let f = facts("alice", "aa");
     let c = claims(&f);
-    let changes: [(fn(&mut CallFacts), StateError); 7] = [
+    type Change = fn(&mut CallFacts);
+    let changes: [(Change, StateError); 7] = [
         (|f| *f = facts("mallory", "aa"), StateError::OtherCaller),
         // "alice" of another issuer is someone else.
         (
