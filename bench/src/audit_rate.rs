@@ -36,6 +36,12 @@ fn event(i: u64, caller: &std::sync::Arc<Caller>) -> ExchangeEvent {
         tls: None,
     };
     ExchangeEvent {
+        // A TLS client, as in production: the row carries its three columns.
+        tls: Some(interceptor::conn::Negotiated {
+            version: "TLSv1.3",
+            cipher: Some("TLS13_AES_128_GCM_SHA256".into()),
+            alpn: Some("http/1.1".into()),
+        }),
         caller: Some(caller.clone()),
         session_id: Some(format!("session-{}", i / 50)),
         protocol_version: Some("2025-11-25".into()),

@@ -66,6 +66,8 @@ pub struct ExchangeEvent {
     pub client_addr: String,
     /// The original destination address.
     pub orig_dst: String,
+    /// What the connection's TLS handshake negotiated; `None`: plaintext.
+    pub tls: Option<crate::conn::Negotiated>,
     /// Who asked (`None` only when the request was refused before an
     /// identity was established).
     pub caller: Option<std::sync::Arc<crate::identity::Caller>>,
@@ -144,6 +146,7 @@ impl ExchangeEvent {
             conn_id: conn.id,
             client_addr: conn.client.to_string(),
             orig_dst: conn.orig_dst.to_string(),
+            tls: conn.tls.as_ref().map(|t| t.negotiated.clone()),
             caller: None,
             session_id: None,
             transport,
