@@ -8,7 +8,7 @@ use std::fmt::Write as _;
 
 use super::{
     fmt_time,
-    markdown::{GAP_ROW_HEAD, SAMPLE_HEAD, gap_row_cells, sample_cells, verify_line},
+    markdown::{GAP_ROW_HEAD, SAMPLE_HEAD, gap_rows, sample_cells, verify_line},
     nist::{Control, NistReport, Status, Table, Verify},
 };
 
@@ -159,11 +159,7 @@ fn gaps(out: &mut String, r: &NistReport) {
             );
         }
         out.push_str("</ul>");
-        let rows: Vec<Vec<String>> = c
-            .gaps
-            .iter()
-            .flat_map(|g| g.rows.iter().map(gap_row_cells))
-            .collect();
+        let rows = gap_rows(c);
         if !rows.is_empty() {
             table(out, "samples", &GAP_ROW_HEAD, &rows);
         }

@@ -155,11 +155,7 @@ fn gaps(o: &mut String, r: &NistReport) {
             let _ = writeln!(o, "  - **Fix:** {}", md(&g.fix));
         }
         o.push('\n');
-        let rows: Vec<Vec<String>> = c
-            .gaps
-            .iter()
-            .flat_map(|g| g.rows.iter().map(gap_row_cells))
-            .collect();
+        let rows = gap_rows(c);
         if !rows.is_empty() {
             let _ = writeln!(o, "Rows that fall short (first of each gap):\n");
             md_table(o, &GAP_ROW_HEAD, &rows);
@@ -177,16 +173,22 @@ pub const GAP_ROW_HEAD: [&str; 6] = [
     "tool_name",
 ];
 
-/// The cells of a row that falls short.
-pub fn gap_row_cells(s: &Sample) -> Vec<String> {
-    vec![
-        s.event_time.clone(),
-        s.event_id.clone(),
-        s.kind.clone(),
-        s.method.clone(),
-        s.subject.clone(),
-        s.tool_name.clone(),
-    ]
+/// The cells of the rows that fall short of control `c`, gap by gap.
+pub fn gap_rows(c: &Control) -> Vec<Vec<String>> {
+    let cells = |s: &Sample| {
+        vec![
+            s.event_time.clone(),
+            s.event_id.clone(),
+            s.kind.clone(),
+            s.method.clone(),
+            s.subject.clone(),
+            s.tool_name.clone(),
+        ]
+    };
+    c.gaps
+        .iter()
+        .flat_map(|g| g.rows.iter().map(cells))
+        .collect()
 }
 
 /// The column headings of sample tables.
