@@ -228,20 +228,20 @@ fn a_well_configured_run_meets_its_controls_and_without_the_pinned_key_is_partia
             ("AU-10", "met"),
             ("AU-12", "met"),
             ("IA-2", "met"),
-            // This trail records no TLS version: SC-8 cannot be judged.
-            ("SC-8", "not_assessed"),
+            // The world serves plaintext, and the trail records it so.
+            ("SC-8", "not_met"),
         ],
     );
-    assert_eq!(
-        run.status.code(),
-        Some(4),
-        "partial or not assessed: {run:?}"
-    );
-    gap(
+    assert_eq!(run.status.code(), Some(3), "SC-8 not met: {run:?}");
+    let g = gap(
         &v,
         &md_text,
         "SC-8",
-        "connections with no recorded TLS version",
+        "connections carried exchange rows in plaintext",
+    );
+    assert!(
+        g["fix"].as_str().unwrap().contains("tls.require_tls"),
+        "{g}"
     );
     for line in [
         "| tools/call | 3 | 1 | 0 |",
@@ -256,13 +256,17 @@ fn a_well_configured_run_meets_its_controls_and_without_the_pinned_key_is_partia
 
     // The same trail, its chain checked only against the key stored beside it.
     let out = w.dir.path().join("stored-key");
-    let (run, v) = report(&w.agent, &audit, (from, to), &out, &["--max-gap", "6"]);
+    let more = ["--max-gap", "6", "--json"];
+    let (run, v) = report(&w.agent, &audit, (from, to), &out, &more);
+    // --json prints the verdicts the JSON file holds, for a pipeline.
+    let printed: Value = serde_json::from_slice(&run.stdout).expect("JSON on stdout");
+    assert_eq!(printed, v);
     let md_text = std::fs::read_to_string(out.join("nist-report.md")).unwrap();
     assert_statuses(
         &v,
         &[("AU-9", "partial"), ("AU-10", "partial"), ("IA-2", "met")],
     );
-    assert_eq!(run.status.code(), Some(4), "{run:?}");
+    assert_eq!(run.status.code(), Some(3), "SC-8 still not met: {run:?}");
     for id in ["AU-9", "AU-10"] {
         let g = gap(
             &v,
@@ -286,7 +290,7 @@ fn a_well_configured_run_meets_its_controls_and_without_the_pinned_key_is_partia
     for shown in [
         "<span class=\"badge s-partial\">partial</span>",
         "<span class=\"badge s-met\">met</span>",
-        "<span class=\"badge s-not-assessed\">not assessed</span>",
+        "<span class=\"badge s-not-met\">not met</span>",
         "<section class=\"gaps\" id=\"gaps\"><h2>Gaps</h2>",
         "<dt>Fix</dt><dd>pass --public-key",
         "<b>Rule:</b> Met when <code>audit verify</code>",

@@ -87,3 +87,11 @@ pub const AGENT: &str = "EXIT STATUS:
   0  the agent answered and did it
   1  the agent refused (its reason on stderr), or cannot be reached
   2  usage error";
+
+/// `report nist`: the worst status of the period's controls.
+pub const REPORT_NIST: &str = "EXIT STATUS (after writing all three files):
+  0  every control met
+  1  the report could not be made (its cause on stderr)
+  2  usage error
+  3  a control not met (a broken audit chain included)
+  4  none not met, but one partial or not assessed";

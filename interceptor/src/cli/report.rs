@@ -3,9 +3,10 @@
 
 use std::{path::PathBuf, process::ExitCode};
 
+use super::{ConfigArg, JsonArg};
 use clap::Subcommand;
 use interceptor::{
-    config::{self, Config},
+    config::Config,
     report::{self, Period, nist},
 };
 
@@ -17,10 +18,7 @@ pub enum ReportCmd {
     /// self-contained `<out>/nist-report.html` and the verdicts as
     /// `<out>/nist-report.json`. Each control is met, partial, not met or
     /// not assessed, by the rule printed under its status.
-    ///
-    /// Exit codes, after writing all three: 0 every control met; 3 a
-    /// control not met (a broken chain included); 4 none not met, but one
-    /// partial or not assessed; 1 the report could not be made.
+    #[command(after_help = super::exit::REPORT_NIST)]
     Nist {
         /// Start, inclusive: `YYYY-MM-DD` or `YYYY-MM-DDTHH:MM:SSZ` (UTC).
         #[arg(long)]
@@ -31,9 +29,9 @@ pub enum ReportCmd {
         /// The audit directory; default: `audit.dir` of the config.
         #[arg(long)]
         dir: Option<PathBuf>,
-        #[arg(long, short, default_value = config::DEFAULT_PATH)]
-        config: PathBuf,
-        /// Where to write the two files.
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Where to write the three files.
         #[arg(long, default_value = ".")]
         out: PathBuf,
         /// The pinned Ed25519 public key (hex) for the chain check;
@@ -46,7 +44,24 @@ pub enum ReportCmd {
         /// `audit.roll_seconds` of the config, or 120 without one.
         #[arg(long)]
         max_gap: Option<u64>,
+        #[command(flatten)]
+        json: JsonArg,
     },
+}
+
+fn print_summary(r: &nist::NistReport, written: &[PathBuf]) {
+    for path in written {
+        println!("wrote {}", path.display());
+    }
+    println!(
+        "{} rows from {} file(s); audit verify: {}",
+        r.rows,
+        r.files_read,
+        report::markdown::verify_line(&r.verify)
+    );
+    for c in r.short_of_met() {
+        println!("{} {}: {}", c.id, c.status.label(), c.verdict);
+    }
 }
 
 /// Runs one `report` subcommand.
@@ -60,7 +75,9 @@ pub fn run(cmd: ReportCmd) -> anyhow::Result<ExitCode> {
             out,
             public_key,
             max_gap,
+            json,
         } => {
+            let config = config.config;
             let period = Period::parse(&from, &to)?;
             // The config tells the heartbeat interval and S3 shipping; with
             // --dir it is optional.
@@ -73,17 +90,13 @@ pub fn run(cmd: ReportCmd) -> anyhow::Result<ExitCode> {
             };
             let check = nist::Check::new(&dir, cfg.as_ref(), public_key, max_gap);
             let r = nist::build(&dir, period, &check)?;
-            for path in report::write_nist(&r, &out)? {
-                println!("wrote {}", path.display());
-            }
-            println!(
-                "{} rows from {} file(s); audit verify: {}",
-                r.rows,
-                r.files_read,
-                report::markdown::verify_line(&r.verify)
-            );
-            for c in r.short_of_met() {
-                println!("{} {}: {}", c.id, c.status.label(), c.verdict);
+            let written = report::write_nist(&r, &out)?;
+            if json.json {
+                // The same verdicts as nist-report.json, for a pipeline
+                // that reads stdout.
+                println!("{}", report::json::render(&r));
+            } else {
+                print_summary(&r, &written);
             }
             Ok(match r.worst() {
                 nist::Status::Met => ExitCode::SUCCESS,

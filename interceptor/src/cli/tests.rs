@@ -15,11 +15,6 @@ const NO_CONFIG: &[&str] = &["completions"];
 /// (TOML), `completions` prints a shell script.
 const NOT_REPORTING: &[&str] = &["run", "init", "completions"];
 
-/// Commands defined in files another change owns, which do not follow the
-/// conventions yet. Each entry must still break a rule: once it is fixed,
-/// the test fails until the entry goes.
-const KNOWN_GAPS: &[&str] = &["report nist"];
-
 /// Every command with its path (`audit verify`), parents included.
 fn walk(cmd: &Command, path: &str, out: &mut Vec<(String, Command)>) {
     for sub in cmd.get_subcommands() {
@@ -106,13 +101,6 @@ fn every_command_has_help_exit_status_config_and_json() {
         .collect::<Vec<_>>();
     for (path, cmd) in &all {
         let found = problems(path, cmd);
-        if KNOWN_GAPS.contains(&path.as_str()) {
-            assert!(
-                !found.is_empty(),
-                "{path} follows the conventions now: remove it from KNOWN_GAPS"
-            );
-            continue;
-        }
         failures.extend(found);
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));

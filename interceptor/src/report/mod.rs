@@ -33,7 +33,7 @@ use parquet::arrow::{ProjectionMask, arrow_reader::ParquetRecordBatchReaderBuild
 
 use crate::audit::{
     chain::data_files,
-    schema::{self, AuditRow},
+    schema::AuditRow,
     wal::{self, hour_of},
 };
 
@@ -315,6 +315,9 @@ const INT_FIELDS: &[IntField] = &[
     ("http_status", |r, v| r.http_status = v),
 ];
 
+/// SC-8's column, read where the file has it (see `rows_of`).
+const TLS_VERSION: &str = "tls_version";
+
 /// The columns the reports use (the others are not decoded): the fields
 /// above, the event time, the connection id and the truncation flag.
 fn columns() -> impl Iterator<Item = &'static str> {
@@ -376,8 +379,13 @@ fn read_file(path: &Path, period: Period, out: &mut Vec<AuditRow>) -> Result<(),
     };
     let file = File::open(path).map_err(io_err(path))?;
     let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(parquet)?;
-    let ours = schema::schema();
-    let roots: Vec<usize> = columns().filter_map(|c| ours.index_of(c).ok()).collect();
+    // Indexes from the file's own schema: files written before the TLS
+    // columns were appended lack them, and ours would point past their end.
+    let theirs = builder.schema().clone();
+    let roots: Vec<usize> = columns()
+        .chain([TLS_VERSION])
+        .filter_map(|c| theirs.index_of(c).ok())
+        .collect();
     let mask = ProjectionMask::roots(builder.parquet_schema(), roots);
     let reader = builder.with_projection(mask).build().map_err(parquet)?;
     for batch in reader {
@@ -414,6 +422,8 @@ fn rows_of(c: &Cols<'_>, period: Period, out: &mut Vec<AuditRow>) -> Result<(), 
         .map(|(n, set)| Ok((c.get::<Int32Array>(n)?, set)))
         .collect::<Result<Vec<_>, ReportError>>()?;
     let conn = c.get::<Int64Array>("conn_id")?;
+    // Optional: a file from before the column holds no TLS facts at all.
+    let tls = c.get::<StringArray>(TLS_VERSION).ok();
     let truncated = c.get::<BooleanArray>("response_truncated")?;
     for i in 0..c.batch.num_rows() {
         let t = time.value(i);
@@ -435,6 +445,10 @@ fn rows_of(c: &Cols<'_>, period: Period, out: &mut Vec<AuditRow>) -> Result<(), 
         for (a, set) in &ints {
             set(&mut row, i32v(a, i));
         }
+        row.tls_version = match tls {
+            Some(a) => s(a, i),
+            None => Some(wire::UNRECORDED_TLS.to_string()),
+        };
         out.push(row);
     }
     Ok(())

@@ -23,13 +23,20 @@ pub enum Wire {
     Unrecorded,
 }
 
-/// What a row says of its connection's wire. This trail's rows hold no
-/// TLS column (`transport` is the MCP transport, and a certificate
-/// fingerprint proves TLS but not its version), so every connection reads
-/// as unrecorded; with a `tls_version` column, `Some(v)` is `Tls(v)` and
-/// `None` is `Plain`.
-fn wire_of(_: &AuditRow) -> Wire {
-    Wire::Unrecorded
+/// The `tls_version` the reader gives rows of files written before the
+/// TLS columns existed: never a negotiated version, so SC-8 reads such
+/// connections as unrecorded rather than as plaintext.
+pub const UNRECORDED_TLS: &str = "";
+
+/// What a row says of its connection's wire: a negotiated version is
+/// TLS, null is plaintext (the agent records every handshake it
+/// completes), and the reader's marker is a file that predates the column.
+fn wire_of(r: &AuditRow) -> Wire {
+    match r.tls_version.as_deref() {
+        Some(UNRECORDED_TLS) => Wire::Unrecorded,
+        Some(v) => Wire::Tls(v.to_string()),
+        None => Wire::Plain,
+    }
 }
 
 /// Whether a recorded TLS version ("TLSv1.2", "TLSv1.3", "TLS1.2") is 1.2
@@ -117,13 +124,16 @@ pub(super) fn sc8(rows: &[AuditRow]) -> Control {
         .iter()
         .filter(|r| r.decided_by.as_deref() == Some("tls"))
         .collect();
-    let unknown = conns.len() - mtls.len();
     let mut wires = BTreeMap::new();
     for r in rows.iter().filter(|r| is_exchange(r)) {
         if let Some(c) = r.conn_id {
             wires.insert((r.host.clone(), c), wire_of(r));
         }
     }
+    let count = |f: fn(&Wire) -> bool| wires.values().filter(|w| f(w)).count();
+    let tls = count(|w| matches!(w, Wire::Tls(_)));
+    let plain = count(|w| *w == Wire::Plain);
+    let unrecorded = count(|w| *w == Wire::Unrecorded);
     let (status, verdict, gaps) = judge_wires(&wires);
     Control {
         id: "SC-8",
@@ -144,13 +154,18 @@ pub(super) fn sc8(rows: &[AuditRow]) -> Control {
                 "Refused by the TLS stage (plaintext under require_tls, failed handshakes)",
                 tls_refusals.len(),
             ),
-            fact("Connections whose transport security is not recorded", unknown),
+            fact("Connections with exchange rows over TLS (tls_version)", tls),
+            fact("Connections with exchange rows in plaintext", plain),
+            fact(
+                "Connections with exchange rows whose TLS version is not recorded (files from before the column)",
+                unrecorded,
+            ),
         ],
         tables: Vec::new(),
         samples_caption: "Refusals by the TLS stage".into(),
         samples: samples(tls_refusals.into_iter()),
         note: Some(
-            "`transport` is the MCP transport (streamable-http, sse, stateless, http), not the wire. A client certificate fingerprint proves TLS, but not its version."
+            "`transport` is the MCP transport (streamable-http, sse, stateless, http), not the wire; `tls_version`, `tls_cipher` and `tls_alpn` record the client connection's handshake, null on plaintext."
                 .into(),
         ),
     }
