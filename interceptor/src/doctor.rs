@@ -7,6 +7,7 @@
 
 use std::{fmt, path::Path};
 
+mod evidence;
 mod identity;
 mod maps;
 mod steered;
@@ -123,6 +124,7 @@ pub fn run(path: &Path) -> Vec<Check> {
         }
     }
     out.extend(identity::checks(&cfg));
+    out.extend(evidence::checks(&cfg));
     if cfg.intercept.mode == Mode::Listen {
         out.push(ok("mode", "listen: no eBPF steering to check"));
         return out;
