@@ -438,12 +438,14 @@ impl Config {
         {
             return Err(Invalid("audit: roll_seconds and fsync_interval_ms must be > 0, roll_bytes >= 4096, max_field_bytes >= 256".into()));
         }
+        // ':' admits an EC2 fleet host, "<role id>:<instance id>": the
+        // ${aws:userid} that scopes its S3 keys (deploy/aws/README.md).
         if let Some(h) = &a.host
             && (h.is_empty()
                 || h.starts_with('.')
                 || !h
                     .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)))
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c)))
         {
             return Err(Invalid(format!("audit.host {h:?} must be a plain name")));
         }

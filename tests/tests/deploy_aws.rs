@@ -1,35 +1,40 @@
-//! deploy/aws/mcp-interceptor.yaml: cfn-lint accepts it, its Glue table is
-//! the table of deploy/athena/create_table.sql (columns, types, projection,
-//! location), and the agent's upload role grants only the named actions the
-//! uploader uses (interceptor/src/audit/upload.rs), limited to its own host.
+//! deploy/aws/mcp-interceptor.yaml: cfn-lint accepts it (as written, and
+//! with the parameters of 200 named hosts and of an autoscaling group); it
+//! fits CloudFormation's limits once its loops are unrolled; Object Lock
+//! and the access trail are on by default; its saved Athena queries are the
+//! files of deploy/athena/queries; its Glue table is the DDL's (`ddl`); its
+//! IAM policies hold each agent to its own keys and give auditors what the
+//! Athena console needs (`iam`); and moto's CloudFormation creates it for
+//! 200 hosts and for a fleet, with an agent of that fleet uploading under
+//! the keys its role allows (`stack`).
 //!
-//! cfn-lint and its template decoder (which reads `!Sub` and friends) come
-//! from `<repo>/.venv` (tests/peers/requirements.txt, `cargo xtask setup`).
-//! No AWS account is involved.
+//! cfn-lint, its template decoder and transform, boto3 and moto come from
+//! `<repo>/.venv` (tests/peers/requirements.txt, `cargo xtask setup`);
+//! tests/peers/cfn_stack.py drives them. No AWS account is involved.
 
-use std::{
-    collections::{BTreeMap, BTreeSet},
-    path::PathBuf,
-    process::Command,
-};
+#[path = "deploy_aws/ddl.rs"]
+mod ddl;
+#[path = "deploy_aws/iam.rs"]
+mod iam;
+#[path = "deploy_aws/stack.rs"]
+mod stack;
+
+use std::{collections::BTreeSet, path::PathBuf, process::Command};
 
 use mcp_interceptor_tests::everything::repo;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 const TEMPLATE: &str = "deploy/aws/mcp-interceptor.yaml";
-const DDL: &str = "deploy/athena/create_table.sql";
-
-/// What the uploader calls (PUT, multipart create/part/complete, abort:
-/// s3:PutObject and s3:AbortMultipartUpload; HEAD: s3:GetObject; 404 rather
-/// than 403 for a missing key: s3:ListBucket) and what SSE-KMS needs.
-const AGENT_ACTIONS: &[&str] = &[
-    "kms:Decrypt",
-    "kms:GenerateDataKey",
-    "s3:AbortMultipartUpload",
-    "s3:GetObject",
-    "s3:ListBucket",
-    "s3:PutObject",
-];
+const QUERIES: &str = "deploy/athena/queries";
+/// Per-host role slots (`AgentRole0`..): the template's ForEach lists.
+const SLOTS: usize = 230;
+/// CloudFormation quotas: an inline template body (`aws cloudformation
+/// deploy` without `--s3-bucket`), resources and outputs per stack, and a
+/// template after its transforms.
+const MAX_BODY: usize = 51_200;
+const MAX_RESOURCES: usize = 500;
+const MAX_OUTPUTS: usize = 200;
+const MAX_PROCESSED: usize = 1_000_000;
 
 fn venv_bin(name: &str) -> PathBuf {
     let p = repo().join(".venv/bin").join(name);
@@ -41,24 +46,26 @@ fn venv_bin(name: &str) -> PathBuf {
     p
 }
 
-#[test]
-fn cfn_lint_accepts_the_template() {
-    let out = Command::new(venv_bin("cfn-lint"))
-        .arg(TEMPLATE)
+/// Runs `.venv/bin/<bin> args` in the repo; its stdout, or a panic with
+/// everything it printed.
+fn run(bin: &str, args: &[&str]) -> Vec<u8> {
+    let out = Command::new(venv_bin(bin))
+        .args(args)
         .current_dir(repo())
         .output()
-        .expect("run cfn-lint");
+        .unwrap_or_else(|e| panic!("run {bin}: {e}"));
     assert!(
         out.status.success(),
-        "cfn-lint {TEMPLATE} exited with {}:\n{}{}",
+        "{bin} {args:?} exited with {}:\n{}{}",
         out.status,
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+    out.stdout
 }
 
 /// The template as JSON, short-form tags (`!Sub`, `!GetAtt`, ...) turned into
-/// their long form by cfn-lint's own decoder.
+/// their long form by cfn-lint's own decoder; loops still folded.
 fn template() -> Value {
     const DECODE: &str = "import json, sys
 from cfnlint.decode import decode
@@ -67,385 +74,278 @@ if errors or template is None:
     sys.exit('\\n'.join(str(e) for e in errors) or 'no template')
 json.dump(template, sys.stdout)
 ";
-    let out = Command::new(venv_bin("python"))
-        .args(["-c", DECODE, TEMPLATE])
-        .current_dir(repo())
-        .output()
-        .expect("run python");
-    assert!(
-        out.status.success(),
-        "decoding {TEMPLATE}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("the decoder prints JSON")
+    serde_json::from_slice(&run("python", &["-c", DECODE, TEMPLATE])).expect("decoder JSON")
 }
 
-// ------------------------------------------------------------- the DDL
-
-/// The DDL without `--` comments (none of its string literals holds `--`).
-fn strip_comments(sql: &str) -> String {
-    sql.lines()
-        .map(|l| l.split("--").next().unwrap_or(""))
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
-/// The text inside the parentheses opening at `open`, and the index after
-/// the closing one.
-fn parenthesized(s: &str, open: usize) -> (&str, usize) {
-    assert_eq!(&s[open..=open], "(", "expected ( at {open}");
-    let mut depth = 0usize;
-    for (i, c) in s[open..].char_indices() {
-        match c {
-            '(' => depth += 1,
-            ')' => {
-                depth -= 1;
-                if depth == 0 {
-                    return (&s[open + 1..open + i], open + i + 1);
-                }
-            }
-            _ => {}
-        }
+/// The template after AWS::LanguageExtensions, every slot unrolled: by
+/// tests/peers/cfn_stack.py, or (`cfn_lint`) by cfn-lint's transform.
+fn expanded(cfn_lint: bool) -> Value {
+    let mut args = vec!["tests/peers/cfn_stack.py", "expand", TEMPLATE];
+    if cfn_lint {
+        args.push("--cfn-lint");
     }
-    panic!("unclosed ( at {open}");
+    serde_json::from_slice(&run("python", &args)).expect("cfn_stack.py expand prints JSON")
 }
 
-/// `name type, ...` split at top-level commas (not those inside
-/// `map<string,int>`): (name without backticks, type lowercased without
-/// spaces).
-fn column_list(body: &str) -> Vec<(String, String)> {
-    let mut entries = Vec::new();
-    let (mut nest, mut start) = (0usize, 0usize);
-    for (i, c) in body.char_indices() {
-        match c {
-            '(' | '<' => nest += 1,
-            ')' | '>' => nest -= 1,
-            ',' if nest == 0 => {
-                entries.push(&body[start..i]);
-                start = i + 1;
-            }
-            _ => {}
-        }
+/// 200 distinct EC2-style names, among them two that are equal once their
+/// '-' are stripped (ip-10-0-1-23 / ip-10-0-12-3).
+fn two_hundred_hosts() -> Vec<String> {
+    let mut hosts: Vec<String> = (0..198)
+        .map(|i| format!("ip-10-1-{}-{}", i / 10, i % 10))
+        .collect();
+    hosts.extend(["ip-10-0-1-23".to_string(), "ip-10-0-12-3".to_string()]);
+    hosts
+}
+
+fn cfn_lint(params: &[String]) {
+    let mut args = vec![TEMPLATE];
+    if !params.is_empty() {
+        args.push("--parameters");
+        args.extend(params.iter().map(String::as_str));
     }
-    entries.push(&body[start..]);
-    entries
-        .into_iter()
-        .map(str::trim)
-        .filter(|e| !e.is_empty())
-        .map(|e| {
-            let (name, ty) = e
-                .split_once(char::is_whitespace)
-                .unwrap_or_else(|| panic!("no type in {e:?}"));
-            let ty: String = ty.chars().filter(|c| !c.is_whitespace()).collect();
-            (name.trim_matches('`').to_string(), ty.to_lowercase())
-        })
-        .collect()
+    run("cfn-lint", &args);
 }
 
-/// Every `'...'` literal in `s`, in order.
-fn quoted(s: &str) -> Vec<String> {
-    s.split('\'')
-        .skip(1)
-        .step_by(2)
-        .map(str::to_string)
-        .collect()
+/// One run covers both setups: cfn-lint weighs every branch of the
+/// conditions, and the parameters give it 200 named hosts (every slot
+/// reading a real entry) beside the fleet role. One run, because each
+/// takes ~40 s of CPU over the 484 unrolled resources.
+#[test]
+fn cfn_lint_accepts_the_template_for_200_named_hosts_and_a_fleet() {
+    cfn_lint(&[
+        format!("AgentHosts={}", two_hundred_hosts().join(",")),
+        "CreateFleetRole=true".into(),
+    ]);
 }
 
-struct Ddl {
-    columns: Vec<(String, String)>,
-    partitions: Vec<(String, String)>,
-    location: String,
-    properties: BTreeMap<String, String>,
-}
-
-fn ddl() -> Ddl {
-    let path = repo().join(DDL);
-    let sql = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{DDL}: {e}"));
-    let sql = strip_comments(&sql);
-    let table = sql.find("mcp_audit").expect("the DDL names mcp_audit");
-    let open = table + sql[table..].find('(').expect("a ( after mcp_audit");
-    let (body, end) = parenthesized(&sql, open);
-    let rest = &sql[end..];
-    let after = |kw: &str| {
-        rest.find(kw)
-            .map(|i| i + kw.len())
-            .unwrap_or_else(|| panic!("{DDL} has no {kw}"))
-    };
-    let part = after("PARTITIONED BY");
-    let part = part + rest[part..].find('(').expect("( after PARTITIONED BY");
-    let (partitions, _) = parenthesized(rest, part);
-    let location = quoted(&rest[after("LOCATION")..])
-        .into_iter()
-        .next()
-        .expect("a LOCATION literal");
-    let props = after("TBLPROPERTIES");
-    let props = props + rest[props..].find('(').expect("( after TBLPROPERTIES");
-    let (props, _) = parenthesized(rest, props);
-    let literals = quoted(props);
-    assert!(
-        literals.len().is_multiple_of(2),
-        "TBLPROPERTIES are 'key' = 'value' pairs: {literals:?}"
-    );
-    Ddl {
-        columns: column_list(body),
-        partitions: column_list(partitions),
-        location,
-        properties: literals
-            .chunks(2)
-            .map(|kv| (kv[0].clone(), kv[1].clone()))
-            .collect(),
-    }
-}
-
-// -------------------------------------------------------- the template
-
-/// A string value of the template as the DDL would spell it: `Fn::Sub`
-/// with the parameters at their defaults and the bucket as the DDL's
-/// placeholder, `${!x}` as the literal `${x}`.
-fn as_ddl_text(t: &Value, v: &Value) -> Option<String> {
-    if let Some(s) = v.as_str() {
-        return Some(s.to_string());
-    }
-    let mut s = v.get("Fn::Sub")?.as_str()?.to_string();
-    s = s.replace("${AuditBucket}", "YOUR-AUDIT-BUCKET");
-    for (name, p) in t["Parameters"].as_object().expect("Parameters") {
-        if let Some(d) = p.get("Default").and_then(Value::as_str) {
-            s = s.replace(&format!("${{{name}}}"), d);
-        }
-    }
-    Some(s.replace("${!", "${"))
-}
-
-fn name_types(v: &Value) -> Vec<(String, String)> {
-    v.as_array()
-        .expect("a list of columns")
-        .iter()
-        .map(|c| {
-            let s = |k: &str| c[k].as_str().unwrap_or_else(|| panic!("{k} of {c}"));
-            (s("Name").to_string(), s("Type").to_lowercase())
-        })
-        .collect()
-}
-
-fn names(cols: &[(String, String)]) -> Vec<&str> {
-    cols.iter().map(|(n, _)| n.as_str()).collect()
+fn resources(t: &Value) -> &serde_json::Map<String, Value> {
+    t["Resources"].as_object().expect("Resources")
 }
 
 #[test]
-fn glue_table_is_the_athena_ddl_table() {
-    let t = template();
-    let ddl = ddl();
+fn the_unrolled_template_fits_the_stack_quotas() {
+    let body = std::fs::read(repo().join(TEMPLATE)).expect("template");
     assert!(
-        ddl.columns.len() > 40,
-        "{DDL}: only {} columns parsed",
-        ddl.columns.len()
+        body.len() < MAX_BODY,
+        "{TEMPLATE} is {} bytes: over {MAX_BODY}, `aws cloudformation deploy` needs --s3-bucket",
+        body.len()
     );
-    let input = &t["Resources"]["AuditTable"]["Properties"]["TableInput"];
-    assert_eq!(input["Name"], "mcp_audit", "the queries name mcp_audit");
-    let sd = &input["StorageDescriptor"];
-    let columns = name_types(&sd["Columns"]);
-    let partitions = name_types(&input["PartitionKeys"]);
+    let t = expanded(false);
+    let all = resources(&t);
+    // The same ids as cfn-lint's implementation of the transform.
+    let theirs = expanded(true);
+    for section in ["Resources", "Conditions", "Outputs"] {
+        let ids = |t: &Value| {
+            t[section]
+                .as_object()
+                .expect(section)
+                .keys()
+                .cloned()
+                .collect::<BTreeSet<_>>()
+        };
+        assert_eq!(ids(&t), ids(&theirs), "{section}");
+    }
+    assert!(
+        all.len() <= MAX_RESOURCES,
+        "{} resources with every slot in use",
+        all.len()
+    );
+    let outputs = t["Outputs"].as_object().expect("Outputs").len();
+    assert!(outputs <= MAX_OUTPUTS, "{outputs} outputs");
+    let size = serde_json::to_vec(&t).expect("json").len();
+    assert!(size < MAX_PROCESSED, "unrolled template: {size} bytes");
 
-    assert_eq!(
-        names(&columns),
-        names(&ddl.columns),
-        "Glue columns of {TEMPLATE} differ from {DDL}"
-    );
-    assert_eq!(columns, ddl.columns, "column types differ from {DDL}");
-    assert_eq!(
-        partitions, ddl.partitions,
-        "partition keys differ from {DDL}"
-    );
-
-    assert_eq!(
-        as_ddl_text(&t, &sd["Location"]).as_deref(),
-        Some(ddl.location.as_str()),
-        "table location (at the parameter defaults)"
-    );
-    let glue: BTreeMap<String, String> = input["Parameters"]
+    // Slot i: a role and a profile under condition AgentHost<i>, both
+    // reading AgentHosts entry i; the logical ids are numbers, so no two
+    // host names can meet in one id.
+    for i in 0..SLOTS {
+        for kind in ["AgentRole", "AgentInstanceProfile"] {
+            let r = &all[&format!("{kind}{i}")];
+            assert_eq!(r["Condition"], format!("AgentHost{i}"), "{kind}{i}");
+            let text = r["Properties"].to_string();
+            assert!(
+                text.contains(&format!("{{\"Fn::Select\":[\"{i}\",")),
+                "{kind}{i} does not read entry {i}: {text}"
+            );
+        }
+        let cond = t["Conditions"][format!("AgentHost{i}")].to_string();
+        assert!(
+            cond.contains(&format!("\"Fn::Select\":[\"{i}\",")),
+            "{cond}"
+        );
+    }
+    assert!(!all.contains_key(&format!("AgentRole{SLOTS}")));
+    // No output per host (they capped the old template at ~95 hosts).
+    let per_host = t["Outputs"]
         .as_object()
-        .expect("table parameters")
-        .iter()
-        .filter(|(k, _)| !matches!(k.as_str(), "EXTERNAL" | "classification"))
-        .map(|(k, v)| {
-            let text = as_ddl_text(&t, v).unwrap_or_else(|| panic!("parameter {k}: {v}"));
-            (k.clone(), text)
-        })
-        .collect();
-    assert_eq!(
-        glue, ddl.properties,
-        "table parameters (at the parameter defaults) differ from the TBLPROPERTIES of {DDL}"
-    );
+        .expect("Outputs")
+        .keys()
+        .filter(|k| k.ends_with(|c: char| c.is_ascii_digit()))
+        .count();
+    assert_eq!(per_host, 0, "outputs named per slot");
 }
 
-// ------------------------------------------------------------ IAM
-
-/// Every object with a `Type` (a resource), also inside `Fn::ForEach`.
-fn resources<'a>(v: &'a Value, out: &mut Vec<&'a Value>) {
+/// `v` as JSON text with every object's keys sorted.
+fn canonical(v: &Value) -> String {
     match v {
         Value::Object(m) => {
-            if m.get("Type").is_some_and(Value::is_string) && m.contains_key("Properties") {
-                out.push(v);
-            }
-            m.values().for_each(|x| resources(x, out));
+            let sorted: std::collections::BTreeMap<&String, String> =
+                m.iter().map(|(k, x)| (k, canonical(x))).collect();
+            let parts: Vec<String> = sorted.iter().map(|(k, x)| format!("{k:?}:{x}")).collect();
+            format!("{{{}}}", parts.join(","))
         }
-        Value::Array(a) => a.iter().for_each(|x| resources(x, out)),
-        _ => {}
+        Value::Array(a) => format!(
+            "[{}]",
+            a.iter().map(canonical).collect::<Vec<_>>().join(",")
+        ),
+        other => other.to_string(),
     }
 }
 
-fn as_list(v: &Value) -> Vec<&Value> {
-    match v {
-        Value::Array(a) => a.iter().collect(),
-        Value::Null => Vec::new(),
-        other => vec![other],
-    }
+fn param_default<'a>(t: &'a Value, name: &str) -> &'a Value {
+    &t["Parameters"][name]["Default"]
 }
 
-/// The permission statements of an IAM resource (not the trust policy).
-fn statements(r: &Value) -> Vec<&Value> {
-    let p = &r["Properties"];
-    let docs: Vec<&Value> = match r["Type"].as_str() {
-        Some("AWS::IAM::Role") => as_list(&p["Policies"])
-            .into_iter()
-            .map(|x| &x["PolicyDocument"])
-            .collect(),
-        Some("AWS::IAM::Policy" | "AWS::IAM::ManagedPolicy") => vec![&p["PolicyDocument"]],
-        _ => Vec::new(),
-    };
-    docs.into_iter()
-        .flat_map(|d| as_list(&d["Statement"]))
-        .collect()
+#[test]
+fn object_lock_and_the_access_trail_are_on_by_default() {
+    let t = template();
+    let r = resources(&t);
+    let bucket = &r["AuditBucket"]["Properties"];
+    assert_eq!(bucket["ObjectLockEnabled"], true, "{bucket}");
+    assert!(r["AuditBucket"]["Condition"].is_null());
+    let rule = &bucket["ObjectLockConfiguration"]["Rule"]["DefaultRetention"];
+    assert_eq!(rule["Mode"]["Ref"], "ObjectLockMode");
+    assert_eq!(rule["Days"]["Ref"], "ObjectLockRetentionDays");
+    assert_eq!(param_default(&t, "ObjectLockMode"), "GOVERNANCE");
+    assert!(param_default(&t, "ObjectLockRetentionDays").is_number());
+    assert_eq!(bucket["VersioningConfiguration"]["Status"], "Enabled");
+
+    // CloudTrail data events for the bucket's objects, into a bucket of
+    // their own, on unless LogAuditBucketAccess=false.
+    assert_eq!(param_default(&t, "LogAuditBucketAccess"), "true");
+    assert_eq!(
+        t["Conditions"]["LogAccessOn"],
+        json!({ "Fn::Equals": [{ "Ref": "LogAuditBucketAccess" }, "true"] })
+    );
+    let trail = &r["AccessTrail"];
+    assert_eq!(trail["Type"], "AWS::CloudTrail::Trail");
+    assert_eq!(trail["Condition"], "LogAccessOn");
+    let p = &trail["Properties"];
+    assert_eq!(p["IsLogging"], true);
+    assert_eq!(p["EnableLogFileValidation"], true);
+    assert_eq!(p["S3BucketName"]["Ref"], "AccessLogBucket");
+    let selectors = p["AdvancedEventSelectors"].as_array().expect("selectors");
+    assert_eq!(selectors.len(), 1, "data events only: {selectors:?}");
+    let fields: BTreeSet<String> = selectors[0]["FieldSelectors"]
+        .as_array()
+        .expect("fields")
+        .iter()
+        .map(canonical)
+        .collect();
+    let want: BTreeSet<String> = [
+        json!({ "Field": "eventCategory", "Equals": ["Data"] }),
+        json!({ "Field": "resources.type", "Equals": ["AWS::S3::Object"] }),
+        json!({ "Field": "resources.ARN", "StartsWith": [{ "Fn::Sub": "${AuditBucket.Arn}/" }] }),
+    ]
+    .iter()
+    .map(canonical)
+    .collect();
+    assert_eq!(fields, want);
+    // CloudTrail may write the log bucket, for this trail only.
+    let policy = r["AccessLogBucketPolicy"]["Properties"].to_string();
+    let trail_arn = "trail/${AWS::StackName}-audit-access";
+    assert!(p["TrailName"]["Fn::Sub"] == "${AWS::StackName}-audit-access");
+    assert!(
+        policy.contains("cloudtrail.") && policy.contains(trail_arn),
+        "{policy}"
+    );
+    let key = r["AuditKey"]["Properties"]["KeyPolicy"].to_string();
+    assert!(
+        key.contains("cloudtrail.") && key.contains(trail_arn),
+        "{key}"
+    );
 }
 
-/// A resource ARN as written: the string, or the `Fn::Sub` text, or
-/// `GetAtt:X.Y` / `Ref:X`.
-fn arn_text(v: &Value) -> String {
-    if let Some(s) = v.as_str().or_else(|| v["Fn::Sub"].as_str()) {
-        return s.to_string();
-    }
-    if let Some(a) = v["Fn::GetAtt"].as_array() {
-        let parts: Vec<String> = a.iter().map(|x| x.to_string()).collect();
-        return format!("GetAtt:{}", parts.join("."));
-    }
-    if let Some(r) = v["Ref"].as_str() {
-        return format!("Ref:{r}");
-    }
-    v.to_string()
-}
-
-/// What is wrong with the IAM policies of the template: any `*` in an
-/// allowed action or resource, `NotAction`/`NotResource` in an allow; and
-/// for the agent's upload role (the one EC2 assumes), any action beyond
-/// [`AGENT_ACTIONS`] or an object action on keys not tied to `${Host}`.
-fn iam_violations(t: &Value) -> Vec<String> {
-    let mut found = Vec::new();
-    resources(&t["Resources"], &mut found);
-    let mut bad = Vec::new();
-    let mut agent_roles = 0;
-    for r in found {
-        let ty = r["Type"].as_str().unwrap_or_default();
-        let is_agent = ty == "AWS::IAM::Role"
-            && r["Properties"]["AssumeRolePolicyDocument"]
+/// (name, query text) of every `AWS::Athena::NamedQuery`, with what is
+/// wrong about its database or workgroup.
+fn named_queries(t: &Value) -> (Vec<(String, String)>, Vec<String>) {
+    let (mut found, mut bad) = (Vec::new(), Vec::new());
+    for (id, r) in resources(t) {
+        if r["Type"] != "AWS::Athena::NamedQuery" {
+            continue;
+        }
+        let p = &r["Properties"];
+        if p["Database"]["Ref"] != "AuditDatabase" || p["WorkGroup"]["Ref"] != "AuditWorkGroup" {
+            bad.push(format!("{id}: not in AuditDatabase / AuditWorkGroup"));
+        }
+        let text = |k: &str| {
+            p[k].as_str()
+                .unwrap_or_else(|| panic!("{id} {k}"))
                 .to_string()
-                .contains("ec2.");
-        agent_roles += usize::from(is_agent);
-        let mut granted = BTreeSet::new();
-        for st in statements(r) {
-            let sid = st["Sid"].as_str().unwrap_or("(no Sid)");
-            if st["Effect"] != "Allow" {
-                continue;
-            }
-            for k in ["NotAction", "NotResource"] {
-                if !st[k].is_null() {
-                    bad.push(format!("{ty} {sid}: {k} in an Allow"));
-                }
-            }
-            let actions: Vec<&Value> = as_list(&st["Action"]);
-            if actions.is_empty() {
-                bad.push(format!("{ty} {sid}: no Action"));
-            }
-            let arns: Vec<String> = as_list(&st["Resource"]).into_iter().map(arn_text).collect();
-            for a in actions {
-                match a.as_str() {
-                    Some(a) if a.contains('*') => {
-                        bad.push(format!("{ty} {sid}: wildcard action {a}"))
-                    }
-                    Some(a) => {
-                        granted.insert(a.to_string());
-                        if is_agent
-                            && a.starts_with("s3:")
-                            && a != "s3:ListBucket"
-                            && let Some(arn) = arns.iter().find(|arn| !arn.contains("${Host}"))
-                        {
-                            bad.push(format!(
-                                "agent role {sid}: {a} on {arn}, not its host's keys"
-                            ));
-                        }
-                    }
-                    None => bad.push(format!("{ty} {sid}: computed action {a}")),
-                }
-            }
-            if arns.is_empty() || arns.iter().any(|arn| arn == "*") {
-                bad.push(format!("{ty} {sid}: Resource {arns:?}"));
-            }
-        }
-        if is_agent {
-            let allowed: BTreeSet<String> = AGENT_ACTIONS.iter().map(|a| a.to_string()).collect();
-            let extra: Vec<&String> = granted.difference(&allowed).collect();
-            if !extra.is_empty() {
-                bad.push(format!(
-                    "agent role grants {extra:?} beyond {AGENT_ACTIONS:?}"
-                ));
-            }
+        };
+        found.push((text("Name"), text("QueryString")));
+    }
+    found.sort();
+    (found, bad)
+}
+
+/// Differences between the saved queries and the query files.
+fn query_drift(t: &Value) -> Vec<String> {
+    let (saved, mut bad) = named_queries(t);
+    let mut files = Vec::new();
+    for e in std::fs::read_dir(repo().join(QUERIES)).expect(QUERIES) {
+        let path = e.expect("entry").path();
+        if path.extension().is_some_and(|x| x == "sql") {
+            let name = path
+                .file_stem()
+                .expect("stem")
+                .to_string_lossy()
+                .into_owned();
+            let sql = std::fs::read_to_string(&path).expect("query file");
+            files.push((name, sql));
         }
     }
-    if agent_roles != 1 {
+    files.sort();
+    assert!(files.len() >= 7, "{QUERIES}: {} files", files.len());
+    let names = |v: &[(String, String)]| v.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>();
+    if names(&saved) != names(&files) {
         bad.push(format!(
-            "{agent_roles} EC2 roles found, expected the one upload role"
+            "saved {:?}, files {:?}",
+            names(&saved),
+            names(&files)
         ));
+    }
+    for (name, sql) in &files {
+        match saved.iter().find(|(n, _)| n == name) {
+            Some((_, q)) if q.trim_end() == sql.trim_end() => {}
+            Some(_) => bad.push(format!(
+                "{name}: QueryString differs from {QUERIES}/{name}.sql"
+            )),
+            None => {}
+        }
     }
     bad
 }
 
-/// The first statement of the agent's upload role, to doctor.
-fn agent_statement(t: &mut Value) -> &mut Value {
-    let fragment = &mut t["Resources"]["Fn::ForEach::AgentHostRoles"][2]["AgentRole&{Host}"];
-    &mut fragment["Properties"]["Policies"][0]["PolicyDocument"]["Statement"][0]
-}
-
 #[test]
-fn iam_policies_grant_no_wildcard_and_the_agent_only_its_own_keys() {
+fn the_saved_queries_are_the_query_files() {
     let t = template();
-    let bad = iam_violations(&t);
-    assert!(bad.is_empty(), "{TEMPLATE}:\n{}", bad.join("\n"));
-
-    // The check sees what it is for.
-    let doctored = |f: &dyn Fn(&mut Value)| {
-        let mut d = t.clone();
-        f(agent_statement(&mut d));
-        iam_violations(&d)
-    };
-    let wildcard = doctored(&|st| st["Action"] = "s3:*".into());
+    let drift = query_drift(&t);
     assert!(
-        wildcard.iter().any(|v| v.contains("wildcard action s3:*")),
-        "{wildcard:?}"
+        drift.is_empty(),
+        "{TEMPLATE} (copy each file into QueryString verbatim):\n{}",
+        drift.join("\n")
     );
-    let delete = doctored(&|st| {
-        st["Action"]
-            .as_array_mut()
-            .expect("actions")
-            .push("s3:DeleteObject".into())
-    });
-    assert!(
-        delete.iter().any(|v| v.contains("s3:DeleteObject")),
-        "{delete:?}"
-    );
-    let any_key = doctored(&|st| {
-        st["Resource"] = serde_json::json!({ "Fn::Sub": "${AuditBucket.Arn}/${KeyPrefix}/*" })
-    });
-    assert!(
-        any_key.iter().any(|v| v.contains("not its host's keys")),
-        "{any_key:?}"
-    );
+    // The comparison sees an edited query and a missing one.
+    let mut edited = t.clone();
+    let q = resources(&edited)
+        .iter()
+        .find(|(_, r)| r["Type"] == "AWS::Athena::NamedQuery")
+        .map(|(id, _)| id.clone())
+        .expect("a saved query");
+    let text = &mut edited["Resources"][&q]["Properties"]["QueryString"];
+    *text = format!("{}\nLIMIT 10", text.as_str().expect("text")).into();
+    assert!(query_drift(&edited).iter().any(|d| d.contains("differs")));
+    edited["Resources"].as_object_mut().expect("map").remove(&q);
+    assert!(query_drift(&edited).iter().any(|d| d.contains("saved")));
 }

@@ -225,3 +225,22 @@ fn validation_errors_say_whether_a_value_or_a_combination_is_wrong() {
         Err(ConfigError::Parse { .. })
     ));
 }
+
+#[test]
+fn audit_host_is_a_plain_name_or_a_fleet_user_id() {
+    // The fleet role of deploy/aws scopes keys by ${aws:userid}.
+    for ok in [
+        "ip-10-0-0-12",
+        "web_1.prod",
+        "AROAEXAMPLEROLEID0001:i-0123456789abcdef0",
+    ] {
+        let text = format!("{MIN}[audit]\nhost = \"{ok}\"\n");
+        let cfg = parse(&text).unwrap_or_else(|e| panic!("{ok}: {e}"));
+        assert_eq!(cfg.audit.host.as_deref(), Some(ok));
+    }
+    for bad in ["", ".hidden", "a/b", "../up", "a b", "x*"] {
+        let text = format!("{MIN}[audit]\nhost = \"{bad}\"\n");
+        let err = parse(&text).expect_err(bad).to_string();
+        assert!(err.contains("audit.host"), "{bad:?}: {err}");
+    }
+}
