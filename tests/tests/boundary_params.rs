@@ -97,17 +97,21 @@ fn assert_refused(r: &RawResponse, id: i64, header: &str, why: &str) {
     );
 }
 
-/// The attacks: (id, tool, arguments, header lines, the header named,
-/// what it tries). Each query argument is unique, so the server's log
-/// tells whether it arrived.
-fn attacks() -> Vec<(
+/// One raw attack: (id, tool, arguments, header lines, the header the
+/// refusal names, what it tries).
+type Attack = (
     i64,
     &'static str,
     Value,
     Vec<&'static str>,
     &'static str,
     &'static str,
-)> {
+);
+
+/// The attacks: (id, tool, arguments, header lines, the header named,
+/// what it tries). Each query argument is unique, so the server's log
+/// tells whether it arrived.
+fn attacks() -> Vec<Attack> {
     let route = |q: &str, region: &str| json!({"region": region, "query": q});
     vec![
         (

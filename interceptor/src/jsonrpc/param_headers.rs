@@ -156,7 +156,7 @@ fn walk<'a>(
             for (name, sub) in v.as_object().into_iter().flatten() {
                 let deeper = path
                     .as_ref()
-                    .map(|p| [p.as_slice(), &[name.clone()]].concat());
+                    .map(|p| [p.as_slice(), std::slice::from_ref(name)].concat());
                 walk(sub, deeper, found)?;
             }
         } else if SINGLE.contains(&k) && v.is_object() {
