@@ -11,6 +11,7 @@ use bytes::Bytes;
 use serde_json::{Map, Value};
 
 pub mod mcp_names;
+pub mod param_headers;
 
 /// What a message is, by JSON-RPC's rules.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]

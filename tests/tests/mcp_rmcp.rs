@@ -302,17 +302,23 @@ fn stateless_header_mismatch_is_refused_before_the_server() {
         wrong_method.json()["error"]["data"]["mismatch"]["header"],
         "Mcp-Method"
     );
-    let events = agent.wait_events("two rejections", |ev| {
-        ev.iter().filter(|e| e["kind"] == "rejected").count() == 2
+    // Each a `denied` row naming the call, decided by the header check.
+    let events = agent.wait_events("two refusals", |ev| {
+        ev.iter().filter(|e| e["kind"] == "denied").count() == 2
     });
     assert!(
         events.iter().all(|e| e["transport"] == "stateless"),
         "{events:#?}"
     );
     assert!(
+        events.iter().all(|e| e["kind"] != "denied"
+            || (e["decided_by"] == "headers" && e["method"] == "tools/call")),
+        "{events:#?}"
+    );
+    assert!(
         events
             .iter()
-            .all(|e| e["method"] != "tools/call" || e["kind"] == "rejected"),
+            .all(|e| e["method"] != "tools/call" || e["kind"] == "denied"),
         "never forwarded"
     );
 }

@@ -93,14 +93,19 @@ pub(super) async fn serving(
     }
     let upstream = proxy::upstream_for(&cfg)?;
     let identity = Arc::new(Identity::new(&cfg, previous.map(|p| p.identity().as_ref())).await?);
-    let pipeline = pipeline(&cfg, stages)?;
+    // Tool pinning runs whether or not the audit does: `on_tool_change =
+    // "block"` is enforcement and must not lapse with the audit. The
+    // handler reads the tools it recorded (stateless `Mcp-Param-*`).
+    let pins = Arc::new(PinPhase::new(cfg.clone(), stages.events.clone()));
+    let pipeline = pipeline(&cfg, stages, pins.clone())?;
     let keepalive = (!cfg.policy.files.is_empty())
         .then(|| Duration::from_secs(cfg.approvals.keepalive_seconds));
     let handler = match previous {
         Some(p) => McpHandler::with_sessions(pipeline, identity, p),
         None => McpHandler::new(pipeline, identity),
     }
-    .with_keepalive(keepalive);
+    .with_keepalive(keepalive)
+    .with_tools(pins);
     let serving = Serving {
         config: cfg,
         handler: Arc::new(handler.clone()),
@@ -112,7 +117,11 @@ pub(super) async fn serving(
 
 /// The phases a config turns on, each in its slot; `PhaseSlot` sets the
 /// order they run in.
-fn pipeline(cfg: &Arc<Config>, stages: &Stages) -> Result<Pipeline, AgentError> {
+fn pipeline(
+    cfg: &Arc<Config>,
+    stages: &Stages,
+    pins: Arc<PinPhase>,
+) -> Result<Pipeline, AgentError> {
     let guarded = !cfg.policy.files.is_empty();
     let hold_limit = Duration::from_secs(cfg.approvals.hold_timeout_seconds) + HOLD_SLACK;
     let audit = stages.audit.as_ref().map(|a| phase(AuditPhase(a.clone())));
@@ -124,9 +133,6 @@ fn pipeline(cfg: &Arc<Config>, stages: &Stages) -> Result<Pipeline, AgentError> 
                 .with_known(&stages.known),
         )
     });
-    // Tool pinning runs whether or not the audit does: `on_tool_change =
-    // "block"` is enforcement and must not lapse with the audit.
-    let pins = phase(PinPhase::new(cfg.clone(), stages.events.clone()));
     let mask = if cfg.mask.enabled {
         Some(phase(MaskPhase::new(Arc::new(masker(cfg)?))))
     } else {
@@ -147,7 +153,7 @@ fn pipeline(cfg: &Arc<Config>, stages: &Stages) -> Result<Pipeline, AgentError> 
     Ok(Pipeline::builder(hold_limit)
         .slot(PhaseSlot::Audit, audit)
         .slot(PhaseSlot::Policy, policy)
-        .slot(PhaseSlot::ToolPins, pins)
+        .slot(PhaseSlot::ToolPins, Some(pins as Arc<dyn Phase>))
         .slot(PhaseSlot::Mask, mask)
         .slot(PhaseSlot::Approval, approval)
         .slot(PhaseSlot::EventsJsonl, events)

@@ -19,6 +19,7 @@ use super::{exchange::Origin, session::Sessions};
 use crate::{
     identity::{Caller, Identity},
     pipeline::{Pipeline, Transport},
+    policy::tool_pins::PinPhase,
     proxy::{ConnCtx, Handler, http::HandlerFuture},
 };
 
@@ -50,6 +51,10 @@ pub struct McpHandler {
     /// Set when a phase may hold requests: held POSTs from clients that
     /// take SSE are kept alive this often (see `held`).
     keepalive: Option<Duration>,
+    /// The tools each server listed, which stateless `Mcp-Param-*`
+    /// headers are checked against; `None`: none known, so such headers
+    /// are refused.
+    tools: Option<Arc<PinPhase>>,
 }
 
 impl Handler for McpHandler {
@@ -79,12 +84,20 @@ impl McpHandler {
             sessions: Arc::new(Sessions::default()),
             keys: Arc::new(AtomicU64::new(1)),
             keepalive: None,
+            tools: None,
         }
     }
 
     /// Held requests are kept alive every `every` (see `held`).
     pub fn with_keepalive(mut self, every: Option<Duration>) -> Self {
         self.keepalive = every;
+        self
+    }
+
+    /// Checks stateless `Mcp-Param-*` headers against the tool schemas
+    /// `pins` keeps (see `stateless::params`).
+    pub fn with_tools(mut self, pins: Arc<PinPhase>) -> Self {
+        self.tools = Some(pins);
         self
     }
 
@@ -101,6 +114,7 @@ impl McpHandler {
             sessions: from.sessions.clone(),
             keys: from.keys.clone(),
             keepalive: None,
+            tools: None,
         }
     }
 

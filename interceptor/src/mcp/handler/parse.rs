@@ -1,11 +1,11 @@
 //! Step `parse`: a POST's body as JSON-RPC (strictly, `jsonrpc::
 //! parse_client`), no larger a batch than `http.max_batch`, and a
-//! stateless request's headers matching its body (`stateless`). What the
-//! request says of itself (protocol version, transport) is then noted on
-//! its session.
+//! stateless request's headers matching its body (`stateless`, checked
+//! once what the request says of itself, protocol version and transport,
+//! is noted on its session, so a refusal's row names its client).
 
 use bytes::Bytes;
-use http::request::Parts;
+use http::{HeaderMap, request::Parts};
 
 use super::{McpHandler, header_str, run::Stop};
 use crate::{
@@ -46,11 +46,6 @@ impl McpHandler {
             );
             return Err(self.reject(origin, e, n));
         }
-        if origin.transport == Transport::Stateless
-            && let Err(err) = stateless::check(&head.headers, &body)
-        {
-            return Err(self.reject(origin, err, n));
-        }
         if let Some(v) = header_str(&head.headers, "mcp-protocol-version") {
             self.sessions
                 .update_info(&origin.key, |i| i.protocol_version = Some(v));
@@ -64,6 +59,35 @@ impl McpHandler {
             i.transport.get_or_insert(transport);
             meta::stateless_client(params, i);
         });
+        if transport == Transport::Stateless {
+            self.check_headers(&head.headers, &body, origin, ctx, n)?;
+        }
         Ok(Parsed { bytes, body })
+    }
+
+    /// A stateless request's mirrored headers against its body: method,
+    /// name and version, then `Mcp-Param-*` against the called tool's
+    /// schema as its server last listed it (`stateless::params`).
+    fn check_headers(
+        &self,
+        headers: &HeaderMap,
+        body: &Body,
+        origin: &Origin,
+        ctx: &ConnCtx,
+        n: u64,
+    ) -> Result<(), Stop> {
+        let Body::Single(msg) = body else {
+            return stateless::check(headers, body).map_err(|e| self.reject(origin, e, n));
+        };
+        stateless::check(headers, body)
+            .map_err(|e| self.refuse_message(origin, msg, e, n, "headers"))?;
+        let schema = match (msg.method(), msg.target(), &self.tools) {
+            (Some("tools/call"), Some(tool), Some(pins)) => {
+                pins.input_schema(ctx.info.orig_dst.port(), tool)
+            }
+            _ => None,
+        };
+        stateless::params::check(headers, msg, schema.as_ref())
+            .map_err(|e| self.refuse_message(origin, msg, e, n, "headers"))
     }
 }

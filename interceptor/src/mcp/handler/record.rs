@@ -5,7 +5,9 @@
 //!   gives every forwarded request its row even if the client leaves;
 //! - the rows of requests refused before any message was read, with the
 //!   step that refused them (`decided_by` 'identity', 'route', 'tls', or
-//!   none for a POST whose body the agent could not take).
+//!   none for a POST whose body the agent could not take);
+//! - the `denied` row of a stateless request whose headers disagree with
+//!   its message (`decided_by` 'headers').
 
 use serde_json::Value;
 
@@ -13,8 +15,9 @@ use super::{McpHandler, run::Stop};
 use crate::{
     conn::ConnInfo,
     error::{Reason, Refusal},
+    jsonrpc::Message,
     mcp::exchange::{self, Forwarded, Origin},
-    pipeline::Transport,
+    pipeline::{Direction, EventKind, Transport},
     proxy::http::refusal_response,
 };
 
@@ -57,6 +60,30 @@ impl McpHandler {
             origin.rejected(status.as_u16(), error, bytes_in),
         );
         Box::new(refusal_response(&refusal, None))
+    }
+
+    /// Refuses a POST for what its one message says (headers that
+    /// disagree with it): a `denied` row naming the message, its method
+    /// and target, decided by the step `by`; the answer carries its id.
+    pub(super) fn refuse_message(
+        &self,
+        origin: &Origin,
+        msg: &Message,
+        refusal: Refusal,
+        bytes_in: u64,
+        by: &str,
+    ) -> Stop {
+        let (status, error) = (refusal.status(), refusal.error());
+        tracing::info!(conn = origin.conn.id, status = status.as_u16(), error = %error, "mcp request refused");
+        self.free(origin);
+        let info = self.sessions.info(&origin.key);
+        let mut ev = origin.event(EventKind::Denied, Direction::ClientToServer, msg, &info);
+        ev.decided_by = Some(by.into());
+        ev.http_status = Some(status.as_u16());
+        ev.error = Some(error);
+        ev.bytes_in = bytes_in;
+        exchange::record(&self.pipeline, ev);
+        Box::new(refusal_response(&refusal, msg.id().cloned()))
     }
 
     /// Ends a POST's per-POST session key (a real session stays). A POST

@@ -92,3 +92,17 @@ fn older_revisions_are_not_stateless() {
     let h = headers(&[("mcp-method", "ping")]);
     assert_eq!(check(&h, &batch).unwrap_err().code(), -32600);
 }
+
+#[test]
+fn a_mirrored_header_sent_twice_is_refused() {
+    // Intermediaries that read the first copy and the server that reads
+    // the last would route and run different tools.
+    let mut h = headers(&[("mcp-method", "tools/call"), ("mcp-name", "echo")]);
+    h.append("mcp-name", "rm_rf".parse().unwrap());
+    let err = check(&h, &body(CALL)).unwrap_err().error();
+    assert_eq!(err["code"], -32020);
+    assert_eq!(
+        err["data"]["mismatch"],
+        serde_json::json!({"header": "Mcp-Name", "repeated": true})
+    );
+}

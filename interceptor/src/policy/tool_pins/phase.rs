@@ -1,6 +1,8 @@
 //! The pinning phase: pins each tool of a `tools/list` answer, reports
 //! changes, and with `on_tool_change = "block"` hides changed tools and
-//! refuses calls to them.
+//! refuses calls to them. It also leaves out of the answer the tools whose
+//! `x-mcp-header` declarations are invalid, and keeps the schemas the
+//! handler checks `Mcp-Param-*` headers against.
 
 use std::{
     collections::HashSet,
@@ -19,7 +21,7 @@ use super::{
 use crate::{
     config::{Config, OnToolChange},
     error::{Reason, Refusal},
-    jsonrpc::{Kind, Message},
+    jsonrpc::{Kind, Message, param_headers::declared},
     pipeline::{Events, LifecycleEvent, MessageCtx, Phase, Verdict},
 };
 
@@ -255,11 +257,12 @@ impl Phase for PinPhase {
         if news {
             notes.extend(self.record(&server, &seen));
         }
-        let hidden = if self.block() {
+        let mut hidden = if self.block() {
             self.unpinned(&server, &seen)
         } else {
             HashSet::new()
         };
+        hidden.extend(invalid_headers(&server, &seen));
         self.emit(notes);
         if !hidden.is_empty() {
             hide(msg, &hidden);
@@ -295,6 +298,22 @@ impl PinPhase {
         notes
     }
 
+    /// The `inputSchema` of `tool` as the server on `port` last listed it
+    /// (`null` when it listed none); `None` when it never listed the tool.
+    pub fn input_schema(&self, port: u16, tool: &str) -> Option<Value> {
+        let server = server_key(&self.cfg, port);
+        let (cache, notes) = self.fresh();
+        let schema = cache.pins.get(&server, tool).map(|p| {
+            p.definition
+                .get("inputSchema")
+                .cloned()
+                .unwrap_or(Value::Null)
+        });
+        drop(cache);
+        self.emit(notes);
+        schema
+    }
+
     /// The listed tools whose definition is not the pinned one.
     fn unpinned<'a>(&self, server: &str, seen: &'a [Observed]) -> HashSet<&'a str> {
         let c = self.cache.read().unwrap_or_else(|e| e.into_inner());
@@ -307,6 +326,22 @@ impl PinPhase {
             .map(|o| o.name.as_str())
             .collect()
     }
+}
+
+/// The listed tools whose `x-mcp-header` declarations are invalid: the
+/// spec has clients leave them out of `tools/list`, and the agent does it
+/// for them, since their `Mcp-Param-*` headers could be bound two ways
+/// (`mcp::stateless::params` refuses calls to them).
+fn invalid_headers<'a>(server: &str, seen: &'a [Observed]) -> HashSet<&'a str> {
+    let mut out = HashSet::new();
+    for o in seen {
+        let schema = o.definition.get("inputSchema").unwrap_or(&Value::Null);
+        if let Err(e) = declared(schema) {
+            tracing::warn!(server, tool = o.name, "tool left out of tools/list: {e}");
+            out.insert(o.name.as_str());
+        }
+    }
+    out
 }
 
 /// Takes the `hidden` tools out of a `tools/list` answer.
