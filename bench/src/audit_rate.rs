@@ -34,6 +34,12 @@ fn event(i: u64, caller: &std::sync::Arc<Caller>) -> ExchangeEvent {
         conn_id: i,
         client_addr: "10.1.2.3:50000".into(),
         orig_dst: "10.1.2.4:8080".into(),
+        // A TLS client, as in production: the row carries its three columns.
+        tls: Some(interceptor::conn::Negotiated {
+            version: "TLSv1.3",
+            cipher: Some("TLS13_AES_128_GCM_SHA256".into()),
+            alpn: Some("http/1.1".into()),
+        }),
         caller: Some(caller.clone()),
         session_id: Some(format!("session-{}", i / 50)),
         transport: Transport::StreamableHttp,

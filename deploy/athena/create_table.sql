@@ -125,7 +125,16 @@ CREATE EXTERNAL TABLE IF NOT EXISTS mcp_audit (
   `span_id` string,
   `call_id` string,
   `follows` string,
-  `input_responses` string
+  `input_responses` string,
+  -- Added later still: what the client connection's TLS handshake
+  -- negotiated, on every row of the connection, null on plaintext ones:
+  -- the protocol version (TLSv1.3, TLSv1.2), the cipher suite by its
+  -- rustls name (the IANA name, TLS 1.3 suites prefixed TLS13_:
+  -- TLS13_AES_128_GCM_SHA256) and the ALPN protocol (http/1.1; null when
+  -- the client offered none).
+  `tls_version` string,
+  `tls_cipher` string,
+  `tls_alpn` string
 )
 PARTITIONED BY (`dt` string, `hour` string)
 STORED AS PARQUET

@@ -23,10 +23,19 @@
 --                   method (connection, agent, session_closed, http, ...);
 --                   metadata.event_code always has the row's kind.
 --   type_uid        class_uid * 100 + activity_id (600399 or 600300).
---   status_id       2 Failure when error_code is set, kind is denied,
---                   unanswered or rejected, http_status >= 400, or the
---                   decision was deny (as in queries/denials.sql); else
---                   1 Success.
+--   status_id       the decision's outcome, in OCSF's status vocabulary:
+--                   99 Other (status 'Pending') while an approval is
+--                   pending (decision pending); 2 Failure when error_code
+--                   is set, kind is denied, unanswered or rejected,
+--                   http_status >= 400, or the decision refused the call
+--                   (deny, and an approval denied, expired, abandoned,
+--                   interrupted or refused); else 1 Success (allow,
+--                   approval, approved, used, and rows with no decision).
+--   status_detail   why: "<decision> (<decided_by>: <rule_ids>)", e.g.
+--                   "deny (policy: no-delete)", "pending (approval)" (each
+--                   part when present), then "; " and the JSON-RPC error's
+--                   message when there is one; null when the row has
+--                   neither.
 --   time            epoch milliseconds: event_time_us / 1000, bigint division
 --                   (Trino truncates), which is event_time's value exactly;
 --                   time_dt is event_time itself (datetime profile).
@@ -50,6 +59,12 @@
 --                   agent_version, version = the OCSF schema version
 --                   '1.6.0', uid = event_id, event_code = kind,
 --                   correlation_uid = session_id, profiles datetime + host.
+--   tls             OCSF's TLS object for the client connection: version =
+--                   tls_version, cipher = tls_cipher (rustls name); null on
+--                   plaintext connections. OCSF's tls object has no ALPN:
+--                   tls_alpn goes to unmapped. API Activity does not list
+--                   tls among its attributes (the Network Activity classes
+--                   do); it is carried here as the object OCSF defines.
 --   trace           the Trace profile's trace object: uid = trace_id, span.uid
 --                   = span_id (the W3C traceparent of the request's _meta;
 --                   span_id is the client's span, the request's parent);
@@ -72,9 +87,19 @@ SELECT
   CAST(1 AS integer) AS severity_id,
   CAST('Informational' AS varchar) AS severity,
   e.status_id,
-  CAST(CASE e.status_id WHEN 1 THEN 'Success' ELSE 'Failure' END AS varchar) AS status,
+  CAST(CASE e.status_id WHEN 1 THEN 'Success' WHEN 2 THEN 'Failure' ELSE 'Pending' END AS varchar) AS status,
   CAST(e.error_code AS varchar) AS status_code,
-  json_extract_scalar(e.error, '$.message') AS status_detail,
+  NULLIF(concat_ws('; ',
+    CASE WHEN e.decision IS NOT NULL THEN concat(
+      e.decision,
+      CASE WHEN e.decided_by IS NOT NULL OR cardinality(e.rule_ids) > 0 THEN concat(
+        ' (',
+        concat_ws(': ', e.decided_by, NULLIF(array_join(e.rule_ids, ', '), '')),
+        ')'
+      ) ELSE '' END
+    ) END,
+    json_extract_scalar(e.error, '$.message')
+  ), '') AS status_detail,
   CAST(e.event_time_us / 1000 AS bigint) AS "time",
   e.event_time AS time_dt,
   e.message AS message,
@@ -130,6 +155,9 @@ SELECT
   CASE WHEN e.trace_id IS NOT NULL THEN
     CAST(ROW(e.trace_id, ROW(e.span_id)) AS ROW(uid varchar, span ROW(uid varchar)))
   END AS trace,
+  CASE WHEN e.tls_version IS NOT NULL THEN
+    CAST(ROW(e.tls_version, e.tls_cipher) AS ROW(version varchar, cipher varchar))
+  END AS tls,
   json_format(CAST(map_filter(
     MAP(
       ARRAY[
@@ -139,7 +167,7 @@ SELECT
         'rule_ids', 'approval_id', 'approvers', 'masked_counts',
         'received_us', 'forwarded_us', 'first_byte_us', 'done_us',
         'latency_us', 'bytes_in', 'bytes_out', 'call_id', 'follows',
-        'input_responses'
+        'input_responses', 'tls_alpn'
       ],
       ARRAY[
         CAST(e.transport AS JSON), CAST(e.direction AS JSON), CAST(e.conn_id AS JSON),
@@ -153,7 +181,8 @@ SELECT
         CAST(e.received_us AS JSON), CAST(e.forwarded_us AS JSON),
         CAST(e.first_byte_us AS JSON), CAST(e.done_us AS JSON),
         CAST(e.latency_us AS JSON), CAST(e.bytes_in AS JSON), CAST(e.bytes_out AS JSON),
-        CAST(e.call_id AS JSON), CAST(e.follows AS JSON), CAST(e.input_responses AS JSON)
+        CAST(e.call_id AS JSON), CAST(e.follows AS JSON), CAST(e.input_responses AS JSON),
+        CAST(e.tls_alpn AS JSON)
       ]
     ),
     (k, v) -> v IS NOT NULL
@@ -165,10 +194,11 @@ FROM (
     a.*,
     CASE WHEN a.method IS NOT NULL THEN 99 ELSE 0 END AS activity_id,
     CASE
+      WHEN a.decision = 'pending' THEN 99
       WHEN a.error_code IS NOT NULL
         OR a.kind IN ('denied', 'unanswered', 'rejected')
         OR a.http_status >= 400
-        OR a.decision = 'deny'
+        OR a.decision IN ('deny', 'denied', 'expired', 'abandoned', 'interrupted', 'refused')
       THEN 2
       ELSE 1
     END AS status_id

@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 mod approvals;
 mod error;
+pub mod evidence;
 mod identity;
 mod mask;
 mod policy;

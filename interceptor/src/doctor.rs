@@ -4,11 +4,20 @@
 //! It runs as its own process, so it reads the agent's state from the pins
 //! (maps, link) and from the kernel, never from the agent's memory; that is
 //! also what lets it say "agent down" after a crash.
+//!
+//! Two scopes: [`Scope::Running`] checks a running agent (its pins, its
+//! registered sockets, its counters) and so fails before the first start;
+//! [`Scope::Preflight`] checks what a start needs and passes on a host
+//! that is ready for one, so `doctor --preflight && systemctl enable --now`
+//! can gate a first start.
 
 use std::{fmt, path::Path};
 
+mod evidence;
 mod identity;
 mod maps;
+mod preflight;
+mod s3;
 mod steered;
 
 use crate::{
@@ -16,8 +25,19 @@ use crate::{
     steer::{self, bpffs, pins},
 };
 
-/// The outcome of one check.
+/// Which state the checks expect.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// A running agent: its pins, link, sockets, rules and counters.
+    Running,
+    /// Before a start: what the start needs (free ports, writable state,
+    /// bpffs that can be mounted), nothing only a running agent has.
+    Preflight,
+}
+
+/// The outcome of one check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Status {
     /// All is well.
     Ok,
@@ -28,7 +48,7 @@ pub enum Status {
 }
 
 /// One doctor check and its outcome.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct Check {
     /// What was checked.
     pub name: &'static str,
@@ -87,8 +107,8 @@ fn with_hint(
     }
 }
 
-/// Runs every check for the config at `path`.
-pub fn run(path: &Path) -> Vec<Check> {
+/// Runs every check of `scope` for the config at `path`.
+pub fn run(path: &Path, scope: Scope) -> Vec<Check> {
     let mut out = vec![kernel(), btf()];
     let cfg = match Config::load(path) {
         Ok(c) => {
@@ -102,7 +122,7 @@ pub fn run(path: &Path) -> Vec<Check> {
                 "config",
                 e.to_string(),
                 format!(
-                    "fix the file, then `mcp-interceptor check-config {}`",
+                    "fix the file (every key: {EXAMPLE}), then `mcp-interceptor check-config -c {}`",
                     path.display()
                 ),
             ));
@@ -116,41 +136,78 @@ pub fn run(path: &Path) -> Vec<Check> {
                 out.push(fail(
                     "netns",
                     e.to_string(),
-                    "create it or fix intercept.netns",
+                    "create it (ip netns add NAME) or fix intercept.netns",
                 ));
                 return out;
             }
         }
     }
     out.extend(identity::checks(&cfg));
+    out.extend(evidence::checks(&cfg));
+    out.extend(s3::checks(&cfg));
+    if scope == Scope::Preflight {
+        out.extend(preflight::state(&cfg));
+        let live = pins::read(&cfg.intercept.pin_dir).ok();
+        out.extend(preflight::ports(&cfg, live.as_ref()));
+    }
     if cfg.intercept.mode == Mode::Listen {
         out.push(ok("mode", "listen: no eBPF steering to check"));
         return out;
     }
     out.push(unprivileged_ports(&cfg));
     let pin_dir = &cfg.intercept.pin_dir;
-    if !bpffs::is_bpffs(pin_dir) {
-        let hint = if bpffs::in_host_mount_ns() {
-            "mount -t bpf bpf /sys/fs/bpf (the agent does this itself when it starts)"
-        } else {
-            // A bpffs mounted here would be private and die with the agent.
-            bpffs::FIX
-        };
-        out.push(fail(
-            "bpffs",
-            format!("{} is not on a bpf filesystem", pin_dir.display()),
-            hint,
-        ));
+    let on_bpffs = bpffs::is_bpffs(pin_dir);
+    out.push(bpffs_check(&cfg, scope, on_bpffs));
+    if on_bpffs {
+        out.push(pins_last(&cfg));
+    }
+    out.extend(steered::listeners(&cfg));
+    if scope == Scope::Preflight || !on_bpffs {
+        // Before a start, pins an earlier run left are the fail mode at
+        // work, not a problem: only whether the config fits the maps.
         out.extend(maps::checks(&cfg, None));
         return out;
     }
-    out.push(ok("bpffs", format!("{}", pin_dir.display())));
-    out.push(pins_last(&cfg));
-    out.extend(steered::listeners(&cfg));
     let state = pins::read(pin_dir);
     out.extend(pinned(&cfg, pin_dir, &state));
     out.extend(maps::checks(&cfg, state.as_ref().ok()));
     out
+}
+
+/// Where every key of the config and its default is described, as the
+/// package installs it.
+pub const EXAMPLE: &str = "/usr/share/mcp-interceptor/config.example.toml";
+
+/// Whether the pin directory is on bpffs. Before a start, bpffs not
+/// mounted yet is fine where the agent mounts it itself.
+fn bpffs_check(cfg: &Config, scope: Scope, on_bpffs: bool) -> Check {
+    let pin_dir = &cfg.intercept.pin_dir;
+    if on_bpffs {
+        return ok("bpffs", format!("{}", pin_dir.display()));
+    }
+    let own_mount = bpffs::in_host_mount_ns() && pin_dir.starts_with(bpffs::DEFAULT_MOUNT);
+    if scope == Scope::Preflight && own_mount {
+        return ok(
+            "bpffs",
+            format!(
+                "not mounted yet; the agent mounts bpffs at {} when it starts",
+                bpffs::DEFAULT_MOUNT
+            ),
+        );
+    }
+    let hint = if own_mount {
+        "mount -t bpf bpf /sys/fs/bpf (the agent does this itself when it starts)"
+    } else if bpffs::in_host_mount_ns() {
+        "choose an intercept.pin_dir below /sys/fs/bpf, or mount bpffs at the one you chose"
+    } else {
+        // A bpffs mounted here would be private and die with the agent.
+        bpffs::FIX
+    };
+    fail(
+        "bpffs",
+        format!("{} is not on a bpf filesystem", pin_dir.display()),
+        hint,
+    )
 }
 
 /// Whether the pins outlive the agent (see `steer::bpffs`).
@@ -237,7 +294,8 @@ fn capabilities(cfg: &Config) -> Check {
         fail(
             "capabilities",
             format!("missing {}", missing.join(" ")),
-            "run as root, or grant them (the systemd unit's CapabilityBoundingSet; see deploy/systemd/README.md)",
+            "run as root, or grant them (the unit's CapabilityBoundingSet and AmbientCapabilities: \
+             systemctl cat mcp-interceptor)",
         )
     }
 }
@@ -283,7 +341,8 @@ fn pinned(
             return vec![fail(
                 "program",
                 format!("nothing pinned under {} ({e})", pin_dir.display()),
-                "start the agent: systemctl start mcp-interceptor",
+                "start the agent: systemctl start mcp-interceptor (before the first start, \
+                 `mcp-interceptor doctor --preflight` checks what a start needs)",
             )];
         }
     };

@@ -12,6 +12,26 @@
 use http::StatusCode;
 use serde_json::{Map, Value, json};
 
+/// An error and its sources on one line, each cause said once. Most
+/// errors print their source in their own message (`cannot read {path}:
+/// {source}`) *and* return it from `source()`, so appending every source
+/// (anyhow's `{:#}`) said it twice: a source is appended only when the
+/// text so far does not hold it already. The CLI prints its errors
+/// through this, and doctor the errors it reports.
+pub fn one_line(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut next = e.source();
+    while let Some(cause) = next {
+        let text = cause.to_string();
+        if !text.is_empty() && !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        next = cause.source();
+    }
+    out
+}
+
 /// The JSON-RPC codes a refusal carries, grouped by what the client should do.
 pub mod code {
     /// JSON-RPC: the body is not UTF-8 or not JSON.

@@ -219,70 +219,137 @@ pub fn discover(skip: &[u16], limit: Duration) -> Vec<Found> {
         .collect()
 }
 
-/// The starter config for `found`. Without an issuer, anonymous callers
-/// are allowed (the file says so loudly): the config must load, and
-/// there is no identity source yet.
-pub fn render(found: &[Found], issuer: Option<&str>, audience: Option<&str>) -> String {
+/// Who the starter config lets in: callers with a token from an OIDC
+/// issuer, or, when the operator asks for it by name, anyone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Callers {
+    /// Bearer tokens from this issuer, for this audience.
+    Oidc {
+        /// The issuer URL.
+        issuer: String,
+        /// The audience tokens must name.
+        audience: String,
+    },
+    /// No identity source: `allow_anonymous = true`, said loudly.
+    Anonymous,
+}
+
+/// The starter config for `found`: who may call (`callers`), and the
+/// policy directory, whose policies start as the starter policy
+/// ([`STARTER_POLICY`]): no tool, resource or prompt is permitted until
+/// the operator writes a policy for it. Default deny from the first start.
+pub fn render(found: &[Found], callers: &Callers, policy_dir: &std::path::Path) -> String {
     let mut s = String::from(
         "# mcp-interceptor starter config, written by `mcp-interceptor init`.\n\
-         # Every key and its default: /usr/share/doc/mcp-interceptor (deploy/config.example.toml).\n\
-         # Check it with `mcp-interceptor check-config FILE`, then `mcp-interceptor doctor`.\n\n\
+         # Every key and its default: /usr/share/mcp-interceptor/config.example.toml.\n\
+         # Check it with `mcp-interceptor check-config -c FILE`, then\n\
+         # `mcp-interceptor doctor --preflight -c FILE` before the first start.\n\n\
          [intercept]\nmode = \"ebpf\"\n# Connections to these ports are refused while the agent is down.\nfail = \"closed\"\n",
     );
     if found.is_empty() {
         s.push_str("\n# No MCP server answered on this host. Add one rule per server:\n# [[intercept.ports]]\n# port = 8080\n");
     }
     for f in found {
-        let who = match (&f.process, &f.server_name) {
-            (Some(p), Some(n)) => format!("{p}, serverInfo.name {n:?}"),
-            (Some(p), None) => p.clone(),
-            (None, Some(n)) => format!("serverInfo.name {n:?}"),
-            (None, None) => "owner unknown".into(),
-        };
-        let name: String = f
-            .server_name
-            .as_deref()
-            .or(f.process.as_deref())
-            .unwrap_or("mcp")
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                    c
-                } else {
-                    '-'
-                }
-            })
-            .collect();
-        s.push_str(&format!(
-            "\n# Found: port {} ({who}); MCP answered on {}.\n[[intercept.ports]]\nport = {}\nname = \"{name}-{}\"\n",
-            f.port,
-            f.paths.join(", "),
-            f.port,
-            f.port
-        ));
-        if f.paths.iter().any(|p| p == "/") {
-            s.push_str("mcp_paths = [\"/\", \"/mcp\", \"/sse\", \"/messages\", \"/message\"]\n");
-        }
-        s.push_str(
-            "# Non-MCP requests are refused; list paths the server must still\n\
-             # serve unjudged, e.g. pass_through = [\"/healthz\"]\n",
-        );
+        s.push_str(&port_rule(f));
     }
-    match issuer {
-        Some(iss) => s.push_str(&format!(
-            "\n[identity]\nallow_anonymous = false\n[[identity.oidc]]\nissuer = \"{iss}\"\naudiences = [\"{}\"]\n",
-            audience.unwrap_or("mcp")
+    match callers {
+        Callers::Oidc { issuer, audience } => s.push_str(&format!(
+            "\n[identity]\nallow_anonymous = false\n[[identity.oidc]]\nissuer = {}\naudiences = [{}]\n",
+            toml_string(issuer),
+            toml_string(audience)
         )),
-        None => s.push_str(
-            "\n# CHANGE ME: callers are not identified yet. Add an issuer and refuse\n\
-             # anonymous callers (or configure mTLS in [tls]):\n\
+        Callers::Anonymous => s.push_str(
+            "\n# ANONYMOUS CALLERS ALLOWED (init --allow-anonymous): requests without\n\
+             # credentials are served, as principal auth_method \"anonymous\". Add an\n\
+             # issuer and set this to false (or configure mTLS in [tls]):\n\
              # [[identity.oidc]]\n# issuer = \"https://login.example.com/realms/main\"\n# audiences = [\"https://mcp.example.com\"]\n\
              [identity]\nallow_anonymous = true\n",
         ),
     }
-    s.push_str(
-        "\n[policy]\n# Cedar policies (examples: /usr/share/mcp-interceptor/policy/examples).\n# files = [\"/etc/mcp-interceptor/policy\"]\n\n\
+    s.push_str(&format!(
+        "\n[policy]\n# Every .cedar file here. Anything no policy permits is denied: at first\n\
+         # callers may open a session and list, and call nothing. Write a policy\n\
+         # per thing they may do (examples: /usr/share/mcp-interceptor/policy/examples),\n\
+         # then `mcp-interceptor policy test`.\nfiles = [{}]\n\n\
          [audit]\ndir = \"/var/lib/mcp-interceptor/audit\"\n",
+        toml_string(&policy_dir.display().to_string())
+    ));
+    s
+}
+
+/// The policy `init` puts in an empty policy directory: identified
+/// callers may open a session and list what the server offers (each list
+/// filtered to what they may use, which is nothing yet).
+pub const STARTER_POLICY: &str = r#"// Written by `mcp-interceptor init`. Every .cedar file in this directory
+// is loaded; anything no policy permits is denied. This one lets
+// identified (not anonymous) callers open a session and list; the lists
+// are filtered to what each caller may use: nothing, until you add a
+// policy such as (more in /usr/share/mcp-interceptor/policy/examples):
+//
+// @id("dev-read-files")
+// permit (
+//   principal in Mcp::Group::"dev",
+//   action == Mcp::Action::"tools/call",
+//   resource in Mcp::Server::"files"
+// )
+// when { resource.name == "read_file" };
+@id("starter-session")
+permit (
+  principal,
+  action in [
+    Mcp::Action::"initialize",
+    Mcp::Action::"ping",
+    Mcp::Action::"tools/list",
+    Mcp::Action::"resources/list",
+    Mcp::Action::"resources/templates/list",
+    Mcp::Action::"prompts/list",
+    Mcp::Action::"server/discover"
+  ],
+  resource
+)
+when { principal.auth_method != "anonymous" };
+"#;
+
+/// A TOML basic string holding `s` (quotes and control characters escaped).
+fn toml_string(s: &str) -> String {
+    toml::Value::String(s.to_string()).to_string()
+}
+
+/// One `[[intercept.ports]]` rule for a found server, with what was found.
+fn port_rule(f: &Found) -> String {
+    let who = match (&f.process, &f.server_name) {
+        (Some(p), Some(n)) => format!("{p}, serverInfo.name {n:?}"),
+        (Some(p), None) => p.clone(),
+        (None, Some(n)) => format!("serverInfo.name {n:?}"),
+        (None, None) => "owner unknown".into(),
+    };
+    let name: String = f
+        .server_name
+        .as_deref()
+        .or(f.process.as_deref())
+        .unwrap_or("mcp")
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    let mut s = format!(
+        "\n# Found: port {} ({who}); MCP answered on {}.\n[[intercept.ports]]\nport = {}\nname = \"{name}-{}\"\n",
+        f.port,
+        f.paths.join(", "),
+        f.port,
+        f.port
+    );
+    if f.paths.iter().any(|p| p == "/") {
+        s.push_str("mcp_paths = [\"/\", \"/mcp\", \"/sse\", \"/messages\", \"/message\"]\n");
+    }
+    s.push_str(
+        "# Non-MCP requests are refused; list paths the server must still\n\
+         # serve unjudged, e.g. pass_through = [\"/healthz\"]\n",
     );
     s
 }
@@ -328,8 +395,13 @@ mod tests {
             process: Some("python3".into()),
             server_name: Some("files \"v2\"".into()),
         }];
-        for (iss, aud) in [(None, None), (Some("https://idp.example"), Some("mcp"))] {
-            let text = render(&found, iss, aud);
+        let oidc = Callers::Oidc {
+            issuer: "https://idp.example".into(),
+            audience: "mcp".into(),
+        };
+        let dir = std::path::Path::new("/etc/mcp-interceptor/policy");
+        for callers in [Callers::Anonymous, oidc] {
+            let text = render(&found, &callers, dir);
             let cfg: crate::config::Config =
                 toml::from_str(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
             assert_eq!(cfg.intercept.ports[0].port, 8080);
@@ -337,8 +409,15 @@ mod tests {
                 cfg.intercept.ports[0].name.as_deref(),
                 Some("files--v2--8080")
             );
-            assert_eq!(cfg.identity.allow_anonymous, iss.is_none());
+            assert_eq!(cfg.identity.allow_anonymous, callers == Callers::Anonymous);
+            assert_eq!(cfg.policy.files, vec![dir.to_path_buf()]);
         }
+        let p = crate::policy::Policies::from_sources(&[(
+            "starter.cedar".into(),
+            STARTER_POLICY.into(),
+        )])
+        .expect("the starter policy validates against the schema");
+        assert_eq!(p.count, 1);
         assert!(
             server_name(r#"{"result":{"serverInfo":{"name": "crm","version":"1"}}}"#)
                 == Some("crm".into())

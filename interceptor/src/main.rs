@@ -16,7 +16,7 @@ fn main() -> ExitCode {
     match cli::Cli::parse().dispatch() {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("mcp-interceptor: {e:#}");
+            eprintln!("mcp-interceptor: {}", cli::error_message(&e));
             ExitCode::FAILURE
         }
     }

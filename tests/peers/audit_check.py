@@ -6,9 +6,11 @@ requirements.txt):
 
     audit_check.py --dir AUDIT_DIR --schema
     audit_check.py --dir AUDIT_DIR --query NAME [--param KEY=VALUE ...]
+    audit_check.py --dir AUDIT_DIR --ocsf SQL
     audit_check.py --parse-ddl
 
-Exactly one of --schema, --query, --parse-ddl (--parse-ddl ignores --dir).
+Exactly one of --schema, --query, --ocsf, --parse-ddl (--parse-ddl ignores
+--dir).
 Each prints one JSON object on stdout and exits 0; on any error, bad
 arguments included, a message on stderr whose last line starts with
 "audit_check: error:", and exit 1.
@@ -39,6 +41,15 @@ arguments included, a message on stderr whose last line starts with
              {"columns": [...], "rows": [[...], ...]}: timestamps as ISO 8601
              strings with milliseconds ("2026-03-01T09:05:00.123+00:00"),
              lists as arrays, maps as objects, nulls as null.
+--ocsf       DuckDB over the same files and the same mcp_audit view as
+             --query, with deploy/athena/ocsf_view.sql's mcp_audit_ocsf
+             view on top, then SQL (e.g. SELECT status_id, tls FROM
+             mcp_audit_ocsf); prints what --query prints. sqlglot
+             transpiles the view from Athena to DuckDB, with two rewrites
+             where DuckDB differs: map_filter(m, (k, v) -> p) becomes
+             map_from_entries(list_filter(map_entries(m), kv -> p)) (DuckDB
+             has no map_filter), and CAST(x AS JSON) becomes to_json(x)
+             (Trino makes a JSON value of x; DuckDB parses x as JSON text).
 --parse-ddl  sqlglot (dialect "athena") parses deploy/athena/create_table.sql,
              ocsf_view.sql and every queries/*.sql: one statement each, of the
              expected kind (CREATE TABLE, CREATE VIEW, query), with nothing
@@ -90,13 +101,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     mode = p.add_mutually_exclusive_group(required=True)
     mode.add_argument("--schema", action="store_true", help="print files, rows, fields and partitions")
     mode.add_argument("--query", metavar="NAME", help="run deploy/athena/queries/NAME.sql with DuckDB")
+    mode.add_argument("--ocsf", metavar="SQL", help="run SQL over the OCSF view with DuckDB")
     mode.add_argument("--parse-ddl", action="store_true", help="parse every deploy/athena SQL file with sqlglot")
     p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help="a {{KEY}} value for --query")
     args = p.parse_args(argv)
     if args.param and not args.query:
         p.error("--param goes with --query")
-    if (args.schema or args.query) and args.dir is None:
-        p.error("--schema and --query need --dir AUDIT_DIR")
+    if (args.schema or args.query or args.ocsf) and args.dir is None:
+        p.error("--schema, --query and --ocsf need --dir AUDIT_DIR")
     return args
 
 
@@ -245,8 +257,6 @@ def jsonable(v: Any) -> Any:
 
 
 def run_query(audit_dir: Path, name: str, params: list[str]) -> dict[str, Any]:
-    import duckdb
-
     if not re.fullmatch(r"[A-Za-z0-9_-]+", name):
         raise CheckError(f"--query {name!r}: expected a file name without .sql")
     path = QUERY_DIR / f"{name}.sql"
@@ -254,6 +264,14 @@ def run_query(audit_dir: Path, name: str, params: list[str]) -> dict[str, Any]:
         known = ", ".join(sorted(p.stem for p in QUERY_DIR.glob("*.sql")))
         raise CheckError(f"{path}: no such query (known: {known})")
     sql = substitute(path.read_text(), path.name, params)
+    return run_sql(audit_dir, [sql], path.name)
+
+
+def run_sql(audit_dir: Path, statements: list[str], label: str) -> dict[str, Any]:
+    """The mcp_audit view over AUDIT_DIR's files, then each statement; the
+    last one's result."""
+    import duckdb
+
     events = events_dir(audit_dir)
     if not data_files(events):
         raise CheckError(f"{events}: no Parquet files")
@@ -266,14 +284,62 @@ def run_query(audit_dir: Path, name: str, params: list[str]) -> dict[str, Any]:
             f"'{glob}', hive_partitioning = true, hive_types_autocast = false, "
             "union_by_name = true)"
         )
-        cur = con.execute(sql)
+        for sql in statements:
+            cur = con.execute(sql)
         columns = [d[0] for d in cur.description]
         rows = [[jsonable(v) for v in r] for r in cur.fetchall()]
     except duckdb.Error as e:
-        raise CheckError(f"{path.name}: DuckDB: {e}") from e
+        raise CheckError(f"{label}: DuckDB: {e}") from e
     finally:
         con.close()
     return {"columns": columns, "rows": rows}
+
+
+# --ocsf --------------------------------------------------------------------
+
+
+def ocsf_view_for_duckdb() -> str:
+    """deploy/athena/ocsf_view.sql in DuckDB's dialect (see --ocsf)."""
+    import sqlglot
+    from sqlglot import exp
+
+    path = ATHENA_DIR / "ocsf_view.sql"
+    try:
+        view = sqlglot.parse_one(path.read_text(), read=DIALECT)
+    except sqlglot.errors.SqlglotError as e:
+        raise CheckError(f"{path.name}: sqlglot ({DIALECT}) cannot parse it: {e}") from e
+
+    def map_filter(n: exp.Expression) -> exp.Expression:
+        if not (isinstance(n, exp.Anonymous) and n.name.lower() == "map_filter"):
+            return n
+        m, lam = n.expressions
+        key, value = (p.name for p in lam.expressions)
+
+        def entry(x: exp.Expression) -> exp.Expression:
+            # A lambda's parameters parse as bare identifiers or columns.
+            bare = isinstance(x, exp.Column) and not x.table
+            bare |= isinstance(x, exp.Identifier) and not isinstance(x.parent, exp.Column)
+            if bare and x.name in (key, value):
+                return exp.column("key" if x.name == key else "value", table="kv")
+            return x
+
+        p = lam.this.copy().transform(entry).sql("duckdb")
+        return sqlglot.parse_one(
+            f"map_from_entries(list_filter(map_entries({m.sql('duckdb')}), kv -> {p}))",
+            read="duckdb",
+        )
+
+    def to_json(n: exp.Expression) -> exp.Expression:
+        if isinstance(n, exp.Cast) and n.to.is_type("json"):
+            # transform does not descend into a node it replaced: do it here.
+            return exp.Anonymous(this="to_json", expressions=[n.this.transform(to_json)])
+        return n
+
+    return view.transform(map_filter).transform(to_json).sql("duckdb")
+
+
+def run_ocsf(audit_dir: Path, sql: str) -> dict[str, Any]:
+    return run_sql(audit_dir, [ocsf_view_for_duckdb(), sql], "ocsf_view.sql")
 
 
 # --parse-ddl ---------------------------------------------------------------
@@ -324,6 +390,8 @@ def main(argv: list[str]) -> int:
             out = check_schema(args.dir)
         elif args.query:
             out = run_query(args.dir, args.query, args.param)
+        elif args.ocsf:
+            out = run_ocsf(args.dir, args.ocsf)
         else:
             out = parse_all()
     except CheckError as e:

@@ -69,6 +69,13 @@ pub fn column(dir: &Path, name: &str, params: &[(&str, &str)], col: &str) -> Vec
         .collect()
 }
 
+/// `query` over deploy/athena/ocsf_view.sql's `mcp_audit_ocsf`, which
+/// `audit_check.py --ocsf` transpiles to DuckDB and puts over the same
+/// `mcp_audit` view: `{"columns", "rows"}`.
+pub fn ocsf(dir: &Path, query: &str) -> Value {
+    check(dir, &["--ocsf", query])
+}
+
 /// Any SQL `query` with DuckDB over the `mcp_audit` view
 /// `tests/peers/audit_check.py --query` defines on `dir` (same view, same
 /// UTC session, values as JSON the same way): `{"columns", "rows"}`. For

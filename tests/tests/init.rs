@@ -22,13 +22,17 @@ fn init(ns: &NetNs, args: &[&str]) -> (bool, String, String) {
     )
 }
 
-fn check_config(path: &Path) -> (bool, String) {
-    let out = run_in(
+fn cli(args: &[&str]) -> std::process::Output {
+    run_in(
         None,
         &bin("mcp-interceptor"),
-        &["check-config".into(), path.display().to_string()],
+        &args.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
         Duration::from_secs(30),
-    );
+    )
+}
+
+fn check_config(path: &Path) -> (bool, String) {
+    let out = cli(&["check-config", "-c", &path.display().to_string()]);
     (
         out.status.success(),
         format!(
@@ -60,11 +64,32 @@ fn init_finds_the_mcp_server_and_writes_a_config_that_loads() {
     });
 
     let out = dir.path().join("config.toml");
-    let (ok, _, err) = init(&ns, &["--output", &out.display().to_string()]);
+    let policy = dir.path().join("policy");
+    let policy_s = policy.display().to_string();
+    // Who may call is a choice init does not make alone.
+    let (ok, _, err) = init(&ns, &["-c", &out.display().to_string()]);
+    assert!(!ok && err.contains("--allow-anonymous"), "{err}");
+    assert!(!out.exists());
+
+    let (ok, _, err) = init(
+        &ns,
+        &[
+            "--output",
+            &out.display().to_string(),
+            "--allow-anonymous",
+            "--policy-dir",
+            &policy_s,
+        ],
+    );
     assert!(ok, "{err}");
     assert!(err.contains("found an MCP server on port 8080"), "{err}");
     assert!(err.contains("anonymous"), "warns about identity: {err}");
     let text = std::fs::read_to_string(&out).unwrap();
+    assert!(
+        text.contains("ANONYMOUS CALLERS ALLOWED") && text.contains("allow_anonymous = true"),
+        "{text}"
+    );
+    assert!(policy.join("starter.cedar").is_file(), "{err}");
     assert!(text.contains("port = 8080"), "{text}");
     assert!(text.contains("mcp-peer"), "names the owner: {text}");
     assert!(!text.contains("9999"), "the web server is not MCP: {text}");
@@ -72,21 +97,27 @@ fn init_finds_the_mcp_server_and_writes_a_config_that_loads() {
     assert!(ok, "{shown}");
 
     // An existing file is kept unless --force.
-    let (ok, _, err) = init(&ns, &["--output", &out.display().to_string()]);
+    let (ok, _, err) = init(
+        &ns,
+        &["--output", &out.display().to_string(), "--allow-anonymous"],
+    );
     assert!(!ok && err.contains("--force"), "{err}");
     let (ok, _, err) = init(
         &ns,
         &[
-            "--output",
+            "-c",
             &out.display().to_string(),
             "--force",
             "--oidc-issuer",
             "https://idp.example",
             "--audience",
             "https://mcp.example",
+            "--policy-dir",
+            &policy_s,
         ],
     );
     assert!(ok, "{err}");
+    assert!(err.contains("kept the policies"), "{err}");
     let text = std::fs::read_to_string(&out).unwrap();
     assert!(
         text.contains("allow_anonymous = false") && text.contains("https://idp.example"),
@@ -94,8 +125,39 @@ fn init_finds_the_mcp_server_and_writes_a_config_that_loads() {
     );
     assert!(check_config(&out).0);
 
+    // Default deny is real: an identified caller may open a session and
+    // list, and call nothing, until a policy permits it.
+    let cfg_s = out.display().to_string();
+    let ask = |method: &str, tool: Option<&str>| -> String {
+        let mut args = vec![
+            "policy",
+            "explain",
+            "-c",
+            &cfg_s,
+            "--subject",
+            "alice",
+            "--method",
+            method,
+            "--json",
+        ];
+        if let Some(t) = tool {
+            args.extend(["--tool", t]);
+        }
+        let out = cli(&args);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("explain --json");
+        v["effect"].as_str().unwrap_or_default().to_string()
+    };
+    assert_eq!(ask("initialize", None), "allow");
+    assert_eq!(ask("tools/list", None), "allow");
+    assert_eq!(ask("tools/call", Some("echo")), "deny");
+
     // To standard output.
-    let (ok, stdout, _) = init(&ns, &["--output", "-"]);
+    let (ok, stdout, _) = init(&ns, &["--output", "-", "--allow-anonymous"]);
     assert!(
         ok && stdout.contains("[[intercept.ports]]\nport = 8080"),
         "{stdout}"

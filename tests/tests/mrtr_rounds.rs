@@ -178,7 +178,8 @@ import sys, pathlib, pyarrow.parquet as pq
 events = pathlib.Path(sys.argv[1]) / "events"
 new = sorted(events.rglob("*.parquet"))[0]
 t = pq.read_table(new)
-t = t.drop_columns(["trace_id", "span_id", "call_id", "follows", "input_responses"])
+t = t.drop_columns(["trace_id", "span_id", "call_id", "follows", "input_responses",
+                    "tls_version", "tls_cipher", "tls_alpn"])
 pq.write_table(t, new.parent / "0-older-layout.parquet")
 "#;
     let dir = agent.audit_dir();

@@ -543,6 +543,7 @@ fn conn_fields(r: &mut AuditRow, c: &ConnInfo) {
     r.dst_addr = Some(c.orig_dst.ip().to_string());
     r.dst_port = Some(i32::from(c.orig_dst.port()));
     r.conn_id = i64::try_from(c.id).ok();
+    row::set_tls(r, c.tls.as_ref().map(|t| &t.negotiated));
 }
 
 #[cfg(test)]

@@ -178,6 +178,7 @@ fn connection(r: &mut AuditRow, ev: &ExchangeEvent) {
     (r.src_addr, r.src_port) = split_addr(&ev.client_addr);
     (r.dst_addr, r.dst_port) = split_addr(&ev.orig_dst);
     r.conn_id = i64::try_from(ev.conn_id).ok();
+    set_tls(r, ev.tls.as_ref());
     if let Some(c) = &ev.caller {
         r.subject = Some(c.subject.clone());
         r.issuer = c.issuer.clone();
@@ -200,6 +201,16 @@ fn connection(r: &mut AuditRow, ev: &ExchangeEvent) {
         }
         .into(),
     );
+}
+
+/// The TLS columns: what the connection's handshake negotiated; all null
+/// on a plaintext connection.
+pub(super) fn set_tls(r: &mut AuditRow, tls: Option<&crate::conn::Negotiated>) {
+    if let Some(t) = tls {
+        r.tls_version = Some(t.version.to_string());
+        r.tls_cipher = t.cipher.clone();
+        r.tls_alpn = t.alpn.clone();
+    }
 }
 
 /// Who decided and how: the exchange's outcome, the policy's decision,

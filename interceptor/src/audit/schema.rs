@@ -142,12 +142,19 @@ pub struct AuditRow {
     pub follows: Option<String>,
     /// An MRTR retry's `inputResponses` (masked as configured).
     pub input_responses: Option<String>,
+    /// The client connection's TLS version (`TLSv1.3`); null: plaintext.
+    pub tls_version: Option<String>,
+    /// Its cipher suite, by rustls name (`TLS13_AES_128_GCM_SHA256`).
+    pub tls_cipher: Option<String>,
+    /// Its ALPN protocol (`http/1.1`); null when the client offered none.
+    pub tls_alpn: Option<String>,
 }
 
 /// How many columns were added after the first layout, each an `Option`
 /// (one zero byte when `None` in postcard): what `wal::decode` pads an
-/// older record with.
-pub const ADDED_COLUMNS: usize = 5;
+/// older record with. Layouts so far: the first; + `trace_id` ..
+/// `input_responses` (5); + `tls_version` .. `tls_alpn` (3).
+pub const ADDED_COLUMNS: usize = 8;
 
 fn utf8(name: &str) -> Field {
     Field::new(name, DataType::Utf8, true)
@@ -239,6 +246,9 @@ pub fn schema() -> Arc<Schema> {
         utf8("call_id"),
         utf8("follows"),
         utf8("input_responses"),
+        utf8("tls_version"),
+        utf8("tls_cipher"),
+        utf8("tls_alpn"),
     ]))
 }
 
@@ -359,6 +369,9 @@ pub fn to_batch(rows: &[AuditRow]) -> Result<RecordBatch, ArrowError> {
         strings(rows, |r| r.call_id.as_deref()),
         strings(rows, |r| r.follows.as_deref()),
         strings(rows, |r| r.input_responses.as_deref()),
+        strings(rows, |r| r.tls_version.as_deref()),
+        strings(rows, |r| r.tls_cipher.as_deref()),
+        strings(rows, |r| r.tls_alpn.as_deref()),
     ];
     RecordBatch::try_new(schema, columns)
 }

@@ -115,6 +115,30 @@ fn request_retry() -> RetryConfig {
     }
 }
 
+/// `b` set up for `cfg` as the uploader uses it (bucket, region,
+/// endpoint, SHA-256 checksums); `doctor` probes the bucket with the same.
+pub fn builder(cfg: &S3Config, b: AmazonS3Builder) -> Result<AmazonS3Builder, UploadError> {
+    if cfg.bucket.is_empty() {
+        return Err(UploadError::Config("bucket is empty".into()));
+    }
+    // A SHA-256 checksum on every PUT and part: S3 checks the bytes it
+    // stores, and buckets with Object Lock refuse uploads without one.
+    let mut b = b
+        .with_bucket_name(&cfg.bucket)
+        .with_region(&cfg.region)
+        .with_checksum_algorithm(object_store::aws::Checksum::SHA256);
+    if let Some(ep) = &cfg.endpoint {
+        let http = ep.starts_with("http://");
+        if !http && !ep.starts_with("https://") {
+            return Err(UploadError::Config(format!(
+                "endpoint {ep:?} is not an http:// or https:// URL"
+            )));
+        }
+        b = b.with_endpoint(ep).with_allow_http(http);
+    }
+    Ok(b)
+}
+
 /// Uploads the outbox; see the module documentation.
 #[derive(Debug)]
 pub struct Uploader {
@@ -150,26 +174,10 @@ impl Uploader {
     }
 
     fn build(audit_dir: &Path, cfg: &S3Config, b: AmazonS3Builder) -> Result<Self, UploadError> {
-        if cfg.bucket.is_empty() {
-            return Err(UploadError::Config("bucket is empty".into()));
-        }
-        // A SHA-256 checksum on every PUT and part: S3 checks the bytes it
-        // stores, and buckets with Object Lock refuse uploads without one.
-        let mut b = b
-            .with_bucket_name(&cfg.bucket)
-            .with_region(&cfg.region)
+        let store = builder(cfg, b)?
             .with_retry(request_retry())
-            .with_checksum_algorithm(object_store::aws::Checksum::SHA256);
-        if let Some(ep) = &cfg.endpoint {
-            let http = ep.starts_with("http://");
-            if !http && !ep.starts_with("https://") {
-                return Err(UploadError::Config(format!(
-                    "endpoint {ep:?} is not an http:// or https:// URL"
-                )));
-            }
-            b = b.with_endpoint(ep).with_allow_http(http);
-        }
-        let store = b.build().map_err(UploadError::Client)?;
+            .build()
+            .map_err(UploadError::Client)?;
         let max_backoff = Duration::from_millis(cfg.max_retry_backoff_ms);
         Self::with_store(
             audit_dir,

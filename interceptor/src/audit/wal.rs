@@ -133,10 +133,11 @@ pub fn decode(buf: &[u8]) -> (Vec<AuditRow>, usize) {
     (rows, at)
 }
 
-/// One record's row. A record of the layout before the columns added
-/// since (an agent upgraded with rows still in its WAL) ends where those
-/// columns would start; postcard writes each `None` as one zero byte, so
-/// the record padded with them is the same row with the new columns null.
+/// One record's row. A record of an older layout (an agent upgraded with
+/// rows still in its WAL) ends where the columns added since would start;
+/// postcard writes each `None` as one zero byte, so the record padded with
+/// one per added column is the same row with the new columns null (of a
+/// layout between, postcard reads the zeros it needs and ignores the rest).
 /// The CRC already matched: the payload is what some agent wrote.
 fn decode_row(payload: &[u8]) -> Option<AuditRow> {
     postcard::from_bytes(payload).ok().or_else(|| {

@@ -10,7 +10,7 @@ use clap::Args;
 use http::Method;
 use interceptor::{
     admin::client::{self, Target},
-    config::{self, Config},
+    config::Config,
 };
 use serde_json::Value;
 
@@ -18,8 +18,8 @@ use serde_json::Value;
 /// listener with a token.
 #[derive(Args)]
 pub struct Conn {
-    #[arg(long, short, default_value = config::DEFAULT_PATH)]
-    config: PathBuf,
+    #[command(flatten)]
+    config: super::ConfigArg,
     /// The admin socket; default: `admin.socket` of the config.
     #[arg(long)]
     socket: Option<PathBuf>,
@@ -57,7 +57,7 @@ impl Conn {
         }
         let socket = match &self.socket {
             Some(s) => s.clone(),
-            None => Config::load(&self.config)?.admin.socket,
+            None => Config::load(&self.config.config)?.admin.socket,
         };
         Ok(Target::Socket(socket))
     }

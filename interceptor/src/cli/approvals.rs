@@ -7,12 +7,16 @@ use clap::Subcommand;
 use http::Method;
 use serde_json::{Value, json};
 
-use super::admin::{Conn, call, list, print, time};
+use super::{
+    admin::{Conn, call, list, print, time},
+    exit,
+};
 
 /// The `approvals` subcommands.
 #[derive(Subcommand)]
 pub enum ApprovalsCmd {
     /// Approval requests (default: pending ones), oldest first, one page.
+    #[command(after_help = exit::AGENT)]
     List {
         #[command(flatten)]
         conn: Conn,
@@ -31,7 +35,9 @@ pub enum ApprovalsCmd {
         newest_first: bool,
     },
     /// One request: the exact call, who asked, votes so far.
+    #[command(after_help = exit::AGENT)]
     Show {
+        /// The request's id (from `approvals list`).
         id: String,
         /// Also the real (unmasked) arguments; each look is an audit row.
         #[arg(long)]
@@ -40,16 +46,22 @@ pub enum ApprovalsCmd {
         conn: Conn,
     },
     /// Approve a request (as the socket's user or the token's subject).
+    #[command(after_help = exit::AGENT)]
     Approve {
+        /// The request's id (from `approvals list`).
         id: String,
+        /// Why (recorded in the audit with the vote).
         #[arg(long)]
         reason: String,
         #[command(flatten)]
         conn: Conn,
     },
     /// Deny a request: the held call is refused at once.
+    #[command(after_help = exit::AGENT)]
     Deny {
+        /// The request's id (from `approvals list`).
         id: String,
+        /// Why (recorded in the audit with the vote).
         #[arg(long)]
         reason: String,
         #[command(flatten)]

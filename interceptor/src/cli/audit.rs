@@ -13,32 +13,21 @@ use interceptor::{
         chain::{self, Checkpoint},
         replay,
     },
-    config::{self, Config},
+    config::Config,
 };
+
+use super::{ConfigArg, JsonArg, exit};
 
 /// The `audit` subcommands.
 #[derive(Subcommand)]
 pub enum AuditCmd {
     /// Check every file and the signed manifest chain; name the first break.
-    Verify {
-        /// The audit directory (a complete copy, e.g. synced from S3).
-        dir: PathBuf,
-        /// The pinned Ed25519 public key (hex); default: the copy stored
-        /// beside the manifest, which proves consistency, not origin.
-        #[arg(long)]
-        public_key: Option<String>,
-        /// Anchor a host's chain at an entry you hold from an earlier
-        /// verify (`HOST:SEQ:SHA256`, or `SEQ:SHA256` with one host);
-        /// without it the chain must start at its genesis (entry 0).
-        #[arg(long = "checkpoint")]
-        checkpoints: Vec<Checkpoint>,
-        /// A file of checkpoints, one per line (`#` comments), e.g. the
-        /// `checkpoint` lines an earlier verify printed.
-        #[arg(long)]
-        checkpoint_file: Option<PathBuf>,
-    },
+    #[command(after_help = exit::VERIFY)]
+    Verify(Box<VerifyArgs>),
     /// Print one session's exchanges in order.
+    #[command(after_help = exit::REPLAY)]
     Replay {
+        /// The session: its Mcp-Session-Id as the audit recorded it.
         #[arg(long)]
         session: String,
         #[command(flatten)]
@@ -48,29 +37,57 @@ pub enum AuditCmd {
         json: bool,
     },
     /// Follow new audit rows as they are written (Ctrl-C to stop).
+    #[command(after_help = exit::PLAIN)]
     Tail {
         #[command(flatten)]
         source: AuditSource,
+        /// One JSON object per line instead of text.
         #[arg(long)]
         json: bool,
     },
 }
 
+/// The arguments of `audit verify`.
+#[derive(clap::Args)]
+pub struct VerifyArgs {
+    #[command(flatten)]
+    source: AuditSource,
+    /// The audit directory, as an argument (the older spelling of --dir).
+    #[arg(value_name = "DIR", conflicts_with = "dir")]
+    dir_arg: Option<PathBuf>,
+    /// The pinned Ed25519 public key (hex); default: the copy stored
+    /// beside the manifest, which proves consistency, not origin.
+    #[arg(long)]
+    public_key: Option<String>,
+    /// Anchor a host's chain at an entry you hold from an earlier
+    /// verify (`HOST:SEQ:SHA256`, or `SEQ:SHA256` with one host);
+    /// without it the chain must start at its genesis (entry 0).
+    #[arg(long = "checkpoint")]
+    checkpoints: Vec<Checkpoint>,
+    /// A file of checkpoints, one per line (`#` comments), e.g. the
+    /// `checkpoint` lines an earlier verify printed.
+    #[arg(long)]
+    checkpoint_file: Option<PathBuf>,
+    #[command(flatten)]
+    json: JsonArg,
+}
+
 /// Where the audit files are: a directory, or the config's `audit.dir`.
 #[derive(clap::Args)]
 pub struct AuditSource {
-    /// The audit directory; default: `audit.dir` of the config.
-    #[arg(long)]
+    /// The audit directory (e.g. a copy synced from S3); default:
+    /// `audit.dir` of the config.
+    #[arg(long, value_name = "DIR")]
     dir: Option<PathBuf>,
-    #[arg(long, short, default_value = config::DEFAULT_PATH)]
-    config: PathBuf,
+    #[command(flatten)]
+    config: ConfigArg,
 }
 
 impl AuditSource {
     fn dir(&self) -> anyhow::Result<PathBuf> {
         match &self.dir {
             Some(d) => Ok(d.clone()),
-            None => Ok(Config::load(&self.config)?.audit.dir),
+            None => Ok(Config::load(&self.config.config)?.audit.dir),
         }
     }
 }
@@ -78,16 +95,17 @@ impl AuditSource {
 /// Runs one `audit` subcommand.
 pub fn run(cmd: AuditCmd) -> anyhow::Result<ExitCode> {
     match cmd {
-        AuditCmd::Verify {
-            dir,
-            public_key,
-            mut checkpoints,
-            checkpoint_file,
-        } => {
-            if let Some(f) = checkpoint_file {
-                checkpoints.extend(read_checkpoints(&f)?);
+        AuditCmd::Verify(a) => {
+            let a = *a;
+            let mut checkpoints = a.checkpoints;
+            if let Some(f) = &a.checkpoint_file {
+                checkpoints.extend(read_checkpoints(f)?);
             }
-            Ok(verify(&dir, public_key.as_deref(), &checkpoints))
+            let dir = match &a.dir_arg {
+                Some(d) => d.clone(),
+                None => a.source.dir()?,
+            };
+            verify(&dir, a.public_key.as_deref(), &checkpoints, a.json.json)
         }
         AuditCmd::Replay {
             session,
@@ -124,9 +142,32 @@ fn read_checkpoints(path: &Path) -> anyhow::Result<Vec<Checkpoint>> {
         .collect()
 }
 
-/// `audit verify`: a summary and the chain heads, or the first break.
-fn verify(dir: &Path, public_key: Option<&str>, checkpoints: &[Checkpoint]) -> ExitCode {
-    match chain::verify_from(dir, public_key, checkpoints) {
+/// `audit verify`: a summary and the chain heads, or the first break
+/// (as text, or one JSON object).
+fn verify(
+    dir: &Path,
+    public_key: Option<&str>,
+    checkpoints: &[Checkpoint],
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let result = chain::verify_from(dir, public_key, checkpoints);
+    if json {
+        let v = match &result {
+            Ok(r) => serde_json::json!({
+                "intact": true, "dir": dir, "hosts": r.hosts, "entries": r.entries,
+                "files": r.files, "rows": r.rows,
+                "checkpoints": r.heads.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            }),
+            Err(b) => serde_json::json!({ "intact": false, "dir": dir, "break": b.to_string() }),
+        };
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(if result.is_ok() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        });
+    }
+    match result {
         Ok(r) => {
             println!(
                 "ok: {} host(s), {} manifest entries, {} files, {} rows; chain and signatures intact, every object listed",
@@ -140,11 +181,11 @@ fn verify(dir: &Path, public_key: Option<&str>, checkpoints: &[Checkpoint]) -> E
             for h in &r.heads {
                 println!("checkpoint {h}");
             }
-            ExitCode::SUCCESS
+            Ok(ExitCode::SUCCESS)
         }
         Err(b) => {
             println!("FAIL: {b}");
-            ExitCode::FAILURE
+            Ok(ExitCode::FAILURE)
         }
     }
 }

@@ -8,14 +8,20 @@ use clap::Subcommand;
 use http::Method;
 use serde_json::{Value, json};
 
-use super::admin::{Conn, call, print, time};
+use super::{
+    admin::{Conn, call, print, time},
+    exit,
+};
 
 /// The `grants` subcommands.
 #[derive(Subcommand)]
 pub enum GrantsCmd {
     /// Give a subject temporary access: policies see it in
     /// `context.grants` until the TTL ends.
+    #[command(after_help = exit::AGENT)]
     Add {
+        /// Who gets it: the token's `sub`, or the client certificate's
+        /// subject.
         #[arg(long)]
         subject: String,
         /// The issuer the subject is of (token issuer URL, or a client
@@ -39,15 +45,20 @@ pub enum GrantsCmd {
         conn: Conn,
     },
     /// Grants in force (`--all`: also expired and revoked ones).
+    #[command(after_help = exit::AGENT)]
     List {
+        /// Also expired and revoked grants.
         #[arg(long)]
         all: bool,
         #[command(flatten)]
         conn: Conn,
     },
     /// End a grant now.
+    #[command(after_help = exit::AGENT)]
     Revoke {
+        /// The grant's id (from `grants list`).
         id: String,
+        /// Why (recorded in the audit).
         #[arg(long)]
         reason: String,
         #[command(flatten)]

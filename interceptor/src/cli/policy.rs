@@ -10,29 +10,37 @@ use std::{
 use anyhow::Context;
 use clap::Subcommand;
 use interceptor::{
-    config::{self, Config},
+    config::Config,
     policy::{Policies, explain},
 };
+
+use super::{ConfigArg, JsonArg, exit};
 
 /// The `policy` subcommands.
 #[derive(Subcommand)]
 pub enum PolicyCmd {
     /// The decision for one request, the determining policies and why.
+    #[command(after_help = exit::PLAIN)]
     Explain(Box<ExplainArgs>),
     /// Check a table of cases (TOML `[[case]]` with `expect`); exit 1 on
     /// any mismatch. For the policy files' own CI.
+    #[command(after_help = exit::POLICY_TEST)]
     Test {
+        /// The table of cases (TOML, `[[case]]` entries with `expect`).
         cases: PathBuf,
-        #[arg(long, short, default_value = config::DEFAULT_PATH)]
-        config: PathBuf,
+        #[command(flatten)]
+        config: ConfigArg,
+        #[command(flatten)]
+        json: JsonArg,
     },
 }
 
 /// The request `policy explain` asks about.
 #[derive(clap::Args)]
 pub struct ExplainArgs {
-    #[arg(long, short, default_value = config::DEFAULT_PATH)]
-    config: PathBuf,
+    #[command(flatten)]
+    config: ConfigArg,
+    /// The caller's subject (the token's `sub`, or the certificate's).
     #[arg(long)]
     subject: String,
     /// A group of the subject (repeat for several).
@@ -41,12 +49,16 @@ pub struct ExplainArgs {
     /// oidc (default), mtls or anonymous.
     #[arg(long)]
     auth_method: Option<String>,
+    /// The JSON-RPC method (`tools/call`, `resources/read`, ...).
     #[arg(long)]
     method: String,
+    /// The tool called (tools/call).
     #[arg(long)]
     tool: Option<String>,
+    /// The resource read (resources/read).
     #[arg(long)]
     uri: Option<String>,
+    /// The prompt asked for (prompts/get).
     #[arg(long)]
     prompt: Option<String>,
     /// Arguments as a JSON object.
@@ -55,8 +67,10 @@ pub struct ExplainArgs {
     /// The server's policy name; default: the first port's.
     #[arg(long)]
     server: Option<String>,
+    /// The client's address.
     #[arg(long)]
     source_ip: Option<IpAddr>,
+    /// The client's `clientInfo.name` from `initialize`.
     #[arg(long)]
     client_name: Option<String>,
     /// Unix seconds; default now.
@@ -89,14 +103,18 @@ fn load(config: &Path) -> anyhow::Result<(Config, Policies)> {
 pub fn run(cmd: PolicyCmd) -> anyhow::Result<ExitCode> {
     match cmd {
         PolicyCmd::Explain(a) => explain(*a),
-        PolicyCmd::Test { cases, config } => test(&cases, &config),
+        PolicyCmd::Test {
+            cases,
+            config,
+            json,
+        } => test(&cases, &config.config, json.json),
     }
 }
 
 /// `policy explain`: the decision for one request, as the agent would
 /// take it.
 fn explain(a: ExplainArgs) -> anyhow::Result<ExitCode> {
-    let (cfg, policies) = load(&a.config)?;
+    let (cfg, policies) = load(&a.config.config)?;
     let arguments = a
         .args
         .as_deref()
@@ -139,11 +157,31 @@ fn explain(a: ExplainArgs) -> anyhow::Result<ExitCode> {
 
 /// `policy test`: every case of the table against the policy; exit 1 on
 /// a mismatch.
-fn test(cases: &Path, config: &Path) -> anyhow::Result<ExitCode> {
+fn test(cases: &Path, config: &Path, json: bool) -> anyhow::Result<ExitCode> {
     let (cfg, policies) = load(config)?;
     let table = explain::load_cases(cases)?;
     let results = explain::run_cases(&policies, &cfg, &table)?;
     let failed = results.iter().filter(|r| !r.passed).count();
+    let code = if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    };
+    if json {
+        let cases: Vec<serde_json::Value> = results
+            .iter()
+            .map(|r| {
+                serde_json::json!({
+                    "name": r.name, "passed": r.passed, "want": r.want,
+                    "got": r.decision.effect.as_str(), "policies": r.decision.policies,
+                    "reason": r.decision.reason,
+                })
+            })
+            .collect();
+        let v = serde_json::json!({ "passed": failed == 0, "failed": failed, "cases": cases });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(code);
+    }
     for r in &results {
         let ids = r.decision.policies.join(", ");
         if r.passed {
@@ -163,9 +201,5 @@ fn test(cases: &Path, config: &Path) -> anyhow::Result<ExitCode> {
         results.len() - failed,
         results.len()
     );
-    Ok(if failed == 0 {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    Ok(code)
 }

@@ -2,18 +2,17 @@
 //! an operator has reviewed a change. The running agent picks a re-pin up
 //! within a second; no restart or SIGHUP.
 
-use std::{
-    path::{Path, PathBuf},
-    process::ExitCode,
-};
+use std::{path::Path, process::ExitCode};
 
 use clap::Subcommand;
 use interceptor::{
     audit::wal::hour_of,
-    config::{self, Config},
+    config::Config,
     escape,
     policy::tool_pins::{self, PinError, PinFile, PinStore, ToolPin},
 };
+
+use super::{ConfigArg, exit};
 
 /// Fingerprint characters shown in the table (`--json` and `show` give
 /// them whole).
@@ -24,9 +23,10 @@ const SHORT: usize = 16;
 pub enum ToolsCmd {
     /// Every recorded tool per server: status (pinned or CHANGED) and
     /// fingerprints.
+    #[command(after_help = exit::PLAIN)]
     List {
-        #[arg(long, short, default_value = config::DEFAULT_PATH)]
-        config: PathBuf,
+        #[command(flatten)]
+        config: ConfigArg,
         /// Only this server (its port rule's `name`, else its port).
         #[arg(long)]
         server: Option<String>,
@@ -35,19 +35,25 @@ pub enum ToolsCmd {
         json: bool,
     },
     /// One tool's pinned and last observed definition, to review a change.
+    #[command(after_help = exit::TOOLS_SHOW)]
     Show {
-        #[arg(long, short, default_value = config::DEFAULT_PATH)]
-        config: PathBuf,
+        #[command(flatten)]
+        config: ConfigArg,
         /// The server (its port rule's `name`, else its port).
         #[arg(long)]
         server: String,
+        /// The tool's name.
         #[arg(long)]
         tool: String,
+        /// The pin record as JSON (both definitions whole).
+        #[arg(long)]
+        json: bool,
     },
     /// Accept the observed definition as the new pin (lifts a block).
+    #[command(after_help = exit::TOOLS_PIN)]
     Pin {
-        #[arg(long, short, default_value = config::DEFAULT_PATH)]
-        config: PathBuf,
+        #[command(flatten)]
+        config: ConfigArg,
         /// The server (its port rule's `name`, else its port).
         #[arg(long)]
         server: String,
@@ -57,6 +63,9 @@ pub enum ToolsCmd {
         /// Every changed tool of the server.
         #[arg(long)]
         all: bool,
+        /// What was re-pinned, as JSON.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -67,21 +76,33 @@ pub fn run(cmd: ToolsCmd) -> anyhow::Result<ExitCode> {
             config,
             server,
             json,
-        } => list(&Config::load(&config)?.pins_path(), server.as_deref(), json),
+        } => list(
+            &Config::load(&config.config)?.pins_path(),
+            server.as_deref(),
+            json,
+        ),
         ToolsCmd::Show {
             config,
             server,
             tool,
-        } => show_one(&Config::load(&config)?.pins_path(), &server, &tool),
+            json,
+        } => show_one(
+            &Config::load(&config.config)?.pins_path(),
+            &server,
+            &tool,
+            json,
+        ),
         ToolsCmd::Pin {
             config,
             server,
             tool,
             all: _,
+            json,
         } => pin(
-            &Config::load(&config)?.pins_path(),
+            &Config::load(&config.config)?.pins_path(),
             &server,
             tool.as_deref(),
+            json,
         ),
     }
 }
@@ -103,7 +124,7 @@ fn list(path: &Path, server: Option<&str>, json: bool) -> anyhow::Result<ExitCod
 }
 
 /// `tools show`: one tool's pinned and observed definitions.
-fn show_one(path: &Path, server: &str, tool: &str) -> anyhow::Result<ExitCode> {
+fn show_one(path: &Path, server: &str, tool: &str, json: bool) -> anyhow::Result<ExitCode> {
     let file = PinStore::new(path).read()?;
     let Some(p) = file.get(server, tool) else {
         eprintln!(
@@ -112,13 +133,17 @@ fn show_one(path: &Path, server: &str, tool: &str) -> anyhow::Result<ExitCode> {
         );
         return Ok(ExitCode::FAILURE);
     };
-    print!("{}", show(server, tool, p)?);
+    if json {
+        println!("{}", serde_json::to_string_pretty(p)?);
+    } else {
+        print!("{}", show(server, tool, p)?);
+    }
     Ok(ExitCode::SUCCESS)
 }
 
 /// `tools pin`: accept the observed definition of one tool, or of every
 /// changed tool of the server (`tool` None: `--all`).
-fn pin(path: &Path, server: &str, tool: Option<&str>) -> anyhow::Result<ExitCode> {
+fn pin(path: &Path, server: &str, tool: Option<&str>, json: bool) -> anyhow::Result<ExitCode> {
     let done = match tool_pins::repin(path, server, tool) {
         Ok(d) => d,
         Err(PinError::NotFound(why)) => {
@@ -130,6 +155,14 @@ fn pin(path: &Path, server: &str, tool: Option<&str>) -> anyhow::Result<ExitCode
         }
         Err(e) => return Err(e.into()),
     };
+    if json {
+        let v: Vec<serde_json::Value> = done
+            .iter()
+            .map(|r| serde_json::json!({ "server": server, "tool": r.tool, "from": r.from, "to": r.to }))
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(ExitCode::SUCCESS);
+    }
     if done.is_empty() {
         println!("server {server}: no changed tools; nothing to re-pin");
     }

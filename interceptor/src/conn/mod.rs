@@ -44,8 +44,8 @@ impl ConnInfo {
 /// What a TLS connection negotiated.
 #[derive(Debug, Clone)]
 pub struct TlsInfo {
-    /// The TLS protocol version.
-    pub version: &'static str,
+    /// Protocol version, cipher suite and ALPN: what the audit records.
+    pub negotiated: Negotiated,
     /// The server name the client asked for.
     pub sni: Option<String>,
     /// The client's certificate, if it sent one.
@@ -54,6 +54,22 @@ pub struct TlsInfo {
     /// `peer` is parsed from its first entry, so a connection with a peer
     /// always has a chain to re-verify (the proxy's `tls::recheck`).
     pub chain: Arc<[CertificateDer<'static>]>,
+}
+
+/// The parameters a TLS handshake settled, as the audit's `tls_*`
+/// columns record them (the evidence for SC-8, transmission
+/// confidentiality).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Negotiated {
+    /// The protocol version, e.g. `TLSv1.3`.
+    pub version: &'static str,
+    /// The cipher suite by its rustls name (the IANA name, TLS 1.3 suites
+    /// prefixed `TLS13_`), e.g. `TLS13_AES_128_GCM_SHA256`; rustls names
+    /// one after every completed handshake.
+    pub cipher: Option<String>,
+    /// The ALPN protocol agreed (`h2`, `http/1.1`); `None` when the client
+    /// offered none.
+    pub alpn: Option<String>,
 }
 
 /// The verified client certificate of a connection.

@@ -59,7 +59,10 @@ pub fn checks(cfg: &Config) -> Vec<Check> {
             name: "identity",
             status: Status::Warn,
             detail: "allow_anonymous = true: requests without credentials are served".into(),
-            hint: Some("configure [[identity.oidc]] or tls.client_ca and turn it off".into()),
+            hint: Some(
+                "configure [[identity.oidc]] or tls.client_ca and set identity.allow_anonymous = false"
+                    .into(),
+            ),
         });
     }
     out.push(policy(cfg));
@@ -73,12 +76,21 @@ fn policy(cfg: &Config) -> Check {
             status: Status::Warn,
             detail: "no [policy] files: every identified caller may call anything".into(),
             hint: Some(
-                "write Cedar policies (deploy/policy/examples) and list them in [policy] files"
+                "write Cedar policies (examples: /usr/share/mcp-interceptor/policy/examples) and list them in [policy] files"
                     .into(),
             ),
         };
     }
     match crate::policy::Policies::load(&cfg.policy.files) {
+        Ok(p) if p.count == 0 => Check {
+            name: "policy",
+            status: Status::Warn,
+            detail: "no policies in [policy] files: every call is denied".into(),
+            hint: Some(
+                "write a first policy (examples: /usr/share/mcp-interceptor/policy/examples)"
+                    .into(),
+            ),
+        },
         Ok(p) => ok(
             "policy",
             format!("{} policies, version {}", p.count, &p.version[..12]),
@@ -86,7 +98,7 @@ fn policy(cfg: &Config) -> Check {
         Err(e) => fail(
             "policy",
             e.to_string(),
-            "fix the policy, then `mcp-interceptor check-config`",
+            "fix the policy, then `mcp-interceptor check-config -c FILE`",
         ),
     }
 }

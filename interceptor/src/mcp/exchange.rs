@@ -45,6 +45,7 @@ impl Origin {
             conn_id: self.conn.id,
             client_addr: self.conn.client.to_string(),
             orig_dst: self.conn.orig_dst.to_string(),
+            tls: self.conn.tls.as_ref().map(|t| t.negotiated.clone()),
             caller: self.caller.clone(),
             session_id: self.in_session.then(|| self.key.clone()),
             transport: info.transport.unwrap_or(self.transport),

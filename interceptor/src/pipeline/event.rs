@@ -64,6 +64,8 @@ pub struct ExchangeEvent {
     pub client_addr: String,
     /// The original destination address.
     pub orig_dst: String,
+    /// What the connection's TLS handshake negotiated; `None`: plaintext.
+    pub tls: Option<crate::conn::Negotiated>,
     /// Who asked (`None` only when the request was refused before an
     /// identity was established).
     pub caller: Option<std::sync::Arc<crate::identity::Caller>>,

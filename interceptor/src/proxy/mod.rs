@@ -198,7 +198,7 @@ async fn handle(
     serving.handler.on_close(&ctx.info, requests);
     tracing::info!(
         conn = ctx.info.id, client = %peer, orig_dst = %dst, upstream = %upstream_addr, requests,
-        tls = ctx.info.tls.as_ref().map(|t| t.version),
+        tls = ctx.info.tls.as_ref().map(|t| t.negotiated.version),
         duration_ms = format!("{:.1}", started.elapsed().as_secs_f64() * 1e3),
         "connection closed"
     );

@@ -29,7 +29,7 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::{
     config::{ClientAuth, Tls},
-    conn::{CertCheckError, PeerCert, TlsInfo},
+    conn::{CertCheckError, Negotiated, PeerCert, TlsInfo},
 };
 
 /// Why TLS could not be set up.
@@ -286,11 +286,6 @@ pub async fn sniff(stream: &TcpStream, limit: Duration) -> io::Result<bool> {
 
 /// What the handshake settled, with the verified leaf parsed.
 pub fn info(conn: &rustls::ServerConnection) -> TlsInfo {
-    let version = match conn.protocol_version() {
-        Some(rustls::ProtocolVersion::TLSv1_3) => "TLSv1.3",
-        Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2",
-        _ => "TLS",
-    };
     let chain: Arc<[CertificateDer<'static>]> = conn
         .peer_certificates()
         .map(|c| c.iter().map(|d| d.clone().into_owned()).collect())
@@ -307,10 +302,34 @@ pub fn info(conn: &rustls::ServerConnection) -> TlsInfo {
             }
         });
     TlsInfo {
-        version,
+        negotiated: negotiated(conn),
         sni: conn.server_name().map(str::to_owned),
         peer,
         chain,
+    }
+}
+
+/// Version, cipher suite and ALPN of a completed handshake.
+fn negotiated(conn: &rustls::ServerConnection) -> Negotiated {
+    let version = match conn.protocol_version() {
+        Some(rustls::ProtocolVersion::TLSv1_3) => "TLSv1.3",
+        Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2",
+        _ => "TLS",
+    };
+    // Every suite rustls can negotiate has a name; the code point is the
+    // fallback should a provider add one rustls does not know.
+    let cipher = conn.negotiated_cipher_suite().map(|s| {
+        let suite = s.suite();
+        suite
+            .as_str()
+            .map_or_else(|| format!("{suite:?}"), str::to_owned)
+    });
+    Negotiated {
+        version,
+        cipher,
+        alpn: conn
+            .alpn_protocol()
+            .map(|p| String::from_utf8_lossy(p).into_owned()),
     }
 }
 

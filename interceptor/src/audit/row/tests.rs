@@ -87,6 +87,7 @@ fn call_event(params: serde_json::Value) -> ExchangeEvent {
         conn_id: 1,
         client_addr: "127.0.0.1:1".into(),
         orig_dst: "127.0.0.1:2".into(),
+        tls: None,
         caller: None,
         session_id: None,
         transport: Transport::Stateless,
@@ -155,4 +156,32 @@ fn long_input_responses_are_cut_like_arguments() {
     let params = serde_json::json!({"inputResponses": {"pin": "x".repeat(100)}});
     let r = s.from_event(&call_event(params));
     assert_eq!(r.input_responses.map(|t| t.len()), Some(16));
+}
+
+#[test]
+fn a_tls_connection_fills_the_tls_columns_and_plaintext_leaves_them_null() {
+    let mut ev = call_event(serde_json::json!({"name": "unlock"}));
+    ev.tls = Some(crate::conn::Negotiated {
+        version: "TLSv1.2",
+        cipher: Some("TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256".into()),
+        alpn: None,
+    });
+    let r = stamp().from_event(&ev);
+    assert_eq!(
+        (
+            r.tls_version.as_deref(),
+            r.tls_cipher.as_deref(),
+            r.tls_alpn
+        ),
+        (
+            Some("TLSv1.2"),
+            Some("TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256"),
+            None
+        )
+    );
+    let plain = stamp().from_event(&call_event(serde_json::json!({"name": "unlock"})));
+    assert_eq!(
+        (plain.tls_version, plain.tls_cipher, plain.tls_alpn),
+        (None, None, None)
+    );
 }

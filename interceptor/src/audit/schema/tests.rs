@@ -247,6 +247,9 @@ fn full_row() -> AuditRow {
         call_id: Some("0195f3c2-7a10-7000-8000-0000000000c1".into()),
         follows: Some("0195f3c2-7a10-7000-8000-0000000000c0".into()),
         input_responses: Some(r#"{"pin":{"action":"accept"}}"#.into()),
+        tls_version: Some("TLSv1.3".into()),
+        tls_cipher: Some("TLS13_AES_128_GCM_SHA256".into()),
+        tls_alpn: Some("http/1.1".into()),
     }
 }
 

@@ -85,11 +85,12 @@ fn segments_roll_on_hour_size_and_age() {
     assert!(segment_path(dir.path(), 10).exists());
 }
 
-/// A record as an agent before the added columns wrote it: the row's
-/// postcard bytes without the trailing `None`s, framed with its CRC.
-fn legacy_record(r: &AuditRow) -> Vec<u8> {
+/// A record as an agent of an older layout wrote it: the row's postcard
+/// bytes without the trailing `None`s of the `missing` columns added
+/// since, framed with its CRC.
+fn legacy_record(r: &AuditRow, missing: usize) -> Vec<u8> {
     let full = postcard::to_allocvec(r).unwrap();
-    let old = &full[..full.len() - crate::audit::schema::ADDED_COLUMNS];
+    let old = &full[..full.len() - missing];
     let mut rec = Vec::new();
     rec.extend_from_slice(&(old.len() as u32).to_le_bytes());
     rec.extend_from_slice(&crc32fast::hash(old).to_le_bytes());
@@ -98,16 +99,25 @@ fn legacy_record(r: &AuditRow) -> Vec<u8> {
 }
 
 #[test]
-fn records_of_the_older_layout_still_decode() {
-    let mut old = row(1, "exchange");
-    old.message = Some("written before trace_id existed".into());
+fn records_of_the_older_layouts_still_decode() {
+    // The first layout (before trace_id) and the one before the tls_*
+    // columns (3 missing), beside a record of today's.
+    let mut first = row(1, "exchange");
+    first.message = Some("written before trace_id existed".into());
+    let mut traced = row(3, "exchange");
+    traced.trace_id = Some("4bf92f3577b34da6a3ce929d0e0e4736".into());
+    traced.follows = Some("written before tls_version existed".into());
     let mut new = row(2, "exchange");
     new.trace_id = Some("4bf92f3577b34da6a3ce929d0e0e4736".into());
     new.follows = Some("first".into());
-    let mut buf = legacy_record(&old);
+    new.tls_version = Some("TLSv1.3".into());
+    new.tls_cipher = Some("TLS13_AES_128_GCM_SHA256".into());
+    new.tls_alpn = Some("http/1.1".into());
+    let mut buf = legacy_record(&first, crate::audit::schema::ADDED_COLUMNS);
     buf.extend(encode(&new).unwrap());
-    buf.extend(legacy_record(&old));
+    buf.extend(legacy_record(&traced, 3));
+    buf.extend(legacy_record(&first, crate::audit::schema::ADDED_COLUMNS));
     let (rows, used) = decode(&buf);
     assert_eq!(used, buf.len());
-    assert_eq!(rows, vec![old.clone(), new, old]);
+    assert_eq!(rows, vec![first.clone(), new, traced, first]);
 }

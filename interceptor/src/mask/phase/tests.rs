@@ -75,6 +75,7 @@ fn event() -> ExchangeEvent {
         conn_id: 1,
         client_addr: "127.0.0.1:1".into(),
         orig_dst: "127.0.0.1:2".into(),
+        tls: None,
         caller: None,
         session_id: None,
         transport: Transport::StreamableHttp,
