@@ -255,8 +255,10 @@ fn host_paths() -> Vec<(String, bool)> {
     .collect()
 }
 
-/// bpffs at /sys/fs/bpf, as systemd mounts it at boot (a host without
-/// systemd, like this one, may not have it yet).
+/// bpffs at /sys/fs/bpf, shared, as systemd mounts it at boot (a host
+/// without systemd, like this one, may have it private, or not at all).
+/// Shared, its copy in the namespace is a slave of it, which the agent
+/// takes as the host's: pins there outlive it.
 fn host_bpffs() {
     let mounted = run(
         "findmnt",
@@ -271,6 +273,11 @@ fn host_bpffs() {
             Duration::from_secs(10),
         );
     }
+    ok(
+        "mount",
+        &["--make-shared", "/sys/fs/bpf"],
+        Duration::from_secs(10),
+    );
 }
 
 /// The agent's config inside the namespace: mTLS on port 8080, the
