@@ -2,12 +2,13 @@
 //! on the request path) and Parquet bytes per row, with the default fsync
 //! policy, for realistic tools/call rows (a ~2 KB customer record).
 
-use std::time::Instant;
+use std::{net::SocketAddr, time::Instant};
 
 use anyhow::Result;
 use interceptor::{
     audit::{Audit, chain},
     config::Audit as AuditConfig,
+    conn::ConnInfo,
     identity::{AuthMethod, Caller},
     pipeline::{Direction, EventKind, ExchangeEvent, Transport},
 };
@@ -28,12 +29,13 @@ fn event(i: u64, caller: &std::sync::Arc<Caller>) -> ExchangeEvent {
         "{{\"id\":\"c-{i}\",\"name\":\"Ada Lovelace\",\"email\":\"ada{i}@example.com\",\"orders\":[{}]}}",
         (0..12).map(|n| format!("{{\"order\":\"o-{n}\",\"total\":{}.99,\"status\":\"shipped\"}}", n * 7)).collect::<Vec<_>>().join(",")
     )}]});
+    let conn = ConnInfo {
+        id: i,
+        client: SocketAddr::from(([10, 1, 2, 3], 50000)),
+        orig_dst: SocketAddr::from(([10, 1, 2, 4], 8080)),
+        tls: None,
+    };
     ExchangeEvent {
-        kind: EventKind::Exchange,
-        direction: Direction::ClientToServer,
-        conn_id: i,
-        client_addr: "10.1.2.3:50000".into(),
-        orig_dst: "10.1.2.4:8080".into(),
         // A TLS client, as in production: the row carries its three columns.
         tls: Some(interceptor::conn::Negotiated {
             version: "TLSv1.3",
@@ -42,7 +44,6 @@ fn event(i: u64, caller: &std::sync::Arc<Caller>) -> ExchangeEvent {
         }),
         caller: Some(caller.clone()),
         session_id: Some(format!("session-{}", i / 50)),
-        transport: Transport::StreamableHttp,
         protocol_version: Some("2025-11-25".into()),
         client_name: Some("bench".into()),
         client_version: Some("1.0".into()),
@@ -51,23 +52,18 @@ fn event(i: u64, caller: &std::sync::Arc<Caller>) -> ExchangeEvent {
         target: Some("lookup_customer".into()),
         params: Some(json!({"name": "lookup_customer", "arguments": {"id": format!("c-{i}")}})),
         result: Some(result),
-        error: None,
         http_method: "POST".into(),
         http_path: "/mcp".into(),
         http_status: Some(200),
-        decided_by: None,
-        decision: None,
-        masked: Default::default(),
-        masked_with: None,
-        approval: None,
-        rewritten: false,
         received_us: 1_700_000_000_000_000 + i as i64 * 1000,
-        forwarded_us: None,
-        first_byte_us: None,
-        done_us: None,
         bytes_in: 180,
         bytes_out: 2100,
-        meta: Default::default(),
+        ..ExchangeEvent::new(
+            EventKind::Exchange,
+            Direction::ClientToServer,
+            &conn,
+            Transport::StreamableHttp,
+        )
     }
 }
 

@@ -10,6 +10,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
+use educe::Educe;
 use serde::{Deserialize, Serialize};
 
 mod approvals;
@@ -116,52 +117,42 @@ pub enum OnAuditFailure {
 }
 
 /// The audit trail: WAL, Parquet files, signed manifest, optional S3.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Educe)]
+#[educe(Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct Audit {
     /// Whether to write the audit log.
+    #[educe(Default = true)]
     pub enabled: bool,
     /// Holds `wal/`, `events/dt=…/hour=…/`, `manifest/<host>/`, `outbox/`.
+    #[educe(Default(expression = PathBuf::from("/var/lib/mcp-interceptor/audit")))]
     pub dir: PathBuf,
     /// When writes are synced to disk.
     pub fsync: Fsync,
     /// How often to sync when syncing on an interval.
+    #[educe(Default = 100)]
     pub fsync_interval_ms: u64,
     /// What to do when the audit log cannot be written.
     pub on_audit_failure: OnAuditFailure,
     /// A Parquet file is closed after this many seconds ...
+    #[educe(Default = 60)]
     pub roll_seconds: u64,
     /// ... or this many bytes of WAL, or when the UTC hour changes. A
     /// closed segment is converted in memory, so this bounds the converter's
     /// memory (about four times this at peak).
+    #[educe(Default(expression = 16 << 20))]
     pub roll_bytes: u64,
     /// Arguments, result and error JSON longer than this are cut (flagged,
     /// full size kept).
+    #[educe(Default(expression = 64 << 10))]
     pub max_field_bytes: usize,
     /// Ed25519 key signing the manifest; generated (0600) if absent.
+    #[educe(Default(expression = PathBuf::from("/var/lib/mcp-interceptor/audit-signing.key")))]
     pub signing_key: PathBuf,
     /// Host name in rows and file names; unset: the kernel's host name.
     pub host: Option<String>,
     /// Upload sealed audit files to S3, if set.
     pub s3: Option<S3Config>,
-}
-
-impl Default for Audit {
-    fn default() -> Self {
-        Self {
-            enabled: true,
-            dir: PathBuf::from("/var/lib/mcp-interceptor/audit"),
-            fsync: Fsync::default(),
-            fsync_interval_ms: 100,
-            on_audit_failure: OnAuditFailure::default(),
-            roll_seconds: 60,
-            roll_bytes: 16 << 20,
-            max_field_bytes: 64 << 10,
-            signing_key: PathBuf::from("/var/lib/mcp-interceptor/audit-signing.key"),
-            host: None,
-            s3: None,
-        }
-    }
 }
 
 /// Whether to steer traffic with eBPF or listen only.
@@ -187,7 +178,8 @@ pub enum FailMode {
 }
 
 /// Which traffic to intercept and how.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Educe)]
+#[educe(Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct Intercept {
     /// Whether to steer traffic with eBPF or listen only.
@@ -198,35 +190,21 @@ pub struct Intercept {
     /// unset: the agent's own.
     pub netns: Option<PathBuf>,
     /// bpffs directory for the pinned program link and maps.
+    #[educe(Default(expression = PathBuf::from("/sys/fs/bpf/mcp-interceptor")))]
     pub pin_dir: PathBuf,
     /// Sockets steered connections land on (ebpf mode): at most one IPv4
     /// and one IPv6 address. Their port must not be a steered port.
+    #[educe(Default(expression = vec![
+        SocketAddr::from(([127, 0, 0, 1], 15001)),
+        SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, 15001)),
+    ]))]
     pub proxy_listen: Vec<SocketAddr>,
     /// Inclusive privileged source-port range of the agent's upstream
     /// connections, which the program lets through unsteered.
+    #[educe(Default(expression = PortRange { start: 700, end: 1023 }))]
     pub bypass_ports: PortRange,
     /// The ports to intercept.
     pub ports: Vec<PortRule>,
-}
-
-impl Default for Intercept {
-    fn default() -> Self {
-        Self {
-            mode: Mode::default(),
-            fail: FailMode::default(),
-            netns: None,
-            pin_dir: PathBuf::from("/sys/fs/bpf/mcp-interceptor"),
-            proxy_listen: vec![
-                SocketAddr::from(([127, 0, 0, 1], 15001)),
-                SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, 15001)),
-            ],
-            bypass_ports: PortRange {
-                start: 700,
-                end: 1023,
-            },
-            ports: Vec::new(),
-        }
-    }
 }
 
 /// An inclusive port range, written `{ start = 700, end = 1023 }`.
@@ -252,10 +230,12 @@ impl PortRange {
 }
 
 /// One intercepted port range and how to treat it.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Educe)]
+#[educe(Default)]
 #[serde(deny_unknown_fields)]
 pub struct PortRule {
-    /// The MCP server's port.
+    /// The MCP server's port (0 in `PortRule::default()`, which is
+    /// invalid: callers set it).
     pub port: u16,
     /// Steer only connections to these local addresses; empty: any address.
     #[serde(default)]
@@ -273,6 +253,7 @@ pub struct PortRule {
     /// escapes). A legacy server's `endpoint` event adds its message path
     /// at run time. A POST whose body is JSON-RPC is MCP on any path.
     #[serde(default = "default_mcp_paths")]
+    #[educe(Default(expression = default_mcp_paths()))]
     pub mcp_paths: Vec<String>,
     /// Non-MCP paths forwarded as they are (`/healthz`, or `/api/*` for a
     /// prefix), without the upstream credential, each an `http` audit row;
@@ -292,23 +273,6 @@ pub struct PortRule {
     pub name: Option<String>,
 }
 
-impl Default for PortRule {
-    /// Port 0 is invalid: callers set `port`.
-    fn default() -> Self {
-        Self {
-            port: 0,
-            addresses: Vec::new(),
-            upstream: None,
-            listen: Vec::new(),
-            mcp_paths: default_mcp_paths(),
-            pass_through: Vec::new(),
-            upstream_tls: false,
-            upstream_server_name: None,
-            name: None,
-        }
-    }
-}
-
 fn default_mcp_paths() -> Vec<String> {
     ["/mcp", "/sse", "/messages", "/message"]
         .map(String::from)
@@ -316,37 +280,51 @@ fn default_mcp_paths() -> Vec<String> {
 }
 
 /// HTTP limits and time-outs. Each violation gets a documented status and,
-/// where the client speaks JSON-RPC, a JSON-RPC error body (README.md).
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+/// where the client speaks JSON-RPC, a JSON-RPC error body (docs/protocol-and-errors.md).
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Educe)]
+#[educe(Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct Http {
     /// Largest client request body, bytes (413).
+    #[educe(Default(expression = 4 << 20))]
     pub max_request_body: usize,
     /// Largest single server message: a JSON response body or one SSE
     /// event, bytes (502, or the stream is cut with an error event).
+    #[educe(Default(expression = 16 << 20))]
     pub max_message: usize,
     /// Most messages in one JSON-RPC batch (400, -32600). Batches exist
     /// only in protocol 2025-03-26; each message is decided and recorded.
+    #[educe(Default = 100)]
     pub max_batch: usize,
     /// Largest request head, bytes (431).
+    #[educe(Default(expression = 64 << 10))]
     pub max_header_bytes: usize,
     /// Most request header fields (431).
+    #[educe(Default = 100)]
     pub max_headers: usize,
     /// Longest wait for a complete request head, also on an idle
     /// keep-alive connection (408).
+    #[educe(Default = 10_000)]
     pub header_read_timeout_ms: u64,
     /// Longest silence while reading a request body or a JSON response body
     /// (408 for the client's, 504 for the server's). SSE streams may idle.
+    #[educe(Default = 60_000)]
     pub idle_timeout_ms: u64,
     /// Longest wait to connect to the upstream (502).
+    #[educe(Default = 5_000)]
     pub upstream_connect_timeout_ms: u64,
     /// Longest wait for the upstream's response head (504), and on an SSE
     /// answer to a POST the longest server silence while a request waits
     /// (a `subscriptions/listen` stream: until its acknowledgment).
+    #[educe(Default = 120_000)]
     pub upstream_response_timeout_ms: u64,
     /// Most client connections served at once, all steered ports
     /// together; one more is answered 503 (-32004 `too_many_connections`) and closed, so a flood
     /// meets a counted refusal instead of exhausting descriptors or memory.
+    // Twice the 10,000 held connections tests/tests/load.rs proves.
+    // Each holds a descriptor (far below LimitNOFILE=1048576) and,
+    // mid-request, ~37 KiB: ~750 MiB at the limit, not gigabytes.
+    #[educe(Default = 20_000)]
     pub max_connections: usize,
     /// Long-lived requests (GET streams, listen POSTs) in flight to one upstream; one
     /// more is refused 503 (-32004 `upstream_busy`). Unset: two fifths of the bypass range.
@@ -356,34 +334,12 @@ pub struct Http {
     /// rest of the bypass range.
     pub max_upstream_requests: Option<usize>,
     /// Streams (GET, listen) one caller may hold to one upstream (429, -32004 `caller_busy`).
+    #[educe(Default = 16)]
     pub max_upstream_streams_per_caller: usize,
     /// Other requests one caller may have in flight to one upstream; more
     /// wait for one of them to finish (queued behind that caller only).
+    #[educe(Default = 64)]
     pub max_upstream_requests_per_caller: usize,
-}
-
-impl Default for Http {
-    fn default() -> Self {
-        Self {
-            max_request_body: 4 << 20,
-            max_message: 16 << 20,
-            max_batch: 100,
-            max_header_bytes: 64 << 10,
-            max_headers: 100,
-            header_read_timeout_ms: 10_000,
-            idle_timeout_ms: 60_000,
-            upstream_connect_timeout_ms: 5_000,
-            upstream_response_timeout_ms: 120_000,
-            // Twice the 10,000 held connections tests/tests/load.rs proves.
-            // Each holds a descriptor (far below LimitNOFILE=1048576) and,
-            // mid-request, ~37 KiB: ~750 MiB at the limit, not gigabytes.
-            max_connections: 20_000,
-            max_upstream_streams: None,
-            max_upstream_requests: None,
-            max_upstream_streams_per_caller: 16,
-            max_upstream_requests_per_caller: 64,
-        }
-    }
 }
 
 /// Where completed exchanges go besides the log.
@@ -407,23 +363,17 @@ pub enum LogFormat {
 }
 
 /// Logging settings.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Educe)]
+#[educe(Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct Log {
     /// A tracing filter such as `info` or `info,interceptor::proxy=debug`;
     /// `RUST_LOG` overrides it.
+    #[educe(Default = "info")]
     pub level: String,
     /// The log line format.
+    #[educe(Default(expression = LogFormat::Text))]
     pub format: LogFormat,
-}
-
-impl Default for Log {
-    fn default() -> Self {
-        Self {
-            level: "info".into(),
-            format: LogFormat::Text,
-        }
-    }
 }
 
 impl Config {

@@ -85,7 +85,7 @@ macro_rules! reasons {
         }
 
         impl Reason {
-            /// Every reason, for tests and the README table.
+            /// Every reason, for tests and the table in docs/protocol-and-errors.md.
             pub const ALL: &'static [Reason] = &[$(Reason::$name),*];
 
             fn row(self) -> (i64, u16, &'static str, Source) {

@@ -1,6 +1,6 @@
 //! Keeps the request runner readable as the list of a request's steps:
 //! every step `McpHandler::run` calls lives in the file of its name under
-//! `mcp/handler/`, and README's table of the steps names the same steps in
+//! `mcp/handler/`, and docs/development.md's table of the steps names the same steps in
 //! the same order.
 
 use std::{fs, path::Path};
@@ -48,12 +48,12 @@ fn every_step_of_the_runner_is_in_the_file_of_its_name() {
 }
 
 #[test]
-fn readme_lists_the_runner_steps_in_order() {
-    let readme = Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md");
-    let text = fs::read_to_string(readme).expect("README.md");
+fn development_doc_lists_the_runner_steps_in_order() {
+    let page = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/development.md");
+    let text = fs::read_to_string(page).expect("docs/development.md");
     let at = text
-        .find("### A request's path through the modules")
-        .expect("README section on the request's path");
+        .find("## A request's path through the modules")
+        .expect("docs/development.md section on the request's path");
     let listed: Vec<String> = text[at..]
         .lines()
         .skip_while(|l| !l.starts_with("| step |"))
@@ -61,5 +61,9 @@ fn readme_lists_the_runner_steps_in_order() {
         .take_while(|l| l.starts_with("| `"))
         .map(|l| l[3..].split('`').next().unwrap_or_default().to_string())
         .collect();
-    assert_eq!(listed, steps(), "README's step table against run.rs");
+    assert_eq!(
+        listed,
+        steps(),
+        "docs/development.md's step table against run.rs"
+    );
 }

@@ -131,7 +131,8 @@ fn caller_escape_sequences_reach_tail_replay_and_logs_only_escaped() {
         "--out",
         &out.display().to_string(),
     ]);
-    assert!(run.status.success(), "{run:?}");
+    // Written whole; exit 3 since anonymous callers leave IA-2 not met.
+    assert_eq!(run.status.code(), Some(3), "{run:?}");
     let md = std::fs::read_to_string(out.join("nist-report.md")).unwrap();
     assert!(
         md.contains("wipe\\\\x1b\\[1A"),

@@ -36,6 +36,12 @@ const PACKAGES: &[&str] = &[
     "lintian",
     "rpmlint",
     "shellcheck",
+    // promtool: deploy/monitoring's alert rules and dashboard queries are
+    // checked with it (tests/tests/deploy_monitoring.rs). The package also
+    // ships the Prometheus server; on a host that runs systemd its unit is
+    // enabled like any Debian service's (`systemctl disable --now
+    // prometheus` if unwanted).
+    "prometheus",
 ];
 
 const BPF_LINKER_VERSION: &str = "0.13";

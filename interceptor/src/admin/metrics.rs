@@ -194,18 +194,7 @@ impl Metrics {
             "Client connections refused with 503 at http.max_connections.",
             ConstCounter::new(crate::proxy::refused_over_limit()),
         );
-        add(
-            &mut reg,
-            "mcp_interceptor_requests_total",
-            "MCP messages by method, event kind and policy decision.",
-            self.requests.clone(),
-        );
-        add(
-            &mut reg,
-            "mcp_interceptor_request_duration_seconds",
-            "Time from request received to answer complete, by method.",
-            self.latency.clone(),
-        );
+        self.register_counted(&mut reg);
         if let Some(a) = &src.audit {
             scrape_audit(&mut reg, a);
         }
@@ -228,55 +217,82 @@ impl Metrics {
         let _ = prometheus_text::encode(&mut out, &reg);
         out
     }
+
+    /// What the pipeline counted: messages and their durations.
+    fn register_counted(&self, reg: &mut Registry) {
+        add(
+            reg,
+            "mcp_interceptor_requests_total",
+            "MCP messages by method, event kind and policy decision.",
+            self.requests.clone(),
+        );
+        add(
+            reg,
+            "mcp_interceptor_request_duration_seconds",
+            "Time from request received to answer complete, by method.",
+            self.latency.clone(),
+        );
+    }
 }
 
 /// The audit's counters, and its WAL and outbox as they are on disk now.
 fn scrape_audit(reg: &mut Registry, a: &Audit) {
     let (rows, failures) = a.stats();
-    add(
-        reg,
-        "mcp_interceptor_audit_rows_total",
-        "Audit rows acknowledged (in the WAL).",
-        ConstCounter::new(rows),
-    );
-    add(
-        reg,
-        "mcp_interceptor_audit_write_failures_total",
-        "Audit writes that failed.",
-        ConstCounter::new(failures),
-    );
-    add(
-        reg,
-        "mcp_interceptor_audit_healthy",
-        "1 while audit rows are being written.",
-        ConstGauge::new(u64::from(a.healthy())),
-    );
     let (wal_bytes, wal_files, _) = dir_stats(&a.dir().join("wal"));
-    add(
-        reg,
-        "mcp_interceptor_audit_wal_bytes",
-        "Bytes in WAL segments not yet converted to Parquet.",
-        ConstGauge::new(wal_bytes),
-    );
-    add(
-        reg,
-        "mcp_interceptor_audit_wal_segments",
-        "WAL segments on disk.",
-        ConstGauge::new(wal_files),
-    );
     let (_, backlog, lag) = dir_stats(&a.dir().join("outbox"));
+    // (counter, else gauge; name; help; value), in the order exposed.
+    let metrics = [
+        (
+            true,
+            "rows_total",
+            "Audit rows acknowledged (in the WAL).",
+            rows,
+        ),
+        (
+            true,
+            "write_failures_total",
+            "Audit writes that failed.",
+            failures,
+        ),
+        (
+            false,
+            "healthy",
+            "1 while audit rows are being written.",
+            u64::from(a.healthy()),
+        ),
+        (
+            false,
+            "wal_bytes",
+            "Bytes in WAL segments not yet converted to Parquet.",
+            wal_bytes,
+        ),
+        (false, "wal_segments", "WAL segments on disk.", wal_files),
+        (
+            false,
+            "upload_backlog_files",
+            "Audit files waiting for the S3 upload.",
+            backlog,
+        ),
+    ];
+    for (counter, name, help, n) in metrics {
+        let name = &audit_metric(name);
+        if counter {
+            add(reg, name, help, ConstCounter::new(n));
+        } else {
+            add(reg, name, help, ConstGauge::new(n));
+        }
+    }
     add(
         reg,
-        "mcp_interceptor_audit_upload_backlog_files",
-        "Audit files waiting for the S3 upload.",
-        ConstGauge::new(backlog),
-    );
-    add(
-        reg,
-        "mcp_interceptor_audit_upload_lag_seconds",
+        &audit_metric("upload_lag_seconds"),
         "Age of the oldest file waiting for upload (0: none).",
         ConstGauge::new(lag),
     );
+}
+
+/// `mcp_interceptor_audit_<name>`: the audit's metrics share the prefix.
+fn audit_metric(name: &str) -> String {
+    format!("mcp_interceptor_audit_{name}")
 }
 
 type Labelled<M> = Family<[(&'static str, String); 1], M>;
@@ -388,22 +404,11 @@ mod tests {
         let method = [("method", "tools/call".to_string())];
         m.latency.get_or_create(&method).observe(0.003);
         let mut reg = Registry::default();
-        add(
-            &mut reg,
-            "mcp_interceptor_requests_total",
-            "MCP messages.",
-            m.requests.clone(),
-        );
-        add(
-            &mut reg,
-            "mcp_interceptor_request_duration_seconds",
-            "Time.",
-            m.latency.clone(),
-        );
+        m.register_counted(&mut reg);
         let mut text = String::new();
         prometheus_text::encode(&mut text, &reg).unwrap();
         for want in [
-            "# HELP mcp_interceptor_requests_total MCP messages.\n",
+            "# HELP mcp_interceptor_requests_total MCP messages by method, event kind and policy decision.\n",
             "# TYPE mcp_interceptor_requests_total counter\n",
             "mcp_interceptor_requests_total{method=\"tools/call\",kind=\"exchange\",decision=\"allow\"} 2\n",
             "# TYPE mcp_interceptor_request_duration_seconds histogram\n",

@@ -5,7 +5,7 @@
 //! micro-precision timestamps have been misread), the microseconds kept in
 //! `event_time_us` for ordering, lists of strings and one string-keyed map.
 //! Column names follow OpenTelemetry where an attribute exists (noted).
-//! README.md and deploy/athena/ document every column; a test keeps the
+//! docs/audit-and-athena.md and deploy/athena/ document every column; a test keeps the
 //! DDL in step with [`schema`].
 
 use std::sync::Arc;

@@ -19,12 +19,19 @@ fn rows(a: &Audit, n: usize, tag: &str) {
     }
 }
 
-#[test]
-fn rows_become_verified_parquet_on_shutdown() {
+/// An audit started over a fresh directory, `n` rows of session `tag`
+/// written; the directory lasts as long as the first value.
+fn started_with_rows(n: usize, tag: &str) -> (tempfile::TempDir, AuditConfig, Audit) {
     let tmp = tempfile::tempdir().unwrap();
     let c = cfg(tmp.path());
     let a = Audit::start(&c, None).unwrap();
-    rows(&a, 25, "s1");
+    rows(&a, n, tag);
+    (tmp, c, a)
+}
+
+#[test]
+fn rows_become_verified_parquet_on_shutdown() {
+    let (_tmp, c, a) = started_with_rows(25, "s1");
     assert_eq!(a.stats(), (25, 0));
     a.shutdown();
     let report = chain::verify(&c.dir, None).expect("verifies");
@@ -52,15 +59,10 @@ fn rows_become_verified_parquet_on_shutdown() {
 
 #[test]
 fn a_crash_leaves_rows_in_the_wal_and_the_next_start_converts_them_once() {
-    let tmp = tempfile::tempdir().unwrap();
-    let c = cfg(tmp.path());
-    {
-        let a = Audit::start(&c, None).unwrap();
-        rows(&a, 10, "before-crash");
-        // No shutdown: the threads die with the test's leak; the segment
-        // stays open, as after kill -9.
-        std::mem::forget(a);
-    }
+    let (_tmp, c, a) = started_with_rows(10, "before-crash");
+    // No shutdown: the threads die with the test's leak; the segment
+    // stays open, as after kill -9.
+    std::mem::forget(a);
     let a = Audit::start(&c, None).unwrap();
     assert_eq!(
         replay::session(&c.dir, "before-crash").unwrap().len(),

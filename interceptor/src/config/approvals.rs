@@ -3,27 +3,33 @@
 
 use std::{net::SocketAddr, path::PathBuf};
 
+use educe::Educe;
 use serde::{Deserialize, Serialize};
 
 use super::ValidationError::{self, Conflict, Invalid};
 
 /// Approval settings.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Educe)]
+#[educe(Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct Approvals {
     /// SQLite file with pending approvals and grants (they survive a
     /// restart); unset: `approvals.db` beside the audit directory.
     pub db: Option<PathBuf>,
     /// `hold` mode: how long a call waits for its approvers, then is denied.
+    #[educe(Default = 300)]
     pub hold_timeout_seconds: u64,
     /// `retry` mode: how long a request waits for its approvers.
+    #[educe(Default = 3600)]
     pub pending_seconds: u64,
     /// `retry` mode: once approved, how long the identical call may be made
     /// (once).
+    #[educe(Default = 900)]
     pub valid_seconds: u64,
     /// While a call is held, an SSE comment (and a progress notification
     /// when the request asked for progress) this often, so clients and
     /// load balancers do not time out.
+    #[educe(Default = 15)]
     pub keepalive_seconds: u64,
     /// Where approvers act, shown to callers and in the webhook (e.g. the
     /// admin listener's `https://host:9443/v1/approvals`); unset: the CLI
@@ -32,30 +38,15 @@ pub struct Approvals {
     /// Groups whose members may add and revoke just-in-time grants.
     pub grant_groups: Vec<String>,
     /// The longest grant `grants add --ttl` accepts.
+    #[educe(Default(expression = 8 * 3600))]
     pub max_grant_ttl_seconds: u64,
     /// Pending approval requests one caller (issuer and subject) may have
     /// at once; the next is refused (-32004 `approval_cap`), so one caller cannot bury
     /// others' requests under a flood.
+    #[educe(Default = 20)]
     pub max_pending_per_caller: u32,
     /// Notify a webhook of new approvals, if set.
     pub webhook: Option<Webhook>,
-}
-
-impl Default for Approvals {
-    fn default() -> Self {
-        Self {
-            db: None,
-            hold_timeout_seconds: 300,
-            pending_seconds: 3600,
-            valid_seconds: 900,
-            keepalive_seconds: 15,
-            approve_url: None,
-            grant_groups: Vec::new(),
-            max_grant_ttl_seconds: 8 * 3600,
-            max_pending_per_caller: 20,
-            webhook: None,
-        }
-    }
 }
 
 /// A JSON POST announcing each new approval request. It names the request
@@ -120,13 +111,16 @@ pub enum WebhookFormat {
 }
 
 /// Admin API settings.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Educe)]
+#[educe(Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct Admin {
     /// The local admin socket (`mcp-interceptor approvals|grants` use it).
     /// File permissions guard it; callers are named by `local_users`.
+    #[educe(Default(expression = PathBuf::from("/run/mcp-interceptor/admin.sock")))]
     pub socket: PathBuf,
     /// Permission bits of the socket (0o600: its owner, root, only).
+    #[educe(Default = 0o600)]
     pub socket_mode: u32,
     /// Group owning the socket (with `socket_mode = 0o660`, its members
     /// may connect).
@@ -143,24 +137,12 @@ pub struct Admin {
     /// The `aud` a bearer token must carry on the admin listener: the
     /// admin API's own, never one of the `[[identity.oidc]]` audiences, so
     /// a token an AI agent holds for the MCP servers cannot approve.
+    #[educe(Default(expression = vec![ADMIN_AUDIENCE.into()]))]
     pub audiences: Vec<String>,
 }
 
 /// The admin API's default audience.
 pub const ADMIN_AUDIENCE: &str = "mcp-interceptor-admin";
-
-impl Default for Admin {
-    fn default() -> Self {
-        Self {
-            socket: PathBuf::from("/run/mcp-interceptor/admin.sock"),
-            socket_mode: 0o600,
-            socket_group: None,
-            local_users: Vec::new(),
-            listen: None,
-            audiences: vec![ADMIN_AUDIENCE.into()],
-        }
-    }
-}
 
 /// A local Unix user mapped to an admin identity.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]

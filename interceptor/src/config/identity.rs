@@ -2,12 +2,14 @@
 
 use std::path::PathBuf;
 
+use educe::Educe;
 use serde::{Deserialize, Serialize};
 
 use super::ValidationError::{self, Conflict, Invalid};
 
 /// TLS on steered ports (server side) and to upstreams (client side).
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Educe)]
+#[educe(Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct Tls {
     /// Server certificate chain (PEM). With `key`, turns TLS on: a client
@@ -32,22 +34,8 @@ pub struct Tls {
     /// A TLS connection is closed this long after its handshake (after the
     /// request in flight, with `Connection: close`), so the client proves
     /// its identity again in a fresh handshake.
+    #[educe(Default = 3600)]
     pub max_connection_age_seconds: u64,
-}
-
-impl Default for Tls {
-    fn default() -> Self {
-        Self {
-            cert: None,
-            key: None,
-            require_tls: false,
-            client_ca: Vec::new(),
-            client_crl: Vec::new(),
-            client_auth: ClientAuth::default(),
-            upstream_ca: Vec::new(),
-            max_connection_age_seconds: 3600,
-        }
-    }
 }
 
 impl Tls {
@@ -85,7 +73,8 @@ pub enum CertField {
 }
 
 /// How callers are authenticated.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Educe)]
+#[educe(Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct Identity {
     /// Serve requests that carry no identity (as subject `anonymous`).
@@ -93,6 +82,12 @@ pub struct Identity {
     pub allow_anonymous: bool,
     /// Certificate fields tried in order; the first present names the
     /// caller.
+    #[educe(Default(expression = vec![
+        CertField::SanUri,
+        CertField::SanEmail,
+        CertField::SanDns,
+        CertField::Cn,
+    ]))]
     pub cert_subject: Vec<CertField>,
     /// The MCP resource URI (RFC 8707/9728) named in the protected-resource
     /// metadata; unset: scheme, Host and path of the request.
@@ -101,23 +96,6 @@ pub struct Identity {
     pub oidc: Vec<OidcIssuer>,
     /// The credential the agent presents upstream in place of the caller's.
     pub upstream_credential: Option<UpstreamCredential>,
-}
-
-impl Default for Identity {
-    fn default() -> Self {
-        Self {
-            allow_anonymous: false,
-            cert_subject: vec![
-                CertField::SanUri,
-                CertField::SanEmail,
-                CertField::SanDns,
-                CertField::Cn,
-            ],
-            resource: None,
-            oidc: Vec::new(),
-            upstream_credential: None,
-        }
-    }
 }
 
 /// One trusted issuer of bearer JWTs.

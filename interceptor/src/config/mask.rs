@@ -2,17 +2,21 @@
 
 use std::{collections::BTreeMap, path::PathBuf};
 
+use educe::Educe;
 use serde::{Deserialize, Serialize};
 
 /// Masking settings: the named profiles.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Educe)]
+#[educe(Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct Mask {
     /// Mask server answers, server requests and every string the audit
     /// stores. Off: nothing is masked (doctor warns).
+    #[educe(Default = true)]
     pub enabled: bool,
     /// The profile used unless the determining policy names one with
     /// `@mask("...")`.
+    #[educe(Default = "standard")]
     pub default_profile: String,
     /// Key of the `hash` strategy (32 random bytes, generated 0600 if
     /// absent); unset: `mask-hash.key` beside the audit directory.
@@ -20,17 +24,6 @@ pub struct Mask {
     /// Named profiles; `standard` and `none` are built in (a profile of the
     /// same name here replaces them).
     pub profiles: BTreeMap<String, Profile>,
-}
-
-impl Default for Mask {
-    fn default() -> Self {
-        Self {
-            enabled: true,
-            default_profile: "standard".into(),
-            hash_key: None,
-            profiles: BTreeMap::new(),
-        }
-    }
 }
 
 /// Profiles every config has; a `[mask.profiles]` entry of the same name
@@ -46,7 +39,8 @@ impl Mask {
 }
 
 /// What one profile masks and how.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Educe)]
+#[educe(Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct Profile {
     /// Built-in detectors: email, phone, card, ssn, iban, aws_access_key,
@@ -59,21 +53,10 @@ pub struct Profile {
     /// number values are masked whatever they look like.
     pub keys: Vec<String>,
     /// How values under sensitive keys are masked.
+    #[educe(Default(expression = Strategy::Redact))]
     pub key_strategy: Strategy,
     /// Detectors defined by the operator.
     pub custom: Vec<CustomDetector>,
-}
-
-impl Default for Profile {
-    fn default() -> Self {
-        Self {
-            detectors: Vec::new(),
-            strategies: BTreeMap::new(),
-            keys: Vec::new(),
-            key_strategy: Strategy::Redact,
-            custom: Vec::new(),
-        }
-    }
 }
 
 /// How a masked value is replaced.

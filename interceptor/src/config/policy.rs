@@ -2,12 +2,14 @@
 
 use std::path::PathBuf;
 
+use educe::Educe;
 use serde::{Deserialize, Serialize};
 
 use super::ValidationError::{self, Invalid};
 
 /// Policy settings.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Educe)]
+#[educe(Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct Policy {
     /// Cedar policy files, or directories whose `*.cedar` files are read.
@@ -19,6 +21,7 @@ pub struct Policy {
     pub deny_as_tool_result: bool,
     /// The files are checked for changes this often and reloaded; 0: only
     /// on SIGHUP. A broken set is refused and the running one kept.
+    #[educe(Default = 2)]
     pub reload_poll_seconds: u64,
     /// Per-caller call rate limits.
     pub budgets: Vec<Budget>,
@@ -31,21 +34,8 @@ pub struct Policy {
     /// Tool and prompt names outside the MCP character set (ASCII letters,
     /// digits, `_-./:`) are refused before policy: a look-alike or an
     /// invisible character would otherwise be judged as another tool.
+    #[educe(Default = true)]
     pub strict_names: bool,
-}
-
-impl Default for Policy {
-    fn default() -> Self {
-        Self {
-            files: Vec::new(),
-            deny_as_tool_result: false,
-            reload_poll_seconds: 2,
-            budgets: Vec::new(),
-            pins_file: None,
-            on_tool_change: OnToolChange::default(),
-            strict_names: true,
-        }
-    }
 }
 
 /// A call budget per subject and tool: `per_minute` sustained, `burst` at once.

@@ -52,13 +52,14 @@ fn the_reply_carries_code_message_reason_and_data() {
     assert_eq!(r.to_jsonrpc(None)["id"], serde_json::Value::Null);
 }
 
-/// README's "Errors the agent itself answers" rows: reason -> (HTTP, code).
-fn readme_rows() -> HashMap<String, (u16, i64)> {
-    let readme = include_str!("../../../README.md");
-    let start = readme
-        .find("### Errors the agent itself answers")
-        .expect("README has the error table");
-    let section = &readme[start..];
+/// docs/protocol-and-errors.md's "Errors the agent itself answers" rows:
+/// reason -> (HTTP, code).
+fn documented_rows() -> HashMap<String, (u16, i64)> {
+    let page = include_str!("../../../docs/protocol-and-errors.md");
+    let start = page
+        .find("## Errors the agent itself answers")
+        .expect("docs/protocol-and-errors.md has the error table");
+    let section = &page[start..];
     let end = section[4..].find("\n#").map_or(section.len(), |e| e + 4);
     let mut rows = HashMap::new();
     for line in section[..end].lines().filter(|l| l.starts_with('|')) {
@@ -79,26 +80,29 @@ fn readme_rows() -> HashMap<String, (u16, i64)> {
         let status: u16 = status.parse().expect("an HTTP status");
         let code: i64 = cells[2].parse().expect("a JSON-RPC code");
         let dup = rows.insert(reason.to_owned(), (status, code));
-        assert!(dup.is_none(), "README lists {reason} twice");
+        assert!(
+            dup.is_none(),
+            "docs/protocol-and-errors.md lists {reason} twice"
+        );
     }
     rows
 }
 
 #[test]
-fn readme_error_table_matches_the_type() {
-    let rows = readme_rows();
+fn documented_error_table_matches_the_type() {
+    let rows = documented_rows();
     for k in Reason::ALL {
         let want = (k.status().as_u16(), k.code());
         assert_eq!(
             rows.get(k.as_str()),
             Some(&want),
-            "README row for {}",
+            "docs/protocol-and-errors.md row for {}",
             k.as_str()
         );
     }
     assert_eq!(
         rows.len(),
         Reason::ALL.len(),
-        "README lists reasons the type lacks"
+        "docs/protocol-and-errors.md lists reasons the type lacks"
     );
 }

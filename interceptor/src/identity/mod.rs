@@ -71,6 +71,21 @@ pub struct Caller {
 }
 
 impl Caller {
+    /// `subject` (of `issuer`), authenticated by `method`, with no groups,
+    /// scopes, token facts or certificate yet.
+    pub fn new(method: AuthMethod, subject: impl Into<String>, issuer: Option<String>) -> Self {
+        Self {
+            subject: subject.into(),
+            issuer,
+            method,
+            groups: Vec::new(),
+            scopes: Vec::new(),
+            token_id: None,
+            client_id: None,
+            cert: None,
+        }
+    }
+
     /// What a session, a task handle or an MRTR round is bound to: same
     /// method, issuer and subject (the issuer escaped as in
     /// [`principal_key`], so no issuer text can end early).
@@ -215,33 +230,24 @@ impl Identity {
         {
             let token = bearer(auth).ok_or(AuthError::NotBearer)?;
             let v = self.verify(token).await?;
-            return Ok(oidc_caller(&v, cert));
+            return Ok(oidc_caller(v, cert));
         }
         if let Some(c) = cert {
             let subject =
                 cert_subject(&c, &self.cfg.cert_subject).ok_or(AuthError::CertUnmapped)?;
+            let issuer = Some(c.issuer.clone());
             return Ok(Arc::new(Caller {
-                subject,
-                issuer: Some(c.issuer.clone()),
-                method: AuthMethod::Mtls,
                 groups: c.organizational_units.clone(),
-                scopes: Vec::new(),
-                token_id: None,
-                client_id: None,
                 cert: Some(c),
+                ..Caller::new(AuthMethod::Mtls, subject, issuer)
             }));
         }
         if self.cfg.allow_anonymous {
-            return Ok(Arc::new(Caller {
-                subject: "anonymous".into(),
-                issuer: None,
-                method: AuthMethod::Anonymous,
-                groups: Vec::new(),
-                scopes: Vec::new(),
-                token_id: None,
-                client_id: None,
-                cert: None,
-            }));
+            return Ok(Arc::new(Caller::new(
+                AuthMethod::Anonymous,
+                "anonymous",
+                None,
+            )));
         }
         Err(AuthError::Missing)
     }
@@ -260,10 +266,10 @@ impl Identity {
             .ok_or(AuthError::Missing)?;
         let token = bearer(auth).ok_or(AuthError::NotBearer)?;
         let v = self.verify_for(token, Some(audiences)).await?;
-        Ok(oidc_caller(&v, None))
+        Ok(v)
     }
 
-    async fn verify(&self, token: &str) -> Result<Arc<oidc::Verified>, AuthError> {
+    async fn verify(&self, token: &str) -> Result<Arc<Caller>, AuthError> {
         self.verify_for(token, None).await
     }
 
@@ -271,7 +277,7 @@ impl Identity {
         &self,
         token: &str,
         audiences: Option<&[String]>,
-    ) -> Result<Arc<oidc::Verified>, AuthError> {
+    ) -> Result<Arc<Caller>, AuthError> {
         let (header, iss) = oidc::peek(token)?;
         let issuer = self
             .issuers
@@ -400,19 +406,16 @@ impl Identity {
     }
 }
 
-/// The caller a verified token names (with the connection's certificate,
-/// if any).
-fn oidc_caller(v: &oidc::Verified, cert: Option<Arc<PeerCert>>) -> Arc<Caller> {
-    Arc::new(Caller {
-        subject: v.subject.clone(),
-        issuer: Some(v.issuer.clone()),
-        method: AuthMethod::Oidc,
-        groups: v.groups.clone(),
-        scopes: v.scopes.clone(),
-        token_id: v.token_id.clone(),
-        client_id: v.client_id.clone(),
-        cert,
-    })
+/// The caller a verified token names, with the connection's certificate
+/// if it has one.
+fn oidc_caller(v: Arc<Caller>, cert: Option<Arc<PeerCert>>) -> Arc<Caller> {
+    match cert {
+        None => v,
+        Some(cert) => Arc::new(Caller {
+            cert: Some(cert),
+            ..(*v).clone()
+        }),
+    }
 }
 
 fn bearer(v: &HeaderValue) -> Option<&str> {

@@ -40,9 +40,9 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::{Map, Value};
 
 pub use keys::FetchError;
-pub use token::{JwtHeader, TokenError, Verified, peek};
+pub use token::{JwtHeader, TokenError, peek};
 
-use crate::config::OidcIssuer;
+use crate::{config::OidcIssuer, identity::Caller};
 
 /// One trusted issuer: its settings and its cached keys.
 pub struct Issuer {
@@ -55,7 +55,7 @@ pub struct Issuer {
     /// client sends the same token on every request, and an RSA check
     /// costs more than the rest of the request. Emptied when the key set
     /// changes, bounded by `VERIFIED_CACHE`.
-    verified: std::sync::Mutex<HashMap<String, (Arc<Verified>, u64)>>,
+    verified: std::sync::Mutex<HashMap<String, (Arc<Caller>, u64)>>,
 }
 
 /// How many verified tokens an issuer remembers.
@@ -83,7 +83,7 @@ impl Issuer {
         &self,
         token: &str,
         header: &JwtHeader,
-    ) -> Result<Arc<Verified>, VerifyError> {
+    ) -> Result<Arc<Caller>, VerifyError> {
         self.verify_for(token, header, None).await
     }
 
@@ -95,7 +95,7 @@ impl Issuer {
         token: &str,
         header: &JwtHeader,
         audiences: Option<&[String]>,
-    ) -> Result<Arc<Verified>, VerifyError> {
+    ) -> Result<Arc<Caller>, VerifyError> {
         let alg = token::algorithm(&self.cfg, &header.alg)?;
         // Before the cache of verified tokens: stale keys vouch for none.
         self.ensure_trusted().await?;
@@ -138,7 +138,7 @@ impl Issuer {
     }
 
     /// `token` as verified before, unless it has expired since.
-    fn cached(&self, token: &str, now: u64) -> Option<Arc<Verified>> {
+    fn cached(&self, token: &str, now: u64) -> Option<Arc<Caller>> {
         let cache = self.verified.lock().unwrap_or_else(|p| p.into_inner());
         let (v, exp) = cache.get(token)?;
         (now < exp + self.cfg.leeway_seconds).then(|| v.clone())
@@ -164,7 +164,7 @@ impl Issuer {
 
     /// Caches a verified token until its `exp`. A full cache first drops
     /// expired entries, then everything.
-    fn remember(&self, token: &str, verified: &Arc<Verified>, exp: u64, now: u64) {
+    fn remember(&self, token: &str, verified: &Arc<Caller>, exp: u64, now: u64) {
         let mut cache = self.verified.lock().unwrap_or_else(|p| p.into_inner());
         if cache.len() >= VERIFIED_CACHE {
             cache.retain(|_, (_, e)| now < *e + self.cfg.leeway_seconds);

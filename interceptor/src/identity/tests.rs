@@ -59,29 +59,29 @@ fn peek_reads_alg_kid_and_iss_and_rejects_garbage() {
     );
 }
 
+/// `issuer`'s verdict on a token signed (it says) with `alg`, key "k".
+async fn verify_alg(issuer: &Issuer, alg: &str) -> Result<Arc<Caller>, VerifyError> {
+    let t = jwt(
+        json!({"alg": alg, "kid": "k"}),
+        json!({"iss": "http://127.0.0.1:1"}),
+    );
+    let (h, _) = peek(&t).unwrap();
+    issuer.verify(&t, &h).await
+}
+
 #[tokio::test]
 async fn none_and_hmac_are_refused_before_any_key_is_fetched() {
     let issuer = Issuer::new(issuer_cfg());
     for alg in ["none", "NONE", "HS256", "HS512"] {
-        let t = jwt(
-            json!({"alg": alg, "kid": "k"}),
-            json!({"iss": "http://127.0.0.1:1"}),
-        );
-        let (h, _) = peek(&t).unwrap();
-        let err = issuer.verify(&t, &h).await.unwrap_err();
+        let err = verify_alg(&issuer, alg).await.unwrap_err();
         assert_eq!(
             err,
             VerifyError::Token(TokenError::Algorithm(alg.into())),
             "{alg}"
         );
     }
-    let t = jwt(
-        json!({"alg": "RS999", "kid": "k"}),
-        json!({"iss": "http://127.0.0.1:1"}),
-    );
-    let (h, _) = peek(&t).unwrap();
     assert!(matches!(
-        issuer.verify(&t, &h).await,
+        verify_alg(&issuer, "RS999").await,
         Err(VerifyError::Token(TokenError::AlgorithmNotAllowed { alg, .. })) if alg == "RS999"
     ));
     // Nothing was fetched (the JWKS URL is unreachable): refusal came first.
@@ -95,12 +95,7 @@ async fn narrowed_algorithms_refuse_the_others_and_say_which_are_allowed() {
     let mut cfg = issuer_cfg();
     cfg.algorithms = vec!["ES256".into()];
     let issuer = Issuer::new(cfg);
-    let t = jwt(
-        json!({"alg": "RS256", "kid": "k"}),
-        json!({"iss": "http://127.0.0.1:1"}),
-    );
-    let (h, _) = peek(&t).unwrap();
-    let err = issuer.verify(&t, &h).await.unwrap_err();
+    let err = verify_alg(&issuer, "RS256").await.unwrap_err();
     assert_eq!(
         err,
         VerifyError::Token(TokenError::AlgorithmNotAllowed {
@@ -118,13 +113,8 @@ async fn narrowed_algorithms_refuse_the_others_and_say_which_are_allowed() {
 #[tokio::test]
 async fn unreachable_issuer_is_unavailable_not_a_pass() {
     let issuer = Issuer::new(issuer_cfg());
-    let t = jwt(
-        json!({"alg": "RS256", "kid": "k"}),
-        json!({"iss": "http://127.0.0.1:1"}),
-    );
-    let (h, _) = peek(&t).unwrap();
     assert!(matches!(
-        issuer.verify(&t, &h).await,
+        verify_alg(&issuer, "RS256").await,
         Err(VerifyError::Unavailable(_))
     ));
 }
@@ -296,16 +286,7 @@ async fn metadata_url_and_challenge_follow_rfc_9728_and_6750() {
 
 #[test]
 fn principal_separates_methods_and_issuers() {
-    let a = Caller {
-        subject: "alice".into(),
-        issuer: Some("http://a".into()),
-        method: AuthMethod::Oidc,
-        groups: vec![],
-        scopes: vec![],
-        token_id: None,
-        client_id: None,
-        cert: None,
-    };
+    let a = Caller::new(AuthMethod::Oidc, "alice", Some("http://a".into()));
     let mut b = a.clone();
     b.issuer = Some("http://b".into());
     assert_ne!(a.principal(), b.principal());

@@ -31,6 +31,25 @@ pub struct Origin {
 }
 
 impl Origin {
+    /// A POST to `/mcp` on a loopback connection, for unit tests.
+    #[cfg(test)]
+    pub(crate) fn test_post(
+        caller: Option<std::sync::Arc<crate::identity::Caller>>,
+        transport: Transport,
+        key: &str,
+        in_session: bool,
+    ) -> Self {
+        Self {
+            conn: ConnInfo::loopback(),
+            caller,
+            transport,
+            key: key.into(),
+            in_session,
+            http_method: "POST".into(),
+            http_path: "/mcp".into(),
+        }
+    }
+
     /// An event for `msg`, with session facts from `info`.
     pub fn event(
         &self,
@@ -40,15 +59,8 @@ impl Origin {
         info: &SessionInfo,
     ) -> ExchangeEvent {
         ExchangeEvent {
-            kind,
-            direction,
-            conn_id: self.conn.id,
-            client_addr: self.conn.client.to_string(),
-            orig_dst: self.conn.orig_dst.to_string(),
-            tls: self.conn.tls.as_ref().map(|t| t.negotiated.clone()),
             caller: self.caller.clone(),
             session_id: self.in_session.then(|| self.key.clone()),
-            transport: info.transport.unwrap_or(self.transport),
             protocol_version: info.protocol_version.clone(),
             client_name: info.client_name.clone(),
             client_version: info.client_version.clone(),
@@ -56,24 +68,15 @@ impl Origin {
             method: msg.method().map(str::to_owned),
             target: msg.target().map(str::to_owned),
             params: msg.params().cloned(),
-            result: None,
-            error: None,
             http_method: self.http_method.clone(),
             http_path: self.http_path.clone(),
-            http_status: None,
-            decided_by: None,
-            decision: None,
-            masked: Default::default(),
-            masked_with: None,
-            approval: None,
-            rewritten: false,
-            received_us: now_us(),
-            forwarded_us: None,
-            first_byte_us: None,
-            done_us: None,
-            bytes_in: 0,
-            bytes_out: 0,
             meta: request_meta(direction, msg),
+            ..ExchangeEvent::new(
+                kind,
+                direction,
+                &self.conn,
+                info.transport.unwrap_or(self.transport),
+            )
         }
     }
 

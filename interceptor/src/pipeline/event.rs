@@ -5,6 +5,8 @@
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::conn::ConnInfo;
+
 /// Which MCP transport carried the message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -126,6 +128,55 @@ pub struct ExchangeEvent {
     /// `params._meta` request metadata and MRTR round linking (`mcp::meta`).
     #[serde(flatten)]
     pub meta: super::RequestMeta,
+}
+
+impl ExchangeEvent {
+    /// An event of `kind` on `conn`, received now, with nothing else
+    /// known yet: no caller, session, message, answer, decision or timing
+    /// (the builder fills in what it has).
+    pub fn new(
+        kind: EventKind,
+        direction: Direction,
+        conn: &ConnInfo,
+        transport: Transport,
+    ) -> Self {
+        Self {
+            kind,
+            direction,
+            conn_id: conn.id,
+            client_addr: conn.client.to_string(),
+            orig_dst: conn.orig_dst.to_string(),
+            tls: conn.tls.as_ref().map(|t| t.negotiated.clone()),
+            caller: None,
+            session_id: None,
+            transport,
+            protocol_version: None,
+            client_name: None,
+            client_version: None,
+            jsonrpc_id: None,
+            method: None,
+            target: None,
+            params: None,
+            result: None,
+            error: None,
+            http_method: String::new(),
+            http_path: String::new(),
+            http_status: None,
+            decided_by: None,
+            decision: None,
+            masked: Default::default(),
+            masked_with: None,
+            approval: None,
+            rewritten: false,
+            received_us: now_us(),
+            forwarded_us: None,
+            first_byte_us: None,
+            done_us: None,
+            bytes_in: 0,
+            bytes_out: 0,
+            meta: super::RequestMeta::default(),
+        }
+    }
 }
 
 /// Now, in Unix microseconds.

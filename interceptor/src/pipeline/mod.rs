@@ -39,7 +39,7 @@ use crate::{
     conn::ConnInfo,
     error::{Reason, Refusal},
     identity::Caller,
-    jsonrpc::Message,
+    jsonrpc::{Kind, Message},
 };
 
 /// What a phase knows about the message in hand.
@@ -347,26 +347,23 @@ impl Pipeline {
         self.phases.iter().any(|p| p.polices_server_requests())
     }
 
-    /// The first phase's refusal of a server-to-client request, if any.
-    pub fn on_server_request(
+    /// The first phase's refusal of a server-to-client request
+    /// (`on_server_request`) or server notification
+    /// (`on_server_notification`), with the phase's name; answers and
+    /// errors are never refused here.
+    pub fn on_server_request_or_notification(
         &self,
         ctx: &MessageCtx<'_>,
         msg: &Message,
     ) -> Option<(Refusal, &'static str)> {
-        self.phases
-            .iter()
-            .find_map(|p| p.on_server_request(ctx, msg).map(|e| (e, p.name())))
-    }
-
-    /// The first phase's refusal of a server notification, if any.
-    pub fn on_server_notification(
-        &self,
-        ctx: &MessageCtx<'_>,
-        msg: &Message,
-    ) -> Option<(Refusal, &'static str)> {
-        self.phases
-            .iter()
-            .find_map(|p| p.on_server_notification(ctx, msg).map(|e| (e, p.name())))
+        self.phases.iter().find_map(|p| {
+            let refused = match msg.kind {
+                Kind::Request => p.on_server_request(ctx, msg),
+                Kind::Notification => p.on_server_notification(ctx, msg),
+                Kind::Response | Kind::Error => None,
+            };
+            refused.map(|e| (e, p.name()))
+        })
     }
 
     /// Runs the phases over a message from the server.

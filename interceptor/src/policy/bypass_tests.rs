@@ -5,7 +5,7 @@
 use serde_json::json;
 
 use super::{
-    tests::{DIALECT_TRAPS, examples, input, query, read_file},
+    tests::{DIALECT_TRAPS, decide_query, examples, input, query, read_file},
     *,
 };
 
@@ -152,10 +152,7 @@ fn path_arguments_servers_could_read_elsewhere_are_refused() {
 #[test]
 fn sql_dialects_disagreeing_is_not_read_only() {
     let p = examples();
-    let call = |sql: &str| {
-        let i = query(sql);
-        p.decide(&i).unwrap()
-    };
+    let call = |sql: &str| decide_query(&p, sql);
     for sql in DIALECT_TRAPS {
         assert_eq!(call(sql).effect, Effect::Deny, "{sql}");
     }

@@ -60,6 +60,11 @@ pub(super) fn query(sql: &str) -> Input {
     i
 }
 
+/// The example policies' decision on [`query`]`(sql)`.
+pub(super) fn decide_query(p: &Policies, sql: &str) -> Decision {
+    p.decide(&query(sql)).unwrap()
+}
+
 pub(super) fn examples() -> Policies {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/policy/examples");
     Policies::load(&[dir]).expect("deploy/policy/examples must load and validate")
@@ -111,10 +116,7 @@ fn path_guard_sees_through_dot_dot() {
 #[test]
 fn sql_guard_allows_reads_and_denies_the_dangerous_twin() {
     let p = examples();
-    let call = |sql: &str| {
-        let i = query(sql);
-        p.decide(&i).unwrap()
-    };
+    let call = |sql: &str| decide_query(&p, sql);
     assert_eq!(call("SELECT * FROM orders").effect, Effect::Allow);
     assert_eq!(call("  -- report\n select 1").effect, Effect::Allow);
     let d = call("SELECT 1; DROP TABLE orders");

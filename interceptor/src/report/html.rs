@@ -8,7 +8,7 @@ use std::fmt::Write as _;
 
 use super::{
     fmt_time,
-    markdown::{SAMPLE_HEAD, sample_cells, verify_line},
+    markdown::{GAP_ROW_HEAD, SAMPLE_HEAD, gap_rows, sample_cells, verify_line},
     nist::{Control, NistReport, Status, Table, Verify},
 };
 
@@ -54,8 +54,16 @@ h2{margin:0 0 10px;font-size:19px;display:flex;align-items:center;gap:10px}
 h2 .id{background:#14324f;color:#fff;border-radius:4px;padding:1px 8px;font-size:15px}
 h3{font-size:14px;margin:16px 0 6px;color:#33475b}
 .badge{border-radius:10px;padding:1px 10px;font-size:12px;font-weight:600;text-transform:uppercase}
-.s-evidence{background:#dff3e4;color:#1e6b30}.s-limited{background:#fdf1d6;color:#8a5a00}
-.s-failed{background:#fadbd8;color:#922b21}
+.s-met{background:#dff3e4;color:#1e6b30}.s-partial{background:#fdf1d6;color:#8a5a00}
+.s-not-met{background:#fadbd8;color:#922b21}.s-not-assessed{background:#e3e8ee;color:#33475b}
+.rule{margin:0 0 10px;padding:8px 12px;background:#f6f8fa;border-radius:6px}
+.rule p{margin:2px 0}.rule b{color:#33475b}
+section.gaps{border-left:6px solid #c0392b}
+.gaps h3{display:flex;align-items:center;gap:8px}
+.gaps ul{margin:4px 0 10px;padding-left:20px}.gaps li{margin:6px 0}
+.gaps dl{display:grid;grid-template-columns:max-content 1fr;gap:2px 10px;margin:0}
+.gaps dt{font-weight:600;color:#33475b}.gaps dd{margin:0;overflow-wrap:anywhere}
+.allmet{color:#1e6b30;font-weight:600}
 .why{display:grid;grid-template-columns:1fr 1fr;gap:16px;margin-bottom:6px}
 .why div{background:#f6f8fa;border-radius:6px;padding:8px 12px}
 .why b{display:block;font-size:12px;color:#5b6b7c;text-transform:uppercase;letter-spacing:.04em}
@@ -111,10 +119,55 @@ fn table(out: &mut String, class: &str, head: &[&str], rows: &[Vec<String>]) {
 
 fn status_class(s: Status) -> &'static str {
     match s {
-        Status::Evidence => "s-evidence",
-        Status::Limited => "s-limited",
-        Status::Failed => "s-failed",
+        Status::Met => "s-met",
+        Status::Partial => "s-partial",
+        Status::NotAssessed => "s-not-assessed",
+        Status::NotMet => "s-not-met",
     }
+}
+
+fn badge(s: Status) -> String {
+    format!(
+        "<span class=\"badge {}\">{}</span>",
+        status_class(s),
+        esc(s.label())
+    )
+}
+
+/// The Gaps section: every control short of met, each gap's cause, rows
+/// or setting, fix, and some of the rows.
+fn gaps(out: &mut String, r: &NistReport) {
+    out.push_str("<section class=\"gaps\" id=\"gaps\"><h2>Gaps</h2>");
+    let mut any = false;
+    for c in r.short_of_met() {
+        any = true;
+        let _ = write!(
+            out,
+            "<h3><a href=\"#{}\">{}</a> {}{}</h3><ul>",
+            esc(c.id),
+            esc(c.id),
+            esc(c.title),
+            badge(c.status)
+        );
+        for g in &c.gaps {
+            let _ = write!(
+                out,
+                "<li><dl><dt>Gap</dt><dd>{}</dd><dt>Which</dt><dd>{}</dd><dt>Fix</dt><dd>{}</dd></dl></li>",
+                esc(&g.cause),
+                esc(&g.which),
+                esc(&g.fix)
+            );
+        }
+        out.push_str("</ul>");
+        let rows = gap_rows(c);
+        if !rows.is_empty() {
+            table(out, "samples", &GAP_ROW_HEAD, &rows);
+        }
+    }
+    if !any {
+        out.push_str("<p class=\"allmet\">Every control is met.</p>");
+    }
+    out.push_str("</section>");
 }
 
 fn card(out: &mut String, class: &str, key: &str, value: &str) {
@@ -137,12 +190,17 @@ fn sub_table(out: &mut String, t: &Table) {
 fn control(out: &mut String, c: &Control) {
     let _ = write!(
         out,
-        "<section id=\"{}\"><h2><span class=\"id\">{}</span>{}<span class=\"badge {}\">{}</span></h2>",
+        "<section id=\"{}\"><h2><span class=\"id\">{}</span>{}{}</h2>",
         esc(c.id),
         esc(c.id),
         esc(c.title),
-        status_class(c.status),
-        esc(c.status.label())
+        badge(c.status)
+    );
+    let _ = write!(
+        out,
+        "<div class=\"rule\"><p><b>Rule:</b> {}</p><p><b>Found:</b> {}</p></div>",
+        prose(c.rule),
+        esc(&c.verdict)
     );
     let _ = write!(
         out,
@@ -224,25 +282,20 @@ pub fn render(r: &NistReport) -> String {
             r.pending_wal_segments
         );
     }
-    o.push_str("<section><h2>Controls</h2><nav><table><thead><tr><th>control</th><th>title</th><th>status</th><th>key measure</th></tr></thead><tbody>");
+    o.push_str("<section><h2>Controls</h2><nav><table><thead><tr><th>control</th><th>title</th><th>status</th><th>found</th></tr></thead><tbody>");
     for c in &r.controls {
-        let key = c
-            .facts
-            .first()
-            .map(|(k, v)| format!("{k}: {v}"))
-            .unwrap_or_default();
         let _ = write!(
             o,
-            "<tr><td><a href=\"#{}\">{}</a></td><td>{}</td><td><span class=\"badge {}\">{}</span></td><td>{}</td></tr>",
+            "<tr><td><a href=\"#{}\">{}</a></td><td>{}</td><td>{}</td><td>{}</td></tr>",
             esc(c.id),
             esc(c.id),
             esc(c.title),
-            status_class(c.status),
-            esc(c.status.label()),
-            esc(&key)
+            badge(c.status),
+            esc(&c.verdict)
         );
     }
     o.push_str("</tbody></table></nav></section>");
+    gaps(&mut o, r);
     for c in &r.controls {
         control(&mut o, c);
     }

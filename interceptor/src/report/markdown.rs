@@ -7,7 +7,7 @@ use crate::escape;
 
 use super::{
     fmt_time,
-    nist::{NistReport, Sample, Verify},
+    nist::{Control, NistReport, Sample, Verify},
 };
 
 /// Markdown text: `|`, `<`, `>`, `&`, backslashes and emphasis characters
@@ -87,14 +87,27 @@ pub fn markdown(r: &NistReport) -> String {
             r.pending_wal_segments
         );
     }
-    let _ = writeln!(o, "| control | title | status |\n| --- | --- | --- |");
+    let _ = writeln!(
+        o,
+        "| control | title | status | found |\n| --- | --- | --- | --- |"
+    );
     for c in &r.controls {
-        let _ = writeln!(o, "| {} | {} | {} |", c.id, c.title, c.status.label());
+        let _ = writeln!(
+            o,
+            "| {} | {} | {} | {} |",
+            c.id,
+            c.title,
+            c.status.label(),
+            md(&c.verdict)
+        );
     }
     o.push('\n');
+    gaps(&mut o, r);
     for c in &r.controls {
         let _ = writeln!(o, "## {} {}\n", c.id, c.title);
         let _ = writeln!(o, "**Status:** {}\n", c.status.label());
+        let _ = writeln!(o, "**Rule:** {}\n", md(c.rule));
+        let _ = writeln!(o, "**Found:** {}\n", md(&c.verdict));
         let _ = writeln!(o, "**What it asks.** {}\n", c.asks);
         let _ = writeln!(o, "**How the agent meets it.** {}\n", c.how);
         let facts: Vec<Vec<String>> = c
@@ -123,6 +136,59 @@ pub fn markdown(r: &NistReport) -> String {
         }
     }
     o
+}
+
+/// The Gaps section: every control short of met, each gap with its
+/// cause, the rows or setting concerned, the fix, and some of the rows.
+fn gaps(o: &mut String, r: &NistReport) {
+    o.push_str("## Gaps\n\n");
+    let short: Vec<&Control> = r.short_of_met().collect();
+    if short.is_empty() {
+        o.push_str("Every control is met.\n\n");
+        return;
+    }
+    for c in short {
+        let _ = writeln!(o, "### {} {}: {}\n", c.id, c.title, c.status.label());
+        for g in &c.gaps {
+            let _ = writeln!(o, "- **Gap:** {}", md(&g.cause));
+            let _ = writeln!(o, "  - **Which:** {}", md(&g.which));
+            let _ = writeln!(o, "  - **Fix:** {}", md(&g.fix));
+        }
+        o.push('\n');
+        let rows = gap_rows(c);
+        if !rows.is_empty() {
+            let _ = writeln!(o, "Rows that fall short (first of each gap):\n");
+            md_table(o, &GAP_ROW_HEAD, &rows);
+        }
+    }
+}
+
+/// The column headings of the tables of rows that fall short.
+pub const GAP_ROW_HEAD: [&str; 6] = [
+    "event_time",
+    "event_id",
+    "kind",
+    "method",
+    "subject",
+    "tool_name",
+];
+
+/// The cells of the rows that fall short of control `c`, gap by gap.
+pub fn gap_rows(c: &Control) -> Vec<Vec<String>> {
+    let cells = |s: &Sample| {
+        vec![
+            s.event_time.clone(),
+            s.event_id.clone(),
+            s.kind.clone(),
+            s.method.clone(),
+            s.subject.clone(),
+            s.tool_name.clone(),
+        ]
+    };
+    c.gaps
+        .iter()
+        .flat_map(|g| g.rows.iter().map(cells))
+        .collect()
 }
 
 /// The column headings of sample tables.

@@ -10,9 +10,15 @@
 //! running, or died before converting them) are reported as pending.
 
 mod controls;
+mod coverage;
 pub mod html;
+pub mod json;
+mod judge;
 pub mod markdown;
 pub mod nist;
+mod records;
+mod seal;
+pub mod wire;
 
 use std::{
     fs::File,
@@ -275,6 +281,7 @@ const TEXT_FIELDS: &[TextField] = &[
     ("policy_version", |r, v| r.policy_version = v),
     ("session_id", |r, v| r.session_id = v),
     ("transport", |r, v| r.transport = v),
+    ("direction", |r, v| r.direction = v),
     ("src_addr", |r, v| r.src_addr = v),
     ("dst_addr", |r, v| r.dst_addr = v),
     ("subject", |r, v| r.subject = v),
@@ -448,15 +455,18 @@ fn entities(s: &str, mut rest: impl FnMut(&mut String, char)) -> String {
     out
 }
 
-/// Writes `<out>/nist-report.md` and `<out>/nist-report.html`; returns
-/// both paths.
-pub fn write_nist(report: &nist::NistReport, out: &Path) -> Result<[PathBuf; 2], ReportError> {
+/// Writes `<out>/nist-report.md`, `<out>/nist-report.html` and
+/// `<out>/nist-report.json`; returns the three paths.
+pub fn write_nist(report: &nist::NistReport, out: &Path) -> Result<[PathBuf; 3], ReportError> {
     std::fs::create_dir_all(out).map_err(io_err(out))?;
     let md = out.join("nist-report.md");
     let html = out.join("nist-report.html");
+    let json = out.join("nist-report.json");
     std::fs::write(&md, markdown::markdown(report)).map_err(io_err(&md))?;
     std::fs::write(&html, html::render(report)).map_err(io_err(&html))?;
-    Ok([md, html])
+    let text = serde_json::to_string_pretty(&json::render(report)).unwrap_or_default();
+    std::fs::write(&json, text + "\n").map_err(io_err(&json))?;
+    Ok([md, html, json])
 }
 
 #[cfg(test)]

@@ -9,8 +9,13 @@ use sha2::{Digest, Sha256};
 
 use super::{
     Loaded, Period, ReportError,
-    controls::{ac3, ac6, au2, au3, au9, au10, au12, ia2, sc8},
-    fmt_time, load, select_files,
+    controls::{ac3, ac6, ia2},
+    coverage::{coverage, entry_times},
+    fmt_time, load,
+    records::{au2, au3, au12},
+    seal::{Seal, au9, au10},
+    select_files,
+    wire::sc8,
 };
 use crate::audit::{
     chain::{self, PUBLIC_KEY_FILE},
@@ -87,26 +92,49 @@ pub struct Key {
     pub fingerprint: String,
 }
 
-/// How well the evidence supports a control.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How far the audit data of the period proves a control. Ordered from
+/// best to worst: a report's worst status decides its exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Status {
-    /// The trail holds evidence for the control.
-    Evidence,
-    /// Partly shown, or nothing in the period: read the note.
-    Limited,
-    /// The trail contradicts the control (a broken chain).
-    Failed,
+    /// The data proves it: every row the control is judged on holds, and
+    /// the evidence was checked the strong way.
+    Met,
+    /// It holds for some rows only, or the evidence could only be checked
+    /// the weak way: the control's gaps say which rows and why.
+    Partial,
+    /// The trail does not record what the control is judged on, or the
+    /// period holds no row it judges.
+    NotAssessed,
+    /// The data shows the control was not in force.
+    NotMet,
 }
 
 impl Status {
     /// The status's label as shown.
     pub fn label(self) -> &'static str {
         match self {
-            Status::Evidence => "evidence",
-            Status::Limited => "limited",
-            Status::Failed => "FAILED",
+            Status::Met => "met",
+            Status::Partial => "partial",
+            Status::NotAssessed => "not assessed",
+            Status::NotMet => "not met",
         }
     }
+}
+
+/// Why a control falls short of met: what the data showed, which rows (or
+/// which setting) caused it, and what fixes it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Gap {
+    /// What falls short, with counts ("12 of 12 exchange rows are anonymous").
+    pub cause: String,
+    /// Which rows, as a condition on the audit table's columns, or the
+    /// setting or stretch of time concerned.
+    pub which: String,
+    /// What to change so that the control can be met.
+    pub fix: String,
+    /// Some of those rows.
+    pub rows: Vec<Sample>,
 }
 
 /// A table in a control's section.
@@ -121,12 +149,16 @@ pub struct Table {
 }
 
 /// What an evidence row shows.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Sample {
     /// When the event happened.
     pub event_time: String,
+    /// The row's id (`event_id`), to find it in the trail.
+    pub event_id: String,
     /// The row's kind.
     pub kind: String,
+    /// The JSON-RPC method.
+    pub method: String,
     /// The caller's subject.
     pub subject: String,
     /// The tool.
@@ -142,7 +174,9 @@ impl From<&AuditRow> for Sample {
         let or = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
         Sample {
             event_time: fmt_time(r.event_time_us),
+            event_id: r.event_id.clone(),
             kind: r.kind.clone(),
+            method: or(&r.method),
             subject: or(&r.subject),
             tool_name: or(&r.tool_name),
             decision: or(&r.decision),
@@ -166,8 +200,14 @@ pub struct Control {
     pub asks: &'static str,
     /// How the agent meets it.
     pub how: &'static str,
-    /// How well the evidence supports it.
+    /// How far the period's data proves it.
     pub status: Status,
+    /// The rule that decides the status, in one line.
+    pub rule: &'static str,
+    /// What the rule found in this period.
+    pub verdict: String,
+    /// Why it falls short of met (empty when met).
+    pub gaps: Vec<Gap>,
     /// Facts as name and value.
     pub facts: Vec<(String, String)>,
     /// Tables of evidence.
@@ -178,6 +218,46 @@ pub struct Control {
     pub samples: Vec<Sample>,
     /// A note for the reader, if any.
     pub note: Option<String>,
+}
+
+/// How the evidence is checked: what `report nist` was given and what it
+/// found out about the trail's storage.
+#[derive(Debug, Clone)]
+pub struct Check {
+    /// The pinned Ed25519 public key (hex) for the chain check; `None`:
+    /// the copy stored beside the manifest, which proves consistency only.
+    pub public_key: Option<String>,
+    /// The longest stretch without a manifest entry or row that still
+    /// counts as recording, in microseconds.
+    pub max_gap_us: i64,
+    /// Whether the trail is shipped to S3 (`[audit.s3]` in the config, or
+    /// an upload `outbox/` in the directory).
+    pub s3: bool,
+}
+
+impl Check {
+    /// The allowed gap when the config is not known: twice the default
+    /// `audit.roll_seconds`.
+    pub const DEFAULT_MAX_GAP_SECS: u64 = 120;
+
+    /// The check of `dir`: `public_key` as given, the allowed gap
+    /// `max_gap_secs` or twice the config's `audit.roll_seconds`, and S3
+    /// from the config or an `outbox/` in `dir`.
+    pub fn new(
+        dir: &Path,
+        cfg: Option<&crate::config::Config>,
+        public_key: Option<String>,
+        max_gap_secs: Option<u64>,
+    ) -> Self {
+        let secs = max_gap_secs
+            .or_else(|| cfg.map(|c| c.audit.roll_seconds.saturating_mul(2)))
+            .unwrap_or(Self::DEFAULT_MAX_GAP_SECS);
+        Self {
+            public_key,
+            max_gap_us: i64::try_from(secs.saturating_mul(1_000_000)).unwrap_or(i64::MAX),
+            s3: cfg.is_some_and(|c| c.audit.s3.is_some()) || dir.join("outbox").is_dir(),
+        }
+    }
 }
 
 /// The NIST evidence report over an audit directory.
@@ -199,20 +279,49 @@ pub struct NistReport {
     pub pending_wal_segments: usize,
     /// The chain verification result.
     pub verify: Verify,
+    /// Whether the chain was checked with a pinned key.
+    pub pinned: bool,
     /// The signing keys found.
     pub keys: Vec<Key>,
     /// The controls' sections.
     pub controls: Vec<Control>,
 }
 
-/// Loads the period from `dir`, verifies the chain (with the pinned
-/// `public_key`, if given) and computes the evidence.
-pub fn build(
-    dir: &Path,
-    period: Period,
-    public_key: Option<&str>,
-) -> Result<NistReport, ReportError> {
+impl NistReport {
+    /// The worst status of any control (met for an empty list).
+    pub fn worst(&self) -> Status {
+        self.controls
+            .iter()
+            .map(|c| c.status)
+            .max()
+            .unwrap_or(Status::Met)
+    }
+
+    /// The controls short of met, in report order.
+    pub fn short_of_met(&self) -> impl Iterator<Item = &Control> {
+        self.controls.iter().filter(|c| c.status != Status::Met)
+    }
+}
+
+/// What was read and checked for a period, before it is judged.
+pub struct Evidence {
+    /// The rows of the period.
+    pub loaded: Loaded,
+    /// `audit verify` over the whole directory.
+    pub verify: Verify,
+    /// The signing keys shown.
+    pub keys: Vec<Key>,
+    /// Data files of the period closed to other users, of all of them.
+    pub private_files: (usize, usize),
+    /// The times each host's manifest entries vouch for.
+    pub entries: BTreeMap<String, Vec<i64>>,
+}
+
+/// Loads the period from `dir`, verifies the chain (with the pinned key,
+/// if given) and judges each control.
+pub fn build(dir: &Path, period: Period, check: &Check) -> Result<NistReport, ReportError> {
     let loaded = load(dir, period)?;
+    let public_key = check.public_key.as_deref();
     let verify = match chain::verify(dir, public_key) {
         Ok(r) => Verify::Intact(r),
         Err(b) => Verify::Broken(b),
@@ -223,14 +332,14 @@ pub fn build(
         .iter()
         .filter(|f| std::fs::metadata(f).is_ok_and(|m| m.permissions().mode() & 0o007 == 0))
         .count();
-    Ok(from_rows(
-        dir,
-        period,
+    let evidence = Evidence {
         loaded,
         verify,
         keys,
-        (private, files.len()),
-    ))
+        private_files: (private, files.len()),
+        entries: entry_times(dir),
+    };
+    Ok(from_rows(dir, period, check, evidence))
 }
 
 fn keys(dir: &Path, pinned: Option<&str>) -> Vec<Key> {
@@ -308,6 +417,20 @@ pub(super) fn is_deny(r: &AuditRow) -> bool {
     r.decision.as_deref() == Some("deny") && is_exchange(r)
 }
 
+/// A request the client made of the server: its row records the request
+/// and its outcome (allowed and answered, denied, or left unanswered).
+pub(super) fn is_client_request(r: &AuditRow) -> bool {
+    matches!(r.kind.as_str(), "exchange" | "denied" | "unanswered")
+        && r.direction.as_deref() == Some("client_to_server")
+        && r.method.is_some()
+}
+
+/// A refusal before any identity could be established: by the identity
+/// stage (401/403), or by the TLS stage (plaintext, failed handshake).
+pub(super) fn before_identity(r: &AuditRow) -> bool {
+    r.kind == "rejected" && matches!(r.decided_by.as_deref(), Some("identity" | "tls"))
+}
+
 /// A refusal before any identity was established (401/403 by identity).
 pub(super) fn is_auth_refusal(r: &AuditRow) -> bool {
     r.kind == "rejected" && r.decided_by.as_deref() == Some("identity")
@@ -339,38 +462,45 @@ pub(super) fn auth_refusal_meaning(r: &AuditRow) -> &'static str {
     }
 }
 
-/// The evidence from rows already loaded (tests call this directly).
-pub fn from_rows(
-    dir: &Path,
-    period: Period,
-    loaded: Loaded,
-    verify: Verify,
-    keys: Vec<Key>,
-    private_files: (usize, usize),
-) -> NistReport {
-    let rows = &loaded.rows;
+/// The report from evidence already gathered (tests call this directly).
+pub fn from_rows(dir: &Path, period: Period, check: &Check, e: Evidence) -> NistReport {
+    let generated_us = crate::pipeline::event::now_us();
+    let rows = &e.loaded.rows;
     let ex: Vec<&AuditRow> = rows.iter().filter(|r| is_exchange(r)).collect();
+    let cov = coverage(
+        (period.from_us, period.to_us),
+        generated_us,
+        check.max_gap_us,
+        &e.entries,
+        rows,
+    );
+    let seal = Seal {
+        verify: &e.verify,
+        pinned: check.public_key.is_some(),
+        s3: check.s3,
+    };
     let controls = vec![
         ac3(&ex),
         ac6(rows, &ex),
-        au2(rows),
+        au2(rows, &cov, check.max_gap_us),
         au3(&ex),
-        au9(&verify, &keys, private_files, &loaded),
-        au10(&verify, &ex),
-        au12(rows),
+        au9(&seal, &e.keys, e.private_files, &e.loaded),
+        au10(&seal, &ex),
+        au12(rows, &cov, check.max_gap_us),
         ia2(&ex),
         sc8(rows),
     ];
     NistReport {
         dir: dir.display().to_string(),
         period,
-        generated_us: crate::pipeline::event::now_us(),
+        generated_us,
         rows: rows.len(),
-        files_read: loaded.files_read,
-        files_skipped: loaded.files_skipped,
-        pending_wal_segments: loaded.pending_wal_segments,
-        verify,
-        keys,
+        files_read: e.loaded.files_read,
+        files_skipped: e.loaded.files_skipped,
+        pending_wal_segments: e.loaded.pending_wal_segments,
+        verify: e.verify,
+        pinned: check.public_key.is_some(),
+        keys: e.keys,
         controls,
     }
 }

@@ -86,41 +86,34 @@ fn expired_states_are_refused() {
     assert_eq!(c.check(&f, c.expires_us + 1), Err(StateError::Expired));
 }
 
+/// A state holds for its caller's own call only: another caller (another
+/// subject, or the same name of another issuer) or another call (its
+/// arguments, server, method or target) is refused, each with its reason.
 #[test]
-fn another_callers_state_is_refused() {
+fn another_callers_or_another_calls_state_is_refused() {
     let f = facts("alice", "aa");
     let c = claims(&f);
-    assert_eq!(
-        c.check(&facts("mallory", "aa"), NOW),
-        Err(StateError::OtherCaller)
-    );
-    // "alice" of another issuer is someone else.
-    let mut elsewhere = f.clone();
-    elsewhere.issuer = "https://other.example".into();
-    assert_eq!(c.check(&elsewhere, NOW), Err(StateError::OtherCaller));
-}
-
-#[test]
-fn another_calls_state_is_refused() {
-    let f = facts("alice", "aa");
-    let c = claims(&f);
-    assert_eq!(
-        c.check(&facts("alice", "bb"), NOW),
-        Err(StateError::OtherCall)
-    );
-    for change in [
-        |f: &mut CallFacts| f.server = "127.0.0.1:9090".into(),
-        |f: &mut CallFacts| f.method = "prompts/get".into(),
-        |f: &mut CallFacts| f.target = Some("delete".into()),
-        |f: &mut CallFacts| f.target = None,
-    ] {
+    type Change = fn(&mut CallFacts);
+    let changes: [(Change, StateError); 7] = [
+        (|f| *f = facts("mallory", "aa"), StateError::OtherCaller),
+        // "alice" of another issuer is someone else.
+        (
+            |f| f.issuer = "https://other.example".into(),
+            StateError::OtherCaller,
+        ),
+        (|f| *f = facts("alice", "bb"), StateError::OtherCall),
+        (
+            |f| f.server = "127.0.0.1:9090".into(),
+            StateError::OtherCall,
+        ),
+        (|f| f.method = "prompts/get".into(), StateError::OtherCall),
+        (|f| f.target = Some("delete".into()), StateError::OtherCall),
+        (|f| f.target = None, StateError::OtherCall),
+    ];
+    for (change, want) in changes {
         let mut other = f.clone();
         change(&mut other);
-        assert_eq!(
-            c.check(&other, NOW),
-            Err(StateError::OtherCall),
-            "{other:?}"
-        );
+        assert_eq!(c.check(&other, NOW), Err(want), "{other:?}");
     }
 }
 

@@ -82,15 +82,6 @@ fn a_grant_row_names_its_subject_tool_and_id_only() {
 /// A client's `tools/call` event with `params`, as `mcp` builds it.
 fn call_event(params: serde_json::Value) -> ExchangeEvent {
     ExchangeEvent {
-        kind: EventKind::Exchange,
-        direction: Direction::ClientToServer,
-        conn_id: 1,
-        client_addr: "127.0.0.1:1".into(),
-        orig_dst: "127.0.0.1:2".into(),
-        tls: None,
-        caller: None,
-        session_id: None,
-        transport: Transport::Stateless,
         protocol_version: Some("2026-07-28".into()),
         client_name: Some("cli".into()),
         client_version: Some("1".into()),
@@ -98,29 +89,23 @@ fn call_event(params: serde_json::Value) -> ExchangeEvent {
         method: Some("tools/call".into()),
         target: Some("unlock".into()),
         params: Some(params),
-        result: None,
-        error: None,
         http_method: "POST".into(),
         http_path: "/mcp".into(),
         http_status: Some(200),
-        decided_by: None,
-        decision: None,
-        masked: Default::default(),
-        masked_with: None,
-        approval: None,
-        rewritten: false,
         received_us: 0,
-        forwarded_us: None,
-        first_byte_us: None,
         done_us: Some(1),
-        bytes_in: 0,
-        bytes_out: 0,
         meta: crate::pipeline::RequestMeta {
             trace_id: Some("t".into()),
             span_id: Some("s".into()),
             call_id: Some("c2".into()),
             follows: Some("c1".into()),
         },
+        ..ExchangeEvent::new(
+            EventKind::Exchange,
+            Direction::ClientToServer,
+            &crate::conn::ConnInfo::loopback(),
+            Transport::Stateless,
+        )
     }
 }
 

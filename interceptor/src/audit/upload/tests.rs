@@ -40,8 +40,10 @@ fn memory(dir: &Path, retention: Retention) -> (Uploader, Arc<InMemory>) {
     (up, store)
 }
 
-async fn object(store: &InMemory, key: &str) -> Option<Vec<u8>> {
-    match store.get(&Key::from(key)).await {
+/// The object uploaded for audit file `rel`, under the uploader's prefix.
+async fn object(store: &InMemory, rel: &str) -> Option<Vec<u8>> {
+    let key = format!("mcp-interceptor/{rel}");
+    match store.get(&Key::from(key.as_str())).await {
         Ok(r) => Some(r.bytes().await.expect("body").to_vec()),
         Err(object_store::Error::NotFound { .. }) => None,
         Err(e) => panic!("get {key}: {e}"),
@@ -162,15 +164,11 @@ async fn drain_uploads_and_applies_retention() {
     assert_eq!(up.drain().await.expect("drain"), 3);
     assert_eq!(up.backlog().expect("backlog"), 0);
     assert_eq!(
-        object(&store, &format!("mcp-interceptor/{EVENTS}"))
-            .await
-            .as_deref(),
+        object(&store, EVENTS).await.as_deref(),
         Some(&b"PAR1 data PAR1"[..])
     );
     assert_eq!(
-        object(&store, &format!("mcp-interceptor/{MANIFEST}"))
-            .await
-            .as_deref(),
+        object(&store, MANIFEST).await.as_deref(),
         Some(&b"{\"seq\":1}"[..])
     );
     assert!(
@@ -193,12 +191,7 @@ async fn keep_local_keeps_files_and_reupload_is_idempotent() {
     enqueue(d.path(), Path::new(EVENTS)).expect("enqueue");
     assert_eq!(up.drain().await.expect("drain"), 2);
     assert!(d.path().join(EVENTS).exists());
-    assert_eq!(
-        object(&store, &format!("mcp-interceptor/{EVENTS}"))
-            .await
-            .as_deref(),
-        Some(&b"one"[..])
-    );
+    assert_eq!(object(&store, EVENTS).await.as_deref(), Some(&b"one"[..]));
 }
 
 #[tokio::test]
@@ -210,10 +203,7 @@ async fn large_files_go_in_parts() {
     let (mut up, store) = memory(d.path(), Retention::DeleteAfterUpload);
     up.part_bytes = 4096;
     assert_eq!(up.drain().await.expect("drain"), 1);
-    assert_eq!(
-        object(&store, &format!("mcp-interceptor/{EVENTS}")).await,
-        Some(body)
-    );
+    assert_eq!(object(&store, EVENTS).await, Some(body));
 }
 
 #[tokio::test]
@@ -230,16 +220,8 @@ async fn missing_or_invalid_marks_do_not_wedge_the_queue() {
     let (up, store) = memory(d.path(), Retention::DeleteAfterUpload);
     assert_eq!(up.drain().await.expect("drain"), 1);
     assert_eq!(up.backlog().expect("backlog"), 0);
-    assert!(
-        object(&store, &format!("mcp-interceptor/{MANIFEST}"))
-            .await
-            .is_some()
-    );
-    assert!(
-        object(&store, "mcp-interceptor/events/gone.parquet")
-            .await
-            .is_none()
-    );
+    assert!(object(&store, MANIFEST).await.is_some());
+    assert!(object(&store, "events/gone.parquet").await.is_none());
 }
 
 #[tokio::test]
@@ -360,9 +342,8 @@ async fn run_uploads_on_notify_and_stops() {
     put_file(d.path(), EVENTS, b"late");
     enqueue(d.path(), Path::new(EVENTS)).expect("enqueue");
     notify.notify_one();
-    let key = format!("mcp-interceptor/{EVENTS}");
     let deadline = Instant::now() + Duration::from_secs(10);
-    while object(&store, &key).await.is_none() {
+    while object(&store, EVENTS).await.is_none() {
         assert!(Instant::now() < deadline, "run did not upload");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -374,9 +355,5 @@ async fn run_uploads_on_notify_and_stops() {
         .await
         .expect("run stops")
         .expect("join");
-    assert!(
-        object(&store, &format!("mcp-interceptor/{MANIFEST}"))
-            .await
-            .is_some()
-    );
+    assert!(object(&store, MANIFEST).await.is_some());
 }

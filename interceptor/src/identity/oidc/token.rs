@@ -6,7 +6,10 @@ use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use jsonwebtoken::{Algorithm, errors::ErrorKind};
 use serde_json::{Map, Value};
 
-use crate::config::OidcIssuer;
+use crate::{
+    config::OidcIssuer,
+    identity::{AuthMethod, Caller},
+};
 
 /// Why a bearer token was refused (all 401).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -52,23 +55,6 @@ pub enum TokenError {
     /// A required claim is missing or has the wrong type.
     #[error("token claims: {0}")]
     Claims(String),
-}
-
-/// The verified facts of a token.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Verified {
-    /// The token's issuer.
-    pub issuer: String,
-    /// The caller's subject.
-    pub subject: String,
-    /// The caller's groups.
-    pub groups: Vec<String>,
-    /// The caller's scopes.
-    pub scopes: Vec<String>,
-    /// The token's `jti`.
-    pub token_id: Option<String>,
-    /// The OAuth client id.
-    pub client_id: Option<String>,
 }
 
 /// The JOSE header fields the agent looks at.
@@ -131,10 +117,10 @@ pub(super) fn algorithm(cfg: &OidcIssuer, alg: &str) -> Result<Algorithm, TokenE
     alg.parse::<Algorithm>().map_err(|_| refused())
 }
 
-/// The caller's facts from verified claims: `iat` not in the future, a
-/// non-empty subject at `subject_claim`, groups at `groups_claim`, scopes
-/// from `scope` and `scp`.
-pub(super) fn verified(cfg: &OidcIssuer, c: &Map<String, Value>) -> Result<Verified, TokenError> {
+/// The caller verified claims name: `iat` not in the future, a non-empty
+/// subject at `subject_claim`, groups at `groups_claim`, scopes from
+/// `scope` and `scp`; no certificate (the connection adds its own).
+pub(super) fn verified(cfg: &OidcIssuer, c: &Map<String, Value>) -> Result<Caller, TokenError> {
     let now = jsonwebtoken::get_current_timestamp();
     if let Some(iat) = c.get("iat").and_then(Value::as_u64)
         && iat > now + cfg.leeway_seconds
@@ -154,13 +140,12 @@ pub(super) fn verified(cfg: &OidcIssuer, c: &Map<String, Value>) -> Result<Verif
     let mut scopes = strings(c.get("scope"), true);
     scopes.extend(strings(c.get("scp"), true));
     let text = |k: &str| c.get(k).and_then(Value::as_str).map(str::to_owned);
-    Ok(Verified {
-        issuer: cfg.issuer.clone(),
-        subject,
+    Ok(Caller {
         groups,
         scopes,
         token_id: text("jti"),
         client_id: text("azp").or_else(|| text("client_id")),
+        ..Caller::new(AuthMethod::Oidc, subject, Some(cfg.issuer.clone()))
     })
 }
 

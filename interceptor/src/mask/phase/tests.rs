@@ -70,40 +70,17 @@ fn with_masking_off_server_text_passes_as_it_came() {
 
 fn event() -> ExchangeEvent {
     let mut ev = ExchangeEvent {
-        kind: EventKind::Exchange,
-        direction: Direction::ClientToServer,
-        conn_id: 1,
-        client_addr: "127.0.0.1:1".into(),
-        orig_dst: "127.0.0.1:2".into(),
-        tls: None,
-        caller: None,
-        session_id: None,
-        transport: Transport::StreamableHttp,
-        protocol_version: None,
-        client_name: None,
-        client_version: None,
-        jsonrpc_id: None,
-        method: None,
-        target: None,
-        params: None,
-        result: None,
         error: Some(json!({"code": -1, "message": EMAIL})),
         http_method: "POST".into(),
         http_path: format!("/mcp?user={EMAIL}"),
         http_status: Some(200),
-        decided_by: None,
-        decision: None,
-        masked: Default::default(),
-        masked_with: None,
-        approval: None,
-        rewritten: false,
         received_us: 0,
-        forwarded_us: None,
-        first_byte_us: None,
-        done_us: None,
-        bytes_in: 0,
-        bytes_out: 0,
-        meta: Default::default(),
+        ..ExchangeEvent::new(
+            EventKind::Exchange,
+            Direction::ClientToServer,
+            &ConnInfo::loopback(),
+            Transport::StreamableHttp,
+        )
     };
     ev.session_id = Some(format!("sess-{EMAIL}"));
     ev.method = Some("resources/read".into());

@@ -4,7 +4,6 @@ use serde_json::{Value, json};
 
 use super::*;
 use crate::{
-    conn::ConnInfo,
     identity::{AuthMethod, Caller},
     jsonrpc::Kind,
     mcp::exchange::Origin,
@@ -12,29 +11,16 @@ use crate::{
 };
 
 fn caller(subject: &str) -> Arc<Caller> {
-    Arc::new(Caller {
-        subject: subject.into(),
-        issuer: Some("https://issuer".into()),
-        method: AuthMethod::Oidc,
-        groups: Vec::new(),
-        scopes: Vec::new(),
-        token_id: None,
-        client_id: None,
-        cert: None,
-    })
+    Arc::new(Caller::new(
+        AuthMethod::Oidc,
+        subject,
+        Some("https://issuer".into()),
+    ))
 }
 
 /// A client request `body` of `who`, as `decide` makes its event.
 fn call(who: &str, body: Value) -> ExchangeEvent {
-    let origin = Origin {
-        conn: ConnInfo::loopback(),
-        caller: Some(caller(who)),
-        transport: Transport::Stateless,
-        key: "\0post-1".into(),
-        in_session: false,
-        http_method: "POST".into(),
-        http_path: "/mcp".into(),
-    };
+    let origin = Origin::test_post(Some(caller(who)), Transport::Stateless, "\0post-1", false);
     let msg = Message {
         kind: Kind::Request,
         value: body,

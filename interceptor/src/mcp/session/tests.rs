@@ -1,5 +1,5 @@
 use super::*;
-use crate::{conn::ConnInfo, mcp::exchange::Origin};
+use crate::mcp::exchange::Origin;
 
 const ALICE: &str = "oidc|http://issuer|alice";
 const BOB: &str = "oidc|http://issuer|bob";
@@ -32,15 +32,7 @@ fn event() -> ExchangeEvent {
 
 /// A refused POST's event on session table entry `key`.
 pub(super) fn event_on(key: &str, in_session: bool) -> ExchangeEvent {
-    let origin = Origin {
-        conn: ConnInfo::loopback(),
-        caller: None,
-        transport: Transport::StreamableHttp,
-        key: key.into(),
-        in_session,
-        http_method: "POST".into(),
-        http_path: "/mcp".into(),
-    };
+    let origin = Origin::test_post(None, Transport::StreamableHttp, key, in_session);
     origin.rejected(0, serde_json::Value::Null, 0)
 }
 

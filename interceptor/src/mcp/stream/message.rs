@@ -73,16 +73,12 @@ impl State {
             mask_profile.as_deref(),
             &notes,
         );
-        if msg.kind == Kind::Request
-            && let Some((error, phase)) = self.pipeline.on_server_request(&mctx, msg)
-        {
-            self.refuse_server_request(msg, info, error, phase, notes.decision());
-            return Err(Vec::new());
-        }
-        if msg.kind == Kind::Notification
-            && let Some((error, phase)) = self.pipeline.on_server_notification(&mctx, msg)
-        {
-            self.record_refused(msg, info, &error, phase, notes.decision());
+        if let Some((error, phase)) = self.pipeline.on_server_request_or_notification(&mctx, msg) {
+            if msg.kind == Kind::Request {
+                self.refuse_server_request(msg, info, error, phase, notes.decision());
+            } else {
+                self.record_refused(msg, info, &error, phase, notes.decision());
+            }
             return Err(Vec::new());
         }
         let input =

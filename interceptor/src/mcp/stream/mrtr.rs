@@ -149,7 +149,7 @@ impl State {
         };
         let notes = Notes::default();
         let ctx = self.ctx(info, None, profile, &notes);
-        let refused = self.pipeline.on_server_request(&ctx, &m);
+        let refused = self.pipeline.on_server_request_or_notification(&ctx, &m);
         if refused.is_none() {
             self.pipeline.on_server_message(&ctx, &mut m);
         }

@@ -8,7 +8,6 @@ use serde_json::{Value, json};
 
 use super::*;
 use crate::{
-    conn::ConnInfo,
     identity::{AuthMethod, Caller},
     jsonrpc::{Body, parse},
     mcp::{exchange::Origin, session::SessionInfo},
@@ -23,29 +22,16 @@ fn message(v: Value) -> Message {
 }
 
 fn caller(sub: &str) -> Arc<Caller> {
-    Arc::new(Caller {
-        subject: sub.into(),
-        issuer: Some("https://idp.test".into()),
-        method: AuthMethod::Oidc,
-        groups: vec![],
-        scopes: vec![],
-        token_id: None,
-        client_id: None,
-        cert: None,
-    })
+    Arc::new(Caller::new(
+        AuthMethod::Oidc,
+        sub,
+        Some("https://idp.test".into()),
+    ))
 }
 
 /// The pending event of `sub`'s `tools/call` of `tool`, id 7.
 fn call(sub: &str, tool: &str, params_meta: Value) -> ExchangeEvent {
-    let origin = Origin {
-        conn: ConnInfo::loopback(),
-        caller: Some(caller(sub)),
-        transport: Transport::Stateless,
-        key: "\0post-1".into(),
-        in_session: false,
-        http_method: "POST".into(),
-        http_path: "/mcp".into(),
-    };
+    let origin = Origin::test_post(Some(caller(sub)), Transport::Stateless, "\0post-1", false);
     let msg = message(json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call",
         "params": {"name": tool, "arguments": {}, "_meta": params_meta}}));
     origin.event(

@@ -33,14 +33,8 @@ fn phase() -> PolicyPhase {
 
 fn caller(groups: &[&str]) -> Caller {
     Caller {
-        subject: "alice".into(),
-        issuer: None,
-        method: AuthMethod::Oidc,
         groups: groups.iter().map(|g| g.to_string()).collect(),
-        scopes: vec![],
-        token_id: None,
-        client_id: None,
-        cert: None,
+        ..Caller::new(AuthMethod::Oidc, "alice", None)
     }
 }
 

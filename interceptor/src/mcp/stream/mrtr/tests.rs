@@ -8,7 +8,6 @@ use serde_json::{Value, json};
 
 use super::super::State;
 use crate::{
-    conn::ConnInfo,
     error::{Reason, Refusal},
     jsonrpc::{self, Message},
     mcp::{exchange::Origin, session::Sessions},
@@ -48,15 +47,7 @@ impl Phase for Toy {
 fn state() -> (State, Arc<Mutex<Vec<ExchangeEvent>>>) {
     let rows = Arc::new(Mutex::new(Vec::new()));
     let pipeline = Pipeline::new(vec![Arc::new(Toy(rows.clone()))], Duration::from_secs(1));
-    let origin = Origin {
-        conn: ConnInfo::loopback(),
-        caller: None,
-        transport: Transport::Stateless,
-        key: KEY.into(),
-        in_session: false,
-        http_method: "POST".into(),
-        http_path: "/mcp".into(),
-    };
+    let origin = Origin::test_post(None, Transport::Stateless, KEY, false);
     let call = call_msg();
     let sessions = Arc::new(Sessions::default());
     let info = sessions.info(KEY);
