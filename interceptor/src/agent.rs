@@ -12,7 +12,7 @@
 //! Each step of [`run`] has its file: `start` (the audit and what outlives
 //! reloads), `serving` (one config's handler and phases), `bind` (sockets
 //! and steering), `serve` (accept, and reload on SIGHUP: `reload`),
-//! `shutdown`.
+//! `shutdown`; `watchdog` pings systemd while serving works.
 
 use std::{net::SocketAddr, path::PathBuf};
 
@@ -24,6 +24,7 @@ mod serve;
 mod serving;
 mod shutdown;
 mod start;
+mod watchdog;
 
 use crate::{admin, config::Config, steer};
 

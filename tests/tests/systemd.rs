@@ -10,7 +10,13 @@ use std::{
 };
 
 use mcp_interceptor_tests::{
-    Agent, NetNs, TempDir, agent::ANONYMOUS, bin, everything::repo, proc::run_in, require_root,
+    Agent, NetNs, TempDir,
+    agent::ANONYMOUS,
+    bin,
+    everything::repo,
+    http::{exchange, initialize, post},
+    proc::run_in,
+    require_root,
 };
 
 const SIGTERM: i32 = 15;
@@ -65,7 +71,10 @@ fn systemd_version() -> u32 {
 fn unit_verifies_without_warnings() {
     let dir = TempDir::new("sd-verify");
     let unit = unit_copy(dir.path());
-    let out = analyze(&["verify", &unit.display().to_string()]);
+    // --man=no: the man page Documentation= names comes with the package;
+    // tests/tests/package.rs verifies the installed unit, man page
+    // included.
+    let out = analyze(&["verify", "--man=no", &unit.display().to_string()]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         out.status.success() && stderr.trim().is_empty(),
@@ -123,6 +132,40 @@ fn unit_keeps_what_steering_needs() {
         assert!(caps.iter().any(|c| c == need), "{need} missing: {caps:?}");
     }
     assert_eq!(settings(&unit, "Type"), ["notify"]);
+}
+
+/// The operational settings issue 26 asked for: no start before the
+/// operator wrote a config, a watchdog the agent pings, documentation.
+#[test]
+fn unit_waits_for_a_config_and_is_watched() {
+    let unit = std::fs::read_to_string(repo().join("deploy/systemd/mcp-interceptor.service"))
+        .expect("read the unit");
+    assert_eq!(
+        settings(&unit, "ConditionPathExists"),
+        ["/etc/mcp-interceptor/config.toml"]
+    );
+    assert_eq!(
+        settings(&unit, "ExecStart"),
+        ["/usr/bin/mcp-interceptor run --config /etc/mcp-interceptor/config.toml"],
+        "the condition must name the file ExecStart reads"
+    );
+    assert_eq!(settings(&unit, "WatchdogSec"), ["30s"]);
+    // The watchdog restarts through Restart=; NotifyAccess=main lets the
+    // agent's pings in and nobody else's.
+    assert_eq!(settings(&unit, "Restart"), ["always"]);
+    assert_eq!(settings(&unit, "NotifyAccess"), ["main"]);
+    let docs = settings(&unit, "Documentation").join(" ");
+    assert!(
+        docs.contains("man:mcp-interceptor(8)")
+            && docs.contains("file:/usr/share/doc/mcp-interceptor/systemd.md"),
+        "Documentation={docs}"
+    );
+    // The runbook the unit points at covers the start limit.
+    let readme = std::fs::read_to_string(repo().join("deploy/systemd/README.md")).unwrap();
+    assert!(
+        readme.contains("reset-failed mcp-interceptor"),
+        "runbook missing"
+    );
 }
 
 /// The number and label of "→ Overall exposure level for X: 2.3 OK 🙂".
@@ -197,13 +240,58 @@ fn listen(sock: UnixDatagram, log: PathBuf, limit: Duration) -> mpsc::Receiver<(
     rx
 }
 
-fn next(rx: &mpsc::Receiver<(String, bool)>, what: &str) -> (String, bool) {
-    rx.recv_timeout(Duration::from_secs(20))
-        .unwrap_or_else(|_| panic!("no {what} notification within 20 s"))
+/// The notifications as they arrive, WATCHDOG=1 pings counted apart.
+struct Notes {
+    rx: mpsc::Receiver<(String, bool)>,
+    /// When each WATCHDOG=1 arrived.
+    pings: Vec<Instant>,
+}
+
+impl Notes {
+    /// The next state change (anything but a watchdog ping).
+    fn next(&mut self, what: &str) -> (String, bool) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let got = self
+                .rx
+                .recv_timeout(left)
+                .unwrap_or_else(|_| panic!("no {what} notification within 20 s"));
+            if got.0 == "WATCHDOG=1" {
+                self.pings.push(Instant::now());
+            } else {
+                return got;
+            }
+        }
+    }
+
+    /// Collects pings for `d`; fails on any other notification.
+    fn pings_for(&mut self, d: Duration) -> usize {
+        let before = self.pings.len();
+        let end = Instant::now() + d;
+        while let Some(left) = end.checked_duration_since(Instant::now()) {
+            match self.rx.recv_timeout(left) {
+                Ok((m, _)) if m == "WATCHDOG=1" => self.pings.push(Instant::now()),
+                Ok((m, _)) => panic!("unexpected notification {m:?}"),
+                Err(_) => break,
+            }
+        }
+        self.pings.len() - before
+    }
+}
+
+/// `WATCHDOG_USEC` for the tests' agents: 1 s, so a ping every 0.5 s.
+const WATCHDOG_USEC: &str = "1000000";
+
+fn notify_env(socket: &Path) -> Vec<(String, String)> {
+    vec![
+        ("NOTIFY_SOCKET".to_string(), socket.display().to_string()),
+        ("WATCHDOG_USEC".to_string(), WATCHDOG_USEC.to_string()),
+    ]
 }
 
 #[test]
-fn agent_notifies_ready_reloading_and_stopping() {
+fn agent_notifies_ready_reloading_stopping_and_pings_the_watchdog() {
     require_root();
     let ns = NetNs::new("sdnotify");
     let dir = TempDir::new("sdnotify");
@@ -213,8 +301,12 @@ fn agent_notifies_ready_reloading_and_stopping() {
     // `<dir>/agent1.err`; checked below once the agent is up.
     let log = dir.path().join("agent1.err");
     let rx = listen(sock, log.clone(), Duration::from_secs(90));
+    let mut notes = Notes {
+        rx,
+        pings: Vec::new(),
+    };
 
-    let env = vec![("NOTIFY_SOCKET".to_string(), socket.display().to_string())];
+    let env = notify_env(&socket);
     let mut agent = Agent::start_full(&ns, dir.path(), "", PORT_8080, "", ANONYMOUS, env);
     assert_eq!(
         agent.proc().stderr,
@@ -222,17 +314,24 @@ fn agent_notifies_ready_reloading_and_stopping() {
         "the harness moved the agent's log"
     );
 
-    let (msg, logged_ready) = next(&rx, "READY=1");
+    let (msg, logged_ready) = notes.next("READY=1");
     assert_eq!(msg, "READY=1");
     assert!(
         logged_ready,
         "READY=1 arrived before the log said \"agent ready\":\n{}",
         agent.log()
     );
+    assert!(notes.pings.is_empty(), "a watchdog ping before READY=1");
+    // Half of WATCHDOG_USEC: about 6 pings in 3 s (timer jitter allowed).
+    let pinged = notes.pings_for(Duration::from_secs(3));
+    assert!(
+        (4..=8).contains(&pinged),
+        "{pinged} watchdog pings in 3 s with WATCHDOG_USEC={WATCHDOG_USEC}"
+    );
 
     // SIGHUP: RELOADING=1 with the monotonic clock, a status, READY=1.
     agent.reload(&ns, "", PORT_8080);
-    let (msg, _) = next(&rx, "RELOADING=1");
+    let (msg, _) = notes.next("RELOADING=1");
     let mut lines = msg.lines();
     assert_eq!(lines.next(), Some("RELOADING=1"), "{msg:?}");
     assert!(
@@ -242,17 +341,223 @@ fn agent_notifies_ready_reloading_and_stopping() {
             .is_some_and(|v| v.parse::<u64>().is_ok_and(|us| us > 0)),
         "{msg:?}"
     );
-    assert_eq!(next(&rx, "STATUS").0, "STATUS=running; config reloaded");
-    assert_eq!(next(&rx, "READY=1 after the reload").0, "READY=1");
+    assert_eq!(notes.next("STATUS").0, "STATUS=running; config reloaded");
+    assert_eq!(notes.next("READY=1 after the reload").0, "READY=1");
+    assert!(
+        notes.pings_for(Duration::from_secs(1)) >= 1,
+        "no watchdog ping after the reload"
+    );
 
     agent.stop(SIGTERM);
-    let (msg, _) = next(&rx, "STOPPING=1");
+    let (msg, _) = notes.next("STOPPING=1");
     assert_eq!(msg, "STOPPING=1", "{}", agent.log());
     let log = agent.log();
     assert!(log.contains("agent stopped"), "{log}");
-    // Nothing else was sent.
+    // Nothing else was sent, not even a ping.
     assert!(
-        rx.recv_timeout(Duration::from_millis(300)).is_err(),
+        notes.rx.recv_timeout(Duration::from_millis(1200)).is_err(),
         "an unexpected notification after STOPPING=1"
     );
+}
+
+#[test]
+fn agent_without_watchdog_usec_sends_no_pings() {
+    require_root();
+    let ns = NetNs::new("sdnodog");
+    let dir = TempDir::new("sdnodog");
+    let socket = dir.path().join("notify.sock");
+    let sock = UnixDatagram::bind(&socket).expect("bind the notify socket");
+    let rx = listen(sock, dir.path().join("agent1.err"), Duration::from_secs(30));
+    let mut notes = Notes {
+        rx,
+        pings: Vec::new(),
+    };
+    let env = vec![("NOTIFY_SOCKET".to_string(), socket.display().to_string())];
+    let _agent = Agent::start_full(&ns, dir.path(), "", PORT_8080, "", ANONYMOUS, env);
+    assert_eq!(notes.next("READY=1").0, "READY=1");
+    assert_eq!(notes.pings_for(Duration::from_secs(2)), 0);
+}
+
+/// Runs a command that must succeed; its stdout.
+fn sh(cmd: &str, args: &[&str]) -> String {
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    let out = run_in(None, Path::new(cmd), &args, Duration::from_secs(30));
+    assert!(
+        out.status.success(),
+        "{cmd} {args:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// A small ext4 file system on a loop device, mounted at `at`; unmounted
+/// and detached on drop (after the agent that wrote to it is gone).
+struct LoopFs {
+    at: PathBuf,
+    dev: String,
+}
+
+impl LoopFs {
+    fn new(image: &Path, at: &Path) -> Self {
+        sh("truncate", &["-s", "64M", &image.display().to_string()]);
+        sh("mkfs.ext4", &["-q", "-F", &image.display().to_string()]);
+        let dev = sh("losetup", &["-f", "--show", &image.display().to_string()]);
+        std::fs::create_dir_all(at).unwrap();
+        let fs = Self {
+            at: at.to_path_buf(),
+            dev,
+        };
+        sh("mount", &[&fs.dev, &at.display().to_string()]);
+        // The audit directory holds only what the audit writes.
+        std::fs::remove_dir(at.join("lost+found")).unwrap();
+        fs
+    }
+}
+
+impl Drop for LoopFs {
+    fn drop(&mut self) {
+        let at = self.at.display().to_string();
+        let _ = run_in(
+            None,
+            Path::new("fsfreeze"),
+            &["-u".into(), at.clone()],
+            Duration::from_secs(10),
+        );
+        let _ = run_in(
+            None,
+            Path::new("umount"),
+            &["-l".into(), at],
+            Duration::from_secs(10),
+        );
+        let _ = run_in(
+            None,
+            Path::new("losetup"),
+            &["-d".into(), self.dev.clone()],
+            Duration::from_secs(10),
+        );
+    }
+}
+
+/// A frozen file system (writes block until thawed); thawed on drop, which
+/// must come before the agent's: a process blocked on it cannot be killed.
+struct Frozen(String);
+
+impl Frozen {
+    fn new(at: &Path) -> Self {
+        let at = at.display().to_string();
+        sh("fsfreeze", &["-f", &at]);
+        Self(at)
+    }
+}
+
+impl Drop for Frozen {
+    fn drop(&mut self) {
+        let _ = run_in(
+            None,
+            Path::new("fsfreeze"),
+            &["-u".into(), self.0.clone()],
+            Duration::from_secs(10),
+        );
+    }
+}
+
+/// A hung agent must fall silent: audit writes blocked on a frozen disk
+/// take every worker thread, and the pings stop (a free-running timer
+/// thread would go on pinging, and systemd would never restart it). They
+/// resume once the disk thaws.
+#[test]
+fn watchdog_pings_stop_while_serving_hangs_on_the_audit_disk() {
+    require_root();
+    let ns = NetNs::new("sdhang");
+    let dir = TempDir::new("sdhang");
+    // The harness's audit directory is <dir>/audit.
+    let disk = LoopFs::new(&dir.path().join("audit.img"), &dir.path().join("audit"));
+    let socket = dir.path().join("notify.sock");
+    let sock = UnixDatagram::bind(&socket).expect("bind the notify socket");
+    let rx = listen(
+        sock,
+        dir.path().join("agent1.err"),
+        Duration::from_secs(100),
+    );
+    let mut notes = Notes {
+        rx,
+        pings: Vec::new(),
+    };
+    let agent = Agent::start_full(
+        &ns,
+        dir.path(),
+        "",
+        PORT_8080,
+        "",
+        ANONYMOUS,
+        notify_env(&socket),
+    );
+    assert_eq!(notes.next("READY=1").0, "READY=1");
+    assert!(
+        notes.pings_for(Duration::from_secs(2)) >= 3,
+        "no pings while serving"
+    );
+
+    let frozen = Frozen::new(&disk.at);
+    // More requests than worker threads (one per core): each one's audit
+    // row blocks in write(2) on the frozen disk.
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let clients: Vec<_> = (0..4 * workers.max(2))
+        .map(|i| {
+            let ns_path = ns.path();
+            std::thread::spawn(move || {
+                let body = serde_json::to_vec(&initialize(i as i64)).unwrap();
+                let req = post("/mcp", &body, &[]);
+                let file = std::fs::File::open(&ns_path).expect("open netns");
+                nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
+                // May fail either way (no upstream listens): only its audit
+                // row matters.
+                std::panic::catch_unwind(|| {
+                    exchange(
+                        "127.0.0.1:8080".parse().unwrap(),
+                        &[&req],
+                        Duration::ZERO,
+                        Duration::from_secs(30),
+                    )
+                })
+                .is_ok()
+            })
+        })
+        .collect();
+    // Pings may straddle the freeze for one tick, then stop.
+    notes.pings_for(Duration::from_secs(1));
+    let silent = notes.pings_for(Duration::from_secs(3));
+    assert_eq!(
+        silent,
+        0,
+        "the agent pinged the watchdog while its workers were stuck on the audit disk:\n{}",
+        agent_log(&dir)
+    );
+
+    drop(frozen);
+    let resumed = notes.pings_for(Duration::from_secs(3));
+    assert!(
+        resumed >= 2,
+        "{resumed} pings in 3 s after the disk thawed:\n{}",
+        agent_log(&dir)
+    );
+    // The requests blocked on the disk were answered once it thawed (the
+    // agent resumed, it was not restarted): their audit rows were due.
+    let answered = clients
+        .into_iter()
+        .filter_map(|c| c.join().ok())
+        .filter(|&a| a)
+        .count();
+    assert!(
+        answered > 0,
+        "no request was answered after the thaw:\n{}",
+        agent_log(&dir)
+    );
+    drop(agent);
+    drop(disk);
+}
+
+fn agent_log(dir: &TempDir) -> String {
+    std::fs::read_to_string(dir.path().join("agent1.err")).unwrap_or_default()
 }

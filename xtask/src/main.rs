@@ -57,7 +57,9 @@ fn main() -> Result<()> {
                  \n  demo   run the agent against a real MCP server in a netns\
                  \n  bench  direct vs nginx vs the agent, one run (release build);\
                  \n         --quick: a short smoke run on the dev build\
-                 \n  package  build the .deb in target/package (--dev: of the dev build)\
+                 \n  package  .deb and .rpm for x86_64 and aarch64 in target/package, of\
+                 \n         the release build (built only where missing or stale);\
+                 \n         --dev: of the dev build; --arch, --format, --no-build, --no-lint\
                  \n  fuzz   [--seconds N] [--smoke] [TARGET...] run the fuzz targets, N s each\
                  \n         (600; --smoke: 20 s each, quick unsanitized build, as in test)\
                  \n  soak   [--minutes N] [--rate R] [--clients C] the release agent, all\
@@ -141,6 +143,7 @@ fn test(extra: &[String]) -> Result<()> {
         "warnings",
     ]))?;
     build()?;
+    cross_build()?;
     let mut nextest = cargo();
     nextest
         .args([
@@ -163,6 +166,21 @@ fn test(extra: &[String]) -> Result<()> {
     ]))?;
     eprintln!("==> cargo xtask test passed in {:.0?}", started.elapsed());
     Ok(())
+}
+
+/// The agent alone, for arm64 (tests/tests/package.rs runs it under
+/// qemu-user); build.rs embeds the same eBPF object as in the host build.
+fn cross_build() -> Result<()> {
+    run(cargo().args([
+        "build",
+        "--locked",
+        "-p",
+        "mcp-interceptor",
+        "--bin",
+        "mcp-interceptor",
+        "--target",
+        "aarch64-unknown-linux-gnu",
+    ]))
 }
 
 /// `cargo xtask bench [--quick]`: release binaries, unless --quick.

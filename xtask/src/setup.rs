@@ -26,6 +26,16 @@ const PACKAGES: &[&str] = &[
     // report's font (recommends are not installed).
     "chromium",
     "fonts-dejavu-core",
+    // `cargo xtask package`: the aarch64 cross build (the linker is set for
+    // that target alone in .cargo/config.toml), qemu-user to run the arm64
+    // binary in tests, rpmbuild for the .rpm, and the linters of both.
+    "gcc-aarch64-linux-gnu",
+    "libc6-dev-arm64-cross",
+    "qemu-user",
+    "rpm",
+    "lintian",
+    "rpmlint",
+    "shellcheck",
     // promtool: deploy/monitoring's alert rules and dashboard queries are
     // checked with it (tests/tests/deploy_monitoring.rs). The package also
     // ships the Prometheus server; on a host that runs systemd its unit is

@@ -24,6 +24,12 @@ use std::{
 /// The variable systemd sets for `Type=notify` services.
 const ENV: &str = "NOTIFY_SOCKET";
 
+/// `WatchdogSec=` in microseconds, set by systemd when the unit has one.
+const WATCHDOG_USEC: &str = "WATCHDOG_USEC";
+
+/// The pid `WATCHDOG_USEC` is meant for.
+const WATCHDOG_PID: &str = "WATCHDOG_PID";
+
 /// A notification is a few bytes to a local socket; a manager that does not
 /// take it within this long is not waited for.
 const SEND_TIMEOUT: Duration = Duration::from_secs(1);
@@ -44,6 +50,35 @@ pub fn reloading() {
 /// Shutdown has begun: listeners closed, connections draining.
 pub fn stopping() {
     notify("STOPPING=1");
+}
+
+/// The serving loop is alive (`WatchdogSec=`): see `agent::watchdog` for
+/// when it is sent.
+pub fn watchdog() {
+    notify("WATCHDOG=1");
+}
+
+/// How often to send [`watchdog`]: half of `$WATCHDOG_USEC`, as
+/// `sd_watchdog_enabled(3)` advises, when systemd set it for this process
+/// (`$WATCHDOG_PID` unset or this pid). `None`: no watchdog.
+pub fn watchdog_interval() -> Option<Duration> {
+    watchdog_interval_from(
+        std::env::var_os(WATCHDOG_USEC).as_deref(),
+        std::env::var_os(WATCHDOG_PID).as_deref(),
+        std::process::id(),
+    )
+}
+
+fn watchdog_interval_from(usec: Option<&OsStr>, pid: Option<&OsStr>, me: u32) -> Option<Duration> {
+    // The variables are inherited by children (the upstream-credential
+    // command); WATCHDOG_PID says whose they are.
+    if let Some(pid) = pid
+        && pid.to_str().and_then(|p| p.parse::<u32>().ok()) != Some(me)
+    {
+        return None;
+    }
+    let usec: u64 = usec?.to_str()?.parse().ok().filter(|&u| u > 0)?;
+    Some(Duration::from_micros(usec / 2))
 }
 
 /// A one-line status for `systemctl status`.
@@ -208,6 +243,37 @@ mod tests {
         let (sock, addr) = bound(dir.path());
         notify_to(Some(&addr), &status_message("two\nlines"));
         assert_eq!(recv(&sock), "STATUS=two lines");
+    }
+
+    #[test]
+    fn watchdog_interval_is_half_of_watchdog_usec_for_this_pid_only() {
+        let usec = |v: &str| Some(OsString::from(v));
+        let half = Some(Duration::from_secs(15));
+        assert_eq!(
+            watchdog_interval_from(usec("30000000").as_deref(), None, 7),
+            half
+        );
+        assert_eq!(
+            watchdog_interval_from(usec("30000000").as_deref(), usec("7").as_deref(), 7),
+            half
+        );
+        // Another process's watchdog (a child inherited the variables).
+        assert_eq!(
+            watchdog_interval_from(usec("30000000").as_deref(), usec("8").as_deref(), 7),
+            None
+        );
+        for bad in ["", "0", "-5", "30s", "1e6"] {
+            assert_eq!(
+                watchdog_interval_from(usec(bad).as_deref(), None, 7),
+                None,
+                "{bad:?}"
+            );
+        }
+        assert_eq!(watchdog_interval_from(None, None, 7), None);
+        assert_eq!(
+            watchdog_interval_from(usec("30000000").as_deref(), usec("x").as_deref(), 7),
+            None
+        );
     }
 
     #[test]

@@ -9,7 +9,9 @@ use tokio::{
     sync::watch,
 };
 
-use super::{AgentError, notify, policy_watch, reload, serving::First, start::Stages};
+use super::{
+    AgentError, notify, policy_watch, reload, serving::First, start::Stages, watchdog::Watchdog,
+};
 use crate::{
     admin,
     config::Config,
@@ -35,6 +37,8 @@ pub(super) struct Agent {
     admin: Arc<admin::State>,
     /// Connections in flight.
     pub drain: Drain,
+    /// systemd's watchdog, when the unit sets `WatchdogSec=`.
+    watchdog: Option<Watchdog>,
 }
 
 /// Starts accepting on `listeners` and watching the policy files.
@@ -52,14 +56,15 @@ pub(super) fn serve(
         "agent_start",
         format!("pid {} mode {:?}", std::process::id(), cfg.intercept.mode),
     ));
+    let mut accepting = Vec::new();
     for l in listeners {
         tracing::info!(listen = ?l.local_addr().ok(), mode = ?cfg.intercept.mode, "proxy listening");
-        tokio::spawn(proxy::serve(
+        accepting.push(tokio::spawn(proxy::serve(
             l,
             serving_rx.clone(),
             stop_rx.clone(),
             first.drain.clone(),
-        ));
+        )));
     }
     policy_watch::spawn(serving_rx, stages.policies.clone(), stages.events.clone());
     tracing::info!(pid = std::process::id(), "agent ready");
@@ -71,6 +76,7 @@ pub(super) fn serve(
         handler: first.handler,
         admin: first.admin,
         drain: first.drain,
+        watchdog: Watchdog::from_env(accepting),
     }
 }
 
@@ -88,6 +94,7 @@ impl Agent {
                 _ = hup.recv() => self.reload(stages).await,
                 _ = term.recv() => break,
                 _ = int.recv() => break,
+                () = Watchdog::tick(&mut self.watchdog) => {}
             }
         }
         notify::stopping();
@@ -97,14 +104,24 @@ impl Agent {
     /// One SIGHUP: the new config, or the running one kept.
     async fn reload(&mut self, stages: &Stages) {
         notify::reloading();
-        let next = reload::reload(
-            &self.config_path,
-            &self.serving,
-            self.steering.as_mut(),
-            &self.handler,
-            stages,
-        )
-        .await;
+        // The old config serves meanwhile: a slow reload (OIDC discovery,
+        // policy files) is no hang, so the watchdog goes on ticking.
+        let next = {
+            let reloading = reload::reload(
+                &self.config_path,
+                &self.serving,
+                self.steering.as_mut(),
+                &self.handler,
+                stages,
+            );
+            tokio::pin!(reloading);
+            loop {
+                tokio::select! {
+                    next = &mut reloading => break next,
+                    () = Watchdog::tick(&mut self.watchdog) => {}
+                }
+            }
+        };
         if let Some(h) = next {
             self.admin
                 .update(h.identity().clone(), &self.serving.borrow().config.admin);

@@ -13,6 +13,7 @@ mod admin;
 mod approvals;
 mod audit;
 mod check_config;
+mod completions;
 mod doctor;
 mod exit;
 mod grants;
@@ -110,6 +111,11 @@ enum Cmd {
         #[command(subcommand)]
         cmd: report::ReportCmd,
     },
+    /// Print the shell completion script for bash, zsh or fish.
+    Completions {
+        /// The shell: bash, zsh or fish (elvish and powershell work too).
+        shell: clap_complete::Shell,
+    },
 }
 
 impl Cli {
@@ -128,6 +134,7 @@ impl Cli {
             Cmd::Approvals { cmd } => approvals::run(cmd),
             Cmd::Grants { cmd } => grants::run(cmd),
             Cmd::Report { cmd } => report::run(cmd),
+            Cmd::Completions { shell } => completions::run(shell),
         }
     }
 }
