@@ -89,7 +89,8 @@ pub const AGENT: &str = "EXIT STATUS:
   2  usage error";
 
 /// `report nist`: the worst status of the period's controls.
-pub const REPORT_NIST: &str = "EXIT STATUS (after writing all three files):
+pub const REPORT_NIST: &str = "EXIT STATUS:
+  (after writing all three files)
   0  every control met
   1  the report could not be made (its cause on stderr)
   2  usage error

@@ -112,6 +112,7 @@ enum Cmd {
         cmd: report::ReportCmd,
     },
     /// Print the shell completion script for bash, zsh or fish.
+    #[command(after_help = exit::PLAIN)]
     Completions {
         /// The shell: bash, zsh or fish (elvish and powershell work too).
         shell: clap_complete::Shell,
