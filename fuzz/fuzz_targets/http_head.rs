@@ -283,6 +283,7 @@ fn conn_ctx() -> Arc<ConnCtx> {
                 client: "127.0.0.1:40000".parse().expect("addr"),
                 orig_dst: "127.0.0.1:8080".parse().expect("addr"),
                 tls: None,
+                process: None,
             },
             upstream: interceptor::proxy::upstream_for(&cfg).expect("upstream"),
             upstream_addr,

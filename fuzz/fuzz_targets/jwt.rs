@@ -156,6 +156,7 @@ jwks_max_age_seconds = 86400
             client: "127.0.0.1:40000".parse().expect("addr"),
             orig_dst: "127.0.0.1:8080".parse().expect("addr"),
             tls: None,
+            process: None,
         };
         let identity = rt.block_on(async {
             let identity = Identity::new(&cfg, None).await.expect("identity");

@@ -25,6 +25,43 @@ pub struct ConnInfo {
     pub orig_dst: SocketAddr,
     /// Set when the client spoke TLS.
     pub tls: Option<Arc<TlsInfo>>,
+    /// The local process that opened the connection, as the kernel saw it
+    /// at connect time; `None` for remote clients (none is ever invented).
+    pub process: Option<Arc<ProcessFacts>>,
+}
+
+/// The process on this host that opened a connection, captured in the
+/// kernel when it called connect(2) (issue 23). It names the opener, not
+/// whoever holds the socket later (SCM_RIGHTS), and an exec after connect
+/// keeps the old record.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ProcessFacts {
+    /// Thread-group id (the PID users see).
+    pub pid: u32,
+    /// Thread id of the task that connected.
+    pub tid: u32,
+    /// Real user id.
+    pub uid: u32,
+    /// Real group id.
+    pub gid: u32,
+    /// Audit login uid, when set (not `u32::MAX`).
+    pub login_uid: Option<u32>,
+    /// The task's command name (`comm`, at most 15 bytes).
+    pub comm: String,
+    /// The cgroup v2 id of the task.
+    pub cgroup_id: u64,
+    /// The cgroup path under the cgroup2 mount (e.g.
+    /// `/system.slice/ai-agent.service`), resolved from `cgroup_id`.
+    pub cgroup_path: Option<String>,
+    /// The executable's path, as resolved when the connection was accepted.
+    pub exe_path: Option<String>,
+    /// The executable's inode number, from the kernel at connect time.
+    pub exe_ino: u64,
+    /// The executable's device number, from the kernel at connect time.
+    pub exe_dev: u64,
+    /// The task's start time (ns since boot): with `pid`, it names one
+    /// process even after the PID is reused.
+    pub start_time_ns: u64,
 }
 
 #[cfg(test)]
@@ -37,6 +74,7 @@ impl ConnInfo {
             client: SocketAddr::from(([127, 0, 0, 1], 1)),
             orig_dst: SocketAddr::from(([127, 0, 0, 1], 2)),
             tls: None,
+            process: None,
         }
     }
 }

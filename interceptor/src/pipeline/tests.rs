@@ -63,6 +63,7 @@ async fn run(p: &Pipeline, m: &mut Message) -> Outcome {
         client: SocketAddr::from(([1, 2, 3, 4], 5)),
         orig_dst: SocketAddr::from(([1, 2, 3, 4], 6)),
         tls: None,
+        process: None,
     };
     let notes = Notes::default();
     let ctx = MessageCtx::for_test(&conn, &notes);

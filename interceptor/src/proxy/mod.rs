@@ -168,6 +168,7 @@ async fn handle(
         client: addr::unmap(peer.0),
         orig_dst: dst.0,
         tls: None,
+        process: None,
     };
     if rule.upstream.is_none()
         && serving.config.intercept.mode == Mode::Ebpf

@@ -55,6 +55,7 @@ fn with_ctx<T>(
         client: "10.0.0.9:4000".parse().unwrap(),
         orig_dst: "10.0.0.1:8080".parse().unwrap(),
         tls: None,
+        process: None,
     };
     let c = caller(groups);
     let notes = Notes::default();

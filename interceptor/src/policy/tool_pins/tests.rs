@@ -84,6 +84,7 @@ fn conn(port: u16) -> ConnInfo {
         client: SocketAddr::from(([10, 0, 0, 1], 40000)),
         orig_dst: SocketAddr::from(([10, 0, 0, 2], port)),
         tls: None,
+        process: None,
     }
 }
 

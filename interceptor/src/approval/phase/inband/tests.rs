@@ -31,6 +31,7 @@ fn accepted(transport: Transport, msg: &Message) -> bool {
         client: "10.0.0.9:4000".parse().unwrap(),
         orig_dst: "10.0.0.1:8080".parse().unwrap(),
         tls: None,
+        process: None,
     };
     let notes = Notes::default();
     let ctx = MessageCtx {
