@@ -34,6 +34,7 @@ fn event(i: u64, caller: &std::sync::Arc<Caller>) -> ExchangeEvent {
         client: SocketAddr::from(([10, 1, 2, 3], 50000)),
         orig_dst: SocketAddr::from(([10, 1, 2, 4], 8080)),
         tls: None,
+        process: None,
     };
     ExchangeEvent {
         // A TLS client, as in production: the row carries its three columns.
