@@ -59,6 +59,10 @@ pub struct ProcessFacts {
     pub exe_ino: u64,
     /// The executable's device number, from the kernel at connect time.
     pub exe_dev: u64,
+    /// SHA-256 of the executable (lowercase hex), hashed by the agent at
+    /// first sight and cached by device, inode and change time; `None`
+    /// when it could not be read.
+    pub exe_sha256: Option<String>,
     /// The task's start time (ns since boot): with `pid`, it names one
     /// process even after the PID is reused.
     pub start_time_ns: u64,
