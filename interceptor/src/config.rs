@@ -138,8 +138,8 @@ pub struct Audit {
     #[educe(Default = 60)]
     pub roll_seconds: u64,
     /// ... or this many bytes of WAL, or when the UTC hour changes. A
-    /// closed segment is converted in memory, so this bounds the converter's
-    /// memory (about four times this at peak).
+    /// closed segment is converted in row batches (a few MiB at a time,
+    /// whatever this is), streamed to its Parquet file.
     #[educe(Default(expression = 16 << 20))]
     pub roll_bytes: u64,
     /// Arguments, result and error JSON longer than this are cut (flagged,

@@ -201,8 +201,21 @@ fn a_session_becomes_parquet_that_auditors_query_with_duckdb() {
 
 #[test]
 fn kill_9_under_load_loses_no_acknowledged_row() {
+    kill_9_loses_no_acknowledged_row("kill9", 1);
+}
+
+/// 32 calls in flight: their rows reach the WAL in shared writes (group
+/// commit), and still none of them is answered before its row is written.
+#[test]
+fn kill_9_during_a_concurrent_burst_loses_no_acknowledged_row() {
+    kill_9_loses_no_acknowledged_row("kill9burst", 32);
+}
+
+/// Kills the agent (SIGKILL) while `concurrency` calls are in flight, then
+/// checks every call the client saw answered has its row after restart.
+fn kill_9_loses_no_acknowledged_row(name: &str, concurrency: u32) {
     require_root();
-    let (ns, dir) = (NetNs::new("kill9"), TempDir::new("kill9"));
+    let (ns, dir) = (NetNs::new(name), TempDir::new(name));
     let _server = peer::server(ns.name(), "127.0.0.1:8080", dir.path());
     let mut agent = Agent::start(&ns, dir.path(), "", PORT);
     let args: Vec<String> = [
@@ -213,6 +226,8 @@ fn kill_9_under_load_loses_no_acknowledged_row() {
         "k9",
         "--count",
         "2000",
+        "--concurrency",
+        &concurrency.to_string(),
     ]
     .iter()
     .map(|s| s.to_string())

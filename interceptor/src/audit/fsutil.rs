@@ -22,6 +22,15 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
 /// Writes `bytes` to `path` via a temporary name, fsync, rename, fsync of
 /// the directory: the file appears whole or not at all.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    write_atomic_with(path, |f| f.write_all(bytes))
+}
+
+/// [`write_atomic`] of what `fill` writes to the (temporary) file, so a
+/// big file is streamed rather than built in memory first.
+pub fn write_atomic_with<T>(
+    path: &Path,
+    fill: impl FnOnce(&mut File) -> io::Result<T>,
+) -> io::Result<T> {
     let dir = path
         .parent()
         .ok_or_else(|| io::Error::other("path has no parent"))?;
@@ -30,21 +39,28 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
         .file_name()
         .ok_or_else(|| io::Error::other("path has no file name"))?;
     let tmp = dir.join(format!(".{}.tmp", name.to_string_lossy()));
-    write_synced(&tmp, bytes)?;
+    let mut f = create_private(&tmp)?;
+    let out = fill(&mut f)?;
+    f.sync_all()?;
     fs::rename(&tmp, path)?;
-    sync_dir(dir)
+    sync_dir(dir)?;
+    Ok(out)
+}
+
+fn create_private(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .mode(0o640)
+        .open(path)
 }
 
 /// Writes `bytes` to `path` (created with mode 0640, or truncated) and
 /// fsyncs the file; publishing it (a rename, a link) and syncing the
 /// directory are the caller's.
 pub fn write_synced(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let mut f = OpenOptions::new()
-        .create(true)
-        .truncate(true)
-        .write(true)
-        .mode(0o640)
-        .open(path)?;
+    let mut f = create_private(path)?;
     f.write_all(bytes)?;
     f.sync_all()
 }

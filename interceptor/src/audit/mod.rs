@@ -2,10 +2,12 @@
 //! Parquet, with nothing lost when the agent crashes.
 //!
 //! ```text
-//!  record(event) ─▶ WAL append (write(2), before the response is released)
-//!                    │ background: group-commit fsync, roll by age
+//!  record(event) ─▶ encode ─▶ group write: one write(2) for the rows
+//!                    │ queued meanwhile, before any of their responses is
+//!                    │ released; background: fsync every interval, roll
 //!                    ▼ closed segment
-//!  converter ─▶ Parquet (tmp, fsync, rename) ─▶ signed manifest entry
+//!  converter ─▶ Parquet, streamed in row batches (tmp, fsync, rename)
+//!            ─▶ signed manifest entry
 //!            ─▶ outbox mark (S3 upload) ─▶ segment deleted
 //! ```
 //!
@@ -15,6 +17,7 @@
 #![forbid(unsafe_code)]
 
 pub mod chain;
+mod commit;
 pub mod fsutil;
 pub mod parquet;
 pub mod replay;
@@ -24,7 +27,6 @@ pub mod upload;
 pub mod wal;
 
 use std::{
-    collections::VecDeque,
     io,
     path::{Path, PathBuf},
     sync::{
@@ -44,9 +46,10 @@ use crate::{
     },
 };
 use chain::{Chain, Entry};
+use commit::{append, group_sync, write};
 use row::Stamp;
 use schema::AuditRow;
-use wal::{Roll, Wal};
+use wal::{Batch, Roll, Wal};
 
 /// Rows kept in memory for a retry while the WAL cannot be written.
 const RETRY_LIMIT: usize = 100_000;
@@ -86,11 +89,15 @@ struct Inner {
     dir: PathBuf,
     block: bool,
     wal: Mutex<Wal>,
-    retry: Mutex<VecDeque<AuditRow>>,
+    commit: commit::Commit,
+    /// Records a failed write left, written before any new one.
+    retry: Mutex<Batch>,
     healthy: AtomicBool,
     stopping: AtomicBool,
     rows: AtomicU64,
     failures: AtomicU64,
+    /// WAL writes (batches): fewer than rows when group commit batches.
+    writes: AtomicU64,
     jobs: Mutex<mpsc::Sender<Job>>,
     upload: Option<Arc<tokio::sync::Notify>>,
 }
@@ -155,11 +162,13 @@ impl Audit {
             dir,
             block: cfg.on_audit_failure == OnAuditFailure::Block,
             wal: Mutex::new(wal),
-            retry: Mutex::new(VecDeque::new()),
+            commit: commit::Commit::default(),
+            retry: Mutex::new(Batch::default()),
             healthy: AtomicBool::new(true),
             stopping: AtomicBool::new(false),
             rows: AtomicU64::new(0),
             failures: AtomicU64::new(0),
+            writes: AtomicU64::new(0),
             jobs: Mutex::new(tx),
             upload,
         });
@@ -195,7 +204,7 @@ impl Audit {
 
     /// Appends one row to the WAL (returns once the kernel has it).
     pub fn append(&self, row: AuditRow) {
-        append(&self.inner, Some(row));
+        append(&self.inner, &row);
     }
 
     /// Closes the open segment, converts everything, stops the threads.
@@ -288,55 +297,17 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Writes queued retries, then `row`. On failure keeps them for the next
-/// attempt (bounded) and marks the audit unhealthy.
-fn append(inner: &Inner, row: Option<AuditRow>) {
-    let mut retry = lock(&inner.retry);
-    if let Some(r) = row {
-        retry.push_back(r);
-    }
-    let mut wal = lock(&inner.wal);
-    while let Some(r) = retry.front() {
-        match wal.append(r) {
-            Ok(closed) => {
-                retry.pop_front();
-                inner.rows.fetch_add(1, Ordering::Relaxed);
-                if let Some(seq) = closed {
-                    let _ = lock(&inner.jobs).send(Job::Convert(seq));
-                }
-                if !inner.healthy.swap(true, Ordering::Relaxed) {
-                    tracing::warn!("audit WAL writable again; traffic resumes");
-                }
-            }
-            Err(e) => {
-                inner.failures.fetch_add(1, Ordering::Relaxed);
-                if inner.healthy.swap(false, Ordering::Relaxed) {
-                    tracing::error!(error = %e, block = inner.block, "audit WAL write failed");
-                }
-                // A failed write may have opened no segment or left a torn
-                // record; start a fresh segment on the next attempt.
-                let _ = wal.close();
-                while retry.len() > RETRY_LIMIT {
-                    retry.pop_front();
-                    tracing::error!("audit retry buffer full: a row was lost");
-                }
-                return;
-            }
-        }
-    }
-}
-
 fn ticker(inner: Arc<Inner>, interval: Duration, sync: bool, roll_period: Duration) {
     let mut last_entry = Instant::now();
     while !inner.stopping.load(Ordering::SeqCst) {
         std::thread::sleep(interval.min(Duration::from_millis(250)));
         if !inner.healthy.load(Ordering::Relaxed) {
-            append(&inner, None);
+            write(&inner, Batch::default());
+        }
+        if sync {
+            group_sync(&inner);
         }
         let mut wal = lock(&inner.wal);
-        if sync && let Err(e) = wal.sync() {
-            tracing::error!(error = %e, "audit group commit (fsync) failed");
-        }
         match wal.roll_if_old() {
             Ok(Some(seq)) => {
                 let _ = lock(&inner.jobs).send(Job::Convert(seq));
@@ -432,23 +403,24 @@ fn convert(dir: &Path, host: &str, chain: &mut Chain, seq: u64, s3: bool) -> io:
     if chain.segments.contains(&seq) {
         return remove(&path);
     }
-    let mut rows = wal::read_segment(&path)?;
-    rows.sort_by_key(|r| r.event_time_us);
+    let seg = wal::index_segment(&path)?;
     // One file per UTC hour (a segment holds one hour unless the clock jumped).
-    let mut parts: Vec<Vec<AuditRow>> = Vec::new();
-    for r in rows {
-        match parts.last_mut() {
-            Some(p) if wal::hour_of(p[0].event_time_us) == wal::hour_of(r.event_time_us) => {
-                p.push(r)
-            }
-            _ => parts.push(vec![r]),
-        }
-    }
-    for (i, part) in parts.iter().enumerate() {
-        let (first, last) = (part[0].event_time_us, part[part.len() - 1].event_time_us);
+    let parts = seg
+        .slots
+        .chunk_by(|a, b| wal::hour_index(a.time) == wal::hour_index(b.time));
+    let mut files = 0;
+    for (i, part) in parts.enumerate() {
+        let (first, last) = (part[0].time, part[part.len() - 1].time);
         let rel = parquet::relative_path(host, seq, i, first);
-        let bytes = parquet::encode(part, host, seq)?;
-        let sha = parquet::write(dir, &rel, &bytes)?;
+        let mut rest = part;
+        let (sha, bytes) = parquet::write_streamed(dir, &rel, host, seq, || {
+            if rest.is_empty() {
+                return Ok(None);
+            }
+            let (batch, more) = rest.split_at(wal::batch_len(rest));
+            rest = more;
+            seg.rows(batch).map(Some)
+        })?;
         let rel_s = rel.to_string_lossy().into_owned();
         let entry_rel = chain.append(entry(
             Some(seq),
@@ -461,9 +433,10 @@ fn convert(dir: &Path, host: &str, chain: &mut Chain, seq: u64, s3: bool) -> io:
             upload::enqueue(dir, &rel)?;
             upload::enqueue(dir, &entry_rel)?;
         }
-        tracing::debug!(file = %rel.display(), rows = part.len(), bytes = bytes.len(), "audit file closed");
+        files += 1;
+        tracing::debug!(file = %rel.display(), rows = part.len(), bytes, "audit file closed");
     }
-    if parts.is_empty() {
+    if files == 0 {
         // Nothing in it (an empty or wholly torn segment): still record that
         // the segment existed, so sequence numbers stay explained. Shipped
         // like every entry: a copy without it has a hole in its chain.
@@ -524,7 +497,7 @@ impl Phase for AuditPhase {
         // The pipeline masked the event before `record` (prepare_record),
         // names and ids included; rows made outside it come masked through
         // `pipeline::Events`.
-        append(&self.0.inner, Some(self.0.stamp().from_event(event)));
+        append(&self.0.inner, &self.0.stamp().from_event(event));
     }
 
     fn on_forward(&self, event: &ExchangeEvent) {
@@ -533,7 +506,7 @@ impl Phase for AuditPhase {
         // server got the request. The answer's row follows as usual.
         let mut r = self.0.stamp().from_event(event);
         r.kind = "forwarded".into();
-        append(&self.0.inner, Some(r));
+        append(&self.0.inner, &r);
     }
 }
 

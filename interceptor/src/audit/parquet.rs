@@ -4,9 +4,11 @@
 //! row groups by min/max), `dt=YYYY-MM-DD/hour=HH` partitions.
 
 use std::{
-    io,
+    io::{self, BufWriter, Write},
     path::{Path, PathBuf},
 };
+
+use sha2::{Digest, Sha256};
 
 use parquet::{
     arrow::ArrowWriter,
@@ -15,7 +17,7 @@ use parquet::{
     file::properties::{EnabledStatistics, WriterProperties},
 };
 
-use super::{fsutil::write_atomic, schema, schema::AuditRow, wal::hour_of};
+use super::{fsutil::write_atomic_with, schema, schema::AuditRow, wal::hour_of};
 
 /// Rows per row group: with rows of a few KiB this stays far below 256 MiB.
 const ROW_GROUP_ROWS: usize = 65_536;
@@ -49,19 +51,57 @@ pub fn relative_path(host: &str, segment: u64, part: usize, first_event_us: i64)
         .join(name)
 }
 
-/// Encodes `rows` (sorted by time) as one Parquet file in memory.
-pub fn encode(rows: &[AuditRow], host: &str, segment: u64) -> io::Result<Vec<u8>> {
-    let batch = schema::to_batch(rows).map_err(io::Error::other)?;
-    let mut out = Vec::new();
-    let mut w = ArrowWriter::try_new(&mut out, schema::schema(), Some(properties(host, segment)))
-        .map_err(io::Error::other)?;
-    w.write(&batch).map_err(io::Error::other)?;
-    w.close().map_err(io::Error::other)?;
-    Ok(out)
+/// A row group is flushed once its encoded pages pass this, whatever its
+/// row count, so a segment of large incompressible rows stays bounded too.
+const ROW_GROUP_BYTES: usize = 8 << 20;
+
+/// Streams the batches `next` yields (rows sorted by time) into the
+/// Parquet file `rel` under `audit_dir` (temporary name, fsync, rename);
+/// returns the SHA-256 of its bytes and their count.
+pub fn write_streamed(
+    audit_dir: &Path,
+    rel: &Path,
+    host: &str,
+    segment: u64,
+    mut next: impl FnMut() -> io::Result<Option<Vec<AuditRow>>>,
+) -> io::Result<(String, u64)> {
+    write_atomic_with(&audit_dir.join(rel), |file| {
+        let out = Hashing {
+            inner: BufWriter::with_capacity(1 << 16, file),
+            sha: Sha256::new(),
+            bytes: 0,
+        };
+        let mut w = ArrowWriter::try_new(out, schema::schema(), Some(properties(host, segment)))
+            .map_err(io::Error::other)?;
+        while let Some(rows) = next()? {
+            let batch = schema::to_batch(&rows).map_err(io::Error::other)?;
+            w.write(&batch).map_err(io::Error::other)?;
+            if w.in_progress_size() > ROW_GROUP_BYTES {
+                w.flush().map_err(io::Error::other)?;
+            }
+        }
+        let mut out = w.into_inner().map_err(io::Error::other)?;
+        out.flush()?;
+        Ok((hex::encode(out.sha.finalize()), out.bytes))
+    })
 }
 
-/// Writes the file under `audit_dir` atomically; returns its bytes' hash.
-pub fn write(audit_dir: &Path, rel: &Path, bytes: &[u8]) -> io::Result<String> {
-    write_atomic(&audit_dir.join(rel), bytes)?;
-    Ok(super::chain::sha256_hex(bytes))
+/// A writer that hashes what passes through it.
+struct Hashing<W> {
+    inner: W,
+    sha: Sha256,
+    bytes: u64,
+}
+
+impl<W: Write> Write for Hashing<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.sha.update(&buf[..n]);
+        self.bytes += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
 }

@@ -109,10 +109,10 @@ impl Stamp {
         };
         if let Some(a) = args {
             r.arguments_sha256 = Some(arguments_sha256(a));
-            r.arguments = Some(self.cut(&json_text(a)).0);
+            r.arguments = Some(self.cut(json_text(a)).0);
         }
         let inputs = ev.params.as_ref().and_then(|p| p.get("inputResponses"));
-        r.input_responses = inputs.map(|v| self.cut(&json_text(v)).0);
+        r.input_responses = inputs.map(|v| self.cut(json_text(v)).0);
         r.trace_id = ev.meta.trace_id.clone();
         r.span_id = ev.meta.span_id.clone();
         r.call_id = ev.meta.call_id.clone();
@@ -126,7 +126,7 @@ impl Stamp {
         let mut keep = |v: &Value| {
             let text = json_text(v);
             size += text.len() as i64;
-            let (t, cut) = self.cut(&text);
+            let (t, cut) = self.cut(text);
             r.response_truncated |= cut;
             t
         };
@@ -143,16 +143,20 @@ impl Stamp {
         r.http_status = ev.http_status.map(i32::from);
     }
 
-    /// Cuts `s` to at most `max_field_bytes` on a char boundary.
-    fn cut(&self, s: &str) -> (String, bool) {
+    /// Cuts `s` to at most `max_field_bytes` on a char boundary (in place:
+    /// the text is the row's, no copy of a large result).
+    fn cut(&self, mut s: String) -> (String, bool) {
         if s.len() <= self.max_field_bytes {
-            return (s.to_string(), false);
+            return (s, false);
         }
         let mut end = self.max_field_bytes;
         while !s.is_char_boundary(end) {
             end -= 1;
         }
-        (s[..end].to_string(), true)
+        s.truncate(end);
+        // A cut text came from a bigger one: give its memory back.
+        s.shrink_to_fit();
+        (s, true)
     }
 }
 

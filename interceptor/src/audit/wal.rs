@@ -11,14 +11,13 @@
 //! tool results, which JSON framing would escape on the request path and
 //! unescape again in the converter; the profile showed both.)
 //!
-//! ```text
-//! ```
-//!
 //! Invariants:
-//! - A record is written with one `write` call before `append` returns, and
-//!   `append` returns before the agent releases the response it describes:
-//!   once a client has its answer, the row is at least in the kernel's page
-//!   cache, which a crash of the agent (kill -9, OOM) does not lose.
+//! - A record is written whole by one `write` call (with the records of
+//!   concurrent appends: group commit, `audit::commit`) before `append`
+//!   returns, and `append` returns before the agent releases the response
+//!   it describes: once a client has its answer, the row is at least in the
+//!   kernel's page cache, which a crash of the agent (kill -9, OOM) does
+//!   not lose.
 //! - `fsync` guards against losing the machine: `always` syncs each record
 //!   before `append` returns; `interval` syncs dirty segments every N ms
 //!   from a background thread (group commit); `none` leaves it to the kernel.
@@ -40,8 +39,12 @@ use std::{
 
 use super::schema::AuditRow;
 
+mod batch;
 mod fs;
+mod index;
+pub use batch::{Batch, hour_index};
 pub use fs::{OsFs, WalFile, WalFs};
+pub use index::{BATCH_BYTES, BATCH_ROWS, Indexed, Slot, batch_len, index_segment};
 
 const HEADER: usize = 8;
 /// A single row larger than this is refused (it cannot be a real event).
@@ -95,18 +98,7 @@ fn segments_in<F: WalFs>(fs: &F, dir: &Path) -> io::Result<Vec<u64>> {
 
 /// Encodes one record.
 pub fn encode(row: &AuditRow) -> io::Result<Vec<u8>> {
-    let payload = postcard::to_allocvec(row).map_err(io::Error::other)?;
-    if payload.len() > MAX_RECORD {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            "audit row larger than 64 MiB",
-        ));
-    }
-    let mut rec = Vec::with_capacity(HEADER + payload.len());
-    rec.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-    rec.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
-    rec.extend_from_slice(&payload);
-    Ok(rec)
+    Ok(Batch::of(row)?.bytes().to_vec())
 }
 
 /// Decodes the complete records at the start of `buf`; returns the rows and
@@ -165,9 +157,20 @@ struct Segment<W> {
     seq: u64,
     file: W,
     bytes: u64,
-    hour: (String, String),
+    hour: i64,
     opened: Instant,
-    dirty: bool,
+    /// Bytes a sync covered (all of them with fsync `always`).
+    synced: u64,
+}
+
+/// What [`Wal::append_batch`] did.
+#[derive(Debug)]
+pub struct Appended {
+    /// Segments it closed (to be converted), even when it then failed.
+    pub closed: Vec<u64>,
+    /// The first error, and how many records (a prefix of the batch) were
+    /// written before it: those stand, the rest were not written.
+    pub failed: Option<(usize, io::Error)>,
 }
 
 /// When a segment is closed.
@@ -236,24 +239,68 @@ impl<F: WalFs> Wal<F> {
         &self.dir
     }
 
-    /// Appends one row; returns the sequence numbers of segments this
+    /// Appends one row; returns the sequence number of a segment this
     /// closed (the hour changed, or the segment was full).
     pub fn append(&mut self, row: &AuditRow) -> io::Result<Option<u64>> {
-        let rec = encode(row)?;
-        let hour = hour_of(row.event_time_us);
-        let mut closed = None;
-        let must_roll = self
-            .current
-            .as_ref()
-            .is_some_and(|s| s.hour != hour || s.bytes + rec.len() as u64 > self.roll.max_bytes);
-        if must_roll {
-            closed = self.close()?;
+        let batch = Batch::of(row)?;
+        let done = self.append_batch(&batch);
+        match done.failed {
+            None => Ok(done.closed.last().copied()),
+            Some((_, e)) => Err(e),
         }
+    }
+
+    /// Appends a batch of records, each run of one hour that fits the
+    /// segment with one `write` (and one fdatasync with fsync `always`);
+    /// stops at the first error (see [`Appended`]).
+    pub fn append_batch(&mut self, batch: &Batch) -> Appended {
+        let mut closed = Vec::new();
+        let failed = self.write_batch(batch, &mut closed).err();
+        Appended { closed, failed }
+    }
+
+    fn write_batch(
+        &mut self,
+        batch: &Batch,
+        closed: &mut Vec<u64>,
+    ) -> Result<(), (usize, io::Error)> {
+        let mut i = 0;
+        while i < batch.len() {
+            let hour = batch.hour(i);
+            let first = (batch.end(i) - batch.start(i)) as u64;
+            let must_roll = self
+                .current
+                .as_ref()
+                .is_some_and(|s| s.hour != hour || s.bytes + first > self.roll.max_bytes);
+            if must_roll && let Some(seq) = self.close().map_err(|e| (i, e))? {
+                closed.push(seq);
+            }
+            let room = self.current.as_ref().map_or(self.roll.max_bytes, |s| {
+                self.roll.max_bytes - s.bytes.min(self.roll.max_bytes)
+            });
+            // The run: records of this hour that fit (at least one, as a
+            // single row bigger than a segment gets one of its own).
+            let mut j = i + 1;
+            while j < batch.len()
+                && batch.hour(j) == hour
+                && (batch.end(j) - batch.start(i)) as u64 <= room
+            {
+                j += 1;
+            }
+            self.write_run(hour, &batch.bytes()[batch.start(i)..batch.end(j - 1)])
+                .map_err(|e| (i, e))?;
+            i = j;
+        }
+        Ok(())
+    }
+
+    /// Writes one run of records to the open segment (opened if none).
+    fn write_run(&mut self, hour: i64, run: &[u8]) -> io::Result<()> {
         if self.current.is_none() {
             self.current = Some(self.create(hour)?);
         }
         let seg = self.current.as_mut().expect("just opened");
-        if let Err(e) = seg.file.write_all(&rec) {
+        if let Err(e) = seg.file.write_all(run) {
             // The rows before it are sound: sync them as a close would.
             self.abandon(true, true);
             return Err(e);
@@ -264,9 +311,11 @@ impl<F: WalFs> Wal<F> {
             self.abandon(true, false);
             return Err(e);
         }
-        seg.bytes += rec.len() as u64;
-        seg.dirty = !self.sync_each;
-        Ok(closed)
+        seg.bytes += run.len() as u64;
+        if self.sync_each {
+            seg.synced = seg.bytes;
+        }
+        Ok(())
     }
 
     /// Leaves the open segment after a failed write or fsync; the next
@@ -287,7 +336,7 @@ impl<F: WalFs> Wal<F> {
         }
     }
 
-    fn create(&mut self, hour: (String, String)) -> io::Result<Segment<F::File>> {
+    fn create(&mut self, hour: i64) -> io::Result<Segment<F::File>> {
         let seq = self.next_seq;
         self.next_seq += 1;
         let file = self.fs.create_new(&segment_path(&self.dir, seq))?;
@@ -298,7 +347,7 @@ impl<F: WalFs> Wal<F> {
             bytes: 0,
             hour,
             opened: Instant::now(),
-            dirty: false,
+            synced: 0,
         })
     }
 
@@ -328,19 +377,59 @@ impl<F: WalFs> Wal<F> {
     /// Group commit: syncs the open segment if anything was appended since
     /// the last sync.
     pub fn sync(&mut self) -> io::Result<()> {
-        if let Some(seg) = self.current.as_mut()
-            && seg.dirty
-        {
-            if let Err(e) = seg.file.sync_data() {
+        match self.begin_sync()? {
+            Some(mut s) => {
+                let done = s.file.sync_data();
+                self.end_sync(s, done)
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// The first half of [`Wal::sync`]: a handle on the open segment to
+    /// fdatasync, if anything was appended since the last sync. The sync
+    /// itself runs without the WAL, so appends (the request path) never
+    /// wait for the disk; rows appended meanwhile are covered by the next.
+    pub fn begin_sync(&mut self) -> io::Result<Option<Syncing<F::File>>> {
+        match self.current.as_ref() {
+            Some(seg) if seg.bytes > seg.synced => Ok(Some(Syncing {
+                seq: seg.seq,
+                upto: seg.bytes,
+                file: seg.file.try_clone()?,
+            })),
+            _ => Ok(None),
+        }
+    }
+
+    /// The second half of [`Wal::sync`], with the fdatasync's result.
+    pub fn end_sync(&mut self, s: Syncing<F::File>, done: io::Result<()>) -> io::Result<()> {
+        // Closed meanwhile: the close synced (or failed) on its own.
+        if self.current.as_ref().is_none_or(|c| c.seq != s.seq) {
+            return done;
+        }
+        match done {
+            Ok(()) => {
+                let seg = self.current.as_mut().expect("checked above");
+                seg.synced = seg.synced.max(s.upto);
+                Ok(())
+            }
+            Err(e) => {
                 // The rows since the last sync were never promised durable;
                 // later ones go to a new segment.
                 self.abandon(false, false);
-                return Err(e);
+                Err(e)
             }
-            seg.dirty = false;
         }
-        Ok(())
     }
+}
+
+/// A sync of the open segment under way (see [`Wal::begin_sync`]).
+#[derive(Debug)]
+pub struct Syncing<W> {
+    seq: u64,
+    upto: u64,
+    /// The segment, to fdatasync.
+    pub file: W,
 }
 
 #[cfg(test)]

@@ -37,6 +37,12 @@ pub trait WalFile {
 
     /// Cuts the file to `len` bytes (takes a failed write's bytes back off).
     fn truncate(&mut self, len: u64) -> io::Result<()>;
+
+    /// Another handle on the same file (`dup(2)`), to sync it with while
+    /// the WAL goes on writing.
+    fn try_clone(&self) -> io::Result<Self>
+    where
+        Self: Sized;
 }
 
 /// The directory operations of the WAL.
@@ -83,6 +89,10 @@ impl WalFile for File {
 
     fn truncate(&mut self, len: u64) -> io::Result<()> {
         self.set_len(len)
+    }
+
+    fn try_clone(&self) -> io::Result<Self> {
+        File::try_clone(self)
     }
 }
 

@@ -156,6 +156,13 @@ impl WalFile for MemHandle {
         self.sync_data()
     }
 
+    fn try_clone(&self) -> io::Result<Self> {
+        Ok(MemHandle {
+            fs: self.fs.clone(),
+            path: self.path.clone(),
+        })
+    }
+
     fn truncate(&mut self, len: u64) -> io::Result<()> {
         let st = &mut *self.fs.0.borrow_mut();
         let f = st
@@ -234,12 +241,15 @@ struct Run {
     durable: BTreeSet<u64>,
     /// Rows appended to the open segment since its last sync.
     pending: Vec<u64>,
-    /// A failed row, retried before any new one (as `audit::append` does).
-    retry: Option<(u64, AuditRow)>,
+    /// Rows a failed write left, retried before any new one (as
+    /// `audit::write` does).
+    retry: Vec<(u64, AuditRow)>,
     next_id: u64,
     hour: i64,
     /// Crashes, and segments found ending in a torn record, so far.
     crashes: usize,
+    /// Appends that failed, so far.
+    fails: usize,
     torn: usize,
 }
 
@@ -263,10 +273,11 @@ impl Run {
             ok: BTreeMap::new(),
             durable: BTreeSet::new(),
             pending: Vec::new(),
-            retry: None,
+            retry: Vec::new(),
             next_id: 0,
             hour: 400_000,
             crashes: 0,
+            fails: 0,
             torn: 0,
         }
     }
@@ -292,42 +303,50 @@ impl Run {
         self.durable.extend(self.pending.drain(..));
     }
 
+    /// Appends the rows left to retry and 1 to 4 new ones as one batch
+    /// (group commit), as `audit::write` does.
     fn append(&mut self) {
-        let (id, row) = match self.retry.take() {
-            Some(r) => r,
-            None => {
-                let id = self.next_id;
-                self.next_id += 1;
-                (id, self.row(id))
+        let mut rows = std::mem::take(&mut self.retry);
+        for _ in 0..1 + self.rng.below(4) {
+            let id = self.next_id;
+            self.next_id += 1;
+            let row = self.row(id);
+            rows.push((id, row));
+        }
+        let mut batch = Batch::default();
+        for (_, row) in &rows {
+            batch.push(row).unwrap();
+        }
+        let done = self.wal.append_batch(&batch);
+        if !done.closed.is_empty() {
+            // A close synced the segment before this batch's rows.
+            self.sync_pending();
+        }
+        let written = done.failed.as_ref().map_or(rows.len(), |f| f.0);
+        let rest = rows.split_off(written);
+        for (id, row) in rows {
+            if self.sync_each {
+                self.durable.insert(id);
+            } else {
+                self.pending.push(id);
             }
-        };
-        match self.wal.append(&row) {
-            Ok(closed) => {
-                if closed.is_some() {
-                    // The close synced the segment before this row's.
-                    self.sync_pending();
-                }
-                if self.sync_each {
-                    self.durable.insert(id);
-                } else {
-                    self.pending.push(id);
-                }
-                self.ok.insert(id, row);
-            }
-            Err(_) => {
-                self.lose_pending();
-                self.retry = Some((id, row));
-            }
+            self.ok.insert(id, row);
+        }
+        if done.failed.is_some() {
+            self.fails += 1;
+            self.lose_pending();
+            self.retry = rest;
         }
     }
 
     fn step(&mut self) {
         match self.rng.below(100) {
             0..60 => self.append(),
-            60..75 => match self.wal.sync() {
+            60..68 => match self.wal.sync() {
                 Ok(()) => self.sync_pending(),
                 Err(_) => self.lose_pending(),
             },
+            68..75 => self.sync_while_appending(),
             75..82 => match self.wal.close() {
                 Ok(_) => self.sync_pending(),
                 Err(_) => self.lose_pending(),
@@ -339,6 +358,28 @@ impl Run {
         }
     }
 
+    /// A group commit as the ticker runs it: the fdatasync outside the
+    /// WAL, rows appended meanwhile (only those before it are promised).
+    fn sync_while_appending(&mut self) {
+        let Ok(Some(mut s)) = self.wal.begin_sync() else {
+            return;
+        };
+        let before = std::mem::take(&mut self.pending);
+        let fails = self.fails;
+        for _ in 0..self.rng.below(3) {
+            self.append();
+        }
+        let done = s.file.sync_data();
+        let after = std::mem::replace(&mut self.pending, before);
+        // A write or close that failed meanwhile may have cost pages this
+        // sync then claims (Linux reports the error once): claim nothing.
+        match self.wal.end_sync(s, done) {
+            Ok(()) if self.fails == fails => self.sync_pending(),
+            _ => self.lose_pending(),
+        }
+        self.pending.extend(after);
+    }
+
     /// The agent dies (its retry buffer with it), the machine too if
     /// `crash`; then the WAL is opened again and checked.
     fn restart(&mut self, crash: bool) {
@@ -347,7 +388,7 @@ impl Run {
             self.fs.crash();
             self.crashes += 1;
         }
-        self.retry = None;
+        self.retry.clear();
         self.lose_pending();
         let (wal, left) = Wal::open_in(
             self.fs.clone(),
