@@ -35,7 +35,8 @@ const SOURCE: &str = "s3://audit-e2e/policy/";
 
 fn s3_section() -> String {
     format!(
-        "\n[audit.s3]\nbucket = \"{BUCKET}\"\nprefix = \"audit\"\nendpoint = \"http://127.0.0.1:{MOTO}\"\nmax_retry_backoff_ms = 500\n"
+        "\n[audit.s3]\nbucket = \"{BUCKET}\"\nprefix = \"audit\"\nendpoint = \"http://127.0.0.1:{MOTO}\"\nmax_retry_backoff_ms = 500\n\
+         retention = \"keep-local\"\n"
     )
 }
 
@@ -226,13 +227,12 @@ fn signed_bundles_from_s3_decide_and_bad_ones_are_refused() {
         std::fs::read(out).unwrap()
     };
 
-    // A bundle whose `policy test` fails is not published.
+    // A bundle whose `policy test` fails is not published: its cases say
+    // add is forbidden, its policy forbids echo.
     let wrong = bundle_dir(root, "wrong", "add");
-    std::fs::write(
-        wrong.join("deny.cedar"),
-        "@id(\"none\")\nforbid (principal, action, resource) when { false };\n",
-    )
-    .unwrap();
+    let echo =
+        std::fs::read_to_string(bundle_dir(root, "echo", "echo").join("deny.cedar")).unwrap();
+    std::fs::write(wrong.join("deny.cedar"), echo).unwrap();
     let out = cli(
         &ns,
         &[
