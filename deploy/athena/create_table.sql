@@ -134,7 +134,12 @@ CREATE EXTERNAL TABLE IF NOT EXISTS mcp_audit (
   -- the client offered none).
   `tls_version` string,
   `tls_cipher` string,
-  `tls_alpn` string
+  `tls_alpn` string,
+  -- Added later: the signed policy bundle ([policy] source) the deciding
+  -- policy set came from: its manifest version and its signer (hex of the
+  -- Ed25519 public key); null when policies come from local files.
+  `bundle_version` bigint,
+  `bundle_signer` string
 )
 PARTITIONED BY (`dt` string, `hour` string)
 STORED AS PARQUET

@@ -62,7 +62,8 @@
 --   tls             OCSF's TLS object for the client connection: version =
 --                   tls_version, cipher = tls_cipher (rustls name); null on
 --                   plaintext connections. OCSF's tls object has no ALPN:
---                   tls_alpn goes to unmapped. API Activity does not list
+--                   tls_alpn goes to unmapped (as do bundle_version and
+--                   bundle_signer, which OCSF has no attribute for). API Activity does not list
 --                   tls among its attributes (the Network Activity classes
 --                   do); it is carried here as the object OCSF defines.
 --   trace           the Trace profile's trace object: uid = trace_id, span.uid
@@ -167,7 +168,7 @@ SELECT
         'rule_ids', 'approval_id', 'approvers', 'masked_counts',
         'received_us', 'forwarded_us', 'first_byte_us', 'done_us',
         'latency_us', 'bytes_in', 'bytes_out', 'call_id', 'follows',
-        'input_responses', 'tls_alpn'
+        'input_responses', 'tls_alpn', 'bundle_version', 'bundle_signer'
       ],
       ARRAY[
         CAST(e.transport AS JSON), CAST(e.direction AS JSON), CAST(e.conn_id AS JSON),
@@ -182,7 +183,8 @@ SELECT
         CAST(e.first_byte_us AS JSON), CAST(e.done_us AS JSON),
         CAST(e.latency_us AS JSON), CAST(e.bytes_in AS JSON), CAST(e.bytes_out AS JSON),
         CAST(e.call_id AS JSON), CAST(e.follows AS JSON), CAST(e.input_responses AS JSON),
-        CAST(e.tls_alpn AS JSON)
+        CAST(e.tls_alpn AS JSON), CAST(e.bundle_version AS JSON),
+        CAST(e.bundle_signer AS JSON)
       ]
     ),
     (k, v) -> v IS NOT NULL

@@ -27,7 +27,9 @@ pub use approvals::{Admin, Approvals, LocalUser, Webhook, WebhookFormat};
 pub use error::ValidationError;
 pub use identity::{CertField, ClientAuth, Identity, OidcIssuer, Tls, UpstreamCredential};
 pub use mask::{CustomDetector, Mask, Profile as MaskProfile, Strategy as MaskStrategy, Validator};
-pub use policy::{Budget, OnToolChange, Policy};
+pub use policy::{
+    Budget, BundleApprovals, BundleMask, BundleSettings, OnToolChange, Policy, s3_location,
+};
 pub use s3::{Retention, S3Config};
 pub use steer::UpstreamLimits;
 
@@ -492,6 +494,15 @@ impl Config {
 
     /// `name` beside the audit directory (in /var/lib/mcp-interceptor if
     /// that directory has no parent, e.g. `/`).
+    /// Where the last good policy bundle is kept: `policy.bundle_cache`,
+    /// else beside the audit directory.
+    pub fn bundle_cache_path(&self) -> PathBuf {
+        self.policy
+            .bundle_cache
+            .clone()
+            .unwrap_or_else(|| self.beside_audit("policy-bundle.json"))
+    }
+
     fn beside_audit(&self, name: &str) -> PathBuf {
         self.audit
             .dir

@@ -53,6 +53,10 @@ pub struct Metrics {
     requests: Family<RequestLabels, Counter>,
     /// Latency of exchanges that got an answer, by method.
     latency: Family<MethodLabel, Histogram, fn() -> Histogram>,
+    /// Policy bundles refused, by reason.
+    bundles_refused: Labelled<Counter>,
+    /// The version of the policy bundle in force (0: none).
+    bundle_version: Gauge,
 }
 
 impl Default for Metrics {
@@ -60,6 +64,8 @@ impl Default for Metrics {
         Self {
             requests: Family::default(),
             latency: Family::new_with_constructor(latency_histogram),
+            bundles_refused: Family::default(),
+            bundle_version: Gauge::default(),
         }
     }
 }
@@ -221,8 +227,33 @@ impl Metrics {
         out
     }
 
+    /// Counts a refused policy bundle (`reason`: `BundleError::reason`).
+    pub fn bundle_refused(&self, reason: &str) {
+        self.bundles_refused
+            .get_or_create(&[("reason", reason.to_string())])
+            .inc();
+    }
+
+    /// Records the version of the policy bundle now in force.
+    pub fn bundle_installed(&self, version: u64) {
+        self.bundle_version
+            .set(i64::try_from(version).unwrap_or(i64::MAX));
+    }
+
     /// What the pipeline counted: messages and their durations.
     fn register_counted(&self, reg: &mut Registry) {
+        add(
+            reg,
+            "mcp_interceptor_policy_bundles_refused_total",
+            "Policy bundles refused (unsigned, bad signature, unknown signer, not newer, ...), by reason.",
+            self.bundles_refused.clone(),
+        );
+        add(
+            reg,
+            "mcp_interceptor_policy_bundle_version",
+            "Version of the signed policy bundle in force (0: none).",
+            self.bundle_version.clone(),
+        );
         add(
             reg,
             "mcp_interceptor_requests_total",

@@ -93,6 +93,8 @@ struct Inner {
     failures: AtomicU64,
     jobs: Mutex<mpsc::Sender<Job>>,
     upload: Option<Arc<tokio::sync::Notify>>,
+    /// Which signed bundle each policy set came from (`[policy] source`).
+    origins: crate::policy::bundle::Origins,
 }
 
 /// The audit writer; cheap to clone, shared by every connection.
@@ -162,12 +164,19 @@ impl Audit {
             failures: AtomicU64::new(0),
             jobs: Mutex::new(tx),
             upload,
+            origins: Default::default(),
         });
         let threads = spawn_threads(cfg, &inner, chain, rx, s3)?;
         Ok(Self {
             inner,
             threads: Arc::new(Mutex::new(threads)),
         })
+    }
+
+    /// Where the agent records which bundle each policy set came from;
+    /// rows decided by such a set name the bundle's version and signer.
+    pub fn bundle_origins(&self) -> crate::policy::bundle::Origins {
+        self.inner.origins.clone()
     }
 
     /// The host and version stamped on every row.
@@ -292,7 +301,11 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// attempt (bounded) and marks the audit unhealthy.
 fn append(inner: &Inner, row: Option<AuditRow>) {
     let mut retry = lock(&inner.retry);
-    if let Some(r) = row {
+    if let Some(mut r) = row {
+        if let Some(o) = (r.policy_version.as_deref()).and_then(|v| inner.origins.get(v)) {
+            r.bundle_version = i64::try_from(o.version).ok();
+            r.bundle_signer = Some(o.signer);
+        }
         retry.push_back(r);
     }
     let mut wal = lock(&inner.wal);

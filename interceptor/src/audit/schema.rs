@@ -148,13 +148,19 @@ pub struct AuditRow {
     pub tls_cipher: Option<String>,
     /// Its ALPN protocol (`http/1.1`); null when the client offered none.
     pub tls_alpn: Option<String>,
+    /// The signed policy bundle the deciding policy set came from
+    /// (`[policy] source`): its manifest version; null with local files.
+    pub bundle_version: Option<i64>,
+    /// That bundle's signing key (hex of the Ed25519 public key).
+    pub bundle_signer: Option<String>,
 }
 
 /// How many columns were added after the first layout, each an `Option`
 /// (one zero byte when `None` in postcard): what `wal::decode` pads an
 /// older record with. Layouts so far: the first; + `trace_id` ..
-/// `input_responses` (5); + `tls_version` .. `tls_alpn` (3).
-pub const ADDED_COLUMNS: usize = 8;
+/// `input_responses` (5); + `tls_version` .. `tls_alpn` (3);
+/// + `bundle_version`, `bundle_signer` (2).
+pub const ADDED_COLUMNS: usize = 10;
 
 fn utf8(name: &str) -> Field {
     Field::new(name, DataType::Utf8, true)
@@ -249,6 +255,8 @@ pub fn schema() -> Arc<Schema> {
         utf8("tls_version"),
         utf8("tls_cipher"),
         utf8("tls_alpn"),
+        Field::new("bundle_version", DataType::Int64, true),
+        utf8("bundle_signer"),
     ]))
 }
 
@@ -372,6 +380,8 @@ pub fn to_batch(rows: &[AuditRow]) -> Result<RecordBatch, ArrowError> {
         strings(rows, |r| r.tls_version.as_deref()),
         strings(rows, |r| r.tls_cipher.as_deref()),
         strings(rows, |r| r.tls_alpn.as_deref()),
+        i64s(rows, |r| r.bundle_version),
+        strings(rows, |r| r.bundle_signer.as_deref()),
     ];
     RecordBatch::try_new(schema, columns)
 }

@@ -33,6 +33,17 @@ pub enum PolicyCmd {
         #[command(flatten)]
         json: JsonArg,
     },
+    /// Make an Ed25519 key pair for signing policy bundles: KEY (0600)
+    /// and KEY.pub; prints the public key for `[policy] bundle_keys`.
+    #[command(after_help = exit::PLAIN)]
+    Keygen {
+        /// The private key file to create (never overwritten).
+        key: PathBuf,
+    },
+    /// Test, sign and upload DIR as the policy bundle agents load from
+    /// `[policy] source`.
+    #[command(after_help = exit::PLAIN)]
+    Publish(Box<super::publish::PublishArgs>),
 }
 
 /// The request `policy explain` asks about.
@@ -108,6 +119,8 @@ pub fn run(cmd: PolicyCmd) -> anyhow::Result<ExitCode> {
             config,
             json,
         } => test(&cases, &config.config, json.json),
+        PolicyCmd::Keygen { key } => super::publish::keygen(&key),
+        PolicyCmd::Publish(a) => super::publish::publish(*a),
     }
 }
 

@@ -18,6 +18,7 @@
 #![forbid(unsafe_code)]
 
 pub mod budget;
+pub mod bundle;
 pub mod cache_scope;
 pub mod explain;
 pub mod input;

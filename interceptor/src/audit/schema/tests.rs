@@ -250,6 +250,8 @@ fn full_row() -> AuditRow {
         tls_version: Some("TLSv1.3".into()),
         tls_cipher: Some("TLS13_AES_128_GCM_SHA256".into()),
         tls_alpn: Some("http/1.1".into()),
+        bundle_version: Some(42),
+        bundle_signer: Some("ab".repeat(32)),
     }
 }
 

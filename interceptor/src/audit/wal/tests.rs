@@ -100,8 +100,9 @@ fn legacy_record(r: &AuditRow, missing: usize) -> Vec<u8> {
 
 #[test]
 fn records_of_the_older_layouts_still_decode() {
-    // The first layout (before trace_id) and the one before the tls_*
-    // columns (3 missing), beside a record of today's.
+    // The first layout (before trace_id), the one before the tls_*
+    // columns (5 missing) and the one before bundle_* (2 missing), beside
+    // a record of today's.
     let mut first = row(1, "exchange");
     first.message = Some("written before trace_id existed".into());
     let mut traced = row(3, "exchange");
@@ -113,11 +114,16 @@ fn records_of_the_older_layouts_still_decode() {
     new.tls_version = Some("TLSv1.3".into());
     new.tls_cipher = Some("TLS13_AES_128_GCM_SHA256".into());
     new.tls_alpn = Some("http/1.1".into());
+    // Written before the bundle_* columns (2 missing).
+    let tls = new.clone();
+    new.bundle_version = Some(7);
+    new.bundle_signer = Some("ab".repeat(32));
     let mut buf = legacy_record(&first, crate::audit::schema::ADDED_COLUMNS);
     buf.extend(encode(&new).unwrap());
-    buf.extend(legacy_record(&traced, 3));
+    buf.extend(legacy_record(&traced, 5));
+    buf.extend(legacy_record(&tls, 2));
     buf.extend(legacy_record(&first, crate::audit::schema::ADDED_COLUMNS));
     let (rows, used) = decode(&buf);
     assert_eq!(used, buf.len());
-    assert_eq!(rows, vec![first.clone(), new, traced, first]);
+    assert_eq!(rows, vec![first.clone(), new, traced, tls, first]);
 }
