@@ -191,7 +191,7 @@ fn the_report_counts_the_period_and_skips_other_partitions() {
     let r = nist::build(&dir, period, &check(None)).unwrap();
     assert_eq!(r.rows, 9);
     assert_eq!(
-        (r.files_read, r.files_skipped),
+        (r.sources.files_read, r.sources.files_skipped),
         (2, 2),
         "hour 09 and day 02 unopened"
     );
