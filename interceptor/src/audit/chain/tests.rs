@@ -12,19 +12,17 @@ fn setup() -> (tempfile::TempDir, String) {
         let bytes = format!("data file {i}").into_bytes();
         write_atomic(&dir.path().join(&rel), &bytes).unwrap();
         chain
-            .append(Entry {
-                seq: 0,
-                host: String::new(),
-                segment: Some(i),
-                file: Some(rel),
-                sha256: Some(sha256_hex(&bytes)),
-                rows: 1,
-                first_event_us: Some(1),
-                last_event_us: Some(2),
-                written_us: 3,
-                prev: String::new(),
-                signature: String::new(),
-            })
+            .append(
+                Sealed {
+                    segment: Some(i),
+                    file: Some(rel),
+                    sha256: Some(sha256_hex(&bytes)),
+                    rows: 1,
+                    first_event_us: Some(1),
+                    last_event_us: Some(2),
+                },
+                3,
+            )
             .unwrap();
     }
     (dir, pubkey)
