@@ -15,7 +15,7 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde::Serialize;
 
 use super::{chain::data_files, schema::AuditRow, wal};
-use crate::escape;
+use crate::{escape, pipeline::call::TargetColumn};
 
 /// What a replay shows of one row.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -68,11 +68,11 @@ impl From<&AuditRow> for Step {
                 direction: r.direction.clone(),
                 jsonrpc_id: r.jsonrpc_id.clone(),
                 method: r.method.clone(),
-                target: r
-                    .tool_name
-                    .clone()
-                    .or_else(|| r.resource_uri.clone())
-                    .or_else(|| r.prompt_name.clone()),
+                target: TargetColumn::target_of(
+                    r.tool_name.as_deref(),
+                    r.resource_uri.as_deref(),
+                    r.prompt_name.as_deref(),
+                ),
             },
             http_status: r.http_status,
             error_code: r.error_code,
