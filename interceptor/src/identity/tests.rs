@@ -257,6 +257,14 @@ fn cert_subject_follows_the_configured_order() {
         Some("spiffe://corp/alice")
     );
     assert_eq!(cert_subject(&c, &[CertField::Cn]).as_deref(), Some("alice"));
+    // Serialized (a caller's `cert`), the names stand at the top level.
+    let v = serde_json::to_value(&c).unwrap();
+    let keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+    assert_eq!(
+        keys[keys.len() - 4..],
+        ["organizational_units", "san_uris", "san_emails", "san_dns"]
+    );
+    assert_eq!(v["san_uris"], json!(["spiffe://corp/alice"]));
     c.sans.dns.clear();
     assert_eq!(cert_subject(&c, &[CertField::SanDns]), None);
 }
