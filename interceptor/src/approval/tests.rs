@@ -309,7 +309,10 @@ fn grants_cover_matching_tools_until_revoked_or_expired() {
             "revoke_reason"
         ]
     );
-    assert_eq!((&v["revoked_by"], &v["revoke_reason"]), (&json!("sam"), &json!("done")));
+    assert_eq!(
+        (&v["revoked_by"], &v["revoke_reason"]),
+        (&json!("sam"), &json!("done"))
+    );
 }
 
 #[test]

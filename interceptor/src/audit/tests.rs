@@ -50,7 +50,14 @@ fn rows_become_verified_parquet_on_shutdown() {
         (keys.len(), &keys[2..8]),
         (
             13,
-            &["session_id", "direction", "jsonrpc_id", "method", "target", "http_status"][..]
+            &[
+                "session_id",
+                "direction",
+                "jsonrpc_id",
+                "method",
+                "target",
+                "http_status"
+            ][..]
         )
     );
     assert!(

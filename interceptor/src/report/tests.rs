@@ -371,7 +371,12 @@ fn a_tampered_file_outside_the_period_fails_au9_without_being_read() {
     let r = nist::build(&dir, period, &check(None)).unwrap();
     assert_eq!(r.rows, 10, "the day's rows, the tampered file not opened");
     assert!(matches!(&r.verify, Verify::Broken(b) if b.path.contains("dt=2026-03-02")));
-    assert_first_cause(&r, &["AU-9", "AU-10"], Status::NotMet, "audit verify: FAIL: ");
+    assert_first_cause(
+        &r,
+        &["AU-9", "AU-10"],
+        Status::NotMet,
+        "audit verify: FAIL: ",
+    );
     assert_eq!(r.worst(), Status::NotMet);
     let text = markdown::markdown(&r);
     assert!(text.contains("FAIL: "), "{text}");

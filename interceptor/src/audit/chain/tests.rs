@@ -56,7 +56,10 @@ fn an_entry_is_written_as_it_always_was() {
             "signature"
         ]
     );
-    assert_eq!((&v["seq"], &v["segment"], &v["rows"]), (&1.into(), &1.into(), &1.into()));
+    assert_eq!(
+        (&v["seq"], &v["segment"], &v["rows"]),
+        (&1.into(), &1.into(), &1.into())
+    );
     let e: Entry = serde_json::from_slice(&bytes).unwrap();
     assert_eq!(e.sealed.last_event_us, Some(2));
 }
