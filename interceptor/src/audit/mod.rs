@@ -43,7 +43,7 @@ use crate::{
         ExchangeEvent, LifecycleEvent, LifecycleSink, MessageCtx, Phase, Verdict, event::now_us,
     },
 };
-use chain::{Chain, Entry};
+use chain::{Chain, Sealed};
 use row::Stamp;
 use schema::AuditRow;
 use wal::{Roll, Wal};
@@ -410,33 +410,11 @@ fn converter(inner: Arc<Inner>, mut chain: Chain, rx: mpsc::Receiver<Job>, s3: b
 }
 
 fn heartbeat(dir: &Path, chain: &mut Chain, s3: bool) -> io::Result<()> {
-    let rel = chain.append(entry(None, None, None, 0, None))?;
+    let rel = chain.append(Sealed::default(), now_us())?;
     if s3 {
         upload::enqueue(dir, &rel)?;
     }
     Ok(())
-}
-
-fn entry(
-    segment: Option<u64>,
-    file: Option<String>,
-    sha: Option<String>,
-    rows: i64,
-    span: Option<(i64, i64)>,
-) -> Entry {
-    Entry {
-        seq: 0,
-        host: String::new(),
-        segment,
-        file,
-        sha256: sha,
-        rows,
-        first_event_us: span.map(|s| s.0),
-        last_event_us: span.map(|s| s.1),
-        written_us: now_us(),
-        prev: String::new(),
-        signature: String::new(),
-    }
 }
 
 /// One closed segment to Parquet + manifest, then deleted. Idempotent.
@@ -463,13 +441,15 @@ fn convert(dir: &Path, host: &str, chain: &mut Chain, seq: u64, s3: bool) -> io:
         let bytes = parquet::encode(part, host, seq)?;
         let sha = parquet::write(dir, &rel, &bytes)?;
         let rel_s = rel.to_string_lossy().into_owned();
-        let entry_rel = chain.append(entry(
-            Some(seq),
-            Some(rel_s),
-            Some(sha),
-            part.len() as i64,
-            Some((first, last)),
-        ))?;
+        let sealed = Sealed {
+            segment: Some(seq),
+            file: Some(rel_s),
+            sha256: Some(sha),
+            rows: part.len() as i64,
+            first_event_us: Some(first),
+            last_event_us: Some(last),
+        };
+        let entry_rel = chain.append(sealed, now_us())?;
         if s3 {
             upload::enqueue(dir, &rel)?;
             upload::enqueue(dir, &entry_rel)?;
@@ -480,7 +460,11 @@ fn convert(dir: &Path, host: &str, chain: &mut Chain, seq: u64, s3: bool) -> io:
         // Nothing in it (an empty or wholly torn segment): still record that
         // the segment existed, so sequence numbers stay explained. Shipped
         // like every entry: a copy without it has a hole in its chain.
-        let entry_rel = chain.append(entry(Some(seq), None, None, 0, None))?;
+        let only_seq = Sealed {
+            segment: Some(seq),
+            ..Sealed::default()
+        };
+        let entry_rel = chain.append(only_seq, now_us())?;
         if s3 {
             upload::enqueue(dir, &entry_rel)?;
         }

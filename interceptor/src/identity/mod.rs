@@ -428,9 +428,9 @@ fn bearer(v: &HeaderValue) -> Option<&str> {
 /// The subject named by the first configured field the certificate has.
 pub fn cert_subject(c: &PeerCert, fields: &[CertField]) -> Option<String> {
     fields.iter().find_map(|f| match f {
-        CertField::SanUri => c.san_uris.first().cloned(),
-        CertField::SanEmail => c.san_emails.first().cloned(),
-        CertField::SanDns => c.san_dns.first().cloned(),
+        CertField::SanUri => c.sans.uris.first().cloned(),
+        CertField::SanEmail => c.sans.emails.first().cloned(),
+        CertField::SanDns => c.sans.dns.first().cloned(),
         CertField::Cn => c.common_name.clone(),
     })
 }

@@ -8,7 +8,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::{Decision, Effect, Input, Policies, PolicyError};
-use crate::config::Config;
+use crate::{config::Config, pipeline::call::TargetColumn};
 
 /// One question, with the live proxy's defaults for what is not given.
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -93,11 +93,11 @@ impl Question {
                 .unwrap_or_else(|| "127.0.0.1".into()),
             server_port,
             method: self.method.clone(),
-            target: self
-                .tool
-                .clone()
-                .or_else(|| self.uri.clone())
-                .or_else(|| self.prompt.clone()),
+            target: TargetColumn::target_of(
+                self.tool.as_deref(),
+                self.uri.as_deref(),
+                self.prompt.as_deref(),
+            ),
             arguments: self.arguments.clone(),
             client_name: self.client_name.clone().unwrap_or_default(),
             client_version: self.client_version.clone().unwrap_or_default(),

@@ -178,11 +178,19 @@ pub fn fmt_time(us: i64) -> String {
 pub struct Loaded {
     /// Rows with `from <= event_time < to`, ordered by time.
     pub rows: Vec<AuditRow>,
+    /// The files read and left out for the rows.
+    pub sources: Sources,
+}
+
+/// Which files a period's rows came from, and what was left out: the
+/// loader counts them and the report shows them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Sources {
     /// How many files were read.
     pub files_read: usize,
     /// Files in partitions outside the period, never opened.
     pub files_skipped: usize,
-    /// WAL segments not yet converted to signed files (not in `rows`).
+    /// WAL segments not yet converted to signed files (not in the rows).
     pub pending_wal_segments: usize,
 }
 
@@ -259,9 +267,11 @@ pub fn load(dir: &Path, period: Period) -> Result<Loaded, ReportError> {
     };
     Ok(Loaded {
         rows,
-        files_read: files.len(),
-        files_skipped,
-        pending_wal_segments,
+        sources: Sources {
+            files_read: files.len(),
+            files_skipped,
+            pending_wal_segments,
+        },
     })
 }
 
