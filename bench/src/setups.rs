@@ -245,6 +245,10 @@ fn agent(
     // the policies.
     let pii = if stages.policy {
         "[mask.profiles.pii]\ndetectors = [\"email\", \"phone\", \"card\", \"ssn\", \"iban\"]\n"
+    } else if std::env::var_os("MCPI_BENCH_NO_MASK").is_some() {
+        // MCPI_BENCH_NO_MASK: the hop alone, masking off too (for
+        // profiling the data path without any stage).
+        "[mask]\nenabled = false\n"
     } else {
         ""
     };
