@@ -250,7 +250,7 @@ mod tests {
             assert!(text.len() <= bytes, "{} > {bytes}", text.len());
             // Within one record (~1.3 KB) of the size, or half of 1 KB.
             assert!(
-                text.len() + 1400.min(bytes / 2) >= bytes,
+                text.len() + 1400_usize.min(bytes / 2) >= bytes,
                 "{} for {bytes}",
                 text.len()
             );

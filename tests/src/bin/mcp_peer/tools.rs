@@ -72,9 +72,8 @@ struct SizedLookupArgs {
     id: String,
     /// Answer with about this many bytes of compact JSON (records of ids
     /// `<id>-0`, `<id>-1`, ...) instead of the one pretty-printed record:
-    /// for measuring what result size costs.
+    /// for measuring what result size costs. At most 4 MiB.
     #[serde(default)]
-    #[schemars(range(max = customer::MAX_SIZED))]
     bytes: Option<usize>,
 }
 
