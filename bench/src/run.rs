@@ -209,24 +209,32 @@ pub fn one(
     if let Some(n) = policies {
         res.curves.push(closed.curve(Curve::Policies, &name, n));
     }
+    let at = At {
+        setup,
+        running: &running,
+        servers,
+        plan,
+    };
     let measured = match role {
-        Role::Row => row(&running, servers, plan, &name, closed, res),
+        Role::Row => row(&at, &name, closed, res),
         Role::PolicyCurve => Ok(()),
     }
-    .and_then(|()| sweep(setup, &running, servers, plan, res))
-    .and_then(|()| sizes(setup, &running, servers, plan, res));
+    .and_then(|()| sweep(&at, res))
+    .and_then(|()| sizes(&at, res));
     running.stop();
     measured
 }
 
-fn row(
-    running: &Running,
-    servers: &Servers,
-    plan: &Plan,
-    name: &str,
-    closed: Sample,
-    res: &mut Results,
-) -> Result<()> {
+/// A configuration running, and how to load it.
+struct At<'a> {
+    setup: Setup,
+    running: &'a Running,
+    servers: &'a Servers,
+    plan: &'a Plan,
+}
+
+fn row(at: &At<'_>, name: &str, closed: Sample, res: &mut Results) -> Result<()> {
+    let (running, servers, plan) = (at.running, at.servers, at.plan);
     if res.open_rate == 0.0 {
         // Half of what the direct path sustains: every configuration
         // should keep up, so latency is compared, not saturation.
@@ -275,13 +283,8 @@ fn cdf(o: &Outcome) -> Vec<(f64, f64)> {
     .collect()
 }
 
-fn sweep(
-    setup: Setup,
-    running: &Running,
-    servers: &Servers,
-    plan: &Plan,
-    res: &mut Results,
-) -> Result<()> {
+fn sweep(at: &At<'_>, res: &mut Results) -> Result<()> {
+    let (setup, running, servers, plan) = (at.setup, at.running, at.servers, at.plan);
     if !setup.in_sweep() {
         return Ok(());
     }
@@ -303,13 +306,8 @@ fn sweep(
     Ok(())
 }
 
-fn sizes(
-    setup: Setup,
-    running: &Running,
-    servers: &Servers,
-    plan: &Plan,
-    res: &mut Results,
-) -> Result<()> {
+fn sizes(at: &At<'_>, res: &mut Results) -> Result<()> {
+    let (setup, running, servers, plan) = (at.setup, at.running, at.servers, at.plan);
     if !setup.in_sizes() {
         return Ok(());
     }

@@ -58,6 +58,18 @@ fn point<'a>(sweep: &'a [SweepPoint], name: &str, conns: usize) -> Option<&'a Sw
     sweep.iter().find(|p| p.name == name && p.conns == conns)
 }
 
+/// `row`'s CPU per call against nginx's, within `bound` times.
+fn cpu_vs(row: &Row, nginx: &Row, bound: f64) -> (String, bool) {
+    let x = row.proxy_cpu_us / nginx.proxy_cpu_us;
+    (
+        format!(
+            "{:.1} µs = {x:.2}x nginx's {:.1} µs",
+            row.proxy_cpu_us, nginx.proxy_cpu_us
+        ),
+        x <= bound,
+    )
+}
+
 /// Every target of the issue against `r` and the in-process stages.
 pub fn evaluate(r: &Results, stages: &Stages) -> Vec<Target> {
     let (hop_name, all_name) = names();
@@ -67,16 +79,7 @@ pub fn evaluate(r: &Results, stages: &Stages) -> Vec<Target> {
         target(
             "everything on: proxy CPU per call vs nginx's (same run)",
             "≤ 2x",
-            all.zip(nginx).map(|(a, n)| {
-                let x = a.proxy_cpu_us / n.proxy_cpu_us;
-                (
-                    format!(
-                        "{:.1} µs = {x:.2}x nginx's {:.1} µs",
-                        a.proxy_cpu_us, n.proxy_cpu_us
-                    ),
-                    x <= 2.0,
-                )
-            }),
+            all.zip(nginx).map(|(a, n)| cpu_vs(a, n, 2.0)),
         ),
         target(
             "everything on: throughput vs nginx (closed loop)",
@@ -103,16 +106,7 @@ pub fn evaluate(r: &Results, stages: &Stages) -> Vec<Target> {
         target(
             "hop alone: proxy CPU per call vs nginx's",
             "≤ 1x",
-            hop.zip(nginx).map(|(h, n)| {
-                let x = h.proxy_cpu_us / n.proxy_cpu_us;
-                (
-                    format!(
-                        "{:.1} µs = {x:.2}x nginx's {:.1} µs",
-                        h.proxy_cpu_us, n.proxy_cpu_us
-                    ),
-                    x <= 1.0,
-                )
-            }),
+            hop.zip(nginx).map(|(h, n)| cpu_vs(h, n, 1.0)),
         ),
     ];
     t.extend(one_connection(r, &hop_name));
