@@ -20,6 +20,7 @@ mod identity;
 mod mask;
 mod policy;
 mod ports;
+mod process;
 mod s3;
 mod steer;
 use ValidationError::Invalid;
@@ -28,6 +29,7 @@ pub use error::ValidationError;
 pub use identity::{CertField, ClientAuth, Identity, OidcIssuer, Tls, UpstreamCredential};
 pub use mask::{CustomDetector, Mask, Profile as MaskProfile, Strategy as MaskStrategy, Validator};
 pub use policy::{Budget, OnToolChange, Policy};
+pub use process::{ProcessIdentity, ProcessRule, glob};
 pub use s3::{Retention, S3Config};
 pub use steer::UpstreamLimits;
 

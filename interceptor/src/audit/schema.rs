@@ -148,13 +148,31 @@ pub struct AuditRow {
     pub tls_cipher: Option<String>,
     /// Its ALPN protocol (`http/1.1`); null when the client offered none.
     pub tls_alpn: Option<String>,
+    /// The same-host process that opened the connection, as the kernel
+    /// saw it at connect(2): its PID; every `process_*` is null for
+    /// remote callers.
+    pub process_pid: Option<i64>,
+    /// Its real uid.
+    pub process_uid: Option<i64>,
+    /// The uid's user name (null when the system has none, or when the
+    /// request was refused before identity looked it up).
+    pub process_user: Option<String>,
+    /// Its executable's path.
+    pub process_exe: Option<String>,
+    /// Its executable's SHA-256, lowercase hex.
+    pub process_exe_sha256: Option<String>,
+    /// The systemd unit its cgroup names (`ai-agent.service`).
+    pub process_unit: Option<String>,
+    /// Its cgroup v2 path.
+    pub process_cgroup: Option<String>,
 }
 
 /// How many columns were added after the first layout, each an `Option`
 /// (one zero byte when `None` in postcard): what `wal::decode` pads an
 /// older record with. Layouts so far: the first; + `trace_id` ..
-/// `input_responses` (5); + `tls_version` .. `tls_alpn` (3).
-pub const ADDED_COLUMNS: usize = 8;
+/// `input_responses` (5); + `tls_version` .. `tls_alpn` (3);
+/// + `process_pid` .. `process_cgroup` (7).
+pub const ADDED_COLUMNS: usize = 15;
 
 fn utf8(name: &str) -> Field {
     Field::new(name, DataType::Utf8, true)
@@ -249,6 +267,13 @@ pub fn schema() -> Arc<Schema> {
         utf8("tls_version"),
         utf8("tls_cipher"),
         utf8("tls_alpn"),
+        Field::new("process_pid", DataType::Int64, true),
+        Field::new("process_uid", DataType::Int64, true),
+        utf8("process_user"),
+        utf8("process_exe"),
+        utf8("process_exe_sha256"),
+        utf8("process_unit"),
+        utf8("process_cgroup"),
     ]))
 }
 
@@ -372,6 +397,13 @@ pub fn to_batch(rows: &[AuditRow]) -> Result<RecordBatch, ArrowError> {
         strings(rows, |r| r.tls_version.as_deref()),
         strings(rows, |r| r.tls_cipher.as_deref()),
         strings(rows, |r| r.tls_alpn.as_deref()),
+        i64s(rows, |r| r.process_pid),
+        i64s(rows, |r| r.process_uid),
+        strings(rows, |r| r.process_user.as_deref()),
+        strings(rows, |r| r.process_exe.as_deref()),
+        strings(rows, |r| r.process_exe_sha256.as_deref()),
+        strings(rows, |r| r.process_unit.as_deref()),
+        strings(rows, |r| r.process_cgroup.as_deref()),
     ];
     RecordBatch::try_new(schema, columns)
 }
