@@ -278,11 +278,7 @@ pub(super) fn ia2(ex: &[&AuditRow]) -> Control {
         how: "Every request must carry a verified OIDC bearer token or mTLS client certificate, or come from a process on this host that the kernel identified and an [identity.process] rule admits (anonymous callers only where explicitly allowed); a request without one is refused with 401 or 403 and recorded.",
         status: t.status(),
         rule: IA2_RULE,
-        verdict: format!(
-            "{} of {} exchange rows carry a verified identity",
-            t.judged - t.short.len(),
-            t.judged
-        ),
+        verdict: t.held("exchange rows carry a verified identity"),
         gaps,
         facts: vec![
             fact("Distinct subjects", subjects.len()),
@@ -364,11 +360,7 @@ pub(super) fn ia3(ex: &[&AuditRow]) -> Control {
         how: "For every connection a process on this host opens to a steered port, the kernel records at connect time the process (PID and start time, uid, cgroup, executable by inode); [identity.process] rules name callers by those facts, and every row carries them (process_* columns).",
         status: t.status(),
         rule: IA3_RULE,
-        verdict: format!(
-            "{} of {} exchange rows from this host carry the kernel's record of their process",
-            t.judged - t.short.len(),
-            t.judged
-        ),
+        verdict: t.held("exchange rows from this host carry the kernel's record of their process"),
         gaps,
         facts: vec![
             fact("Exchange rows from this host", local.len()),

@@ -9,7 +9,7 @@ use sha2::{Digest, Sha256};
 
 use super::{
     Loaded, Period, ReportError,
-    controls::{ac3, ac6, ia2},
+    controls::{ac3, ac6, ia2, ia3},
     coverage::{coverage, entry_times},
     fmt_time, load,
     records::{au2, au3, au12},
