@@ -207,6 +207,10 @@ pub struct Intercept {
     pub bypass_ports: PortRange,
     /// The ports to intercept.
     pub ports: Vec<PortRule>,
+    /// Record, in the kernel, which local process opens each connection to
+    /// a steered port (ebpf mode; listen mode has no capture).
+    #[educe(Default = true)]
+    pub process_capture: bool,
 }
 
 /// An inclusive port range, written `{ start = 700, end = 1023 }`.

@@ -212,6 +212,9 @@ impl Metrics {
         {
             scrape_steer(&mut reg, &state);
         }
+        if let Some(c) = crate::steer::process::counts() {
+            scrape_capture(&mut reg, &c);
+        }
         let mut out = String::new();
         // Writing into a String cannot fail.
         let _ = prometheus_text::encode(&mut out, &reg);
@@ -383,6 +386,24 @@ fn scrape_steer(reg: &mut Registry, state: &crate::steer::pins::State) {
             labelled::<Counter>("kind", kinds, inc_by),
         );
     }
+}
+
+/// The process capture's counts (issue 23), beside the steering counters.
+fn scrape_capture(reg: &mut Registry, c: &crate::steer::process::CaptureCounts) {
+    let kinds = [
+        ("recorded", c.recorded),
+        ("map_full", c.map_full),
+        ("read_failed", c.read_failed),
+        ("removed_on_close", c.removed),
+        ("taken_by_proxy", c.taken),
+    ]
+    .map(|(k, n)| (k.to_string(), n));
+    add(
+        reg,
+        "mcp_interceptor_process_capture_total",
+        "Local connections the kernel recorded the opener of: recorded, map_full (not recorded: the caller carries no process facts), read_failed (a fact left zero), removed_on_close, taken_by_proxy.",
+        labelled::<Counter>("kind", kinds, inc_by),
+    );
 }
 
 #[cfg(test)]
