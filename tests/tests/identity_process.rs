@@ -400,7 +400,7 @@ fn check_audit(audit: &Path, cg: &[&str; 3], agent_pid: u32, stranger_pid: u32, 
     let got = auditq::sql(
         audit,
         "SELECT coalesce(json_extract_string(arguments, '$.text'), src_addr), subject, auth_method, \
-           coalesce(decision, json_extract_string(error, '$.data.reason')), process_pid, process_uid, \
+           coalesce(json_extract_string(error, '$.data.reason'), decision), process_pid, process_uid, \
            process_user, process_exe, process_unit, process_cgroup, length(process_exe_sha256) \
          FROM mcp_audit WHERE kind IN ('exchange', 'denied', 'rejected') \
            AND (method = 'tools/call' OR decided_by = 'identity') ORDER BY event_time_us",
@@ -423,7 +423,7 @@ fn check_audit(audit: &Path, cg: &[&str; 3], agent_pid: u32, stranger_pid: u32, 
             "ci",
             "svc:ci",
             "process",
-            "deny",
+            "policy_denied",
             null,
             NOBODY,
             "nobody",
@@ -449,7 +449,7 @@ fn check_audit(audit: &Path, cg: &[&str; 3], agent_pid: u32, stranger_pid: u32, 
             "reused",
             "svc:ci",
             "process",
-            "deny",
+            "policy_denied",
             agent_pid,
             NOBODY,
             "nobody",
