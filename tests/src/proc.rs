@@ -160,20 +160,45 @@ fn run_bounded(mut c: Command, limit: Duration) -> Output {
     let mut child = c
         .spawn()
         .unwrap_or_else(|e| panic!("spawning {shown}: {e}"));
+    // Drained while the child runs: a child that writes more than a pipe
+    // holds would otherwise block on the write and never exit.
+    let stdout = drain(child.stdout.take());
+    let stderr = drain(child.stderr.take());
     let deadline = std::time::Instant::now() + limit;
-    loop {
-        if child.try_wait().ok().flatten().is_some() {
-            return child.wait_with_output().expect("collect output");
+    let status = loop {
+        if let Some(status) = child.try_wait().ok().flatten() {
+            break Some(status);
         }
         if std::time::Instant::now() >= deadline {
             let _ = child.kill();
-            let out = child.wait_with_output().expect("collect output");
-            panic!(
-                "{shown} did not finish within {limit:?}\nstdout: {}\nstderr: {}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
+            let _ = child.wait();
+            break None;
         }
         std::thread::sleep(Duration::from_millis(20));
+    };
+    let stdout = stdout.join().expect("stdout reader");
+    let stderr = stderr.join().expect("stderr reader");
+    let Some(status) = status else {
+        panic!(
+            "{shown} did not finish within {limit:?}\nstdout: {}\nstderr: {}",
+            String::from_utf8_lossy(&stdout),
+            String::from_utf8_lossy(&stderr)
+        );
+    };
+    Output {
+        status,
+        stdout,
+        stderr,
     }
+}
+
+/// Reads a child's pipe to its end on a thread of its own.
+fn drain<R: std::io::Read + Send + 'static>(pipe: Option<R>) -> std::thread::JoinHandle<Vec<u8>> {
+    std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        if let Some(mut p) = pipe {
+            let _ = p.read_to_end(&mut buf);
+        }
+        buf
+    })
 }

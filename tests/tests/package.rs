@@ -1,7 +1,8 @@
 //! The packages `cargo xtask package` builds.
 //!
-//! - The arm64 agent (cross-built by `cargo xtask test`) runs under
-//!   qemu-user: `--version`, and `check-config` accepting a valid config
+//! - The arm64 agent (cross-built by `cargo xtask test --full`; CI's
+//!   budget leaves the cross-build out, so the test is `#[ignore]`d there)
+//!   runs under qemu-user: `--version`, and `check-config` accepting a valid config
 //!   and refusing a broken one.
 //! - The .deb of the dev build installs in a private mount and network
 //!   namespace: overlays whose upper layers are a tmpfs of that namespace
@@ -115,7 +116,8 @@ fn ok(cmd: &str, args: &[&str], limit: Duration) -> String {
     text
 }
 
-/// The arm64 agent `cargo xtask test` cross-builds beside the native one.
+/// The arm64 agent `cargo xtask test --full` cross-builds beside the
+/// native one.
 fn arm64_agent() -> PathBuf {
     let p = bin_dir()
         .parent()
@@ -126,13 +128,14 @@ fn arm64_agent() -> PathBuf {
     assert!(
         p.is_file(),
         "{} is missing: cargo build -p mcp-interceptor --target aarch64-unknown-linux-gnu \
-         (cargo xtask test does)",
+         (cargo xtask test --full does)",
         p.display()
     );
     p
 }
 
 #[test]
+#[ignore = "needs the arm64 cross-build: cargo xtask test --full"]
 fn arm64_agent_runs_version_and_check_config_under_qemu() {
     let agent = arm64_agent();
     let agent = agent.display().to_string();

@@ -7,7 +7,7 @@
 //! `--smoke` (what `cargo xtask test` runs): `SMOKE_SECONDS` per target of
 //! an unoptimized build without a sanitizer, in target/fuzz-smoke. A cold
 //! ASan build of every dependency takes most of 20 minutes on 2 cores and
-//! buys nothing in a 20 s run: the smoke proves the targets build, the
+//! buys nothing in a 10 s run: the smoke proves the targets build, the
 //! seeds pass and nothing shallow panics (debug assertions and overflow
 //! checks on); campaigns keep ASan.
 //!
@@ -32,7 +32,7 @@ use crate::{root, run_in};
 pub const TARGETS: &[&str] = &["jsonrpc", "sse", "http_head", "jwt", "cedar_input", "mask"];
 
 /// Seconds per target in `cargo xtask test`.
-const SMOKE_SECONDS: u64 = 20;
+const SMOKE_SECONDS: u64 = 10;
 const DEFAULT_SECONDS: u64 = 600;
 
 /// How the targets are built.

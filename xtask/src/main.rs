@@ -53,7 +53,8 @@ fn main() -> Result<()> {
                  \n  setup  install what the build and tests need (idempotent)\
                  \n  build  build the agent (eBPF object embedded) and test peers\
                  \n  test   setup, fmt, clippy, build, unit and end-to-end tests\
-                 \n         (extra arguments go to cargo nextest)\
+                 \n         (extra arguments go to cargo nextest); --full: also the\
+                 \n         arm64 cross-build and the #[ignore]d tests that need it\
                  \n  demo   run the agent against a real MCP server in a netns\
                  \n  bench  direct vs nginx vs the agent, one run (release build);\
                  \n         --quick: a short smoke run on the dev build\
@@ -107,7 +108,10 @@ pub fn run_in(dir: &Path, cmd: &mut Command) -> Result<()> {
     cmd.current_dir(dir);
     let shown = format!("{cmd:?}").replace('"', "");
     eprintln!("==> {shown}");
+    let started = std::time::Instant::now();
     let status = cmd.status().with_context(|| format!("starting {shown}"))?;
+    // Every step's time, so CI's budget can be read off its log.
+    eprintln!("==> took {:.0?}: {shown}", started.elapsed());
     if !status.success() {
         bail!("{shown} failed: {status}");
     }
@@ -122,8 +126,13 @@ fn build() -> Result<()> {
     run(cargo().args(["build", "--workspace", "--bins", "--locked"]))
 }
 
+/// `cargo xtask test [--full] [NEXTEST ARGS]`. `--full` adds what CI's
+/// 30-minute budget leaves out: the arm64 cross-build and the tests marked
+/// `#[ignore]` that need it (the arm64 agent under qemu-user).
 fn test(extra: &[String]) -> Result<()> {
     let started = std::time::Instant::now();
+    let full = extra.iter().any(|a| a == "--full");
+    let extra: Vec<&String> = extra.iter().filter(|a| *a != "--full").collect();
     install()?;
     run(cargo().args(["fmt", "--all", "--check"]))?;
     // The eBPF crate is outside the workspace; rustfmt needs no target.
@@ -143,7 +152,9 @@ fn test(extra: &[String]) -> Result<()> {
         "warnings",
     ]))?;
     build()?;
-    cross_build()?;
+    if full {
+        cross_build()?;
+    }
     let mut nextest = cargo();
     nextest
         .args([
@@ -155,6 +166,9 @@ fn test(extra: &[String]) -> Result<()> {
             "ci",
         ])
         .args(extra);
+    if full {
+        nextest.args(["--run-ignored", "all"]);
+    }
     run(&mut nextest)?;
     fuzz::smoke()?;
     // The bench must keep working: a short smoke run on the dev build
