@@ -142,6 +142,13 @@ fn local_callers_carry_their_uid_cgroup_and_exe() {
     assert!(metrics.contains("kind=\"taken_by_proxy\"} 2"), "{metrics}");
     assert!(metrics.contains("kind=\"recorded\"} 2"), "{metrics}");
     assert!(metrics.contains("kind=\"map_full\"} 0"), "{metrics}");
+    // doctor names the hook it checked on this kernel.
+    let doctor = String::from_utf8_lossy(&agent.doctor().stdout).into_owned();
+    let line = doctor.lines().find(|l| l.contains("process capture"));
+    assert!(
+        line.is_some_and(|l| l.contains("inet_sock_set_state")),
+        "{doctor}"
+    );
     drop((a, b));
 }
 

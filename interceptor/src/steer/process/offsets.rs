@@ -83,7 +83,7 @@ fn field(btf: &Btf, name: &str, path: &[&str]) -> Result<u32, CaptureError> {
             ty = strip(btf, next).ok_or_else(missing)?;
         }
     }
-    if bits % 8 != 0 {
+    if !bits.is_multiple_of(8) {
         return Err(missing());
     }
     Ok(bits / 8)

@@ -1,5 +1,7 @@
 use std::os::unix::fs::MetadataExt;
 
+use interceptor_common::OFFSET_ABSENT;
+
 use super::*;
 
 /// The offsets come from this kernel's BTF, and the ones every kernel since
