@@ -20,6 +20,7 @@ mod identity;
 mod mask;
 mod policy;
 mod ports;
+mod process;
 mod s3;
 mod steer;
 use ValidationError::Invalid;
@@ -30,6 +31,7 @@ pub use mask::{CustomDetector, Mask, Profile as MaskProfile, Strategy as MaskStr
 pub use policy::{
     Budget, BundleApprovals, BundleMask, BundleSettings, OnToolChange, Policy, s3_location,
 };
+pub use process::{ProcessIdentity, ProcessRule, glob};
 pub use s3::{Retention, S3Config};
 pub use steer::UpstreamLimits;
 

@@ -541,6 +541,7 @@ fn conn_fields(r: &mut AuditRow, c: &ConnInfo) {
     r.dst_port = Some(i32::from(c.orig_dst.port()));
     r.conn_id = i64::try_from(c.id).ok();
     row::set_tls(r, c.tls.as_ref().map(|t| &t.negotiated));
+    row::set_process(r, c.process.as_deref(), None);
 }
 
 #[cfg(test)]

@@ -153,14 +153,32 @@ pub struct AuditRow {
     pub bundle_version: Option<i64>,
     /// That bundle's signing key (hex of the Ed25519 public key).
     pub bundle_signer: Option<String>,
+    /// The same-host process that opened the connection, as the kernel
+    /// saw it at connect(2): its PID; every `process_*` is null for
+    /// remote callers.
+    pub process_pid: Option<i64>,
+    /// Its real uid.
+    pub process_uid: Option<i64>,
+    /// The uid's user name (null when the system has none, or when the
+    /// request was refused before identity looked it up).
+    pub process_user: Option<String>,
+    /// Its executable's path.
+    pub process_exe: Option<String>,
+    /// Its executable's SHA-256, lowercase hex.
+    pub process_exe_sha256: Option<String>,
+    /// The systemd unit its cgroup names (`ai-agent.service`).
+    pub process_unit: Option<String>,
+    /// Its cgroup v2 path.
+    pub process_cgroup: Option<String>,
 }
 
 /// How many columns were added after the first layout, each an `Option`
 /// (one zero byte when `None` in postcard): what `wal::decode` pads an
 /// older record with. Layouts so far: the first; + `trace_id` ..
 /// `input_responses` (5); + `tls_version` .. `tls_alpn` (3);
-/// + `bundle_version`, `bundle_signer` (2).
-pub const ADDED_COLUMNS: usize = 10;
+/// + `bundle_version`, `bundle_signer` (2); + `process_pid` ..
+/// `process_cgroup` (7).
+pub const ADDED_COLUMNS: usize = 17;
 
 fn utf8(name: &str) -> Field {
     Field::new(name, DataType::Utf8, true)
@@ -257,6 +275,13 @@ pub fn schema() -> Arc<Schema> {
         utf8("tls_alpn"),
         Field::new("bundle_version", DataType::Int64, true),
         utf8("bundle_signer"),
+        Field::new("process_pid", DataType::Int64, true),
+        Field::new("process_uid", DataType::Int64, true),
+        utf8("process_user"),
+        utf8("process_exe"),
+        utf8("process_exe_sha256"),
+        utf8("process_unit"),
+        utf8("process_cgroup"),
     ]))
 }
 
@@ -382,6 +407,13 @@ pub fn to_batch(rows: &[AuditRow]) -> Result<RecordBatch, ArrowError> {
         strings(rows, |r| r.tls_alpn.as_deref()),
         i64s(rows, |r| r.bundle_version),
         strings(rows, |r| r.bundle_signer.as_deref()),
+        i64s(rows, |r| r.process_pid),
+        i64s(rows, |r| r.process_uid),
+        strings(rows, |r| r.process_user.as_deref()),
+        strings(rows, |r| r.process_exe.as_deref()),
+        strings(rows, |r| r.process_exe_sha256.as_deref()),
+        strings(rows, |r| r.process_unit.as_deref()),
+        strings(rows, |r| r.process_cgroup.as_deref()),
     ];
     RecordBatch::try_new(schema, columns)
 }

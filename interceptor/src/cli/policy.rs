@@ -11,7 +11,7 @@ use anyhow::Context;
 use clap::Subcommand;
 use interceptor::{
     config::Config,
-    policy::{Policies, explain},
+    policy::{Policies, explain, input::ProcessContext},
 };
 
 use super::{ConfigArg, JsonArg, exit};
@@ -57,9 +57,14 @@ pub struct ExplainArgs {
     /// A group of the subject (repeat for several).
     #[arg(long = "group")]
     groups: Vec<String>,
-    /// oidc (default), mtls or anonymous.
+    /// oidc (default), mtls, process or anonymous.
     #[arg(long)]
     auth_method: Option<String>,
+    /// Ask as a same-host caller whose process is this JSON object
+    /// (`context.process`): pid, uid, user, unit, cgroup, exe,
+    /// exe_sha256, container, pod; e.g. '{"unit":"ai-agent.service"}'.
+    #[arg(long)]
+    process: Option<String>,
     /// The JSON-RPC method (`tools/call`, `resources/read`, ...).
     #[arg(long)]
     method: String,
@@ -139,6 +144,12 @@ fn explain(a: ExplainArgs) -> anyhow::Result<ExitCode> {
     if let Some(text) = &a.args {
         interceptor::jsonrpc::check_json(text.as_bytes()).context("--args")?;
     }
+    let process = a
+        .process
+        .as_deref()
+        .map(serde_json::from_str::<ProcessContext>)
+        .transpose()
+        .context("--process must be a JSON object of pid, uid, user, unit, cgroup, exe, exe_sha256, container, pod")?;
     let q = explain::Question {
         subject: a.subject,
         groups: a.groups,
@@ -154,6 +165,7 @@ fn explain(a: ExplainArgs) -> anyhow::Result<ExitCode> {
         time: a.time,
         grants: a.grants,
         listing: a.listing,
+        process,
         ..Default::default()
     };
     let d = policies.decide(&q.input(&cfg))?;

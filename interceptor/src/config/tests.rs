@@ -317,4 +317,48 @@ fn bundle_settings_replace_only_policy_keys() {
     ] {
         assert!(BundleSettings::parse(text).is_err(), "{text}");
     }
+fn process_rules_are_a_way_to_identify_callers_and_are_checked() {
+    let cfg = parse(&format!(
+        "{PORT}[[identity.process.rules]]\nunit = \"ai-agent.service\"\nsubject = \"svc:ai-agent\"\n"
+    ))
+    .expect("three lines admit a systemd service");
+    let r = &cfg.identity.process.rules[0];
+    assert_eq!(
+        (r.unit.as_deref(), r.groups.len()),
+        (Some("ai-agent.service"), 0)
+    );
+    assert_eq!(cfg.identity.process.user_cache_seconds, 300);
+    let rule = |body: &str| format!("{PORT}[[identity.process.rules]]\n{body}\n");
+    for (body, says) in [
+        ("subject = \"x\"", "no condition"),
+        ("subject = \" \"\nuid = 1", "subject is empty"),
+        (
+            "subject = \"x\"\nunit = \"ai-agent\"",
+            "ending in .service or .scope",
+        ),
+        (
+            "subject = \"x\"\nunit = \"/system.slice/a.service\"",
+            "unit name",
+        ),
+        (
+            "subject = \"x\"\ncgroup = \"system.slice/*\"",
+            "starting with /",
+        ),
+        ("subject = \"x\"\nexe = \"python3\"", "absolute path"),
+        ("subject = \"x\"\nexe_sha256 = \"abc\"", "64 hex digits"),
+        (
+            "subject = \"x\"\nuid = 1\ngroups = [\"\"]",
+            "a group is empty",
+        ),
+        ("subject = \"x\"\nuid = 1\ncomm = \"sh\"", "unknown field"),
+    ] {
+        let err = parse(&rule(body)).expect_err(body).to_string();
+        assert!(err.contains(says), "{body}: {err}");
+    }
+    let err = parse(&format!(
+        "{MIN}[identity.process]\nuser_cache_seconds = 0\n"
+    ))
+    .expect_err("zero")
+    .to_string();
+    assert!(err.contains("user_cache_seconds"), "{err}");
 }

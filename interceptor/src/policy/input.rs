@@ -15,9 +15,11 @@ use serde_json::Value;
 
 use super::PolicyError;
 
+mod process;
 mod sql;
 mod uri;
 
+pub use process::ProcessContext;
 pub use sql::sql_kinds;
 pub use uri::normalize;
 
@@ -64,6 +66,9 @@ pub struct Input {
     pub grants: Vec<String>,
     /// Whether the call is a listing.
     pub listing: bool,
+    /// The same-host process that opened the connection
+    /// (`context.process`); `None` for remote callers.
+    pub process: Option<ProcessContext>,
 }
 
 impl Input {
@@ -288,7 +293,11 @@ fn context(input: &Input) -> Result<Context, PolicyError> {
         ),
     ])
     .map_err(input_err)?;
-    Context::from_pairs([
+    let process = match &input.process {
+        Some(p) => Some(("process".to_string(), p.expr()?)),
+        None => None,
+    };
+    let pairs = [
         ("method".to_string(), s(&input.method)),
         ("client".to_string(), client),
         ("source_ip".to_string(), ip_expr(input.source_ip)),
@@ -306,8 +315,8 @@ fn context(input: &Input) -> Result<Context, PolicyError> {
             "listing".to_string(),
             RestrictedExpression::new_bool(input.listing),
         ),
-    ])
-    .map_err(input_err)
+    ];
+    Context::from_pairs(pairs.into_iter().chain(process)).map_err(input_err)
 }
 
 /// `ip("...")` for a source address. `RestrictedExpression::new_ip` runs

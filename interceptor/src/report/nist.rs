@@ -9,7 +9,7 @@ use sha2::{Digest, Sha256};
 
 use super::{
     Loaded, Period, ReportError, Sources,
-    controls::{ac3, ac6, ia2},
+    controls::{ac3, ac6, ia2, ia3},
     coverage::{coverage, entry_times},
     fmt_time, load,
     records::{au2, au3, au12},
@@ -452,6 +452,7 @@ pub(super) fn auth_refusal_meaning(r: &AuditRow) -> &'static str {
         "session_owner" => "session opened by another identity",
         "identity_unavailable" => "issuer keys unavailable",
         "tls_required" => "plaintext where TLS is required",
+        "process_unmatched" => "a process on this host that no [identity.process] rule admits",
         _ => "other",
     }
 }
@@ -482,6 +483,7 @@ pub fn from_rows(dir: &Path, period: Period, check: &Check, e: Evidence) -> Nist
         au10(&seal, &ex),
         au12(rows, &cov, check.max_gap_us),
         ia2(&ex),
+        ia3(&ex),
         sc8(rows),
     ];
     NistReport {
