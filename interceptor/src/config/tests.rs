@@ -317,6 +317,9 @@ fn bundle_settings_replace_only_policy_keys() {
     ] {
         assert!(BundleSettings::parse(text).is_err(), "{text}");
     }
+}
+
+#[test]
 fn process_rules_are_a_way_to_identify_callers_and_are_checked() {
     let cfg = parse(&format!(
         "{PORT}[[identity.process.rules]]\nunit = \"ai-agent.service\"\nsubject = \"svc:ai-agent\"\n"
