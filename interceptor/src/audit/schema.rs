@@ -174,10 +174,10 @@ pub struct AuditRow {
 
 /// How many columns were added after the first layout, each an `Option`
 /// (one zero byte when `None` in postcard): what `wal::decode` pads an
-/// older record with. Layouts so far: the first; + `trace_id` ..
-/// `input_responses` (5); + `tls_version` .. `tls_alpn` (3);
-/// + `bundle_version`, `bundle_signer` (2); + `process_pid` ..
-/// `process_cgroup` (7).
+/// older record with. Layouts so far: the first, then with `trace_id` to
+/// `input_responses` (5 more), `tls_version` to `tls_alpn` (3 more),
+/// `bundle_version` and `bundle_signer` (2 more), and `process_pid` to
+/// `process_cgroup` (7 more).
 pub const ADDED_COLUMNS: usize = 17;
 
 fn utf8(name: &str) -> Field {

@@ -295,7 +295,7 @@ impl Policies {
         let mut shapes = Vec::with_capacity(notes.len());
         let mut reads = slice::Reads::default();
         for p in all.policies() {
-            shapes.push(slice::Shape::new(p, &p.id().to_string())?);
+            shapes.push(slice::Shape::new(p, p.id().as_ref())?);
             reads.add(p)?;
         }
         Ok(Self {

@@ -30,7 +30,12 @@ impl Body for Frames {
 }
 
 fn frames(parts: &[&'static str]) -> Frames {
-    Frames(parts.iter().map(|p| Bytes::from_static(p.as_bytes())).collect())
+    Frames(
+        parts
+            .iter()
+            .map(|p| Bytes::from_static(p.as_bytes()))
+            .collect(),
+    )
 }
 
 const IDLE: Duration = Duration::from_secs(5);
@@ -54,7 +59,12 @@ async fn one_frame_is_kept_as_it_came_and_more_are_joined() {
 #[tokio::test]
 async fn the_limit_counts_every_frame() {
     assert!(read_limited(frames(&["12345"]), 5, IDLE).await.is_ok());
-    for parts in [&["123456"][..], &["123", "456"], &["1", "2345", "6"], &["", "123456"]] {
+    for parts in [
+        &["123456"][..],
+        &["123", "456"],
+        &["1", "2345", "6"],
+        &["", "123456"],
+    ] {
         match read_limited(frames(parts), 5, IDLE).await {
             Err(ReadError::TooLarge(5)) => {}
             other => panic!("{parts:?}: {other:?}"),
