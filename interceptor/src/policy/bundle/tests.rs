@@ -26,6 +26,14 @@ fn manifest(version: u64) -> Manifest {
     .expect("manifest")
 }
 
+/// Opens an edited envelope with key `n` pinned.
+fn open_edited(e: &serde_json::Value, n: u8) -> Result<Verified, BundleError> {
+    open(
+        &serde_json::to_vec(e).expect("json"),
+        &[key(n).verifying_key()],
+    )
+}
+
 fn envelope(bytes: &[u8]) -> serde_json::Value {
     serde_json::from_slice(bytes).expect("json")
 }
@@ -67,10 +75,7 @@ fn each_changed_byte_of_the_manifest_is_refused() {
         m[i] ^= 0x01;
         let mut e = env.clone();
         e["manifest"] = B64.encode(&m).into();
-        let r = open(
-            &serde_json::to_vec(&e).expect("json"),
-            &[key(1).verifying_key()],
-        );
+        let r = open_edited(&e, 1);
         assert_eq!(r, Err(BundleError::BadSignature), "byte {i} changed");
     }
 }
@@ -86,17 +91,11 @@ fn another_key_or_no_signature_is_refused() {
     // A pinned signer named, but the signature made by another key.
     let mut e = envelope(&sealed);
     e["signer"] = key_id(&key(1).verifying_key()).into();
-    let r = open(
-        &serde_json::to_vec(&e).expect("json"),
-        &[key(1).verifying_key()],
-    );
+    let r = open_edited(&e, 1);
     assert_eq!(r, Err(BundleError::BadSignature));
     let mut e = envelope(&sealed);
     e.as_object_mut().expect("object").remove("signature");
-    let r = open(
-        &serde_json::to_vec(&e).expect("json"),
-        &[key(3).verifying_key()],
-    );
+    let r = open_edited(&e, 3);
     assert_eq!(r, Err(BundleError::Unsigned));
 }
 
@@ -110,10 +109,7 @@ fn a_signature_over_other_bytes_does_not_pass_as_a_bundles() {
         "format": FORMAT, "manifest": B64.encode(&m),
         "signer": key_id(&key(1).verifying_key()), "signature": B64.encode(sig.to_bytes()),
     });
-    let r = open(
-        &serde_json::to_vec(&e).expect("json"),
-        &[key(1).verifying_key()],
-    );
+    let r = open_edited(&e, 1);
     assert_eq!(r, Err(BundleError::BadSignature));
 }
 

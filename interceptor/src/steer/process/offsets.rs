@@ -37,17 +37,18 @@ pub fn compute(btf: &Btf, netns: u32) -> Result<ProcOffsets, CaptureError> {
         return Err(CaptureError::NoHook(hook));
     }
     let f = |s: &str, path: &[&str]| field(btf, s, path);
+    let sk = |name: &str| f("sock_common", &[name]);
     Ok(ProcOffsets {
         enabled: 1,
         netns,
-        sk_family: f("sock_common", &["skc_family"])?,
-        sk_daddr: f("sock_common", &["skc_daddr"])?,
-        sk_rcv_saddr: f("sock_common", &["skc_rcv_saddr"])?,
-        sk_dport: f("sock_common", &["skc_dport"])?,
-        sk_num: f("sock_common", &["skc_num"])?,
-        sk_net: f("sock_common", &["skc_net"])?,
-        sk_v6_daddr: f("sock_common", &["skc_v6_daddr"])?,
-        sk_v6_rcv_saddr: f("sock_common", &["skc_v6_rcv_saddr"])?,
+        sk_family: sk("skc_family")?,
+        sk_daddr: sk("skc_daddr")?,
+        sk_rcv_saddr: sk("skc_rcv_saddr")?,
+        sk_dport: sk("skc_dport")?,
+        sk_num: sk("skc_num")?,
+        sk_net: sk("skc_net")?,
+        sk_v6_daddr: sk("skc_v6_daddr")?,
+        sk_v6_rcv_saddr: sk("skc_v6_rcv_saddr")?,
         net_inum: f("net", &["ns", "inum"])?,
         task_group_leader: f("task_struct", &["group_leader"])?,
         task_mm: f("task_struct", &["mm"])?,
