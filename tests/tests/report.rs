@@ -248,7 +248,9 @@ fn a_well_configured_run_meets_its_controls_and_without_the_pinned_key_is_partia
         "| no-add | 1 |",
         "| (identity stage) | 1 |",
         "| alice | oidc | dev | 4 | echo | add |",
-        "| -32001 | no verified identity (missing or invalid credentials) | 1 |",
+        // The tokenless caller is a process on this host (the kernel's
+        // capture is on in eBPF mode) that no [identity.process] rule admits.
+        "| -32001 | a process on this host that no \\[identity.process\\] rule admits | 1 |",
         "**Status:** met\n\n**Rule:** Met when every client request allowed",
     ] {
         assert!(md_text.contains(line), "missing {line:?} in:\n{md_text}");

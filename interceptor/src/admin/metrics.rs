@@ -59,12 +59,32 @@ pub struct Metrics {
     bundle_version: Gauge,
 }
 
+/// Every reason a policy bundle is refused for (`BundleError::reason`,
+/// then the watcher's own): each series exists at 0 from the start, so an
+/// alert on `increase()` sees the first refusal.
+const BUNDLE_REFUSALS: [&str; 10] = [
+    "malformed",
+    "unsigned",
+    "unknown_signer",
+    "bad_signature",
+    "digest",
+    "not_newer",
+    "key",
+    "settings",
+    "policy",
+    "fetch",
+];
+
 impl Default for Metrics {
     fn default() -> Self {
+        let bundles_refused: Labelled<Counter> = Family::default();
+        for reason in BUNDLE_REFUSALS {
+            drop(bundles_refused.get_or_create(&[("reason", reason.to_string())]));
+        }
         Self {
             requests: Family::default(),
             latency: Family::new_with_constructor(latency_histogram),
-            bundles_refused: Family::default(),
+            bundles_refused,
             bundle_version: Gauge::default(),
         }
     }
@@ -245,7 +265,7 @@ impl Metrics {
         add(
             reg,
             "mcp_interceptor_policy_bundles_refused_total",
-            "Policy bundles refused (unsigned, bad signature, unknown signer, not newer, ...), by reason.",
+            "Policy bundles refused, by reason (unsigned, bad_signature, unknown_signer, not_newer, malformed, digest, key, settings, policy, fetch).",
             self.bundles_refused.clone(),
         );
         add(

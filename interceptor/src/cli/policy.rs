@@ -39,6 +39,8 @@ pub enum PolicyCmd {
     Keygen {
         /// The private key file to create (never overwritten).
         key: PathBuf,
+        #[command(flatten)]
+        json: JsonArg,
     },
     /// Test, sign and upload DIR as the policy bundle agents load from
     /// `[policy] source`.
@@ -124,7 +126,7 @@ pub fn run(cmd: PolicyCmd) -> anyhow::Result<ExitCode> {
             config,
             json,
         } => test(&cases, &config.config, json.json),
-        PolicyCmd::Keygen { key } => super::publish::keygen(&key),
+        PolicyCmd::Keygen { key, json } => super::publish::keygen(&key, json.json),
         PolicyCmd::Publish(a) => super::publish::publish(*a),
     }
 }

@@ -18,7 +18,7 @@ use interceptor::{
 };
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload, path::Path as Key};
 
-use super::ConfigArg;
+use super::{ConfigArg, JsonArg};
 
 /// `policy publish`'s arguments.
 #[derive(clap::Args)]
@@ -45,11 +45,24 @@ pub struct PublishArgs {
     /// endpoint (if set) are used for the upload.
     #[command(flatten)]
     config: ConfigArg,
+    #[command(flatten)]
+    json: JsonArg,
 }
 
 /// `policy keygen KEY`: writes KEY (0600) and KEY.pub, prints the public key.
-pub fn keygen(key: &Path) -> anyhow::Result<ExitCode> {
+pub fn keygen(key: &Path, json: bool) -> anyhow::Result<ExitCode> {
     let public = keys::generate(key)?;
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "public_key": public.to_string(),
+                "private_key_file": key,
+                "public_key_file": keys::public_path(key),
+            })
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
     println!("{public}");
     eprintln!(
         "private key: {} (0600; keep it off the agents)\npublic key:  {} (put it in the agents' [policy] bundle_keys)",
@@ -148,10 +161,11 @@ pub fn publish(a: PublishArgs) -> anyhow::Result<ExitCode> {
         let out = a.out.as_deref().context("--to or --out")?;
         std::fs::write(out, bundle::seal(&draft, &signing))
             .with_context(|| out.display().to_string())?;
-        println!(
-            "wrote version {} to {}, signed by {signer}",
+        report(
+            a.json.json,
             draft.version,
-            out.display()
+            &out.display().to_string(),
+            &signer,
         );
         return Ok(ExitCode::SUCCESS);
     };
@@ -182,6 +196,21 @@ pub fn publish(a: PublishArgs) -> anyhow::Result<ExitCode> {
         std::fs::write(out, &sealed).with_context(|| out.display().to_string())?;
     }
     rt.block_on(store.put(&key, PutPayload::from(sealed)))?;
-    println!("published version {version} to s3://{bucket}/{key}, signed by {signer}");
+    report(
+        a.json.json,
+        version,
+        &format!("s3://{bucket}/{key}"),
+        &signer,
+    );
     Ok(ExitCode::SUCCESS)
+}
+
+/// What `publish` wrote, where, signed by whom: a line, or JSON.
+fn report(json: bool, version: u64, to: &str, signer: &str) {
+    if json {
+        let v = serde_json::json!({"version": version, "to": to, "signer": signer});
+        println!("{v}");
+    } else {
+        println!("published version {version} to {to}, signed by {signer}");
+    }
 }

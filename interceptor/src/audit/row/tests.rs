@@ -10,22 +10,26 @@ fn stamp() -> Stamp {
 }
 
 fn approval_step(method: &str, target: &str, sha: &str) -> LifecycleEvent {
-    let mut e = LifecycleEvent::new("approval_requested", "m");
-    e.about = About::Approval {
-        id: "apr-1".into(),
-        call: CallFacts {
-            subject: "alice".into(),
-            issuer: "https://idp".into(),
-            groups: vec!["dev".into()],
-            server: "db".into(),
-            method: method.into(),
-            target: Some(target.into()),
-            arguments_sha256: sha.into(),
-            policy_version: "pv".into(),
-        },
-        arguments: Some("{}".into()),
-        policies: vec!["p1".into()],
+    let call = CallFacts {
+        subject: "alice".into(),
+        issuer: "https://idp".into(),
+        groups: vec!["dev".into()],
+        server: "db".into(),
+        method: method.into(),
+        target: Some(target.into()),
+        arguments_sha256: sha.into(),
+        policy_version: "pv".into(),
     };
+    let mut e = LifecycleEvent::approval_requested("m", call);
+    if let About::Approval {
+        arguments,
+        policies,
+        ..
+    } = &mut e.about
+    {
+        *arguments = Some("{}".into());
+        *policies = vec!["p1".into()];
+    }
     e.decision = Some("pending".into());
     e
 }

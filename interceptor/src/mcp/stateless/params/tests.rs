@@ -109,11 +109,22 @@ fn a_header_that_differs_from_its_argument_is_refused() {
     }
 }
 
+/// A refusal case: headers, arguments, whether the tool's schema is
+/// known, the header the refusal names (null: not checked), what the
+/// message says.
+type Refusal = (
+    &'static [(&'static str, &'static str)],
+    Value,
+    bool,
+    Value,
+    &'static str,
+);
+
 #[test]
 fn missing_extra_and_unbound_headers_are_refused() {
     let s = schema();
     // (headers, arguments, the tool's schema known, header named, message says)
-    let cases: [(&[(&str, &str)], Value, bool, Value, &str); 6] = [
+    let cases: [Refusal; 6] = [
         (
             &[],
             json!({"region": "us-west1"}),
