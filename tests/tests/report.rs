@@ -228,6 +228,9 @@ fn a_well_configured_run_meets_its_controls_and_without_the_pinned_key_is_partia
             ("AU-10", "met"),
             ("AU-12", "met"),
             ("IA-2", "met"),
+            // Every client is a process on this host, and the kernel's
+            // record of it is in its rows (read back from the Parquet).
+            ("IA-3", "met"),
             // The world serves plaintext, and the trail records it so.
             ("SC-8", "not_met"),
         ],
