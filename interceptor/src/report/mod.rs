@@ -338,8 +338,11 @@ const PROCESS_TEXT: &[TextField] = &[
     ("process_cgroup", |r, v| r.process_cgroup = v),
 ];
 
+/// An `Int64` column the reports read, and where it goes in the row.
+type LongField = (&'static str, fn(&mut AuditRow, Option<i64>));
+
 /// The `Int64` process columns, read like [`PROCESS_TEXT`].
-const PROCESS_INTS: &[(&str, fn(&mut AuditRow, Option<i64>))] = &[
+const PROCESS_INTS: &[LongField] = &[
     ("process_pid", |r, v| r.process_pid = v),
     ("process_uid", |r, v| r.process_uid = v),
 ];
