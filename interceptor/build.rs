@@ -22,6 +22,8 @@ fn main() {
     println!("cargo:rerun-if-env-changed=MCPI_BPF_OBJECT");
 
     if let Some(prebuilt) = env::var_os("MCPI_BPF_OBJECT") {
+        // A prebuilt object rewritten in place must reach the binary too.
+        println!("cargo:rerun-if-changed={}", Path::new(&prebuilt).display());
         std::fs::copy(&prebuilt, &out)
             .unwrap_or_else(|e| panic!("MCPI_BPF_OBJECT={}: {e}", Path::new(&prebuilt).display()));
         return;

@@ -87,6 +87,7 @@ pub fn measure(dir: &TempDir, rows: u64) -> Result<AuditRate> {
         token_id: Some("6f1c2d7e-5b1a-4c8e-9a57-0d3c2b1a9f00".into()),
         client_id: Some("claude-desktop".into()),
         cert: None,
+        process: None,
     });
     let events: Vec<ExchangeEvent> = (0..rows).map(|i| event(i, &caller)).collect();
     let started = Instant::now();

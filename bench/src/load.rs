@@ -23,6 +23,17 @@ use hyper_util::rt::TokioIo;
 /// A realistic call: a customer record of about 2 KB with personal data.
 pub const BODY: &str = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"lookup_customer","arguments":{"id":"c-1042"}}}"#;
 
+/// The call's body: `BODY`, or with `bytes`, the same lookup answered with
+/// about that many bytes of customer records (the result-size curve).
+pub fn body(bytes: Option<usize>) -> Bytes {
+    match bytes {
+        None => Bytes::from_static(BODY.as_bytes()),
+        Some(n) => Bytes::from(format!(
+            r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"lookup_customer","arguments":{{"id":"c-1042","bytes":{n}}}}}}}"#
+        )),
+    }
+}
+
 #[derive(Debug, Clone, Copy)]
 pub enum Mode {
     Closed,
@@ -49,20 +60,20 @@ impl Outcome {
     }
 }
 
-fn request(host: &str, auth: &HeaderValue) -> Result<http::Request<Full<Bytes>>> {
+fn request(host: &str, auth: &HeaderValue, body: &Bytes) -> Result<http::Request<Full<Bytes>>> {
     http::Request::post("/mcp")
         .header("host", host)
         .header("authorization", auth.clone())
         .header("content-type", "application/json")
         .header("accept", "application/json, text/event-stream")
-        .body(Full::new(Bytes::from_static(BODY.as_bytes())))
+        .body(Full::new(body.clone()))
         .context("building request")
 }
 
 /// One request, answered: the agent refuses a call a policy denies with a
 /// JSON-RPC error in an HTTP 200, which the load loop (status only, to
 /// stay cheap) would count as a success.
-pub fn probe(target: SocketAddr, bearer: &str) -> Result<()> {
+pub fn probe(target: SocketAddr, bearer: &str, body: &Bytes) -> Result<()> {
     let auth = HeaderValue::from_str(&format!("Bearer {bearer}")).context("bearer token")?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -74,7 +85,9 @@ pub fn probe(target: SocketAddr, bearer: &str) -> Result<()> {
         let (mut sender, conn) =
             hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
         tokio::spawn(conn);
-        let resp = sender.send_request(request("mcp.bench", &auth)?).await?;
+        let resp = sender
+            .send_request(request("mcp.bench", &auth, body)?)
+            .await?;
         let status = resp.status();
         let body = resp.into_body().collect().await?.to_bytes();
         anyhow::Ok((status, body))
@@ -99,10 +112,11 @@ pub fn probe(target: SocketAddr, bearer: &str) -> Result<()> {
 
 /// Runs one measurement on a current-thread runtime (one core for load, so
 /// the proxy and the server keep the other). `bearer`: the token sent as
-/// `Authorization: Bearer <bearer>` on every request.
+/// `Authorization: Bearer <bearer>` on every request, `body` its body.
 pub fn run(
     target: SocketAddr,
     bearer: &str,
+    body: &Bytes,
     conns: usize,
     mode: Mode,
     duration: Duration,
@@ -122,7 +136,8 @@ pub fn run(
         let end = start + duration;
         let local = tokio::task::LocalSet::new();
         for c in 0..conns {
-            let (hist, stats, auth) = (hist.clone(), stats.clone(), auth.clone());
+            let (hist, stats, auth, body) =
+                (hist.clone(), stats.clone(), auth.clone(), body.clone());
             local.spawn_local(async move {
                 let interval = match mode {
                     Mode::Open(rate) => Some(Duration::from_secs_f64(conns as f64 / rate)),
@@ -155,7 +170,7 @@ pub fn run(
                         } else if due > now {
                             tokio::time::sleep_until(due.into()).await;
                         }
-                        let Ok(req) = request("mcp.bench", &auth) else {
+                        let Ok(req) = request("mcp.bench", &auth, &body) else {
                             break 'conn;
                         };
                         let sent_for = due;

@@ -4,43 +4,58 @@
 //! against a direct connection and an nginx hop. Every request carries
 //! one OIDC bearer token from a local issuer; the agent configurations with
 //! the identity stage verify it, the others pass it through; those with
-//! the policy stage decide each call against ~100 Cedar policies
+//! the policy stage decide each call against 100 Cedar policies
 //! (`policy_set`), whose decision time is also measured in-process.
+//!
+//! The agent's rows add one stage at a time to the MCP-aware hop alone
+//! (identity, policy, masking, audit), up to everything on; the report
+//! checks issue 22's targets (`targets`) and draws CPU per call against
+//! policy-set size and result size.
 //!
 //! `--quick`: a short smoke run (CI checks that it completes; the numbers
 //! mean nothing there). `--stages`: only the in-process policy and masking
 //! measurements, no network (for working on those two stages).
+//! `--profile`: the everything-on agent under load, sampled by `perf`
+//! (`profile`).
 
 mod audit_rate;
 mod corpus;
 mod load;
 mod mask_rate;
+mod plots;
 mod policy_set;
 mod policy_time;
 mod procstat;
+mod profile;
 mod report;
+mod run;
 mod setups;
+mod targets;
 
-use std::{net::SocketAddr, path::PathBuf, time::Duration};
+use std::{path::PathBuf, time::Duration};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use mcp_interceptor_tests::{NetNs, TempDir, require_root};
-use serde::Serialize;
-
-use load::Mode;
 
 // The in-process stage measurements (policy, masking, audit) run with the
 // agent's own allocator, or they would time glibc malloc instead.
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// How long and how wide each measurement runs.
 #[derive(Debug, Clone, Copy)]
 pub struct Plan {
     pub closed: Duration,
     pub open: Duration,
     pub sweep: Duration,
+    /// Each point of the policy-size and result-size curves.
+    pub curve: Duration,
     pub conns: usize,
     pub sweep_conns: &'static [usize],
+    /// Policy-set sizes of the CPU-per-call curve.
+    pub policy_curve: &'static [usize],
+    /// Result sizes (bytes) of the CPU-per-call curve.
+    pub size_curve: &'static [usize],
     pub audit_rows: u64,
     pub policy_decisions: usize,
 }
@@ -48,12 +63,16 @@ pub struct Plan {
 impl Plan {
     fn new(quick: bool) -> Self {
         if quick {
+            // Every path once, briefly: CI runs this on every change.
             Plan {
-                closed: Duration::from_millis(800),
-                open: Duration::from_millis(800),
-                sweep: Duration::from_millis(500),
+                closed: Duration::from_millis(500),
+                open: Duration::from_millis(400),
+                sweep: Duration::from_millis(300),
+                curve: Duration::from_millis(300),
                 conns: 4,
                 sweep_conns: &[1, 10],
+                policy_curve: &[10],
+                size_curve: &[1 << 20],
                 audit_rows: 2_000,
                 policy_decisions: 1_000,
             }
@@ -62,58 +81,16 @@ impl Plan {
                 closed: Duration::from_secs(8),
                 open: Duration::from_secs(5),
                 sweep: Duration::from_secs(4),
+                curve: Duration::from_secs(4),
                 conns: 16,
                 sweep_conns: &[1, 100, 1000],
+                policy_curve: &[10, 100, 1000],
+                size_curve: &[1 << 10, 64 << 10, 1 << 20],
                 audit_rows: 100_000,
                 policy_decisions: 5_000,
             }
         }
     }
-}
-
-/// One configuration's numbers.
-#[derive(Debug, Clone, Serialize)]
-pub struct Row {
-    pub name: String,
-    pub throughput: f64,
-    pub errors: u64,
-    /// Closed loop, microseconds.
-    pub p50: f64,
-    pub p99: f64,
-    /// Open loop at a fixed rate (coordinated-omission corrected), µs.
-    pub open_rate: f64,
-    pub open_p50: f64,
-    pub open_p90: f64,
-    pub open_p99: f64,
-    pub open_p999: f64,
-    /// CPU of the proxy process(es) per request, µs (closed loop).
-    pub proxy_cpu_us: f64,
-    /// CPU of the MCP server per request, µs.
-    pub server_cpu_us: f64,
-    pub proxy_rss_mib: f64,
-    /// Mean response body, bytes (sanity: the same answer everywhere).
-    pub response_bytes: f64,
-    /// Latency CDF points (µs, fraction) from the open-loop run.
-    pub cdf: Vec<(f64, f64)>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct SweepPoint {
-    pub name: String,
-    pub conns: usize,
-    pub throughput: f64,
-    pub p99: f64,
-    pub errors: u64,
-    pub proxy_rss_mib: f64,
-}
-
-fn cdf(o: &load::Outcome) -> Vec<(f64, f64)> {
-    [
-        0.01, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99, 0.995, 0.999, 1.0,
-    ]
-    .iter()
-    .map(|q| (o.pct(*q), *q))
-    .collect()
 }
 
 fn main() -> Result<()> {
@@ -137,96 +114,22 @@ fn main() -> Result<()> {
 
     let servers = setups::servers(&ns, &dir)?;
     if std::env::args().any(|a| a == "--profile") {
-        return profile(&ns, &dir, &servers, &plan, &out);
+        return profile::run(&ns, &dir, &servers, &plan, &out);
     }
-    let mut rows = Vec::new();
-    let mut sweep = Vec::new();
-    let mut open_rate = 0.0;
+    let started = std::time::Instant::now();
     // MCPI_BENCH_ONLY=<substring>: run only matching configurations (for
     // investigating one of them; the direct run always comes first).
     let only = std::env::var("MCPI_BENCH_ONLY").ok();
-    for setup in setups::ALL {
+    let mut results = run::Results::default();
+    for (setup, role) in setups::all(plan.policy_curve) {
+        let name = setup.name();
         if let Some(o) = &only
-            && !setup.name().contains(o.as_str())
-            && setup.name() != "direct"
+            && !name.contains(o.as_str())
+            && setup != setups::Setup::Direct
         {
             continue;
         }
-        eprintln!("==> bench: {}", setup.name());
-        let running = setup.start(&ns, &dir, &servers)?;
-        let target: SocketAddr = running.target;
-        let bearer = servers.token.as_str();
-        // A refused token or a policy that denies the bench's call would
-        // otherwise pass as a fast configuration (or one with zero
-        // throughput).
-        if let Err(e) = load::probe(target, bearer) {
-            running.stop();
-            bail!("{}: the bench's call is not answered: {e:#}", setup.name());
-        }
-        // Warm up: connections, pools, page cache, the issuer's keys.
-        let warm = load::run(
-            target,
-            bearer,
-            plan.conns,
-            Mode::Closed,
-            Duration::from_millis(300),
-        )?;
-        if warm.requests == 0 {
-            // Refused tokens or an unreachable issuer would otherwise pass
-            // as a configuration with zero throughput.
-            running.stop();
-            bail!("{}: no request succeeded in the warm-up", setup.name());
-        }
-        let (p0, s0) = (
-            procstat::cpu_of(&running.pids),
-            procstat::cpu_of(&servers.pids),
-        );
-        let closed = load::run(target, bearer, plan.conns, Mode::Closed, plan.closed)?;
-        let (p1, s1) = (
-            procstat::cpu_of(&running.pids),
-            procstat::cpu_of(&servers.pids),
-        );
-        if open_rate == 0.0 {
-            // Half of what the direct path sustains: every configuration
-            // should keep up, so latency is compared, not saturation.
-            open_rate = (closed.throughput() * 0.5).max(50.0);
-        }
-        let open = load::run(target, bearer, plan.conns, Mode::Open(open_rate), plan.open)?;
-        if !running.pids.is_empty() {
-            eprintln!("    memory: {}", procstat::memory(&running.pids));
-        }
-        let n = closed.requests.max(1) as f64;
-        rows.push(Row {
-            name: setup.name().into(),
-            throughput: closed.throughput(),
-            errors: closed.errors + open.errors,
-            p50: closed.pct(0.5),
-            p99: closed.pct(0.99),
-            open_rate,
-            open_p50: open.pct(0.5),
-            open_p90: open.pct(0.9),
-            open_p99: open.pct(0.99),
-            open_p999: open.pct(0.999),
-            proxy_cpu_us: (p1 - p0) * 1e6 / n,
-            server_cpu_us: (s1 - s0) * 1e6 / n,
-            proxy_rss_mib: procstat::rss_mib(&running.pids),
-            response_bytes: closed.response_bytes as f64 / n,
-            cdf: cdf(&open),
-        });
-        if setup.in_sweep() {
-            for &c in plan.sweep_conns {
-                let o = load::run(target, bearer, c, Mode::Closed, plan.sweep)?;
-                sweep.push(SweepPoint {
-                    name: setup.name().into(),
-                    conns: c,
-                    throughput: o.throughput(),
-                    p99: o.pct(0.99),
-                    errors: o.errors,
-                    proxy_rss_mib: procstat::rss_mib(&running.pids),
-                });
-            }
-        }
-        running.stop();
+        run::one(setup, role, &ns, &dir, &servers, &plan, &mut results)?;
     }
     let rows_override = std::env::var("MCPI_BENCH_AUDIT_ROWS")
         .ok()
@@ -238,81 +141,18 @@ fn main() -> Result<()> {
     );
     eprintln!("==> bench: policy decision time (in-process)");
     let policy = policy_time::measure(plan.policy_decisions)?;
-    eprintln!(
-        "    {} policies: p50 {:.1} µs, p99 {:.1} µs (target p50 <= {:.0} µs: {})",
-        policy.policies,
-        policy.p50_us,
-        policy.p99_us,
-        policy.target_p50_us,
-        if policy.target_met { "met" } else { "not met" }
-    );
+    eprintln!("    {}", policy.summary());
     eprintln!("==> bench: masking throughput (in-process, one core)");
     let (mask_bytes, mask_rounds) = if quick { (1 << 20, 3) } else { (4 << 20, 10) };
     let mask = mask_rate::measure(mask_bytes, mask_rounds)?;
     eprintln!("    {}", mask.summary());
-    report::write(&out, quick, &rows, &sweep, &audit, &policy, &mask)?;
-    Ok(())
-}
-
-/// `--profile`: the agent with every stage on (identity, policy, audit), under
-/// closed-loop load, sampled by `perf record -e cpu-clock` (software clock:
-/// works where the VM exposes no hardware counters); the flat profile goes
-/// to `<out>/profile.txt`.
-fn profile(
-    ns: &NetNs,
-    dir: &TempDir,
-    servers: &setups::Servers,
-    plan: &Plan,
-    out: &std::path::Path,
-) -> Result<()> {
-    let setup = setups::Setup::AgentEbpfAll;
-    let running = setup.start(ns, dir, servers)?;
-    let pid = running.pids[0].to_string();
-    let data = dir.path().join("perf.data");
-    let mut perf = std::process::Command::new("perf")
-        .args(["record", "-e", "cpu-clock", "-F", "4000", "-p", &pid, "-o"])
-        .arg(&data)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .context("perf (Debian linux-perf)")?;
-    let o = load::run(
-        running.target,
-        &servers.token,
-        plan.conns,
-        Mode::Closed,
-        plan.closed,
-    )?;
-    let _ = nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(perf.id() as i32),
-        nix::sys::signal::Signal::SIGINT,
-    );
-    let _ = perf.wait();
-    let report = std::process::Command::new("perf")
-        .args([
-            "report",
-            "--stdio",
-            "--no-children",
-            "--sort",
-            "dso,symbol",
-            "--percent-limit",
-            "0.7",
-            "-i",
-        ])
-        .arg(&data)
-        .output()
-        .context("perf report")?;
-    std::fs::create_dir_all(out)?;
-    let text = format!(
-        "{}: {:.0} req/s, {} requests profiled\n\n{}",
-        setup.name(),
-        o.throughput(),
-        o.requests,
-        String::from_utf8_lossy(&report.stdout)
-    );
-    std::fs::write(out.join("profile.txt"), &text)?;
-    println!("{text}");
-    running.stop();
+    let stage = report::Stages {
+        audit,
+        policy,
+        mask,
+    };
+    let targets = targets::evaluate(&results, &stage);
+    report::write(&out, quick, &results, &stage, &targets, started.elapsed())?;
     Ok(())
 }
 

@@ -42,6 +42,117 @@ pub fn sources() -> Vec<(String, String)> {
     out
 }
 
+/// A set of exactly `n` policies built the same way: below the full set,
+/// its files' policies in load order (the CRM file, with the bench's own
+/// permit, first: the call must still be allowed); above it, the
+/// generated families again for further tenants (`tenant`), each with
+/// its own servers and groups, as a deployment with more teams grows.
+pub fn sources_sized(n: usize) -> Vec<(String, String)> {
+    let full = sources();
+    let have = action_lines(&full).count();
+    if n >= have {
+        let mut out = full;
+        let extra: String = (0..).flat_map(tenant).take(n - have).collect();
+        out.push(("60-tenants.cedar".into(), extra));
+        return out;
+    }
+    // The CRM file first, so a small set still permits the bench's call.
+    let mut ordered = full;
+    ordered.sort_by_key(|(name, _)| name != "10-crm.cedar");
+    let mut left = n;
+    let mut out = Vec::new();
+    for (name, text) in ordered {
+        let policies = split(&text);
+        let take = policies.len().min(left);
+        left -= take;
+        if take > 0 {
+            out.push((name, policies[..take].concat()));
+        }
+    }
+    out
+}
+
+/// A file's policies, one text each (with the comments above them), split
+/// at the `@id` (or other annotation) that opens each one.
+fn split(text: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let mut cur = String::new();
+    let mut open = false;
+    for line in text.lines() {
+        if line.starts_with('@') && !open {
+            if ends_a_policy(&cur) {
+                out.push(std::mem::take(&mut cur));
+            }
+            open = true;
+        } else if !line.starts_with('@') {
+            open = false;
+        }
+        cur.push_str(line);
+        cur.push('\n');
+    }
+    if ends_a_policy(&cur) {
+        out.push(cur);
+    }
+    out
+}
+
+/// Whether `text` holds a whole policy (a `;` ending a line of code),
+/// not only comments.
+fn ends_a_policy(text: &str) -> bool {
+    text.lines()
+        .any(|l| !l.trim_start().starts_with("//") && l.trim_end().ends_with(';'))
+}
+
+/// Tenant `k`'s policies, in the shapes of the generated families: a
+/// team directory, a database owner, a refused command, a team's permit
+/// with named tools and an argument guard, all on `tools/call`.
+fn tenant(k: usize) -> Vec<String> {
+    let (team, srv) = (format!("team-{k}"), format!("svc-{k}"));
+    vec![
+        rule(
+            &format!("t{k}-dir"),
+            "forbid",
+            ["principal", CALL, &server(&format!("files-{k}"))],
+            &format!(
+                "resource.hasTag(\"path\") && resource.getTag(\"path\") like \"/srv/{team}/*\""
+            ),
+            &format!("principal in Mcp::Group::\"{team}\""),
+        ),
+        rule(
+            &format!("t{k}-db"),
+            "forbid",
+            ["principal", CALL, &server(&format!("db-{k}"))],
+            &format!(
+                "resource.hasTag(\"database\") && resource.getTag(\"database\") == \"{team}\""
+            ),
+            &format!("principal in Mcp::Group::\"{team}\""),
+        ),
+        rule(
+            &format!("t{k}-shell"),
+            "forbid",
+            ["principal", CALL, &server(&format!("shell-{k}"))],
+            &format!(
+                "resource.hasTag(\"command\") && resource.getTag(\"command\") like \"*{team}-reset*\""
+            ),
+            "",
+        ),
+        rule(
+            &format!("t{k}-permit"),
+            "permit",
+            [&group(&team), CALL, &server(&srv)],
+            &named(&["get_item", "list_items", "update_item"]),
+            "",
+        ),
+        rule(
+            &format!("t{k}-guard"),
+            "forbid",
+            ["principal", CALL, &server(&srv)],
+            r#"resource.name == "update_item" && resource.hasTag("id") && resource.getTag("id") like "*admin*""#,
+            &format!("principal in Mcp::Group::\"{team}-leads\""),
+        ),
+    ]
+}
+
 /// Policies whose scope can match a `tools/call`: what the bench request
 /// is evaluated against. Relies on the layout every file here keeps (the
 /// action of a scope on a line of its own; the test checks it).
@@ -59,12 +170,13 @@ fn action_lines(sources: &[(String, String)]) -> impl Iterator<Item = &str> {
         .filter(|l| *l == "action," || l.starts_with("action ==") || l.starts_with("action in"))
 }
 
-/// Writes the set as `<dir>/policy/*.cedar`; the directory is what
-/// `[policy] files` names.
-pub fn write(dir: &Path) -> Result<PathBuf> {
-    let out = dir.join("policy");
+/// Writes the set of `n` policies (`sources_sized`) as
+/// `<dir>/policy-<n>/*.cedar`; the directory is what `[policy] files`
+/// names.
+pub fn write(dir: &Path, n: usize) -> Result<PathBuf> {
+    let out = dir.join(format!("policy-{n}"));
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
-    for (name, text) in sources() {
+    for (name, text) in sources_sized(n) {
         std::fs::write(out.join(&name), text).with_context(|| format!("writing {name}"))?;
     }
     Ok(out)
@@ -391,5 +503,23 @@ mod tests {
             on_call(&s),
             p.count
         );
+    }
+
+    /// The curve's sets hold exactly the number asked for, load, and the
+    /// bench's own permit is in every one of them.
+    #[test]
+    fn sized_sets_have_that_many_policies_and_the_bench_permit() {
+        let full = action_lines(&sources()).count();
+        for n in [10, full, 1000] {
+            let s = sources_sized(n);
+            let p = interceptor::policy::Policies::from_sources(&s)
+                .unwrap_or_else(|e| panic!("the {n}-policy set must load: {e}"));
+            assert_eq!(p.count, n);
+            assert!(
+                s.iter()
+                    .any(|(_, t)| t.contains("@id(\"crm-bench-lookup\")")),
+                "{n}"
+            );
+        }
     }
 }

@@ -79,6 +79,7 @@ fn ask(
         time: OFFICE_HOURS,
         grants: Vec::new(),
         listing: false,
+        process: None,
     }
 }
 

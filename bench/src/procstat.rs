@@ -46,11 +46,21 @@ pub fn cpu_of(pids: &[u32]) -> f64 {
 
 /// Resident memory (VmRSS) of the processes, MiB.
 pub fn rss_mib(pids: &[u32]) -> f64 {
+    status_mib(pids, "VmRSS:")
+}
+
+/// Peak resident memory (VmHWM) of the processes, each since it started,
+/// MiB.
+pub fn peak_rss_mib(pids: &[u32]) -> f64 {
+    status_mib(pids, "VmHWM:")
+}
+
+fn status_mib(pids: &[u32], key: &str) -> f64 {
     pids.iter()
         .filter_map(|p| std::fs::read_to_string(format!("/proc/{p}/status")).ok())
         .filter_map(|s| {
             s.lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .find_map(|l| l.strip_prefix(key))
                 .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
         })
         .sum::<f64>()

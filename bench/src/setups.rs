@@ -66,31 +66,95 @@ pub fn servers(ns: &NetNs, dir: &TempDir) -> Result<Servers> {
     })
 }
 
-#[derive(Debug, Clone, Copy)]
+/// Which of the agent's stages run; the agent runs in eBPF mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stages {
+    /// OIDC: every request's bearer token verified (anonymous refused).
+    pub identity: bool,
+    /// The bench's Cedar set of this many policies (`policy_set`); needs
+    /// identity.
+    pub policies: Option<usize>,
+    /// Masking with the standard profile (on by default in the agent, so
+    /// "off" is configured explicitly).
+    pub masking: bool,
+    /// The audit trail with the default fsync policy.
+    pub audit: bool,
+}
+
+/// The bench's policy set size for the rows (the curve varies it).
+pub const POLICIES: usize = 100;
+
+/// The MCP-aware hop alone: every stage off.
+pub const HOP: Stages = Stages {
+    identity: false,
+    policies: None,
+    masking: false,
+    audit: false,
+};
+
+/// Everything a deployment runs.
+pub const EVERYTHING: Stages = Stages {
+    identity: true,
+    policies: Some(POLICIES),
+    masking: true,
+    audit: true,
+};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Setup {
     Direct,
     Nginx,
-    AgentListen,
-    /// Plain proxy: anonymous callers, no audit (the baseline for what the
-    /// stages cost).
-    AgentEbpf,
-    /// Only the identity stage, so its cost is not mixed with the audit's.
-    AgentEbpfIdentity,
-    /// Identity and policy (which needs an identity), without the audit.
-    AgentEbpfPolicy,
-    /// Every stage: the full pipeline a deployment runs.
-    AgentEbpfAll,
+    /// Listen mode, every stage off.
+    Listen,
+    Ebpf(Stages),
 }
 
-pub const ALL: [Setup; 7] = [
-    Setup::Direct,
-    Setup::Nginx,
-    Setup::AgentListen,
-    Setup::AgentEbpf,
-    Setup::AgentEbpfIdentity,
-    Setup::AgentEbpfPolicy,
-    Setup::AgentEbpfAll,
-];
+/// What a configuration is measured for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// A row of the main table (closed and open loop).
+    Row,
+    /// Only a point of the policy-set-size curve.
+    PolicyCurve,
+}
+
+/// The main table's rows, in order (each agent row adds one stage to the
+/// one before), then the policy curve's other points.
+pub fn all(policy_curve: &[usize]) -> Vec<(Setup, Role)> {
+    let identity = Stages {
+        identity: true,
+        ..HOP
+    };
+    let policy = Stages {
+        policies: Some(POLICIES),
+        ..identity
+    };
+    let masking = Stages {
+        masking: true,
+        ..policy
+    };
+    let mut out: Vec<(Setup, Role)> = [
+        Setup::Direct,
+        Setup::Nginx,
+        Setup::Listen,
+        Setup::Ebpf(HOP),
+        Setup::Ebpf(identity),
+        Setup::Ebpf(policy),
+        Setup::Ebpf(masking),
+        Setup::Ebpf(EVERYTHING),
+    ]
+    .into_iter()
+    .map(|s| (s, Role::Row))
+    .collect();
+    for &n in policy_curve.iter().filter(|n| **n != POLICIES) {
+        let s = Stages {
+            policies: Some(n),
+            ..EVERYTHING
+        };
+        out.push((Setup::Ebpf(s), Role::PolicyCurve));
+    }
+    out
+}
 
 pub struct Running {
     pub target: SocketAddr,
@@ -130,30 +194,61 @@ impl Running {
 }
 
 impl Setup {
-    pub fn name(&self) -> &'static str {
+    /// The row's name: what runs.
+    pub fn name(&self) -> String {
         match self {
-            Setup::Direct => "direct",
-            Setup::Nginx => "nginx",
-            Setup::AgentListen => "agent listen mode",
-            Setup::AgentEbpf => "agent eBPF, stages off",
-            Setup::AgentEbpfIdentity => "agent eBPF, identity only (OIDC)",
-            Setup::AgentEbpfPolicy => "agent eBPF, OIDC identity + policy",
-            Setup::AgentEbpfAll => "agent eBPF, all stages (OIDC identity + policy + audit)",
+            Setup::Direct => "direct".into(),
+            Setup::Nginx => "nginx".into(),
+            Setup::Listen => "agent listen mode: MCP-aware hop alone".into(),
+            Setup::Ebpf(s) if *s == HOP => {
+                "agent eBPF: MCP-aware hop alone (identity, policy, masking, audit off)".into()
+            }
+            Setup::Ebpf(s) if s.identity && s.masking && s.audit && s.policies.is_some() => {
+                format!(
+                    "agent eBPF: everything on (OIDC identity + {}-policy Cedar + masking + audit, default fsync)",
+                    s.policies.unwrap_or_default()
+                )
+            }
+            Setup::Ebpf(s) => {
+                let mut name = String::from("agent eBPF: hop");
+                if s.identity {
+                    name += " + identity (OIDC JWT)";
+                }
+                if let Some(n) = s.policies {
+                    name += &format!(" + policy ({n}-policy Cedar)");
+                }
+                if s.masking {
+                    name += " + masking (standard profile)";
+                }
+                if s.audit {
+                    name += " + audit (default fsync)";
+                }
+                name
+            }
         }
     }
 
     /// Whether the concurrency sweep runs for this configuration.
     pub fn in_sweep(&self) -> bool {
-        matches!(self, Setup::Direct | Setup::Nginx | Setup::AgentEbpfAll)
+        matches!(self, Setup::Direct | Setup::Nginx)
+            || *self == Setup::Ebpf(HOP)
+            || self.everything()
+    }
+
+    /// Whether the result-size curve runs for this configuration.
+    pub fn in_sizes(&self) -> bool {
+        matches!(self, Setup::Nginx) || *self == Setup::Ebpf(HOP) || self.everything()
+    }
+
+    /// Every stage on, with the rows' policy set.
+    pub fn everything(&self) -> bool {
+        *self == Setup::Ebpf(EVERYTHING)
     }
 
     pub fn start(&self, ns: &NetNs, dir: &TempDir, servers: &Servers) -> Result<Running> {
         let addr = |p: u16| SocketAddr::from(([127, 0, 0, 1], p));
         let ebpf = "[[intercept.ports]]\nport = 8090\n";
-        // Policies name the server, as a deployment's would.
-        let named = format!("{ebpf}name = \"{}\"\n", policy_set::SERVER);
-        let issuer = Some(servers.issuer.url.as_str());
-        let none = Stages::default();
+        let issuer = servers.issuer.url.as_str();
         match self {
             Setup::Direct => Ok(Running {
                 target: addr(8080),
@@ -162,54 +257,30 @@ impl Setup {
                 _pins: None,
             }),
             Setup::Nginx => nginx(ns, dir),
-            Setup::AgentListen => agent(
+            Setup::Listen => agent(
                 ns,
                 dir,
                 "mode = \"listen\"\n[[intercept.ports]]\nport = 8082\nupstream = \"127.0.0.1:8080\"\nlisten = [\"127.0.0.1:8082\"]\n",
-                none,
+                HOP,
+                issuer,
                 addr(8082),
             ),
-            Setup::AgentEbpf => agent(ns, dir, ebpf, none, addr(8090)),
-            Setup::AgentEbpfIdentity => {
-                let s = Stages { issuer, ..none };
-                agent(ns, dir, ebpf, s, addr(8090))
+            Setup::Ebpf(s) if s.policies.is_some() => {
+                // Policies name the server, as a deployment's would.
+                let named = format!("{ebpf}name = \"{}\"\n", policy_set::SERVER);
+                agent(ns, dir, &named, *s, issuer, addr(8090))
             }
-            Setup::AgentEbpfPolicy => {
-                let s = Stages {
-                    issuer,
-                    policy: true,
-                    ..none
-                };
-                agent(ns, dir, &named, s, addr(8090))
-            }
-            Setup::AgentEbpfAll => {
-                let s = Stages {
-                    issuer,
-                    policy: true,
-                    audit: true,
-                };
-                agent(ns, dir, &named, s, addr(8090))
-            }
+            Setup::Ebpf(s) => agent(ns, dir, ebpf, *s, issuer, addr(8090)),
         }
     }
-}
-
-#[derive(Debug, Clone, Copy, Default)]
-struct Stages<'a> {
-    /// Require a bearer token from this issuer (anonymous callers are
-    /// refused); without one, callers are anonymous and their
-    /// `Authorization` header passes through untouched, as through nginx.
-    issuer: Option<&'a str>,
-    /// The bench's policy set (`policy_set`); needs `issuer`.
-    policy: bool,
-    audit: bool,
 }
 
 fn agent(
     ns: &NetNs,
     dir: &TempDir,
     intercept: &str,
-    stages: Stages<'_>,
+    stages: Stages,
+    issuer: &str,
     target: SocketAddr,
 ) -> Result<Running> {
     let pins = PathBuf::from(format!("/sys/fs/bpf/{}", unique("mcpi-bench")));
@@ -228,29 +299,36 @@ fn agent(
         Some(i) => intercept.split_at(i),
         None => (intercept, ""),
     };
-    let identity = match stages.issuer {
-        Some(url) => format!(
-            "[identity]\nallow_anonymous = false\n[[identity.oidc]]\nissuer = \"{url}\"\naudiences = [\"{AUDIENCE}\"]\n"
-        ),
-        None => "[identity]\nallow_anonymous = true\n".into(),
+    // Without identity, callers are anonymous and their `Authorization`
+    // header passes through untouched, as through nginx.
+    let identity = if stages.identity {
+        format!(
+            "[identity]\nallow_anonymous = false\n[[identity.oidc]]\nissuer = \"{issuer}\"\naudiences = [\"{AUDIENCE}\"]\n"
+        )
+    } else {
+        "[identity]\nallow_anonymous = true\n".into()
     };
     // Tool pins go to the temp dir in every configuration: the pinning
     // stage runs whether or not policy does.
-    let policy_files = if stages.policy {
-        format!("\"{}\"", policy_set::write(dir.path())?.display())
-    } else {
-        String::new()
+    let policy_files = match stages.policies {
+        Some(n) => format!("\"{}\"", policy_set::write(dir.path(), n)?.display()),
+        None => String::new(),
     };
     // The set's `@mask("pii")` must name a profile, or the agent refuses
-    // the policies.
-    let pii = if stages.policy {
+    // the policies; masking is on by default, so off is said explicitly.
+    let pii = if stages.policies.is_some() {
         "[mask.profiles.pii]\ndetectors = [\"email\", \"phone\", \"card\", \"ssn\", \"iban\"]\n"
+    } else if std::env::var_os("MCPI_BENCH_NO_MASK").is_some() {
+        // MCPI_BENCH_NO_MASK: the hop alone, masking off too (for
+        // profiling the data path without any stage).
+        "[mask]\nenabled = false\n"
     } else {
         ""
     };
     let policy = format!(
-        "{pii}[policy]\nfiles = [{policy_files}]\npins_file = \"{}\"\n\
+        "[mask]\nenabled = {}\n{pii}[policy]\nfiles = [{policy_files}]\npins_file = \"{}\"\n\
          [approvals]\ndb = \"{}\"\n[admin]\nsocket = \"{}\"\n",
+        stages.masking,
         dir.path().join(format!("{tag}-pins.json")).display(),
         dir.path().join(format!("{tag}-approvals.db")).display(),
         dir.path().join(format!("{tag}-admin.sock")).display()

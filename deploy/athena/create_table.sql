@@ -134,7 +134,25 @@ CREATE EXTERNAL TABLE IF NOT EXISTS mcp_audit (
   -- the client offered none).
   `tls_version` string,
   `tls_cipher` string,
-  `tls_alpn` string
+  `tls_alpn` string,
+  -- Added later: the signed policy bundle ([policy] source) the deciding
+  -- policy set came from: its manifest version and its signer (hex of the
+  -- Ed25519 public key); null when policies come from local files.
+  `bundle_version` bigint,
+  `bundle_signer` string,
+  -- Added later still: the same-host process that opened the client
+  -- connection, as the kernel saw it at connect(2), on every row of the
+  -- connection; all null for remote callers. Its PID and real uid, the
+  -- uid's user name (null when the system has none, or on a row refused
+  -- before identity looked it up), the executable's path and SHA-256, the
+  -- systemd unit its cgroup names (ai-agent.service) and the cgroup path.
+  `process_pid` bigint,
+  `process_uid` bigint,
+  `process_user` string,
+  `process_exe` string,
+  `process_exe_sha256` string,
+  `process_unit` string,
+  `process_cgroup` string
 )
 PARTITIONED BY (`dt` string, `hour` string)
 STORED AS PARQUET

@@ -42,7 +42,12 @@
 --   actor           user.name and user.uid = subject, user.groups = groups
 --                   (as OCSF Group objects), user.credential_uid = token_id,
 --                   session.uid = session_id (mcp.session.id), app_name =
---                   client_name (clientInfo), idp.name = issuer.
+--                   client_name (clientInfo), idp.name = issuer;
+--                   process (same-host callers only, else null): pid =
+--                   process_pid, file.path = process_exe, file.hashes =
+--                   [SHA-256 process_exe_sha256], user.name = process_user,
+--                   user.uid = process_uid; process_unit and
+--                   process_cgroup go to unmapped.
 --   src_endpoint    src_addr / src_port (the client).
 --   dst_endpoint    dst_addr / dst_port (the MCP server).
 --   api             operation = method (mcp.method.name), request.uid =
@@ -62,7 +67,8 @@
 --   tls             OCSF's TLS object for the client connection: version =
 --                   tls_version, cipher = tls_cipher (rustls name); null on
 --                   plaintext connections. OCSF's tls object has no ALPN:
---                   tls_alpn goes to unmapped. API Activity does not list
+--                   tls_alpn goes to unmapped (as do bundle_version and
+--                   bundle_signer, which OCSF has no attribute for). API Activity does not list
 --                   tls among its attributes (the Network Activity classes
 --                   do); it is carried here as the object OCSF defines.
 --   trace           the Trace profile's trace object: uid = trace_id, span.uid
@@ -107,12 +113,23 @@ SELECT
     ROW(e.subject, e.subject, e.token_id, transform(e.groups, g -> ROW(g))),
     ROW(e.session_id),
     e.client_name,
-    ROW(e.issuer)
+    ROW(e.issuer),
+    CASE WHEN e.process_pid IS NOT NULL THEN ROW(
+      e.process_pid,
+      ROW(e.process_exe, CASE WHEN e.process_exe_sha256 IS NOT NULL THEN
+        ARRAY[ROW(3, 'SHA-256', e.process_exe_sha256)] END),
+      ROW(e.process_user, CAST(e.process_uid AS varchar))
+    ) END
   ) AS ROW(
     "user" ROW(name varchar, uid varchar, credential_uid varchar, groups array(ROW(name varchar))),
     session ROW(uid varchar),
     app_name varchar,
-    idp ROW(name varchar)
+    idp ROW(name varchar),
+    process ROW(
+      pid integer,
+      file ROW(path varchar, hashes array(ROW(algorithm_id integer, algorithm varchar, value varchar))),
+      "user" ROW(name varchar, uid varchar)
+    )
   )) AS actor,
   CAST(ROW(e.src_addr, e.src_port) AS ROW(ip varchar, port integer)) AS src_endpoint,
   CAST(ROW(e.dst_addr, e.dst_port) AS ROW(ip varchar, port integer)) AS dst_endpoint,
@@ -167,7 +184,8 @@ SELECT
         'rule_ids', 'approval_id', 'approvers', 'masked_counts',
         'received_us', 'forwarded_us', 'first_byte_us', 'done_us',
         'latency_us', 'bytes_in', 'bytes_out', 'call_id', 'follows',
-        'input_responses', 'tls_alpn'
+        'input_responses', 'tls_alpn', 'bundle_version', 'bundle_signer',
+        'process_unit', 'process_cgroup'
       ],
       ARRAY[
         CAST(e.transport AS JSON), CAST(e.direction AS JSON), CAST(e.conn_id AS JSON),
@@ -182,7 +200,9 @@ SELECT
         CAST(e.first_byte_us AS JSON), CAST(e.done_us AS JSON),
         CAST(e.latency_us AS JSON), CAST(e.bytes_in AS JSON), CAST(e.bytes_out AS JSON),
         CAST(e.call_id AS JSON), CAST(e.follows AS JSON), CAST(e.input_responses AS JSON),
-        CAST(e.tls_alpn AS JSON)
+        CAST(e.tls_alpn AS JSON), CAST(e.bundle_version AS JSON),
+        CAST(e.bundle_signer AS JSON), CAST(e.process_unit AS JSON),
+        CAST(e.process_cgroup AS JSON)
       ]
     ),
     (k, v) -> v IS NOT NULL

@@ -145,6 +145,7 @@ fuzz_target!(|data: &[u8]| {
         time: 1_789_552_800,
         grants: Vec::new(),
         listing: false,
+        process: None,
     };
     if let Some(args) = &input.arguments {
         let mut all = Vec::new();

@@ -125,10 +125,142 @@ pub struct Settings {
     pub _pad: u32,
 }
 
+/// Process records: `ConnKey -> ProcRecord`, one per local connection to a
+/// steered port, written at connect time (issue 23). Not pinned: the
+/// tracing links that fill it go with the agent, and so do its records.
+pub const MAP_PROCS: &str = "MCPI_PROCS";
+/// One [`ProcOffsets`] record at index 0: the kernel struct offsets the
+/// capture programs read with, computed from BTF by the agent.
+pub const MAP_PROC_OFFSETS: &str = "MCPI_PROC_OFFS";
+/// Capture counters, per CPU: `u32` index ([`PROC_RECORDED`], ...) `-> u64`.
+pub const MAP_PROC_COUNTS: &str = "MCPI_PROC_CNT";
+/// Facts captured at SYN_SENT, by socket address, until the source port
+/// is known: `u64 -> ProcRecord`. Not pinned either.
+pub const MAP_PENDING: &str = "MCPI_PENDING";
+/// The BTF tracepoint program that captures, records and removes.
+pub const PROGRAM_SOCK_STATE: &str = "mcpi_sock_state";
+/// Tracepoint [`PROGRAM_SOCK_STATE`] attaches to.
+pub const HOOK_SOCK_STATE: &str = "inet_sock_set_state";
+
+/// Capacity of `MCPI_PROCS` (and of `MCPI_PENDING`): local connections
+/// opened but not yet accepted (or closed). A plain hash map, so nothing is evicted silently: a full
+/// map fails the insert and counts [`PROC_FULL`].
+pub const MAX_PROCS: u32 = 16384;
+
+/// A connection recorded in `MCPI_PROCS`.
+pub const PROC_RECORDED: u32 = 0;
+/// A connection not recorded because `MCPI_PROCS` or `MCPI_PENDING` was full: its caller
+/// looks remote to the proxy (no process facts).
+pub const PROC_FULL: u32 = 1;
+/// A kernel read (`bpf_probe_read_kernel`) failed: that fact is zero.
+pub const PROC_READ_FAILED: u32 = 2;
+/// A record removed by the kernel when its connection closed (or failed).
+pub const PROC_REMOVED: u32 = 3;
+/// Number of slots in `MCPI_PROC_CNT`.
+pub const PROC_SLOTS: u32 = 4;
+
+/// `ProcOffsets` value of a field this kernel does not have.
+pub const OFFSET_ABSENT: u32 = u32::MAX;
+
+/// One connection as the proxy sees its accepted socket: client address and
+/// port, original destination address and port, in the agent's network
+/// namespace. IPv4 addresses are stored IPv4-mapped (`::ffff:a.b.c.d`), so
+/// a dual-stack socket connecting to a mapped address gets the same key.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct ConnKey {
+    /// Inode number of the network namespace (`stat /proc/self/ns/net`).
+    pub netns: u32,
+    /// Client port, host byte order.
+    pub sport: u16,
+    /// Destination port, host byte order.
+    pub dport: u16,
+    /// Client address, network byte order words.
+    pub saddr: [u32; 4],
+    /// Destination address, network byte order words.
+    pub daddr: [u32; 4],
+}
+
+/// What the kernel knew about the task that called connect(2).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct ProcRecord {
+    /// Thread-group id (the PID).
+    pub pid: u32,
+    /// Thread id.
+    pub tid: u32,
+    /// Real uid, as `bpf_get_current_uid_gid` reports it.
+    pub uid: u32,
+    /// Real gid.
+    pub gid: u32,
+    /// Audit login uid; `u32::MAX` when unset or not compiled in.
+    pub login_uid: u32,
+    /// The executable's device, kernel encoding (`major << 20 | minor`).
+    pub exe_dev: u32,
+    /// cgroup v2 id (`bpf_get_current_cgroup_id`).
+    pub cgroup_id: u64,
+    /// The executable's inode number; 0 when the task has no mm.
+    pub exe_ino: u64,
+    /// `task->start_boottime` of the thread-group leader, ns since boot.
+    pub start_boottime: u64,
+    /// `comm`, NUL-padded.
+    pub comm: [u8; 16],
+}
+
+/// Offsets (bytes) into kernel structs, from BTF; [`OFFSET_ABSENT`] for a
+/// field this kernel lacks. Zero `enabled`: the programs do nothing.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct ProcOffsets {
+    /// Non-zero once the agent wrote the record.
+    pub enabled: u32,
+    /// The agent's network namespace inode: only its connections count.
+    pub netns: u32,
+    /// `sock_common.skc_family` (u16).
+    pub sk_family: u32,
+    /// `sock_common.skc_daddr` (be32).
+    pub sk_daddr: u32,
+    /// `sock_common.skc_rcv_saddr` (be32).
+    pub sk_rcv_saddr: u32,
+    /// `sock_common.skc_dport` (be16).
+    pub sk_dport: u32,
+    /// `sock_common.skc_num` (u16, host order).
+    pub sk_num: u32,
+    /// `sock_common.skc_net` (a `struct net *`).
+    pub sk_net: u32,
+    /// `sock_common.skc_v6_daddr`.
+    pub sk_v6_daddr: u32,
+    /// `sock_common.skc_v6_rcv_saddr`.
+    pub sk_v6_rcv_saddr: u32,
+    /// `net.ns.inum`.
+    pub net_inum: u32,
+    /// `task_struct.group_leader`.
+    pub task_group_leader: u32,
+    /// `task_struct.mm`.
+    pub task_mm: u32,
+    /// `task_struct.loginuid` (absent without CONFIG_AUDIT).
+    pub task_loginuid: u32,
+    /// `task_struct.start_boottime`.
+    pub task_start_boottime: u32,
+    /// `mm_struct.exe_file`.
+    pub mm_exe_file: u32,
+    /// `file.f_inode`.
+    pub file_inode: u32,
+    /// `inode.i_ino`.
+    pub inode_ino: u32,
+    /// `inode.i_sb`.
+    pub inode_sb: u32,
+    /// `super_block.s_dev`.
+    pub sb_dev: u32,
+}
+
 const _: () = assert!(core::mem::size_of::<DestKey>() == 20);
 const _: () = assert!(core::mem::size_of::<DestRule>() == 4);
 const _: () = assert!(core::mem::size_of::<PortCounters>() == 32);
 const _: () = assert!(core::mem::size_of::<Settings>() == 16);
+const _: () = assert!(core::mem::size_of::<ConnKey>() == 40);
+const _: () = assert!(core::mem::size_of::<ProcRecord>() == 64);
+const _: () = assert!(core::mem::size_of::<ProcOffsets>() == 80);
 
 #[cfg(feature = "user")]
 mod pod {
@@ -138,4 +270,7 @@ mod pod {
     unsafe impl aya::Pod for super::DestRule {}
     unsafe impl aya::Pod for super::PortCounters {}
     unsafe impl aya::Pod for super::Settings {}
+    unsafe impl aya::Pod for super::ConnKey {}
+    unsafe impl aya::Pod for super::ProcRecord {}
+    unsafe impl aya::Pod for super::ProcOffsets {}
 }

@@ -25,11 +25,15 @@
 //! it assigns the same one again (`BPF_SK_LOOKUP_F_REPLACE`, else the
 //! kernel answers EEXIST) and does not count the connection twice.
 //!
+//! `process` holds the connect-time capture of local callers (issue 23).
+//!
 //! The maps are pinned by name, so the same table, counters and settings
 //! survive an agent restart, and a pinned link keeps this program attached
 //! (and fail-closed dropping) after the agent is gone.
 #![no_std]
 #![no_main]
+
+mod process;
 
 use core::{cell::UnsafeCell, ptr::read_volatile};
 

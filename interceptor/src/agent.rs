@@ -17,6 +17,7 @@
 use std::{net::SocketAddr, path::PathBuf};
 
 mod bind;
+pub mod bundle_watch;
 mod notify;
 mod policy_watch;
 mod reload;
@@ -77,17 +78,27 @@ pub enum AgentError {
     /// The admin API could not start.
     #[error(transparent)]
     Admin(#[from] admin::AdminError),
+    /// No good signed policy bundle (`[policy] source`), or one unusable.
+    #[error("policy bundle: {0}")]
+    Bundle(String),
 }
 
 /// Runs the agent until a stop signal. `config_path` is re-read on SIGHUP.
 pub async fn run(config_path: PathBuf, cfg: Config) -> Result<(), AgentError> {
     // The audit opens (and recovers what a crash left) before any traffic.
     let stages = start::start_audit(&cfg)?;
+    let (bundle, metrics, events) = (&stages.bundle, &stages.metrics, &stages.events);
+    let watched = bundle_watch::first(&cfg, &config_path, bundle, metrics, events).await?;
+    let cfg = (bundle.effective(cfg)).map_err(|e| AgentError::Bundle(e.to_string()))?;
     let first = serving::first(&cfg, &stages).await?;
     let bound = bind::bind(&cfg.intercept)?;
     let (listeners, steering) = bind::attach(&cfg.intercept, bound)?;
     let uploader = start::Uploader::spawn(&cfg, &stages)?;
     let mut agent = serve::serve(config_path, &cfg, first, listeners, steering, &stages);
+    if let Some(w) = watched {
+        let rx = agent.serving.subscribe();
+        bundle_watch::spawn(w, rx, bundle.clone(), metrics.clone(), events.clone());
+    }
     agent.until_stopped(&stages).await?;
     shutdown::shutdown(agent, uploader, &stages).await;
     Ok(())

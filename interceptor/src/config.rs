@@ -20,6 +20,7 @@ mod identity;
 mod mask;
 mod policy;
 mod ports;
+mod process;
 mod s3;
 mod steer;
 use ValidationError::Invalid;
@@ -27,7 +28,10 @@ pub use approvals::{Admin, Approvals, LocalUser, Webhook, WebhookFormat};
 pub use error::ValidationError;
 pub use identity::{CertField, ClientAuth, Identity, OidcIssuer, Tls, UpstreamCredential};
 pub use mask::{CustomDetector, Mask, Profile as MaskProfile, Strategy as MaskStrategy, Validator};
-pub use policy::{Budget, OnToolChange, Policy};
+pub use policy::{
+    Budget, BundleApprovals, BundleMask, BundleSettings, OnToolChange, Policy, s3_location,
+};
+pub use process::{ProcessIdentity, ProcessRule, glob};
 pub use s3::{Retention, S3Config};
 pub use steer::UpstreamLimits;
 
@@ -205,6 +209,10 @@ pub struct Intercept {
     pub bypass_ports: PortRange,
     /// The ports to intercept.
     pub ports: Vec<PortRule>,
+    /// Record, in the kernel, which local process opens each connection to
+    /// a steered port (ebpf mode; listen mode has no capture).
+    #[educe(Default = true)]
+    pub process_capture: bool,
 }
 
 /// An inclusive port range, written `{ start = 700, end = 1023 }`.
@@ -488,6 +496,15 @@ impl Config {
 
     /// `name` beside the audit directory (in /var/lib/mcp-interceptor if
     /// that directory has no parent, e.g. `/`).
+    /// Where the last good policy bundle is kept: `policy.bundle_cache`,
+    /// else beside the audit directory.
+    pub fn bundle_cache_path(&self) -> PathBuf {
+        self.policy
+            .bundle_cache
+            .clone()
+            .unwrap_or_else(|| self.beside_audit("policy-bundle.json"))
+    }
+
     fn beside_audit(&self, name: &str) -> PathBuf {
         self.audit
             .dir

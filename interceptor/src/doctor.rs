@@ -155,6 +155,7 @@ pub fn run(path: &Path, scope: Scope) -> Vec<Check> {
         return out;
     }
     out.push(unprivileged_ports(&cfg));
+    out.push(process_capture(&cfg));
     let pin_dir = &cfg.intercept.pin_dir;
     let on_bpffs = bpffs::is_bpffs(pin_dir);
     out.push(bpffs_check(&cfg, scope, on_bpffs));
@@ -256,6 +257,29 @@ fn btf() -> Check {
             "no /sys/kernel/btf/vmlinux",
             "a kernel built with CONFIG_DEBUG_INFO_BTF=y",
         )
+    }
+}
+
+/// Whether the kernel supports the hook the process capture uses (BTF
+/// tracepoint `inet_sock_set_state`) and has every field it reads.
+fn process_capture(cfg: &Config) -> Check {
+    if !cfg.intercept.process_capture {
+        return ok(
+            "process capture",
+            "off (intercept.process_capture = false): same-host callers carry no process facts",
+        );
+    }
+    match steer::process::supported() {
+        Ok(()) => ok(
+            "process capture",
+            "the kernel's BTF has the inet_sock_set_state tracepoint (tp_btf) and the task, \
+             sock, mm and inode fields the capture reads",
+        ),
+        Err(e) => fail(
+            "process capture",
+            e.to_string(),
+            "the agent will refuse to start; see the fix above",
+        ),
     }
 }
 

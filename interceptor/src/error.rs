@@ -122,6 +122,8 @@ reasons! {
     SessionEnded = (SESSION, 200, "session_ended", Upstream),
     /// No verified identity (missing, invalid or expired credentials).
     Unauthenticated = (IDENTITY, 401, "unauthenticated", Client),
+    /// A same-host caller with no credential that no `[identity.process]` rule admits.
+    ProcessUnmatched = (IDENTITY, 401, "process_unmatched", Client),
     /// The token lacks the required scopes.
     InsufficientScope = (IDENTITY, 403, "insufficient_scope", Client),
     /// The request names a session another identity opened.

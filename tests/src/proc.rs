@@ -134,6 +134,24 @@ pub fn run_in(ns: Option<&str>, cmd: &Path, args: &[String], limit: Duration) ->
     run_bounded(c, limit)
 }
 
+/// Like [`run_in`], with environment variables (credentials that never
+/// go into a config file).
+pub fn run_in_env(
+    ns: Option<&str>,
+    cmd: &Path,
+    args: &[String],
+    env: &[(&str, &str)],
+    limit: Duration,
+) -> Output {
+    let mut c = netns_command(ns, cmd);
+    c.args(args)
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    run_bounded(c, limit)
+}
+
 /// Like [`run_in`] but as user `nobody`, without capabilities.
 pub fn run_unprivileged(ns: &str, cmd: &Path, args: &[String], limit: Duration) -> Output {
     let mut c = Command::new("ip");

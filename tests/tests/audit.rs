@@ -257,7 +257,7 @@ fn kill_9_loses_no_acknowledged_row(name: &str, concurrency: u32) {
     let steps = replay::read_all(&agent.audit_dir()).expect("read the trail");
     let recorded: std::collections::HashSet<String> = steps
         .iter()
-        .filter(|s| s.kind == "exchange" && s.method.as_deref() == Some("tools/call"))
+        .filter(|s| s.kind == "exchange" && s.message.method.as_deref() == Some("tools/call"))
         .filter_map(|s| {
             s.arguments
                 .as_deref()
@@ -378,7 +378,7 @@ fn audit_failure(mode: &str) {
     let texts: Vec<String> = replay::read_all(&agent.audit_dir())
         .expect("read the trail")
         .iter()
-        .filter(|s| s.method.as_deref() == Some("tools/call"))
+        .filter(|s| s.message.method.as_deref() == Some("tools/call"))
         .filter_map(|s| s.arguments.as_deref())
         .filter_map(|a| serde_json::from_str::<Value>(a).ok())
         .filter_map(|a| a["text"].as_str().map(str::to_owned))

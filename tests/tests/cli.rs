@@ -96,7 +96,7 @@ fn policy_test_explain_and_check_config_use_the_shipped_examples() {
         "{out}{}",
         String::from_utf8_lossy(&ok.stderr)
     );
-    assert!(out.contains("19 of 19 cases passed"), "{out}");
+    assert!(out.contains("24 of 24 cases passed"), "{out}");
     let json = cli(&[
         "policy",
         "test",
@@ -107,7 +107,7 @@ fn policy_test_explain_and_check_config_use_the_shipped_examples() {
     ]);
     let v: serde_json::Value = serde_json::from_slice(&json.stdout).expect("policy test --json");
     assert!(json.status.success() && v["passed"] == true, "{v:#}");
-    assert_eq!(v["cases"].as_array().map(Vec::len), Some(19), "{v:#}");
+    assert_eq!(v["cases"].as_array().map(Vec::len), Some(24), "{v:#}");
 
     // A wrong expectation fails the run and says which and why.
     let bad = dir.path().join("bad-cases.toml");

@@ -93,7 +93,7 @@ fn audit_row(agent: &Agent, kind: &str, pred: impl Fn(&Step) -> bool) -> Step {
 }
 
 fn method_is(method: &str) -> impl Fn(&Step) -> bool {
-    move |s| s.method.as_deref() == Some(method)
+    move |s| s.message.method.as_deref() == Some(method)
 }
 
 fn assert_timed_out_by_agent(took: Duration) {
@@ -143,7 +143,11 @@ fn slow_tool_with_a_json_answer_gets_504_and_the_next_call_works() {
     );
     let row = audit_row(&agent, "unanswered", method_is("tools/call"));
     assert_eq!(
-        (row.target.as_deref(), row.http_status, row.error_code),
+        (
+            row.message.target.as_deref(),
+            row.http_status,
+            row.error_code
+        ),
         (Some("sleep"), Some(504), Some(-32005)),
         "{row:?}"
     );

@@ -42,7 +42,7 @@ const OPENING: usize = 512;
 /// just accepted. Both waves do the same, so their memory compares.
 const SAMPLE: usize = 3_000;
 /// Bound on each phase.
-const PHASE: Duration = Duration::from_secs(45);
+const PHASE: Duration = Duration::from_secs(90);
 /// Average agent memory per held connection, KiB: at most what one
 /// connection's read buffer may grow to (`proxy::http::READ_BUFFER`).
 /// hyper starts a connection with 8 KiB for reading and 8 KiB for

@@ -179,7 +179,10 @@ events = pathlib.Path(sys.argv[1]) / "events"
 new = sorted(events.rglob("*.parquet"))[0]
 t = pq.read_table(new)
 t = t.drop_columns(["trace_id", "span_id", "call_id", "follows", "input_responses",
-                    "tls_version", "tls_cipher", "tls_alpn"])
+                    "tls_version", "tls_cipher", "tls_alpn", "bundle_version",
+                    "bundle_signer", "process_pid", "process_uid", "process_user",
+                    "process_exe", "process_exe_sha256", "process_unit",
+                    "process_cgroup"])
 pq.write_table(t, new.parent / "0-older-layout.parquet")
 "#;
     let dir = agent.audit_dir();

@@ -228,6 +228,9 @@ fn a_well_configured_run_meets_its_controls_and_without_the_pinned_key_is_partia
             ("AU-10", "met"),
             ("AU-12", "met"),
             ("IA-2", "met"),
+            // Every client is a process on this host, and the kernel's
+            // record of it is in its rows (read back from the Parquet).
+            ("IA-3", "met"),
             // The world serves plaintext, and the trail records it so.
             ("SC-8", "not_met"),
         ],
@@ -248,7 +251,9 @@ fn a_well_configured_run_meets_its_controls_and_without_the_pinned_key_is_partia
         "| no-add | 1 |",
         "| (identity stage) | 1 |",
         "| alice | oidc | dev | 4 | echo | add |",
-        "| -32001 | no verified identity (missing or invalid credentials) | 1 |",
+        // The tokenless caller is a process on this host (the kernel's
+        // capture is on in eBPF mode) that no [identity.process] rule admits.
+        "| -32001 | a process on this host that no \\[identity.process\\] rule admits | 1 |",
         "**Status:** met\n\n**Rule:** Met when every client request allowed",
     ] {
         assert!(md_text.contains(line), "missing {line:?} in:\n{md_text}");

@@ -7,11 +7,8 @@
 --   {{from}}  start, 'YYYY-MM-DD HH:MM:SS' in UTC, inclusive
 --   {{to}}    end,   'YYYY-MM-DD HH:MM:SS' in UTC, exclusive
 --
--- decided_by names what refused: identity and tls (authentication),
--- route (a request that is not MCP, or a path the port does not serve),
--- headers (stateless MCP headers, Mcp-Param-* included, that differ from
--- the body), mcp (a message the agent cannot judge), policy, approval or
--- grant; rule_ids the policy rules that
+-- decided_by names what refused (identity, tls, route, headers, mcp,
+-- policy, approval or grant), rule_ids the policy rules that
 -- applied, error the JSON-RPC error the client received (JSON text).
 -- subject is null when authentication itself failed; src_addr and
 -- cert_fingerprint then say where the attempt came from.

@@ -43,7 +43,8 @@ WHERE dt BETWEEN substr('{{from}}', 1, 10) AND substr('{{to}}', 1, 10)
         client_name, client_version, direction, jsonrpc_id, method, tool_name,
         resource_uri, prompt_name, arguments, arguments_sha256, result, error,
         decision, decided_by, approval_id, message, trace_id, span_id, call_id,
-        follows, input_responses, tls_version, tls_cipher, tls_alpn), '{{needle}}') > 0
+        follows, input_responses, tls_version, tls_cipher, tls_alpn, process_user,
+        process_exe, process_exe_sha256, process_unit, process_cgroup), '{{needle}}') > 0
     OR EXISTS (SELECT 1 FROM UNNEST(groups) AS g(v) WHERE strpos(v, '{{needle}}') > 0)
     OR EXISTS (SELECT 1 FROM UNNEST(rule_ids) AS r(v) WHERE strpos(v, '{{needle}}') > 0)
     OR EXISTS (SELECT 1 FROM UNNEST(approvers) AS a(v) WHERE strpos(v, '{{needle}}') > 0))

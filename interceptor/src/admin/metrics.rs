@@ -53,13 +53,39 @@ pub struct Metrics {
     requests: Family<RequestLabels, Counter>,
     /// Latency of exchanges that got an answer, by method.
     latency: Family<MethodLabel, Histogram, fn() -> Histogram>,
+    /// Policy bundles refused, by reason.
+    bundles_refused: Labelled<Counter>,
+    /// The version of the policy bundle in force (0: none).
+    bundle_version: Gauge,
 }
+
+/// Every reason a policy bundle is refused for (`BundleError::reason`,
+/// then the watcher's own): each series exists at 0 from the start, so an
+/// alert on `increase()` sees the first refusal.
+const BUNDLE_REFUSALS: [&str; 10] = [
+    "malformed",
+    "unsigned",
+    "unknown_signer",
+    "bad_signature",
+    "digest",
+    "not_newer",
+    "key",
+    "settings",
+    "policy",
+    "fetch",
+];
 
 impl Default for Metrics {
     fn default() -> Self {
+        let bundles_refused: Labelled<Counter> = Family::default();
+        for reason in BUNDLE_REFUSALS {
+            drop(bundles_refused.get_or_create(&[("reason", reason.to_string())]));
+        }
         Self {
             requests: Family::default(),
             latency: Family::new_with_constructor(latency_histogram),
+            bundles_refused,
+            bundle_version: Gauge::default(),
         }
     }
 }
@@ -212,14 +238,42 @@ impl Metrics {
         {
             scrape_steer(&mut reg, &state);
         }
+        if let Some(c) = crate::steer::process::counts() {
+            scrape_capture(&mut reg, &c);
+        }
         let mut out = String::new();
         // Writing into a String cannot fail.
         let _ = prometheus_text::encode(&mut out, &reg);
         out
     }
 
+    /// Counts a refused policy bundle (`reason`: `BundleError::reason`).
+    pub fn bundle_refused(&self, reason: &str) {
+        self.bundles_refused
+            .get_or_create(&[("reason", reason.to_string())])
+            .inc();
+    }
+
+    /// Records the version of the policy bundle now in force.
+    pub fn bundle_installed(&self, version: u64) {
+        self.bundle_version
+            .set(i64::try_from(version).unwrap_or(i64::MAX));
+    }
+
     /// What the pipeline counted: messages and their durations.
     fn register_counted(&self, reg: &mut Registry) {
+        add(
+            reg,
+            "mcp_interceptor_policy_bundles_refused_total",
+            "Policy bundles refused, by reason (unsigned, bad_signature, unknown_signer, not_newer, malformed, digest, key, settings, policy, fetch).",
+            self.bundles_refused.clone(),
+        );
+        add(
+            reg,
+            "mcp_interceptor_policy_bundle_version",
+            "Version of the signed policy bundle in force (0: none).",
+            self.bundle_version.clone(),
+        );
         add(
             reg,
             "mcp_interceptor_requests_total",
@@ -383,6 +437,24 @@ fn scrape_steer(reg: &mut Registry, state: &crate::steer::pins::State) {
             labelled::<Counter>("kind", kinds, inc_by),
         );
     }
+}
+
+/// The process capture's counts (issue 23), beside the steering counters.
+fn scrape_capture(reg: &mut Registry, c: &crate::steer::process::CaptureCounts) {
+    let kinds = [
+        ("recorded", c.recorded),
+        ("map_full", c.map_full),
+        ("read_failed", c.read_failed),
+        ("removed_on_close", c.removed),
+        ("taken_by_proxy", c.taken),
+    ]
+    .map(|(k, n)| (k.to_string(), n));
+    add(
+        reg,
+        "mcp_interceptor_process_capture_total",
+        "Local connections the kernel recorded the opener of: recorded, map_full (not recorded: the caller carries no process facts), read_failed (a fact left zero), removed_on_close, taken_by_proxy.",
+        labelled::<Counter>("kind", kinds, inc_by),
+    );
 }
 
 #[cfg(test)]

@@ -18,7 +18,11 @@ use tokio::sync::watch;
 use crate::{
     config::Mask as MaskConfig,
     pipeline::{Events, LifecycleEvent},
-    policy::{Policies, PolicyError, phase},
+    policy::{
+        Policies, PolicyError,
+        bundle::{Origin, Origins},
+        phase,
+    },
     proxy::Serving,
 };
 
@@ -33,6 +37,8 @@ pub struct Running {
     /// Set by every install and every refused read: a poll reloads when
     /// the files differ from it.
     seen: Arc<Mutex<Option<Stamp>>>,
+    /// Which bundle each installed set came from (shared with the audit).
+    origins: Origins,
 }
 
 impl Running {
@@ -55,6 +61,8 @@ impl Running {
 pub struct Loaded {
     policies: Arc<Policies>,
     stamp: Stamp,
+    /// The signed bundle the set came from, if any.
+    origin: Option<Origin>,
 }
 
 impl Loaded {
@@ -74,31 +82,55 @@ pub fn load(files: &[PathBuf]) -> Result<Loaded, PolicyError> {
     Ok(Loaded {
         policies: Arc::new(Policies::load(files)?),
         stamp,
+        origin: None,
+    })
+}
+
+/// Reads and validates a signed bundle's policies (name, text).
+pub fn load_bundle(sources: &[(String, String)], origin: Origin) -> Result<Loaded, PolicyError> {
+    Ok(Loaded {
+        policies: Arc::new(Policies::from_sources(sources)?),
+        stamp: Stamp::new(),
+        origin: Some(origin),
     })
 }
 
 /// Before any policy loads: an empty set, which denies everything (it is
 /// only consulted when `[policy] files` is set, and then replaced first).
-pub fn empty() -> Running {
+pub fn empty(origins: Origins) -> Running {
     let none = Policies::from_sources(&[]).expect("an empty policy set always loads");
     Running {
         policies: Arc::new(RwLock::new(Arc::new(none))),
         seen: Arc::default(),
+        origins,
     }
 }
 
 /// Swaps `loaded` in and records it.
 pub fn install(running: &Running, loaded: Option<Loaded>, events: &Events) {
-    let Some(Loaded { policies: p, stamp }) = loaded else {
+    let Some(Loaded {
+        policies: p,
+        stamp,
+        origin,
+    }) = loaded
+    else {
         return;
     };
     let (version, count) = (p.version.clone(), p.count);
+    let from = origin.as_ref().map_or(String::new(), |o| {
+        format!(", bundle {} signed by {}", o.version, o.signer)
+    });
+    if let Some(o) = origin {
+        tracing::info!(bundle_version = o.version, signer = %o.signer, "policy bundle in force");
+        // Before the swap: every row decided by the new set finds it.
+        running.origins.record(&version, o);
+    }
     *running.policies.write().unwrap_or_else(|e| e.into_inner()) = p;
     *running.seen() = Some(stamp);
     tracing::info!(policies = count, %version, "policy set installed");
     events.emit(LifecycleEvent::new(
         "policy_loaded",
-        format!("{count} policies, version {version}"),
+        format!("{count} policies, version {version}{from}"),
     ));
 }
 

@@ -24,6 +24,8 @@ pub(super) async fn reload(
     stages: &Stages,
 ) -> Option<McpHandler> {
     let new = Config::load(path).map_err(rejected).ok()?;
+    // A signed bundle's settings take the place of the local ones.
+    let new = stages.bundle.effective(new).map_err(rejected).ok()?;
     let old = tx.borrow().config.clone();
     if !live(&old, &new) {
         return None;
@@ -67,6 +69,15 @@ fn live(old: &Config, new: &Config) -> bool {
         tracing::error!(
             "reload rejected: mode, proxy_listen, pin_dir and netns need a restart; \
              keeping the running config"
+        );
+        return false;
+    }
+    let (op, np) = (&old.policy, &new.policy);
+    if (np.source.as_ref(), &np.bundle_keys, &np.bundle_cache)
+        != (op.source.as_ref(), &op.bundle_keys, &op.bundle_cache)
+    {
+        tracing::error!(
+            "reload rejected: policy.source, bundle_keys and bundle_cache need a restart"
         );
         return false;
     }

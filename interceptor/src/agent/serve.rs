@@ -92,6 +92,8 @@ impl Agent {
         loop {
             tokio::select! {
                 _ = hup.recv() => self.reload(stages).await,
+                // A new signed bundle: reloaded like SIGHUP, with it.
+                () = stages.bundle.changed() => self.reload(stages).await,
                 _ = term.recv() => break,
                 _ = int.recv() => break,
                 () = Watchdog::tick(&mut self.watchdog) => {}

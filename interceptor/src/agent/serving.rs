@@ -62,7 +62,7 @@ pub(super) async fn first(cfg: &Config, stages: &Stages) -> Result<First, AgentE
         admin::serve_tcp(addr, proxy::tls::server(&cfg.tls)?, state.clone()).await?;
     }
     policy_watch::install(&stages.policies, loaded, &stages.events);
-    if cfg.policy.files.is_empty() {
+    if !cfg.policy.enforced() {
         tracing::warn!("no [policy] files: every identified caller may call anything");
     }
     Ok(First {
@@ -82,7 +82,9 @@ pub(super) async fn serving(
     stages: &Stages,
 ) -> Result<(Serving, McpHandler, Option<policy_watch::Loaded>), AgentError> {
     // Loaded here, swapped in by the caller only if everything else loads.
-    let loaded = if cfg.policy.files.is_empty() {
+    let loaded = if cfg.policy.source.is_some() {
+        (stages.bundle.load(&cfg)).map_err(|e| AgentError::Bundle(e.to_string()))?
+    } else if cfg.policy.files.is_empty() {
         None
     } else {
         Some(policy_watch::load(&cfg.policy.files)?.check_mask_profiles(&cfg.mask)?)
@@ -98,8 +100,8 @@ pub(super) async fn serving(
     // handler reads the tools it recorded (stateless `Mcp-Param-*`).
     let pins = Arc::new(PinPhase::new(cfg.clone(), stages.events.clone()));
     let pipeline = pipeline(&cfg, stages, pins.clone())?;
-    let keepalive = (!cfg.policy.files.is_empty())
-        .then(|| Duration::from_secs(cfg.approvals.keepalive_seconds));
+    let keepalive =
+        (cfg.policy.enforced()).then(|| Duration::from_secs(cfg.approvals.keepalive_seconds));
     let handler = match previous {
         Some(p) => McpHandler::with_sessions(pipeline, identity, p),
         None => McpHandler::new(pipeline, identity),
@@ -122,7 +124,7 @@ fn pipeline(
     stages: &Stages,
     pins: Arc<PinPhase>,
 ) -> Result<Pipeline, AgentError> {
-    let guarded = !cfg.policy.files.is_empty();
+    let guarded = cfg.policy.enforced();
     let hold_limit = Duration::from_secs(cfg.approvals.hold_timeout_seconds) + HOLD_SLACK;
     let audit = stages.audit.as_ref().map(|a| phase(AuditPhase(a.clone())));
     let policy = guarded.then(|| {

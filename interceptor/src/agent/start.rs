@@ -9,7 +9,7 @@ use tokio::{
     task::JoinHandle,
 };
 
-use super::{AgentError, policy_watch};
+use super::{AgentError, bundle_watch, policy_watch};
 use crate::{
     admin::metrics::Metrics,
     approval::{Approvals, MaskFn},
@@ -28,6 +28,8 @@ pub(super) struct Stages {
     pub upload_notify: Arc<Notify>,
     /// The running policy set, replaced by reloads and the file watcher.
     pub policies: policy_watch::Running,
+    /// The signed policy bundle in force (`[policy] source`).
+    pub bundle: bundle_watch::Current,
     /// Pending approvals and grants.
     pub approvals: Arc<Approvals>,
     /// Call budgets, which a reload does not refill.
@@ -60,7 +62,11 @@ pub(super) fn start_audit(cfg: &Config) -> Result<Stages, AgentError> {
         tracing::warn!("audit disabled (audit.enabled = false): exchanges are not recorded");
         None
     };
-    let policies = policy_watch::empty();
+    let origins = audit
+        .as_ref()
+        .map(Audit::bundle_origins)
+        .unwrap_or_default();
+    let policies = policy_watch::empty(origins);
     let approval_mask = Arc::new(RwLock::new(approval_mask(cfg)?));
     let current_mask = approval_mask.clone();
     let mask: MaskFn = Arc::new(move |v: &serde_json::Value| {
@@ -77,6 +83,7 @@ pub(super) fn start_audit(cfg: &Config) -> Result<Stages, AgentError> {
         audit,
         upload_notify,
         policies,
+        bundle: Default::default(),
         approvals,
         budgets: Default::default(),
         known: Default::default(),

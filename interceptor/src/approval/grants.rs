@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use super::{Actor, ApprovalError, Approvals, Grant, NewGrant, new_id, secs_us};
+use super::{Actor, ApprovalError, Approvals, Grant, NewGrant, Revocation, new_id, secs_us};
 use crate::{
     pipeline::{About, LifecycleEvent, event::now_us},
     policy::{budget::glob, phase::Grants},
@@ -57,9 +57,7 @@ impl Approvals {
             expires_us: now + secs_us(g.ttl_seconds),
             granted_by: by.subject.clone(),
             reason: g.reason,
-            revoked_us: None,
-            revoked_by: None,
-            revoke_reason: None,
+            revocation: Revocation::default(),
         };
         self.db().insert_grant(&grant)?;
         self.refresh_grants()?;

@@ -53,7 +53,7 @@ use tokio::sync::watch;
 pub use error::ApprovalError;
 pub use record::{Approval, Vote};
 pub use state::Status;
-pub use store::Grant;
+pub use store::{Grant, Revocation};
 pub use view::{MAX_PAGE, Page, PageQuery};
 
 use crate::{

@@ -10,7 +10,7 @@ use std::path::Path;
 use rusqlite::{Connection, Params, Row, params};
 use serde::Serialize;
 
-pub use grants::Grant;
+pub use grants::{Grant, Revocation};
 
 use super::{
     Approval, ApprovalError, Vote,

@@ -22,6 +22,19 @@ fn open(dir: &std::path::Path, tune: impl FnOnce(&mut Config)) -> Arc<Approvals>
     Approvals::open(&cfg, Events::default(), Arc::new(|v: &Value| v.clone())).unwrap()
 }
 
+/// A store under `dir` (the default config) holding one request: for
+/// `args`, needing `quorum` approvers, in `mode`.
+fn one_request(
+    dir: &std::path::Path,
+    args: Value,
+    quorum: u32,
+    mode: ApprovalMode,
+) -> (Arc<Approvals>, Approval) {
+    let a = open(dir, |_| {});
+    let r = a.request(&call(args, quorum, mode)).unwrap();
+    (a, r)
+}
+
 fn facts() -> CallFacts {
     CallFacts {
         subject: "alice".into(),
@@ -115,8 +128,7 @@ fn the_digest_is_stable_across_versions() {
 #[test]
 fn of_two_moves_on_one_request_the_first_wins() {
     let dir = tempfile::tempdir().unwrap();
-    let a = open(dir.path(), |_| {});
-    let r = a.request(&call(json!({}), 1, ApprovalMode::Retry)).unwrap();
+    let (a, r) = one_request(dir.path(), json!({}), 1, ApprovalMode::Retry);
     let (first, second) = (r.pending().unwrap(), r.pending().unwrap());
     let won = first.deny(&a.db(), "no").unwrap();
     assert_eq!(won.as_ref().map(State::id), Some(r.id.as_str()));
@@ -134,10 +146,7 @@ fn of_two_moves_on_one_request_the_first_wins() {
 #[test]
 fn an_approval_serializes_as_it_always_has() {
     let dir = tempfile::tempdir().unwrap();
-    let a = open(dir.path(), |_| {});
-    let r = a
-        .request(&call(json!({"k": 1}), 1, ApprovalMode::Retry))
-        .unwrap();
+    let (_, r) = one_request(dir.path(), json!({"k": 1}), 1, ApprovalMode::Retry);
     let v = serde_json::to_value(&r).unwrap();
     let keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
     assert_eq!(
@@ -175,8 +184,7 @@ fn an_approval_serializes_as_it_always_has() {
 #[test]
 fn quorum_needs_distinct_approvers_and_one_no_denies() {
     let dir = tempfile::tempdir().unwrap();
-    let a = open(dir.path(), |_| {});
-    let r = a.request(&call(json!({}), 2, ApprovalMode::Hold)).unwrap();
+    let (a, r) = one_request(dir.path(), json!({}), 2, ApprovalMode::Hold);
     let rx = a.subscribe(&r.id);
     let bob = actor("bob", &["oncall"]);
     assert_eq!(
@@ -279,6 +287,32 @@ fn grants_cover_matching_tools_until_revoked_or_expired() {
     assert!(a.grants_list(&sec, false).unwrap().is_empty());
     let all = a.grants_list(&sec, true).unwrap();
     assert!(all.iter().any(|x| x.id == short.id));
+    // `grants list --json` and the admin API: these keys, in this order,
+    // the revocation's at the top level.
+    let revoked = all.iter().find(|x| x.id == g.id).unwrap();
+    let v = serde_json::to_value(revoked).unwrap();
+    let keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+    assert_eq!(
+        keys,
+        [
+            "id",
+            "subject",
+            "issuer",
+            "server",
+            "tool",
+            "created_us",
+            "expires_us",
+            "granted_by",
+            "reason",
+            "revoked_us",
+            "revoked_by",
+            "revoke_reason"
+        ]
+    );
+    assert_eq!(
+        (&v["revoked_by"], &v["revoke_reason"]),
+        (&json!("sam"), &json!("done"))
+    );
 }
 
 #[test]
@@ -466,10 +500,7 @@ fn each_caller_has_a_cap_of_pending_requests_and_listings_page_oldest_first() {
 #[test]
 fn a_human_linked_across_names_votes_once_and_not_on_their_own_call() {
     let dir = tempfile::tempdir().unwrap();
-    let a = open(dir.path(), |_| {});
-    let r = a
-        .request(&call(json!({"q": 1}), 2, ApprovalMode::Retry))
-        .unwrap();
+    let (a, r) = one_request(dir.path(), json!({"q": 1}), 2, ApprovalMode::Retry);
     // root as "bob", linked to "robert" of I; and robert's own token.
     let local = Actor {
         issuer: String::new(),

@@ -43,6 +43,24 @@ pub struct Entry {
     pub seq: u64,
     /// The host that wrote the file.
     pub host: String,
+    /// What the link vouches for (its keys stand at the top level, as
+    /// signed).
+    #[serde(flatten)]
+    pub sealed: Sealed,
+    /// When the entry was written (Unix microseconds).
+    pub written_us: i64,
+    /// SHA-256 (hex) of the previous entry's file; empty for the first.
+    pub prev: String,
+    /// Ed25519 (hex) over this entry serialized with `signature` empty.
+    pub signature: String,
+}
+
+/// What one link vouches for: the file sealed from a WAL segment and the
+/// rows it held. The writer says this much; [`Chain::append`] adds the
+/// position, host, previous hash and signature. The default is a
+/// heartbeat: no segment, no file.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Sealed {
     /// The WAL segment the file was made from (`None` for a heartbeat).
     pub segment: Option<u64>,
     /// Path relative to the audit directory (`events/dt=…/hour=…/….parquet`).
@@ -55,12 +73,6 @@ pub struct Entry {
     pub first_event_us: Option<i64>,
     /// The time of the file's last event.
     pub last_event_us: Option<i64>,
-    /// When the entry was written (Unix microseconds).
-    pub written_us: i64,
-    /// SHA-256 (hex) of the previous entry's file; empty for the first.
-    pub prev: String,
-    /// Ed25519 (hex) over this entry serialized with `signature` empty.
-    pub signature: String,
 }
 
 impl Entry {
@@ -167,7 +179,7 @@ impl Chain {
         for (seq, path) in entry_files(&chain.dir)? {
             let bytes = std::fs::read(&path)?;
             if let Ok(e) = serde_json::from_slice::<Entry>(&bytes)
-                && let Some(s) = e.segment
+                && let Some(s) = e.sealed.segment
             {
                 chain.segments.insert(s);
             }
@@ -182,18 +194,24 @@ impl Chain {
         hex::encode(self.key.verifying_key().to_bytes())
     }
 
-    /// Writes the next entry; returns its path relative to the audit dir.
-    pub fn append(&mut self, mut e: Entry) -> io::Result<PathBuf> {
-        e.seq = self.next_seq;
-        e.host = self.host.clone();
-        e.prev = self.prev.clone();
+    /// Writes the next entry, for `sealed` at `written_us` (Unix
+    /// microseconds); returns its path relative to the audit dir.
+    pub fn append(&mut self, sealed: Sealed, written_us: i64) -> io::Result<PathBuf> {
+        let mut e = Entry {
+            seq: self.next_seq,
+            host: self.host.clone(),
+            sealed,
+            written_us,
+            prev: self.prev.clone(),
+            signature: String::new(),
+        };
         e.signature = hex::encode(self.key.sign(&e.signed_bytes()).to_bytes());
         let bytes = serde_json::to_vec_pretty(&e).map_err(io::Error::other)?;
         let name = format!("{:012}.json", e.seq);
         write_atomic(&self.dir.join(&name), &bytes)?;
         self.prev = sha256_hex(&bytes);
         self.next_seq += 1;
-        if let Some(s) = e.segment {
+        if let Some(s) = e.sealed.segment {
             self.segments.insert(s);
         }
         Ok(PathBuf::from("manifest").join(&self.host).join(name))

@@ -91,10 +91,15 @@ impl Drop for Finish<'_> {
     }
 }
 
-/// Encodes `row` on the caller's thread and hands it to group commit:
-/// returns once the `write` carrying it returned.
-pub(super) fn append(inner: &Inner, row: &AuditRow) {
-    let batch = match Batch::of(row) {
+/// Names the signed bundle `row`'s policy set came from, encodes the row
+/// on the caller's thread and hands it to group commit: returns once the
+/// `write` carrying it returned.
+pub(super) fn append(inner: &Inner, mut row: AuditRow) {
+    if let Some(o) = (row.policy_version.as_deref()).and_then(|v| inner.origins.get(v)) {
+        row.bundle_version = i64::try_from(o.version).ok();
+        row.bundle_signer = Some(o.signer);
+    }
+    let batch = match Batch::of(&row) {
         Ok(b) => b,
         Err(e) => {
             // Cannot happen with fields cut to max_field_bytes; retrying

@@ -45,7 +45,7 @@ use crate::{
         ExchangeEvent, LifecycleEvent, LifecycleSink, MessageCtx, Phase, Verdict, event::now_us,
     },
 };
-use chain::{Chain, Entry};
+use chain::{Chain, Sealed};
 use commit::{append, group_sync, write};
 use row::Stamp;
 use schema::AuditRow;
@@ -100,6 +100,8 @@ struct Inner {
     writes: AtomicU64,
     jobs: Mutex<mpsc::Sender<Job>>,
     upload: Option<Arc<tokio::sync::Notify>>,
+    /// Which signed bundle each policy set came from (`[policy] source`).
+    origins: crate::policy::bundle::Origins,
 }
 
 /// The audit writer; cheap to clone, shared by every connection.
@@ -171,12 +173,19 @@ impl Audit {
             writes: AtomicU64::new(0),
             jobs: Mutex::new(tx),
             upload,
+            origins: Default::default(),
         });
         let threads = spawn_threads(cfg, &inner, chain, rx, s3)?;
         Ok(Self {
             inner,
             threads: Arc::new(Mutex::new(threads)),
         })
+    }
+
+    /// Where the agent records which bundle each policy set came from;
+    /// rows decided by such a set name the bundle's version and signer.
+    pub fn bundle_origins(&self) -> crate::policy::bundle::Origins {
+        self.inner.origins.clone()
     }
 
     /// The host and version stamped on every row.
@@ -204,7 +213,7 @@ impl Audit {
 
     /// Appends one row to the WAL (returns once the kernel has it).
     pub fn append(&self, row: AuditRow) {
-        append(&self.inner, &row);
+        append(&self.inner, row);
     }
 
     /// Closes the open segment, converts everything, stops the threads.
@@ -368,33 +377,11 @@ fn converter(inner: Arc<Inner>, mut chain: Chain, rx: mpsc::Receiver<Job>, s3: b
 }
 
 fn heartbeat(dir: &Path, chain: &mut Chain, s3: bool) -> io::Result<()> {
-    let rel = chain.append(entry(None, None, None, 0, None))?;
+    let rel = chain.append(Sealed::default(), now_us())?;
     if s3 {
         upload::enqueue(dir, &rel)?;
     }
     Ok(())
-}
-
-fn entry(
-    segment: Option<u64>,
-    file: Option<String>,
-    sha: Option<String>,
-    rows: i64,
-    span: Option<(i64, i64)>,
-) -> Entry {
-    Entry {
-        seq: 0,
-        host: String::new(),
-        segment,
-        file,
-        sha256: sha,
-        rows,
-        first_event_us: span.map(|s| s.0),
-        last_event_us: span.map(|s| s.1),
-        written_us: now_us(),
-        prev: String::new(),
-        signature: String::new(),
-    }
 }
 
 /// One closed segment to Parquet + manifest, then deleted. Idempotent.
@@ -422,13 +409,15 @@ fn convert(dir: &Path, host: &str, chain: &mut Chain, seq: u64, s3: bool) -> io:
             seg.rows(batch).map(Some)
         })?;
         let rel_s = rel.to_string_lossy().into_owned();
-        let entry_rel = chain.append(entry(
-            Some(seq),
-            Some(rel_s),
-            Some(sha),
-            part.len() as i64,
-            Some((first, last)),
-        ))?;
+        let sealed = Sealed {
+            segment: Some(seq),
+            file: Some(rel_s),
+            sha256: Some(sha),
+            rows: part.len() as i64,
+            first_event_us: Some(first),
+            last_event_us: Some(last),
+        };
+        let entry_rel = chain.append(sealed, now_us())?;
         if s3 {
             upload::enqueue(dir, &rel)?;
             upload::enqueue(dir, &entry_rel)?;
@@ -440,7 +429,11 @@ fn convert(dir: &Path, host: &str, chain: &mut Chain, seq: u64, s3: bool) -> io:
         // Nothing in it (an empty or wholly torn segment): still record that
         // the segment existed, so sequence numbers stay explained. Shipped
         // like every entry: a copy without it has a hole in its chain.
-        let entry_rel = chain.append(entry(Some(seq), None, None, 0, None))?;
+        let only_seq = Sealed {
+            segment: Some(seq),
+            ..Sealed::default()
+        };
+        let entry_rel = chain.append(only_seq, now_us())?;
         if s3 {
             upload::enqueue(dir, &entry_rel)?;
         }
@@ -497,7 +490,7 @@ impl Phase for AuditPhase {
         // The pipeline masked the event before `record` (prepare_record),
         // names and ids included; rows made outside it come masked through
         // `pipeline::Events`.
-        append(&self.0.inner, &self.0.stamp().from_event(event));
+        append(&self.0.inner, self.0.stamp().from_event(event));
     }
 
     fn on_forward(&self, event: &ExchangeEvent) {
@@ -506,7 +499,7 @@ impl Phase for AuditPhase {
         // server got the request. The answer's row follows as usual.
         let mut r = self.0.stamp().from_event(event);
         r.kind = "forwarded".into();
-        append(&self.0.inner, &r);
+        append(&self.0.inner, r);
     }
 }
 
@@ -517,6 +510,7 @@ fn conn_fields(r: &mut AuditRow, c: &ConnInfo) {
     r.dst_port = Some(i32::from(c.orig_dst.port()));
     r.conn_id = i64::try_from(c.id).ok();
     row::set_tls(r, c.tls.as_ref().map(|t| &t.negotiated));
+    row::set_process(r, c.process.as_deref(), None);
 }
 
 #[cfg(test)]

@@ -15,7 +15,7 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde::Serialize;
 
 use super::{chain::data_files, schema::AuditRow, wal};
-use crate::escape;
+use crate::{escape, pipeline::call::TargetColumn};
 
 /// What a replay shows of one row.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -26,14 +26,10 @@ pub struct Step {
     pub kind: String,
     /// The MCP session it belongs to.
     pub session_id: Option<String>,
-    /// Client to server or server to client.
-    pub direction: Option<String>,
-    /// The JSON-RPC id.
-    pub jsonrpc_id: Option<String>,
-    /// The JSON-RPC method.
-    pub method: Option<String>,
-    /// The tool, resource or prompt named.
-    pub target: Option<String>,
+    /// Which message the row is about (its keys stand at the top level in
+    /// JSON).
+    #[serde(flatten)]
+    pub message: MessageRef,
     /// The HTTP status of the exchange.
     pub http_status: Option<i32>,
     /// The JSON-RPC error code, if any.
@@ -48,20 +44,36 @@ pub struct Step {
     pub error: Option<String>,
 }
 
+/// Which JSON-RPC message a row is about: the part of a replay line that
+/// names it.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct MessageRef {
+    /// Client to server or server to client.
+    pub direction: Option<String>,
+    /// The JSON-RPC id.
+    pub jsonrpc_id: Option<String>,
+    /// The JSON-RPC method.
+    pub method: Option<String>,
+    /// The tool, resource or prompt named.
+    pub target: Option<String>,
+}
+
 impl From<&AuditRow> for Step {
     fn from(r: &AuditRow) -> Self {
         Step {
             event_time_us: r.event_time_us,
             kind: r.kind.clone(),
             session_id: r.session_id.clone(),
-            direction: r.direction.clone(),
-            jsonrpc_id: r.jsonrpc_id.clone(),
-            method: r.method.clone(),
-            target: r
-                .tool_name
-                .clone()
-                .or_else(|| r.resource_uri.clone())
-                .or_else(|| r.prompt_name.clone()),
+            message: MessageRef {
+                direction: r.direction.clone(),
+                jsonrpc_id: r.jsonrpc_id.clone(),
+                method: r.method.clone(),
+                target: TargetColumn::target_of(
+                    r.tool_name.as_deref(),
+                    r.resource_uri.as_deref(),
+                    r.prompt_name.as_deref(),
+                ),
+            },
             http_status: r.http_status,
             error_code: r.error_code,
             latency_us: r.latency_us,
@@ -77,6 +89,7 @@ impl std::fmt::Display for Step {
         let secs = self.event_time_us.div_euclid(1_000_000);
         let (dt, _) = wal::hour_of(self.event_time_us);
         let tod = secs.rem_euclid(86_400);
+        let m = &self.message;
         write!(
             f,
             "{dt}T{:02}:{:02}:{:02}.{:06}Z {:<14} {:<17} {:<26} {:<20} id={:<6} status={:<4} ms={:.1}",
@@ -87,10 +100,10 @@ impl std::fmt::Display for Step {
             // Caller text, written so that it cannot move the cursor,
             // clear the screen or reorder the line (see `escape`).
             escape::text(&self.kind),
-            escape::opt(self.direction.as_deref()),
-            escape::opt(self.method.as_deref()),
-            escape::opt(self.target.as_deref()),
-            escape::opt(self.jsonrpc_id.as_deref()),
+            escape::opt(m.direction.as_deref()),
+            escape::opt(m.method.as_deref()),
+            escape::opt(m.target.as_deref()),
+            escape::opt(m.jsonrpc_id.as_deref()),
             self.http_status
                 .map(|s| s.to_string())
                 .unwrap_or_else(|| "-".into()),
@@ -175,21 +188,25 @@ fn steps_of(batch: &RecordBatch, out: &mut Vec<Step>) -> io::Result<()> {
         ],
     )?;
     for i in 0..batch.num_rows() {
-        out.push(Step {
+        let row = AuditRow {
             event_time_us: i64v(t, i).unwrap_or(0),
             kind: s(kind, i).unwrap_or_default(),
             session_id: s(sid, i),
             direction: s(dir, i),
             jsonrpc_id: s(id, i),
             method: s(m, i),
-            target: s(tool, i).or_else(|| s(res, i)).or_else(|| s(prompt, i)),
+            tool_name: s(tool, i),
+            resource_uri: s(res, i),
+            prompt_name: s(prompt, i),
             http_status: i32v(st, i),
             error_code: i32v(code, i),
             latency_us: i64v(lat, i),
             arguments: s(args, i),
             result: s(result, i),
             error: s(error, i),
-        });
+            ..AuditRow::default()
+        };
+        out.push(Step::from(&row));
     }
     Ok(())
 }

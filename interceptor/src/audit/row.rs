@@ -8,6 +8,7 @@ use crate::pipeline::{
     call::{TargetColumn, arguments_sha256},
     event::now_us,
 };
+use crate::{conn::ProcessFacts, identity::process::placement};
 
 /// What every row of this agent carries.
 #[derive(Debug, Clone)]
@@ -183,6 +184,11 @@ fn connection(r: &mut AuditRow, ev: &ExchangeEvent) {
     (r.dst_addr, r.dst_port) = split_addr(&ev.orig_dst);
     r.conn_id = i64::try_from(ev.conn_id).ok();
     set_tls(r, ev.tls.as_ref());
+    let user = ev
+        .caller
+        .as_ref()
+        .and_then(|c| c.process.as_ref()?.user.clone());
+    set_process(r, ev.process.as_deref(), user);
     if let Some(c) = &ev.caller {
         r.subject = Some(c.subject.clone());
         r.issuer = c.issuer.clone();
@@ -214,6 +220,21 @@ pub(super) fn set_tls(r: &mut AuditRow, tls: Option<&crate::conn::Negotiated>) {
         r.tls_version = Some(t.version.to_string());
         r.tls_cipher = t.cipher.clone();
         r.tls_alpn = t.alpn.clone();
+    }
+}
+
+/// The `process_*` columns: the same-host process that opened the
+/// connection, with `user` its uid's name where identity looked it up;
+/// all null for a remote caller.
+pub(super) fn set_process(r: &mut AuditRow, p: Option<&ProcessFacts>, user: Option<String>) {
+    if let Some(p) = p {
+        r.process_pid = Some(i64::from(p.pid));
+        r.process_uid = Some(i64::from(p.uid));
+        r.process_user = user;
+        r.process_exe = p.exe_path.clone();
+        r.process_exe_sha256 = p.exe_sha256.clone();
+        r.process_unit = p.cgroup_path.as_deref().and_then(|c| placement(c).unit);
+        r.process_cgroup = p.cgroup_path.clone();
     }
 }
 

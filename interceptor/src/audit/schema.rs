@@ -148,13 +148,37 @@ pub struct AuditRow {
     pub tls_cipher: Option<String>,
     /// Its ALPN protocol (`http/1.1`); null when the client offered none.
     pub tls_alpn: Option<String>,
+    /// The signed policy bundle the deciding policy set came from
+    /// (`[policy] source`): its manifest version; null with local files.
+    pub bundle_version: Option<i64>,
+    /// That bundle's signing key (hex of the Ed25519 public key).
+    pub bundle_signer: Option<String>,
+    /// The same-host process that opened the connection, as the kernel
+    /// saw it at connect(2): its PID; every `process_*` is null for
+    /// remote callers.
+    pub process_pid: Option<i64>,
+    /// Its real uid.
+    pub process_uid: Option<i64>,
+    /// The uid's user name (null when the system has none, or when the
+    /// request was refused before identity looked it up).
+    pub process_user: Option<String>,
+    /// Its executable's path.
+    pub process_exe: Option<String>,
+    /// Its executable's SHA-256, lowercase hex.
+    pub process_exe_sha256: Option<String>,
+    /// The systemd unit its cgroup names (`ai-agent.service`).
+    pub process_unit: Option<String>,
+    /// Its cgroup v2 path.
+    pub process_cgroup: Option<String>,
 }
 
 /// How many columns were added after the first layout, each an `Option`
 /// (one zero byte when `None` in postcard): what `wal::decode` pads an
-/// older record with. Layouts so far: the first; + `trace_id` ..
-/// `input_responses` (5); + `tls_version` .. `tls_alpn` (3).
-pub const ADDED_COLUMNS: usize = 8;
+/// older record with. Layouts so far: the first, then with `trace_id` to
+/// `input_responses` (5 more), `tls_version` to `tls_alpn` (3 more),
+/// `bundle_version` and `bundle_signer` (2 more), and `process_pid` to
+/// `process_cgroup` (7 more).
+pub const ADDED_COLUMNS: usize = 17;
 
 fn utf8(name: &str) -> Field {
     Field::new(name, DataType::Utf8, true)
@@ -249,6 +273,15 @@ pub fn schema() -> Arc<Schema> {
         utf8("tls_version"),
         utf8("tls_cipher"),
         utf8("tls_alpn"),
+        Field::new("bundle_version", DataType::Int64, true),
+        utf8("bundle_signer"),
+        Field::new("process_pid", DataType::Int64, true),
+        Field::new("process_uid", DataType::Int64, true),
+        utf8("process_user"),
+        utf8("process_exe"),
+        utf8("process_exe_sha256"),
+        utf8("process_unit"),
+        utf8("process_cgroup"),
     ]))
 }
 
@@ -372,6 +405,15 @@ pub fn to_batch(rows: &[AuditRow]) -> Result<RecordBatch, ArrowError> {
         strings(rows, |r| r.tls_version.as_deref()),
         strings(rows, |r| r.tls_cipher.as_deref()),
         strings(rows, |r| r.tls_alpn.as_deref()),
+        i64s(rows, |r| r.bundle_version),
+        strings(rows, |r| r.bundle_signer.as_deref()),
+        i64s(rows, |r| r.process_pid),
+        i64s(rows, |r| r.process_uid),
+        strings(rows, |r| r.process_user.as_deref()),
+        strings(rows, |r| r.process_exe.as_deref()),
+        strings(rows, |r| r.process_exe_sha256.as_deref()),
+        strings(rows, |r| r.process_unit.as_deref()),
+        strings(rows, |r| r.process_cgroup.as_deref()),
     ];
     RecordBatch::try_new(schema, columns)
 }

@@ -42,6 +42,24 @@ fn rows_become_verified_parquet_on_shutdown() {
     );
     let steps = replay::session(&c.dir, "s1").unwrap();
     assert_eq!(steps.len(), 25);
+    // `audit replay --json`: the message's keys between the session and
+    // the outcome, at the top level, as before it was a struct of its own.
+    let v = serde_json::to_value(&steps[0]).unwrap();
+    let keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+    assert_eq!(
+        (keys.len(), &keys[2..8]),
+        (
+            13,
+            &[
+                "session_id",
+                "direction",
+                "jsonrpc_id",
+                "method",
+                "target",
+                "http_status"
+            ][..]
+        )
+    );
     assert!(
         steps
             .windows(2)

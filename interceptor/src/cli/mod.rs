@@ -19,6 +19,7 @@ mod exit;
 mod grants;
 mod init;
 mod policy;
+mod publish;
 mod report;
 mod run;
 mod steering;

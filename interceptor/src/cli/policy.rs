@@ -11,7 +11,7 @@ use anyhow::Context;
 use clap::Subcommand;
 use interceptor::{
     config::Config,
-    policy::{Policies, explain},
+    policy::{Policies, explain, input::ProcessContext},
 };
 
 use super::{ConfigArg, JsonArg, exit};
@@ -33,6 +33,19 @@ pub enum PolicyCmd {
         #[command(flatten)]
         json: JsonArg,
     },
+    /// Make an Ed25519 key pair for signing policy bundles: KEY (0600)
+    /// and KEY.pub; prints the public key for `[policy] bundle_keys`.
+    #[command(after_help = exit::PLAIN)]
+    Keygen {
+        /// The private key file to create (never overwritten).
+        key: PathBuf,
+        #[command(flatten)]
+        json: JsonArg,
+    },
+    /// Test, sign and upload DIR as the policy bundle agents load from
+    /// `[policy] source`.
+    #[command(after_help = exit::PLAIN)]
+    Publish(Box<super::publish::PublishArgs>),
 }
 
 /// The request `policy explain` asks about.
@@ -46,9 +59,14 @@ pub struct ExplainArgs {
     /// A group of the subject (repeat for several).
     #[arg(long = "group")]
     groups: Vec<String>,
-    /// oidc (default), mtls or anonymous.
+    /// oidc (default), mtls, process or anonymous.
     #[arg(long)]
     auth_method: Option<String>,
+    /// Ask as a same-host caller whose process is this JSON object
+    /// (`context.process`): pid, uid, user, unit, cgroup, exe,
+    /// exe_sha256, container, pod; e.g. '{"unit":"ai-agent.service"}'.
+    #[arg(long)]
+    process: Option<String>,
     /// The JSON-RPC method (`tools/call`, `resources/read`, ...).
     #[arg(long)]
     method: String,
@@ -108,6 +126,8 @@ pub fn run(cmd: PolicyCmd) -> anyhow::Result<ExitCode> {
             config,
             json,
         } => test(&cases, &config.config, json.json),
+        PolicyCmd::Keygen { key, json } => super::publish::keygen(&key, json.json),
+        PolicyCmd::Publish(a) => super::publish::publish(*a),
     }
 }
 
@@ -126,6 +146,12 @@ fn explain(a: ExplainArgs) -> anyhow::Result<ExitCode> {
     if let Some(text) = &a.args {
         interceptor::jsonrpc::check_json(text.as_bytes()).context("--args")?;
     }
+    let process = a
+        .process
+        .as_deref()
+        .map(serde_json::from_str::<ProcessContext>)
+        .transpose()
+        .context("--process must be a JSON object of pid, uid, user, unit, cgroup, exe, exe_sha256, container, pod")?;
     let q = explain::Question {
         subject: a.subject,
         groups: a.groups,
@@ -141,6 +167,7 @@ fn explain(a: ExplainArgs) -> anyhow::Result<ExitCode> {
         time: a.time,
         grants: a.grants,
         listing: a.listing,
+        process,
         ..Default::default()
     };
     let d = policies.decide(&q.input(&cfg))?;

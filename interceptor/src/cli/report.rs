@@ -56,7 +56,7 @@ fn print_summary(r: &nist::NistReport, written: &[PathBuf]) {
     println!(
         "{} rows from {} file(s); audit verify: {}",
         r.rows,
-        r.files_read,
+        r.sources.files_read,
         report::markdown::verify_line(&r.verify)
     );
     for c in r.short_of_met() {

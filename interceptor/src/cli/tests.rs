@@ -7,8 +7,10 @@ use interceptor::config::DEFAULT_PATH;
 
 use super::{Cli, error_message};
 
-/// Leaf commands that read no config (none yet; `completions` will).
-const NO_CONFIG: &[&str] = &["completions"];
+/// Leaf commands that read no config: `completions` prints a script,
+/// `policy keygen` makes a key pair (it runs where bundles are signed, not
+/// on agents).
+const NO_CONFIG: &[&str] = &["completions", "keygen"];
 
 /// Leaf commands that report nothing to parse: `run` is the agent (its
 /// log is JSON with `[log] format = "json"`), `init` writes a config

@@ -72,7 +72,7 @@ fn identity(cfg: &Config) -> Vec<EvidenceGap> {
 
 /// AC-3 and AC-6: no policy judges the calls.
 fn access(cfg: &Config) -> Vec<EvidenceGap> {
-    if !cfg.policy.files.is_empty() {
+    if cfg.policy.enforced() {
         return Vec::new();
     }
     let fix = "write Cedar policies (deploy/policy/examples) and list them in [policy] files";

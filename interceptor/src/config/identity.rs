@@ -96,6 +96,8 @@ pub struct Identity {
     pub oidc: Vec<OidcIssuer>,
     /// The credential the agent presents upstream in place of the caller's.
     pub upstream_credential: Option<UpstreamCredential>,
+    /// Same-host callers named by the process that connected.
+    pub process: super::ProcessIdentity,
 }
 
 /// One trusted issuer of bearer JWTs.
@@ -212,6 +214,7 @@ pub(super) fn validate(cfg: &super::Config) -> Result<(), ValidationError> {
     let (tls, id) = (&cfg.tls, &cfg.identity);
     validate_tls(tls)?;
     validate_identity(id, tls)?;
+    super::process::validate(&id.process)?;
     for (n, o) in id.oidc.iter().enumerate() {
         validate_oidc(n, o)?;
     }
@@ -272,10 +275,15 @@ fn validate_tls(tls: &Tls) -> Result<(), ValidationError> {
 /// `[identity]`'s own keys: some way to identify callers, a subject field,
 /// an http(s) resource URI.
 fn validate_identity(id: &Identity, tls: &Tls) -> Result<(), ValidationError> {
-    if !id.allow_anonymous && id.oidc.is_empty() && tls.client_ca.is_empty() {
+    if !id.allow_anonymous
+        && id.oidc.is_empty()
+        && tls.client_ca.is_empty()
+        && id.process.rules.is_empty()
+    {
         return Err(Conflict(
-            "identity: no way to identify callers: configure [[identity.oidc]] or \
-             tls.client_ca (mTLS), or set identity.allow_anonymous = true"
+            "identity: no way to identify callers: configure [[identity.oidc]], \
+             tls.client_ca (mTLS) or [[identity.process.rules]], or set \
+             identity.allow_anonymous = true"
                 .into(),
         ));
     }

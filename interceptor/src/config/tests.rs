@@ -244,3 +244,124 @@ fn audit_host_is_a_plain_name_or_a_fleet_user_id() {
         assert!(err.contains("audit.host"), "{bad:?}: {err}");
     }
 }
+
+#[test]
+fn a_bundle_source_needs_pinned_keys_and_excludes_files() {
+    let key = "ab".repeat(32);
+    let cfg = parse(&format!(
+        "{MIN}[policy]\nsource = \"s3://pol/fleet/a//\"\nbundle_keys = [\"{key}\"]\n"
+    ))
+    .expect("valid");
+    assert!(cfg.policy.enforced());
+    assert_eq!(
+        cfg.policy.source_location(),
+        Some(("pol".into(), "fleet/a/".into()))
+    );
+    assert_eq!(s3_location("s3://pol"), Some(("pol".into(), String::new())));
+    let cases = [
+        (
+            "source = \"s3://pol/\"\n".to_string(),
+            "needs policy.bundle_keys",
+        ),
+        (
+            format!("source = \"https://pol/\"\nbundle_keys = [\"{key}\"]\n"),
+            "s3://bucket",
+        ),
+        (
+            format!("source = \"s3:///x\"\nbundle_keys = [\"{key}\"]\n"),
+            "s3://bucket",
+        ),
+        (
+            "source = \"s3://pol/\"\nbundle_keys = [\"abcd\"]\n".to_string(),
+            "64 hex digits",
+        ),
+        (
+            format!("source = \"s3://pol/\"\nbundle_keys = [\"{key}\"]\nfiles = [\"/p\"]\n"),
+            "exclusive",
+        ),
+    ];
+    for (keys, want) in cases {
+        let err = parse(&format!("{MIN}[policy]\n{keys}"))
+            .expect_err(&keys)
+            .to_string();
+        assert!(err.contains(want), "{keys}: {err}");
+    }
+}
+
+#[test]
+fn bundle_settings_replace_only_policy_keys() {
+    let local = parse(&format!(
+        "{MIN}[approvals]\nvalid_seconds = 100\npending_seconds = 200\ndb = \"/var/a.db\"\n"
+    ))
+    .expect("valid");
+    let s = BundleSettings::parse(
+        "[approvals]\nvalid_seconds = 60\ngrant_groups = [\"leads\"]\n\
+         [mask]\ndefault_profile = \"strict\"\n[mask.profiles.strict]\ndetectors = [\"email\"]\n",
+    )
+    .expect("parses");
+    let eff = s.apply(&local).expect("applies");
+    assert_eq!(eff.approvals.valid_seconds, 60);
+    assert_eq!(eff.approvals.pending_seconds, 200, "unset keys stay local");
+    assert_eq!(eff.approvals.grant_groups, ["leads"]);
+    assert_eq!(
+        eff.approvals.db, local.approvals.db,
+        "where things live stays local"
+    );
+    assert_eq!(eff.mask.default_profile, "strict");
+    assert!(eff.mask.profiles.contains_key("strict"));
+    // Host keys are not a bundle's to set, and a bad value fails as a whole.
+    for text in [
+        "[approvals]\ndb = \"/tmp/x.db\"\n",
+        "[mask]\nhash_key = \"/tmp/k\"\n",
+        "[policy]\nfiles = []\n",
+    ] {
+        assert!(BundleSettings::parse(text).is_err(), "{text}");
+    }
+}
+
+#[test]
+fn process_rules_are_a_way_to_identify_callers_and_are_checked() {
+    let cfg = parse(&format!(
+        "{PORT}[[identity.process.rules]]\nunit = \"ai-agent.service\"\nsubject = \"svc:ai-agent\"\n"
+    ))
+    .expect("three lines admit a systemd service");
+    let r = &cfg.identity.process.rules[0];
+    assert_eq!(
+        (r.unit.as_deref(), r.groups.len()),
+        (Some("ai-agent.service"), 0)
+    );
+    assert_eq!(cfg.identity.process.user_cache_seconds, 300);
+    let rule = |body: &str| format!("{PORT}[[identity.process.rules]]\n{body}\n");
+    for (body, says) in [
+        ("subject = \"x\"", "no condition"),
+        ("subject = \" \"\nuid = 1", "subject is empty"),
+        (
+            "subject = \"x\"\nunit = \"ai-agent\"",
+            "ending in .service or .scope",
+        ),
+        (
+            "subject = \"x\"\nunit = \"/system.slice/a.service\"",
+            "unit name",
+        ),
+        (
+            "subject = \"x\"\ncgroup = \"system.slice/*\"",
+            "starting with /",
+        ),
+        ("subject = \"x\"\nexe = \"python3\"", "absolute path"),
+        ("subject = \"x\"\nexe_sha256 = \"abc\"", "64 hex digits"),
+        (
+            "subject = \"x\"\nuid = 1\ngroups = [\"\"]",
+            "a group is empty",
+        ),
+        ("subject = \"x\"\nuid = 1\ncomm = \"sh\"", "unknown field"),
+    ] {
+        let err = parse(&rule(body)).expect_err(body).to_string();
+        assert!(err.contains(says), "{body}: {err}");
+    }
+    let err = parse(&format!(
+        "{MIN}[identity.process]\nuser_cache_seconds = 0\n"
+    ))
+    .expect_err("zero")
+    .to_string();
+    assert!(err.contains("user_cache_seconds"), "{err}");
+}

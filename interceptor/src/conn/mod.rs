@@ -73,10 +73,19 @@ impl ConnInfo {
     /// A plain loopback connection (127.0.0.1:1 to 127.0.0.1:2), for unit
     /// tests.
     pub(crate) fn loopback() -> Self {
+        Self::between(
+            SocketAddr::from(([127, 0, 0, 1], 1)),
+            SocketAddr::from(([127, 0, 0, 1], 2)),
+        )
+    }
+
+    /// A plaintext connection (id 1) from `client` to `orig_dst`, with no
+    /// process facts, for unit tests.
+    pub(crate) fn between(client: SocketAddr, orig_dst: SocketAddr) -> Self {
         Self {
             id: 1,
-            client: SocketAddr::from(([127, 0, 0, 1], 1)),
-            orig_dst: SocketAddr::from(([127, 0, 0, 1], 2)),
+            client,
+            orig_dst,
             tls: None,
             process: None,
         }
@@ -131,12 +140,25 @@ pub struct PeerCert {
     pub common_name: Option<String>,
     /// Subject OU values: the caller's groups when a certificate names it.
     pub organizational_units: Vec<String>,
-    /// URI subject alternative names.
-    pub san_uris: Vec<String>,
-    /// Email subject alternative names.
-    pub san_emails: Vec<String>,
-    /// DNS subject alternative names.
-    pub san_dns: Vec<String>,
+    /// The subject alternative names (`san_*` keys at the top level in
+    /// JSON).
+    #[serde(flatten)]
+    pub sans: SubjectAltNames,
+}
+
+/// A certificate's subject alternative names of the kinds a caller may be
+/// named by (`identity.cert_subject`); other kinds are not read.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct SubjectAltNames {
+    /// URI names (e.g. SPIFFE ids).
+    #[serde(rename = "san_uris")]
+    pub uris: Vec<String>,
+    /// Email (RFC 822) names.
+    #[serde(rename = "san_emails")]
+    pub emails: Vec<String>,
+    /// DNS names.
+    #[serde(rename = "san_dns")]
+    pub dns: Vec<String>,
 }
 
 /// Why a connection's client certificate no longer stands.

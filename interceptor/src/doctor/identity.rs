@@ -70,6 +70,12 @@ pub fn checks(cfg: &Config) -> Vec<Check> {
 }
 
 fn policy(cfg: &Config) -> Check {
+    if let Some(src) = &cfg.policy.source {
+        return ok(
+            "policy",
+            format!("signed policy bundle from {src}, checked by the agent at start and each poll"),
+        );
+    }
     if cfg.policy.files.is_empty() {
         return Check {
             name: "policy",

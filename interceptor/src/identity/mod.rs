@@ -12,6 +12,7 @@
 
 pub mod credential;
 pub mod oidc;
+pub mod process;
 
 use std::sync::Arc;
 
@@ -25,6 +26,7 @@ use crate::{
 };
 use credential::Credential;
 use oidc::{Issuer, TokenError, VerifyError};
+use process::{ProcessRules, Seen};
 
 /// How a caller authenticated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -36,6 +38,9 @@ pub enum AuthMethod {
     Mtls,
     /// An OIDC bearer token.
     Oidc,
+    /// A `[[identity.process.rules]]` entry matched the same-host process
+    /// the kernel saw connect.
+    Process,
 }
 
 impl AuthMethod {
@@ -45,6 +50,7 @@ impl AuthMethod {
             Self::Anonymous => "anonymous",
             Self::Mtls => "mtls",
             Self::Oidc => "oidc",
+            Self::Process => "process",
         }
     }
 }
@@ -68,6 +74,9 @@ pub struct Caller {
     pub client_id: Option<String>,
     /// The connection's client certificate, also when a token named the caller.
     pub cert: Option<Arc<PeerCert>>,
+    /// The same-host process that opened the connection, whatever named
+    /// the caller; `None` for remote callers.
+    pub process: Option<Arc<Seen>>,
 }
 
 impl Caller {
@@ -83,6 +92,7 @@ impl Caller {
             token_id: None,
             client_id: None,
             cert: None,
+            process: None,
         }
     }
 
@@ -138,6 +148,11 @@ pub enum AuthError {
     /// The certificate verified but has none of the configured fields.
     #[error("client certificate has none of the fields in identity.cert_subject")]
     CertUnmapped,
+    /// A same-host caller with no credential that no process rule admits
+    /// (and anonymous callers are not allowed): names the process and a
+    /// rule that would admit it.
+    #[error("no credential, and no [identity.process] rule admits the calling process: {}", .0.describe())]
+    ProcessUnmatched(Box<Seen>),
     /// The connection's certificate verified at the handshake but not now
     /// (expired, revoked, its CA withdrawn): whatever else the request
     /// carries, the connection is done.
@@ -152,6 +167,11 @@ impl AuthError {
         let reason = match self {
             Self::InsufficientScope(_) => Reason::InsufficientScope,
             Self::IssuerUnavailable(..) => Reason::IdentityUnavailable,
+            Self::ProcessUnmatched(seen) => {
+                return Refusal::new(Reason::ProcessUnmatched, self.to_string())
+                    .with("process", seen.summary())
+                    .with("rule", seen.suggested_rule());
+            }
             _ => Reason::Unauthenticated,
         };
         Refusal::new(reason, self.to_string())
@@ -168,6 +188,7 @@ pub struct Identity {
     cfg: crate::config::Identity,
     issuers: Vec<Arc<Issuer>>,
     credential: Option<Arc<Credential>>,
+    process: ProcessRules,
     /// Whether the caller's `Authorization` stops at the agent (see
     /// [`Identity::new`]).
     consume_authorization: bool,
@@ -215,22 +236,30 @@ impl Identity {
             cfg: cfg.identity.clone(),
             issuers,
             credential,
+            process: ProcessRules::new(&cfg.identity.process),
         })
     }
 
-    /// The caller of one request.
+    /// The caller of one request. A token, else a certificate, names it;
+    /// a same-host caller without either is named by the first process
+    /// rule that admits it. The process, when the kernel saw one, is
+    /// recorded beside whatever named the caller.
     pub async fn authenticate(
         &self,
         headers: &HeaderMap,
         conn: &ConnInfo,
     ) -> Result<Arc<Caller>, AuthError> {
+        let seen = match &conn.process {
+            Some(f) => Some(Arc::new(self.process.seen(f).await)),
+            None => None,
+        };
         let cert = conn.tls.as_ref().and_then(|t| t.peer.clone());
         if !self.issuers.is_empty()
             && let Some(auth) = headers.get(header::AUTHORIZATION)
         {
             let token = bearer(auth).ok_or(AuthError::NotBearer)?;
             let v = self.verify(token).await?;
-            return Ok(oidc_caller(v, cert));
+            return Ok(oidc_caller(v, cert, seen));
         }
         if let Some(c) = cert {
             let subject =
@@ -239,17 +268,40 @@ impl Identity {
             return Ok(Arc::new(Caller {
                 groups: c.organizational_units.clone(),
                 cert: Some(c),
+                process: seen,
                 ..Caller::new(AuthMethod::Mtls, subject, issuer)
             }));
         }
-        if self.cfg.allow_anonymous {
-            return Ok(Arc::new(Caller::new(
-                AuthMethod::Anonymous,
-                "anonymous",
-                None,
-            )));
+        self.uncredentialed(seen)
+    }
+
+    /// A caller with neither token nor certificate: its process's rule,
+    /// else `anonymous` where allowed, else refused (naming the process
+    /// when the kernel saw one).
+    fn uncredentialed(&self, seen: Option<Arc<Seen>>) -> Result<Arc<Caller>, AuthError> {
+        if let Some(s) = &seen
+            && let Some(rule) = self.process.admit(s)
+        {
+            return Ok(Arc::new(Caller {
+                groups: rule.groups.clone(),
+                process: seen.clone(),
+                ..Caller::new(
+                    AuthMethod::Process,
+                    rule.subject.clone(),
+                    Some(process::ISSUER.to_string()),
+                )
+            }));
         }
-        Err(AuthError::Missing)
+        if self.cfg.allow_anonymous {
+            return Ok(Arc::new(Caller {
+                process: seen,
+                ..Caller::new(AuthMethod::Anonymous, "anonymous", None)
+            }));
+        }
+        match seen {
+            Some(s) => Err(AuthError::ProcessUnmatched(Box::new((*s).clone()))),
+            None => Err(AuthError::Missing),
+        }
     }
 
     /// The caller named by a bearer token alone, for `audiences` (the
@@ -382,7 +434,9 @@ impl Identity {
         let mut v = format!("Bearer resource_metadata=\"{metadata_url}\"");
         let (code, desc) = match err {
             // Not the token's fault: a login on a new connection can work.
-            AuthError::Missing | AuthError::Cert(_) => (None, None),
+            AuthError::Missing | AuthError::Cert(_) | AuthError::ProcessUnmatched(_) => {
+                (None, None)
+            }
             AuthError::InsufficientScope(s) => {
                 v.push_str(&format!(", scope=\"{s}\""));
                 (Some("insufficient_scope"), Some(err.to_string()))
@@ -407,15 +461,20 @@ impl Identity {
 }
 
 /// The caller a verified token names, with the connection's certificate
-/// if it has one.
-fn oidc_caller(v: Arc<Caller>, cert: Option<Arc<PeerCert>>) -> Arc<Caller> {
-    match cert {
-        None => v,
-        Some(cert) => Arc::new(Caller {
-            cert: Some(cert),
-            ..(*v).clone()
-        }),
+/// and same-host process if it has them.
+fn oidc_caller(
+    v: Arc<Caller>,
+    cert: Option<Arc<PeerCert>>,
+    seen: Option<Arc<Seen>>,
+) -> Arc<Caller> {
+    if cert.is_none() && seen.is_none() {
+        return v;
     }
+    Arc::new(Caller {
+        cert,
+        process: seen,
+        ..(*v).clone()
+    })
 }
 
 fn bearer(v: &HeaderValue) -> Option<&str> {
@@ -428,9 +487,9 @@ fn bearer(v: &HeaderValue) -> Option<&str> {
 /// The subject named by the first configured field the certificate has.
 pub fn cert_subject(c: &PeerCert, fields: &[CertField]) -> Option<String> {
     fields.iter().find_map(|f| match f {
-        CertField::SanUri => c.san_uris.first().cloned(),
-        CertField::SanEmail => c.san_emails.first().cloned(),
-        CertField::SanDns => c.san_dns.first().cloned(),
+        CertField::SanUri => c.sans.uris.first().cloned(),
+        CertField::SanEmail => c.sans.emails.first().cloned(),
+        CertField::SanDns => c.sans.dns.first().cloned(),
         CertField::Cn => c.common_name.clone(),
     })
 }

@@ -4,7 +4,7 @@ use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use serde_json::json;
 
 use super::{oidc::peek, *};
-use crate::config::OidcIssuer;
+use crate::{config::OidcIssuer, conn::SubjectAltNames};
 
 fn jwt(header: serde_json::Value, payload: serde_json::Value) -> String {
     let enc = |v: serde_json::Value| URL_SAFE_NO_PAD.encode(v.to_string());
@@ -245,9 +245,11 @@ fn cert_subject_follows_the_configured_order() {
         issuer: "CN=ca".into(),
         common_name: Some("alice".into()),
         organizational_units: vec![],
-        san_uris: vec!["spiffe://corp/alice".into()],
-        san_emails: vec!["alice@corp".into()],
-        san_dns: vec![],
+        sans: SubjectAltNames {
+            uris: vec!["spiffe://corp/alice".into()],
+            emails: vec!["alice@corp".into()],
+            dns: vec![],
+        },
     };
     let all = crate::config::Identity::default().cert_subject;
     assert_eq!(
@@ -255,7 +257,15 @@ fn cert_subject_follows_the_configured_order() {
         Some("spiffe://corp/alice")
     );
     assert_eq!(cert_subject(&c, &[CertField::Cn]).as_deref(), Some("alice"));
-    c.san_dns.clear();
+    // Serialized (a caller's `cert`), the names stand at the top level.
+    let v = serde_json::to_value(&c).unwrap();
+    let keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+    assert_eq!(
+        keys[keys.len() - 4..],
+        ["organizational_units", "san_uris", "san_emails", "san_dns"]
+    );
+    assert_eq!(v["san_uris"], json!(["spiffe://corp/alice"]));
+    c.sans.dns.clear();
     assert_eq!(cert_subject(&c, &[CertField::SanDns]), None);
 }
 

@@ -9,8 +9,6 @@
 //! name a neighbour of what the server runs. The agent cannot judge such a
 //! message as the server will read it, so it refuses it (-32600).
 
-use std::collections::HashSet;
-
 use serde_json::{Map, Value};
 
 use super::{Body, ParseError};
@@ -91,20 +89,35 @@ pub fn check(bytes: &[u8], body: &Body) -> Result<(), ParseError> {
 
 /// A key as Go's case-insensitive match sees it.
 fn fold(k: &str) -> String {
-    k.chars()
-        .flat_map(char::to_lowercase)
-        .map(|c| match c {
-            'ſ' => 's',
-            'ς' => 'σ',
-            c => c,
-        })
-        .collect()
+    let mut out = String::with_capacity(k.len());
+    fold_into(k, &mut out);
+    out
+}
+
+/// `fold`, appended to `out`.
+fn fold_into(k: &str, out: &mut String) {
+    out.extend(k.chars().flat_map(char::to_lowercase).map(|c| match c {
+        'ſ' => 's',
+        'ς' => 'σ',
+        c => c,
+    }));
+}
+
+/// Whether `k` folds to `name` (an ASCII member name) without being it.
+fn is_variant(k: &str, name: &str) -> bool {
+    if k == name {
+        return false;
+    }
+    if k.is_ascii() {
+        return k.eq_ignore_ascii_case(name);
+    }
+    // Folded text holds no ASCII upper case: compared to `name` lowered.
+    fold(k).eq_ignore_ascii_case(name)
 }
 
 fn variant(obj: &Map<String, Value>, names: &[&str], level: &str) -> Result<(), ParseError> {
     for k in obj.keys() {
-        let f = fold(k);
-        if let Some(n) = names.iter().find(|n| fold(n) == f && **n != k) {
+        if let Some(n) = names.iter().find(|n| is_variant(k, n)) {
             return Err(ParseError::Invalid(format!(
                 "member {k:?} in {level} is a case variant of {n:?}; servers that match \
                  names case-insensitively would read it as {n:?}"
@@ -134,25 +147,23 @@ fn check_members(top: &Map<String, Value>) -> Result<(), ParseError> {
 /// One pass over JSON serde_json has accepted: duplicate keys (exact or
 /// by case folding) in any object, and numbers that are not exact.
 pub(super) fn scan(b: &[u8]) -> Result<(), ParseError> {
-    // One set of folded keys per open object; `None` for an array.
-    let mut stack: Vec<Option<HashSet<String>>> = Vec::new();
+    let mut open = keys::Open::new();
     let mut i = 0;
     while i < b.len() {
         match b[i] {
-            b'{' => stack.push(Some(HashSet::new())),
-            b'[' => stack.push(None),
-            b'}' | b']' => {
-                stack.pop();
-            }
+            b'{' => open.object(),
+            b'[' => open.array(),
+            b'}' | b']' => open.close(),
             b'"' => {
                 let end = string_end(b, i);
-                let next = b[end..].iter().find(|c| !c.is_ascii_whitespace());
-                if next == Some(&b':')
-                    && let Some(Some(keys)) = stack.last_mut()
-                {
-                    let key: String = serde_json::from_slice(&b[i..end])
-                        .map_err(|e| ParseError::Json(e.to_string()))?;
-                    if !keys.insert(fold(&key)) {
+                if open.in_object() && next_is_colon(&b[end..]) {
+                    let raw = &b[i + 1..end.saturating_sub(1).max(i + 1)];
+                    let decode = || {
+                        serde_json::from_slice::<String>(&b[i..end])
+                            .map_err(|e| ParseError::Json(e.to_string()))
+                    };
+                    if !open.insert(raw, decode)? {
+                        let key = decode()?;
                         return Err(ParseError::Invalid(format!(
                             "key {key:?} appears twice in one object (or in two spellings \
                              that differ only in case); servers differ on which one counts"
@@ -179,15 +190,21 @@ pub(super) fn scan(b: &[u8]) -> Result<(), ParseError> {
     Ok(())
 }
 
+/// Whether the first byte after whitespace is a `:` (the string before
+/// was a key).
+fn next_is_colon(rest: &[u8]) -> bool {
+    rest.iter().find(|c| !c.is_ascii_whitespace()) == Some(&b':')
+}
+
 /// The index just past the string that starts at `start` (a `"`).
 fn string_end(b: &[u8], start: usize) -> usize {
     let mut i = start + 1;
-    while i < b.len() {
-        match b[i] {
-            b'\\' => i += 2,
-            b'"' => return i + 1,
-            _ => i += 1,
+    while let Some(at) = memchr::memchr2(b'"', b'\\', &b[i.min(b.len())..]) {
+        i += at;
+        if b[i] == b'"' {
+            return i + 1;
         }
+        i += 2;
     }
     b.len()
 }
@@ -241,5 +258,6 @@ fn decimal(text: &str) -> Option<(bool, String, i64)> {
     Some((neg, trimmed.to_string(), exp10))
 }
 
+mod keys;
 #[cfg(test)]
 mod tests;

@@ -56,4 +56,14 @@ impl TargetColumn {
             _ => None,
         }
     }
+
+    /// The target back from its three columns (tool, resource URI,
+    /// prompt), of which a method sets at most one: the first that is set.
+    pub fn target_of(
+        tool: Option<&str>,
+        resource: Option<&str>,
+        prompt: Option<&str>,
+    ) -> Option<String> {
+        tool.or(resource).or(prompt).map(str::to_owned)
+    }
 }

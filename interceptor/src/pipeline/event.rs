@@ -68,6 +68,8 @@ pub struct ExchangeEvent {
     pub orig_dst: String,
     /// What the connection's TLS handshake negotiated; `None`: plaintext.
     pub tls: Option<crate::conn::Negotiated>,
+    /// The same-host process that opened the connection; `None`: remote.
+    pub process: Option<std::sync::Arc<crate::conn::ProcessFacts>>,
     /// Who asked (`None` only when the request was refused before an
     /// identity was established).
     pub caller: Option<std::sync::Arc<crate::identity::Caller>>,
@@ -147,6 +149,7 @@ impl ExchangeEvent {
             client_addr: conn.client.to_string(),
             orig_dst: conn.orig_dst.to_string(),
             tls: conn.tls.as_ref().map(|t| t.negotiated.clone()),
+            process: conn.process.clone(),
             caller: None,
             session_id: None,
             transport,

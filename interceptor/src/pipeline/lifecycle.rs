@@ -57,6 +57,22 @@ pub struct LifecycleEvent {
     pub decision: Option<String>,
 }
 
+#[cfg(test)]
+impl LifecycleEvent {
+    /// An `approval_requested` step of request `apr-1` for `call`, for
+    /// unit tests.
+    pub(crate) fn approval_requested(message: &str, call: CallFacts) -> Self {
+        let mut e = Self::new("approval_requested", message);
+        e.about = About::Approval {
+            id: "apr-1".into(),
+            call,
+            arguments: None,
+            policies: Vec::new(),
+        };
+        e
+    }
+}
+
 impl LifecycleEvent {
     /// An event with only its kind and message set.
     pub fn new(kind: impl Into<String>, message: impl Into<String>) -> Self {

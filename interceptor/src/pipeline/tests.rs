@@ -58,13 +58,10 @@ fn msg(s: &str) -> Message {
 }
 
 async fn run(p: &Pipeline, m: &mut Message) -> Outcome {
-    let conn = ConnInfo {
-        id: 1,
-        client: SocketAddr::from(([1, 2, 3, 4], 5)),
-        orig_dst: SocketAddr::from(([1, 2, 3, 4], 6)),
-        tls: None,
-        process: None,
-    };
+    let conn = ConnInfo::between(
+        SocketAddr::from(([1, 2, 3, 4], 5)),
+        SocketAddr::from(([1, 2, 3, 4], 6)),
+    );
     let notes = Notes::default();
     let ctx = MessageCtx::for_test(&conn, &notes);
     p.on_request(&ctx, m).await

@@ -8,7 +8,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::{Decision, Effect, Input, Policies, PolicyError};
-use crate::config::Config;
+use crate::{config::Config, pipeline::call::TargetColumn};
 
 /// One question, with the live proxy's defaults for what is not given.
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -20,7 +20,7 @@ pub struct Question {
     pub subject: String,
     /// The caller's groups.
     pub groups: Vec<String>,
-    /// "oidc" (default), "mtls" or "anonymous".
+    /// "oidc" (default), "mtls", "process" or "anonymous".
     pub auth_method: Option<String>,
     /// The token's issuer.
     pub issuer: Option<String>,
@@ -58,6 +58,9 @@ pub struct Question {
     pub grants: Vec<String>,
     /// Whether the call is a listing.
     pub listing: bool,
+    /// A same-host caller's process (`context.process`): pid, uid, user,
+    /// unit, cgroup, exe, exe_sha256, container, pod; absent: remote.
+    pub process: Option<super::input::ProcessContext>,
     /// `policy test` only: "allow", "deny" or "approval".
     pub expect: Option<String>,
     /// `policy test` only: the determining policy ids expected (any order).
@@ -93,11 +96,11 @@ impl Question {
                 .unwrap_or_else(|| "127.0.0.1".into()),
             server_port,
             method: self.method.clone(),
-            target: self
-                .tool
-                .clone()
-                .or_else(|| self.uri.clone())
-                .or_else(|| self.prompt.clone()),
+            target: TargetColumn::target_of(
+                self.tool.as_deref(),
+                self.uri.as_deref(),
+                self.prompt.as_deref(),
+            ),
             arguments: self.arguments.clone(),
             client_name: self.client_name.clone().unwrap_or_default(),
             client_version: self.client_version.clone().unwrap_or_default(),
@@ -112,6 +115,7 @@ impl Question {
                 .unwrap_or_else(|| crate::pipeline::event::now_us() / 1_000_000),
             grants: self.grants.clone(),
             listing: self.listing,
+            process: self.process.clone(),
         }
     }
 }

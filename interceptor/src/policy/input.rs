@@ -15,9 +15,11 @@ use serde_json::Value;
 
 use super::PolicyError;
 
+mod process;
 mod sql;
 mod uri;
 
+pub use process::ProcessContext;
 pub use sql::sql_kinds;
 pub use uri::normalize;
 
@@ -64,6 +66,9 @@ pub struct Input {
     pub grants: Vec<String>,
     /// Whether the call is a listing.
     pub listing: bool,
+    /// The same-host process that opened the connection
+    /// (`context.process`); `None` for remote callers.
+    pub process: Option<ProcessContext>,
 }
 
 impl Input {
@@ -177,23 +182,63 @@ pub fn cedar_in(input: &Input, scope: Scope) -> Result<(Request, Entities), Poli
     // Groups have no attributes, so they need no entity: `principal in
     // Mcp::Group::"x"` reads the principal's parents. Fewer entities make
     // Cedar's transitive closure (run for every request) cheaper.
+    let context = context(input, None)?;
+    build(input, scope, true, context)
+}
+
+/// `cedar_in` with only the context fields `wanted` (see `context`).
+pub(super) fn cedar_with(
+    input: &Input,
+    scope: Scope,
+    wanted: &[String],
+) -> Result<(Request, Entities), PolicyError> {
+    let context = context(input, Some(wanted))?;
+    build(input, scope, true, context)
+}
+
+/// The request and entities without what only the call carries (the
+/// arguments as tags, the context): what the static part of a policy
+/// (see `slice`) is evaluated against, once per caller and tool.
+pub(super) fn cedar_static(
+    input: &Input,
+    scope: Scope,
+) -> Result<(Request, Entities), PolicyError> {
+    build(input, scope, false, Context::empty())
+}
+
+fn build(
+    input: &Input,
+    scope: Scope,
+    tags: bool,
+    context: Context,
+) -> Result<(Request, Entities), PolicyError> {
     let mut entities = Vec::with_capacity(3);
     entities.push(user_entity(input, scope.principal.clone(), scope.groups)?);
     entities.push(server_entity(input, scope.server.clone())?);
-    if let Some(r) = resource_entity(input, scope.resource.clone(), &scope.server, scope.uri)? {
-        entities.push(r);
-    }
+    let resource = resource_entity(
+        input,
+        scope.resource.clone(),
+        &scope.server,
+        scope.uri,
+        tags,
+    )?;
+    entities.extend(resource);
     let action_uid = uid(&TYPES.action, input.action());
-    let request = Request::new(
-        scope.principal,
-        action_uid,
-        scope.resource,
-        context(input)?,
-        None,
-    )
-    .map_err(input_err)?;
+    let request = Request::new(scope.principal, action_uid, scope.resource, context, None)
+        .map_err(input_err)?;
     let entities = Entities::from_entities(entities, None).map_err(input_err)?;
     Ok((request, entities))
+}
+
+/// Refuses arguments policy could not judge (see `flatten`), as building
+/// the request would, for a decision that needs no request.
+pub(super) fn check_arguments(input: &Input) -> Result<(), PolicyError> {
+    match (input.action(), &input.arguments) {
+        ("tools/call" | "prompts/get" | "tasks/get" | "tasks/update" | "tasks/cancel", Some(a)) => {
+            flatten("", a, &mut HashMap::new())
+        }
+        _ => Ok(()),
+    }
 }
 
 /// A Cedar error while building the request: the input cannot be judged.
@@ -238,6 +283,7 @@ fn resource_entity(
     resource: EntityUid,
     server: &EntityUid,
     uri: Option<String>,
+    with_tags: bool,
 ) -> Result<Option<Entity>, PolicyError> {
     let parents = HashSet::from([server.clone()]);
     match input.action() {
@@ -245,7 +291,7 @@ fn resource_entity(
             let target = input.target.as_deref().unwrap_or_default();
             let attrs = HashMap::from([("name".to_string(), s(target))]);
             let mut tags = HashMap::new();
-            if let Some(a) = &input.arguments {
+            if let (Some(a), true) = (&input.arguments, with_tags) {
                 flatten("", a, &mut tags)?;
             }
             Entity::new_with_tags(resource, attrs, parents, tags)
@@ -264,47 +310,69 @@ fn resource_entity(
 
 /// The request's context: method, client, source, session, time, grants
 /// and the arguments as policy reads them (canonical JSON, SQL kinds).
-fn context(input: &Input) -> Result<Context, PolicyError> {
-    let (hour, weekday) = hour_weekday(input.time);
-    let args_json = input
-        .arguments
-        .as_ref()
-        .map(crate::jsonrpc::canonical)
-        .unwrap_or_default();
-    let client = RestrictedExpression::new_record([
-        ("name".to_string(), s(&input.client_name)),
-        ("version".to_string(), s(&input.client_version)),
-    ])
-    .map_err(input_err)?;
-    let time = RestrictedExpression::new_record([
-        (
-            "unix".to_string(),
-            RestrictedExpression::new_long(input.time),
-        ),
+/// Only the fields `wanted` names are built (all for `None`): the
+/// policies a call evaluates read few of them, and the arguments' forms
+/// cost more than the rest (see `slice`).
+fn context(input: &Input, wanted: Option<&[String]>) -> Result<Context, PolicyError> {
+    let want = |n: &str| wanted.is_none_or(|w| w.iter().any(|x| x == n));
+    let mut pairs: Vec<(String, RestrictedExpression)> = Vec::with_capacity(11);
+    let mut put = |n: &str, e: RestrictedExpression| pairs.push((n.to_string(), e));
+    if want("method") {
+        put("method", s(&input.method));
+    }
+    if want("client") {
+        let client = RestrictedExpression::new_record([
+            ("name".to_string(), s(&input.client_name)),
+            ("version".to_string(), s(&input.client_version)),
+        ])
+        .map_err(input_err)?;
+        put("client", client);
+    }
+    if want("source_ip") {
+        put("source_ip", ip_expr(input.source_ip));
+    }
+    if want("auth_method") {
+        put("auth_method", s(&input.auth_method));
+    }
+    if want("session_id") {
+        put("session_id", s(&input.session_id));
+    }
+    if want("transport") {
+        put("transport", s(&input.transport));
+    }
+    if want("time") {
+        put("time", time(input.time)?);
+    }
+    if want("grants") {
+        put("grants", set(input.grants.iter().cloned()));
+    }
+    if want("arguments_json") {
+        let json = input.arguments.as_ref().map(crate::jsonrpc::canonical);
+        put("arguments_json", s(&json.unwrap_or_default()));
+    }
+    if want("sql_kinds") {
+        let kinds = input.arguments.as_ref().map(sql_kinds);
+        put("sql_kinds", set(kinds.unwrap_or_default()));
+    }
+    if want("listing") {
+        put("listing", RestrictedExpression::new_bool(input.listing));
+    }
+    // Same-host callers only: `context has process` tells them apart.
+    if let Some(p) = input.process.as_ref().filter(|_| want("process")) {
+        put("process", p.expr()?);
+    }
+    Context::from_pairs(pairs).map_err(input_err)
+}
+
+/// `context.time`: Unix seconds, hour and weekday.
+fn time(unix: i64) -> Result<RestrictedExpression, PolicyError> {
+    let (hour, weekday) = hour_weekday(unix);
+    RestrictedExpression::new_record([
+        ("unix".to_string(), RestrictedExpression::new_long(unix)),
         ("hour".to_string(), RestrictedExpression::new_long(hour)),
         (
             "weekday".to_string(),
             RestrictedExpression::new_long(weekday),
-        ),
-    ])
-    .map_err(input_err)?;
-    Context::from_pairs([
-        ("method".to_string(), s(&input.method)),
-        ("client".to_string(), client),
-        ("source_ip".to_string(), ip_expr(input.source_ip)),
-        ("auth_method".to_string(), s(&input.auth_method)),
-        ("session_id".to_string(), s(&input.session_id)),
-        ("transport".to_string(), s(&input.transport)),
-        ("time".to_string(), time),
-        ("grants".to_string(), set(input.grants.iter().cloned())),
-        ("arguments_json".to_string(), s(&args_json)),
-        (
-            "sql_kinds".to_string(),
-            set(input.arguments.as_ref().map(sql_kinds).unwrap_or_default()),
-        ),
-        (
-            "listing".to_string(),
-            RestrictedExpression::new_bool(input.listing),
         ),
     ])
     .map_err(input_err)

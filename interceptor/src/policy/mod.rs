@@ -9,20 +9,21 @@
 //! needs a human approval first) and `@mask("profile")` (masking profile
 //! for the answer).
 //!
-//! Speed: policies are grouped by the actions their scope names at load,
-//! and for each (action, principal and groups, resource) the policies
-//! whose principal and resource scope can match are picked once and
-//! cached, so a decision evaluates only those that can apply (bench:
-//! `policy`). A scope is a necessary condition of a policy, so leaving out
-//! a policy whose scope cannot match never changes a decision.
+//! Speed: for each action, resource and caller (as far as conditions can
+//! tell callers apart) the policies that can apply are worked out once
+//! and cached (`slice`), so a decision evaluates only those whose outcome
+//! depends on the call itself (bench: `policy`), with the same decision,
+//! determining policies and errors as the whole set.
 #![forbid(unsafe_code)]
 
 pub mod budget;
+pub mod bundle;
 pub mod cache_scope;
 pub mod explain;
 pub mod input;
 pub mod names;
 pub mod phase;
+mod slice;
 pub mod tool_pins;
 
 use std::{
@@ -32,8 +33,8 @@ use std::{
 };
 
 use cedar_policy::{
-    ActionConstraint, Authorizer, Decision as CedarDecision, Policy, PolicyId, PolicySet, Schema,
-    ValidationMode, Validator,
+    Authorizer, Decision as CedarDecision, Policy, PolicyId, PolicySet, Schema, ValidationMode,
+    Validator,
 };
 use sha2::{Digest, Sha256};
 
@@ -143,15 +144,13 @@ fn approval_rule(id: &str, p: &Policy) -> Result<Option<ApprovalRule>, PolicyErr
 /// A loaded, validated policy set.
 #[derive(Debug)]
 pub struct Policies {
-    by_action: HashMap<String, Vec<Policy>>,
-    /// Picked sets by (action, principal, groups, resource); cleared when
-    /// it reaches `PICKED_CACHE` entries.
-    picked: std::sync::Mutex<HashMap<String, std::sync::Arc<PolicySet>>>,
-    /// Entities some policy scope names (`principal in Mcp::Group::"x"`,
-    /// `resource == Mcp::Tool::"y"`): only these can change which policies
-    /// are picked, so only these go into the cache key. Otherwise every
-    /// new subject would build its own copy of the same set.
-    named: std::collections::HashSet<cedar_policy::EntityUid>,
+    shapes: Vec<slice::Shape>,
+    /// Indexes into `shapes` by the actions each policy's scope names.
+    by_action: HashMap<&'static str, Vec<usize>>,
+    /// What conditions read of the caller: the plan key.
+    reads: slice::Reads,
+    /// Plans by key; cleared when it reaches `PLAN_CACHE` entries.
+    plans: std::sync::Mutex<HashMap<String, std::sync::Arc<slice::Plan>>>,
     notes: HashMap<String, Notes>,
     /// The policy set's version (a hash of its text).
     pub version: String,
@@ -273,44 +272,6 @@ fn validate(schema: Schema, all: &PolicySet) -> Result<(), PolicyError> {
     Ok(())
 }
 
-/// The policies each action of the schema can match, by their action
-/// constraint (an action outside the schema matches none).
-fn by_action(all: &PolicySet) -> HashMap<String, Vec<Policy>> {
-    let mut by_action: HashMap<String, Vec<Policy>> = ACTIONS
-        .iter()
-        .map(|a| (a.to_string(), Vec::new()))
-        .collect();
-    for p in all.policies() {
-        let targets: Vec<String> = match p.action_constraint() {
-            ActionConstraint::Any => ACTIONS.iter().map(|a| a.to_string()).collect(),
-            ActionConstraint::Eq(a) => vec![a.id().unescaped().to_string()],
-            ActionConstraint::In(v) => v.iter().map(|a| a.id().unescaped().to_string()).collect(),
-        };
-        for t in targets {
-            if let Some(list) = by_action.get_mut(&t) {
-                list.push(p.clone());
-            }
-        }
-    }
-    by_action
-}
-
-/// The entities policy scopes name as principal or resource (see
-/// `Policies::named`).
-fn named_in_scopes(all: &PolicySet) -> std::collections::HashSet<cedar_policy::EntityUid> {
-    use cedar_policy::{PrincipalConstraint as P, ResourceConstraint as R};
-    let mut named = std::collections::HashSet::new();
-    for p in all.policies() {
-        if let P::Eq(u) | P::In(u) | P::IsIn(_, u) = p.principal_constraint() {
-            named.insert(u);
-        }
-        if let R::Eq(u) | R::In(u) | R::IsIn(_, u) = p.resource_constraint() {
-            named.insert(u);
-        }
-    }
-    named
-}
-
 impl Policies {
     /// Loads and validates the policies in these files.
     pub fn load(paths: &[PathBuf]) -> Result<Self, PolicyError> {
@@ -331,10 +292,17 @@ impl Policies {
             add_source(name, text, &mut all, &mut notes)?;
         }
         validate(schema, &all)?;
+        let mut shapes = Vec::with_capacity(notes.len());
+        let mut reads = slice::Reads::default();
+        for p in all.policies() {
+            shapes.push(slice::Shape::new(p, p.id().as_ref())?);
+            reads.add(p)?;
+        }
         Ok(Self {
-            by_action: by_action(&all),
-            picked: std::sync::Mutex::new(HashMap::new()),
-            named: named_in_scopes(&all),
+            by_action: slice::by_action(&shapes),
+            shapes,
+            reads,
+            plans: std::sync::Mutex::new(HashMap::new()),
             count: notes.len(),
             notes,
             version: hex::encode(digest.finalize()),
@@ -360,19 +328,68 @@ impl Policies {
         }
     }
 
-    /// The decision for `input`.
+    /// The decision for `input`: the plan for its caller and resource
+    /// (`slice`), and Cedar on the policies the call itself decides.
     pub fn decide(&self, input: &Input) -> Result<Decision, PolicyError> {
         let scope = input::scope_uids(input)?;
-        let set = self.picked(input.action(), &scope)?;
-        let (request, entities) = input::cedar_in(input, scope)?;
-        let resp = self.authorizer.is_authorized(&request, &set, &entities);
-        let mut policies: Vec<String> = resp
-            .diagnostics()
-            .reason()
-            .map(|id| id.to_string())
-            .collect();
+        let plan = self.plan(input, &scope)?;
+        let (mut permits, mut forbids) = (plan.permits.clone(), plan.forbids.clone());
+        let mut errors = Vec::new();
+        match &plan.dynamic {
+            Some(set) => {
+                let (request, entities) = match &plan.context {
+                    Some(fields) => input::cedar_with(input, scope, fields)?,
+                    None => input::cedar_in(input, scope)?,
+                };
+                let resp = self.authorizer.is_authorized(&request, set, &entities);
+                let reasons = resp.diagnostics().reason().map(|id| id.to_string());
+                match resp.decision() {
+                    CedarDecision::Allow => permits.extend(reasons),
+                    CedarDecision::Deny => forbids.extend(reasons),
+                }
+                errors = resp.diagnostics().errors().map(|e| e.to_string()).collect();
+            }
+            None => input::check_arguments(input)?,
+        }
+        // As Cedar combines them: a satisfied forbid wins, then a
+        // satisfied permit, else default deny.
+        let (allow, policies) = match forbids.is_empty() {
+            true => (!permits.is_empty(), permits),
+            false => (false, forbids),
+        };
+        Ok(self.decision(input, allow, policies, errors))
+    }
+
+    /// The decision of the whole set, with no plan: what `decide` must
+    /// always agree with.
+    #[cfg(test)]
+    fn decide_full(&self, input: &Input) -> Result<Decision, PolicyError> {
+        let (request, entities) = input::cedar(input)?;
+        let all = PolicySet::from_policies(self.shapes.iter().map(|s| s.policy().clone()))
+            .expect("loaded ids are unique");
+        let resp = self.authorizer.is_authorized(&request, &all, &entities);
+        Ok(self.decision(
+            input,
+            resp.decision() == CedarDecision::Allow,
+            resp.diagnostics()
+                .reason()
+                .map(|id| id.to_string())
+                .collect(),
+            resp.diagnostics().errors().map(|e| e.to_string()).collect(),
+        ))
+    }
+
+    /// The decision, its reason and annotations from Cedar's answer:
+    /// allowed or not, the determining policies and the errors.
+    fn decision(
+        &self,
+        input: &Input,
+        allow: bool,
+        mut policies: Vec<String>,
+        mut errors: Vec<String>,
+    ) -> Decision {
         policies.sort();
-        let errors: Vec<String> = resp.diagnostics().errors().map(|e| e.to_string()).collect();
+        errors.sort();
         let what = match &input.target {
             Some(t) => format!("{} on {t}", input.method),
             None => input.method.clone(),
@@ -386,111 +403,74 @@ impl Policies {
             reason: String::new(),
             errors,
         };
-        match resp.decision() {
-            CedarDecision::Deny if d.policies.is_empty() => {
-                d.reason = format!("no policy permits {what} for {}", input.subject);
-            }
-            CedarDecision::Deny => {
-                d.reason = format!("{what} is forbidden by policy {}", d.policies.join(", "));
-            }
-            CedarDecision::Allow => {
-                let notes: Vec<&Notes> = d
-                    .policies
-                    .iter()
-                    .filter_map(|p| self.notes.get(p))
-                    .collect();
-                d.approval = notes.iter().find_map(|n| n.approval.clone());
-                d.mask = notes.iter().find_map(|n| n.mask.clone());
-                if let Some(rule) = &d.approval {
-                    d.effect = Effect::Approval;
-                    let n = if rule.quorum > 1 {
-                        format!("{} approvers from ", rule.quorum)
-                    } else {
-                        String::new()
-                    };
-                    d.reason = format!(
-                        "{what} needs approval by {n}{} (policy {})",
-                        rule.groups_text(),
-                        d.policies.join(", ")
-                    );
-                } else {
-                    d.effect = Effect::Allow;
-                    d.reason = format!("{what} is permitted by policy {}", d.policies.join(", "));
-                }
-            }
+        if !allow {
+            d.reason = match d.policies.is_empty() {
+                true => format!("no policy permits {what} for {}", input.subject),
+                false => format!("{what} is forbidden by policy {}", d.policies.join(", ")),
+            };
+            return d;
         }
-        Ok(d)
-    }
-}
-
-const PICKED_CACHE: usize = 4096;
-
-impl Policies {
-    /// The policies whose scope can match, cached by the action and the
-    /// named entities among the caller, its groups, the resource and its
-    /// server: inputs that agree on those pick the same policies.
-    fn picked(
-        &self,
-        action: &str,
-        scope: &input::Scope,
-    ) -> Result<std::sync::Arc<PolicySet>, PolicyError> {
-        use std::fmt::Write;
-        let input::Scope {
-            principal,
-            groups,
-            resource,
-            server,
-            ..
-        } = scope;
-        let mut key = String::with_capacity(64);
-        key.push_str(action);
-        for u in [principal, resource, server] {
-            if self.named.contains(u) {
-                let _ = write!(key, "\u{0}{u}");
+        let notes: Vec<&Notes> = d
+            .policies
+            .iter()
+            .filter_map(|p| self.notes.get(p))
+            .collect();
+        d.approval = notes.iter().find_map(|n| n.approval.clone());
+        d.mask = notes.iter().find_map(|n| n.mask.clone());
+        if let Some(rule) = &d.approval {
+            d.effect = Effect::Approval;
+            let n = if rule.quorum > 1 {
+                format!("{} approvers from ", rule.quorum)
             } else {
-                key.push_str("\u{0}-");
-            }
-        }
-        for g in groups.iter().filter(|g| self.named.contains(*g)) {
-            let _ = write!(key, "\u{0}{g}");
-        }
-        if let Some(s) = self
-            .picked
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&key)
-        {
-            return Ok(s.clone());
-        }
-        let principal_in = |u: &cedar_policy::EntityUid| u == principal || groups.contains(u);
-        let resource_in = |u: &cedar_policy::EntityUid| u == resource || u == server;
-        let candidates = self.by_action.get(action).map(Vec::as_slice).unwrap_or(&[]);
-        let chosen = candidates.iter().filter(|p| {
-            use cedar_policy::{PrincipalConstraint as P, ResourceConstraint as R};
-            let principal_ok = match p.principal_constraint() {
-                P::Any | P::Is(_) => true,
-                P::Eq(u) => u == *principal,
-                P::In(u) | P::IsIn(_, u) => principal_in(&u),
+                String::new()
             };
-            let resource_ok = match p.resource_constraint() {
-                R::Any | R::Is(_) => true,
-                R::Eq(u) => u == *resource,
-                R::In(u) | R::IsIn(_, u) => resource_in(&u),
-            };
-            principal_ok && resource_ok
-        });
-        let set = std::sync::Arc::new(
-            PolicySet::from_policies(chosen.cloned())
-                .map_err(|e| PolicyError::DuplicateId(e.to_string()))?,
-        );
-        let mut cache = self.picked.lock().unwrap_or_else(|p| p.into_inner());
-        if cache.len() >= PICKED_CACHE {
+            d.reason = format!(
+                "{what} needs approval by {n}{} (policy {})",
+                rule.groups_text(),
+                d.policies.join(", ")
+            );
+        } else {
+            d.effect = Effect::Allow;
+            d.reason = format!("{what} is permitted by policy {}", d.policies.join(", "));
+        }
+        d
+    }
+
+    /// The plan for `input`'s key (see `slice::Reads::key`), made on
+    /// first use.
+    fn plan(
+        &self,
+        input: &Input,
+        scope: &input::Scope,
+    ) -> Result<std::sync::Arc<slice::Plan>, PolicyError> {
+        let key = self.reads.key(input, scope);
+        let cache = || self.plans.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(p) = cache().get(&key) {
+            return Ok(p.clone());
+        }
+        let shapes: Vec<&slice::Shape> = self
+            .by_action
+            .get(input.action())
+            .into_iter()
+            .flatten()
+            .map(|&n| &self.shapes[n])
+            .collect();
+        let plan = std::sync::Arc::new(slice::Plan::new(
+            &self.authorizer,
+            &shapes,
+            input,
+            scope.clone(),
+        )?);
+        let mut cache = cache();
+        if cache.len() >= PLAN_CACHE {
             cache.clear();
         }
-        cache.insert(key, set.clone());
-        Ok(set)
+        cache.insert(key, plan.clone());
+        Ok(plan)
     }
 }
+
+const PLAN_CACHE: usize = 4096;
 
 /// Policies of one parsed file in source order (Cedar numbers them
 /// `policy0`, `policy1`, ...).
@@ -515,5 +495,7 @@ fn render(e: &dyn std::fmt::Display) -> String {
 
 #[cfg(test)]
 mod bypass_tests;
+#[cfg(test)]
+mod slice_tests;
 #[cfg(test)]
 mod tests;

@@ -206,6 +206,10 @@ pub fn input_for(
         time: crate::pipeline::event::now_us() / 1_000_000,
         grants: Vec::new(),
         listing,
+        process: caller
+            .process
+            .as_deref()
+            .map(super::input::ProcessContext::of),
     })
 }
 

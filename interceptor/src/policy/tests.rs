@@ -27,6 +27,7 @@ pub(super) fn input(subject: &str, groups: &[&str], method: &str, target: Option
         time: 1_795_600_800,
         grants: Vec::new(),
         listing: false,
+        process: None,
     }
 }
 
@@ -291,4 +292,64 @@ fn normalize_and_sql_kinds() {
         "a string literal is no statement"
     );
     assert!(k(json!({"text": "hello world"})).is_empty());
+}
+
+/// A same-host caller's `run_command` on the shell server, from `unit`.
+fn local_shell(unit: Option<&str>) -> Input {
+    let mut i = input(
+        "svc:ai-agent",
+        &["agents"],
+        "tools/call",
+        Some("run_command"),
+    );
+    i.auth_method = "process".into();
+    i.issuer = "process".into();
+    i.server = "shell".into();
+    i.source_ip = "127.0.0.1".parse().unwrap();
+    i.arguments = Some(json!({ "command": "uptime" }));
+    i.process = unit.map(|u| input::ProcessContext {
+        pid: 4242,
+        uid: 998,
+        user: "aiagent".into(),
+        unit: u.into(),
+        cgroup: format!("/system.slice/{u}"),
+        exe: "/usr/bin/python3.12".into(),
+        ..Default::default()
+    });
+    i
+}
+
+#[test]
+fn context_process_is_what_unit_policies_read() {
+    let p = examples();
+    let d = p.decide(&local_shell(Some("ai-agent.service"))).unwrap();
+    assert_eq!(
+        (d.effect, d.policies.as_slice()),
+        (Effect::Approval, &["process-shell-agent".to_string()][..])
+    );
+    let d = p.decide(&local_shell(Some("ci-runner.service"))).unwrap();
+    assert_eq!(
+        (d.effect, d.policies.as_slice()),
+        (Effect::Deny, &["process-shell-only-agent".to_string()][..])
+    );
+    // The same name without the kernel's record (a remote caller) has no
+    // `context.process`, so no process policy can apply to it.
+    let d = p.decide(&local_shell(None)).unwrap();
+    assert_eq!(d.effect, Effect::Deny);
+    // Every field reaches Cedar under its schema name.
+    let fields = Policies::from_sources(&[(
+        "f.cedar".into(),
+        r#"@id("f") permit (principal, action, resource) when {
+            context has process && context.process.pid == 4242 && context.process.uid == 998 &&
+            context.process.user == "aiagent" && context.process.cgroup like "/system.slice/*" &&
+            context.process.exe == "/usr/bin/python3.12" && context.process.exe_sha256 == "" &&
+            context.process.container == "" && context.process.pod == "" &&
+            principal.auth_method == "process" && context.auth_method == "process" };"#
+            .into(),
+    )])
+    .unwrap();
+    let d = fields
+        .decide(&local_shell(Some("ai-agent.service")))
+        .unwrap();
+    assert_eq!(d.effect, Effect::Allow, "{}", d.reason);
 }

@@ -53,6 +53,9 @@ where
     if body.size_hint().lower() > max as u64 {
         return Err(ReadError::TooLarge(max));
     }
+    // Most bodies come in one frame: kept as it came, copied only when a
+    // second one arrives.
+    let mut first: Option<Bytes> = None;
     let mut buf = BytesMut::new();
     loop {
         let frame = match tokio::time::timeout(idle, body.frame()).await {
@@ -61,12 +64,28 @@ where
             Ok(Some(Err(e))) => return Err(ReadError::Io(e.into())),
             Ok(Some(Ok(f))) => f,
         };
-        if let Ok(data) = frame.into_data() {
-            if buf.len() + data.len() > max {
-                return Err(ReadError::TooLarge(max));
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        let held = first.as_ref().map_or(0, Bytes::len) + buf.len();
+        if held + data.len() > max {
+            return Err(ReadError::TooLarge(max));
+        }
+        match first.take() {
+            None if buf.is_empty() => first = Some(data),
+            Some(f) => {
+                buf.extend_from_slice(&f);
+                buf.extend_from_slice(&data);
             }
-            buf.extend_from_slice(&data);
+            None => buf.extend_from_slice(&data),
+        }
+        // A body of known length says when it is done: no poll for `None`.
+        if body.is_end_stream() {
+            break;
         }
     }
-    Ok(buf.freeze())
+    Ok(first.unwrap_or_else(|| buf.freeze()))
 }
+
+#[cfg(test)]
+mod tests;

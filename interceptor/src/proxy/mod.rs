@@ -177,6 +177,10 @@ async fn handle(
         refuse_destination(&client, &info, &serving, &reason);
         return;
     }
+    if serving.config.intercept.mode == Mode::Ebpf {
+        info.process = crate::steer::process::facts(info.client, info.orig_dst).await;
+    }
+    log_accepted(&info);
     let Some(io) = secure(client, peer, &mut info, &serving).await else {
         return;
     };
@@ -197,12 +201,36 @@ async fn handle(
     serving.handler.on_connect(&ctx.info);
     let requests = io.serve(ctx.clone(), serving.handler.clone()).await;
     serving.handler.on_close(&ctx.info, requests);
+    let p = ctx.info.process.as_deref();
     tracing::info!(
         conn = ctx.info.id, client = %peer, orig_dst = %dst, upstream = %upstream_addr, requests,
         tls = ctx.info.tls.as_ref().map(|t| t.negotiated.version),
+        pid = p.map(|p| p.pid), uid = p.map(|p| p.uid), gid = p.map(|p| p.gid),
+        cgroup = p.and_then(|p| p.cgroup_path.as_deref()),
+        exe = p.and_then(|p| p.exe_path.as_deref()),
+        start_time_ns = p.map(|p| p.start_time_ns),
         duration_ms = format!("{:.1}", started.elapsed().as_secs_f64() * 1e3),
         "connection closed"
     );
+}
+
+/// One debug line per accepted connection, with the process facts the
+/// kernel recorded for a same-host caller.
+fn log_accepted(info: &ConnInfo) {
+    match info.process.as_deref() {
+        Some(p) => tracing::debug!(
+            conn = info.id, client = %info.client, orig_dst = %info.orig_dst,
+            pid = p.pid, tid = p.tid, uid = p.uid, gid = p.gid, login_uid = ?p.login_uid,
+            comm = %p.comm, cgroup_id = p.cgroup_id, cgroup = ?p.cgroup_path,
+            exe = ?p.exe_path, exe_dev = p.exe_dev, exe_ino = p.exe_ino,
+            exe_sha256 = ?p.exe_sha256, start_time_ns = p.start_time_ns,
+            "connection accepted from a local process"
+        ),
+        None => tracing::debug!(
+            conn = info.id, client = %info.client, orig_dst = %info.orig_dst,
+            "connection accepted (no process record)"
+        ),
+    }
 }
 
 /// The connection's original destination and where it goes (see

@@ -29,7 +29,7 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::{
     config::{ClientAuth, Tls},
-    conn::{CertCheckError, Negotiated, PeerCert, TlsInfo},
+    conn::{CertCheckError, Negotiated, PeerCert, SubjectAltNames, TlsInfo},
 };
 
 /// Why TLS could not be set up.
@@ -337,13 +337,13 @@ fn negotiated(conn: &rustls::ServerConnection) -> Negotiated {
 pub fn parse_peer(der: &[u8]) -> Result<PeerCert, String> {
     use x509_parser::{extensions::GeneralName, prelude::*};
     let (_, cert) = X509Certificate::from_der(der).map_err(|e| e.to_string())?;
-    let (mut san_uris, mut san_emails, mut san_dns) = (Vec::new(), Vec::new(), Vec::new());
+    let mut sans = SubjectAltNames::default();
     if let Ok(Some(san)) = cert.subject_alternative_name() {
         for n in &san.value.general_names {
             match n {
-                GeneralName::URI(u) => san_uris.push(u.to_string()),
-                GeneralName::RFC822Name(e) => san_emails.push(e.to_string()),
-                GeneralName::DNSName(d) => san_dns.push(d.to_string()),
+                GeneralName::URI(u) => sans.uris.push(u.to_string()),
+                GeneralName::RFC822Name(e) => sans.emails.push(e.to_string()),
+                GeneralName::DNSName(d) => sans.dns.push(d.to_string()),
                 _ => {}
             }
         }
@@ -371,9 +371,7 @@ pub fn parse_peer(der: &[u8]) -> Result<PeerCert, String> {
             .filter_map(|ou| ou.as_str().ok())
             .map(str::to_owned)
             .collect(),
-        san_uris,
-        san_emails,
-        san_dns,
+        sans,
     })
 }
 

@@ -1,4 +1,4 @@
-//! Access and identity controls (AC-3, AC-6, IA-2), from the exchange
+//! Access and identity controls (AC-3, AC-6, IA-2, IA-3), from the exchange
 //! rows of the period. The audit controls are in `records.rs` and
 //! `seal.rs`, SC-8 in `wire.rs`.
 
@@ -12,7 +12,7 @@ pub const AC3_RULE: &str = "Met when every client request allowed, or denied by 
 /// AC-6's rule.
 pub const AC6_RULE: &str = "Met when every tools/call allowed in the period was permitted by a loaded policy (policy_version set: default deny, so each tool was granted); not met when none was (every caller could call every tool); partial in between; not assessed without tool calls.";
 /// IA-2's rule.
-pub const IA2_RULE: &str = "Met when every exchange row (refusals before identification aside) carries a verified identity (auth_method oidc or mtls); not met when all are anonymous; partial in between; not assessed without such rows.";
+pub const IA2_RULE: &str = "Met when every exchange row (refusals before identification aside) carries a verified identity (auth_method oidc, mtls, or process: a same-host process the kernel identified and an [identity.process] rule admitted, a non-person entity); not met when all are anonymous; partial in between; not assessed without such rows.";
 
 const LOAD_POLICY: &str = "load a policy: list Cedar files in [policy] files (anything no policy permits is then denied; examples in deploy/policy/examples)";
 
@@ -255,8 +255,13 @@ pub(super) fn ia2(ex: &[&AuditRow]) -> Control {
     }
     let subjects: BTreeSet<&str> = ex.iter().filter_map(|r| r.subject.as_deref()).collect();
     let t = Tally::of(ex.iter().copied().filter(|r| !before_identity(r)), |r| {
-        r.subject.is_some() && matches!(r.auth_method.as_deref(), Some("oidc" | "mtls"))
+        r.subject.is_some() && matches!(r.auth_method.as_deref(), Some("oidc" | "mtls" | "process"))
     });
+    let by_process: BTreeSet<&str> = ex
+        .iter()
+        .filter(|r| r.auth_method.as_deref() == Some("process"))
+        .filter_map(|r| r.subject.as_deref())
+        .collect();
     let gaps = t
         .gap(
             "exchange rows",
@@ -270,14 +275,10 @@ pub(super) fn ia2(ex: &[&AuditRow]) -> Control {
         id: "IA-2",
         title: "Identification and authentication",
         asks: "Users are uniquely identified and authenticated before they can act.",
-        how: "Every request must carry a verified OIDC bearer token or mTLS client certificate (anonymous callers only where explicitly allowed); a request without one is refused with 401 or 403 and recorded.",
+        how: "Every request must carry a verified OIDC bearer token or mTLS client certificate, or come from a process on this host that the kernel identified and an [identity.process] rule admits (anonymous callers only where explicitly allowed); a request without one is refused with 401 or 403 and recorded.",
         status: t.status(),
         rule: IA2_RULE,
-        verdict: format!(
-            "{} of {} exchange rows carry a verified identity",
-            t.judged - t.short.len(),
-            t.judged
-        ),
+        verdict: t.held("exchange rows carry a verified identity"),
         gaps,
         facts: vec![
             fact("Distinct subjects", subjects.len()),
@@ -285,6 +286,10 @@ pub(super) fn ia2(ex: &[&AuditRow]) -> Control {
             fact(
                 "Anonymous exchange rows",
                 methods.get("anonymous").copied().unwrap_or(0),
+            ),
+            fact(
+                "Non-person callers authenticated by process (distinct subjects)",
+                by_process.len(),
             ),
         ],
         tables: vec![
@@ -300,6 +305,77 @@ pub(super) fn ia2(ex: &[&AuditRow]) -> Control {
         ],
         samples_caption: "Refused authentications".into(),
         samples: samples(refused.into_iter()),
+        note: None,
+    }
+}
+
+/// IA-3's rule.
+pub const IA3_RULE: &str = "Met when every exchange row from a process on this host (src_addr loopback, or process_pid set) carries the kernel's record of the process that opened the connection (process_pid, process_uid, process_exe and process_cgroup): the process is identified by the kernel, not by its own word; not met when none does; partial in between; not assessed without such rows (remote callers only).";
+
+/// A row whose client is a process on this host: a loopback source, or
+/// one the kernel recorded.
+fn from_this_host(r: &AuditRow) -> bool {
+    r.process_pid.is_some()
+        || r.src_addr
+            .as_deref()
+            .and_then(|a| a.parse::<std::net::IpAddr>().ok())
+            .is_some_and(|ip| ip.to_canonical().is_loopback())
+}
+
+pub(super) fn ia3(ex: &[&AuditRow]) -> Control {
+    let local: Vec<&AuditRow> = ex.iter().copied().filter(|r| from_this_host(r)).collect();
+    let t = Tally::of(local.iter().copied(), |r| {
+        r.process_pid.is_some()
+            && r.process_uid.is_some()
+            && r.process_exe.is_some()
+            && r.process_cgroup.is_some()
+    });
+    let units = count(
+        local
+            .iter()
+            .map(|r| r.process_unit.as_deref().unwrap_or("(none)")),
+    );
+    let names: Vec<String> = local
+        .iter()
+        .map(|r| match (&r.process_user, r.process_uid) {
+            (Some(u), _) => u.clone(),
+            (None, Some(uid)) => format!("uid {uid}"),
+            (None, None) => "(no record)".into(),
+        })
+        .collect();
+    let users = count(names.iter().map(String::as_str));
+    let gaps = t
+        .gap(
+            "exchange rows from this host",
+            "carry no complete kernel record of their process",
+            "(src_addr is loopback OR process_pid IS NOT NULL) AND (process_pid, process_uid, process_exe or process_cgroup IS NULL)",
+            "run an agent with the kernel's connection capture (`mcp-interceptor doctor` says whether the kernel supports its hooks); rows written before it lack the process columns, and a process that exits before its connection is accepted leaves its exe unresolved",
+        )
+        .into_iter()
+        .collect();
+    Control {
+        id: "IA-3",
+        title: "Device identification and authentication",
+        asks: "Devices and processes acting on the system are uniquely identified and authenticated before they connect.",
+        how: "For every connection a process on this host opens to a steered port, the kernel records at connect time the process (PID and start time, uid, cgroup, executable by inode); [identity.process] rules name callers by those facts, and every row carries them (process_* columns).",
+        status: t.status(),
+        rule: IA3_RULE,
+        verdict: t.held("exchange rows from this host carry the kernel's record of their process"),
+        gaps,
+        facts: vec![
+            fact("Exchange rows from this host", local.len()),
+            fact("Exchange rows from remote hosts", ex.len() - local.len()),
+        ],
+        tables: vec![
+            count_table(
+                "Same-host exchange rows by systemd unit",
+                "process_unit",
+                units,
+            ),
+            count_table("Same-host exchange rows by user", "process_user", users),
+        ],
+        samples_caption: "Same-host exchange rows".into(),
+        samples: samples(local.into_iter()),
         note: None,
     }
 }

@@ -65,8 +65,8 @@ pub fn entry_times(audit_dir: &Path) -> BTreeMap<String, Vec<i64>> {
                 continue;
             };
             times.push(e.written_us);
-            times.extend(e.first_event_us);
-            times.extend(e.last_event_us);
+            times.extend(e.sealed.first_event_us);
+            times.extend(e.sealed.last_event_us);
         }
     }
     out

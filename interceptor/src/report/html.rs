@@ -259,7 +259,7 @@ pub fn render(r: &NistReport) -> String {
         &mut o,
         "",
         "files read / not opened",
-        &format!("{} / {}", r.files_read, r.files_skipped),
+        &format!("{} / {}", r.sources.files_read, r.sources.files_skipped),
     );
     let (class, verdict) = match &r.verify {
         Verify::Intact(_) => ("ok", "intact"),
@@ -275,11 +275,11 @@ pub fn render(r: &NistReport) -> String {
         ),
     );
     o.push_str("</div>");
-    if r.pending_wal_segments > 0 {
+    if r.sources.pending_wal_segments > 0 {
         let _ = write!(
             o,
             "<p class=\"note\">{} WAL segment(s) are not yet in signed files; their rows are not counted.</p>",
-            r.pending_wal_segments
+            r.sources.pending_wal_segments
         );
     }
     o.push_str("<section><h2>Controls</h2><nav><table><thead><tr><th>control</th><th>title</th><th>status</th><th>found</th></tr></thead><tbody>");

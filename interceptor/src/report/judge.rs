@@ -50,6 +50,15 @@ impl<'a> Tally<'a> {
         by_rows(self.judged, self.short.len())
     }
 
+    /// "n of m `what`": how many of the judged rows hold, for a verdict.
+    pub fn held(&self, what: &str) -> String {
+        format!(
+            "{} of {} {what}",
+            self.judged - self.short.len(),
+            self.judged
+        )
+    }
+
     /// "n of m (p%)" of the rows that fall short.
     pub fn share(&self) -> String {
         of(self.short.len(), self.judged)

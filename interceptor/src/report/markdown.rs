@@ -75,16 +75,16 @@ pub fn markdown(r: &NistReport) -> String {
         vec!["Rows in the period".into(), r.rows.to_string()],
         vec![
             "Files read / outside the period (not opened)".into(),
-            format!("{} / {}", r.files_read, r.files_skipped),
+            format!("{} / {}", r.sources.files_read, r.sources.files_skipped),
         ],
         vec!["audit verify".into(), verify_line(&r.verify)],
     ];
     md_table(&mut o, &["item", "value"], &summary);
-    if r.pending_wal_segments > 0 {
+    if r.sources.pending_wal_segments > 0 {
         let _ = writeln!(
             o,
             "> {} WAL segment(s) are not yet in signed files; their rows are not counted.\n",
-            r.pending_wal_segments
+            r.sources.pending_wal_segments
         );
     }
     let _ = writeln!(

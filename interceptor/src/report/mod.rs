@@ -178,11 +178,19 @@ pub fn fmt_time(us: i64) -> String {
 pub struct Loaded {
     /// Rows with `from <= event_time < to`, ordered by time.
     pub rows: Vec<AuditRow>,
+    /// The files read and left out for the rows.
+    pub sources: Sources,
+}
+
+/// Which files a period's rows came from, and what was left out: the
+/// loader counts them and the report shows them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Sources {
     /// How many files were read.
     pub files_read: usize,
     /// Files in partitions outside the period, never opened.
     pub files_skipped: usize,
-    /// WAL segments not yet converted to signed files (not in `rows`).
+    /// WAL segments not yet converted to signed files (not in the rows).
     pub pending_wal_segments: usize,
 }
 
@@ -259,9 +267,11 @@ pub fn load(dir: &Path, period: Period) -> Result<Loaded, ReportError> {
     };
     Ok(Loaded {
         rows,
-        files_read: files.len(),
-        files_skipped,
-        pending_wal_segments,
+        sources: Sources {
+            files_read: files.len(),
+            files_skipped,
+            pending_wal_segments,
+        },
     })
 }
 
@@ -317,6 +327,25 @@ const INT_FIELDS: &[IntField] = &[
 
 /// SC-8's column, read where the file has it (see `rows_of`).
 const TLS_VERSION: &str = "tls_version";
+
+/// The same-host process columns IA-3 and AU-3 read, where the file has
+/// them (files written before they were appended lack them: null).
+const PROCESS_TEXT: &[TextField] = &[
+    ("process_user", |r, v| r.process_user = v),
+    ("process_exe", |r, v| r.process_exe = v),
+    ("process_exe_sha256", |r, v| r.process_exe_sha256 = v),
+    ("process_unit", |r, v| r.process_unit = v),
+    ("process_cgroup", |r, v| r.process_cgroup = v),
+];
+
+/// An `Int64` column the reports read, and where it goes in the row.
+type LongField = (&'static str, fn(&mut AuditRow, Option<i64>));
+
+/// The `Int64` process columns, read like [`PROCESS_TEXT`].
+const PROCESS_INTS: &[LongField] = &[
+    ("process_pid", |r, v| r.process_pid = v),
+    ("process_uid", |r, v| r.process_uid = v),
+];
 
 /// The columns the reports use (the others are not decoded): the fields
 /// above, the event time, the connection id and the truncation flag.
@@ -382,8 +411,11 @@ fn read_file(path: &Path, period: Period, out: &mut Vec<AuditRow>) -> Result<(),
     // Indexes from the file's own schema: files written before the TLS
     // columns were appended lack them, and ours would point past their end.
     let theirs = builder.schema().clone();
+    let optional =
+        (PROCESS_TEXT.iter().map(|(n, _)| *n)).chain(PROCESS_INTS.iter().map(|(n, _)| *n));
     let roots: Vec<usize> = columns()
         .chain([TLS_VERSION])
+        .chain(optional)
         .filter_map(|c| theirs.index_of(c).ok())
         .collect();
     let mask = ProjectionMask::roots(builder.parquet_schema(), roots);
@@ -424,6 +456,12 @@ fn rows_of(c: &Cols<'_>, period: Period, out: &mut Vec<AuditRow>) -> Result<(), 
     let conn = c.get::<Int64Array>("conn_id")?;
     // Optional: a file from before the column holds no TLS facts at all.
     let tls = c.get::<StringArray>(TLS_VERSION).ok();
+    let ptext: Vec<_> = (PROCESS_TEXT.iter())
+        .filter_map(|(n, set)| Some((c.get::<StringArray>(n).ok()?, set)))
+        .collect();
+    let pints: Vec<_> = (PROCESS_INTS.iter())
+        .filter_map(|(n, set)| Some((c.get::<Int64Array>(n).ok()?, set)))
+        .collect();
     let truncated = c.get::<BooleanArray>("response_truncated")?;
     for i in 0..c.batch.num_rows() {
         let t = time.value(i);
@@ -444,6 +482,12 @@ fn rows_of(c: &Cols<'_>, period: Period, out: &mut Vec<AuditRow>) -> Result<(), 
         }
         for (a, set) in &ints {
             set(&mut row, i32v(a, i));
+        }
+        for (a, set) in &ptext {
+            set(&mut row, s(a, i));
+        }
+        for (a, set) in &pints {
+            set(&mut row, i64v(a, i));
         }
         row.tls_version = match tls {
             Some(a) => s(a, i),

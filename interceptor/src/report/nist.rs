@@ -8,8 +8,8 @@ use std::{collections::BTreeMap, os::unix::fs::PermissionsExt, path::Path};
 use sha2::{Digest, Sha256};
 
 use super::{
-    Loaded, Period, ReportError,
-    controls::{ac3, ac6, ia2},
+    Loaded, Period, ReportError, Sources,
+    controls::{ac3, ac6, ia2, ia3},
     coverage::{coverage, entry_times},
     fmt_time, load,
     records::{au2, au3, au12},
@@ -271,18 +271,12 @@ pub struct NistReport {
     pub generated_us: i64,
     /// How many rows were read.
     pub rows: usize,
-    /// How many files were read.
-    pub files_read: usize,
-    /// How many files were skipped.
-    pub files_skipped: usize,
-    /// How many WAL segments were not yet sealed.
-    pub pending_wal_segments: usize,
+    /// The files the rows came from, and those left out.
+    pub sources: Sources,
     /// The chain verification result.
     pub verify: Verify,
     /// Whether the chain was checked with a pinned key.
     pub pinned: bool,
-    /// The signing keys found.
-    pub keys: Vec<Key>,
     /// The controls' sections.
     pub controls: Vec<Control>,
 }
@@ -458,6 +452,7 @@ pub(super) fn auth_refusal_meaning(r: &AuditRow) -> &'static str {
         "session_owner" => "session opened by another identity",
         "identity_unavailable" => "issuer keys unavailable",
         "tls_required" => "plaintext where TLS is required",
+        "process_unmatched" => "a process on this host that no [identity.process] rule admits",
         _ => "other",
     }
 }
@@ -488,6 +483,7 @@ pub fn from_rows(dir: &Path, period: Period, check: &Check, e: Evidence) -> Nist
         au10(&seal, &ex),
         au12(rows, &cov, check.max_gap_us),
         ia2(&ex),
+        ia3(&ex),
         sc8(rows),
     ];
     NistReport {
@@ -495,12 +491,9 @@ pub fn from_rows(dir: &Path, period: Period, check: &Check, e: Evidence) -> Nist
         period,
         generated_us,
         rows: rows.len(),
-        files_read: e.loaded.files_read,
-        files_skipped: e.loaded.files_skipped,
-        pending_wal_segments: e.loaded.pending_wal_segments,
+        sources: e.loaded.sources,
         verify: e.verify,
         pinned: check.public_key.is_some(),
-        keys: e.keys,
         controls,
     }
 }

@@ -16,7 +16,7 @@ use crate::audit::{schema::AuditRow, wal::hour_of};
 /// AU-2's rule, as printed under its status.
 pub const AU2_RULE: &str = "Met when the logged events cover the whole period: no stretch longer than the allowed gap (twice audit.roll_seconds) without a signed manifest entry or a row, on any recording host; partial when there is one (the agent stopped after agent_stop, or killed, or entries removed); not met when the period has no entry at all.";
 /// AU-3's rule.
-pub const AU3_RULE: &str = "Met when every exchange row records what (kind, and method), when, where (host, dst_addr), the source (src_addr), the outcome, who (subject) and, for tools/call, the tool (method and subject are not asked of refusals before identification, which answer before reading the request); not met when no row has them all; partial in between; not assessed without exchange rows.";
+pub const AU3_RULE: &str = "Met when every exchange row records what (kind, and method), when, where (host, dst_addr), the source (src_addr, and for a process on this host its uid and executable: process_uid, process_exe), the outcome, who (subject) and, for tools/call, the tool (method and subject are not asked of refusals before identification, which answer before reading the request); not met when no row has them all; partial in between; not assessed without exchange rows.";
 /// AU-12's rule.
 pub const AU12_RULE: &str = "Met when every recording host generated records through the whole period: no stretch longer than the allowed gap (twice audit.roll_seconds) without a signed manifest entry or a row; partial when there is one, named as after agent_stop (stopped) or without any entry (killed, or entries removed); not met when no host recorded anything.";
 
@@ -96,6 +96,13 @@ const CONTENTS: &[Content] = &[
         |r| !r.host.is_empty() && r.dst_addr.is_some(),
     ),
     ("source", "src_addr", |_| true, |r| r.src_addr.is_some()),
+    // The kernel recorded a process on this host: which user ran what.
+    (
+        "source process (same-host rows)",
+        "process_uid, process_exe",
+        |r| r.process_pid.is_some(),
+        |r| r.process_uid.is_some() && r.process_exe.is_some(),
+    ),
     (
         "outcome",
         "decision / http_status / error_code",

@@ -118,7 +118,7 @@ pub(super) fn au9(
     ));
     facts.push(fact(
         "WAL segments not yet in signed files",
-        loaded.pending_wal_segments,
+        loaded.sources.pending_wal_segments,
     ));
     Control {
         id: "AU-9",

@@ -18,6 +18,7 @@ pub mod dests;
 pub mod listeners;
 pub mod netns;
 pub mod pins;
+pub mod process;
 mod sockmap;
 
 use std::{
@@ -101,6 +102,9 @@ pub enum SteerError {
         /// How to fix it.
         fix: &'static str,
     },
+    /// The process capture program could not be attached.
+    #[error("process capture: {0}")]
+    Capture(#[from] process::CaptureError),
     /// The config needs more entries in a fixed-size map than it holds;
     /// checked before any write, so the maps were left as they were.
     #[error(
@@ -245,6 +249,12 @@ impl Steering {
         this.apply(cfg)?;
         this.register(SLOT_V4, v4)?;
         this.register(SLOT_V6, v6)?;
+        if cfg.process_capture {
+            // Before the link goes live: a steered connection accepted
+            // after start-up always had its opener recorded.
+            process::attach(&mut this.ebpf)?;
+            tracing::info!("process capture attached (tp_btf inet_sock_set_state)");
+        }
 
         let prog: &mut SkLookup = this
             .ebpf
@@ -347,6 +357,9 @@ impl Steering {
         );
         listeners::warn_uncovered(cfg);
         dests::learn(cfg);
+        // Off on reload stops recording; on again needs the programs
+        // attached at start.
+        process::set_enabled(cfg.process_capture);
         Ok(())
     }
 

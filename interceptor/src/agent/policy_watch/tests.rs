@@ -9,7 +9,7 @@ fn installed(text: &str) -> (tempfile::TempDir, Vec<PathBuf>, Running) {
     let dir = tempfile::tempdir().unwrap();
     let files = vec![dir.path().join("policy.cedar")];
     std::fs::write(&files[0], text).unwrap();
-    let running = empty();
+    let running = empty(Default::default());
     install(&running, Some(load(&files).unwrap()), &Events::default());
     (dir, files, running)
 }

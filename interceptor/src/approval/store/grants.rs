@@ -32,6 +32,15 @@ pub struct Grant {
     pub granted_by: String,
     /// Why the grant was added.
     pub reason: String,
+    /// The revocation, if any (its keys stand at the top level in JSON).
+    #[serde(flatten)]
+    pub revocation: Revocation,
+}
+
+/// When, by whom and why a grant was revoked: all three are set together
+/// by [`Store::revoke_grant`], and all are `None` while the grant stands.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Revocation {
     /// When the grant was revoked, if it was.
     pub revoked_us: Option<i64>,
     /// Who revoked the grant, if anyone did.
@@ -43,7 +52,7 @@ pub struct Grant {
 impl Grant {
     /// Whether the grant is in force at `now_us`.
     pub fn active(&self, now_us: i64) -> bool {
-        self.revoked_us.is_none() && now_us < self.expires_us
+        self.revocation.revoked_us.is_none() && now_us < self.expires_us
     }
 }
 
@@ -60,9 +69,11 @@ fn grant_row(r: &Row<'_>) -> rusqlite::Result<Grant> {
         expires_us: r.get(5)?,
         granted_by: r.get(6)?,
         reason: r.get(7)?,
-        revoked_us: r.get(8)?,
-        revoked_by: r.get(9)?,
-        revoke_reason: r.get(10)?,
+        revocation: Revocation {
+            revoked_us: r.get(8)?,
+            revoked_by: r.get(9)?,
+            revoke_reason: r.get(10)?,
+        },
         issuer: r.get(11)?,
     })
 }
@@ -83,9 +94,9 @@ impl Store {
                 g.expires_us,
                 g.granted_by,
                 g.reason,
-                g.revoked_us,
-                g.revoked_by,
-                g.revoke_reason,
+                g.revocation.revoked_us,
+                g.revocation.revoked_by,
+                g.revocation.revoke_reason,
                 g.issuer
             ],
         )?;

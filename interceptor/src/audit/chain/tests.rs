@@ -12,19 +12,17 @@ fn setup() -> (tempfile::TempDir, String) {
         let bytes = format!("data file {i}").into_bytes();
         write_atomic(&dir.path().join(&rel), &bytes).unwrap();
         chain
-            .append(Entry {
-                seq: 0,
-                host: String::new(),
-                segment: Some(i),
-                file: Some(rel),
-                sha256: Some(sha256_hex(&bytes)),
-                rows: 1,
-                first_event_us: Some(1),
-                last_event_us: Some(2),
-                written_us: 3,
-                prev: String::new(),
-                signature: String::new(),
-            })
+            .append(
+                Sealed {
+                    segment: Some(i),
+                    file: Some(rel),
+                    sha256: Some(sha256_hex(&bytes)),
+                    rows: 1,
+                    first_event_us: Some(1),
+                    last_event_us: Some(2),
+                },
+                3,
+            )
             .unwrap();
     }
     (dir, pubkey)
@@ -32,6 +30,38 @@ fn setup() -> (tempfile::TempDir, String) {
 
 fn entry_path(dir: &Path, seq: u64) -> PathBuf {
     dir.join(format!("manifest/h1/{seq:012}.json"))
+}
+
+/// An entry's file holds these keys, in this order (what is signed and
+/// what other tools read), the sealed file's at the top level.
+#[test]
+fn an_entry_is_written_as_it_always_was() {
+    let (dir, _) = setup();
+    let bytes = std::fs::read(entry_path(dir.path(), 1)).unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    let keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+    assert_eq!(
+        keys,
+        [
+            "seq",
+            "host",
+            "segment",
+            "file",
+            "sha256",
+            "rows",
+            "first_event_us",
+            "last_event_us",
+            "written_us",
+            "prev",
+            "signature"
+        ]
+    );
+    assert_eq!(
+        (&v["seq"], &v["segment"], &v["rows"]),
+        (&1.into(), &1.into(), &1.into())
+    );
+    let e: Entry = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(e.sealed.last_event_us, Some(2));
 }
 
 #[test]

@@ -248,7 +248,7 @@ fn verify_host(
             ));
         }
         report.entries += 1;
-        if let (Some(file), Some(sum)) = (&e.file, &e.sha256) {
+        if let (Some(file), Some(sum)) = (&e.sealed.file, &e.sealed.sha256) {
             let data = audit_dir.join(file);
             let actual = sha256_file(&data).map_err(|err| {
                 brk(
@@ -264,7 +264,7 @@ fn verify_host(
             }
             listed.insert(data);
             report.files += 1;
-            report.rows += e.rows;
+            report.rows += e.sealed.rows;
         }
     }
     if let Some((seq, _)) = files.last() {

@@ -10,22 +10,26 @@ fn stamp() -> Stamp {
 }
 
 fn approval_step(method: &str, target: &str, sha: &str) -> LifecycleEvent {
-    let mut e = LifecycleEvent::new("approval_requested", "m");
-    e.about = About::Approval {
-        id: "apr-1".into(),
-        call: CallFacts {
-            subject: "alice".into(),
-            issuer: "https://idp".into(),
-            groups: vec!["dev".into()],
-            server: "db".into(),
-            method: method.into(),
-            target: Some(target.into()),
-            arguments_sha256: sha.into(),
-            policy_version: "pv".into(),
-        },
-        arguments: Some("{}".into()),
-        policies: vec!["p1".into()],
+    let call = CallFacts {
+        subject: "alice".into(),
+        issuer: "https://idp".into(),
+        groups: vec!["dev".into()],
+        server: "db".into(),
+        method: method.into(),
+        target: Some(target.into()),
+        arguments_sha256: sha.into(),
+        policy_version: "pv".into(),
     };
+    let mut e = LifecycleEvent::approval_requested("m", call);
+    if let About::Approval {
+        arguments,
+        policies,
+        ..
+    } = &mut e.about
+    {
+        *arguments = Some("{}".into());
+        *policies = vec!["p1".into()];
+    }
     e.decision = Some("pending".into());
     e
 }
@@ -168,5 +172,62 @@ fn a_tls_connection_fills_the_tls_columns_and_plaintext_leaves_them_null() {
     assert_eq!(
         (plain.tls_version, plain.tls_cipher, plain.tls_alpn),
         (None, None, None)
+    );
+}
+
+#[test]
+fn a_same_host_caller_fills_the_process_columns_and_a_remote_one_leaves_them_null() {
+    use crate::identity::{AuthMethod, Caller, process::Seen};
+    let facts = std::sync::Arc::new(crate::conn::ProcessFacts {
+        pid: 4242,
+        tid: 4242,
+        uid: 998,
+        gid: 998,
+        login_uid: None,
+        comm: "python3".into(),
+        cgroup_id: 9,
+        cgroup_path: Some("/system.slice/ai-agent.service/worker".into()),
+        exe_path: Some("/usr/bin/python3.12".into()),
+        exe_ino: 1,
+        exe_dev: 2,
+        exe_sha256: Some("ab".repeat(32)),
+        start_time_ns: 7,
+    });
+    let mut ev = call_event(serde_json::json!({"name": "unlock"}));
+    ev.process = Some(facts.clone());
+    // Refused before identity: the kernel's facts, no user name.
+    let r = stamp().from_event(&ev);
+    assert_eq!(
+        (r.process_pid, r.process_uid, r.process_user.as_deref()),
+        (Some(4242), Some(998), None)
+    );
+    assert_eq!(r.process_unit.as_deref(), Some("ai-agent.service"));
+    assert_eq!(
+        r.process_cgroup.as_deref(),
+        Some("/system.slice/ai-agent.service/worker")
+    );
+    assert_eq!(r.process_exe.as_deref(), Some("/usr/bin/python3.12"));
+    assert_eq!(r.process_exe_sha256, Some("ab".repeat(32)));
+    ev.caller = Some(std::sync::Arc::new(Caller {
+        process: Some(std::sync::Arc::new(Seen::new(
+            facts,
+            Some("aiagent".into()),
+        ))),
+        ..Caller::new(AuthMethod::Process, "svc:ai-agent", Some("process".into()))
+    }));
+    let r = stamp().from_event(&ev);
+    assert_eq!(
+        (r.process_user.as_deref(), r.auth_method.as_deref()),
+        (Some("aiagent"), Some("process"))
+    );
+    let remote = stamp().from_event(&call_event(serde_json::json!({"name": "unlock"})));
+    assert_eq!(
+        (
+            remote.process_pid,
+            remote.process_uid,
+            remote.process_exe,
+            remote.process_cgroup
+        ),
+        (None, None, None, None)
     );
 }

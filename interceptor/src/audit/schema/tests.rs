@@ -250,6 +250,15 @@ fn full_row() -> AuditRow {
         tls_version: Some("TLSv1.3".into()),
         tls_cipher: Some("TLS13_AES_128_GCM_SHA256".into()),
         tls_alpn: Some("http/1.1".into()),
+        bundle_version: Some(42),
+        bundle_signer: Some("ab".repeat(32)),
+        process_pid: Some(4242),
+        process_uid: Some(4_294_967_294),
+        process_user: Some("aiagent".into()),
+        process_exe: Some("/usr/bin/python3.12".into()),
+        process_exe_sha256: Some("ab".repeat(32)),
+        process_unit: Some("ai-agent.service".into()),
+        process_cgroup: Some("/system.slice/ai-agent.service".into()),
     }
 }
 

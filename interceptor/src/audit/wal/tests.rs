@@ -100,24 +100,40 @@ fn legacy_record(r: &AuditRow, missing: usize) -> Vec<u8> {
 
 #[test]
 fn records_of_the_older_layouts_still_decode() {
-    // The first layout (before trace_id) and the one before the tls_*
-    // columns (3 missing), beside a record of today's.
+    // The first layout (before trace_id), the one before the tls_*
+    // columns (5 missing), the one before bundle_* (2 missing) and the one
+    // before the process_* columns (7 missing), beside a record of today's.
     let mut first = row(1, "exchange");
     first.message = Some("written before trace_id existed".into());
     let mut traced = row(3, "exchange");
     traced.trace_id = Some("4bf92f3577b34da6a3ce929d0e0e4736".into());
     traced.follows = Some("written before tls_version existed".into());
+    let mut tls = traced.clone();
+    tls.follows = Some("written before process_pid existed".into());
+    tls.tls_version = Some("TLSv1.3".into());
+    tls.tls_alpn = Some("h2".into());
     let mut new = row(2, "exchange");
     new.trace_id = Some("4bf92f3577b34da6a3ce929d0e0e4736".into());
     new.follows = Some("first".into());
     new.tls_version = Some("TLSv1.3".into());
     new.tls_cipher = Some("TLS13_AES_128_GCM_SHA256".into());
     new.tls_alpn = Some("http/1.1".into());
+    // Written before the bundle_* columns (2 missing).
+    let tls = new.clone();
+    new.bundle_version = Some(7);
+    new.bundle_signer = Some("ab".repeat(32));
+    // Written before the process_* columns (7 missing).
+    let bundled = new.clone();
+    new.process_pid = Some(4242);
+    new.process_uid = Some(998);
+    new.process_cgroup = Some("/system.slice/ai-agent.service".into());
     let mut buf = legacy_record(&first, crate::audit::schema::ADDED_COLUMNS);
     buf.extend(encode(&new).unwrap());
-    buf.extend(legacy_record(&traced, 3));
+    buf.extend(legacy_record(&traced, 12));
+    buf.extend(legacy_record(&tls, 9));
+    buf.extend(legacy_record(&bundled, 7));
     buf.extend(legacy_record(&first, crate::audit::schema::ADDED_COLUMNS));
     let (rows, used) = decode(&buf);
     assert_eq!(used, buf.len());
-    assert_eq!(rows, vec![first.clone(), new, traced, first]);
+    assert_eq!(rows, vec![first.clone(), new, traced, tls, bundled, first]);
 }

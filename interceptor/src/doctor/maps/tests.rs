@@ -23,40 +23,43 @@ fn a_config_that_does_not_fit_fails_naming_the_numbers_and_the_fix() {
     }
 }
 
+/// Each fill level, without the checks on the fix: the config's needs,
+/// the pinned map's (entries, capacity), the status and a piece of the
+/// detail.
 #[test]
-fn the_pinned_capacity_wins_over_the_compiled_one() {
-    let c = map_check("MCPI_PORTS", 600, Some(&used(1, 512)));
-    assert_eq!(c.status, Status::Fail, "{c}");
-    assert!(c.detail.contains("the map holds 512"), "{c}");
+fn each_fill_level_gets_its_status_and_says_why() {
+    let cases = [
+        // The pinned capacity wins over the compiled one.
+        (600, Some((1, 512)), Status::Fail, "the map holds 512"),
+        // A map full of entries the config lacks.
+        (
+            1,
+            Some((1024, 1024)),
+            Status::Fail,
+            "full (1024/1024 entries in use), 1023 more",
+        ),
+        // Full or nearly full for the config itself.
+        (1024, Some((1024, 1024)), Status::Warn, "1024/1024"),
+        (930, Some((930, 1024)), Status::Warn, "nearly full"),
+        // Room to spare.
+        (
+            2,
+            Some((2, 1024)),
+            Status::Ok,
+            "2/1024 entries in use, the config needs 2",
+        ),
+        (2, None, Status::Ok, "nothing pinned yet"),
+    ];
+    for (needed, pinned, status, detail) in cases {
+        let usage = pinned.map(|(entries, capacity)| used(entries, capacity));
+        let c = map_check("MCPI_PORTS", needed, usage.as_ref());
+        assert_eq!(c.status, status, "{c}");
+        assert!(c.detail.contains(detail), "{c}");
+    }
 }
 
 #[test]
-fn a_map_full_of_entries_the_config_lacks_fails() {
+fn a_map_full_of_entries_the_config_lacks_says_to_reload() {
     let c = map_check("MCPI_PORTS", 1, Some(&used(1024, 1024)));
-    assert_eq!(c.status, Status::Fail, "{c}");
-    assert!(
-        c.detail
-            .contains("full (1024/1024 entries in use), 1023 more"),
-        "{c}"
-    );
     assert!(c.hint.unwrap().starts_with("reload the agent"));
-}
-
-#[test]
-fn full_or_nearly_full_for_the_config_itself_warns() {
-    let exact = map_check("MCPI_PORTS", 1024, Some(&used(1024, 1024)));
-    assert_eq!(exact.status, Status::Warn, "{exact}");
-    let near = map_check("MCPI_PORTS", 930, Some(&used(930, 1024)));
-    assert_eq!(near.status, Status::Warn, "{near}");
-    assert!(near.detail.starts_with("nearly full"), "{near}");
-}
-
-#[test]
-fn room_to_spare_is_ok() {
-    let c = map_check("MCPI_PORTS", 2, Some(&used(2, 1024)));
-    assert_eq!(c.status, Status::Ok, "{c}");
-    assert_eq!(c.detail, "2/1024 entries in use, the config needs 2");
-    let unpinned = map_check("MCPI_PORTS", 2, None);
-    assert_eq!(unpinned.status, Status::Ok, "{unpinned}");
-    assert!(unpinned.detail.contains("nothing pinned yet"));
 }

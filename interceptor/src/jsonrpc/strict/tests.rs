@@ -128,3 +128,42 @@ fn a_server_answer_a_client_could_read_otherwise_is_refused() {
         assert!(e.to_string().contains(why), "{bad}: {e}");
     }
 }
+
+/// An object of `n` distinct keys `k0`..., then `extra` keys.
+fn wide(n: usize, extra: &str) -> String {
+    let keys: Vec<String> = (0..n).map(|i| format!(r#""k{i}":{i}"#)).collect();
+    call(&format!("{{{}{extra}}}", keys.join(",")))
+}
+
+#[test]
+fn duplicates_are_found_in_wide_objects_and_after_nested_ones() {
+    // Past the linear look-up (16 keys) the set of hashes takes over.
+    for n in [3, 15, 16, 17, 200] {
+        assert!(p(&wide(n, "")).is_ok(), "{n}");
+        for dup in [
+            r#","k0":1"#,
+            r#","K1":1"#,
+            r#","\u006b2":1"#,
+            r#","k\u017f":1,"ks":2"#,
+        ] {
+            let bad = wide(n, dup);
+            let e = p(&bad).expect_err(&bad);
+            assert!(e.to_string().contains("twice"), "{n} {dup}: {e}");
+        }
+    }
+    // A nested object's keys are its own, before and after it closes.
+    assert!(
+        p(&call(
+            r#"{"a":{"b":1,"c":{"a":1,"b":2}},"b":{"a":{}},"c":3}"#
+        ))
+        .is_ok()
+    );
+    let e = p(&call(r#"{"a":{"b":1,"c":{"x":1}},"B":2,"A":3}"#)).unwrap_err();
+    assert!(e.to_string().contains("twice"), "{e}");
+    let e = p(&call(r#"{"a":[{"x":1},{"x":2,"y":{"z":1},"X":3}]}"#)).unwrap_err();
+    assert!(e.to_string().contains("twice"), "{e}");
+    // Keys that only look alike stay apart: a prefix, an escape of another
+    // letter, non-ASCII that folds to no ASCII key.
+    assert!(p(&call(r#"{"ab":1,"abc":2,"\u0061bd":3,"é":4,"É":{}}"#)).is_err());
+    assert!(p(&call(r#"{"ab":1,"abc":2,"\u0061bd":3,"é":4,"e":5}"#)).is_ok());
+}

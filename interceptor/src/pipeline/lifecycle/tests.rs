@@ -13,19 +13,15 @@ impl LifecycleSink for Kept {
 }
 
 fn event(target: &str) -> LifecycleEvent {
-    let mut e = LifecycleEvent::new("approval_requested", "tool ada@example.org asked for");
-    e.about = About::Approval {
-        id: "apr-1".into(),
-        call: CallFacts {
+    LifecycleEvent::approval_requested(
+        "tool ada@example.org asked for",
+        CallFacts {
             subject: "ada@example.org".into(),
             method: "tools/call".into(),
             target: Some(target.into()),
             ..CallFacts::default()
         },
-        arguments: None,
-        policies: Vec::new(),
-    };
-    e
+    )
 }
 
 fn grant(tool: &str) -> LifecycleEvent {

@@ -50,13 +50,10 @@ fn with_ctx<T>(
     request_method: Option<&str>,
     f: impl FnOnce(&MessageCtx<'_>) -> T,
 ) -> T {
-    let conn = ConnInfo {
-        id: 1,
-        client: "10.0.0.9:4000".parse().unwrap(),
-        orig_dst: "10.0.0.1:8080".parse().unwrap(),
-        tls: None,
-        process: None,
-    };
+    let conn = ConnInfo::between(
+        "10.0.0.9:4000".parse().unwrap(),
+        "10.0.0.1:8080".parse().unwrap(),
+    );
     let c = caller(groups);
     let notes = Notes::default();
     let ctx = MessageCtx {

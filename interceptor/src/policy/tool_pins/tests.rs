@@ -79,13 +79,10 @@ fn msg(v: Value) -> Message {
 }
 
 fn conn(port: u16) -> ConnInfo {
-    ConnInfo {
-        id: 1,
-        client: SocketAddr::from(([10, 0, 0, 1], 40000)),
-        orig_dst: SocketAddr::from(([10, 0, 0, 2], port)),
-        tls: None,
-        process: None,
-    }
+    ConnInfo::between(
+        SocketAddr::from(([10, 0, 0, 1], 40000)),
+        SocketAddr::from(([10, 0, 0, 2], port)),
+    )
 }
 
 fn ctx<'a>(conn: &'a ConnInfo, notes: &'a MsgNotes, method: Option<&'a str>) -> MessageCtx<'a> {

@@ -158,6 +158,41 @@ pub fn record(id: &str) -> String {
     serde_json::to_string_pretty(&record).unwrap_or_else(|_| record.to_string())
 }
 
+/// Upper bound on `records`' size: past the bench's largest result, well
+/// under the agent's default `max_message`.
+pub const MAX_SIZED: usize = 4 << 20;
+
+/// `{"customers":[...]}`, compact, of about `bytes` bytes and never more
+/// (at least one record, cut to its first orders when even one full record
+/// is larger): records of ids `<id>-0`, `<id>-1`, ...
+pub fn records(id: &str, bytes: usize) -> String {
+    let (open, close) = ("{\"customers\":[", "]}");
+    let mut out = String::with_capacity(bytes + 64);
+    out.push_str(open);
+    for i in 0.. {
+        let mut record = value(&format!("{id}-{i}"));
+        let mut text = record.to_string();
+        while i == 0 && out.len() + text.len() + close.len() > bytes {
+            // The first record shrinks (orders, last first) rather than
+            // the answer growing past `bytes`.
+            let Some(orders) = record["orders"].as_array_mut().filter(|o| !o.is_empty()) else {
+                break;
+            };
+            orders.pop();
+            text = record.to_string();
+        }
+        if i > 0 && out.len() + 1 + text.len() + close.len() > bytes {
+            break;
+        }
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(&text);
+    }
+    out.push_str(close);
+    out
+}
+
 /// The customer record for `id`.
 pub fn value(id: &str) -> Value {
     let mut rng = Rng::from_id(id);
@@ -200,4 +235,28 @@ pub fn value(id: &str) -> Value {
         "lifetime_value": (lifetime_value * 100.0).round() / 100.0,
         "orders": orders,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Sized answers are JSON of about the size asked for, never more,
+    /// and the same for the same id.
+    #[test]
+    fn sized_records_fit_the_size_asked_for() {
+        for bytes in [1024, 64 << 10, 1 << 20] {
+            let text = records("c-1", bytes);
+            assert!(text.len() <= bytes, "{} > {bytes}", text.len());
+            // Within one record (under 2 KB compact) of the size, or half of 1 KB.
+            assert!(
+                text.len() + 2048_usize.min(bytes / 2) >= bytes,
+                "{} for {bytes}",
+                text.len()
+            );
+            let v: Value = serde_json::from_str(&text).expect("JSON");
+            assert_eq!(v["customers"][0]["customer_id"], "c-1-0");
+            assert_eq!(text, records("c-1", bytes));
+        }
+    }
 }

@@ -67,6 +67,17 @@ struct LookupArgs {
 }
 
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
+struct SizedLookupArgs {
+    /// Customer id; any string, the record is derived from it.
+    id: String,
+    /// Answer with about this many bytes of compact JSON (records of ids
+    /// `<id>-0`, `<id>-1`, ...) instead of the one pretty-printed record:
+    /// for measuring what result size costs. At most 4 MiB.
+    #[serde(default)]
+    bytes: Option<usize>,
+}
+
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 struct ReadFileArgs {
     /// Path of the file to read; nothing is read, the path is echoed.
     path: String,
@@ -146,8 +157,14 @@ impl PeerServer {
     }
 
     #[tool(description = "Look up a customer record (contact, payment card, orders) by id")]
-    fn lookup_customer(&self, Parameters(LookupArgs { id }): Parameters<LookupArgs>) -> String {
-        customer::record(&id)
+    fn lookup_customer(
+        &self,
+        Parameters(SizedLookupArgs { id, bytes }): Parameters<SizedLookupArgs>,
+    ) -> String {
+        match bytes {
+            Some(n) => customer::records(&id, n.min(customer::MAX_SIZED)),
+            None => customer::record(&id),
+        }
     }
 
     #[tool(description = "Look up a customer record by id, as structuredContent (and its text)")]

@@ -26,13 +26,10 @@ fn call(method: &str, version: &str, caps: Value, more: Value) -> Message {
 }
 
 fn accepted(transport: Transport, msg: &Message) -> bool {
-    let conn = ConnInfo {
-        id: 1,
-        client: "10.0.0.9:4000".parse().unwrap(),
-        orig_dst: "10.0.0.1:8080".parse().unwrap(),
-        tls: None,
-        process: None,
-    };
+    let conn = ConnInfo::between(
+        "10.0.0.9:4000".parse().unwrap(),
+        "10.0.0.1:8080".parse().unwrap(),
+    );
     let notes = Notes::default();
     let ctx = MessageCtx {
         transport,
