@@ -379,13 +379,23 @@ impl Run {
         }
         let done = s.file.sync_data();
         let after = std::mem::replace(&mut self.pending, before);
+        // Whether the rows appended meanwhile went to the segment being
+        // synced (no roll or failure moved the WAL on to another).
+        let same = (self.wal.current.as_ref()).is_some_and(|c| c.seq == s.seq);
+        let synced = self.wal.end_sync(s, done).is_ok();
         // A write or close that failed meanwhile may have cost pages this
         // sync then claims (Linux reports the error once): claim nothing.
-        match self.wal.end_sync(s, done) {
-            Ok(()) if self.fails == fails => self.sync_pending(),
-            _ => self.lose_pending(),
+        if synced && self.fails == fails {
+            self.sync_pending();
+        } else {
+            self.lose_pending();
         }
-        self.pending.extend(after);
+        // A failed sync abandons its segment, with the rows appended to it
+        // meanwhile: no later sync or close covers them (they may have
+        // been in pages the failed fdatasync dropped).
+        if synced || !same {
+            self.pending.extend(after);
+        }
     }
 
     /// The agent dies (its retry buffer with it), the machine too if
