@@ -3,7 +3,8 @@
 //! (short writes, ENOSPC mid-record, failed fsync, failed create), checked
 //! against what the WAL promises after every crash:
 //! - every row acknowledged durable (append with fsync `always`, or a
-//!   successful sync or close after it) is read back;
+//!   successful sync or close of its segment after it, with no failed
+//!   write, sync or close of that segment between) is read back;
 //! - rows read back are rows whose append succeeded, each once, in order,
 //!   byte for byte (a torn tail is cut, never misread).
 //!
