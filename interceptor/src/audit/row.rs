@@ -50,6 +50,7 @@ impl Stamp {
         }
         r.approvers = e.approvers;
         r.decision = e.decision;
+        r.policy_version = e.policy_version;
         r
     }
 
