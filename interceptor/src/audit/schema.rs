@@ -180,128 +180,194 @@ pub struct AuditRow {
 /// `process_cgroup` (7 more).
 pub const ADDED_COLUMNS: usize = 17;
 
-fn utf8(name: &str) -> Field {
-    Field::new(name, DataType::Utf8, true)
+/// How one column is typed in Arrow and read off a row: each column is
+/// written once, in [`COLUMNS`], so the schema and the batch cannot
+/// drift apart.
+enum Col {
+    /// A UTC timestamp in milliseconds; `bool`: nullable.
+    Time(fn(&AuditRow) -> Option<i64>, bool),
+    /// A string that every row has.
+    Text(fn(&AuditRow) -> &str),
+    /// A nullable string.
+    OptText(fn(&AuditRow) -> Option<&str>),
+    /// A nullable 32-bit integer.
+    I32(fn(&AuditRow) -> Option<i32>),
+    /// A 64-bit integer; `bool`: nullable.
+    I64(fn(&AuditRow) -> Option<i64>, bool),
+    /// A boolean every row has.
+    Bool(fn(&AuditRow) -> bool),
+    /// A list of strings.
+    List(fn(&AuditRow) -> &Vec<String>),
+    /// `masked_counts`: a string-keyed map of counts.
+    Counts,
 }
 
-fn list_of_strings(name: &str) -> Field {
-    Field::new(
-        name,
-        DataType::List(Arc::new(Field::new("item", DataType::Utf8, true))),
-        true,
-    )
+/// The columns, in file order, column for column with [`AuditRow`]
+/// (`event_time` first, derived from `event_time_us`).
+const COLUMNS: &[(&str, Col)] = &[
+    (
+        "event_time",
+        Col::Time(|r| Some(r.event_time_us / 1000), false),
+    ),
+    ("event_time_us", Col::I64(|r| Some(r.event_time_us), false)),
+    ("event_id", Col::Text(|r| &r.event_id)),
+    ("kind", Col::Text(|r| &r.kind)),
+    ("host", Col::Text(|r| &r.host)),
+    ("agent_version", Col::Text(|r| &r.agent_version)),
+    (
+        "policy_version",
+        Col::OptText(|r| r.policy_version.as_deref()),
+    ),
+    ("session_id", Col::OptText(|r| r.session_id.as_deref())),
+    ("transport", Col::OptText(|r| r.transport.as_deref())),
+    (
+        "protocol_version",
+        Col::OptText(|r| r.protocol_version.as_deref()),
+    ),
+    ("src_addr", Col::OptText(|r| r.src_addr.as_deref())),
+    ("src_port", Col::I32(|r| r.src_port)),
+    ("dst_addr", Col::OptText(|r| r.dst_addr.as_deref())),
+    ("dst_port", Col::I32(|r| r.dst_port)),
+    ("conn_id", Col::I64(|r| r.conn_id, true)),
+    ("subject", Col::OptText(|r| r.subject.as_deref())),
+    ("issuer", Col::OptText(|r| r.issuer.as_deref())),
+    ("auth_method", Col::OptText(|r| r.auth_method.as_deref())),
+    ("groups", Col::List(|r| &r.groups)),
+    (
+        "cert_fingerprint",
+        Col::OptText(|r| r.cert_fingerprint.as_deref()),
+    ),
+    ("token_id", Col::OptText(|r| r.token_id.as_deref())),
+    (
+        "oauth_client_id",
+        Col::OptText(|r| r.oauth_client_id.as_deref()),
+    ),
+    ("cert_serial", Col::OptText(|r| r.cert_serial.as_deref())),
+    ("cert_not_after", Col::Time(|r| r.cert_not_after, true)),
+    ("client_name", Col::OptText(|r| r.client_name.as_deref())),
+    (
+        "client_version",
+        Col::OptText(|r| r.client_version.as_deref()),
+    ),
+    ("direction", Col::OptText(|r| r.direction.as_deref())),
+    ("jsonrpc_id", Col::OptText(|r| r.jsonrpc_id.as_deref())),
+    ("method", Col::OptText(|r| r.method.as_deref())),
+    ("tool_name", Col::OptText(|r| r.tool_name.as_deref())),
+    ("resource_uri", Col::OptText(|r| r.resource_uri.as_deref())),
+    ("prompt_name", Col::OptText(|r| r.prompt_name.as_deref())),
+    ("arguments", Col::OptText(|r| r.arguments.as_deref())),
+    (
+        "arguments_sha256",
+        Col::OptText(|r| r.arguments_sha256.as_deref()),
+    ),
+    ("result", Col::OptText(|r| r.result.as_deref())),
+    ("error", Col::OptText(|r| r.error.as_deref())),
+    ("error_code", Col::I32(|r| r.error_code)),
+    ("response_truncated", Col::Bool(|r| r.response_truncated)),
+    ("response_size", Col::I64(|r| r.response_size, true)),
+    ("http_status", Col::I32(|r| r.http_status)),
+    ("decision", Col::OptText(|r| r.decision.as_deref())),
+    ("decided_by", Col::OptText(|r| r.decided_by.as_deref())),
+    ("rule_ids", Col::List(|r| &r.rule_ids)),
+    ("approval_id", Col::OptText(|r| r.approval_id.as_deref())),
+    ("approvers", Col::List(|r| &r.approvers)),
+    ("masked_counts", Col::Counts),
+    ("received_us", Col::I64(|r| r.received_us, true)),
+    ("forwarded_us", Col::I64(|r| r.forwarded_us, true)),
+    ("first_byte_us", Col::I64(|r| r.first_byte_us, true)),
+    ("done_us", Col::I64(|r| r.done_us, true)),
+    ("latency_us", Col::I64(|r| r.latency_us, true)),
+    ("bytes_in", Col::I64(|r| r.bytes_in, true)),
+    ("bytes_out", Col::I64(|r| r.bytes_out, true)),
+    ("message", Col::OptText(|r| r.message.as_deref())),
+    ("trace_id", Col::OptText(|r| r.trace_id.as_deref())),
+    ("span_id", Col::OptText(|r| r.span_id.as_deref())),
+    ("call_id", Col::OptText(|r| r.call_id.as_deref())),
+    ("follows", Col::OptText(|r| r.follows.as_deref())),
+    (
+        "input_responses",
+        Col::OptText(|r| r.input_responses.as_deref()),
+    ),
+    ("tls_version", Col::OptText(|r| r.tls_version.as_deref())),
+    ("tls_cipher", Col::OptText(|r| r.tls_cipher.as_deref())),
+    ("tls_alpn", Col::OptText(|r| r.tls_alpn.as_deref())),
+    ("bundle_version", Col::I64(|r| r.bundle_version, true)),
+    (
+        "bundle_signer",
+        Col::OptText(|r| r.bundle_signer.as_deref()),
+    ),
+    ("process_pid", Col::I64(|r| r.process_pid, true)),
+    ("process_uid", Col::I64(|r| r.process_uid, true)),
+    ("process_user", Col::OptText(|r| r.process_user.as_deref())),
+    ("process_exe", Col::OptText(|r| r.process_exe.as_deref())),
+    (
+        "process_exe_sha256",
+        Col::OptText(|r| r.process_exe_sha256.as_deref()),
+    ),
+    ("process_unit", Col::OptText(|r| r.process_unit.as_deref())),
+    (
+        "process_cgroup",
+        Col::OptText(|r| r.process_cgroup.as_deref()),
+    ),
+];
+
+fn utc_millis() -> DataType {
+    DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into()))
+}
+
+impl Col {
+    /// The column's Arrow field.
+    fn field(&self, name: &str) -> Field {
+        let (ty, nullable) = match self {
+            Col::Time(_, nullable) => (utc_millis(), *nullable),
+            Col::Text(_) => (DataType::Utf8, false),
+            Col::OptText(_) => (DataType::Utf8, true),
+            Col::I32(_) => (DataType::Int32, true),
+            Col::I64(_, nullable) => (DataType::Int64, *nullable),
+            Col::Bool(_) => (DataType::Boolean, false),
+            Col::List(_) => {
+                let item = Field::new("item", DataType::Utf8, true);
+                (DataType::List(Arc::new(item)), true)
+            }
+            Col::Counts => {
+                let entries = Fields::from(vec![
+                    Field::new("key", DataType::Utf8, false),
+                    Field::new("value", DataType::Int32, true),
+                ]);
+                let entries = Field::new("entries", DataType::Struct(entries), false);
+                (DataType::Map(Arc::new(entries), false), true)
+            }
+        };
+        Field::new(name, ty, nullable)
+    }
+
+    /// The column's values for `rows`.
+    fn array(&self, rows: &[AuditRow]) -> Result<ArrayRef, ArrowError> {
+        Ok(match self {
+            Col::Time(f, _) => Arc::new(
+                rows.iter()
+                    .map(f)
+                    .collect::<TimestampMillisecondArray>()
+                    .with_timezone("UTC"),
+            ),
+            Col::Text(f) => Arc::new(rows.iter().map(|r| Some(f(r))).collect::<StringArray>()),
+            Col::OptText(f) => Arc::new(rows.iter().map(f).collect::<StringArray>()),
+            Col::I32(f) => Arc::new(rows.iter().map(f).collect::<Int32Array>()),
+            Col::I64(f, _) => Arc::new(rows.iter().map(f).collect::<Int64Array>()),
+            Col::Bool(f) => Arc::new(rows.iter().map(|r| Some(f(r))).collect::<BooleanArray>()),
+            Col::List(f) => lists(rows, *f),
+            Col::Counts => Arc::new(counts(rows)?),
+        })
+    }
 }
 
 /// The Arrow schema, column for column with [`AuditRow`].
 pub fn schema() -> Arc<Schema> {
-    let entries = Fields::from(vec![
-        Field::new("key", DataType::Utf8, false),
-        Field::new("value", DataType::Int32, true),
-    ]);
-    let map = DataType::Map(
-        Arc::new(Field::new("entries", DataType::Struct(entries), false)),
-        false,
-    );
-    Arc::new(Schema::new(vec![
-        Field::new(
-            "event_time",
-            DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())),
-            false,
-        ),
-        Field::new("event_time_us", DataType::Int64, false),
-        Field::new("event_id", DataType::Utf8, false),
-        Field::new("kind", DataType::Utf8, false),
-        Field::new("host", DataType::Utf8, false),
-        Field::new("agent_version", DataType::Utf8, false),
-        utf8("policy_version"),
-        utf8("session_id"),
-        utf8("transport"),
-        utf8("protocol_version"),
-        utf8("src_addr"),
-        Field::new("src_port", DataType::Int32, true),
-        utf8("dst_addr"),
-        Field::new("dst_port", DataType::Int32, true),
-        Field::new("conn_id", DataType::Int64, true),
-        utf8("subject"),
-        utf8("issuer"),
-        utf8("auth_method"),
-        list_of_strings("groups"),
-        utf8("cert_fingerprint"),
-        utf8("token_id"),
-        utf8("oauth_client_id"),
-        utf8("cert_serial"),
-        Field::new(
-            "cert_not_after",
-            DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())),
-            true,
-        ),
-        utf8("client_name"),
-        utf8("client_version"),
-        utf8("direction"),
-        utf8("jsonrpc_id"),
-        utf8("method"),
-        utf8("tool_name"),
-        utf8("resource_uri"),
-        utf8("prompt_name"),
-        utf8("arguments"),
-        utf8("arguments_sha256"),
-        utf8("result"),
-        utf8("error"),
-        Field::new("error_code", DataType::Int32, true),
-        Field::new("response_truncated", DataType::Boolean, false),
-        Field::new("response_size", DataType::Int64, true),
-        Field::new("http_status", DataType::Int32, true),
-        utf8("decision"),
-        utf8("decided_by"),
-        list_of_strings("rule_ids"),
-        utf8("approval_id"),
-        list_of_strings("approvers"),
-        Field::new("masked_counts", map, true),
-        Field::new("received_us", DataType::Int64, true),
-        Field::new("forwarded_us", DataType::Int64, true),
-        Field::new("first_byte_us", DataType::Int64, true),
-        Field::new("done_us", DataType::Int64, true),
-        Field::new("latency_us", DataType::Int64, true),
-        Field::new("bytes_in", DataType::Int64, true),
-        Field::new("bytes_out", DataType::Int64, true),
-        utf8("message"),
-        utf8("trace_id"),
-        utf8("span_id"),
-        utf8("call_id"),
-        utf8("follows"),
-        utf8("input_responses"),
-        utf8("tls_version"),
-        utf8("tls_cipher"),
-        utf8("tls_alpn"),
-        Field::new("bundle_version", DataType::Int64, true),
-        utf8("bundle_signer"),
-        Field::new("process_pid", DataType::Int64, true),
-        Field::new("process_uid", DataType::Int64, true),
-        utf8("process_user"),
-        utf8("process_exe"),
-        utf8("process_exe_sha256"),
-        utf8("process_unit"),
-        utf8("process_cgroup"),
-    ]))
+    let fields: Vec<Field> = COLUMNS.iter().map(|(name, c)| c.field(name)).collect();
+    Arc::new(Schema::new(fields))
 }
 
-fn strings<'a>(rows: &'a [AuditRow], f: impl Fn(&'a AuditRow) -> Option<&'a str>) -> ArrayRef {
-    Arc::new(rows.iter().map(f).collect::<StringArray>())
-}
-
-fn req_strings<'a>(rows: &'a [AuditRow], f: impl Fn(&'a AuditRow) -> &'a str) -> ArrayRef {
-    Arc::new(rows.iter().map(|r| Some(f(r))).collect::<StringArray>())
-}
-
-fn i64s(rows: &[AuditRow], f: impl Fn(&AuditRow) -> Option<i64>) -> ArrayRef {
-    Arc::new(rows.iter().map(f).collect::<Int64Array>())
-}
-
-fn i32s(rows: &[AuditRow], f: impl Fn(&AuditRow) -> Option<i32>) -> ArrayRef {
-    Arc::new(rows.iter().map(f).collect::<Int32Array>())
-}
-
-fn lists(rows: &[AuditRow], f: impl Fn(&AuditRow) -> &Vec<String>) -> ArrayRef {
+fn lists(rows: &[AuditRow], f: fn(&AuditRow) -> &Vec<String>) -> ArrayRef {
     let mut b = ListBuilder::new(StringBuilder::new());
     for r in rows {
         for s in f(r) {
@@ -326,96 +392,11 @@ fn counts(rows: &[AuditRow]) -> Result<MapArray, ArrowError> {
 
 /// Rows (already sorted by time) as one record batch.
 pub fn to_batch(rows: &[AuditRow]) -> Result<RecordBatch, ArrowError> {
-    let schema = schema();
-    let time = TimestampMillisecondArray::from(
-        rows.iter()
-            .map(|r| r.event_time_us / 1000)
-            .collect::<Vec<_>>(),
-    )
-    .with_timezone("UTC");
-    let columns: Vec<ArrayRef> = vec![
-        Arc::new(time),
-        i64s(rows, |r| Some(r.event_time_us)),
-        req_strings(rows, |r| &r.event_id),
-        req_strings(rows, |r| &r.kind),
-        req_strings(rows, |r| &r.host),
-        req_strings(rows, |r| &r.agent_version),
-        strings(rows, |r| r.policy_version.as_deref()),
-        strings(rows, |r| r.session_id.as_deref()),
-        strings(rows, |r| r.transport.as_deref()),
-        strings(rows, |r| r.protocol_version.as_deref()),
-        strings(rows, |r| r.src_addr.as_deref()),
-        i32s(rows, |r| r.src_port),
-        strings(rows, |r| r.dst_addr.as_deref()),
-        i32s(rows, |r| r.dst_port),
-        i64s(rows, |r| r.conn_id),
-        strings(rows, |r| r.subject.as_deref()),
-        strings(rows, |r| r.issuer.as_deref()),
-        strings(rows, |r| r.auth_method.as_deref()),
-        lists(rows, |r| &r.groups),
-        strings(rows, |r| r.cert_fingerprint.as_deref()),
-        strings(rows, |r| r.token_id.as_deref()),
-        strings(rows, |r| r.oauth_client_id.as_deref()),
-        strings(rows, |r| r.cert_serial.as_deref()),
-        Arc::new(
-            TimestampMillisecondArray::from(
-                rows.iter().map(|r| r.cert_not_after).collect::<Vec<_>>(),
-            )
-            .with_timezone("UTC"),
-        ),
-        strings(rows, |r| r.client_name.as_deref()),
-        strings(rows, |r| r.client_version.as_deref()),
-        strings(rows, |r| r.direction.as_deref()),
-        strings(rows, |r| r.jsonrpc_id.as_deref()),
-        strings(rows, |r| r.method.as_deref()),
-        strings(rows, |r| r.tool_name.as_deref()),
-        strings(rows, |r| r.resource_uri.as_deref()),
-        strings(rows, |r| r.prompt_name.as_deref()),
-        strings(rows, |r| r.arguments.as_deref()),
-        strings(rows, |r| r.arguments_sha256.as_deref()),
-        strings(rows, |r| r.result.as_deref()),
-        strings(rows, |r| r.error.as_deref()),
-        i32s(rows, |r| r.error_code),
-        Arc::new(
-            rows.iter()
-                .map(|r| Some(r.response_truncated))
-                .collect::<BooleanArray>(),
-        ),
-        i64s(rows, |r| r.response_size),
-        i32s(rows, |r| r.http_status),
-        strings(rows, |r| r.decision.as_deref()),
-        strings(rows, |r| r.decided_by.as_deref()),
-        lists(rows, |r| &r.rule_ids),
-        strings(rows, |r| r.approval_id.as_deref()),
-        lists(rows, |r| &r.approvers),
-        Arc::new(counts(rows)?),
-        i64s(rows, |r| r.received_us),
-        i64s(rows, |r| r.forwarded_us),
-        i64s(rows, |r| r.first_byte_us),
-        i64s(rows, |r| r.done_us),
-        i64s(rows, |r| r.latency_us),
-        i64s(rows, |r| r.bytes_in),
-        i64s(rows, |r| r.bytes_out),
-        strings(rows, |r| r.message.as_deref()),
-        strings(rows, |r| r.trace_id.as_deref()),
-        strings(rows, |r| r.span_id.as_deref()),
-        strings(rows, |r| r.call_id.as_deref()),
-        strings(rows, |r| r.follows.as_deref()),
-        strings(rows, |r| r.input_responses.as_deref()),
-        strings(rows, |r| r.tls_version.as_deref()),
-        strings(rows, |r| r.tls_cipher.as_deref()),
-        strings(rows, |r| r.tls_alpn.as_deref()),
-        i64s(rows, |r| r.bundle_version),
-        strings(rows, |r| r.bundle_signer.as_deref()),
-        i64s(rows, |r| r.process_pid),
-        i64s(rows, |r| r.process_uid),
-        strings(rows, |r| r.process_user.as_deref()),
-        strings(rows, |r| r.process_exe.as_deref()),
-        strings(rows, |r| r.process_exe_sha256.as_deref()),
-        strings(rows, |r| r.process_unit.as_deref()),
-        strings(rows, |r| r.process_cgroup.as_deref()),
-    ];
-    RecordBatch::try_new(schema, columns)
+    let columns = COLUMNS
+        .iter()
+        .map(|(_, c)| c.array(rows))
+        .collect::<Result<Vec<_>, _>>()?;
+    RecordBatch::try_new(schema(), columns)
 }
 
 #[cfg(test)]

@@ -104,38 +104,43 @@ pub fn markdown(r: &NistReport) -> String {
     o.push('\n');
     gaps(&mut o, r);
     for c in &r.controls {
-        let _ = writeln!(o, "## {} {}\n", c.id, c.title);
-        let _ = writeln!(o, "**Status:** {}\n", c.status.label());
-        let _ = writeln!(o, "**Rule:** {}\n", md(c.rule));
-        let _ = writeln!(o, "**Found:** {}\n", md(&c.verdict));
-        let _ = writeln!(o, "**What it asks.** {}\n", c.asks);
-        let _ = writeln!(o, "**How the agent meets it.** {}\n", c.how);
-        let facts: Vec<Vec<String>> = c
-            .facts
-            .iter()
-            .map(|(k, v)| vec![k.clone(), v.clone()])
-            .collect();
-        md_table(&mut o, &["measure", "value"], &facts);
-        for t in &c.tables {
-            let _ = writeln!(o, "**{}**\n", md(&t.caption));
-            if t.rows.is_empty() {
-                o.push_str("(none in the period)\n\n");
-            } else {
-                md_table(&mut o, &t.head, &t.rows);
-            }
-        }
-        let _ = writeln!(o, "**Evidence: {}**\n", md(&c.samples_caption));
-        if c.samples.is_empty() {
-            o.push_str("(no rows)\n\n");
-        } else {
-            let rows: Vec<Vec<String>> = c.samples.iter().map(sample_cells).collect();
-            md_table(&mut o, &SAMPLE_HEAD, &rows);
-        }
-        if let Some(n) = &c.note {
-            let _ = writeln!(o, "_Note:_ {n}\n");
-        }
+        control(&mut o, c);
     }
     o
+}
+
+/// One control's section: its status, rule, figures, tables and samples.
+fn control(o: &mut String, c: &Control) {
+    let _ = writeln!(o, "## {} {}\n", c.id, c.title);
+    let _ = writeln!(o, "**Status:** {}\n", c.status.label());
+    let _ = writeln!(o, "**Rule:** {}\n", md(c.rule));
+    let _ = writeln!(o, "**Found:** {}\n", md(&c.verdict));
+    let _ = writeln!(o, "**What it asks.** {}\n", c.asks);
+    let _ = writeln!(o, "**How the agent meets it.** {}\n", c.how);
+    let facts: Vec<Vec<String>> = c
+        .facts
+        .iter()
+        .map(|(k, v)| vec![k.clone(), v.clone()])
+        .collect();
+    md_table(o, &["measure", "value"], &facts);
+    for t in &c.tables {
+        let _ = writeln!(o, "**{}**\n", md(&t.caption));
+        if t.rows.is_empty() {
+            o.push_str("(none in the period)\n\n");
+        } else {
+            md_table(o, &t.head, &t.rows);
+        }
+    }
+    let _ = writeln!(o, "**Evidence: {}**\n", md(&c.samples_caption));
+    if c.samples.is_empty() {
+        o.push_str("(no rows)\n\n");
+    } else {
+        let rows: Vec<Vec<String>> = c.samples.iter().map(sample_cells).collect();
+        md_table(o, &SAMPLE_HEAD, &rows);
+    }
+    if let Some(n) = &c.note {
+        let _ = writeln!(o, "_Note:_ {n}\n");
+    }
 }
 
 /// The Gaps section: every control short of met, each gap with its
@@ -175,19 +180,9 @@ pub const GAP_ROW_HEAD: [&str; 6] = [
 
 /// The cells of the rows that fall short of control `c`, gap by gap.
 pub fn gap_rows(c: &Control) -> Vec<Vec<String>> {
-    let cells = |s: &Sample| {
-        vec![
-            s.event_time.clone(),
-            s.event_id.clone(),
-            s.kind.clone(),
-            s.method.clone(),
-            s.subject.clone(),
-            s.tool_name.clone(),
-        ]
-    };
     c.gaps
         .iter()
-        .flat_map(|g| g.rows.iter().map(cells))
+        .flat_map(|g| g.rows.iter().map(|s| cells(s, &GAP_ROW_HEAD)))
         .collect()
 }
 
@@ -203,12 +198,23 @@ pub const SAMPLE_HEAD: [&str; 6] = [
 
 /// The cells of a sample table row.
 pub fn sample_cells(s: &Sample) -> Vec<String> {
-    vec![
-        s.event_time.clone(),
-        s.kind.clone(),
-        s.subject.clone(),
-        s.tool_name.clone(),
-        s.decision.clone(),
-        s.rule_ids.clone(),
-    ]
+    cells(s, &SAMPLE_HEAD)
+}
+
+/// The cells of `s` under the column headings `head`.
+fn cells(s: &Sample, head: &[&str]) -> Vec<String> {
+    head.iter()
+        .map(|h| match *h {
+            "event_time" => &s.event_time,
+            "event_id" => &s.event_id,
+            "kind" => &s.kind,
+            "method" => &s.method,
+            "subject" => &s.subject,
+            "tool_name" => &s.tool_name,
+            "decision" => &s.decision,
+            "rule_ids" => &s.rule_ids,
+            other => unreachable!("no sample column {other}"),
+        })
+        .cloned()
+        .collect()
 }

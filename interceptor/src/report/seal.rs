@@ -147,19 +147,6 @@ pub(super) fn au9(
 pub(super) fn au10(seal: &Seal<'_>, ex: &[&AuditRow]) -> Control {
     let verify = seal.verify;
     let identified: Vec<&&AuditRow> = ex.iter().filter(|r| !before_identity(r)).collect();
-    let bound = identified
-        .iter()
-        .filter(|r| r.subject.is_some() && r.auth_method.is_some())
-        .count();
-    let credential = identified
-        .iter()
-        .filter(|r| r.token_id.is_some() || r.cert_fingerprint.is_some())
-        .count();
-    let versioned = ex
-        .iter()
-        .filter(|r| r.decision.is_some() && r.policy_version.is_some())
-        .count();
-    let decided = ex.iter().filter(|r| r.decision.is_some()).count();
     let verified = |r: &AuditRow| {
         r.subject.is_some() && matches!(r.auth_method.as_deref(), Some("oidc" | "mtls"))
     };
@@ -190,14 +177,6 @@ pub(super) fn au10(seal: &Seal<'_>, ex: &[&AuditRow]) -> Control {
         "have the issuer put a jti claim in its tokens, or identify callers by mTLS certificate",
     ));
     gaps.extend(seal_gaps);
-    let chain = match verify {
-        Verify::Intact(r) => format!(
-            "intact ({} signed manifest entr{})",
-            r.entries,
-            if r.entries == 1 { "y" } else { "ies" }
-        ),
-        Verify::Broken(b) => format!("BROKEN: {b}"),
-    };
     Control {
         id: "AU-10",
         title: "Non-repudiation",
@@ -216,22 +195,7 @@ pub(super) fn au10(seal: &Seal<'_>, ex: &[&AuditRow]) -> Control {
             }
         ),
         gaps,
-        facts: vec![
-            fact("Signed manifest chain", chain),
-            fact(
-                "Exchange rows with subject and auth_method",
-                of(bound, identified.len()),
-            ),
-            fact(
-                "… with a credential id (token_id or cert_fingerprint)",
-                of(credential, identified.len()),
-            ),
-            fact("Decisions tied to a policy version", of(versioned, decided)),
-            fact(
-                "Refusals before identification (not counted above)",
-                ex.len() - identified.len(),
-            ),
-        ],
+        facts: au10_facts(verify, ex, &identified),
         tables: Vec::new(),
         samples_caption: "Rows bound to an identity".into(),
         samples: samples(
@@ -242,4 +206,49 @@ pub(super) fn au10(seal: &Seal<'_>, ex: &[&AuditRow]) -> Control {
         ),
         note: None,
     }
+}
+
+/// AU-10's figures: the chain, and how many rows bind whom and what.
+fn au10_facts(
+    verify: &Verify,
+    ex: &[&AuditRow],
+    identified: &[&&AuditRow],
+) -> Vec<(String, String)> {
+    let bound = identified
+        .iter()
+        .filter(|r| r.subject.is_some() && r.auth_method.is_some())
+        .count();
+    let credential = identified
+        .iter()
+        .filter(|r| r.token_id.is_some() || r.cert_fingerprint.is_some())
+        .count();
+    let versioned = ex
+        .iter()
+        .filter(|r| r.decision.is_some() && r.policy_version.is_some())
+        .count();
+    let decided = ex.iter().filter(|r| r.decision.is_some()).count();
+    let chain = match verify {
+        Verify::Intact(r) => format!(
+            "intact ({} signed manifest entr{})",
+            r.entries,
+            if r.entries == 1 { "y" } else { "ies" }
+        ),
+        Verify::Broken(b) => format!("BROKEN: {b}"),
+    };
+    vec![
+        fact("Signed manifest chain", chain),
+        fact(
+            "Exchange rows with subject and auth_method",
+            of(bound, identified.len()),
+        ),
+        fact(
+            "… with a credential id (token_id or cert_fingerprint)",
+            of(credential, identified.len()),
+        ),
+        fact("Decisions tied to a policy version", of(versioned, decided)),
+        fact(
+            "Refusals before identification (not counted above)",
+            ex.len() - identified.len(),
+        ),
+    ]
 }
