@@ -155,6 +155,10 @@ pub struct Audit {
     pub signing_key: PathBuf,
     /// Host name in rows and file names; unset: the kernel's host name.
     pub host: Option<String>,
+    /// Every this many seconds a `heartbeat` row (host, version, policy
+    /// bundle, steering counters) proves the agent alive; 0: none.
+    #[educe(Default = 60)]
+    pub heartbeat_seconds: u64,
     /// Upload sealed audit files to S3, if set.
     pub s3: Option<S3Config>,
 }

@@ -574,4 +574,5 @@ fn sc8_is_judged_per_connection_from_the_tls_version() {
     assert_eq!(gaps[0].which, "h conn 1: plaintext");
 }
 
+mod heartbeat;
 mod process;
