@@ -6,14 +6,10 @@ use super::*;
 /// A `heartbeat` row at minute `min`, as the agent writes it.
 fn beat(min: i64) -> AuditRow {
     AuditRow {
-        event_time_us: at("2026-03-01T10:00:00Z") + min * 60_000_000,
-        event_id: format!("hb-{min}"),
-        kind: "heartbeat".into(),
-        host: "h".into(),
         policy_version: Some("v1".into()),
         bundle_version: Some(7),
         message: Some(r#"{"steer":null}"#.into()),
-        ..AuditRow::default()
+        ..at_minute(min, "heartbeat", "hb")
     }
 }
 
