@@ -18,6 +18,7 @@ use std::{net::SocketAddr, path::PathBuf};
 
 mod bind;
 pub mod bundle_watch;
+pub mod heartbeat;
 mod notify;
 mod policy_watch;
 mod reload;
@@ -94,12 +95,23 @@ pub async fn run(config_path: PathBuf, cfg: Config) -> Result<(), AgentError> {
     let bound = bind::bind(&cfg.intercept)?;
     let (listeners, steering) = bind::attach(&cfg.intercept, bound)?;
     let uploader = start::Uploader::spawn(&cfg, &stages)?;
+    let beat = heartbeat::spawn(
+        cfg.audit.heartbeat_seconds,
+        stages.policies.policies.clone(),
+        events.clone(),
+        steering.as_ref().map(|s| s.pin_dir().to_path_buf()),
+    );
     let mut agent = serve::serve(config_path, &cfg, first, listeners, steering, &stages);
     if let Some(w) = watched {
         let rx = agent.serving.subscribe();
         bundle_watch::spawn(w, rx, bundle.clone(), metrics.clone(), events.clone());
     }
-    agent.until_stopped(&stages).await?;
+    let stopped = agent.until_stopped(&stages).await;
+    // No beat after the audit's last file.
+    if let Some(b) = beat {
+        b.abort();
+    }
+    stopped?;
     shutdown::shutdown(agent, uploader, &stages).await;
     Ok(())
 }

@@ -155,6 +155,10 @@ pub struct Audit {
     pub signing_key: PathBuf,
     /// Host name in rows and file names; unset: the kernel's host name.
     pub host: Option<String>,
+    /// Every this many seconds a `heartbeat` row (host, version, policy
+    /// bundle, steering counters) proves the agent alive; 0: none.
+    #[educe(Default = 60)]
+    pub heartbeat_seconds: u64,
     /// Upload sealed audit files to S3, if set.
     pub s3: Option<S3Config>,
 }
@@ -470,42 +474,33 @@ impl Config {
     /// Where tool pins live: `policy.pins_file`, else beside the audit
     /// directory, so every agent (and every test agent) keeps its own.
     pub fn pins_path(&self) -> PathBuf {
-        self.policy
-            .pins_file
-            .clone()
-            .unwrap_or_else(|| self.beside_audit("tool-pins.json"))
+        self.or_beside_audit(&self.policy.pins_file, "tool-pins.json")
     }
 
     /// The approvals database: `approvals.db`, else beside the audit
     /// directory.
     pub fn approvals_db_path(&self) -> PathBuf {
-        self.approvals
-            .db
-            .clone()
-            .unwrap_or_else(|| self.beside_audit("approvals.db"))
+        self.or_beside_audit(&self.approvals.db, "approvals.db")
     }
 
     /// The key of the `hash` masking strategy: `mask.hash_key`, else
     /// beside the audit directory.
     pub fn mask_key_path(&self) -> PathBuf {
-        self.mask
-            .hash_key
-            .clone()
-            .unwrap_or_else(|| self.beside_audit("mask-hash.key"))
+        self.or_beside_audit(&self.mask.hash_key, "mask-hash.key")
     }
 
-    /// `name` beside the audit directory (in /var/lib/mcp-interceptor if
-    /// that directory has no parent, e.g. `/`).
     /// Where the last good policy bundle is kept: `policy.bundle_cache`,
     /// else beside the audit directory.
     pub fn bundle_cache_path(&self) -> PathBuf {
-        self.policy
-            .bundle_cache
-            .clone()
-            .unwrap_or_else(|| self.beside_audit("policy-bundle.json"))
+        self.or_beside_audit(&self.policy.bundle_cache, "policy-bundle.json")
     }
 
-    fn beside_audit(&self, name: &str) -> PathBuf {
+    /// `set` if given, else `name` beside the audit directory (in
+    /// /var/lib/mcp-interceptor if that directory has no parent, e.g. `/`).
+    fn or_beside_audit(&self, set: &Option<PathBuf>, name: &str) -> PathBuf {
+        if let Some(path) = set {
+            return path.clone();
+        }
         self.audit
             .dir
             .parent()

@@ -34,7 +34,7 @@ arguments included, a message on stderr whose last line starts with
                  hive_types_autocast = false, union_by_name = true)
              (dt and hour stay strings, as in create_table.sql; the session
              time zone is UTC, as on Athena), then deploy/athena/queries/
-             NAME.sql with each {{key}} replaced by its --param value (single
+             NAME.sql (or deploy/athena/fleet/NAME.sql) with each {{key}} replaced by its --param value (single
              quotes doubled: every placeholder sits in a SQL string). A
              placeholder without a --param, or a --param the file does not
              use, is an error; from/to must be 'YYYY-MM-DD HH:MM:SS[.ffffff]'.
@@ -76,6 +76,8 @@ from typing import Any, NoReturn
 REPO = Path(__file__).resolve().parents[2]
 ATHENA_DIR = REPO / "deploy" / "athena"
 QUERY_DIR = ATHENA_DIR / "queries"
+# Fleet queries: shipped beside the auditor queries, not saved in the stack.
+FLEET_DIR = ATHENA_DIR / "fleet"
 DIALECT = "athena"
 
 PLACEHOLDER = re.compile(r"\{\{([A-Za-z_][A-Za-z0-9_]*)\}\}")
@@ -260,6 +262,8 @@ def run_query(audit_dir: Path, name: str, params: list[str]) -> dict[str, Any]:
     if not re.fullmatch(r"[A-Za-z0-9_-]+", name):
         raise CheckError(f"--query {name!r}: expected a file name without .sql")
     path = QUERY_DIR / f"{name}.sql"
+    if not path.is_file() and (FLEET_DIR / f"{name}.sql").is_file():
+        path = FLEET_DIR / f"{name}.sql"
     if not path.is_file():
         known = ", ".join(sorted(p.stem for p in QUERY_DIR.glob("*.sql")))
         raise CheckError(f"{path}: no such query (known: {known})")
@@ -356,7 +360,7 @@ def parse_all() -> dict[str, Any]:
     queries = sorted(QUERY_DIR.glob("*.sql"))
     if not queries:
         raise CheckError(f"{QUERY_DIR}: no .sql files")
-    targets += [(q, "query") for q in queries]
+    targets += [(q, "query") for q in queries + sorted(FLEET_DIR.glob("*.sql"))]
     parsed = []
     for path, want in targets:
         rel = path.relative_to(REPO).as_posix()

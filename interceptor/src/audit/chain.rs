@@ -218,7 +218,7 @@ impl Chain {
     }
 }
 
-pub(super) fn entry_files(dir: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
+fn entry_files(dir: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
     let mut out = Vec::new();
     for e in std::fs::read_dir(dir)? {
         let e = e?;
@@ -232,7 +232,10 @@ pub(super) fn entry_files(dir: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
 }
 
 mod verify;
-pub use verify::{Break, Checkpoint, Report, data_files, objects, verify, verify_from};
+pub use verify::{
+    Break, Bucket, Checkpoint, Dir, HostVerdict, Objects, Report, Verdict, data_files, objects,
+    verify, verify_from, verify_objects,
+};
 
 #[cfg(test)]
 mod tests;

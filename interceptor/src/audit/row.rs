@@ -50,6 +50,10 @@ impl Stamp {
         }
         r.approvers = e.approvers;
         r.decision = e.decision;
+        // A call's own version (approval steps) unless the event names one.
+        if e.policy_version.is_some() {
+            r.policy_version = e.policy_version;
+        }
         r
     }
 

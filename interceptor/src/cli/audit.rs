@@ -9,11 +9,12 @@ use std::{
 
 use clap::Subcommand;
 use interceptor::{
+    agent::bundle_watch,
     audit::{
-        chain::{self, Checkpoint},
+        chain::{self, Bucket, Checkpoint, Dir, HostVerdict, Objects, Verdict},
         replay,
     },
-    config::Config,
+    config::{Config, s3_location},
 };
 
 use super::{ConfigArg, JsonArg, exit};
@@ -21,7 +22,8 @@ use super::{ConfigArg, JsonArg, exit};
 /// The `audit` subcommands.
 #[derive(Subcommand)]
 pub enum AuditCmd {
-    /// Check every file and the signed manifest chain; name the first break.
+    /// Check every file and the signed manifest chain, per host, in a
+    /// directory or straight from S3; name the first break.
     #[command(after_help = exit::VERIFY)]
     Verify(Box<VerifyArgs>),
     /// Print one session's exchanges in order.
@@ -52,8 +54,12 @@ pub enum AuditCmd {
 pub struct VerifyArgs {
     #[command(flatten)]
     source: AuditSource,
-    /// The audit directory, as an argument (the older spelling of --dir).
-    #[arg(value_name = "DIR", conflicts_with = "dir")]
+    /// The audit directory, as an argument (the older spelling of --dir),
+    /// or `s3://bucket/prefix/`: the trail every host uploaded there,
+    /// read straight from the bucket (region and endpoint from
+    /// `[audit.s3]` of --config when it exists, credentials from the AWS
+    /// environment).
+    #[arg(value_name = "DIR|S3_URL", conflicts_with = "dir")]
     dir_arg: Option<PathBuf>,
     /// The pinned Ed25519 public key (hex); default: the copy stored
     /// beside the manifest, which proves consistency, not origin.
@@ -105,7 +111,14 @@ pub fn run(cmd: AuditCmd) -> anyhow::Result<ExitCode> {
                 Some(d) => d.clone(),
                 None => a.source.dir()?,
             };
-            verify(&dir, a.public_key.as_deref(), &checkpoints, a.json.json)
+            let (objs, at) = trail(&dir, &a.source.config.config)?;
+            verify(
+                objs.as_ref(),
+                &at,
+                a.public_key.as_deref(),
+                &checkpoints,
+                a.json.json,
+            )
         }
         AuditCmd::Replay {
             session,
@@ -142,30 +155,82 @@ fn read_checkpoints(path: &Path) -> anyhow::Result<Vec<Checkpoint>> {
         .collect()
 }
 
-/// `audit verify`: a summary and the chain heads, or the first break
-/// (as text, or one JSON object).
+/// Where `audit verify` reads: a directory, or `s3://bucket/prefix/`
+/// through the uploader's client (region, endpoint from `[audit.s3]` of
+/// the config when it has one, credentials from the AWS environment).
+fn trail(target: &Path, config: &Path) -> anyhow::Result<(Box<dyn Objects>, String)> {
+    let text = target.to_string_lossy();
+    if !text.starts_with("s3://") {
+        return Ok((
+            Box::new(Dir(target.to_path_buf())),
+            target.display().to_string(),
+        ));
+    }
+    let (bucket, prefix) =
+        s3_location(&text).ok_or_else(|| anyhow::anyhow!("{text:?} is not s3://bucket/prefix/"))?;
+    // The default config is optional here: an auditor's machine has none.
+    let s3 = if config == Path::new(interceptor::config::DEFAULT_PATH) && !config.exists() {
+        None
+    } else {
+        Config::load(config)?.audit.s3
+    };
+    let store = bundle_watch::store(&bucket, s3.as_ref())?;
+    let bucket = Bucket::new(store, &bucket, &prefix)?;
+    let name = bucket.name("");
+    Ok((Box::new(bucket), name))
+}
+
+/// `audit verify`: each host's verdict, a summary and the chain heads, or
+/// the first break (as text, or one JSON object).
 fn verify(
-    dir: &Path,
+    objs: &dyn Objects,
+    at: &str,
     public_key: Option<&str>,
     checkpoints: &[Checkpoint],
     json: bool,
 ) -> anyhow::Result<ExitCode> {
-    let result = chain::verify_from(dir, public_key, checkpoints);
+    let verdict = chain::verify_objects(objs, public_key, checkpoints);
+    let hosts = verdict
+        .as_ref()
+        .map(|v| v.hosts.clone())
+        .unwrap_or_default();
+    let unlisted = verdict
+        .as_ref()
+        .map(|v| v.unlisted.clone())
+        .unwrap_or_default();
+    let result = verdict.and_then(Verdict::into_result);
+    let code = if result.is_ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    };
     if json {
+        let per_host: Vec<_> = hosts.iter().map(host_json).collect();
         let v = match &result {
             Ok(r) => serde_json::json!({
-                "intact": true, "dir": dir, "hosts": r.hosts, "entries": r.entries,
-                "files": r.files, "rows": r.rows,
+                "intact": true, "dir": at, "hosts": r.hosts, "entries": r.entries,
+                "files": r.files, "rows": r.rows, "verdicts": per_host,
                 "checkpoints": r.heads.iter().map(ToString::to_string).collect::<Vec<_>>(),
             }),
-            Err(b) => serde_json::json!({ "intact": false, "dir": dir, "break": b.to_string() }),
+            Err(b) => serde_json::json!({
+                "intact": false, "dir": at, "break": b.to_string(), "verdicts": per_host,
+                "unlisted": unlisted.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            }),
         };
         println!("{}", serde_json::to_string_pretty(&v)?);
-        return Ok(if result.is_ok() {
-            ExitCode::SUCCESS
-        } else {
-            ExitCode::FAILURE
-        });
+        return Ok(code);
+    }
+    for h in &hosts {
+        match &h.result {
+            Ok(r) => println!(
+                "host {}: ok, {} entries, {} files, {} rows",
+                h.host, r.entries, r.files, r.rows
+            ),
+            Err(b) => println!("host {}: FAIL: {b}", h.host),
+        }
+    }
+    for b in &unlisted {
+        println!("unlisted: {b}");
     }
     match result {
         Ok(r) => {
@@ -181,12 +246,21 @@ fn verify(
             for h in &r.heads {
                 println!("checkpoint {h}");
             }
-            Ok(ExitCode::SUCCESS)
         }
-        Err(b) => {
-            println!("FAIL: {b}");
-            Ok(ExitCode::FAILURE)
-        }
+        Err(b) => println!("FAIL: {b}"),
+    }
+    Ok(code)
+}
+
+/// One host's verdict as JSON.
+fn host_json(h: &HostVerdict) -> serde_json::Value {
+    match &h.result {
+        Ok(r) => serde_json::json!({
+            "host": h.host, "intact": true, "entries": r.entries, "files": r.files, "rows": r.rows,
+        }),
+        Err(b) => serde_json::json!({
+            "host": h.host, "intact": false, "object": b.path, "reason": b.reason,
+        }),
     }
 }
 

@@ -50,7 +50,8 @@ pub(crate) fn top(p: &Profile, v: &mut Value, counts: &mut Counts) -> bool {
     }
 }
 
-fn value(
+/// Masks `v` at embedding level `embed`, in place.
+pub(super) fn value(
     p: &Profile,
     v: &mut Value,
     counts: &mut Counts,
@@ -101,26 +102,17 @@ pub(super) fn string(
         match embedded::mask(p, s, counts, embed, memo) {
             Outcome::Unchanged => return None,
             Outcome::Masked(t) => return Some(Masked::Text(t)),
-            Outcome::Tree => return tree(p, s, counts, embed, memo),
             Outcome::NotJson => {}
+            // What only the tree does right: parsed, walked, written back.
+            Outcome::Tree => {
+                if let Ok(mut inner) = serde_json::from_str::<Value>(s)
+                    && (inner.is_object() || inner.is_array())
+                {
+                    let changed = value(p, &mut inner, counts, embed + 1, memo) != Change::Same;
+                    return changed.then(|| Masked::Text(inner.to_string()));
+                }
+            }
         }
-    }
-    p.apply(s, counts, false)
-}
-
-/// JSON in a string parsed, walked and written back.
-pub(super) fn tree(
-    p: &Profile,
-    s: &str,
-    counts: &mut Counts,
-    embed: u32,
-    memo: &mut KeyMemo,
-) -> Option<Masked> {
-    if let Ok(mut inner) = serde_json::from_str::<Value>(s)
-        && (inner.is_object() || inner.is_array())
-    {
-        let changed = value(p, &mut inner, counts, embed + 1, memo) != Change::Same;
-        return changed.then(|| Masked::Text(inner.to_string()));
     }
     p.apply(s, counts, false)
 }

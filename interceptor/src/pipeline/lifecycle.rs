@@ -55,6 +55,9 @@ pub struct LifecycleEvent {
     pub approvers: Vec<String>,
     /// The decision taken: an approval's status, a grant refused.
     pub decision: Option<String>,
+    /// The policy set in force, for events that report it (heartbeats);
+    /// the audit adds the signed bundle it came from.
+    pub policy_version: Option<String>,
 }
 
 #[cfg(test)]

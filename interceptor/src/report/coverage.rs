@@ -2,9 +2,12 @@
 //!
 //! While it runs, the agent writes a signed manifest entry at least every
 //! `audit.roll_seconds`: a closed file, or a heartbeat when there was
-//! nothing to close. So a stretch of the period longer than the allowed gap
-//! with neither a manifest entry nor a row is time the trail cannot account
-//! for: the agent was stopped, killed, or its entries were removed.
+//! nothing to close; and a `heartbeat` row every `audit.heartbeat_seconds`
+//! (a row like any other here: it proves recording; of no exchange kind,
+//! it is no client request in AC-3, AU-3 or AU-10). So a stretch of the
+//! period longer than the allowed gap with neither a manifest entry nor a
+//! row is time the trail cannot account for: the agent was stopped,
+//! killed, or its entries were removed.
 
 use std::{collections::BTreeMap, path::Path};
 

@@ -48,6 +48,7 @@ pub const ALL_KINDS: &[&str] = &[
     "connection_close",
     "agent_start",
     "agent_stop",
+    "heartbeat",
     "approval_requested",
     "approval_vote_approve",
     "approval_vote_deny",

@@ -417,14 +417,22 @@ fn a_pinned_key_meets_au9_and_au10_and_a_wrong_one_fails_them() {
     assert!(au9.gaps[0].fix.starts_with("enable S3 Object Lock"));
 }
 
+/// A row of `kind` at minute `min` of 2026-03-01T10 on host `h`, with
+/// event id `{id}-{min}`.
+pub(super) fn at_minute(min: i64, kind: &str, id: &str) -> AuditRow {
+    AuditRow {
+        event_time_us: at("2026-03-01T10:00:00Z") + min * 60_000_000,
+        event_id: format!("{id}-{min}"),
+        kind: kind.into(),
+        host: "h".into(),
+        ..AuditRow::default()
+    }
+}
+
 /// An exchange row at minute `min` of 2026-03-01T10, a client's tools/call
 /// as `auth` (`anonymous`, `oidc`), decided under `policy` if given.
 fn exchange(min: i64, auth: &str, policy: Option<&str>) -> AuditRow {
     AuditRow {
-        event_time_us: at("2026-03-01T10:00:00Z") + min * 60_000_000,
-        event_id: format!("ev-{min}"),
-        kind: "exchange".into(),
-        host: "h".into(),
         direction: Some("client_to_server".into()),
         method: Some("tools/call".into()),
         tool_name: Some("echo".into()),
@@ -444,7 +452,7 @@ fn exchange(min: i64, auth: &str, policy: Option<&str>) -> AuditRow {
         dst_addr: Some("127.0.0.1".into()),
         conn_id: Some(min),
         http_status: Some(200),
-        ..AuditRow::default()
+        ..at_minute(min, "exchange", "ev")
     }
 }
 
@@ -574,4 +582,5 @@ fn sc8_is_judged_per_connection_from_the_tls_version() {
     assert_eq!(gaps[0].which, "h conn 1: plaintext");
 }
 
+mod heartbeat;
 mod process;

@@ -24,7 +24,12 @@ use std::{
 use ed25519_dalek::{Signature, Verifier, VerifyingKey};
 use serde::Serialize;
 
-use super::{Entry, PUBLIC_KEY_FILE, entry_files, sha256_file, sha256_hex};
+use super::{Entry, PUBLIC_KEY_FILE, sha256_hex};
+
+mod bucket;
+mod source;
+pub use bucket::Bucket;
+pub use source::{Dir, Objects, entries};
 
 /// The first thing wrong with an audit directory.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -36,9 +41,9 @@ pub struct Break {
     pub reason: String,
 }
 
-fn brk(path: &Path, reason: impl Into<String>) -> Break {
+fn brk(path: impl Into<String>, reason: impl Into<String>) -> Break {
     Break {
-        path: path.display().to_string(),
+        path: path.into(),
         reason: reason.into(),
     }
 }
@@ -100,6 +105,44 @@ pub struct Report {
     pub heads: Vec<Checkpoint>,
 }
 
+/// One host's verdict: what its chain covered, or where it broke.
+#[derive(Debug, Clone)]
+pub struct HostVerdict {
+    /// The host (its name under `manifest/`).
+    pub host: String,
+    /// Its chain's figures (one host's), or its first break.
+    pub result: Result<Report, Break>,
+}
+
+/// Every host's verdict, and the objects under `events/` no entry lists.
+#[derive(Debug, Clone, Default)]
+pub struct Verdict {
+    /// One per host, in name order.
+    pub hosts: Vec<HostVerdict>,
+    /// Objects under `events/` that no entry of any host lists.
+    pub unlisted: Vec<Break>,
+}
+
+impl Verdict {
+    /// The figures of the whole trail, or its first break (hosts in name
+    /// order, then unlisted objects).
+    pub fn into_result(self) -> Result<Report, Break> {
+        let mut all = Report::default();
+        for h in self.hosts {
+            let r = h.result?;
+            all.hosts.push(h.host);
+            all.entries += r.entries;
+            all.files += r.files;
+            all.rows += r.rows;
+            all.heads.extend(r.heads);
+        }
+        match self.unlisted.into_iter().next() {
+            Some(b) => Err(b),
+            None => Ok(all),
+        }
+    }
+}
+
 /// Checks every host's chain from its genesis, and every object under
 /// `events/`. `public_key`: the pinned key (hex); without it each host's
 /// stored key.
@@ -114,53 +157,60 @@ pub fn verify_from(
     public_key: Option<&str>,
     checkpoints: &[Checkpoint],
 ) -> Result<Report, Break> {
-    let manifest = audit_dir.join("manifest");
-    let mut report = Report::default();
+    let dir = Dir(audit_dir.to_path_buf());
+    verify_objects(&dir, public_key, checkpoints)?.into_result()
+}
+
+/// Each host's chain in `objs` on its own, and which objects under
+/// `events/` no entry lists. Errors that concern no one host: no
+/// `manifest/`, nothing to verify, checkpoints that name no chain, or a
+/// listing that fails.
+pub fn verify_objects(
+    objs: &dyn Objects,
+    public_key: Option<&str>,
+    checkpoints: &[Checkpoint],
+) -> Result<Verdict, Break> {
+    let hosts = objs
+        .hosts()
+        .map_err(|e| brk(objs.name("manifest"), format!("no manifest: {e}")))?;
+    let events =
+        (objs.list("events")).map_err(|e| brk(objs.name("events"), format!("cannot list: {e}")))?;
+    if hosts.is_empty() && events.is_empty() {
+        return Err(brk(
+            objs.name(""),
+            "nothing to verify: no manifest entries and no data files",
+        ));
+    }
+    let anchors = anchors(objs, &hosts, checkpoints)?;
+    let mut verdict = Verdict::default();
     let mut listed = BTreeSet::new();
-    let hosts =
-        std::fs::read_dir(&manifest).map_err(|e| brk(&manifest, format!("no manifest: {e}")))?;
-    let mut host_dirs: Vec<PathBuf> = hosts
-        .filter_map(|h| h.ok().map(|h| h.path()))
-        .filter(|p| p.is_dir())
-        .collect();
-    host_dirs.sort();
-    let anchors = anchors(&manifest, &host_dirs, checkpoints)?;
-    for dir in &host_dirs {
-        let host = dir
-            .file_name()
-            .unwrap_or_default()
-            .to_string_lossy()
-            .into_owned();
-        let key = host_key(dir, public_key)?;
-        let anchor = anchors.get(&host);
-        verify_host(audit_dir, dir, &key, anchor, &mut report, &mut listed)?;
-        report.hosts.push(host);
+    for host in hosts {
+        let result = verify_host(objs, &host, public_key, anchors.get(&host), &mut listed);
+        verdict.hosts.push(HostVerdict { host, result });
     }
-    for obj in objects(&audit_dir.join("events")) {
-        if !listed.contains(&obj) {
-            return Err(brk(
-                &obj,
+    verdict.unlisted = (events.iter())
+        .filter(|o| !listed.contains(*o))
+        .map(|o| {
+            brk(
+                objs.name(o),
                 "not in any manifest entry (added; Athena would read it)",
-            ));
-        }
-    }
-    Ok(report)
+            )
+        })
+        .collect();
+    Ok(verdict)
 }
 
 /// Checkpoints by host; a host-less one needs a single host, and each
 /// must name a host that has a chain here.
 fn anchors<'a>(
-    manifest: &Path,
-    host_dirs: &[PathBuf],
+    objs: &dyn Objects,
+    names: &[String],
     checkpoints: &'a [Checkpoint],
 ) -> Result<BTreeMap<String, &'a Checkpoint>, Break> {
-    let names: Vec<String> = host_dirs
-        .iter()
-        .filter_map(|d| d.file_name().map(|n| n.to_string_lossy().into_owned()))
-        .collect();
+    let manifest = objs.name("manifest");
     let mut out = BTreeMap::new();
     for c in checkpoints {
-        let host = match (&c.host, names.as_slice()) {
+        let host = match (&c.host, names) {
             (Some(h), _) => h.clone(),
             (None, [only]) => only.clone(),
             (None, _) => {
@@ -175,7 +225,7 @@ fn anchors<'a>(
         };
         if !names.contains(&host) {
             return Err(brk(
-                &manifest.join(&host),
+                objs.name(&format!("manifest/{host}")),
                 format!("checkpoint {c} names host {host:?}, whose chain is missing (deleted?)"),
             ));
         }
@@ -186,55 +236,85 @@ fn anchors<'a>(
     Ok(out)
 }
 
-fn host_key(dir: &Path, public_key: Option<&str>) -> Result<VerifyingKey, Break> {
+fn host_key(
+    objs: &dyn Objects,
+    host: &str,
+    public_key: Option<&str>,
+) -> Result<VerifyingKey, Break> {
+    let dir = format!("manifest/{host}");
     let key_hex = match public_key {
         Some(k) => k.to_string(),
-        None => std::fs::read_to_string(dir.join(PUBLIC_KEY_FILE))
-            .map_err(|e| brk(dir, format!("no public key: {e}")))?,
+        None => objs
+            .read(&format!("{dir}/{PUBLIC_KEY_FILE}"))
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .map_err(|e| brk(objs.name(&dir), format!("no public key: {e}")))?,
     };
     hex::decode(key_hex.trim())
         .ok()
         .and_then(|b| <[u8; 32]>::try_from(b).ok())
         .and_then(|b| VerifyingKey::from_bytes(&b).ok())
-        .ok_or_else(|| brk(dir, "public key is not 32 bytes of hex"))
+        .ok_or_else(|| brk(objs.name(&dir), "public key is not 32 bytes of hex"))
 }
 
 /// One host's chain: contiguous, signed, linked, anchored; its data files
-/// hashed and added to `listed`.
+/// hashed and added to `listed`. After a break, the files the rest of its
+/// entries name are still added (unverified): they are accounted for, and
+/// the break is the host's verdict.
 fn verify_host(
-    audit_dir: &Path,
-    dir: &Path,
-    key: &VerifyingKey,
+    objs: &dyn Objects,
+    host: &str,
+    public_key: Option<&str>,
     anchor: Option<&&Checkpoint>,
-    report: &mut Report,
-    listed: &mut BTreeSet<PathBuf>,
-) -> Result<(), Break> {
-    let files = entry_files(dir).map_err(|e| brk(dir, e.to_string()))?;
-    let first_seq = files.first().map_or(0, |f| f.0);
-    check_start(dir, first_seq, anchor, files.last().map(|f| f.0))?;
-    let mut prev = String::new();
-    for (i, (seq, path)) in files.iter().enumerate() {
-        if *seq != first_seq + i as u64 {
-            return Err(brk(
-                path,
-                format!("entry {} is missing (deleted?)", first_seq + i as u64),
-            ));
+    listed: &mut BTreeSet<String>,
+) -> Result<Report, Break> {
+    let dir = format!("manifest/{host}");
+    let files = entries(objs, host).map_err(|e| brk(objs.name(&dir), e.to_string()))?;
+    let checked = walk_chain(objs, host, public_key, anchor, &files, listed);
+    if checked.is_err() {
+        for (_, rel) in &files {
+            let named = objs
+                .read(rel)
+                .ok()
+                .and_then(|b| serde_json::from_slice::<Entry>(&b).ok()?.sealed.file);
+            listed.extend(named);
         }
-        let bytes = std::fs::read(path).map_err(|e| brk(path, e.to_string()))?;
-        let e = signed_entry(path, &bytes, key)?;
+    }
+    checked
+}
+
+fn walk_chain(
+    objs: &dyn Objects,
+    host: &str,
+    public_key: Option<&str>,
+    anchor: Option<&&Checkpoint>,
+    files: &[(u64, String)],
+    listed: &mut BTreeSet<String>,
+) -> Result<Report, Break> {
+    let key = host_key(objs, host, public_key)?;
+    let first_seq = files.first().map_or(0, |f| f.0);
+    check_start(objs, host, first_seq, anchor, files.last().map(|f| f.0))?;
+    let mut report = Report::default();
+    let mut prev = String::new();
+    for (i, (seq, rel)) in files.iter().enumerate() {
+        let at = |reason: String| brk(objs.name(rel), reason);
+        if *seq != first_seq + i as u64 {
+            return Err(at(format!(
+                "entry {} is missing (deleted?)",
+                first_seq + i as u64
+            )));
+        }
+        let bytes = objs.read(rel).map_err(|e| at(format!("unreadable: {e}")))?;
+        let e = signed_entry(&objs.name(rel), &bytes, &key)?;
         if e.seq != *seq {
-            return Err(brk(path, format!("names itself entry {} (moved?)", e.seq)));
+            return Err(at(format!("names itself entry {} (moved?)", e.seq)));
         }
         if *seq == 0 && !e.prev.is_empty() {
-            return Err(brk(
-                path,
-                "entry 0 has a previous-entry hash: not a genesis",
-            ));
+            return Err(at("entry 0 has a previous-entry hash: not a genesis".into()));
         }
         if i > 0 && e.prev != prev {
-            return Err(brk(
-                path,
-                "previous-entry hash does not match (entries reordered, replaced or removed)",
+            return Err(at(
+                "previous-entry hash does not match (entries reordered, replaced or removed)"
+                    .into(),
             ));
         }
         prev = sha256_hex(&bytes);
@@ -242,37 +322,48 @@ fn verify_host(
             && c.seq == *seq
             && c.sha256 != prev
         {
-            return Err(brk(
-                path,
-                format!("SHA-256 {prev} is not the held checkpoint {c} (chain replaced)"),
-            ));
+            return Err(at(format!(
+                "SHA-256 {prev} is not the held checkpoint {c} (chain replaced)"
+            )));
         }
         report.entries += 1;
         if let (Some(file), Some(sum)) = (&e.sealed.file, &e.sealed.sha256) {
-            let data = audit_dir.join(file);
-            let actual = sha256_file(&data).map_err(|err| {
-                brk(
-                    &data,
-                    format!("listed in {} but unreadable: {err}", path.display()),
-                )
-            })?;
-            if &actual != sum {
-                return Err(brk(
-                    &data,
-                    "SHA-256 differs from its manifest entry (modified)",
-                ));
-            }
-            listed.insert(data);
+            check_file(objs, rel, *seq, file, sum)?;
+            listed.insert(file.clone());
             report.files += 1;
             report.rows += e.sealed.rows;
         }
     }
+    report.hosts.push(host.to_string());
     if let Some((seq, _)) = files.last() {
         report.heads.push(Checkpoint {
-            host: dir.file_name().map(|n| n.to_string_lossy().into_owned()),
+            host: Some(host.to_string()),
             seq: *seq,
             sha256: prev,
         });
+    }
+    Ok(report)
+}
+
+/// The data file entry `seq` (at `entry`) lists has the SHA-256 it names.
+fn check_file(
+    objs: &dyn Objects,
+    entry: &str,
+    seq: u64,
+    file: &str,
+    sum: &str,
+) -> Result<(), Break> {
+    let actual = objs.sha256(file).map_err(|err| {
+        brk(
+            objs.name(file),
+            format!("listed in {} but unreadable: {err}", objs.name(entry)),
+        )
+    })?;
+    if actual != sum {
+        return Err(brk(
+            objs.name(file),
+            format!("SHA-256 differs from its manifest entry {seq} (modified)"),
+        ));
     }
     Ok(())
 }
@@ -280,15 +371,16 @@ fn verify_host(
 /// The chain's first entry is its genesis (entry 0), or the held
 /// checkpoint lies within what is there.
 fn check_start(
-    dir: &Path,
+    objs: &dyn Objects,
+    host: &str,
     first: u64,
     anchor: Option<&&Checkpoint>,
     last: Option<u64>,
 ) -> Result<(), Break> {
-    let entry = |seq: u64| dir.join(format!("{seq:012}.json"));
+    let entry = |seq: u64| objs.name(&format!("manifest/{host}/{seq:012}.json"));
     match (anchor, last) {
         (None, Some(_)) if first != 0 => Err(brk(
-            &entry(first),
+            entry(first),
             format!(
                 "entries 0 to {} are missing: the chain starts at entry {first}, not at its \
                  genesis (removed?); verify from a checkpoint you hold (--checkpoint \
@@ -297,30 +389,30 @@ fn check_start(
             ),
         )),
         (Some(c), Some(last)) if c.seq < first || c.seq > last => Err(brk(
-            &entry(c.seq),
+            entry(c.seq),
             format!(
                 "the held checkpoint {c} is not in the chain (entries {first}..={last} are): \
                  removed or truncated"
             ),
         )),
         (Some(c), None) => Err(brk(
-            &entry(c.seq),
+            entry(c.seq),
             format!("the held checkpoint {c} is not in the chain (no entries): removed"),
         )),
         _ => Ok(()),
     }
 }
 
-fn signed_entry(path: &Path, bytes: &[u8], key: &VerifyingKey) -> Result<Entry, Break> {
+fn signed_entry(name: &str, bytes: &[u8], key: &VerifyingKey) -> Result<Entry, Break> {
     let e: Entry =
-        serde_json::from_slice(bytes).map_err(|e| brk(path, format!("not an entry: {e}")))?;
+        serde_json::from_slice(bytes).map_err(|e| brk(name, format!("not an entry: {e}")))?;
     let sig = hex::decode(&e.signature)
         .ok()
         .and_then(|b| <[u8; 64]>::try_from(b).ok())
         .map(|b| Signature::from_bytes(&b))
-        .ok_or_else(|| brk(path, "signature malformed"))?;
+        .ok_or_else(|| brk(name, "signature malformed"))?;
     key.verify(&e.signed_bytes(), &sig)
-        .map_err(|_| brk(path, "signature does not verify (edited or forged)"))?;
+        .map_err(|_| brk(name, "signature does not verify (edited or forged)"))?;
     Ok(e)
 }
 

@@ -231,3 +231,19 @@ fn a_same_host_caller_fills_the_process_columns_and_a_remote_one_leaves_them_nul
         (None, None, None, None)
     );
 }
+
+/// A heartbeat names the policy set in force; an approval step keeps its
+/// call's version.
+#[test]
+fn a_lifecycle_event_carries_its_policy_version() {
+    let mut e = LifecycleEvent::new("heartbeat", "{}");
+    e.policy_version = Some("v9".into());
+    let r = stamp().from_lifecycle(e);
+    assert_eq!(
+        (r.kind.as_str(), r.policy_version.as_deref()),
+        ("heartbeat", Some("v9"))
+    );
+    assert_eq!(r.method, None);
+    let step = stamp().from_lifecycle(approval_step("tools/call", "t", ""));
+    assert_eq!(step.policy_version.as_deref(), Some("pv"));
+}

@@ -304,7 +304,15 @@ fn embedded_json_streams_exactly_as_the_tree() {
                 streamed += 1;
             }
             let a = outcome(walk::string(p, d, &mut c1, 0, &mut Default::default()));
-            let b = outcome(walk::tree(p, d, &mut c2, 0, &mut Default::default()));
+            // The tree: parsed, walked and written back whole.
+            let b = outcome(match serde_json::from_str::<Value>(d) {
+                Ok(mut v) if v.is_object() || v.is_array() => {
+                    let memo = &mut Default::default();
+                    let changed = walk::value(p, &mut v, &mut c2, 1, memo) != walk::Change::Same;
+                    changed.then(|| Masked::Text(v.to_string()))
+                }
+                _ => p.apply(d, &mut c2, false),
+            });
             assert_eq!(a, b, "profile {name}, document {d}");
             assert_eq!(c1, c2, "profile {name}, document {d}");
         }
