@@ -265,10 +265,20 @@ fn beating(ns: &NetNs, root: &Path, host: &str, public: &str) -> Agent {
     );
     assert_eq!(said.text(), host);
     wait_for("two heartbeat rows", Duration::from_secs(30), || {
-        let n = auditq::sql(
-            &agent.audit_dir(),
-            "SELECT count(*) FROM mcp_audit WHERE kind = 'heartbeat'",
-        );
+        // Nothing to query until the first segment is converted (the
+        // events directory, then its first file, appear a moment apart):
+        // a failed query is asked again until the deadline.
+        let dir = agent.audit_dir();
+        if !dir.join("events").is_dir() {
+            return None;
+        }
+        let n = std::panic::catch_unwind(|| {
+            auditq::sql(
+                &dir,
+                "SELECT count(*) FROM mcp_audit WHERE kind = 'heartbeat'",
+            )
+        })
+        .ok()?;
         (n["rows"][0][0].as_i64() >= Some(2)).then_some(())
     });
     agent
