@@ -112,3 +112,42 @@ print(json.dumps({"columns": [d[0] for d in cur.description],
     );
     serde_json::from_slice(&out.stdout).expect("the DuckDB script prints JSON")
 }
+
+/// `sql` over `mcp_audit` = every Parquet file under
+/// `s3://bucket/prefix/events/`, read by DuckDB's httpfs from the S3 API at
+/// `endpoint` (host:port) in `netns` (tests/peers/duckdb_s3.py);
+/// `{"columns", "rows"}`.
+pub fn s3_sql(netns: Option<&str>, endpoint: &str, bucket: &str, prefix: &str, sql: &str) -> Value {
+    let mut cmd = match netns {
+        Some(ns) => {
+            let mut c = Command::new("nsenter");
+            c.arg(format!("--net=/run/netns/{ns}"))
+                .arg("--")
+                .arg(repo().join(".venv/bin/python"));
+            c
+        }
+        None => Command::new(repo().join(".venv/bin/python")),
+    };
+    let out = cmd
+        .arg(repo().join("tests/peers/duckdb_s3.py"))
+        .args([
+            "--endpoint",
+            endpoint,
+            "--bucket",
+            bucket,
+            "--prefix",
+            prefix,
+        ])
+        .args(["--sql", sql])
+        .env("PYTHONPATH", repo().join(".venv/duckdb-httpfs"))
+        .env("AWS_ACCESS_KEY_ID", crate::s3::KEY_ID)
+        .env("AWS_SECRET_ACCESS_KEY", crate::s3::SECRET)
+        .output()
+        .expect("run duckdb_s3.py (cargo xtask setup installs it)");
+    assert!(
+        out.status.success(),
+        "duckdb_s3 {sql}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("duckdb_s3 prints JSON")
+}

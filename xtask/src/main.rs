@@ -62,7 +62,7 @@ fn main() -> Result<()> {
                  \n         the release build (built only where missing or stale);\
                  \n         --dev: of the dev build; --arch, --format, --no-build, --no-lint\
                  \n  fuzz   [--seconds N] [--smoke] [TARGET...] run the fuzz targets, N s each\
-                 \n         (600; --smoke: 20 s each, quick unsanitized build, as in test)\
+                 \n         (600; --smoke: 10 s each, quick unsanitized build, as in test --full)\
                  \n  soak   [--minutes N] [--rate R] [--clients C] the release agent, all\
                  \n         stages on, under steady load for N min (30); RSS every 10 s\
                  \n         in target/soak/rss.csv, a curve and a growth verdict"
@@ -128,7 +128,8 @@ fn build() -> Result<()> {
 
 /// `cargo xtask test [--full] [NEXTEST ARGS]`. `--full` adds what CI's
 /// 30-minute budget leaves out: the arm64 cross-build and the tests marked
-/// `#[ignore]` that need it (the arm64 agent under qemu-user).
+/// `#[ignore]` that need it (the arm64 agent under qemu-user), and the
+/// libFuzzer smoke run of every fuzz target (CI replays their seeds).
 fn test(extra: &[String]) -> Result<()> {
     let started = std::time::Instant::now();
     let full = extra.iter().any(|a| a == "--full");
@@ -170,7 +171,12 @@ fn test(extra: &[String]) -> Result<()> {
         nextest.args(["--run-ignored", "all"]);
     }
     run(&mut nextest)?;
-    fuzz::smoke()?;
+    // nextest replayed every fuzz seed on the stable build
+    // (tests/fuzz-replay); the nightly libFuzzer build costs 5-6 minutes of
+    // CI's 30, so it runs with --full.
+    if full {
+        fuzz::smoke()?;
+    }
     // The bench must keep working: a short smoke run on the dev build
     // (numbers are not looked at).
     run(Command::new(bin_dir().join("mcp-bench")).args([

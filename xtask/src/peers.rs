@@ -3,6 +3,10 @@
 //!
 //! - `<root>/.venv`: a Python venv with `tests/peers/requirements.txt`
 //!   (the official `mcp` SDK, which `tests/peers/mcp_client.py` drives);
+//! - `<root>/.venv/duckdb-httpfs`: `tests/peers/requirements-httpfs.txt`
+//!   (`pip install --target`): DuckDB 1.5 with its httpfs extension from
+//!   PyPI, for the auditor reading a bucket over S3 (DuckDB 2.0 in the venv
+//!   has no httpfs wheel yet, and nothing may be downloaded at run time);
 //! - `<root>/tests/peers/node_modules`: `tests/peers/package-lock.json`
 //!   (`@modelcontextprotocol/server-everything`, the reference server).
 //!
@@ -30,6 +34,7 @@ const NODE_MARKER: &str = "@modelcontextprotocol/server-everything/package.json"
 
 pub fn install(root: &Path) -> Result<()> {
     python(root)?;
+    httpfs_reader(root)?;
     node(root)?;
     Ok(())
 }
@@ -76,6 +81,41 @@ fn python(root: &Path) -> Result<()> {
                 "--quiet",
                 "-r",
             ])
+            .arg(&requirements),
+    )?;
+    write_atomically(&stamp, &wanted)
+}
+
+/// `.venv/duckdb-httpfs`, a `pip install --target` of
+/// requirements-httpfs.txt with the venv's pip (after [`python`]).
+fn httpfs_reader(root: &Path) -> Result<()> {
+    let dir = root.join(VENV).join("duckdb-httpfs");
+    let requirements = root.join(PEERS_DIR).join("requirements-httpfs.txt");
+    let wanted =
+        fs::read(&requirements).with_context(|| format!("reading {}", requirements.display()))?;
+    let stamp = dir.join(".requirements-httpfs.txt.installed");
+    if fs::read(&stamp).is_ok_and(|have| have == wanted) {
+        eprintln!("==> setup: DuckDB httpfs reader present ({VENV}/duckdb-httpfs)");
+        return Ok(());
+    }
+    eprintln!("==> setup: installing the DuckDB httpfs reader into {VENV}/duckdb-httpfs");
+    if dir.exists() {
+        fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
+    }
+    crate::run_in(
+        root,
+        Command::new(root.join(VENV).join("bin/python"))
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--disable-pip-version-check",
+                "--no-input",
+                "--quiet",
+                "--target",
+            ])
+            .arg(&dir)
+            .arg("-r")
             .arg(&requirements),
     )?;
     write_atomically(&stamp, &wanted)

@@ -1,0 +1,1 @@
+//! Nothing but the test in tests/replay.rs (see Cargo.toml).
