@@ -8,7 +8,9 @@
 
 pub mod agent;
 pub mod auditq;
+pub mod bundle;
 pub mod everything;
+pub mod fleet;
 pub mod http;
 pub mod netns;
 pub mod oidc;

@@ -10,18 +10,14 @@
 //! shipped fleet query (deploy/athena/fleet/fleet_health.sql, run with
 //! DuckDB) lists the stopped host as silent and as behind on its bundle.
 
-use std::{
-    path::Path,
-    process::{Command, Output},
-    time::Duration,
-};
+use std::{path::Path, process::Command, time::Duration};
 
 use mcp_interceptor_tests::{
-    Agent, NetNs, TempDir, auditq, bin,
+    Agent, NetNs, TempDir, auditq,
+    bundle::{aws_cli, aws_env, ok, output_text},
     peer::{self, call},
-    proc::run_in_env,
     require_root,
-    s3::{BUCKET, KEY_ID, SECRET, boto_in, bucket_objects_in, moto_in},
+    s3::{BUCKET, boto_in, bucket_objects_in, moto_in},
     wait_for,
 };
 use serde_json::json;
@@ -33,31 +29,9 @@ const MOTO: u16 = 9000;
 /// `mcp-interceptor audit verify <url> --config <config>` in `ns`, with
 /// credentials from the AWS environment as an auditor would have them.
 fn verify(ns: &NetNs, url: &str, config: &std::path::Path) -> (bool, String) {
-    let args = [
-        "audit",
-        "verify",
-        url,
-        "--config",
-        &config.display().to_string(),
-    ]
-    .map(String::from);
-    let env = [
-        ("AWS_ACCESS_KEY_ID", KEY_ID),
-        ("AWS_SECRET_ACCESS_KEY", SECRET),
-    ];
-    let out: Output = run_in_env(
-        Some(ns.name()),
-        &bin("mcp-interceptor"),
-        &args,
-        &env,
-        Duration::from_secs(60),
-    );
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
+    let config = config.display().to_string();
+    let out = aws_cli(ns.name(), &["audit", "verify", url, "--config", &config]);
+    (out.status.success(), output_text(&out))
 }
 
 /// Runs an agent as `host` until its chain has at least three entries in
@@ -69,10 +43,7 @@ fn ship(ns: &NetNs, dir: &TempDir, host: &str) -> std::path::PathBuf {
         "host = \"{host}\"\n[audit.s3]\nbucket = \"{BUCKET}\"\nprefix = \"fleet\"\n\
          endpoint = \"http://127.0.0.1:{MOTO}\"\nmax_retry_backoff_ms = 500\n"
     );
-    let env = vec![
-        ("AWS_ACCESS_KEY_ID".to_string(), KEY_ID.to_string()),
-        ("AWS_SECRET_ACCESS_KEY".to_string(), SECRET.to_string()),
-    ];
+    let env = aws_env();
     let mut agent = Agent::start_with_env(ns, &home, "", PORT, &keys, env);
     let said = call(
         ns.name(),
@@ -177,25 +148,7 @@ fn audit_verify_checks_every_hosts_chain_straight_from_s3() {
 
 /// `mcp-interceptor <args>` in `ns` with the moto credentials; stdout.
 fn cli_ok(ns: &NetNs, args: &[&str]) -> String {
-    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
-    let env = [
-        ("AWS_ACCESS_KEY_ID", KEY_ID),
-        ("AWS_SECRET_ACCESS_KEY", SECRET),
-    ];
-    let out = run_in_env(
-        Some(ns.name()),
-        &bin("mcp-interceptor"),
-        &args,
-        &env,
-        Duration::from_secs(60),
-    );
-    assert!(
-        out.status.success(),
-        "{args:?}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    ok(aws_cli(ns.name(), args))
 }
 
 /// A bundle that permits everything, with the `policy test` case that
@@ -252,10 +205,7 @@ fn beating(ns: &NetNs, root: &Path, host: &str, public: &str) -> Agent {
         "host = \"{host}\"\nheartbeat_seconds = 1\n[audit.s3]\nbucket = \"{BUCKET}\"\nprefix = \"beats\"\n\
          endpoint = \"http://127.0.0.1:{MOTO}\"\nretention = \"keep-local\"\n"
     );
-    let env = vec![
-        ("AWS_ACCESS_KEY_ID".to_string(), KEY_ID.to_string()),
-        ("AWS_SECRET_ACCESS_KEY".to_string(), SECRET.to_string()),
-    ];
+    let env = aws_env();
     let agent = Agent::start_with_env(ns, &home, "", &tables, &keys, env);
     let said = call(
         ns.name(),

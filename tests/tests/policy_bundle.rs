@@ -8,19 +8,16 @@
 //! and its audit rows name each decision's bundle version and signer.
 
 use std::{
-    io::{Read, Write},
-    os::unix::net::UnixStream,
     path::{Path, PathBuf},
     time::{Duration, Instant},
 };
 
-use base64::Engine;
 use mcp_interceptor_tests::{
-    Agent, NetNs, TempDir, auditq, bin,
+    Agent, NetNs, TempDir, auditq,
+    bundle::{aws_cli, aws_env, hex, ok, refused_count, tampered},
     peer::{self, call},
-    proc::run_in_env,
     require_root,
-    s3::{BUCKET, KEY_ID, SECRET, boto_in, moto_in},
+    s3::{BUCKET, boto_in, moto_in},
     wait_for,
 };
 use serde_json::json;
@@ -38,13 +35,6 @@ fn s3_section() -> String {
         "\n[audit.s3]\nbucket = \"{BUCKET}\"\nprefix = \"audit\"\nendpoint = \"http://127.0.0.1:{MOTO}\"\nmax_retry_backoff_ms = 500\n\
          retention = \"keep-local\"\n"
     )
-}
-
-fn env() -> Vec<(String, String)> {
-    vec![
-        ("AWS_ACCESS_KEY_ID".into(), KEY_ID.into()),
-        ("AWS_SECRET_ACCESS_KEY".into(), SECRET.into()),
-    ]
 }
 
 /// A bundle directory: everything permitted except `tools/call` of
@@ -79,32 +69,6 @@ fn bundle_dir(root: &Path, name: &str, forbidden: &str) -> PathBuf {
     dir
 }
 
-/// `mcp-interceptor <args>` in `ns` with the moto credentials.
-fn cli(ns: &NetNs, args: &[&str]) -> std::process::Output {
-    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
-    let env = [
-        ("AWS_ACCESS_KEY_ID", KEY_ID),
-        ("AWS_SECRET_ACCESS_KEY", SECRET),
-    ];
-    run_in_env(
-        Some(ns.name()),
-        &bin("mcp-interceptor"),
-        &args,
-        &env,
-        Duration::from_secs(60),
-    )
-}
-
-fn ok(out: std::process::Output) -> String {
-    assert!(
-        out.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 /// (echo allowed, add allowed) through the proxy.
 fn allowed(ns: &NetNs) -> (bool, bool) {
     let echo = call(ns.name(), URL, "echo", json!({"text": "hi"}));
@@ -113,20 +77,6 @@ fn allowed(ns: &NetNs) -> (bool, bool) {
         echo.ok() && echo.text() == "hi",
         add.ok() && add.text() == "3",
     )
-}
-
-/// The refused-bundle counter for `reason` on the admin socket's /metrics.
-fn refused_count(agent: &Agent, reason: &str) -> u64 {
-    let mut s = UnixStream::connect(agent.admin_socket()).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n")
-        .unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    let needle = format!("mcp_interceptor_policy_bundles_refused_total{{reason=\"{reason}\"}} ");
-    out.lines()
-        .find_map(|l| l.strip_prefix(&needle))
-        .map_or(0, |v| v.trim().parse().unwrap())
 }
 
 /// Puts `bytes` as the bundle object, as an attacker with write access to
@@ -140,10 +90,6 @@ fn put_object(ns: &NetNs, bytes: &[u8]) {
             hex(bytes)
         ),
     );
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 /// Puts `bytes`, waits for their refusal as `reason`, and shows through
@@ -168,18 +114,6 @@ fn refused(ns: &NetNs, agent: &Agent, bytes: &[u8], reason: &str, in_force: (boo
     assert_eq!(allowed(ns), in_force, "after the {reason} bundle");
 }
 
-/// The envelope of `bytes` with one character of its signed manifest changed.
-fn tampered(bytes: &[u8]) -> Vec<u8> {
-    let mut env: serde_json::Value = serde_json::from_slice(bytes).unwrap();
-    let b64 = base64::engine::general_purpose::STANDARD;
-    let mut m = b64.decode(env["manifest"].as_str().unwrap()).unwrap();
-    // A byte of a policy's text: what would be enforced.
-    let at = String::from_utf8_lossy(&m).find("forbid").unwrap();
-    m[at] = b'F';
-    env["manifest"] = b64.encode(&m).into();
-    serde_json::to_vec(&env).unwrap()
-}
-
 #[test]
 fn signed_bundles_from_s3_decide_and_bad_ones_are_refused() {
     require_root();
@@ -188,10 +122,16 @@ fn signed_bundles_from_s3_decide_and_bad_ones_are_refused() {
     let _server = peer::server(ns.name(), "127.0.0.1:8080", root);
     let mut moto = moto_in(Some(ns.name()), MOTO, root, "1");
     let key = root.join("signer.key");
-    let public = ok(cli(&ns, &["policy", "keygen", key.to_str().unwrap()]));
+    let public = ok(aws_cli(
+        ns.name(),
+        &["policy", "keygen", key.to_str().unwrap()],
+    ));
     let public = public.trim().to_string();
     let other = root.join("other.key");
-    ok(cli(&ns, &["policy", "keygen", other.to_str().unwrap()]));
+    ok(aws_cli(
+        ns.name(),
+        &["policy", "keygen", other.to_str().unwrap()],
+    ));
     let tables = format!(
         "{PORT}[policy]\nsource = \"{SOURCE}\"\nbundle_keys = [\"{public}\"]\nreload_poll_seconds = {POLL}\n"
     );
@@ -223,7 +163,7 @@ fn signed_bundles_from_s3_decide_and_bad_ones_are_refused() {
         if let Some(to) = to {
             a.extend(["--to", to]);
         }
-        ok(cli(&ns, &a));
+        ok(aws_cli(ns.name(), &a));
         std::fs::read(out).unwrap()
     };
 
@@ -233,8 +173,8 @@ fn signed_bundles_from_s3_decide_and_bad_ones_are_refused() {
     let echo =
         std::fs::read_to_string(bundle_dir(root, "echo", "echo").join("deny.cedar")).unwrap();
     std::fs::write(wrong.join("deny.cedar"), echo).unwrap();
-    let out = cli(
-        &ns,
+    let out = aws_cli(
+        ns.name(),
         &[
             "policy",
             "publish",
@@ -264,7 +204,7 @@ fn signed_bundles_from_s3_decide_and_bad_ones_are_refused() {
         Some(SOURCE),
         &root.join("v1.json"),
     );
-    let mut agent = Agent::start_with_env(&ns, root, "", &tables, &s3_section(), env());
+    let mut agent = Agent::start_with_env(&ns, root, "", &tables, &s3_section(), aws_env());
     assert_eq!(
         allowed(&ns),
         (true, false),

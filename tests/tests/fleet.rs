@@ -1,0 +1,455 @@
+//! A fleet of 20 hosts as one boundary (issue 24): 20 agents, each in its
+//! own network namespace in front of its own MCP server, share one moto
+//! server for S3 and DynamoDB (tests/src/fleet.rs: a hub namespace that
+//! every host reaches by its own link, at one address).
+//!
+//! - A call held on host 17 is approved through host 3's admin socket and
+//!   completes on 17 (the holder polls the shared queue).
+//! - A retry-mode approval is used once on host 5; the same call replayed
+//!   on host 9 is refused (a conditional write, fleet-wide).
+//! - A grant added through host 1 admits a call on host 20.
+//! - A newly published bundle is in force on all 20 within two poll
+//!   intervals; a tampered one is refused by all 20 and the last good one
+//!   keeps deciding.
+//! - After the agents stop (their upload queues drained), DuckDB reading
+//!   the bucket over S3 (httpfs against moto) sees rows of all 20 hosts,
+//!   and `audit verify s3://…` passes, then fails once one object changes.
+
+use std::{
+    path::{Path, PathBuf},
+    time::{Duration, Instant},
+};
+
+use mcp_interceptor_tests::{
+    Agent, Proc, TempDir, auditq,
+    bundle::{aws_cli, aws_env, hex, output_text, refused_count, tampered},
+    fleet::{Fleet, HUB_IP},
+    peer::{self, call},
+    require_root,
+    s3::BUCKET,
+    wait_for,
+    world::{admin_cli, approval_id},
+};
+use serde_json::{Value, json};
+
+const N: usize = 20;
+const MOTO: u16 = 9000;
+const URL: &str = "http://127.0.0.1:8080/mcp";
+const PORT: &str = "[[intercept.ports]]\nport = 8080\n";
+/// The bundle poll interval, seconds.
+const POLL: u64 = 2;
+const TABLE: &str = "mcpi-fleet";
+const SOURCE: &str = "s3://audit-e2e/policy/";
+const SIGTERM: i32 = 15;
+
+/// Every host's policy: the session, echo, `add` held for one on-call
+/// approver, `lookup_customer` in retry mode, `query` under a grant.
+const POLICY: &str = r#"
+@id("session")
+permit (
+  principal,
+  action in [Mcp::Action::"initialize", Mcp::Action::"ping", Mcp::Action::"tools/list"],
+  resource
+);
+
+@id("add-needs-oncall")
+@approval("oncall")
+permit (principal, action == Mcp::Action::"tools/call", resource)
+when { resource.name == "add" };
+
+@id("lookup-in-retry-mode")
+@approval("oncall")
+@approval_mode("retry")
+permit (principal, action == Mcp::Action::"tools/call", resource)
+when { resource.name == "lookup_customer" };
+
+@id("query-under-grant")
+permit (principal, action == Mcp::Action::"tools/call", resource)
+when { resource.name == "query" && !context.grants.isEmpty() };
+"#;
+
+/// The approvals and grants table, as deploy/aws/fleet.yaml declares it.
+fn create_table(f: &Fleet) {
+    f.aws(
+        MOTO,
+        &format!(
+            "S = lambda n, t='S': {{'AttributeName': n, 'AttributeType': t}}\n\
+             K = lambda n, t: {{'AttributeName': n, 'KeyType': t}}\n\
+             ddb.create_table(TableName='{TABLE}', BillingMode='PAY_PER_REQUEST',\n\
+             \x20 AttributeDefinitions=[S('pk'), S('sk'), S('kind'), S('order'), S('digest'), S('created_us', 'N')],\n\
+             \x20 KeySchema=[K('pk', 'HASH'), K('sk', 'RANGE')],\n\
+             \x20 GlobalSecondaryIndexes=[\n\
+             \x20   {{'IndexName': 'by_kind', 'KeySchema': [K('kind', 'HASH'), K('order', 'RANGE')], 'Projection': {{'ProjectionType': 'ALL'}}}},\n\
+             \x20   {{'IndexName': 'by_digest', 'KeySchema': [K('digest', 'HASH'), K('created_us', 'RANGE')], 'Projection': {{'ProjectionType': 'ALL'}}}}])\n\
+             ddb.update_time_to_live(TableName='{TABLE}', TimeToLiveSpecification={{'Enabled': True, 'AttributeName': 'ttl'}})\n"
+        ),
+    );
+}
+
+/// Publishes `POLICY` (plus `extra`) as bundle `version`, from host 0.
+fn publish(f: &Fleet, root: &Path, key: &Path, version: &str, extra: &str) {
+    let d = root.join(format!("bundle-{version}"));
+    std::fs::create_dir_all(&d).unwrap();
+    std::fs::write(d.join("fleet.cedar"), format!("{POLICY}\n{extra}")).unwrap();
+    std::fs::write(
+        d.join("cases.toml"),
+        "[[case]]\nname = \"query needs a grant\"\nsubject = \"svc:caller\"\n\
+         method = \"tools/call\"\ntool = \"query\"\nexpect = \"deny\"\n",
+    )
+    .unwrap();
+    let (d, key, cfg) = (
+        d.display().to_string(),
+        key.display().to_string(),
+        root.join("publisher.toml").display().to_string(),
+    );
+    let out = aws_cli(
+        f.hosts[0].name(),
+        &[
+            "policy",
+            "publish",
+            &d,
+            "--key",
+            &key,
+            "--version",
+            version,
+            "--to",
+            SOURCE,
+            "--config",
+            &cfg,
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "publish {version}: {}",
+        output_text(&out)
+    );
+}
+
+fn host_name(i: usize) -> String {
+    format!("host{:02}", i + 1)
+}
+
+/// Host `i` (0-based): its MCP server and its agent, on the shared bundle
+/// source, approvals table and audit bucket.
+fn start(f: &Fleet, root: &Path, i: usize, public: &str) -> (Proc, Agent) {
+    let ns = &f.hosts[i];
+    let home = root.join(host_name(i));
+    std::fs::create_dir_all(&home).unwrap();
+    let server = peer::server(ns.name(), "127.0.0.1:8080", &home);
+    let aws = Fleet::endpoint(MOTO);
+    let tables = format!(
+        "{PORT}[policy]\nsource = \"{SOURCE}\"\nbundle_keys = [\"{public}\"]\n\
+         reload_poll_seconds = {POLL}\n"
+    );
+    let audit = format!(
+        "host = \"{}\"\nheartbeat_seconds = 5\n[audit.s3]\nbucket = \"{BUCKET}\"\n\
+         prefix = \"fleet\"\nendpoint = \"{aws}\"\nmax_retry_backoff_ms = 500\n",
+        host_name(i)
+    );
+    let sections = format!(
+        "[identity.process]\n[[identity.process.rules]]\nuid = 0\nsubject = \"svc:caller\"\n\
+         [approvals]\nstore = \"dynamodb://{TABLE}\"\nhold_timeout_seconds = 60\n\
+         keepalive_seconds = 1\ngrant_groups = [\"security\"]\n\
+         [approvals.dynamodb]\nregion = \"us-east-1\"\nendpoint = \"{aws}\"\npoll_ms = 250\n\
+         [admin]\nsocket = \"{}\"\n[[admin.local_users]]\nuser = \"root\"\n\
+         subject = \"ops-alice\"\ngroups = [\"oncall\", \"security\"]\n",
+        home.join("admin.sock").display()
+    );
+    let agent = Agent::start_full(ns, &home, "", &tables, &audit, &sections, aws_env());
+    (server, agent)
+}
+
+/// `mcp-interceptor <args> --json` on host `i`'s admin socket.
+fn admin_json(root: &Path, i: usize, args: &[&str]) -> Value {
+    let mut a = args.to_vec();
+    a.push("--json");
+    let (ok, out) = admin_cli(&root.join(host_name(i)), &a);
+    assert!(ok, "host {} {args:?}: {out}", i + 1);
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"))
+}
+
+/// The pending approval of `tool` as host `i` lists it.
+fn pending_on(root: &Path, i: usize, tool: &str) -> String {
+    wait_for(
+        &format!("a pending {tool} approval listed by host {}", i + 1),
+        Duration::from_secs(15),
+        || {
+            let v = admin_json(root, i, &["approvals", "list"]);
+            v["approvals"].as_array()?.iter().find_map(|a| {
+                (a["status"] == "pending" && a.to_string().contains(tool))
+                    .then(|| a["id"].as_str().unwrap().to_string())
+            })
+        },
+    )
+}
+
+fn approve_on(root: &Path, i: usize, id: &str) {
+    let (ok, out) = admin_cli(
+        &root.join(host_name(i)),
+        &["approvals", "approve", id, "--reason", "fleet test"],
+    );
+    assert!(ok, "approve {id} on host {}: {out}", i + 1);
+}
+
+/// A call held on host 17 released by a vote through host 3.
+fn held_on_17_approved_on_3(f: &Fleet, root: &Path) {
+    let ns = f.hosts[16].name().to_string();
+    let held = std::thread::spawn(move || {
+        let c = call(&ns, URL, "add", json!({"a": 20, "b": 22}));
+        (c.ok(), c.text(), c.stderr(), Instant::now())
+    });
+    let id = pending_on(root, 2, "add");
+    let voted = Instant::now();
+    approve_on(root, 2, &id);
+    let (ok, out, err, done) = held.join().unwrap();
+    assert!(ok && out == "42", "the held call: {out} {err}");
+    let took = done.saturating_duration_since(voted);
+    eprintln!("held on host 17, approved on host 3: released {took:?} after the vote");
+    assert!(
+        took < Duration::from_secs(3),
+        "released {took:?} after the vote"
+    );
+    let shown = admin_json(root, 16, &["approvals", "show", &id]);
+    assert_eq!(shown["status"], "used", "{shown}");
+}
+
+/// Retry mode: approved once, used on host 5, refused when replayed on 9.
+fn retry_used_once_on_5_refused_on_9(f: &Fleet, root: &Path) {
+    let args = json!({"id": "c-fleet"});
+    let first = call(f.hosts[4].name(), URL, "lookup_customer", args.clone());
+    assert!(!first.ok(), "needs approval first: {}", first.text());
+    let id = approval_id(&first.stderr());
+    approve_on(root, 11, &id);
+    let retry = call(f.hosts[4].name(), URL, "lookup_customer", args.clone());
+    assert!(
+        retry.ok(),
+        "the approved retry on host 5: {}",
+        retry.stderr()
+    );
+    assert!(retry.text().contains("c-fleet"), "{}", retry.text());
+    let replay = call(f.hosts[8].name(), URL, "lookup_customer", args);
+    assert!(
+        !replay.ok(),
+        "the replay on host 9 passed: {}",
+        replay.text()
+    );
+    let again = approval_id(&replay.stderr());
+    assert_ne!(again, id, "the replay is a new request, not the used one");
+    let used = admin_json(root, 8, &["approvals", "show", &id]);
+    assert_eq!(used["status"], "used", "{used}");
+}
+
+/// A grant added through host 1 admits a call on host 20.
+fn grant_on_1_admits_on_20(f: &Fleet, root: &Path) {
+    let q = json!({"sql": "select 1"});
+    let before = call(f.hosts[19].name(), URL, "query", q.clone());
+    assert!(!before.ok(), "query without a grant: {}", before.text());
+    let (ok, out) = admin_cli(
+        &root.join(host_name(0)),
+        &[
+            "grants",
+            "add",
+            "--subject",
+            "svc:caller",
+            "--issuer",
+            "process",
+            "--tool",
+            "query",
+            "--ttl",
+            "10m",
+            "--reason",
+            "INC-fleet",
+        ],
+    );
+    assert!(ok, "grants add on host 1: {out}");
+    let added = Instant::now();
+    wait_for(
+        "the grant to admit on host 20",
+        Duration::from_secs(10),
+        || {
+            call(f.hosts[19].name(), URL, "query", q.clone())
+                .ok()
+                .then_some(())
+        },
+    );
+    eprintln!(
+        "grant added on host 1 admitted on host 20 after {:?}",
+        added.elapsed()
+    );
+}
+
+/// Bundle 2 (echo forbidden) in force on all 20 within two polls; then a
+/// tampered copy of it refused by all 20 while bundle 2 keeps deciding.
+fn bundle_everywhere(f: &Fleet, root: &Path, key: &Path, agents: &[(Proc, Agent)]) {
+    let forbid = "@id(\"no-echo\")\nforbid (principal, action == Mcp::Action::\"tools/call\", \
+                  resource) when { resource.name == \"echo\" };\n";
+    publish(f, root, key, "2", forbid);
+    let published = Instant::now();
+    wait_for(
+        "bundle 2 in force on all 20 hosts",
+        Duration::from_secs(2 * POLL),
+        || {
+            agents
+                .iter()
+                .all(|(_, a)| a.log().contains("bundle_version=2 "))
+                .then_some(())
+        },
+    );
+    eprintln!(
+        "bundle 2 in force on all 20 hosts {:?} after publishing",
+        published.elapsed()
+    );
+    let echo = call(f.hosts[13].name(), URL, "echo", json!({"text": "hi"}));
+    assert!(!echo.ok(), "bundle 2 forbids echo: {}", echo.text());
+
+    let good = f.aws(
+        MOTO,
+        "print(s3.get_object(Bucket=bucket, Key='policy/bundle.json')['Body'].read().hex())",
+    );
+    let good: Vec<u8> = (0..good.trim().len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&good.trim()[i..i + 2], 16).unwrap())
+        .collect();
+    let before: Vec<u64> = agents
+        .iter()
+        .map(|(_, a)| refused_count(a, "bad_signature"))
+        .collect();
+    f.aws(
+        MOTO,
+        &format!(
+            "s3.put_object(Bucket=bucket, Key='policy/bundle.json', Body=bytes.fromhex('{}'))",
+            hex(&tampered(&good))
+        ),
+    );
+    wait_for(
+        "the tampered bundle refused by all 20 hosts",
+        Duration::from_secs(4 * POLL),
+        || {
+            agents
+                .iter()
+                .zip(&before)
+                .all(|((_, a), b)| refused_count(a, "bad_signature") > *b)
+                .then_some(())
+        },
+    );
+    for i in [0, 19] {
+        let echo = call(f.hosts[i].name(), URL, "echo", json!({"text": "hi"}));
+        assert!(!echo.ok(), "bundle 2 still decides on host {}", i + 1);
+        let add = call(f.hosts[i].name(), URL, "query", json!({"sql": "select 1"}));
+        assert!(
+            add.ok(),
+            "and its grant stands on host {}: {}",
+            i + 1,
+            add.stderr()
+        );
+    }
+}
+
+/// DuckDB over the bucket (httpfs against moto): every host's rows.
+fn duckdb_sees_every_host(f: &Fleet) {
+    let endpoint = format!("{HUB_IP}:{MOTO}");
+    let v = auditq::s3_sql(
+        Some(f.hosts[0].name()),
+        &endpoint,
+        BUCKET,
+        "fleet",
+        "SELECT host, count(*) FROM mcp_audit GROUP BY host ORDER BY host",
+    );
+    let hosts: Vec<String> = v["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r[0].as_str().unwrap().to_string())
+        .collect();
+    let want: Vec<String> = (0..N).map(host_name).collect();
+    assert_eq!(hosts, want, "{v}");
+}
+
+/// `audit verify s3://…` from host 1: (passed, output).
+fn verify(f: &Fleet, config: &Path) -> (bool, String) {
+    let url = format!("s3://{BUCKET}/fleet/");
+    let cfg = config.display().to_string();
+    let out = aws_cli(
+        f.hosts[0].name(),
+        &["audit", "verify", &url, "--config", &cfg],
+    );
+    (out.status.success(), output_text(&out))
+}
+
+fn verify_then_tamper(f: &Fleet, config: &Path) {
+    let (ok, out) = verify(f, config);
+    assert!(ok, "{out}");
+    assert!(out.contains(&format!("ok: {N} host(s)")), "{out}");
+    // One byte of one of host 7's Parquet files changed in the bucket.
+    let key = f.aws(
+        MOTO,
+        "pages = s3.get_paginator('list_objects_v2').paginate(Bucket=bucket, Prefix='fleet/events/')\n\
+         k = sorted(o['Key'] for p in pages for o in p['Contents'] if '/host07-' in o['Key'])[0]\n\
+         b = bytearray(s3.get_object(Bucket=bucket, Key=k)['Body'].read())\n\
+         b[len(b) // 2] ^= 1\n\
+         s3.put_object(Bucket=bucket, Key=k, Body=bytes(b))\n\
+         print(k)",
+    );
+    let (ok, out) = verify(f, config);
+    assert!(!ok, "verify passed after {key} changed: {out}");
+    assert!(
+        out.contains("host host07: FAIL")
+            && out.contains(key.trim())
+            && out.contains("SHA-256 differs from its manifest entry"),
+        "{out}"
+    );
+    assert!(out.contains("host host06: ok"), "{out}");
+}
+
+#[test]
+fn twenty_hosts_one_queue_one_bundle_one_audit() {
+    require_root();
+    let dir = TempDir::new("fleet20");
+    let root = dir.path();
+    let f = Fleet::new("fl", N);
+    let _moto = f.moto(MOTO, root);
+    create_table(&f);
+    let key = root.join("signer.key");
+    let out = aws_cli(
+        f.hosts[0].name(),
+        &["policy", "keygen", key.to_str().unwrap()],
+    );
+    assert!(out.status.success(), "{}", output_text(&out));
+    let public = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    std::fs::write(
+        root.join("publisher.toml"),
+        format!(
+            "{PORT}[identity]\nallow_anonymous = true\n[audit]\ndir = \"{}\"\n\
+             [audit.s3]\nbucket = \"{BUCKET}\"\nendpoint = \"{}\"\n\
+             [policy]\nbundle_keys = [\"{public}\"]\n",
+            root.join("publisher-audit").display(),
+            Fleet::endpoint(MOTO)
+        ),
+    )
+    .unwrap();
+    publish(&f, root, &key, "1", "");
+
+    let started = Instant::now();
+    let mut agents: Vec<(Proc, Agent)> = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..N)
+            .map(|i| {
+                let (f, public) = (&f, public.as_str());
+                s.spawn(move || start(f, root, i, public))
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    eprintln!("{N} agents ready in {:?}", started.elapsed());
+
+    held_on_17_approved_on_3(&f, root);
+    retry_used_once_on_5_refused_on_9(&f, root);
+    grant_on_1_admits_on_20(&f, root);
+    bundle_everywhere(&f, root, &key, &agents);
+
+    for (_, a) in &mut agents {
+        a.stop(SIGTERM);
+    }
+    duckdb_sees_every_host(&f);
+    let config: PathBuf = root.join(host_name(0)).join("agent.toml");
+    verify_then_tamper(&f, &config);
+}
