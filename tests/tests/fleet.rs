@@ -15,32 +15,25 @@
 //!   the bucket over S3 (httpfs against moto) sees rows of all 20 hosts,
 //!   and `audit verify s3://…` passes, then fails once one object changes.
 
-use std::{
-    path::{Path, PathBuf},
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
 use mcp_interceptor_tests::{
     Agent, Proc, TempDir, auditq,
-    bundle::{aws_cli, aws_env, hex, output_text, refused_count, tampered},
-    fleet::{Fleet, HUB_IP},
-    peer::{self, call},
+    bundle::{aws_cli, hex, output_text, refused_count, tampered},
+    fleet::{Fleet, HUB_IP, MOTO, POLL, URL, host_name},
+    peer::call,
     require_root,
     s3::BUCKET,
     wait_for,
-    world::{admin_cli, approval_id},
+    world::approval_id,
 };
-use serde_json::{Value, json};
+use serde_json::json;
 
 const N: usize = 20;
-const MOTO: u16 = 9000;
-const URL: &str = "http://127.0.0.1:8080/mcp";
-const PORT: &str = "[[intercept.ports]]\nport = 8080\n";
-/// The bundle poll interval, seconds.
-const POLL: u64 = 2;
-const TABLE: &str = "mcpi-fleet";
-const SOURCE: &str = "s3://audit-e2e/policy/";
 const SIGTERM: i32 = 15;
+/// `policy test` cases every bundle must pass before it is published.
+const CASES: &str = "[[case]]\nname = \"query needs a grant\"\nsubject = \"svc:caller\"\n\
+    method = \"tools/call\"\ntool = \"query\"\nexpect = \"deny\"\n";
 
 /// Every host's policy: the session, echo, `add` held for one on-call
 /// approver, `lookup_customer` in retry mode, `query` under a grant.
@@ -68,139 +61,16 @@ permit (principal, action == Mcp::Action::"tools/call", resource)
 when { resource.name == "query" && !context.grants.isEmpty() };
 "#;
 
-/// The approvals and grants table, as deploy/aws/fleet.yaml declares it.
-fn create_table(f: &Fleet) {
-    f.aws(
-        MOTO,
-        &format!(
-            "S = lambda n, t='S': {{'AttributeName': n, 'AttributeType': t}}\n\
-             K = lambda n, t: {{'AttributeName': n, 'KeyType': t}}\n\
-             ddb.create_table(TableName='{TABLE}', BillingMode='PAY_PER_REQUEST',\n\
-             \x20 AttributeDefinitions=[S('pk'), S('sk'), S('kind'), S('order'), S('digest'), S('created_us', 'N')],\n\
-             \x20 KeySchema=[K('pk', 'HASH'), K('sk', 'RANGE')],\n\
-             \x20 GlobalSecondaryIndexes=[\n\
-             \x20   {{'IndexName': 'by_kind', 'KeySchema': [K('kind', 'HASH'), K('order', 'RANGE')], 'Projection': {{'ProjectionType': 'ALL'}}}},\n\
-             \x20   {{'IndexName': 'by_digest', 'KeySchema': [K('digest', 'HASH'), K('created_us', 'RANGE')], 'Projection': {{'ProjectionType': 'ALL'}}}}])\n\
-             ddb.update_time_to_live(TableName='{TABLE}', TimeToLiveSpecification={{'Enabled': True, 'AttributeName': 'ttl'}})\n"
-        ),
-    );
-}
-
-/// Publishes `POLICY` (plus `extra`) as bundle `version`, from host 0.
-fn publish(f: &Fleet, root: &Path, key: &Path, version: &str, extra: &str) {
-    let d = root.join(format!("bundle-{version}"));
-    std::fs::create_dir_all(&d).unwrap();
-    std::fs::write(d.join("fleet.cedar"), format!("{POLICY}\n{extra}")).unwrap();
-    std::fs::write(
-        d.join("cases.toml"),
-        "[[case]]\nname = \"query needs a grant\"\nsubject = \"svc:caller\"\n\
-         method = \"tools/call\"\ntool = \"query\"\nexpect = \"deny\"\n",
-    )
-    .unwrap();
-    let (d, key, cfg) = (
-        d.display().to_string(),
-        key.display().to_string(),
-        root.join("publisher.toml").display().to_string(),
-    );
-    let out = aws_cli(
-        f.hosts[0].name(),
-        &[
-            "policy",
-            "publish",
-            &d,
-            "--key",
-            &key,
-            "--version",
-            version,
-            "--to",
-            SOURCE,
-            "--config",
-            &cfg,
-        ],
-    );
-    assert!(
-        out.status.success(),
-        "publish {version}: {}",
-        output_text(&out)
-    );
-}
-
-fn host_name(i: usize) -> String {
-    format!("host{:02}", i + 1)
-}
-
-/// Host `i` (0-based): its MCP server and its agent, on the shared bundle
-/// source, approvals table and audit bucket.
-fn start(f: &Fleet, root: &Path, i: usize, public: &str) -> (Proc, Agent) {
-    let ns = &f.hosts[i];
-    let home = root.join(host_name(i));
-    std::fs::create_dir_all(&home).unwrap();
-    let server = peer::server(ns.name(), "127.0.0.1:8080", &home);
-    let aws = Fleet::endpoint(MOTO);
-    let tables = format!(
-        "{PORT}[policy]\nsource = \"{SOURCE}\"\nbundle_keys = [\"{public}\"]\n\
-         reload_poll_seconds = {POLL}\n"
-    );
-    let audit = format!(
-        "host = \"{}\"\nheartbeat_seconds = 5\n[audit.s3]\nbucket = \"{BUCKET}\"\n\
-         prefix = \"fleet\"\nendpoint = \"{aws}\"\nmax_retry_backoff_ms = 500\n",
-        host_name(i)
-    );
-    let sections = format!(
-        "[identity.process]\n[[identity.process.rules]]\nuid = 0\nsubject = \"svc:caller\"\n\
-         [approvals]\nstore = \"dynamodb://{TABLE}\"\nhold_timeout_seconds = 60\n\
-         keepalive_seconds = 1\ngrant_groups = [\"security\"]\n\
-         [approvals.dynamodb]\nregion = \"us-east-1\"\nendpoint = \"{aws}\"\npoll_ms = 250\n\
-         [admin]\nsocket = \"{}\"\n[[admin.local_users]]\nuser = \"root\"\n\
-         subject = \"ops-alice\"\ngroups = [\"oncall\", \"security\"]\n",
-        home.join("admin.sock").display()
-    );
-    let agent = Agent::start_full(ns, &home, "", &tables, &audit, &sections, aws_env());
-    (server, agent)
-}
-
-/// `mcp-interceptor <args> --json` on host `i`'s admin socket.
-fn admin_json(root: &Path, i: usize, args: &[&str]) -> Value {
-    let mut a = args.to_vec();
-    a.push("--json");
-    let (ok, out) = admin_cli(&root.join(host_name(i)), &a);
-    assert!(ok, "host {} {args:?}: {out}", i + 1);
-    serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"))
-}
-
-/// The pending approval of `tool` as host `i` lists it.
-fn pending_on(root: &Path, i: usize, tool: &str) -> String {
-    wait_for(
-        &format!("a pending {tool} approval listed by host {}", i + 1),
-        Duration::from_secs(15),
-        || {
-            let v = admin_json(root, i, &["approvals", "list"]);
-            v["approvals"].as_array()?.iter().find_map(|a| {
-                (a["status"] == "pending" && a.to_string().contains(tool))
-                    .then(|| a["id"].as_str().unwrap().to_string())
-            })
-        },
-    )
-}
-
-fn approve_on(root: &Path, i: usize, id: &str) {
-    let (ok, out) = admin_cli(
-        &root.join(host_name(i)),
-        &["approvals", "approve", id, "--reason", "fleet test"],
-    );
-    assert!(ok, "approve {id} on host {}: {out}", i + 1);
-}
-
 /// A call held on host 17 released by a vote through host 3.
-fn held_on_17_approved_on_3(f: &Fleet, root: &Path) {
+fn held_on_17_approved_on_3(f: &Fleet) {
     let ns = f.hosts[16].name().to_string();
     let held = std::thread::spawn(move || {
         let c = call(&ns, URL, "add", json!({"a": 20, "b": 22}));
         (c.ok(), c.text(), c.stderr(), Instant::now())
     });
-    let id = pending_on(root, 2, "add");
+    let id = f.pending_on(2, "add");
     let voted = Instant::now();
-    approve_on(root, 2, &id);
+    f.approve_on(2, &id);
     let (ok, out, err, done) = held.join().unwrap();
     assert!(ok && out == "42", "the held call: {out} {err}");
     let took = done.saturating_duration_since(voted);
@@ -209,17 +79,17 @@ fn held_on_17_approved_on_3(f: &Fleet, root: &Path) {
         took < Duration::from_secs(3),
         "released {took:?} after the vote"
     );
-    let shown = admin_json(root, 16, &["approvals", "show", &id]);
+    let shown = f.admin_json(16, &["approvals", "show", &id]);
     assert_eq!(shown["status"], "used", "{shown}");
 }
 
 /// Retry mode: approved once, used on host 5, refused when replayed on 9.
-fn retry_used_once_on_5_refused_on_9(f: &Fleet, root: &Path) {
+fn retry_used_once_on_5_refused_on_9(f: &Fleet) {
     let args = json!({"id": "c-fleet"});
     let first = call(f.hosts[4].name(), URL, "lookup_customer", args.clone());
     assert!(!first.ok(), "needs approval first: {}", first.text());
     let id = approval_id(&first.stderr());
-    approve_on(root, 11, &id);
+    f.approve_on(11, &id);
     let retry = call(f.hosts[4].name(), URL, "lookup_customer", args.clone());
     assert!(
         retry.ok(),
@@ -235,17 +105,17 @@ fn retry_used_once_on_5_refused_on_9(f: &Fleet, root: &Path) {
     );
     let again = approval_id(&replay.stderr());
     assert_ne!(again, id, "the replay is a new request, not the used one");
-    let used = admin_json(root, 8, &["approvals", "show", &id]);
+    let used = f.admin_json(8, &["approvals", "show", &id]);
     assert_eq!(used["status"], "used", "{used}");
 }
 
 /// A grant added through host 1 admits a call on host 20.
-fn grant_on_1_admits_on_20(f: &Fleet, root: &Path) {
+fn grant_on_1_admits_on_20(f: &Fleet) {
     let q = json!({"sql": "select 1"});
     let before = call(f.hosts[19].name(), URL, "query", q.clone());
     assert!(!before.ok(), "query without a grant: {}", before.text());
-    let (ok, out) = admin_cli(
-        &root.join(host_name(0)),
+    let (ok, out) = f.admin(
+        0,
         &[
             "grants",
             "add",
@@ -280,10 +150,10 @@ fn grant_on_1_admits_on_20(f: &Fleet, root: &Path) {
 
 /// Bundle 2 (echo forbidden) in force on all 20 within two polls; then a
 /// tampered copy of it refused by all 20 while bundle 2 keeps deciding.
-fn bundle_everywhere(f: &Fleet, root: &Path, key: &Path, agents: &[(Proc, Agent)]) {
+fn bundle_everywhere(f: &Fleet, agents: &[(Proc, Agent)]) {
     let forbid = "@id(\"no-echo\")\nforbid (principal, action == Mcp::Action::\"tools/call\", \
                   resource) when { resource.name == \"echo\" };\n";
-    publish(f, root, key, "2", forbid);
+    f.publish("2", &format!("{POLICY}\n{forbid}"), CASES);
     let published = Instant::now();
     wait_for(
         "bundle 2 in force on all 20 hosts",
@@ -302,10 +172,8 @@ fn bundle_everywhere(f: &Fleet, root: &Path, key: &Path, agents: &[(Proc, Agent)
     let echo = call(f.hosts[13].name(), URL, "echo", json!({"text": "hi"}));
     assert!(!echo.ok(), "bundle 2 forbids echo: {}", echo.text());
 
-    let good = f.aws(
-        MOTO,
-        "print(s3.get_object(Bucket=bucket, Key='policy/bundle.json')['Body'].read().hex())",
-    );
+    let good =
+        f.aws("print(s3.get_object(Bucket=bucket, Key='policy/bundle.json')['Body'].read().hex())");
     let good: Vec<u8> = (0..good.trim().len())
         .step_by(2)
         .map(|i| u8::from_str_radix(&good.trim()[i..i + 2], 16).unwrap())
@@ -314,13 +182,10 @@ fn bundle_everywhere(f: &Fleet, root: &Path, key: &Path, agents: &[(Proc, Agent)
         .iter()
         .map(|(_, a)| refused_count(a, "bad_signature"))
         .collect();
-    f.aws(
-        MOTO,
-        &format!(
-            "s3.put_object(Bucket=bucket, Key='policy/bundle.json', Body=bytes.fromhex('{}'))",
-            hex(&tampered(&good))
-        ),
-    );
+    f.aws(&format!(
+        "s3.put_object(Bucket=bucket, Key='policy/bundle.json', Body=bytes.fromhex('{}'))",
+        hex(&tampered(&good))
+    ));
     wait_for(
         "the tampered bundle refused by all 20 hosts",
         Duration::from_secs(4 * POLL),
@@ -366,7 +231,7 @@ fn duckdb_sees_every_host(f: &Fleet) {
 }
 
 /// `audit verify s3://…` from host 1: (passed, output).
-fn verify(f: &Fleet, config: &Path) -> (bool, String) {
+fn verify(f: &Fleet, config: &std::path::Path) -> (bool, String) {
     let url = format!("s3://{BUCKET}/fleet/");
     let cfg = config.display().to_string();
     let out = aws_cli(
@@ -376,13 +241,12 @@ fn verify(f: &Fleet, config: &Path) -> (bool, String) {
     (out.status.success(), output_text(&out))
 }
 
-fn verify_then_tamper(f: &Fleet, config: &Path) {
+fn verify_then_tamper(f: &Fleet, config: &std::path::Path) {
     let (ok, out) = verify(f, config);
     assert!(ok, "{out}");
     assert!(out.contains(&format!("ok: {N} host(s)")), "{out}");
     // One byte of one of host 7's Parquet files changed in the bucket.
     let key = f.aws(
-        MOTO,
         "pages = s3.get_paginator('list_objects_v2').paginate(Bucket=bucket, Prefix='fleet/events/')\n\
          k = sorted(o['Key'] for p in pages for o in p['Contents'] if '/host07-' in o['Key'])[0]\n\
          b = bytearray(s3.get_object(Bucket=bucket, Key=k)['Body'].read())\n\
@@ -405,51 +269,21 @@ fn verify_then_tamper(f: &Fleet, config: &Path) {
 fn twenty_hosts_one_queue_one_bundle_one_audit() {
     require_root();
     let dir = TempDir::new("fleet20");
-    let root = dir.path();
-    let f = Fleet::new("fl", N);
-    let _moto = f.moto(MOTO, root);
-    create_table(&f);
-    let key = root.join("signer.key");
-    let out = aws_cli(
-        f.hosts[0].name(),
-        &["policy", "keygen", key.to_str().unwrap()],
-    );
-    assert!(out.status.success(), "{}", output_text(&out));
-    let public = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    std::fs::write(
-        root.join("publisher.toml"),
-        format!(
-            "{PORT}[identity]\nallow_anonymous = true\n[audit]\ndir = \"{}\"\n\
-             [audit.s3]\nbucket = \"{BUCKET}\"\nendpoint = \"{}\"\n\
-             [policy]\nbundle_keys = [\"{public}\"]\n",
-            root.join("publisher-audit").display(),
-            Fleet::endpoint(MOTO)
-        ),
-    )
-    .unwrap();
-    publish(&f, root, &key, "1", "");
-
+    let mut f = Fleet::new("fl", N, dir.path());
+    f.start_aws();
+    f.publish("1", POLICY, CASES);
     let started = Instant::now();
-    let mut agents: Vec<(Proc, Agent)> = std::thread::scope(|s| {
-        let hs: Vec<_> = (0..N)
-            .map(|i| {
-                let (f, public) = (&f, public.as_str());
-                s.spawn(move || start(f, root, i, public))
-            })
-            .collect();
-        hs.into_iter().map(|h| h.join().unwrap()).collect()
-    });
+    let mut agents = f.start_all();
     eprintln!("{N} agents ready in {:?}", started.elapsed());
 
-    held_on_17_approved_on_3(&f, root);
-    retry_used_once_on_5_refused_on_9(&f, root);
-    grant_on_1_admits_on_20(&f, root);
-    bundle_everywhere(&f, root, &key, &agents);
+    held_on_17_approved_on_3(&f);
+    retry_used_once_on_5_refused_on_9(&f);
+    grant_on_1_admits_on_20(&f);
+    bundle_everywhere(&f, &agents);
 
     for (_, a) in &mut agents {
         a.stop(SIGTERM);
     }
     duckdb_sees_every_host(&f);
-    let config: PathBuf = root.join(host_name(0)).join("agent.toml");
-    verify_then_tamper(&f, &config);
+    verify_then_tamper(&f, &f.home(0).join("agent.toml"));
 }
