@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Unroll deploy/aws/mcp-interceptor.yaml and create it in a moto server.
+"""Unroll a template of deploy/aws/ and create it in a moto server.
 
 Run with `<repo>/.venv/bin/python` (cfn-lint, boto3 and moto come from
 requirements.txt):
@@ -19,14 +19,19 @@ expand   prints the template as JSON after the AWS::LanguageExtensions
 create   unrolls, then creates the stack in the moto server on
          127.0.0.1:PORT with the given parameters (moto has no language
          extensions; it evaluates Conditions, Fn::Select and friends itself
-         and creates the IAM, KMS and S3 resources it models, skipping the
-         others). Prints {"status", "reason", "outputs",
-         "resources": [{"logical", "type", "physical"}] (made ones only),
-         "roles": {name: {"id", "path", "tags", "inline"}},
-         "profiles": {name: [role names]}, "policies": {arn: document}}:
-         what the stack made, read back through the IAM API. moto neither
+         and creates the IAM, KMS, S3, DynamoDB, EC2 and autoscaling
+         resources it models, skipping the others). Prints {"status",
+         "reason", "outputs", "resources": [{"logical", "type",
+         "physical"}] (made ones only), "roles": {name: {"id", "path",
+         "tags", "inline"}}, "profiles": {name: [role names]}, "policies":
+         {arn: document}, "policy_roles": {arn: [role names attached]},
+         "tables": {name: DescribeTable + "TimeToLive"},
+         "launch_templates": {id: latest LaunchTemplateData, UserData
+         decoded}, "groups": {name: DescribeAutoScalingGroups entry}}: what
+         the stack made, read back through the services' APIs. moto neither
          attaches a role's ManagedPolicyArns nor applies a bucket's Object
-         Lock or versioning: those are left to the template checks.
+         Lock or versioning, nor a table's TimeToLiveSpecification or
+         point-in-time recovery: those are left to the template checks.
          --out FILE: the JSON goes there instead (it is ~100 kB for 200
          hosts, more than a pipe holds for a caller that reads only after
          the exit).
@@ -36,6 +41,7 @@ On any error: a message on stderr, exit 1.
 
 import argparse
 import ast
+import base64
 import json
 import sys
 import time
@@ -114,7 +120,8 @@ def clients(port):
         aws_access_key_id="testing",
         aws_secret_access_key="testing",
     )
-    return {n: boto3.client(n, **kw) for n in ("cloudformation", "iam")}
+    names = ("cloudformation", "iam", "dynamodb", "ec2", "autoscaling")
+    return {n: boto3.client(n, **kw) for n in names}
 
 
 def wait(cf, stack):
@@ -160,6 +167,30 @@ def role_view(iam, name):
     }
 
 
+def made_elsewhere(c, of):
+    """The stack's DynamoDB tables, launch templates and autoscaling
+    groups, read back through their own APIs."""
+    ddb, ec2 = c["dynamodb"], c["ec2"]
+    tables = {}
+    for name in of("AWS::DynamoDB::Table"):
+        t = ddb.describe_table(TableName=name)["Table"]
+        t["TimeToLive"] = ddb.describe_time_to_live(TableName=name)["TimeToLiveDescription"]
+        tables[name] = t
+    templates = {}
+    for lt in of("AWS::EC2::LaunchTemplate"):
+        v = ec2.describe_launch_template_versions(LaunchTemplateId=lt)["LaunchTemplateVersions"]
+        data = v[-1]["LaunchTemplateData"]
+        if "UserData" in data:
+            data["UserData"] = base64.b64decode(data["UserData"]).decode()
+        templates[lt] = data
+    names = of("AWS::AutoScaling::AutoScalingGroup")
+    groups = {}
+    if names:
+        found = c["autoscaling"].describe_auto_scaling_groups(AutoScalingGroupNames=names)
+        groups = {g["AutoScalingGroupName"]: g for g in found["AutoScalingGroups"]}
+    return {"tables": tables, "launch_templates": templates, "groups": groups}
+
+
 def create(path, port, stack, params):
     c = clients(port)
     cf, iam = c["cloudformation"], c["iam"]
@@ -187,12 +218,15 @@ def create(path, port, stack, params):
         for p in paged(iam, "list_instance_profiles", "InstanceProfiles")
         if p["InstanceProfileName"] in mine
     }
-    policies = {}
+    policies, policy_roles = {}, {}
     for arn in of("AWS::IAM::ManagedPolicy"):
         v = iam.get_policy(PolicyArn=arn)["Policy"]["DefaultVersionId"]
         doc = iam.get_policy_version(PolicyArn=arn, VersionId=v)["PolicyVersion"]["Document"]
         policies[arn] = document(doc)
+        attached = iam.list_entities_for_policy(PolicyArn=arn, EntityFilter="Role")
+        policy_roles[arn] = [r["RoleName"] for r in attached["PolicyRoles"]]
     return {
+        **made_elsewhere(c, of),
         "status": s["StackStatus"],
         "reason": s.get("StackStatusReason"),
         "outputs": {o["OutputKey"]: o["OutputValue"] for o in s.get("Outputs", [])},
@@ -200,6 +234,7 @@ def create(path, port, stack, params):
         "roles": roles,
         "profiles": profiles,
         "policies": policies,
+        "policy_roles": policy_roles,
     }
 
 
@@ -227,9 +262,9 @@ def main():
     made = create(a.template, a.port, a.stack, params)
     if a.out:
         with open(a.out, "w") as f:
-            json.dump(made, f)
+            json.dump(made, f, default=str)
     else:
-        json.dump(made, sys.stdout)
+        json.dump(made, sys.stdout, default=str)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,8 @@
 //! IAM policies hold each agent to its own keys and give auditors what the
 //! Athena console needs (`iam`); and moto's CloudFormation creates it for
 //! 200 hosts and for a fleet, with an agent of that fleet uploading under
-//! the keys its role allows (`stack`).
+//! the keys its role allows (`stack`). deploy/aws/fleet.yaml, the stack
+//! beside it for a fleet, has its own checks (`fleet`).
 //!
 //! cfn-lint, its template decoder and transform, boto3 and moto come from
 //! `<repo>/.venv` (tests/peers/requirements.txt, `cargo xtask setup`);
@@ -14,6 +15,8 @@
 
 #[path = "deploy_aws/ddl.rs"]
 mod ddl;
+#[path = "deploy_aws/fleet.rs"]
+mod fleet;
 #[path = "deploy_aws/iam.rs"]
 mod iam;
 #[path = "deploy_aws/stack.rs"]
@@ -67,6 +70,11 @@ fn run(bin: &str, args: &[&str]) -> Vec<u8> {
 /// The template as JSON, short-form tags (`!Sub`, `!GetAtt`, ...) turned into
 /// their long form by cfn-lint's own decoder; loops still folded.
 fn template() -> Value {
+    decoded(TEMPLATE)
+}
+
+/// `path` (relative to the repo) as [`template`] reads it.
+fn decoded(path: &str) -> Value {
     const DECODE: &str = "import json, sys
 from cfnlint.decode import decode
 template, errors = decode(sys.argv[1])
@@ -74,7 +82,7 @@ if errors or template is None:
     sys.exit('\\n'.join(str(e) for e in errors) or 'no template')
 json.dump(template, sys.stdout)
 ";
-    serde_json::from_slice(&run("python", &["-c", DECODE, TEMPLATE])).expect("decoder JSON")
+    serde_json::from_slice(&run("python", &["-c", DECODE, path])).expect("decoder JSON")
 }
 
 /// The template after AWS::LanguageExtensions, every slot unrolled: by

@@ -68,7 +68,7 @@ const CONSOLE_ACTIONS: &[&str] = &[
 
 /// Every object with a `Type` and `Properties` (a resource), also inside
 /// `Fn::ForEach`.
-fn all_resources<'a>(v: &'a Value, out: &mut Vec<&'a Value>) {
+pub(crate) fn all_resources<'a>(v: &'a Value, out: &mut Vec<&'a Value>) {
     match v {
         Value::Object(m) => {
             if m.get("Type").is_some_and(Value::is_string) && m.contains_key("Properties") {
@@ -81,7 +81,7 @@ fn all_resources<'a>(v: &'a Value, out: &mut Vec<&'a Value>) {
     }
 }
 
-fn as_list(v: &Value) -> Vec<&Value> {
+pub(crate) fn as_list(v: &Value) -> Vec<&Value> {
     match v {
         Value::Array(a) => a.iter().collect(),
         Value::Null => Vec::new(),
@@ -102,7 +102,7 @@ fn doc_statements(d: &Value) -> Vec<&Value> {
 
 /// The permission statements of an IAM resource (not the trust policy),
 /// with those of the template's managed policies a role attaches.
-fn statements<'a>(t: &'a Value, r: &'a Value) -> Vec<&'a Value> {
+pub(crate) fn statements<'a>(t: &'a Value, r: &'a Value) -> Vec<&'a Value> {
     let p = &r["Properties"];
     let mut docs: Vec<&Value> = match r["Type"].as_str() {
         Some("AWS::IAM::Role") => as_list(&p["Policies"])
@@ -125,7 +125,7 @@ fn statements<'a>(t: &'a Value, r: &'a Value) -> Vec<&'a Value> {
 
 /// A resource ARN as written: the string, or the `Fn::Sub` text, or
 /// `GetAtt:X.Y` / `Ref:X`.
-fn arn_text(v: &Value) -> String {
+pub(crate) fn arn_text(v: &Value) -> String {
     if let Some(s) = v.as_str().or_else(|| v["Fn::Sub"].as_str()) {
         return s.to_string();
     }
@@ -162,7 +162,7 @@ fn scope_var(r: &Value) -> (&'static str, &'static str) {
 /// Wrong with one Allow statement of any IAM resource: NotAction or
 /// NotResource, a wildcard action, no resource, `*` for an action that
 /// takes one. Returns the actions it grants.
-fn check_statement(ty: &str, st: &Value, bad: &mut Vec<String>) -> Vec<String> {
+pub(crate) fn check_statement(ty: &str, st: &Value, bad: &mut Vec<String>) -> Vec<String> {
     let sid = st["Sid"].as_str().unwrap_or("(no Sid)");
     for k in ["NotAction", "NotResource"] {
         if !st[k].is_null() {

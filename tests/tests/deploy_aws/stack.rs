@@ -25,10 +25,22 @@ use crate::{TEMPLATE, iam::FLEET_VAR, two_hundred_hosts, venv_bin};
 const PORT: &str = "[[intercept.ports]]\nport = 8080\n";
 const SIGTERM: i32 = 15;
 
-/// Runs `cfn_stack.py create` for stack `name` in the moto server on
-/// `port` (in network namespace `ns`, or here), writing what it made to
-/// `out`.
+/// Runs `cfn_stack.py create` of [`TEMPLATE`] for stack `name` in the
+/// moto server on `port` (in network namespace `ns`, or here), writing
+/// what it made to `out`.
 fn try_create(
+    ns: Option<&str>,
+    port: u16,
+    name: &str,
+    params: &[(&str, String)],
+    out: &Path,
+) -> Output {
+    try_create_from(TEMPLATE, ns, port, name, params, out)
+}
+
+/// [`try_create`] of `template` (relative to the repo).
+fn try_create_from(
+    template: &str,
     ns: Option<&str>,
     port: u16,
     name: &str,
@@ -39,7 +51,7 @@ fn try_create(
     let mut args: Vec<String> = vec![
         root.join("tests/peers/cfn_stack.py").display().to_string(),
         "create".into(),
-        root.join(TEMPLATE).display().to_string(),
+        root.join(template).display().to_string(),
         "--port".into(),
         port.to_string(),
         "--stack".into(),
@@ -53,11 +65,22 @@ fn try_create(
     run_in(ns, &venv_bin("python"), &args, Duration::from_secs(240))
 }
 
-/// Creates the stack; what it made.
+/// Creates the stack of [`TEMPLATE`]; what it made.
 fn create(ns: Option<&str>, port: u16, name: &str, params: &[(&str, String)]) -> Value {
+    create_from(TEMPLATE, ns, port, name, params)
+}
+
+/// Creates the stack of `template`; what it made.
+pub fn create_from(
+    template: &str,
+    ns: Option<&str>,
+    port: u16,
+    name: &str,
+    params: &[(&str, String)],
+) -> Value {
     let dir = TempDir::new("cfn-made");
     let file = dir.path().join("made.json");
-    let out = try_create(ns, port, name, params, &file);
+    let out = try_create_from(template, ns, port, name, params, &file);
     assert!(
         out.status.success(),
         "cfn_stack.py create: {}\n{}",
@@ -70,7 +93,8 @@ fn create(ns: Option<&str>, port: u16, name: &str, params: &[(&str, String)]) ->
     made
 }
 
-fn map(v: &Value) -> &serde_json::Map<String, Value> {
+/// `v` as an object, or a panic naming it.
+pub fn map(v: &Value) -> &serde_json::Map<String, Value> {
     v.as_object().unwrap_or_else(|| panic!("an object: {v}"))
 }
 
