@@ -41,6 +41,36 @@ pub const TABLE: &str = "mcpi-fleet";
 pub const SOURCE: &str = "s3://audit-e2e/policy/";
 const PORT: &str = "[[intercept.ports]]\nport = 8080\n";
 
+/// Every host's policy: the session, echo, `add` held for one on-call
+/// approver, `lookup_customer` in retry mode, `query` under a grant.
+pub const POLICY: &str = r#"
+@id("session")
+permit (
+  principal,
+  action in [Mcp::Action::"initialize", Mcp::Action::"ping", Mcp::Action::"tools/list"],
+  resource
+);
+
+@id("add-needs-oncall")
+@approval("oncall")
+permit (principal, action == Mcp::Action::"tools/call", resource)
+when { resource.name == "add" };
+
+@id("lookup-in-retry-mode")
+@approval("oncall")
+@approval_mode("retry")
+permit (principal, action == Mcp::Action::"tools/call", resource)
+when { resource.name == "lookup_customer" };
+
+@id("query-under-grant")
+permit (principal, action == Mcp::Action::"tools/call", resource)
+when { resource.name == "query" && !context.grants.isEmpty() };
+"#;
+
+/// `policy test` cases every bundle must pass before it is published.
+pub const CASES: &str = "[[case]]\nname = \"query needs a grant\"\nsubject = \"svc:caller\"\n\
+    method = \"tools/call\"\ntool = \"query\"\nexpect = \"deny\"\n";
+
 /// The hub, its hosts, and the publisher's signing key.
 pub struct Fleet {
     /// Where moto runs.

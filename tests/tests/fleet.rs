@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use mcp_interceptor_tests::{
     Agent, Proc, TempDir, auditq,
     bundle::{aws_cli, hex, output_text, refused_count, tampered},
-    fleet::{Fleet, HUB_IP, MOTO, POLL, URL, host_name},
+    fleet::{CASES, Fleet, HUB_IP, MOTO, POLICY, POLL, URL, host_name},
     peer::call,
     require_root,
     s3::BUCKET,
@@ -31,35 +31,6 @@ use serde_json::json;
 
 const N: usize = 20;
 const SIGTERM: i32 = 15;
-/// `policy test` cases every bundle must pass before it is published.
-const CASES: &str = "[[case]]\nname = \"query needs a grant\"\nsubject = \"svc:caller\"\n\
-    method = \"tools/call\"\ntool = \"query\"\nexpect = \"deny\"\n";
-
-/// Every host's policy: the session, echo, `add` held for one on-call
-/// approver, `lookup_customer` in retry mode, `query` under a grant.
-const POLICY: &str = r#"
-@id("session")
-permit (
-  principal,
-  action in [Mcp::Action::"initialize", Mcp::Action::"ping", Mcp::Action::"tools/list"],
-  resource
-);
-
-@id("add-needs-oncall")
-@approval("oncall")
-permit (principal, action == Mcp::Action::"tools/call", resource)
-when { resource.name == "add" };
-
-@id("lookup-in-retry-mode")
-@approval("oncall")
-@approval_mode("retry")
-permit (principal, action == Mcp::Action::"tools/call", resource)
-when { resource.name == "lookup_customer" };
-
-@id("query-under-grant")
-permit (principal, action == Mcp::Action::"tools/call", resource)
-when { resource.name == "query" && !context.grants.isEmpty() };
-"#;
 
 /// A call held on host 17 released by a vote through host 3.
 fn held_on_17_approved_on_3(f: &Fleet) {

@@ -345,7 +345,7 @@ fn the_demo_runs_to_the_end() {
         None,
         &mcp_interceptor_tests::bin("mcp-demo"),
         &[],
-        Duration::from_secs(90),
+        Duration::from_secs(180),
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
@@ -376,6 +376,12 @@ fn the_demo_runs_to_the_end() {
     assert!(
         stdout.contains("while the agent is down: refused"),
         "{stdout}"
+    );
+    assert!(
+        stdout.contains("the call held on host03 returns 42")
+            && stdout.contains("grant added on host01 (ok); then: allowed")
+            && stdout.contains("ok: 3 host(s)"),
+        "the fleet section: one queue, shared grants, every chain verified: {stdout}"
     );
     assert!(stdout.contains("demo done"), "{stdout}");
     assert!(

@@ -4,6 +4,8 @@
 
 use std::time::Duration;
 
+#[path = "mcp_demo/fleet.rs"]
+mod fleet;
 #[path = "mcp_demo/mcp2026.rs"]
 mod mcp2026;
 
@@ -346,5 +348,8 @@ fn main() {
     section("mcp-interceptor audit verify (files + signed manifest chain)");
     let verify = agent.audit_cli(&["verify", &audit.display().to_string()]);
     print!("{}", String::from_utf8_lossy(&verify.stdout));
+
+    section("a fleet: three hosts, one signed policy, one approval queue, one audit bucket");
+    fleet::show();
     println!("demo done; namespaces, pins and processes are removed on exit");
 }

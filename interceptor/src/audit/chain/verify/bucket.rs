@@ -2,17 +2,17 @@
 //! `<prefix>/manifest/<host>/…` and `<prefix>/events/dt=…/hour=…/…`, the
 //! keys `upload` writes. Each request runs to completion on a small
 //! runtime of its own: `verify` is a sequential walk, one object at a time.
+//! A listing is one recursive (paginated) LIST, and a data object is
+//! hashed as its one GET streams in, so memory stays bounded whatever the
+//! file's size.
 
-use std::{io, ops::Range, sync::Arc};
+use std::{io, sync::Arc};
 
+use futures_util::TryStreamExt;
 use object_store::{ObjectStore, ObjectStoreExt, path::Path as Key};
 use sha2::{Digest, Sha256};
 
 use super::source::Objects;
-
-/// Data objects are hashed in ranges of this many bytes, so memory stays
-/// bounded whatever the file's size.
-const CHUNK: u64 = 8 * 1024 * 1024;
 
 /// The objects under `s3://<bucket>/<prefix>`, through `store` (the
 /// client the agent uploads with).
@@ -49,12 +49,6 @@ impl Bucket {
         let k: &str = key.as_ref();
         k.strip_prefix(&self.prefix).map(str::to_string)
     }
-
-    fn range(&self, key: &Key, r: Range<u64>) -> io::Result<bytes::Bytes> {
-        self.rt
-            .block_on(self.store.get_range(key, r))
-            .map_err(io::Error::other)
-    }
 }
 
 impl Objects for Bucket {
@@ -72,17 +66,12 @@ impl Objects for Bucket {
     }
 
     fn list(&self, dir: &str) -> io::Result<Vec<String>> {
-        // Level by level (one paginated LIST per directory): every key
-        // below, whatever its name, as Athena would read it.
-        let mut out = Vec::new();
-        let mut todo = vec![self.key(dir)?];
-        while let Some(d) = todo.pop() {
-            let l = (self.rt)
-                .block_on(self.store.list_with_delimiter(Some(&d)))
-                .map_err(io::Error::other)?;
-            out.extend(l.objects.iter().filter_map(|o| self.rel(&o.location)));
-            todo.extend(l.common_prefixes);
-        }
+        // Every key below, whatever its name, as Athena would read it.
+        let dir = self.key(dir)?;
+        let all: Vec<_> = (self.rt)
+            .block_on(self.store.list(Some(&dir)).try_collect())
+            .map_err(io::Error::other)?;
+        let mut out: Vec<String> = all.iter().filter_map(|o| self.rel(&o.location)).collect();
         out.sort();
         Ok(out)
     }
@@ -96,17 +85,15 @@ impl Objects for Bucket {
 
     fn sha256(&self, rel: &str) -> io::Result<String> {
         let key = self.key(rel)?;
-        let size = (self.rt.block_on(self.store.head(&key)))
-            .map_err(io::Error::other)?
-            .size;
-        let mut h = Sha256::new();
-        let mut at = 0;
-        while at < size {
-            let end = (at + CHUNK).min(size);
-            h.update(self.range(&key, at..end)?);
-            at = end;
-        }
-        Ok(hex::encode(h.finalize()))
+        self.rt.block_on(async {
+            let got = self.store.get(&key).await.map_err(io::Error::other)?;
+            let mut h = Sha256::new();
+            let mut body = got.into_stream();
+            while let Some(chunk) = body.try_next().await.map_err(io::Error::other)? {
+                h.update(&chunk);
+            }
+            Ok(hex::encode(h.finalize()))
+        })
     }
 
     fn name(&self, rel: &str) -> String {
