@@ -438,3 +438,68 @@ fn the_agent_refuses_a_table_it_cannot_use() {
         assert!(text.contains(want), "{want:?} missing from: {text}");
     }
 }
+
+/// `doctor`, as the agent would start: the table from `approvals.store`,
+/// endpoint and credentials from the AWS environment.
+#[test]
+fn doctor_checks_the_table_with_the_agents_environment() {
+    let t = Table::new("store-doctor");
+    let dir = TempDir::new("store-doctor-cfg");
+    let doctor = |table: &str| -> Value {
+        let cfg = dir.path().join(format!("{table}.toml"));
+        let text = format!(
+            "[identity]\nallow_anonymous = true\n[[intercept.ports]]\nport = 8080\n\
+             [admin]\nsocket = \"{d}/admin.sock\"\n[audit]\ndir = \"{d}/audit\"\n\
+             [approvals]\nstore = \"dynamodb://{table}\"\n",
+            d = dir.path().display()
+        );
+        std::fs::write(&cfg, text).unwrap();
+        let argv: Vec<String> = [
+            format!("AWS_ACCESS_KEY_ID={KEY_ID}"),
+            format!("AWS_SECRET_ACCESS_KEY={SECRET}"),
+            "AWS_REGION=us-east-1".into(),
+            format!("AWS_ENDPOINT_URL_DYNAMODB={}", t.target.endpoint),
+            mcp_interceptor_tests::bin("mcp-interceptor")
+                .display()
+                .to_string(),
+            "doctor".into(),
+            "-c".into(),
+            cfg.display().to_string(),
+            "--json".into(),
+        ]
+        .into();
+        let out = mcp_interceptor_tests::run_in(
+            None,
+            std::path::Path::new("/usr/bin/env"),
+            &argv,
+            Duration::from_secs(60),
+        );
+        let report: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "doctor printed no JSON ({e}): {}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+        let found = report["checks"].as_array().unwrap().iter();
+        let mut checks = found.filter(|c| c["name"] == "approvals-store");
+        checks
+            .next()
+            .cloned()
+            .unwrap_or_else(|| panic!("no approvals-store check: {report:#}"))
+    };
+    let good = doctor("approvals");
+    assert_eq!(good["status"], "ok", "{good:#}");
+    assert!(
+        good["detail"]
+            .as_str()
+            .unwrap()
+            .contains(&t.target.endpoint)
+    );
+    let bad = doctor("missing-table");
+    assert_eq!(bad["status"], "fail", "{bad:#}");
+    let detail = bad["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("\"missing-table\"") && detail.contains("ResourceNotFoundException"),
+        "{detail}"
+    );
+}
