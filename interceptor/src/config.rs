@@ -24,7 +24,9 @@ mod process;
 mod s3;
 mod steer;
 use ValidationError::Invalid;
-pub use approvals::{Admin, Approvals, LocalUser, Webhook, WebhookFormat};
+pub use approvals::{
+    Admin, ApprovalStore, Approvals, DynamoDbStore, LocalUser, Webhook, WebhookFormat,
+};
 pub use error::ValidationError;
 pub use identity::{CertField, ClientAuth, Identity, OidcIssuer, Tls, UpstreamCredential};
 pub use mask::{CustomDetector, Mask, Profile as MaskProfile, Strategy as MaskStrategy, Validator};

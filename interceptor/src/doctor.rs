@@ -13,6 +13,7 @@
 
 use std::{fmt, path::Path};
 
+mod approvals;
 mod evidence;
 mod identity;
 mod maps;
@@ -145,6 +146,7 @@ pub fn run(path: &Path, scope: Scope) -> Vec<Check> {
     out.extend(identity::checks(&cfg));
     out.extend(evidence::checks(&cfg));
     out.extend(s3::checks(&cfg));
+    out.extend(approvals::checks(&cfg));
     if scope == Scope::Preflight {
         out.extend(preflight::state(&cfg));
         let live = pins::read(&cfg.intercept.pin_dir).ok();

@@ -70,7 +70,7 @@ fn status_of(e: &ApprovalError) -> StatusCode {
         ApprovalError::Invalid(_) => StatusCode::BAD_REQUEST,
         ApprovalError::ValuesGone(_) => StatusCode::GONE,
         ApprovalError::Cap(_) => StatusCode::TOO_MANY_REQUESTS,
-        ApprovalError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        ApprovalError::Store(_) | ApprovalError::Unusable(_) => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
 

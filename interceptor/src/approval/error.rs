@@ -6,6 +6,10 @@ pub enum ApprovalError {
     /// The approval store failed.
     #[error("approvals database: {0}")]
     Store(String),
+    /// The shared store (DynamoDB) cannot be used: the agent refuses to
+    /// start (the error names the table, region, endpoint and the fix).
+    #[error(transparent)]
+    Unusable(Box<super::store::DynamoError>),
     /// No approval has this id.
     #[error("no approval {0}")]
     NotFound(String),

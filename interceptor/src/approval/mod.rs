@@ -13,8 +13,10 @@
 //! matching tools be permitted by policies that look at `context.grants`,
 //! until they expire by themselves; nobody grants to themselves. Callers
 //! see their own requests and grants and the requests their groups may
-//! approve, nothing else. Everything lives in SQLite (`store`) and every step is an
-//! audit row.
+//! approve, nothing else. Everything lives in a [`store::Backend`]:
+//! SQLite, one agent's own file (the default), or one DynamoDB table a
+//! fleet of agents shares (`fleet` then carries decisions and grants made
+//! on one agent to the others); every step is an audit row.
 //!
 //! A request moves only through its typed state ([`state`]): `Pending`
 //! becomes `Approved`, `Denied`, `Expired`, `Abandoned` or `Interrupted`;
@@ -25,10 +27,11 @@
 //! `grants`, `view` (listings and real values), `phase` (the pipeline
 //! stage; `phase/inband` answers MCP 2026-07-28 clients in band),
 //! `sealed` (the agent's own `requestState`), `record` (the stored
-//! request), `store` (SQLite), `webhook`.
+//! request), `store` (SQLite and DynamoDB), `fleet`, `webhook`.
 #![forbid(unsafe_code)]
 
 mod error;
+mod fleet;
 mod grants;
 pub mod phase;
 mod record;
@@ -60,7 +63,7 @@ use crate::{
     config::Config,
     pipeline::{About, ApprovalRule, CallFacts, Events, LifecycleEvent, call::arguments_sha256},
 };
-use store::Store;
+use store::Backend;
 
 /// Someone acting on approvals or grants: an OIDC caller of the admin
 /// API, or a local user of the admin socket.
@@ -168,9 +171,12 @@ fn any_server() -> String {
     "*".into()
 }
 
-/// The approval queue and grants, backed by the SQLite store.
+/// The approval queue and grants, backed by the store `approvals.store`
+/// names.
 pub struct Approvals {
-    store: Mutex<Store>,
+    store: Box<dyn Backend>,
+    /// Held while a request is counted against its caller's cap and stored.
+    asking: Mutex<()>,
     cfg: crate::config::Approvals,
     waiters: Mutex<HashMap<String, watch::Sender<Status>>>,
     /// Grants in force (re-read after every change), for the policy context.
@@ -190,10 +196,37 @@ pub struct Approvals {
 }
 
 impl Approvals {
-    /// Opens the database. Calls held when the agent stopped can never be
-    /// released now (their callers are gone): they are marked interrupted.
+    /// Opens the store `approvals.store` names, as this host (`audit.host`,
+    /// else the kernel's host name). Calls this host held when the agent
+    /// stopped can never be released now (their callers are gone): they
+    /// are marked interrupted. A shared store that cannot be used is an
+    /// error ([`ApprovalError::Unusable`]): the agent fails closed.
     pub fn open(cfg: &Config, events: Events, mask: MaskFn) -> Result<Arc<Self>, ApprovalError> {
-        let store = Store::open(&cfg.approvals_db_path())?;
+        let host = cfg.audit.host.clone().unwrap_or_else(kernel_host_name);
+        Self::open_as(cfg, &host, events, mask)
+    }
+
+    /// [`Approvals::open`] as host `host` (a fleet's agents share one
+    /// store; each interrupts only the calls it held itself).
+    pub fn open_as(
+        cfg: &Config,
+        host: &str,
+        events: Events,
+        mask: MaskFn,
+    ) -> Result<Arc<Self>, ApprovalError> {
+        let (store, poll) = store::open(cfg, host)?;
+        Self::with_store(cfg, store, poll, events, mask)
+    }
+
+    /// The queue on `store` (which knows its host); a shared store is
+    /// re-read every `poll` for what other agents did (see `fleet`).
+    pub fn with_store(
+        cfg: &Config,
+        store: Box<dyn Backend>,
+        poll: Option<std::time::Duration>,
+        events: Events,
+        mask: MaskFn,
+    ) -> Result<Arc<Self>, ApprovalError> {
         let state_key = sealed::StateKey::new(&store.state_key()?);
         let webhook = cfg
             .approvals
@@ -202,7 +235,8 @@ impl Approvals {
             .map(|w| webhook::Webhook::new(w, cfg.approvals.approve_url.as_deref()))
             .transpose()?;
         let this = Arc::new(Self {
-            store: Mutex::new(store),
+            store,
+            asking: Mutex::new(()),
             cfg: cfg.approvals.clone(),
             waiters: Mutex::new(HashMap::new()),
             grants: RwLock::new(Arc::new(Vec::new())),
@@ -224,11 +258,14 @@ impl Approvals {
             )?;
         }
         this.refresh_grants()?;
+        if let Some(every) = poll {
+            fleet::watch(&this, every);
+        }
         Ok(this)
     }
 
-    fn db(&self) -> std::sync::MutexGuard<'_, Store> {
-        self.store.lock().unwrap_or_else(|p| p.into_inner())
+    fn db(&self) -> &dyn Backend {
+        self.store.as_ref()
     }
 
     /// The approvals configuration in force.
@@ -308,6 +345,15 @@ fn step(kind: &str, a: &Approval, who: Option<&Actor>, message: String) -> Lifec
     };
     r.decision = Some(a.status.as_str().into());
     r
+}
+
+/// The kernel's host name (what `audit.host` defaults to as well).
+fn kernel_host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into())
 }
 
 fn secs_us(s: u64) -> i64 {

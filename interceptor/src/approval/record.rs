@@ -1,14 +1,14 @@
 //! An approval request as stored and shown: the call it is bound to, who
 //! may decide, where it stands, and the votes cast.
 
-use serde::{Serialize, Serializer, ser::SerializeStruct};
+use serde::{Deserialize, Serialize, Serializer, ser::SerializeStruct};
 use serde_json::Value;
 
 use super::state::{Approved, Pending, Status};
 use crate::pipeline::{ApprovalRule, CallFacts};
 
 /// One approver's vote on an approval.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Vote {
     /// The approver's subject.
     pub approver: String,

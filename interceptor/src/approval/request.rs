@@ -8,7 +8,7 @@ use std::{sync::Arc, time::Duration};
 use super::{
     Approval, ApprovalError, Approvals, Call, new_id, secs_us,
     state::{Approved, Moved, State, Status},
-    store::Store,
+    store::Backend,
 };
 use crate::pipeline::{ApprovalMode, event::now_us};
 
@@ -38,7 +38,10 @@ impl Approvals {
         let (subject, issuer) = (&a.call.subject, &a.call.issuer);
         {
             // Counted and inserted under one lock: concurrent requests
-            // cannot both slip under the cap.
+            // cannot both slip under the cap (on this agent; agents sharing
+            // a store each count, so the cap can be passed by one request
+            // per agent racing).
+            let _one = self.asking.lock().unwrap_or_else(|p| p.into_inner());
             let db = self.db();
             let cap = self.cfg.max_pending_per_caller;
             if db.pending_of(issuer, subject, now)? >= cap {
@@ -92,7 +95,7 @@ impl Approvals {
 
     /// Marks an approved approval used; `None` if it no longer was approved.
     pub fn take(&self, ok: Approved) -> Result<Option<Approval>, ApprovalError> {
-        let moved = ok.use_once(&self.db(), "the approved call was made")?;
+        let moved = ok.use_once(self.db(), "the approved call was made")?;
         let Some(used) = moved else {
             return Ok(None);
         };
@@ -108,10 +111,9 @@ impl Approvals {
     pub(super) fn settle<S: State>(
         &self,
         why: &str,
-        step: impl FnOnce(&Store, &str) -> Moved<S>,
+        step: impl FnOnce(&dyn Backend, &str) -> Moved<S>,
     ) -> Result<bool, ApprovalError> {
-        // The lock is released before `get` and `notify` take it again.
-        let moved = step(&self.db(), why)?;
+        let moved = step(self.db(), why)?;
         let Some(s) = moved else {
             return Ok(false);
         };

@@ -14,14 +14,18 @@
 //! A state names a request in the store, as a read found it
 //! ([`Approval::pending`](super::Approval::pending), the store's due and
 //! held queries). A move is one compare-and-set there (`UPDATE ... WHERE
-//! status = <the state left>`): of two moves racing on one request (a vote
-//! and the sweeper, two approvers) one wins and the other returns `None`.
+//! status = <the state left>`, or DynamoDB's `ConditionExpression`): of
+//! two moves racing on one request (a vote and the sweeper, two
+//! approvers, two agents of a fleet) one wins and the other returns `None`.
 //! Only these moves make a [`Move`], the store's one way to change a
 //! status. The store keeps the [`Status`] names, as it always has.
 
 use serde::Serialize;
 
-use super::{ApprovalError, store::Store};
+use super::{
+    ApprovalError,
+    store::{AsBackend, Backend},
+};
 
 /// A state a request can be in.
 pub trait State {
@@ -63,7 +67,7 @@ impl Move {
 
 /// Moves request `id` from `F` to `T` in `db`, with `why` as its reason.
 fn step<F: State, T: State>(
-    db: &Store,
+    db: &dyn Backend,
     id: String,
     valid_until_us: Option<i64>,
     why: &str,
@@ -148,28 +152,33 @@ impl Pending {
     }
 
     /// The quorum is reached: the call may pass once until `valid_until_us`.
-    pub fn approve(self, db: &Store, valid_until_us: i64, why: &str) -> Moved<Approved> {
-        step::<Self, _>(db, self.0, Some(valid_until_us), why, Approved)
+    pub fn approve(
+        self,
+        db: &(impl AsBackend + ?Sized),
+        valid_until_us: i64,
+        why: &str,
+    ) -> Moved<Approved> {
+        step::<Self, _>(db.backend(), self.0, Some(valid_until_us), why, Approved)
     }
 
     /// An approver said no.
-    pub fn deny(self, db: &Store, why: &str) -> Moved<Denied> {
-        step::<Self, _>(db, self.0, None, why, Denied)
+    pub fn deny(self, db: &(impl AsBackend + ?Sized), why: &str) -> Moved<Denied> {
+        step::<Self, _>(db.backend(), self.0, None, why, Denied)
     }
 
     /// No decision before the deadline (or the store failed mid-hold).
-    pub fn expire(self, db: &Store, why: &str) -> Moved<Expired> {
-        step::<Self, _>(db, self.0, None, why, Expired)
+    pub fn expire(self, db: &(impl AsBackend + ?Sized), why: &str) -> Moved<Expired> {
+        step::<Self, _>(db.backend(), self.0, None, why, Expired)
     }
 
     /// Hold mode: the caller went away before a decision.
-    pub fn abandon(self, db: &Store, why: &str) -> Moved<Abandoned> {
-        step::<Self, _>(db, self.0, None, why, Abandoned)
+    pub fn abandon(self, db: &(impl AsBackend + ?Sized), why: &str) -> Moved<Abandoned> {
+        step::<Self, _>(db.backend(), self.0, None, why, Abandoned)
     }
 
     /// Hold mode: the agent stopped (or restarted) while the call was held.
-    pub fn interrupt(self, db: &Store, why: &str) -> Moved<Interrupted> {
-        step::<Self, _>(db, self.0, None, why, Interrupted)
+    pub fn interrupt(self, db: &(impl AsBackend + ?Sized), why: &str) -> Moved<Interrupted> {
+        step::<Self, _>(db.backend(), self.0, None, why, Interrupted)
     }
 }
 
@@ -181,12 +190,12 @@ impl Approved {
     }
 
     /// The approved call is made: single use.
-    pub fn use_once(self, db: &Store, why: &str) -> Moved<Used> {
-        step::<Self, _>(db, self.0, None, why, Used)
+    pub fn use_once(self, db: &(impl AsBackend + ?Sized), why: &str) -> Moved<Used> {
+        step::<Self, _>(db.backend(), self.0, None, why, Used)
     }
 
     /// Approved, but not used in time.
-    pub fn expire(self, db: &Store, why: &str) -> Moved<Expired> {
-        step::<Self, _>(db, self.0, None, why, Expired)
+    pub fn expire(self, db: &(impl AsBackend + ?Sized), why: &str) -> Moved<Expired> {
+        step::<Self, _>(db.backend(), self.0, None, why, Expired)
     }
 }

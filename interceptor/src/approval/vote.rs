@@ -108,6 +108,14 @@ impl Approvals {
         let Some(pending) = a.pending() else {
             return Err(ApprovalError::NotPending(a.id.clone(), a.status.as_str()));
         };
+        // Past its deadline but not yet swept (a shared store's sweep looks
+        // back a bounded window): as good as expired.
+        if a.expires_us <= now_us() {
+            return Err(ApprovalError::NotPending(
+                a.id.clone(),
+                Status::Expired.as_str(),
+            ));
+        }
         if is_caller(who, a) {
             self.record(
                 "approval_refused",
@@ -152,7 +160,7 @@ impl Approvals {
     fn approve(&self, pending: Pending, a: &Approval, who: &Actor) -> Result<(), ApprovalError> {
         let valid = now_us() + secs_us(self.cfg.valid_seconds);
         let by = format!("approved by {}", a.approvers().join(", "));
-        let moved = pending.approve(&self.db(), valid, &by)?;
+        let moved = pending.approve(self.db(), valid, &by)?;
         if let Some(ok) = moved {
             let a = self.get(ok.id())?;
             self.record("approval_approved", &a, Some(who), by);

@@ -1,10 +1,14 @@
 //! `[approvals]` (human approval of held calls, just-in-time grants) and
 //! `[admin]` (the local socket and HTTP listener approvers act through).
 
+mod store;
+
 use std::{net::SocketAddr, path::PathBuf};
 
 use educe::Educe;
 use serde::{Deserialize, Serialize};
+
+pub use store::{ApprovalStore, DynamoDbStore};
 
 use super::ValidationError::{self, Conflict, Invalid};
 
@@ -13,9 +17,17 @@ use super::ValidationError::{self, Conflict, Invalid};
 #[educe(Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct Approvals {
-    /// SQLite file with pending approvals and grants (they survive a
-    /// restart); unset: `approvals.db` beside the audit directory.
+    /// Where approvals, votes and grants live: `sqlite` (the file `db`,
+    /// this agent's own) or `dynamodb://TABLE-NAME` (one table a fleet of
+    /// agents shares; see `[approvals.dynamodb]`).
+    #[educe(Default(expression = "sqlite".into()))]
+    pub store: String,
+    /// `store = "sqlite"`: the SQLite file with pending approvals and
+    /// grants (they survive a restart); unset: `approvals.db` beside the
+    /// audit directory.
     pub db: Option<PathBuf>,
+    /// `store = "dynamodb://..."`: how the table is reached and polled.
+    pub dynamodb: DynamoDbStore,
     /// `hold` mode: how long a call waits for its approvers, then is denied.
     #[educe(Default = 300)]
     pub hold_timeout_seconds: u64,
@@ -180,6 +192,7 @@ pub(super) fn validate(cfg: &super::Config) -> Result<(), ValidationError> {
             "approvals.max_grant_ttl_seconds must be > 0".into(),
         ));
     }
+    store::validate(a)?;
     if a.max_pending_per_caller == 0 {
         return Err(Invalid(
             "approvals.max_pending_per_caller must be > 0".into(),

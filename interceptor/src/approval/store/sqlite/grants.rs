@@ -1,60 +1,11 @@
-//! Grants in the store: standing permissions for a subject (of one
-//! issuer) to call matching tools without approval, until they expire or
-//! are revoked.
+//! Grants in SQLite: standing permissions for a subject (of one issuer)
+//! to call matching tools without approval, until they expire or are
+//! revoked.
 
 use rusqlite::{Params, Row, params};
-use serde::Serialize;
 
 use super::Store;
-use crate::approval::ApprovalError;
-
-/// A standing permission for a subject to call one tool without approval.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Grant {
-    /// The grant's id.
-    pub id: String,
-    /// The subject the grant is for.
-    pub subject: String,
-    /// The issuer `subject` is of (token issuer URL or certificate issuer
-    /// DN): a grant to "alice" of one issuer is not one to "alice" of
-    /// another. Grants stored before issuers were recorded have "" and
-    /// cover nobody.
-    pub issuer: String,
-    /// Server name (port rule `name`) or `*`.
-    pub server: String,
-    /// Tool name glob.
-    pub tool: String,
-    /// When the grant was added (microseconds since the epoch).
-    pub created_us: i64,
-    /// When the grant lapses (microseconds since the epoch).
-    pub expires_us: i64,
-    /// Who added the grant.
-    pub granted_by: String,
-    /// Why the grant was added.
-    pub reason: String,
-    /// The revocation, if any (its keys stand at the top level in JSON).
-    #[serde(flatten)]
-    pub revocation: Revocation,
-}
-
-/// When, by whom and why a grant was revoked: all three are set together
-/// by [`Store::revoke_grant`], and all are `None` while the grant stands.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct Revocation {
-    /// When the grant was revoked, if it was.
-    pub revoked_us: Option<i64>,
-    /// Who revoked the grant, if anyone did.
-    pub revoked_by: Option<String>,
-    /// Why the grant was revoked, if it was.
-    pub revoke_reason: Option<String>,
-}
-
-impl Grant {
-    /// Whether the grant is in force at `now_us`.
-    pub fn active(&self, now_us: i64) -> bool {
-        self.revocation.revoked_us.is_none() && now_us < self.expires_us
-    }
-}
+use crate::approval::{ApprovalError, Grant, Revocation};
 
 const GRANT_COLUMNS: &str = "id, subject, server, tool, created_us, expires_us, granted_by, \
      reason, revoked_us, revoked_by, revoke_reason, issuer";
@@ -141,13 +92,18 @@ impl Store {
     /// Grants that expired and whose end is not yet in the audit; marks
     /// them recorded.
     pub fn take_expired_grants(&self, now_us: i64) -> Result<Vec<Grant>, ApprovalError> {
-        let gs = self.grants_where("ended_recorded = 0 AND expires_us <= ?1", [now_us])?;
-        for g in &gs {
-            self.db.execute(
-                "UPDATE grants SET ended_recorded = 1 WHERE id = ?1",
+        let mut gs = self.grants_where("ended_recorded = 0 AND expires_us <= ?1", [now_us])?;
+        // Conditional, so of two agents sharing the file one records each.
+        let mut won = Vec::with_capacity(gs.len());
+        for g in gs.drain(..) {
+            let n = self.db.execute(
+                "UPDATE grants SET ended_recorded = 1 WHERE id = ?1 AND ended_recorded = 0",
                 [&g.id],
             )?;
+            if n == 1 {
+                won.push(g);
+            }
         }
-        Ok(gs)
+        Ok(won)
     }
 }
