@@ -19,7 +19,7 @@ use interceptor::{
 };
 use mcp_interceptor_tests::{
     Proc, TempDir,
-    s3::{KEY_ID, SECRET, free_port, moto},
+    s3::{KEY_ID, SECRET, boto, free_port, moto},
 };
 use serde_json::{Value, json};
 
@@ -417,6 +417,76 @@ fn a_restart_interrupts_only_its_own_holds() {
     b.interrupt_holds();
     assert_eq!(a.get(&on_b.id).unwrap().status, Status::Interrupted);
     assert_eq!(t.log.count("approval_interrupted"), 2);
+}
+
+/// `(Count, ScannedCount)` of a Query of `by_kind` partition `kind`, as
+/// DynamoDB bills it (ScannedCount: the items read, filters or not).
+fn partition(t: &Table, kind: &str) -> (u64, u64) {
+    let port = t
+        .target
+        .endpoint
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let out = boto(
+        port,
+        &format!(
+            "ddb = boto3.client('dynamodb', endpoint_url='http://127.0.0.1:{port}', \
+             region_name='us-east-1', aws_access_key_id='{KEY_ID}', aws_secret_access_key='{SECRET}')\n\
+             r = ddb.query(TableName='{}', IndexName='by_kind', \
+             KeyConditionExpression='#k = :k', ExpressionAttributeNames={{'#k': 'kind'}}, \
+             ExpressionAttributeValues={{':k': {{'S': '{kind}'}}}})\n\
+             print(r['Count'], r['ScannedCount'])",
+            t.target.table
+        ),
+    );
+    let mut n = out.split_whitespace().map(|x| x.parse().unwrap());
+    (n.next().unwrap(), n.next().unwrap())
+}
+
+#[test]
+fn the_sweep_reads_open_requests_and_live_grants_only() {
+    let t = Table::new("store-parts");
+    let a = t.host("a");
+    let (bob, sec) = (actor("bob", &["oncall"]), actor("sam", &["security"]));
+    let ids: Vec<String> = (0..6)
+        .map(|i| {
+            let c = call(json!({ "n": i }), 1, ApprovalMode::Retry);
+            a.request(&c).unwrap().id
+        })
+        .collect();
+    for id in &ids[..5] {
+        a.vote(id, &bob, false, "no").unwrap();
+    }
+    // What the sweep, the per-caller cap and the pending count read every
+    // second on every agent: the one open request, not the closed history.
+    assert_eq!(partition(&t, "approval#pending"), (1, 1));
+    assert_eq!(partition(&t, "approval#denied"), (5, 5));
+    assert_eq!(a.count(Status::Pending).unwrap(), 1);
+    let q = PageQuery {
+        limit: 10,
+        ..PageQuery::default()
+    };
+    let all = a.page_for(&bob, &q).unwrap();
+    assert_eq!(
+        all.approvals.len(),
+        6,
+        "the listing still shows every status"
+    );
+    // A revoked grant leaves what every agent re-reads each poll.
+    let kept = a.grant_add(&sec, grant("db.*", 600)).unwrap();
+    let gone = a.grant_add(&sec, grant("fs.*", 600)).unwrap();
+    a.grant_revoke(&sec, &gone.id, "done").unwrap();
+    assert_eq!(partition(&t, "grant#active"), (1, 1));
+    assert_eq!(partition(&t, "grant#ended"), (1, 1));
+    let live = a.grants_list(&sec, false).unwrap();
+    assert_eq!(
+        live.iter().map(|g| &g.id).collect::<Vec<_>>(),
+        vec![&kept.id]
+    );
+    assert_eq!(a.grants_list(&sec, true).unwrap().len(), 2);
 }
 
 #[test]

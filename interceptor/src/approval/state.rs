@@ -93,6 +93,9 @@ macro_rules! states {
         }
 
         impl Status {
+            /// Every status, in declaration order.
+            pub const ALL: &[Status] = &[$(Self::$name,)*];
+
             /// The status's name as stored and shown.
             pub fn as_str(self) -> &'static str {
                 match self {

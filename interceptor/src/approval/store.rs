@@ -26,10 +26,42 @@ use super::{
 };
 use crate::config::{ApprovalStore, Config};
 
+/// A page of the approval listing ([`Backend::page`]): up to `limit`
+/// approvals with `status` (all when `None`) after `after` (created_us,
+/// id) in that order: oldest first, or newest first when `newest_first`
+/// (then "after" means older).
+#[derive(Debug, Clone, Copy)]
+pub struct Window<'a> {
+    /// Only approvals in this status; `None`: all.
+    pub status: Option<Status>,
+    /// The (created_us, id) the page starts after.
+    pub after: (i64, &'a str),
+    /// Newest first instead of oldest first.
+    pub newest_first: bool,
+    /// At most this many.
+    pub limit: u32,
+}
+
+/// The grants half of a store ([`Backend`]), apart so that each store
+/// keeps its grants in a file of their own.
+pub trait Grants {
+    /// Stores a new grant.
+    fn insert_grant(&self, g: &Grant) -> Result<(), ApprovalError>;
+    /// Grants still in force at `now_us`, or all when `all`, oldest first.
+    fn grants(&self, now_us: i64, all: bool) -> Result<Vec<Grant>, ApprovalError>;
+    /// One grant by id.
+    fn grant(&self, id: &str) -> Result<Option<Grant>, ApprovalError>;
+    /// Revokes an active grant; false when it was not active.
+    fn revoke_grant(&self, id: &str, by: &str, why: &str, now: i64) -> Result<bool, ApprovalError>;
+    /// Grants that expired and whose end is not yet recorded; marks them
+    /// recorded (each is returned to one caller only).
+    fn take_expired_grants(&self, now_us: i64) -> Result<Vec<Grant>, ApprovalError>;
+}
+
 /// The operations the approval queue makes on its store. Synchronous, as
 /// the whole approvals API is; an implementation that talks to a network
 /// bounds every call (see `dynamo`).
-pub trait Backend: Send + Sync {
+pub trait Backend: Grants + Send + Sync {
     /// The key of the agent's own `requestState` (`super::sealed`): made
     /// once, at random, by whichever agent comes first, and the same for
     /// every agent of the store afterwards.
@@ -38,16 +70,8 @@ pub trait Backend: Send + Sync {
     fn insert(&self, a: &Approval) -> Result<(), ApprovalError>;
     /// One approval by id, with its votes (a consistent read).
     fn get(&self, id: &str) -> Result<Option<Approval>, ApprovalError>;
-    /// Up to `limit` approvals with `status` (all when `None`) after
-    /// `after` (created_us, id) in that order: oldest first, or newest
-    /// first when `newest_first` (then "after" means older).
-    fn page(
-        &self,
-        status: Option<Status>,
-        after: (i64, &str),
-        newest_first: bool,
-        limit: u32,
-    ) -> Result<Vec<Approval>, ApprovalError>;
+    /// The approvals of window `w`.
+    fn page(&self, w: &Window<'_>) -> Result<Vec<Approval>, ApprovalError>;
     /// How many approvals are in `status`.
     fn count(&self, status: Status) -> Result<u64, ApprovalError>;
     /// Pending requests of one caller still within their deadline.
@@ -66,23 +90,6 @@ pub trait Backend: Send + Sync {
     /// Pending hold-mode requests held by this store's host (their callers
     /// are gone after it restarts; other hosts' callers are not).
     fn pending_holds(&self) -> Result<Vec<Pending>, ApprovalError>;
-    /// Stores a new grant.
-    fn insert_grant(&self, g: &Grant) -> Result<(), ApprovalError>;
-    /// Grants still in force at `now_us`, or all when `all`, oldest first.
-    fn grants(&self, now_us: i64, all: bool) -> Result<Vec<Grant>, ApprovalError>;
-    /// One grant by id.
-    fn grant(&self, id: &str) -> Result<Option<Grant>, ApprovalError>;
-    /// Revokes an active grant; false when it was not active.
-    fn revoke_grant(
-        &self,
-        id: &str,
-        by: &str,
-        reason: &str,
-        now_us: i64,
-    ) -> Result<bool, ApprovalError>;
-    /// Grants that expired and whose end is not yet recorded; marks them
-    /// recorded (each is returned to one caller only).
-    fn take_expired_grants(&self, now_us: i64) -> Result<Vec<Grant>, ApprovalError>;
 }
 
 /// What a move of `super::state` is made on: a store, or a reference to

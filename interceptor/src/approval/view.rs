@@ -9,7 +9,9 @@ use std::collections::{HashMap, VecDeque};
 use serde::Serialize;
 use serde_json::Value;
 
-use super::{Actor, Approval, ApprovalError, Approvals, Call, Status, vote::may_see};
+use super::{
+    Actor, Approval, ApprovalError, Approvals, Call, Status, store::Window, vote::may_see,
+};
 use crate::pipeline::call::arguments_sha256;
 
 /// Real arguments held at once, at most (oldest dropped first)...
@@ -105,9 +107,12 @@ impl Approvals {
         let mut out: Vec<Approval> = Vec::new();
         // One more than the page, to know whether another page follows.
         while out.len() <= want {
-            let rows = self
-                .db()
-                .page(q.status, (at.0, &at.1), q.newest_first, SCAN)?;
+            let rows = self.db().page(&Window {
+                status: q.status,
+                after: (at.0, &at.1),
+                newest_first: q.newest_first,
+                limit: SCAN,
+            })?;
             let end = rows.len() < SCAN as usize;
             if let Some(last) = rows.last() {
                 at = (last.created_us, last.id.clone());

@@ -1,7 +1,7 @@
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 
 use super::{Claims, PREFIX, StateError, StateKey, call_key, is_ours, random_key};
-use crate::pipeline::CallFacts;
+use crate::{approval::store::Backend, pipeline::CallFacts};
 
 const NOW: i64 = 1_800_000_000_000_000;
 

@@ -28,7 +28,7 @@ use self::{
     client::Client,
     item::{Item, get_s, n, s},
 };
-use super::{Backend, Grant};
+use super::{Backend, Window};
 use crate::{
     approval::{
         Approval, ApprovalError, Vote,
@@ -212,9 +212,10 @@ impl DynamoDb {
         Ok(out)
     }
 
-    /// The items of `kind` created after `since_us`, with `filter` (a
-    /// FilterExpression over `#s` status, `#m` mode, `#h` host and the
-    /// `values` given), oldest first.
+    /// The items of `by_kind` partition `kind` (e.g. the pending requests,
+    /// [`item::approval_kind`]) created after `since_us`, with `filter` (a
+    /// FilterExpression over `#m` mode, `#h` host and the `values` given),
+    /// oldest first. Only that partition is read (and paid for).
     fn recent(
         &self,
         kind: &str,
@@ -251,13 +252,9 @@ impl DynamoDb {
         now_us: i64,
     ) -> Result<Vec<String>, ApprovalError> {
         let since = now_us.saturating_sub(self.window_us);
-        let filter = format!("#s = :s AND {deadline} <= :now");
-        let found = self.recent(
-            "approval",
-            since,
-            &filter,
-            json!({ ":s": s(status.as_str()), ":now": n(now_us) }),
-        )?;
+        let filter = format!("{deadline} <= :now");
+        let kind = item::approval_kind(status);
+        let found = self.recent(&kind, since, &filter, json!({ ":now": n(now_us) }))?;
         Ok(found.iter().filter_map(|i| get_s(i, "id")).collect())
     }
 }
@@ -298,26 +295,34 @@ impl Backend for DynamoDb {
             .map(|i| item::read_approval(&i)))
     }
 
-    fn page(
-        &self,
-        status: Option<Status>,
-        after: (i64, &str),
-        newest_first: bool,
-        limit: u32,
-    ) -> Result<Vec<Approval>, ApprovalError> {
-        let mut q = json!({
-            "IndexName": "by_kind",
-            "KeyConditionExpression": if newest_first { "#k = :k AND #o < :o" } else { "#k = :k AND #o > :o" },
-            "ExpressionAttributeNames": { "#k": "kind", "#o": "order" },
-            "ExpressionAttributeValues": { ":k": s("approval"), ":o": s(&item::order(after.0, after.1)) },
-            "ScanIndexForward": !newest_first,
-        });
-        if let Some(st) = status {
-            q["FilterExpression"] = json!("#s = :s");
-            q["ExpressionAttributeNames"]["#s"] = json!("status");
-            q["ExpressionAttributeValues"][":s"] = s(st.as_str());
+    fn page(&self, w: &Window<'_>) -> Result<Vec<Approval>, ApprovalError> {
+        let Window {
+            status,
+            after,
+            newest_first,
+            limit,
+        } = *w;
+        // One partition per status: all statuses is their pages merged.
+        let one = status.map(|s| [s]);
+        let statuses: &[Status] = one.as_ref().map_or(Status::ALL, |o| o.as_slice());
+        let mut items = Vec::new();
+        for st in statuses {
+            let q = json!({
+                "IndexName": "by_kind",
+                "KeyConditionExpression": if newest_first { "#k = :k AND #o < :o" } else { "#k = :k AND #o > :o" },
+                "ExpressionAttributeNames": { "#k": "kind", "#o": "order" },
+                "ExpressionAttributeValues": {
+                    ":k": s(&item::approval_kind(*st)), ":o": s(&item::order(after.0, after.1)),
+                },
+                "ScanIndexForward": !newest_first,
+            });
+            items.extend(self.query(q, limit as usize)?);
         }
-        let items = self.query(q, limit as usize)?;
+        items.sort_by_cached_key(|i| get_s(i, "order"));
+        if newest_first {
+            items.reverse();
+        }
+        items.truncate(limit as usize);
         Ok(items.iter().map(item::read_approval).collect())
     }
 
@@ -328,21 +333,15 @@ impl Backend for DynamoDb {
             Status::Pending => now_us().saturating_sub(self.window_us),
             _ => -1,
         };
-        let found = self.recent(
-            "approval",
-            since,
-            "#s = :s",
-            json!({ ":s": s(status.as_str()) }),
-        )?;
+        let found = self.recent(&item::approval_kind(status), since, "", json!({}))?;
         Ok(found.len() as u64)
     }
 
     fn pending_of(&self, issuer: &str, subject: &str, now_us: i64) -> Result<u32, ApprovalError> {
         let since = now_us.saturating_sub(self.window_us);
-        let filter = "#s = :s AND issuer = :i AND subject = :u AND expires_us > :now";
-        let values =
-            json!({ ":s": s("pending"), ":i": s(issuer), ":u": s(subject), ":now": n(now_us) });
-        let found = self.recent("approval", since, filter, values)?;
+        let filter = "issuer = :i AND subject = :u AND expires_us > :now";
+        let values = json!({ ":i": s(issuer), ":u": s(subject), ":now": n(now_us) });
+        let found = self.recent(&item::approval_kind(Status::Pending), since, filter, values)?;
         Ok(u32::try_from(found.len()).unwrap_or(u32::MAX))
     }
 
@@ -395,11 +394,13 @@ impl Backend for DynamoDb {
     }
 
     fn transition(&self, id: &str, m: &Move, reason: &str) -> Result<bool, ApprovalError> {
-        let mut set =
-            "#s = :to, decided_us = if_not_exists(decided_us, :now), reason = :r".to_string();
+        // The item moves to its new status's `by_kind` partition.
+        let mut set = "#s = :to, #k = :kind, decided_us = if_not_exists(decided_us, :now), \
+             reason = :r"
+            .to_string();
         let mut values = json!({
             ":from": s(m.from().as_str()), ":to": s(m.to().as_str()),
-            ":now": n(now_us()), ":r": s(reason),
+            ":kind": s(&item::approval_kind(m.to())), ":now": n(now_us()), ":r": s(reason),
         });
         if let Some(v) = m.valid_until_us() {
             set.push_str(", valid_until_us = :v");
@@ -411,7 +412,7 @@ impl Backend for DynamoDb {
                 "Key": item::approval_key(id),
                 "UpdateExpression": format!("SET {set}"),
                 "ConditionExpression": "#s = :from",
-                "ExpressionAttributeNames": { "#s": "status" },
+                "ExpressionAttributeNames": { "#s": "status", "#k": "kind" },
                 "ExpressionAttributeValues": values,
             }),
         );
@@ -434,39 +435,13 @@ impl Backend for DynamoDb {
 
     fn pending_holds(&self) -> Result<Vec<Pending>, ApprovalError> {
         let since = now_us().saturating_sub(self.window_us);
-        let filter = "#s = :s AND #m = :m AND #h = :h";
-        let values = json!({ ":s": s("pending"), ":m": s("hold"), ":h": s(&self.host) });
-        let found = self.recent("approval", since, filter, values)?;
+        let filter = "#m = :m AND #h = :h";
+        let values = json!({ ":m": s("hold"), ":h": s(&self.host) });
+        let found = self.recent(&item::approval_kind(Status::Pending), since, filter, values)?;
         Ok(found
             .iter()
             .filter_map(|i| get_s(i, "id"))
             .map(Pending::stored)
             .collect())
-    }
-
-    fn insert_grant(&self, g: &Grant) -> Result<(), ApprovalError> {
-        self.put_grant(g)
-    }
-
-    fn grants(&self, now_us: i64, all: bool) -> Result<Vec<Grant>, ApprovalError> {
-        self.list_grants(now_us, all)
-    }
-
-    fn grant(&self, id: &str) -> Result<Option<Grant>, ApprovalError> {
-        self.get_grant(id)
-    }
-
-    fn revoke_grant(
-        &self,
-        id: &str,
-        by: &str,
-        reason: &str,
-        now_us: i64,
-    ) -> Result<bool, ApprovalError> {
-        self.revoke(id, by, reason, now_us)
-    }
-
-    fn take_expired_grants(&self, now_us: i64) -> Result<Vec<Grant>, ApprovalError> {
-        self.take_expired(now_us)
     }
 }

@@ -14,9 +14,9 @@ use std::{
 use rusqlite::{Connection, Params, Row, params};
 use serde::Serialize;
 
-use super::Backend;
+use super::{Backend, Window};
 use crate::approval::{
-    Approval, ApprovalError, Grant, Vote,
+    Approval, ApprovalError, Vote,
     state::{Approved, Move, Pending, Status},
 };
 use crate::pipeline::{ApprovalMode, ApprovalRule, CallFacts, event::now_us};
@@ -163,17 +163,82 @@ impl Store {
         Ok(Self { db })
     }
 
-    /// The key of the agent's own `requestState` (`super::sealed`): made
-    /// once, at random, and kept here so that a state handed out before a
-    /// restart still opens after it, as its pending approval still exists.
-    pub fn state_key(&self) -> Result<[u8; 32], ApprovalError> {
+    /// Every row `sql` selects, read by `row`.
+    fn all<T>(
+        &self,
+        sql: &str,
+        p: impl Params,
+        row: impl FnMut(&Row<'_>) -> rusqlite::Result<T>,
+    ) -> Result<Vec<T>, ApprovalError> {
+        let mut st = self.db.prepare_cached(sql)?;
+        let rows = st.query_map(p, row)?.collect::<Result<_, _>>()?;
+        Ok(rows)
+    }
+
+    /// The approvals `where_` selects (a `WHERE ...` clause and what
+    /// follows), with their votes.
+    fn approvals(&self, where_: &str, p: impl Params) -> Result<Vec<Approval>, ApprovalError> {
+        let sql = format!("SELECT {APPROVAL_COLUMNS} FROM approvals {where_}");
+        let rows = self.all(&sql, p, approval_row)?;
+        rows.into_iter().map(|a| self.with_votes(a)).collect()
+    }
+
+    fn with_votes(&self, mut a: Approval) -> Result<Approval, ApprovalError> {
+        a.votes = self.all(
+            "SELECT approver, approve, reason, at_us, human FROM votes WHERE approval_id = ?1 ORDER BY at_us",
+            [&a.id],
+            |r| {
+                Ok(Vote {
+                    approver: r.get(0)?,
+                    approve: r.get::<_, i64>(1)? != 0,
+                    reason: r.get(2)?,
+                    at_us: r.get(3)?,
+                    human: r.get(4)?,
+                })
+            },
+        )?;
+        Ok(a)
+    }
+
+    fn due(
+        &self,
+        deadline: &str,
+        status: Status,
+        now_us: i64,
+    ) -> Result<Vec<String>, ApprovalError> {
+        self.all(
+            &format!("SELECT id FROM approvals WHERE status = ?1 AND {deadline} <= ?2"),
+            params![status.as_str(), now_us],
+            |r| r.get(0),
+        )
+    }
+}
+
+/// The SQLite store of approvals, votes and grants: one connection, used
+/// by one caller at a time.
+pub struct Sqlite(Mutex<Store>);
+
+impl Sqlite {
+    /// Opens (and creates if needed) the store at `path`.
+    pub fn open(path: &Path) -> Result<Self, ApprovalError> {
+        Ok(Self(Mutex::new(Store::open(path)?)))
+    }
+
+    fn db(&self) -> MutexGuard<'_, Store> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Backend for Sqlite {
+    fn state_key(&self) -> Result<[u8; 32], ApprovalError> {
+        let s = self.db();
         let fresh = crate::approval::sealed::random_key();
         // Of two agents opening one new database, the first insert wins.
-        self.db.execute(
+        s.db.execute(
             "INSERT OR IGNORE INTO secrets (name, value) VALUES ('request_state_key', ?1)",
             params![fresh.as_slice()],
         )?;
-        let v: Vec<u8> = self.db.query_row(
+        let v: Vec<u8> = s.db.query_row(
             "SELECT value FROM secrets WHERE name = 'request_state_key'",
             [],
             |r| r.get(0),
@@ -182,9 +247,9 @@ impl Store {
             .map_err(|_| ApprovalError::Store("the requestState key is not 32 bytes".into()))
     }
 
-    /// Stores a new approval.
-    pub fn insert(&self, a: &Approval) -> Result<(), ApprovalError> {
-        self.db.execute(
+    fn insert(&self, a: &Approval) -> Result<(), ApprovalError> {
+        let s = self.db();
+        s.db.execute(
             &format!(
                 "INSERT INTO approvals ({APPROVAL_COLUMNS}) VALUES \
                  (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)"
@@ -216,64 +281,25 @@ impl Store {
         Ok(())
     }
 
-    /// Every row `sql` selects, read by `row`.
-    fn all<T>(
-        &self,
-        sql: &str,
-        p: impl Params,
-        row: impl FnMut(&Row<'_>) -> rusqlite::Result<T>,
-    ) -> Result<Vec<T>, ApprovalError> {
-        let mut st = self.db.prepare_cached(sql)?;
-        let rows = st.query_map(p, row)?.collect::<Result<_, _>>()?;
-        Ok(rows)
+    fn get(&self, id: &str) -> Result<Option<Approval>, ApprovalError> {
+        let s = self.db();
+        Ok(s.approvals("WHERE id = ?1", [id])?.into_iter().next())
     }
 
-    /// The approvals `where_` selects (a `WHERE ...` clause and what
-    /// follows), with their votes.
-    fn approvals(&self, where_: &str, p: impl Params) -> Result<Vec<Approval>, ApprovalError> {
-        let sql = format!("SELECT {APPROVAL_COLUMNS} FROM approvals {where_}");
-        let rows = self.all(&sql, p, approval_row)?;
-        rows.into_iter().map(|a| self.with_votes(a)).collect()
-    }
-
-    /// Looks up one approval by id.
-    pub fn get(&self, id: &str) -> Result<Option<Approval>, ApprovalError> {
-        Ok(self.approvals("WHERE id = ?1", [id])?.into_iter().next())
-    }
-
-    fn with_votes(&self, mut a: Approval) -> Result<Approval, ApprovalError> {
-        a.votes = self.all(
-            "SELECT approver, approve, reason, at_us, human FROM votes WHERE approval_id = ?1 ORDER BY at_us",
-            [&a.id],
-            |r| {
-                Ok(Vote {
-                    approver: r.get(0)?,
-                    approve: r.get::<_, i64>(1)? != 0,
-                    reason: r.get(2)?,
-                    at_us: r.get(3)?,
-                    human: r.get(4)?,
-                })
-            },
-        )?;
-        Ok(a)
-    }
-
-    /// Up to `limit` approvals with `status` (all when `None`) after
-    /// `after` (created_us, id) in that order: oldest first, or newest
-    /// first when `newest_first` (then "after" means older).
-    pub fn page(
-        &self,
-        status: Option<Status>,
-        after: (i64, &str),
-        newest_first: bool,
-        limit: u32,
-    ) -> Result<Vec<Approval>, ApprovalError> {
+    fn page(&self, w: &Window<'_>) -> Result<Vec<Approval>, ApprovalError> {
+        let Window {
+            status,
+            after,
+            newest_first,
+            limit,
+        } = *w;
+        let s = self.db();
         let (cmp, order) = if newest_first {
             ("<", "DESC")
         } else {
             (">", "ASC")
         };
-        self.approvals(
+        s.approvals(
             &format!(
                 "WHERE (?1 IS NULL OR status = ?1) \
                  AND (created_us {cmp} ?2 OR (created_us = ?2 AND id {cmp} ?3)) \
@@ -283,9 +309,9 @@ impl Store {
         )
     }
 
-    /// Approvals in `status`.
-    pub fn count(&self, status: Status) -> Result<u64, ApprovalError> {
-        let n: i64 = self.db.query_row(
+    fn count(&self, status: Status) -> Result<u64, ApprovalError> {
+        let s = self.db();
+        let n: i64 = s.db.query_row(
             "SELECT COUNT(*) FROM approvals WHERE status = ?1",
             [status.as_str()],
             |r| r.get(0),
@@ -293,14 +319,9 @@ impl Store {
         Ok(n.unsigned_abs())
     }
 
-    /// Pending requests of one caller still within their deadline.
-    pub fn pending_of(
-        &self,
-        issuer: &str,
-        subject: &str,
-        now_us: i64,
-    ) -> Result<u32, ApprovalError> {
-        Ok(self.db.query_row(
+    fn pending_of(&self, issuer: &str, subject: &str, now_us: i64) -> Result<u32, ApprovalError> {
+        let s = self.db();
+        Ok(s.db.query_row(
             "SELECT COUNT(*) FROM approvals WHERE status = 'pending' AND issuer = ?1 \
              AND subject = ?2 AND expires_us > ?3",
             params![issuer, subject, now_us],
@@ -308,23 +329,18 @@ impl Store {
         )?)
     }
 
-    /// The newest approval for `digest` in `status`.
-    pub fn by_digest(
-        &self,
-        digest: &str,
-        status: Status,
-    ) -> Result<Option<Approval>, ApprovalError> {
-        let found = self.approvals(
+    fn by_digest(&self, digest: &str, status: Status) -> Result<Option<Approval>, ApprovalError> {
+        let s = self.db();
+        let found = s.approvals(
             "WHERE digest = ?1 AND status = ?2 ORDER BY created_us DESC LIMIT 1",
             params![digest, status.as_str()],
         )?;
         Ok(found.into_iter().next())
     }
 
-    /// Records a vote on an approval; a second one of the approver is
-    /// refused by the key (approval, approver).
-    pub fn add_vote(&self, id: &str, v: &Vote) -> Result<(), ApprovalError> {
-        let r = self.db.execute(
+    fn add_vote(&self, id: &str, v: &Vote) -> Result<(), ApprovalError> {
+        let s = self.db();
+        let r = s.db.execute(
             "INSERT INTO votes (approval_id, approver, approve, reason, at_us, human) \
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             params![id, v.approver, v.approve as i64, v.reason, v.at_us, v.human],
@@ -339,10 +355,9 @@ impl Store {
         }
     }
 
-    /// Makes move `m` on request `id`; false when it no longer had the
-    /// status the move leaves (someone else moved it first).
-    pub fn transition(&self, id: &str, m: &Move, reason: &str) -> Result<bool, ApprovalError> {
-        let n = self.db.execute(
+    fn transition(&self, id: &str, m: &Move, reason: &str) -> Result<bool, ApprovalError> {
+        let s = self.db();
+        let n = s.db.execute(
             "UPDATE approvals SET status = ?3, decided_us = COALESCE(decided_us, ?4), \
              valid_until_us = COALESCE(?5, valid_until_us), reason = ?6 \
              WHERE id = ?1 AND status = ?2",
@@ -358,129 +373,28 @@ impl Store {
         Ok(n == 1)
     }
 
-    /// Pending requests whose deadline is before `now_us`.
-    pub fn due_pending(&self, now_us: i64) -> Result<Vec<Pending>, ApprovalError> {
-        Ok(self
-            .due("expires_us", Status::Pending, now_us)?
+    fn due_pending(&self, now_us: i64) -> Result<Vec<Pending>, ApprovalError> {
+        let s = self.db();
+        Ok(s.due("expires_us", Status::Pending, now_us)?
             .into_iter()
             .map(Pending::stored)
             .collect())
     }
 
-    /// Approved requests not used before their `valid_until_us`.
-    pub fn due_approved(&self, now_us: i64) -> Result<Vec<Approved>, ApprovalError> {
-        Ok(self
-            .due("valid_until_us", Status::Approved, now_us)?
+    fn due_approved(&self, now_us: i64) -> Result<Vec<Approved>, ApprovalError> {
+        let s = self.db();
+        Ok(s.due("valid_until_us", Status::Approved, now_us)?
             .into_iter()
             .map(Approved::stored)
             .collect())
     }
 
-    fn due(
-        &self,
-        deadline: &str,
-        status: Status,
-        now_us: i64,
-    ) -> Result<Vec<String>, ApprovalError> {
-        self.all(
-            &format!("SELECT id FROM approvals WHERE status = ?1 AND {deadline} <= ?2"),
-            params![status.as_str(), now_us],
-            |r| r.get(0),
-        )
-    }
-
-    /// Pending hold-mode requests (their callers are gone after a restart).
-    pub fn pending_holds(&self) -> Result<Vec<Pending>, ApprovalError> {
-        self.all(
+    fn pending_holds(&self) -> Result<Vec<Pending>, ApprovalError> {
+        let s = self.db();
+        s.all(
             "SELECT id FROM approvals WHERE status = 'pending' AND mode = 'hold'",
             [],
             |r| r.get(0).map(Pending::stored),
         )
-    }
-}
-
-/// The SQLite store of approvals, votes and grants: one connection, used
-/// by one caller at a time.
-pub struct Sqlite(Mutex<Store>);
-
-impl Sqlite {
-    /// Opens (and creates if needed) the store at `path`.
-    pub fn open(path: &Path) -> Result<Self, ApprovalError> {
-        Ok(Self(Mutex::new(Store::open(path)?)))
-    }
-
-    /// The `requestState` key ([`Backend::state_key`]).
-    pub fn state_key(&self) -> Result<[u8; 32], ApprovalError> {
-        self.db().state_key()
-    }
-
-    fn db(&self) -> MutexGuard<'_, Store> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner())
-    }
-}
-
-impl Backend for Sqlite {
-    fn state_key(&self) -> Result<[u8; 32], ApprovalError> {
-        self.db().state_key()
-    }
-    fn insert(&self, a: &Approval) -> Result<(), ApprovalError> {
-        self.db().insert(a)
-    }
-    fn get(&self, id: &str) -> Result<Option<Approval>, ApprovalError> {
-        self.db().get(id)
-    }
-    fn page(
-        &self,
-        status: Option<Status>,
-        after: (i64, &str),
-        newest_first: bool,
-        limit: u32,
-    ) -> Result<Vec<Approval>, ApprovalError> {
-        self.db().page(status, after, newest_first, limit)
-    }
-    fn count(&self, status: Status) -> Result<u64, ApprovalError> {
-        self.db().count(status)
-    }
-    fn pending_of(&self, issuer: &str, subject: &str, now_us: i64) -> Result<u32, ApprovalError> {
-        self.db().pending_of(issuer, subject, now_us)
-    }
-    fn by_digest(&self, digest: &str, status: Status) -> Result<Option<Approval>, ApprovalError> {
-        self.db().by_digest(digest, status)
-    }
-    fn add_vote(&self, id: &str, v: &Vote) -> Result<(), ApprovalError> {
-        self.db().add_vote(id, v)
-    }
-    fn transition(&self, id: &str, m: &Move, reason: &str) -> Result<bool, ApprovalError> {
-        self.db().transition(id, m, reason)
-    }
-    fn due_pending(&self, now_us: i64) -> Result<Vec<Pending>, ApprovalError> {
-        self.db().due_pending(now_us)
-    }
-    fn due_approved(&self, now_us: i64) -> Result<Vec<Approved>, ApprovalError> {
-        self.db().due_approved(now_us)
-    }
-    fn pending_holds(&self) -> Result<Vec<Pending>, ApprovalError> {
-        self.db().pending_holds()
-    }
-    fn insert_grant(&self, g: &Grant) -> Result<(), ApprovalError> {
-        self.db().insert_grant(g)
-    }
-    fn grants(&self, now_us: i64, all: bool) -> Result<Vec<Grant>, ApprovalError> {
-        self.db().grants(now_us, all)
-    }
-    fn grant(&self, id: &str) -> Result<Option<Grant>, ApprovalError> {
-        self.db().grant(id)
-    }
-    fn revoke_grant(
-        &self,
-        id: &str,
-        by: &str,
-        reason: &str,
-        now_us: i64,
-    ) -> Result<bool, ApprovalError> {
-        self.db().revoke_grant(id, by, reason, now_us)
-    }
-    fn take_expired_grants(&self, now_us: i64) -> Result<Vec<Grant>, ApprovalError> {
-        self.db().take_expired_grants(now_us)
     }
 }

@@ -6,12 +6,12 @@ use serde_json::json;
 
 use super::{
     DynamoDb,
-    item::{self, n, s},
+    item::{self, GRANT_ACTIVE, GRANT_ENDED, n, s},
 };
-use crate::approval::{ApprovalError, Grant};
+use crate::approval::{ApprovalError, Grant, store::Grants};
 
-impl DynamoDb {
-    pub(super) fn put_grant(&self, g: &Grant) -> Result<(), ApprovalError> {
+impl Grants for DynamoDb {
+    fn insert_grant(&self, g: &Grant) -> Result<(), ApprovalError> {
         self.call(
             "PutItem",
             json!({ "Item": item::grant(g), "ConditionExpression": "attribute_not_exists(pk)" }),
@@ -20,22 +20,22 @@ impl DynamoDb {
     }
 
     /// Every grant (`all`) or those in force at `now_us`, oldest first.
-    /// The whole `grant` side of the index is read: grants are few (people
-    /// add them by hand), and ended ones leave with the table's TTL.
-    pub(super) fn list_grants(&self, now_us: i64, all: bool) -> Result<Vec<Grant>, ApprovalError> {
-        let (filter, values) = if all {
-            ("", json!({}))
-        } else {
-            (
-                "attribute_not_exists(revoked_us) AND expires_us > :now",
-                json!({ ":now": n(now_us) }),
-            )
-        };
-        let found = self.recent("grant", -1, filter, values)?;
+    /// In force is read from the partition of grants that have not ended
+    /// (what every agent re-reads each poll): ended grants, which stay
+    /// until the table's TTL removes them, are read only for `all`.
+    fn grants(&self, now_us: i64, all: bool) -> Result<Vec<Grant>, ApprovalError> {
+        let in_force = "attribute_not_exists(revoked_us) AND expires_us > :now";
+        if !all {
+            let found = self.recent(GRANT_ACTIVE, -1, in_force, json!({ ":now": n(now_us) }))?;
+            return Ok(found.iter().map(item::read_grant).collect());
+        }
+        let mut found = self.recent(GRANT_ACTIVE, -1, "", json!({}))?;
+        found.extend(self.recent(GRANT_ENDED, -1, "", json!({}))?);
+        found.sort_by_cached_key(|i| item::get_s(i, "order"));
         Ok(found.iter().map(item::read_grant).collect())
     }
 
-    pub(super) fn get_grant(&self, id: &str) -> Result<Option<Grant>, ApprovalError> {
+    fn grant(&self, id: &str) -> Result<Option<Grant>, ApprovalError> {
         Ok(self
             .get_item(item::grant_key(id))?
             .map(|i| item::read_grant(&i)))
@@ -43,23 +43,19 @@ impl DynamoDb {
 
     /// Revokes grant `id` if it is still in force; false if it was not
     /// (or another agent revoked it first).
-    pub(super) fn revoke(
-        &self,
-        id: &str,
-        by: &str,
-        reason: &str,
-        now_us: i64,
-    ) -> Result<bool, ApprovalError> {
+    fn revoke_grant(&self, id: &str, by: &str, why: &str, now: i64) -> Result<bool, ApprovalError> {
         let r = self.call(
             "UpdateItem",
             json!({
                 "Key": item::grant_key(id),
                 "UpdateExpression": "SET revoked_us = :now, revoked_by = :by, \
-                                     revoke_reason = :r, ended_recorded = :one",
+                                     revoke_reason = :r, ended_recorded = :one, #k = :ended",
+                "ExpressionAttributeNames": { "#k": "kind" },
                 "ConditionExpression": "attribute_exists(pk) AND attribute_not_exists(revoked_us) \
                                         AND expires_us > :now",
                 "ExpressionAttributeValues": {
-                    ":now": n(now_us), ":by": s(by), ":r": s(reason), ":one": n(1),
+                    ":now": n(now), ":by": s(by), ":r": s(why), ":one": n(1),
+                    ":ended": s(GRANT_ENDED),
                 },
             }),
         );
@@ -73,19 +69,22 @@ impl DynamoDb {
     /// Grants past their TTL whose end no agent has recorded yet; each is
     /// marked recorded by a conditional write, and returned only if this
     /// agent's write won.
-    pub(super) fn take_expired(&self, now_us: i64) -> Result<Vec<Grant>, ApprovalError> {
+    fn take_expired_grants(&self, now_us: i64) -> Result<Vec<Grant>, ApprovalError> {
         let filter = "ended_recorded = :zero AND expires_us <= :now";
         let values = json!({ ":zero": n(0), ":now": n(now_us) });
         let mut won = Vec::new();
-        for i in self.recent("grant", -1, filter, values)? {
+        for i in self.recent(GRANT_ACTIVE, -1, filter, values)? {
             let g = item::read_grant(&i);
             let r = self.call(
                 "UpdateItem",
                 json!({
                     "Key": item::grant_key(&g.id),
-                    "UpdateExpression": "SET ended_recorded = :one",
+                    "UpdateExpression": "SET ended_recorded = :one, #k = :ended",
                     "ConditionExpression": "ended_recorded = :zero",
-                    "ExpressionAttributeValues": { ":zero": n(0), ":one": n(1) },
+                    "ExpressionAttributeNames": { "#k": "kind" },
+                    "ExpressionAttributeValues": {
+                        ":zero": n(0), ":one": n(1), ":ended": s(GRANT_ENDED),
+                    },
                 }),
             );
             match r {

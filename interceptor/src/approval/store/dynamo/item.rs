@@ -88,7 +88,7 @@ pub fn approval(a: &Approval, host: &str, keep_us: i64) -> Item {
     };
     let mut m = Item::new();
     for (k, v) in [
-        ("kind", "approval"),
+        ("kind", approval_kind(a.status).as_str()),
         ("order", &order(a.created_us, &a.id)),
         ("id", &a.id),
         ("status", a.status.as_str()),
@@ -179,11 +179,29 @@ pub fn read_approval(m: &Item) -> Approval {
     }
 }
 
+/// The `by_kind` partition of an approval in `status`: one per status, so
+/// the open ones (pending, approved) are read without the closed ones,
+/// however many those are. A status change moves the item.
+pub fn approval_kind(status: Status) -> String {
+    format!("approval#{}", status.as_str())
+}
+
+/// The `by_kind` partition of grants that have not ended (neither revoked
+/// nor recorded as expired); an ended grant moves to [`GRANT_ENDED`].
+pub const GRANT_ACTIVE: &str = "grant#active";
+/// The `by_kind` partition of ended grants (listed only by `grants list --all`).
+pub const GRANT_ENDED: &str = "grant#ended";
+
 /// The item of a new grant.
 pub fn grant(g: &Grant) -> Item {
     let mut m = Item::new();
+    let kind = if g.revocation.revoked_us.is_some() {
+        GRANT_ENDED
+    } else {
+        GRANT_ACTIVE
+    };
     for (k, v) in [
-        ("kind", "grant"),
+        ("kind", kind),
         ("order", &order(g.created_us, &g.id)),
         ("id", &g.id),
         ("subject", &g.subject),

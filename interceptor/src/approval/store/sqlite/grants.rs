@@ -4,7 +4,8 @@
 
 use rusqlite::{Params, Row, params};
 
-use super::Store;
+use super::{Sqlite, Store};
+use crate::approval::store::Grants;
 use crate::approval::{ApprovalError, Grant, Revocation};
 
 const GRANT_COLUMNS: &str = "id, subject, server, tool, created_us, expires_us, granted_by, \
@@ -30,9 +31,17 @@ fn grant_row(r: &Row<'_>) -> rusqlite::Result<Grant> {
 }
 
 impl Store {
-    /// Stores a new grant.
-    pub fn insert_grant(&self, g: &Grant) -> Result<(), ApprovalError> {
-        self.db.execute(
+    /// The grants `where_` selects.
+    fn grants_where(&self, where_: &str, p: impl Params) -> Result<Vec<Grant>, ApprovalError> {
+        let sql = format!("SELECT {GRANT_COLUMNS} FROM grants WHERE {where_}");
+        self.all(&sql, p, grant_row)
+    }
+}
+
+impl Grants for Sqlite {
+    fn insert_grant(&self, g: &Grant) -> Result<(), ApprovalError> {
+        let s = self.db();
+        s.db.execute(
             &format!(
                 "INSERT INTO grants ({GRANT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
             ),
@@ -54,49 +63,36 @@ impl Store {
         Ok(())
     }
 
-    /// Grants still in force at `now_us`, or all when `all`.
-    pub fn grants(&self, now_us: i64, all: bool) -> Result<Vec<Grant>, ApprovalError> {
-        self.grants_where(
+    fn grants(&self, now_us: i64, all: bool) -> Result<Vec<Grant>, ApprovalError> {
+        let s = self.db();
+        s.grants_where(
             "?2 OR (revoked_us IS NULL AND expires_us > ?1) ORDER BY created_us",
             params![now_us, all],
         )
     }
 
-    /// The grants `where_` selects.
-    fn grants_where(&self, where_: &str, p: impl Params) -> Result<Vec<Grant>, ApprovalError> {
-        let sql = format!("SELECT {GRANT_COLUMNS} FROM grants WHERE {where_}");
-        self.all(&sql, p, grant_row)
+    fn grant(&self, id: &str) -> Result<Option<Grant>, ApprovalError> {
+        let s = self.db();
+        Ok(s.grants_where("id = ?1", [id])?.into_iter().next())
     }
 
-    /// Looks up one grant by id.
-    pub fn grant(&self, id: &str) -> Result<Option<Grant>, ApprovalError> {
-        Ok(self.grants_where("id = ?1", [id])?.into_iter().next())
-    }
-
-    /// Revokes an active grant; false when it was not active.
-    pub fn revoke_grant(
-        &self,
-        id: &str,
-        by: &str,
-        reason: &str,
-        now_us: i64,
-    ) -> Result<bool, ApprovalError> {
-        let n = self.db.execute(
+    fn revoke_grant(&self, id: &str, by: &str, why: &str, now: i64) -> Result<bool, ApprovalError> {
+        let s = self.db();
+        let n = s.db.execute(
             "UPDATE grants SET revoked_us = ?2, revoked_by = ?3, revoke_reason = ?4, ended_recorded = 1 \
              WHERE id = ?1 AND revoked_us IS NULL AND expires_us > ?2",
-            params![id, now_us, by, reason],
+            params![id, now, by, why],
         )?;
         Ok(n == 1)
     }
 
-    /// Grants that expired and whose end is not yet in the audit; marks
-    /// them recorded.
-    pub fn take_expired_grants(&self, now_us: i64) -> Result<Vec<Grant>, ApprovalError> {
-        let mut gs = self.grants_where("ended_recorded = 0 AND expires_us <= ?1", [now_us])?;
+    fn take_expired_grants(&self, now_us: i64) -> Result<Vec<Grant>, ApprovalError> {
+        let s = self.db();
+        let mut gs = s.grants_where("ended_recorded = 0 AND expires_us <= ?1", [now_us])?;
         // Conditional, so of two agents sharing the file one records each.
         let mut won = Vec::with_capacity(gs.len());
         for g in gs.drain(..) {
-            let n = self.db.execute(
+            let n = s.db.execute(
                 "UPDATE grants SET ended_recorded = 1 WHERE id = ?1 AND ended_recorded = 0",
                 [&g.id],
             )?;
