@@ -154,14 +154,21 @@ impl Approvals {
         }
     }
 
-    /// Runs `sweep` every second until the process ends.
+    /// Runs `sweep` every second until the process ends, on the blocking
+    /// pool: with a shared store a sweep is three network round trips,
+    /// which must not hold a runtime thread that serves connections.
     pub fn spawn_sweeper(self: &Arc<Self>) {
         let this = Arc::downgrade(self);
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(Duration::from_secs(1)).await;
                 let Some(a) = this.upgrade() else { return };
-                a.sweep();
+                if tokio::task::spawn_blocking(move || a.sweep())
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
             }
         });
     }
