@@ -296,12 +296,7 @@ impl Backend for DynamoDb {
     }
 
     fn page(&self, w: &Window<'_>) -> Result<Vec<Approval>, ApprovalError> {
-        let Window {
-            status,
-            after,
-            newest_first,
-            limit,
-        } = *w;
+        let (status, after, newest_first, limit) = (w.status, w.after, w.newest_first, w.limit);
         // One partition per status: all statuses is their pages merged.
         let one = status.map(|s| [s]);
         let statuses: &[Status] = one.as_ref().map_or(Status::ALL, |o| o.as_slice());

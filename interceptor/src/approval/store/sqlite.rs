@@ -287,12 +287,7 @@ impl Backend for Sqlite {
     }
 
     fn page(&self, w: &Window<'_>) -> Result<Vec<Approval>, ApprovalError> {
-        let Window {
-            status,
-            after,
-            newest_first,
-            limit,
-        } = *w;
+        let (status, after, newest_first, limit) = (w.status, w.after, w.newest_first, w.limit);
         let s = self.db();
         let (cmp, order) = if newest_first {
             ("<", "DESC")
