@@ -490,6 +490,31 @@ fn the_sweep_reads_open_requests_and_live_grants_only() {
 }
 
 #[test]
+fn one_agent_sweeps_for_the_fleet() {
+    let t = Table::new("store-lease");
+    let (a, b) = (t.store("a"), t.store("b"));
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_micros() as i64;
+    let (lease, look) = (dynamo::LEASE_US, dynamo::TRY_US);
+    assert!(a.sweep_turn(now).unwrap(), "the first agent takes the turn");
+    assert!(!b.sweep_turn(now).unwrap(), "a holds it");
+    assert!(
+        !b.sweep_turn(now + look / 2).unwrap(),
+        "b looks again only later"
+    );
+    // a renews halfway through; b, looking after its first lease would
+    // have run out, finds it renewed.
+    assert!(a.sweep_turn(now + lease * 6 / 10).unwrap());
+    assert!(!b.sweep_turn(now + lease + 1).unwrap(), "renewed by a");
+    // a stops: once its lease runs out, b takes the turn, and a sees it.
+    let later = now + lease * 6 / 10 + lease + look + 1;
+    assert!(b.sweep_turn(later).unwrap(), "b takes over");
+    assert!(!a.sweep_turn(later).unwrap(), "a sees b's turn");
+}
+
+#[test]
 fn the_agent_refuses_a_table_it_cannot_use() {
     let t = Table::new("store-missing");
     let mut missing = t.target.clone();

@@ -129,6 +129,11 @@ impl Approvals {
     /// ones not used in time, grants past their TTL (one row each).
     pub fn sweep(&self) {
         let now = now_us();
+        // A shared store is swept by one agent of the fleet at a time; the
+        // others' listings and counts lag it by at most a second.
+        if !self.db().sweep_turn(now).unwrap_or(true) {
+            return;
+        }
         let pending = self.db().due_pending(now).unwrap_or_default();
         for p in pending {
             let _ = self.settle("no decision before the deadline", |db, why| {

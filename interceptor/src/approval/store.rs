@@ -87,6 +87,12 @@ pub trait Backend: Grants + Send + Sync {
     fn due_pending(&self, now_us: i64) -> Result<Vec<Pending>, ApprovalError>;
     /// Approved requests not used before their `valid_until_us`.
     fn due_approved(&self, now_us: i64) -> Result<Vec<Approved>, ApprovalError>;
+    /// Whether this agent sweeps at `now_us`: always, unless the store is
+    /// shared and another agent has the turn (`dynamo::lease`).
+    fn sweep_turn(&self, now_us: i64) -> Result<bool, ApprovalError> {
+        let _ = now_us;
+        Ok(true)
+    }
     /// Pending hold-mode requests held by this store's host (their callers
     /// are gone after it restarts; other hosts' callers are not).
     fn pending_holds(&self) -> Result<Vec<Pending>, ApprovalError>;

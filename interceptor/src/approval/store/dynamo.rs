@@ -18,10 +18,12 @@
 mod client;
 mod grants;
 mod item;
+mod lease;
 mod table;
 
 use serde_json::{Value, json};
 
+pub use lease::{LEASE_US, TRY_US};
 pub use table::create_table;
 
 use self::{
@@ -146,6 +148,8 @@ pub struct DynamoDb {
     window_us: i64,
     /// How long after its deadline an approval may still be used.
     keep_us: i64,
+    /// Whose turn it is to sweep ([`lease`]).
+    lease: lease::Lease,
 }
 
 fn secs(s: u64) -> i64 {
@@ -164,6 +168,7 @@ impl DynamoDb {
             host: host.into(),
             window_us: wait + secs(a.valid_seconds) + secs(24 * 3600),
             keep_us: secs(a.valid_seconds),
+            lease: lease::Lease::default(),
         };
         let unusable = |reason: String| DynamoError::Unusable {
             table: t.table.clone(),
@@ -260,6 +265,10 @@ impl DynamoDb {
 }
 
 impl Backend for DynamoDb {
+    fn sweep_turn(&self, now_us: i64) -> Result<bool, ApprovalError> {
+        self.sweep_turn_at(now_us)
+    }
+
     fn state_key(&self) -> Result<[u8; 32], ApprovalError> {
         let key = json!({ "pk": s("secret#request_state_key"), "sk": s("s") });
         let mut fresh = key.clone();
