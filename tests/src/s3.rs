@@ -54,6 +54,33 @@ pub fn moto_in(ns: Option<&str>, port: u16, dir: &Path, tag: &str) -> Proc {
     p
 }
 
+/// Starts moto on `port` (≤ 30 s), answering one request at a time
+/// (tests/peers/moto_serial.py: its own server does not make DynamoDB's
+/// conditional writes atomic), with an empty `BUCKET`.
+pub fn moto_serial(port: u16, dir: &Path, tag: &str) -> Proc {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("peers/moto_serial.py");
+    let args = [
+        script.display().to_string(),
+        "-H".into(),
+        "127.0.0.1".into(),
+        "-p".into(),
+        port.to_string(),
+    ];
+    let mut p = Proc::spawn(
+        &format!("moto-{tag}"),
+        None,
+        &venv_bin("python"),
+        &args,
+        dir,
+    );
+    p.wait_for_output(
+        &format!("Running on http://127.0.0.1:{port}"),
+        Duration::from_secs(30),
+    );
+    boto(port, "s3.create_bucket(Bucket=bucket)");
+    p
+}
+
 /// Runs a boto3 snippet (with `s3` and `bucket` defined); returns stdout.
 pub fn boto(port: u16, code: &str) -> String {
     boto_in(None, port, code)

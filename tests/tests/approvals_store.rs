@@ -1,6 +1,7 @@
 //! Approvals and grants on a shared store: several `Approvals` (the agents
 //! of a fleet, each with its own host name) over ONE DynamoDB table served
-//! by a real moto, and the same contract checked against SQLite so the two
+//! by a real moto (one request at a time, as tests/peers/moto_serial.py
+//! says why), and the same contract checked against SQLite so the two
 //! stores cannot drift.
 
 use std::{
@@ -19,7 +20,7 @@ use interceptor::{
 };
 use mcp_interceptor_tests::{
     Proc, TempDir,
-    s3::{KEY_ID, SECRET, boto, free_port, moto},
+    s3::{KEY_ID, SECRET, boto, free_port, moto_serial},
 };
 use serde_json::{Value, json};
 
@@ -66,7 +67,9 @@ impl Table {
     fn new(tag: &str) -> Self {
         let dir = TempDir::new(tag);
         let port = free_port();
-        let moto = moto(port, dir.path(), tag);
+        // Requests in turn: the races below test the store's conditional
+        // writes, which moto's threaded server does not make atomic.
+        let moto = moto_serial(port, dir.path(), tag);
         let target = target(port, "approvals");
         dynamo::create_table(&target).expect("create the table");
         Self {
