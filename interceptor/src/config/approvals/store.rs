@@ -13,16 +13,16 @@ use super::super::ValidationError::{self, Invalid};
 #[educe(Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct DynamoDbStore {
+    /// How often held calls and grants are re-read from the table (a vote
+    /// or a grant made on another agent applies here within this).
+    #[educe(Default = 500)]
+    pub poll_ms: u64,
     /// The table's region; unset: `AWS_REGION`, `AWS_DEFAULT_REGION`, else
     /// `us-east-1`.
     pub region: Option<String>,
     /// A DynamoDB-compatible endpoint (a VPC endpoint, moto); unset:
     /// `AWS_ENDPOINT_URL_DYNAMODB`, `AWS_ENDPOINT_URL`, else the region's.
     pub endpoint: Option<String>,
-    /// How often held calls and grants are re-read from the table (a vote
-    /// or a grant made on another agent applies here within this).
-    #[educe(Default = 500)]
-    pub poll_ms: u64,
 }
 
 /// Where approvals and grants live, as `approvals.store` names it.
