@@ -6,6 +6,7 @@
 use std::{
     io::{Read, Write},
     os::unix::net::UnixStream,
+    path::Path,
     process::Output,
     time::Duration,
 };
@@ -42,6 +43,39 @@ pub fn aws_cli(ns: &str, args: &[&str]) -> Output {
         &env,
         Duration::from_secs(60),
     )
+}
+
+/// Writes `policy` (one Cedar file) and `cases` (its `policy test` file)
+/// to `root/bundle-<version>` and publishes them as bundle `version` to
+/// `to` from inside `ns`, signed with `root/signer.key` under the
+/// publisher's config `root/publisher.toml`.
+pub fn publish(
+    ns: &str,
+    root: &Path,
+    version: &str,
+    policy: &str,
+    cases: &str,
+    to: &str,
+) -> Output {
+    let d = root.join(format!("bundle-{version}"));
+    std::fs::create_dir_all(&d).unwrap();
+    std::fs::write(d.join("policy.cedar"), policy).unwrap();
+    std::fs::write(d.join("cases.toml"), cases).unwrap();
+    let (key, cfg) = (root.join("signer.key"), root.join("publisher.toml"));
+    let args = [
+        "policy",
+        "publish",
+        d.to_str().unwrap(),
+        "--key",
+        key.to_str().unwrap(),
+        "--version",
+        version,
+        "--to",
+        to,
+        "--config",
+        cfg.to_str().unwrap(),
+    ];
+    aws_cli(ns, &args)
 }
 
 /// stdout and stderr of `o`, one after the other.

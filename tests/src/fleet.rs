@@ -20,9 +20,9 @@ use serde_json::Value;
 
 use crate::{
     Agent, NetNs, Proc,
-    bundle::{aws_cli, aws_env, ok, output_text},
+    bundle::{aws_cli, aws_env, ok, output_text, publish},
     peer,
-    s3::{BUCKET, KEY_ID, SECRET, boto_in, venv_bin},
+    s3::{BUCKET, KEY_ID, SECRET, boto_in, moto_on},
     wait_for,
     world::admin_cli,
 };
@@ -139,21 +139,8 @@ impl Fleet {
     /// moto on every address of the hub with the test bucket and the
     /// approvals table made, and a bundle signing key.
     pub fn start_aws(&mut self) {
-        let args = ["-H", "0.0.0.0", "-p", &MOTO.to_string()].map(String::from);
-        let moto = venv_bin("moto_server");
-        let mut p = Proc::spawn(
-            "moto-fleet",
-            Some(self.hub.name()),
-            &moto,
-            &args,
-            &self.root,
-        );
-        p.wait_for_output(
-            &format!("Running on http://127.0.0.1:{MOTO}"),
-            Duration::from_secs(30),
-        );
-        self.moto = Some(p);
-        self.aws("s3.create_bucket(Bucket=bucket)");
+        let hub = Some(self.hub.name());
+        self.moto = Some(moto_on(hub, "0.0.0.0", MOTO, &self.root, "fleet"));
         self.create_table();
         let key = self.root.join("signer.key");
         let keygen = aws_cli(
@@ -202,26 +189,14 @@ impl Fleet {
     /// Publishes `policy` as bundle `version` (after its `cases`, a
     /// `policy test` file), from host 1.
     pub fn publish(&self, version: &str, policy: &str, cases: &str) {
-        let d = self.root.join(format!("bundle-{version}"));
-        std::fs::create_dir_all(&d).unwrap();
-        std::fs::write(d.join("fleet.cedar"), policy).unwrap();
-        std::fs::write(d.join("cases.toml"), cases).unwrap();
-        let key = self.root.join("signer.key");
-        let cfg = self.root.join("publisher.toml");
-        let args = [
-            "policy",
-            "publish",
-            d.to_str().unwrap(),
-            "--key",
-            key.to_str().unwrap(),
-            "--version",
+        let out = publish(
+            self.hosts[0].name(),
+            &self.root,
             version,
-            "--to",
+            policy,
+            cases,
             SOURCE,
-            "--config",
-            cfg.to_str().unwrap(),
-        ];
-        let out = aws_cli(self.hosts[0].name(), &args);
+        );
         assert!(
             out.status.success(),
             "publish {version}: {}",
@@ -300,6 +275,26 @@ impl Fleet {
                 })
             },
         )
+    }
+
+    /// Grants `svc:caller` (the kernel-named caller) `tool` for ten
+    /// minutes through host `i`'s admin socket: (succeeded, output).
+    pub fn grant(&self, i: usize, tool: &str, reason: &str) -> (bool, String) {
+        let args = [
+            "grants",
+            "add",
+            "--subject",
+            "svc:caller",
+            "--issuer",
+            "process",
+            "--tool",
+            tool,
+            "--ttl",
+            "10m",
+            "--reason",
+            reason,
+        ];
+        self.admin(i, &args)
     }
 
     /// Approves `id` through host `i`'s admin socket.

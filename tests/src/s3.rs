@@ -38,20 +38,24 @@ pub fn moto(port: u16, dir: &Path, tag: &str) -> Proc {
 
 /// Starts moto inside network namespace `ns` (or here).
 pub fn moto_in(ns: Option<&str>, port: u16, dir: &Path, tag: &str) -> Proc {
-    let args = ["-H", "127.0.0.1", "-p", &port.to_string()].map(String::from);
-    let mut p = Proc::spawn(
-        &format!("moto-{tag}"),
+    moto_on(ns, "127.0.0.1", port, dir, tag)
+}
+
+/// Starts moto in `ns` on `host:port` (`0.0.0.0`: every address; it is
+/// always reached on 127.0.0.1 as well) with an empty `BUCKET`, ≤ 30 s.
+pub fn moto_on(ns: Option<&str>, host: &str, port: u16, dir: &Path, tag: &str) -> Proc {
+    let args = ["-H", host, "-p", &port.to_string()].map(String::from);
+    started(
+        Proc::spawn(
+            &format!("moto-{tag}"),
+            ns,
+            &venv_bin("moto_server"),
+            &args,
+            dir,
+        ),
         ns,
-        &venv_bin("moto_server"),
-        &args,
-        dir,
-    );
-    p.wait_for_output(
-        &format!("Running on http://127.0.0.1:{port}"),
-        Duration::from_secs(30),
-    );
-    boto_in(ns, port, "s3.create_bucket(Bucket=bucket)");
-    p
+        port,
+    )
 }
 
 /// Starts moto on `port` (≤ 30 s), answering one request at a time
@@ -66,18 +70,24 @@ pub fn moto_serial(port: u16, dir: &Path, tag: &str) -> Proc {
         "-p".into(),
         port.to_string(),
     ];
-    let mut p = Proc::spawn(
+    let p = Proc::spawn(
         &format!("moto-{tag}"),
         None,
         &venv_bin("python"),
         &args,
         dir,
     );
+    started(p, None, port)
+}
+
+/// `p` (a moto server in `ns`) once it listens on `port`, with the test
+/// bucket made.
+fn started(mut p: Proc, ns: Option<&str>, port: u16) -> Proc {
     p.wait_for_output(
         &format!("Running on http://127.0.0.1:{port}"),
         Duration::from_secs(30),
     );
-    boto(port, "s3.create_bucket(Bucket=bucket)");
+    boto_in(ns, port, "s3.create_bucket(Bucket=bucket)");
     p
 }
 

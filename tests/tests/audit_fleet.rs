@@ -14,7 +14,7 @@ use std::{path::Path, process::Command, time::Duration};
 
 use mcp_interceptor_tests::{
     Agent, NetNs, TempDir, auditq,
-    bundle::{aws_cli, aws_env, ok, output_text},
+    bundle::{self, aws_cli, aws_env, ok, output_text},
     peer::{self, call},
     require_root,
     s3::{BUCKET, boto_in, bucket_objects_in, moto_in},
@@ -153,42 +153,18 @@ fn cli_ok(ns: &NetNs, args: &[&str]) -> String {
 
 /// A bundle that permits everything, with the `policy test` case that
 /// says so, published as `version` to `s3://audit-e2e/policy/`.
-fn publish(ns: &NetNs, root: &Path, key: &Path, version: &str) {
-    let d = root.join(format!("bundle-{version}"));
-    std::fs::create_dir_all(&d).unwrap();
-    std::fs::write(
-        d.join("base.cedar"),
-        "@id(\"all\")\npermit (principal, action, resource);\n",
-    )
-    .unwrap();
-    std::fs::write(
-        d.join("cases.toml"),
-        "[[case]]\nname = \"echo\"\nsubject = \"anyone\"\nmethod = \"tools/call\"\n\
-         tool = \"echo\"\nexpect = \"allow\"\n",
-    )
-    .unwrap();
-    let cfg = root.join("publisher.toml");
-    let (d, key, cfg) = (
-        d.display().to_string(),
-        key.display().to_string(),
-        cfg.display().to_string(),
-    );
-    cli_ok(
-        ns,
-        &[
-            "policy",
-            "publish",
-            &d,
-            "--key",
-            &key,
-            "--version",
-            version,
-            "--to",
-            POLICY,
-            "--config",
-            &cfg,
-        ],
-    );
+fn publish(ns: &NetNs, root: &Path, version: &str) {
+    let policy = "@id(\"all\")\npermit (principal, action, resource);\n";
+    let cases = "[[case]]\nname = \"echo\"\nsubject = \"anyone\"\nmethod = \"tools/call\"\n\
+                 tool = \"echo\"\nexpect = \"allow\"\n";
+    ok(bundle::publish(
+        ns.name(),
+        root,
+        version,
+        policy,
+        cases,
+        POLICY,
+    ));
 }
 
 const POLICY: &str = "s3://audit-e2e/policy/";
@@ -267,11 +243,11 @@ fn heartbeats_name_the_bundle_and_the_fleet_query_finds_silent_and_stale_hosts()
     .unwrap();
 
     // "stale" runs bundle 1, then stops; "live" runs bundle 2.
-    publish(&ns, root, &key, "1");
+    publish(&ns, root, "1");
     let mut stale = beating(&ns, root, "stale", &public);
     stale.stop(SIGTERM);
     let stopped = std::time::Instant::now();
-    publish(&ns, root, &key, "2");
+    publish(&ns, root, "2");
     let mut live = beating(&ns, root, "live", &public);
 
     // The heartbeat row: host, version, policy set and bundle, counters.

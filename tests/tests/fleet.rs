@@ -85,23 +85,7 @@ fn grant_on_1_admits_on_20(f: &Fleet) {
     let q = json!({"sql": "select 1"});
     let before = call(f.hosts[19].name(), URL, "query", q.clone());
     assert!(!before.ok(), "query without a grant: {}", before.text());
-    let (ok, out) = f.admin(
-        0,
-        &[
-            "grants",
-            "add",
-            "--subject",
-            "svc:caller",
-            "--issuer",
-            "process",
-            "--tool",
-            "query",
-            "--ttl",
-            "10m",
-            "--reason",
-            "INC-fleet",
-        ],
-    );
+    let (ok, out) = f.grant(0, "query", "INC-fleet");
     assert!(ok, "grants add on host 1: {out}");
     let added = Instant::now();
     wait_for(

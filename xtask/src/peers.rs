@@ -69,21 +69,26 @@ fn python(root: &Path) -> Result<()> {
     eprintln!("==> setup: installing python peers from {PEERS_DIR}/requirements.txt");
     // Drop the stamp first: an interrupted install must not look complete.
     remove_if_exists(&stamp)?;
-    crate::run_in(
-        root,
-        Command::new(&py)
-            .args([
-                "-m",
-                "pip",
-                "install",
-                "--disable-pip-version-check",
-                "--no-input",
-                "--quiet",
-                "-r",
-            ])
-            .arg(&requirements),
-    )?;
+    pip_install(root, None, &requirements)?;
     write_atomically(&stamp, &wanted)
+}
+
+/// `pip install -r requirements` with the venv's pip, into `target`
+/// (`--target`) when given.
+fn pip_install(root: &Path, target: Option<&Path>, requirements: &Path) -> Result<()> {
+    let mut pip = Command::new(root.join(VENV).join("bin/python"));
+    pip.args([
+        "-m",
+        "pip",
+        "install",
+        "--disable-pip-version-check",
+        "--no-input",
+        "--quiet",
+    ]);
+    if let Some(t) = target {
+        pip.arg("--target").arg(t);
+    }
+    crate::run_in(root, pip.arg("-r").arg(requirements))
 }
 
 /// `.venv/duckdb-httpfs`, a `pip install --target` of
@@ -102,22 +107,7 @@ fn httpfs_reader(root: &Path) -> Result<()> {
     if dir.exists() {
         fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
     }
-    crate::run_in(
-        root,
-        Command::new(root.join(VENV).join("bin/python"))
-            .args([
-                "-m",
-                "pip",
-                "install",
-                "--disable-pip-version-check",
-                "--no-input",
-                "--quiet",
-                "--target",
-            ])
-            .arg(&dir)
-            .arg("-r")
-            .arg(&requirements),
-    )?;
+    pip_install(root, Some(&dir), &requirements)?;
     write_atomically(&stamp, &wanted)
 }
 

@@ -41,21 +41,7 @@ pub fn show() {
 
     let q = json!({"sql": "select 1"});
     let before = call(f.hosts[1].name(), URL, "query", q.clone());
-    let grant = [
-        "grants",
-        "add",
-        "--subject",
-        "svc:caller",
-        "--issuer",
-        "process",
-        "--tool",
-        "query",
-        "--ttl",
-        "10m",
-        "--reason",
-        "INC-7",
-    ];
-    let (ok, _) = f.admin(0, &grant);
+    let (ok, _) = f.grant(0, "query", "INC-7");
     let added = Instant::now();
     let mut after = call(f.hosts[1].name(), URL, "query", q.clone());
     while !after.ok() && added.elapsed() < std::time::Duration::from_secs(10) {
