@@ -165,6 +165,20 @@ pub struct Audit {
     pub s3: Option<S3Config>,
 }
 
+impl Audit {
+    /// The host name rows, file names and a shared approvals store go by:
+    /// `host`, else the kernel's host name, else `localhost`.
+    pub fn host_name(&self) -> String {
+        self.host.clone().unwrap_or_else(|| {
+            std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .map(|h| h.trim().to_string())
+                .ok()
+                .filter(|h| !h.is_empty())
+                .unwrap_or_else(|| "localhost".into())
+        })
+    }
+}
+
 /// Whether to steer traffic with eBPF or listen only.
 #[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]

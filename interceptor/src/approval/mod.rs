@@ -202,7 +202,7 @@ impl Approvals {
     /// are marked interrupted. A shared store that cannot be used is an
     /// error ([`ApprovalError::Unusable`]): the agent fails closed.
     pub fn open(cfg: &Config, events: Events, mask: MaskFn) -> Result<Arc<Self>, ApprovalError> {
-        let host = cfg.audit.host.clone().unwrap_or_else(kernel_host_name);
+        let host = cfg.audit.host_name();
         Self::open_as(cfg, &host, events, mask)
     }
 
@@ -345,15 +345,6 @@ fn step(kind: &str, a: &Approval, who: Option<&Actor>, message: String) -> Lifec
     };
     r.decision = Some(a.status.as_str().into());
     r
-}
-
-/// The kernel's host name (what `audit.host` defaults to as well).
-fn kernel_host_name() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
-        .ok()
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "localhost".into())
 }
 
 fn secs_us(s: u64) -> i64 {

@@ -111,15 +111,6 @@ pub struct Audit {
     threads: Arc<Mutex<Vec<JoinHandle<()>>>>,
 }
 
-/// The host name stamped on rows when none is configured.
-pub fn default_host() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
-        .ok()
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "localhost".into())
-}
-
 /// The one sink of events made outside an exchange (approvals, grants,
 /// tool pins, policy loads): their emitters hold a `pipeline::Events`
 /// handle, never the audit itself.
@@ -139,7 +130,7 @@ impl Audit {
     ) -> Result<Self, AuditError> {
         let dir = cfg.dir.clone();
         fsutil::create_private_dir(&dir).map_err(dir_err(&dir))?;
-        let host = cfg.host.clone().unwrap_or_else(default_host);
+        let host = cfg.host_name();
         let mut chain = open_chain(cfg, &host)?;
         let first_seq = chain.segments.last().map_or(0, |s| s + 1);
         let (wal, leftover) = open_wal(cfg, first_seq)?;

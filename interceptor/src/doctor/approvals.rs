@@ -6,7 +6,6 @@
 use super::{Check, fail, ok};
 use crate::{
     approval::store::{DynamoDb, dynamo::Target},
-    audit,
     config::{ApprovalStore, Config},
 };
 
@@ -19,7 +18,7 @@ pub fn checks(cfg: &Config) -> Vec<Check> {
         Err(e) => return vec![fail("approvals-store", e, "fix approvals.store")],
     };
     let t = Target::resolve(&table, &cfg.approvals.dynamodb);
-    let host = cfg.audit.host.clone().unwrap_or_else(audit::default_host);
+    let host = cfg.audit.host_name();
     let at = format!(
         "table {table} (region {}, endpoint {})",
         t.region, t.endpoint

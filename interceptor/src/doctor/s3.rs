@@ -24,7 +24,7 @@ use object_store::{
 
 use super::{Check, fail, ok};
 use crate::{
-    audit::{self, upload},
+    audit::upload,
     config::{Config, S3Config},
 };
 
@@ -37,7 +37,7 @@ pub fn checks(cfg: &Config) -> Vec<Check> {
     let Some(s3) = cfg.audit.s3.as_ref().filter(|_| cfg.audit.enabled) else {
         return Vec::new();
     };
-    let host = cfg.audit.host.clone().unwrap_or_else(audit::default_host);
+    let host = cfg.audit.host_name();
     let prefix = s3.prefix.trim_matches('/');
     let dir = if prefix.is_empty() {
         format!("manifest/{host}")
